@@ -1,0 +1,64 @@
+// Server configuration: defaults < TOML file (--config) < LIMAOIM_* environment
+// < command-line flags. Every option has the three spellings, derived from one
+// name: flag --max-conns, TOML key max_conns, variable LIMAOIM_MAX_CONNS.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace limaoim {
+
+enum class Mode : uint8_t {
+    Release,  // tokens are checked
+    Test,     // the token check is skipped (the original's TEST=true)
+    Debug,    // as release, with per-connection debug logs
+};
+
+// A token accepted for (uid, device_flag), given in the config file
+// ([[tokens]] uid/token/device_flag) or with --token UID:DEVICE_FLAG:TOKEN.
+struct TokenEntry {
+    std::string uid;
+    uint8_t device_flag = 0;
+    std::string token;
+};
+
+struct Config {
+    std::string config_path;  // --config; empty = defaults + environment + flags only
+
+    Mode mode = Mode::Release;
+    std::string addr = "0.0.0.0";  // TCP listen address
+    uint16_t port = 6666;          // the original's published test port
+    std::string http_addr = "127.0.0.1:1516";
+    std::string data_dir = "./data";
+    std::string store = "embedded";
+    uint32_t node_id = 1;
+    std::string instance;  // stats segment name; empty = the port number
+
+    uint32_t workers = 0;        // 0 = enough rings for max_conns given the fd limit
+    uint64_t max_conns = 200000;
+
+    uint32_t auth_timeout_ms = 10000;   // accept → successful CONNACK
+    uint32_t idle_timeout_ms = 60000;   // 3 × the clients' 20 s heartbeat
+    uint32_t kick_delay_ms = 4000;      // DISCONNECT → close of a replaced session
+    uint32_t shutdown_timeout_ms = 3000;  // SIGTERM → exit, flushing DISCONNECTs
+    uint32_t max_packet = 1u << 20;     // maximum remaining length, inclusive
+    uint32_t send_cap = 64u << 10;      // unsent output per session before it is dropped
+    uint32_t max_pending_handshakes = 65536;  // connections without CONNECT, server-wide
+
+    uint32_t recv_buffers = 1024;       // provided buffers per worker (power of two)
+    uint32_t recv_buffer_size = 4096;   // bytes each
+
+    std::vector<TokenEntry> tokens;
+    bool verbose = false;
+};
+
+// Parses argv, the environment and the TOML file named by --config. On an
+// error returns nullopt and sets `error` to a message naming the option and
+// where it came from. `--help` and `--version` set `exit_now`.
+std::optional<Config> load_config(int argc, char** argv, std::string& error, bool& exit_now);
+
+const char* to_string(Mode mode);
+
+}  // namespace limaoim

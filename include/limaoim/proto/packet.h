@@ -1,0 +1,149 @@
+// LiMaoIM packets, versions 1-4 (../shared/spec/PROTOCOL.md §3-§8).
+//
+// Every string and payload field is a view into the buffer the packet was
+// decoded from (the worker's receive buffer, or a session's reassembly chunk):
+// a decoded packet is valid only while that buffer is. Nothing here allocates.
+#pragma once
+
+#include <cstdint>
+#include <string_view>
+#include <variant>
+
+namespace limaoim::proto {
+
+enum class PacketType : uint8_t {
+    Connect = 1,
+    Connack = 2,
+    Send = 3,
+    Sendack = 4,
+    Recv = 5,
+    Recvack = 6,
+    Ping = 7,
+    Pong = 8,
+    Disconnect = 9,
+};
+// Arrays indexed by the raw type nibble (0..15) are sized with this, so a
+// counter exists for every value a hostile client can put on the wire.
+inline constexpr int kTypeNibbleCount = 16;
+
+const char* to_string(PacketType type);
+
+// Header flag bits: the low nibble of byte 0.
+namespace flag {
+inline constexpr uint8_t kDup = 0x08;
+inline constexpr uint8_t kSyncOnce = 0x04;
+inline constexpr uint8_t kRedDot = 0x02;
+inline constexpr uint8_t kNoPersist = 0x01;
+}  // namespace flag
+
+enum class ReasonCode : uint8_t {
+    Error = 0,
+    Success = 1,
+    AuthFail = 2,
+    SubscriberNotExist = 3,
+    InBlacklist = 4,
+    ChannelNotExist = 5,
+    UserNotOnNode = 6,
+    SenderOffline = 7,
+    MsgKeyError = 8,
+    PayloadDecodeError = 9,
+    ForwardSendPacketError = 10,
+    NotAllowSend = 11,
+};
+
+inline constexpr uint8_t kLatestVersion = 4;
+
+// Field presence uses strict comparisons on the connection's version byte, so
+// version 0 behaves like 1 and anything above 4 like 4 (PROTOCOL.md Q9).
+constexpr bool has_client_msg_no(uint8_t version) { return version > 1; }
+constexpr bool has_crypto(uint8_t version) { return version > 2; }
+constexpr bool has_setting(uint8_t version) { return version > 3; }
+
+struct ConnectPacket {
+    uint8_t flags = 0;
+    uint8_t version = 0;
+    std::string_view client_key;  // present when this packet's version > 2
+    uint8_t device_flag = 0;
+    std::string_view device_id;
+    int64_t client_timestamp = 0;
+    std::string_view uid;
+    std::string_view token;
+    bool operator==(const ConnectPacket&) const = default;
+};
+
+struct ConnackPacket {
+    uint8_t flags = 0;
+    std::string_view server_key;  // v>2
+    std::string_view salt;        // v>2
+    int64_t time_diff = 0;
+    uint8_t reason_code = 0;
+    bool operator==(const ConnackPacket&) const = default;
+};
+
+struct SendPacket {
+    uint8_t flags = 0;
+    uint8_t setting = 0;        // v>3
+    std::string_view msg_key;   // v>2
+    uint32_t client_seq = 0;
+    std::string_view client_msg_no;  // v>1
+    std::string_view channel_id;
+    uint8_t channel_type = 0;
+    std::string_view payload;  // the rest of the body
+    bool operator==(const SendPacket&) const = default;
+};
+
+struct SendackPacket {
+    uint8_t flags = 0;
+    uint32_t client_seq = 0;
+    int64_t message_id = 0;
+    uint32_t message_seq = 0;
+    uint8_t reason_code = 0;
+    bool operator==(const SendackPacket&) const = default;
+};
+
+struct RecvPacket {
+    uint8_t flags = 0;
+    uint8_t setting = 0;        // v>3
+    std::string_view msg_key;   // v>2
+    int64_t message_id = 0;
+    uint32_t message_seq = 0;
+    std::string_view client_msg_no;  // v>1
+    int32_t timestamp = 0;
+    std::string_view channel_id;
+    uint8_t channel_type = 0;
+    std::string_view from_uid;
+    std::string_view payload;  // the rest of the body
+    bool operator==(const RecvPacket&) const = default;
+};
+
+struct RecvackPacket {
+    uint8_t flags = 0;
+    int64_t message_id = 0;
+    uint32_t message_seq = 0;
+    bool operator==(const RecvackPacket&) const = default;
+};
+
+struct PingPacket {
+    bool operator==(const PingPacket&) const = default;
+};
+
+struct PongPacket {
+    bool operator==(const PongPacket&) const = default;
+};
+
+struct DisconnectPacket {
+    uint8_t flags = 0;
+    uint8_t reason_code = 0;
+    std::string_view reason;
+    bool operator==(const DisconnectPacket&) const = default;
+};
+
+// Alternative index + 1 == PacketType value.
+using Packet = std::variant<ConnectPacket, ConnackPacket, SendPacket, SendackPacket, RecvPacket,
+                            RecvackPacket, PingPacket, PongPacket, DisconnectPacket>;
+
+inline PacketType type_of(const Packet& packet) {
+    return static_cast<PacketType>(packet.index() + 1);
+}
+
+}  // namespace limaoim::proto

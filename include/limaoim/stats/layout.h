@@ -1,0 +1,149 @@
+// Layout of the shared-memory stats segment, /dev/shm/limaoim-<instance>.
+//
+// Written by the server (each WorkerBlock by exactly one worker thread, the
+// header by the main thread), read by limaoim-stat, which never talks to the
+// server. Readers sum the worker blocks. Values are std::atomic with relaxed
+// ordering: a reader sees each value whole, not a consistent snapshot.
+//
+// Any change to this file that moves a field bumps kLayoutVersion, so an old
+// limaoim-stat refuses a new segment instead of printing garbage.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+
+namespace limaoim::stats {
+
+inline constexpr uint64_t kMagic = 0x54415453494d494cULL;  // "LIMISTAT" little-endian
+inline constexpr uint32_t kLayoutVersion = 1;
+inline constexpr uint32_t kMaxWorkers = 64;
+inline constexpr size_t kCacheLine = 64;
+
+// One writer, many readers: plain load + store, no locked instruction.
+struct Counter {
+    std::atomic<uint64_t> value{0};
+    void add(uint64_t n = 1) { value.store(value.load(std::memory_order_relaxed) + n, std::memory_order_relaxed); }
+    void sub(uint64_t n = 1) { value.store(value.load(std::memory_order_relaxed) - n, std::memory_order_relaxed); }
+    void set(uint64_t n) { value.store(n, std::memory_order_relaxed); }
+    uint64_t get() const { return value.load(std::memory_order_relaxed); }
+};
+static_assert(sizeof(Counter) == 8 && std::atomic<uint64_t>::is_always_lock_free);
+
+// Why a connection was closed. Names are the JSON/Prometheus labels.
+enum class CloseReason : uint8_t {
+    PeerClosed,          // EOF or reset from the client
+    ClientDisconnect,    // the client sent DISCONNECT
+    AuthTimeout,         // no successful CONNECT within the auth deadline
+    IdleTimeout,         // no byte received for the idle timeout
+    DecodeError,         // undecodable packet (see decode_errors by kind)
+    PacketBeforeConnect, // first packet was not CONNECT
+    AuthFailed,          // failure CONNACK written, then closed
+    Kicked,              // replaced by a newer login of the same uid + device flag
+    SlowConsumer,        // unsent output passed the per-session cap
+    Shutdown,            // server shutdown
+    ProtocolViolation,   // a second CONNECT on an authenticated session
+    IoError,             // send/recv failed with an error other than a reset
+    Count
+};
+inline constexpr int kCloseReasonCount = static_cast<int>(CloseReason::Count);
+inline constexpr const char* kCloseReasonNames[kCloseReasonCount] = {
+    "peer_closed",  "client_disconnect", "auth_timeout", "idle_timeout",
+    "decode_error", "packet_before_connect", "auth_failed", "kicked",
+    "slow_consumer", "shutdown", "protocol_violation", "io_error",
+};
+
+// Device-flag gauges: APP, WEB, SYSTEM, and every other value together.
+inline constexpr int kDeviceFlagBuckets = 4;
+inline constexpr const char* kDeviceFlagNames[kDeviceFlagBuckets] = {"app", "web", "system", "other"};
+inline constexpr int device_flag_bucket(uint8_t flag) { return flag < 3 ? flag : 3; }
+
+// Handshake latency (CONNECT fully received → CONNACK queued), bucket i
+// counts latencies in [2^i, 2^(i+1)) microseconds; bucket 0 also takes < 1 µs.
+inline constexpr int kLatencyBuckets = 24;
+
+// Decode errors by kind; indices match proto::DecodeError (0 = None unused).
+inline constexpr int kDecodeErrorKinds = 6;
+inline constexpr const char* kDecodeErrorNames[kDecodeErrorKinds] = {
+    "none", "reserved_type", "unknown_type", "malformed_length", "too_large", "truncated",
+};
+
+inline constexpr int kPacketTypes = 16;  // indexed by the raw type nibble
+inline constexpr const char* kPacketTypeNames[kPacketTypes] = {
+    "type0",   "connect", "connack", "send",       "sendack", "recv",    "recvack", "ping",
+    "pong",    "disconnect", "type10", "type11", "type12",  "type13",  "type14",  "type15",
+};
+
+// One worker's figures. Single writer: that worker's thread.
+struct alignas(kCacheLine) WorkerBlock {
+    // Gauges.
+    Counter connections;     // accepted and not yet closed
+    Counter authenticated;   // sessions with a successful CONNACK
+    Counter by_device_flag[kDeviceFlagBuckets];  // authenticated, per bucket
+    Counter send_queue_bytes;  // unsent output held in send chunks
+    Counter pending_handshakes;  // connected, no CONNECT yet
+
+    // Counters.
+    Counter accepted;
+    Counter rejected_capacity;   // closed at once: --max-conns reached or table full
+    Counter accept_errors;
+    Counter slot_reuses;         // a direct-descriptor slot used again after a close
+    Counter closed[kCloseReasonCount];
+    Counter packets_in[kPacketTypes];
+    Counter packets_out[kPacketTypes];
+    Counter bytes_in;            // all bytes received
+    Counter bytes_out;           // all bytes handed to the kernel
+    Counter auth_ok;
+    Counter auth_failures;       // CONNACK with a failure reason
+    Counter decode_errors[kDecodeErrorKinds];
+    Counter kicks;               // sessions replaced by a newer login
+    Counter slow_consumer_kicks;
+    Counter recv_rearms;         // multishot recv re-armed (ENOBUFS or CQ overflow)
+    Counter buffer_ring_empty;   // -ENOBUFS completions
+    Counter handshake_latency_us[kLatencyBuckets];
+};
+
+// Per-connection traffic, indexed [worker * slots_per_worker + slot], where
+// slot is the connection's direct-descriptor index. Reset when a slot is
+// reused; `generation` tells a reader whether the slot is live (odd) or free.
+struct ConnCounters {
+    std::atomic<uint32_t> generation;
+    std::atomic<uint32_t> packets_in;
+    std::atomic<uint32_t> packets_out;
+    std::atomic<uint32_t> bytes_in_kib;  // KiB, so a u32 does not wrap in practice
+};
+static_assert(sizeof(ConnCounters) == 16);
+
+struct Header {
+    uint64_t magic;              // kMagic, written last at start-up
+    uint32_t layout_version;     // kLayoutVersion
+    uint32_t header_size;        // sizeof(Header)
+    uint64_t total_size;         // bytes of the whole segment
+    int32_t pid;                 // the writing server
+    uint32_t workers;            // WorkerBlocks in use
+    uint64_t start_time_unix_ms;
+    uint64_t max_conns;          // --max-conns
+    uint64_t capacity;           // workers * slots_per_worker
+    uint32_t slots_per_worker;   // fixed-file table size of each ring
+    uint32_t worker_block_size;  // sizeof(WorkerBlock)
+    uint64_t workers_offset;     // offset of WorkerBlock[kMaxWorkers]
+    uint64_t conns_offset;       // offset of ConnCounters[workers * slots_per_worker]
+    uint16_t port;
+    uint8_t mode_test;           // 1 when the token check is off
+    uint8_t reserved[5];
+    char instance[64];           // NUL-terminated instance name
+};
+
+inline constexpr size_t align_up(size_t n, size_t a) { return (n + a - 1) / a * a; }
+inline constexpr size_t workers_offset() { return align_up(sizeof(Header), kCacheLine); }
+inline constexpr size_t conns_offset() { return workers_offset() + sizeof(WorkerBlock) * kMaxWorkers; }
+inline constexpr size_t segment_size(uint32_t workers, uint32_t slots_per_worker) {
+    return align_up(conns_offset() + sizeof(ConnCounters) * size_t(workers) * slots_per_worker, 4096);
+}
+
+// "/dev/shm/limaoim-<instance>"; the server uses the TCP port as the instance
+// name unless --instance says otherwise.
+inline constexpr const char* kSegmentDir = "/dev/shm";
+inline constexpr const char* kSegmentPrefix = "limaoim-";
+
+}  // namespace limaoim::stats

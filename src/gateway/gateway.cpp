@@ -1,1 +1,288 @@
-// placeholder: being written
+#include "limaoim/gateway/gateway.h"
+
+#include <chrono>
+#include <cstdio>
+
+namespace limaoim::gateway {
+
+using net::CloseReason;
+using net::ConnRef;
+using proto::PacketType;
+
+namespace {
+
+int64_t wall_clock_ms() {
+    using namespace std::chrono;
+    return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
+}
+
+uint64_t steady_us() {
+    using namespace std::chrono;
+    return uint64_t(duration_cast<microseconds>(steady_clock::now().time_since_epoch()).count());
+}
+
+int latency_bucket(uint64_t us) {
+    int bucket = 0;
+    while (us > 1 && bucket < stats::kLatencyBuckets - 1) {
+        us >>= 1;
+        ++bucket;
+    }
+    return bucket;
+}
+
+}  // namespace
+
+Gateway::Gateway(net::Worker& worker, GatewayShared& shared)
+    : worker_(worker), shared_(shared), stats_(worker.stats()), sessions_(worker.slots()) {}
+
+Session* Gateway::session_of(ConnRef conn) {
+    Session& s = sessions_[conn.slot];
+    return s.state != SessionState::Free && s.generation == conn.generation ? &s : nullptr;
+}
+
+void Gateway::on_open(ConnRef conn) {
+    if (shared_.pending_handshakes.fetch_add(1, std::memory_order_relaxed) >= shared_.max_pending_handshakes) {
+        shared_.pending_handshakes.fetch_sub(1, std::memory_order_relaxed);
+        stats_.rejected_capacity.add();
+        worker_.close(conn, CloseReason::Rejected);  // no session yet: on_close finds none
+        return;
+    }
+    Session& s = sessions_.activate(conn.slot);
+    s.state = SessionState::AwaitConnect;
+    s.generation = conn.generation;
+    s.accepted_ms = uint32_t(worker_.now_ms());
+    stats_.pending_handshakes.add();
+    worker_.set_deadline(conn, shared_.auth_timeout_ms);
+}
+
+net::DataResult Gateway::on_data(ConnRef conn, std::span<const uint8_t> bytes) {
+    Session* s = session_of(conn);
+    if (!s) return {bytes.size(), 0};
+    size_t offset = 0;
+    while (offset < bytes.size()) {
+        proto::SplitResult r = proto::split_frame(bytes.subspan(offset), shared_.max_packet);
+        if (r.status == proto::SplitStatus::Incomplete) return {offset, r.needed};
+        if (r.status == proto::SplitStatus::Error) {
+            decode_failed(conn, r.error);
+            return {bytes.size(), 0};
+        }
+        stats_.packets_in[r.frame.type_nibble()].add();
+        stats::ConnCounters& cs = worker_.conn_stats(conn);
+        cs.packets_in.store(cs.packets_in.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+        if (!handle_frame(conn, *s, r.frame)) return {bytes.size(), 0};
+        offset += r.frame.size;
+    }
+    return {offset, 0};
+}
+
+void Gateway::decode_failed(ConnRef conn, proto::DecodeError error) {
+    stats_.decode_errors[int(error)].add();
+    worker_.close(conn, CloseReason::DecodeError);
+}
+
+bool Gateway::handle_frame(ConnRef conn, Session& s, const proto::Frame& frame) {
+    const PacketType type = frame.type();
+    if (s.state == SessionState::AwaitConnect) {
+        if (type != PacketType::Connect) {
+            worker_.close(conn, CloseReason::PacketBeforeConnect);
+            return false;
+        }
+        proto::Packet packet;
+        if (proto::DecodeError e = proto::decode(frame, 0, packet); e != proto::DecodeError::None) {
+            decode_failed(conn, e);
+            return false;
+        }
+        return handle_connect(conn, s, std::get<proto::ConnectPacket>(packet));
+    }
+
+    // Bodies are decoded even when ignored: an undecodable packet closes.
+    proto::Packet packet;
+    if (proto::DecodeError e = proto::decode(frame, s.version, packet); e != proto::DecodeError::None) {
+        decode_failed(conn, e);
+        return false;
+    }
+    // A replaced session is out of the directory: nothing it sends is acted
+    // on, its PINGs go unanswered (SERVER.md §3 step 1).
+    if (s.state == SessionState::Kicked) return true;
+
+    switch (type) {
+    case PacketType::Ping:
+        return send_packet(conn, proto::PongPacket{}, s.version);
+    case PacketType::Disconnect:
+        worker_.close(conn, CloseReason::ClientDisconnect);
+        return false;
+    case PacketType::Connect:
+        worker_.close(conn, CloseReason::ProtocolViolation);
+        return false;
+    case PacketType::Send:
+        return handle_send(conn, s, std::get<proto::SendPacket>(packet));
+    default:
+        return true;  // RECVACK, and server-to-client types a client has no reason to send (Q10)
+    }
+}
+
+bool Gateway::handle_send(ConnRef conn, Session& s, const proto::SendPacket& send) {
+    // The security checks of PROTOCOL.md §5.4 run here; storing and
+    // delivering the message is the im/ layer's (next milestone). Until it
+    // exists a SEND that passes them is answered with reason Error, no id,
+    // no seq: never dropped silently.
+    proto::SendackPacket ack;
+    ack.client_seq = send.client_seq;
+    ack.reason_code = uint8_t(proto::ReasonCode::Error);
+    if (proto::has_crypto(s.version)) {
+        const proto::crypto::SessionKey key = s.key();
+        if (!cipher_.verify_send(key, send)) {
+            ack.reason_code = uint8_t(proto::ReasonCode::MsgKeyError);
+        } else if (plaintext_.clear(); !cipher_.open_payload(key, send.payload, plaintext_)) {
+            ack.reason_code = uint8_t(proto::ReasonCode::PayloadDecodeError);
+        }
+    }
+    return send_packet(conn, ack, s.version);
+}
+
+bool Gateway::handle_connect(ConnRef conn, Session& s, const proto::ConnectPacket& connect) {
+    const uint64_t started_us = steady_us();
+    HandshakeResult result = handshake(connect, shared_.auth, wall_clock_ms());
+    if (!result.ok()) {
+        stats_.auth_failures.add();
+        if (shared_.log_connections)
+            std::fprintf(stderr, "worker %u: CONNECT refused (uid '%.*s', device %u): %s\n", worker_.index(),
+                         int(connect.uid.size()), connect.uid.data(), connect.device_flag, to_string(result.failure));
+        if (send_packet(conn, result.connack(connect.version), connect.version))
+            worker_.close(conn, CloseReason::AuthFailed, net::Worker::Linger::Flush);
+        return false;
+    }
+    if (!s.set_uid(connect.uid)) {
+        worker_.close(conn, CloseReason::IoError);
+        return false;
+    }
+    s.version = connect.version;
+    s.device_flag = connect.device_flag;
+    if (proto::has_crypto(connect.version)) s.set_key(result.key);
+    s.state = SessionState::Authenticated;
+
+    shared_.pending_handshakes.fetch_sub(1, std::memory_order_relaxed);
+    stats_.pending_handshakes.sub();
+    stats_.authenticated.add();
+    stats_.by_device_flag[stats::device_flag_bucket(s.device_flag)].add();
+    stats_.auth_ok.add();
+
+    if (auto old = shared_.directory.replace(s.uid_view(), s.device_flag,
+                                             SessionAddress{worker_.index(), conn.slot, conn.generation}))
+        kick(*old);
+    if (!send_packet(conn, result.connack(s.version), s.version)) return false;
+    worker_.set_deadline(conn, shared_.idle_timeout_ms);
+    stats_.handshake_latency_us[latency_bucket(steady_us() - started_us)].add();
+    return true;
+}
+
+bool Gateway::send_packet(ConnRef conn, const proto::Packet& packet, uint8_t version) {
+    const size_t size = proto::encoded_size(packet, version);
+    if (size <= net::SendChunk::kCapacity) {
+        std::span<uint8_t> room = worker_.reserve(conn, size);
+        if (room.empty()) return false;  // closed as a slow consumer
+        worker_.commit(conn, proto::encode(packet, version, room));
+    } else {
+        scratch_.resize(size);
+        proto::encode(packet, version, scratch_);
+        if (!worker_.send(conn, scratch_)) return false;
+    }
+    stats_.packets_out[int(proto::type_of(packet))].add();
+    stats::ConnCounters& cs = worker_.conn_stats(conn);
+    cs.packets_out.store(cs.packets_out.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    return true;
+}
+
+void Gateway::kick(const SessionAddress& old) {
+    if (old.worker == worker_.index()) {
+        kick_local(old.slot, old.generation);
+    } else {
+        shared_.workers[old.worker]->post(net::Mail{kKick, old.slot, old.generation, 0});
+    }
+}
+
+void Gateway::kick_local(uint32_t slot, uint32_t generation) {
+    const ConnRef conn{slot, generation};
+    Session* s = session_of(conn);
+    if (!s || s->state != SessionState::Authenticated) return;
+    s->state = SessionState::Kicked;
+    stats_.kicks.add();
+    stats_.authenticated.sub();
+    stats_.by_device_flag[stats::device_flag_bucket(s->device_flag)].sub();
+    proto::DisconnectPacket bye;
+    bye.reason = kKickReason;
+    if (!send_packet(conn, bye, s->version)) return;
+    worker_.set_deadline(conn, shared_.kick_delay_ms);
+}
+
+void Gateway::on_deadline(ConnRef conn) {
+    Session* s = session_of(conn);
+    if (!s) return;
+    switch (s->state) {
+    case SessionState::AwaitConnect:
+        worker_.close(conn, CloseReason::AuthTimeout);
+        break;
+    case SessionState::Authenticated: {
+        // The deadline is set once per idle period, not per packet: on expiry
+        // look at when the last byte came and wait out the remainder.
+        uint32_t idle = worker_.idle_ms(conn);
+        if (idle >= shared_.idle_timeout_ms) {
+            worker_.close(conn, CloseReason::IdleTimeout);
+        } else {
+            worker_.set_deadline(conn, shared_.idle_timeout_ms - idle);
+        }
+        break;
+    }
+    case SessionState::Kicked:
+        worker_.close(conn, CloseReason::Kicked);
+        break;
+    case SessionState::Free:
+        break;
+    }
+}
+
+void Gateway::on_close(ConnRef conn, CloseReason reason) {
+    Session* s = session_of(conn);
+    if (!s) return;
+    switch (s->state) {
+    case SessionState::AwaitConnect:
+        shared_.pending_handshakes.fetch_sub(1, std::memory_order_relaxed);
+        stats_.pending_handshakes.sub();
+        break;
+    case SessionState::Authenticated:
+        shared_.directory.remove(s->uid_view(), s->device_flag, SessionAddress{worker_.index(), conn.slot, conn.generation});
+        stats_.authenticated.sub();
+        stats_.by_device_flag[stats::device_flag_bucket(s->device_flag)].sub();
+        break;
+    case SessionState::Kicked:
+    case SessionState::Free:
+        break;
+    }
+    if (shared_.log_connections && s->uid_len)
+        std::fprintf(stderr, "worker %u: uid '%.*s' closed: %s\n", worker_.index(), int(s->uid_len),
+                     s->uid_view().data(), stats::kCloseReasonNames[int(reason)]);
+    s->free_uid();
+    s->state = SessionState::Free;
+    sessions_.deactivate(conn.slot);
+}
+
+void Gateway::on_mail(const net::Mail& mail) {
+    if (mail.kind == kKick) kick_local(mail.slot, mail.generation);
+}
+
+void Gateway::on_shutdown() {
+    proto::DisconnectPacket bye;
+    bye.reason = kShutdownReason;
+    for (uint32_t slot = 0; slot < sessions_.size(); ++slot) {
+        Session& s = sessions_[slot];
+        if (s.state == SessionState::Free) continue;
+        const ConnRef conn{slot, s.generation};
+        if (s.state == SessionState::AwaitConnect) {
+            worker_.close(conn, CloseReason::Shutdown);
+            continue;
+        }
+        if (send_packet(conn, bye, s.version)) worker_.close(conn, CloseReason::Shutdown, net::Worker::Linger::Flush);
+    }
+}
+
+}  // namespace limaoim::gateway

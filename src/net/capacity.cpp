@@ -1,1 +1,55 @@
-// placeholder: being written
+#include "limaoim/net/capacity.h"
+
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <cmath>
+
+namespace limaoim::net {
+
+uint64_t raise_nofile_limit() {
+    rlimit lim{};
+    if (getrlimit(RLIMIT_NOFILE, &lim) != 0) return 1024;
+    if (lim.rlim_cur < lim.rlim_max) {
+        lim.rlim_cur = lim.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &lim);
+        getrlimit(RLIMIT_NOFILE, &lim);
+    }
+    return lim.rlim_cur;
+}
+
+CapacityPlan plan_capacity(uint64_t max_conns, uint32_t requested_workers, uint64_t nofile_limit, unsigned cpus) {
+    CapacityPlan plan;
+    // A few descriptors of the process table stay ours (listeners, eventfds,
+    // rings, log); the table itself may use the whole limit.
+    const uint64_t table_limit = std::min<uint64_t>(nofile_limit, kKernelMaxFixedFiles);
+    const uint64_t wanted = uint64_t(std::ceil(double(max_conns) * kBalanceMargin));
+
+    uint32_t workers = requested_workers;
+    if (workers == 0) {
+        uint64_t needed = (wanted + table_limit - 1) / table_limit;
+        workers = uint32_t(std::clamp<uint64_t>(std::max<uint64_t>(needed, cpus), 1, kMaxWorkers));
+    }
+    uint64_t per_worker = (wanted + workers - 1) / workers;
+    plan.workers = workers;
+    plan.slots_per_worker = uint32_t(std::clamp<uint64_t>(per_worker, kMinSlots, table_limit));
+    plan.capacity = uint64_t(plan.workers) * plan.slots_per_worker;
+    plan.reaches_max_conns = plan.capacity >= max_conns;
+
+    plan.summary = std::to_string(plan.workers) + " workers x " + std::to_string(plan.slots_per_worker) +
+                   " slots = capacity " + std::to_string(plan.capacity) + " connections (--max-conns " +
+                   std::to_string(max_conns) + ", open-files limit " + std::to_string(nofile_limit) + ")";
+    if (!plan.reaches_max_conns) {
+        uint64_t workers_needed = (wanted + table_limit - 1) / table_limit;
+        plan.problem = "--max-conns " + std::to_string(max_conns) + " cannot be reached: " +
+                       std::to_string(plan.workers) + " workers x " + std::to_string(plan.slots_per_worker) +
+                       " slots = " + std::to_string(plan.capacity) +
+                       ". One ring's fixed-file table is bounded by the open-files limit (" +
+                       std::to_string(nofile_limit) + "): use --workers " + std::to_string(workers_needed) +
+                       " or more" + (workers_needed > kMaxWorkers ? " (above the maximum of 64: raise the hard nofile limit)" : "") +
+                       ", raise the hard nofile limit, or lower --max-conns.";
+    }
+    return plan;
+}
+
+}  // namespace limaoim::net

@@ -1,1 +1,1 @@
-// placeholder: being written
+// Hostile clients: written with the hardening issue.

@@ -1,1 +1,187 @@
-// placeholder: being written
+// Heartbeats, kicks, deadlines, protocol errors and shutdown, against the real server.
+#include <doctest/doctest.h>
+#include <signal.h>
+#include <sys/stat.h>
+
+#include <chrono>
+#include <thread>
+
+#include "client.h"
+#include "server_process.h"
+
+using namespace limaoim;
+using namespace limaoim::testing;
+using namespace std::chrono;
+
+namespace {
+Client logged_in(const ServerProcess& server, const std::string& uid, uint8_t version = 4, uint8_t flag = 0) {
+    Client c;
+    REQUIRE(c.connect(server.port()));
+    REQUIRE(c.login(uid, "t", version, flag).reason == 1);
+    return c;
+}
+}  // namespace
+
+TEST_CASE("PING is answered with PONG, many times, also when pipelined behind CONNECT") {
+    ServerProcess server;
+    REQUIRE_MESSAGE(server.started(), server.log());
+    Client c = logged_in(server, "pinger");
+    for (int i = 0; i < 5; ++i) {
+        REQUIRE(c.send_hex("70"));
+        auto p = c.read_packet();
+        REQUIRE(p);
+        CHECK(p->type() == proto::PacketType::Pong);
+        CHECK(p->bytes == std::vector<uint8_t>{0x80});
+    }
+    // CONNECT and three PINGs in one write: processed in order (Q11).
+    Client fast;
+    REQUIRE(fast.connect(server.port()));
+    fast.version = 1;
+    proto::ConnectPacket connect = Client::make_connect("fast", "t", 1, 0, "");
+    std::vector<uint8_t> bytes(proto::encoded_size(connect, 1));
+    proto::encode(connect, 1, bytes);
+    bytes.insert(bytes.end(), {0x70, 0x70, 0x7f});
+    REQUIRE(fast.send_bytes(bytes));
+    auto ack = fast.read_packet();
+    REQUIRE(ack);
+    CHECK(ack->type() == proto::PacketType::Connack);
+    for (int i = 0; i < 3; ++i) {
+        auto p = fast.read_packet();
+        REQUIRE(p);
+        CHECK(p->type() == proto::PacketType::Pong);
+    }
+    CHECK(server.stat("counters.packets_in.ping") == 8);
+    CHECK(server.stat("counters.packets_out.pong") == 8);
+}
+
+TEST_CASE("a second login of the same uid and device flag kicks the first") {
+    ServerProcess server({"--kick-delay-ms", "600"});
+    REQUIRE_MESSAGE(server.started(), server.log());
+    Client first = logged_in(server, "kim", 4, 0);
+    Client web = logged_in(server, "kim", 2, 1);  // other device flag: unaffected
+    auto t0 = steady_clock::now();
+    Client second = logged_in(server, "kim", 3, 0);
+
+    auto bye = first.read_packet();
+    REQUIRE(bye);
+    REQUIRE(bye->type() == proto::PacketType::Disconnect);
+    CHECK(std::get<proto::DisconnectPacket>(bye->packet).reason == "Account login on other devices");
+    CHECK(std::get<proto::DisconnectPacket>(bye->packet).reason_code == 0);
+    // The kicked session is out: its PING goes unanswered, then it is closed
+    // after the kick delay.
+    REQUIRE(first.send_hex("70"));
+    std::vector<Received> seen;
+    CHECK(first.wait_closed(3000, &seen));
+    CHECK(seen.empty());
+    auto elapsed = duration_cast<milliseconds>(steady_clock::now() - t0).count();
+    CHECK(elapsed >= 500);
+
+    for (Client* c : {&second, &web}) {
+        REQUIRE(c->send_hex("70"));
+        auto p = c->read_packet();
+        REQUIRE(p);
+        CHECK(p->type() == proto::PacketType::Pong);
+    }
+    CHECK(server.stat("counters.kicks") == 1);
+    CHECK(server.wait_stat("counters.closed.kicked", 1, 2000) == 1);
+    CHECK(server.stat("gauges.authenticated") == 2);
+}
+
+TEST_CASE("a client DISCONNECT closes the connection") {
+    ServerProcess server;
+    REQUIRE_MESSAGE(server.started(), server.log());
+    Client c = logged_in(server, "leaver");
+    proto::DisconnectPacket bye;
+    bye.reason = "bye";
+    REQUIRE(c.send_packet(bye, 4));
+    CHECK(c.wait_closed(2000));
+    CHECK(server.wait_stat("counters.closed.client_disconnect", 1, 2000) == 1);
+    CHECK(server.wait_stat("gauges.authenticated", 0, 2000) == 0);
+}
+
+TEST_CASE("protocol errors close the connection and are counted by kind") {
+    ServerProcess server;
+    REQUIRE_MESSAGE(server.started(), server.log());
+    struct Case {
+        const char* name;
+        std::string hex;
+        bool login_first;
+        const char* counter;
+    } cases[] = {
+        {"packet before CONNECT", "70", false, "counters.closed.packet_before_connect"},
+        {"SEND before CONNECT", "300c000000000000000000000002", false, "counters.closed.packet_before_connect"},
+        {"garbage: reserved type 0", "0000", false, "counters.decode_errors.reserved_type"},
+        {"garbage: unknown type 15", "f0", true, "counters.decode_errors.unknown_type"},
+        {"oversize remaining length, no body sent", "30818040", true, "counters.decode_errors.too_large"},
+        {"5-byte varint", "30ffffffff01", true, "counters.decode_errors.malformed_length"},
+        {"truncated CONNECT", "100100", false, "counters.decode_errors.truncated"},
+        {"string past the body end", "90040000ff41", true, "counters.decode_errors.truncated"},
+        {"second CONNECT", "1025010000076465762d3030310000018bcfe5687b0005616c6963650009746f6b2d616c696365", true,
+         "counters.closed.protocol_violation"},
+    };
+    for (const Case& k : cases) {
+        CAPTURE(k.name);
+        int64_t before = std::max<int64_t>(0, server.stat(k.counter));
+        Client c;
+        REQUIRE(c.connect(server.port()));
+        if (k.login_first) REQUIRE(c.login(std::string("err-") + k.name, "t", 4).reason == 1);
+        REQUIRE(c.send_hex(k.hex));
+        CHECK(c.wait_closed(2000));
+        CHECK(server.wait_stat(k.counter, before + 1, 2000) == before + 1);
+    }
+}
+
+TEST_CASE("deadlines: no CONNECT within the auth timeout, no byte within the idle timeout") {
+    ServerProcess server({"--auth-timeout-ms", "500", "--idle-timeout-ms", "1200"});
+    REQUIRE_MESSAGE(server.started(), server.log());
+    SUBCASE("auth timeout") {
+        Client silent;
+        REQUIRE(silent.connect(server.port()));
+        auto t0 = steady_clock::now();
+        CHECK(silent.wait_closed(3000));
+        auto ms = duration_cast<milliseconds>(steady_clock::now() - t0).count();
+        CHECK(ms >= 400);
+        CHECK(ms < 1500);
+        CHECK(server.wait_stat("counters.closed.auth_timeout", 1, 1000) == 1);
+    }
+    SUBCASE("idle timeout, and heartbeats keep a session alive") {
+        Client idle = logged_in(server, "idle");
+        Client busy = logged_in(server, "busy");
+        auto t0 = steady_clock::now();
+        while (duration_cast<milliseconds>(steady_clock::now() - t0).count() < 2500) {
+            REQUIRE(busy.send_hex("70"));
+            REQUIRE(busy.read_packet());
+            std::this_thread::sleep_for(milliseconds(300));
+        }
+        CHECK(idle.wait_closed(100));
+        CHECK(server.stat("counters.closed.idle_timeout") == 1);
+        REQUIRE(busy.send_hex("70"));
+        CHECK(busy.read_packet());
+    }
+}
+
+TEST_CASE("SIGTERM: every client gets DISCONNECT, the server exits 0 and removes its stats segment") {
+    auto server = std::make_unique<ServerProcess>();
+    REQUIRE_MESSAGE(server->started(), server->log());
+    std::vector<Client> clients;
+    for (int i = 0; i < 20; ++i) clients.push_back(logged_in(*server, "s" + std::to_string(i), uint8_t(1 + i % 4)));
+    Client pending;
+    REQUIRE(pending.connect(server->port()));
+    const std::string segment = "/dev/shm/limaoim-" + server->instance();
+    int elapsed = 0;
+    auto status = server->stop(SIGTERM, 5000, &elapsed);
+    REQUIRE(status.has_value());
+    CHECK(*status == 0);
+    CHECK(elapsed < 5000);
+    for (Client& c : clients) {
+        auto p = c.read_packet(1000);
+        REQUIRE(p);
+        CHECK(p->type() == proto::PacketType::Disconnect);
+        CHECK(c.wait_closed(1000));
+    }
+    CHECK(pending.wait_closed(1000));
+    struct stat st{};
+    CHECK(::stat(segment.c_str(), &st) != 0);
+    INFO(server->log());
+    CHECK(server->log().find("stopped") != std::string::npos);
+}

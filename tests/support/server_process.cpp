@@ -1,1 +1,167 @@
-// placeholder: being written
+#include "server_process.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+namespace limaoim::testing {
+
+namespace {
+using Clock = std::chrono::steady_clock;
+
+int64_t ms_since(Clock::time_point t0) {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0).count();
+}
+
+bool port_accepts(uint16_t port) {
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons(port);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) == 0;
+    ::close(fd);
+    return ok;
+}
+}  // namespace
+
+uint16_t free_port() {
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof(sa));
+    socklen_t len = sizeof(sa);
+    getsockname(fd, reinterpret_cast<sockaddr*>(&sa), &len);
+    ::close(fd);
+    return ntohs(sa.sin_port);
+}
+
+std::pair<int, std::string> run_command(const std::string& command) {
+    std::string out;
+    FILE* p = popen(command.c_str(), "r");
+    if (!p) return {-1, out};
+    char buf[4096];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
+    int status = pclose(p);
+    return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+ServerProcess::ServerProcess(std::vector<std::string> extra_args, bool test_mode) {
+    port_ = free_port();
+    instance_ = "it-" + std::to_string(port_);
+    log_path_ = "/tmp/limaoim-it-" + std::to_string(port_) + ".log";
+    std::vector<std::string> args = {LIMAOIM_SERVER_BIN, "--addr", "127.0.0.1", "--port", std::to_string(port_),
+                                     "--instance", instance_, "--mode", test_mode ? "test" : "release"};
+    args.insert(args.end(), extra_args.begin(), extra_args.end());
+    pid_ = fork();
+    if (pid_ == 0) {
+        int log = open(log_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        dup2(log, 2);
+        dup2(log, 1);
+        std::vector<char*> argv;
+        for (auto& a : args) argv.push_back(a.data());
+        argv.push_back(nullptr);
+        execv(argv[0], argv.data());
+        _exit(127);
+    }
+    auto t0 = Clock::now();
+    while (ms_since(t0) < 10000) {
+        if (!running()) return;
+        struct stat st{};
+        if (::stat(("/dev/shm/limaoim-" + instance_).c_str(), &st) == 0 && port_accepts(port_)) {
+            started_ = true;
+            // Wait until the probe connection above has come and gone.
+            wait_stat("gauges.connections", 0, 2000);
+            return;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+}
+
+ServerProcess::~ServerProcess() {
+    if (running()) {
+        kill(pid_, SIGKILL);
+        waitpid(pid_, nullptr, 0);
+    }
+    unlink(("/dev/shm/limaoim-" + instance_).c_str());
+    unlink(log_path_.c_str());
+}
+
+bool ServerProcess::running() const {
+    if (pid_ <= 0) return false;
+    int status;
+    return waitpid(pid_, &status, WNOHANG) == 0;
+}
+
+std::optional<int> ServerProcess::stop(int signal_number, int timeout_ms, int* elapsed_ms) {
+    kill(pid_, signal_number);
+    auto t0 = Clock::now();
+    while (ms_since(t0) < timeout_ms) {
+        int status;
+        if (waitpid(pid_, &status, WNOHANG) == pid_) {
+            if (elapsed_ms) *elapsed_ms = int(ms_since(t0));
+            pid_ = -1;
+            if (WIFEXITED(status)) return WEXITSTATUS(status);
+            return std::nullopt;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return std::nullopt;
+}
+
+std::string ServerProcess::log() const {
+    std::ifstream in(log_path_);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+}
+
+nlohmann::json ServerProcess::stat_json() const {
+    auto [status, out] = run_command(std::string(LIMAOIM_STAT_BIN) + " --json --instance " + instance_);
+    if (status != 0) return nullptr;
+    return nlohmann::json::parse(out, nullptr, false);
+}
+
+int64_t ServerProcess::stat(const std::string& dotted_path) const {
+    nlohmann::json j = stat_json();
+    std::stringstream ss(dotted_path);
+    std::string part;
+    while (std::getline(ss, part, '.')) {
+        if (!j.is_object() || !j.contains(part)) return -1;
+        j = j[part];
+    }
+    return j.is_number() ? j.get<int64_t>() : -1;
+}
+
+int64_t ServerProcess::wait_stat(const std::string& dotted_path, int64_t value, int timeout_ms) const {
+    auto t0 = Clock::now();
+    int64_t last = stat(dotted_path);
+    while (last != value && ms_since(t0) < timeout_ms) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        last = stat(dotted_path);
+    }
+    return last;
+}
+
+size_t ServerProcess::rss_kib() const {
+    std::ifstream status("/proc/" + std::to_string(pid_) + "/status");
+    std::string line;
+    while (std::getline(status, line))
+        if (line.rfind("VmRSS:", 0) == 0) return std::stoul(line.substr(6));
+    return 0;
+}
+
+}  // namespace limaoim::testing

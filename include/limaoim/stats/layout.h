@@ -44,13 +44,14 @@ enum class CloseReason : uint8_t {
     Shutdown,            // server shutdown
     ProtocolViolation,   // a second CONNECT on an authenticated session
     IoError,             // send/recv failed with an error other than a reset
+    Rejected,            // refused at accept: --max-conns or the pending-handshake limit
     Count
 };
 inline constexpr int kCloseReasonCount = static_cast<int>(CloseReason::Count);
 inline constexpr const char* kCloseReasonNames[kCloseReasonCount] = {
     "peer_closed",  "client_disconnect", "auth_timeout", "idle_timeout",
     "decode_error", "packet_before_connect", "auth_failed", "kicked",
-    "slow_consumer", "shutdown", "protocol_violation", "io_error",
+    "slow_consumer", "shutdown", "protocol_violation", "io_error", "rejected",
 };
 
 // Device-flag gauges: APP, WEB, SYSTEM, and every other value together.
@@ -85,7 +86,7 @@ struct alignas(kCacheLine) WorkerBlock {
 
     // Counters.
     Counter accepted;
-    Counter rejected_capacity;   // closed at once: --max-conns reached or table full
+    Counter rejected_capacity;   // closed at once: --max-conns, pending limit, or table full (ENFILE)
     Counter accept_errors;
     Counter slot_reuses;         // a direct-descriptor slot used again after a close
     Counter closed[kCloseReasonCount];

@@ -48,4 +48,7 @@ private:
 
 std::string segment_path(const std::string& instance);
 
+// True while a process with this pid exists (also one of another user).
+bool process_alive(int32_t pid);
+
 }  // namespace limaoim::stats

@@ -1,0 +1,46 @@
+// CONNECT -> CONNACK (SERVER.md §2.3 steps 2-5, PROTOCOL.md §5.1-§5.2): the
+// token check and the X25519 key exchange, with no I/O, so that tests and
+// fuzzers drive it directly.
+#pragma once
+
+#include <array>
+#include <cstdint>
+
+#include "limaoim/proto/crypto.h"
+#include "limaoim/proto/packet.h"
+#include "limaoim/store/token_store.h"
+
+namespace limaoim::gateway {
+
+enum class AuthFailure : uint8_t {
+    None,
+    TokenMissing,    // nothing stored for (uid, device flag)
+    TokenMismatch,
+    BadClientKey,    // not base64, or fewer than 32 bytes (Q15)
+    LowOrderKey,     // shared secret all zero
+    CryptoError,     // OpenSSL failed
+};
+const char* to_string(AuthFailure failure);
+
+struct HandshakeResult {
+    proto::ReasonCode reason = proto::ReasonCode::Error;
+    AuthFailure failure = AuthFailure::None;
+    int64_t time_diff = 0;  // 0 on failure, as the original
+    // v>2 only, on success:
+    std::array<char, 44> server_key_base64{};
+    std::array<char, proto::crypto::kSaltLength> salt{};
+    proto::crypto::SessionKey key;
+
+    bool ok() const { return reason == proto::ReasonCode::Success; }
+    // The CONNACK to send (views into this result) for the client's version.
+    proto::ConnackPacket connack(uint8_t version) const;
+};
+
+struct AuthPolicy {
+    bool check_tokens = true;  // false in --mode test
+    const store::TokenStore* tokens = nullptr;
+};
+
+HandshakeResult handshake(const proto::ConnectPacket& connect, const AuthPolicy& policy, int64_t server_now_ms);
+
+}  // namespace limaoim::gateway

@@ -1,0 +1,52 @@
+// The protocol state of one connection: 64 bytes in the gateway's
+// SlotArray, indexed by the connection's slot (net::ConnRef::slot).
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string_view>
+
+#include "limaoim/proto/crypto.h"
+
+namespace limaoim::gateway {
+
+enum class SessionState : uint8_t {
+    Free = 0,        // no connection (what a zeroed slot reads as)
+    AwaitConnect,    // accepted; the first packet must be CONNECT (auth deadline)
+    Authenticated,   // in the directory; PING is answered (idle deadline)
+    Kicked,          // replaced by a newer login: DISCONNECT sent, closing after the kick delay
+};
+
+struct Session {
+    static constexpr size_t kInlineUid = 24;
+
+    SessionState state;
+    uint8_t version;        // the CONNECT's version byte, used for everything sent back
+    uint8_t device_flag;
+    uint8_t pad;
+    uint32_t generation;    // of the connection this session belongs to
+    uint32_t accepted_ms;   // worker clock at accept, low 32 bits
+    uint16_t uid_len;
+    uint16_t pad2;
+    // The uid, inline when short (the usual case), else in a malloc'd copy.
+    // The directory entry points at these bytes while the session is registered.
+    union {
+        char inline_bytes[kInlineUid];
+        char* heap;
+    } uid;
+    // AES-128 key: the key is 16 lowercase hex characters (PROTOCOL.md §5.2),
+    // kept here as the 8 bytes they spell; the IV is the 16-byte salt.
+    std::array<uint8_t, 8> key_bytes;
+    std::array<uint8_t, 16> iv;
+
+    std::string_view uid_view() const {
+        return {uid_len <= kInlineUid ? uid.inline_bytes : uid.heap, uid_len};
+    }
+    bool set_uid(std::string_view value);  // false if out of memory
+    void free_uid();
+    void set_key(const proto::crypto::SessionKey& key);
+    proto::crypto::SessionKey key() const;
+};
+static_assert(sizeof(Session) == 64, "one cache line per session");
+
+}  // namespace limaoim::gateway

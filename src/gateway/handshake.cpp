@@ -1,0 +1,68 @@
+#include "limaoim/gateway/handshake.h"
+
+namespace limaoim::gateway {
+
+using proto::ReasonCode;
+namespace crypto = proto::crypto;
+
+const char* to_string(AuthFailure failure) {
+    switch (failure) {
+    case AuthFailure::None: return "none";
+    case AuthFailure::TokenMissing: return "token_missing";
+    case AuthFailure::TokenMismatch: return "token_mismatch";
+    case AuthFailure::BadClientKey: return "bad_client_key";
+    case AuthFailure::LowOrderKey: return "low_order_key";
+    case AuthFailure::CryptoError: return "crypto_error";
+    }
+    return "unknown";
+}
+
+proto::ConnackPacket HandshakeResult::connack(uint8_t version) const {
+    proto::ConnackPacket p;
+    p.reason_code = uint8_t(reason);
+    p.time_diff = time_diff;
+    if (proto::has_crypto(version) && ok()) {
+        p.server_key = {server_key_base64.data(), server_key_base64.size()};
+        p.salt = {salt.data(), salt.size()};
+    }
+    return p;
+}
+
+namespace {
+HandshakeResult refuse(ReasonCode reason, AuthFailure failure) {
+    HandshakeResult r;
+    r.reason = reason;
+    r.failure = failure;
+    return r;
+}
+}  // namespace
+
+HandshakeResult handshake(const proto::ConnectPacket& connect, const AuthPolicy& policy, int64_t server_now_ms) {
+    if (policy.check_tokens) {
+        switch (policy.tokens->check(connect.uid, connect.device_flag, connect.token)) {
+        case store::TokenCheck::Match: break;
+        case store::TokenCheck::Missing: return refuse(ReasonCode::AuthFail, AuthFailure::TokenMissing);
+        case store::TokenCheck::Mismatch: return refuse(ReasonCode::AuthFail, AuthFailure::TokenMismatch);
+        }
+    }
+
+    HandshakeResult r;
+    if (proto::has_crypto(connect.version)) {
+        std::optional<crypto::Key32> client_key = crypto::parse_client_key(connect.client_key);
+        if (!client_key) return refuse(ReasonCode::AuthFail, AuthFailure::BadClientKey);
+        crypto::KeyPair server;
+        if (!crypto::generate_keypair(server)) return refuse(ReasonCode::Error, AuthFailure::CryptoError);
+        crypto::Key32 secret;
+        if (!crypto::shared_secret(server.private_key, *client_key, secret))
+            return refuse(ReasonCode::AuthFail, AuthFailure::LowOrderKey);
+        crypto::base64_encode(server.public_key, r.server_key_base64.data());
+        crypto::make_salt(r.salt.data());
+        r.key = crypto::derive_session_key(secret, {r.salt.data(), r.salt.size()});
+    }
+    r.reason = ReasonCode::Success;
+    // Wrapping arithmetic: a hostile client_timestamp must not overflow (Q6).
+    r.time_diff = int64_t(uint64_t(server_now_ms) - uint64_t(connect.client_timestamp));
+    return r;
+}
+
+}  // namespace limaoim::gateway

@@ -1,0 +1,57 @@
+// Starts the real limaoim binary on a free loopback port for one test, and
+// stops it. Its stderr goes to a temporary file, printed if a check fails.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace limaoim::testing {
+
+class ServerProcess {
+public:
+    // Extra flags after the defaults (--addr 127.0.0.1 --port P --mode test
+    // --instance it-P); later flags override earlier ones.
+    explicit ServerProcess(std::vector<std::string> extra_args = {}, bool test_mode = true);
+    ~ServerProcess();  // SIGKILL if still running, removes its segment
+    ServerProcess(const ServerProcess&) = delete;
+    ServerProcess& operator=(const ServerProcess&) = delete;
+
+    bool started() const { return started_; }
+    uint16_t port() const { return port_; }
+    pid_t pid() const { return pid_; }
+    const std::string& instance() const { return instance_; }
+
+    // SIGTERM (or another signal) and wait; returns the exit status
+    // (nullopt: still running after timeout_ms, or killed by a signal).
+    std::optional<int> stop(int signal_number, int timeout_ms, int* elapsed_ms = nullptr);
+    bool running() const;
+    std::string log() const;
+
+    // limaoim-stat --json for this instance (null json on failure).
+    nlohmann::json stat_json() const;
+    // A gauge or counter path like "gauges.authenticated" or "counters.closed.auth_timeout".
+    int64_t stat(const std::string& dotted_path) const;
+    // Polls stat(path) until it equals `value` or the timeout passes; returns the last value.
+    int64_t wait_stat(const std::string& dotted_path, int64_t value, int timeout_ms) const;
+
+    size_t rss_kib() const;
+
+private:
+    pid_t pid_ = -1;
+    uint16_t port_ = 0;
+    std::string instance_;
+    std::string log_path_;
+    bool started_ = false;
+};
+
+uint16_t free_port();
+// Runs a command, returns (exit status, stdout).
+std::pair<int, std::string> run_command(const std::string& command);
+
+}  // namespace limaoim::testing

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# The README's two quick-start commands, on a fresh Debian 12 machine as root:
+#   bash tools/setup.sh run    install, build, start the server on its defaults
+#   bash tools/setup.sh test   install, build (normal + ASan/UBSan), run every test
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+
+packages=(
+  build-essential meson ninja-build pkg-config
+  liburing-dev libmimalloc-dev libssl-dev doctest-dev
+  libtomlplusplus-dev libcli11-dev nlohmann-json3-dev
+  clang libclang-rt-14-dev shellcheck gnuplot-nox iproute2 procps
+)
+
+install_packages() {
+  local missing=()
+  for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if ((${#missing[@]})); then
+    echo "setup: installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+}
+
+build() {  # build DIR [meson options...]
+  local dir=$1
+  shift
+  if [ ! -f "$dir/build.ninja" ]; then
+    meson setup "$dir" "$@" >/dev/null
+  fi
+  ninja -C "$dir"
+}
+
+case "${1:-}" in
+  run)
+    install_packages
+    build build-release --buildtype=release
+    shift
+    exec ./build-release/limaoim "$@"
+    ;;
+  test)
+    install_packages
+    build build
+    meson test -C build --print-errorlogs --num-processes 1
+    # The same suite against an AddressSanitizer + UBSan build (libc malloc,
+    # leak detection at clean exit).
+    build build-asan -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug -Doptimization=1
+    ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+      meson test -C build-asan --print-errorlogs --num-processes 1 --timeout-multiplier 3
+    ;;
+  *)
+    echo "usage: bash tools/setup.sh run [limaoim flags...] | test" >&2
+    exit 2
+    ;;
+esac

@@ -1,1 +1,458 @@
-// placeholder: being written
+// The stats segment writer (src/stats/segment.cpp) and limaoim-stat's reader
+// and renderers (tools/limaoim-stat), against real files in /dev/shm.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include <doctest/doctest.h>
+#include <nlohmann/json.hpp>
+
+#include "limaoim/stats/segment.h"
+#include "reader.h"
+#include "report.h"
+
+using namespace limaoim;
+using namespace limaoim::stat_tool;
+using nlohmann::json;
+
+namespace {
+
+// A /dev/shm name of our own, removed whatever the test does.
+struct ScratchInstance {
+    std::string name;
+    explicit ScratchInstance(const char* tag) : name("unittest-" + std::to_string(getpid()) + "-" + tag) {
+        unlink(path().c_str());
+    }
+    ~ScratchInstance() { unlink(path().c_str()); }
+    std::string path() const { return stats::segment_path(name); }
+};
+
+stats::SegmentInfo info_for(const ScratchInstance& instance, uint32_t workers, uint32_t slots) {
+    stats::SegmentInfo info;
+    info.instance = instance.name;
+    info.workers = workers;
+    info.slots_per_worker = slots;
+    info.max_conns = 5000;
+    info.port = 7777;
+    return info;
+}
+
+// A pid that certainly belonged to a process which has exited.
+pid_t dead_pid() {
+    const pid_t child = fork();
+    if (child == 0) _exit(0);
+    waitpid(child, nullptr, 0);
+    return child;
+}
+
+bool file_exists(const std::string& path) {
+    struct stat st;
+    return stat(path.c_str(), &st) == 0;
+}
+
+void open_conn(stats::Segment& segment, uint32_t worker, uint32_t slot, uint32_t generation, uint32_t in,
+               uint32_t out, uint32_t kib) {
+    stats::ConnCounters& c = segment.conns(worker)[slot];
+    c.generation.store(generation);
+    c.packets_in.store(in);
+    c.packets_out.store(out);
+    c.bytes_in_kib.store(kib);
+}
+
+// Two workers with different figures; the expected sums are computed from
+// the same constants the checks use.
+constexpr uint64_t kAccepted[2] = {7, 5};
+constexpr uint64_t kKicked[2] = {1, 2};
+constexpr uint64_t kConnectIn[2] = {30, 12};
+constexpr uint64_t kBytesOut[2] = {1000, 24};
+
+void fill_workers(stats::Segment& segment) {
+    for (uint32_t w = 0; w < 2; ++w) {
+        stats::WorkerBlock& b = segment.worker(w);
+        b.connections.set(kAccepted[w] - kKicked[w]);
+        b.authenticated.set(w + 1);
+        b.by_device_flag[0].set(w + 1);
+        b.accepted.set(kAccepted[w]);
+        b.closed[int(stats::CloseReason::Kicked)].set(kKicked[w]);
+        b.packets_in[1].set(kConnectIn[w]);
+        b.packets_out[2].set(kConnectIn[w]);
+        b.bytes_out.set(kBytesOut[w]);
+        b.decode_errors[2].set(w);
+        b.handshake_latency_us[4].set(10 * (w + 1));  // [16, 32) µs
+    }
+    open_conn(segment, 0, 3, 1, 100, 50, 9);
+    open_conn(segment, 1, 0, 3, 400, 1, 2);
+    open_conn(segment, 1, 5, 5, 10, 10, 1);
+    open_conn(segment, 0, 6, 8, 9000, 9000, 90);  // closed: even generation
+}
+
+struct Snapped {
+    ScratchInstance instance{"snap"};
+    stats::Segment segment;
+    SegmentReader reader;
+    Snapshot snapshot;
+
+    explicit Snapped(size_t top) {
+        std::string error;
+        REQUIRE(segment.create(info_for(instance, 2, 8), error));
+        fill_workers(segment);
+        REQUIRE(reader.open(instance.name, error));
+        take_snapshot(reader, top, segment.header().start_time_unix_ms + 90'500, snapshot);
+    }
+};
+
+struct Run {
+    int exit_code;
+    std::string output;
+};
+
+Run run_stat(const std::string& arguments, const std::string& environment = "") {
+    const std::string command = environment + " " + LIMAOIM_STAT_BIN + " " + arguments;
+    FILE* pipe = popen(command.c_str(), "r");
+    REQUIRE(pipe != nullptr);
+    std::string output;
+    char buffer[4096];
+    for (size_t n; (n = fread(buffer, 1, sizeof buffer, pipe)) > 0;) output.append(buffer, n);
+    const int status = pclose(pipe);
+    return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, output};
+}
+
+}  // namespace
+
+TEST_CASE("process_alive: a running process is, an exited or unreaped one is not") {
+    CHECK(stats::process_alive(getpid()));
+    CHECK_FALSE(stats::process_alive(0));
+    CHECK_FALSE(stats::process_alive(dead_pid()));
+
+    const pid_t zombie = fork();
+    if (zombie == 0) _exit(0);
+    // Until waitpid() the child is a zombie; give it up to 2 s to exit.
+    bool seen_dead = false;
+    for (int i = 0; i < 200 && !seen_dead; ++i) {
+        seen_dead = !stats::process_alive(zombie);
+        if (!seen_dead) usleep(10'000);
+    }
+    CHECK(seen_dead);
+    CHECK(waitpid(zombie, nullptr, WNOHANG) == zombie);  // it was not reaped before
+}
+
+TEST_CASE("create makes a sparse segment whose header describes it") {
+    ScratchInstance instance("create");
+    stats::Segment segment;
+    std::string error;
+    REQUIRE(segment.create(info_for(instance, 3, 100'000), error));
+    CHECK(segment.path() == instance.path());
+
+    const stats::Header& h = segment.header();
+    CHECK(h.magic == stats::kMagic);
+    CHECK(h.layout_version == stats::kLayoutVersion);
+    CHECK(h.pid == getpid());
+    CHECK(h.workers == 3);
+    CHECK(h.capacity == 300'000);
+    CHECK(h.max_conns == 5000);
+    CHECK(h.port == 7777);
+    CHECK(std::string(h.instance) == instance.name);
+    CHECK(h.conns_offset == stats::conns_offset());
+
+    struct stat st;
+    REQUIRE(stat(instance.path().c_str(), &st) == 0);
+    CHECK(uint64_t(st.st_size) == stats::segment_size(3, 100'000));
+    CHECK(h.total_size == uint64_t(st.st_size));
+    // Only the header's page is written; the 4.8 MB of ConnCounters are holes.
+    CHECK(uint64_t(st.st_blocks) * 512 <= 16 * 1024);
+}
+
+TEST_CASE("create refuses a segment held by a live server and leaves it alone") {
+    ScratchInstance instance("live");
+    stats::Segment first;
+    std::string error;
+    REQUIRE(first.create(info_for(instance, 1, 16), error));
+    first.worker(0).accepted.set(42);
+
+    stats::Segment second;
+    CHECK_FALSE(second.create(info_for(instance, 1, 16), error));
+    CHECK(error == "stats segment " + instance.path() + " is in use by running server pid " +
+                       std::to_string(getpid()) + " (another limaoim with the same --instance/port?)");
+    CHECK(first.worker(0).accepted.get() == 42);
+    CHECK(file_exists(instance.path()));
+}
+
+TEST_CASE("create replaces the segment of a server that died") {
+    ScratchInstance instance("stale");
+    {
+        stats::Segment killed;
+        std::string error;
+        REQUIRE(killed.create(info_for(instance, 1, 16), error));
+        killed.header().pid = dead_pid();
+        killed.worker(0).accepted.set(99);
+    }  // unmapped but, as after kill -9, not unlinked
+    REQUIRE(file_exists(instance.path()));
+
+    stats::Segment segment;
+    std::string error;
+    REQUIRE(segment.create(info_for(instance, 2, 16), error));
+    CHECK(segment.header().pid == getpid());
+    CHECK(segment.header().workers == 2);
+    CHECK(segment.worker(0).accepted.get() == 0);
+}
+
+TEST_CASE("create replaces a file that is not a segment") {
+    ScratchInstance instance("garbage");
+    std::ofstream(instance.path()) << "not a stats segment";
+    stats::Segment segment;
+    std::string error;
+    REQUIRE(segment.create(info_for(instance, 1, 4), error));
+    CHECK(segment.header().magic == stats::kMagic);
+}
+
+TEST_CASE("create rejects bad instance names and worker counts") {
+    stats::Segment segment;
+    std::string error;
+    stats::SegmentInfo info;
+    info.slots_per_worker = 4;
+    for (const char* bad : {"", "a/b", "..", "0123456789012345678901234567890123456789012345678901234567890123"}) {
+        info.instance = bad;
+        CHECK_FALSE(segment.create(info, error));
+        CHECK(error.find("invalid stats instance name") != std::string::npos);
+    }
+    ScratchInstance instance("workers");
+    info.instance = instance.name;
+    info.workers = stats::kMaxWorkers + 1;
+    CHECK_FALSE(segment.create(info, error));
+    CHECK_FALSE(file_exists(instance.path()));
+}
+
+TEST_CASE("remove unlinks; the destructor only unmaps") {
+    ScratchInstance instance("remove");
+    std::string error;
+    {
+        stats::Segment kept;
+        REQUIRE(kept.create(info_for(instance, 1, 4), error));
+    }
+    CHECK(file_exists(instance.path()));
+    REQUIRE(unlink(instance.path().c_str()) == 0);
+
+    stats::Segment segment;
+    REQUIRE(segment.create(info_for(instance, 1, 4), error));
+    segment.remove();
+    CHECK_FALSE(file_exists(instance.path()));
+}
+
+TEST_CASE("the reader explains why it cannot read a segment") {
+    ScratchInstance instance("reader");
+    SegmentReader reader;
+    std::string error;
+
+    CHECK_FALSE(reader.open(instance.name, error));
+    CHECK(error == "no limaoim server is running with instance " + instance.name + " (no " + instance.path() + ")");
+
+    std::ofstream(instance.path()) << std::string(sizeof(stats::Header) + 100, 'x');
+    CHECK_FALSE(reader.open(instance.name, error));
+    CHECK(error == instance.path() + " is not a limaoim stats segment (bad magic)");
+    unlink(instance.path().c_str());
+
+    stats::Segment segment;
+    REQUIRE(segment.create(info_for(instance, 1, 4), error));
+    segment.header().layout_version = stats::kLayoutVersion + 1;
+    CHECK_FALSE(reader.open(instance.name, error));
+    CHECK(error == "stats layout version " + std::to_string(stats::kLayoutVersion + 1) +
+                       ", this limaoim-stat reads version " + std::to_string(stats::kLayoutVersion) +
+                       ": use the limaoim-stat built with that server");
+
+    segment.header().layout_version = stats::kLayoutVersion;
+    segment.header().workers = stats::kMaxWorkers + 1;
+    CHECK_FALSE(reader.open(instance.name, error));
+    CHECK(error.find("inconsistent header: worker count") != std::string::npos);
+
+    segment.header().workers = 1;
+    REQUIRE(reader.open(instance.name, error));
+    CHECK(reader.server_alive());
+    CHECK_FALSE(reader.replaced());
+    segment.remove();
+    CHECK(reader.replaced());
+}
+
+TEST_CASE("a snapshot sums the workers and finds the busiest live connections") {
+    Snapped s(2);
+    const stats::WorkerBlock& t = s.snapshot.totals;
+    CHECK(t.accepted.get() == kAccepted[0] + kAccepted[1]);
+    CHECK(t.connections.get() == kAccepted[0] - kKicked[0] + kAccepted[1] - kKicked[1]);
+    CHECK(t.closed[int(stats::CloseReason::Kicked)].get() == kKicked[0] + kKicked[1]);
+    CHECK(t.packets_in[1].get() == kConnectIn[0] + kConnectIn[1]);
+    CHECK(t.bytes_out.get() == kBytesOut[0] + kBytesOut[1]);
+    CHECK(t.handshake_latency_us[4].get() == 30);
+    CHECK(s.snapshot.uptime_s == doctest::Approx(90.5));
+    CHECK(s.snapshot.server_alive);
+
+    REQUIRE(s.snapshot.per_worker.size() == 2);
+    CHECK(s.snapshot.per_worker[0].connections == kAccepted[0] - kKicked[0]);
+    CHECK(s.snapshot.per_worker[1].authenticated == 2);
+
+    // The closed slot's 18000 packets do not count; worker 1 slot 0 has 401.
+    REQUIRE(s.snapshot.top.size() == 2);
+    CHECK(s.snapshot.top[0].worker == 1);
+    CHECK(s.snapshot.top[0].slot == 0);
+    CHECK(s.snapshot.top[1].worker == 0);
+    CHECK(s.snapshot.top[1].slot == 3);
+    CHECK(s.snapshot.top[1].kib_in == 9);
+
+    // Taking a snapshot again starts from zero rather than adding up.
+    take_snapshot(s.reader, 0, 0, s.snapshot);
+    CHECK(s.snapshot.totals.accepted.get() == kAccepted[0] + kAccepted[1]);
+    CHECK(s.snapshot.top.empty());
+}
+
+TEST_CASE("latency quantiles interpolate inside the power-of-two buckets") {
+    stats::WorkerBlock block;
+    CHECK_FALSE(latency_quantile_us(block, 0.5).has_value());
+    block.handshake_latency_us[3].set(100);  // [8, 16) µs
+    CHECK(*latency_quantile_us(block, 0.5) == doctest::Approx(12));
+    block.handshake_latency_us[0].set(100);  // [0, 2) µs
+    CHECK(*latency_quantile_us(block, 0.25) == doctest::Approx(1));
+    CHECK(*latency_quantile_us(block, 0.75) == doctest::Approx(12));
+    block.handshake_latency_us[10].set(2);  // [1024, 2048) µs
+    CHECK(*latency_quantile_us(block, 0.999) > 1024);
+}
+
+TEST_CASE("rates are per second and survive a counter that went back") {
+    const Traffic before{10, 4, 100, 50, 4000, 2000};
+    const Traffic after{30, 8, 300, 50, 10000, 1000};
+    const Rates r = rates_between(before, after, 2.0);
+    CHECK(r.accepted == doctest::Approx(10));
+    CHECK(r.closed == doctest::Approx(2));
+    CHECK(r.packets_in == doctest::Approx(100));
+    CHECK(r.packets_out == doctest::Approx(0));
+    CHECK(r.bytes_in == doctest::Approx(3000));
+    CHECK(r.bytes_out == doctest::Approx(500));  // restarted: 1000 since zero
+}
+
+TEST_CASE("JSON has the documented keys and the summed values") {
+    Snapped s(5);
+    const Rates rates = rates_between(Traffic{}, traffic_of(s.snapshot), 2.0);
+    const json j = to_json(s.snapshot, &rates);
+    for (const char* key : {"instance", "pid", "uptime_s", "workers", "capacity", "max_conns", "mode", "gauges",
+                            "counters", "handshake_latency_us", "per_worker", "top", "rates"})
+        CHECK_MESSAGE(j.contains(key), key);
+    CHECK(j["instance"] == s.instance.name);
+    CHECK(j["mode"] == "release");
+    CHECK(j["gauges"]["device_flags"]["app"] == 3);
+    CHECK(j["gauges"]["device_flags"].size() == stats::kDeviceFlagBuckets);
+
+    const json& c = j["counters"];
+    CHECK(c["accepted"] == kAccepted[0] + kAccepted[1]);
+    CHECK(c["bytes_out"] == kBytesOut[0] + kBytesOut[1]);
+    CHECK(c["closed"].size() == stats::kCloseReasonCount);
+    CHECK(c["closed"]["kicked"] == kKicked[0] + kKicked[1]);
+    CHECK(c["packets_in"]["connect"] == kConnectIn[0] + kConnectIn[1]);
+    CHECK(c["packets_out"]["connack"] == kConnectIn[0] + kConnectIn[1]);
+    CHECK(c["decode_errors"]["unknown_type"] == 1);
+    CHECK_FALSE(c["decode_errors"].contains("none"));
+
+    CHECK(j["handshake_latency_us"]["buckets"].size() == stats::kLatencyBuckets);
+    CHECK(j["handshake_latency_us"]["p50"].get<double>() == doctest::Approx(24));
+    CHECK(j["per_worker"][1]["connections"] == kAccepted[1] - kKicked[1]);
+    CHECK(j["top"].size() == 3);
+    CHECK(j["top"][0]["packets_in"] == 400);
+    CHECK(j["rates"]["accepted_per_s"].get<double>() == doctest::Approx((kAccepted[0] + kAccepted[1]) / 2.0));
+
+    take_snapshot(s.reader, 0, 0, s.snapshot);
+    const json plain = to_json(s.snapshot, nullptr);
+    CHECK_FALSE(plain.contains("top"));
+    CHECK_FALSE(plain.contains("rates"));
+}
+
+TEST_CASE("Prometheus text has typed families, labels and a cumulative histogram") {
+    Snapped s(0);
+    const std::string text = render_prometheus(s.snapshot);
+    const auto has = [&](const std::string& line) { return text.find(line + "\n") != std::string::npos; };
+    CHECK(has("# TYPE limaoim_accepted_total counter"));
+    CHECK(has("limaoim_accepted_total " + std::to_string(kAccepted[0] + kAccepted[1])));
+    CHECK(has("limaoim_closed_total{reason=\"kicked\"} " + std::to_string(kKicked[0] + kKicked[1])));
+    CHECK(has("limaoim_packets_in_total{type=\"connect\"} " + std::to_string(kConnectIn[0] + kConnectIn[1])));
+    CHECK_FALSE(has("limaoim_packets_in_total{type=\"type12\"} 0"));
+    CHECK(has("limaoim_authenticated_by_device_flag{device_flag=\"app\"} 3"));
+    CHECK(has("limaoim_worker_connections{worker=\"1\"} " + std::to_string(kAccepted[1] - kKicked[1])));
+    CHECK(has("# TYPE limaoim_handshake_latency_seconds histogram"));
+    CHECK(has("limaoim_handshake_latency_seconds_bucket{le=\"1.6e-05\"} 0"));
+    CHECK(has("limaoim_handshake_latency_seconds_bucket{le=\"3.2e-05\"} 30"));
+    CHECK(has("limaoim_handshake_latency_seconds_bucket{le=\"+Inf\"} 30"));
+    CHECK(has("limaoim_handshake_latency_seconds_count 30"));
+
+    // Every sample belongs to a family declared just before it.
+    std::istringstream lines(text);
+    std::string line, family;
+    while (std::getline(lines, line)) {
+        if (line.rfind("# TYPE ", 0) == 0) {
+            family = line.substr(7, line.find(' ', 7) - 7);
+        } else if (line[0] != '#') {
+            CHECK_MESSAGE(line.rfind(family, 0) == 0, line);
+        }
+    }
+}
+
+TEST_CASE("the table shows sums, quantiles and per-worker connections") {
+    Snapped s(2);
+    const std::string table = render_table(s.snapshot, nullptr);
+    CHECK(table.find("pid " + std::to_string(getpid()) + " (running)") != std::string::npos);
+    CHECK(table.find("uptime 0d 00:01:30") != std::string::npos);
+    CHECK(table.find("w0 6/1 w1 3/2") != std::string::npos);
+    CHECK(table.find("p50 24 us") != std::string::npos);
+    CHECK(table.find("busiest live connections") != std::string::npos);
+}
+
+TEST_CASE("limaoim-stat exit codes and output") {
+    ScratchInstance instance("binary");
+    const std::string flag = "--instance " + instance.name;
+
+    Run missing = run_stat(flag + " 2>&1");
+    CHECK(missing.exit_code == 2);
+    CHECK(missing.output.find("no limaoim server is running with instance " + instance.name) != std::string::npos);
+
+    stats::Segment segment;
+    std::string error;
+    REQUIRE(segment.create(info_for(instance, 2, 8), error));
+    fill_workers(segment);
+
+    Run one = run_stat(flag + " --json --top 1");
+    REQUIRE(one.exit_code == 0);
+    const json j = json::parse(one.output);
+    CHECK(j["counters"]["accepted"] == kAccepted[0] + kAccepted[1]);
+    CHECK(j["top"].size() == 1);
+
+    Run prometheus = run_stat("--prometheus", "LIMAOIM_INSTANCE=" + instance.name);
+    CHECK(prometheus.exit_code == 0);
+    CHECK(prometheus.output.find("\nlimaoim_accepted_total " + std::to_string(kAccepted[0] + kAccepted[1]) + "\n") !=
+          std::string::npos);
+
+    Run live = run_stat(flag + " --json -w 0.05 -n 3");
+    CHECK(live.exit_code == 0);
+    std::istringstream lines(live.output);
+    int frames = 0;
+    for (std::string line; std::getline(lines, line); ++frames) {
+        const json frame = json::parse(line);
+        CHECK(frame["rates"]["interval_s"].get<double>() > 0);
+        CHECK(frame["counters"]["accepted"] == kAccepted[0] + kAccepted[1]);
+    }
+    CHECK(frames == 3);
+
+    const int32_t own_pid = segment.header().pid;
+    segment.header().pid = dead_pid();
+    Run stale = run_stat(flag + " 2>&1");
+    CHECK(stale.exit_code == 1);
+    CHECK(stale.output.find("server pid " + std::to_string(segment.header().pid) +
+                            " is not running (stale segment)") != std::string::npos);
+    CHECK(stale.output.find("accepted") != std::string::npos);
+    segment.header().pid = own_pid;
+
+    segment.header().layout_version = stats::kLayoutVersion + 1;
+    Run other_layout = run_stat(flag + " 2>&1");
+    CHECK(other_layout.exit_code == 2);
+    CHECK(other_layout.output.find("this limaoim-stat reads version") != std::string::npos);
+    segment.remove();
+}

@@ -1,0 +1,94 @@
+// limaoim-stat's read-only view of a server's stats segment. It never writes
+// the segment and never talks to the server.
+#pragma once
+
+#include <sys/types.h>
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "limaoim/stats/layout.h"
+
+namespace limaoim::stat_tool {
+
+// One live connection's traffic, as seen in its ConnCounters.
+struct ConnTraffic {
+    uint32_t worker;
+    uint32_t slot;
+    uint32_t packets_in;
+    uint32_t packets_out;
+    uint32_t kib_in;
+};
+
+class SegmentReader {
+public:
+    SegmentReader() = default;
+    ~SegmentReader();
+    SegmentReader(const SegmentReader&) = delete;
+    SegmentReader& operator=(const SegmentReader&) = delete;
+
+    // Maps /dev/shm/limaoim-<instance> read-only and checks its header. On
+    // failure `error` holds the message for the user and nothing is mapped.
+    bool open(const std::string& instance, std::string& error);
+
+    const std::string& instance() const { return instance_; }
+    const std::string& path() const { return path_; }
+    const stats::Header& header() const { return *reinterpret_cast<const stats::Header*>(base_); }
+    const stats::WorkerBlock& worker(uint32_t index) const;
+    bool server_alive() const;
+    // True when the file at path() is gone or is no longer the one mapped
+    // (the server exited or was restarted).
+    bool replaced() const;
+
+    // Calls visit(const ConnTraffic&) for every live connection (generation
+    // odd). Skips the holes of the sparse file, so slots never used cost
+    // neither time nor memory.
+    template <typename Visit>
+    void for_each_live_conn(Visit&& visit) const;
+
+private:
+    void close_mapping();
+    bool check_header(size_t file_size, std::string& error) const;
+    // Offsets where the next data or hole of the file starts, at or after
+    // `from`; the file size when there is none.
+    off_t next_data(off_t from) const;
+    off_t next_hole(off_t from) const;
+
+    int fd_ = -1;
+    const uint8_t* base_ = nullptr;
+    size_t size_ = 0;
+    dev_t device_ = 0;
+    ino_t inode_ = 0;
+    std::string instance_;
+    std::string path_;
+};
+
+template <typename Visit>
+void SegmentReader::for_each_live_conn(Visit&& visit) const {
+    const stats::Header& h = header();
+    const auto* conns = reinterpret_cast<const stats::ConnCounters*>(base_ + h.conns_offset);
+    const off_t region_begin = off_t(h.conns_offset);
+    const off_t region_end = region_begin + off_t(h.capacity * sizeof(stats::ConnCounters));
+    for (off_t data = next_data(region_begin); data < region_end; data = next_data(data)) {
+        const off_t hole = std::min(next_hole(data), region_end);
+        const size_t first = size_t(data - region_begin) / sizeof(stats::ConnCounters);
+        const size_t last = size_t(hole - region_begin) / sizeof(stats::ConnCounters);
+        for (size_t i = first; i < last; ++i) {
+            const stats::ConnCounters& c = conns[i];
+            const uint32_t generation = c.generation.load(std::memory_order_relaxed);
+            if ((generation & 1) == 0) continue;
+            ConnTraffic traffic{uint32_t(i / h.slots_per_worker), uint32_t(i % h.slots_per_worker),
+                                c.packets_in.load(std::memory_order_relaxed),
+                                c.packets_out.load(std::memory_order_relaxed),
+                                c.bytes_in_kib.load(std::memory_order_relaxed)};
+            // A slot closed and reused while we read it mixes two connections.
+            if (c.generation.load(std::memory_order_relaxed) != generation) continue;
+            visit(traffic);
+        }
+        data = hole;
+    }
+}
+
+}  // namespace limaoim::stat_tool

@@ -1,0 +1,493 @@
+#include "report.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdarg>
+#include <cstdio>
+#include <functional>
+
+namespace limaoim::stat_tool {
+
+namespace {
+
+using stats::Counter;
+using stats::WorkerBlock;
+
+// A WorkerBlock holds nothing but Counters (its gauges included), so adding
+// blocks as arrays of Counters covers every field, also ones added later.
+constexpr size_t kCountersPerBlock = sizeof(WorkerBlock) / sizeof(Counter);
+static_assert(sizeof(WorkerBlock) % sizeof(Counter) == 0);
+
+Counter* counters_of(WorkerBlock& block) { return reinterpret_cast<Counter*>(&block); }
+const Counter* counters_of(const WorkerBlock& block) { return reinterpret_cast<const Counter*>(&block); }
+
+void sum_workers(const SegmentReader& reader, Snapshot& out) {
+    Counter* sum = counters_of(out.totals);
+    for (size_t i = 0; i < kCountersPerBlock; ++i) sum[i].set(0);
+    out.per_worker.clear();
+    for (uint32_t w = 0; w < out.workers; ++w) {
+        const WorkerBlock& block = reader.worker(w);
+        const Counter* values = counters_of(block);
+        for (size_t i = 0; i < kCountersPerBlock; ++i) sum[i].add(values[i].get());
+        out.per_worker.push_back({block.connections.get(), block.authenticated.get()});
+    }
+}
+
+uint64_t traffic_rank(const ConnTraffic& c) { return uint64_t(c.packets_in) + c.packets_out; }
+
+bool busier(const ConnTraffic& a, const ConnTraffic& b) {
+    if (traffic_rank(a) != traffic_rank(b)) return traffic_rank(a) > traffic_rank(b);
+    return a.kib_in > b.kib_in;
+}
+
+// Keeps the n busiest in a min-heap, so a server with a million slots costs
+// n entries, not a million.
+void pick_top(const SegmentReader& reader, size_t n, std::vector<ConnTraffic>& top) {
+    top.clear();
+    if (n == 0) return;
+    top.reserve(n);
+    reader.for_each_live_conn([&](const ConnTraffic& c) {
+        if (top.size() < n) {
+            top.push_back(c);
+            std::push_heap(top.begin(), top.end(), busier);
+        } else if (busier(c, top.front())) {
+            std::pop_heap(top.begin(), top.end(), busier);
+            top.back() = c;
+            std::push_heap(top.begin(), top.end(), busier);
+        }
+    });
+    std::sort(top.begin(), top.end(), busier);
+}
+
+template <size_t N>
+uint64_t sum_of(const Counter (&counters)[N]) {
+    uint64_t total = 0;
+    for (const Counter& c : counters) total += c.get();
+    return total;
+}
+
+double bucket_lower_us(int i) { return i == 0 ? 0.0 : std::ldexp(1.0, i); }
+double bucket_upper_us(int i) { return std::ldexp(1.0, i + 1); }
+
+// Types 1-9 are the protocol's packets; the others only show when counted.
+bool named_packet_type(int type) { return type >= 1 && type <= 9; }
+
+const char* mode_name(const Snapshot& s) { return s.mode_test ? "test" : "release"; }
+
+// ---- text helpers ----
+
+void appendf(std::string& out, const char* format, ...) __attribute__((format(printf, 2, 3)));
+void appendf(std::string& out, const char* format, ...) {
+    char buffer[512];
+    va_list args;
+    va_start(args, format);
+    const int n = std::vsnprintf(buffer, sizeof buffer, format, args);
+    va_end(args);
+    if (n > 0) out.append(buffer, std::min(size_t(n), sizeof buffer - 1));
+}
+
+unsigned long long ull(uint64_t v) { return static_cast<unsigned long long>(v); }
+
+std::string human_bytes(double bytes) {
+    static constexpr const char* kUnits[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    int unit = 0;
+    while (bytes >= 1024 && unit < 4) {
+        bytes /= 1024;
+        ++unit;
+    }
+    char buffer[32];
+    std::snprintf(buffer, sizeof buffer, unit == 0 ? "%.0f %s" : "%.1f %s", bytes, kUnits[unit]);
+    return buffer;
+}
+
+std::string duration_text(double seconds) {
+    const uint64_t s = uint64_t(seconds);
+    char buffer[48];
+    std::snprintf(buffer, sizeof buffer, "%llud %02llu:%02llu:%02llu", ull(s / 86400), ull(s / 3600 % 24),
+                  ull(s / 60 % 60), ull(s % 60));
+    return buffer;
+}
+
+std::string quantile_text(const std::optional<double>& us) {
+    if (!us) return "-";
+    char buffer[32];
+    if (*us < 1000)
+        std::snprintf(buffer, sizeof buffer, "%.0f us", *us);
+    else
+        std::snprintf(buffer, sizeof buffer, "%.2f ms", *us / 1000);
+    return buffer;
+}
+
+void append_row(std::string& out, const char* label, uint64_t value) {
+    appendf(out, "  %-26s %14llu\n", label, ull(value));
+}
+
+// name/value pairs, two to a line.
+template <size_t N>
+void append_pairs(std::string& out, const char* const (&names)[N], const Counter (&values)[N], size_t first) {
+    size_t column = 0;
+    for (size_t i = first; i < N; ++i) {
+        appendf(out, "  %-22s %12llu", names[i], ull(values[i].get()));
+        if (++column % 2 == 0) out += '\n';
+    }
+    if (column % 2) out += '\n';
+}
+
+void append_header(std::string& out, const Snapshot& s) {
+    appendf(out, "limaoim instance %s  pid %d (%s)  port %u  mode %s\n", s.instance.c_str(), s.pid,
+            s.server_alive ? "running" : "NOT RUNNING", unsigned(s.port), mode_name(s));
+    appendf(out, "uptime %s  workers %u  capacity %llu  max_conns %llu\n\n", duration_text(s.uptime_s).c_str(),
+            s.workers, ull(s.capacity), ull(s.max_conns));
+}
+
+void append_gauges(std::string& out, const Snapshot& s) {
+    const WorkerBlock& t = s.totals;
+    out += "gauges\n";
+    append_row(out, "connections", t.connections.get());
+    appendf(out, "  %-26s %14llu   ", "authenticated", ull(t.authenticated.get()));
+    for (int i = 0; i < stats::kDeviceFlagBuckets; ++i)
+        appendf(out, " %s %llu", stats::kDeviceFlagNames[i], ull(t.by_device_flag[i].get()));
+    out += '\n';
+    append_row(out, "pending handshakes", t.pending_handshakes.get());
+    appendf(out, "  %-26s %14llu    (%s)\n", "send queue bytes", ull(t.send_queue_bytes.get()),
+            human_bytes(double(t.send_queue_bytes.get())).c_str());
+    appendf(out, "  %-26s", "per worker conns/auth");
+    for (size_t w = 0; w < s.per_worker.size(); ++w)
+        appendf(out, " w%zu %llu/%llu", w, ull(s.per_worker[w].connections), ull(s.per_worker[w].authenticated));
+    out += "\n\n";
+}
+
+void append_counters(std::string& out, const Snapshot& s) {
+    const WorkerBlock& t = s.totals;
+    out += "counters (all workers)\n";
+    append_row(out, "accepted", t.accepted.get());
+    append_row(out, "rejected (capacity)", t.rejected_capacity.get());
+    append_row(out, "accept errors", t.accept_errors.get());
+    append_row(out, "slot reuses", t.slot_reuses.get());
+    append_row(out, "auth ok", t.auth_ok.get());
+    append_row(out, "auth failures", t.auth_failures.get());
+    append_row(out, "kicks", t.kicks.get());
+    append_row(out, "slow-consumer kicks", t.slow_consumer_kicks.get());
+    append_row(out, "recv re-arms", t.recv_rearms.get());
+    append_row(out, "buffer ring empty", t.buffer_ring_empty.get());
+    appendf(out, "  %-26s %14llu    (%s)\n", "bytes in", ull(t.bytes_in.get()), human_bytes(double(t.bytes_in.get())).c_str());
+    appendf(out, "  %-26s %14llu    (%s)\n", "bytes out", ull(t.bytes_out.get()),
+            human_bytes(double(t.bytes_out.get())).c_str());
+    out += "\nclosed by reason\n";
+    append_pairs(out, stats::kCloseReasonNames, t.closed, 0);
+    out += "\ndecode errors\n";
+    append_pairs(out, stats::kDecodeErrorNames, t.decode_errors, 1);  // 0 is "none"
+    appendf(out, "\n  %-14s %14s %14s\n", "packets", "in", "out");
+    for (int type = 0; type < stats::kPacketTypes; ++type) {
+        const uint64_t in = t.packets_in[type].get(), sent = t.packets_out[type].get();
+        if (named_packet_type(type) || in || sent)
+            appendf(out, "  %-14s %14llu %14llu\n", stats::kPacketTypeNames[type], ull(in), ull(sent));
+    }
+    out += '\n';
+}
+
+void append_latency(std::string& out, const Snapshot& s) {
+    const auto& buckets = s.totals.handshake_latency_us;
+    appendf(out, "handshake latency (n=%llu)  p50 %s  p90 %s  p99 %s\n", ull(sum_of(buckets)),
+            quantile_text(latency_quantile_us(s.totals, 0.50)).c_str(),
+            quantile_text(latency_quantile_us(s.totals, 0.90)).c_str(),
+            quantile_text(latency_quantile_us(s.totals, 0.99)).c_str());
+    uint64_t largest = 0;
+    for (const Counter& b : buckets) largest = std::max(largest, b.get());
+    for (int i = 0; i < stats::kLatencyBuckets; ++i) {
+        const uint64_t n = buckets[i].get();
+        if (n == 0) continue;
+        const int bar = int(std::lround(40.0 * double(n) / double(largest)));
+        appendf(out, "  [%8.0f, %8.0f) us %12llu %s\n", bucket_lower_us(i), bucket_upper_us(i), ull(n),
+                std::string(size_t(std::max(bar, 1)), '#').c_str());
+    }
+}
+
+void append_rates(std::string& out, const Rates& r) {
+    appendf(out, "\nrates over %.1f s\n", r.interval_s);
+    appendf(out, "  accepted/s %10.1f   closed/s %10.1f\n", r.accepted, r.closed);
+    appendf(out, "  packets in/s %8.1f   packets out/s %8.1f\n", r.packets_in, r.packets_out);
+    appendf(out, "  bytes in/s %12s/s   bytes out/s %10s/s\n", human_bytes(r.bytes_in).c_str(),
+            human_bytes(r.bytes_out).c_str());
+}
+
+void append_top(std::string& out, const Snapshot& s) {
+    appendf(out, "\nbusiest live connections (top %zu by packets in + out)\n", s.top_requested);
+    appendf(out, "  %6s %8s %12s %12s %10s\n", "worker", "slot", "packets in", "packets out", "KiB in");
+    for (const ConnTraffic& c : s.top)
+        appendf(out, "  %6u %8u %12u %12u %10u\n", c.worker, c.slot, c.packets_in, c.packets_out, c.kib_in);
+}
+
+// ---- JSON helpers ----
+
+template <size_t N>
+nlohmann::json named_counters(const char* const (&names)[N], const Counter (&values)[N], size_t first = 0) {
+    nlohmann::json object = nlohmann::json::object();
+    for (size_t i = first; i < N; ++i) object[names[i]] = values[i].get();
+    return object;
+}
+
+nlohmann::json quantile_json(const std::optional<double>& us) { return us ? nlohmann::json(*us) : nlohmann::json(); }
+
+nlohmann::json gauges_json(const WorkerBlock& t) {
+    nlohmann::json device_flags = nlohmann::json::object();
+    for (int i = 0; i < stats::kDeviceFlagBuckets; ++i) device_flags[stats::kDeviceFlagNames[i]] = t.by_device_flag[i].get();
+    return {{"connections", t.connections.get()},
+            {"authenticated", t.authenticated.get()},
+            {"pending_handshakes", t.pending_handshakes.get()},
+            {"send_queue_bytes", t.send_queue_bytes.get()},
+            {"device_flags", device_flags}};
+}
+
+nlohmann::json counters_json(const WorkerBlock& t) {
+    return {{"accepted", t.accepted.get()},
+            {"rejected_capacity", t.rejected_capacity.get()},
+            {"accept_errors", t.accept_errors.get()},
+            {"slot_reuses", t.slot_reuses.get()},
+            {"closed", named_counters(stats::kCloseReasonNames, t.closed)},
+            {"packets_in", named_counters(stats::kPacketTypeNames, t.packets_in)},
+            {"packets_out", named_counters(stats::kPacketTypeNames, t.packets_out)},
+            {"bytes_in", t.bytes_in.get()},
+            {"bytes_out", t.bytes_out.get()},
+            {"auth_ok", t.auth_ok.get()},
+            {"auth_failures", t.auth_failures.get()},
+            {"decode_errors", named_counters(stats::kDecodeErrorNames, t.decode_errors, 1)},
+            {"kicks", t.kicks.get()},
+            {"slow_consumer_kicks", t.slow_consumer_kicks.get()},
+            {"recv_rearms", t.recv_rearms.get()},
+            {"buffer_ring_empty", t.buffer_ring_empty.get()}};
+}
+
+nlohmann::json latency_json(const WorkerBlock& t) {
+    nlohmann::json buckets = nlohmann::json::array();
+    for (const Counter& b : t.handshake_latency_us) buckets.push_back(b.get());
+    return {{"buckets", buckets},
+            {"count", sum_of(t.handshake_latency_us)},
+            {"p50", quantile_json(latency_quantile_us(t, 0.50))},
+            {"p90", quantile_json(latency_quantile_us(t, 0.90))},
+            {"p99", quantile_json(latency_quantile_us(t, 0.99))}};
+}
+
+// ---- Prometheus helpers ----
+
+std::string label_value(const std::string& raw) {
+    std::string escaped;
+    for (char c : raw) {
+        if (c == '\\' || c == '"') escaped += '\\';
+        if (c == '\n') {
+            escaped += "\\n";
+            continue;
+        }
+        escaped += c;
+    }
+    return escaped;
+}
+
+void family(std::string& out, const char* name, const char* type, const char* help) {
+    appendf(out, "# HELP limaoim_%s %s\n# TYPE limaoim_%s %s\n", name, help, name, type);
+}
+
+void sample(std::string& out, const char* name, uint64_t value) {
+    appendf(out, "limaoim_%s %llu\n", name, ull(value));
+}
+
+void metric(std::string& out, const char* name, const char* type, const char* help, uint64_t value) {
+    family(out, name, type, help);
+    sample(out, name, value);
+}
+
+template <size_t N>
+void labelled(std::string& out, const char* name, const char* help, const char* label,
+              const char* const (&names)[N], const Counter (&values)[N], const std::function<bool(size_t)>& shown) {
+    family(out, name, "counter", help);
+    for (size_t i = 0; i < N; ++i)
+        if (shown(i)) appendf(out, "limaoim_%s{%s=\"%s\"} %llu\n", name, label, names[i], ull(values[i].get()));
+}
+
+void prometheus_identity(std::string& out, const Snapshot& s) {
+    family(out, "info", "gauge", "Server identity; always 1.");
+    appendf(out, "limaoim_info{stats_instance=\"%s\",pid=\"%d\",port=\"%u\",mode=\"%s\"} 1\n",
+            label_value(s.instance).c_str(), s.pid, unsigned(s.port), mode_name(s));
+    metric(out, "server_running", "gauge", "1 while the pid that wrote the segment is alive.", s.server_alive ? 1 : 0);
+    family(out, "start_time_seconds", "gauge", "Server start, seconds since the Unix epoch.");
+    appendf(out, "limaoim_start_time_seconds %.3f\n", double(s.start_time_unix_ms) / 1000);
+    metric(out, "uptime_seconds", "gauge", "Seconds since the server started.", uint64_t(s.uptime_s));
+    metric(out, "workers", "gauge", "Worker threads.", s.workers);
+    metric(out, "capacity", "gauge", "Connection slots over all workers.", s.capacity);
+    metric(out, "max_conns", "gauge", "Configured --max-conns.", s.max_conns);
+}
+
+void prometheus_gauges(std::string& out, const Snapshot& s) {
+    const WorkerBlock& t = s.totals;
+    metric(out, "connections", "gauge", "Accepted connections not yet closed.", t.connections.get());
+    metric(out, "authenticated", "gauge", "Sessions with a successful CONNACK.", t.authenticated.get());
+    family(out, "authenticated_by_device_flag", "gauge", "Authenticated sessions per device flag.");
+    for (int i = 0; i < stats::kDeviceFlagBuckets; ++i)
+        appendf(out, "limaoim_authenticated_by_device_flag{device_flag=\"%s\"} %llu\n", stats::kDeviceFlagNames[i],
+                ull(t.by_device_flag[i].get()));
+    metric(out, "pending_handshakes", "gauge", "Connections that have not sent CONNECT yet.", t.pending_handshakes.get());
+    metric(out, "send_queue_bytes", "gauge", "Output queued and not yet sent.", t.send_queue_bytes.get());
+    family(out, "worker_connections", "gauge", "Open connections per worker.");
+    for (size_t w = 0; w < s.per_worker.size(); ++w)
+        appendf(out, "limaoim_worker_connections{worker=\"%zu\"} %llu\n", w, ull(s.per_worker[w].connections));
+    family(out, "worker_authenticated", "gauge", "Authenticated sessions per worker.");
+    for (size_t w = 0; w < s.per_worker.size(); ++w)
+        appendf(out, "limaoim_worker_authenticated{worker=\"%zu\"} %llu\n", w, ull(s.per_worker[w].authenticated));
+}
+
+void prometheus_counters(std::string& out, const Snapshot& s) {
+    const WorkerBlock& t = s.totals;
+    metric(out, "accepted_total", "counter", "Connections accepted.", t.accepted.get());
+    metric(out, "rejected_capacity_total", "counter", "Connections refused for capacity.", t.rejected_capacity.get());
+    metric(out, "accept_errors_total", "counter", "Failed accepts.", t.accept_errors.get());
+    metric(out, "slot_reuses_total", "counter", "Connection slots used again after a close.", t.slot_reuses.get());
+    const auto all = [](size_t) { return true; };
+    labelled(out, "closed_total", "Connections closed, by reason.", "reason", stats::kCloseReasonNames, t.closed, all);
+    const auto counted_type = [&](const Counter (&values)[stats::kPacketTypes]) {
+        return [&values](size_t type) { return named_packet_type(int(type)) || values[type].get() != 0; };
+    };
+    labelled(out, "packets_in_total", "Packets received, by type.", "type", stats::kPacketTypeNames, t.packets_in,
+             counted_type(t.packets_in));
+    labelled(out, "packets_out_total", "Packets sent, by type.", "type", stats::kPacketTypeNames, t.packets_out,
+             counted_type(t.packets_out));
+    metric(out, "bytes_in_total", "counter", "Bytes received.", t.bytes_in.get());
+    metric(out, "bytes_out_total", "counter", "Bytes handed to the kernel.", t.bytes_out.get());
+    metric(out, "auth_ok_total", "counter", "Successful CONNACKs.", t.auth_ok.get());
+    metric(out, "auth_failures_total", "counter", "CONNACKs with a failure reason.", t.auth_failures.get());
+    labelled(out, "decode_errors_total", "Undecodable packets, by kind.", "kind", stats::kDecodeErrorNames,
+             t.decode_errors, [](size_t kind) { return kind != 0; });
+    metric(out, "kicks_total", "counter", "Sessions replaced by a newer login.", t.kicks.get());
+    metric(out, "slow_consumer_kicks_total", "counter", "Sessions closed for unsent output.", t.slow_consumer_kicks.get());
+    metric(out, "recv_rearms_total", "counter", "Multishot receives re-armed.", t.recv_rearms.get());
+    metric(out, "buffer_ring_empty_total", "counter", "Receives that found no buffer.", t.buffer_ring_empty.get());
+}
+
+// The segment keeps no sum of latencies; bucket midpoints stand in for it.
+void prometheus_latency(std::string& out, const Snapshot& s) {
+    const auto& buckets = s.totals.handshake_latency_us;
+    family(out, "handshake_latency_seconds", "histogram",
+           "Complete CONNECT to CONNACK queued (sum estimated from bucket midpoints).");
+    uint64_t cumulative = 0;
+    double estimated_sum_us = 0;
+    for (int i = 0; i < stats::kLatencyBuckets; ++i) {
+        const uint64_t n = buckets[i].get();
+        cumulative += n;
+        estimated_sum_us += double(n) * (bucket_lower_us(i) + bucket_upper_us(i)) / 2;
+        appendf(out, "limaoim_handshake_latency_seconds_bucket{le=\"%.9g\"} %llu\n", bucket_upper_us(i) / 1e6,
+                ull(cumulative));
+    }
+    appendf(out, "limaoim_handshake_latency_seconds_bucket{le=\"+Inf\"} %llu\n", ull(cumulative));
+    appendf(out, "limaoim_handshake_latency_seconds_sum %.9g\n", estimated_sum_us / 1e6);
+    appendf(out, "limaoim_handshake_latency_seconds_count %llu\n", ull(cumulative));
+}
+
+}  // namespace
+
+void take_snapshot(const SegmentReader& reader, size_t top_n, uint64_t now_unix_ms, Snapshot& out) {
+    const stats::Header& h = reader.header();
+    out.instance = reader.instance();
+    out.pid = h.pid;
+    out.server_alive = reader.server_alive();
+    out.port = h.port;
+    out.mode_test = h.mode_test != 0;
+    out.workers = h.workers;
+    out.capacity = h.capacity;
+    out.max_conns = h.max_conns;
+    out.start_time_unix_ms = h.start_time_unix_ms;
+    out.uptime_s = now_unix_ms > h.start_time_unix_ms ? double(now_unix_ms - h.start_time_unix_ms) / 1000 : 0;
+    sum_workers(reader, out);
+    out.top_requested = top_n;
+    pick_top(reader, top_n, out.top);
+}
+
+Traffic traffic_of(const Snapshot& s) {
+    const WorkerBlock& t = s.totals;
+    return {t.accepted.get(), sum_of(t.closed),     sum_of(t.packets_in),
+            sum_of(t.packets_out), t.bytes_in.get(), t.bytes_out.get()};
+}
+
+Rates rates_between(const Traffic& before, const Traffic& after, double seconds) {
+    const auto per_second = [seconds](uint64_t from, uint64_t to) {
+        if (seconds <= 0) return 0.0;
+        return double(to >= from ? to - from : to) / seconds;
+    };
+    return {seconds,
+            per_second(before.accepted, after.accepted),
+            per_second(before.closed, after.closed),
+            per_second(before.packets_in, after.packets_in),
+            per_second(before.packets_out, after.packets_out),
+            per_second(before.bytes_in, after.bytes_in),
+            per_second(before.bytes_out, after.bytes_out)};
+}
+
+std::optional<double> latency_quantile_us(const WorkerBlock& totals, double q) {
+    const auto& buckets = totals.handshake_latency_us;
+    const uint64_t count = sum_of(buckets);
+    if (count == 0) return std::nullopt;
+    const double rank = std::clamp(q, 0.0, 1.0) * double(count);
+    uint64_t below = 0;
+    for (int i = 0; i < stats::kLatencyBuckets; ++i) {
+        const uint64_t n = buckets[i].get();
+        if (n != 0 && double(below + n) >= rank) {
+            const double fraction = (rank - double(below)) / double(n);
+            return bucket_lower_us(i) + fraction * (bucket_upper_us(i) - bucket_lower_us(i));
+        }
+        below += n;
+    }
+    return bucket_upper_us(stats::kLatencyBuckets - 1);
+}
+
+nlohmann::json to_json(const Snapshot& s, const Rates* rates) {
+    nlohmann::json per_worker = nlohmann::json::array();
+    for (const WorkerLoad& w : s.per_worker)
+        per_worker.push_back({{"connections", w.connections}, {"authenticated", w.authenticated}});
+    nlohmann::json out = {{"instance", s.instance},
+                          {"pid", s.pid},
+                          {"server_running", s.server_alive},
+                          {"port", s.port},
+                          {"uptime_s", s.uptime_s},
+                          {"start_time_unix_ms", s.start_time_unix_ms},
+                          {"workers", s.workers},
+                          {"capacity", s.capacity},
+                          {"max_conns", s.max_conns},
+                          {"mode", mode_name(s)},
+                          {"gauges", gauges_json(s.totals)},
+                          {"counters", counters_json(s.totals)},
+                          {"handshake_latency_us", latency_json(s.totals)},
+                          {"per_worker", per_worker}};
+    if (s.top_requested) {
+        nlohmann::json top = nlohmann::json::array();
+        for (const ConnTraffic& c : s.top)
+            top.push_back({{"worker", c.worker}, {"slot", c.slot}, {"packets_in", c.packets_in},
+                           {"packets_out", c.packets_out}, {"kib_in", c.kib_in}});
+        out["top"] = top;
+    }
+    if (rates)
+        out["rates"] = {{"interval_s", rates->interval_s},       {"accepted_per_s", rates->accepted},
+                        {"closed_per_s", rates->closed},         {"packets_in_per_s", rates->packets_in},
+                        {"packets_out_per_s", rates->packets_out}, {"bytes_in_per_s", rates->bytes_in},
+                        {"bytes_out_per_s", rates->bytes_out}};
+    return out;
+}
+
+std::string render_table(const Snapshot& s, const Rates* rates) {
+    std::string out;
+    append_header(out, s);
+    append_gauges(out, s);
+    append_counters(out, s);
+    append_latency(out, s);
+    if (rates) append_rates(out, *rates);
+    if (s.top_requested) append_top(out, s);
+    return out;
+}
+
+std::string render_prometheus(const Snapshot& s) {
+    std::string out;
+    prometheus_identity(out, s);
+    prometheus_gauges(out, s);
+    prometheus_counters(out, s);
+    prometheus_latency(out, s);
+    return out;
+}
+
+}  // namespace limaoim::stat_tool

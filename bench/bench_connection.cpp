@@ -1,1 +1,334 @@
-int main() { return 1; }  // placeholder: being written
+// bench_connection: the LiMaoIM connection load test on one machine.
+//
+// The original test ran `bench_connection -cids 1-25000 -hostname <server>
+// -timeout 10m` on five load machines; here one machine opens all the clients
+// over loopback. One process may hold only 20000 fds, so the parent forks
+// worker processes (bench_connection_worker.h) and reports their counters,
+// which live in a shared anonymous mapping, once a second.
+#include <arpa/inet.h>
+#include <errno.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <new>
+#include <string>
+#include <vector>
+
+#include "bench_connection_options.h"
+#include "bench_connection_shared.h"
+#include "bench_connection_worker.h"
+
+namespace {
+
+using namespace limaoim::bench;
+
+constexpr int64_t kSecondNs = 1'000'000'000;
+constexpr int kExitPass = 0;
+constexpr int kExitFail = 1;
+constexpr int kExitUsage = 2;
+// Descriptors a worker needs besides its sockets (stdio, epoll, slack).
+constexpr uint64_t kSpareFds = 32;
+constexpr int64_t kWorkerExitGraceNs = 30 * kSecondNs;
+constexpr int64_t kPollNs = 100'000'000;  // how soon the end of all workers is noticed
+
+volatile sig_atomic_t g_stop_signal = 0;
+
+void on_stop_signal(int signal_number) { g_stop_signal = signal_number; }
+
+int64_t monotonic_ns() {
+    timespec now{};
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return now.tv_sec * kSecondNs + now.tv_nsec;
+}
+
+// The shared mapping: the control block, then one counter block per worker.
+struct SharedRegion {
+    SharedControl* control = nullptr;
+    WorkerCounters* workers = nullptr;
+    size_t bytes = 0;
+};
+
+bool map_shared_region(uint32_t workers, SharedRegion& region) {
+    region.bytes = sizeof(SharedControl) + workers * sizeof(WorkerCounters);
+    void* memory = mmap(nullptr, region.bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (memory == MAP_FAILED) return false;
+    region.control = new (memory) SharedControl;
+    region.workers = new (static_cast<char*>(memory) + sizeof(SharedControl)) WorkerCounters[workers];
+    return true;
+}
+
+// Raises the soft fd limit to the hard one and checks that each worker's
+// share of the clients fits under it. Empty string when fine.
+std::string plan_worker_count(const Options& options, uint32_t& workers) {
+    rlimit limit{};
+    getrlimit(RLIMIT_NOFILE, &limit);
+    limit.rlim_cur = limit.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &limit);
+    const uint64_t clients = options.client_count();
+    workers = options.procs != 0
+                  ? options.procs
+                  : static_cast<uint32_t>((clients + kMaxSocketsPerWorker - 1) / kMaxSocketsPerWorker);
+    workers = static_cast<uint32_t>(std::min<uint64_t>(workers, clients));
+    const uint64_t per_worker = (clients + workers - 1) / workers;
+    if (per_worker + kSpareFds > limit.rlim_cur)
+        return "-procs " + std::to_string(workers) + " gives " + std::to_string(per_worker) +
+               " sockets per worker, above the fd limit of " + std::to_string(limit.rlim_cur);
+    return {};
+}
+
+std::vector<WorkerPlan> split_clients(const Options& options, uint32_t workers) {
+    std::vector<WorkerPlan> plans(workers);
+    const uint64_t clients = options.client_count();
+    uint64_t next = 0;
+    for (uint32_t i = 0; i < workers; ++i) {
+        const uint64_t count = clients / workers + (i < clients % workers ? 1 : 0);
+        plans[i] = {i, workers, options.first_cid + next, count, next};
+        next += count;
+    }
+    return plans;
+}
+
+void install_stop_handlers() {
+    struct sigaction action {};
+    action.sa_handler = on_stop_signal;  // no SA_RESTART: the per-second sleep wakes up
+    sigaction(SIGINT, &action, nullptr);
+    sigaction(SIGTERM, &action, nullptr);
+    signal(SIGPIPE, SIG_IGN);
+}
+
+struct Run {
+    const Options& options;
+    SharedRegion region;
+    std::vector<pid_t> pids;
+    std::vector<int> worker_status;  // waitpid status, -1 while running
+    uint32_t workers_running = 0;
+    int64_t start_ns = 0;
+    int64_t end_ns = 0;
+    FILE* report = nullptr;
+    uint64_t previous_came_online = 0;
+};
+
+bool fork_workers(Run& run, const std::vector<WorkerPlan>& plans) {
+    std::fflush(nullptr);  // a child must not flush the parent's buffers again
+    for (const WorkerPlan& plan : plans) {
+        const pid_t pid = fork();
+        if (pid < 0) {
+            std::perror("bench_connection: fork");
+            return false;
+        }
+        if (pid == 0) _exit(run_worker(run.options, plan, *run.region.control, run.region.workers[plan.index]));
+        run.pids.push_back(pid);
+        run.worker_status.push_back(-1);
+        ++run.workers_running;
+    }
+    return true;
+}
+
+void reap_workers(Run& run, bool block) {
+    for (size_t i = 0; i < run.pids.size(); ++i) {
+        if (run.worker_status[i] != -1) continue;
+        int status = 0;
+        if (waitpid(run.pids[i], &status, block ? 0 : WNOHANG) == run.pids[i]) {
+            run.worker_status[i] = status;
+            --run.workers_running;
+        }
+    }
+}
+
+Totals read_totals(const Run& run) { return sum_counters(run.region.workers, run.pids.size()); }
+
+std::string failure_breakdown(const Totals& totals) {
+    std::string text;
+    for (size_t r = 0; r < kFailReasonCount; ++r) {
+        if (totals.failed_by[r] == 0) continue;
+        text += text.empty() ? " (" : " ";
+        text += std::string(to_string(static_cast<FailReason>(r))) + "=" + std::to_string(totals.failed_by[r]);
+    }
+    return text.empty() ? text : text + ")";
+}
+
+void report_second(Run& run, int64_t second) {
+    const Totals totals = read_totals(run);
+    const uint64_t clients = run.options.client_count();
+    const uint64_t handshakes = totals.came_online - run.previous_came_online;
+    run.previous_came_online = totals.came_online;
+    if (!run.options.quiet) {
+        std::printf("t=%llds online=%llu connecting=%llu failed=%llu%s closed_by_peer=%llu dropped=%llu "
+                    "pongs_missing=%llu pings=%llu pongs=%llu\n",
+                    static_cast<long long>(second), (unsigned long long)totals.online(),
+                    (unsigned long long)totals.connecting(clients), (unsigned long long)totals.failed,
+                    failure_breakdown(totals).c_str(), (unsigned long long)totals.closed_by_peer,
+                    (unsigned long long)totals.dropped, (unsigned long long)totals.pongs_missing,
+                    (unsigned long long)totals.pings_sent, (unsigned long long)totals.pongs_received);
+        std::fflush(stdout);
+    }
+    if (run.report != nullptr) {
+        std::fprintf(run.report, "%lld,%llu,%llu,%llu,%llu,%llu,%llu,%llu,%llu,%llu\n", static_cast<long long>(second),
+                     (unsigned long long)totals.online(), (unsigned long long)totals.connecting(clients),
+                     (unsigned long long)totals.failed, (unsigned long long)totals.closed_by_peer,
+                     (unsigned long long)totals.dropped, (unsigned long long)totals.pongs_missing,
+                     (unsigned long long)totals.pings_sent, (unsigned long long)totals.pongs_received,
+                     (unsigned long long)handshakes);
+        std::fflush(run.report);
+    }
+}
+
+// Reports each whole second of the run until the timeout, a stop signal, or
+// every worker has ended (all of its clients failed or were closed), which
+// is noticed within kPollNs.
+void monitor(Run& run) {
+    const int64_t deadline = run.start_ns + run.options.timeout_ns;
+    int64_t second = 1;
+    while (!g_stop_signal && run.workers_running > 0) {
+        const int64_t report_ns = run.start_ns + second * kSecondNs;
+        const int64_t wake_ns = std::min({deadline, report_ns, monotonic_ns() + kPollNs});
+        const timespec wake{static_cast<time_t>(wake_ns / kSecondNs), static_cast<long>(wake_ns % kSecondNs)};
+        if (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &wake, nullptr) == EINTR) continue;
+        reap_workers(run, false);
+        if (wake_ns == report_ns) report_second(run, second++);
+        if (wake_ns >= deadline) break;
+    }
+    run.end_ns = monotonic_ns();
+}
+
+// Tells the workers to close their sockets and waits for them; a worker that
+// does not finish within the grace period is killed.
+void stop_workers(Run& run) {
+    run.region.control->stop.store(1, std::memory_order_relaxed);
+    const int64_t give_up = monotonic_ns() + kWorkerExitGraceNs;
+    while (run.workers_running > 0 && monotonic_ns() < give_up) {
+        reap_workers(run, false);
+        if (run.workers_running > 0) usleep(10'000);
+    }
+    for (size_t i = 0; i < run.pids.size(); ++i)
+        if (run.worker_status[i] == -1) kill(run.pids[i], SIGKILL);
+    reap_workers(run, true);
+}
+
+double seconds(int64_t ns) { return static_cast<double>(ns) / kSecondNs; }
+
+double cpu_seconds(const rusage& usage, bool user) {
+    const timeval& t = user ? usage.ru_utime : usage.ru_stime;
+    return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6;
+}
+
+std::string worker_problems(const Run& run) {
+    std::string text;
+    for (size_t i = 0; i < run.pids.size(); ++i) {
+        const int status = run.worker_status[i];
+        if (WIFEXITED(status) && WEXITSTATUS(status) == 0) continue;
+        text += (text.empty() ? " worker " : "; worker ") + std::to_string(i) +
+                (WIFSIGNALED(status) ? " killed by signal " + std::to_string(WTERMSIG(status))
+                                     : " exited with status " + std::to_string(WEXITSTATUS(status)));
+    }
+    return text;
+}
+
+void print_ramp(const Run& run, const Totals& totals) {
+    const uint64_t clients = run.options.client_count();
+    if (totals.came_online == 0) {
+        std::printf("  ramp: no client came online\n");
+        return;
+    }
+    const double ramp = seconds(totals.last_online_ns - run.start_ns);
+    const double rate = ramp > 0 ? static_cast<double>(totals.came_online) / ramp : 0;
+    if (totals.came_online == clients)
+        std::printf("  ramp: all %llu clients online after %.2fs (%.0f handshakes/s)\n", (unsigned long long)clients, ramp, rate);
+    else
+        std::printf("  ramp: only %llu of %llu clients came online, the last after %.2fs (%.0f handshakes/s)\n",
+                    (unsigned long long)totals.came_online, (unsigned long long)clients, ramp, rate);
+}
+
+void print_cpu(const Run& run) {
+    rusage self{}, children{};
+    getrusage(RUSAGE_SELF, &self);
+    getrusage(RUSAGE_CHILDREN, &children);
+    const double user = cpu_seconds(self, true) + cpu_seconds(children, true);
+    const double system = cpu_seconds(self, false) + cpu_seconds(children, false);
+    const double wall = seconds(run.end_ns - run.start_ns);
+    std::printf("  cpu: user %.2fs sys %.2fs = %.0f%% of one core over %.1fs; largest worker RSS %.1f MiB\n", user,
+                system, wall > 0 ? 100 * (user + system) / wall : 0, wall, children.ru_maxrss / 1024.0);
+}
+
+// Prints the summary and returns the exit status.
+int summarize(const Run& run) {
+    const Options& options = run.options;
+    const Totals totals = read_totals(run);
+    const uint64_t clients = options.client_count();
+    std::printf("summary: %llu clients (cids %llu-%llu) to %s port %u, version %u, %zu workers, %.1fs%s\n",
+                (unsigned long long)clients, (unsigned long long)options.first_cid, (unsigned long long)options.last_cid,
+                inet_ntoa(options.server), options.port, options.version, run.pids.size(),
+                seconds(run.end_ns - run.start_ns), g_stop_signal ? " (stopped early by a signal)" : "");
+    print_ramp(run, totals);
+    std::printf("  end: online=%llu never_online=%llu failed=%llu%s closed_by_peer=%llu dropped=%llu pongs_missing=%llu "
+                "pings=%llu pongs=%llu\n",
+                (unsigned long long)totals.online(), (unsigned long long)(clients - totals.came_online),
+                (unsigned long long)totals.failed, failure_breakdown(totals).c_str(),
+                (unsigned long long)totals.closed_by_peer, (unsigned long long)totals.dropped,
+                (unsigned long long)totals.pongs_missing, (unsigned long long)totals.pings_sent,
+                (unsigned long long)totals.pongs_received);
+    print_cpu(run);
+    const std::string problems = worker_problems(run);
+    const bool pass = totals.came_online == clients && totals.dropped == 0 && totals.closed_by_peer == 0 && problems.empty();
+    if (pass) {
+        std::printf("verdict: PASS: all %llu clients came online and stayed online%s\n", (unsigned long long)clients,
+                    g_stop_signal ? " until stopped early" : " until the timeout");
+    } else {
+        std::string reasons;
+        const auto add = [&reasons](uint64_t count, const char* what) {
+            if (count != 0) reasons += (reasons.empty() ? " " : "; ") + std::to_string(count) + what;
+        };
+        add(clients - totals.came_online, " never came online");
+        add(totals.dropped, " dropped (no PONG)");
+        add(totals.closed_by_peer, " closed by the server");
+        if (!problems.empty()) reasons += (reasons.empty() ? "" : ";") + problems;
+        std::printf("verdict: FAIL:%s%s\n", reasons.c_str(), g_stop_signal ? " (stopped early)" : "");
+    }
+    return pass ? kExitPass : kExitFail;
+}
+
+int usage_error(const std::string& message) {
+    std::fprintf(stderr, "bench_connection: %s\n(run bench_connection -help for the flags)\n", message.c_str());
+    return kExitUsage;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    const ParseResult parsed = parse_options(argc, argv);
+    if (parsed.help) {
+        std::fputs(usage_text(), stdout);
+        return kExitPass;
+    }
+    if (!parsed.options) return usage_error(parsed.error);
+    Run run{*parsed.options};
+    uint32_t workers = 0;
+    if (std::string error = plan_worker_count(run.options, workers); !error.empty()) return usage_error(error);
+    if (!run.options.report_path.empty()) {
+        run.report = std::fopen(run.options.report_path.c_str(), "w");
+        if (run.report == nullptr) return usage_error("-report " + run.options.report_path + ": " + std::strerror(errno));
+        std::fputs("t_s,online,connecting,failed,closed_by_peer,dropped,pongs_missing,pings_sent,pongs_received,"
+                   "handshakes_per_s\n", run.report);
+    }
+    if (!map_shared_region(workers, run.region)) {
+        std::perror("bench_connection: mmap");
+        return kExitFail;
+    }
+    install_stop_handlers();
+    run.start_ns = monotonic_ns();
+    run.region.control->start_ns = run.start_ns;
+    const bool forked = fork_workers(run, split_clients(run.options, workers));
+    if (forked) monitor(run);
+    else run.end_ns = monotonic_ns();
+    stop_workers(run);
+    const int status = forked ? summarize(run) : kExitFail;
+    if (run.report != nullptr) std::fclose(run.report);
+    return status;
+}

@@ -1,0 +1,253 @@
+#include "bench_connection_options.h"
+
+#include <arpa/inet.h>
+#include <ifaddrs.h>
+
+#include <algorithm>
+#include <cctype>
+#include <charconv>
+#include <cmath>
+#include <functional>
+#include <map>
+
+namespace limaoim::bench {
+
+namespace {
+
+constexpr uint64_t kMaxClients = 1'000'000;
+constexpr size_t kMaxSources = 256;
+constexpr uint32_t kMaxProcs = 64;
+constexpr int64_t kSecond = 1'000'000'000;
+
+template <typename T>
+std::optional<T> parse_number(std::string_view text) {
+    T value{};
+    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+    if (ec != std::errc{} || end != text.data() + text.size()) return std::nullopt;
+    return value;
+}
+
+bool assigned_to_local_interface(in_addr address) {
+    ifaddrs* list = nullptr;
+    if (getifaddrs(&list) != 0) return false;
+    bool found = false;
+    for (const ifaddrs* entry = list; entry != nullptr && !found; entry = entry->ifa_next) {
+        if (entry->ifa_addr == nullptr || entry->ifa_addr->sa_family != AF_INET) continue;
+        found = reinterpret_cast<const sockaddr_in*>(entry->ifa_addr)->sin_addr.s_addr == address.s_addr;
+    }
+    freeifaddrs(list);
+    return found;
+}
+
+// Load may only hit this host: loopback, or an address of one of its own
+// interfaces (which inside a network namespace are the namespace's own).
+bool is_own_host(in_addr address) {
+    return (ntohl(address.s_addr) >> 24) == 127 || assigned_to_local_interface(address);
+}
+
+std::optional<in_addr> parse_ipv4(std::string_view text) {
+    if (text == "localhost") text = "127.0.0.1";
+    const std::string owned(text);
+    in_addr address{};
+    if (inet_pton(AF_INET, owned.c_str(), &address) != 1) return std::nullopt;
+    return address;
+}
+
+// "A-B" (inclusive) or a single "A".
+template <typename T, typename Parse>
+std::optional<std::pair<T, T>> parse_range(std::string_view text, Parse parse) {
+    const size_t dash = text.find('-');
+    const auto first = parse(text.substr(0, dash));
+    if (!first) return std::nullopt;
+    if (dash == std::string_view::npos) return std::pair{*first, *first};
+    const auto last = parse(text.substr(dash + 1));
+    if (!last) return std::nullopt;
+    return std::pair{*first, *last};
+}
+
+// Comma-separated addresses or inclusive ranges: "127.0.0.2-127.0.0.9,127.0.1.1".
+std::string parse_sources(std::string_view text, std::vector<in_addr>& out) {
+    while (!text.empty()) {
+        const size_t comma = text.find(',');
+        const auto range = parse_range<in_addr>(text.substr(0, comma), parse_ipv4);
+        if (!range) return "-srcs: expected A-B or a list of IPv4 addresses";
+        const uint32_t first = ntohl(range->first.s_addr);
+        const uint32_t last = ntohl(range->second.s_addr);
+        if (first > last) return "-srcs: range is reversed";
+        if (last - first + 1 > kMaxSources - out.size()) return "-srcs: more than 256 addresses";
+        for (uint64_t host = first; host <= last; ++host) {
+            const in_addr address{htonl(static_cast<uint32_t>(host))};
+            if (!is_own_host(address)) return "-srcs: " + std::string(inet_ntoa(address)) + " is not an address of this host";
+            out.push_back(address);
+        }
+        text = comma == std::string_view::npos ? std::string_view{} : text.substr(comma + 1);
+    }
+    return {};
+}
+
+using Setter = std::function<std::string(Options&, std::string_view)>;
+
+template <typename T>
+Setter number_in(T Options::*field, T min, T max, const char* name) {
+    return [=](Options& options, std::string_view value) -> std::string {
+        const auto number = parse_number<T>(value);
+        if (!number || *number < min || *number > max)
+            return std::string(name) + ": expected a number in " + std::to_string(min) + ".." + std::to_string(max);
+        options.*field = *number;
+        return {};
+    };
+}
+
+Setter duration_in(int64_t Options::*field, int64_t min, int64_t max, const char* name) {
+    return [=](Options& options, std::string_view value) -> std::string {
+        const auto ns = parse_duration_ns(value);
+        if (!ns || *ns < min || *ns > max) return std::string(name) + ": expected a duration such as 30s, 10m, 1h within the allowed range";
+        options.*field = *ns;
+        return {};
+    };
+}
+
+Setter text_into(std::string Options::*field) {
+    return [=](Options& options, std::string_view value) -> std::string {
+        options.*field = std::string(value);
+        return {};
+    };
+}
+
+std::string set_cids(Options& options, std::string_view value) {
+    const auto range = parse_range<uint64_t>(value, parse_number<uint64_t>);
+    if (!range || range->first > range->second) return "-cids: expected A-B with A <= B";
+    if (range->second - range->first >= kMaxClients) return "-cids: at most 1000000 clients";
+    options.first_cid = range->first;
+    options.last_cid = range->second;
+    return {};
+}
+
+std::string set_hostname(Options& options, std::string_view value) {
+    const auto address = parse_ipv4(value);
+    if (!address) return "-hostname: expected an IPv4 address";
+    if (!is_own_host(*address)) return "-hostname: only loopback or this host's own addresses may be loaded";
+    options.server = *address;
+    return {};
+}
+
+std::string set_srcs(Options& options, std::string_view value) {
+    options.sources.clear();
+    return parse_sources(value, options.sources);
+}
+
+std::string set_quiet(Options& options, std::string_view value) {
+    if (value == "true" || value == "1") options.quiet = true;
+    else if (value == "false" || value == "0") options.quiet = false;
+    else return "-quiet: expected true or false";
+    return {};
+}
+
+const std::map<std::string_view, Setter>& value_flags() {
+    static const std::map<std::string_view, Setter> flags = {
+        {"cids", set_cids},
+        {"hostname", set_hostname},
+        {"port", number_in<uint16_t>(&Options::port, 1, 65535, "-port")},
+        {"timeout", duration_in(&Options::timeout_ns, kSecond, 24 * 3600 * kSecond, "-timeout")},
+        {"srcs", set_srcs},
+        {"rate", number_in<uint32_t>(&Options::rate, 0, 10'000'000, "-rate")},
+        {"heartbeat", duration_in(&Options::heartbeat_ns, kSecond, 3600 * kSecond, "-heartbeat")},
+        {"version", number_in<uint8_t>(&Options::version, 1, 4, "-version")},
+        {"token", text_into(&Options::token)},
+        {"token-prefix", text_into(&Options::token_prefix)},
+        {"device-flag", number_in<uint8_t>(&Options::device_flag, 0, 255, "-device-flag")},
+        {"report", text_into(&Options::report_path)},
+        {"procs", number_in<uint32_t>(&Options::procs, 1, kMaxProcs, "-procs")},
+        {"connect-timeout", duration_in(&Options::connect_timeout_ns, kSecond / 10, 600 * kSecond, "-connect-timeout")},
+        {"quiet", set_quiet},
+    };
+    return flags;
+}
+
+}  // namespace
+
+std::optional<int64_t> parse_duration_ns(std::string_view text) {
+    static const std::pair<std::string_view, double> kUnits[] = {
+        {"ns", 1.0}, {"us", 1e3}, {"µs", 1e3}, {"ms", 1e6}, {"s", 1e9}, {"m", 60e9}, {"h", 3600e9},
+    };
+    if (text == "0") return 0;
+    if (text.empty()) return std::nullopt;
+    double total = 0;
+    while (!text.empty()) {
+        size_t digits = 0;
+        while (digits < text.size() && (std::isdigit(static_cast<unsigned char>(text[digits])) || text[digits] == '.')) ++digits;
+        const auto number = parse_number<double>(text.substr(0, digits));
+        if (digits == 0 || !number) return std::nullopt;
+        text.remove_prefix(digits);
+        size_t unit_length = 0;
+        while (unit_length < text.size() && !std::isdigit(static_cast<unsigned char>(text[unit_length])) && text[unit_length] != '.')
+            ++unit_length;
+        const std::string_view unit = text.substr(0, unit_length);
+        const auto* match = std::find_if(std::begin(kUnits), std::end(kUnits), [&](const auto& u) { return u.first == unit; });
+        if (match == std::end(kUnits)) return std::nullopt;
+        total += *number * match->second;
+        text.remove_prefix(unit_length);
+    }
+    if (total > 9.2e18) return std::nullopt;
+    return static_cast<int64_t>(std::llround(total));
+}
+
+ParseResult parse_options(int argc, char** argv) {
+    ParseResult result;
+    Options options;
+    options.server.s_addr = htonl(INADDR_LOOPBACK);
+    bool have_cids = false;
+    for (int i = 1; i < argc; ++i) {
+        std::string_view arg = argv[i];
+        if (arg.size() < 2 || arg[0] != '-') return {std::nullopt, false, "unexpected argument: " + std::string(arg)};
+        arg.remove_prefix(arg[1] == '-' ? 2 : 1);
+        if (arg == "h" || arg == "help") return {std::nullopt, true, {}};
+        const size_t equals = arg.find('=');
+        const std::string_view name = arg.substr(0, equals);
+        const auto flag = value_flags().find(name);
+        if (flag == value_flags().end()) return {std::nullopt, false, "unknown flag: -" + std::string(name)};
+        std::string_view value;
+        if (equals != std::string_view::npos) value = arg.substr(equals + 1);
+        else if (name == "quiet") value = "true";  // Go booleans take no separate value
+        else if (i + 1 < argc) value = argv[++i];
+        else return {std::nullopt, false, "flag needs a value: -" + std::string(name)};
+        if (std::string error = flag->second(options, value); !error.empty()) return {std::nullopt, false, error};
+        have_cids |= name == "cids";
+    }
+    if (!have_cids) return {std::nullopt, false, "-cids A-B is required"};
+    result.options = options;
+    return result;
+}
+
+const char* usage_text() {
+    return R"(usage: bench_connection -cids A-B [flags]
+
+Opens one TCP client per client id, logs each in (CONNECT, uid = the id) and
+keeps it online with a PING every heartbeat interval, the way the original
+LiMaoIM load tool did. Only load your own hosts: the server must be on
+loopback (127.0.0.0/8) or on an address of one of this host's interfaces.
+
+  -cids A-B              client ids, inclusive (required)
+  -hostname ADDR         server IPv4 address (default 127.0.0.1)
+  -port N                server port (default 6666)
+  -timeout D             total run time, then a clean stop (default 10m)
+  -srcs A-B[,C...]       source addresses used round-robin (default: kernel picks)
+  -rate N                new connections per second, 0 = as fast as possible (default 0)
+  -heartbeat D           PING interval (default 20s)
+  -version N             protocol version 1-4 (default 4; 3 and 4 do the X25519 handshake)
+  -token S               login token (default "token")
+  -token-prefix S        if set, token = S + uid
+  -device-flag N         CONNECT device flag (default 0)
+  -report FILE.csv       one CSV row per second
+  -procs N               worker processes (default: at most 15000 sockets each)
+  -connect-timeout D     TCP connect + CONNACK deadline per client (default 10s)
+  -quiet                 no per-second lines, only the summary
+
+Durations are Go style: 500ms, 30s, 10m, 1h30m. Flags may be written -flag value,
+--flag value or -flag=value.
+Exit status: 0 every client came online and none was dropped or closed by the
+server; 1 otherwise; 2 usage error.
+)";
+}
+
+}  // namespace limaoim::bench

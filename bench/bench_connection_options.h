@@ -1,0 +1,52 @@
+// Command line of bench_connection: Go-style flags as the original load tool
+// spelled them (`-cids 1-25000 -hostname 127.0.0.1 -timeout 10m`), also
+// accepting `--flag value` and `-flag=value`.
+#pragma once
+
+#include <netinet/in.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace limaoim::bench {
+
+struct Options {
+    uint64_t first_cid = 0;  // inclusive
+    uint64_t last_cid = 0;   // inclusive
+    in_addr server{};
+    uint16_t port = 6666;
+    int64_t timeout_ns = 600'000'000'000;
+    std::vector<in_addr> sources;  // empty: the kernel picks
+    uint32_t rate = 0;             // new connections per second, 0 = unlimited
+    int64_t heartbeat_ns = 20'000'000'000;
+    uint8_t version = 4;
+    std::string token = "token";
+    std::string token_prefix;  // non-empty: token = prefix + uid
+    uint8_t device_flag = 0;
+    std::string report_path;
+    uint32_t procs = 0;  // 0: derived from the client count
+    int64_t connect_timeout_ns = 10'000'000'000;
+    bool quiet = false;
+
+    uint64_t client_count() const { return last_cid - first_cid + 1; }
+};
+
+struct ParseResult {
+    std::optional<Options> options;
+    bool help = false;   // -h/-help: print usage, exit 0
+    std::string error;   // set when neither options nor help
+};
+
+ParseResult parse_options(int argc, char** argv);
+
+// Go's time.ParseDuration subset: one or more <decimal><unit> groups with
+// units ns, us, ms, s, m, h ("30s", "10m", "1h30m", "1.5s"). Nullopt when
+// malformed or negative.
+std::optional<int64_t> parse_duration_ns(std::string_view text);
+
+const char* usage_text();
+
+}  // namespace limaoim::bench

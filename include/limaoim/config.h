@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace limaoim {
@@ -22,6 +23,8 @@ struct TokenEntry {
     std::string uid;
     uint8_t device_flag = 0;
     std::string token;
+
+    bool operator==(const TokenEntry&) const = default;
 };
 
 struct Config {
@@ -52,12 +55,18 @@ struct Config {
 
     std::vector<TokenEntry> tokens;
     bool verbose = false;
+
+    bool operator==(const Config&) const = default;
 };
 
 // Parses argv, the environment and the TOML file named by --config. On an
 // error returns nullopt and sets `error` to a message naming the option and
 // where it came from. `--help` and `--version` set `exit_now`.
 std::optional<Config> load_config(int argc, char** argv, std::string& error, bool& exit_now);
+
+// The TOML key of every option, in table order, then "tokens". The flags and
+// variables derive from these; tests check the docs and example file name them all.
+std::vector<std::string_view> option_keys();
 
 const char* to_string(Mode mode);
 

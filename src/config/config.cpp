@@ -1,1 +1,532 @@
-// placeholder: being written
+// One table describes every option; the flag, the TOML key and the LIMAOIM_*
+// variable are all derived from its key, so the three spellings cannot drift
+// apart. Every source hands the option its value as text (TOML values after a
+// type check), so one parser and one set of range checks serve all three.
+#include "limaoim/config.h"
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <charconv>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <iostream>
+#include <limits>
+#include <memory>
+#include <string_view>
+#include <variant>
+
+#include <CLI/CLI.hpp>
+#include <toml++/toml.h>
+
+#ifndef LIMAOIM_VERSION
+#error "meson passes LIMAOIM_VERSION (the project version) to src/config"
+#endif
+
+namespace limaoim {
+namespace {
+
+// Options whose text sets more than one field (addr may carry a port).
+using Parser = std::string (*)(Config&, std::string_view text);
+
+using Target = std::variant<std::string Config::*, uint16_t Config::*, uint32_t Config::*, uint64_t Config::*,
+                            bool Config::*, Mode Config::*, Parser>;
+
+// A rule beyond the range, checked on the Config once the value is stored.
+using Rule = std::string (*)(const Config&);
+
+struct Option {
+    std::string_view key;  // TOML key; the flag and variable are derived from it
+    std::string_view help;
+    Target target;
+    uint64_t min = 0;  // integer targets only, inclusive
+    uint64_t max = 0;
+    Rule rule = nullptr;
+};
+
+struct ModeName {
+    Mode mode;
+    std::string_view name;
+};
+constexpr ModeName kModeNames[] = {{Mode::Release, "release"}, {Mode::Test, "test"}, {Mode::Debug, "debug"}};
+
+constexpr std::string_view kTokensKey = "tokens";
+constexpr std::string_view kTokenForm = "UID:DEVICE_FLAG:TOKEN";
+constexpr std::string_view kEnvPrefix = "LIMAOIM_";
+
+std::string in_quotes(std::string_view text) { return "'" + std::string(text) + "'"; }
+
+std::string range_problem(std::string_view key, uint64_t min, uint64_t max, std::string_view got) {
+    std::string limits = max == std::numeric_limits<uint64_t>::max()
+                             ? "must be at least " + std::to_string(min)
+                             : "must be between " + std::to_string(min) + " and " + std::to_string(max);
+    return std::string(key) + " " + limits + ", got " + std::string(got);
+}
+
+// Digits only: no sign, spaces, hex or suffix, so "12x" and "1e3" are refused
+// rather than half-read. A leading '-' is a number out of range, not a typo.
+std::string parse_integer(std::string_view key, std::string_view text, uint64_t min, uint64_t max, uint64_t& out) {
+    std::string_view digits = text.starts_with('-') ? text.substr(1) : text;
+    uint64_t value = 0;
+    auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), value);
+    if (digits.empty() || end != digits.data() + digits.size() || (ec != std::errc() && ec != std::errc::result_out_of_range))
+        return in_quotes(text) + " is not a number";
+    if (text.starts_with('-') || ec == std::errc::result_out_of_range || value < min || value > max)
+        return range_problem(key, min, max, text);
+    out = value;
+    return {};
+}
+
+std::string parse_bool(std::string_view text, bool& out) {
+    constexpr std::string_view yes[] = {"true", "1", "yes", "on"};
+    constexpr std::string_view no[] = {"false", "0", "no", "off"};
+    if (std::ranges::find(yes, text) != std::end(yes)) {
+        out = true;
+    } else if (std::ranges::find(no, text) != std::end(no)) {
+        out = false;
+    } else {
+        return in_quotes(text) + " is not one of true, false, 1, 0, yes, no, on, off";
+    }
+    return {};
+}
+
+std::string parse_mode(std::string_view text, Mode& out) {
+    for (const ModeName& entry : kModeNames) {
+        if (entry.name == text) {
+            out = entry.mode;
+            return {};
+        }
+    }
+    return in_quotes(text) + " is not one of release, test, debug";
+}
+
+// "HOST", "HOST:PORT", "tcp://HOST:PORT" or "[V6]:PORT": the original writes
+// its listen address as tcp://host:port. A bare IPv6 address has no port.
+std::string parse_listen_address(Config& config, std::string_view text) {
+    std::string_view rest = text;
+    if (rest.starts_with("tcp://")) rest.remove_prefix(6);
+    std::string_view host = rest;
+    std::string_view port;
+    if (rest.starts_with('[')) {
+        size_t close = rest.find(']');
+        if (close == std::string_view::npos) return in_quotes(text) + " has an unclosed '['";
+        host = rest.substr(1, close - 1);
+        std::string_view after = rest.substr(close + 1);
+        if (!after.empty() && !after.starts_with(':')) return in_quotes(text) + " is not HOST, HOST:PORT or tcp://HOST:PORT";
+        if (!after.empty()) port = after.substr(1);
+    } else if (size_t colon = rest.find(':'); colon != std::string_view::npos && rest.find(':', colon + 1) == std::string_view::npos) {
+        host = rest.substr(0, colon);
+        port = rest.substr(colon + 1);
+    }
+    if (host.empty()) return in_quotes(text) + " has no host";
+    if (rest.size() != host.size()) {
+        uint64_t number = 0;
+        if (std::string problem = parse_integer("port", port, 1, 65535, number); !problem.empty()) return problem;
+        config.port = static_cast<uint16_t>(number);
+    }
+    config.addr = host;
+    return {};
+}
+
+std::string power_of_two_buffers(const Config& config) {
+    uint32_t n = config.recv_buffers;
+    if ((n & (n - 1)) != 0) return "recv_buffers must be a power of two, got " + std::to_string(n);
+    return {};
+}
+
+std::string known_store(const Config& config) {
+    if (config.store == "embedded" || config.store.starts_with("redis://")) return {};
+    return "store must be 'embedded' or a redis:// URL, got " + in_quotes(config.store);
+}
+
+// The instance names a file in /dev/shm.
+std::string plain_instance_name(const Config& config) {
+    if (config.instance.find('/') == std::string::npos) return {};
+    return "instance must not contain '/', got " + in_quotes(config.instance);
+}
+
+template <typename T>
+Option number(std::string_view key, std::string_view help, T Config::*member, uint64_t min,
+              uint64_t max = std::numeric_limits<T>::max(), Rule rule = nullptr) {
+    return Option{key, help, member, min, max, rule};
+}
+
+constexpr uint64_t kMinTimeoutMs = 100;
+constexpr uint64_t kMaxRemainingLength = 268435455;  // four varint bytes
+
+const std::vector<Option>& options() {
+    static const std::vector<Option> table = {
+        {"mode", "release (tokens checked), test (token check skipped) or debug (release + per-connection logs)",
+         &Config::mode},
+        {"addr", "TCP listen address: HOST, HOST:PORT or tcp://HOST:PORT (a port here sets port)",
+         parse_listen_address},
+        number("port", "TCP listen port", &Config::port, 1, 65535),
+        {"http_addr", "HTTP API listen address, HOST:PORT", &Config::http_addr},
+        {"data_dir", "directory for the embedded store's files", &Config::data_dir},
+        {"store", "message store: embedded or redis://HOST:PORT/DB", &Config::store, 0, 0, known_store},
+        number("node_id", "this node's id in a cluster (message ids embed it)", &Config::node_id, 0, 1023),
+        {"instance", "stats segment name (/dev/shm/limaoim-NAME); empty = the port number", &Config::instance, 0, 0,
+         plain_instance_name},
+        number("workers", "io_uring worker threads; 0 = as many as max_conns needs under the fd limit",
+               &Config::workers, 0, 64),
+        number("max_conns", "maximum simultaneous connections, server-wide", &Config::max_conns, 1),
+        number("auth_timeout_ms", "accept -> successful CONNACK, milliseconds", &Config::auth_timeout_ms,
+               kMinTimeoutMs),
+        number("idle_timeout_ms", "close a session silent this long (clients ping every 20 s), milliseconds",
+               &Config::idle_timeout_ms, kMinTimeoutMs),
+        number("kick_delay_ms", "DISCONNECT -> close of a session replaced by a new login, milliseconds",
+               &Config::kick_delay_ms, kMinTimeoutMs),
+        number("shutdown_timeout_ms", "SIGTERM -> exit, flushing DISCONNECTs, milliseconds",
+               &Config::shutdown_timeout_ms, kMinTimeoutMs),
+        number("max_packet", "maximum remaining length of a packet, bytes", &Config::max_packet, 16,
+               kMaxRemainingLength),
+        number("send_cap", "unsent output per session before it is dropped as a slow consumer, bytes",
+               &Config::send_cap, 1024),
+        number("max_pending_handshakes", "connections without a CONNECT yet, server-wide",
+               &Config::max_pending_handshakes, 1),
+        number("recv_buffers", "provided receive buffers per worker, a power of two", &Config::recv_buffers, 16,
+               32768, power_of_two_buffers),
+        number("recv_buffer_size", "bytes per receive buffer", &Config::recv_buffer_size, 256, 65536),
+        {"verbose", "log every connection's open and close", &Config::verbose},
+    };
+    return table;
+}
+
+// How a value is spelled in TOML and in the help text.
+enum class Kind { Text, Integer, Boolean };
+
+struct KindOf {
+    Kind operator()(std::string Config::*) const { return Kind::Text; }
+    Kind operator()(Mode Config::*) const { return Kind::Text; }
+    Kind operator()(Parser) const { return Kind::Text; }
+    Kind operator()(bool Config::*) const { return Kind::Boolean; }
+    Kind operator()(auto) const { return Kind::Integer; }
+};
+
+Kind kind(const Option& option) { return std::visit(KindOf{}, option.target); }
+
+std::string flag_name(std::string_view key) {
+    std::string flag = "--" + std::string(key);
+    std::ranges::replace(flag, '_', '-');
+    return flag;
+}
+
+std::string env_name(std::string_view key) {
+    std::string name(kEnvPrefix);
+    for (char c : key) name += static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    return name;
+}
+
+struct Shower {
+    const Config& config;
+    std::string operator()(std::string Config::*member) const { return config.*member; }
+    std::string operator()(bool Config::*member) const { return config.*member ? "true" : "false"; }
+    std::string operator()(Mode Config::*member) const { return to_string(config.*member); }
+    std::string operator()(Parser) const { return config.addr; }
+    std::string operator()(auto member) const { return std::to_string(config.*member); }
+};
+
+std::string show(const Config& config, const Option& option) { return std::visit(Shower{config}, option.target); }
+
+struct Setter {
+    Config& config;
+    const Option& option;
+    std::string_view text;
+    std::string operator()(std::string Config::*member) const {
+        config.*member = text;
+        return {};
+    }
+    std::string operator()(bool Config::*member) const { return parse_bool(text, config.*member); }
+    std::string operator()(Mode Config::*member) const { return parse_mode(text, config.*member); }
+    std::string operator()(Parser parse) const { return parse(config, text); }
+    template <typename T>
+    std::string operator()(T Config::*member) const {
+        uint64_t value = 0;
+        std::string problem = parse_integer(option.key, text, option.min, option.max, value);
+        if (problem.empty()) config.*member = static_cast<T>(value);
+        return problem;
+    }
+};
+
+// Stores `text` in the option's field; returns the problem, empty when none.
+std::string apply(Config& config, const Option& option, std::string_view text) {
+    std::string problem = std::visit(Setter{config, option, text}, option.target);
+    if (problem.empty() && option.rule != nullptr) problem = option.rule(config);
+    return problem;
+}
+
+// --- tokens -----------------------------------------------------------------
+
+std::string check_token(const TokenEntry& entry) {
+    if (entry.uid.empty()) return "token uid must not be empty";
+    if (entry.uid.find('@') != std::string::npos) return "token uid must not contain '@', got " + in_quotes(entry.uid);
+    if (entry.token.empty()) return "token for uid " + in_quotes(entry.uid) + " must not be empty";
+    return {};
+}
+
+// A later source's token for the same (uid, device flag) replaces the earlier one.
+void add_token(Config& config, TokenEntry entry) {
+    auto same_login = [&](const TokenEntry& t) { return t.uid == entry.uid && t.device_flag == entry.device_flag; };
+    auto existing = std::ranges::find_if(config.tokens, same_login);
+    if (existing != config.tokens.end()) {
+        existing->token = std::move(entry.token);
+    } else {
+        config.tokens.push_back(std::move(entry));
+    }
+}
+
+// UID:DEVICE_FLAG:TOKEN; the token itself may contain ':'.
+std::string parse_token_text(std::string_view text, TokenEntry& entry) {
+    size_t first = text.find(':');
+    size_t second = first == std::string_view::npos ? first : text.find(':', first + 1);
+    if (second == std::string_view::npos) return in_quotes(text) + " is not " + std::string(kTokenForm);
+    uint64_t flag = 0;
+    if (std::string problem = parse_integer("device_flag", text.substr(first + 1, second - first - 1), 0, 255, flag);
+        !problem.empty())
+        return problem;
+    entry = TokenEntry{std::string(text.substr(0, first)), static_cast<uint8_t>(flag), std::string(text.substr(second + 1))};
+    return check_token(entry);
+}
+
+std::string add_token_text(Config& config, std::string_view text) {
+    TokenEntry entry;
+    std::string problem = parse_token_text(text, entry);
+    if (problem.empty()) add_token(config, std::move(entry));
+    return problem;
+}
+
+// --- sources ----------------------------------------------------------------
+
+bool fail(std::string& error, std::string_view where, std::string_view problem) {
+    error = std::string(where) + ": " + std::string(problem);
+    return false;
+}
+
+struct CommandLine {
+    CLI::App app{"limaoim: a LiMaoIM protocol server (io_uring)", "limaoim"};
+    std::string config_path;
+    std::vector<std::string> values;  // parallel to options()
+    std::vector<CLI::Option*> given;
+    std::vector<std::string> tokens;
+    CLI::Option* config_flag = nullptr;
+
+    CommandLine() : values(options().size()) {
+        const Config defaults;
+        app.footer(
+            "Every option is also a key in the TOML file (--max-conns = max_conns) and an environment variable "
+            "(LIMAOIM_MAX_CONNS).\nPrecedence: defaults < --config file < LIMAOIM_* environment < flags. "
+            "See docs/CONFIG.md.");
+        app.set_version_flag("--version", "limaoim " LIMAOIM_VERSION);
+        config_flag = app.add_option("--config", config_path, "TOML configuration file (also LIMAOIM_CONFIG)")
+                          ->type_name("FILE");
+        for (size_t i = 0; i < options().size(); ++i) given.push_back(add(options()[i], defaults, values[i]));
+        app.add_option("--token", tokens, "accept TOKEN for UID on DEVICE_FLAG (0 app, 1 web, 2 pc); repeatable")
+            ->type_name(std::string(kTokenForm))
+            ->allow_extra_args(false);
+    }
+
+    CLI::Option* add(const Option& option, const Config& defaults, std::string& value) {
+        std::string help(option.help);
+        if (kind(option) == Kind::Boolean) {
+            return app.add_flag(flag_name(option.key), value, help)->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+        }
+        return app.add_option(flag_name(option.key), value, help)
+            ->type_name(kind(option) == Kind::Text ? "TEXT" : "INT")
+            ->default_str(show(defaults, option))
+            ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+    }
+};
+
+// Renders a TOML value as the text a flag would carry, after checking that its
+// TOML type suits the option (so max_conns = "10" is an error, not a guess).
+std::string toml_text(const Option& option, const toml::node& node, std::string& text) {
+    switch (kind(option)) {
+    case Kind::Boolean:
+        if (!node.is_boolean()) return std::string(option.key) + " must be true or false";
+        text = node.as_boolean()->get() ? "true" : "false";
+        break;
+    case Kind::Integer:
+        if (!node.is_integer()) return std::string(option.key) + " must be an integer";
+        text = std::to_string(node.as_integer()->get());
+        break;
+    case Kind::Text:
+        if (!node.is_string()) return std::string(option.key) + " must be a string";
+        text = node.as_string()->get();
+        break;
+    }
+    return {};
+}
+
+std::string with_line(std::string problem, const toml::node& node) {
+    return problem + " (line " + std::to_string(node.source().begin.line) + ")";
+}
+
+std::string toml_token(Config& config, const toml::node& node, size_t index) {
+    std::string where = "tokens[" + std::to_string(index) + "]: ";
+    const toml::table* table = node.as_table();
+    if (table == nullptr) return with_line(where + "must be a table ([[tokens]])", node);
+    TokenEntry entry;
+    for (const auto& [key, value] : *table) {
+        if (key == "uid" && value.is_string()) {
+            entry.uid = value.as_string()->get();
+        } else if (key == "token" && value.is_string()) {
+            entry.token = value.as_string()->get();
+        } else if (key == "device_flag" && value.is_integer()) {
+            uint64_t flag = 0;
+            std::string problem = parse_integer("device_flag", std::to_string(value.as_integer()->get()), 0, 255, flag);
+            if (!problem.empty()) return with_line(where + problem, value);
+            entry.device_flag = static_cast<uint8_t>(flag);
+        } else if (key == "uid" || key == "token" || key == "device_flag") {
+            return with_line(where + std::string(key.str()) + " has the wrong type", value);
+        } else {
+            return with_line(where + "unknown key " + in_quotes(key.str()) + " (expected uid, token, device_flag)", value);
+        }
+    }
+    if (std::string problem = check_token(entry); !problem.empty()) return with_line(where + problem, node);
+    add_token(config, std::move(entry));
+    return {};
+}
+
+std::string toml_tokens(Config& config, const toml::node& node) {
+    const toml::array* array = node.as_array();
+    if (array == nullptr) return with_line("tokens must be an array of tables ([[tokens]])", node);
+    for (size_t i = 0; i < array->size(); ++i) {
+        if (std::string problem = toml_token(config, *array->get(i), i); !problem.empty()) return problem;
+    }
+    return {};
+}
+
+const Option* find_option(std::string_view key) {
+    auto found = std::ranges::find(options(), key, &Option::key);
+    return found == options().end() ? nullptr : &*found;
+}
+
+std::string toml_entry(Config& config, std::string_view key, const toml::node& node) {
+    if (key == kTokensKey) return toml_tokens(config, node);
+    const Option* option = find_option(key);
+    if (option == nullptr) return with_line("unknown key " + in_quotes(key), node);
+    std::string text;
+    std::string problem = toml_text(*option, node, text);
+    if (problem.empty()) problem = apply(config, *option, text);
+    return problem.empty() ? problem : with_line(problem, node);
+}
+
+// stdio rather than ifstream: a directory opens fine but its read fails, and
+// only the errno of that read says why.
+bool read_file(const std::string& path, std::string& contents, std::string& error) {
+    std::unique_ptr<FILE, int (*)(FILE*)> file(std::fopen(path.c_str(), "rb"), std::fclose);
+    if (!file) return fail(error, path, std::string("cannot read: ") + std::strerror(errno));
+    char chunk[4096];
+    size_t got = 0;
+    while ((got = std::fread(chunk, 1, sizeof chunk, file.get())) > 0) contents.append(chunk, got);
+    if (std::ferror(file.get())) return fail(error, path, std::string("cannot read: ") + std::strerror(errno));
+    return true;
+}
+
+bool load_file(Config& config, const std::string& path, std::string& error) {
+    std::string contents;
+    if (!read_file(path, contents, error)) return false;
+    toml::table table;
+    try {
+        table = toml::parse(contents, path);
+    } catch (const toml::parse_error& e) {
+        const auto& at = e.source().begin;
+        return fail(error, path + ":" + std::to_string(at.line) + ":" + std::to_string(at.column), e.description());
+    }
+    for (const auto& [key, node] : table) {
+        if (std::string problem = toml_entry(config, key.str(), node); !problem.empty())
+            return fail(error, path, problem);
+    }
+    return true;
+}
+
+// Comma-separated UID:DEVICE_FLAG:TOKEN entries; an empty variable means none.
+bool load_env_tokens(Config& config, std::string& error) {
+    std::string name = env_name(kTokensKey);
+    const char* value = std::getenv(name.c_str());
+    if (value == nullptr || *value == '\0') return true;
+    std::string_view list = value;
+    while (true) {
+        size_t comma = list.find(',');
+        if (std::string problem = add_token_text(config, list.substr(0, comma)); !problem.empty())
+            return fail(error, name, problem);
+        if (comma == std::string_view::npos) return true;
+        list.remove_prefix(comma + 1);
+    }
+}
+
+bool load_env(Config& config, std::string& error) {
+    for (const Option& option : options()) {
+        std::string name = env_name(option.key);
+        const char* value = std::getenv(name.c_str());
+        if (value == nullptr) continue;
+        if (std::string problem = apply(config, option, value); !problem.empty()) return fail(error, name, problem);
+    }
+    return load_env_tokens(config, error);
+}
+
+bool load_flags(Config& config, const CommandLine& line, std::string& error) {
+    for (size_t i = 0; i < options().size(); ++i) {
+        if (line.given[i]->count() == 0) continue;
+        if (std::string problem = apply(config, options()[i], line.values[i]); !problem.empty())
+            return fail(error, flag_name(options()[i].key), problem);
+    }
+    for (const std::string& text : line.tokens) {
+        if (std::string problem = add_token_text(config, text); !problem.empty()) return fail(error, "--token", problem);
+    }
+    return true;
+}
+
+// --help and --version print and stop; any other CLI11 error is a config error.
+bool parse_command_line(CommandLine& line, int argc, char** argv, std::string& error, bool& exit_now) {
+    try {
+        line.app.parse(argc, argv);
+        return true;
+    } catch (const CLI::CallForHelp&) {
+        std::cout << line.app.help() << std::flush;
+        exit_now = true;
+    } catch (const CLI::CallForVersion& version) {
+        std::cout << version.what() << std::endl;
+        exit_now = true;
+    } catch (const CLI::ParseError& e) {
+        error = e.what();
+    }
+    return false;
+}
+
+std::string config_path(const CommandLine& line) {
+    if (line.config_flag->count() > 0) return line.config_path;
+    const char* from_env = std::getenv(env_name("config").c_str());
+    return from_env == nullptr ? std::string() : std::string(from_env);
+}
+
+}  // namespace
+
+std::optional<Config> load_config(int argc, char** argv, std::string& error, bool& exit_now) {
+    error.clear();
+    exit_now = false;
+    CommandLine line;
+    if (!parse_command_line(line, argc, argv, error, exit_now)) return std::nullopt;
+    Config config;
+    config.config_path = config_path(line);
+    if (!config.config_path.empty() && !load_file(config, config.config_path, error)) return std::nullopt;
+    if (!load_env(config, error) || !load_flags(config, line, error)) return std::nullopt;
+    return config;
+}
+
+std::vector<std::string_view> option_keys() {
+    std::vector<std::string_view> keys;
+    for (const Option& option : options()) keys.push_back(option.key);
+    keys.push_back(kTokensKey);
+    return keys;
+}
+
+const char* to_string(Mode mode) {
+    for (const ModeName& entry : kModeNames) {
+        if (entry.mode == mode) return entry.name.data();
+    }
+    return "unknown";
+}
+
+}  // namespace limaoim

@@ -71,6 +71,7 @@ int run(const Config& config) {
         options.recv_buffers = config.recv_buffers;
         options.recv_buffer_size = config.recv_buffer_size;
         options.send_cap = config.send_cap;
+        options.recv_mode = config.recv_mode == "poll" ? net::RecvMode::PollThenRecv : net::RecvMode::Multishot;
         auto worker = std::make_unique<net::Worker>(options, limits, segment.worker(i), segment.conns(i));
         if (!worker->init(error)) {
             std::fprintf(stderr, "limaoim: %s\n", error.c_str());

@@ -52,6 +52,7 @@ struct Config {
 
     uint32_t recv_buffers = 1024;       // provided buffers per worker (power of two)
     uint32_t recv_buffer_size = 4096;   // bytes each
+    std::string recv_mode = "multishot";  // or "poll": see net::RecvMode
 
     std::vector<TokenEntry> tokens;
     bool verbose = false;

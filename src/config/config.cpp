@@ -140,6 +140,11 @@ std::string known_store(const Config& config) {
     return "store must be 'embedded' or a redis:// URL, got " + in_quotes(config.store);
 }
 
+std::string known_recv_mode(const Config& config) {
+    if (config.recv_mode == "multishot" || config.recv_mode == "poll") return {};
+    return "recv_mode must be 'multishot' or 'poll', got " + in_quotes(config.recv_mode);
+}
+
 // The instance names a file in /dev/shm.
 std::string plain_instance_name(const Config& config) {
     if (config.instance.find('/') == std::string::npos) return {};
@@ -188,6 +193,10 @@ const std::vector<Option>& options() {
         number("recv_buffers", "provided receive buffers per worker, a power of two", &Config::recv_buffers, 16,
                32768, power_of_two_buffers),
         number("recv_buffer_size", "bytes per receive buffer", &Config::recv_buffer_size, 256, 65536),
+        {"recv_mode",
+         "multishot (a receive armed per connection) or poll (a poll armed per connection, one receive per "
+         "wake-up: less kernel memory per idle connection)",
+         &Config::recv_mode, 0, 0, known_recv_mode},
         {"verbose", "log every connection's open and close", &Config::verbose},
     };
     return table;

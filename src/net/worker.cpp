@@ -22,7 +22,7 @@ namespace limaoim::net {
 
 // What a completion is for, packed with the connection into user_data:
 //   bits 63..56 op | 55..32 low 24 bits of the generation | 31..0 slot
-enum class Worker::Op : uint8_t { Accept = 1, Recv, Send, Cancel, Close, Wake };
+enum class Worker::Op : uint8_t { Accept = 1, Recv, Send, Cancel, Close, Wake, Poll };
 
 namespace {
 
@@ -204,11 +204,46 @@ void Worker::arm_wake() {
 void Worker::arm_recv(uint32_t slot) {
     Connection& c = conns_[slot];
     io_uring_sqe* sqe = get_sqe();
-    io_uring_prep_recv_multishot(sqe, int(slot), nullptr, 0, 0);
+    if (options_.recv_mode == RecvMode::PollThenRecv) {
+        io_uring_prep_poll_multishot(sqe, int(slot), POLLIN);
+        sqe->flags |= IOSQE_FIXED_FILE;
+        io_uring_sqe_set_data64(sqe, pack(uint8_t(Op::Poll), slot, c.generation));
+    } else {
+        io_uring_prep_recv_multishot(sqe, int(slot), nullptr, 0, 0);
+        sqe->flags |= IOSQE_FIXED_FILE | IOSQE_BUFFER_SELECT;
+        sqe->buf_group = kBufferGroup;
+        io_uring_sqe_set_data64(sqe, pack(uint8_t(Op::Recv), slot, c.generation));
+    }
+    c.io |= kRecvArmed;
+}
+
+void Worker::recv_once(uint32_t slot) {
+    Connection& c = conns_[slot];
+    io_uring_sqe* sqe = get_sqe();
+    io_uring_prep_recv(sqe, int(slot), nullptr, options_.recv_buffer_size, 0);
     sqe->flags |= IOSQE_FIXED_FILE | IOSQE_BUFFER_SELECT;
     sqe->buf_group = kBufferGroup;
     io_uring_sqe_set_data64(sqe, pack(uint8_t(Op::Recv), slot, c.generation));
-    c.io |= kRecvArmed;
+    c.io |= kRecvOnce;
+}
+
+void Worker::on_poll(const io_uring_cqe* cqe) {
+    uint32_t slot = slot_of(cqe->user_data);
+    Connection& c = conns_[slot];
+    if (!(cqe->flags & IORING_CQE_F_MORE)) c.io &= ~kRecvArmed;
+    const bool open = c.state == uint8_t(ConnState::Open) || c.state == uint8_t(ConnState::Draining);
+    if (cqe->res < 0) {
+        if (cqe->res != -ECANCELED && open) begin_close(slot, CloseReason::IoError);
+    } else if (open) {
+        // Readable, or hung up / in error: the recv tells which.
+        if (!(c.io & kRecvOnce)) recv_once(slot);
+        // A multishot poll also ends on CQ overflow.
+        if (!(c.io & kRecvArmed)) {
+            stats_.recv_rearms.add();
+            arm_recv(slot);
+        }
+    }
+    maybe_release(slot);
 }
 
 void Worker::submit_send(uint32_t slot) {
@@ -287,6 +322,7 @@ void Worker::handle_cqe(const io_uring_cqe* cqe) {
     switch (Op(op_of(cqe->user_data))) {
     case Op::Accept: on_accept(cqe); break;
     case Op::Recv: on_recv(cqe); break;
+    case Op::Poll: on_poll(cqe); break;
     case Op::Send: on_send(cqe); break;
     case Op::Wake:
         on_wake();
@@ -378,8 +414,13 @@ void Worker::on_recv(const io_uring_cqe* cqe) {
         if (has_buffer) recycle_buffer(bid);
         return;
     }
+    const bool poll_mode = options_.recv_mode == RecvMode::PollThenRecv;
     const bool more = cqe->flags & IORING_CQE_F_MORE;
-    if (!more) c.io &= ~kRecvArmed;
+    if (poll_mode) {
+        c.io &= ~kRecvOnce;
+    } else if (!more) {
+        c.io &= ~kRecvArmed;
+    }
 
     if (cqe->res > 0) {
         if (c.state == uint8_t(ConnState::Open)) {
@@ -391,8 +432,12 @@ void Worker::on_recv(const io_uring_cqe* cqe) {
             deliver(slot, {buffers_ + size_t(bid) * options_.recv_buffer_size, size_t(cqe->res)});
         }
         recycle_buffer(bid);
-        // A multishot recv also ends when the CQ overflowed: re-arm.
-        if (!more && c.state == uint8_t(ConnState::Open)) {
+        if (poll_mode) {
+            // The poll fires on new data only: read on while the socket
+            // says more is waiting.
+            if ((cqe->flags & IORING_CQE_F_SOCK_NONEMPTY) && c.state == uint8_t(ConnState::Open)) recv_once(slot);
+        } else if (!more && c.state == uint8_t(ConnState::Open)) {
+            // A multishot recv also ends when the CQ overflowed: re-arm.
             stats_.recv_rearms.add();
             arm_recv(slot);
         }
@@ -405,10 +450,16 @@ void Worker::on_recv(const io_uring_cqe* cqe) {
             stats_.buffer_ring_empty.add();
             if (c.state != uint8_t(ConnState::Closing)) {
                 stats_.recv_rearms.add();
-                arm_recv(slot);
+                if (poll_mode) {
+                    recv_once(slot);
+                } else {
+                    arm_recv(slot);
+                }
             }
         } else if (cqe->res == 0 || cqe->res == -ECONNRESET || cqe->res == -EPIPE || cqe->res == -ETIMEDOUT) {
             begin_close(slot, CloseReason::PeerClosed);
+        } else if (cqe->res == -EAGAIN && poll_mode) {
+            // A spurious wake-up: the multishot poll stays armed.
         } else if (cqe->res != -ECANCELED) {
             begin_close(slot, CloseReason::IoError);
         }

@@ -158,6 +158,7 @@ const std::map<std::string, Sample>& samples() {
         {"max_pending_handshakes", {"17", "17"}},
         {"recv_buffers", {"32768", "32768"}},
         {"recv_buffer_size", {"65536", "65536"}},
+        {"recv_mode", {"poll", "\"poll\""}},
         {"verbose", {"true", "true"}},
     };
     return table;

@@ -43,6 +43,13 @@ struct SharedLimits {
     std::atomic<uint64_t> open_conns{0};
 };
 
+// How a connection waits for data. Multishot recv keeps a receive request
+// armed in the kernel (~856 bytes of kernel memory per connection on 6.18);
+// PollThenRecv keeps only a multishot poll armed (~256 bytes) and issues a
+// one-shot buffer-select recv when the socket is readable: one more SQE per
+// wake-up, less kernel memory per idle connection. BENCHMARKS.md compares them.
+enum class RecvMode : uint8_t { Multishot, PollThenRecv };
+
 struct WorkerOptions {
     uint32_t index = 0;
     std::string addr = "0.0.0.0";
@@ -52,6 +59,7 @@ struct WorkerOptions {
     uint32_t recv_buffer_size = 4096;
     uint32_t send_cap = 64u << 10;  // queued output per connection before a slow-consumer close
     uint32_t drain_timeout_ms = 5000;  // close-after-flush gives up after this
+    RecvMode recv_mode = RecvMode::Multishot;
 };
 
 class Worker {
@@ -126,18 +134,22 @@ public:
 
 private:
     enum class ConnState : uint8_t { Free, Open, Draining, Closing };
-    enum IoFlags : uint8_t { kRecvArmed = 1, kSendInFlight = 2 };
+    // kRecvArmed: the multishot recv, or in PollThenRecv mode the multishot
+    // poll; kRecvOnce: PollThenRecv's one-shot recv.
+    enum IoFlags : uint8_t { kRecvArmed = 1, kSendInFlight = 2, kRecvOnce = 4 };
     enum class Op : uint8_t;
 
     io_uring_sqe* get_sqe();
     void arm_accept();
     void arm_recv(uint32_t slot);
+    void recv_once(uint32_t slot);
     void arm_wake();
     void submit_send(uint32_t slot);
 
     void handle_cqe(const io_uring_cqe* cqe);
     void on_accept(const io_uring_cqe* cqe);
     void on_recv(const io_uring_cqe* cqe);
+    void on_poll(const io_uring_cqe* cqe);
     void on_send(const io_uring_cqe* cqe);
     void on_wake();
 

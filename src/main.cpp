@@ -72,14 +72,8 @@ int run(const Config& config) {
         options.recv_buffer_size = config.recv_buffer_size;
         options.send_cap = config.send_cap;
         options.recv_mode = config.recv_mode == "poll" ? net::RecvMode::PollThenRecv : net::RecvMode::Multishot;
-        auto worker = std::make_unique<net::Worker>(options, limits, segment.worker(i), segment.conns(i));
-        if (!worker->init(error)) {
-            std::fprintf(stderr, "limaoim: %s\n", error.c_str());
-            segment.remove();
-            return 1;
-        }
-        shared.workers.push_back(worker.get());
-        workers.push_back(std::move(worker));
+        workers.push_back(std::make_unique<net::Worker>(options, limits, segment.worker(i), segment.conns(i)));
+        shared.workers.push_back(workers.back().get());
     }
     for (auto& worker : workers) {
         gateways.push_back(std::make_unique<gateway::Gateway>(*worker, shared));
@@ -94,8 +88,15 @@ int run(const Config& config) {
     pthread_sigmask(SIG_BLOCK, &signals, nullptr);
     signal(SIGPIPE, SIG_IGN);
 
-    std::vector<std::thread> threads;
-    for (auto& worker : workers) threads.emplace_back([w = worker.get()] { w->run(); });
+    for (size_t i = 0; i < workers.size(); ++i) {
+        if (!workers[i]->start(error)) {
+            std::fprintf(stderr, "limaoim: %s\n", error.c_str());
+            for (size_t j = 0; j < i; ++j) workers[j]->request_stop(0);
+            for (size_t j = 0; j < i; ++j) workers[j]->join();
+            segment.remove();
+            return 1;
+        }
+    }
 
     std::fprintf(stderr,
                  "limaoim: listening on %s:%u, mode %s, %zu tokens, stats in %s (read it with: limaoim-stat "
@@ -108,7 +109,7 @@ int run(const Config& config) {
     std::fprintf(stderr, "limaoim: %s: disconnecting clients and stopping (at most %u ms)\n",
                  signal_number == SIGINT ? "SIGINT" : "SIGTERM", config.shutdown_timeout_ms);
     for (auto& worker : workers) worker->request_stop(config.shutdown_timeout_ms);
-    for (auto& thread : threads) thread.join();
+    for (auto& worker : workers) worker->join();
     segment.remove();
     std::fprintf(stderr, "limaoim: stopped\n");
     return 0;

@@ -17,6 +17,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
+#include <future>
 
 namespace limaoim::net {
 
@@ -79,6 +80,25 @@ Worker::~Worker() {
     if (buffers_) munmap(buffers_, buffers_bytes_);
     if (listen_fd_ >= 0) ::close(listen_fd_);
     if (wake_fd_ >= 0) ::close(wake_fd_);
+}
+
+bool Worker::start(std::string& error) {
+    std::promise<std::string> ready;
+    std::future<std::string> result = ready.get_future();
+    thread_ = std::thread([this, &ready] {
+        std::string init_error;
+        bool ok = init(init_error);
+        ready.set_value(init_error);
+        if (ok) run();
+    });
+    error = result.get();
+    if (error.empty()) return true;
+    thread_.join();
+    return false;
+}
+
+void Worker::join() {
+    if (thread_.joinable()) thread_.join();
 }
 
 bool Worker::init(std::string& error) {

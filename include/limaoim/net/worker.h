@@ -72,13 +72,15 @@ public:
     Worker(const Worker&) = delete;
     Worker& operator=(const Worker&) = delete;
 
-    // Creates the ring, the listener, the buffer ring and the file table.
-    // On failure returns false with a message that names the cause and the fix.
-    bool init(std::string& error);
     void set_handler(Handler* handler) { handler_ = handler; }
 
-    // Runs the loop on the calling thread until stopped and drained.
-    void run();
+    // Starts the worker's thread, which creates the ring, the listener, the
+    // buffer ring and the file table there (a SINGLE_ISSUER ring accepts
+    // submissions only from the thread that created it), then runs the loop
+    // until stopped and drained. Returns once the ring is ready; on failure
+    // false, with a message that names the cause and the fix.
+    bool start(std::string& error);
+    void join();
     // Thread-safe: stop accepting, ask the handler to say goodbye, exit once
     // every connection is closed or `deadline_ms` passed.
     void request_stop(uint32_t deadline_ms);
@@ -139,6 +141,8 @@ private:
     enum IoFlags : uint8_t { kRecvArmed = 1, kSendInFlight = 2, kRecvOnce = 4 };
     enum class Op : uint8_t;
 
+    bool init(std::string& error);
+    void run();
     io_uring_sqe* get_sqe();
     void arm_accept();
     void arm_recv(uint32_t slot);
@@ -176,6 +180,7 @@ private:
     stats::ConnCounters* conn_stats_;
     Handler* handler_ = nullptr;
 
+    std::thread thread_;
     std::unique_ptr<io_uring> ring_;
     bool ring_ready_ = false;
     int listen_fd_ = -1;

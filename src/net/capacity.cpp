@@ -3,7 +3,6 @@
 #include <sys/resource.h>
 
 #include <algorithm>
-#include <cmath>
 
 namespace limaoim::net {
 
@@ -23,7 +22,7 @@ CapacityPlan plan_capacity(uint64_t max_conns, uint32_t requested_workers, uint6
     // A few descriptors of the process table stay ours (listeners, eventfds,
     // rings, log); the table itself may use the whole limit.
     const uint64_t table_limit = std::min<uint64_t>(nofile_limit, kKernelMaxFixedFiles);
-    const uint64_t wanted = uint64_t(std::ceil(double(max_conns) * kBalanceMargin));
+    const uint64_t wanted = max_conns + (max_conns * kBalanceMarginPercent + 99) / 100;
 
     uint32_t workers = requested_workers;
     if (workers == 0) {

@@ -24,7 +24,7 @@ inline constexpr uint32_t kMaxWorkers = 64;
 inline constexpr uint32_t kKernelMaxFixedFiles = 1u << 20;
 inline constexpr uint32_t kMinSlots = 64;
 // Headroom for the uneven SO_REUSEPORT hash: 10 %.
-inline constexpr double kBalanceMargin = 1.10;
+inline constexpr uint64_t kBalanceMarginPercent = 10;
 
 // `requested_workers` 0 = automatic: at least one per CPU, and enough tables
 // for max_conns. `nofile_limit` is the (raised) soft RLIMIT_NOFILE.

@@ -75,7 +75,9 @@ size_t encoded_size(const Packet& packet, uint8_t version);
 // the remaining length in its shortest form (0 as a single 00 byte, Q2).
 size_t encode(const Packet& packet, uint8_t version, std::span<uint8_t> out);
 
-// Remaining-length varint helpers, exposed for tests and fuzzers.
+// Remaining-length varint helpers, exposed for tests and fuzzers. Both return
+// 0 for a value over 268435455 (it does not fit in 4 bytes); write_varint then
+// writes nothing.
 size_t varint_size(uint32_t value);
 size_t write_varint(uint32_t value, uint8_t* out);
 

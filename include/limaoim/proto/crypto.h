@@ -17,7 +17,6 @@
 #include "limaoim/proto/packet.h"
 
 typedef struct evp_cipher_ctx_st EVP_CIPHER_CTX;
-typedef struct evp_md_ctx_st EVP_MD_CTX;
 
 namespace limaoim::proto::crypto {
 
@@ -105,8 +104,8 @@ public:
 
 private:
     EVP_CIPHER_CTX* ctx_;
-    std::string scratch_;  // sign strings and intermediate ciphertext
-    std::string scratch2_;
+    std::string scratch_;   // sign strings, then the base64 of their ciphertext
+    std::string scratch2_;  // raw ciphertext
 };
 
 }  // namespace limaoim::proto::crypto

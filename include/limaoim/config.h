@@ -50,8 +50,8 @@ struct Config {
     uint32_t send_cap = 64u << 10;      // unsent output per session before it is dropped
     uint32_t max_pending_handshakes = 65536;  // connections without CONNECT, server-wide
 
-    uint32_t recv_buffers = 1024;       // provided buffers per worker (power of two)
-    uint32_t recv_buffer_size = 4096;   // bytes each
+    uint32_t recv_buffers = 512;        // provided buffers per worker (power of two)
+    uint32_t recv_buffer_size = 2048;   // bytes each
     std::string recv_mode = "multishot";  // or "poll": see net::RecvMode
 
     std::vector<TokenEntry> tokens;

@@ -55,8 +55,8 @@ struct WorkerOptions {
     std::string addr = "0.0.0.0";
     uint16_t port = 0;
     uint32_t slots = 1024;          // fixed-file table size = max connections of this worker
-    uint32_t recv_buffers = 1024;   // provided buffers (power of two)
-    uint32_t recv_buffer_size = 4096;
+    uint32_t recv_buffers = 512;    // provided buffers (power of two)
+    uint32_t recv_buffer_size = 2048;
     uint32_t send_cap = 64u << 10;  // queued output per connection before a slow-consumer close
     uint32_t drain_timeout_ms = 5000;  // close-after-flush gives up after this
     RecvMode recv_mode = RecvMode::Multishot;

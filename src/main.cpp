@@ -53,6 +53,7 @@ int run(const Config& config) {
     gateway::GatewayShared shared;
     shared.auth.check_tokens = config.mode != Mode::Test;
     shared.auth.tokens = &tokens;
+    shared.auth.server_key_uses = config.server_key_reuse;
     shared.auth_timeout_ms = config.auth_timeout_ms;
     shared.idle_timeout_ms = config.idle_timeout_ms;
     shared.kick_delay_ms = config.kick_delay_ms;

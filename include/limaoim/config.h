@@ -53,6 +53,7 @@ struct Config {
     uint32_t recv_buffers = 512;        // provided buffers per worker (power of two)
     uint32_t recv_buffer_size = 2048;   // bytes each
     std::string recv_mode = "multishot";  // or "poll": see net::RecvMode
+    uint32_t server_key_reuse = 1;        // handshakes per server X25519 key pair (1 = fresh per connection)
 
     std::vector<TokenEntry> tokens;
     bool verbose = false;

@@ -193,6 +193,10 @@ const std::vector<Option>& options() {
         number("recv_buffers", "provided receive buffers per worker, a power of two", &Config::recv_buffers, 16,
                32768, power_of_two_buffers),
         number("recv_buffer_size", "bytes per receive buffer", &Config::recv_buffer_size, 256, 65536),
+        number("server_key_reuse",
+               "v3/v4 handshakes that share one server X25519 key pair per worker; 1 = a fresh pair per "
+               "connection (the protocol's rule); more halves the handshake's CPU cost",
+               &Config::server_key_reuse, 1, 1000000),
         {"recv_mode",
          "multishot (a receive armed per connection) or poll (a poll armed per connection, one receive per "
          "wake-up: less kernel memory per idle connection)",

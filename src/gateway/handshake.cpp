@@ -1,5 +1,7 @@
 #include "limaoim/gateway/handshake.h"
 
+#include <algorithm>
+
 namespace limaoim::gateway {
 
 using proto::ReasonCode;
@@ -29,6 +31,26 @@ proto::ConnackPacket HandshakeResult::connack(uint8_t version) const {
 }
 
 namespace {
+
+// This thread's current server key pair and how many more handshakes may use it.
+struct ServerKey {
+    crypto::KeyPair pair;
+    uint32_t uses_left = 0;
+    uint32_t uses_per_key = 0;  // of the policy that made it
+};
+
+bool next_server_key(uint32_t uses_per_key, crypto::KeyPair& out) {
+    thread_local ServerKey current;
+    if (current.uses_left == 0 || current.uses_per_key != uses_per_key) {
+        if (!crypto::generate_keypair(current.pair)) return false;
+        current.uses_left = uses_per_key;
+        current.uses_per_key = uses_per_key;
+    }
+    --current.uses_left;
+    out = current.pair;
+    return true;
+}
+
 HandshakeResult refuse(ReasonCode reason, AuthFailure failure) {
     HandshakeResult r;
     r.reason = reason;
@@ -51,7 +73,8 @@ HandshakeResult handshake(const proto::ConnectPacket& connect, const AuthPolicy&
         std::optional<crypto::Key32> client_key = crypto::parse_client_key(connect.client_key);
         if (!client_key) return refuse(ReasonCode::AuthFail, AuthFailure::BadClientKey);
         crypto::KeyPair server;
-        if (!crypto::generate_keypair(server)) return refuse(ReasonCode::Error, AuthFailure::CryptoError);
+        if (!next_server_key(std::max<uint32_t>(policy.server_key_uses, 1), server))
+            return refuse(ReasonCode::Error, AuthFailure::CryptoError);
         crypto::Key32 secret;
         if (!crypto::shared_secret(server.private_key, *client_key, secret))
             return refuse(ReasonCode::AuthFail, AuthFailure::LowOrderKey);

@@ -12,8 +12,7 @@ namespace {
 constexpr size_t kPage = 4096;
 }
 
-PageMap::PageMap(size_t object_size, size_t count)
-    : object_size_(object_size), objects_per_page_(kPage / object_size) {
+PageMap::PageMap(size_t object_size, size_t count) : objects_per_page_(kPage / object_size) {
     bytes_ = (object_size * count + kPage - 1) / kPage * kPage;
     if (bytes_ == 0) bytes_ = kPage;
     // NORESERVE: the whole table is address space only; pages become

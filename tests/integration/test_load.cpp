@@ -9,7 +9,7 @@
 
 using namespace limaoim::testing;
 
-TEST_CASE("25,000 v4 clients log in and stay online with heartbeats") {
+TEST_CASE("25000 v4 clients log in and stay online with heartbeats") {
     ServerProcess server({"--max-conns", "26000"});
     REQUIRE_MESSAGE(server.started(), server.log());
     CHECK(server.log().find("capacity") != std::string::npos);

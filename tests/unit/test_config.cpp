@@ -159,6 +159,7 @@ const std::map<std::string, Sample>& samples() {
         {"recv_buffers", {"32768", "32768"}},
         {"recv_buffer_size", {"65536", "65536"}},
         {"recv_mode", {"poll", "\"poll\""}},
+        {"server_key_reuse", {"64", "64"}},
         {"verbose", {"true", "true"}},
     };
     return table;

@@ -1,6 +1,7 @@
 #include <doctest/doctest.h>
 
 #include <random>
+#include <set>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -164,4 +165,42 @@ TEST_CASE("handshake: token check and key exchange outcomes") {
         c.client_timestamp = INT64_MIN;
         CHECK(gateway::handshake(c, test_mode, 1).ok());
     }
+}
+
+TEST_CASE("handshake: --server-key-reuse shares a server key pair across N handshakes, never more") {
+    store::TokenStore tokens;
+    gateway::AuthPolicy policy{false, &tokens, 3};
+    proto::ConnectPacket c;
+    c.version = 4;
+    c.uid = "u";
+    std::vector<std::string> server_keys, salts;
+    for (int i = 0; i < 7; ++i) {
+        proto::crypto::KeyPair client;
+        REQUIRE(proto::crypto::generate_keypair(client));
+        std::string b64 = proto::crypto::base64_encode(client.public_key);
+        c.client_key = b64;
+        auto r = gateway::handshake(c, policy, 0);
+        REQUIRE(r.ok());
+        server_keys.emplace_back(r.server_key_base64.data(), r.server_key_base64.size());
+        salts.emplace_back(r.salt.data(), r.salt.size());
+    }
+    // Keys come in runs of at most 3; salts are always fresh.
+    std::set<std::string> distinct_keys(server_keys.begin(), server_keys.end());
+    CHECK(distinct_keys.size() >= 3);
+    for (size_t i = 0; i + 3 < server_keys.size(); ++i)
+        CHECK_FALSE((server_keys[i] == server_keys[i + 1] && server_keys[i + 1] == server_keys[i + 2] &&
+                     server_keys[i + 2] == server_keys[i + 3]));
+    CHECK(std::set<std::string>(salts.begin(), salts.end()).size() == salts.size());
+
+    gateway::AuthPolicy fresh{false, &tokens, 1};
+    std::set<std::string> fresh_keys;
+    for (int i = 0; i < 4; ++i) {
+        proto::crypto::KeyPair client;
+        REQUIRE(proto::crypto::generate_keypair(client));
+        std::string b64 = proto::crypto::base64_encode(client.public_key);
+        c.client_key = b64;
+        auto r = gateway::handshake(c, fresh, 0);
+        fresh_keys.emplace(r.server_key_base64.data(), r.server_key_base64.size());
+    }
+    CHECK(fresh_keys.size() == 4);
 }

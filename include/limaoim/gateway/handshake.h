@@ -39,6 +39,13 @@ struct HandshakeResult {
 struct AuthPolicy {
     bool check_tokens = true;  // false in --mode test
     const store::TokenStore* tokens = nullptr;
+    // How many handshakes of one thread share a server X25519 key pair.
+    // 1 (the default) is a fresh pair per connection, as PROTOCOL.md §5.1
+    // says. N > 1 halves the server's crypto cost (one scalar multiplication
+    // instead of two); every connection still gets its own shared secret
+    // (from its client key) and salt, but a leaked server private key would
+    // expose up to N sessions instead of one.
+    uint32_t server_key_uses = 1;
 };
 
 HandshakeResult handshake(const proto::ConnectPacket& connect, const AuthPolicy& policy, int64_t server_now_ms);

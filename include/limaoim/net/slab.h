@@ -34,7 +34,6 @@ public:
 private:
     std::byte* base_ = nullptr;
     size_t bytes_ = 0;
-    size_t object_size_;
     size_t objects_per_page_;
     std::vector<uint16_t> live_per_page_;
     size_t resident_pages_ = 0;

@@ -126,8 +126,8 @@ bool Client::wait_closed(int timeout_ms, std::vector<Received>* seen) {
     return true;
 }
 
-proto::ConnectPacket Client::make_connect(const std::string& uid, const std::string& token, uint8_t v,
-                                          uint8_t device_flag, const std::string& client_key_b64) {
+proto::ConnectPacket Client::make_connect(std::string_view uid, std::string_view token, uint8_t v,
+                                          uint8_t device_flag, std::string_view client_key_b64) {
     proto::ConnectPacket c;
     c.version = v;
     c.client_key = client_key_b64;

@@ -54,8 +54,9 @@ public:
     // CONNECT (with a fresh X25519 key for v3/v4) and read the CONNACK.
     LoginResult login(const std::string& uid, const std::string& token, uint8_t version = 4,
                       uint8_t device_flag = 0, int timeout_ms = 3000);
-    static proto::ConnectPacket make_connect(const std::string& uid, const std::string& token, uint8_t version,
-                                             uint8_t device_flag, const std::string& client_key_b64);
+    // The packet's strings view the arguments: keep them alive while it is used.
+    static proto::ConnectPacket make_connect(std::string_view uid, std::string_view token, uint8_t version,
+                                             uint8_t device_flag, std::string_view client_key_b64);
 
     uint8_t version = 4;
 

@@ -7,6 +7,7 @@
 #   bench/online.sh [--hold 10m] [--clients-per-machine 25000] [--machines 5]
 #                   [--build-dir DIR] [--port 6666] [--out DIR] [--rate N]
 #                   [--version 4] [--workers N] [--ramp-allowance 120s]
+#                   [--server-arg FLAG]...
 #
 # --build-dir  default: build-release if it exists, else build
 # --hold       how long all clients stay online after the ramp allowance
@@ -15,6 +16,8 @@
 # --ramp-allowance  time the clients get to come online before the hold
 #              (default 120s, or twice the time --rate needs plus 30s)
 # --out        default: bench/results/online-<date>
+# --server-arg one more argument for limaoim, repeatable
+#              (e.g. --server-arg --recv-mode --server-arg poll)
 #
 # Writes samples.csv, summary.txt, online.png, server.log, and per machine k
 # bench-k.log and bench-k.csv into the output directory. Exits 0 when every
@@ -72,6 +75,7 @@ rate=""
 protocol_version=4
 workers=""
 ramp_allowance_seconds=""
+extra_server_args=()
 
 while (($# > 0)); do
     (($# >= 2)) || usage
@@ -86,6 +90,7 @@ while (($# > 0)); do
         --version) protocol_version=$(positive_integer "$1" "$2") ;;
         --workers) workers=$(positive_integer "$1" "$2") ;;
         --ramp-allowance) ramp_allowance_seconds=$(duration_seconds "$2") ;;
+        --server-arg) extra_server_args+=("$2") ;;
         *) usage ;;
     esac
     shift 2
@@ -173,6 +178,7 @@ ulimit -l "$(ulimit -Hl)"
 start_server() {
     local -a arguments=(--mode test --addr 127.0.0.1 --port "$port" --max-conns "$max_conns")
     [[ -n "$workers" ]] && arguments+=(--workers "$workers")
+    ((${#extra_server_args[@]})) && arguments+=("${extra_server_args[@]}")
     echo "$server_bin ${arguments[*]}" >"$out_dir/server.cmd"
     "$server_bin" "${arguments[@]}" >"$out_dir/server.log" 2>&1 &
     server_pid=$!

@@ -72,6 +72,7 @@ int run(const Config& config) {
         options.recv_buffers = config.recv_buffers;
         options.recv_buffer_size = config.recv_buffer_size;
         options.send_cap = config.send_cap;
+        options.sndbuf = config.sndbuf;
         options.recv_mode = config.recv_mode == "poll" ? net::RecvMode::PollThenRecv : net::RecvMode::Multishot;
         workers.push_back(std::make_unique<net::Worker>(options, limits, segment.worker(i), segment.conns(i)));
         shared.workers.push_back(workers.back().get());

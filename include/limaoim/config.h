@@ -48,11 +48,12 @@ struct Config {
     uint32_t shutdown_timeout_ms = 3000;  // SIGTERM → exit, flushing DISCONNECTs
     uint32_t max_packet = 1u << 20;     // maximum remaining length, inclusive
     uint32_t send_cap = 64u << 10;      // unsent output per session before it is dropped
+    uint32_t sndbuf = 64u << 10;        // kernel send buffer per connection (0 = autotuning)
     uint32_t max_pending_handshakes = 65536;  // connections without CONNECT, server-wide
 
     uint32_t recv_buffers = 512;        // provided buffers per worker (power of two)
     uint32_t recv_buffer_size = 2048;   // bytes each
-    std::string recv_mode = "multishot";  // or "poll": see net::RecvMode
+    std::string recv_mode = "poll";  // or "multishot": see net::RecvMode (BENCHMARKS.md chose poll)
     uint32_t server_key_reuse = 1;        // handshakes per server X25519 key pair (1 = fresh per connection)
 
     std::vector<TokenEntry> tokens;

@@ -188,6 +188,10 @@ const std::vector<Option>& options() {
                kMaxRemainingLength),
         number("send_cap", "unsent output per session before it is dropped as a slow consumer, bytes",
                &Config::send_cap, 1024),
+        number("sndbuf",
+               "kernel send buffer of each connection, bytes (the kernel doubles it); 0 = kernel autotuning "
+               "up to tcp_wmem's maximum",
+               &Config::sndbuf, 0, 64u << 20),
         number("max_pending_handshakes", "connections without a CONNECT yet, server-wide",
                &Config::max_pending_handshakes, 1),
         number("recv_buffers", "provided receive buffers per worker, a power of two", &Config::recv_buffers, 16,

@@ -178,6 +178,14 @@ bool Worker::init(std::string& error) {
     int one = 1;
     setsockopt(listen_fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
     setsockopt(listen_fd_, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+    // Accepted sockets inherit the listener's send buffer, and a set size
+    // turns the kernel's autotuning (up to tcp_wmem[2], 4 MiB) off: a client
+    // that does not read then fills our send queue, and is cut at send_cap,
+    // after at most 2 x sndbuf of kernel memory instead of megabytes.
+    if (options_.sndbuf) {
+        int size = int(options_.sndbuf);
+        setsockopt(listen_fd_, SOL_SOCKET, SO_SNDBUF, &size, sizeof(size));
+    }
     sockaddr_in sa{};
     sa.sin_family = AF_INET;
     sa.sin_port = htons(options_.port);

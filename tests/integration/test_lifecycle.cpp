@@ -185,3 +185,32 @@ TEST_CASE("SIGTERM: every client gets DISCONNECT, the server exits 0 and removes
     INFO(server->log());
     CHECK(server->log().find("stopped") != std::string::npos);
 }
+
+TEST_CASE("both receive modes: login, pipelined packets, split packets, kick and close") {
+    for (const char* mode : {"poll", "multishot"}) {
+        CAPTURE(mode);
+        ServerProcess server({"--recv-mode", mode, "--kick-delay-ms", "300"});
+        REQUIRE_MESSAGE(server.started(), server.log());
+        Client a = logged_in(server, "modes", 4);
+        // A PING, then a RECVACK split across three writes (ignored until the
+        // messaging milestone), then a PING in the last write: exactly two PONGs.
+        REQUIRE(a.send_hex("70"));
+        for (const char* part : {"600c00000000", "0000000100", "00000270"}) {
+            REQUIRE(a.send_hex(part));
+            std::this_thread::sleep_for(milliseconds(30));
+        }
+        for (int i = 0; i < 2; ++i) {
+            auto p = a.read_packet();
+            REQUIRE(p);
+            CHECK(p->type() == proto::PacketType::Pong);
+        }
+        Client b = logged_in(server, "modes", 2);
+        auto bye = a.read_packet();
+        REQUIRE(bye);
+        CHECK(bye->type() == proto::PacketType::Disconnect);
+        CHECK(a.wait_closed(2000));
+        b.close();
+        CHECK(server.wait_stat("gauges.connections", 0, 2000) == 0);
+        CHECK(server.stat("counters.closed.peer_closed") >= 2);
+    }
+}

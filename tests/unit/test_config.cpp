@@ -155,10 +155,11 @@ const std::map<std::string, Sample>& samples() {
         {"shutdown_timeout_ms", {"5000", "5000"}},
         {"max_packet", {"268435455", "268435455"}},
         {"send_cap", {"1024", "1024"}},
+        {"sndbuf", {"0", "0"}},
         {"max_pending_handshakes", {"17", "17"}},
         {"recv_buffers", {"32768", "32768"}},
         {"recv_buffer_size", {"65536", "65536"}},
-        {"recv_mode", {"poll", "\"poll\""}},
+        {"recv_mode", {"multishot", "\"multishot\""}},
         {"server_key_reuse", {"64", "64"}},
         {"verbose", {"true", "true"}},
     };

@@ -58,8 +58,9 @@ struct WorkerOptions {
     uint32_t recv_buffers = 512;    // provided buffers (power of two)
     uint32_t recv_buffer_size = 2048;
     uint32_t send_cap = 64u << 10;  // queued output per connection before a slow-consumer close
+    uint32_t sndbuf = 64u << 10;    // SO_SNDBUF of every connection (0 = kernel autotuning)
     uint32_t drain_timeout_ms = 5000;  // close-after-flush gives up after this
-    RecvMode recv_mode = RecvMode::Multishot;
+    RecvMode recv_mode = RecvMode::PollThenRecv;
 };
 
 class Worker {

@@ -51,6 +51,8 @@ case "${1:-}" in
     build build-asan -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug -Doptimization=1
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
       meson test -C build-asan --print-errorlogs --num-processes 1 --timeout-multiplier 3
+    # Each libFuzzer target for a short run from its committed corpus (clang).
+    tests/fuzz/run.sh 15
     ;;
   *)
     echo "usage: bash tools/setup.sh run [limaoim flags...] | test" >&2

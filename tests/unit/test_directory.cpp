@@ -167,14 +167,15 @@ TEST_CASE("handshake: token check and key exchange outcomes") {
     }
 }
 
-TEST_CASE("handshake: --server-key-reuse shares a server key pair across N handshakes, never more") {
-    store::TokenStore tokens;
-    gateway::AuthPolicy policy{false, &tokens, 3};
+namespace {
+// The server keys and salts of `count` v4 handshakes under `policy`, each with a fresh client key.
+std::pair<std::vector<std::string>, std::vector<std::string>> handshake_keys(const gateway::AuthPolicy& policy,
+                                                                              int count) {
+    std::vector<std::string> server_keys, salts;
     proto::ConnectPacket c;
     c.version = 4;
     c.uid = "u";
-    std::vector<std::string> server_keys, salts;
-    for (int i = 0; i < 7; ++i) {
+    for (int i = 0; i < count; ++i) {
         proto::crypto::KeyPair client;
         REQUIRE(proto::crypto::generate_keypair(client));
         std::string b64 = proto::crypto::base64_encode(client.public_key);
@@ -184,23 +185,21 @@ TEST_CASE("handshake: --server-key-reuse shares a server key pair across N hands
         server_keys.emplace_back(r.server_key_base64.data(), r.server_key_base64.size());
         salts.emplace_back(r.salt.data(), r.salt.size());
     }
+    return {server_keys, salts};
+}
+}  // namespace
+
+TEST_CASE("handshake: --server-key-reuse shares a server key pair across N handshakes, never more") {
+    store::TokenStore tokens;
+    auto [server_keys, salts] = handshake_keys(gateway::AuthPolicy{false, &tokens, 3}, 7);
     // Keys come in runs of at most 3; salts are always fresh.
-    std::set<std::string> distinct_keys(server_keys.begin(), server_keys.end());
-    CHECK(distinct_keys.size() >= 3);
+    CHECK(std::set<std::string>(server_keys.begin(), server_keys.end()).size() >= 3);
     for (size_t i = 0; i + 3 < server_keys.size(); ++i)
         CHECK_FALSE((server_keys[i] == server_keys[i + 1] && server_keys[i + 1] == server_keys[i + 2] &&
                      server_keys[i + 2] == server_keys[i + 3]));
     CHECK(std::set<std::string>(salts.begin(), salts.end()).size() == salts.size());
 
-    gateway::AuthPolicy fresh{false, &tokens, 1};
-    std::set<std::string> fresh_keys;
-    for (int i = 0; i < 4; ++i) {
-        proto::crypto::KeyPair client;
-        REQUIRE(proto::crypto::generate_keypair(client));
-        std::string b64 = proto::crypto::base64_encode(client.public_key);
-        c.client_key = b64;
-        auto r = gateway::handshake(c, fresh, 0);
-        fresh_keys.emplace(r.server_key_base64.data(), r.server_key_base64.size());
-    }
-    CHECK(fresh_keys.size() == 4);
+    // The default policy right after: no key of the previous policy is carried over.
+    auto [fresh_keys, fresh_salts] = handshake_keys(gateway::AuthPolicy{false, &tokens, 1}, 4);
+    CHECK(std::set<std::string>(fresh_keys.begin(), fresh_keys.end()).size() == 4);
 }

@@ -656,13 +656,19 @@ void Worker::close(ConnRef ref, CloseReason reason, Linger linger) {
     if (linger == Linger::Flush && c->queued > 0) {
         c->state = uint8_t(ConnState::Draining);
         drop_partial(*c);
-        stats_.closed[int(reason)].add();
-        handler_->on_close(ref, reason);
+        notify_close(ref, reason);
         wheel_.schedule(ref.slot, now_tick() + options_.drain_timeout_ms / kTickMs);
         return;
     }
     begin_close(ref.slot, reason);
     maybe_release(ref.slot);
+}
+
+// The one place a connection's close is counted and told to the handler:
+// called when an Open connection leaves that state, so exactly once.
+void Worker::notify_close(ConnRef ref, CloseReason reason) {
+    stats_.closed[int(reason)].add();
+    handler_->on_close(ref, reason);
 }
 
 void Worker::begin_close(uint32_t slot, CloseReason reason) {
@@ -672,10 +678,7 @@ void Worker::begin_close(uint32_t slot, CloseReason reason) {
     c.state = uint8_t(ConnState::Closing);
     wheel_.cancel(slot);
     drop_partial(c);
-    if (notify) {
-        stats_.closed[int(reason)].add();
-        handler_->on_close(ConnRef{slot, c.generation}, reason);
-    }
+    if (notify) notify_close(ConnRef{slot, c.generation}, reason);
     // Cancel what is in flight: the armed recv (or poll), a one-shot recv, a
     // send stuck on a full socket. The slot is released when their last
     // completions have come back. Cancelling by exact user_data is a hash

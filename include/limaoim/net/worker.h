@@ -166,6 +166,7 @@ private:
 
     // Teardown: on_close, then wait for in-flight requests, then close_direct.
     void begin_close(uint32_t slot, CloseReason reason);
+    void notify_close(ConnRef ref, CloseReason reason);
     void maybe_release(uint32_t slot);
     void cancel(uint64_t user_data);
     void drop_send_queue(Connection& c);

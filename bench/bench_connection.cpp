@@ -37,6 +37,8 @@ constexpr int kExitUsage = 2;
 constexpr uint64_t kSpareFds = 32;
 constexpr int64_t kWorkerExitGraceNs = 30 * kSecondNs;
 constexpr int64_t kPollNs = 100'000'000;  // how soon the end of all workers is noticed
+// Bound on the workers' preparation (65536 -client-keys take about 2 s).
+constexpr int64_t kPrepareTimeoutNs = 120 * kSecondNs;
 
 volatile sig_atomic_t g_stop_signal = 0;
 
@@ -140,6 +142,28 @@ void reap_workers(Run& run, bool block) {
             --run.workers_running;
         }
     }
+}
+
+// Waits until every worker has prepared or exited (or a stop signal, or
+// kPrepareTimeoutNs), then starts the clock. False if the run should not go on.
+bool start_clock(Run& run) {
+    const int64_t give_up = monotonic_ns() + kPrepareTimeoutNs;
+    const auto all_prepared = [&run] {
+        const uint64_t exited = run.pids.size() - run.workers_running;
+        return run.region.control->ready.load(std::memory_order_acquire) + exited >= run.pids.size();
+    };
+    bool timed_out = false;
+    while (!g_stop_signal && !all_prepared() && !timed_out) {
+        usleep(1000);
+        reap_workers(run, false);
+        timed_out = monotonic_ns() >= give_up;
+    }
+    if (timed_out)
+        std::fprintf(stderr, "bench_connection: the workers did not prepare within %llds\n",
+                     static_cast<long long>(kPrepareTimeoutNs / kSecondNs));
+    run.start_ns = monotonic_ns();
+    run.region.control->start_ns.store(run.start_ns, std::memory_order_release);
+    return !g_stop_signal && !timed_out;
 }
 
 Totals read_totals(const Run& run) { return sum_counters(run.region.workers, run.pids.size()); }
@@ -262,9 +286,12 @@ int summarize(const Run& run) {
     const Options& options = run.options;
     const Totals totals = read_totals(run);
     const uint64_t clients = options.client_count();
-    std::printf("summary: %llu clients (cids %llu-%llu) to %s port %u, version %u, %zu workers, %.1fs%s\n",
+    const std::string client_keys =
+        options.client_keys == 0 ? std::string()
+                                 : ", " + std::to_string(options.client_keys) + " pre-made client keys per worker (no shared secret)";
+    std::printf("summary: %llu clients (cids %llu-%llu) to %s port %u, version %u%s, %zu workers, %.1fs%s\n",
                 (unsigned long long)clients, (unsigned long long)options.first_cid, (unsigned long long)options.last_cid,
-                inet_ntoa(options.server), options.port, options.version, run.pids.size(),
+                inet_ntoa(options.server), options.port, options.version, client_keys.c_str(), run.pids.size(),
                 seconds(run.end_ns - run.start_ns), g_stop_signal ? " (stopped early by a signal)" : "");
     print_ramp(run, totals);
     std::printf("  end: online=%llu never_online=%llu failed=%llu%s closed_by_peer=%llu dropped=%llu pongs_missing=%llu "
@@ -322,10 +349,9 @@ int main(int argc, char** argv) {
         return kExitFail;
     }
     install_stop_handlers();
-    run.start_ns = monotonic_ns();
-    run.region.control->start_ns = run.start_ns;
     const bool forked = fork_workers(run, split_clients(run.options, workers));
-    if (forked) monitor(run);
+    const bool started = forked && start_clock(run);
+    if (started) monitor(run);
     else run.end_ns = monotonic_ns();
     stop_workers(run);
     const int status = forked ? summarize(run) : kExitFail;

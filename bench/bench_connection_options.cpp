@@ -17,6 +17,7 @@ namespace {
 constexpr uint64_t kMaxClients = 1'000'000;
 constexpr size_t kMaxSources = 256;
 constexpr uint32_t kMaxProcs = 64;
+constexpr uint32_t kMaxClientKeys = 65536;  // 64 bytes each: at most 4 MiB per worker
 constexpr int64_t kSecond = 1'000'000'000;
 
 template <typename T>
@@ -160,6 +161,7 @@ const std::map<std::string_view, Setter>& value_flags() {
         {"procs", number_in<uint32_t>(&Options::procs, 1, kMaxProcs, "-procs")},
         {"connect-timeout", duration_in(&Options::connect_timeout_ns, kSecond / 10, 600 * kSecond, "-connect-timeout")},
         {"quiet", set_quiet},
+        {"client-keys", number_in<uint32_t>(&Options::client_keys, 0, kMaxClientKeys, "-client-keys")},
     };
     return flags;
 }
@@ -242,6 +244,14 @@ loopback (127.0.0.0/8) or on an address of one of this host's interfaces.
   -procs N               worker processes (default: at most 15000 sockets each)
   -connect-timeout D     TCP connect + CONNACK deadline per client (default 10s)
   -quiet                 no per-second lines, only the summary
+  -client-keys N         0 (default): each v3/v4 client makes its own X25519 key
+                         pair and derives the shared secret, as the original
+                         client does. N > 0: each worker makes N key pairs before
+                         the clock starts, clients take them round robin and do
+                         not derive the shared secret (the CONNACK's key and salt
+                         are still checked). Measures the server's handshake rate
+                         without the load generator's own X25519 (~64 us per
+                         client) competing for the same cores.
 
 Durations are Go style: 500ms, 30s, 10m, 1h30m. Flags may be written -flag value,
 --flag value or -flag=value.

@@ -30,6 +30,12 @@ struct Options {
     uint32_t procs = 0;  // 0: derived from the client count
     int64_t connect_timeout_ns = 10'000'000'000;
     bool quiet = false;
+    // 0: each v3/v4 client makes its own X25519 key pair at connect time and
+    // derives the shared secret, as the original client does. N > 0: each
+    // worker makes N key pairs before the clock starts, clients take them
+    // round robin and skip the shared secret, so the load generator's X25519
+    // cost does not compete with the server's for the CPUs.
+    uint32_t client_keys = 0;
 
     uint64_t client_count() const { return last_cid - first_cid + 1; }
 };

@@ -49,9 +49,13 @@ struct alignas(64) WorkerCounters {
     }
 };
 
+// Start: each worker prepares (e.g. makes its -client-keys key pairs), counts
+// itself in `ready` and waits for the parent to publish `start_ns`, so that
+// the preparation is not part of the measured run.
 struct alignas(64) SharedControl {
-    std::atomic<uint32_t> stop{0};  // set by the parent: close everything and exit
-    int64_t start_ns = 0;           // CLOCK_MONOTONIC at the start of the run
+    std::atomic<uint32_t> stop{0};       // set by the parent: close everything and exit
+    std::atomic<uint32_t> ready{0};      // workers that finished preparing
+    std::atomic<int64_t> start_ns{0};    // CLOCK_MONOTONIC at the start of the run; 0 until then
 };
 
 // Sums of all workers' counters at one instant, plus the derived gauges.

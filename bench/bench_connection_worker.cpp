@@ -48,6 +48,7 @@ constexpr uint16_t kPortWindow = 64;
 constexpr uint8_t kPing = 0x70;
 constexpr size_t kConnackCapacity = 128;  // a v4 CONNACK is 74 bytes
 constexpr int kEpollBatch = 1024;
+constexpr int64_t kStartPollNs = 1'000'000;  // how often a prepared worker looks for the start
 
 volatile sig_atomic_t g_terminate = 0;
 
@@ -114,7 +115,7 @@ static_assert(sizeof(Client) == 12);
 // State needed only between connect() and the CONNACK; pooled because at most
 // kMaxHandshakesInFlight exist at once.
 struct Handshake {
-    crypto::KeyPair keys;
+    crypto::KeyPair keys;  // unused with -client-keys
     uint8_t received[kConnackCapacity];
     uint8_t received_length;
 };
@@ -142,10 +143,14 @@ public:
         if (epoll_fd_ >= 0) close(epoll_fd_);
     }
 
+    // Before the clock starts: makes the -client-keys key pairs.
+    bool prepare();
+    // Waits for the parent to start the clock; false if told to stop first.
+    bool wait_for_start();
     int run();
 
 private:
-    uint32_t current_tick() const { return static_cast<uint32_t>((monotonic_ns() - control_.start_ns) / kTickNs); }
+    uint32_t current_tick() const { return static_cast<uint32_t>((monotonic_ns() - start_ns_) / kTickNs); }
     bool stopping() const { return g_terminate || control_.stop.load(std::memory_order_relaxed); }
 
     int wait_timeout_ms() const;
@@ -174,6 +179,7 @@ private:
     WorkerCounters& counters_;
 
     int epoll_fd_ = -1;
+    int64_t start_ns_ = 0;  // the parent's control_.start_ns, once published
     std::vector<Client> clients_;
     std::vector<Handshake> handshakes_;
     std::vector<uint16_t> free_handshakes_;
@@ -192,10 +198,34 @@ private:
     bool use_port_windows_ = false;
 
     SplitMix64 random_;
+    // -client-keys: the public keys, base64-encoded once, used round robin.
+    std::vector<std::array<char, crypto::base64_encoded_size(32)>> client_keys_;
     std::vector<uint8_t> send_buffer_;
     std::string token_;
     std::array<uint8_t, 4096> receive_buffer_{};
 };
+
+bool ClientWorker::prepare() {
+    client_keys_.resize(options_.client_keys);
+    for (auto& encoded : client_keys_) {
+        crypto::KeyPair keys;
+        if (!crypto::generate_keypair(keys)) {
+            std::fputs("bench_connection: generating a client key pair failed\n", stderr);
+            return false;
+        }
+        crypto::base64_encode(keys.public_key, encoded.data());
+    }
+    return true;
+}
+
+bool ClientWorker::wait_for_start() {
+    while ((start_ns_ = control_.start_ns.load(std::memory_order_acquire)) == 0) {
+        if (stopping()) return false;
+        const timespec pause{0, kStartPollNs};
+        nanosleep(&pause, nullptr);
+    }
+    return true;
+}
 
 int ClientWorker::run() {
     epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
@@ -224,7 +254,7 @@ int ClientWorker::run() {
 int ClientWorker::wait_timeout_ms() const {
     const bool launches_left = next_launch_ < clients_.size() && !free_handshakes_.empty();
     if (launches_left && (launch_rate_ == 0 || launch_tokens_ >= 1)) return 0;
-    const int64_t until_tick = control_.start_ns + (int64_t{current_tick()} + 1) * kTickNs - monotonic_ns();
+    const int64_t until_tick = start_ns_ + (int64_t{current_tick()} + 1) * kTickNs - monotonic_ns();
     const int timeout = static_cast<int>(std::clamp<int64_t>(until_tick / 1'000'000 + 1, 1, kTickNs / 1'000'000));
     return launches_left ? std::min(timeout, kRateWaitMs) : timeout;
 }
@@ -344,7 +374,10 @@ void ClientWorker::send_connect(uint32_t index) {
         token_.assign(options_.token_prefix).append(connect.uid);
         connect.token = token_;
     }
-    if (proto::has_crypto(options_.version)) {
+    if (proto::has_crypto(options_.version) && !client_keys_.empty()) {
+        const auto& encoded = client_keys_[(plan_.first_global_index + index) % client_keys_.size()];
+        connect.client_key = std::string_view(encoded.data(), encoded.size());
+    } else if (proto::has_crypto(options_.version)) {
         Handshake& handshake = handshakes_[client.handshake];
         if (!crypto::generate_keypair(handshake.keys)) return fail(index, FailReason::Other);
         connect.client_key = std::string_view(client_key, crypto::base64_encode(handshake.keys.public_key, client_key));
@@ -383,8 +416,10 @@ void ClientWorker::receive_connack(uint32_t index) {
     come_online(index, stream.subspan(split.frame.size));
 }
 
-// The CONNACK must say success and, from v3 on, carry a usable 32-byte server
-// key and a 16-byte salt; the AES key is derived as a real client would.
+// The CONNACK must say success and, from v3 on, carry a 32-byte server key
+// (base64) and a 16-byte salt. Without -client-keys the AES key is derived as
+// a real client would, which also refuses a key giving an all-zero secret;
+// with -client-keys the client stops after the size checks.
 bool ClientWorker::accept_connack(uint32_t index, const proto::Frame& frame, FailReason& reason) {
     reason = FailReason::BadConnack;
     proto::Packet packet;
@@ -400,6 +435,7 @@ bool ClientWorker::accept_connack(uint32_t index, const proto::Frame& frame, Fai
     uint8_t decoded[48];
     const auto decoded_length = crypto::base64_decode(connack.server_key, decoded, sizeof decoded);
     if (!decoded_length || *decoded_length != server_key.size() || connack.salt.size() != crypto::kSaltLength) return false;
+    if (!client_keys_.empty()) return true;
     std::copy_n(decoded, server_key.size(), server_key.begin());
     crypto::Key32 secret;
     if (!crypto::shared_secret(handshakes_[clients_[index].handshake].keys.private_key, server_key, secret)) return false;
@@ -508,7 +544,7 @@ void ClientWorker::close_all() {
 
 }  // namespace
 
-int run_worker(const Options& options, const WorkerPlan& plan, const SharedControl& control, WorkerCounters& counters) {
+int run_worker(const Options& options, const WorkerPlan& plan, SharedControl& control, WorkerCounters& counters) {
     // Ctrl-C reaches the whole process group: the parent decides when to stop.
     signal(SIGINT, SIG_IGN);
     signal(SIGPIPE, SIG_IGN);
@@ -518,6 +554,10 @@ int run_worker(const Options& options, const WorkerPlan& plan, const SharedContr
     prctl(PR_SET_PDEATHSIG, SIGTERM);
     if (getppid() == 1) return 1;  // the parent died before prctl took effect
     ClientWorker worker(options, plan, control, counters);
+    const bool prepared = worker.prepare();
+    control.ready.fetch_add(1, std::memory_order_release);
+    if (!prepared) return 1;
+    if (!worker.wait_for_start()) return 0;
     return worker.run();
 }
 

@@ -24,9 +24,10 @@ struct WorkerPlan {
     uint64_t first_global_index = 0;
 };
 
-// Runs until every client has ended or `control.stop` is set (or SIGTERM
-// arrives), then closes all sockets. Returns the process exit status.
-int run_worker(const Options& options, const WorkerPlan& plan, const SharedControl& control,
-               WorkerCounters& counters);
+// Prepares (the -client-keys key pairs), counts itself in `control.ready`,
+// waits for `control.start_ns`, then runs until every client has ended or
+// `control.stop` is set (or SIGTERM arrives), then closes all sockets.
+// Returns the process exit status.
+int run_worker(const Options& options, const WorkerPlan& plan, SharedControl& control, WorkerCounters& counters);
 
 }  // namespace limaoim::bench

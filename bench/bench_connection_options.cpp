@@ -2,12 +2,19 @@
 
 #include <arpa/inet.h>
 #include <ifaddrs.h>
+#include <linux/ethtool.h>
+#include <linux/sockios.h>
+#include <net/if.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cctype>
 #include <charconv>
 #include <cmath>
 #include <functional>
+#include <cstring>
 #include <map>
 
 namespace limaoim::bench {
@@ -40,11 +47,49 @@ bool assigned_to_local_interface(in_addr address) {
     return found;
 }
 
+// The kernel driver of a network interface ("veth", "virtio_net", ...), by
+// the SIOCETHTOOL ETHTOOL_GDRVINFO ioctl; empty when unknown.
+std::string interface_driver(const char* name) {
+    const int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return {};
+    ethtool_drvinfo info{};
+    info.cmd = ETHTOOL_GDRVINFO;
+    ifreq request{};
+    std::strncpy(request.ifr_name, name, IFNAMSIZ - 1);
+    request.ifr_data = reinterpret_cast<char*>(&info);
+    const bool ok = ioctl(fd, SIOCETHTOOL, &request) == 0;
+    close(fd);
+    if (!ok) return {};
+    return std::string(info.driver, strnlen(info.driver, sizeof info.driver));
+}
+
+// True when the address is on the IPv4 subnet of a directly attached veth
+// interface. A veth's peer is always an interface of a network namespace of
+// this machine, so such a subnet reaches only this machine (bench/online.sh
+// --netns puts the server in its own namespace behind veth pairs).
+bool on_veth_subnet(in_addr address) {
+    ifaddrs* list = nullptr;
+    if (getifaddrs(&list) != 0) return false;
+    bool found = false;
+    for (const ifaddrs* entry = list; entry != nullptr && !found; entry = entry->ifa_next) {
+        if (entry->ifa_addr == nullptr || entry->ifa_netmask == nullptr || entry->ifa_addr->sa_family != AF_INET) continue;
+        const uint32_t own = reinterpret_cast<const sockaddr_in*>(entry->ifa_addr)->sin_addr.s_addr;
+        const uint32_t mask = reinterpret_cast<const sockaddr_in*>(entry->ifa_netmask)->sin_addr.s_addr;
+        found = (own & mask) == (address.s_addr & mask) && interface_driver(entry->ifa_name) == "veth";
+    }
+    freeifaddrs(list);
+    return found;
+}
+
 // Load may only hit this host: loopback, or an address of one of its own
 // interfaces (which inside a network namespace are the namespace's own).
 bool is_own_host(in_addr address) {
     return (ntohl(address.s_addr) >> 24) == 127 || assigned_to_local_interface(address);
 }
+
+// A server bench_connection may load: this host's own (above), or one in a
+// network namespace of this machine reached over a veth pair.
+bool is_loadable_server(in_addr address) { return is_own_host(address) || on_veth_subnet(address); }
 
 std::optional<in_addr> parse_ipv4(std::string_view text) {
     if (text == "localhost") text = "127.0.0.1";
@@ -127,7 +172,9 @@ std::string set_cids(Options& options, std::string_view value) {
 std::string set_hostname(Options& options, std::string_view value) {
     const auto address = parse_ipv4(value);
     if (!address) return "-hostname: expected an IPv4 address";
-    if (!is_own_host(*address)) return "-hostname: only loopback or this host's own addresses may be loaded";
+    if (!is_loadable_server(*address))
+        return "-hostname: only loopback, this host's own addresses or the subnet of a veth interface (a network "
+               "namespace of this machine) may be loaded";
     options.server = *address;
     return {};
 }
@@ -227,7 +274,9 @@ const char* usage_text() {
 Opens one TCP client per client id, logs each in (CONNECT, uid = the id) and
 keeps it online with a PING every heartbeat interval, the way the original
 LiMaoIM load tool did. Only load your own hosts: the server must be on
-loopback (127.0.0.0/8) or on an address of one of this host's interfaces.
+loopback (127.0.0.0/8), on an address of one of this host's interfaces, or on
+the subnet of a veth interface (whose peer is a network namespace of this
+machine, as bench/online.sh --netns sets up).
 
   -cids A-B              client ids, inclusive (required)
   -hostname ADDR         server IPv4 address (default 127.0.0.1)

@@ -7,7 +7,10 @@
 #   bench/online.sh [--hold 10m] [--clients-per-machine 25000] [--machines 5]
 #                   [--build-dir DIR] [--port 6666] [--out DIR] [--rate N]
 #                   [--version 4] [--workers N] [--ramp-allowance 120s]
-#                   [--server-arg FLAG]...
+#                   [--server-arg FLAG]... [--bench-arg FLAG]... [--netns]
+#
+#   bench/online.sh --bench-arg -client-keys --bench-arg 64   # see bench/README.md
+#   bench/online.sh --netns --hold 10m          # 1 server + 5 load namespaces (root)
 #
 # --build-dir  default: build-release if it exists, else build
 # --hold       how long all clients stay online after the ramp allowance
@@ -18,10 +21,26 @@
 # --out        default: bench/results/online-<date>
 # --server-arg one more argument for limaoim, repeatable
 #              (e.g. --server-arg --recv-mode --server-arg poll)
+# --bench-arg  one more argument for every bench_connection, repeatable
+#              (e.g. --bench-arg -client-keys --bench-arg 64)
+# --netns      as the seed's 1 server + N load machines: the server in a
+#              network namespace of its own (listening on 0.0.0.0), load
+#              process k in its own namespace joined to the server's by a
+#              veth pair, 10.201.k.1/24 on the server side and
+#              10.201.k.2-10.201.k.9/24 (its 8 source addresses) on the load
+#              side. Per-namespace sysctls start from the kernel's defaults,
+#              so each namespace gets what the run needs (tools/tune's
+#              recommended values; see netns-sysctl.txt). Needs root; the
+#              namespaces are named lmo-PORT-srv and lmo-PORT-mK and are all
+#              removed on exit (with their veths); leftovers of an earlier
+#              run on the same port are removed first when no process is in
+#              them, else the script refuses to start.
 #
 # Writes samples.csv, summary.txt, online.png, server.log, and per machine k
 # bench-k.log and bench-k.csv into the output directory. Exits 0 when every
-# client came online and stayed online and the server stopped cleanly.
+# client came online and stayed online and the server stopped cleanly; 1
+# otherwise; 2 for a usage or setup error; 77 (skipped) with --netns when not
+# run as root.
 set -euo pipefail
 
 script_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -40,7 +59,7 @@ die() {
 }
 
 usage() {
-    sed -n '2,20s/^# \{0,1\}//p' "$0" >&2
+    sed -n '2,/^set /s/^# \{0,1\}//p' "$0" >&2
     exit 2
 }
 
@@ -76,8 +95,15 @@ protocol_version=4
 workers=""
 ramp_allowance_seconds=""
 extra_server_args=()
+extra_bench_args=()
+netns=false
 
 while (($# > 0)); do
+    if [[ "$1" == --netns ]]; then
+        netns=true
+        shift
+        continue
+    fi
     (($# >= 2)) || usage
     case "$1" in
         --build-dir) build_dir="$2" ;;
@@ -91,13 +117,18 @@ while (($# > 0)); do
         --workers) workers=$(positive_integer "$1" "$2") ;;
         --ramp-allowance) ramp_allowance_seconds=$(duration_seconds "$2") ;;
         --server-arg) extra_server_args+=("$2") ;;
+        --bench-arg) extra_bench_args+=("$2") ;;
         *) usage ;;
     esac
     shift 2
 done
 
-((machines <= 250)) || die "--machines: at most 250 (machine k uses source addresses 127.0.k.2-127.0.k.9)"
+((machines <= 250)) || die "--machines: at most 250 (machine k uses source addresses 127.0.k.2-127.0.k.9 or 10.201.k.2-10.201.k.9)"
 ((port <= 65535)) || die "--port: at most 65535"
+if $netns && ((EUID != 0)); then
+    echo "online.sh: --netns needs root (ip netns); skipped" >&2
+    exit 77
+fi
 if [[ -z "$build_dir" ]]; then
     build_dir="$repo_dir/build"
     [[ -d "$repo_dir/build-release" ]] && build_dir="$repo_dir/build-release"
@@ -119,7 +150,122 @@ readonly bench_timeout_seconds=$((ramp_allowance_seconds + hold_seconds))
 mkdir -p "$out_dir"
 out_dir=$(cd "$out_dir" && pwd)
 
-ss -Hltn "sport = :$port" | grep -q . && die "port $port is already in use"
+# The server's namespace is new with --netns, so only loopback runs can
+# collide on the port; the stats segment (/dev/shm, not namespaced) is
+# checked by the server itself.
+if ! $netns && ss -Hltn "sport = :$port" | grep -q .; then die "port $port is already in use"; fi
+
+# --netns: names, addresses and the per-namespace kernel settings.
+readonly ns_prefix="lmo-$port"
+readonly server_ns="$ns_prefix-srv"
+load_ns() { echo "$ns_prefix-m$1"; }
+created_namespaces=()
+created_veths=()  # server-side ends, in $server_ns; deleting one deletes its pair
+
+# Runs a command in the server's namespace (or here, without --netns). Not
+# for background jobs: a function in the background is a subshell, whose pid
+# is not the command's.
+in_server_ns() {
+    if $netns; then ip netns exec "$server_ns" "$@"; else "$@"; fi
+}
+
+# The run's namespaces all begin with lmo-PORT-. One that is left from an
+# earlier run (killed with SIGKILL, say) is removed when no process is in it;
+# one that has processes belongs to a run still going, and this run stops.
+clear_leftover_namespaces() {
+    local name _ pids
+    while read -r name _; do
+        [[ "$name" == "$ns_prefix"-* ]] || continue
+        pids=$(ip netns pids "$name" 2>/dev/null | paste -sd ' ')
+        [[ -z "$pids" ]] || die "namespace $name holds processes $pids: is another online.sh --netns --port $port running?"
+        echo "online.sh: removing namespace $name left by an earlier run (with its veths)" >&2
+        ip netns delete "$name"
+    done < <(ip netns list)
+}
+
+# Sets a sysctl in a namespace and records it in netns-sysctl.txt.
+ns_sysctl() {
+    local namespace=$1 key=$2 value=$3
+    ip netns exec "$namespace" sysctl -qw "$key=$value" || die "cannot set $key=$value in namespace $namespace"
+    printf '%s %s = %s\n' "$namespace" "$key" "$(ip netns exec "$namespace" sysctl -n "$key" | tr '\t' ' ')" \
+        >>"$out_dir/netns-sysctl.txt"
+}
+
+# The larger of the root namespace's value (what a loopback run gets) and
+# tools/tune's recommended minimum.
+at_least() {
+    local key=$1 minimum=$2 current
+    current=$(sysctl -n "$key")
+    echo $((current > minimum ? current : minimum))
+}
+
+# What a loopback run gets from the root namespace and relies on, and what
+# tools/tune recommends for the server and for the load machines. New
+# namespaces start from the kernel's defaults for these (recent kernels copy
+# tcp_rmem/tcp_wmem from the root namespace, older ones do not).
+tune_namespace() {
+    local namespace=$1 role=$2 key
+    for key in net.ipv4.tcp_rmem net.ipv4.tcp_wmem net.ipv4.tcp_syncookies; do
+        ns_sysctl "$namespace" "$key" "$(sysctl -n "$key" | tr '\t' ' ')"
+    done
+    ns_sysctl "$namespace" net.ipv4.tcp_timestamps 1
+    ns_sysctl "$namespace" net.ipv4.tcp_tw_reuse 1
+    if [[ "$role" == server ]]; then
+        # Each bench worker keeps up to 512 handshakes in flight: 5 x 2 x 512
+        # for the seed's run, above the default backlog of 4096.
+        ns_sysctl "$namespace" net.core.somaxconn "$(at_least net.core.somaxconn 65535)"
+        ns_sysctl "$namespace" net.ipv4.tcp_max_syn_backlog "$(at_least net.ipv4.tcp_max_syn_backlog 65535)"
+    else
+        ns_sysctl "$namespace" net.ipv4.ip_local_port_range "1024 65535"
+    fi
+}
+
+# Server namespace with lo, then per load process k a namespace and a veth
+# pair: lmo-mK (10.201.k.1/24) in the server's namespace, lmo-srv
+# (10.201.k.2-10.201.k.9/24) in the load namespace. Every name is recorded
+# before the next step, so that teardown_netns removes whatever was made.
+setup_netns() {
+    local k host namespace
+    clear_leftover_namespaces
+    : >"$out_dir/netns-sysctl.txt"
+    ip netns add "$server_ns"
+    created_namespaces+=("$server_ns")
+    ip -n "$server_ns" link set lo up
+    tune_namespace "$server_ns" server
+    for ((k = 1; k <= machines; k++)); do
+        namespace=$(load_ns "$k")
+        ip netns add "$namespace"
+        created_namespaces+=("$namespace")
+        ip link add "lmo-m$k" netns "$server_ns" type veth peer name lmo-srv netns "$namespace"
+        created_veths+=("lmo-m$k")
+        ip -n "$server_ns" addr add "10.201.$k.1/24" dev "lmo-m$k"
+        ip -n "$server_ns" link set "lmo-m$k" up
+        ip -n "$namespace" link set lo up
+        for ((host = 2; host <= 9; host++)); do ip -n "$namespace" addr add "10.201.$k.$host/24" dev lmo-srv; done
+        ip -n "$namespace" link set lmo-srv up
+        tune_namespace "$namespace" load
+    done
+}
+
+# "key=value, ..." as set in one namespace, from netns-sysctl.txt.
+namespace_sysctls() {
+    awk -v namespace="$1" '$1 == namespace { key = $2; sub(/^[^ ]+ [^ ]+ = /, ""); printf "%s%s=%s", separator, key, $0
+        separator = ", " } END { print "" }' "$out_dir/netns-sysctl.txt"
+}
+
+# Removes every veth and namespace setup_netns made; says so if one remains.
+teardown_netns() {
+    local veth name
+    local -a left=()
+    for veth in "${created_veths[@]}"; do ip -n "$server_ns" link delete "$veth" 2>/dev/null || true; done
+    for name in "${created_namespaces[@]}"; do
+        ip netns delete "$name" 2>/dev/null || true
+        if [[ -e /run/netns/$name ]]; then left+=("$name"); fi
+    done
+    created_veths=()
+    created_namespaces=()
+    ((${#left[@]} == 0)) || echo "online.sh: could not remove namespaces ${left[*]}: ip netns delete them" >&2
+}
 
 server_pid=""
 sampler_pid=""
@@ -165,6 +311,7 @@ cleanup() {
     done
     ((${#started[@]} == 0)) || terminate 35 "${started[@]}"
     wait 2>/dev/null || true
+    teardown_netns
 }
 trap cleanup EXIT
 trap 'exit 130' INT
@@ -176,32 +323,47 @@ ulimit -n "$(ulimit -Hn)"
 ulimit -l "$(ulimit -Hl)"
 
 start_server() {
-    local -a arguments=(--mode test --addr 127.0.0.1 --port "$port" --max-conns "$max_conns")
+    local address=127.0.0.1
+    local -a prefix=()
+    if $netns; then
+        address=0.0.0.0
+        prefix=(ip netns exec "$server_ns")
+    fi
+    local -a arguments=(--mode test --addr "$address" --port "$port" --max-conns "$max_conns")
     [[ -n "$workers" ]] && arguments+=(--workers "$workers")
     ((${#extra_server_args[@]})) && arguments+=("${extra_server_args[@]}")
-    echo "$server_bin ${arguments[*]}" >"$out_dir/server.cmd"
-    "$server_bin" "${arguments[@]}" >"$out_dir/server.log" 2>&1 &
+    echo "${prefix[*]}${prefix[*]:+ }$server_bin ${arguments[*]}" >"$out_dir/server.cmd"
+    # ip netns exec execs the command: $! is the server's pid.
+    "${prefix[@]}" "$server_bin" "${arguments[@]}" >"$out_dir/server.log" 2>&1 &
     server_pid=$!
     local waited
     for ((waited = 0; waited < listen_wait_seconds * 10; waited++)); do
         [[ -d /proc/$server_pid ]] || die "the server exited at start: see $out_dir/server.log"
-        ss -Hltn "sport = :$port" | grep -q . && return
+        in_server_ns ss -Hltn "sport = :$port" | grep -q . && return
         sleep 0.1
     done
     die "the server did not listen on port $port within ${listen_wait_seconds}s"
 }
 
-# Machine k (1-based) gets the seed's k-th cid range and its own loopback
-# source addresses.
+# Machine k (1-based) gets the seed's k-th cid range and its own source
+# addresses: 127.0.k.2-127.0.k.9 on loopback, or with --netns its own
+# namespace with 10.201.k.2-10.201.k.9 and the server at 10.201.k.1.
 start_machine() {
     local k=$1
-    local first=$(((k - 1) * clients_per_machine + 1))
-    local -a arguments=(-cids "$first-$((first + clients_per_machine - 1))" -hostname 127.0.0.1 -port "$port"
-        -timeout "${bench_timeout_seconds}s" -srcs "127.0.$k.2-127.0.$k.9" -heartbeat 20s
+    local first=$(((k - 1) * clients_per_machine + 1)) server=127.0.0.1 sources="127.0.$k.2-127.0.$k.9"
+    local -a prefix=()
+    if $netns; then
+        server="10.201.$k.1"
+        sources="10.201.$k.2-10.201.$k.9"
+        prefix=(ip netns exec "$(load_ns "$k")")
+    fi
+    local -a arguments=(-cids "$first-$((first + clients_per_machine - 1))" -hostname "$server" -port "$port"
+        -timeout "${bench_timeout_seconds}s" -srcs "$sources" -heartbeat 20s
         -version "$protocol_version" -report "$out_dir/bench-$k.csv")
     [[ -n "$rate" ]] && arguments+=(-rate "$rate")
-    echo "$bench_bin ${arguments[*]}" >>"$out_dir/bench.cmd"
-    "$bench_bin" "${arguments[@]}" >"$out_dir/bench-$k.log" 2>&1 &
+    ((${#extra_bench_args[@]})) && arguments+=("${extra_bench_args[@]}")
+    echo "${prefix[*]}${prefix[*]:+ }$bench_bin ${arguments[*]}" >>"$out_dir/bench.cmd"
+    "${prefix[@]}" "$bench_bin" "${arguments[@]}" >"$out_dir/bench-$k.log" 2>&1 &
     bench_pids+=($!)
     echo $! >>"$out_dir/bench.pids"
 }
@@ -286,6 +448,8 @@ mib() { ratio "$1" 1024 1; }
 host_contention_warning() {
     local other_sockets other_cpu
     other_sockets=$(column_stat tcp_inuse -999 -0.5 median)
+    # The samples count the server's namespace only; other work is in the root one.
+    if $netns; then other_sockets=$root_tcp_inuse_before; fi
     other_cpu=$(column_stat host_cpu_pct -999 -0.5 median)
     if awk -v sockets="$other_sockets" -v cpu="$other_cpu" 'BEGIN { exit !(sockets > 100 || cpu > 20) }'; then
         echo "WARNING:  the host was not idle before the load (median $other_cpu% CPU of $(nproc)00%," \
@@ -305,8 +469,22 @@ server_final_counters() {
         "$out_dir/server-stat-final.json" 2>/dev/null || echo "(no final limaoim-stat snapshot)"
 }
 
-# Host-wide TCP counters that explain slow or failed connects, as
-# "name +delta" over the load processes' run.
+# The kernel's SNMP counters ("name value" lines), which are per network
+# namespace: with --netns summed over the server's and the load namespaces.
+network_counters() {
+    if ! $netns; then
+        nstat -asz
+        return
+    fi
+    local k
+    {
+        ip netns exec "$server_ns" nstat -asz
+        for ((k = 1; k <= machines; k++)); do ip netns exec "$(load_ns "$k")" nstat -asz; done
+    } | awk '!/^#/ { sum[$1] += $2 } END { for (name in sum) print name, sum[name] }' | sort
+}
+
+# TCP counters that explain slow or failed connects, as "name +delta" over
+# the load processes' run.
 tcp_trouble_counters() {
     awk 'FNR == NR { before[$1] = $2; next }
          $1 ~ /^(TcpExtListenOverflows|TcpExtListenDrops|TcpExtTCPReqQFullDrop|TcpExtSyncookiesSent|TcpExtTCPSynRetrans|TcpRetransSegs|TcpEstabResets|TcpAttemptFails)$/ {
@@ -336,12 +514,27 @@ write_summary() {
     closed=$(bench_total closed_by_peer)
     dropped=$(bench_total dropped)
 
-    echo "limaoim online test: $machines load processes x $clients_per_machine clients = $total_clients, loopback"
+    local network="loopback" per_machine="cids and -srcs 127.0.k.2-127.0.k.9 per process k"
+    local counters_scope="host-wide" both_ends="both ends of its loopback connection" inuse_scope="host-wide"
+    if $netns; then
+        network="network namespaces (1 server + $machines load, veth)"
+        per_machine="cids, -hostname 10.201.k.1 and -srcs 10.201.k.2-10.201.k.9 per process k, in namespace $ns_prefix-mk"
+        counters_scope="server and load namespaces summed"
+        both_ends="both ends of its veth connection: the kernel counts TCP memory for all namespaces together"
+        inuse_scope="in the server's namespace"
+    fi
+    echo "limaoim online test: $machines load processes x $clients_per_machine clients = $total_clients, $network"
     echo "date:     $started_at"
     echo "command:  $command_line"
     echo "server:   $(cat "$out_dir/server.cmd")"
     echo "          $(grep -m1 -i 'capacity' "$out_dir/server.log" || echo '(no capacity line in server.log)')"
-    echo "load:     $(head -1 "$out_dir/bench.cmd") (cids and -srcs 127.0.k.2-127.0.k.9 per process k)"
+    echo "load:     $(head -1 "$out_dir/bench.cmd") ($per_machine)"
+    if $netns; then
+        echo "network:  server in namespace $server_ns on 0.0.0.0; per process k a veth pair, lmo-mk 10.201.k.1/24" \
+            "<-> lmo-srv 10.201.k.2-10.201.k.9/24 in namespace $ns_prefix-mk"
+        echo "sysctls:  server namespace: $(namespace_sysctls "$server_ns")"
+        echo "          each load namespace: $(namespace_sysctls "$(load_ns 1)")"
+    fi
     echo "host:     Linux $(uname -r), $(nproc) CPUs, $(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo) RAM"
     echo "timing:   ramp allowance ${ramp_allowance_seconds}s + hold ${hold_seconds}s = -timeout ${bench_timeout_seconds}s"
     echo
@@ -356,13 +549,13 @@ write_summary() {
     echo "server:   exit status after SIGTERM: $server_status"
     host_contention_warning
     echo "          $(server_final_counters)"
-    echo "kernel:   $(tcp_trouble_counters) (host-wide, during the load)"
+    echo "kernel:   $(tcp_trouble_counters) ($counters_scope, during the load)"
     echo
     echo "server RSS:    baseline $(mib "$rss_base") MiB, peak $(mib "$rss_peak") MiB;" \
         "growth per client $(ratio "$((rss_peak * 1024 - rss_base * 1024))" "$total_clients" 0) bytes"
     echo "kernel TCP mem: baseline $(ratio "$((tcp_base * 4))" 1024 1) MiB, peak $(ratio "$((tcp_peak * 4))" 1024 1) MiB" \
         "($tcp_peak pages); per client $(ratio "$(((tcp_peak - tcp_base) * 4096))" "$total_clients" 0) bytes" \
-        "(both ends of its loopback connection); TCP sockets in use at peak $inuse_peak"
+        "($both_ends); TCP sockets in use at peak $inuse_peak ($inuse_scope)"
     echo "kernel Slab:   baseline $(mib "$slab_base") MiB, peak $(mib "$slab_peak") MiB;" \
         "growth per client $(ratio "$(((slab_peak - slab_base) * 1024))" "$total_clients" 0) bytes (both ends)"
     echo "server CPU:    median $(column_stat server_cpu_pct "$hold_from" "$hold_to" median)% of one core over the hold," \
@@ -384,6 +577,7 @@ write_summary() {
     done
 }
 
+if $netns; then setup_netns; fi
 start_server
 echo "server pid $server_pid: $(grep -m1 -i 'capacity' "$out_dir/server.log" || true)" >&2
 
@@ -399,12 +593,14 @@ sampler_pid=$!
 sleep_until_us "$t0_us"
 started_at=$(date -Is)
 readonly started_at
-nstat -asz >"$out_dir/nstat-before.txt"
+network_counters >"$out_dir/nstat-before.txt"
+root_tcp_inuse_before=$(awk '$1 == "TCP:" { print $3 }' /proc/net/sockstat)
+readonly root_tcp_inuse_before
 for ((k = 1; k <= machines; k++)); do start_machine "$k"; done
 echo "$machines x $clients_per_machine clients started; ramp allowance ${ramp_allowance_seconds}s + hold ${hold_seconds}s" >&2
 
 wait_for_machines
-nstat -asz >"$out_dir/nstat-after.txt"
+network_counters >"$out_dir/nstat-after.txt"
 "$stat_bin" --instance "$port" --json >"$out_dir/server-stat-final.json" 2>&1 || true
 # A few more samples show the server draining the closed connections.
 sleep 3

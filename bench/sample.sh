@@ -14,10 +14,14 @@
 # 100 x cores), which shows when other processes compete for the CPUs.
 # load_rss_kib sums the RSS of the processes listed in --load-pids (re-read
 # every second, one pid a line) and all their descendants.
+# tcp_inuse counts the TCP sockets of the server's network namespace
+# (/proc/PID/net/sockstat shows that pid's namespace, so this also works when
+# the server runs in a namespace of its own); tcp_mem_pages and slab_kib are
+# host-wide, whatever the namespace.
 set -euo pipefail
 
 usage() {
-    sed -n '2,13s/^# \{0,1\}//p' "$0" >&2
+    sed -n '2,/^set /s/^# \{0,1\}//p' "$0" >&2
     exit 2
 }
 
@@ -73,15 +77,18 @@ cpu_ticks() {
     echo $((fields[11] + fields[12]))
 }
 
-# "TCP: inuse X orphan Y tw Z alloc A mem M": prints "X M" (M in pages).
+# "TCP: inuse X orphan Y tw Z alloc A mem M" of the server's network
+# namespace: prints "X M" (M in pages; the kernel counts it for all
+# namespaces together).
 tcp_inuse_and_mem_pages() {
-    local label _ inuse rest
+    local label _ inuse rest sockstat="/proc/$server_pid/net/sockstat"
+    [[ -r "$sockstat" ]] || sockstat=/proc/net/sockstat
     while read -r label _ inuse rest; do
         if [[ "$label" == "TCP:" ]]; then
             echo "$inuse ${rest##* }"
             return
         fi
-    done </proc/net/sockstat
+    done <"$sockstat"
 }
 
 # Busy and total clock ticks of all CPUs together, from /proc/stat.

@@ -1,0 +1,193 @@
+#!/usr/bin/env bash
+# Tests of bench_connection that need network namespaces (run as root by
+# `meson test bench-connection`; exits 77, skipped, otherwise):
+#
+#   - which -hostname it accepts: loopback, its own addresses, the subnet of
+#     a veth interface (a namespace of this machine); not the subnet of any
+#     other interface, not another subnet;
+#   - -client-keys against the real server, v4 and v3, and the flag's bounds;
+#   - shellcheck over the bench scripts.
+#
+#   bench/test_bench_connection.sh BUILD_DIR
+#
+# Everything runs in two namespaces of its own (lmo-t<pid>-s for the server,
+# lmo-t<pid>-c for the clients, one veth pair between them), removed on exit.
+set -euo pipefail
+
+build_dir=${1:?usage: test_bench_connection.sh BUILD_DIR}
+script_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+readonly build_dir script_dir
+readonly bench_bin="$build_dir/bench_connection" server_bin="$build_dir/limaoim"
+readonly server_ns="lmo-t$$-s" client_ns="lmo-t$$-c" instance="bench-test-$$" port=6666
+readonly listen_wait_seconds=20
+
+if ((EUID != 0)); then
+    echo "not root: cannot create network namespaces, skipped"
+    exit 77
+fi
+for binary in "$bench_bin" "$server_bin"; do
+    [[ -x "$binary" ]] || { echo "$binary is missing" >&2; exit 1; }
+done
+
+passed=0
+failed=0
+pass() { passed=$((passed + 1)); }
+fail() {
+    failed=$((failed + 1))
+    printf 'FAIL: %s\n' "$1"
+}
+
+work=$(mktemp -d)
+server_pid=""
+namespaces=()
+cleanup() {
+    if [[ -n "$server_pid" && -d /proc/$server_pid ]]; then
+        kill -TERM "$server_pid" 2>/dev/null || true
+        local status=0
+        wait "$server_pid" 2>/dev/null || status=$?
+        ((status == 0)) || echo "the server exited with status $status after SIGTERM" >&2
+    fi
+    local name
+    for name in "${namespaces[@]}"; do ip netns delete "$name" 2>/dev/null || true; done
+    rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+in_server() { ip netns exec "$server_ns" "$@"; }
+in_client() { ip netns exec "$client_ns" "$@"; }
+
+# Server side 10.202.0.1/24, client side 10.202.0.2/24 and 10.202.0.3/24; the
+# client namespace's loopback also gets 10.203.0.2/24: a subnet that is not
+# on a veth.
+setup_namespaces() {
+    ip netns add "$server_ns"
+    namespaces+=("$server_ns")
+    ip netns add "$client_ns"
+    namespaces+=("$client_ns")
+    ip link add lmo-c netns "$server_ns" type veth peer name lmo-s netns "$client_ns"
+    in_server ip link set lo up
+    in_server ip link set lmo-c up
+    in_server ip addr add 10.202.0.1/24 dev lmo-c
+    in_client ip link set lo up
+    in_client ip link set lmo-s up
+    in_client ip addr add 10.202.0.2/24 dev lmo-s
+    in_client ip addr add 10.202.0.3/24 dev lmo-s
+    in_client ip addr add 10.203.0.2/24 dev lo
+}
+
+# -hostname is checked while the flags are parsed, before -help is seen:
+# status 0 means accepted, 2 refused.
+hostname_status() {
+    local status=0
+    in_client "$bench_bin" -hostname "$1" -help >/dev/null 2>"$work/hostname.err" || status=$?
+    echo "$status"
+}
+
+expect_hostname() {
+    local address=$1 expected=$2 why=$3 status
+    status=$(hostname_status "$address")
+    if [[ "$status" == "$expected" ]]; then pass; else fail "-hostname $address: status $status, expected $expected ($why)"; fi
+}
+
+test_hostname_rule() {
+    expect_hostname 10.202.0.1 0 "on the subnet of a veth: the server namespace"
+    expect_hostname 10.202.0.200 0 "on the subnet of a veth"
+    expect_hostname 10.202.0.2 0 "an own address"
+    expect_hostname 127.0.0.1 0 "loopback"
+    expect_hostname 10.203.0.2 0 "an own address (on lo)"
+    expect_hostname 10.203.0.1 2 "the subnet of lo, not of a veth"
+    expect_hostname 10.202.1.1 2 "next to the veth subnet, not on it"
+    expect_hostname 192.0.2.1 2 "no interface of the client namespace has this subnet"
+    grep -q 'veth' "$work/hostname.err" || fail "the refusal names the veth rule: $(cat "$work/hostname.err")"
+    # Sources must be addresses of the namespace itself, veth or not.
+    local status=0
+    in_client "$bench_bin" -srcs 10.202.0.1 -help >/dev/null 2>&1 || status=$?
+    if [[ "$status" == 2 ]]; then pass; else fail "-srcs 10.202.0.1 (the peer's address): status $status, expected 2"; fi
+}
+
+test_client_keys_flag() {
+    local value status
+    for value in 65537 -1 x ""; do
+        status=0
+        "$bench_bin" -cids 1-2 -client-keys "$value" >/dev/null 2>&1 || status=$?
+        if [[ "$status" == 2 ]]; then pass; else fail "-client-keys '$value': status $status, expected 2"; fi
+    done
+    if "$bench_bin" -help | grep -q -- '-client-keys N'; then pass; else fail "-help lists -client-keys"; fi
+}
+
+start_server() {
+    # Not through in_server: a function in the background is a subshell,
+    # whose pid is not the server's.
+    ip netns exec "$server_ns" "$server_bin" --mode test --addr 0.0.0.0 --port "$port" --instance "$instance" \
+        --max-conns 10000 --workers 2 >"$work/server.log" 2>&1 &
+    server_pid=$!
+    local waited
+    for ((waited = 0; waited < listen_wait_seconds * 10; waited++)); do
+        [[ -d /proc/$server_pid ]] || { cat "$work/server.log" >&2; return 1; }
+        in_server ss -Hltn "sport = :$port" | grep -q . && return 0
+        sleep 0.1
+    done
+    echo "the server did not listen within ${listen_wait_seconds}s" >&2
+    return 1
+}
+
+# Runs bench_connection in the client namespace against the server's veth
+# address; expects exit status 0 and the given text in its output.
+expect_run() {
+    local description=$1 expected_text=$2
+    shift 2
+    local status=0
+    in_client "$bench_bin" -hostname 10.202.0.1 -port "$port" -srcs 10.202.0.2-10.202.0.3 -quiet "$@" \
+        >"$work/run.log" 2>&1 || status=$?
+    if [[ "$status" == 0 ]] && grep -qF -- "$expected_text" "$work/run.log"; then
+        pass
+    else
+        fail "$description: status $status; output:"
+        sed 's/^/    /' "$work/run.log"
+    fi
+}
+
+test_client_keys_runs() {
+    expect_run "v4, -client-keys 4" "4 pre-made client keys per worker" \
+        -cids 1-2000 -client-keys 4 -procs 2 -timeout 3s -heartbeat 1s -version 4
+    expect_run "v3, -client-keys 4" "all 2000 clients online" \
+        -cids 2001-4000 -client-keys 4 -timeout 3s -heartbeat 1s -version 3
+    expect_run "v4, own key pair per client (-client-keys 0)" "all 2000 clients online" \
+        -cids 4001-6000 -timeout 3s -heartbeat 1s -version 4
+    # A server that stops before the clients connect: refused, exit 1.
+    local status=0
+    in_client "$bench_bin" -hostname 10.202.0.1 -port $((port + 1)) -cids 1-10 -client-keys 2 -timeout 2s -quiet \
+        >"$work/refused.log" 2>&1 || status=$?
+    if [[ "$status" == 1 ]] && grep -q 'refused=10' "$work/refused.log"; then pass; else
+        fail "no server: status $status, expected 1 with refused=10: $(cat "$work/refused.log")"
+    fi
+}
+
+test_server_stops() {
+    local status=0
+    kill -TERM "$server_pid"
+    wait "$server_pid" || status=$?
+    server_pid=""
+    if [[ "$status" == 0 ]]; then pass; else fail "server exit status after SIGTERM: $status"; fi
+}
+
+test_shellcheck() {
+    if ! command -v shellcheck >/dev/null; then
+        echo "shellcheck not installed: skipped"
+        return
+    fi
+    if shellcheck -x "$script_dir"/*.sh "$script_dir/../tools/setup.sh"; then pass; else fail "shellcheck over bench/*.sh and tools/setup.sh"; fi
+}
+
+setup_namespaces
+test_hostname_rule
+test_client_keys_flag
+start_server
+test_client_keys_runs
+test_server_stops
+test_shellcheck
+
+printf '%d passed, %d failed\n' "$passed" "$failed"
+[[ "$failed" == 0 ]]

@@ -6,7 +6,9 @@
 #     a veth interface (a namespace of this machine); not the subnet of any
 #     other interface, not another subnet;
 #   - -client-keys against the real server, v4 and v3, and the flag's bounds;
-#   - shellcheck over the bench scripts.
+#   - the CONNACK checks with and without -client-keys, against a fake
+#     server (python3) that answers every CONNECT with a chosen CONNACK;
+#   - shellcheck over the bench scripts and tools/setup.sh.
 #
 #   bench/test_bench_connection.sh BUILD_DIR
 #
@@ -19,7 +21,7 @@ script_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 readonly build_dir script_dir
 readonly bench_bin="$build_dir/bench_connection" server_bin="$build_dir/limaoim"
 readonly server_ns="lmo-t$$-s" client_ns="lmo-t$$-c" instance="bench-test-$$" port=6666
-readonly listen_wait_seconds=20
+readonly listen_wait_seconds=20 fake_port=6700
 
 if ((EUID != 0)); then
     echo "not root: cannot create network namespaces, skipped"
@@ -39,8 +41,10 @@ fail() {
 
 work=$(mktemp -d)
 server_pid=""
+fake_pid=""
 namespaces=()
 cleanup() {
+    if [[ -n "$fake_pid" ]]; then stop_fake_server; fi
     if [[ -n "$server_pid" && -d /proc/$server_pid ]]; then
         kill -TERM "$server_pid" 2>/dev/null || true
         local status=0
@@ -165,6 +169,98 @@ test_client_keys_runs() {
     fi
 }
 
+# A fake server on the given port that answers each CONNECT with a v4 CONNACK
+# of reason 1 carrying the given server key (base64 of the given hex bytes,
+# or the text itself when it is not hex) and salt, then holds the
+# connection. Sets fake_pid.
+start_fake_server() {
+    local listen_port=$1 key=$2 salt=$3
+    ip netns exec "$server_ns" python3 -c '
+import base64, socket, struct, sys, threading
+port, key, salt = int(sys.argv[1]), sys.argv[2], sys.argv[3].encode()
+try:
+    key = base64.b64encode(bytes.fromhex(key))
+except ValueError:
+    key = key.encode()
+string = lambda b: struct.pack(">H", len(b)) + b
+body = string(key) + string(salt) + struct.pack(">qB", 0, 1)
+connack = bytes([0x20, len(body)]) + body
+def serve(connection):
+    connection.recv(4096)  # the CONNECT, small and sent in one piece
+    connection.sendall(connack)
+    while connection.recv(4096):
+        pass
+listener = socket.socket()
+listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+listener.bind(("0.0.0.0", port))
+listener.listen(64)
+while True:
+    threading.Thread(target=serve, args=(listener.accept()[0],), daemon=True).start()
+' "$listen_port" "$key" "$salt" &
+    fake_pid=$!
+    local waited
+    for ((waited = 0; waited < listen_wait_seconds * 10; waited++)); do
+        in_server ss -Hltn "sport = :$listen_port" | grep -q . && return 0
+        sleep 0.1
+    done
+    echo "the fake server did not listen" >&2
+    return 1
+}
+
+stop_fake_server() {
+    kill "$fake_pid" 2>/dev/null || true
+    wait "$fake_pid" 2>/dev/null || true
+    fake_pid=""
+}
+
+# Runs 3 v4 clients against the fake server; expects the exit status and
+# the given text in the summary.
+expect_fake() {
+    local description=$1 expected_status=$2 expected_text=$3
+    shift 3
+    local status=0
+    in_client "$bench_bin" -hostname 10.202.0.1 -port "$fake_port" -cids 1-3 -timeout 2s -heartbeat 10s \
+        -connect-timeout 1s -quiet "$@" >"$work/fake.log" 2>&1 || status=$?
+    if [[ "$status" == "$expected_status" ]] && grep -qF -- "$expected_text" "$work/fake.log"; then
+        pass
+    else
+        fail "$description: status $status (expected $expected_status), '$expected_text' not found:"
+        sed 's/^/    /' "$work/fake.log"
+    fi
+}
+
+test_connack_checks() {
+    local good_key zero_key=""
+    good_key=$(printf '%064d' 9)  # 31 zero bytes then 09: not a low-order point
+    printf -v zero_key '%064d' 0  # all zero: the shared secret is all zero
+    local salt=0123456789abcdef
+
+    start_fake_server "$fake_port" "$good_key" "$salt"
+    expect_fake "good CONNACK" 0 "all 3 clients online"
+    expect_fake "good CONNACK, -client-keys 2" 0 "all 3 clients online" -client-keys 2
+    stop_fake_server
+
+    start_fake_server "$fake_port" "${good_key:2}" "$salt"
+    expect_fake "31-byte server key" 1 "bad_connack=3"
+    expect_fake "31-byte server key, -client-keys 2" 1 "bad_connack=3" -client-keys 2
+    stop_fake_server
+
+    start_fake_server "$fake_port" "not base64!" "$salt"
+    expect_fake "server key not base64, -client-keys 2" 1 "bad_connack=3" -client-keys 2
+    stop_fake_server
+
+    start_fake_server "$fake_port" "$good_key" "${salt:1}"
+    expect_fake "15-byte salt" 1 "bad_connack=3"
+    expect_fake "15-byte salt, -client-keys 2" 1 "bad_connack=3" -client-keys 2
+    stop_fake_server
+
+    # Only a client that derives the shared secret can see that it is zero.
+    start_fake_server "$fake_port" "$zero_key" "$salt"
+    expect_fake "low-order server key" 1 "bad_connack=3"
+    expect_fake "low-order server key, -client-keys 2 (no shared secret)" 0 "all 3 clients online" -client-keys 2
+    stop_fake_server
+}
+
 test_server_stops() {
     local status=0
     kill -TERM "$server_pid"
@@ -187,6 +283,7 @@ test_client_keys_flag
 start_server
 test_client_keys_runs
 test_server_stops
+test_connack_checks
 test_shellcheck
 
 printf '%d passed, %d failed\n' "$passed" "$failed"

@@ -431,7 +431,13 @@ all_online_at() {
 
 # Sum of one "key=N" field of the bench_connection "end:" summary lines.
 bench_total() {
-    cat "$out_dir"/bench-*.log | grep '^  end:' | grep -o " $1=[0-9]*" | awk -F= '{ sum += $2 } END { print sum + 0 }'
+    awk -v key="$1" '/^  end:/ { for (i = 2; i <= NF; i++) if (index($i, key "=") == 1) sum += substr($i, length(key) + 2) }
+        END { print sum + 0 }' "$out_dir"/bench-*.log
+}
+
+# Load processes that ended without a summary (a usage error, a crash).
+machines_without_summary() {
+    awk 'FNR == 1 { files++ } /^  end:/ { ended++ } END { print files - ended }' "$out_dir"/bench-*.log
 }
 
 # "a / b" with the given number of decimals, or "-" if either is not a number.
@@ -509,7 +515,7 @@ write_summary() {
     slab_peak=$(column_stat slab_kib 0 "$end" max)
     inuse_peak=$(column_stat tcp_inuse 0 "$end" max)
     local never_online failed closed dropped
-    never_online=$(bench_total never_online)
+    never_online=$(($(bench_total never_online) + $(machines_without_summary) * clients_per_machine))
     failed=$(bench_total failed)
     closed=$(bench_total closed_by_peer)
     dropped=$(bench_total dropped)
@@ -542,10 +548,14 @@ write_summary() {
         "(sampled each second from the start of the load processes)"
     echo "          steady state measured over t=${hold_from}..${hold_to}s;" \
         "online at its end: $(column_stat online "$hold_from" "$hold_to" last)"
-    grep -h '^  ramp:' "$out_dir"/bench-*.log | sed 's/^  ramp:/ramp:    /' | sort | uniq -c |
+    { grep -h '^  ramp:' "$out_dir"/bench-*.log || true; } | sed 's/^  ramp:/ramp:    /' | sort | uniq -c |
         sed 's/^ *\([0-9]*\) /          \1 x /'
     echo "clients:  never online $never_online, failed $failed, closed by server $closed, dropped $dropped;" \
         "bench exit statuses: ${bench_statuses[*]}"
+    if (($(machines_without_summary) > 0)); then
+        echo "WARNING:  $(machines_without_summary) load processes ended without a summary (their clients count as never" \
+            "online): see bench-k.log"
+    fi
     echo "server:   exit status after SIGTERM: $server_status"
     host_contention_warning
     echo "          $(server_final_counters)"

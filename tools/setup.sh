@@ -10,7 +10,7 @@ packages=(
   build-essential meson ninja-build pkg-config
   liburing-dev libmimalloc-dev libssl-dev doctest-dev
   libtomlplusplus-dev libcli11-dev nlohmann-json3-dev
-  clang libclang-rt-14-dev shellcheck gnuplot-nox iproute2 procps jq
+  clang libclang-rt-14-dev shellcheck gnuplot-nox iproute2 procps jq python3
 )
 
 install_packages() {

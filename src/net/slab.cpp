@@ -55,7 +55,7 @@ SendChunk* ChunkPool::get() {
         --cached_;
     } else {
         chunk = static_cast<SendChunk*>(std::malloc(sizeof(SendChunk)));
-        if (!chunk) throw std::bad_alloc();
+        if (!chunk) return nullptr;
     }
     chunk->next = nullptr;
     chunk->begin = 0;

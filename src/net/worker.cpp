@@ -15,6 +15,7 @@
 #include <cerrno>
 #include <cstddef>
 #include <cstdlib>
+#include <cstdio>
 #include <cstring>
 #include <ctime>
 #include <future>
@@ -31,6 +32,11 @@ constexpr uint16_t kBufferGroup = 0;
 constexpr unsigned kSqEntries = 1024;
 constexpr unsigned kCqEntries = 8192;
 constexpr uint32_t kMinPartial = 64;
+
+[[noreturn]] void fatal(const char* what, int err) {
+    std::fprintf(stderr, "limaoim: %s: %s\n", what, strerror(err));
+    std::abort();
+}
 
 uint64_t monotonic_ms() {
     timespec ts{};
@@ -67,12 +73,34 @@ std::string ring_setup_error(int err) {
 
 }  // namespace
 
+std::string probe_listen_port(const std::string& addr, uint16_t port) {
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons(port);
+    if (inet_pton(AF_INET, addr.c_str(), &sa.sin_addr) != 1) return "--addr '" + addr + "' is not an IPv4 address";
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return std::string("socket: ") + strerror(errno);
+    int one = 1;
+    // SO_REUSEADDR, as the listeners: connections of an earlier run still in
+    // TIME_WAIT do not count as the port being used.
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    std::string problem;
+    if (bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) < 0) {
+        problem = "cannot listen on " + addr + ":" + std::to_string(port) + ": " + strerror(errno);
+        if (errno == EADDRINUSE) problem += " (another program, or another limaoim, listens there: choose --port)";
+    }
+    ::close(fd);
+    return problem;
+}
+
 Worker::Worker(const WorkerOptions& options, SharedLimits& limits, stats::WorkerBlock& stats,
                stats::ConnCounters* conn_stats)
     : options_(options), limits_(limits), stats_(stats), conn_stats_(conn_stats),
       ring_(std::make_unique<io_uring>()), conns_(options.slots),
       wheel_(reinterpret_cast<std::byte*>(&conns_[0]) + offsetof(Connection, timer), sizeof(Connection),
-             1024, uint32_t(monotonic_ms() / kTickMs)) {}
+             1024, uint32_t(monotonic_ms() / kTickMs)) {
+    completions_.reserve(kCqEntries);
+}
 
 Worker::~Worker() {
     if (ring_ready_) io_uring_queue_exit(ring_.get());
@@ -214,11 +242,38 @@ bool Worker::init(std::string& error) {
 io_uring_sqe* Worker::get_sqe() {
     io_uring_sqe* sqe = io_uring_get_sqe(ring_.get());
     while (!sqe) {
-        // SQ full: hand what we have to the kernel and take a fresh entry.
-        io_uring_submit(ring_.get());
+        // SQ full (a handler queued more than kSqEntries requests in one
+        // batch): hand them to the kernel now, with the buffers recycled so
+        // far visible to the receives among them.
+        publish_buffers();
+        int rc = io_uring_submit(ring_.get());
+        if (rc == -EBUSY) {
+            // Completions overflowed the CQ and the kernel cannot post them
+            // until it has room: take them out; the loop handles them in order.
+            reap_completions();
+        } else if (rc < 0 && rc != -EINTR && rc != -EAGAIN) {
+            fatal("io_uring_submit", -rc);
+        }
         sqe = io_uring_get_sqe(ring_.get());
     }
     return sqe;
+}
+
+void Worker::reap_completions() {
+    unsigned head;
+    unsigned seen = 0;
+    io_uring_cqe* cqe;
+    io_uring_for_each_cqe(ring_.get(), head, cqe) {
+        completions_.push_back(Completion{cqe->user_data, cqe->res, cqe->flags});
+        ++seen;
+    }
+    io_uring_cq_advance(ring_.get(), seen);
+}
+
+void Worker::publish_buffers() {
+    if (!buffers_to_advance_) return;
+    io_uring_buf_ring_advance(buf_ring_, buffers_to_advance_);
+    buffers_to_advance_ = 0;
 }
 
 void Worker::arm_accept() {
@@ -252,20 +307,23 @@ void Worker::arm_recv(uint32_t slot) {
 void Worker::recv_once(uint32_t slot) {
     Connection& c = conns_[slot];
     io_uring_sqe* sqe = get_sqe();
-    io_uring_prep_recv(sqe, int(slot), nullptr, options_.recv_buffer_size, 0);
+    // MSG_DONTWAIT: when the data was already taken by the previous recv the
+    // kernel answers -EAGAIN instead of parking this recv (and its memory)
+    // until the next byte arrives.
+    io_uring_prep_recv(sqe, int(slot), nullptr, options_.recv_buffer_size, MSG_DONTWAIT);
     sqe->flags |= IOSQE_FIXED_FILE | IOSQE_BUFFER_SELECT;
     sqe->buf_group = kBufferGroup;
     io_uring_sqe_set_data64(sqe, pack(uint8_t(Op::Recv), slot, c.generation));
     c.io |= kRecvOnce;
 }
 
-void Worker::on_poll(const io_uring_cqe* cqe) {
-    uint32_t slot = slot_of(cqe->user_data);
+void Worker::on_poll(const Completion& cqe) {
+    uint32_t slot = slot_of(cqe.user_data);
     Connection& c = conns_[slot];
-    if (!(cqe->flags & IORING_CQE_F_MORE)) c.io &= ~kRecvArmed;
+    if (!(cqe.flags & IORING_CQE_F_MORE)) c.io &= ~kRecvArmed;
     const bool open = c.state == uint8_t(ConnState::Open) || c.state == uint8_t(ConnState::Draining);
-    if (cqe->res < 0) {
-        if (cqe->res != -ECANCELED && open) begin_close(slot, CloseReason::IoError);
+    if (cqe.res < 0) {
+        if (cqe.res != -ECANCELED && open) begin_close(slot, CloseReason::IoError);
     } else if (open) {
         // Readable, or hung up / in error: the recv tells which.
         if (!(c.io & kRecvOnce)) recv_once(slot);
@@ -315,21 +373,20 @@ void Worker::run() {
         timeout.tv_nsec = int64_t(wait_ms % 1000) * 1000000;
         io_uring_cqe* first = nullptr;
         // With DEFER_TASKRUN completions are only produced inside this call.
-        io_uring_submit_and_wait_timeout(ring_.get(), &first, 1, &timeout, nullptr);
+        int rc = io_uring_submit_and_wait_timeout(ring_.get(), &first, 1, &timeout, nullptr);
+        if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY)
+            fatal("io_uring_submit_and_wait_timeout", -rc);
         update_clock();
 
-        unsigned head;
-        unsigned seen = 0;
-        io_uring_cqe* cqe;
-        io_uring_for_each_cqe(ring_.get(), head, cqe) {
+        // Handlers may append to completions_ (get_sqe on -EBUSY): by index,
+        // and each completion copied before it is handled.
+        reap_completions();
+        for (size_t i = 0; i < completions_.size(); ++i) {
+            const Completion cqe = completions_[i];
             handle_cqe(cqe);
-            ++seen;
         }
-        io_uring_cq_advance(ring_.get(), seen);
-        if (buffers_to_advance_) {
-            io_uring_buf_ring_advance(buf_ring_, buffers_to_advance_);
-            buffers_to_advance_ = 0;
-        }
+        completions_.clear();
+        publish_buffers();
         wheel_.advance(now_tick(), [this](uint32_t slot) { on_timer(slot); });
     }
 }
@@ -350,8 +407,8 @@ void Worker::post(const Mail& mail) {
     [[maybe_unused]] ssize_t n = write(wake_fd_, &one, sizeof(one));
 }
 
-void Worker::handle_cqe(const io_uring_cqe* cqe) {
-    switch (Op(op_of(cqe->user_data))) {
+void Worker::handle_cqe(const Completion& cqe) {
+    switch (Op(op_of(cqe.user_data))) {
     case Op::Accept: on_accept(cqe); break;
     case Op::Recv: on_recv(cqe); break;
     case Op::Poll: on_poll(cqe); break;
@@ -359,7 +416,7 @@ void Worker::handle_cqe(const io_uring_cqe* cqe) {
     case Op::Wake:
         on_wake();
         // A multishot poll ends on CQ overflow; it must be re-armed.
-        if (!(cqe->flags & IORING_CQE_F_MORE)) arm_wake();
+        if (!(cqe.flags & IORING_CQE_F_MORE)) arm_wake();
         break;
     case Op::Cancel:
     case Op::Close:
@@ -378,25 +435,26 @@ void Worker::on_wake() {
     mail_work_.clear();
 }
 
-void Worker::on_accept(const io_uring_cqe* cqe) {
+void Worker::on_accept(const Completion& cqe) {
     // The multishot accept stops on an error or a CQ overflow (F_MORE clear).
-    if (!(cqe->flags & IORING_CQE_F_MORE) && accepting_) arm_accept();
-    if (cqe->res < 0) {
-        if (cqe->res == -ENFILE) {
+    if (!(cqe.flags & IORING_CQE_F_MORE) && accepting_) arm_accept();
+    if (cqe.res < 0) {
+        if (cqe.res == -ENFILE) {
             // Fixed-file table full: the kernel already closed the new socket.
             stats_.rejected_capacity.add();
-        } else if (cqe->res != -ECANCELED) {
+        } else if (cqe.res != -ECANCELED) {
             stats_.accept_errors.add();
         }
         return;
     }
-    uint32_t slot = uint32_t(cqe->res);
+    uint32_t slot = uint32_t(cqe.res);
     if (!accepting_) {
         reject(slot);
         return;
     }
     if (limits_.open_conns.fetch_add(1, std::memory_order_relaxed) >= limits_.max_conns) {
         limits_.open_conns.fetch_sub(1, std::memory_order_relaxed);
+        stats_.accepted.add();
         stats_.rejected_capacity.add();
         stats_.closed[int(CloseReason::Rejected)].add();
         reject(slot);
@@ -416,7 +474,8 @@ void Worker::on_accept(const io_uring_cqe* cqe) {
     cs.packets_in.store(0, std::memory_order_relaxed);
     cs.packets_out.store(0, std::memory_order_relaxed);
     cs.bytes_in_kib.store(0, std::memory_order_relaxed);
-    cs.generation.store(c.generation << 1 | 1, std::memory_order_relaxed);
+    // Release: a reader that sees the new generation sees the zeroed counters.
+    cs.generation.store(c.generation << 1 | 1, std::memory_order_release);
 
     arm_recv(slot);
     handler_->on_open(ConnRef{slot, c.generation});
@@ -435,39 +494,44 @@ void Worker::recycle_buffer(uint16_t bid) {
     ++buffers_to_advance_;
 }
 
-void Worker::on_recv(const io_uring_cqe* cqe) {
-    uint32_t slot = slot_of(cqe->user_data);
+void Worker::on_recv(const Completion& cqe) {
+    uint32_t slot = slot_of(cqe.user_data);
     Connection& c = conns_[slot];
-    const bool has_buffer = cqe->flags & IORING_CQE_F_BUFFER;
-    const uint16_t bid = uint16_t(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
-    if (c.state == uint8_t(ConnState::Free) || (c.generation & 0xffffff) != generation_of(cqe->user_data)) {
+    const bool has_buffer = cqe.flags & IORING_CQE_F_BUFFER;
+    const uint16_t bid = uint16_t(cqe.flags >> IORING_CQE_BUFFER_SHIFT);
+    if (c.state == uint8_t(ConnState::Free) || (c.generation & 0xffffff) != generation_of(cqe.user_data)) {
         // Cannot happen while slots are released only after their last
         // completion; a buffer must still go back to the ring.
         if (has_buffer) recycle_buffer(bid);
         return;
     }
     const bool poll_mode = options_.recv_mode == RecvMode::PollThenRecv;
-    const bool more = cqe->flags & IORING_CQE_F_MORE;
+    const bool more = cqe.flags & IORING_CQE_F_MORE;
     if (poll_mode) {
         c.io &= ~kRecvOnce;
     } else if (!more) {
         c.io &= ~kRecvArmed;
     }
 
-    if (cqe->res > 0) {
+    if (cqe.res > 0) {
         if (c.state == uint8_t(ConnState::Open)) {
             c.last_rx_tick = now_tick();
-            stats_.bytes_in.add(uint64_t(cqe->res));
+            stats_.bytes_in.add(uint64_t(cqe.res));
             stats::ConnCounters& cs = conn_stats_[slot];
-            cs.bytes_in_kib.store(cs.bytes_in_kib.load(std::memory_order_relaxed) + (uint32_t(cqe->res) + 1023) / 1024,
+            const uint32_t uncounted = c.rx_below_kib + uint32_t(cqe.res);
+            cs.bytes_in_kib.store(cs.bytes_in_kib.load(std::memory_order_relaxed) + uncounted / 1024,
                                   std::memory_order_relaxed);
-            deliver(slot, {buffers_ + size_t(bid) * options_.recv_buffer_size, size_t(cqe->res)});
+            c.rx_below_kib = uint16_t(uncounted % 1024);
+            deliver(slot, {buffers_ + size_t(bid) * options_.recv_buffer_size, size_t(cqe.res)});
         }
         recycle_buffer(bid);
         if (poll_mode) {
             // The poll fires on new data only: read on while the socket
-            // says more is waiting.
-            if ((cqe->flags & IORING_CQE_F_SOCK_NONEMPTY) && c.state == uint8_t(ConnState::Open)) recv_once(slot);
+            // says more is waiting, also while draining: closing a socket
+            // with unread data makes the kernel send a reset, which can
+            // destroy the last packets we sent.
+            const bool reading = c.state == uint8_t(ConnState::Open) || c.state == uint8_t(ConnState::Draining);
+            if ((cqe.flags & IORING_CQE_F_SOCK_NONEMPTY) && reading) recv_once(slot);
         } else if (!more && c.state == uint8_t(ConnState::Open)) {
             // A multishot recv also ends when the CQ overflowed: re-arm.
             stats_.recv_rearms.add();
@@ -475,7 +539,7 @@ void Worker::on_recv(const io_uring_cqe* cqe) {
         }
     } else {
         if (has_buffer) recycle_buffer(bid);
-        if (cqe->res == -ENOBUFS) {
+        if (cqe.res == -ENOBUFS) {
             // The provided-buffer ring ran dry and ended this multishot recv;
             // the data waits in the socket. Buffers recycled during this batch
             // are visible to the kernel before the re-armed recv runs.
@@ -488,11 +552,12 @@ void Worker::on_recv(const io_uring_cqe* cqe) {
                     arm_recv(slot);
                 }
             }
-        } else if (cqe->res == 0 || cqe->res == -ECONNRESET || cqe->res == -EPIPE || cqe->res == -ETIMEDOUT) {
+        } else if (cqe.res == 0 || cqe.res == -ECONNRESET || cqe.res == -EPIPE || cqe.res == -ETIMEDOUT) {
             begin_close(slot, CloseReason::PeerClosed);
-        } else if (cqe->res == -EAGAIN && poll_mode) {
-            // A spurious wake-up: the multishot poll stays armed.
-        } else if (cqe->res != -ECANCELED) {
+        } else if (cqe.res == -EAGAIN && poll_mode) {
+            // The data of this wake-up was taken by the previous recv: the
+            // multishot poll stays armed.
+        } else if (cqe.res != -ECANCELED) {
             begin_close(slot, CloseReason::IoError);
         }
     }
@@ -586,6 +651,10 @@ std::span<uint8_t> Worker::reserve(ConnRef ref, size_t n) {
     SendChunk* tail = c->send_tail;
     if (!tail || tail->room() < n) {
         SendChunk* fresh = chunks_.get();
+        if (!fresh) {
+            begin_close(ref.slot, CloseReason::IoError);  // out of memory: this connection, not the server
+            return {};
+        }
         if (tail) {
             tail->next = fresh;
         } else {
@@ -617,21 +686,21 @@ bool Worker::send(ConnRef ref, std::span<const uint8_t> bytes) {
     return true;
 }
 
-void Worker::on_send(const io_uring_cqe* cqe) {
-    uint32_t slot = slot_of(cqe->user_data);
+void Worker::on_send(const Completion& cqe) {
+    uint32_t slot = slot_of(cqe.user_data);
     Connection& c = conns_[slot];
     c.io &= ~kSendInFlight;
     if (c.state == uint8_t(ConnState::Closing)) {
         maybe_release(slot);
         return;
     }
-    if (cqe->res < 0) {
-        bool reset = cqe->res == -EPIPE || cqe->res == -ECONNRESET || cqe->res == -ETIMEDOUT;
+    if (cqe.res < 0) {
+        bool reset = cqe.res == -EPIPE || cqe.res == -ECONNRESET || cqe.res == -ETIMEDOUT;
         begin_close(slot, reset ? CloseReason::PeerClosed : CloseReason::IoError);
         maybe_release(slot);
         return;
     }
-    uint32_t sent = uint32_t(cqe->res);
+    uint32_t sent = uint32_t(cqe.res);
     stats_.bytes_out.add(sent);
     stats_.send_queue_bytes.sub(sent);
     c.queued -= sent;
@@ -726,12 +795,8 @@ void Worker::maybe_release(uint32_t slot) {
 }
 
 void Worker::set_deadline(ConnRef ref, uint32_t ms_from_now) {
-    if (!live(ref)) return;
+    if (!is_open(ref)) return;
     wheel_.schedule(ref.slot, now_tick() + (ms_from_now + kTickMs - 1) / kTickMs);
-}
-
-void Worker::clear_deadline(ConnRef ref) {
-    if (live(ref)) wheel_.cancel(ref.slot);
 }
 
 void Worker::on_timer(uint32_t slot) {

@@ -54,9 +54,10 @@ public:
     virtual void on_open(ConnRef conn) = 0;
 
     // Bytes received, in order. `bytes` is valid only during the call (it is
-    // a provided buffer, or the connection's reassembly buffer). After the
-    // handler closes the connection from inside the call, its return value
-    // is ignored.
+    // a provided buffer, or the connection's reassembly buffer), and only
+    // until the handler closes the connection: closing frees the reassembly
+    // buffer at once, so a handler returns right after it closes. Its return
+    // value is then ignored.
     virtual DataResult on_data(ConnRef conn, std::span<const uint8_t> bytes) = 0;
 
     // The deadline set with Worker::set_deadline passed.

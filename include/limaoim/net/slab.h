@@ -85,7 +85,7 @@ public:
     ChunkPool(const ChunkPool&) = delete;
     ChunkPool& operator=(const ChunkPool&) = delete;
 
-    SendChunk* get();
+    SendChunk* get();  // nullptr when the allocator is out of memory
     void put(SendChunk* chunk);
     size_t in_use() const { return in_use_; }
 

@@ -5,9 +5,11 @@
 //   - a multishot accept installs each new socket straight into the ring's
 //     fixed-file table (a direct descriptor: no fd in the process table, so
 //     the 20000 open-files limit bounds each ring's table, not the server);
-//   - one multishot recv per connection, filling buffers the kernel picks
-//     from this worker's provided-buffer ring; a buffer goes back to the ring
-//     as soon as the handler has parsed it, so an idle connection holds none;
+//   - per connection a multishot poll plus a one-shot recv per wake-up
+//     (RecvMode::PollThenRecv, the default) or a multishot recv, filling
+//     buffers the kernel picks from this worker's provided-buffer ring; a
+//     buffer goes back to the ring as soon as the handler has parsed it, so
+//     an idle connection holds none;
 //   - sends from a per-connection queue of pooled 2 KiB chunks, one send in
 //     flight per connection, a cap that turns a stuck reader into a close;
 //   - one deadline per connection on a timer wheel ticking every 100 ms;
@@ -32,7 +34,6 @@
 
 struct io_uring;
 struct io_uring_buf_ring;
-struct io_uring_cqe;
 struct io_uring_sqe;
 
 namespace limaoim::net {
@@ -62,6 +63,13 @@ struct WorkerOptions {
     uint32_t drain_timeout_ms = 5000;  // close-after-flush gives up after this
     RecvMode recv_mode = RecvMode::PollThenRecv;
 };
+
+// Each worker's listener sets SO_REUSEPORT, which lets any other process of
+// the same user add a listener of its own to the port and take a share of
+// the connections. A bind without the option fails on a port that anything
+// listens on: this probe says so before the workers bind. Returns an empty
+// string when the port is free, else the message.
+std::string probe_listen_port(const std::string& addr, uint16_t port);
 
 class Worker {
 public:
@@ -105,11 +113,11 @@ public:
     // the queued output is sent first (for at most drain_timeout_ms).
     void close(ConnRef conn, CloseReason reason, Linger linger = Linger::Drop);
 
+    // Replaces the connection's deadline (on_deadline runs when it passes).
+    // Only an Open connection has one: closing cancels it.
     void set_deadline(ConnRef conn, uint32_t ms_from_now);
-    void clear_deadline(ConnRef conn);
 
     bool is_open(ConnRef conn) const;
-    uint64_t now_ms() const { return now_ms_; }         // monotonic, this loop iteration
     uint32_t idle_ms(ConnRef conn) const;               // since its last received byte
     uint32_t index() const { return options_.index; }
     uint32_t slots() const { return options_.slots; }
@@ -123,7 +131,7 @@ public:
         uint32_t generation;      // 0 = free; from next_generation_
         uint8_t state;            // ConnState
         uint8_t io;               // IoFlags: which requests are in flight
-        uint16_t pad;
+        uint16_t rx_below_kib;    // bytes received not yet counted in ConnCounters::bytes_in_kib
         TimerLink timer;          // 12 bytes
         uint32_t last_rx_tick;    // for idle_ms()
         uint32_t queued;          // bytes in the send queue
@@ -141,21 +149,30 @@ private:
     // poll; kRecvOnce: PollThenRecv's one-shot recv.
     enum IoFlags : uint8_t { kRecvArmed = 1, kSendInFlight = 2, kRecvOnce = 4 };
     enum class Op : uint8_t;
+    // A completion copied out of the CQ, so the CQ can be advanced before the
+    // handlers run and queue new requests.
+    struct Completion {
+        uint64_t user_data;
+        int32_t res;
+        uint32_t flags;
+    };
 
     bool init(std::string& error);
     void run();
     io_uring_sqe* get_sqe();
+    void reap_completions();
+    void publish_buffers();
     void arm_accept();
     void arm_recv(uint32_t slot);
     void recv_once(uint32_t slot);
     void arm_wake();
     void submit_send(uint32_t slot);
 
-    void handle_cqe(const io_uring_cqe* cqe);
-    void on_accept(const io_uring_cqe* cqe);
-    void on_recv(const io_uring_cqe* cqe);
-    void on_poll(const io_uring_cqe* cqe);
-    void on_send(const io_uring_cqe* cqe);
+    void handle_cqe(const Completion& cqe);
+    void on_accept(const Completion& cqe);
+    void on_recv(const Completion& cqe);
+    void on_poll(const Completion& cqe);
+    void on_send(const Completion& cqe);
     void on_wake();
 
     void deliver(uint32_t slot, std::span<const uint8_t> bytes);
@@ -192,6 +209,7 @@ private:
     uint8_t* buffers_ = nullptr;  // recv_buffers * recv_buffer_size, mmap'd
     size_t buffers_bytes_ = 0;
     uint16_t buffers_to_advance_ = 0;
+    std::vector<Completion> completions_;  // reaped, not yet handled; capacity kept
 
     SlotArray<Connection> conns_;
     TimerWheel wheel_;

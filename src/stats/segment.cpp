@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstring>
 #include <fstream>
+#include <sstream>
 
 namespace limaoim::stats {
 
@@ -29,29 +30,56 @@ bool valid_instance(const std::string& instance, std::string& error) {
     return true;
 }
 
-// The pid of the server that owns an existing segment, or 0 when the file
-// holds no complete header (a crash before the magic was written, or another
-// program's file).
-int32_t owner_pid(const std::string& path) {
-    int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return 0;
-    struct stat st;
+struct Owner {
     int32_t pid = 0;
+    uint64_t start_time_unix_ms = 0;
+};
+
+// Who wrote an existing segment; pid 0 when the file holds no complete header
+// (a crash before the magic was written, or another program's file).
+Owner segment_owner(const std::string& path) {
+    int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return {};
+    struct stat st;
+    Owner owner;
     if (fstat(fd, &st) == 0 && size_t(st.st_size) >= sizeof(Header)) {
         void* map = mmap(nullptr, sizeof(Header), PROT_READ, MAP_SHARED, fd, 0);
         if (map != MAP_FAILED) {
             const auto* header = static_cast<const Header*>(map);
-            if (__atomic_load_n(&header->magic, __ATOMIC_ACQUIRE) == kMagic) pid = header->pid;
+            if (__atomic_load_n(&header->magic, __ATOMIC_ACQUIRE) == kMagic)
+                owner = {header->pid, header->start_time_unix_ms};
             munmap(map, sizeof(Header));
         }
     }
     close(fd);
-    return pid;
+    return owner;
 }
 
 uint64_t unix_now_ms() {
     using namespace std::chrono;
     return uint64_t(duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count());
+}
+
+// When the process started, from its /proc/PID/stat line (field 22, clock
+// ticks since boot) and the boot time in /proc/stat (whole seconds); 0 if
+// unknown.
+uint64_t process_start_unix_ms(const std::string& stat_line) {
+    const size_t name_end = stat_line.rfind(')');
+    if (name_end == std::string::npos) return 0;
+    // Fields after the name start with field 3 (state); starttime is field 22.
+    std::istringstream fields(stat_line.substr(name_end + 2));
+    std::string field;
+    for (int i = 3; i < 22 && fields >> field;) ++i;
+    uint64_t start_ticks = 0;
+    if (!(fields >> start_ticks)) return 0;
+    std::ifstream proc_stat("/proc/stat");
+    std::string key;
+    uint64_t boot_s = 0;
+    while (proc_stat >> key)
+        if (key == "btime" && proc_stat >> boot_s) break;
+    const long ticks_per_s = sysconf(_SC_CLK_TCK);
+    if (boot_s == 0 || ticks_per_s <= 0) return 0;
+    return boot_s * 1000 + start_ticks * 1000 / uint64_t(ticks_per_s);
 }
 
 }  // namespace
@@ -60,7 +88,7 @@ std::string segment_path(const std::string& instance) {
     return std::string(kSegmentDir) + "/" + kSegmentPrefix + instance;
 }
 
-bool process_alive(int32_t pid) {
+bool process_alive(int32_t pid, uint64_t started_by_unix_ms) {
     if (pid <= 0) return false;
     // EPERM means another user's process, or a sandbox that forbids kill()
     // outright; /proc tells those apart.
@@ -73,7 +101,13 @@ bool process_alive(int32_t pid) {
     const size_t name_end = stat_line.rfind(')');  // the command name may hold ')' and spaces
     if (name_end == std::string::npos || name_end + 2 >= stat_line.size()) return false;
     const char state = stat_line[name_end + 2];
-    return state != 'Z' && state != 'X';
+    if (state == 'Z' || state == 'X') return false;
+    // A process that started after the segment was written got the dead
+    // server's pid by reuse (a restarted container's PID 1 is the usual
+    // case). The boot time has whole seconds, hence the slack.
+    constexpr uint64_t kSlackMs = 2000;
+    const uint64_t started = process_start_unix_ms(stat_line);
+    return started == 0 || started <= started_by_unix_ms + kSlackMs;
 }
 
 Segment::~Segment() {
@@ -104,9 +138,9 @@ bool Segment::create(const SegmentInfo& info, std::string& error) {
             error = errno_text("cannot create stats segment", path);
             return false;
         }
-        const int32_t pid = owner_pid(path);
-        if (process_alive(pid)) {
-            error = "stats segment " + path + " is in use by running server pid " + std::to_string(pid) +
+        const Owner owner = segment_owner(path);
+        if (process_alive(owner.pid, owner.start_time_unix_ms)) {
+            error = "stats segment " + path + " is in use by running server pid " + std::to_string(owner.pid) +
                     " (another limaoim with the same --instance/port?)";
             return false;
         }

@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <sstream>
@@ -126,16 +127,22 @@ Run run_stat(const std::string& arguments, const std::string& environment = "") 
 }  // namespace
 
 TEST_CASE("process_alive: a running process is, an exited or unreaped one is not") {
-    CHECK(stats::process_alive(getpid()));
-    CHECK_FALSE(stats::process_alive(0));
-    CHECK_FALSE(stats::process_alive(dead_pid()));
+    const uint64_t now_ms = uint64_t(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                         std::chrono::system_clock::now().time_since_epoch())
+                                         .count());
+    CHECK(stats::process_alive(getpid(), now_ms));
+    CHECK_FALSE(stats::process_alive(0, now_ms));
+    CHECK_FALSE(stats::process_alive(dead_pid(), now_ms));
+    // This process started long after an hour ago: a segment written then
+    // with our pid was another process's (pid reuse), so its owner is gone.
+    CHECK_FALSE(stats::process_alive(getpid(), now_ms - 3'600'000));
 
     const pid_t zombie = fork();
     if (zombie == 0) _exit(0);
     // Until waitpid() the child is a zombie; give it up to 2 s to exit.
     bool seen_dead = false;
     for (int i = 0; i < 200 && !seen_dead; ++i) {
-        seen_dead = !stats::process_alive(zombie);
+        seen_dead = !stats::process_alive(zombie, now_ms);
         if (!seen_dead) usleep(10'000);
     }
     CHECK(seen_dead);
@@ -199,6 +206,23 @@ TEST_CASE("create replaces the segment of a server that died") {
     REQUIRE(segment.create(info_for(instance, 2, 16), error));
     CHECK(segment.header().pid == getpid());
     CHECK(segment.header().workers == 2);
+    CHECK(segment.worker(0).accepted.get() == 0);
+}
+
+TEST_CASE("create replaces the segment of a dead server whose pid now belongs to a later process") {
+    // As in a restarted container: the new server is PID 1 again, as the
+    // killed one was. Here the later process is this one.
+    ScratchInstance instance("reused-pid");
+    {
+        stats::Segment killed;
+        std::string error;
+        REQUIRE(killed.create(info_for(instance, 1, 16), error));
+        killed.header().start_time_unix_ms -= 3'600'000;  // written an hour before this process started
+        killed.worker(0).accepted.set(7);
+    }
+    stats::Segment segment;
+    std::string error;
+    REQUIRE_MESSAGE(segment.create(info_for(instance, 1, 16), error), error);
     CHECK(segment.worker(0).accepted.get() == 0);
 }
 

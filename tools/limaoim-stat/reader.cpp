@@ -91,7 +91,9 @@ const stats::WorkerBlock& SegmentReader::worker(uint32_t index) const {
     return reinterpret_cast<const stats::WorkerBlock*>(base_ + header().workers_offset)[index];
 }
 
-bool SegmentReader::server_alive() const { return stats::process_alive(header().pid); }
+bool SegmentReader::server_alive() const {
+    return stats::process_alive(header().pid, header().start_time_unix_ms);
+}
 
 bool SegmentReader::replaced() const {
     struct stat st;

@@ -77,7 +77,7 @@ void SegmentReader::for_each_live_conn(Visit&& visit) const {
         const size_t last = size_t(hole - region_begin) / sizeof(stats::ConnCounters);
         for (size_t i = first; i < last; ++i) {
             const stats::ConnCounters& c = conns[i];
-            const uint32_t generation = c.generation.load(std::memory_order_relaxed);
+            const uint32_t generation = c.generation.load(std::memory_order_acquire);
             if ((generation & 1) == 0) continue;
             ConnTraffic traffic{uint32_t(i / h.slots_per_worker), uint32_t(i % h.slots_per_worker),
                                 c.packets_in.load(std::memory_order_relaxed),

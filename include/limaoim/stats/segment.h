@@ -48,7 +48,9 @@ private:
 
 std::string segment_path(const std::string& instance);
 
-// True while a process with this pid exists (also one of another user).
-bool process_alive(int32_t pid);
+// True while the process `pid` exists (also one of another user) and had
+// started by `started_by_unix_ms`: the server that wrote a segment, not a
+// later process that was given the same pid.
+bool process_alive(int32_t pid, uint64_t started_by_unix_ms);
 
 }  // namespace limaoim::stats

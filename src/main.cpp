@@ -34,8 +34,13 @@ int run(const Config& config) {
     store::TokenStore tokens;
     for (const TokenEntry& t : config.tokens) tokens.set(t.uid, t.device_flag, t.token);
 
+    std::string error = net::probe_listen_port(config.addr, config.port);
+    if (!error.empty()) {
+        std::fprintf(stderr, "limaoim: %s\n", error.c_str());
+        return 1;
+    }
+
     stats::Segment segment;
-    std::string error;
     stats::SegmentInfo info;
     info.instance = config.instance.empty() ? std::to_string(config.port) : config.instance;
     info.workers = plan.workers;
@@ -58,6 +63,7 @@ int run(const Config& config) {
     shared.idle_timeout_ms = config.idle_timeout_ms;
     shared.kick_delay_ms = config.kick_delay_ms;
     shared.max_packet = config.max_packet;
+    shared.max_connect_packet = config.max_connect_packet;
     shared.max_pending_handshakes = config.max_pending_handshakes;
     shared.log_connections = config.mode == Mode::Debug || config.verbose;
 

@@ -186,6 +186,10 @@ const std::vector<Option>& options() {
                &Config::shutdown_timeout_ms, kMinTimeoutMs),
         number("max_packet", "maximum remaining length of a packet, bytes", &Config::max_packet, 16,
                kMaxRemainingLength),
+        number("max_connect_packet",
+               "maximum remaining length of the CONNECT, the only packet taken before login, bytes "
+               "(max_packet applies if smaller)",
+               &Config::max_connect_packet, 16, kMaxRemainingLength),
         number("send_cap", "unsent output per session before it is dropped as a slow consumer, bytes",
                &Config::send_cap, 1024),
         number("sndbuf",

@@ -2,6 +2,7 @@
 
 #include <cstring>
 #include <functional>
+#include <stdexcept>
 
 namespace limaoim::gateway {
 
@@ -10,8 +11,11 @@ constexpr size_t kInitialBuckets = 16;
 constexpr size_t kNotFound = SIZE_MAX;
 }  // namespace
 
-Directory::Directory(uint32_t shard_bits)
-    : shard_bits_(shard_bits), shards_(std::make_unique<Shard[]>(size_t(1) << shard_bits)) {}
+Directory::Directory(uint32_t shard_bits) : shard_bits_(shard_bits) {
+    // shard_for() shifts by 64 - shard_bits: 0 would be undefined.
+    if (shard_bits < 1 || shard_bits > 16) throw std::invalid_argument("Directory: shard_bits must be 1..16");
+    shards_ = std::make_unique<Shard[]>(size_t(1) << shard_bits);
+}
 
 uint64_t Directory::hash(std::string_view uid, uint8_t device_flag) {
     uint64_t h = std::hash<std::string_view>{}(uid) ^ (uint64_t(device_flag) * 0x9e3779b97f4a7c15ULL);

@@ -50,7 +50,6 @@ void Gateway::on_open(ConnRef conn) {
     Session& s = sessions_.activate(conn.slot);
     s.state = SessionState::AwaitConnect;
     s.generation = conn.generation;
-    s.accepted_ms = uint32_t(worker_.now_ms());
     stats_.pending_handshakes.add();
     worker_.set_deadline(conn, shared_.auth_timeout_ms);
 }
@@ -60,7 +59,12 @@ net::DataResult Gateway::on_data(ConnRef conn, std::span<const uint8_t> bytes) {
     if (!s) return {bytes.size(), 0};
     size_t offset = 0;
     while (offset < bytes.size()) {
-        proto::SplitResult r = proto::split_frame(bytes.subspan(offset), shared_.max_packet);
+        // Checked per frame: the packets pipelined behind a CONNECT get the
+        // full limit once it has logged the client in.
+        const uint32_t limit = s->state == SessionState::AwaitConnect
+                                   ? std::min(shared_.max_connect_packet, shared_.max_packet)
+                                   : shared_.max_packet;
+        proto::SplitResult r = proto::split_frame(bytes.subspan(offset), limit);
         if (r.status == proto::SplitStatus::Incomplete) return {offset, r.needed};
         if (r.status == proto::SplitStatus::Error) {
             decode_failed(conn, r.error);

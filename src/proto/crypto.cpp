@@ -355,7 +355,7 @@ void Cipher::encrypt(const SessionKey& key, std::string_view plain, std::string&
     const size_t whole = plain.size() / kBlock * kBlock;
     const size_t pad = kBlock - plain.size() % kBlock;
     uint8_t last[kBlock];
-    std::memcpy(last, plain.data() + whole, kBlock - pad);
+    if (plain.size() > whole) std::memcpy(last, plain.data() + whole, kBlock - pad);
     std::memset(last + kBlock - pad, int(pad), pad);
 
     const size_t start = out.size();

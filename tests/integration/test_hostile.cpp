@@ -797,8 +797,9 @@ struct MalformedCase {
 
 // The decode error PROTOCOL.md §3 assigns to a malformed buffer, worked out
 // here independently of the server's codec: framing errors (type nibble,
-// remaining length) first, else a field runs past the end of the body.
-std::string decode_error_kind(const std::vector<uint8_t>& bytes) {
+// remaining length against `limit`) first, else a field runs past the end of
+// the body.
+std::string decode_error_kind(const std::vector<uint8_t>& bytes, uint32_t limit) {
     const uint8_t type = bytes[0] >> 4;
     if (type == 0) return "reserved_type";
     if (type >= 10) return "unknown_type";
@@ -806,7 +807,7 @@ std::string decode_error_kind(const std::vector<uint8_t>& bytes) {
     for (size_t i = 0; i < proto::kMaxVarintBytes && 1 + i < bytes.size(); ++i) {
         const uint8_t b = bytes[1 + i];
         length |= uint32_t(b & 0x7f) << (7 * i);
-        if (!(b & 0x80)) return length > proto::kDefaultMaxRemainingLength ? "too_large" : "truncated";
+        if (!(b & 0x80)) return length > limit ? "too_large" : "truncated";
     }
     return "malformed_length";
 }
@@ -815,7 +816,9 @@ std::string decode_error_kind(const std::vector<uint8_t>& bytes) {
 // frame of another type than CONNECT is refused for being first.
 std::vector<std::string> expected_counters(const std::string& hex, bool logged_in) {
     const std::vector<uint8_t> bytes = from_hex(hex);
-    const std::string kind = decode_error_kind(bytes);
+    // Before login the server takes at most --max-connect-packet.
+    const std::string kind = decode_error_kind(
+        bytes, logged_in ? proto::kDefaultMaxRemainingLength : proto::kDefaultMaxConnectLength);
     const bool framing_error = kind != "truncated";
     const bool is_connect = (bytes[0] >> 4) == uint8_t(proto::PacketType::Connect);
     if (!logged_in && !framing_error && !is_connect) return {"counters.closed.packet_before_connect"};

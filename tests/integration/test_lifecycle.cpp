@@ -115,6 +115,8 @@ TEST_CASE("protocol errors close the connection and are counted by kind") {
         {"oversize remaining length, no body sent", "30818040", true, "counters.decode_errors.too_large"},
         {"5-byte varint", "30ffffffff01", true, "counters.decode_errors.malformed_length"},
         {"truncated CONNECT", "100100", false, "counters.decode_errors.truncated"},
+        {"CONNECT above --max-connect-packet (4097 bytes announced)", "108120", false,
+         "counters.decode_errors.too_large"},
         {"string past the body end", "90040000ff41", true, "counters.decode_errors.truncated"},
         {"second CONNECT", "1025010000076465762d3030310000018bcfe5687b0005616c6963650009746f6b2d616c696365", true,
          "counters.closed.protocol_violation"},
@@ -129,6 +131,28 @@ TEST_CASE("protocol errors close the connection and are counted by kind") {
         CHECK(c.wait_closed(2000));
         CHECK(server.wait_stat(k.counter, before + 1, 2000) == before + 1);
     }
+}
+
+TEST_CASE("after login the full --max-packet applies, not the pre-login CONNECT limit") {
+    ServerProcess server;
+    REQUIRE_MESSAGE(server.started(), server.log());
+    Client c = logged_in(server, "big-sender", 1);
+    const std::string payload(6000, 'x');  // above the 4 KiB CONNECT limit
+    proto::SendPacket send;
+    send.client_seq = 9;
+    send.channel_id = "someone";
+    send.channel_type = 1;
+    send.payload = payload;
+    REQUIRE(c.send_packet(send, 1));
+    auto ack = c.read_packet();
+    REQUIRE(ack);
+    REQUIRE(ack->type() == proto::PacketType::Sendack);
+    CHECK(std::get<proto::SendackPacket>(ack->packet).client_seq == 9);
+    CHECK(server.stat("counters.closed.decode_error") <= 0);
+    REQUIRE(c.send_hex("70"));
+    auto pong = c.read_packet();
+    REQUIRE(pong);
+    CHECK(pong->type() == proto::PacketType::Pong);
 }
 
 TEST_CASE("deadlines: no CONNECT within the auth timeout, no byte within the idle timeout") {

@@ -29,6 +29,21 @@ proto::SendPacket sealed_send(const proto::crypto::SessionKey& key, std::string&
 }
 }  // namespace
 
+TEST_CASE("a second server on a port that is in use says so and exits, leaving the first alone") {
+    ServerProcess first;
+    REQUIRE_MESSAGE(first.started(), first.log());
+    // SO_REUSEPORT would let it share the port silently; it must refuse.
+    auto [status, out] = run_command("timeout 10 " + std::string(LIMAOIM_SERVER_BIN) +
+                                     " --mode test --addr 127.0.0.1 --port " + std::to_string(first.port()) +
+                                     " --instance second-" + std::to_string(first.port()) + " 2>&1");
+    CHECK(status == 1);
+    CHECK(out.find("cannot listen on 127.0.0.1:" + std::to_string(first.port())) != std::string::npos);
+    CHECK(out.find("choose --port") != std::string::npos);
+    Client c;
+    REQUIRE(c.connect(first.port()));
+    CHECK(c.login("still-here", "t", 4).reason == 1);
+}
+
 TEST_CASE("login: every protocol version gets a CONNACK in its own version") {
     ServerProcess server;
     REQUIRE_MESSAGE(server.started(), server.log());

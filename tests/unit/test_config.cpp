@@ -154,6 +154,7 @@ const std::map<std::string, Sample>& samples() {
         {"kick_delay_ms", {"250", "250"}},
         {"shutdown_timeout_ms", {"5000", "5000"}},
         {"max_packet", {"268435455", "268435455"}},
+        {"max_connect_packet", {"16", "16"}},
         {"send_cap", {"1024", "1024"}},
         {"sndbuf", {"0", "0"}},
         {"max_pending_handshakes", {"17", "17"}},

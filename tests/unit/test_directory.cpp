@@ -53,7 +53,7 @@ TEST_CASE("Directory: matches a model under random inserts and removes (backward
         uint8_t flag = uint8_t(rng() % 2);
         std::string key = uid + "#" + std::to_string(flag);
         if (rng() % 3) {
-            SessionAddress a{rng() % 4, uint32_t(rng() % 20000), uint32_t(step)};
+            SessionAddress a{uint32_t(rng() % 4), uint32_t(rng() % 20000), uint32_t(step)};
             auto old = d.replace(uid, flag, a);
             auto it = model.find(key);
             CHECK(old.has_value() == (it != model.end()));

@@ -26,7 +26,7 @@ struct SessionAddress {
 
 class Directory {
 public:
-    explicit Directory(uint32_t shard_bits = 6);
+    explicit Directory(uint32_t shard_bits = 6);  // 2^shard_bits shards, shard_bits 1..16
 
     // Points (uid, device_flag) at `address`; returns the session it
     // replaced, which the caller must kick. `uid` must outlive the entry.

@@ -25,9 +25,8 @@ struct Session {
     uint8_t device_flag;
     uint8_t pad;
     uint32_t generation;    // of the connection this session belongs to
-    uint32_t accepted_ms;   // worker clock at accept, low 32 bits
     uint16_t uid_len;
-    uint16_t pad2;
+    uint8_t spare[6];       // keeps the session one cache line
     // The uid, inline when short (the usual case), else in a malloc'd copy.
     // The directory entry points at these bytes while the session is registered.
     union {

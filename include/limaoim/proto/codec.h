@@ -17,6 +17,10 @@
 namespace limaoim::proto {
 
 inline constexpr uint32_t kDefaultMaxRemainingLength = 1u << 20;  // 1 MiB, inclusive
+// Before a client has logged in only its CONNECT is expected, and a real one
+// is well under 1 KiB: a smaller limit bounds what an unauthenticated
+// connection can make the server buffer.
+inline constexpr uint32_t kDefaultMaxConnectLength = 4096;
 inline constexpr size_t kMaxVarintBytes = 4;
 inline constexpr size_t kMaxStringLength = 65535;
 

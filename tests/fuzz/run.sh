@@ -86,7 +86,10 @@ merge_into_corpus() {
     local target=$1
     local before after
     before=$(find "$corpus_root/$target" -type f | wc -l)
-    "$build_dir/tests/fuzz/$target" -merge=1 "$corpus_root/$target" "$build_dir/fuzz-corpus/$target" \
+    # -use_counters=0: keep an input only for a new edge, not for a new hit
+    # count of a known one, so the committed corpus stays small (the scratch
+    # corpus in build-fuzz keeps everything for the next campaign).
+    "$build_dir/tests/fuzz/$target" -merge=1 -use_counters=0 "$corpus_root/$target" "$build_dir/fuzz-corpus/$target" \
         >"$build_dir/fuzz-logs/$target.merge.log" 2>&1
     after=$(find "$corpus_root/$target" -type f | wc -l)
     echo "$target: merged $((after - before)) inputs into tests/fuzz/corpus/$target ($(du -sh "$corpus_root/$target" | cut -f1))"

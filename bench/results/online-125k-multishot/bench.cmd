@@ -1,0 +1,5 @@
+/work/main/build-release/bench_connection -cids 1-25000 -hostname 127.0.0.1 -port 6666 -timeout 360s -srcs 127.0.1.2-127.0.1.9 -heartbeat 20s -version 4 -report /work/main/bench/results/online-125k-multishot/bench-1.csv
+/work/main/build-release/bench_connection -cids 25001-50000 -hostname 127.0.0.1 -port 6666 -timeout 360s -srcs 127.0.2.2-127.0.2.9 -heartbeat 20s -version 4 -report /work/main/bench/results/online-125k-multishot/bench-2.csv
+/work/main/build-release/bench_connection -cids 50001-75000 -hostname 127.0.0.1 -port 6666 -timeout 360s -srcs 127.0.3.2-127.0.3.9 -heartbeat 20s -version 4 -report /work/main/bench/results/online-125k-multishot/bench-3.csv
+/work/main/build-release/bench_connection -cids 75001-100000 -hostname 127.0.0.1 -port 6666 -timeout 360s -srcs 127.0.4.2-127.0.4.9 -heartbeat 20s -version 4 -report /work/main/bench/results/online-125k-multishot/bench-4.csv
+/work/main/build-release/bench_connection -cids 100001-125000 -hostname 127.0.0.1 -port 6666 -timeout 360s -srcs 127.0.5.2-127.0.5.9 -heartbeat 20s -version 4 -report /work/main/bench/results/online-125k-multishot/bench-5.csv

@@ -71,25 +71,40 @@ std::string ring_setup_error(int err) {
     }
 }
 
-}  // namespace
-
-std::string probe_listen_port(const std::string& addr, uint16_t port) {
+// A TCP socket bound to addr:port, or -1 with `error` set. SO_REUSEADDR
+// always, so connections of an earlier run still in TIME_WAIT do not hold
+// the port; SO_REUSEPORT when the port is to be shared by our workers.
+int bind_tcp(const std::string& addr, uint16_t port, bool share_port, std::string& error) {
     sockaddr_in sa{};
     sa.sin_family = AF_INET;
     sa.sin_port = htons(port);
-    if (inet_pton(AF_INET, addr.c_str(), &sa.sin_addr) != 1) return "--addr '" + addr + "' is not an IPv4 address";
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) return std::string("socket: ") + strerror(errno);
-    int one = 1;
-    // SO_REUSEADDR, as the listeners: connections of an earlier run still in
-    // TIME_WAIT do not count as the port being used.
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    std::string problem;
-    if (bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) < 0) {
-        problem = "cannot listen on " + addr + ":" + std::to_string(port) + ": " + strerror(errno);
-        if (errno == EADDRINUSE) problem += " (another program, or another limaoim, listens there: choose --port)";
+    if (inet_pton(AF_INET, addr.c_str(), &sa.sin_addr) != 1) {
+        error = "--addr '" + addr + "' is not an IPv4 address";
+        return -1;
     }
-    ::close(fd);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        error = std::string("socket: ") + strerror(errno);
+        return -1;
+    }
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (share_port) setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+    if (bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) < 0) {
+        error = "cannot listen on " + addr + ":" + std::to_string(port) + ": " + strerror(errno);
+        if (errno == EADDRINUSE) error += " (another program, or another limaoim, listens there: choose --port)";
+        ::close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+}  // namespace
+
+std::string probe_listen_port(const std::string& addr, uint16_t port) {
+    std::string problem;
+    int fd = bind_tcp(addr, port, false, problem);
+    if (fd >= 0) ::close(fd);
     return problem;
 }
 
@@ -202,10 +217,11 @@ bool Worker::init(std::string& error) {
     io_uring_buf_ring_advance(buf_ring_, int(options_.recv_buffers));
 
     // One listener per worker: SO_REUSEPORT spreads new connections.
-    listen_fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    int one = 1;
-    setsockopt(listen_fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    setsockopt(listen_fd_, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+    listen_fd_ = bind_tcp(options_.addr, options_.port, true, error);
+    if (listen_fd_ < 0) {
+        error = who + error;
+        return false;
+    }
     // Accepted sockets inherit the listener's send buffer, and a set size
     // turns the kernel's autotuning (up to tcp_wmem[2], 4 MiB) off: a client
     // that does not read then fills our send queue, and is cut at send_cap,
@@ -213,18 +229,6 @@ bool Worker::init(std::string& error) {
     if (options_.sndbuf) {
         int size = int(options_.sndbuf);
         setsockopt(listen_fd_, SOL_SOCKET, SO_SNDBUF, &size, sizeof(size));
-    }
-    sockaddr_in sa{};
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons(options_.port);
-    if (inet_pton(AF_INET, options_.addr.c_str(), &sa.sin_addr) != 1) {
-        error = "--addr '" + options_.addr + "' is not an IPv4 address";
-        return false;
-    }
-    if (bind(listen_fd_, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) < 0) {
-        error = who + "cannot listen on " + options_.addr + ":" + std::to_string(options_.port) + ": " +
-                strerror(errno) + (errno == EADDRINUSE ? " (another program holds the port: choose --port)" : "");
-        return false;
     }
     if (listen(listen_fd_, 65535) < 0) {
         error = who + "listen: " + strerror(errno);

@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <memory>
 #include <thread>
@@ -63,7 +64,7 @@ int run(const Config& config) {
     shared.idle_timeout_ms = config.idle_timeout_ms;
     shared.kick_delay_ms = config.kick_delay_ms;
     shared.max_packet = config.max_packet;
-    shared.max_connect_packet = config.max_connect_packet;
+    shared.max_connect_packet = std::min(config.max_connect_packet, config.max_packet);
     shared.max_pending_handshakes = config.max_pending_handshakes;
     shared.log_connections = config.mode == Mode::Debug || config.verbose;
 

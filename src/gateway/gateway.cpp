@@ -61,9 +61,8 @@ net::DataResult Gateway::on_data(ConnRef conn, std::span<const uint8_t> bytes) {
     while (offset < bytes.size()) {
         // Checked per frame: the packets pipelined behind a CONNECT get the
         // full limit once it has logged the client in.
-        const uint32_t limit = s->state == SessionState::AwaitConnect
-                                   ? std::min(shared_.max_connect_packet, shared_.max_packet)
-                                   : shared_.max_packet;
+        const uint32_t limit =
+            s->state == SessionState::AwaitConnect ? shared_.max_connect_packet : shared_.max_packet;
         proto::SplitResult r = proto::split_frame(bytes.subspan(offset), limit);
         if (r.status == proto::SplitStatus::Incomplete) return {offset, r.needed};
         if (r.status == proto::SplitStatus::Error) {

@@ -31,7 +31,7 @@ struct GatewayShared {
     uint32_t idle_timeout_ms = 70000;
     uint32_t kick_delay_ms = 4000;
     uint32_t max_packet = proto::kDefaultMaxRemainingLength;
-    uint32_t max_connect_packet = proto::kDefaultMaxConnectLength;  // before login; at most max_packet
+    uint32_t max_connect_packet = proto::kDefaultMaxConnectLength;  // before login; <= max_packet
     uint32_t max_pending_handshakes = 65536;
     bool log_connections = false;
 

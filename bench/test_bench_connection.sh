@@ -121,19 +121,27 @@ test_client_keys_flag() {
     if "$bench_bin" -help | grep -q -- '-client-keys N'; then pass; else fail "-help lists -client-keys"; fi
 }
 
+# Waits until something listens on PORT in the server namespace, for at most
+# listen_wait_seconds; while it waits, PID (when given) must stay alive.
+wait_listening() {
+    local tcp_port=$1 pid=${2:-} waited
+    for ((waited = 0; waited < listen_wait_seconds * 10; waited++)); do
+        [[ -z "$pid" || -d /proc/$pid ]] || return 1
+        in_server ss -Hltn "sport = :$tcp_port" | grep -q . && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
 start_server() {
     # Not through in_server: a function in the background is a subshell,
     # whose pid is not the server's.
     ip netns exec "$server_ns" "$server_bin" --mode test --addr 0.0.0.0 --port "$port" --instance "$instance" \
         --max-conns 10000 --workers 2 >"$work/server.log" 2>&1 &
     server_pid=$!
-    local waited
-    for ((waited = 0; waited < listen_wait_seconds * 10; waited++)); do
-        [[ -d /proc/$server_pid ]] || { cat "$work/server.log" >&2; return 1; }
-        in_server ss -Hltn "sport = :$port" | grep -q . && return 0
-        sleep 0.1
-    done
-    echo "the server did not listen within ${listen_wait_seconds}s" >&2
+    wait_listening "$port" "$server_pid" && return 0
+    echo "the server did not listen within ${listen_wait_seconds}s:" >&2
+    cat "$work/server.log" >&2
     return 1
 }
 
@@ -198,11 +206,7 @@ while True:
     threading.Thread(target=serve, args=(listener.accept()[0],), daemon=True).start()
 ' "$listen_port" "$key" "$salt" &
     fake_pid=$!
-    local waited
-    for ((waited = 0; waited < listen_wait_seconds * 10; waited++)); do
-        in_server ss -Hltn "sport = :$listen_port" | grep -q . && return 0
-        sleep 0.1
-    done
+    wait_listening "$listen_port" && return 0
     echo "the fake server did not listen" >&2
     return 1
 }

@@ -169,6 +169,15 @@ std::string set_cids(Options& options, std::string_view value) {
     return {};
 }
 
+std::string set_storm_cids(Options& options, std::string_view value) {
+    const auto range = parse_range<uint64_t>(value, parse_number<uint64_t>);
+    if (!range || range->first > range->second) return "-storm-cids: expected A-B with A <= B";
+    if (range->second - range->first >= kMaxClients) return "-storm-cids: at most 1000000 clients";
+    options.storm_first_cid = range->first;
+    options.storm_last_cid = range->second;
+    return {};
+}
+
 std::string set_hostname(Options& options, std::string_view value) {
     const auto address = parse_ipv4(value);
     if (!address) return "-hostname: expected an IPv4 address";
@@ -209,6 +218,12 @@ const std::map<std::string_view, Setter>& value_flags() {
         {"connect-timeout", duration_in(&Options::connect_timeout_ns, kSecond / 10, 600 * kSecond, "-connect-timeout")},
         {"quiet", set_quiet},
         {"client-keys", number_in<uint32_t>(&Options::client_keys, 0, kMaxClientKeys, "-client-keys")},
+        {"max-inflight", number_in<uint32_t>(&Options::max_inflight, 0, 1'000'000, "-max-inflight")},
+        {"storm-cids", set_storm_cids},
+        {"storm-rate", number_in<uint32_t>(&Options::storm_rate, 0, 10'000'000, "-storm-rate")},
+        {"storm-delay", duration_in(&Options::storm_delay_ns, 0, 3600 * kSecond, "-storm-delay")},
+        {"storm-hold", duration_in(&Options::storm_hold_ns, 0, 24 * 3600 * kSecond, "-storm-hold")},
+        {"retry-ms", number_in<uint32_t>(&Options::retry_ms, 0, 600'000, "-retry-ms")},
     };
     return flags;
 }
@@ -264,6 +279,13 @@ ParseResult parse_options(int argc, char** argv) {
         have_cids |= name == "cids";
     }
     if (!have_cids) return {std::nullopt, false, "-cids A-B is required"};
+    if (options.storm()) {
+        if (options.storm_first_cid <= options.last_cid && options.first_cid <= options.storm_last_cid)
+            return {std::nullopt, false, "-storm-cids must not overlap -cids"};
+        if (options.total_count() > kMaxClients) return {std::nullopt, false, "-cids and -storm-cids: at most 1000000 clients together"};
+    } else if (options.storm_hold_ns >= 0) {
+        return {std::nullopt, false, "-storm-hold needs -storm-cids"};
+    }
     result.options = options;
     return result;
 }
@@ -301,11 +323,31 @@ machine, as bench/online.sh --netns sets up).
                          are still checked). Measures the server's handshake rate
                          without the load generator's own X25519 (~64 us per
                          client) competing for the same cores.
+  -max-inflight N        handshakes in flight per worker for the -cids clients
+                         (default 512; 0 = no cap)
+  -retry-ms N            0 (default): a failed connect ends the client. N > 0: a
+                         connect reset, refused or timed out before its CONNACK
+                         is retried after N ms x 2^(attempt-1) (at most 32 x N),
+                         times a random factor in [0.5, 1.5), until the run ends
+
+Storm (a login storm against established clients):
+  -storm-cids A-B        the storm's client ids. After every -cids client has
+                         come online (or given up) and -storm-delay has passed,
+                         they are offered at -storm-rate, open loop: no cap on
+                         the handshakes in flight, each CONNECT sent as soon as
+                         its TCP connect completes
+  -storm-rate N          storm connections per second, 0 = as fast as possible
+  -storm-delay D         pause between the established ramp and the storm
+                         (default 5s)
+  -storm-hold D          stop D after the last storm client was offered
+                         (default: at -timeout)
 
 Durations are Go style: 500ms, 30s, 10m, 1h30m. Flags may be written -flag value,
 --flag value or -flag=value.
 Exit status: 0 every client came online and none was dropped or closed by the
-server; 1 otherwise; 2 usage error.
+server; 1 otherwise; 2 usage error. With -storm-cids: 0 when every -cids client
+came online, no online client was dropped or closed by the server and no
+connect was reset or refused (storm clients that time out do not fail it).
 )";
 }
 

@@ -36,8 +36,29 @@ struct Options {
     // round robin and skip the shared secret, so the load generator's X25519
     // cost does not compete with the server's for the CPUs.
     uint32_t client_keys = 0;
+    // Handshakes in flight per worker for the -cids clients (512 by default,
+    // 0 = no cap). The -storm-cids clients are never capped: a storm offers
+    // connections at its rate whatever the server does with them.
+    uint32_t max_inflight = 512;
+
+    // Storm: after the -cids clients ("established") have all come online (or
+    // given up), wait -storm-delay, then offer the -storm-cids clients at
+    // -storm-rate per second, open loop. storm_last_cid < storm_first_cid: no
+    // storm.
+    uint64_t storm_first_cid = 1;
+    uint64_t storm_last_cid = 0;
+    uint32_t storm_rate = 0;  // 0 = as fast as possible
+    int64_t storm_delay_ns = 5'000'000'000;
+    int64_t storm_hold_ns = -1;  // >= 0: stop this long after the last storm client was offered
+    // > 0: a connect reset, refused or timed out before its CONNACK is
+    // retried after a backoff: retry_ms x 2^(attempt-1), at most 32 x
+    // retry_ms, times a random factor in [0.5, 1.5).
+    uint32_t retry_ms = 0;
 
     uint64_t client_count() const { return last_cid - first_cid + 1; }
+    bool storm() const { return storm_last_cid >= storm_first_cid; }
+    uint64_t storm_count() const { return storm() ? storm_last_cid - storm_first_cid + 1 : 0; }
+    uint64_t total_count() const { return client_count() + storm_count(); }
 };
 
 struct ParseResult {

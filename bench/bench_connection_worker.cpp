@@ -35,13 +35,13 @@ namespace proto = limaoim::proto;
 namespace crypto = limaoim::proto::crypto;
 
 constexpr int64_t kTickNs = 100'000'000;
-// Handshakes in flight per worker. Bounds the server's accept backlog use
-// (a SYN dropped on a full queue costs a 1 s retransmit) and the handshake
-// slot pool below.
-constexpr uint32_t kMaxHandshakesInFlight = 512;
 // Launches between two epoll_wait calls, so completions are served while
 // ramping as fast as possible.
 constexpr uint32_t kLaunchBatch = 64;
+// Handshake slots are indexed by 16 bits; a worker holds fewer sockets.
+constexpr size_t kMaxHandshakeSlots = 65535;
+// Retry backoff: retry_ms x 2^(attempt-1), the doubling stopping at 32 x.
+constexpr uint32_t kMaxBackoffDoublings = 5;
 constexpr int kRateWaitMs = 10;  // token refill granularity under -rate
 constexpr uint8_t kMissedHeartbeatsToDrop = 3;
 constexpr uint16_t kPortWindow = 64;
@@ -99,25 +99,55 @@ struct SplitMix64 {
     }
 };
 
-enum class State : uint8_t { Waiting, Connecting, AwaitingConnack, Online, Ended };
+// RetryWait: a failed attempt waits for its retry (-retry-ms), no socket.
+enum class State : uint8_t { Waiting, Connecting, AwaitingConnack, Online, RetryWait, Ended };
 
-// Per client: 12 bytes. The cid is first_cid + index.
+// Per client: 16 bytes. Index i < plan.count is cid first_cid + i (a -cids,
+// "established", client); above that, storm_first_cid + (i - count).
 struct Client {
     int32_t fd = -1;
-    uint32_t deadline = 0;   // timer wheel tick of the pending timer
-    uint16_t handshake = 0;  // slot in the handshake pool while connecting
+    uint32_t deadline = 0;      // timer wheel tick of the pending timer
+    uint32_t ping_sent_us = 0;  // the oldest unanswered PING's send time, microseconds since the start (mod 2^32)
+    uint16_t handshake = 0;     // slot in the handshake pool while connecting
     State state = State::Waiting;
     bool ping_outstanding : 1 = false;  // no PONG since the last PING
-    uint8_t missed_heartbeats : 7 = 0;  // consecutive heartbeats that found a PING unanswered
+    uint8_t missed_heartbeats : 2 = 0;  // consecutive heartbeats that found a PING unanswered
+    uint8_t failed_attempts : 5 = 0;    // saturates at 31; sets the retry backoff
 };
-static_assert(sizeof(Client) == 12);
+static_assert(sizeof(Client) == 16);
 
-// State needed only between connect() and the CONNACK; pooled because at most
-// kMaxHandshakesInFlight exist at once.
+// State needed only between connect() and the CONNACK; pooled (the pool grows
+// to the most attempts in flight at once).
 struct Handshake {
     crypto::KeyPair keys;  // unused with -client-keys
+    int64_t connect_ns;    // connect() called
+    int64_t sent_ns;       // CONNECT sent
     uint8_t received[kConnackCapacity];
     uint8_t received_length;
+};
+
+// Token bucket of one launch rate. A burst holds at most burst_seconds of
+// it: 100 ms for the gentle ramp; a storm catches up on up to 1 s of launches
+// a busy (or descheduled) worker missed, so that its offered rate holds.
+struct Pacer {
+    double rate = 0;  // per second, 0 = unlimited
+    double burst_seconds = 0.1;
+    double tokens = 1;
+    int64_t last_ns = 0;
+
+    void refill(int64_t now) {
+        if (rate <= 0) return;
+        const double burst = std::max(1.0, rate * burst_seconds);
+        tokens = std::min(burst, tokens + rate * static_cast<double>(now - last_ns) / 1e9);
+        last_ns = now;
+    }
+    bool ready() const { return rate <= 0 || tokens >= 1; }
+    bool take() {
+        if (rate <= 0) return true;
+        if (tokens < 1) return false;
+        tokens -= 1;
+        return true;
+    }
 };
 
 class ClientWorker {
@@ -125,14 +155,14 @@ public:
     ClientWorker(const Options& options, const WorkerPlan& plan, const SharedControl& control,
                  WorkerCounters& counters)
         : options_(options), plan_(plan), control_(control), counters_(counters),
-          clients_(plan.count),
-          handshakes_(kMaxHandshakesInFlight),
-          wheel_(to_ticks(std::max(options.heartbeat_ns, options.connect_timeout_ns))),
+          clients_(plan.count + plan.storm_count),
+          wheel_(to_ticks(std::max({options.heartbeat_ns, options.connect_timeout_ns, max_backoff_ns(options)}))),
           heartbeat_ticks_(to_ticks(options.heartbeat_ns)),
           connect_timeout_ticks_(to_ticks(options.connect_timeout_ns)),
-          launch_rate_(static_cast<double>(options.rate) / plan.workers),
           random_{static_cast<uint64_t>(monotonic_ns()) ^ (uint64_t{plan.index} << 48)} {
-        for (uint32_t slot = kMaxHandshakesInFlight; slot > 0; --slot) free_handshakes_.push_back(static_cast<uint16_t>(slot - 1));
+        established_pacer_.rate = static_cast<double>(options.rate) / plan.workers;
+        storm_pacer_.rate = static_cast<double>(options.storm_rate) / plan.workers;
+        storm_pacer_.burst_seconds = 1;
         const auto [low, high] = ephemeral_port_range();
         port_low_ = low;
         port_windows_ = high >= low ? (high - low + 1) / kPortWindow : 0;
@@ -150,17 +180,36 @@ public:
     int run();
 
 private:
+    static int64_t max_backoff_ns(const Options& options) {
+        return int64_t{options.retry_ms} * 1'000'000 * (int64_t{1} << kMaxBackoffDoublings) * 3 / 2;
+    }
     uint32_t current_tick() const { return static_cast<uint32_t>((monotonic_ns() - start_ns_) / kTickNs); }
+    uint32_t now_us32() const { return static_cast<uint32_t>((monotonic_ns() - start_ns_) / 1000); }
     bool stopping() const { return g_terminate || control_.stop.load(std::memory_order_relaxed); }
+    bool established(uint32_t index) const { return index < plan_.count; }
+    uint64_t cid_of(uint32_t index) const {
+        return established(index) ? plan_.first_cid + index : plan_.storm_first_cid + (index - plan_.count);
+    }
+    uint64_t global_index_of(uint32_t index) const {
+        return established(index) ? plan_.first_global_index + index
+                                  : plan_.storm_first_global_index + (index - plan_.count);
+    }
+    bool established_launch_open() const {
+        return next_launch_ < plan_.count && (options_.max_inflight == 0 || in_flight_ < options_.max_inflight);
+    }
+    bool storm_launch_open() const { return storm_started_ && next_storm_ < clients_.size(); }
+    bool storm_pending() const { return !storm_started_ && plan_.storm_count > 0; }
 
     int wait_timeout_ms() const;
     void launch_due();
-    void launch(uint32_t index);
+    bool check_storm_start(int64_t now);
+    void launch(uint32_t index, bool retry);
+    uint16_t acquire_handshake();
     int open_socket(uint32_t index, bool with_port_window);
     void send_connect(uint32_t index);
     void receive_connack(uint32_t index);
     bool accept_connack(uint32_t index, const proto::Frame& frame, FailReason& reason);
-    void come_online(uint32_t index, std::span<const uint8_t> extra);
+    void come_online(uint32_t index, int64_t received_ns, std::span<const uint8_t> extra);
     void receive_online(uint32_t index);
     void consume_online_bytes(uint32_t index, std::span<const uint8_t> bytes);
     void on_event(const epoll_event& event);
@@ -168,8 +217,10 @@ private:
     void heartbeat(uint32_t index);
 
     void fail(uint32_t index, FailReason reason);
+    void lose(uint32_t index, bool dropped);
     void end(uint32_t index);
-    void release_handshake(Client& client);
+    void close_attempt(Client& client);
+    void publish_gauges();
     bool watch(uint32_t index, uint32_t events, int op);
     void close_all();
 
@@ -187,11 +238,14 @@ private:
     uint32_t heartbeat_ticks_;
     uint32_t connect_timeout_ticks_;
 
-    uint32_t next_launch_ = 0;
-    uint64_t live_ = 0;  // launched and not yet ended
-    double launch_rate_;  // per second, 0 = unlimited
-    double launch_tokens_ = 1;
-    int64_t last_refill_ns_ = 0;
+    uint32_t next_launch_ = 0;  // next -cids client to launch
+    uint32_t next_storm_ = 0;   // next storm client (an index >= plan.count), once the storm started
+    bool storm_started_ = false;
+    uint64_t live_ = 0;         // launched and not yet ended (a client waiting to retry is live)
+    uint64_t in_flight_ = 0;    // attempts between connect() and CONNACK or failure
+    uint64_t retry_waiting_ = 0;
+    Pacer established_pacer_;
+    Pacer storm_pacer_;
 
     uint16_t port_low_ = 0;
     uint32_t port_windows_ = 0;
@@ -233,9 +287,10 @@ int ClientWorker::run() {
         std::perror("bench_connection: epoll_create1");
         return 1;
     }
-    last_refill_ns_ = monotonic_ns();
+    established_pacer_.last_ns = monotonic_ns();
+    next_storm_ = static_cast<uint32_t>(plan_.count);
     std::array<epoll_event, kEpollBatch> events;
-    while (!stopping() && (next_launch_ < clients_.size() || live_ > 0)) {
+    while (!stopping() && (next_launch_ < plan_.count || next_storm_ < clients_.size() || live_ > 0)) {
         launch_due();
         const int ready = epoll_wait(epoll_fd_, events.data(), kEpollBatch, wait_timeout_ms());
         if (ready < 0 && errno != EINTR) {
@@ -245,35 +300,44 @@ int ClientWorker::run() {
         }
         for (int i = 0; i < ready; ++i) on_event(events[i]);
         wheel_.advance_to(current_tick(), [this](uint32_t index, uint32_t tick) { on_timer(index, tick); });
+        publish_gauges();
     }
     close_all();
     return 0;
 }
 
-// Until the next wheel tick, or sooner while launches are waiting.
+// Until the next wheel tick, or sooner while launches are waiting (or the
+// storm may begin).
 int ClientWorker::wait_timeout_ms() const {
-    const bool launches_left = next_launch_ < clients_.size() && !free_handshakes_.empty();
-    if (launches_left && (launch_rate_ == 0 || launch_tokens_ >= 1)) return 0;
+    const bool established_left = established_launch_open();
+    const bool storm_left = storm_launch_open();
+    if ((established_left && established_pacer_.ready()) || (storm_left && storm_pacer_.ready())) return 0;
     const int64_t until_tick = start_ns_ + (int64_t{current_tick()} + 1) * kTickNs - monotonic_ns();
     const int timeout = static_cast<int>(std::clamp<int64_t>(until_tick / 1'000'000 + 1, 1, kTickNs / 1'000'000));
-    return launches_left ? std::min(timeout, kRateWaitMs) : timeout;
+    return established_left || storm_left || storm_pending() ? std::min(timeout, kRateWaitMs) : timeout;
+}
+
+// True once the parent's storm start time has come.
+bool ClientWorker::check_storm_start(int64_t now) {
+    if (storm_started_) return true;
+    const int64_t storm_start = control_.storm_start_ns.load(std::memory_order_acquire);
+    if (storm_start == 0 || now < storm_start) return false;
+    storm_started_ = true;
+    storm_pacer_.last_ns = storm_start;
+    return true;
 }
 
 void ClientWorker::launch_due() {
     if (stopping()) return;
-    if (launch_rate_ > 0) {
-        const int64_t now = monotonic_ns();
-        const double burst = std::max(1.0, launch_rate_ / 10);
-        launch_tokens_ = std::min(burst, launch_tokens_ + launch_rate_ * static_cast<double>(now - last_refill_ns_) / 1e9);
-        last_refill_ns_ = now;
-    }
-    for (uint32_t launched = 0; launched < kLaunchBatch && next_launch_ < clients_.size() && !free_handshakes_.empty();
-         ++launched) {
-        if (launch_rate_ > 0) {
-            if (launch_tokens_ < 1) return;
-            launch_tokens_ -= 1;
-        }
-        launch(next_launch_++);
+    const int64_t now = monotonic_ns();
+    established_pacer_.refill(now);
+    for (uint32_t launched = 0; launched < kLaunchBatch && established_launch_open() && established_pacer_.take(); ++launched)
+        launch(next_launch_++, false);
+    if (plan_.storm_count == 0 || !check_storm_start(now)) return;
+    storm_pacer_.refill(now);
+    for (uint32_t launched = 0; launched < kLaunchBatch && storm_launch_open() && storm_pacer_.take(); ++launched) {
+        WorkerCounters::bump(counters_.storm_launched);
+        launch(next_storm_++, false);
     }
 }
 
@@ -284,7 +348,7 @@ void ClientWorker::launch_due() {
 int ClientWorker::open_socket(uint32_t index, bool with_port_window) {
     const int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) return -errno;
-    const uint64_t global = plan_.first_global_index + index;
+    const uint64_t global = global_index_of(index);
     const uint64_t sources = std::max<size_t>(1, options_.sources.size());
     if (with_port_window) {
         const uint32_t window = static_cast<uint32_t>((global / sources) % port_windows_);
@@ -317,13 +381,31 @@ int ClientWorker::open_socket(uint32_t index, bool with_port_window) {
     return fd;
 }
 
-void ClientWorker::launch(uint32_t index) {
-    Client& client = clients_[index];
-    ++live_;
-    client.state = State::Connecting;
-    client.handshake = free_handshakes_.back();
+uint16_t ClientWorker::acquire_handshake() {
+    if (free_handshakes_.empty()) {
+        // A worker holds far fewer sockets than the 16-bit slot index allows.
+        if (handshakes_.size() >= kMaxHandshakeSlots) std::abort();
+        handshakes_.emplace_back();
+        return static_cast<uint16_t>(handshakes_.size() - 1);
+    }
+    const uint16_t slot = free_handshakes_.back();
     free_handshakes_.pop_back();
-    handshakes_[client.handshake].received_length = 0;
+    return slot;
+}
+
+// One connect attempt: a first one (live_ counts the client from here on) or
+// a retry.
+void ClientWorker::launch(uint32_t index, bool retry) {
+    Client& client = clients_[index];
+    if (!retry) ++live_;
+    WorkerCounters::bump(counters_.offered);
+    if (retry) WorkerCounters::bump(counters_.retries);
+    client.state = State::Connecting;
+    client.handshake = acquire_handshake();
+    ++in_flight_;
+    Handshake& handshake = handshakes_[client.handshake];
+    handshake.received_length = 0;
+    handshake.connect_ns = monotonic_ns();
     int fd = open_socket(index, use_port_windows_);
     // A window can be full of ports still held from an earlier run; the
     // whole range may not be.
@@ -348,6 +430,7 @@ void ClientWorker::on_event(const epoll_event& event) {
         case State::AwaitingConnack: receive_connack(index); break;
         case State::Online: receive_online(index); break;
         case State::Waiting:
+        case State::RetryWait:
         case State::Ended: break;
     }
 }
@@ -358,9 +441,10 @@ void ClientWorker::send_connect(uint32_t index) {
     socklen_t length = sizeof error;
     if (getsockopt(client.fd, SOL_SOCKET, SO_ERROR, &error, &length) != 0) error = errno;
     if (error != 0) return fail(index, reason_for_errno(error));
+    WorkerCounters::bump(counters_.tcp_connected);
 
     char uid[24];
-    const auto uid_end = std::to_chars(uid, uid + sizeof uid, plan_.first_cid + index).ptr;
+    const auto uid_end = std::to_chars(uid, uid + sizeof uid, cid_of(index)).ptr;
     char client_key[crypto::base64_encoded_size(32)];
     proto::ConnectPacket connect;
     connect.version = options_.version;
@@ -375,7 +459,7 @@ void ClientWorker::send_connect(uint32_t index) {
         connect.token = token_;
     }
     if (proto::has_crypto(options_.version) && !client_keys_.empty()) {
-        const auto& encoded = client_keys_[(plan_.first_global_index + index) % client_keys_.size()];
+        const auto& encoded = client_keys_[global_index_of(index) % client_keys_.size()];
         connect.client_key = std::string_view(encoded.data(), encoded.size());
     } else if (proto::has_crypto(options_.version)) {
         Handshake& handshake = handshakes_[client.handshake];
@@ -387,6 +471,7 @@ void ClientWorker::send_connect(uint32_t index) {
     if (send_buffer_.size() < size) send_buffer_.resize(size);
     const size_t written = proto::encode(packet, options_.version, send_buffer_);
     // A fresh socket's send buffer always takes one small packet whole.
+    handshakes_[client.handshake].sent_ns = monotonic_ns();
     const ssize_t sent = written == 0 ? -1 : send(client.fd, send_buffer_.data(), written, MSG_NOSIGNAL);
     if (sent != static_cast<ssize_t>(written)) return fail(index, sent < 0 ? reason_for_errno(errno) : FailReason::Other);
     client.state = State::AwaitingConnack;
@@ -403,6 +488,7 @@ void ClientWorker::receive_connack(uint32_t index) {
         if (errno != EAGAIN && errno != EINTR) fail(index, reason_for_errno(errno));
         return;
     }
+    const int64_t received_ns = monotonic_ns();
     handshake.received_length += static_cast<uint8_t>(received);
     const std::span<const uint8_t> stream(handshake.received, handshake.received_length);
     const proto::SplitResult split = proto::split_frame(stream);
@@ -413,7 +499,7 @@ void ClientWorker::receive_connack(uint32_t index) {
     }
     FailReason reason = FailReason::BadConnack;
     if (split.status == proto::SplitStatus::Error || !accept_connack(index, split.frame, reason)) return fail(index, reason);
-    come_online(index, stream.subspan(split.frame.size));
+    come_online(index, received_ns, stream.subspan(split.frame.size));
 }
 
 // The CONNACK must say success and, from v3 on, carry a 32-byte server key
@@ -444,12 +530,21 @@ bool ClientWorker::accept_connack(uint32_t index, const proto::Frame& frame, Fai
     return true;
 }
 
-void ClientWorker::come_online(uint32_t index, std::span<const uint8_t> extra) {
+void ClientWorker::come_online(uint32_t index, int64_t received_ns, std::span<const uint8_t> extra) {
     Client& client = clients_[index];
-    release_handshake(client);
+    const Handshake& handshake = handshakes_[client.handshake];
+    counters_.connect_to_connack.record(static_cast<uint64_t>(std::max<int64_t>(0, received_ns - handshake.sent_ns)) / 1000);
+    counters_.login.record(static_cast<uint64_t>(std::max<int64_t>(0, received_ns - handshake.connect_ns)) / 1000);
+    close_attempt(client);  // releases the handshake slot, keeps the socket
     client.state = State::Online;
+    client.failed_attempts = 0;
+    const int64_t now = monotonic_ns();
     WorkerCounters::bump(counters_.came_online);
-    counters_.last_online_ns.store(monotonic_ns(), std::memory_order_relaxed);
+    counters_.last_online_ns.store(now, std::memory_order_relaxed);
+    if (established(index)) {
+        WorkerCounters::bump(counters_.est_came_online);
+        counters_.est_last_online_ns.store(now, std::memory_order_relaxed);
+    }
     // First PING at a random point of the interval so that the heartbeats of
     // a fast ramp do not all fall on the same tick.
     client.deadline = wheel_.schedule(index, 1 + static_cast<uint32_t>(random_.next() % heartbeat_ticks_));
@@ -459,10 +554,7 @@ void ClientWorker::come_online(uint32_t index, std::span<const uint8_t> extra) {
 void ClientWorker::receive_online(uint32_t index) {
     const ssize_t received = recv(clients_[index].fd, receive_buffer_.data(), receive_buffer_.size(), 0);
     if (received < 0 && (errno == EAGAIN || errno == EINTR)) return;
-    if (received <= 0) {
-        WorkerCounters::bump(counters_.closed_by_peer);
-        return end(index);
-    }
+    if (received <= 0) return lose(index, false);
     consume_online_bytes(index, std::span(receive_buffer_.data(), static_cast<size_t>(received)));
 }
 
@@ -471,13 +563,12 @@ void ClientWorker::receive_online(uint32_t index) {
 // away: counted as closed by the peer, no reassembly needed.
 void ClientWorker::consume_online_bytes(uint32_t index, std::span<const uint8_t> bytes) {
     for (const uint8_t byte : bytes) {
-        if (byte >> 4 != static_cast<uint8_t>(proto::PacketType::Pong)) {
-            WorkerCounters::bump(counters_.closed_by_peer);
-            return end(index);
-        }
+        if (byte >> 4 != static_cast<uint8_t>(proto::PacketType::Pong)) return lose(index, false);
         WorkerCounters::bump(counters_.pongs_received);
-        clients_[index].ping_outstanding = false;
-        clients_[index].missed_heartbeats = 0;
+        Client& client = clients_[index];
+        if (client.ping_outstanding) counters_.pong.record(now_us32() - client.ping_sent_us);
+        client.ping_outstanding = false;
+        client.missed_heartbeats = 0;
     }
 }
 
@@ -488,6 +579,11 @@ void ClientWorker::on_timer(uint32_t index, uint32_t tick) {
         case State::Connecting:
         case State::AwaitingConnack: fail(index, FailReason::Timeout); break;
         case State::Online: heartbeat(index); break;
+        case State::RetryWait:
+            --retry_waiting_;
+            if (stopping()) return end(index);
+            launch(index, true);
+            break;
         case State::Waiting:
         case State::Ended: break;
     }
@@ -500,16 +596,14 @@ void ClientWorker::heartbeat(uint32_t index) {
     Client& client = clients_[index];
     if (client.ping_outstanding) {
         WorkerCounters::bump(counters_.pongs_missing);
-        if (++client.missed_heartbeats >= kMissedHeartbeatsToDrop) {
-            WorkerCounters::bump(counters_.dropped);
-            return end(index);
-        }
+        if (++client.missed_heartbeats >= kMissedHeartbeatsToDrop) return lose(index, true);
     }
+    // The PONG that comes answers the oldest unanswered PING: its time stays.
+    if (!client.ping_outstanding) client.ping_sent_us = now_us32();
     if (send(client.fd, &kPing, 1, MSG_NOSIGNAL) == 1) {
         WorkerCounters::bump(counters_.pings_sent);
     } else if (errno != EAGAIN) {
-        WorkerCounters::bump(counters_.closed_by_peer);
-        return end(index);
+        return lose(index, false);
     }
     // Also when the send buffer is full: a server that stops reading is
     // treated like one that stops answering.
@@ -517,22 +611,58 @@ void ClientWorker::heartbeat(uint32_t index) {
     client.deadline = wheel_.schedule(index, heartbeat_ticks_);
 }
 
+// A failed attempt. With -retry-ms, one the server reset or refused, or that
+// timed out, is tried again after the backoff; otherwise the client gives up.
 void ClientWorker::fail(uint32_t index, FailReason reason) {
     WorkerCounters::bump(counters_.failed[static_cast<size_t>(reason)]);
+    const bool retryable = reason == FailReason::Reset || reason == FailReason::Refused || reason == FailReason::Timeout;
+    if (options_.retry_ms == 0 || !retryable || stopping()) {
+        WorkerCounters::bump(counters_.gave_up);
+        if (established(index)) WorkerCounters::bump(counters_.est_gave_up);
+        return end(index);
+    }
+    Client& client = clients_[index];
+    close_attempt(client);
+    if (client.fd >= 0) close(client.fd);
+    client.fd = -1;
+    if (client.failed_attempts < 31) ++client.failed_attempts;
+    const uint32_t doublings = std::min<uint32_t>(client.failed_attempts - 1, kMaxBackoffDoublings);
+    const double jitter = 0.5 + static_cast<double>(random_.next() >> 11) / 9007199254740992.0;  // [0.5, 1.5)
+    const auto delay_ns = static_cast<int64_t>(static_cast<double>(options_.retry_ms) * 1e6 * (1u << doublings) * jitter);
+    client.state = State::RetryWait;
+    client.deadline = wheel_.schedule(index, to_ticks(delay_ns));
+    ++retry_waiting_;
+}
+
+// An online client that the server closed or reset (or sent something other
+// than a PONG), or that missed kMissedHeartbeatsToDrop PONGs in a row.
+void ClientWorker::lose(uint32_t index, bool dropped) {
+    WorkerCounters::bump(dropped ? counters_.dropped : counters_.closed_by_peer);
+    if (established(index)) WorkerCounters::bump(dropped ? counters_.est_dropped : counters_.est_closed_by_peer);
     end(index);
 }
 
 void ClientWorker::end(uint32_t index) {
     Client& client = clients_[index];
-    release_handshake(client);
+    close_attempt(client);
     if (client.fd >= 0) close(client.fd);
     client.fd = -1;
     client.state = State::Ended;
     --live_;
 }
 
-void ClientWorker::release_handshake(Client& client) {
-    if (client.state == State::Connecting || client.state == State::AwaitingConnack) free_handshakes_.push_back(client.handshake);
+// Leaves the connecting states: frees the handshake slot (the socket is the
+// caller's to close or keep).
+void ClientWorker::close_attempt(Client& client) {
+    if (client.state != State::Connecting && client.state != State::AwaitingConnack) return;
+    free_handshakes_.push_back(client.handshake);
+    --in_flight_;
+    client.state = State::Waiting;
+}
+
+void ClientWorker::publish_gauges() {
+    WorkerCounters::set(counters_.in_flight, in_flight_);
+    WorkerCounters::set(counters_.retry_waiting, retry_waiting_);
 }
 
 void ClientWorker::close_all() {

@@ -8,9 +8,13 @@
 #                   [--build-dir DIR] [--port 6666] [--out DIR] [--rate N]
 #                   [--version 4] [--workers N] [--ramp-allowance 120s]
 #                   [--server-arg FLAG]... [--bench-arg FLAG]... [--netns]
+#                   [--heartbeat 20s] [--retry-ms N] [--connect-timeout D]
+#                   [--storm RATE [--storm-clients N] [--storm-delay 10s]]
 #
 #   bench/online.sh --bench-arg -client-keys --bench-arg 64   # see bench/README.md
 #   bench/online.sh --netns --hold 10m          # 1 server + 5 load namespaces (root)
+#   bench/online.sh --storm 8000 --clients-per-machine 5000 --storm-clients 20000 \
+#       --rate 2000 --hold 20s                  # a login storm, see bench/README.md
 #
 # --build-dir  default: build-release if it exists, else build
 # --hold       how long all clients stay online after the ramp allowance
@@ -23,6 +27,26 @@
 #              (e.g. --server-arg --recv-mode --server-arg poll)
 # --bench-arg  one more argument for every bench_connection, repeatable
 #              (e.g. --bench-arg -client-keys --bench-arg 64)
+# --heartbeat  the clients' PING interval (default 20s; 5s with --storm, so
+#              that three missed PONGs show within the run)
+# --retry-ms   bench_connection -retry-ms: a connect reset, refused or timed
+#              out before its CONNACK is retried after a backoff
+# --connect-timeout  bench_connection -connect-timeout: how long a client
+#              waits for its CONNACK (default 10s; 30s with --storm, longer
+#              than the server's 10 s auth timeout, so that a connection the
+#              server accepted and then closed shows as a reset, not as the
+#              client's own timeout)
+# --storm      a login storm at RATE connections per second (over all load
+#              processes): first the --machines x --clients-per-machine
+#              "established" clients come online at --rate, then after
+#              --storm-delay (default 10s) --storm-clients more (default 4 x
+#              the established) are offered at RATE, open loop, while the
+#              established clients keep their heartbeats. --hold is the time
+#              after the last storm client was offered (default 60s); the
+#              default --machines is 1. Also writes storm.csv (per second:
+#              offered, completed handshakes, online, resets, established
+#              lost, latencies, the server's accept queue) and storm.png, and
+#              a "storm:" block at the top of summary.txt.
 # --netns      as the seed's 1 server + N load machines: the server in a
 #              network namespace of its own (listening on 0.0.0.0), load
 #              process k in its own namespace joined to the server's by a
@@ -38,7 +62,9 @@
 #
 # Writes samples.csv, summary.txt, online.png, server.log, and per machine k
 # bench-k.log and bench-k.csv into the output directory. Exits 0 when every
-# client came online and stayed online and the server stopped cleanly; 1
+# client came online and stayed online and the server stopped cleanly (with
+# --storm: every established client came online, no online client was lost,
+# no connect was reset or refused, and the server stopped cleanly); 1
 # otherwise; 2 for a usage or setup error; 77 (skipped) with --netns when not
 # run as root.
 set -euo pipefail
@@ -85,9 +111,9 @@ positive_integer() {
 }
 
 build_dir=""
-hold_seconds=600
+hold_seconds=""
 clients_per_machine=25000
-machines=5
+machines=""
 port=6666
 out_dir=""
 rate=""
@@ -97,6 +123,12 @@ ramp_allowance_seconds=""
 extra_server_args=()
 extra_bench_args=()
 netns=false
+heartbeat=""
+retry_ms=""
+connect_timeout=""
+storm_rate=""
+storm_clients=""
+storm_delay_seconds=10
 
 while (($# > 0)); do
     if [[ "$1" == --netns ]]; then
@@ -118,10 +150,43 @@ while (($# > 0)); do
         --ramp-allowance) ramp_allowance_seconds=$(duration_seconds "$2") ;;
         --server-arg) extra_server_args+=("$2") ;;
         --bench-arg) extra_bench_args+=("$2") ;;
+        --heartbeat) heartbeat="$(duration_seconds "$2")s" ;;
+        --retry-ms) retry_ms=$(positive_integer "$1" "$2") ;;
+        --connect-timeout) connect_timeout="$(duration_seconds "$2")s" ;;
+        --storm) storm_rate=$(positive_integer "$1" "$2") ;;
+        --storm-clients) storm_clients=$(positive_integer "$1" "$2") ;;
+        --storm-delay) storm_delay_seconds=$(duration_seconds "$2") ;;
         *) usage ;;
     esac
     shift 2
 done
+
+storm=false
+[[ -n "$storm_rate" ]] && storm=true
+readonly storm
+if ! $storm && [[ -n "$storm_clients" ]]; then die "--storm-clients needs --storm RATE"; fi
+if $storm; then
+    : "${machines:=1}" "${hold_seconds:=60}" "${heartbeat:=5s}" "${connect_timeout:=30s}"
+else
+    : "${machines:=5}" "${hold_seconds:=600}" "${heartbeat:=20s}"
+fi
+# The storm's clients, split over the load processes: cids after all the
+# established ones, machine k taking the k-th block, at RATE / machines each.
+storm_per_machine=0
+storm_rate_per_machine=0
+if $storm; then
+    : "${storm_clients:=$((4 * clients_per_machine * machines))}"
+    ((storm_clients % machines == 0)) || die "--storm-clients must be a multiple of --machines"
+    storm_per_machine=$((storm_clients / machines))
+    storm_rate_per_machine=$((storm_rate / machines))
+    ((storm_rate_per_machine > 0)) || die "--storm: at least 1 connection per second per load process"
+fi
+readonly storm_per_machine storm_rate_per_machine
+# Source addresses per load process: about 28000 ephemeral ports each, used
+# up to ~20000, and at least the 8 of the seed's runs.
+readonly sources_per_machine=$(((clients_per_machine + storm_per_machine + 19999) / 20000 > 8 ? (clients_per_machine + storm_per_machine + 19999) / 20000 : 8))
+((sources_per_machine <= 253)) || die "too many clients per load process for 253 source addresses: add --machines"
+readonly last_source=$((sources_per_machine + 1))
 
 ((machines <= 250)) || die "--machines: at most 250 (machine k uses source addresses 127.0.k.2-127.0.k.9 or 10.201.k.2-10.201.k.9)"
 ((port <= 65535)) || die "--port: at most 65535"
@@ -143,9 +208,17 @@ if [[ -z "$ramp_allowance_seconds" ]]; then
     [[ -n "$rate" ]] && ramp_allowance_seconds=$((2 * (clients_per_machine + rate - 1) / rate + 30))
 fi
 readonly total_clients=$((clients_per_machine * machines))
+# Every client, the storm's included.
+readonly all_clients=$((total_clients + storm_per_machine * machines))
 # Headroom over the clients, as the seed's 140000 for 125000.
-readonly max_conns=$((total_clients + total_clients / 8 + 64))
-readonly bench_timeout_seconds=$((ramp_allowance_seconds + hold_seconds))
+readonly max_conns=$((all_clients + all_clients / 8 + 64))
+# With --storm the load processes stop by themselves --hold after the last
+# storm client was offered (-storm-hold); -timeout bounds it: the established
+# ramp's allowance, the pause, the storm at its rate, the hold and 10 s.
+storm_seconds=0
+if $storm; then storm_seconds=$((storm_delay_seconds + (storm_per_machine + storm_rate_per_machine - 1) / storm_rate_per_machine + 10)); fi
+readonly storm_seconds
+readonly bench_timeout_seconds=$((ramp_allowance_seconds + storm_seconds + hold_seconds))
 [[ -n "$out_dir" ]] || out_dir="$repo_dir/bench/results/online-$(date +%Y%m%d-%H%M%S)"
 mkdir -p "$out_dir"
 out_dir=$(cd "$out_dir" && pwd)
@@ -241,7 +314,7 @@ setup_netns() {
         ip -n "$server_ns" addr add "10.201.$k.1/24" dev "lmo-m$k"
         ip -n "$server_ns" link set "lmo-m$k" up
         ip -n "$namespace" link set lo up
-        for ((host = 2; host <= 9; host++)); do ip -n "$namespace" addr add "10.201.$k.$host/24" dev lmo-srv; done
+        for ((host = 2; host <= last_source; host++)); do ip -n "$namespace" addr add "10.201.$k.$host/24" dev lmo-srv; done
         ip -n "$namespace" link set lmo-srv up
         tune_namespace "$namespace" load
     done
@@ -350,17 +423,24 @@ start_server() {
 # namespace with 10.201.k.2-10.201.k.9 and the server at 10.201.k.1.
 start_machine() {
     local k=$1
-    local first=$(((k - 1) * clients_per_machine + 1)) server=127.0.0.1 sources="127.0.$k.2-127.0.$k.9"
+    local first=$(((k - 1) * clients_per_machine + 1)) server=127.0.0.1 sources="127.0.$k.2-127.0.$k.$last_source"
     local -a prefix=()
     if $netns; then
         server="10.201.$k.1"
-        sources="10.201.$k.2-10.201.$k.9"
+        sources="10.201.$k.2-10.201.$k.$last_source"
         prefix=(ip netns exec "$(load_ns "$k")")
     fi
     local -a arguments=(-cids "$first-$((first + clients_per_machine - 1))" -hostname "$server" -port "$port"
-        -timeout "${bench_timeout_seconds}s" -srcs "$sources" -heartbeat 20s
+        -timeout "${bench_timeout_seconds}s" -srcs "$sources" -heartbeat "$heartbeat"
         -version "$protocol_version" -report "$out_dir/bench-$k.csv")
     [[ -n "$rate" ]] && arguments+=(-rate "$rate")
+    [[ -n "$retry_ms" ]] && arguments+=(-retry-ms "$retry_ms")
+    [[ -n "$connect_timeout" ]] && arguments+=(-connect-timeout "$connect_timeout")
+    if $storm; then
+        local storm_first=$((total_clients + (k - 1) * storm_per_machine + 1))
+        arguments+=(-storm-cids "$storm_first-$((storm_first + storm_per_machine - 1))" -storm-rate "$storm_rate_per_machine"
+            -storm-delay "${storm_delay_seconds}s" -storm-hold "${hold_seconds}s")
+    fi
     ((${#extra_bench_args[@]})) && arguments+=("${extra_bench_args[@]}")
     echo "${prefix[*]}${prefix[*]:+ }$bench_bin ${arguments[*]}" >>"$out_dir/bench.cmd"
     "${prefix[@]}" "$bench_bin" "${arguments[@]}" >"$out_dir/bench-$k.log" 2>&1 &
@@ -425,7 +505,7 @@ column_stat() {
 
 # First t_s at which every client was online, or "-".
 all_online_at() {
-    awk -F, -v clients="$total_clients" 'NR > 1 && $1 + 0 >= 0 && $2 + 0 >= clients { print $1; found = 1; exit }
+    awk -F, -v clients="$all_clients" 'NR > 1 && $1 + 0 >= 0 && $2 + 0 >= clients { print $1; found = 1; exit }
         END { if (!found) print "-" }' "$out_dir/samples.csv"
 }
 
@@ -498,8 +578,146 @@ tcp_trouble_counters() {
          END { print "" }' "$out_dir/nstat-before.txt" "$out_dir/nstat-after.txt"
 }
 
+# storm.csv: per second (t_s = the end of the second, from the start of the
+# load processes) the load processes' counters summed (percentiles: the
+# largest over the load processes) and the sampler's server-side columns of
+# the sample nearest to it.
+write_storm_csv() {
+    awk -F, -v OFS=, '
+        function ms(us) { return us == "" ? "" : sprintf("%.1f", us / 1000) }
+        function larger(a, b) { return a == "" ? b : (b == "" || a + 0 > b + 0 ? a : b) }
+        FNR == 1 { delete col; for (i = 1; i <= NF; i++) col[$i] = i; samples = ("server_rss_kib" in col); next }
+        samples {
+            t = int($col["t_s"] + 0.5)
+            if (t < 1) next
+            server[t] = $col["accepted_per_s"] OFS $col["auth_ok_per_s"] OFS $col["server_closed_per_s"] OFS \
+                $col["pending_handshakes"] OFS $col["accept_queue"] OFS $col["listen_overflows_per_s"] OFS \
+                $col["listen_drops_per_s"] OFS $col["server_cpu_pct"] OFS $col["host_cpu_pct"]
+            next
+        }
+        {
+            t = $col["t_s"] + 0
+            if (t > last) last = t
+            if ($col["phase"] + 0 > phase[t]) phase[t] = $col["phase"] + 0
+            n = split("offered_per_s retries_per_s tcp_connected_per_s handshakes_per_s online established_online in_flight " \
+                "reset_per_s refused_per_s timeouts_per_s closed_after_connack_per_s dropped_per_s established_lost", sums, " ")
+            for (i = 1; i <= n; i++) sum[t, i] += $col[sums[i]]
+            pongs_missing[t] += $col["pongs_missing"]
+            m = split("connack_p50_us connack_p99_us login_p99_us pong_p99_us", percentiles, " ")
+            for (i = 1; i <= m; i++) worst[t, i] = larger(worst[t, i], $col[percentiles[i]])
+        }
+        END {
+            print "t_s,phase,offered_per_s,retries_per_s,tcp_connected_per_s,handshakes_per_s,online,established_online," \
+                "in_flight,reset_per_s,refused_per_s,timeouts_per_s,closed_after_connack_per_s,dropped_per_s," \
+                "established_lost,connack_p50_ms,connack_p99_ms,login_p99_ms,pong_p99_ms,pongs_missing_per_s,server_accepted_per_s," \
+                "server_auth_ok_per_s,server_closed_per_s,server_pending_handshakes,accept_queue," \
+                "listen_overflows_per_s,listen_drops_per_s,server_cpu_pct,host_cpu_pct"
+            for (t = 1; t <= last; t++) {
+                line = t OFS phase[t] + 0
+                for (i = 1; i <= n; i++) line = line OFS sum[t, i] + 0
+                for (i = 1; i <= m; i++) line = line OFS ms(worst[t, i])
+                line = line OFS pongs_missing[t] - pongs_missing[t - 1]
+                print line OFS (t in server ? server[t] : ",,,,,,,,")
+            }
+        }' "$out_dir"/bench-*.csv "$out_dir/samples.csv" >"$out_dir/storm.csv"
+}
+
+# The "storm:" block of summary.txt, from storm.csv. The storm window: from
+# the storm's first second while connects were still being offered, waiting
+# in flight or queued in the server's accept queue.
+storm_summary() {
+    local backlog server_closed overflows achieved
+    backlog=$(cat "$out_dir/accept-backlog.txt" 2>/dev/null || echo "-")
+    # Totals from the final limaoim-stat snapshot and the kernel counters
+    # (the sampler may miss seconds on a busy host).
+    server_closed=$(jq -r '[.counters.closed | to_entries[] | select(.key != "peer_closed" and .key != "client_disconnect")
+        | "\(.key) \(.value)" | select(endswith(" 0") | not)] | if length == 0 then "none" else join(", ") end' \
+        "$out_dir/server-stat-final.json" 2>/dev/null || echo "-")
+    overflows=$(awk 'FNR == NR { before[$1] = $2; next }
+        $1 == "TcpExtListenOverflows" || $1 == "TcpExtListenDrops" { printf "%s +%d", (n++ ? ", drops" : "overflows"), $2 - before[$1] }
+        END { print "" }' "$out_dir/nstat-before.txt" "$out_dir/nstat-after.txt")
+    # Each load process's storm clients / the time it took to offer them,
+    # summed: exact where the per-second median has only partial seconds.
+    achieved=$({ grep -h '^  storm:' "$out_dir"/bench-*.log || true; } |
+        sed -n 's/.* offered [0-9]* by t=[0-9.]*s (\([0-9]*\)\/s).*/\1/p' | awk '{ sum += $1 } END { print sum + 0 }')
+    awk -F, -v requested="$storm_rate" -v storm_clients="$((storm_per_machine * machines))" -v backlog="$backlog" \
+        -v server_closed="$server_closed" -v overflows="$overflows" -v achieved="$achieved" '
+        function median(values, count,    sorted, i, j, swap) {
+            if (count == 0) return "-"
+            for (i = 1; i <= count; i++) sorted[i] = values[i]
+            for (i = 2; i <= count; i++)
+                for (j = i; j > 1 && sorted[j - 1] > sorted[j]; j--) { swap = sorted[j]; sorted[j] = sorted[j - 1]; sorted[j - 1] = swap }
+            return count % 2 ? sorted[(count + 1) / 2] : (sorted[count / 2] + sorted[count / 2 + 1]) / 2
+        }
+        NR == 1 { for (i = 1; i <= NF; i++) col[$i] = i; next }
+        {
+            t = $1 + 0; phase = $col["phase"] + 0
+            if (phase >= 1 && !start) start = t
+            if (phase == 1) { offering[++offering_count] = $col["offered_per_s"] - $col["retries_per_s"]; last_offer = t }
+            if (start && (phase == 1 || $col["in_flight"] + 0 > 0 || $col["accept_queue"] + 0 > 0)) {
+                handshakes[++window] = $col["handshakes_per_s"] + 0
+                window_end = t
+            }
+            if (start) {
+                resets += $col["reset_per_s"]; refused += $col["refused_per_s"]; timeouts += $col["timeouts_per_s"]
+                closed += $col["closed_after_connack_per_s"]; dropped += $col["dropped_per_s"]
+                retries += $col["retries_per_s"]
+                pongs_missing += $col["pongs_missing_per_s"]
+            }
+            if ($col["accept_queue"] + 0 > queue_peak) queue_peak = $col["accept_queue"] + 0
+            if ($col["connack_p99_ms"] != "" && $col["connack_p99_ms"] + 0 > connack_p99) connack_p99 = $col["connack_p99_ms"] + 0
+            if ($col["pong_p99_ms"] != "" && start && $col["pong_p99_ms"] + 0 > pong_p99) pong_p99 = $col["pong_p99_ms"] + 0
+            if (!start) established_before = $col["established_online"] + 0
+            established_lost = $col["established_lost"] + 0; online = $col["online"] + 0; end = t
+        }
+        END {
+            if (!start) { print "storm:    did not start (see bench-k.log)"; exit }
+            # The first and last seconds of the offering are partial.
+            n = 0
+            for (i = 2; i < offering_count; i++) steady[++n] = offering[i]
+            if (n == 0) for (i = 1; i <= offering_count; i++) steady[++n] = offering[i]
+            low = ""; high = 0
+            for (i = 1; i <= window; i++) {
+                if (low == "" || handshakes[i] < low) low = handshakes[i]
+                if (handshakes[i] > high) high = handshakes[i]
+            }
+            printf "storm:    %d clients offered from t=%ds to t=%ds at %d/s (requested %d/s; per-second median %s/s)\n",
+                storm_clients, start, last_offer, achieved, requested, median(steady, n)
+            if (achieved < 0.9 * requested)
+                printf "WARNING:  the load processes offered only %d/s of the %d/s asked for: they were short of CPU" \
+                    " (see host_cpu_pct in storm.csv; over loopback a connect costs the connecting side the TCP" \
+                    " handshake'"'"'s kernel work too)\n", achieved, requested
+            printf "          completed handshakes/s over the storm window t=%d..%ds: median %s, min %s, max %d;" \
+                " online at the end %d\n", start, window_end, median(handshakes, window), low, high, online
+            series = ""
+            for (i = 1; i <= window; i += 5) {
+                sum = 0; count = 0
+                for (j = i; j < i + 5 && j <= window; j++) { sum += handshakes[j]; count++ }
+                series = series sprintf("%s%d", series == "" ? "" : " ", sum / count)
+            }
+            printf "          handshakes/s, 5-s means from the storm'"'"'s start: %s\n", series
+            printf "          established dropped: %d of %d (target 0); connects reset by the server before CONNACK: %d," \
+                " refused: %d (target 0); online clients closed by the server: %d, dropped for missed PONGs: %d\n",
+                established_lost, established_before, resets, refused, closed, dropped
+            printf "          heartbeats that found the previous PING unanswered (a PONG later than the heartbeat" \
+                " interval) from the storm'"'"'s start: %d\n", pongs_missing
+            printf "          connects timed out (no CONNACK in time): %d; retries: %d; the server closed (limaoim-stat, all" \
+                " reasons but peer_closed and client_disconnect): %s\n", timeouts, retries, server_closed
+            printf "          accept queue peak %d as sampled (backlog of all listeners: %s); listen %s (kernel," \
+                " during the load); worst per-second p99 from the storm'"'"'s start: CONNECT->CONNACK %.1f ms," \
+                " PING->PONG %.1f ms\n", queue_peak, backlog, overflows, connack_p99, pong_p99
+        }' "$out_dir/storm.csv"
+    echo
+}
+
 write_summary() {
     local ramp_end hold_to=$((bench_timeout_seconds - 1)) end=$bench_timeout_seconds
+    # A storm run ends by itself (-storm-hold), before -timeout: at the last
+    # second the load processes reported.
+    if $storm && [[ -s "$out_dir/storm.csv" ]]; then
+        end=$(awk -F, 'NR > 1 { last = $1 } END { print last + 0 }' "$out_dir/storm.csv")
+        hold_to=$((end - 1))
+    fi
     ramp_end=$(all_online_at)
     local hold_from=$((ramp_allowance_seconds + 1)) ramp_to=$end
     if [[ "$ramp_end" != - ]]; then
@@ -520,16 +738,21 @@ write_summary() {
     closed=$(bench_total closed_by_peer)
     dropped=$(bench_total dropped)
 
-    local network="loopback" per_machine="cids and -srcs 127.0.k.2-127.0.k.9 per process k"
+    local network="loopback" per_machine="cids and -srcs 127.0.k.2-127.0.k.$last_source per process k"
     local counters_scope="host-wide" both_ends="both ends of its loopback connection" inuse_scope="host-wide"
     if $netns; then
         network="network namespaces (1 server + $machines load, veth)"
-        per_machine="cids, -hostname 10.201.k.1 and -srcs 10.201.k.2-10.201.k.9 per process k, in namespace $ns_prefix-mk"
+        per_machine="cids, -hostname 10.201.k.1 and -srcs 10.201.k.2-10.201.k.$last_source per process k, in namespace $ns_prefix-mk"
         counters_scope="server and load namespaces summed"
         both_ends="both ends of its veth connection: the kernel counts TCP memory for all namespaces together"
         inuse_scope="in the server's namespace"
     fi
-    echo "limaoim online test: $machines load processes x $clients_per_machine clients = $total_clients, $network"
+    if $storm; then
+        echo "limaoim login storm: $machines load processes x ($clients_per_machine established + $storm_per_machine storm)" \
+            "clients = $all_clients, storm at $storm_rate/s, $network"
+    else
+        echo "limaoim online test: $machines load processes x $clients_per_machine clients = $total_clients, $network"
+    fi
     echo "date:     $started_at"
     echo "command:  $command_line"
     echo "server:   $(cat "$out_dir/server.cmd")"
@@ -537,14 +760,20 @@ write_summary() {
     echo "load:     $(head -1 "$out_dir/bench.cmd") ($per_machine)"
     if $netns; then
         echo "network:  server in namespace $server_ns on 0.0.0.0; per process k a veth pair, lmo-mk 10.201.k.1/24" \
-            "<-> lmo-srv 10.201.k.2-10.201.k.9/24 in namespace $ns_prefix-mk"
+            "<-> lmo-srv 10.201.k.2-10.201.k.$last_source/24 in namespace $ns_prefix-mk"
         echo "sysctls:  server namespace: $(namespace_sysctls "$server_ns")"
         echo "          each load namespace: $(namespace_sysctls "$(load_ns 1)")"
     fi
     echo "host:     Linux $(uname -r), $(nproc) CPUs, $(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo) RAM"
-    echo "timing:   ramp allowance ${ramp_allowance_seconds}s + hold ${hold_seconds}s = -timeout ${bench_timeout_seconds}s"
+    if $storm; then
+        echo "timing:   established ramp, then after ${storm_delay_seconds}s the storm; stop ${hold_seconds}s after the last" \
+            "storm client was offered (-storm-hold), at the latest at -timeout ${bench_timeout_seconds}s"
+    else
+        echo "timing:   ramp allowance ${ramp_allowance_seconds}s + hold ${hold_seconds}s = -timeout ${bench_timeout_seconds}s"
+    fi
     echo
-    echo "online:   peak $(column_stat online 0 "$end" max) of $total_clients; all online at t=${ramp_end}s" \
+    if $storm; then storm_summary; fi
+    echo "online:   peak $(column_stat online 0 "$end" max) of $all_clients; all online at t=${ramp_end}s" \
         "(sampled each second from the start of the load processes)"
     echo "          steady state measured over t=${hold_from}..${hold_to}s;" \
         "online at its end: $(column_stat online "$hold_from" "$hold_to" last)"
@@ -562,12 +791,12 @@ write_summary() {
     echo "kernel:   $(tcp_trouble_counters) ($counters_scope, during the load)"
     echo
     echo "server RSS:    baseline $(mib "$rss_base") MiB, peak $(mib "$rss_peak") MiB;" \
-        "growth per client $(ratio "$((rss_peak * 1024 - rss_base * 1024))" "$total_clients" 0) bytes"
+        "growth per client $(ratio "$((rss_peak * 1024 - rss_base * 1024))" "$all_clients" 0) bytes"
     echo "kernel TCP mem: baseline $(ratio "$((tcp_base * 4))" 1024 1) MiB, peak $(ratio "$((tcp_peak * 4))" 1024 1) MiB" \
-        "($tcp_peak pages); per client $(ratio "$(((tcp_peak - tcp_base) * 4096))" "$total_clients" 0) bytes" \
+        "($tcp_peak pages); per client $(ratio "$(((tcp_peak - tcp_base) * 4096))" "$all_clients" 0) bytes" \
         "($both_ends); TCP sockets in use at peak $inuse_peak ($inuse_scope)"
     echo "kernel Slab:   baseline $(mib "$slab_base") MiB, peak $(mib "$slab_peak") MiB;" \
-        "growth per client $(ratio "$(((slab_peak - slab_base) * 1024))" "$total_clients" 0) bytes (both ends)"
+        "growth per client $(ratio "$(((slab_peak - slab_base) * 1024))" "$all_clients" 0) bytes (both ends)"
     echo "server CPU:    median $(column_stat server_cpu_pct "$hold_from" "$hold_to" median)% of one core over the hold," \
         "peak $(column_stat server_cpu_pct 0 "$end" max)% (ramp included); $(nproc) cores = $(nproc)00%"
     echo "server RX:     median $(column_stat bytes_in_per_s "$hold_from" "$hold_to" median) B/s over the hold," \
@@ -583,19 +812,27 @@ write_summary() {
     local k
     for ((k = 1; k <= machines; k++)); do
         echo "[$k] exit status ${bench_statuses[k - 1]}"
-        grep -E '^(summary|  ramp|  end|  cpu|verdict):' "$out_dir/bench-$k.log" | sed 's/^/    /' || echo "    (no summary)"
+        grep -E '^(summary|  ramp|  storm|  connects|  established|  latency|  end|  cpu|verdict):' "$out_dir/bench-$k.log" |
+            sed 's/^/    /' || echo "    (no summary)"
     done
 }
 
 if $netns; then setup_netns; fi
 start_server
 echo "server pid $server_pid: $(grep -m1 -i 'capacity' "$out_dir/server.log" || true)" >&2
+# The accept backlog of all the server's listeners (ss Send-Q: the listen()
+# backlog capped by net.core.somaxconn).
+in_server_ns ss -Hltn "sport = :$port" | awk '{ backlog += $3 } END { print backlog + 0 }' >"$out_dir/accept-backlog.txt"
 
 : >"$out_dir/bench.pids"
 : >"$out_dir/bench.cmd"
 readonly t0_us=$((${EPOCHREALTIME/./} + baseline_seconds * 1000000))
-"$script_dir/sample.sh" --server-pid "$server_pid" --stat "$stat_bin" --instance "$port" --t0-us "$t0_us" \
-    --load-pids "$out_dir/bench.pids" \
+# The sampler at a higher priority than the server and the load (root only),
+# so that a busy run still gets a row every second.
+sampler_nice=()
+((EUID != 0)) || sampler_nice=(nice -n -5)
+"${sampler_nice[@]}" "$script_dir/sample.sh" --server-pid "$server_pid" --stat "$stat_bin" --instance "$port" --t0-us "$t0_us" \
+    --load-pids "$out_dir/bench.pids" --listen-port "$port" \
     --max-seconds $((baseline_seconds + bench_timeout_seconds + bench_stop_grace_seconds + 30)) \
     >"$out_dir/samples.csv" 2>"$out_dir/sample.log" &
 sampler_pid=$!
@@ -607,7 +844,12 @@ network_counters >"$out_dir/nstat-before.txt"
 root_tcp_inuse_before=$(awk '$1 == "TCP:" { print $3 }' /proc/net/sockstat)
 readonly root_tcp_inuse_before
 for ((k = 1; k <= machines; k++)); do start_machine "$k"; done
-echo "$machines x $clients_per_machine clients started; ramp allowance ${ramp_allowance_seconds}s + hold ${hold_seconds}s" >&2
+if $storm; then
+    echo "$machines x ($clients_per_machine established + $storm_per_machine storm) clients started; storm at" \
+        "$storm_rate/s ${storm_delay_seconds}s after the established ramp, hold ${hold_seconds}s" >&2
+else
+    echo "$machines x $clients_per_machine clients started; ramp allowance ${ramp_allowance_seconds}s + hold ${hold_seconds}s" >&2
+fi
 
 wait_for_machines
 network_counters >"$out_dir/nstat-after.txt"
@@ -617,9 +859,14 @@ sleep 3
 stop_sampler
 stop_server
 
+if $storm; then write_storm_csv; fi
 write_summary >"$out_dir/summary.txt"
-gnuplot -e "samples='$out_dir/samples.csv'; output='$out_dir/online.png'; clients=$total_clients" \
+gnuplot -e "samples='$out_dir/samples.csv'; output='$out_dir/online.png'; clients=$all_clients" \
     "$script_dir/plot_online.gp" 2>"$out_dir/gnuplot.log" || echo "online.sh: gnuplot failed, see $out_dir/gnuplot.log" >&2
+if $storm; then
+    gnuplot -e "storm='$out_dir/storm.csv'; output='$out_dir/storm.png'; rate=$storm_rate; established=$total_clients" \
+        "$script_dir/plot_storm.gp" 2>>"$out_dir/gnuplot.log" || echo "online.sh: gnuplot failed, see $out_dir/gnuplot.log" >&2
+fi
 cat "$out_dir/summary.txt"
 echo "outputs in $out_dir" >&2
 

@@ -8,6 +8,9 @@
 #   - -client-keys against the real server, v4 and v3, and the flag's bounds;
 #   - the CONNACK checks with and without -client-keys, against a fake
 #     server (python3) that answers every CONNECT with a chosen CONNACK;
+#   - the storm mode (-storm-cids) against the real server, its flags, and
+#     its reset counting and -retry-ms against a fake server that resets
+#     every connection;
 #   - shellcheck over the bench scripts and tools/setup.sh.
 #
 #   bench/test_bench_connection.sh BUILD_DIR
@@ -211,6 +214,27 @@ while True:
     return 1
 }
 
+# A fake server on the given port that resets every connection it accepts
+# (SO_LINGER 0, then close). Sets fake_pid.
+start_resetting_server() {
+    local listen_port=$1
+    ip netns exec "$server_ns" python3 -c '
+import socket, struct, sys
+listener = socket.socket()
+listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+listener.bind(("0.0.0.0", int(sys.argv[1])))
+listener.listen(64)
+while True:
+    connection = listener.accept()[0]
+    connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    connection.close()
+' "$listen_port" &
+    fake_pid=$!
+    wait_listening "$listen_port" && return 0
+    echo "the resetting fake server did not listen" >&2
+    return 1
+}
+
 stop_fake_server() {
     kill "$fake_pid" 2>/dev/null || true
     wait "$fake_pid" 2>/dev/null || true
@@ -265,6 +289,67 @@ test_connack_checks() {
     stop_fake_server
 }
 
+test_storm_flags() {
+    local status
+    local bad
+    for bad in "-storm-cids 5-20" "-storm-cids 20-5" "-storm-hold 5s" "-storm-rate x" "-retry-ms 600001" "-max-inflight -1"; do
+        status=0
+        # shellcheck disable=SC2086 # each case is a flag and its value
+        "$bench_bin" -cids 1-10 $bad >/dev/null 2>&1 || status=$?
+        if [[ "$status" == 2 ]]; then pass; else fail "-cids 1-10 $bad: status $status, expected 2"; fi
+    done
+    if "$bench_bin" -help | grep -q -- '-storm-cids A-B'; then pass; else fail "-help lists -storm-cids"; fi
+}
+
+# 300 established clients, then a storm of 1,500 at 3,000/s, 1 s heartbeats:
+# PASS, with the storm's lines in the summary and its CSV columns.
+test_storm_run() {
+    local status=0
+    in_client "$bench_bin" -hostname 10.202.0.1 -port "$port" -srcs 10.202.0.2-10.202.0.3 -cids 1-300 -rate 1000 \
+        -storm-cids 1001-2500 -storm-rate 3000 -storm-delay 1s -storm-hold 3s -heartbeat 1s -client-keys 4 -procs 2 \
+        -timeout 30s -report "$work/storm.csv" >"$work/storm.log" 2>&1 || status=$?
+    if [[ "$status" == 0 ]] && grep -q '^  storm: 1500 clients (cids 1001-2500) at 3000/s' "$work/storm.log" &&
+        grep -q '^  established: 300 online when the storm began, 300 at the end; lost 0' "$work/storm.log" &&
+        grep -q '^verdict: PASS' "$work/storm.log" && grep -q ' storm offered=' "$work/storm.log"; then
+        pass
+    else
+        fail "storm run: status $status; output:"
+        sed 's/^/    /' "$work/storm.log"
+    fi
+    # Phases 0, 1 and 2 all appear; every storm client was offered once.
+    if awk -F, 'NR > 1 { seen[$11] = 1; offered += $12 } END { exit !(seen[0] && seen[1] && seen[2] && offered == 1800) }' \
+        "$work/storm.csv"; then pass; else fail "storm CSV: phases or offered count wrong: $(cat "$work/storm.csv")"; fi
+}
+
+# Against a server that resets every connection: resets are counted before
+# the CONNACK, the storm still starts (the established clients gave up), the
+# verdict fails; with -retry-ms the resets are retried.
+test_storm_resets() {
+    local status=0
+    start_resetting_server "$fake_port"
+    in_client "$bench_bin" -hostname 10.202.0.1 -port "$fake_port" -cids 1-3 -storm-cids 11-17 -storm-rate 100 \
+        -storm-delay 0 -storm-hold 1s -timeout 10s -quiet >"$work/resets.log" 2>&1 || status=$?
+    if [[ "$status" == 1 ]] && grep -q 'failed=10 (reset=10)' "$work/resets.log" &&
+        grep -q 'connects reset or refused before their CONNACK' "$work/resets.log"; then
+        pass
+    else
+        fail "storm against a resetting server: status $status; output:"
+        sed 's/^/    /' "$work/resets.log"
+    fi
+    status=0
+    in_client "$bench_bin" -hostname 10.202.0.1 -port "$fake_port" -cids 1-3 -retry-ms 100 -timeout 2s -quiet \
+        >"$work/retry.log" 2>&1 || status=$?
+    local retries
+    retries=$(grep -o 'retries=[0-9]*' "$work/retry.log" | cut -d= -f2)
+    if [[ "$status" == 1 && "${retries:-0}" -ge 6 ]] && grep -q 'gave_up=0' "$work/retry.log"; then
+        pass
+    else
+        fail "-retry-ms 100 against a resetting server: status $status, retries ${retries:-none}; output:"
+        sed 's/^/    /' "$work/retry.log"
+    fi
+    stop_fake_server
+}
+
 test_server_stops() {
     local status=0
     kill -TERM "$server_pid"
@@ -286,7 +371,10 @@ test_hostname_rule
 test_client_keys_flag
 start_server
 test_client_keys_runs
+test_storm_flags
+test_storm_run
 test_server_stops
+test_storm_resets
 test_connack_checks
 test_shellcheck
 

@@ -23,19 +23,15 @@ using namespace limaoim;
 
 int run(const Config& config) {
     const uint64_t nofile = net::raise_nofile_limit();
-    const net::CapacityPlan plan =
-        net::plan_capacity(config.max_conns, config.workers, nofile, std::thread::hardware_concurrency());
-    if (plan.workers > stats::kMaxWorkers) {
-        std::fprintf(stderr, "limaoim: --workers %u is above the maximum of %u\n", plan.workers, stats::kMaxWorkers);
-        return 1;
-    }
+    const net::CapacityPlan plan = net::plan_capacity(config.max_conns, config.workers, nofile,
+                                                      std::thread::hardware_concurrency(), config.recv_buffers);
     std::fprintf(stderr, "limaoim: %s\n", plan.summary.c_str());
     if (!plan.reaches_max_conns) std::fprintf(stderr, "limaoim: warning: %s\n", plan.problem.c_str());
 
     store::TokenStore tokens;
     for (const TokenEntry& t : config.tokens) tokens.set(t.uid, t.device_flag, t.token);
 
-    std::string error = net::probe_listen_port(config.addr, config.port);
+    std::string error = net::probe_listen_port(config.addr, config.port, "--port");
     if (!error.empty()) {
         std::fprintf(stderr, "limaoim: %s\n", error.c_str());
         return 1;
@@ -49,6 +45,7 @@ int run(const Config& config) {
     info.max_conns = config.max_conns;
     info.port = config.port;
     info.mode_test = config.mode == Mode::Test;
+    info.close_reason_names = gateway::close_reason_names();
     if (!segment.create(info, error)) {
         std::fprintf(stderr, "limaoim: %s\n", error.c_str());
         return 1;
@@ -65,28 +62,36 @@ int run(const Config& config) {
     shared.kick_delay_ms = config.kick_delay_ms;
     shared.max_packet = config.max_packet;
     shared.max_connect_packet = std::min(config.max_connect_packet, config.max_packet);
-    shared.max_pending_handshakes = config.max_pending_handshakes;
+    shared.handshakes_per_iteration = config.handshakes_per_iteration;
     shared.log_connections = config.mode == Mode::Debug || config.verbose;
 
     std::vector<std::unique_ptr<net::Worker>> workers;
+    std::vector<net::Worker*> peers;
     std::vector<std::unique_ptr<gateway::Gateway>> gateways;
     for (uint32_t i = 0; i < plan.workers; ++i) {
         net::WorkerOptions options;
         options.index = i;
-        options.addr = config.addr;
-        options.port = config.port;
         options.slots = plan.slots_per_worker;
-        options.recv_buffers = config.recv_buffers;
+        options.recv_buffers = plan.recv_buffers_per_worker;
         options.recv_buffer_size = config.recv_buffer_size;
         options.send_cap = config.send_cap;
-        options.sndbuf = config.sndbuf;
+        options.reassembly_budget = config.reassembly_budget / plan.workers;
         options.recv_mode = config.recv_mode == "poll" ? net::RecvMode::PollThenRecv : net::RecvMode::Multishot;
         workers.push_back(std::make_unique<net::Worker>(options, limits, segment.worker(i), segment.conns(i)));
-        shared.workers.push_back(workers.back().get());
+        peers.push_back(workers.back().get());
     }
     for (auto& worker : workers) {
-        gateways.push_back(std::make_unique<gateway::Gateway>(*worker, shared));
-        worker->set_handler(gateways.back().get());
+        gateways.push_back(std::make_unique<gateway::Gateway>(*worker, *worker, shared));
+        net::ListenerOptions tcp;
+        tcp.addr = config.addr;
+        tcp.port = config.port;
+        tcp.handler = gateways.back().get();
+        tcp.sndbuf = config.sndbuf;
+        // Each worker takes its share of the server-wide limit.
+        tcp.max_pending = (config.max_pending_handshakes + plan.workers - 1) / plan.workers;
+        worker->add_listener(tcp);
+        worker->set_envelope_handler(gateways.back().get());
+        worker->set_peers(peers);
     }
 
     // Workers inherit this mask: only the main thread takes the signals.

@@ -50,7 +50,9 @@ struct Config {
     uint32_t max_connect_packet = 4096;  // the same before login, for the CONNECT
     uint32_t send_cap = 64u << 10;      // unsent output per session before it is dropped
     uint32_t sndbuf = 64u << 10;        // kernel send buffer per connection (0 = autotuning)
-    uint32_t max_pending_handshakes = 65536;  // connections without CONNECT, server-wide
+    uint32_t max_pending_handshakes = 16384;  // connections not logged in, server-wide; then accepting pauses
+    uint32_t handshakes_per_iteration = 16;   // CONNECTs per worker loop iteration
+    uint64_t reassembly_budget = 256ull << 20;  // bytes of reassembly buffers, server-wide
 
     uint32_t recv_buffers = 512;        // provided buffers per worker (power of two)
     uint32_t recv_buffer_size = 2048;   // bytes each

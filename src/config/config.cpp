@@ -174,7 +174,7 @@ const std::vector<Option>& options() {
         {"instance", "stats segment name (/dev/shm/limaoim-NAME); empty = the port number", &Config::instance, 0, 0,
          plain_instance_name},
         number("workers", "io_uring worker threads; 0 = as many as max_conns needs under the fd limit",
-               &Config::workers, 0, 64),
+               &Config::workers, 0, 4096),
         number("max_conns", "maximum simultaneous connections, server-wide", &Config::max_conns, 1),
         number("auth_timeout_ms", "accept -> successful CONNACK, milliseconds", &Config::auth_timeout_ms,
                kMinTimeoutMs),
@@ -196,8 +196,18 @@ const std::vector<Option>& options() {
                "kernel send buffer of each connection, bytes (the kernel doubles it); 0 = kernel autotuning "
                "up to tcp_wmem's maximum",
                &Config::sndbuf, 0, 64u << 20),
-        number("max_pending_handshakes", "connections without a CONNECT yet, server-wide",
+        number("max_pending_handshakes",
+               "connections not logged in yet, server-wide; past it accepting pauses and new connections "
+               "wait in the kernel's backlog",
                &Config::max_pending_handshakes, 1),
+        number("handshakes_per_iteration",
+               "CONNECTs one worker handles per loop iteration; the rest wait in order, so a login storm "
+               "cannot starve established sessions",
+               &Config::handshakes_per_iteration, 1, 65536),
+        number("reassembly_budget",
+               "bytes all split packets (and paused input) may hold in reassembly buffers, server-wide; a "
+               "connection that would pass it is closed",
+               &Config::reassembly_budget, 1u << 20),
         number("recv_buffers", "provided receive buffers per worker, a power of two", &Config::recv_buffers, 16,
                32768, power_of_two_buffers),
         number("recv_buffer_size", "bytes per receive buffer", &Config::recv_buffer_size, 256, 65536),

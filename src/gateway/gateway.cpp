@@ -6,8 +6,10 @@
 namespace limaoim::gateway {
 
 using net::CloseReason;
+using net::ConnId;
 using net::ConnRef;
 using proto::PacketType;
+using Linger = net::Transport::Linger;
 
 namespace {
 
@@ -32,8 +34,49 @@ int latency_bucket(uint64_t us) {
 
 }  // namespace
 
-Gateway::Gateway(net::Worker& worker, GatewayShared& shared)
-    : worker_(worker), shared_(shared), stats_(worker.stats()), sessions_(worker.slots()) {}
+const char* close_reason_name(CloseReason reason) {
+    const uint8_t i = uint8_t(reason);
+    if (i < net::kLoopCloseReasons) return net::kLoopCloseReasonNames[i];
+    if (i >= net::kFirstHandlerCloseReason && i - net::kFirstHandlerCloseReason < std::size(kGatewayCloseNames))
+        return kGatewayCloseNames[i - net::kFirstHandlerCloseReason];
+    return "unknown";
+}
+
+std::vector<std::string> close_reason_names() {
+    std::vector<std::string> names(net::kFirstHandlerCloseReason + std::size(kGatewayCloseNames));
+    for (uint8_t i = 0; i < net::kLoopCloseReasons; ++i) names[i] = net::kLoopCloseReasonNames[i];
+    for (size_t i = 0; i < std::size(kGatewayCloseNames); ++i)
+        names[net::kFirstHandlerCloseReason + i] = kGatewayCloseNames[i];
+    return names;
+}
+
+Gateway::Gateway(net::Worker& loop, net::Transport& transport, GatewayShared& shared)
+    : loop_(loop), io_(transport), shared_(shared), stats_(loop.stats()), sessions_(loop.slots()),
+      handshakes_left_(shared.handshakes_per_iteration) {
+    loop_.add_iteration_hook([this] { grant_deferred_handshakes(); });
+}
+
+void Gateway::close(ConnRef conn, GatewayClose reason, Linger linger) {
+    io_.close(conn, CloseReason(reason), linger);
+}
+
+// At the end of each loop iteration: a fresh budget, spent first on the
+// CONNECTs that waited longest. Their input is handed back after this hook
+// in the same iteration; the budget left is for the next iteration's new
+// CONNECTs, which queue behind any still waiting.
+void Gateway::grant_deferred_handshakes() {
+    handshakes_left_ = shared_.handshakes_per_iteration;
+    while (handshakes_left_ && !deferred_handshakes_.empty()) {
+        const ConnRef conn = deferred_handshakes_.front();
+        deferred_handshakes_.pop_front();
+        Session* s = session_of(conn);
+        if (!s || s->state != SessionState::AwaitConnect) continue;  // closed while it waited
+        s->flags |= Session::kHandshakeGranted;
+        --handshakes_left_;
+        io_.resume_input(conn);
+    }
+    if (!deferred_handshakes_.empty()) loop_.run_again_now();
+}
 
 Session* Gateway::session_of(ConnRef conn) {
     Session& s = sessions_[conn.slot];
@@ -41,17 +84,11 @@ Session* Gateway::session_of(ConnRef conn) {
 }
 
 void Gateway::on_open(ConnRef conn) {
-    if (shared_.pending_handshakes.fetch_add(1, std::memory_order_relaxed) >= shared_.max_pending_handshakes) {
-        shared_.pending_handshakes.fetch_sub(1, std::memory_order_relaxed);
-        stats_.rejected_capacity.add();
-        worker_.close(conn, CloseReason::Rejected);  // no session yet: on_close finds none
-        return;
-    }
     Session& s = sessions_.activate(conn.slot);
     s.state = SessionState::AwaitConnect;
     s.generation = conn.generation;
     stats_.pending_handshakes.add();
-    worker_.set_deadline(conn, shared_.auth_timeout_ms);
+    io_.set_deadline(conn, shared_.auth_timeout_ms);
 }
 
 net::DataResult Gateway::on_data(ConnRef conn, std::span<const uint8_t> bytes) {
@@ -69,8 +106,20 @@ net::DataResult Gateway::on_data(ConnRef conn, std::span<const uint8_t> bytes) {
             decode_failed(conn, r.error);
             return {bytes.size(), 0};
         }
+        if (s->state == SessionState::AwaitConnect && r.frame.type() == PacketType::Connect &&
+            !(s->flags & Session::kHandshakeGranted)) {
+            // Over this iteration's handshake budget, or others wait already:
+            // this CONNECT (and whatever the client sent behind it) waits its turn.
+            if (handshakes_left_ == 0 || !deferred_handshakes_.empty()) {
+                deferred_handshakes_.push_back(conn);
+                stats_.handshakes_deferred.add();
+                io_.pause_input(conn);
+                return {offset, 0};
+            }
+            --handshakes_left_;
+        }
         stats_.packets_in[r.frame.type_nibble()].add();
-        stats::ConnCounters& cs = worker_.conn_stats(conn);
+        stats::ConnCounters& cs = io_.counters(conn);
         cs.packets_in.store(cs.packets_in.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
         if (!handle_frame(conn, *s, r.frame)) return {bytes.size(), 0};
         offset += r.frame.size;
@@ -80,14 +129,14 @@ net::DataResult Gateway::on_data(ConnRef conn, std::span<const uint8_t> bytes) {
 
 void Gateway::decode_failed(ConnRef conn, proto::DecodeError error) {
     stats_.decode_errors[int(error)].add();
-    worker_.close(conn, CloseReason::DecodeError);
+    close(conn, GatewayClose::DecodeError);
 }
 
 bool Gateway::handle_frame(ConnRef conn, Session& s, const proto::Frame& frame) {
     const PacketType type = frame.type();
     if (s.state == SessionState::AwaitConnect) {
         if (type != PacketType::Connect) {
-            worker_.close(conn, CloseReason::PacketBeforeConnect);
+            close(conn, GatewayClose::PacketBeforeConnect);
             return false;
         }
         proto::Packet packet;
@@ -112,10 +161,10 @@ bool Gateway::handle_frame(ConnRef conn, Session& s, const proto::Frame& frame) 
     case PacketType::Ping:
         return send_packet(conn, proto::PongPacket{}, s.version);
     case PacketType::Disconnect:
-        worker_.close(conn, CloseReason::ClientDisconnect);
+        close(conn, GatewayClose::ClientDisconnect);
         return false;
     case PacketType::Connect:
-        worker_.close(conn, CloseReason::ProtocolViolation);
+        close(conn, GatewayClose::ProtocolViolation);
         return false;
     case PacketType::Send:
         return handle_send(conn, s, std::get<proto::SendPacket>(packet));
@@ -149,32 +198,35 @@ bool Gateway::handle_connect(ConnRef conn, Session& s, const proto::ConnectPacke
     if (!result.ok()) {
         stats_.auth_failures.add();
         if (shared_.log_connections)
-            std::fprintf(stderr, "worker %u: CONNECT refused (uid '%.*s', device %u): %s\n", worker_.index(),
+            std::fprintf(stderr, "worker %u: CONNECT refused (uid '%.*s', device %u): %s\n", loop_.index(),
                          int(connect.uid.size()), connect.uid.data(), connect.device_flag, to_string(result.failure));
         if (send_packet(conn, result.connack(connect.version), connect.version))
-            worker_.close(conn, CloseReason::AuthFailed, net::Worker::Linger::Flush);
+            close(conn, GatewayClose::AuthFailed, Linger::Flush);
         return false;
     }
     if (!s.set_uid(connect.uid)) {
-        worker_.close(conn, CloseReason::IoError);
+        io_.close(conn, CloseReason::IoError);  // out of memory for this session
         return false;
     }
+    const Directory::ReplaceResult entry = shared_.directory.replace(s.uid_view(), connect.device_flag, id_of(conn));
+    if (!entry.ok) {
+        io_.close(conn, CloseReason::IoError);  // out of memory for the directory entry
+        return false;
+    }
+    if (entry.replaced) kick(entry.replaced);
     s.version = connect.version;
     s.device_flag = connect.device_flag;
     if (proto::has_crypto(connect.version)) s.set_key(result.key);
     s.state = SessionState::Authenticated;
 
-    shared_.pending_handshakes.fetch_sub(1, std::memory_order_relaxed);
+    io_.established(conn);
     stats_.pending_handshakes.sub();
     stats_.authenticated.add();
     stats_.by_device_flag[stats::device_flag_bucket(s.device_flag)].add();
     stats_.auth_ok.add();
 
-    if (auto old = shared_.directory.replace(s.uid_view(), s.device_flag,
-                                             SessionAddress{worker_.index(), conn.slot, conn.generation}))
-        kick(*old);
     if (!send_packet(conn, result.connack(s.version), s.version)) return false;
-    worker_.set_deadline(conn, shared_.idle_timeout_ms);
+    io_.set_deadline(conn, shared_.idle_timeout_ms);
     stats_.handshake_latency_us[latency_bucket(steady_us() - started_us)].add();
     return true;
 }
@@ -182,30 +234,40 @@ bool Gateway::handle_connect(ConnRef conn, Session& s, const proto::ConnectPacke
 bool Gateway::send_packet(ConnRef conn, const proto::Packet& packet, uint8_t version) {
     const size_t size = proto::encoded_size(packet, version);
     if (size <= net::SendChunk::kCapacity) {
-        std::span<uint8_t> room = worker_.reserve(conn, size);
+        std::span<uint8_t> room = io_.reserve(conn, size);
         if (room.empty()) return false;  // closed as a slow consumer
-        worker_.commit(conn, proto::encode(packet, version, room));
+        io_.commit(conn, proto::encode(packet, version, room));
     } else {
         scratch_.resize(size);
         proto::encode(packet, version, scratch_);
-        if (!worker_.send(conn, scratch_)) return false;
+        if (!io_.send(conn, scratch_)) return false;
     }
     stats_.packets_out[int(proto::type_of(packet))].add();
-    stats::ConnCounters& cs = worker_.conn_stats(conn);
+    stats::ConnCounters& cs = io_.counters(conn);
     cs.packets_out.store(cs.packets_out.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
     return true;
 }
 
-void Gateway::kick(const SessionAddress& old) {
-    if (old.worker == worker_.index()) {
-        kick_local(old.slot, old.generation);
-    } else {
-        shared_.workers[old.worker]->post(net::Mail{kKick, old.slot, old.generation, 0});
+// The replaced session may live on another worker: only that worker may
+// touch it, so the kick travels there as an envelope.
+void Gateway::kick(ConnId old) {
+    if (old.worker() == loop_.index()) {
+        kick_local(ConnRef{old.slot(), old.generation()});
+    } else if (!loop_.send_envelope(old.worker(), net::Envelope{.kind = kKick, .arg = old.value})) {
+        // The target's inbox is full: the old session is out of the directory
+        // already and cannot be told; it ends at its idle deadline at the latest.
+        stats_.kicks_lost.add();
     }
 }
 
-void Gateway::kick_local(uint32_t slot, uint32_t generation) {
-    const ConnRef conn{slot, generation};
+void Gateway::on_envelope(net::Envelope& envelope) {
+    if (envelope.kind == kKick) {
+        const ConnId id{envelope.arg};
+        kick_local(ConnRef{id.slot(), id.generation()});
+    }
+}
+
+void Gateway::kick_local(ConnRef conn) {
     Session* s = session_of(conn);
     if (!s || s->state != SessionState::Authenticated) return;
     s->state = SessionState::Kicked;
@@ -215,7 +277,7 @@ void Gateway::kick_local(uint32_t slot, uint32_t generation) {
     proto::DisconnectPacket bye;
     bye.reason = kKickReason;
     if (!send_packet(conn, bye, s->version)) return;
-    worker_.set_deadline(conn, shared_.kick_delay_ms);
+    io_.set_deadline(conn, shared_.kick_delay_ms);
 }
 
 void Gateway::on_deadline(ConnRef conn) {
@@ -223,21 +285,21 @@ void Gateway::on_deadline(ConnRef conn) {
     if (!s) return;
     switch (s->state) {
     case SessionState::AwaitConnect:
-        worker_.close(conn, CloseReason::AuthTimeout);
+        close(conn, GatewayClose::AuthTimeout);
         break;
     case SessionState::Authenticated: {
         // The deadline is set once per idle period, not per packet: on expiry
         // look at when the last byte came and wait out the remainder.
-        uint32_t idle = worker_.idle_ms(conn);
+        uint32_t idle = io_.idle_ms(conn);
         if (idle >= shared_.idle_timeout_ms) {
-            worker_.close(conn, CloseReason::IdleTimeout);
+            close(conn, GatewayClose::IdleTimeout);
         } else {
-            worker_.set_deadline(conn, shared_.idle_timeout_ms - idle);
+            io_.set_deadline(conn, shared_.idle_timeout_ms - idle);
         }
         break;
     }
     case SessionState::Kicked:
-        worker_.close(conn, CloseReason::Kicked);
+        close(conn, GatewayClose::Kicked);
         break;
     case SessionState::Free:
         break;
@@ -249,11 +311,10 @@ void Gateway::on_close(ConnRef conn, CloseReason reason) {
     if (!s) return;
     switch (s->state) {
     case SessionState::AwaitConnect:
-        shared_.pending_handshakes.fetch_sub(1, std::memory_order_relaxed);
         stats_.pending_handshakes.sub();
         break;
     case SessionState::Authenticated:
-        shared_.directory.remove(s->uid_view(), s->device_flag, SessionAddress{worker_.index(), conn.slot, conn.generation});
+        shared_.directory.remove(s->uid_view(), s->device_flag, id_of(conn));
         stats_.authenticated.sub();
         stats_.by_device_flag[stats::device_flag_bucket(s->device_flag)].sub();
         break;
@@ -262,15 +323,11 @@ void Gateway::on_close(ConnRef conn, CloseReason reason) {
         break;
     }
     if (shared_.log_connections && s->uid_len)
-        std::fprintf(stderr, "worker %u: uid '%.*s' closed: %s\n", worker_.index(), int(s->uid_len),
-                     s->uid_view().data(), stats::kCloseReasonNames[int(reason)]);
+        std::fprintf(stderr, "worker %u: uid '%.*s' closed: %s\n", loop_.index(), int(s->uid_len),
+                     s->uid_view().data(), close_reason_name(reason));
     s->free_uid();
     s->state = SessionState::Free;
     sessions_.deactivate(conn.slot);
-}
-
-void Gateway::on_mail(const net::Mail& mail) {
-    if (mail.kind == kKick) kick_local(mail.slot, mail.generation);
 }
 
 void Gateway::on_shutdown() {
@@ -281,10 +338,12 @@ void Gateway::on_shutdown() {
         if (s.state == SessionState::Free) continue;
         const ConnRef conn{slot, s.generation};
         if (s.state == SessionState::AwaitConnect) {
-            worker_.close(conn, CloseReason::Shutdown);
+            close(conn, GatewayClose::Shutdown);
             continue;
         }
-        if (send_packet(conn, bye, s.version)) worker_.close(conn, CloseReason::Shutdown, net::Worker::Linger::Flush);
+        // A kicked session has had its DISCONNECT: it only waits to close.
+        if (s.state == SessionState::Kicked || send_packet(conn, bye, s.version))
+            close(conn, GatewayClose::Shutdown, Linger::Flush);
     }
 }
 

@@ -3,8 +3,27 @@
 #include <sys/resource.h>
 
 #include <algorithm>
+#include <bit>
+
+#include "limaoim/stats/layout.h"
 
 namespace limaoim::net {
+
+static_assert(kMaxWorkers == stats::kMaxWorkers, "the stats segment holds one block per worker");
+
+namespace {
+
+// Rings beyond one per CPU exist for their fixed-file tables, not for
+// throughput: together they share the buffers that one ring per CPU would
+// have, rounded down to a power of two (the buffer ring's size must be one).
+uint32_t recv_buffers_per_worker(uint32_t configured, uint32_t workers, unsigned cpus) {
+    if (workers <= cpus) return configured;
+    const uint64_t share = uint64_t(configured) * cpus / workers;
+    const uint64_t least = std::min(configured, kMinRecvBuffersPerWorker);
+    return uint32_t(std::max<uint64_t>(std::bit_floor(share), least));
+}
+
+}  // namespace
 
 uint64_t raise_nofile_limit() {
     rlimit lim{};
@@ -17,8 +36,10 @@ uint64_t raise_nofile_limit() {
     return lim.rlim_cur;
 }
 
-CapacityPlan plan_capacity(uint64_t max_conns, uint32_t requested_workers, uint64_t nofile_limit, unsigned cpus) {
+CapacityPlan plan_capacity(uint64_t max_conns, uint32_t requested_workers, uint64_t nofile_limit, unsigned cpus,
+                           uint32_t recv_buffers) {
     CapacityPlan plan;
+    cpus = std::max(cpus, 1u);  // hardware_concurrency() says 0 when it cannot tell
     // A few descriptors of the process table stay ours (listeners, eventfds,
     // rings, log); the table itself may use the whole limit.
     const uint64_t table_limit = std::min<uint64_t>(nofile_limit, kKernelMaxFixedFiles);
@@ -34,10 +55,15 @@ CapacityPlan plan_capacity(uint64_t max_conns, uint32_t requested_workers, uint6
     plan.slots_per_worker = uint32_t(std::clamp<uint64_t>(per_worker, kMinSlots, table_limit));
     plan.capacity = uint64_t(plan.workers) * plan.slots_per_worker;
     plan.reaches_max_conns = plan.capacity >= max_conns;
+    plan.recv_buffers_per_worker = recv_buffers_per_worker(recv_buffers, plan.workers, cpus);
 
     plan.summary = std::to_string(plan.workers) + " workers x " + std::to_string(plan.slots_per_worker) +
                    " slots = capacity " + std::to_string(plan.capacity) + " connections (--max-conns " +
                    std::to_string(max_conns) + ", open-files limit " + std::to_string(nofile_limit) + ")";
+    if (plan.recv_buffers_per_worker != recv_buffers)
+        plan.summary += ", " + std::to_string(plan.recv_buffers_per_worker) + " receive buffers per worker (" +
+                        std::to_string(recv_buffers) + " configured, shrunk: " + std::to_string(plan.workers) +
+                        " workers on " + std::to_string(cpus) + " CPUs)";
     if (!plan.reaches_max_conns) {
         uint64_t workers_needed = (wanted + table_limit - 1) / table_limit;
         plan.problem = "--max-conns " + std::to_string(max_conns) + " cannot be reached: " +
@@ -45,7 +71,10 @@ CapacityPlan plan_capacity(uint64_t max_conns, uint32_t requested_workers, uint6
                        " slots = " + std::to_string(plan.capacity) +
                        ". One ring's fixed-file table is bounded by the open-files limit (" +
                        std::to_string(nofile_limit) + "): use --workers " + std::to_string(workers_needed) +
-                       " or more" + (workers_needed > kMaxWorkers ? " (above the maximum of 64: raise the hard nofile limit)" : "") +
+                       " or more" +
+                       (workers_needed > kMaxWorkers
+                            ? " (above the maximum of " + std::to_string(kMaxWorkers) + ": raise the hard nofile limit)"
+                            : "") +
                        ", raise the hard nofile limit, or lower --max-conns.";
     }
     return plan;

@@ -1,5 +1,7 @@
 #include "limaoim/net/worker.h"
 
+#include "limaoim/net/conn_id.h"
+
 #include <arpa/inet.h>
 #include <liburing.h>
 #include <netinet/in.h>
@@ -22,34 +24,40 @@
 
 namespace limaoim::net {
 
-// What a completion is for, packed with the connection into user_data:
-//   bits 63..56 op | 55..32 low 24 bits of the generation | 31..0 slot
-enum class Worker::Op : uint8_t { Accept = 1, Recv, Send, Cancel, Close, Wake, Poll };
-
+// What a completion is for, packed with its object into user_data:
+//   bits 63..56 op | 55..28 generation (28 bits, as in ConnId) | 27..0 index
+// The index is a connection's slot, a listener's or a watch's number.
 namespace {
+
+enum class Op : uint8_t { Accept = 1, Recv, Send, Cancel, Close, Wake, Poll, Watch };
 
 constexpr uint16_t kBufferGroup = 0;
 constexpr unsigned kSqEntries = 1024;
 constexpr unsigned kCqEntries = 8192;
 constexpr uint32_t kMinPartial = 64;
+constexpr uint32_t kAcceptsInFlight = 8;  // one-shot accepts per listener with max_pending
+constexpr uint32_t kGenerationMask = ConnId::kGenerationMask;
+static_assert(Transport::kMaxReserve == SendChunk::kCapacity);
 
 [[noreturn]] void fatal(const char* what, int err) {
     std::fprintf(stderr, "limaoim: %s: %s\n", what, strerror(err));
     std::abort();
 }
 
+// CLOCK_MONOTONIC, not _COARSE: loop timers (group-commit windows) want
+// milliseconds, and the coarse clock moves in jiffies (4 ms at HZ=250).
 uint64_t monotonic_ms() {
     timespec ts{};
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    clock_gettime(CLOCK_MONOTONIC, &ts);
     return uint64_t(ts.tv_sec) * 1000 + uint64_t(ts.tv_nsec) / 1000000;
 }
 
-uint64_t pack(uint8_t op, uint32_t slot, uint32_t generation) {
-    return uint64_t(op) << 56 | uint64_t(generation & 0xffffff) << 32 | slot;
+uint64_t pack(Op op, uint32_t index, uint32_t generation) {
+    return uint64_t(op) << 56 | uint64_t(generation & kGenerationMask) << 28 | (index & 0xfffffff);
 }
 uint8_t op_of(uint64_t user_data) { return uint8_t(user_data >> 56); }
-uint32_t generation_of(uint64_t user_data) { return uint32_t(user_data >> 32) & 0xffffff; }
-uint32_t slot_of(uint64_t user_data) { return uint32_t(user_data); }
+uint32_t generation_of(uint64_t user_data) { return uint32_t(user_data >> 28) & kGenerationMask; }
+uint32_t index_of(uint64_t user_data) { return uint32_t(user_data) & 0xfffffff; }
 
 std::string ring_setup_error(int err) {
     switch (err) {
@@ -79,7 +87,7 @@ int bind_tcp(const std::string& addr, uint16_t port, bool share_port, std::strin
     sa.sin_family = AF_INET;
     sa.sin_port = htons(port);
     if (inet_pton(AF_INET, addr.c_str(), &sa.sin_addr) != 1) {
-        error = "--addr '" + addr + "' is not an IPv4 address";
+        error = "'" + addr + "' is not an IPv4 address";
         return -1;
     }
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -92,7 +100,7 @@ int bind_tcp(const std::string& addr, uint16_t port, bool share_port, std::strin
     if (share_port) setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
     if (bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) < 0) {
         error = "cannot listen on " + addr + ":" + std::to_string(port) + ": " + strerror(errno);
-        if (errno == EADDRINUSE) error += " (another program, or another limaoim, listens there: choose --port)";
+        if (errno == EADDRINUSE) error += " (another program, or another limaoim, listens there)";
         ::close(fd);
         return -1;
     }
@@ -101,11 +109,38 @@ int bind_tcp(const std::string& addr, uint16_t port, bool share_port, std::strin
 
 }  // namespace
 
-std::string probe_listen_port(const std::string& addr, uint16_t port) {
+std::string probe_listen_port(const std::string& addr, uint16_t port, const std::string& option) {
     std::string problem;
     int fd = bind_tcp(addr, port, false, problem);
     if (fd >= 0) ::close(fd);
+    if (!problem.empty()) problem += ": choose another " + option;
     return problem;
+}
+
+int open_listener(const ListenerOptions& options, std::string& error) {
+    int fd = bind_tcp(options.addr, options.port, true, error);
+    if (fd < 0) return -1;
+    // Accepted sockets inherit these from the listener (the kernel clones
+    // the listening socket's options into each child), so they cost no
+    // syscall per connection, which a direct descriptor could not take anyway.
+    //  - A set SO_SNDBUF turns the kernel's autotuning (up to tcp_wmem[2],
+    //    4 MiB) off: a client that does not read then fills our send queue
+    //    and is cut at send_cap, after at most 2 x sndbuf of kernel memory.
+    //  - TCP_NODELAY: with one send in flight per connection, a small packet
+    //    queued behind an unacknowledged one would wait for Nagle plus the
+    //    peer's delayed ACK (up to 40 ms); messaging latency depends on it.
+    if (options.sndbuf) {
+        int size = int(options.sndbuf);
+        setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof(size));
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (listen(fd, int(options.backlog)) < 0) {
+        error = std::string("listen: ") + strerror(errno);
+        ::close(fd);
+        return -1;
+    }
+    return fd;
 }
 
 Worker::Worker(const WorkerOptions& options, SharedLimits& limits, stats::WorkerBlock& stats,
@@ -113,7 +148,8 @@ Worker::Worker(const WorkerOptions& options, SharedLimits& limits, stats::Worker
     : options_(options), limits_(limits), stats_(stats), conn_stats_(conn_stats),
       ring_(std::make_unique<io_uring>()), conns_(options.slots),
       wheel_(reinterpret_cast<std::byte*>(&conns_[0]) + offsetof(Connection, timer), sizeof(Connection),
-             1024, uint32_t(monotonic_ms() / kTickMs)) {
+             1024, uint32_t(monotonic_ms() / kTickMs)),
+      inbox_(options.inbox_capacity) {
     completions_.reserve(kCqEntries);
 }
 
@@ -121,8 +157,19 @@ Worker::~Worker() {
     if (ring_ready_) io_uring_queue_exit(ring_.get());
     if (buf_ring_) munmap(buf_ring_, options_.recv_buffers * sizeof(io_uring_buf));
     if (buffers_) munmap(buffers_, buffers_bytes_);
-    if (listen_fd_ >= 0) ::close(listen_fd_);
+    for (Listener& l : listeners_)
+        if (l.fd >= 0) ::close(l.fd);
     if (wake_fd_ >= 0) ::close(wake_fd_);
+}
+
+uint32_t Worker::add_listener(const ListenerOptions& listener) {
+    listeners_.push_back(Listener{listener});
+    return uint32_t(listeners_.size() - 1);
+}
+
+void Worker::set_peers(std::span<Worker* const> peers) {
+    peers_.assign(peers.begin(), peers.end());
+    outboxes_.resize(peers_.size());
 }
 
 bool Worker::start(std::string& error) {
@@ -146,6 +193,10 @@ void Worker::join() {
 
 bool Worker::init(std::string& error) {
     const std::string who = "worker " + std::to_string(options_.index) + ": ";
+    if (listeners_.empty() || listeners_.size() > kMaxListeners) {
+        error = who + "needs 1 to " + std::to_string(kMaxListeners) + " listeners";
+        return false;
+    }
 
     io_uring_params params{};
     params.flags = IORING_SETUP_CQSIZE | IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
@@ -216,23 +267,13 @@ bool Worker::init(std::string& error) {
     }
     io_uring_buf_ring_advance(buf_ring_, int(options_.recv_buffers));
 
-    // One listener per worker: SO_REUSEPORT spreads new connections.
-    listen_fd_ = bind_tcp(options_.addr, options_.port, true, error);
-    if (listen_fd_ < 0) {
-        error = who + error;
-        return false;
-    }
-    // Accepted sockets inherit the listener's send buffer, and a set size
-    // turns the kernel's autotuning (up to tcp_wmem[2], 4 MiB) off: a client
-    // that does not read then fills our send queue, and is cut at send_cap,
-    // after at most 2 x sndbuf of kernel memory instead of megabytes.
-    if (options_.sndbuf) {
-        int size = int(options_.sndbuf);
-        setsockopt(listen_fd_, SOL_SOCKET, SO_SNDBUF, &size, sizeof(size));
-    }
-    if (listen(listen_fd_, 65535) < 0) {
-        error = who + "listen: " + strerror(errno);
-        return false;
+    // One socket per listener and worker: SO_REUSEPORT spreads new connections.
+    for (Listener& l : listeners_) {
+        l.fd = open_listener(l.options, error);
+        if (l.fd < 0) {
+            error = who + error;
+            return false;
+        }
     }
 
     wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -280,16 +321,122 @@ void Worker::publish_buffers() {
     buffers_to_advance_ = 0;
 }
 
-void Worker::arm_accept() {
-    io_uring_sqe* sqe = get_sqe();
-    io_uring_prep_multishot_accept_direct(sqe, listen_fd_, nullptr, nullptr, 0);
-    io_uring_sqe_set_data64(sqe, pack(uint8_t(Op::Accept), 0, 0));
+// ---- accepting ----
+
+// A listener without max_pending keeps one multishot accept in the kernel.
+// One with max_pending keeps up to kAcceptsInFlight one-shot accepts, and
+// never more than the limit leaves room for: a multishot accept would go on
+// completing a whole backlog's worth of connections in one batch before a
+// cancel could stop it. At the limit, new connections stay in the kernel's
+// accept backlog (the client's TCP handshake completes there and its CONNECT
+// waits in the socket) instead of being accepted, then starved of handshake
+// time and reset at the auth deadline. The listener stays in the
+// SO_REUSEPORT group, so its share of new connections queues for this worker.
+void Worker::arm_accepts(uint32_t index) {
+    Listener& l = listeners_[index];
+    if (!accepting_) return;
+    if (!l.options.max_pending) {
+        if (l.accepts_in_flight) return;
+        io_uring_sqe* sqe = get_sqe();
+        io_uring_prep_multishot_accept_direct(sqe, l.fd, nullptr, nullptr, 0);
+        io_uring_sqe_set_data64(sqe, pack(Op::Accept, index, 0));
+        l.accepts_in_flight = 1;
+        return;
+    }
+    while (l.accepts_in_flight < kAcceptsInFlight && l.pending + l.accepts_in_flight < l.options.max_pending) {
+        io_uring_sqe* sqe = get_sqe();
+        // liburing 2.3 stores file_index + 1 (0 means "not direct"): ALLOC - 1
+        // asks the kernel to pick a free slot, as its multishot helper does.
+        io_uring_prep_accept_direct(sqe, l.fd, nullptr, nullptr, 0, IORING_FILE_INDEX_ALLOC - 1);
+        io_uring_sqe_set_data64(sqe, pack(Op::Accept, index, 0));
+        ++l.accepts_in_flight;
+    }
+    const bool full = l.pending >= l.options.max_pending;
+    if (full && !l.at_limit) stats_.accept_pauses.add();
+    l.at_limit = full;
 }
+
+void Worker::on_accept(const Completion& cqe) {
+    const uint32_t index = index_of(cqe.user_data);
+    Listener& l = listeners_[index];
+    // A one-shot accept is done; the multishot one stops on an error, a
+    // cancel or a CQ overflow (F_MORE clear).
+    if (!(cqe.flags & IORING_CQE_F_MORE)) --l.accepts_in_flight;
+    if (cqe.res < 0) {
+        if (cqe.res == -ENFILE) {
+            // Fixed-file table full: the kernel already closed the new socket.
+            stats_.rejected_capacity.add();
+        } else if (cqe.res != -ECANCELED) {
+            stats_.accept_errors.add();
+        }
+        arm_accepts(index);
+        return;
+    }
+    const uint32_t slot = uint32_t(cqe.res);
+    if (!accepting_) {
+        reject(slot);
+        return;
+    }
+    if (limits_.open_conns.fetch_add(1, std::memory_order_relaxed) >= limits_.max_conns) {
+        limits_.open_conns.fetch_sub(1, std::memory_order_relaxed);
+        stats_.accepted.add();
+        stats_.rejected_capacity.add();
+        stats_.closed[uint8_t(CloseReason::Rejected)].add();
+        reject(slot);
+        return;
+    }
+
+    Connection& c = conns_.activate(slot);
+    next_generation_ = (next_generation_ + 1) & kGenerationMask;
+    if (next_generation_ == 0) next_generation_ = 1;
+    c.generation = next_generation_;
+    c.state = uint8_t(ConnState::Open);
+    c.listener = uint8_t(index);
+    c.last_rx_tick = now_tick();
+    ++open_;
+    stats_.accepted.add();
+    stats_.connections.add();
+    stats::ConnCounters& cs = conn_stats_[slot];
+    if (cs.generation.load(std::memory_order_relaxed) != 0) stats_.slot_reuses.add();
+    cs.packets_in.store(0, std::memory_order_relaxed);
+    cs.packets_out.store(0, std::memory_order_relaxed);
+    cs.bytes_in_kib.store(0, std::memory_order_relaxed);
+    // Release: a reader that sees the new generation sees the zeroed counters.
+    cs.generation.store(c.generation << 1 | 1, std::memory_order_release);
+    if (l.options.max_pending) {
+        c.flags |= kPending;
+        ++l.pending;
+    }
+    arm_accepts(index);
+
+    arm_recv(slot);
+    l.options.handler->on_open(ConnRef{slot, c.generation});
+}
+
+void Worker::established(ConnRef ref) {
+    Connection* c = live(ref);
+    if (!c || !(c->flags & kPending)) return;
+    leave_pending(*c);
+}
+
+void Worker::leave_pending(Connection& c) {
+    c.flags &= ~kPending;
+    --listeners_[c.listener].pending;
+    arm_accepts(c.listener);
+}
+
+void Worker::reject(uint32_t slot) {
+    io_uring_sqe* sqe = get_sqe();
+    io_uring_prep_close_direct(sqe, slot);
+    io_uring_sqe_set_data64(sqe, pack(Op::Close, slot, 0));
+}
+
+// ---- receiving ----
 
 void Worker::arm_wake() {
     io_uring_sqe* sqe = get_sqe();
     io_uring_prep_poll_multishot(sqe, wake_fd_, POLLIN);
-    io_uring_sqe_set_data64(sqe, pack(uint8_t(Op::Wake), 0, 0));
+    io_uring_sqe_set_data64(sqe, pack(Op::Wake, 0, 0));
 }
 
 void Worker::arm_recv(uint32_t slot) {
@@ -298,12 +445,12 @@ void Worker::arm_recv(uint32_t slot) {
     if (options_.recv_mode == RecvMode::PollThenRecv) {
         io_uring_prep_poll_multishot(sqe, int(slot), POLLIN);
         sqe->flags |= IOSQE_FIXED_FILE;
-        io_uring_sqe_set_data64(sqe, pack(uint8_t(Op::Poll), slot, c.generation));
+        io_uring_sqe_set_data64(sqe, pack(Op::Poll, slot, c.generation));
     } else {
         io_uring_prep_recv_multishot(sqe, int(slot), nullptr, 0, 0);
         sqe->flags |= IOSQE_FIXED_FILE | IOSQE_BUFFER_SELECT;
         sqe->buf_group = kBufferGroup;
-        io_uring_sqe_set_data64(sqe, pack(uint8_t(Op::Recv), slot, c.generation));
+        io_uring_sqe_set_data64(sqe, pack(Op::Recv, slot, c.generation));
     }
     c.io |= kRecvArmed;
 }
@@ -317,20 +464,21 @@ void Worker::recv_once(uint32_t slot) {
     io_uring_prep_recv(sqe, int(slot), nullptr, options_.recv_buffer_size, MSG_DONTWAIT);
     sqe->flags |= IOSQE_FIXED_FILE | IOSQE_BUFFER_SELECT;
     sqe->buf_group = kBufferGroup;
-    io_uring_sqe_set_data64(sqe, pack(uint8_t(Op::Recv), slot, c.generation));
+    io_uring_sqe_set_data64(sqe, pack(Op::Recv, slot, c.generation));
     c.io |= kRecvOnce;
 }
 
 void Worker::on_poll(const Completion& cqe) {
-    uint32_t slot = slot_of(cqe.user_data);
+    uint32_t slot = index_of(cqe.user_data);
     Connection& c = conns_[slot];
     if (!(cqe.flags & IORING_CQE_F_MORE)) c.io &= ~kRecvArmed;
     const bool open = c.state == uint8_t(ConnState::Open) || c.state == uint8_t(ConnState::Draining);
     if (cqe.res < 0) {
         if (cqe.res != -ECANCELED && open) begin_close(slot, CloseReason::IoError);
     } else if (open) {
-        // Readable, or hung up / in error: the recv tells which.
-        if (!(c.io & kRecvOnce)) recv_once(slot);
+        // Readable, or hung up / in error: the recv tells which. A paused
+        // connection reads nothing now; resume_input() issues the recv.
+        if (!(c.io & kRecvOnce) && !(c.flags & kInputPaused)) recv_once(slot);
         // A multishot poll also ends on CQ overflow.
         if (!(c.io & kRecvArmed)) {
             stats_.recv_rearms.add();
@@ -338,157 +486,6 @@ void Worker::on_poll(const Completion& cqe) {
         }
     }
     maybe_release(slot);
-}
-
-void Worker::submit_send(uint32_t slot) {
-    Connection& c = conns_[slot];
-    SendChunk* head = c.send_head;
-    io_uring_sqe* sqe = get_sqe();
-    io_uring_prep_send(sqe, int(slot), head->data + head->begin, head->end - head->begin, MSG_NOSIGNAL);
-    sqe->flags |= IOSQE_FIXED_FILE;
-    io_uring_sqe_set_data64(sqe, pack(uint8_t(Op::Send), slot, c.generation));
-    c.io |= kSendInFlight;
-}
-
-void Worker::update_clock() { now_ms_ = monotonic_ms(); }
-
-void Worker::run() {
-    update_clock();
-    accepting_ = true;
-    arm_accept();
-    arm_wake();
-
-    for (;;) {
-        if (stop_requested_.load(std::memory_order_acquire) && !stopping_) {
-            stopping_ = true;
-            stop_at_ms_ = now_ms_ + stop_deadline_ms_.load();
-            accepting_ = false;
-            io_uring_sqe* sqe = get_sqe();
-            io_uring_prep_cancel64(sqe, pack(uint8_t(Op::Accept), 0, 0), 0);
-            io_uring_sqe_set_data64(sqe, pack(uint8_t(Op::Cancel), 0, 0));
-            handler_->on_shutdown();
-        }
-        if (stopping_ && (open_ == 0 || now_ms_ >= stop_at_ms_)) break;
-
-        uint64_t next_tick_ms = (now_tick() + 1) * uint64_t(kTickMs);
-        uint64_t wait_ms = next_tick_ms > now_ms_ ? next_tick_ms - now_ms_ : 1;
-        __kernel_timespec timeout{};
-        timeout.tv_sec = int64_t(wait_ms / 1000);
-        timeout.tv_nsec = int64_t(wait_ms % 1000) * 1000000;
-        io_uring_cqe* first = nullptr;
-        // With DEFER_TASKRUN completions are only produced inside this call.
-        int rc = io_uring_submit_and_wait_timeout(ring_.get(), &first, 1, &timeout, nullptr);
-        if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY)
-            fatal("io_uring_submit_and_wait_timeout", -rc);
-        update_clock();
-
-        // Handlers may append to completions_ (get_sqe on -EBUSY): by index,
-        // and each completion copied before it is handled.
-        reap_completions();
-        for (size_t i = 0; i < completions_.size(); ++i) {
-            const Completion cqe = completions_[i];
-            handle_cqe(cqe);
-        }
-        completions_.clear();
-        publish_buffers();
-        wheel_.advance(now_tick(), [this](uint32_t slot) { on_timer(slot); });
-    }
-}
-
-void Worker::request_stop(uint32_t deadline_ms) {
-    stop_deadline_ms_.store(deadline_ms);
-    stop_requested_.store(true, std::memory_order_release);
-    uint64_t one = 1;
-    [[maybe_unused]] ssize_t n = write(wake_fd_, &one, sizeof(one));
-}
-
-void Worker::post(const Mail& mail) {
-    {
-        std::lock_guard lock(mail_mutex_);
-        mail_in_.push_back(mail);
-    }
-    uint64_t one = 1;
-    [[maybe_unused]] ssize_t n = write(wake_fd_, &one, sizeof(one));
-}
-
-void Worker::handle_cqe(const Completion& cqe) {
-    switch (Op(op_of(cqe.user_data))) {
-    case Op::Accept: on_accept(cqe); break;
-    case Op::Recv: on_recv(cqe); break;
-    case Op::Poll: on_poll(cqe); break;
-    case Op::Send: on_send(cqe); break;
-    case Op::Wake:
-        on_wake();
-        // A multishot poll ends on CQ overflow; it must be re-armed.
-        if (!(cqe.flags & IORING_CQE_F_MORE)) arm_wake();
-        break;
-    case Op::Cancel:
-    case Op::Close:
-        break;  // results of teardown steps; nothing waits on them
-    }
-}
-
-void Worker::on_wake() {
-    uint64_t count;
-    [[maybe_unused]] ssize_t n = read(wake_fd_, &count, sizeof(count));
-    {
-        std::lock_guard lock(mail_mutex_);
-        mail_work_.swap(mail_in_);
-    }
-    for (const Mail& mail : mail_work_) handler_->on_mail(mail);
-    mail_work_.clear();
-}
-
-void Worker::on_accept(const Completion& cqe) {
-    // The multishot accept stops on an error or a CQ overflow (F_MORE clear).
-    if (!(cqe.flags & IORING_CQE_F_MORE) && accepting_) arm_accept();
-    if (cqe.res < 0) {
-        if (cqe.res == -ENFILE) {
-            // Fixed-file table full: the kernel already closed the new socket.
-            stats_.rejected_capacity.add();
-        } else if (cqe.res != -ECANCELED) {
-            stats_.accept_errors.add();
-        }
-        return;
-    }
-    uint32_t slot = uint32_t(cqe.res);
-    if (!accepting_) {
-        reject(slot);
-        return;
-    }
-    if (limits_.open_conns.fetch_add(1, std::memory_order_relaxed) >= limits_.max_conns) {
-        limits_.open_conns.fetch_sub(1, std::memory_order_relaxed);
-        stats_.accepted.add();
-        stats_.rejected_capacity.add();
-        stats_.closed[int(CloseReason::Rejected)].add();
-        reject(slot);
-        return;
-    }
-
-    Connection& c = conns_.activate(slot);
-    if (++next_generation_ == 0) ++next_generation_;
-    c.generation = next_generation_;
-    c.state = uint8_t(ConnState::Open);
-    c.last_rx_tick = now_tick();
-    ++open_;
-    stats_.accepted.add();
-    stats_.connections.add();
-    stats::ConnCounters& cs = conn_stats_[slot];
-    if (cs.generation.load(std::memory_order_relaxed) != 0) stats_.slot_reuses.add();
-    cs.packets_in.store(0, std::memory_order_relaxed);
-    cs.packets_out.store(0, std::memory_order_relaxed);
-    cs.bytes_in_kib.store(0, std::memory_order_relaxed);
-    // Release: a reader that sees the new generation sees the zeroed counters.
-    cs.generation.store(c.generation << 1 | 1, std::memory_order_release);
-
-    arm_recv(slot);
-    handler_->on_open(ConnRef{slot, c.generation});
-}
-
-void Worker::reject(uint32_t slot) {
-    io_uring_sqe* sqe = get_sqe();
-    io_uring_prep_close_direct(sqe, slot);
-    io_uring_sqe_set_data64(sqe, pack(uint8_t(Op::Close), slot, 0));
 }
 
 void Worker::recycle_buffer(uint16_t bid) {
@@ -499,11 +496,11 @@ void Worker::recycle_buffer(uint16_t bid) {
 }
 
 void Worker::on_recv(const Completion& cqe) {
-    uint32_t slot = slot_of(cqe.user_data);
+    uint32_t slot = index_of(cqe.user_data);
     Connection& c = conns_[slot];
     const bool has_buffer = cqe.flags & IORING_CQE_F_BUFFER;
     const uint16_t bid = uint16_t(cqe.flags >> IORING_CQE_BUFFER_SHIFT);
-    if (c.state == uint8_t(ConnState::Free) || (c.generation & 0xffffff) != generation_of(cqe.user_data)) {
+    if (c.state == uint8_t(ConnState::Free) || c.generation != generation_of(cqe.user_data)) {
         // Cannot happen while slots are released only after their last
         // completion; a buffer must still go back to the ring.
         if (has_buffer) recycle_buffer(bid);
@@ -529,14 +526,15 @@ void Worker::on_recv(const Completion& cqe) {
             deliver(slot, {buffers_ + size_t(bid) * options_.recv_buffer_size, size_t(cqe.res)});
         }
         recycle_buffer(bid);
+        const bool reading = (c.state == uint8_t(ConnState::Open) && !(c.flags & kInputPaused)) ||
+                             c.state == uint8_t(ConnState::Draining);
         if (poll_mode) {
             // The poll fires on new data only: read on while the socket
             // says more is waiting, also while draining: closing a socket
             // with unread data makes the kernel send a reset, which can
             // destroy the last packets we sent.
-            const bool reading = c.state == uint8_t(ConnState::Open) || c.state == uint8_t(ConnState::Draining);
             if ((cqe.flags & IORING_CQE_F_SOCK_NONEMPTY) && reading) recv_once(slot);
-        } else if (!more && c.state == uint8_t(ConnState::Open)) {
+        } else if (!more && reading) {
             // A multishot recv also ends when the CQ overflowed: re-arm.
             stats_.recv_rearms.add();
             arm_recv(slot);
@@ -548,7 +546,7 @@ void Worker::on_recv(const Completion& cqe) {
             // the data waits in the socket. Buffers recycled during this batch
             // are visible to the kernel before the re-armed recv runs.
             stats_.buffer_ring_empty.add();
-            if (c.state != uint8_t(ConnState::Closing)) {
+            if (c.state != uint8_t(ConnState::Closing) && !(c.flags & kInputPaused)) {
                 stats_.recv_rearms.add();
                 if (poll_mode) {
                     recv_once(slot);
@@ -570,58 +568,133 @@ void Worker::on_recv(const Completion& cqe) {
 
 void Worker::deliver(uint32_t slot, std::span<const uint8_t> bytes) {
     Connection& c = conns_[slot];
-    const ConnRef ref{slot, c.generation};
+    // Bytes behind a split packet or a pause join what is buffered, and are
+    // parsed from there: the order of the stream is kept.
+    if (c.partial || (c.flags & kInputPaused)) {
+        if (keep_partial(slot, bytes, 0)) feed_partial(slot);
+        return;
+    }
+    DataResult r = handler_of(c).on_data(ConnRef{slot, c.generation}, bytes);
+    if (c.state != uint8_t(ConnState::Open)) return;
+    if (r.consumed < bytes.size()) keep_partial(slot, bytes.subspan(r.consumed), r.needed);
+}
 
-    // A packet split across reads: complete it in the reassembly buffer, with
-    // only as many new bytes as it still lacks.
-    while (c.partial && !bytes.empty()) {
-        size_t take = std::min<size_t>(c.partial_cap - c.partial_len, bytes.size());
-        std::memcpy(c.partial + c.partial_len, bytes.data(), take);
-        c.partial_len += uint32_t(take);
-        bytes = bytes.subspan(take);
-        DataResult r = handler_->on_data(ref, {c.partial, c.partial_len});
+// Hands the buffered bytes to the handler until it has taken every complete
+// packet, the rest is an unfinished packet, or it paused the input.
+void Worker::feed_partial(uint32_t slot) {
+    Connection& c = conns_[slot];
+    while (c.partial && !(c.flags & kInputPaused)) {
+        Reassembly& p = *c.partial;
+        DataResult r = handler_of(c).on_data(ConnRef{slot, c.generation}, {p.bytes(), p.len});
         if (c.state != uint8_t(ConnState::Open)) return;
-        uint32_t rest = c.partial_len - uint32_t(r.consumed);
+        if (r.consumed == 0) {
+            keep_partial(slot, {}, r.needed);  // room for the whole packet, once its size is known
+            return;
+        }
+        const uint32_t rest = p.len - uint32_t(r.consumed);
         if (rest == 0) {
             drop_partial(c);
-            break;
+            return;
         }
-        std::memmove(c.partial, c.partial + r.consumed, rest);
-        c.partial_len = rest;
-        if (!keep_partial(c, {}, r.needed)) return;
+        std::memmove(p.bytes(), p.bytes() + r.consumed, rest);
+        p.len = rest;
     }
-    if (bytes.empty()) return;
-
-    DataResult r = handler_->on_data(ref, bytes);
-    if (c.state != uint8_t(ConnState::Open)) return;
-    if (r.consumed < bytes.size()) keep_partial(c, bytes.subspan(r.consumed), r.needed);
 }
 
 // Makes the reassembly buffer hold its current bytes plus `tail`, with room
-// for the whole packet when its size is known.
-bool Worker::keep_partial(Connection& c, std::span<const uint8_t> tail, uint32_t needed) {
-    uint32_t have = c.partial_len + uint32_t(tail.size());
+// for the whole packet when its size (`needed`) is known. False when the
+// connection was closed: out of memory, or over the worker's budget.
+bool Worker::keep_partial(uint32_t slot, std::span<const uint8_t> tail, uint32_t needed) {
+    Connection& c = conns_[slot];
+    const uint32_t len = c.partial ? c.partial->len : 0;
+    const uint32_t cap = c.partial ? c.partial->cap : 0;
+    const uint32_t have = len + uint32_t(tail.size());
     uint32_t want = std::max<uint32_t>({needed, have, kMinPartial});
-    if (needed == 0 && have >= c.partial_cap) want = std::max(want, c.partial_cap * 2);
-    if (want > c.partial_cap) {
-        auto* grown = static_cast<uint8_t*>(std::realloc(c.partial, want));
-        if (!grown) {
-            begin_close(uint32_t(&c - &conns_[0]), CloseReason::IoError);
+    if (needed == 0 && have > cap && cap) want = std::max(want, cap * 2);
+    if (want > cap) {
+        if (reassembly_bytes_ + (want - cap) > options_.reassembly_budget) {
+            begin_close(slot, CloseReason::ReassemblyBudget);
             return false;
         }
+        auto* grown = static_cast<Reassembly*>(std::realloc(c.partial, sizeof(Reassembly) + want));
+        if (!grown) {
+            begin_close(slot, CloseReason::IoError);  // out of memory: this connection, not the server
+            return false;
+        }
+        if (!c.partial) grown->len = 0;
+        grown->cap = want;
         c.partial = grown;
-        c.partial_cap = want;
+        reassembly_bytes_ += want - cap;
+        stats_.reassembly_bytes.add(want - cap);
     }
-    if (!tail.empty()) std::memcpy(c.partial + c.partial_len, tail.data(), tail.size());
-    c.partial_len = have;
+    if (!tail.empty()) std::memcpy(c.partial->bytes() + len, tail.data(), tail.size());
+    c.partial->len = have;
     return true;
 }
 
 void Worker::drop_partial(Connection& c) {
+    if (!c.partial) return;
+    reassembly_bytes_ -= c.partial->cap;
+    stats_.reassembly_bytes.sub(c.partial->cap);
     std::free(c.partial);
     c.partial = nullptr;
-    c.partial_len = c.partial_cap = 0;
 }
+
+// ---- pausing input ----
+
+void Worker::pause_input(ConnRef ref) {
+    Connection* c = live(ref);
+    if (!c || c->state != uint8_t(ConnState::Open) || (c->flags & kInputPaused)) return;
+    c->flags |= kInputPaused;
+    stats_.input_pauses.add();
+    // A multishot recv would go on filling the buffer: stop it. (The poll of
+    // PollThenRecv may stay: its wake-ups are ignored while paused.)
+    if (options_.recv_mode == RecvMode::Multishot && (c->io & kRecvArmed))
+        cancel(pack(Op::Recv, ref.slot, c->generation));
+}
+
+void Worker::resume_input(ConnRef ref) {
+    Connection* c = live(ref);
+    if (!c || !(c->flags & kInputPaused)) return;
+    c->flags &= ~kInputPaused;
+    // Handed back after the current step of the loop, never from inside this
+    // call: the caller may be in the middle of on_data for another packet.
+    if (!(c->flags & kResumeQueued)) {
+        c->flags |= kResumeQueued;
+        resumed_.push_back(ref);
+    }
+}
+
+void Worker::deliver_resumed() {
+    // A handler may resume (or pause and resume) connections while their
+    // input is handed back: those wait for the next round, so one round is
+    // bounded by what was resumed before it.
+    while (!resumed_.empty()) {
+        resumed_work_.swap(resumed_);
+        for (ConnRef ref : resumed_work_) {
+            Connection* c = live(ref);
+            if (!c) continue;
+            c->flags &= ~kResumeQueued;
+            if (c->state != uint8_t(ConnState::Open) || (c->flags & kInputPaused)) continue;
+            feed_partial(ref.slot);
+            if (c->state == uint8_t(ConnState::Open) && !(c->flags & kInputPaused)) continue_reading(ref.slot);
+        }
+        resumed_work_.clear();
+    }
+}
+
+// After a pause nothing tells us whether data arrived meanwhile (the poll's
+// wake-ups were ignored, a multishot recv was cancelled): look.
+void Worker::continue_reading(uint32_t slot) {
+    Connection& c = conns_[slot];
+    if (options_.recv_mode == RecvMode::PollThenRecv) {
+        if (!(c.io & kRecvOnce)) recv_once(slot);
+    } else if (!(c.io & kRecvArmed)) {
+        arm_recv(slot);
+    }
+}
+
+// ---- sending ----
 
 Worker::Connection* Worker::live(ConnRef ref) {
     if (ref.slot >= options_.slots) return nullptr;
@@ -690,8 +763,18 @@ bool Worker::send(ConnRef ref, std::span<const uint8_t> bytes) {
     return true;
 }
 
+void Worker::submit_send(uint32_t slot) {
+    Connection& c = conns_[slot];
+    SendChunk* head = c.send_head;
+    io_uring_sqe* sqe = get_sqe();
+    io_uring_prep_send(sqe, int(slot), head->data + head->begin, head->end - head->begin, MSG_NOSIGNAL);
+    sqe->flags |= IOSQE_FIXED_FILE;
+    io_uring_sqe_set_data64(sqe, pack(Op::Send, slot, c.generation));
+    c.io |= kSendInFlight;
+}
+
 void Worker::on_send(const Completion& cqe) {
-    uint32_t slot = slot_of(cqe.user_data);
+    uint32_t slot = index_of(cqe.user_data);
     Connection& c = conns_[slot];
     c.io &= ~kSendInFlight;
     if (c.state == uint8_t(ConnState::Closing)) {
@@ -718,10 +801,12 @@ void Worker::on_send(const Completion& cqe) {
     if (c.send_head) {
         submit_send(slot);
     } else if (c.state == uint8_t(ConnState::Draining)) {
-        begin_close(slot, CloseReason::Count);  // on_close already ran at close()
+        begin_close(slot, CloseReason::PeerClosed);  // not counted again: on_close already ran at close()
         maybe_release(slot);
     }
 }
+
+// ---- closing ----
 
 void Worker::close(ConnRef ref, CloseReason reason, Linger linger) {
     Connection* c = live(ref);
@@ -740,8 +825,10 @@ void Worker::close(ConnRef ref, CloseReason reason, Linger linger) {
 // The one place a connection's close is counted and told to the handler:
 // called when an Open connection leaves that state, so exactly once.
 void Worker::notify_close(ConnRef ref, CloseReason reason) {
-    stats_.closed[int(reason)].add();
-    handler_->on_close(ref, reason);
+    Connection& c = conns_[ref.slot];
+    if (c.flags & kPending) leave_pending(c);
+    stats_.closed[uint8_t(reason)].add();
+    handler_of(c).on_close(ref, reason);
 }
 
 void Worker::begin_close(uint32_t slot, CloseReason reason) {
@@ -758,15 +845,15 @@ void Worker::begin_close(uint32_t slot, CloseReason reason) {
     // lookup in the kernel; cancelling by descriptor scans every pending
     // request, which made closing n connections cost O(n^2).
     const bool poll_mode = options_.recv_mode == RecvMode::PollThenRecv;
-    if (c.io & kRecvArmed) cancel(pack(uint8_t(poll_mode ? Op::Poll : Op::Recv), slot, c.generation));
-    if (c.io & kRecvOnce) cancel(pack(uint8_t(Op::Recv), slot, c.generation));
-    if (c.io & kSendInFlight) cancel(pack(uint8_t(Op::Send), slot, c.generation));
+    if (c.io & kRecvArmed) cancel(pack(poll_mode ? Op::Poll : Op::Recv, slot, c.generation));
+    if (c.io & kRecvOnce) cancel(pack(Op::Recv, slot, c.generation));
+    if (c.io & kSendInFlight) cancel(pack(Op::Send, slot, c.generation));
 }
 
 void Worker::cancel(uint64_t user_data) {
     io_uring_sqe* sqe = get_sqe();
     io_uring_prep_cancel64(sqe, user_data, 0);
-    io_uring_sqe_set_data64(sqe, pack(uint8_t(Op::Cancel), slot_of(user_data), 0));
+    io_uring_sqe_set_data64(sqe, pack(Op::Cancel, index_of(user_data), 0));
 }
 
 void Worker::drop_send_queue(Connection& c) {
@@ -788,7 +875,7 @@ void Worker::maybe_release(uint32_t slot) {
     drop_send_queue(c);
     io_uring_sqe* sqe = get_sqe();
     io_uring_prep_close_direct(sqe, slot);
-    io_uring_sqe_set_data64(sqe, pack(uint8_t(Op::Close), slot, c.generation));
+    io_uring_sqe_set_data64(sqe, pack(Op::Close, slot, c.generation));
     conn_stats_[slot].generation.store(c.generation << 1, std::memory_order_relaxed);
     c.state = uint8_t(ConnState::Free);
     c.generation = 0;
@@ -806,10 +893,265 @@ void Worker::set_deadline(ConnRef ref, uint32_t ms_from_now) {
 void Worker::on_timer(uint32_t slot) {
     Connection& c = conns_[slot];
     if (c.state == uint8_t(ConnState::Open)) {
-        handler_->on_deadline(ConnRef{slot, c.generation});
+        handler_of(c).on_deadline(ConnRef{slot, c.generation});
     } else if (c.state == uint8_t(ConnState::Draining)) {
-        begin_close(slot, CloseReason::Count);  // the peer never took its last bytes
+        begin_close(slot, CloseReason::PeerClosed);  // the peer never took its last bytes; counted at close()
         maybe_release(slot);
+    }
+}
+
+// ---- loop services ----
+
+TimerId Worker::add_timer(uint32_t ms_from_now, std::function<void()> callback, uint32_t every_ms) {
+    return timers_.add(now_ms_ + ms_from_now, std::move(callback), every_ms);
+}
+
+void Worker::cancel_timer(TimerId id) { timers_.cancel(id); }
+
+Worker::WatchId Worker::watch_fd(int fd, uint32_t poll_events, std::function<void(int32_t)> callback) {
+    uint32_t id;
+    if (!free_watches_.empty()) {
+        id = free_watches_.back();
+        free_watches_.pop_back();
+    } else {
+        id = uint32_t(watches_.size());
+        watches_.emplace_back();
+    }
+    Watch& w = watches_[id];
+    w.callback = std::move(callback);
+    w.fd = fd;
+    w.events = poll_events;
+    w.serial = (w.serial + 1) & kGenerationMask;
+    w.active = true;
+    arm_watch(id);
+    return WatchId(id) | WatchId(w.serial) << 32;
+}
+
+void Worker::arm_watch(uint32_t id) {
+    Watch& w = watches_[id];
+    io_uring_sqe* sqe = get_sqe();
+    io_uring_prep_poll_multishot(sqe, w.fd, w.events);
+    io_uring_sqe_set_data64(sqe, pack(Op::Watch, id, w.serial));
+    w.armed = true;
+}
+
+void Worker::unwatch_fd(WatchId watch) {
+    const uint32_t id = uint32_t(watch);
+    if (id >= watches_.size()) return;
+    Watch& w = watches_[id];
+    if (!w.active || w.serial != uint32_t(watch >> 32)) return;
+    w.active = false;
+    w.callback = nullptr;
+    // The id is reused only after the poll's last completion has come back.
+    if (w.armed) {
+        cancel(pack(Op::Watch, id, w.serial));
+    } else {
+        free_watches_.push_back(id);
+    }
+}
+
+void Worker::on_watch(const Completion& cqe) {
+    const uint32_t id = index_of(cqe.user_data);
+    Watch& w = watches_[id];
+    const bool more = cqe.flags & IORING_CQE_F_MORE;
+    if (!more) w.armed = false;
+    if (!w.active || w.serial != generation_of(cqe.user_data)) {
+        if (!more && !w.active) free_watches_.push_back(id);
+        return;
+    }
+    if (cqe.res == -ECANCELED) return;
+    if (cqe.res < 0) {
+        // The poll failed (a closed descriptor): the watch is over.
+        std::function<void(int32_t)> callback = std::move(w.callback);
+        w.active = false;
+        if (!more) free_watches_.push_back(id);
+        callback(cqe.res);
+        return;
+    }
+    // A multishot poll ends on CQ overflow: re-arm before the callback, which
+    // may unwatch.
+    if (!more) arm_watch(id);
+    // Moved out while it runs: it may unwatch itself, which must not destroy
+    // the function being executed; it comes back if the watch still stands.
+    const uint32_t serial = w.serial;
+    std::function<void(int32_t)> callback = std::move(w.callback);
+    callback(cqe.res);
+    Watch& after = watches_[id];
+    if (after.active && after.serial == serial) after.callback = std::move(callback);
+}
+
+void Worker::add_iteration_hook(std::function<void()> hook) { iteration_hooks_.push_back(std::move(hook)); }
+
+// ---- envelopes ----
+
+bool Worker::post(Envelope&& envelope) {
+    switch (inbox_.push_one(std::move(envelope))) {
+    case Inbox::Push::Full:
+        stats_.envelopes_refused.add();
+        return false;
+    case Inbox::Push::QueuedRing:
+        ring_doorbell();
+        return true;
+    case Inbox::Push::Queued:
+        return true;
+    }
+    return true;
+}
+
+bool Worker::send_envelope(uint32_t target, Envelope&& envelope) {
+    std::vector<Envelope>& outbox = outboxes_[target];
+    if (outbox.size() + peers_[target]->inbox_.size() >= peers_[target]->inbox_.capacity()) {
+        stats_.envelopes_refused.add();
+        return false;
+    }
+    if (outbox.empty()) outbox_targets_.push_back(target);
+    outbox.push_back(std::move(envelope));
+    stats_.envelopes_out.add();
+    return true;
+}
+
+void Worker::flush_outboxes() {
+    size_t kept = 0;
+    for (uint32_t target : outbox_targets_) {
+        Worker& peer = *peers_[target];
+        switch (peer.inbox_.push(outboxes_[target])) {
+        case Inbox::Push::QueuedRing:
+            if (&peer == this) {
+                run_again_ = true;  // our own inbox: drained at the next iteration, no syscall
+            } else {
+                peer.ring_doorbell();
+            }
+            break;
+        case Inbox::Push::Queued:
+            break;
+        case Inbox::Push::Full:
+            // Others filled it since send_envelope() looked: try again next
+            // iteration; the batch stays bounded by that check.
+            outbox_targets_[kept++] = target;
+            run_again_ = true;
+            break;
+        }
+    }
+    outbox_targets_.resize(kept);
+}
+
+void Worker::ring_doorbell() {
+    uint64_t one = 1;
+    [[maybe_unused]] ssize_t n = write(wake_fd_, &one, sizeof(one));
+}
+
+void Worker::on_wake() {
+    uint64_t count;
+    // Read before taking: a push after the take rings again.
+    [[maybe_unused]] ssize_t n = read(wake_fd_, &count, sizeof(count));
+    inbox_.take(inbox_work_);
+    if (!inbox_work_.empty() && !envelope_handler_) fatal("envelope for a worker without an envelope handler", EINVAL);
+    stats_.envelopes_in.add(inbox_work_.size());
+    for (Envelope& e : inbox_work_) envelope_handler_->on_envelope(e);
+    inbox_work_.clear();
+}
+
+// ---- the loop ----
+
+void Worker::update_clock() { now_ms_ = monotonic_ms(); }
+
+uint64_t Worker::wait_timeout_ms() {
+    if (run_again_ || !resumed_.empty()) return 0;
+    const uint64_t next_tick_ms = (now_tick() + 1) * uint64_t(kTickMs);
+    const uint64_t next_ms = std::min(next_tick_ms, timers_.next_due());
+    return next_ms > now_ms_ ? next_ms - now_ms_ : 0;
+}
+
+void Worker::begin_stop() {
+    stopping_ = true;
+    stop_at_ms_ = now_ms_ + stop_deadline_ms_.load();
+    accepting_ = false;
+    // Leave the port at once: a listener still in the SO_REUSEPORT group
+    // would take its share of new connections into a backlog nobody
+    // accepts. The socket goes when the cancelled accept lets go of it.
+    for (uint32_t i = 0; i < listeners_.size(); ++i) {
+        Listener& l = listeners_[i];
+        if (l.accepts_in_flight) {
+            io_uring_sqe* sqe = get_sqe();
+            io_uring_prep_cancel64(sqe, pack(Op::Accept, i, 0), IORING_ASYNC_CANCEL_ALL);
+            io_uring_sqe_set_data64(sqe, pack(Op::Cancel, i, 0));
+        }
+        ::close(l.fd);
+        l.fd = -1;
+    }
+    // Each handler once, however many listeners it serves.
+    std::vector<Handler*> told;
+    for (Listener& l : listeners_) {
+        if (std::find(told.begin(), told.end(), l.options.handler) != told.end()) continue;
+        told.push_back(l.options.handler);
+        l.options.handler->on_shutdown();
+    }
+}
+
+void Worker::run() {
+    update_clock();
+    accepting_ = true;
+    for (uint32_t i = 0; i < listeners_.size(); ++i) arm_accepts(i);
+    arm_wake();
+
+    for (;;) {
+        if (stop_requested_.load(std::memory_order_acquire) && !stopping_) begin_stop();
+        if (stopping_ && (open_ == 0 || now_ms_ >= stop_at_ms_)) break;
+
+        const uint64_t wait_ms = wait_timeout_ms();
+        run_again_ = false;
+        __kernel_timespec timeout{};
+        timeout.tv_sec = int64_t(wait_ms / 1000);
+        timeout.tv_nsec = int64_t(wait_ms % 1000) * 1000000;
+        io_uring_cqe* first = nullptr;
+        // With DEFER_TASKRUN completions are only produced inside this call.
+        // Always wait_nr 1, if need be with a zero timeout: only a wait
+        // (IORING_ENTER_GETEVENTS) runs DEFER_TASKRUN's task work.
+        int rc = io_uring_submit_and_wait_timeout(ring_.get(), &first, 1, &timeout, nullptr);
+        if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY)
+            fatal("io_uring_submit_and_wait_timeout", -rc);
+        update_clock();
+
+        // Handlers may append to completions_ (get_sqe on -EBUSY): by index,
+        // and each completion copied before it is handled.
+        reap_completions();
+        for (size_t i = 0; i < completions_.size(); ++i) {
+            const Completion cqe = completions_[i];
+            handle_cqe(cqe);
+        }
+        completions_.clear();
+        // Our own envelopes (send_envelope to this worker) ring no doorbell.
+        if (inbox_.size()) on_wake();
+        timers_.run_due(now_ms_);
+        wheel_.advance(now_tick(), [this](uint32_t slot) { on_timer(slot); });
+        for (auto& hook : iteration_hooks_) hook();
+        deliver_resumed();
+        flush_outboxes();
+        publish_buffers();
+    }
+}
+
+void Worker::request_stop(uint32_t deadline_ms) {
+    stop_deadline_ms_.store(deadline_ms);
+    stop_requested_.store(true, std::memory_order_release);
+    ring_doorbell();
+}
+
+void Worker::handle_cqe(const Completion& cqe) {
+    switch (Op(op_of(cqe.user_data))) {
+    case Op::Accept: on_accept(cqe); break;
+    case Op::Recv: on_recv(cqe); break;
+    case Op::Poll: on_poll(cqe); break;
+    case Op::Send: on_send(cqe); break;
+    case Op::Watch: on_watch(cqe); break;
+    case Op::Wake:
+        on_wake();
+        // A multishot poll ends on CQ overflow; it must be re-armed.
+        if (!(cqe.flags & IORING_CQE_F_MORE)) arm_wake();
+        break;
+    case Op::Cancel:
+    case Op::Close:
+        break;  // results of teardown steps; nothing waits on them
     }
 }
 

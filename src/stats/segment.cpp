@@ -1,7 +1,8 @@
 #include "limaoim/stats/segment.h"
 
 #include <fcntl.h>
-#include <signal.h>
+#include <pwd.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -10,8 +11,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
-#include <fstream>
-#include <sstream>
+#include <thread>
 
 namespace limaoim::stats {
 
@@ -30,29 +30,20 @@ bool valid_instance(const std::string& instance, std::string& error) {
     return true;
 }
 
-struct Owner {
-    int32_t pid = 0;
-    uint64_t start_time_unix_ms = 0;
-};
-
-// Who wrote an existing segment; pid 0 when the file holds no complete header
-// (a crash before the magic was written, or another program's file).
-Owner segment_owner(const std::string& path) {
-    int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return {};
-    struct stat st;
-    Owner owner;
-    if (fstat(fd, &st) == 0 && size_t(st.st_size) >= sizeof(Header)) {
-        void* map = mmap(nullptr, sizeof(Header), PROT_READ, MAP_SHARED, fd, 0);
-        if (map != MAP_FAILED) {
-            const auto* header = static_cast<const Header*>(map);
-            if (__atomic_load_n(&header->magic, __ATOMIC_ACQUIRE) == kMagic)
-                owner = {header->pid, header->start_time_unix_ms};
-            munmap(map, sizeof(Header));
+bool valid_close_reason_names(const std::vector<std::string>& names, std::string& error) {
+    if (names.size() > size_t(kMaxCloseReasons)) {
+        error = "stats segment: " + std::to_string(names.size()) + " close reason codes, at most " +
+                std::to_string(kMaxCloseReasons) + " fit";
+        return false;
+    }
+    for (size_t code = 0; code < names.size(); ++code) {
+        if (names[code].size() >= kCloseReasonNameSize || names[code].find('\0') != std::string::npos) {
+            error = "stats segment: close reason " + std::to_string(code) + " name '" + names[code] +
+                    "' is not a string of at most " + std::to_string(kCloseReasonNameSize - 1) + " characters";
+            return false;
         }
     }
-    close(fd);
-    return owner;
+    return true;
 }
 
 uint64_t unix_now_ms() {
@@ -60,26 +51,99 @@ uint64_t unix_now_ms() {
     return uint64_t(duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count());
 }
 
-// When the process started, from its /proc/PID/stat line (field 22, clock
-// ticks since boot) and the boot time in /proc/stat (whole seconds); 0 if
-// unknown.
-uint64_t process_start_unix_ms(const std::string& stat_line) {
-    const size_t name_end = stat_line.rfind(')');
-    if (name_end == std::string::npos) return 0;
-    // Fields after the name start with field 3 (state); starttime is field 22.
-    std::istringstream fields(stat_line.substr(name_end + 2));
-    std::string field;
-    for (int i = 3; i < 22 && fields >> field;) ++i;
-    uint64_t start_ticks = 0;
-    if (!(fields >> start_ticks)) return 0;
-    std::ifstream proc_stat("/proc/stat");
-    std::string key;
-    uint64_t boot_s = 0;
-    while (proc_stat >> key)
-        if (key == "btime" && proc_stat >> boot_s) break;
-    const long ticks_per_s = sysconf(_SC_CLK_TCK);
-    if (boot_s == 0 || ticks_per_s <= 0) return 0;
-    return boot_s * 1000 + start_ticks * 1000 / uint64_t(ticks_per_s);
+// "uid 65534 (nobody)"
+std::string user_text(uid_t uid) {
+    std::string text = "uid " + std::to_string(uid);
+    passwd entry;
+    passwd* found = nullptr;
+    char buffer[1024];
+    if (getpwuid_r(uid, &entry, buffer, sizeof buffer, &found) == 0 && found)
+        text += " (" + std::string(found->pw_name) + ")";
+    return text;
+}
+
+std::string foreign_owner_text(const std::string& path, uid_t owner) {
+    return path + " belongs to " + user_text(owner) + ", not to this user (" + user_text(geteuid()) +
+           "): refusing to use it (its owner or root can remove it; or use another --instance)";
+}
+
+const char* file_type_text(mode_t mode) {
+    if (S_ISFIFO(mode)) return "a FIFO";
+    if (S_ISSOCK(mode)) return "a socket";
+    if (S_ISDIR(mode)) return "a directory";
+    if (S_ISCHR(mode)) return "a character device";
+    if (S_ISBLK(mode)) return "a block device";
+    return "not a regular file";
+}
+
+// 0 or the errno of flock(LOCK_EX). limaoim-stat takes a shared lock on a
+// segment for an instant to tell whether its server is alive, so a refusal
+// is tried again for a moment before it means a running server.
+int lock_exclusive(int fd) {
+    for (int attempt = 0;; ++attempt) {
+        if (flock(fd, LOCK_EX | LOCK_NB) == 0) return 0;
+        if (errno != EWOULDBLOCK || attempt == 10) return errno;
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+}
+
+// True when `path` still names the file open as `fd`: another server
+// starting with the same instance may have replaced it since we opened it.
+bool still_at_path(int fd, const std::string& path) {
+    struct stat by_fd, by_path;
+    return fstat(fd, &by_fd) == 0 && lstat(path.c_str(), &by_path) == 0 && by_fd.st_dev == by_path.st_dev &&
+           by_fd.st_ino == by_path.st_ino;
+}
+
+// The pid in a segment's header; 0 while the header is not complete.
+int32_t header_pid(int fd) {
+    Header h;
+    if (pread(fd, &h, sizeof h, 0) != ssize_t(sizeof h) || h.magic != kMagic) return 0;
+    return h.pid;
+}
+
+enum class Claim { Done, Retry, Failed };
+
+// Locks the file create() just made. Retry when another server got it
+// first: it locked our file, taking it for a stale one, or replaced it.
+Claim lock_created(int fd, const std::string& path, std::string& error) {
+    const int lock_errno = lock_exclusive(fd);
+    if (lock_errno == 0) return still_at_path(fd, path) ? Claim::Done : Claim::Retry;
+    if (lock_errno == EWOULDBLOCK) return Claim::Retry;
+    errno = lock_errno;
+    error = errno_text("cannot lock stats segment", path);
+    return Claim::Failed;
+}
+
+// An existing file at the path: Failed with the reason when a server holds
+// its lock or it is not ours to replace, else Retry once it is unlinked.
+Claim remove_stale(const std::string& path, const std::string& instance, std::string& error) {
+    const int fd = open_existing_segment(path, error);
+    if (fd < 0) return error.empty() ? Claim::Retry : Claim::Failed;  // gone meanwhile: create again
+    const int lock_errno = lock_exclusive(fd);
+    if (lock_errno != 0) {
+        if (lock_errno == EWOULDBLOCK) {
+            const int32_t pid = header_pid(fd);
+            error = "another limaoim with instance " + instance + " is running (pid " +
+                    (pid > 0 ? std::to_string(pid) : std::string("unknown, still starting")) +
+                    "): it holds the lock on " + path;
+        } else {
+            errno = lock_errno;
+            error = errno_text("cannot lock stats segment", path);
+        }
+        close(fd);
+        return Claim::Failed;
+    }
+    // The lock is free, so no server uses this file, whatever pid its header
+    // names. Unlinked rather than reused: a limaoim-stat that still maps it
+    // keeps reading the old file and sees it replaced.
+    if (still_at_path(fd, path) && unlink(path.c_str()) != 0 && errno != ENOENT) {
+        error = errno_text("cannot remove stale stats segment", path);
+        close(fd);
+        return Claim::Failed;
+    }
+    close(fd);
+    return Claim::Retry;
 }
 
 }  // namespace
@@ -88,30 +152,41 @@ std::string segment_path(const std::string& instance) {
     return std::string(kSegmentDir) + "/" + kSegmentPrefix + instance;
 }
 
-bool process_alive(int32_t pid, uint64_t started_by_unix_ms) {
-    if (pid <= 0) return false;
-    // EPERM means another user's process, or a sandbox that forbids kill()
-    // outright; /proc tells those apart.
-    if (kill(pid, 0) != 0 && errno != EPERM) return false;
-    // A killed server stays a zombie until its parent reaps it: kill() still
-    // succeeds, but it will never write again.
-    std::ifstream stat_file("/proc/" + std::to_string(pid) + "/stat");
-    std::string stat_line;
-    if (!std::getline(stat_file, stat_line)) return false;
-    const size_t name_end = stat_line.rfind(')');  // the command name may hold ')' and spaces
-    if (name_end == std::string::npos || name_end + 2 >= stat_line.size()) return false;
-    const char state = stat_line[name_end + 2];
-    if (state == 'Z' || state == 'X') return false;
-    // A process that started after the segment was written got the dead
-    // server's pid by reuse (a restarted container's PID 1 is the usual
-    // case). The boot time has whole seconds, hence the slack.
-    constexpr uint64_t kSlackMs = 2000;
-    const uint64_t started = process_start_unix_ms(stat_line);
-    return started == 0 || started <= started_by_unix_ms + kSlackMs;
+int open_existing_segment(const std::string& path, std::string& error) {
+    error.clear();
+    // /dev/shm is writable by every user. O_NOFOLLOW: a symbolic link
+    // planted there must not aim us at another file. O_NONBLOCK: opening a
+    // FIFO would otherwise wait for a writer forever.
+    const int fd = open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) {
+        const int open_errno = errno;
+        struct stat st;
+        if (open_errno == ENOENT) return -1;
+        if (open_errno == ELOOP)
+            error = path + " is a symbolic link, not a stats segment: refusing to follow it (remove it)";
+        else if (open_errno == EACCES && lstat(path.c_str(), &st) == 0 && st.st_uid != geteuid())
+            error = foreign_owner_text(path, st.st_uid);
+        else
+            error = "cannot open " + path + ": " + std::strerror(open_errno);
+        return -1;
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0)
+        error = errno_text("cannot stat", path);
+    else if (!S_ISREG(st.st_mode))
+        error = path + " is " + file_type_text(st.st_mode) + ", not a stats segment: refusing to use it (remove it)";
+    else if (st.st_uid != geteuid())
+        error = foreign_owner_text(path, st.st_uid);
+    if (!error.empty()) {
+        close(fd);
+        return -1;
+    }
+    return fd;
 }
 
 Segment::~Segment() {
     if (base_) munmap(base_, size_);
+    if (lock_fd_ >= 0) close(lock_fd_);
 }
 
 bool Segment::create(const SegmentInfo& info, std::string& error) {
@@ -125,33 +200,32 @@ bool Segment::create(const SegmentInfo& info, std::string& error) {
                 std::to_string(kMaxWorkers) + " fit";
         return false;
     }
+    if (!valid_close_reason_names(info.close_reason_names, error)) return false;
     const std::string path = segment_path(info.instance);
 
-    // O_EXCL so two servers never share a segment; a leftover of a dead
-    // server is removed and the create tried again. Bounded: another process
-    // racing us for the same name could recreate it each time.
+    // O_EXCL: a file we create is ours alone; an existing one is replaced
+    // only when its lock is free. Bounded: another server starting with the
+    // same instance races us for the name.
     int fd = -1;
-    for (int attempt = 0; attempt < 3 && fd < 0; ++attempt) {
-        fd = open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-        if (fd >= 0) break;
+    for (int attempt = 0; fd < 0; ++attempt) {
+        if (attempt == 3) {
+            error = "cannot create stats segment " + path + ": another process keeps recreating it";
+            return false;
+        }
+        fd = open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0644);
+        if (fd >= 0) {
+            const Claim claim = lock_created(fd, path, error);
+            if (claim == Claim::Done) break;
+            close(fd);
+            fd = -1;
+            if (claim == Claim::Failed) return false;
+            continue;
+        }
         if (errno != EEXIST) {
             error = errno_text("cannot create stats segment", path);
             return false;
         }
-        const Owner owner = segment_owner(path);
-        if (process_alive(owner.pid, owner.start_time_unix_ms)) {
-            error = "stats segment " + path + " is in use by running server pid " + std::to_string(owner.pid) +
-                    " (another limaoim with the same --instance/port?)";
-            return false;
-        }
-        if (unlink(path.c_str()) != 0 && errno != ENOENT) {
-            error = errno_text("cannot remove stale stats segment", path);
-            return false;
-        }
-    }
-    if (fd < 0) {
-        error = "cannot create stats segment " + path + ": another process keeps recreating it";
-        return false;
+        if (remove_stale(path, info.instance, error) == Claim::Failed) return false;
     }
 
     // ftruncate leaves the file sparse: tmpfs allocates a page only when a
@@ -161,13 +235,13 @@ bool Segment::create(const SegmentInfo& info, std::string& error) {
     if (ftruncate(fd, off_t(size)) == 0) map = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     if (map == MAP_FAILED) {
         error = errno_text("cannot size or map stats segment", path);
-        close(fd);
         unlink(path.c_str());
+        close(fd);
         return false;
     }
-    close(fd);
     base_ = static_cast<uint8_t*>(map);
     size_ = size;
+    lock_fd_ = fd;
     path_ = path;
 
     Header& h = header();
@@ -182,10 +256,13 @@ bool Segment::create(const SegmentInfo& info, std::string& error) {
     h.slots_per_worker = info.slots_per_worker;
     h.worker_block_size = sizeof(WorkerBlock);
     h.workers_offset = workers_offset();
-    h.conns_offset = conns_offset();
+    h.conns_offset = conns_offset(info.workers);
     h.port = info.port;
     h.mode_test = info.mode_test ? 1 : 0;
     std::memcpy(h.instance, info.instance.c_str(), info.instance.size() + 1);
+    for (size_t code = 0; code < info.close_reason_names.size(); ++code)
+        std::memcpy(h.close_reason_names[code], info.close_reason_names[code].c_str(),
+                    info.close_reason_names[code].size() + 1);
     // Last, so a reader that sees the magic sees every field above.
     std::atomic_ref<uint64_t>(h.magic).store(kMagic, std::memory_order_release);
     return true;
@@ -193,10 +270,15 @@ bool Segment::create(const SegmentInfo& info, std::string& error) {
 
 void Segment::remove() {
     if (!base_) return;
-    unlink(path_.c_str());
+    // Unlinked while the lock is still held, so a server starting now finds
+    // either our locked file or none. Only if the path is still ours: a file
+    // someone deleted may have been followed by another server's.
+    if (still_at_path(lock_fd_, path_)) unlink(path_.c_str());
     munmap(base_, size_);
+    close(lock_fd_);
     base_ = nullptr;
     size_ = 0;
+    lock_fd_ = -1;
 }
 
 }  // namespace limaoim::stats

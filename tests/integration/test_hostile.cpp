@@ -398,7 +398,7 @@ SilentRound silent_round(const ServerProcess& server, size_t count) {
 
 TEST_CASE("hostile: 10000 connections that never send a byte are all closed at the auth deadline") {
     constexpr size_t kCount = 10000;
-    ServerProcess server({"--auth-timeout-ms", "2000"});
+    ServerProcess server({"--auth-timeout-ms", "2000", "--max-pending-handshakes", "30000"});
     REQUIRE_MESSAGE(server.started(), server.log());
     INFO(server.log());
     const size_t rss_start = server.rss_kib();

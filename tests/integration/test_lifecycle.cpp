@@ -238,3 +238,95 @@ TEST_CASE("both receive modes: login, pipelined packets, split packets, kick and
         CHECK(server.stat("counters.closed.peer_closed") >= 2);
     }
 }
+
+TEST_CASE("kicks across workers: 40 uids logged in twice on 4 workers, every first session kicked once") {
+    ServerProcess server({"--workers", "4", "--kick-delay-ms", "300"});
+    REQUIRE_MESSAGE(server.started(), server.log());
+    std::vector<Client> first;
+    for (int i = 0; i < 40; ++i) first.push_back(logged_in(server, "twin" + std::to_string(i)));
+    std::vector<Client> second;
+    for (int i = 0; i < 40; ++i) second.push_back(logged_in(server, "twin" + std::to_string(i)));
+    for (Client& c : first) {
+        auto bye = c.read_packet();
+        REQUIRE(bye);
+        CHECK(bye->type() == proto::PacketType::Disconnect);
+        CHECK(c.wait_closed(3000));
+    }
+    CHECK(server.stat("counters.kicks") == 40);
+    CHECK(server.stat("counters.kicks_lost") == 0);
+    // SO_REUSEPORT spread 80 connections over 4 workers: some kicks crossed
+    // workers, as envelopes.
+    CHECK(server.stat("counters.envelopes_in") > 0);
+    CHECK(server.stat("gauges.authenticated") == 40);
+}
+
+TEST_CASE("handshake budget: CONNECTs over it wait their turn, in order, with what was pipelined behind them") {
+    // One CONNECT per loop iteration: 100 clients logging in at once defer
+    // most of theirs; every one is answered, and each PING sent in the same
+    // write as its CONNECT is answered after the CONNACK.
+    ServerProcess server({"--workers", "1", "--handshakes-per-iteration", "1"});
+    REQUIRE_MESSAGE(server.started(), server.log());
+    std::vector<Client> clients(100);
+    for (size_t i = 0; i < clients.size(); ++i) {
+        Client& c = clients[i];
+        REQUIRE(c.connect(server.port()));
+        c.version = 1;
+        const std::string uid = "storm" + std::to_string(i);  // the packet views it
+        proto::ConnectPacket connect = Client::make_connect(uid, "t", 1, 0, "");
+        std::vector<uint8_t> bytes(proto::encoded_size(connect, 1));
+        proto::encode(connect, 1, bytes);
+        bytes.push_back(0x70);
+        REQUIRE(c.send_bytes(bytes));
+    }
+    for (Client& c : clients) {
+        auto ack = c.read_packet();
+        REQUIRE(ack);
+        CHECK(ack->type() == proto::PacketType::Connack);
+        auto pong = c.read_packet();
+        REQUIRE(pong);
+        CHECK(pong->type() == proto::PacketType::Pong);
+    }
+    CHECK(server.stat("gauges.authenticated") == 100);
+    CHECK(server.stat("counters.handshakes_deferred") > 0);
+    CHECK(server.stat("counters.input_pauses") == server.stat("counters.handshakes_deferred"));
+    CHECK(server.stat("gauges.reassembly_bytes") == 0);
+}
+
+TEST_CASE("max pending handshakes: beyond it connections wait in the backlog, then log in; none is reset") {
+    ServerProcess server({"--workers", "1", "--max-pending-handshakes", "4", "--auth-timeout-ms", "1500"});
+    REQUIRE_MESSAGE(server.started(), server.log());
+    // Four silent connections fill the limit until their auth deadline.
+    std::vector<Client> silent(4);
+    for (Client& c : silent) REQUIRE(c.connect(server.port()));
+    REQUIRE(server.wait_stat("gauges.pending_handshakes", 4, 3000) == 4);
+    // A fifth is not accepted while they are pending: its CONNECT waits.
+    Client late;
+    REQUIRE(late.connect(server.port()));
+    late.version = 1;
+    REQUIRE(late.send_packet(Client::make_connect("late", "t", 1, 0, ""), 1));
+    CHECK_FALSE(late.read_packet(800));
+    CHECK(server.stat("counters.accept_pauses") >= 1);
+    // The silent ones time out; the late one is accepted and logged in.
+    auto ack = late.read_packet(5000);
+    REQUIRE(ack);
+    CHECK(ack->type() == proto::PacketType::Connack);
+    CHECK(server.stat("counters.closed.auth_timeout") == 4);
+    CHECK(server.stat("counters.closed.rejected") == 0);
+}
+
+TEST_CASE("SIGTERM: a kicked session waiting out its kick delay is not told twice") {
+    ServerProcess server({"--kick-delay-ms", "10000"});
+    REQUIRE_MESSAGE(server.started(), server.log());
+    Client first = logged_in(server, "twice");
+    Client second = logged_in(server, "twice");
+    auto bye = first.read_packet();
+    REQUIRE(bye);
+    REQUIRE(bye->type() == proto::PacketType::Disconnect);
+    REQUIRE(server.stop(SIGTERM, 5000) == 0);
+    std::vector<Received> seen;
+    CHECK(first.wait_closed(3000, &seen));
+    CHECK(seen.empty());  // no second DISCONNECT
+    auto shutdown_bye = second.read_packet();
+    REQUIRE(shutdown_bye);
+    CHECK(shutdown_bye->type() == proto::PacketType::Disconnect);
+}

@@ -38,7 +38,7 @@ TEST_CASE("a second server on a port that is in use says so and exits, leaving t
                                      " --instance second-" + std::to_string(first.port()) + " 2>&1");
     CHECK(status == 1);
     CHECK(out.find("cannot listen on 127.0.0.1:" + std::to_string(first.port())) != std::string::npos);
-    CHECK(out.find("choose --port") != std::string::npos);
+    CHECK(out.find("choose another --port") != std::string::npos);
     Client c;
     REQUIRE(c.connect(first.port()));
     CHECK(c.login("still-here", "t", 4).reason == 1);

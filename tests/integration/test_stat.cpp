@@ -1,4 +1,6 @@
 // limaoim-stat reads the live server's segment.
+#include <signal.h>
+
 #include <doctest/doctest.h>
 
 #include "client.h"
@@ -63,4 +65,24 @@ TEST_CASE("limaoim-stat says clearly when no server runs") {
     auto [status, out] = run_command(std::string(LIMAOIM_STAT_BIN) + " --instance no-such-instance 2>&1");
     CHECK(status == 2);
     CHECK(out.find("no limaoim server is running") != std::string::npos);
+}
+
+TEST_CASE("the stats segment is the instance lock: a second server is refused, a killed one's is stale") {
+    ServerProcess first;
+    REQUIRE_MESSAGE(first.started(), first.log());
+    // Another port, so only the instance collides.
+    auto [status, out] = run_command("timeout 10 " + std::string(LIMAOIM_SERVER_BIN) +
+                                     " --mode test --addr 127.0.0.1 --port " + std::to_string(free_port()) +
+                                     " --instance " + first.instance() + " 2>&1");
+    CHECK(status == 1);
+    CHECK_MESSAGE(out.find("another limaoim with instance " + first.instance() + " is running (pid " +
+                           std::to_string(first.pid()) + ")") != std::string::npos,
+                  out);
+    CHECK(first.stat_json()["pid"] == first.pid());
+
+    const std::string command = std::string(LIMAOIM_STAT_BIN) + " --instance " + first.instance() + " 2>&1";
+    first.stop(SIGKILL, 5000);  // leaves its segment, unlocked
+    auto [stale_status, stale] = run_command(command);
+    CHECK(stale_status == 1);
+    CHECK(stale.find("is not running (stale segment)") != std::string::npos);
 }

@@ -1,15 +1,22 @@
 // The stats segment writer (src/stats/segment.cpp) and limaoim-stat's reader
 // and renderers (tools/limaoim-stat), against real files in /dev/shm.
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
+#include <functional>
+#include <optional>
 #include <sstream>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include <doctest/doctest.h>
 #include <nlohmann/json.hpp>
@@ -34,6 +41,16 @@ struct ScratchInstance {
     std::string path() const { return stats::segment_path(name); }
 };
 
+// The server's close reasons as it names them, codes 5-7 unused between
+// its loop's and its gateway's.
+const std::vector<std::string> kReasonNames = {
+    "peer_closed",  "io_error",     "slow_consumer", "rejected",   "reassembly_budget",     "",
+    "",             "",             "client_disconnect", "auth_timeout", "idle_timeout", "decode_error",
+    "packet_before_connect", "auth_failed", "kicked", "shutdown", "protocol_violation",
+};
+constexpr size_t kNamedReasons = 14;
+constexpr int kKickedCode = 14;
+
 stats::SegmentInfo info_for(const ScratchInstance& instance, uint32_t workers, uint32_t slots) {
     stats::SegmentInfo info;
     info.instance = instance.name;
@@ -41,20 +58,64 @@ stats::SegmentInfo info_for(const ScratchInstance& instance, uint32_t workers, u
     info.slots_per_worker = slots;
     info.max_conns = 5000;
     info.port = 7777;
+    info.close_reason_names = kReasonNames;
     return info;
-}
-
-// A pid that certainly belonged to a process which has exited.
-pid_t dead_pid() {
-    const pid_t child = fork();
-    if (child == 0) _exit(0);
-    waitpid(child, nullptr, 0);
-    return child;
 }
 
 bool file_exists(const std::string& path) {
     struct stat st;
-    return stat(path.c_str(), &st) == 0;
+    return lstat(path.c_str(), &st) == 0;
+}
+
+std::string expected_in_use(const ScratchInstance& instance) {
+    return "another limaoim with instance " + instance.name + " is running (pid " + std::to_string(getpid()) +
+           "): it holds the lock on " + instance.path();
+}
+
+// Runs `body` in a child process and returns what it returned, or nothing
+// when it had not finished after `limit` (the child is killed): a regression
+// that blocks fails the test instead of hanging the suite.
+std::optional<std::string> in_child_within(const std::function<std::string()>& body,
+                                           std::chrono::milliseconds limit = std::chrono::seconds(5)) {
+    int out[2];
+    REQUIRE(pipe(out) == 0);
+    const pid_t child = fork();
+    REQUIRE(child >= 0);
+    if (child == 0) {
+        close(out[0]);
+        const std::string result = body();
+        const ssize_t written = write(out[1], result.data(), result.size());
+        _exit(written == ssize_t(result.size()) ? 0 : 1);
+    }
+    close(out[1]);
+    const auto deadline = std::chrono::steady_clock::now() + limit;
+    int status = 0;
+    bool finished = false;
+    while (!(finished = waitpid(child, &status, WNOHANG) == child) && std::chrono::steady_clock::now() < deadline)
+        usleep(10'000);
+    if (!finished) {
+        kill(child, SIGKILL);
+        waitpid(child, &status, 0);
+        close(out[0]);
+        return std::nullopt;
+    }
+    std::string result;
+    char buffer[4096];
+    for (ssize_t n; (n = read(out[0], buffer, sizeof buffer)) > 0;) result.append(buffer, size_t(n));
+    close(out[0]);
+    return result;
+}
+
+std::string create_error(const stats::SegmentInfo& info) {
+    stats::Segment segment;
+    std::string error;
+    return segment.create(info, error) ? "created" : error;
+}
+
+std::string reader_error(const std::string& instance) {
+    SegmentReader reader;
+    std::string error;
+    return reader.open(instance, error) ? "opened" : error;
 }
 
 void open_conn(stats::Segment& segment, uint32_t worker, uint32_t slot, uint32_t generation, uint32_t in,
@@ -80,7 +141,7 @@ void fill_workers(stats::Segment& segment) {
         b.authenticated.set(w + 1);
         b.by_device_flag[0].set(w + 1);
         b.accepted.set(kAccepted[w]);
-        b.closed[int(stats::CloseReason::Kicked)].set(kKicked[w]);
+        b.closed[kKickedCode].set(kKicked[w]);
         b.packets_in[1].set(kConnectIn[w]);
         b.packets_out[2].set(kConnectIn[w]);
         b.bytes_out.set(kBytesOut[w]);
@@ -126,29 +187,6 @@ Run run_stat(const std::string& arguments, const std::string& environment = "") 
 
 }  // namespace
 
-TEST_CASE("process_alive: a running process is, an exited or unreaped one is not") {
-    const uint64_t now_ms = uint64_t(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                         std::chrono::system_clock::now().time_since_epoch())
-                                         .count());
-    CHECK(stats::process_alive(getpid(), now_ms));
-    CHECK_FALSE(stats::process_alive(0, now_ms));
-    CHECK_FALSE(stats::process_alive(dead_pid(), now_ms));
-    // This process started long after an hour ago: a segment written then
-    // with our pid was another process's (pid reuse), so its owner is gone.
-    CHECK_FALSE(stats::process_alive(getpid(), now_ms - 3'600'000));
-
-    const pid_t zombie = fork();
-    if (zombie == 0) _exit(0);
-    // Until waitpid() the child is a zombie; give it up to 2 s to exit.
-    bool seen_dead = false;
-    for (int i = 0; i < 200 && !seen_dead; ++i) {
-        seen_dead = !stats::process_alive(zombie, now_ms);
-        if (!seen_dead) usleep(10'000);
-    }
-    CHECK(seen_dead);
-    CHECK(waitpid(zombie, nullptr, WNOHANG) == zombie);  // it was not reaped before
-}
-
 TEST_CASE("create makes a sparse segment whose header describes it") {
     ScratchInstance instance("create");
     stats::Segment segment;
@@ -165,7 +203,13 @@ TEST_CASE("create makes a sparse segment whose header describes it") {
     CHECK(h.max_conns == 5000);
     CHECK(h.port == 7777);
     CHECK(std::string(h.instance) == instance.name);
-    CHECK(h.conns_offset == stats::conns_offset());
+    CHECK(h.workers_offset == stats::workers_offset());
+    CHECK(h.conns_offset == stats::workers_offset() + 3 * sizeof(stats::WorkerBlock));
+    CHECK(std::string(h.close_reason_names[0]) == "peer_closed");
+    CHECK(std::string(h.close_reason_names[5]).empty());
+    CHECK(std::string(h.close_reason_names[kKickedCode]) == "kicked");
+    CHECK(std::string(h.close_reason_names[16]) == "protocol_violation");
+    CHECK(std::string(h.close_reason_names[stats::kMaxCloseReasons - 1]).empty());
 
     struct stat st;
     REQUIRE(stat(instance.path().c_str(), &st) == 0);
@@ -173,6 +217,31 @@ TEST_CASE("create makes a sparse segment whose header describes it") {
     CHECK(h.total_size == uint64_t(st.st_size));
     // Only the header's page is written; the 4.8 MB of ConnCounters are holes.
     CHECK(uint64_t(st.st_blocks) * 512 <= 16 * 1024);
+}
+
+TEST_CASE("the segment holds as many worker blocks as the server has workers") {
+    CHECK(stats::kMaxWorkers == 4096);
+    CHECK(stats::conns_offset(1) == stats::workers_offset() + sizeof(stats::WorkerBlock));
+    CHECK(stats::segment_size(1, 0) == stats::align_up(stats::conns_offset(1), 4096));
+    CHECK(stats::segment_size(110, 20000) ==
+          stats::align_up(stats::conns_offset(110) + 110 * 20000 * sizeof(stats::ConnCounters), 4096));
+
+    ScratchInstance instance("many-workers");
+    stats::Segment segment;
+    std::string error;
+    REQUIRE_MESSAGE(segment.create(info_for(instance, stats::kMaxWorkers, 2), error), error);
+    segment.worker(stats::kMaxWorkers - 1).accepted.set(5);
+    segment.conns(stats::kMaxWorkers - 1)[1].generation.store(1);
+    SegmentReader reader;
+    REQUIRE_MESSAGE(reader.open(instance.name, error), error);
+    CHECK(reader.worker(stats::kMaxWorkers - 1).accepted.get() == 5);
+    size_t live = 0;
+    reader.for_each_live_conn([&](const ConnTraffic& c) {
+        CHECK(c.worker == stats::kMaxWorkers - 1);
+        CHECK(c.slot == 1);
+        ++live;
+    });
+    CHECK(live == 1);
 }
 
 TEST_CASE("create refuses a segment held by a live server and leaves it alone") {
@@ -184,10 +253,18 @@ TEST_CASE("create refuses a segment held by a live server and leaves it alone") 
 
     stats::Segment second;
     CHECK_FALSE(second.create(info_for(instance, 1, 16), error));
-    CHECK(error == "stats segment " + instance.path() + " is in use by running server pid " +
-                       std::to_string(getpid()) + " (another limaoim with the same --instance/port?)");
+    CHECK(error == expected_in_use(instance));
     CHECK(first.worker(0).accepted.get() == 42);
     CHECK(file_exists(instance.path()));
+
+    // The lock, not the pid, tells: the same answer with any pid in the header.
+    first.header().pid = 1;
+    CHECK_FALSE(second.create(info_for(instance, 1, 16), error));
+    CHECK(error.find("another limaoim with instance " + instance.name + " is running (pid 1)") == 0);
+
+    first.remove();
+    REQUIRE_MESSAGE(second.create(info_for(instance, 1, 16), error), error);
+    CHECK(second.worker(0).accepted.get() == 0);
 }
 
 TEST_CASE("create replaces the segment of a server that died") {
@@ -196,34 +273,41 @@ TEST_CASE("create replaces the segment of a server that died") {
         stats::Segment killed;
         std::string error;
         REQUIRE(killed.create(info_for(instance, 1, 16), error));
-        killed.header().pid = dead_pid();
         killed.worker(0).accepted.set(99);
-    }  // unmapped but, as after kill -9, not unlinked
+    }  // unmapped and unlocked but, as after kill -9, not unlinked
     REQUIRE(file_exists(instance.path()));
 
     stats::Segment segment;
     std::string error;
-    REQUIRE(segment.create(info_for(instance, 2, 16), error));
+    REQUIRE_MESSAGE(segment.create(info_for(instance, 2, 16), error), error);
     CHECK(segment.header().pid == getpid());
     CHECK(segment.header().workers == 2);
     CHECK(segment.worker(0).accepted.get() == 0);
 }
 
-TEST_CASE("create replaces the segment of a dead server whose pid now belongs to a later process") {
-    // As in a restarted container: the new server is PID 1 again, as the
-    // killed one was. Here the later process is this one.
-    ScratchInstance instance("reused-pid");
+TEST_CASE("a forged header naming a live pid does not hold the instance: only the lock does") {
+    // pid 1 always runs; a segment claiming it, with a valid magic but no
+    // lock, is somebody's leftover or a squatter's bait.
+    ScratchInstance instance("forged");
     {
-        stats::Segment killed;
+        stats::Segment forged;
         std::string error;
-        REQUIRE(killed.create(info_for(instance, 1, 16), error));
-        killed.header().start_time_unix_ms -= 3'600'000;  // written an hour before this process started
-        killed.worker(0).accepted.set(7);
+        REQUIRE(forged.create(info_for(instance, 1, 16), error));
+        forged.header().pid = 1;
+        forged.worker(0).accepted.set(7);
     }
-    stats::Segment segment;
+    SegmentReader reader;
     std::string error;
+    REQUIRE(reader.open(instance.name, error));
+    CHECK(reader.header().pid == 1);
+    CHECK(reader.header().magic == stats::kMagic);
+    CHECK_FALSE(reader.server_alive());
+
+    stats::Segment segment;
     REQUIRE_MESSAGE(segment.create(info_for(instance, 1, 16), error), error);
+    CHECK(segment.header().pid == getpid());
     CHECK(segment.worker(0).accepted.get() == 0);
+    CHECK(reader.replaced());
 }
 
 TEST_CASE("create replaces a file that is not a segment") {
@@ -233,6 +317,65 @@ TEST_CASE("create replaces a file that is not a segment") {
     std::string error;
     REQUIRE(segment.create(info_for(instance, 1, 4), error));
     CHECK(segment.header().magic == stats::kMagic);
+}
+
+TEST_CASE("a FIFO at the segment's path fails fast, for the server and the reader") {
+    ScratchInstance instance("fifo");
+    REQUIRE(mkfifo(instance.path().c_str(), 0600) == 0);
+    const std::string expected =
+        instance.path() + " is a FIFO, not a stats segment: refusing to use it (remove it)";
+    const auto started = std::chrono::steady_clock::now();
+    const std::optional<std::string> created = in_child_within([&] { return create_error(info_for(instance, 1, 4)); });
+    REQUIRE_MESSAGE(created.has_value(), "Segment::create blocked on a FIFO");
+    CHECK(*created == expected);
+    const std::optional<std::string> read = in_child_within([&] { return reader_error(instance.name); });
+    REQUIRE_MESSAGE(read.has_value(), "SegmentReader::open blocked on a FIFO");
+    CHECK(*read == expected);
+    CHECK(std::chrono::steady_clock::now() - started < std::chrono::seconds(2));
+    struct stat st;
+    REQUIRE(lstat(instance.path().c_str(), &st) == 0);
+    CHECK(S_ISFIFO(st.st_mode));  // refused, not removed
+}
+
+TEST_CASE("a symbolic link at the segment's path is refused and its target left alone") {
+    ScratchInstance instance("symlink");
+    ScratchInstance target("symlink-target");
+    std::ofstream(target.path()) << "precious";
+    REQUIRE(symlink(target.path().c_str(), instance.path().c_str()) == 0);
+    const std::string expected =
+        instance.path() + " is a symbolic link, not a stats segment: refusing to follow it (remove it)";
+    CHECK(create_error(info_for(instance, 1, 4)) == expected);
+    CHECK(reader_error(instance.name) == expected);
+    std::ifstream kept(target.path());
+    std::string content;
+    kept >> content;
+    CHECK(content == "precious");
+    struct stat st;
+    REQUIRE(lstat(instance.path().c_str(), &st) == 0);
+    CHECK(S_ISLNK(st.st_mode));
+
+    // A dangling link is refused too, and nothing is created at its target.
+    unlink(target.path().c_str());
+    CHECK(create_error(info_for(instance, 1, 4)) == expected);
+    CHECK_FALSE(file_exists(target.path()));
+}
+
+TEST_CASE("another user's file at the segment's path is refused with its owner named") {
+    if (geteuid() != 0) {
+        MESSAGE("skipped: needs root to give a file to uid 65534");
+        return;
+    }
+    ScratchInstance instance("foreign");
+    std::ofstream(instance.path()) << std::string(sizeof(stats::Header) + 100, '\0');
+    REQUIRE(chown(instance.path().c_str(), 65534, 65534) == 0);
+    const std::string error = create_error(info_for(instance, 1, 4));
+    CHECK_MESSAGE(error.find(instance.path() + " belongs to uid 65534") == 0, error);
+    CHECK_MESSAGE(error.find("not to this user (uid 0") != std::string::npos, error);
+    CHECK(reader_error(instance.name) == error);
+    struct stat st;
+    REQUIRE(stat(instance.path().c_str(), &st) == 0);
+    CHECK(st.st_uid == 65534);
+    CHECK(st.st_size == off_t(sizeof(stats::Header) + 100));
 }
 
 TEST_CASE("create rejects bad instance names and worker counts") {
@@ -249,7 +392,29 @@ TEST_CASE("create rejects bad instance names and worker counts") {
     info.instance = instance.name;
     info.workers = stats::kMaxWorkers + 1;
     CHECK_FALSE(segment.create(info, error));
+    CHECK(error == "stats segment: 4097 workers, at most 4096 fit");
     CHECK_FALSE(file_exists(instance.path()));
+}
+
+TEST_CASE("create rejects close reason names that do not fit the header") {
+    ScratchInstance instance("reasons");
+    stats::SegmentInfo info = info_for(instance, 1, 4);
+    stats::Segment segment;
+    std::string error;
+
+    info.close_reason_names.assign(stats::kMaxCloseReasons + 1, "r");
+    CHECK_FALSE(segment.create(info, error));
+    CHECK(error == "stats segment: 33 close reason codes, at most 32 fit");
+
+    info.close_reason_names = {"peer_closed", "a_reason_of_24_character"};
+    CHECK_FALSE(segment.create(info, error));
+    CHECK(error == "stats segment: close reason 1 name 'a_reason_of_24_character' is not a string of at most 23 "
+                   "characters");
+    CHECK_FALSE(file_exists(instance.path()));
+
+    info.close_reason_names.assign(stats::kMaxCloseReasons, "reason_of_23_characters");
+    REQUIRE_MESSAGE(segment.create(info, error), error);
+    CHECK(std::string(segment.header().close_reason_names[31]) == "reason_of_23_characters");
 }
 
 TEST_CASE("remove unlinks; the destructor only unmaps") {
@@ -294,7 +459,16 @@ TEST_CASE("the reader explains why it cannot read a segment") {
     CHECK_FALSE(reader.open(instance.name, error));
     CHECK(error.find("inconsistent header: worker count") != std::string::npos);
 
+    segment.header().workers = 2;  // the blocks it says there are would overlap the connections
+    CHECK_FALSE(reader.open(instance.name, error));
+    CHECK(error.find("inconsistent header: offsets") != std::string::npos);
+
     segment.header().workers = 1;
+    std::memset(segment.header().close_reason_names[3], 'x', stats::kCloseReasonNameSize);
+    CHECK_FALSE(reader.open(instance.name, error));
+    CHECK(error.find("inconsistent header: close reason names") != std::string::npos);
+
+    segment.header().close_reason_names[3][0] = '\0';
     REQUIRE(reader.open(instance.name, error));
     CHECK(reader.server_alive());
     CHECK_FALSE(reader.replaced());
@@ -302,12 +476,71 @@ TEST_CASE("the reader explains why it cannot read a segment") {
     CHECK(reader.replaced());
 }
 
+TEST_CASE("the reader tells a live server from a gone one by the segment's lock") {
+    ScratchInstance instance("alive");
+    std::optional<stats::Segment> segment(std::in_place);
+    std::string error;
+    REQUIRE(segment->create(info_for(instance, 1, 4), error));
+    SegmentReader reader;
+    REQUIRE(reader.open(instance.name, error));
+    CHECK(reader.server_alive());
+    CHECK(reader.server_alive());  // asking leaves nothing held
+    segment.reset();               // as after kill -9: the file stays, the lock goes
+    CHECK_FALSE(reader.server_alive());
+    CHECK_FALSE(reader.replaced());
+
+    // The reader's look at the lock does not keep a new server from starting.
+    stats::Segment restarted;
+    REQUIRE_MESSAGE(restarted.create(info_for(instance, 1, 4), error), error);
+    CHECK(reader.replaced());
+}
+
+TEST_CASE("the reader waits for a header being written, and not forever") {
+    ScratchInstance instance("incomplete");
+    stats::Segment segment;
+    std::string error;
+    REQUIRE(segment.create(info_for(instance, 1, 4), error));
+    std::atomic_ref<uint64_t> magic(segment.header().magic);
+
+    // As in the instant between a server's create and its magic.
+    magic.store(0);
+    std::thread writer([&] {
+        std::this_thread::sleep_for(std::chrono::milliseconds(200));
+        magic.store(stats::kMagic, std::memory_order_release);
+    });
+    SegmentReader reader;
+    const auto started = std::chrono::steady_clock::now();
+    const bool opened = reader.open(instance.name, error);
+    const auto waited = std::chrono::steady_clock::now() - started;
+    writer.join();
+    REQUIRE_MESSAGE(opened, error);
+    CHECK(waited >= std::chrono::milliseconds(150));
+    CHECK(waited < std::chrono::milliseconds(1500));
+    CHECK(reader.header().pid == getpid());
+
+    // A header that never completes (a server that died starting).
+    magic.store(0);
+    const auto again = std::chrono::steady_clock::now();
+    CHECK_FALSE(reader.open(instance.name, error));
+    CHECK(error == instance.path() + " is not a limaoim stats segment (its header is not complete)");
+    CHECK(std::chrono::steady_clock::now() - again >= SegmentReader::kHeaderWait);
+    magic.store(stats::kMagic);
+
+    // An empty file: created, not sized yet.
+    segment.remove();
+    std::ofstream(instance.path()).close();
+    CHECK_FALSE(reader.open(instance.name, error));
+    CHECK(error == instance.path() + " is not a limaoim stats segment (shorter than its header)");
+}
+
 TEST_CASE("a snapshot sums the workers and finds the busiest live connections") {
     Snapped s(2);
     const stats::WorkerBlock& t = s.snapshot.totals;
     CHECK(t.accepted.get() == kAccepted[0] + kAccepted[1]);
     CHECK(t.connections.get() == kAccepted[0] - kKicked[0] + kAccepted[1] - kKicked[1]);
-    CHECK(t.closed[int(stats::CloseReason::Kicked)].get() == kKicked[0] + kKicked[1]);
+    CHECK(t.closed[kKickedCode].get() == kKicked[0] + kKicked[1]);
+    CHECK(s.snapshot.close_reason_names[kKickedCode] == "kicked");
+    CHECK(s.snapshot.close_reason_names[6].empty());
     CHECK(t.packets_in[1].get() == kConnectIn[0] + kConnectIn[1]);
     CHECK(t.bytes_out.get() == kBytesOut[0] + kBytesOut[1]);
     CHECK(t.handshake_latency_us[4].get() == 30);
@@ -371,8 +604,11 @@ TEST_CASE("JSON has the documented keys and the summed values") {
     const json& c = j["counters"];
     CHECK(c["accepted"] == kAccepted[0] + kAccepted[1]);
     CHECK(c["bytes_out"] == kBytesOut[0] + kBytesOut[1]);
-    CHECK(c["closed"].size() == stats::kCloseReasonCount);
+    CHECK(c["closed"].size() == kNamedReasons);  // the names the server wrote, no unused codes
+    CHECK_FALSE(c["closed"].contains(""));
     CHECK(c["closed"]["kicked"] == kKicked[0] + kKicked[1]);
+    CHECK(c["closed"]["peer_closed"] == 0);
+    CHECK(c["closed"]["reassembly_budget"] == 0);
     CHECK(c["packets_in"]["connect"] == kConnectIn[0] + kConnectIn[1]);
     CHECK(c["packets_out"]["connack"] == kConnectIn[0] + kConnectIn[1]);
     CHECK(c["decode_errors"]["unknown_type"] == 1);
@@ -398,6 +634,8 @@ TEST_CASE("Prometheus text has typed families, labels and a cumulative histogram
     CHECK(has("# TYPE limaoim_accepted_total counter"));
     CHECK(has("limaoim_accepted_total " + std::to_string(kAccepted[0] + kAccepted[1])));
     CHECK(has("limaoim_closed_total{reason=\"kicked\"} " + std::to_string(kKicked[0] + kKicked[1])));
+    CHECK(has("limaoim_closed_total{reason=\"protocol_violation\"} 0"));
+    CHECK(text.find("limaoim_closed_total{reason=\"\"}") == std::string::npos);
     CHECK(has("limaoim_packets_in_total{type=\"connect\"} " + std::to_string(kConnectIn[0] + kConnectIn[1])));
     CHECK_FALSE(has("limaoim_packets_in_total{type=\"type12\"} 0"));
     CHECK(has("limaoim_authenticated_by_device_flag{device_flag=\"app\"} 3"));
@@ -427,6 +665,8 @@ TEST_CASE("the table shows sums, quantiles and per-worker connections") {
     CHECK(table.find("uptime 0d 00:01:30") != std::string::npos);
     CHECK(table.find("w0 6/1 w1 3/2") != std::string::npos);
     CHECK(table.find("p50 24 us") != std::string::npos);
+    CHECK(table.find("kicked") != std::string::npos);
+    CHECK(table.find("packet_before_connect") != std::string::npos);
     CHECK(table.find("busiest live connections") != std::string::npos);
 }
 
@@ -438,15 +678,16 @@ TEST_CASE("limaoim-stat exit codes and output") {
     CHECK(missing.exit_code == 2);
     CHECK(missing.output.find("no limaoim server is running with instance " + instance.name) != std::string::npos);
 
-    stats::Segment segment;
+    std::optional<stats::Segment> segment(std::in_place);
     std::string error;
-    REQUIRE(segment.create(info_for(instance, 2, 8), error));
-    fill_workers(segment);
+    REQUIRE(segment->create(info_for(instance, 2, 8), error));
+    fill_workers(*segment);
 
     Run one = run_stat(flag + " --json --top 1");
     REQUIRE(one.exit_code == 0);
     const json j = json::parse(one.output);
     CHECK(j["counters"]["accepted"] == kAccepted[0] + kAccepted[1]);
+    CHECK(j["counters"]["closed"]["kicked"] == kKicked[0] + kKicked[1]);
     CHECK(j["top"].size() == 1);
 
     Run prometheus = run_stat("--prometheus", "LIMAOIM_INSTANCE=" + instance.name);
@@ -465,18 +706,49 @@ TEST_CASE("limaoim-stat exit codes and output") {
     }
     CHECK(frames == 3);
 
-    const int32_t own_pid = segment.header().pid;
-    segment.header().pid = dead_pid();
-    Run stale = run_stat(flag + " 2>&1");
-    CHECK(stale.exit_code == 1);
-    CHECK(stale.output.find("server pid " + std::to_string(segment.header().pid) +
-                            " is not running (stale segment)") != std::string::npos);
-    CHECK(stale.output.find("accepted") != std::string::npos);
-    segment.header().pid = own_pid;
-
-    segment.header().layout_version = stats::kLayoutVersion + 1;
+    segment->header().layout_version = stats::kLayoutVersion + 1;
     Run other_layout = run_stat(flag + " 2>&1");
     CHECK(other_layout.exit_code == 2);
     CHECK(other_layout.output.find("this limaoim-stat reads version") != std::string::npos);
-    segment.remove();
+    segment->header().layout_version = stats::kLayoutVersion;
+
+    // Killed: the file stays, its lock is gone.
+    segment.reset();
+    Run stale = run_stat(flag + " 2>&1");
+    CHECK(stale.exit_code == 1);
+    CHECK(stale.output.find("server pid " + std::to_string(getpid()) + " is not running (stale segment)") !=
+          std::string::npos);
+    CHECK(stale.output.find("accepted") != std::string::npos);
+}
+
+TEST_CASE("limaoim-stat -w follows a restarted server whose header is still being written") {
+    ScratchInstance instance("restart");
+    std::optional<stats::Segment> segment(std::in_place);
+    std::string error;
+    REQUIRE(segment->create(info_for(instance, 2, 8), error));
+    fill_workers(*segment);
+
+    // After ~250 ms the server is killed and a new one starts; its magic
+    // shows up 300 ms after its file, longer than the view's 100 ms refresh.
+    std::thread restart([&] {
+        std::this_thread::sleep_for(std::chrono::milliseconds(250));
+        segment.reset();
+        std::string restart_error;
+        segment.emplace();
+        if (!segment->create(info_for(instance, 1, 8), restart_error)) return;
+        std::atomic_ref<uint64_t> magic(segment->header().magic);
+        magic.store(0);
+        std::this_thread::sleep_for(std::chrono::milliseconds(300));
+        magic.store(stats::kMagic, std::memory_order_release);
+    });
+    Run live = run_stat("--instance " + instance.name + " --json -w 0.1 -n 10");
+    restart.join();
+    CHECK_MESSAGE(live.exit_code == 0, live.output);
+    std::istringstream lines(live.output);
+    std::vector<json> frames;
+    for (std::string line; std::getline(lines, line);) frames.push_back(json::parse(line, nullptr, false));
+    REQUIRE(frames.size() == 10);
+    CHECK(frames.front()["workers"] == 2);
+    CHECK(frames.back()["workers"] == 1);
+    CHECK(frames.back()["counters"]["accepted"] == 0);
 }

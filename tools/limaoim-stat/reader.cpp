@@ -1,12 +1,13 @@
 #include "reader.h"
 
-#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
+#include <thread>
 
 #include "limaoim/stats/segment.h"
 
@@ -23,68 +24,92 @@ void SegmentReader::close_mapping() {
 }
 
 bool SegmentReader::open(const std::string& instance, std::string& error) {
-    close_mapping();
     instance_ = instance;
     path_ = stats::segment_path(instance);
-    fd_ = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);
+    const auto give_up = std::chrono::steady_clock::now() + kHeaderWait;
+    for (;;) {
+        const Opened opened = open_once(error);
+        if (opened != Opened::Incomplete) return opened == Opened::Ok;
+        if (std::chrono::steady_clock::now() >= give_up) return false;
+        std::this_thread::sleep_for(kHeaderRetry);
+    }
+}
+
+SegmentReader::Opened SegmentReader::open_once(std::string& error) {
+    close_mapping();
+    fd_ = stats::open_existing_segment(path_, error);
     if (fd_ < 0) {
-        if (errno == ENOENT)
-            error = "no limaoim server is running with instance " + instance + " (no " + path_ + ")";
-        else
-            error = "cannot open " + path_ + ": " + std::strerror(errno);
-        return false;
+        if (error.empty())
+            error = "no limaoim server is running with instance " + instance_ + " (no " + path_ + ")";
+        return Opened::Failed;
     }
     struct stat st;
-    if (fstat(fd_, &st) != 0 || size_t(st.st_size) < sizeof(stats::Header)) {
+    if (fstat(fd_, &st) != 0) {
+        error = "cannot stat " + path_ + ": " + std::strerror(errno);
+        close_mapping();
+        return Opened::Failed;
+    }
+    // A server sizes the file right after creating it.
+    if (size_t(st.st_size) < sizeof(stats::Header)) {
         error = path_ + " is not a limaoim stats segment (shorter than its header)";
         close_mapping();
-        return false;
+        return Opened::Incomplete;
     }
     void* map = mmap(nullptr, size_t(st.st_size), PROT_READ, MAP_SHARED, fd_, 0);
     if (map == MAP_FAILED) {
         error = "cannot map " + path_ + ": " + std::strerror(errno);
         close_mapping();
-        return false;
+        return Opened::Failed;
     }
     base_ = static_cast<const uint8_t*>(map);
     size_ = size_t(st.st_size);
     device_ = st.st_dev;
     inode_ = st.st_ino;
-    if (!check_header(size_, error)) {
-        close_mapping();
-        return false;
-    }
-    return true;
+    const Opened checked = check_header(size_, error);
+    if (checked != Opened::Ok) close_mapping();
+    return checked;
 }
 
-bool SegmentReader::check_header(size_t file_size, std::string& error) const {
+SegmentReader::Opened SegmentReader::check_header(size_t file_size, std::string& error) const {
     const stats::Header& h = header();
-    if (__atomic_load_n(&h.magic, __ATOMIC_ACQUIRE) != stats::kMagic) {
+    const uint64_t magic = __atomic_load_n(&h.magic, __ATOMIC_ACQUIRE);
+    if (magic == 0) {  // written last by the server
+        error = path_ + " is not a limaoim stats segment (its header is not complete)";
+        return Opened::Incomplete;
+    }
+    if (magic != stats::kMagic) {
         error = path_ + " is not a limaoim stats segment (bad magic)";
-        return false;
+        return Opened::Failed;
     }
     if (h.layout_version != stats::kLayoutVersion) {
         error = "stats layout version " + std::to_string(h.layout_version) + ", this limaoim-stat reads version " +
                 std::to_string(stats::kLayoutVersion) + ": use the limaoim-stat built with that server";
-        return false;
+        return Opened::Failed;
     }
+    const auto named_within_bounds = [&h] {
+        for (const char* name : h.close_reason_names)
+            if (strnlen(name, stats::kCloseReasonNameSize) == stats::kCloseReasonNameSize) return false;
+        return true;
+    };
     const char* inconsistency = nullptr;
     if (h.header_size != sizeof(stats::Header) || h.worker_block_size != sizeof(stats::WorkerBlock))
         inconsistency = "structure sizes";
     else if (h.workers == 0 || h.workers > stats::kMaxWorkers)
         inconsistency = "worker count";
-    else if (h.workers_offset != stats::workers_offset() || h.conns_offset != stats::conns_offset())
+    else if (h.workers_offset != stats::workers_offset() || h.conns_offset != stats::conns_offset(h.workers))
         inconsistency = "offsets";
     else if (h.capacity != uint64_t(h.workers) * h.slots_per_worker)
         inconsistency = "capacity";
     else if (h.total_size > file_size ||
              h.conns_offset + h.capacity * sizeof(stats::ConnCounters) > file_size)
         inconsistency = "file shorter than its header says";
+    else if (!named_within_bounds())
+        inconsistency = "close reason names";
     if (inconsistency) {
         error = path_ + " is not a limaoim stats segment (inconsistent header: " + inconsistency + ")";
-        return false;
+        return Opened::Failed;
     }
-    return true;
+    return Opened::Ok;
 }
 
 const stats::WorkerBlock& SegmentReader::worker(uint32_t index) const {
@@ -92,12 +117,17 @@ const stats::WorkerBlock& SegmentReader::worker(uint32_t index) const {
 }
 
 bool SegmentReader::server_alive() const {
-    return stats::process_alive(header().pid, header().start_time_unix_ms);
+    // The server holds an exclusive lock on its segment for its whole life,
+    // so a shared lock we can take means it is gone. Released at once: a
+    // server starting meanwhile replaces this stale file and must get its lock.
+    if (flock(fd_, LOCK_SH | LOCK_NB) != 0) return true;
+    flock(fd_, LOCK_UN);
+    return false;
 }
 
 bool SegmentReader::replaced() const {
     struct stat st;
-    return stat(path_.c_str(), &st) != 0 || st.st_dev != device_ || st.st_ino != inode_;
+    return lstat(path_.c_str(), &st) != 0 || st.st_dev != device_ || st.st_ino != inode_;
 }
 
 off_t SegmentReader::next_data(off_t from) const {

@@ -5,6 +5,7 @@
 #include <sys/types.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -29,6 +30,12 @@ public:
     SegmentReader(const SegmentReader&) = delete;
     SegmentReader& operator=(const SegmentReader&) = delete;
 
+    // A server writes its header's magic an instant after it created the
+    // file: open() retries a file whose header is not complete yet this
+    // long, every kHeaderRetry, before it gives up.
+    static constexpr std::chrono::milliseconds kHeaderWait{2000};
+    static constexpr std::chrono::milliseconds kHeaderRetry{50};
+
     // Maps /dev/shm/limaoim-<instance> read-only and checks its header. On
     // failure `error` holds the message for the user and nothing is mapped.
     bool open(const std::string& instance, std::string& error);
@@ -37,6 +44,7 @@ public:
     const std::string& path() const { return path_; }
     const stats::Header& header() const { return *reinterpret_cast<const stats::Header*>(base_); }
     const stats::WorkerBlock& worker(uint32_t index) const;
+    // True while the server holds its lock on the segment.
     bool server_alive() const;
     // True when the file at path() is gone or is no longer the one mapped
     // (the server exited or was restarted).
@@ -49,8 +57,10 @@ public:
     void for_each_live_conn(Visit&& visit) const;
 
 private:
+    enum class Opened { Ok, Failed, Incomplete };
+    Opened open_once(std::string& error);
     void close_mapping();
-    bool check_header(size_t file_size, std::string& error) const;
+    Opened check_header(size_t file_size, std::string& error) const;
     // Offsets where the next data or hole of the file starts, at or after
     // `from`; the file size when there is none.
     off_t next_data(off_t from) const;

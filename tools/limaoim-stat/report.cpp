@@ -4,7 +4,9 @@
 #include <cmath>
 #include <cstdarg>
 #include <cstdio>
+#include <cstring>
 #include <functional>
+#include <span>
 
 namespace limaoim::stat_tool {
 
@@ -57,6 +59,20 @@ void pick_top(const SegmentReader& reader, size_t n, std::vector<ConnTraffic>& t
         }
     });
     std::sort(top.begin(), top.end(), busier);
+}
+
+// The name of counter i of an array, or nullptr to leave it out.
+using NameOf = std::function<const char*(size_t)>;
+
+template <size_t N>
+NameOf names_from(const char* const (&names)[N], size_t first = 0) {
+    return [&names, first](size_t i) { return i >= first ? names[i] : nullptr; };
+}
+
+// The server names its close reasons in the segment; a code without a name
+// is not used.
+NameOf close_reasons_of(const Snapshot& s) {
+    return [&s](size_t i) { return s.close_reason_names[i].empty() ? nullptr : s.close_reason_names[i].c_str(); };
 }
 
 template <size_t N>
@@ -123,11 +139,12 @@ void append_row(std::string& out, const char* label, uint64_t value) {
 }
 
 // name/value pairs, two to a line.
-template <size_t N>
-void append_pairs(std::string& out, const char* const (&names)[N], const Counter (&values)[N], size_t first) {
+void append_pairs(std::string& out, const NameOf& name_of, std::span<const Counter> values) {
     size_t column = 0;
-    for (size_t i = first; i < N; ++i) {
-        appendf(out, "  %-22s %12llu", names[i], ull(values[i].get()));
+    for (size_t i = 0; i < values.size(); ++i) {
+        const char* name = name_of(i);
+        if (!name) continue;
+        appendf(out, "  %-22s %12llu", name, ull(values[i].get()));
         if (++column % 2 == 0) out += '\n';
     }
     if (column % 2) out += '\n';
@@ -151,6 +168,8 @@ void append_gauges(std::string& out, const Snapshot& s) {
     append_row(out, "pending handshakes", t.pending_handshakes.get());
     appendf(out, "  %-26s %14llu    (%s)\n", "send queue bytes", ull(t.send_queue_bytes.get()),
             human_bytes(double(t.send_queue_bytes.get())).c_str());
+    appendf(out, "  %-26s %14llu    (%s)\n", "reassembly bytes", ull(t.reassembly_bytes.get()),
+            human_bytes(double(t.reassembly_bytes.get())).c_str());
     appendf(out, "  %-26s", "per worker conns/auth");
     for (size_t w = 0; w < s.per_worker.size(); ++w)
         appendf(out, " w%zu %llu/%llu", w, ull(s.per_worker[w].connections), ull(s.per_worker[w].authenticated));
@@ -170,13 +189,20 @@ void append_counters(std::string& out, const Snapshot& s) {
     append_row(out, "slow-consumer kicks", t.slow_consumer_kicks.get());
     append_row(out, "recv re-arms", t.recv_rearms.get());
     append_row(out, "buffer ring empty", t.buffer_ring_empty.get());
+    append_row(out, "kicks lost", t.kicks_lost.get());
+    append_row(out, "accept pauses", t.accept_pauses.get());
+    append_row(out, "handshakes deferred", t.handshakes_deferred.get());
+    append_row(out, "input pauses", t.input_pauses.get());
+    append_row(out, "envelopes in", t.envelopes_in.get());
+    append_row(out, "envelopes out", t.envelopes_out.get());
+    append_row(out, "envelopes refused", t.envelopes_refused.get());
     appendf(out, "  %-26s %14llu    (%s)\n", "bytes in", ull(t.bytes_in.get()), human_bytes(double(t.bytes_in.get())).c_str());
     appendf(out, "  %-26s %14llu    (%s)\n", "bytes out", ull(t.bytes_out.get()),
             human_bytes(double(t.bytes_out.get())).c_str());
     out += "\nclosed by reason\n";
-    append_pairs(out, stats::kCloseReasonNames, t.closed, 0);
+    append_pairs(out, close_reasons_of(s), t.closed);
     out += "\ndecode errors\n";
-    append_pairs(out, stats::kDecodeErrorNames, t.decode_errors, 1);  // 0 is "none"
+    append_pairs(out, names_from(stats::kDecodeErrorNames, 1), t.decode_errors);  // 0 is "none"
     appendf(out, "\n  %-14s %14s %14s\n", "packets", "in", "out");
     for (int type = 0; type < stats::kPacketTypes; ++type) {
         const uint64_t in = t.packets_in[type].get(), sent = t.packets_out[type].get();
@@ -220,10 +246,10 @@ void append_top(std::string& out, const Snapshot& s) {
 
 // ---- JSON helpers ----
 
-template <size_t N>
-nlohmann::json named_counters(const char* const (&names)[N], const Counter (&values)[N], size_t first = 0) {
+nlohmann::json named_counters(const NameOf& name_of, std::span<const Counter> values) {
     nlohmann::json object = nlohmann::json::object();
-    for (size_t i = first; i < N; ++i) object[names[i]] = values[i].get();
+    for (size_t i = 0; i < values.size(); ++i)
+        if (const char* name = name_of(i)) object[name] = values[i].get();
     return object;
 }
 
@@ -236,26 +262,35 @@ nlohmann::json gauges_json(const WorkerBlock& t) {
             {"authenticated", t.authenticated.get()},
             {"pending_handshakes", t.pending_handshakes.get()},
             {"send_queue_bytes", t.send_queue_bytes.get()},
+            {"reassembly_bytes", t.reassembly_bytes.get()},
             {"device_flags", device_flags}};
 }
 
-nlohmann::json counters_json(const WorkerBlock& t) {
+nlohmann::json counters_json(const Snapshot& s) {
+    const WorkerBlock& t = s.totals;
     return {{"accepted", t.accepted.get()},
             {"rejected_capacity", t.rejected_capacity.get()},
             {"accept_errors", t.accept_errors.get()},
             {"slot_reuses", t.slot_reuses.get()},
-            {"closed", named_counters(stats::kCloseReasonNames, t.closed)},
-            {"packets_in", named_counters(stats::kPacketTypeNames, t.packets_in)},
-            {"packets_out", named_counters(stats::kPacketTypeNames, t.packets_out)},
+            {"closed", named_counters(close_reasons_of(s), t.closed)},
+            {"packets_in", named_counters(names_from(stats::kPacketTypeNames), t.packets_in)},
+            {"packets_out", named_counters(names_from(stats::kPacketTypeNames), t.packets_out)},
             {"bytes_in", t.bytes_in.get()},
             {"bytes_out", t.bytes_out.get()},
             {"auth_ok", t.auth_ok.get()},
             {"auth_failures", t.auth_failures.get()},
-            {"decode_errors", named_counters(stats::kDecodeErrorNames, t.decode_errors, 1)},
+            {"decode_errors", named_counters(names_from(stats::kDecodeErrorNames, 1), t.decode_errors)},
             {"kicks", t.kicks.get()},
             {"slow_consumer_kicks", t.slow_consumer_kicks.get()},
             {"recv_rearms", t.recv_rearms.get()},
-            {"buffer_ring_empty", t.buffer_ring_empty.get()}};
+            {"buffer_ring_empty", t.buffer_ring_empty.get()},
+            {"kicks_lost", t.kicks_lost.get()},
+            {"accept_pauses", t.accept_pauses.get()},
+            {"handshakes_deferred", t.handshakes_deferred.get()},
+            {"input_pauses", t.input_pauses.get()},
+            {"envelopes_in", t.envelopes_in.get()},
+            {"envelopes_out", t.envelopes_out.get()},
+            {"envelopes_refused", t.envelopes_refused.get()}};
 }
 
 nlohmann::json latency_json(const WorkerBlock& t) {
@@ -296,12 +331,13 @@ void metric(std::string& out, const char* name, const char* type, const char* he
     sample(out, name, value);
 }
 
-template <size_t N>
-void labelled(std::string& out, const char* name, const char* help, const char* label,
-              const char* const (&names)[N], const Counter (&values)[N], const std::function<bool(size_t)>& shown) {
+void labelled(std::string& out, const char* name, const char* help, const char* label, const NameOf& name_of,
+              std::span<const Counter> values) {
     family(out, name, "counter", help);
-    for (size_t i = 0; i < N; ++i)
-        if (shown(i)) appendf(out, "limaoim_%s{%s=\"%s\"} %llu\n", name, label, names[i], ull(values[i].get()));
+    for (size_t i = 0; i < values.size(); ++i)
+        if (const char* value_name = name_of(i))
+            appendf(out, "limaoim_%s{%s=\"%s\"} %llu\n", name, label, label_value(value_name).c_str(),
+                    ull(values[i].get()));
 }
 
 void prometheus_identity(std::string& out, const Snapshot& s) {
@@ -327,6 +363,8 @@ void prometheus_gauges(std::string& out, const Snapshot& s) {
                 ull(t.by_device_flag[i].get()));
     metric(out, "pending_handshakes", "gauge", "Connections that have not sent CONNECT yet.", t.pending_handshakes.get());
     metric(out, "send_queue_bytes", "gauge", "Output queued and not yet sent.", t.send_queue_bytes.get());
+    metric(out, "reassembly_bytes", "gauge", "Reassembly buffers held for split packets and paused input.",
+           t.reassembly_bytes.get());
     family(out, "worker_connections", "gauge", "Open connections per worker.");
     for (size_t w = 0; w < s.per_worker.size(); ++w)
         appendf(out, "limaoim_worker_connections{worker=\"%zu\"} %llu\n", w, ull(s.per_worker[w].connections));
@@ -341,25 +379,33 @@ void prometheus_counters(std::string& out, const Snapshot& s) {
     metric(out, "rejected_capacity_total", "counter", "Connections refused for capacity.", t.rejected_capacity.get());
     metric(out, "accept_errors_total", "counter", "Failed accepts.", t.accept_errors.get());
     metric(out, "slot_reuses_total", "counter", "Connection slots used again after a close.", t.slot_reuses.get());
-    const auto all = [](size_t) { return true; };
-    labelled(out, "closed_total", "Connections closed, by reason.", "reason", stats::kCloseReasonNames, t.closed, all);
-    const auto counted_type = [&](const Counter (&values)[stats::kPacketTypes]) {
-        return [&values](size_t type) { return named_packet_type(int(type)) || values[type].get() != 0; };
+    labelled(out, "closed_total", "Connections closed, by reason.", "reason", close_reasons_of(s), t.closed);
+    const auto counted_type = [](const Counter (&values)[stats::kPacketTypes]) -> NameOf {
+        return [&values](size_t type) {
+            return named_packet_type(int(type)) || values[type].get() != 0 ? stats::kPacketTypeNames[type] : nullptr;
+        };
     };
-    labelled(out, "packets_in_total", "Packets received, by type.", "type", stats::kPacketTypeNames, t.packets_in,
-             counted_type(t.packets_in));
-    labelled(out, "packets_out_total", "Packets sent, by type.", "type", stats::kPacketTypeNames, t.packets_out,
-             counted_type(t.packets_out));
+    labelled(out, "packets_in_total", "Packets received, by type.", "type", counted_type(t.packets_in), t.packets_in);
+    labelled(out, "packets_out_total", "Packets sent, by type.", "type", counted_type(t.packets_out), t.packets_out);
     metric(out, "bytes_in_total", "counter", "Bytes received.", t.bytes_in.get());
     metric(out, "bytes_out_total", "counter", "Bytes handed to the kernel.", t.bytes_out.get());
     metric(out, "auth_ok_total", "counter", "Successful CONNACKs.", t.auth_ok.get());
     metric(out, "auth_failures_total", "counter", "CONNACKs with a failure reason.", t.auth_failures.get());
-    labelled(out, "decode_errors_total", "Undecodable packets, by kind.", "kind", stats::kDecodeErrorNames,
-             t.decode_errors, [](size_t kind) { return kind != 0; });
+    labelled(out, "decode_errors_total", "Undecodable packets, by kind.", "kind", names_from(stats::kDecodeErrorNames, 1),
+             t.decode_errors);
     metric(out, "kicks_total", "counter", "Sessions replaced by a newer login.", t.kicks.get());
     metric(out, "slow_consumer_kicks_total", "counter", "Sessions closed for unsent output.", t.slow_consumer_kicks.get());
     metric(out, "recv_rearms_total", "counter", "Multishot receives re-armed.", t.recv_rearms.get());
     metric(out, "buffer_ring_empty_total", "counter", "Receives that found no buffer.", t.buffer_ring_empty.get());
+    metric(out, "kicks_lost_total", "counter", "Kicks refused by another worker's full inbox.", t.kicks_lost.get());
+    metric(out, "accept_pauses_total", "counter", "Times a worker stopped accepting at its pending limit.",
+           t.accept_pauses.get());
+    metric(out, "handshakes_deferred_total", "counter", "CONNECTs put off to a later loop iteration.",
+           t.handshakes_deferred.get());
+    metric(out, "input_pauses_total", "counter", "Connections whose input was paused.", t.input_pauses.get());
+    metric(out, "envelopes_in_total", "counter", "Envelopes handled by the workers.", t.envelopes_in.get());
+    metric(out, "envelopes_out_total", "counter", "Envelopes queued for workers.", t.envelopes_out.get());
+    metric(out, "envelopes_refused_total", "counter", "Envelopes refused by a full inbox.", t.envelopes_refused.get());
 }
 
 // The segment keeps no sum of latencies; bucket midpoints stand in for it.
@@ -395,6 +441,9 @@ void take_snapshot(const SegmentReader& reader, size_t top_n, uint64_t now_unix_
     out.max_conns = h.max_conns;
     out.start_time_unix_ms = h.start_time_unix_ms;
     out.uptime_s = now_unix_ms > h.start_time_unix_ms ? double(now_unix_ms - h.start_time_unix_ms) / 1000 : 0;
+    for (int i = 0; i < stats::kMaxCloseReasons; ++i)
+        out.close_reason_names[i].assign(h.close_reason_names[i],
+                                         strnlen(h.close_reason_names[i], stats::kCloseReasonNameSize));
     sum_workers(reader, out);
     out.top_requested = top_n;
     pick_top(reader, top_n, out.top);
@@ -452,7 +501,7 @@ nlohmann::json to_json(const Snapshot& s, const Rates* rates) {
                           {"max_conns", s.max_conns},
                           {"mode", mode_name(s)},
                           {"gauges", gauges_json(s.totals)},
-                          {"counters", counters_json(s.totals)},
+                          {"counters", counters_json(s)},
                           {"handshake_latency_us", latency_json(s.totals)},
                           {"per_worker", per_worker}};
     if (s.top_requested) {

@@ -31,6 +31,8 @@ struct Snapshot {
     uint64_t max_conns = 0;
     uint64_t start_time_unix_ms = 0;
     double uptime_s = 0;
+    // Index = close reason code, from the segment's header; empty = unused.
+    std::array<std::string, stats::kMaxCloseReasons> close_reason_names;
     stats::WorkerBlock totals;         // every worker's block summed
     std::vector<WorkerLoad> per_worker;
     size_t top_requested = 0;          // --top N; 0 leaves top out of the output

@@ -2,12 +2,12 @@
 // CONNACK with token check and key exchange, PING -> PONG, kicking the older
 // session of a (uid, device flag), auth and idle deadlines, shutdown.
 //
-// Implements net::Handler; sees connections only through the Worker's
-// transport calls and never touches io_uring.
+// Implements net::Handler; sees connections only through a net::Transport
+// and the loop's services (envelopes, iteration hooks), never io_uring.
 #pragma once
 
-#include <atomic>
 #include <cstdint>
+#include <deque>
 #include <string>
 #include <vector>
 
@@ -16,6 +16,7 @@
 #include "limaoim/gateway/session.h"
 #include "limaoim/net/handler.h"
 #include "limaoim/net/slab.h"
+#include "limaoim/net/transport.h"
 #include "limaoim/net/worker.h"
 #include "limaoim/proto/codec.h"
 
@@ -23,6 +24,27 @@ namespace limaoim::gateway {
 
 inline constexpr const char* kKickReason = "Account login on other devices";
 inline constexpr const char* kShutdownReason = "Server shutting down";
+
+// The gateway's close reasons, after the loop's own (net/handler.h).
+enum class GatewayClose : uint8_t {
+    ClientDisconnect = net::kFirstHandlerCloseReason,  // the client sent DISCONNECT
+    AuthTimeout,          // no successful CONNECT within the auth deadline
+    IdleTimeout,          // no byte received for the idle timeout
+    DecodeError,          // undecodable packet (see decode_errors by kind)
+    PacketBeforeConnect,  // first packet was not CONNECT
+    AuthFailed,           // failure CONNACK written, then closed
+    Kicked,               // replaced by a newer login of the same uid + device flag
+    Shutdown,             // server shutdown
+    ProtocolViolation,    // a second CONNECT on an authenticated session
+};
+inline constexpr const char* kGatewayCloseNames[] = {
+    "client_disconnect", "auth_timeout", "idle_timeout", "decode_error", "packet_before_connect",
+    "auth_failed", "kicked", "shutdown", "protocol_violation",
+};
+// Every close reason's name by index, the loop's and the gateway's, for the
+// stats segment (empty names for unused indexes).
+std::vector<std::string> close_reason_names();
+const char* close_reason_name(net::CloseReason reason);
 
 // What every worker's gateway shares.
 struct GatewayShared {
@@ -32,27 +54,30 @@ struct GatewayShared {
     uint32_t kick_delay_ms = 4000;
     uint32_t max_packet = proto::kDefaultMaxRemainingLength;
     uint32_t max_connect_packet = proto::kDefaultMaxConnectLength;  // before login; <= max_packet
-    uint32_t max_pending_handshakes = 65536;
+    // CONNECTs one worker handles per loop iteration; the rest wait, in
+    // order, for the next iterations, so a login storm cannot starve the
+    // input of established sessions (their PINGs) of the ring's time.
+    uint32_t handshakes_per_iteration = 16;
     bool log_connections = false;
 
     Directory directory;
-    std::vector<net::Worker*> workers;  // by index, for kicks across workers
-    std::atomic<uint32_t> pending_handshakes{0};
 };
 
-class Gateway final : public net::Handler {
+class Gateway final : public net::Handler, public net::EnvelopeHandler {
 public:
-    Gateway(net::Worker& worker, GatewayShared& shared);
+    // `loop` gives the envelopes and the iteration hook; every connection of
+    // this gateway is reached through `transport`.
+    Gateway(net::Worker& loop, net::Transport& transport, GatewayShared& shared);
 
     void on_open(net::ConnRef conn) override;
     net::DataResult on_data(net::ConnRef conn, std::span<const uint8_t> bytes) override;
     void on_deadline(net::ConnRef conn) override;
     void on_close(net::ConnRef conn, net::CloseReason reason) override;
-    void on_mail(const net::Mail& mail) override;
     void on_shutdown() override;
+    void on_envelope(net::Envelope& envelope) override;
 
 private:
-    enum MailKind : uint32_t { kKick = 1 };
+    enum EnvelopeKind : uint16_t { kKick = 1 };
 
     // Each returns false when it closed the connection: the caller must stop
     // touching the session.
@@ -60,18 +85,26 @@ private:
     bool handle_connect(net::ConnRef conn, Session& session, const proto::ConnectPacket& connect);
     bool handle_send(net::ConnRef conn, Session& session, const proto::SendPacket& send);
     bool send_packet(net::ConnRef conn, const proto::Packet& packet, uint8_t version);
-    void kick(const SessionAddress& old);
-    void kick_local(uint32_t slot, uint32_t generation);
+    void kick(net::ConnId old);
+    void kick_local(net::ConnRef conn);
+    void close(net::ConnRef conn, GatewayClose reason,
+               net::Transport::Linger linger = net::Transport::Linger::Drop);
     void decode_failed(net::ConnRef conn, proto::DecodeError error);
+    void grant_deferred_handshakes();
     Session* session_of(net::ConnRef conn);
+    net::ConnId id_of(net::ConnRef conn) const { return net::ConnId::make(loop_.index(), conn.slot, conn.generation); }
 
-    net::Worker& worker_;
+    net::Worker& loop_;
+    net::Transport& io_;
     GatewayShared& shared_;
     stats::WorkerBlock& stats_;
     net::SlotArray<Session> sessions_;
     std::vector<uint8_t> scratch_;  // packets larger than a send chunk
     proto::crypto::Cipher cipher_;  // this worker's AES contexts
     std::string plaintext_;         // decrypted SEND payloads, reused
+    // CONNECTs over this iteration's budget, paused, oldest first.
+    std::deque<net::ConnRef> deferred_handshakes_;
+    uint32_t handshakes_left_ = 0;  // this iteration's budget
 };
 
 }  // namespace limaoim::gateway

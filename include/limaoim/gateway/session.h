@@ -19,16 +19,17 @@ enum class SessionState : uint8_t {
 
 struct Session {
     static constexpr size_t kInlineUid = 24;
+    // flags
+    static constexpr uint8_t kHandshakeGranted = 1;  // a deferred CONNECT's turn came: handle it now
 
     SessionState state;
     uint8_t version;        // the CONNECT's version byte, used for everything sent back
     uint8_t device_flag;
-    uint8_t pad;
+    uint8_t flags;
     uint32_t generation;    // of the connection this session belongs to
     uint16_t uid_len;
     uint8_t spare[6];       // keeps the session one cache line
     // The uid, inline when short (the usual case), else in a malloc'd copy.
-    // The directory entry points at these bytes while the session is registered.
     union {
         char inline_bytes[kInlineUid];
         char* heap;

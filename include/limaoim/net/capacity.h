@@ -15,20 +15,30 @@ struct CapacityPlan {
     uint32_t workers = 0;
     uint32_t slots_per_worker = 0;
     uint64_t capacity = 0;       // workers * slots_per_worker
+    uint32_t recv_buffers_per_worker = 0;  // provided receive buffers of each ring
     bool reaches_max_conns = false;
     std::string summary;         // one line for the start-up log
     std::string problem;         // why max_conns cannot be reached, and the fix; empty when it can
 };
 
-inline constexpr uint32_t kMaxWorkers = 64;
+// stats::kMaxWorkers (stats/layout.h) has the same value; capacity.cpp checks.
+inline constexpr uint32_t kMaxWorkers = 4096;
 inline constexpr uint32_t kKernelMaxFixedFiles = 1u << 20;
 inline constexpr uint32_t kMinSlots = 64;
 // Headroom for the uneven SO_REUSEPORT hash: 10 %.
 inline constexpr uint64_t kBalanceMarginPercent = 10;
+// Fewest provided receive buffers a ring is shrunk to.
+inline constexpr uint32_t kMinRecvBuffersPerWorker = 64;
 
 // `requested_workers` 0 = automatic: at least one per CPU, and enough tables
 // for max_conns. `nofile_limit` is the (raised) soft RLIMIT_NOFILE.
-CapacityPlan plan_capacity(uint64_t max_conns, uint32_t requested_workers, uint64_t nofile_limit, unsigned cpus);
+// `recv_buffers` is the configured count of provided receive buffers per
+// worker. Every buffer is populated at start, so with more workers than CPUs
+// (needed only for the tables) each ring gets its share of
+// recv_buffers x cpus instead: a power of two, at least
+// kMinRecvBuffersPerWorker (or recv_buffers when that is fewer).
+CapacityPlan plan_capacity(uint64_t max_conns, uint32_t requested_workers, uint64_t nofile_limit, unsigned cpus,
+                           uint32_t recv_buffers);
 
 // Raises the soft open-files limit to the hard one; returns the new soft limit.
 uint64_t raise_nofile_limit();

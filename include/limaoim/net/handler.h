@@ -1,37 +1,46 @@
-// The contract between the event loop (net/) and the protocol above it.
+// The contract between the event loop (net/) and a protocol above it.
 //
 // The loop owns sockets, buffers, timers and the ring; it knows nothing of IM.
 // A Handler owns per-connection protocol state, kept in its own slot-indexed
 // table; it knows nothing of io_uring. Calls go both ways on the worker's
-// thread only: the loop calls the Handler's on_* functions, the Handler calls
-// the Worker's transport functions (worker.h).
+// thread only: the loop calls the Handler's on_* functions, the Handler
+// calls the Transport's (transport.h).
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 #include <span>
 
-#include "limaoim/stats/layout.h"
-
 namespace limaoim::net {
 
-// A connection as the handler sees it: its slot (the io_uring direct
-// descriptor index, so handler tables can be indexed by it) and the
-// generation given at accept. A reference whose generation no longer
-// matches refers to a closed connection and is ignored by every call.
+// A connection as a handler of its own worker sees it: its slot (the
+// io_uring direct descriptor index, so handler tables can be indexed by it)
+// and the generation given at accept. A reference whose generation no
+// longer matches refers to a closed connection and is ignored by every call.
+// Across workers a connection is a ConnId (conn_id.h).
 struct ConnRef {
     uint32_t slot = 0;
     uint32_t generation = 0;
     bool operator==(const ConnRef&) const = default;
 };
 
-// A message from another worker (or the main thread) to this worker's
-// handler. Kind 0 is reserved for the loop itself.
-struct Mail {
-    uint32_t kind = 0;
-    uint32_t slot = 0;
-    uint32_t generation = 0;
-    uint32_t arg = 0;
+// Why a connection was closed: an index into the stats segment's per-reason
+// counters, whose names the server registers at start. The loop's own
+// reasons are named here; a handler defines its own from
+// kFirstHandlerCloseReason on, so a new layer adds reasons without editing
+// the loop or the stats layout.
+enum class CloseReason : uint8_t {
+    PeerClosed = 0,        // EOF or reset from the peer
+    IoError = 1,           // send/recv failed otherwise, or out of memory for this connection
+    SlowConsumer = 2,      // unsent output passed the send cap
+    Rejected = 3,          // refused at accept: --max-conns
+    ReassemblyBudget = 4,  // a split packet would pass the worker's reassembly budget
+};
+inline constexpr uint8_t kLoopCloseReasons = 5;
+inline constexpr uint8_t kFirstHandlerCloseReason = 8;
+inline constexpr uint8_t kMaxCloseReasons = 32;  // the stats segment's table
+inline constexpr const char* kLoopCloseReasonNames[kLoopCloseReasons] = {
+    "peer_closed", "io_error", "slow_consumer", "rejected", "reassembly_budget",
 };
 
 // What on_data() made of the bytes it was given.
@@ -43,32 +52,30 @@ struct DataResult {
     uint32_t needed = 0;
 };
 
-using CloseReason = stats::CloseReason;
-
 class Handler {
 public:
     virtual ~Handler() = default;
 
-    // A connection was accepted. Set its deadline here: a connection without
-    // one never times out.
+    // A connection was accepted on a listener of this handler. Set its
+    // deadline here: a connection without one never times out.
     virtual void on_open(ConnRef conn) = 0;
 
-    // Bytes received, in order. `bytes` is valid only during the call (it is
-    // a provided buffer, or the connection's reassembly buffer), and only
-    // until the handler closes the connection: closing frees the reassembly
-    // buffer at once, so a handler returns right after it closes. Its return
-    // value is then ignored.
+    // Bytes received, in order. `bytes` is valid only during the call (a
+    // provided buffer, or the connection's reassembly buffer), and only until
+    // the handler closes the connection: closing frees the reassembly buffer
+    // at once, so a handler returns right after it closes (its return value
+    // is then ignored). A handler that paused the input (Transport::
+    // pause_input) returns what it consumed so far; the loop keeps the rest,
+    // complete packets included, and hands it back after resume_input.
     virtual DataResult on_data(ConnRef conn, std::span<const uint8_t> bytes) = 0;
 
-    // The deadline set with Worker::set_deadline passed.
+    // The deadline set with Transport::set_deadline passed.
     virtual void on_deadline(ConnRef conn) = 0;
 
     // Called exactly once per connection, when it is closed for any reason
     // (by the handler, the peer, an error or a slow-consumer cut). After it,
     // the reference is dead: the handler drops every trace of it.
     virtual void on_close(ConnRef conn, CloseReason reason) = 0;
-
-    virtual void on_mail(const Mail& mail) = 0;
 
     // The server is stopping: accepting has stopped; say goodbye to every
     // connection. The loop exits once no connection is left or the shutdown

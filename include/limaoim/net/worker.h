@@ -1,10 +1,11 @@
-// One worker: one thread, one io_uring, one SO_REUSEPORT listener, one
-// fixed-file table whose slots are the connections.
+// One worker: one thread, one io_uring, one fixed-file table whose slots are
+// the connections, and one SO_REUSEPORT socket per listener.
 //
 // The loop (in the style of Redis' ae and liburing's examples/proxy.c):
-//   - a multishot accept installs each new socket straight into the ring's
-//     fixed-file table (a direct descriptor: no fd in the process table, so
-//     the 20000 open-files limit bounds each ring's table, not the server);
+//   - per listener a multishot accept installs each new socket straight into
+//     the ring's fixed-file table (a direct descriptor: no fd in the process
+//     table, so the 20000 open-files limit bounds each ring's table, not the
+//     server); each connection remembers its listener, whose Handler serves it;
 //   - per connection a multishot poll plus a one-shot recv per wake-up
 //     (RecvMode::PollThenRecv, the default) or a multishot recv, filling
 //     buffers the kernel picks from this worker's provided-buffer ring; a
@@ -12,24 +13,37 @@
 //     an idle connection holds none;
 //   - sends from a per-connection queue of pooled 2 KiB chunks, one send in
 //     flight per connection, a cap that turns a stuck reader into a close;
-//   - one deadline per connection on a timer wheel ticking every 100 ms;
-//   - a mailbox (mutex-protected queue + eventfd) for other threads.
-// Every transport call below must be made on this worker's thread, except
-// post() and request_stop().
+//   - one deadline per connection on a timer wheel ticking every 100 ms, and
+//     timers of the handlers' own (loop_timer.h) that belong to no connection;
+//   - fd watches: any descriptor (a store thread's eventfd, a library's
+//     socket) polled on the ring, with a callback;
+//   - an Inbox of Envelopes from other threads, one doorbell (eventfd) per
+//     burst; envelopes to other workers are batched per target and handed
+//     over once per loop iteration.
+// Every call below must be made on this worker's thread, except post(),
+// request_stop() and the setup calls before start().
+//
+// One iteration: wait for completions (until the next timer at most) ->
+// handle them -> loop timers -> connection deadlines -> iteration hooks ->
+// input of resumed connections -> hand envelope batches to their targets.
 #pragma once
 
 #include <atomic>
 #include <cstdint>
+#include <deque>
+#include <functional>
 #include <memory>
-#include <mutex>
 #include <span>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "limaoim/net/envelope.h"
 #include "limaoim/net/handler.h"
+#include "limaoim/net/loop_timer.h"
 #include "limaoim/net/slab.h"
 #include "limaoim/net/timer_wheel.h"
+#include "limaoim/net/transport.h"
 #include "limaoim/stats/layout.h"
 
 struct io_uring;
@@ -53,93 +67,151 @@ enum class RecvMode : uint8_t { Multishot, PollThenRecv };
 
 struct WorkerOptions {
     uint32_t index = 0;
-    std::string addr = "0.0.0.0";
-    uint16_t port = 0;
     uint32_t slots = 1024;          // fixed-file table size = max connections of this worker
     uint32_t recv_buffers = 512;    // provided buffers (power of two)
     uint32_t recv_buffer_size = 2048;
     uint32_t send_cap = 64u << 10;  // queued output per connection before a slow-consumer close
-    uint32_t sndbuf = 64u << 10;    // SO_SNDBUF of every connection (0 = kernel autotuning)
     uint32_t drain_timeout_ms = 5000;  // close-after-flush gives up after this
+    // Bytes all of this worker's split packets may hold in reassembly
+    // buffers together; a connection whose packet would pass it is closed.
+    uint64_t reassembly_budget = 64ull << 20;
+    uint32_t inbox_capacity = 1u << 20;  // envelopes queued for this worker before send_envelope() refuses
     RecvMode recv_mode = RecvMode::PollThenRecv;
+};
+
+struct ListenerOptions {
+    std::string addr = "0.0.0.0";
+    uint16_t port = 0;
+    Handler* handler = nullptr;
+    uint32_t sndbuf = 64u << 10;  // SO_SNDBUF of every connection (0 = kernel autotuning)
+    uint32_t backlog = 65535;     // capped by net.core.somaxconn
+    // Connections not yet established (Transport::established) at which this
+    // worker stops accepting on the listener: new ones wait in the kernel's
+    // backlog instead of being accepted and then timing out. 0 = no limit.
+    uint32_t max_pending = 0;
 };
 
 // Each worker's listener sets SO_REUSEPORT, which lets any other process of
 // the same user add a listener of its own to the port and take a share of
 // the connections. A bind without the option fails on a port that anything
 // listens on: this probe says so before the workers bind. Returns an empty
-// string when the port is free, else the message.
-std::string probe_listen_port(const std::string& addr, uint16_t port);
+// string when the port is free, else the message, which names `option` (the
+// flag that sets this port) as the fix.
+std::string probe_listen_port(const std::string& addr, uint16_t port, const std::string& option);
 
-class Worker {
+// A listening socket for `listener` that shares its port with the other
+// workers' (SO_REUSEPORT), or -1 with `error` set. Accepted sockets inherit
+// its TCP_NODELAY and SO_SNDBUF.
+int open_listener(const ListenerOptions& listener, std::string& error);
+
+// Who handles the envelopes that reach a worker.
+class EnvelopeHandler {
+public:
+    virtual ~EnvelopeHandler() = default;
+    virtual void on_envelope(Envelope& envelope) = 0;
+};
+
+class Worker final : public Transport {
 public:
     static constexpr uint32_t kTickMs = 100;
+    static constexpr uint32_t kMaxListeners = 4;
 
     Worker(const WorkerOptions& options, SharedLimits& limits, stats::WorkerBlock& stats,
            stats::ConnCounters* conn_stats);
-    ~Worker();
+    ~Worker() override;
     Worker(const Worker&) = delete;
     Worker& operator=(const Worker&) = delete;
 
-    void set_handler(Handler* handler) { handler_ = handler; }
+    // ---- setup, before start() ----
+    // The listener is bound at start(); returns its index.
+    uint32_t add_listener(const ListenerOptions& listener);
+    void set_envelope_handler(EnvelopeHandler* handler) { envelope_handler_ = handler; }
+    // Every worker of the server, by index: the targets of send_envelope().
+    void set_peers(std::span<Worker* const> peers);
 
-    // Starts the worker's thread, which creates the ring, the listener, the
+    // Starts the worker's thread, which creates the ring, the listeners, the
     // buffer ring and the file table there (a SINGLE_ISSUER ring accepts
     // submissions only from the thread that created it), then runs the loop
     // until stopped and drained. Returns once the ring is ready; on failure
     // false, with a message that names the cause and the fix.
     bool start(std::string& error);
     void join();
-    // Thread-safe: stop accepting, ask the handler to say goodbye, exit once
-    // every connection is closed or `deadline_ms` passed.
+    // Thread-safe: stop accepting (the listeners leave the port at once),
+    // ask the handlers to say goodbye, exit once every connection is closed
+    // or `deadline_ms` passed.
     void request_stop(uint32_t deadline_ms);
-    // Thread-safe: queue a message for this worker's handler.
-    void post(const Mail& mail);
 
-    // ---- transport (worker thread only) ----
+    // ---- envelopes ----
+    // Thread-safe: queues one envelope for this worker's EnvelopeHandler.
+    // False when the inbox is full (counted); the caller decides what a
+    // refusal means (nothing is dropped silently).
+    bool post(Envelope&& envelope);
+    // Worker thread: queues an envelope for worker `target` (this one
+    // included); batches go out at the end of the loop iteration, one
+    // doorbell per target. False when the target's inbox is full (counted).
+    bool send_envelope(uint32_t target, Envelope&& envelope);
 
-    // Queues bytes for sending. Returns false if the connection is not open
-    // or the queue passed the send cap (the connection is then closed as a
-    // slow consumer, and on_close has run).
-    bool send(ConnRef conn, std::span<const uint8_t> bytes);
-    // Contiguous room for `n` bytes at the end of the send queue, to encode
-    // into directly (n <= SendChunk::kCapacity); commit() queues what was
-    // written. Empty when the connection is not open or over its cap.
-    std::span<uint8_t> reserve(ConnRef conn, size_t n);
-    void commit(ConnRef conn, size_t n);
+    // ---- loop services (worker thread) ----
+    // A timer that belongs to no connection; `every_ms` > 0 repeats it.
+    // The callback may add and cancel timers, itself included.
+    TimerId add_timer(uint32_t ms_from_now, std::function<void()> callback, uint32_t every_ms = 0);
+    void cancel_timer(TimerId id);
+    // Polls `fd` (POLLIN/POLLOUT...) on the ring; `callback(revents)` runs on
+    // each readiness (revents < 0: the poll failed with -errno and the watch
+    // is gone). The descriptor stays the caller's: unwatch before closing it.
+    using WatchId = uint64_t;
+    WatchId watch_fd(int fd, uint32_t poll_events, std::function<void(int32_t revents)> callback);
+    void unwatch_fd(WatchId id);
+    // Runs `hook` once at the end of every loop iteration, after the timers
+    // and before envelope batches are handed over.
+    void add_iteration_hook(std::function<void()> hook);
+    // The next wait for completions returns at once: a hook has more to do.
+    void run_again_now() { run_again_ = true; }
+    uint64_t now_ms() const { return now_ms_; }
 
-    enum class Linger : uint8_t { Drop, Flush };
-    // Closes the connection: on_close(reason) runs at once; with Linger::Flush
-    // the queued output is sent first (for at most drain_timeout_ms).
-    void close(ConnRef conn, CloseReason reason, Linger linger = Linger::Drop);
+    // ---- Transport (worker thread) ----
+    std::span<uint8_t> reserve(ConnRef conn, size_t n) override;
+    void commit(ConnRef conn, size_t n) override;
+    bool send(ConnRef conn, std::span<const uint8_t> bytes) override;
+    void close(ConnRef conn, CloseReason reason, Linger linger = Linger::Drop) override;
+    void set_deadline(ConnRef conn, uint32_t ms_from_now) override;
+    void pause_input(ConnRef conn) override;
+    void resume_input(ConnRef conn) override;
+    void established(ConnRef conn) override;
+    bool is_open(ConnRef conn) const override;
+    uint32_t idle_ms(ConnRef conn) const override;
+    stats::ConnCounters& counters(ConnRef conn) override { return conn_stats_[conn.slot]; }
 
-    // Replaces the connection's deadline (on_deadline runs when it passes).
-    // Only an Open connection has one: closing cancels it.
-    void set_deadline(ConnRef conn, uint32_t ms_from_now);
-
-    bool is_open(ConnRef conn) const;
-    uint32_t idle_ms(ConnRef conn) const;               // since its last received byte
     uint32_t index() const { return options_.index; }
     uint32_t slots() const { return options_.slots; }
     stats::WorkerBlock& stats() { return stats_; }
-    stats::ConnCounters& conn_stats(ConnRef conn) { return conn_stats_[conn.slot]; }
+
+    // A split packet waits here (malloc'd, header in front of its bytes) until
+    // it is whole, and a paused connection's input until it is resumed.
+    struct Reassembly {
+        uint32_t len;
+        uint32_t cap;
+        uint8_t* bytes() { return reinterpret_cast<uint8_t*>(this + 1); }
+    };
 
     // Each connection's loop-side state: 64 bytes, in a SlotArray indexed by
     // its direct-descriptor slot.
     struct Connection {
         // Cache line 0, all of it: touched on every completion of this connection.
-        uint32_t generation;      // 0 = free; from next_generation_
+        uint32_t generation;      // 0 = free; from next_generation_, < 2^28 (ConnId)
         uint8_t state;            // ConnState
         uint8_t io;               // IoFlags: which requests are in flight
         uint16_t rx_below_kib;    // bytes received not yet counted in ConnCounters::bytes_in_kib
         TimerLink timer;          // 12 bytes
         uint32_t last_rx_tick;    // for idle_ms()
         uint32_t queued;          // bytes in the send queue
-        uint8_t* partial;         // reassembly buffer (malloc), only while a packet is split
+        uint8_t listener;         // index into listeners_: whose handler serves it
+        uint8_t flags;            // ConnFlags
+        uint16_t unused16;        // free: padding to the cache line
+        Reassembly* partial;      // only while a packet is split or input is paused
         SendChunk* send_head;     // from the worker's ChunkPool
         SendChunk* send_tail;
-        uint32_t partial_len;
-        uint32_t partial_cap;
+        uint64_t unused64;        // free: padding to the cache line
     };
     static_assert(sizeof(Connection) == 64, "one cache line per connection in the loop");
 
@@ -148,7 +220,11 @@ private:
     // kRecvArmed: the multishot recv, or in PollThenRecv mode the multishot
     // poll; kRecvOnce: PollThenRecv's one-shot recv.
     enum IoFlags : uint8_t { kRecvArmed = 1, kSendInFlight = 2, kRecvOnce = 4 };
-    enum class Op : uint8_t;
+    enum ConnFlags : uint8_t {
+        kPending = 1,      // counts against its listener's max_pending
+        kInputPaused = 2,
+        kResumeQueued = 4,  // in resumed_, waiting for its buffered input to be handed back
+    };
     // A completion copied out of the CQ, so the CQ can be advanced before the
     // handlers run and queue new requests.
     struct Completion {
@@ -156,30 +232,54 @@ private:
         int32_t res;
         uint32_t flags;
     };
+    struct Listener {
+        ListenerOptions options;
+        int fd = -1;
+        uint32_t pending = 0;            // connections with kPending
+        uint32_t accepts_in_flight = 0;  // accept requests in the kernel
+        bool at_limit = false;           // pending reached max_pending (counted once per episode)
+    };
+    struct Watch {
+        std::function<void(int32_t)> callback;
+        int fd = -1;
+        uint32_t events = 0;
+        uint32_t serial = 0;
+        bool active = false;   // unwatch_fd() not called
+        bool armed = false;    // a poll is in the kernel
+    };
 
     bool init(std::string& error);
     void run();
+    uint64_t wait_timeout_ms();
     io_uring_sqe* get_sqe();
     void reap_completions();
     void publish_buffers();
-    void arm_accept();
+    void arm_accepts(uint32_t listener);
     void arm_recv(uint32_t slot);
     void recv_once(uint32_t slot);
     void arm_wake();
+    void arm_watch(uint32_t id);
     void submit_send(uint32_t slot);
+    void begin_stop();
 
     void handle_cqe(const Completion& cqe);
     void on_accept(const Completion& cqe);
     void on_recv(const Completion& cqe);
     void on_poll(const Completion& cqe);
     void on_send(const Completion& cqe);
+    void on_watch(const Completion& cqe);
     void on_wake();
 
     void deliver(uint32_t slot, std::span<const uint8_t> bytes);
-    bool keep_partial(Connection& c, std::span<const uint8_t> tail, uint32_t needed);
+    void feed_partial(uint32_t slot);
+    bool keep_partial(uint32_t slot, std::span<const uint8_t> tail, uint32_t needed);
     void drop_partial(Connection& c);
+    void deliver_resumed();
+    void continue_reading(uint32_t slot);
     void recycle_buffer(uint16_t bid);
     void reject(uint32_t slot);
+    void flush_outboxes();
+    void ring_doorbell();
 
     // Teardown: on_close, then wait for in-flight requests, then close_direct.
     void begin_close(uint32_t slot, CloseReason reason);
@@ -188,9 +288,11 @@ private:
     void cancel(uint64_t user_data);
     void drop_send_queue(Connection& c);
     void on_timer(uint32_t slot);
+    void leave_pending(Connection& c);
 
     Connection* live(ConnRef ref);
     const Connection* live(ConnRef ref) const;
+    Handler& handler_of(const Connection& c) { return *listeners_[c.listener].options.handler; }
     void update_clock();
     uint32_t now_tick() const { return uint32_t(now_ms_ / kTickMs); }
 
@@ -198,12 +300,13 @@ private:
     SharedLimits& limits_;
     stats::WorkerBlock& stats_;
     stats::ConnCounters* conn_stats_;
-    Handler* handler_ = nullptr;
+    std::vector<Listener> listeners_;
+    EnvelopeHandler* envelope_handler_ = nullptr;
+    std::vector<Worker*> peers_;
 
     std::thread thread_;
     std::unique_ptr<io_uring> ring_;
     bool ring_ready_ = false;
-    int listen_fd_ = -1;
     int wake_fd_ = -1;
     io_uring_buf_ring* buf_ring_ = nullptr;
     uint8_t* buffers_ = nullptr;  // recv_buffers * recv_buffer_size, mmap'd
@@ -217,11 +320,22 @@ private:
     uint32_t next_generation_ = 0;
     uint64_t now_ms_ = 0;
     uint64_t open_ = 0;  // connections not yet released (any state but Free)
+    uint64_t reassembly_bytes_ = 0;  // capacity of every Reassembly of this worker
     bool accepting_ = false;
+    bool run_again_ = false;
 
-    std::mutex mail_mutex_;
-    std::vector<Mail> mail_in_;
-    std::vector<Mail> mail_work_;
+    std::vector<ConnRef> resumed_;       // resume_input() since the last hand-back
+    std::vector<ConnRef> resumed_work_;  // being handed back; capacity kept
+    LoopTimers timers_;
+    std::deque<Watch> watches_;          // deque: a callback may add watches while it runs
+    std::vector<uint32_t> free_watches_;
+    std::vector<std::function<void()>> iteration_hooks_;
+
+    Inbox inbox_;
+    std::vector<Envelope> inbox_work_;               // taken from inbox_; capacity kept
+    std::vector<std::vector<Envelope>> outboxes_;    // by target worker
+    std::vector<uint32_t> outbox_targets_;           // targets with a non-empty outbox
+
     std::atomic<bool> stop_requested_{false};
     std::atomic<uint32_t> stop_deadline_ms_{0};
     bool stopping_ = false;

@@ -16,8 +16,10 @@
 namespace limaoim::stats {
 
 inline constexpr uint64_t kMagic = 0x54415453494d494cULL;  // "LIMISTAT" little-endian
-inline constexpr uint32_t kLayoutVersion = 1;
-inline constexpr uint32_t kMaxWorkers = 64;
+inline constexpr uint32_t kLayoutVersion = 2;
+// The same value as net::kMaxWorkers (net/capacity.h, checked there): stats/
+// is below net/ and does not include it.
+inline constexpr uint32_t kMaxWorkers = 4096;
 inline constexpr size_t kCacheLine = 64;
 
 // One writer, many readers: plain load + store, no locked instruction.
@@ -30,29 +32,12 @@ struct Counter {
 };
 static_assert(sizeof(Counter) == 8 && std::atomic<uint64_t>::is_always_lock_free);
 
-// Why a connection was closed. Names are the JSON/Prometheus labels.
-enum class CloseReason : uint8_t {
-    PeerClosed,          // EOF or reset from the client
-    ClientDisconnect,    // the client sent DISCONNECT
-    AuthTimeout,         // no successful CONNECT within the auth deadline
-    IdleTimeout,         // no byte received for the idle timeout
-    DecodeError,         // undecodable packet (see decode_errors by kind)
-    PacketBeforeConnect, // first packet was not CONNECT
-    AuthFailed,          // failure CONNACK written, then closed
-    Kicked,              // replaced by a newer login of the same uid + device flag
-    SlowConsumer,        // unsent output passed the per-session cap
-    Shutdown,            // server shutdown
-    ProtocolViolation,   // a second CONNECT on an authenticated session
-    IoError,             // send/recv failed with an error other than a reset
-    Rejected,            // refused at accept: --max-conns or the pending-handshake limit
-    Count
-};
-inline constexpr int kCloseReasonCount = static_cast<int>(CloseReason::Count);
-inline constexpr const char* kCloseReasonNames[kCloseReasonCount] = {
-    "peer_closed",  "client_disconnect", "auth_timeout", "idle_timeout",
-    "decode_error", "packet_before_connect", "auth_failed", "kicked",
-    "slow_consumer", "shutdown", "protocol_violation", "io_error", "rejected",
-};
+// Connections closed, by reason code. The codes and their names belong to
+// the server (net/ and gateway/), not to this layout: the server writes the
+// names into Header::close_reason_names at start, and limaoim-stat labels the
+// counters with them, so a new reason needs no new layout or reader.
+inline constexpr int kMaxCloseReasons = 32;
+inline constexpr size_t kCloseReasonNameSize = 24;  // NUL included
 
 // Device-flag gauges: APP, WEB, SYSTEM, and every other value together.
 inline constexpr int kDeviceFlagBuckets = 4;
@@ -89,7 +74,7 @@ struct alignas(kCacheLine) WorkerBlock {
     Counter rejected_capacity;   // closed at once: --max-conns, pending limit, or table full (ENFILE)
     Counter accept_errors;
     Counter slot_reuses;         // a direct-descriptor slot used again after a close
-    Counter closed[kCloseReasonCount];
+    Counter closed[kMaxCloseReasons];  // by reason code, see Header::close_reason_names
     Counter packets_in[kPacketTypes];
     Counter packets_out[kPacketTypes];
     Counter bytes_in;            // all bytes received
@@ -98,10 +83,20 @@ struct alignas(kCacheLine) WorkerBlock {
     Counter auth_failures;       // CONNACK with a failure reason
     Counter decode_errors[kDecodeErrorKinds];
     Counter kicks;               // sessions replaced by a newer login
+    Counter kicks_lost;          // a kick for another worker refused by its full inbox
     Counter slow_consumer_kicks;
     Counter recv_rearms;         // multishot recv re-armed (ENOBUFS or CQ overflow)
     Counter buffer_ring_empty;   // -ENOBUFS completions
     Counter handshake_latency_us[kLatencyBuckets];
+
+    // The loop's services (net/).
+    Counter reassembly_bytes;     // gauge: reassembly buffers held (split packets, paused input)
+    Counter accept_pauses;        // accepting stopped at the listener's pending limit
+    Counter input_pauses;         // connections whose input was paused
+    Counter envelopes_in;         // envelopes handled by this worker
+    Counter envelopes_out;        // envelopes this worker queued for workers (itself included)
+    Counter envelopes_refused;    // envelopes refused: the target's inbox was full
+    Counter handshakes_deferred;  // CONNECTs put off to a later iteration by the handshake budget
 };
 
 // Per-connection traffic, indexed [worker * slots_per_worker + slot], where
@@ -127,19 +122,23 @@ struct Header {
     uint64_t capacity;           // workers * slots_per_worker
     uint32_t slots_per_worker;   // fixed-file table size of each ring
     uint32_t worker_block_size;  // sizeof(WorkerBlock)
-    uint64_t workers_offset;     // offset of WorkerBlock[kMaxWorkers]
+    uint64_t workers_offset;     // offset of WorkerBlock[workers]
     uint64_t conns_offset;       // offset of ConnCounters[workers * slots_per_worker]
     uint16_t port;
     uint8_t mode_test;           // 1 when the token check is off
     uint8_t reserved[5];
     char instance[64];           // NUL-terminated instance name
+    // Name of close reason code i, NUL-terminated; empty = code not used.
+    char close_reason_names[kMaxCloseReasons][kCloseReasonNameSize];
 };
 
 inline constexpr size_t align_up(size_t n, size_t a) { return (n + a - 1) / a * a; }
 inline constexpr size_t workers_offset() { return align_up(sizeof(Header), kCacheLine); }
-inline constexpr size_t conns_offset() { return workers_offset() + sizeof(WorkerBlock) * kMaxWorkers; }
+// The worker blocks take room for header.workers only, so the cap costs
+// nothing to a small server.
+inline constexpr size_t conns_offset(uint32_t workers) { return workers_offset() + sizeof(WorkerBlock) * workers; }
 inline constexpr size_t segment_size(uint32_t workers, uint32_t slots_per_worker) {
-    return align_up(conns_offset() + sizeof(ConnCounters) * size_t(workers) * slots_per_worker, 4096);
+    return align_up(conns_offset(workers) + sizeof(ConnCounters) * size_t(workers) * slots_per_worker, 4096);
 }
 
 // "/dev/shm/limaoim-<instance>"; the server uses the TCP port as the instance

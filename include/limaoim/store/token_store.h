@@ -4,8 +4,14 @@
 // config file and --token flags at start; the durable engines and the HTTP
 // API that writes them (POST /user/token) come with the messaging milestone.
 // Thread-safe: every worker reads, writers take the lock exclusively.
+//
+// Tokens are kept as SHA-256 digests and compared in constant time
+// (CRYPTO_memcmp over the two 32-byte digests): how long a check takes says
+// nothing about how much of a guess was right, nor how long the stored token
+// is, and no plaintext token stays in the server's memory.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <shared_mutex>
 #include <string>
@@ -22,7 +28,11 @@ enum class TokenCheck : uint8_t {
 
 class TokenStore {
 public:
+    using Digest = std::array<uint8_t, 32>;  // SHA-256
+
+    // Throws std::bad_alloc if out of memory (also when OpenSSL cannot digest).
     void set(std::string_view uid, uint8_t device_flag, std::string_view token);
+    // Missing if nothing is stored; Mismatch (fail closed) if OpenSSL cannot digest the token.
     TokenCheck check(std::string_view uid, uint8_t device_flag, std::string_view token) const;
     size_t size() const;
 
@@ -30,7 +40,7 @@ private:
     static std::string key(std::string_view uid, uint8_t device_flag);
 
     mutable std::shared_mutex mutex_;
-    std::unordered_map<std::string, std::string> tokens_;
+    std::unordered_map<std::string, Digest> tokens_;  // key(): device flag byte + uid
 };
 
 }  // namespace limaoim::store

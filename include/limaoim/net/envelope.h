@@ -1,0 +1,131 @@
+// Envelopes: how workers (and off-loop threads) hand work to a worker.
+//
+// A worker's state is touched only by its own thread. Anything another
+// thread wants done there — kick a session, deliver a stored message to the
+// sessions it holds, report a finished fsync — travels as an Envelope into
+// that worker's Inbox. The payload is immutable and reference-counted, so
+// one stored message reaches many targets without a copy; a target encodes
+// it for its own sessions (their keys live there).
+//
+// Memory: a Payload is one allocation from the general allocator (mimalloc
+// in the server), freed by whichever thread drops the last reference. An
+// Envelope is 24 bytes, kept by value in vectors whose capacity is reused.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <cstring>
+#include <mutex>
+#include <new>
+#include <span>
+#include <utility>
+#include <vector>
+
+namespace limaoim::net {
+
+class Payload {
+public:
+    Payload() = default;
+    // A copy of `bytes`; empty (operator bool false) when out of memory.
+    static Payload copy_of(std::span<const uint8_t> bytes) {
+        void* memory = ::operator new(sizeof(Block) + bytes.size(), std::nothrow);
+        if (!memory) return {};
+        Block* block = new (memory) Block{};
+        block->size = uint32_t(bytes.size());
+        if (!bytes.empty()) std::memcpy(block->data(), bytes.data(), bytes.size());
+        return Payload(block);
+    }
+    Payload(const Payload& other) : block_(other.block_) {
+        if (block_) block_->refs.fetch_add(1, std::memory_order_relaxed);
+    }
+    Payload(Payload&& other) noexcept : block_(std::exchange(other.block_, nullptr)) {}
+    Payload& operator=(Payload other) noexcept {
+        std::swap(block_, other.block_);
+        return *this;
+    }
+    ~Payload() {
+        // acq_rel: the thread that frees sees every other thread's reads done.
+        if (block_ && block_->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+            block_->~Block();
+            ::operator delete(block_);
+        }
+    }
+
+    std::span<const uint8_t> bytes() const {
+        return block_ ? std::span<const uint8_t>(block_->data(), block_->size) : std::span<const uint8_t>();
+    }
+    explicit operator bool() const { return block_ != nullptr; }
+    uint32_t use_count() const { return block_ ? block_->refs.load(std::memory_order_relaxed) : 0; }
+
+private:
+    struct Block {
+        std::atomic<uint32_t> refs{1};
+        uint32_t size = 0;
+        uint8_t* data() { return reinterpret_cast<uint8_t*>(this + 1); }
+    };
+    explicit Payload(Block* block) : block_(block) {}
+    Block* block_ = nullptr;
+};
+
+// What a handler means by `kind` and the two arguments is its own business;
+// the loop only carries envelopes.
+struct Envelope {
+    uint16_t kind = 0;
+    uint16_t flags = 0;
+    uint32_t arg32 = 0;
+    uint64_t arg = 0;  // e.g. a ConnId
+    Payload payload;
+};
+static_assert(sizeof(Envelope) == 24);
+
+// A worker's incoming envelopes: many producers, one consumer (the worker),
+// bounded. Producers append whole batches under the lock; the consumer swaps
+// the vector out under the lock and handles it without it. The doorbell is
+// rung only when the inbox goes from empty to non-empty, so a burst costs the
+// target one wake-up, however many producers and batches it has.
+class Inbox {
+public:
+    explicit Inbox(size_t capacity) : capacity_(capacity) {}
+
+    enum class Push : uint8_t { Queued, QueuedRing, Full };
+    // Appends all of `batch` or nothing; QueuedRing: the caller rings the
+    // target's doorbell. `batch` is left empty on success.
+    Push push(std::vector<Envelope>& batch) {
+        std::lock_guard lock(mutex_);
+        if (queued_.size() + batch.size() > capacity_) return Push::Full;
+        const bool was_empty = queued_.empty();
+        if (was_empty) {
+            queued_.swap(batch);
+        } else {
+            for (Envelope& e : batch) queued_.push_back(std::move(e));
+            batch.clear();
+        }
+        size_.store(queued_.size(), std::memory_order_relaxed);
+        return was_empty ? Push::QueuedRing : Push::Queued;
+    }
+    Push push_one(Envelope&& envelope) {
+        std::lock_guard lock(mutex_);
+        if (queued_.size() >= capacity_) return Push::Full;
+        queued_.push_back(std::move(envelope));
+        size_.store(queued_.size(), std::memory_order_relaxed);
+        return queued_.size() == 1 ? Push::QueuedRing : Push::Queued;
+    }
+    // The consumer: takes everything queued (out must be empty; its capacity
+    // is handed to the producers in exchange).
+    void take(std::vector<Envelope>& out) {
+        std::lock_guard lock(mutex_);
+        out.swap(queued_);
+        size_.store(0, std::memory_order_relaxed);
+    }
+    // Approximate, for a producer's bound check without the lock.
+    size_t size() const { return size_.load(std::memory_order_relaxed); }
+    size_t capacity() const { return capacity_; }
+
+private:
+    std::mutex mutex_;
+    std::vector<Envelope> queued_;
+    std::atomic<size_t> size_{0};
+    size_t capacity_;
+};
+
+}  // namespace limaoim::net

@@ -1,0 +1,483 @@
+// The loop's services, each against real workers and real sockets: listener
+// options, pause/resume of input, loop timers, fd watches, envelopes between
+// workers, the blocking pool, the reassembly budget, accept back-pressure
+// and leaving the port at stop. Links net/ alone (no proto/, no gateway/).
+#include <doctest/doctest.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "limaoim/net/blocking_pool.h"
+#include "limaoim/net/conn_id.h"
+#include "limaoim/net/worker.h"
+
+using namespace limaoim;
+using namespace limaoim::net;
+using namespace std::chrono;
+
+namespace {
+
+uint16_t free_port() {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof(sa));
+    socklen_t len = sizeof(sa);
+    getsockname(fd, reinterpret_cast<sockaddr*>(&sa), &len);
+    ::close(fd);
+    return ntohs(sa.sin_port);
+}
+
+int connect_to(uint16_t port) {
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons(port);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) != 0) {
+        ::close(fd);
+        return -1;
+    }
+    timeval tv{5, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    return fd;
+}
+
+std::string read_exactly(int fd, size_t n) {
+    std::string out;
+    char buf[256];
+    while (out.size() < n) {
+        ssize_t got = recv(fd, buf, std::min(sizeof(buf), n - out.size()), 0);
+        if (got <= 0) break;
+        out.append(buf, size_t(got));
+    }
+    return out;
+}
+
+bool wait_for(const std::function<bool()>& done, milliseconds limit = 5s) {
+    const auto end = steady_clock::now() + limit;
+    while (steady_clock::now() < end) {
+        if (done()) return true;
+        std::this_thread::sleep_for(2ms);
+    }
+    return done();
+}
+
+// Packets of one byte. 'P' pauses the input and resumes it from a loop timer
+// 150 ms later; 'E' marks the connection established; 'B' asks for a packet
+// of a megabyte (to exercise the reassembly budget); any other byte is
+// echoed.
+struct ByteHandler final : Handler {
+    Worker* worker = nullptr;
+    std::atomic<int> opened{0};
+    std::atomic<int> closed{0};
+    std::atomic<int> last_reason{-1};
+    std::atomic<int> resumed{0};
+
+    void on_open(ConnRef) override { ++opened; }
+    DataResult on_data(ConnRef conn, std::span<const uint8_t> bytes) override {
+        for (size_t i = 0; i < bytes.size(); ++i) {
+            switch (bytes[i]) {
+            case 'P':
+                worker->pause_input(conn);
+                worker->add_timer(150, [this, conn] {
+                    ++resumed;
+                    worker->resume_input(conn);
+                });
+                return {i + 1, 0};
+            case 'E':
+                worker->established(conn);
+                break;
+            case 'B':
+                return {i, 1u << 20};
+            default:
+                worker->send(conn, bytes.subspan(i, 1));
+            }
+        }
+        return {bytes.size(), 0};
+    }
+    void on_deadline(ConnRef) override {}
+    void on_close(ConnRef, CloseReason reason) override {
+        last_reason = int(reason);
+        ++closed;
+    }
+    void on_shutdown() override {}
+};
+
+struct CountingEnvelopes final : EnvelopeHandler {
+    std::atomic<uint64_t> count{0};
+    std::atomic<uint64_t> bytes{0};
+    std::atomic<uint64_t> kind_sum{0};
+    void on_envelope(Envelope& e) override {
+        ++count;
+        bytes += e.payload.bytes().size();
+        kind_sum += e.kind;
+    }
+};
+
+// A worker with its own stats block, on a free loopback port.
+struct TestWorker {
+    std::unique_ptr<stats::WorkerBlock> block = std::make_unique<stats::WorkerBlock>();
+    std::vector<stats::ConnCounters> conns = std::vector<stats::ConnCounters>(256);
+    SharedLimits limits;
+    ByteHandler handler;
+    CountingEnvelopes envelopes;
+    std::unique_ptr<Worker> worker;
+    uint16_t port = free_port();
+
+    explicit TestWorker(uint32_t index = 0, WorkerOptions options = {}, uint32_t max_pending = 0) {
+        limits.max_conns = 1000;
+        options.index = index;
+        options.slots = 256;
+        options.recv_buffers = 64;
+        worker = std::make_unique<Worker>(options, limits, *block, conns.data());
+        handler.worker = worker.get();
+        ListenerOptions listener;
+        listener.addr = "127.0.0.1";
+        listener.port = port;
+        listener.handler = &handler;
+        listener.max_pending = max_pending;
+        listener.backlog = 64;
+        worker->add_listener(listener);
+        worker->set_envelope_handler(&envelopes);
+    }
+    void start(std::span<Worker* const> peers) {
+        worker->set_peers(peers);
+        std::string error;
+        REQUIRE_MESSAGE(worker->start(error), error);
+    }
+    void start() {
+        Worker* self = worker.get();
+        start(std::span<Worker* const>(&self, 1));
+    }
+    ~TestWorker() {
+        worker->request_stop(1000);
+        worker->join();
+    }
+};
+
+}  // namespace
+
+TEST_CASE("listener: accepted sockets inherit TCP_NODELAY and the fixed send buffer") {
+    ListenerOptions options;
+    options.addr = "127.0.0.1";
+    options.port = free_port();
+    options.sndbuf = 64u << 10;
+    std::string error;
+    const int listener = open_listener(options, error);
+    REQUIRE_MESSAGE(listener >= 0, error);
+    const int client = connect_to(options.port);
+    REQUIRE(client >= 0);
+    const int accepted = accept(listener, nullptr, nullptr);
+    REQUIRE(accepted >= 0);
+    int nodelay = 0;
+    socklen_t len = sizeof(nodelay);
+    REQUIRE(getsockopt(accepted, IPPROTO_TCP, TCP_NODELAY, &nodelay, &len) == 0);
+    CHECK(nodelay == 1);
+    int sndbuf = 0;
+    len = sizeof(sndbuf);
+    REQUIRE(getsockopt(accepted, SOL_SOCKET, SO_SNDBUF, &sndbuf, &len) == 0);
+    CHECK(sndbuf == 2 * (64 << 10));  // the kernel doubles what was set
+    ::close(accepted);
+    ::close(client);
+    ::close(listener);
+}
+
+TEST_CASE("pause_input: packets pipelined behind a pause wait, then come in order without new bytes") {
+    for (RecvMode mode : {RecvMode::PollThenRecv, RecvMode::Multishot}) {
+        WorkerOptions options;
+        options.recv_mode = mode;
+        TestWorker w(0, options);
+        w.start();
+        const int fd = connect_to(w.port);
+        REQUIRE(fd >= 0);
+        // 'a' is echoed at once; 'P' pauses; "bc" wait for the resume.
+        REQUIRE(send(fd, "aPbc", 4, 0) == 4);
+        CHECK(read_exactly(fd, 1) == "a");
+        pollfd p{fd, POLLIN, 0};
+        CHECK(poll(&p, 1, 80) == 0);  // nothing while paused
+        CHECK(read_exactly(fd, 2) == "bc");
+        CHECK(w.handler.resumed == 1);
+        // Bytes sent while paused are read after the resume, in order.
+        REQUIRE(send(fd, "Pd", 2, 0) == 2);
+        std::this_thread::sleep_for(20ms);
+        REQUIRE(send(fd, "ef", 2, 0) == 2);
+        CHECK(read_exactly(fd, 3) == "def");
+        CHECK(w.block->input_pauses.get() == 2);
+        CHECK(w.block->reassembly_bytes.get() == 0);
+        ::close(fd);
+    }
+}
+
+TEST_CASE("loop timers: one-shot, repeating, cancelled; fd watches call back on the worker thread") {
+    std::atomic<int> once{0};
+    std::atomic<int> repeated{0};
+    std::atomic<int> cancelled{0};
+    std::atomic<int> watched{0};
+    std::atomic<bool> on_worker_thread{true};
+    std::atomic<bool> armed{false};
+    int event_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    Worker::WatchId watch = 0;
+    // The first connection's open gets us onto the worker's thread.
+    struct Setup final : Handler {
+        std::function<void()> fn;
+        void on_open(ConnRef) override { fn(); }
+        DataResult on_data(ConnRef, std::span<const uint8_t> b) override { return {b.size(), 0}; }
+        void on_deadline(ConnRef) override {}
+        void on_close(ConnRef, CloseReason) override {}
+        void on_shutdown() override {}
+    };
+    // The test's calls run on the worker's thread from the first connection's on_open.
+    stats::WorkerBlock block;
+    std::vector<stats::ConnCounters> conns(64);
+    SharedLimits limits;
+    limits.max_conns = 10;
+    WorkerOptions options;
+    options.slots = 64;
+    options.recv_buffers = 16;
+    Worker worker(options, limits, block, conns.data());
+    Setup setup;
+    TimerId to_cancel = 0;
+    setup.fn = [&] {
+        worker.add_timer(50, [&] { ++once; });
+        TimerId every = worker.add_timer(20, [&] { ++repeated; }, 20);
+        to_cancel = worker.add_timer(30, [&] { ++cancelled; });
+        worker.cancel_timer(to_cancel);
+        worker.add_timer(200, [&worker, every] { worker.cancel_timer(every); });
+        const std::thread::id self = std::this_thread::get_id();
+        watch = worker.watch_fd(event_fd, POLLIN, [&, self](int32_t revents) {
+            if (std::this_thread::get_id() != self) on_worker_thread = false;
+            if (revents & POLLIN) {
+                uint64_t v;
+                [[maybe_unused]] ssize_t n = read(event_fd, &v, sizeof(v));
+                ++watched;
+                if (watched == 3) worker.unwatch_fd(watch);
+            }
+        });
+        armed = true;
+    };
+    ListenerOptions listener;
+    listener.addr = "127.0.0.1";
+    listener.port = free_port();
+    listener.handler = &setup;
+    worker.add_listener(listener);
+    std::string error;
+    REQUIRE_MESSAGE(worker.start(error), error);
+    const int fd = connect_to(listener.port);
+    REQUIRE(fd >= 0);
+    REQUIRE(wait_for([&] { return armed.load(); }));
+    uint64_t one = 1;
+    for (int i = 0; i < 5; ++i) {
+        REQUIRE(write(event_fd, &one, sizeof(one)) == 8);
+        if (i < 3) REQUIRE(wait_for([&] { return watched.load() == i + 1; }));
+    }
+    std::this_thread::sleep_for(300ms);
+    CHECK(once == 1);
+    CHECK(cancelled == 0);
+    CHECK(repeated >= 5);   // every 20 ms until cancelled at 200 ms
+    CHECK(repeated <= 11);
+    const int after_cancel = repeated;
+    std::this_thread::sleep_for(100ms);
+    CHECK(repeated == after_cancel);
+    CHECK(watched == 3);  // unwatched after the third: writes 4 and 5 call nothing
+    CHECK(on_worker_thread);
+    ::close(fd);
+    worker.request_stop(1000);
+    worker.join();
+    ::close(event_fd);
+}
+
+TEST_CASE("envelopes: batches between workers, shared payloads freed once, a full inbox refuses") {
+    WorkerOptions small;
+    small.inbox_capacity = 100000;
+    TestWorker a(0, small);
+    TestWorker b(1, small);
+    Worker* peers[] = {a.worker.get(), b.worker.get()};
+    a.start(peers);
+    b.start(peers);
+
+    // Thread-safe post from outside: 10 envelopes sharing one payload.
+    const uint8_t text[] = "stored message";
+    Payload payload = Payload::copy_of(text);
+    for (int i = 0; i < 10; ++i) REQUIRE(b.worker->post(Envelope{.kind = 1, .payload = payload}));
+    REQUIRE(wait_for([&] { return b.envelopes.count == 10; }));
+    CHECK(b.envelopes.bytes == 10 * sizeof(text));
+    CHECK(wait_for([&] { return payload.use_count() == 1; }));  // every target dropped its reference
+
+    CHECK(a.block->envelopes_refused.get() == 0);
+
+    // All or nothing, bounded, and a doorbell only when it was empty.
+    Inbox inbox(3);
+    std::vector<Envelope> batch(2);
+    CHECK(inbox.push(batch) == Inbox::Push::QueuedRing);
+    CHECK(batch.empty());
+    batch.resize(2);
+    CHECK(inbox.push(batch) == Inbox::Push::Full);  // all or nothing
+    CHECK(batch.size() == 2);
+    CHECK(inbox.push_one(Envelope{}) == Inbox::Push::Queued);
+    CHECK(inbox.push_one(Envelope{}) == Inbox::Push::Full);
+    std::vector<Envelope> taken;
+    inbox.take(taken);
+    CHECK(taken.size() == 3);
+    CHECK(inbox.push_one(Envelope{}) == Inbox::Push::QueuedRing);  // empty again: ring
+}
+
+TEST_CASE("envelopes: send_envelope from a worker thread reaches the target once per envelope") {
+    TestWorker a(0);
+    TestWorker b(1);
+    struct Sender final : Handler {
+        Worker* worker = nullptr;
+        std::atomic<int> refused{0};
+        void on_open(ConnRef) override {
+            for (int i = 0; i < 30000; ++i) {
+                if (!worker->send_envelope(1, Envelope{.kind = 2})) ++refused;
+                if (!worker->send_envelope(0, Envelope{.kind = 3})) ++refused;
+            }
+        }
+        DataResult on_data(ConnRef, std::span<const uint8_t> bytes) override { return {bytes.size(), 0}; }
+        void on_deadline(ConnRef) override {}
+        void on_close(ConnRef, CloseReason) override {}
+        void on_shutdown() override {}
+    };
+    // a's listener is the byte handler; a second listener of a sends.
+    Sender sender;
+    sender.worker = a.worker.get();
+    ListenerOptions second;
+    second.addr = "127.0.0.1";
+    second.port = free_port();
+    second.handler = &sender;
+    a.worker->add_listener(second);
+    Worker* peers[] = {a.worker.get(), b.worker.get()};
+    a.start(peers);
+    b.start(peers);
+    const int fd = connect_to(second.port);
+    REQUIRE(fd >= 0);
+    REQUIRE(wait_for([&] { return b.envelopes.count == 30000 && a.envelopes.count == 30000; }));
+    CHECK(sender.refused == 0);
+    CHECK(b.envelopes.kind_sum == 2 * 30000);
+    CHECK(a.envelopes.kind_sum == 3 * 30000);
+    CHECK(a.block->envelopes_out.get() == 60000);
+    CHECK(b.block->envelopes_in.get() == 30000);
+    ::close(fd);
+}
+
+TEST_CASE("blocking pool: a slow job does not stop the loop; its result comes back as an envelope") {
+    TestWorker w;
+    w.start();
+    BlockingPool pool("test-pool", 1, 2);
+    std::atomic<bool> job_done{false};
+    REQUIRE(pool.submit(*w.worker, [&] {
+        std::this_thread::sleep_for(300ms);
+        job_done = true;
+        return Envelope{.kind = 7, .arg = 42};
+    }));
+    // While the job blocks its thread, the worker echoes.
+    const int fd = connect_to(w.port);
+    REQUIRE(fd >= 0);
+    REQUIRE(send(fd, "x", 1, 0) == 1);
+    CHECK(read_exactly(fd, 1) == "x");
+    CHECK_FALSE(job_done);
+    REQUIRE(wait_for([&] { return w.envelopes.count == 1; }));
+    CHECK(w.envelopes.kind_sum == 7);
+    // Bounded: one running, two queued, the next refused.
+    REQUIRE(pool.submit(*w.worker, [] {
+        std::this_thread::sleep_for(100ms);
+        return Envelope{.kind = 1};
+    }));
+    std::this_thread::sleep_for(20ms);
+    CHECK(pool.submit(*w.worker, [] { return Envelope{.kind = 1}; }));
+    CHECK(pool.submit(*w.worker, [] { return Envelope{.kind = 1}; }));
+    CHECK_FALSE(pool.submit(*w.worker, [] { return Envelope{.kind = 1}; }));
+    pool.stop();  // runs what was queued
+    REQUIRE(wait_for([&] { return w.envelopes.count == 4; }));
+    CHECK_FALSE(pool.submit(*w.worker, [] { return Envelope{}; }));
+    ::close(fd);
+}
+
+TEST_CASE("reassembly budget: a packet that would pass the worker's budget closes its connection") {
+    WorkerOptions options;
+    options.reassembly_budget = 64u << 10;
+    TestWorker w(0, options);
+    w.start();
+    const int fd = connect_to(w.port);
+    REQUIRE(fd >= 0);
+    REQUIRE(send(fd, "xB", 2, 0) == 2);  // 'B' announces a 1 MiB packet
+    CHECK(read_exactly(fd, 1) == "x");
+    REQUIRE(wait_for([&] { return w.handler.closed == 1; }));
+    CHECK(w.handler.last_reason == int(CloseReason::ReassemblyBudget));
+    CHECK(w.block->closed[int(CloseReason::ReassemblyBudget)].get() == 1);
+    CHECK(read_exactly(fd, 1).empty());  // closed
+    CHECK(w.block->reassembly_bytes.get() == 0);
+    ::close(fd);
+}
+
+TEST_CASE("accept back-pressure: at max_pending the worker stops accepting; connections wait in the backlog") {
+    TestWorker w(0, {}, 2);
+    w.start();
+    std::vector<int> fds;
+    for (int i = 0; i < 5; ++i) {
+        fds.push_back(connect_to(w.port));
+        REQUIRE(fds.back() >= 0);  // the kernel completes the TCP handshake: in the backlog
+    }
+    REQUIRE(wait_for([&] { return w.handler.opened >= 2; }));
+    std::this_thread::sleep_for(100ms);
+    CHECK(w.handler.opened.load() == 2);
+    CHECK(w.block->accept_pauses.get() == 1);
+    // Each established connection makes room for one more; none was reset.
+    REQUIRE(send(fds[0], "E", 1, 0) == 1);
+    REQUIRE(wait_for([&] { return w.handler.opened == 3; }));
+    REQUIRE(send(fds[1], "E", 1, 0) == 1);
+    REQUIRE(wait_for([&] { return w.handler.opened == 4; }));
+    // So does a pending connection that closes.
+    ::close(fds[2]);
+    REQUIRE(wait_for([&] { return w.handler.opened == 5; }));
+    CHECK(w.handler.closed == 1);
+    fds.erase(fds.begin() + 2);
+    for (int fd : fds) {
+        REQUIRE(send(fd, "z", 1, 0) == 1);
+        CHECK(read_exactly(fd, 1) == "z");
+        ::close(fd);
+    }
+}
+
+TEST_CASE("stop: the listeners leave the port at once") {
+    auto w = std::make_unique<TestWorker>();
+    w->start();
+    const uint16_t port = w->port;
+    const int fd = connect_to(port);
+    REQUIRE(fd >= 0);
+    w->worker->request_stop(2000);
+    // The connection holds the worker in its shutdown; the port is free already.
+    REQUIRE(wait_for([&] {
+        const int probe = connect_to(port);
+        if (probe >= 0) ::close(probe);
+        return probe < 0;
+    }));
+    ::close(fd);
+    w.reset();
+}
+
+TEST_CASE("ConnId packs worker, slot and generation") {
+    const ConnId id = ConnId::make(4095, (1u << 20) - 1, ConnId::kGenerationMask);
+    CHECK(id.worker() == 4095);
+    CHECK(id.slot() == (1u << 20) - 1);
+    CHECK(id.generation() == ConnId::kGenerationMask);
+    const ConnId small = ConnId::make(1, 2, 3);
+    CHECK(small.worker() == 1);
+    CHECK(small.slot() == 2);
+    CHECK(small.generation() == 3);
+    CHECK_FALSE(ConnId{});
+}

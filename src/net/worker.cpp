@@ -383,6 +383,7 @@ void Worker::on_accept(const Completion& cqe) {
         stats_.rejected_capacity.add();
         stats_.closed[uint8_t(CloseReason::Rejected)].add();
         reject(slot);
+        arm_accepts(index);
         return;
     }
 

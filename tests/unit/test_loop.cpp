@@ -453,6 +453,32 @@ TEST_CASE("accept back-pressure: at max_pending the worker stops accepting; conn
     }
 }
 
+TEST_CASE("accept back-pressure: connections refused over max_conns give their accept back") {
+    // One-shot accepts: a refused connection must re-arm its accept, or ten
+    // refusals would leave the listener with none in flight.
+    TestWorker w(0, {}, 4);
+    w.limits.max_conns = 1;
+    w.start();
+    const int first = connect_to(w.port);
+    REQUIRE(first >= 0);
+    REQUIRE(wait_for([&] { return w.handler.opened == 1; }));
+    for (int i = 0; i < 10; ++i) {
+        const int refused = connect_to(w.port);
+        REQUIRE(refused >= 0);
+        CHECK(read_exactly(refused, 1).empty());  // closed by the server
+        ::close(refused);
+    }
+    CHECK(w.block->closed[int(CloseReason::Rejected)].get() == 10);
+    ::close(first);
+    REQUIRE(wait_for([&] { return w.handler.closed == 1; }));
+    const int later = connect_to(w.port);
+    REQUIRE(later >= 0);
+    REQUIRE(send(later, "y", 1, 0) == 1);
+    CHECK(read_exactly(later, 1) == "y");
+    CHECK(w.handler.opened == 2);
+    ::close(later);
+}
+
 TEST_CASE("stop: the listeners leave the port at once") {
     auto w = std::make_unique<TestWorker>();
     w->start();

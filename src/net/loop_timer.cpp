@@ -5,14 +5,7 @@
 namespace limaoim::net {
 
 TimerId LoopTimers::add(uint64_t due_ms, std::function<void()> callback, uint32_t every_ms) {
-    uint32_t id;
-    if (!free_.empty()) {
-        id = free_.back();
-        free_.pop_back();
-    } else {
-        id = uint32_t(entries_.size());
-        entries_.emplace_back();
-    }
+    const uint32_t id = entries_.acquire();
     Entry& e = entries_[id];
     e.callback = std::move(callback);
     e.due_ms = due_ms;
@@ -32,7 +25,7 @@ void LoopTimers::cancel(TimerId timer) {
     e.active = false;
     e.callback = nullptr;  // what it captured goes now, not when its heap entry surfaces
     --active_;
-    free_.push_back(id);
+    entries_.release(id);
 }
 
 void LoopTimers::drop_stale() {
@@ -70,7 +63,7 @@ void LoopTimers::run_due(uint64_t now_ms) {
             std::function<void()> callback = std::move(e.callback);
             e.active = false;
             --active_;
-            free_.push_back(due.id);
+            entries_.release(due.id);
             callback();
         }
     }

@@ -910,14 +910,7 @@ TimerId Worker::add_timer(uint32_t ms_from_now, std::function<void()> callback, 
 void Worker::cancel_timer(TimerId id) { timers_.cancel(id); }
 
 Worker::WatchId Worker::watch_fd(int fd, uint32_t poll_events, std::function<void(int32_t)> callback) {
-    uint32_t id;
-    if (!free_watches_.empty()) {
-        id = free_watches_.back();
-        free_watches_.pop_back();
-    } else {
-        id = uint32_t(watches_.size());
-        watches_.emplace_back();
-    }
+    const uint32_t id = watches_.acquire();
     Watch& w = watches_[id];
     w.callback = std::move(callback);
     w.fd = fd;
@@ -947,7 +940,7 @@ void Worker::unwatch_fd(WatchId watch) {
     if (w.armed) {
         cancel(pack(Op::Watch, id, w.serial));
     } else {
-        free_watches_.push_back(id);
+        watches_.release(id);
     }
 }
 
@@ -957,7 +950,7 @@ void Worker::on_watch(const Completion& cqe) {
     const bool more = cqe.flags & IORING_CQE_F_MORE;
     if (!more) w.armed = false;
     if (!w.active || w.serial != generation_of(cqe.user_data)) {
-        if (!more && !w.active) free_watches_.push_back(id);
+        if (!more && !w.active) watches_.release(id);
         return;
     }
     if (cqe.res == -ECANCELED) return;
@@ -965,7 +958,7 @@ void Worker::on_watch(const Completion& cqe) {
         // The poll failed (a closed descriptor): the watch is over.
         std::function<void(int32_t)> callback = std::move(w.callback);
         w.active = false;
-        if (!more) free_watches_.push_back(id);
+        if (!more) watches_.release(id);
         callback(cqe.res);
         return;
     }

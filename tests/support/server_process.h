@@ -11,6 +11,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "ports.h"
+
 namespace limaoim::testing {
 
 class ServerProcess {
@@ -50,7 +52,6 @@ private:
     bool started_ = false;
 };
 
-uint16_t free_port();
 // Runs a command, returns (exit status, stdout).
 std::pair<int, std::string> run_command(const std::string& command);
 

@@ -22,24 +22,14 @@
 #include "limaoim/net/blocking_pool.h"
 #include "limaoim/net/conn_id.h"
 #include "limaoim/net/worker.h"
+#include "ports.h"
 
 using namespace limaoim;
 using namespace limaoim::net;
 using namespace std::chrono;
+using limaoim::testing::free_port;
 
 namespace {
-
-uint16_t free_port() {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in sa{};
-    sa.sin_family = AF_INET;
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof(sa));
-    socklen_t len = sizeof(sa);
-    getsockname(fd, reinterpret_cast<sockaddr*>(&sa), &len);
-    ::close(fd);
-    return ntohs(sa.sin_port);
-}
 
 int connect_to(uint16_t port) {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);

@@ -7,10 +7,11 @@
 #pragma once
 
 #include <cstdint>
-#include <deque>
 #include <functional>
 #include <queue>
 #include <vector>
+
+#include "limaoim/net/id_table.h"
 
 namespace limaoim::net {
 
@@ -45,8 +46,7 @@ private:
     };
     void drop_stale();
 
-    std::deque<Entry> entries_;  // deque: a callback may add timers while it runs
-    std::vector<uint32_t> free_;
+    IdTable<Entry> entries_;
     std::priority_queue<Due, std::vector<Due>, std::greater<>> heap_;
     size_t active_ = 0;
 };

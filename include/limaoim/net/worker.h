@@ -30,7 +30,6 @@
 
 #include <atomic>
 #include <cstdint>
-#include <deque>
 #include <functional>
 #include <memory>
 #include <span>
@@ -40,6 +39,7 @@
 
 #include "limaoim/net/envelope.h"
 #include "limaoim/net/handler.h"
+#include "limaoim/net/id_table.h"
 #include "limaoim/net/loop_timer.h"
 #include "limaoim/net/slab.h"
 #include "limaoim/net/timer_wheel.h"
@@ -327,8 +327,7 @@ private:
     std::vector<ConnRef> resumed_;       // resume_input() since the last hand-back
     std::vector<ConnRef> resumed_work_;  // being handed back; capacity kept
     LoopTimers timers_;
-    std::deque<Watch> watches_;          // deque: a callback may add watches while it runs
-    std::vector<uint32_t> free_watches_;
+    IdTable<Watch> watches_;
     std::vector<std::function<void()>> iteration_hooks_;
 
     Inbox inbox_;

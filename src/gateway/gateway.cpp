@@ -60,12 +60,12 @@ void Gateway::close(ConnRef conn, GatewayClose reason, Linger linger) {
     io_.close(conn, CloseReason(reason), linger);
 }
 
-// At the end of each loop iteration: a fresh budget, spent first on the
-// CONNECTs that waited longest. Their input is handed back after this hook
-// in the same iteration; the budget left is for the next iteration's new
-// CONNECTs, which queue behind any still waiting.
+// At the end of each loop iteration, what is left of its budget goes to the
+// CONNECTs that waited longest (their input is handed back after this hook,
+// in the same iteration); then the budget is renewed for the next one, whose
+// new CONNECTs queue behind any still waiting. So one iteration never does
+// more than handshakes_per_iteration.
 void Gateway::grant_deferred_handshakes() {
-    handshakes_left_ = shared_.handshakes_per_iteration;
     while (handshakes_left_ && !deferred_handshakes_.empty()) {
         const ConnRef conn = deferred_handshakes_.front();
         deferred_handshakes_.pop_front();
@@ -75,6 +75,7 @@ void Gateway::grant_deferred_handshakes() {
         --handshakes_left_;
         io_.resume_input(conn);
     }
+    handshakes_left_ = shared_.handshakes_per_iteration;
     if (!deferred_handshakes_.empty()) loop_.run_again_now();
 }
 

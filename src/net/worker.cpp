@@ -529,17 +529,11 @@ void Worker::on_recv(const Completion& cqe) {
         recycle_buffer(bid);
         const bool reading = (c.state == uint8_t(ConnState::Open) && !(c.flags & kInputPaused)) ||
                              c.state == uint8_t(ConnState::Draining);
-        if (poll_mode) {
-            // The poll fires on new data only: read on while the socket
-            // says more is waiting, also while draining: closing a socket
-            // with unread data makes the kernel send a reset, which can
-            // destroy the last packets we sent.
-            if ((cqe.flags & IORING_CQE_F_SOCK_NONEMPTY) && reading) recv_once(slot);
-        } else if (!more && reading) {
-            // A multishot recv also ends when the CQ overflowed: re-arm.
-            stats_.recv_rearms.add();
-            arm_recv(slot);
-        }
+        // The poll fires on new data only: read on while the socket says
+        // more is waiting, also while draining: closing a socket with unread
+        // data makes the kernel send a reset, which can destroy the last
+        // packets we sent.
+        if (poll_mode && (cqe.flags & IORING_CQE_F_SOCK_NONEMPTY) && reading) recv_once(slot);
     } else {
         if (has_buffer) recycle_buffer(bid);
         if (cqe.res == -ENOBUFS) {
@@ -547,13 +541,9 @@ void Worker::on_recv(const Completion& cqe) {
             // the data waits in the socket. Buffers recycled during this batch
             // are visible to the kernel before the re-armed recv runs.
             stats_.buffer_ring_empty.add();
-            if (c.state != uint8_t(ConnState::Closing) && !(c.flags & kInputPaused)) {
+            if (poll_mode && c.state != uint8_t(ConnState::Closing) && !(c.flags & kInputPaused)) {
                 stats_.recv_rearms.add();
-                if (poll_mode) {
-                    recv_once(slot);
-                } else {
-                    arm_recv(slot);
-                }
+                recv_once(slot);
             }
         } else if (cqe.res == 0 || cqe.res == -ECONNRESET || cqe.res == -EPIPE || cqe.res == -ETIMEDOUT) {
             begin_close(slot, CloseReason::PeerClosed);
@@ -563,6 +553,13 @@ void Worker::on_recv(const Completion& cqe) {
         } else if (cqe.res != -ECANCELED) {
             begin_close(slot, CloseReason::IoError);
         }
+    }
+    // A multishot recv that ended (-ENOBUFS, a CQ overflow, or the cancel of
+    // a pause that was resumed before the cancel completed) is re-armed here,
+    // the one place that sees every way it can end.
+    if (!poll_mode && !(c.io & kRecvArmed) && c.state == uint8_t(ConnState::Open) && !(c.flags & kInputPaused)) {
+        stats_.recv_rearms.add();
+        arm_recv(slot);
     }
     maybe_release(slot);
 }
@@ -679,6 +676,7 @@ void Worker::deliver_resumed() {
             if (c->state != uint8_t(ConnState::Open) || (c->flags & kInputPaused)) continue;
             feed_partial(ref.slot);
             if (c->state == uint8_t(ConnState::Open) && !(c->flags & kInputPaused)) continue_reading(ref.slot);
+            maybe_release(ref.slot);  // closed while handing back, with nothing in flight
         }
         resumed_work_.clear();
     }
@@ -724,6 +722,7 @@ std::span<uint8_t> Worker::reserve(ConnRef ref, size_t n) {
     if (c->queued + n > options_.send_cap) {
         stats_.slow_consumer_kicks.add();
         begin_close(ref.slot, CloseReason::SlowConsumer);
+        maybe_release(ref.slot);
         return {};
     }
     SendChunk* tail = c->send_tail;
@@ -731,6 +730,7 @@ std::span<uint8_t> Worker::reserve(ConnRef ref, size_t n) {
         SendChunk* fresh = chunks_.get();
         if (!fresh) {
             begin_close(ref.slot, CloseReason::IoError);  // out of memory: this connection, not the server
+            maybe_release(ref.slot);
             return {};
         }
         if (tail) {
@@ -814,6 +814,7 @@ void Worker::close(ConnRef ref, CloseReason reason, Linger linger) {
     if (!c || c->state != uint8_t(ConnState::Open)) return;
     if (linger == Linger::Flush && c->queued > 0) {
         c->state = uint8_t(ConnState::Draining);
+        c->flags &= ~kInputPaused;  // read (and discard) on, so the close is a FIN, not a reset
         drop_partial(*c);
         notify_close(ref, reason);
         wheel_.schedule(ref.slot, now_tick() + options_.drain_timeout_ms / kTickMs);
@@ -953,9 +954,9 @@ void Worker::on_watch(const Completion& cqe) {
         if (!more && !w.active) watches_.release(id);
         return;
     }
-    if (cqe.res == -ECANCELED) return;
     if (cqe.res < 0) {
-        // The poll failed (a closed descriptor): the watch is over.
+        // The poll failed (a closed descriptor) or was cancelled by someone
+        // else than unwatch_fd(): the watch is over, and its owner is told.
         std::function<void(int32_t)> callback = std::move(w.callback);
         w.active = false;
         if (!more) watches_.release(id);
@@ -1050,7 +1051,9 @@ void Worker::on_wake() {
 void Worker::update_clock() { now_ms_ = monotonic_ms(); }
 
 uint64_t Worker::wait_timeout_ms() {
-    if (run_again_ || !resumed_.empty()) return 0;
+    // Completions reaped outside the handling loop (a full SQ in a hook or a
+    // timer) and input handed back must not wait for the next tick.
+    if (run_again_ || !resumed_.empty() || !completions_.empty()) return 0;
     const uint64_t next_tick_ms = (now_tick() + 1) * uint64_t(kTickMs);
     const uint64_t next_ms = std::min(next_tick_ms, timers_.next_due());
     return next_ms > now_ms_ ? next_ms - now_ms_ : 0;

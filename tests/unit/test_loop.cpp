@@ -88,6 +88,10 @@ struct ByteHandler final : Handler {
                     worker->resume_input(conn);
                 });
                 return {i + 1, 0};
+            case 'Q':  // paused and resumed at once: before a multishot recv's cancel completes
+                worker->pause_input(conn);
+                worker->resume_input(conn);
+                return {i + 1, 0};
             case 'E':
                 worker->established(conn);
                 break;
@@ -206,7 +210,13 @@ TEST_CASE("pause_input: packets pipelined behind a pause wait, then come in orde
         std::this_thread::sleep_for(20ms);
         REQUIRE(send(fd, "ef", 2, 0) == 2);
         CHECK(read_exactly(fd, 3) == "def");
-        CHECK(w.block->input_pauses.get() == 2);
+        // Paused and resumed in one step: reading goes on afterwards.
+        REQUIRE(send(fd, "Qg", 2, 0) == 2);
+        CHECK(read_exactly(fd, 1) == "g");
+        std::this_thread::sleep_for(50ms);
+        REQUIRE(send(fd, "h", 1, 0) == 1);
+        CHECK(read_exactly(fd, 1) == "h");
+        CHECK(w.block->input_pauses.get() == 3);
         CHECK(w.block->reassembly_bytes.get() == 0);
         ::close(fd);
     }

@@ -37,7 +37,9 @@ public:
 
     // Any thread. False when the queue is full or the pool is stopping.
     bool submit(Worker& owner, Job job);
-    // Runs what is queued, then joins the threads.
+    // Runs what is queued, then joins the threads. Stop the pool before the
+    // workers it posts to: a result for a worker that has exited and whose
+    // inbox is full would be retried forever.
     void stop();
     size_t queued() const;
 

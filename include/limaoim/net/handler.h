@@ -79,7 +79,8 @@ public:
 
     // The server is stopping: accepting has stopped; say goodbye to every
     // connection. The loop exits once no connection is left or the shutdown
-    // deadline passes.
+    // deadline passes; a connection the handler left open then is not
+    // reported to on_close (the process is ending).
     virtual void on_shutdown() = 0;
 };
 

@@ -2,10 +2,11 @@
 // the connections, and one SO_REUSEPORT socket per listener.
 //
 // The loop (in the style of Redis' ae and liburing's examples/proxy.c):
-//   - per listener a multishot accept installs each new socket straight into
-//     the ring's fixed-file table (a direct descriptor: no fd in the process
-//     table, so the 20000 open-files limit bounds each ring's table, not the
-//     server); each connection remembers its listener, whose Handler serves it;
+//   - per listener a multishot accept (or, with max_pending, a few one-shot
+//     accepts) installs each new socket straight into the ring's fixed-file
+//     table (a direct descriptor: no fd in the process table, so the 20000
+//     open-files limit bounds each ring's table, not the server); each
+//     connection remembers its listener, whose Handler serves it;
 //   - per connection a multishot poll plus a one-shot recv per wake-up
 //     (RecvMode::PollThenRecv, the default) or a multishot recv, filling
 //     buffers the kernel picks from this worker's provided-buffer ring; a

@@ -733,7 +733,9 @@ TEST_CASE("hostile: 200000 connect + CONNECT + reset cycles reuse slots and leak
     CHECK(server.stat("counters.closed.peer_closed") - peer_closed_before == int64_t(kCycles));
     CHECK(server.stat("gauges.authenticated") == 0);
     CHECK(server.stat("gauges.pending_handshakes") == 0);
-    CHECK(rss_end <= rss_warm + 2048);
+    // Each login allocates the uid's directory record; under ASan the freed
+    // ones sit in the quarantine (LeakSanitizer checks for leaks at exit).
+    CHECK(rss_end <= rss_warm + 2048 + kSanitizerQuarantineKib);
 }
 
 // ---------------------------------------------------------------------------

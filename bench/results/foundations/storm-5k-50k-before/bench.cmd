@@ -1,0 +1,1 @@
+/tmp/old-bin/bench_connection -cids 1-5000 -hostname 127.0.0.1 -port 16668 -timeout 93s -srcs 127.0.1.2-127.0.1.9 -heartbeat 5s -version 4 -report /work/main/bench/results/foundations/storm-5k-50k-before/bench-1.csv -rate 2000 -connect-timeout 30s -storm-cids 5001-55000 -storm-rate 8000 -storm-delay 10s -storm-hold 30s -client-keys 64

@@ -71,7 +71,7 @@ void Gateway::grant_deferred_handshakes() {
         deferred_handshakes_.pop_front();
         Session* s = session_of(conn);
         if (!s || s->state != SessionState::AwaitConnect) continue;  // closed while it waited
-        s->flags |= Session::kHandshakeGranted;
+        s->flags = uint8_t((s->flags & ~Session::kHandshakeDeferred) | Session::kHandshakeGranted);
         --handshakes_left_;
         io_.resume_input(conn);
     }
@@ -112,6 +112,7 @@ net::DataResult Gateway::on_data(ConnRef conn, std::span<const uint8_t> bytes) {
             // Over this iteration's handshake budget, or others wait already:
             // this CONNECT (and whatever the client sent behind it) waits its turn.
             if (handshakes_left_ == 0 || !deferred_handshakes_.empty()) {
+                s->flags |= Session::kHandshakeDeferred;
                 deferred_handshakes_.push_back(conn);
                 stats_.handshakes_deferred.add();
                 io_.pause_input(conn);
@@ -286,7 +287,14 @@ void Gateway::on_deadline(ConnRef conn) {
     if (!s) return;
     switch (s->state) {
     case SessionState::AwaitConnect:
-        close(conn, GatewayClose::AuthTimeout);
+        // A client whose whole CONNECT came in time and waits for our
+        // handshake budget is not timed out for our slowness: its turn comes
+        // (the queue is bounded by the listener's pending limit).
+        if (s->flags & Session::kHandshakeDeferred) {
+            io_.set_deadline(conn, shared_.auth_timeout_ms);
+        } else {
+            close(conn, GatewayClose::AuthTimeout);
+        }
         break;
     case SessionState::Authenticated: {
         // The deadline is set once per idle period, not per packet: on expiry

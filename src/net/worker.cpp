@@ -35,7 +35,7 @@ constexpr uint16_t kBufferGroup = 0;
 constexpr unsigned kSqEntries = 1024;
 constexpr unsigned kCqEntries = 8192;
 constexpr uint32_t kMinPartial = 64;
-constexpr uint32_t kAcceptsInFlight = 8;  // one-shot accepts per listener with max_pending
+constexpr uint32_t kAcceptsInFlight = 64;  // one-shot accepts per listener with max_pending (8 measured 30 % fewer handshakes/s in a storm)
 constexpr uint32_t kGenerationMask = ConnId::kGenerationMask;
 static_assert(Transport::kMaxReserve == SendChunk::kCapacity);
 

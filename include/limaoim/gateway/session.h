@@ -20,7 +20,8 @@ enum class SessionState : uint8_t {
 struct Session {
     static constexpr size_t kInlineUid = 24;
     // flags
-    static constexpr uint8_t kHandshakeGranted = 1;  // a deferred CONNECT's turn came: handle it now
+    static constexpr uint8_t kHandshakeGranted = 1;   // a deferred CONNECT's turn came: handle it now
+    static constexpr uint8_t kHandshakeDeferred = 2;  // a whole CONNECT waits for the handshake budget
 
     SessionState state;
     uint8_t version;        // the CONNECT's version byte, used for everything sent back

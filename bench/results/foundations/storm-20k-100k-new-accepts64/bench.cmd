@@ -1,0 +1,1 @@
+/work/main/build-release/bench_connection -cids 1-20000 -hostname 127.0.0.1 -port 16668 -timeout 98s -srcs 127.0.1.2-127.0.1.9 -heartbeat 5s -version 4 -report /work/main/bench/results/foundations/storm-20k-100k-new-accepts64/bench-1.csv -rate 4000 -connect-timeout 30s -storm-cids 20001-120000 -storm-rate 16000 -storm-delay 10s -storm-hold 30s -client-keys 64

@@ -97,7 +97,7 @@ run() {
     log=$(mktemp)
     # shellcheck disable=SC2086 # the taskset prefix is meant to split
     $server_cpu "$server_bin" --mode test --addr 127.0.0.1 --port "$port" --instance "hs-$port" \
-        --max-conns "$max_conns" "${server_args[@]}" >"$log.server" 2>&1 &
+        --http-addr '' --data-dir "$log.data" --max-conns "$max_conns" "${server_args[@]}" >"$log.server" 2>&1 &
     server_pid=$!
     local waited
     for ((waited = 0; waited < 300; waited++)); do
@@ -128,10 +128,10 @@ run() {
     if ((bench_status != 0)) || [[ -z "$ramp" || -z "$ticks_online" ]]; then
         echo "handshake.sh: $setup run failed (bench exit $bench_status):" >&2
         cat "$log" >&2
-        rm -f "$log" "$log.server"
+        rm -rf "$log" "$log.server" "$log.data"
         exit 1
     fi
-    rm -f "$log" "$log.server"
+    rm -rf "$log" "$log.server" "$log.data"
     local line
     line=$(awk -v setup="$setup" -v clients="$clients" -v ramp="$ramp" -v ticks=$((ticks_online - ticks_before)) \
         -v hz="$clock_ticks_per_s" 'BEGIN { printf "%s %.0f %.1f\n", setup, clients / ramp, ticks / hz * 1e6 / clients }')

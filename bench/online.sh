@@ -402,7 +402,10 @@ start_server() {
         address=0.0.0.0
         prefix=(ip netns exec "$server_ns")
     fi
-    local -a arguments=(--mode test --addr "$address" --port "$port" --max-conns "$max_conns")
+    # A connection benchmark: no HTTP API, a fresh store under the output directory.
+    rm -rf "$out_dir/data"
+    local -a arguments=(--mode test --addr "$address" --port "$port" --max-conns "$max_conns"
+        --http-addr '' --data-dir "$out_dir/data")
     [[ -n "$workers" ]] && arguments+=(--workers "$workers")
     ((${#extra_server_args[@]})) && arguments+=("${extra_server_args[@]}")
     echo "${prefix[*]}${prefix[*]:+ }$server_bin ${arguments[*]}" >"$out_dir/server.cmd"

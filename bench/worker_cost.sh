@@ -20,7 +20,8 @@ server=$build_dir/limaoim
 measure() {  # measure FLAGS...
     local log pid rss threads plan workers
     log=$(mktemp)
-    "$server" --mode test --addr 127.0.0.1 --port "$port" --instance "worker-cost-$port" "$@" 2>"$log" &
+    "$server" --mode test --addr 127.0.0.1 --port "$port" --instance "worker-cost-$port" \
+        --http-addr '' --data-dir "$log.data" "$@" 2>"$log" &
     pid=$!
     for _ in $(seq 1 200); do
         grep -q "listening on" "$log" && break
@@ -33,7 +34,7 @@ measure() {  # measure FLAGS...
     workers=$(echo "$plan" | awk '{print $1}')
     kill -TERM "$pid"
     wait "$pid" || true
-    rm -f "$log"
+    rm -rf "$log" "$log.data"
     printf '%-40s threads %4s  RSS %7s KiB  %6s KiB per worker  | %s\n' "$*" "$threads" "$rss" \
         "$((rss / workers))" "$plan"
 }

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The layers include only downwards: net/ (the loop) knows nothing of the
 # protocol, the sessions or the stores; proto/ knows nothing of sockets or
-# sessions. unit_loop links net/ alone; this catches a header-only include
-# that no link would.
+# sessions; im/ (the IM core) knows neither the wire protocol, nor the
+# gateway or the HTTP API above it, nor io_uring, nor which store engine
+# runs; RocksDB appears in its engine only. unit_loop links net/ alone; this
+# catches a header-only include that no link would.
 set -euo pipefail
 root=${1:?usage: layering.sh SOURCE_DIR}
 cd "$root"
@@ -21,6 +23,22 @@ check() {  # check LAYER FORBIDDEN_REGEX DIRS...
 check net 'proto|gateway|im|store|http|config' include/limaoim/net src/net
 check proto 'net|gateway|im|store|http|config' include/limaoim/proto src/proto
 check stats 'net|proto|gateway|im|store|http|config' include/limaoim/stats src/stats
+check im 'proto|gateway|http|config' include/limaoim/im src/im
+check store 'net|proto|gateway|im|http|config' include/limaoim/store src/store
+check http 'proto|gateway|store|config' include/limaoim/http src/http
+forbid() {  # forbid WHAT REGEX DIRS...: an #include matching REGEX in DIRS
+    local what=$1 pattern=$2
+    shift 2
+    local hits
+    hits=$(grep -rnE "#include [<\"]($pattern)" "$@" || true)
+    if [ -n "$hits" ]; then
+        echo "layering: $what:"
+        echo "$hits"
+        status=1
+    fi
+}
+forbid "io_uring outside net/" 'liburing' include src/im src/gateway src/http src/store src/proto
+forbid "RocksDB outside its engine" 'rocksdb/' include src/im src/gateway src/http src/net src/proto src/main.cpp
 if [ "$status" = 0 ]; then
     echo "1 passed, 0 failed"
 else

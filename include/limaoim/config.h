@@ -34,7 +34,19 @@ struct Config {
     std::string addr = "0.0.0.0";  // TCP listen address
     uint16_t port = 6666;          // the original's published test port
     std::string http_addr = "127.0.0.1:1516";
+    std::string http_secret;             // bearer secret of the HTTP API; required off loopback
+    uint32_t http_body_limit = 1u << 20;  // largest request body
+    uint32_t api_threads = 2;             // run API requests (they may wait for the store)
     std::string data_dir = "./data";
+    std::string durability = "group";     // group | sync | none (im::Durability)
+    uint32_t commit_window_us = 1000;     // group: a batch gathers this long before its fsync
+    uint32_t msg_timeout_ms = 60000;      // RECV -> retransmission without RECVACK (SERVER.md §9)
+    uint32_t retry_scan_ms = 1000;        // the original's timeoutScanInterval
+    uint32_t max_deliveries = 5;          // RECVs of one message to one session, then left to sync
+    uint32_t max_inflight = 512;          // RECVs awaiting RECVACK per session
+    uint32_t max_sends_in_flight = 64;    // SENDs awaiting SENDACK per session before its input waits
+    uint32_t dedupe_window_ms = 300000;   // resends within this are stored once
+    uint32_t dedupe_max = 1000000;        // (uid, client_msg_no) pairs remembered
     std::string store = "embedded";
     uint32_t node_id = 1;
     std::string instance;  // stats segment name; empty = the port number

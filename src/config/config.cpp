@@ -140,6 +140,32 @@ std::string known_store(const Config& config) {
     return "store must be 'embedded' or a redis:// URL, got " + in_quotes(config.store);
 }
 
+std::string known_durability(const Config& config) {
+    if (config.durability == "group" || config.durability == "sync" || config.durability == "none") return {};
+    return "durability must be 'group', 'sync' or 'none', got " + in_quotes(config.durability);
+}
+
+// HOST:PORT; an address other than loopback needs a secret: the API can
+// create tokens, so an open one hands out every account. Checked once all
+// sources are read (the secret may come from another one).
+std::string guarded_http_addr(const Config& config) {
+    const std::string& a = config.http_addr;
+    if (a.empty()) return {};  // no HTTP API
+    const size_t colon = a.rfind(':');
+    if (colon == std::string::npos || colon == 0) return "http_addr must be HOST:PORT, got " + in_quotes(a);
+    uint64_t port = 0;
+    if (std::string problem = parse_integer("http_addr's port", std::string_view(a).substr(colon + 1), 1, 65535, port);
+        !problem.empty())
+        return problem;
+    std::string host = a.substr(0, colon);
+    if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+    const bool loopback = host.starts_with("127.") || host == "localhost" || host == "::1";
+    if (!loopback && config.http_secret.empty())
+        return "http_addr " + in_quotes(a) +
+               " is not a loopback address: set http_secret (clients then send Authorization: Bearer SECRET)";
+    return {};
+}
+
 std::string known_recv_mode(const Config& config) {
     if (config.recv_mode == "multishot" || config.recv_mode == "poll") return {};
     return "recv_mode must be 'multishot' or 'poll', got " + in_quotes(config.recv_mode);
@@ -167,8 +193,34 @@ const std::vector<Option>& options() {
         {"addr", "TCP listen address: HOST, HOST:PORT or tcp://HOST:PORT (a port here sets port)",
          parse_listen_address},
         number("port", "TCP listen port", &Config::port, 1, 65535),
-        {"http_addr", "HTTP API listen address, HOST:PORT", &Config::http_addr},
+        {"http_addr", "HTTP API listen address, HOST:PORT (not loopback: http_secret required); empty = no API",
+         &Config::http_addr},
+        {"http_secret", "bearer secret every HTTP API request must carry; empty = none (loopback only)",
+         &Config::http_secret},
+        number("http_body_limit", "largest HTTP API request body, bytes", &Config::http_body_limit, 1024, 64u << 20),
+        number("api_threads", "threads that run HTTP API requests (they may wait for the store)",
+               &Config::api_threads, 1, 64),
         {"data_dir", "directory for the embedded store's files", &Config::data_dir},
+        {"durability",
+         "when a SENDACK may go: group (one fsync per commit window), sync (one fsync per batch, no window) or "
+         "none (no fsync: benchmarks only, a crash loses messages)",
+         &Config::durability, 0, 0, known_durability},
+        number("commit_window_us", "group durability: how long a batch gathers SENDs before its fsync, microseconds",
+               &Config::commit_window_us, 0, 100000),
+        number("msg_timeout_ms", "RECV without RECVACK -> retransmission, milliseconds", &Config::msg_timeout_ms,
+               kMinTimeoutMs),
+        number("retry_scan_ms", "how often RECVs are checked against msg_timeout_ms, milliseconds",
+               &Config::retry_scan_ms, 10, 60000),
+        number("max_deliveries", "RECVs of one message to one session, the first included; then left to sync",
+               &Config::max_deliveries, 1, 100),
+        number("max_inflight", "RECVs awaiting RECVACK per session; past it the oldest is left to sync",
+               &Config::max_inflight, 2, 65536),
+        number("max_sends_in_flight", "SENDs of one session awaiting their SENDACK; past it its input waits",
+               &Config::max_sends_in_flight, 1, 4096),
+        number("dedupe_window_ms", "a SEND re-sent (same uid, client_msg_no) within this is stored once, milliseconds",
+               &Config::dedupe_window_ms, 0, 86400000),
+        number("dedupe_max", "(uid, client_msg_no) pairs remembered at most; then the oldest is forgotten",
+               &Config::dedupe_max, 1, 100000000),
         {"store", "message store: embedded or redis://HOST:PORT/DB", &Config::store, 0, 0, known_store},
         number("node_id", "this node's id in a cluster (message ids embed it)", &Config::node_id, 0, 1023),
         {"instance", "stats segment name (/dev/shm/limaoim-NAME); empty = the port number", &Config::instance, 0, 0,
@@ -543,6 +595,11 @@ std::optional<Config> load_config(int argc, char** argv, std::string& error, boo
     config.config_path = config_path(line);
     if (!config.config_path.empty() && !load_file(config, config.config_path, error)) return std::nullopt;
     if (!load_env(config, error) || !load_flags(config, line, error)) return std::nullopt;
+    // Rules that join two options, once every source has had its say.
+    if (std::string problem = guarded_http_addr(config); !problem.empty()) {
+        error = problem;
+        return std::nullopt;
+    }
     return config;
 }
 

@@ -37,7 +37,7 @@ int latency_bucket(uint64_t us) {
 const char* close_reason_name(CloseReason reason) {
     const uint8_t i = uint8_t(reason);
     if (i < net::kLoopCloseReasons) return net::kLoopCloseReasonNames[i];
-    if (i >= net::kFirstHandlerCloseReason && i - net::kFirstHandlerCloseReason < std::size(kGatewayCloseNames))
+    if (i >= net::kFirstHandlerCloseReason && size_t(i - net::kFirstHandlerCloseReason) < std::size(kGatewayCloseNames))
         return kGatewayCloseNames[i - net::kFirstHandlerCloseReason];
     return "unknown";
 }
@@ -50,10 +50,15 @@ std::vector<std::string> close_reason_names() {
     return names;
 }
 
+im::GatewayKinds gateway_envelope_kinds() {
+    return {Gateway::kKick, Gateway::kDeliver, Gateway::kSendResult};
+}
+
 Gateway::Gateway(net::Worker& loop, net::Transport& transport, GatewayShared& shared)
     : loop_(loop), io_(transport), shared_(shared), stats_(loop.stats()), sessions_(loop.slots()),
-      handshakes_left_(shared.handshakes_per_iteration) {
+      inflight_(loop.slots(), shared.inflight), handshakes_left_(shared.handshakes_per_iteration) {
     loop_.add_iteration_hook([this] { grant_deferred_handshakes(); });
+    loop_.add_timer(shared_.retry_scan_ms, [this] { retransmit_expired(); }, shared_.retry_scan_ms);
 }
 
 void Gateway::close(ConnRef conn, GatewayClose reason, Linger linger) {
@@ -125,6 +130,9 @@ net::DataResult Gateway::on_data(ConnRef conn, std::span<const uint8_t> bytes) {
         cs.packets_in.store(cs.packets_in.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
         if (!handle_frame(conn, *s, r.frame)) return {bytes.size(), 0};
         offset += r.frame.size;
+        // At the in-flight SEND cap: what follows waits in the loop's
+        // reassembly buffer until a SENDACK makes room (on_send_result).
+        if (s->flags & Session::kSendsPaused) return {offset, 0};
     }
     return {offset, 0};
 }
@@ -170,28 +178,198 @@ bool Gateway::handle_frame(ConnRef conn, Session& s, const proto::Frame& frame) 
         return false;
     case PacketType::Send:
         return handle_send(conn, s, std::get<proto::SendPacket>(packet));
+    case PacketType::Recvack:
+        return handle_recvack(conn, s, std::get<proto::RecvackPacket>(packet));
     default:
-        return true;  // RECVACK, and server-to-client types a client has no reason to send (Q10)
+        return true;  // server-to-client types a client has no reason to send (Q10)
     }
 }
 
+// SERVER.md §5 steps 2-4 on the worker (memory only: the session's key,
+// the channel snapshots); steps 5-8 at the committer, whose answer comes
+// back as a kSendResult envelope in the order the SENDs were handed over.
 bool Gateway::handle_send(ConnRef conn, Session& s, const proto::SendPacket& send) {
-    // The security checks of PROTOCOL.md §5.4 run here; storing and
-    // delivering the message is the im/ layer's (next milestone). Until it
-    // exists a SEND that passes them is answered with reason Error, no id,
-    // no seq: never dropped silently.
-    proto::SendackPacket ack;
-    ack.client_seq = send.client_seq;
-    ack.reason_code = uint8_t(proto::ReasonCode::Error);
+    stats_.sends.add();
+    im::Core& core = *shared_.core;
+    std::string_view payload = send.payload;
     if (proto::has_crypto(s.version)) {
         const proto::crypto::SessionKey key = s.key();
-        if (!cipher_.verify_send(key, send)) {
-            ack.reason_code = uint8_t(proto::ReasonCode::MsgKeyError);
-        } else if (plaintext_.clear(); !cipher_.open_payload(key, send.payload, plaintext_)) {
-            ack.reason_code = uint8_t(proto::ReasonCode::PayloadDecodeError);
-        }
+        // Each crypto failure gets a fresh message id, as the original's (§5.4).
+        if (!cipher_.verify_send(key, send))
+            return send_ack(conn, s, send.client_seq, core.ids().next(), 0, uint8_t(proto::ReasonCode::MsgKeyError));
+        plaintext_.clear();
+        if (!cipher_.open_payload(key, send.payload, plaintext_))
+            return send_ack(conn, s, send.client_seq, core.ids().next(), 0,
+                            uint8_t(proto::ReasonCode::PayloadDecodeError));
+        payload = plaintext_;
     }
+    if (const uint8_t refused = check_send(s, send); refused != uint8_t(proto::ReasonCode::Success))
+        return send_ack(conn, s, send.client_seq, 0, 0, refused);
+
+    using namespace std::chrono;
+    im::MessageView m;
+    m.header_flags = uint8_t(send.flags & im::kKeptHeaderFlags);
+    m.setting = send.setting;
+    m.channel_type = send.channel_type;
+    m.timestamp = int32_t(duration_cast<seconds>(system_clock::now().time_since_epoch()).count());
+    m.client_msg_no = send.client_msg_no;
+    m.from_uid = s.uid_view();
+    m.channel_id = send.channel_id;
+    m.payload = payload;
+    im::CommitRequest request;
+    request.sender_device = s.device_flag;
+    request.client_seq = send.client_seq;
+    request.origin = id_of(conn);
+    request.route = {&loop_, kSendResult};
+    // The message's one allocation: these bytes are stored, and shared by
+    // every delivery envelope.
+    request.message = net::Payload::allocate(im::encoded_size(m));
+    if (!request.message || (im::encode(m, request.message.writable_bytes()), !core.committer().submit(std::move(request))))
+        return send_ack(conn, s, send.client_seq, 0, 0, uint8_t(proto::ReasonCode::Error));
+    send_started_us_.push_back(steady_us());
+    stats_.sends_in_flight.add();
+    if (++s.sends_in_flight >= shared_.max_sends_in_flight) {
+        s.flags |= Session::kSendsPaused;
+        stats_.send_pauses.add();
+        io_.pause_input(conn);
+    }
+    return true;
+}
+
+// §5 steps 3-4: a reason code, Success when the SEND may be stored.
+uint8_t Gateway::check_send(const Session& s, const proto::SendPacket& send) const {
+    const im::Core& core = *shared_.core;
+    const im::Channels& channels = core.channels();
+    const std::string_view uid = s.uid_view();
+    if (send.channel_type == im::kPersonChannel) {
+        // §7.5, limaoim's rule: the recipient's person channel judges the
+        // sender, in every mode.
+        std::shared_ptr<const im::Channel> recipient = channels.find(im::kPersonChannel, send.channel_id);
+        if (recipient && !channels.allowed(*recipient, uid)) return uint8_t(proto::ReasonCode::NotAllowSend);
+        return uint8_t(proto::ReasonCode::Success);
+    }
+    std::shared_ptr<const im::Channel> channel = channels.find(send.channel_type, send.channel_id);
+    if (!channel) {
+        if (send.channel_id.ends_with(im::kTemporarySuffix)) return uint8_t(proto::ReasonCode::SubscriberNotExist);
+        // A channel never created has no subscribers (§5 step 4): accepted
+        // and delivered to nobody in test mode only.
+        return core.test_mode() ? uint8_t(proto::ReasonCode::Success) : uint8_t(proto::ReasonCode::NotAllowSend);
+    }
+    if (core.test_mode()) return uint8_t(proto::ReasonCode::Success);
+    if (!channels.allowed(*channel, uid)) return uint8_t(proto::ReasonCode::NotAllowSend);
+    if (channel->parent.empty() && !channel->has_subscriber(uid)) return uint8_t(proto::ReasonCode::NotAllowSend);
+    return uint8_t(proto::ReasonCode::Success);
+}
+
+bool Gateway::send_ack(ConnRef conn, Session& s, uint32_t client_seq, int64_t id, uint32_t seq, uint8_t reason) {
+    proto::SendackPacket ack;
+    ack.client_seq = client_seq;
+    ack.message_id = id;
+    ack.message_seq = seq;
+    ack.reason_code = reason;
+    stats_.sendacks[reason < stats::kReasonCodes ? reason : 0].add();
     return send_packet(conn, ack, s.version);
+}
+
+void Gateway::on_send_result(net::Envelope& result) {
+    const uint64_t started = send_started_us_.front();
+    send_started_us_.pop_front();
+    stats_.sends_in_flight.sub();
+    const ConnId id{result.arg};
+    const ConnRef conn{id.slot(), id.generation()};
+    Session* s = session_of(conn);
+    if (!s || s->state == SessionState::AwaitConnect) return;  // closed meanwhile; the message stands
+    --s->sends_in_flight;
+    const uint8_t reason = uint8_t(result.flags);
+    const bool stored = reason == uint8_t(proto::ReasonCode::Success);
+    const std::span<const uint8_t> message = result.payload.bytes();
+    if (!send_ack(conn, *s, result.arg32, stored ? im::encoded_id(message) : 0, stored ? im::encoded_seq(message) : 0,
+                  reason))
+        return;
+    if (stored) stats_.send_latency_us[latency_bucket(steady_us() - started)].add();
+    if ((s->flags & Session::kSendsPaused) && s->sends_in_flight < shared_.max_sends_in_flight) {
+        s->flags &= uint8_t(~Session::kSendsPaused);
+        io_.resume_input(conn);
+    }
+}
+
+// A stored message for one of this worker's sessions (im/fanout.h).
+void Gateway::on_deliver(net::Envelope& delivery) {
+    const ConnId id{delivery.arg};
+    const ConnRef conn{id.slot(), id.generation()};
+    Session* s = session_of(conn);
+    if (!s || s->state != SessionState::Authenticated) {
+        stats_.deliveries_stale.add();
+        return;
+    }
+    const std::optional<im::MessageView> m = im::decode(delivery.payload.bytes());
+    if (!m) return;
+    const uint32_t seq = delivery.arg32 ? delivery.arg32 : m->message_seq;
+    if (!write_recv(conn, *s, delivery.payload, seq, delivery.flags)) return;
+    stats_.recvs.add();
+    if (!inflight_.add(conn, m->message_id, delivery.payload, seq, delivery.flags, loop_.now_ms()))
+        stats_.inflight_evicted.add();
+    stats_.inflight.set(inflight_.size());
+}
+
+// The RECV of §8 step 3 for this session: its version, its key. Written the
+// same way on a retransmission, so the bytes are the same (same key and IV).
+bool Gateway::write_recv(ConnRef conn, Session& s, const net::Payload& message, uint32_t seq, uint16_t flags) {
+    const std::optional<im::MessageView> m = im::decode(message.bytes());
+    if (!m) return false;
+    proto::RecvPacket recv;
+    recv.flags = m->header_flags;
+    recv.setting = m->setting;
+    recv.message_id = m->message_id;
+    recv.message_seq = seq;
+    recv.client_msg_no = m->client_msg_no;
+    recv.timestamp = m->timestamp;
+    recv.channel_id = (flags & im::Fanout::kRewriteChannel) ? m->from_uid : m->channel_id;
+    recv.channel_type = m->channel_type;
+    recv.from_uid = m->from_uid;
+    recv.payload = m->payload;
+    char msg_key[32];
+    if (proto::has_crypto(s.version)) {
+        const proto::crypto::SessionKey key = s.key();
+        sealed_.clear();
+        cipher_.seal_payload(key, m->payload, sealed_);
+        recv.payload = sealed_;
+        cipher_.recv_msg_key(key, recv, msg_key);
+        recv.msg_key = std::string_view(msg_key, 32);
+    }
+    return send_packet(conn, recv, s.version);
+}
+
+bool Gateway::handle_recvack(ConnRef conn, Session& s, const proto::RecvackPacket& ack) {
+    if (inflight_.ack(conn, ack.message_id)) {
+        stats_.recvacks.add();
+        stats_.inflight.set(inflight_.size());
+    } else {
+        stats_.recvacks_unknown.add();
+    }
+    // §9 step 2: the RECVACK's own header says whether it moves the
+    // SyncOnce cursor (the committer owns cursors; cursor = max(cursor, v)).
+    if ((ack.flags & proto::flag::kSyncOnce) && !(ack.flags & proto::flag::kNoPersist)) {
+        im::CommitRequest request;
+        request.kind = im::CommitRequest::Kind::CursorAdvance;
+        request.uid = std::string(s.uid_view());
+        request.cursor = ack.message_seq;
+        shared_.core->committer().submit(std::move(request));  // refused when full: the next ack moves it
+    }
+    return true;
+}
+
+// Every --retry-scan-ms: RECVs past --msg-timeout go again, to the same
+// session, until --max-deliveries; then they are left to sync.
+void Gateway::retransmit_expired() {
+    const size_t dropped = inflight_.expire(loop_.now_ms(), [this](const im::InflightTable::Entry& e) {
+        const ConnRef conn{e.slot, e.generation};
+        Session* s = session_of(conn);
+        if (s && s->state == SessionState::Authenticated && write_recv(conn, *s, e.message, e.seq, e.flags))
+            stats_.recv_retransmits.add();
+    });
+    stats_.inflight_expired.add(dropped);
+    stats_.inflight.set(inflight_.size());
 }
 
 bool Gateway::handle_connect(ConnRef conn, Session& s, const proto::ConnectPacket& connect) {
@@ -210,7 +388,7 @@ bool Gateway::handle_connect(ConnRef conn, Session& s, const proto::ConnectPacke
         io_.close(conn, CloseReason::IoError);  // out of memory for this session
         return false;
     }
-    const Directory::ReplaceResult entry = shared_.directory.replace(s.uid_view(), connect.device_flag, id_of(conn));
+    const im::Directory::ReplaceResult entry = shared_.directory.replace(s.uid_view(), connect.device_flag, id_of(conn));
     if (!entry.ok) {
         io_.close(conn, CloseReason::IoError);  // out of memory for the directory entry
         return false;
@@ -254,7 +432,7 @@ bool Gateway::send_packet(ConnRef conn, const proto::Packet& packet, uint8_t ver
 // touch it, so the kick travels there as an envelope.
 void Gateway::kick(ConnId old) {
     if (old.worker() == loop_.index()) {
-        kick_local(ConnRef{old.slot(), old.generation()});
+        kick_local(ConnRef{old.slot(), old.generation()}, kKickReason);
     } else if (!loop_.send_envelope(old.worker(), net::Envelope{.kind = kKick, .arg = old.value})) {
         // The target's inbox is full: the old session is out of the directory
         // already and cannot be told; it ends at its idle deadline at the latest.
@@ -263,21 +441,44 @@ void Gateway::kick(ConnId old) {
 }
 
 void Gateway::on_envelope(net::Envelope& envelope) {
-    if (envelope.kind == kKick) {
+    switch (envelope.kind) {
+    case kDeliver:
+        on_deliver(envelope);
+        break;
+    case kSendResult:
+        on_send_result(envelope);
+        break;
+    case kKick: {
         const ConnId id{envelope.arg};
-        kick_local(ConnRef{id.slot(), id.generation()});
+        const ConnRef conn{id.slot(), id.generation()};
+        if (envelope.flags & im::kKickByToken) {
+            // POST /user/token: the session is still in the directory (no
+            // newer login replaced it there): it leaves it now.
+            Session* s = session_of(conn);
+            if (!s || s->state != SessionState::Authenticated) break;
+            shared_.directory.remove(s->uid_view(), s->device_flag, id);
+            kick_local(conn, kTokenKickReason);
+        } else {
+            kick_local(conn, kKickReason);
+        }
+        break;
+    }
+    default:
+        break;
     }
 }
 
-void Gateway::kick_local(ConnRef conn) {
+void Gateway::kick_local(ConnRef conn, const char* reason) {
     Session* s = session_of(conn);
     if (!s || s->state != SessionState::Authenticated) return;
     s->state = SessionState::Kicked;
     stats_.kicks.add();
     stats_.authenticated.sub();
     stats_.by_device_flag[stats::device_flag_bucket(s->device_flag)].sub();
+    inflight_.drop_session(conn);  // it receives nothing more
+    stats_.inflight.set(inflight_.size());
     proto::DisconnectPacket bye;
-    bye.reason = kKickReason;
+    bye.reason = reason;
     if (!send_packet(conn, bye, s->version)) return;
     io_.set_deadline(conn, shared_.kick_delay_ms);
 }
@@ -334,6 +535,8 @@ void Gateway::on_close(ConnRef conn, CloseReason reason) {
     if (shared_.log_connections && s->uid_len)
         std::fprintf(stderr, "worker %u: uid '%.*s' closed: %s\n", loop_.index(), int(s->uid_len),
                      s->uid_view().data(), close_reason_name(reason));
+    inflight_.drop_session(conn);  // §9 compatible rule: no retransmission to a closed session
+    stats_.inflight.set(inflight_.size());
     s->free_uid();
     s->state = SessionState::Free;
     sessions_.deactivate(conn.slot);

@@ -7,6 +7,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
@@ -181,6 +182,7 @@ bool Worker::start(std::string& error) {
         ready.set_value(init_error);
         if (ok) run();
     });
+    pthread_setname_np(thread_.native_handle(), ("worker-" + std::to_string(index())).substr(0, 15).c_str());
     error = result.get();
     if (error.empty()) return true;
     thread_.join();
@@ -720,11 +722,19 @@ std::span<uint8_t> Worker::reserve(ConnRef ref, size_t n) {
     Connection* c = live(ref);
     if (!c || c->state != uint8_t(ConnState::Open) || n > SendChunk::kCapacity) return {};
     if (c->queued + n > options_.send_cap) {
-        stats_.slow_consumer_kicks.add();
-        begin_close(ref.slot, CloseReason::SlowConsumer);
-        maybe_release(ref.slot);
+        cut_slow_consumer(ref);
         return {};
     }
+    return reserve_room(ref, c, n);
+}
+
+void Worker::cut_slow_consumer(ConnRef ref) {
+    stats_.slow_consumer_kicks.add();
+    begin_close(ref.slot, CloseReason::SlowConsumer);
+    maybe_release(ref.slot);
+}
+
+std::span<uint8_t> Worker::reserve_room(ConnRef ref, Connection* c, size_t n) {
     SendChunk* tail = c->send_tail;
     if (!tail || tail->room() < n) {
         SendChunk* fresh = chunks_.get();
@@ -752,10 +762,19 @@ void Worker::commit(ConnRef ref, size_t n) {
     if (!(c->io & kSendInFlight)) submit_send(ref.slot);
 }
 
+// A packet larger than the cap (a 1 MiB message) must still reach a reader
+// that keeps up: the cap is checked once, against what is queued before it.
+// So a session holds at most send_cap + one packet.
 bool Worker::send(ConnRef ref, std::span<const uint8_t> bytes) {
+    Connection* c = live(ref);
+    if (!c || c->state != uint8_t(ConnState::Open)) return false;
+    if (c->queued + std::min(bytes.size(), SendChunk::kCapacity) > options_.send_cap) {
+        cut_slow_consumer(ref);
+        return false;
+    }
     while (!bytes.empty()) {
         size_t n = std::min(bytes.size(), SendChunk::kCapacity);
-        std::span<uint8_t> room = reserve(ref, n);
+        std::span<uint8_t> room = reserve_room(ref, live(ref), n);
         if (room.empty()) return false;
         std::memcpy(room.data(), bytes.data(), n);
         commit(ref, n);
@@ -993,6 +1012,26 @@ bool Worker::post(Envelope&& envelope) {
     return true;
 }
 
+bool Worker::post_batch(std::vector<Envelope>& batch) {
+    if (batch.empty()) return true;
+    switch (inbox_.push(batch)) {
+    case Inbox::Push::Full:
+        stats_.envelopes_refused.add(batch.size());
+        return false;
+    case Inbox::Push::QueuedRing:
+        ring_doorbell();
+        return true;
+    case Inbox::Push::Queued:
+        return true;
+    }
+    return true;
+}
+
+void Worker::set_envelope_handler(uint8_t family, EnvelopeHandler* handler) {
+    if (family >= kEnvelopeFamilies) fatal("envelope family out of range", EINVAL);
+    envelope_handlers_[family] = handler;
+}
+
 bool Worker::send_envelope(uint32_t target, Envelope&& envelope) {
     std::vector<Envelope>& outbox = outboxes_[target];
     if (outbox.size() + peers_[target]->inbox_.size() >= peers_[target]->inbox_.capacity()) {
@@ -1039,11 +1078,30 @@ void Worker::on_wake() {
     uint64_t count;
     // Read before taking: a push after the take rings again.
     [[maybe_unused]] ssize_t n = read(wake_fd_, &count, sizeof(count));
-    inbox_.take(inbox_work_);
-    if (!inbox_work_.empty() && !envelope_handler_) fatal("envelope for a worker without an envelope handler", EINVAL);
-    stats_.envelopes_in.add(inbox_work_.size());
-    for (Envelope& e : inbox_work_) envelope_handler_->on_envelope(e);
-    inbox_work_.clear();
+    handle_envelopes();
+}
+
+// At most kEnvelopesPerIteration per loop iteration: a burst (a message to a
+// big group is an envelope per receiving session) is spread over iterations,
+// with the connections' completions handled in between, so the other
+// sessions' PINGs are not held up behind it.
+void Worker::handle_envelopes() {
+    if (inbox_next_ == inbox_work_.size()) {
+        inbox_work_.clear();
+        inbox_next_ = 0;
+        inbox_.take(inbox_work_);
+        stats_.envelopes_in.add(inbox_work_.size());
+    }
+    const size_t end = std::min(inbox_work_.size(), inbox_next_ + envelopes_left_);
+    envelopes_left_ -= end - inbox_next_;
+    for (; inbox_next_ < end; ++inbox_next_) {
+        Envelope& e = inbox_work_[inbox_next_];
+        EnvelopeHandler* handler = envelope_handlers_[envelope_family(e.kind)];
+        if (!handler) fatal("envelope of a family without a handler", EINVAL);
+        handler->on_envelope(e);
+        e.payload = Payload();  // the last holder frees it now, not at the next take
+    }
+    if (inbox_next_ < inbox_work_.size()) run_again_ = true;
 }
 
 // ---- the loop ----
@@ -1111,14 +1169,16 @@ void Worker::run() {
 
         // Handlers may append to completions_ (get_sqe on -EBUSY): by index,
         // and each completion copied before it is handled.
+        envelopes_left_ = kEnvelopesPerIteration;
         reap_completions();
         for (size_t i = 0; i < completions_.size(); ++i) {
             const Completion cqe = completions_[i];
             handle_cqe(cqe);
         }
         completions_.clear();
-        // Our own envelopes (send_envelope to this worker) ring no doorbell.
-        if (inbox_.size()) on_wake();
+        // Our own envelopes (send_envelope to this worker) ring no doorbell;
+        // a burst may have left some over from the last iteration.
+        if (inbox_.size() || inbox_next_ < inbox_work_.size()) handle_envelopes();
         timers_.run_due(now_ms_);
         wheel_.advance(now_tick(), [this](uint32_t slot) { on_timer(slot); });
         for (auto& hook : iteration_hooks_) hook();

@@ -257,6 +257,7 @@ bool Segment::create(const SegmentInfo& info, std::string& error) {
     h.worker_block_size = sizeof(WorkerBlock);
     h.workers_offset = workers_offset();
     h.conns_offset = conns_offset(info.workers);
+    h.pipeline_offset = pipeline_offset(info.workers, info.slots_per_worker);
     h.port = info.port;
     h.mode_test = info.mode_test ? 1 : 0;
     std::memcpy(h.instance, info.instance.c_str(), info.instance.size() + 1);

@@ -40,9 +40,15 @@ std::string TokenStore::key(std::string_view uid, uint8_t device_flag) {
     return k;
 }
 
+bool TokenStore::digest(std::string_view token, Digest& out) { return sha256(token, out); }
+
 void TokenStore::set(std::string_view uid, uint8_t device_flag, std::string_view token) {
-    Digest digest;
-    if (!sha256(token, digest)) throw std::bad_alloc();
+    Digest d;
+    if (!sha256(token, d)) throw std::bad_alloc();
+    set_digest(uid, device_flag, d);
+}
+
+void TokenStore::set_digest(std::string_view uid, uint8_t device_flag, const Digest& digest) {
     std::unique_lock lock(mutex_);
     tokens_[key(uid, device_flag)] = digest;
 }

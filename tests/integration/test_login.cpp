@@ -94,9 +94,8 @@ TEST_CASE("login: v3/v4 client and server derive the same AES key (the server ve
         auto ack = c.read_packet();
         REQUIRE(ack);
         REQUIRE(ack->type() == proto::PacketType::Sendack);
-        // Accepted by the security layer: not 8 (MsgKey) nor 9 (payload).
-        // Delivery itself is the messaging milestone (reason 0 until then).
-        CHECK(std::get<proto::SendackPacket>(ack->packet).reason_code == 0);
+        // Accepted by the security layer (not 8 MsgKey, not 9 payload) and stored.
+        CHECK(std::get<proto::SendackPacket>(ack->packet).reason_code == 1);
         CHECK(std::get<proto::SendackPacket>(ack->packet).client_seq == 7);
 
         proto::SendPacket tampered = send;

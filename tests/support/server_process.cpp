@@ -11,6 +11,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <thread>
@@ -53,6 +54,20 @@ ServerProcess::ServerProcess(std::vector<std::string> extra_args, bool test_mode
     log_path_ = "/tmp/limaoim-it-" + std::to_string(port_) + ".log";
     std::vector<std::string> args = {LIMAOIM_SERVER_BIN, "--addr", "127.0.0.1", "--port", std::to_string(port_),
                                      "--instance", instance_, "--mode", test_mode ? "test" : "release"};
+    // Every server gets its own store and API port unless the test chose them.
+    auto given = [&](const char* flag) {
+        for (const std::string& a : extra_args)
+            if (a == flag || a.starts_with(std::string(flag) + "=")) return true;
+        return false;
+    };
+    if (!given("--data-dir")) {
+        char dir[] = "/tmp/limaoim-it-data-XXXXXX";
+        if (mkdtemp(dir)) {
+            own_data_dir_ = dir;
+            args.insert(args.end(), {"--data-dir", own_data_dir_});
+        }
+    }
+    if (!given("--http-addr")) args.insert(args.end(), {"--http-addr", "127.0.0.1:" + std::to_string(free_port())});
     args.insert(args.end(), extra_args.begin(), extra_args.end());
     pid_ = fork();
     if (pid_ == 0) {
@@ -86,6 +101,10 @@ ServerProcess::~ServerProcess() {
     }
     unlink(("/dev/shm/limaoim-" + instance_).c_str());
     unlink(log_path_.c_str());
+    if (!own_data_dir_.empty()) {
+        std::error_code ignored;
+        std::filesystem::remove_all(own_data_dir_, ignored);
+    }
 }
 
 bool ServerProcess::running() const {

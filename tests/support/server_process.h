@@ -49,6 +49,7 @@ private:
     uint16_t port_ = 0;
     std::string instance_;
     std::string log_path_;
+    std::string own_data_dir_;  // made for this server (no --data-dir given), removed with it
     bool started_ = false;
 };
 

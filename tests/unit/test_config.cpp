@@ -143,7 +143,19 @@ const std::map<std::string, Sample>& samples() {
         {"addr", {"127.0.0.3", "\"127.0.0.3\""}},
         {"port", {"7001", "7001"}},
         {"http_addr", {"127.0.0.1:1600", "\"127.0.0.1:1600\""}},
+        {"http_secret", {"s3cret", "\"s3cret\""}},
+        {"http_body_limit", {"2048", "2048"}},
+        {"api_threads", {"3", "3"}},
         {"data_dir", {"/tmp/limaoim-data", "\"/tmp/limaoim-data\""}},
+        {"durability", {"none", "\"none\""}},
+        {"commit_window_us", {"250", "250"}},
+        {"msg_timeout_ms", {"300", "300"}},
+        {"retry_scan_ms", {"50", "50"}},
+        {"max_deliveries", {"3", "3"}},
+        {"max_inflight", {"2", "2"}},
+        {"max_sends_in_flight", {"1", "1"}},
+        {"dedupe_window_ms", {"0", "0"}},
+        {"dedupe_max", {"7", "7"}},
         {"store", {"redis://127.0.0.1:6379/2", "\"redis://127.0.0.1:6379/2\""}},
         {"node_id", {"1023", "1023"}},
         {"instance", {"edge-1", "\"edge-1\""}},
@@ -170,6 +182,16 @@ const std::map<std::string, Sample>& samples() {
 }
 
 }  // namespace
+
+TEST_CASE_FIXTURE(CleanEnvironment, "the HTTP API binds off loopback only with a secret; durability is one of three") {
+    CHECK(error_of({"--http-addr=0.0.0.0:1516"}).find("http_secret") != std::string::npos);
+    CHECK(loaded_config({"--http-addr=0.0.0.0:1516", "--http-secret=s"}).http_secret == "s");
+    CHECK(loaded_config({"--http-addr=[::1]:1516"}).http_addr == "[::1]:1516");
+    CHECK(error_of({"--http-addr=127.0.0.1"}).find("HOST:PORT") != std::string::npos);
+    CHECK(error_of({"--http-addr=127.0.0.1:99999"}).find("port") != std::string::npos);
+    CHECK(error_of({"--durability=fast"}).find("durability") != std::string::npos);
+    CHECK(loaded_config({"--durability=sync"}).durability == "sync");
+}
 
 TEST_CASE_FIXTURE(CleanEnvironment, "no file, variables or flags: the built-in defaults") {
     Config config = loaded_config({});

@@ -11,14 +11,14 @@
 #include <unordered_map>
 #include <vector>
 
-#include "limaoim/gateway/directory.h"
+#include "limaoim/im/directory.h"
 #include "limaoim/gateway/handshake.h"
 #include "limaoim/gateway/session.h"
 #include "limaoim/proto/crypto.h"
 
 using namespace limaoim;
-using gateway::Directory;
-using gateway::DirectoryEntry;
+using im::Directory;
+using im::DirectoryEntry;
 using net::ConnId;
 
 namespace {
@@ -35,8 +35,8 @@ std::vector<DirectoryEntry> all_of(const Directory& d, std::string_view uid) {
 
 // Resets the allocation-failure hook even when a check throws.
 struct FailAllocations {
-    explicit FailAllocations(long after) { gateway::detail::directory_fail_allocations_after(after); }
-    ~FailAllocations() { gateway::detail::directory_fail_allocations_after(-1); }
+    explicit FailAllocations(long after) { im::detail::directory_fail_allocations_after(after); }
+    ~FailAllocations() { im::detail::directory_fail_allocations_after(-1); }
 };
 }  // namespace
 
@@ -246,7 +246,7 @@ TEST_CASE("Directory: concurrent replace and remove from 4 threads") {
 }
 
 TEST_CASE("Directory: SipHash-1-3 keyed per process") {
-    using gateway::detail::siphash;
+    using im::detail::siphash;
     // The paper's SipHash-2-4 vectors (key 00..0f, message 00 01 .. of length n) check the
     // construction; the round counts are parameters.
     std::string msg;

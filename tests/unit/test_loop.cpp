@@ -146,7 +146,7 @@ struct TestWorker {
         listener.max_pending = max_pending;
         listener.backlog = 64;
         worker->add_listener(listener);
-        worker->set_envelope_handler(&envelopes);
+        worker->set_envelope_handler(0, &envelopes);
     }
     void start(std::span<Worker* const> peers) {
         worker->set_peers(peers);
@@ -298,6 +298,36 @@ TEST_CASE("loop timers: one-shot, repeating, cancelled; fd watches call back on 
     worker.request_stop(1000);
     worker.join();
     ::close(event_fd);
+}
+
+TEST_CASE("envelopes: a burst is handled at most kEnvelopesPerIteration per loop iteration, all of it, in order") {
+    // Counts envelopes between iteration hooks, and checks the order.
+    struct Burst final : EnvelopeHandler {
+        std::atomic<uint64_t> handled{0};
+        uint64_t this_iteration = 0;
+        std::atomic<uint64_t> most_in_one_iteration{0};
+        std::atomic<bool> in_order{true};
+        void on_envelope(Envelope& e) override {
+            if (e.arg != handled) in_order = false;
+            ++handled;
+            ++this_iteration;
+        }
+    } burst;
+    TestWorker w;
+    w.worker->set_envelope_handler(3, &burst);
+    w.worker->add_iteration_hook([&] {
+        if (burst.this_iteration > burst.most_in_one_iteration) burst.most_in_one_iteration = burst.this_iteration;
+        burst.this_iteration = 0;
+    });
+    w.start();
+    const uint64_t total = 3 * Worker::kEnvelopesPerIteration + 17;
+    std::vector<Envelope> batch;
+    for (uint64_t i = 0; i < total; ++i) batch.push_back(Envelope{.kind = envelope_kind(3, 1), .arg = i});
+    REQUIRE(w.worker->post_batch(batch));  // one take gets them all
+    REQUIRE(wait_for([&] { return burst.handled == total; }));
+    CHECK(burst.in_order);
+    CHECK(burst.most_in_one_iteration <= Worker::kEnvelopesPerIteration);
+    CHECK(burst.most_in_one_iteration > 0);
 }
 
 TEST_CASE("envelopes: batches between workers, shared payloads freed once, a full inbox refuses") {

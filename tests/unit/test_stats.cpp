@@ -147,7 +147,42 @@ void fill_workers(stats::Segment& segment) {
         b.bytes_out.set(kBytesOut[w]);
         b.decode_errors[2].set(w);
         b.handshake_latency_us[4].set(10 * (w + 1));  // [16, 32) µs
+        // Worker 1 holds twice worker 0's messaging figures: each sum is 3 times
+        // worker 0's, and no two fields have the same sum.
+        const uint64_t k = w + 1;
+        b.sends.set(11 * k);
+        b.sendacks[1].set(10 * k);  // success
+        b.sendacks[8].set(1 * k);   // msg_key_error
+        b.sends_in_flight.set(2 * k);
+        b.send_pauses.set(3 * k);
+        b.send_latency_us[6].set(10 * k);  // [64, 128) µs
+        b.recvs.set(17 * k);
+        b.recv_retransmits.set(5 * k);
+        b.recvacks.set(13 * k);
+        b.recvacks_unknown.set(7 * k);
+        b.inflight.set(4 * k);
+        b.inflight_expired.set(19 * k);
+        b.inflight_evicted.set(23 * k);
+        b.deliveries_stale.set(29 * k);
     }
+    stats::PipelineBlock& p = segment.pipeline();
+    p.commits.set(101);
+    p.commit_failures.set(2);
+    p.messages_stored.set(250);
+    p.queue_copies_stored.set(40);
+    p.dedupe_hits.set(3);
+    p.dedupe_entries.set(77);
+    p.dedupe_evicted.set(5);
+    p.commit_queue.set(6);
+    p.commit_refused.set(8);
+    p.commit_latency_us[10].set(100);     // [1024, 2048) µs
+    p.commit_batch_messages[0].set(60);   // 1 message
+    p.commit_batch_messages[2].set(41);   // 4 to 7 messages
+    p.fanout_messages.set(240);
+    p.deliveries.set(310);
+    p.deliveries_refused.set(9);
+    p.offline_receivers.set(12);
+    p.fanout_queue.set(14);
     open_conn(segment, 0, 3, 1, 100, 50, 9);
     open_conn(segment, 1, 0, 3, 400, 1, 2);
     open_conn(segment, 1, 5, 5, 10, 10, 1);
@@ -205,6 +240,7 @@ TEST_CASE("create makes a sparse segment whose header describes it") {
     CHECK(std::string(h.instance) == instance.name);
     CHECK(h.workers_offset == stats::workers_offset());
     CHECK(h.conns_offset == stats::workers_offset() + 3 * sizeof(stats::WorkerBlock));
+    CHECK(h.pipeline_offset == stats::align_up(h.conns_offset + 300'000 * sizeof(stats::ConnCounters), 64));
     CHECK(std::string(h.close_reason_names[0]) == "peer_closed");
     CHECK(std::string(h.close_reason_names[5]).empty());
     CHECK(std::string(h.close_reason_names[kKickedCode]) == "kicked");
@@ -464,6 +500,11 @@ TEST_CASE("the reader explains why it cannot read a segment") {
     CHECK(error.find("inconsistent header: offsets") != std::string::npos);
 
     segment.header().workers = 1;
+    segment.header().pipeline_offset += stats::kCacheLine;
+    CHECK_FALSE(reader.open(instance.name, error));
+    CHECK(error.find("inconsistent header: offsets") != std::string::npos);
+
+    segment.header().pipeline_offset = stats::pipeline_offset(1, 4);
     std::memset(segment.header().close_reason_names[3], 'x', stats::kCloseReasonNameSize);
     CHECK_FALSE(reader.open(instance.name, error));
     CHECK(error.find("inconsistent header: close reason names") != std::string::npos);
@@ -474,6 +515,22 @@ TEST_CASE("the reader explains why it cannot read a segment") {
     CHECK_FALSE(reader.replaced());
     segment.remove();
     CHECK(reader.replaced());
+}
+
+TEST_CASE("the reader refuses a segment too short for its pipeline block") {
+    ScratchInstance instance("short-pipeline");
+    stats::Segment segment;
+    std::string error;
+    REQUIRE(segment.create(info_for(instance, 1, 4), error));
+    // Everything before the pipeline block is there, and the header's size
+    // says no more.
+    const size_t cut = segment.header().pipeline_offset + sizeof(stats::PipelineBlock) - sizeof(stats::Counter);
+    REQUIRE(truncate(instance.path().c_str(), off_t(cut)) == 0);
+    segment.header().total_size = cut;
+    SegmentReader reader;
+    CHECK_FALSE(reader.open(instance.name, error));
+    CHECK(error == instance.path() + " is not a limaoim stats segment (inconsistent header: file shorter than its "
+                                     "header says)");
 }
 
 TEST_CASE("the reader tells a live server from a gone one by the segment's lock") {
@@ -566,21 +623,38 @@ TEST_CASE("a snapshot sums the workers and finds the busiest live connections") 
 }
 
 TEST_CASE("latency quantiles interpolate inside the power-of-two buckets") {
+    constexpr HistogramOf us = HistogramOf::Microseconds;
     stats::WorkerBlock block;
-    CHECK_FALSE(latency_quantile_us(block, 0.5).has_value());
+    const Histogram& latency = block.handshake_latency_us;
+    CHECK_FALSE(histogram_quantile(latency, us, 0.5).has_value());
     block.handshake_latency_us[3].set(100);  // [8, 16) µs
-    CHECK(*latency_quantile_us(block, 0.5) == doctest::Approx(12));
+    CHECK(*histogram_quantile(latency, us, 0.5) == doctest::Approx(12));
     block.handshake_latency_us[0].set(100);  // [0, 2) µs
-    CHECK(*latency_quantile_us(block, 0.25) == doctest::Approx(1));
-    CHECK(*latency_quantile_us(block, 0.75) == doctest::Approx(12));
+    CHECK(*histogram_quantile(latency, us, 0.25) == doctest::Approx(1));
+    CHECK(*histogram_quantile(latency, us, 0.75) == doctest::Approx(12));
     block.handshake_latency_us[10].set(2);  // [1024, 2048) µs
-    CHECK(*latency_quantile_us(block, 0.999) > 1024);
+    CHECK(*histogram_quantile(latency, us, 0.999) > 1024);
+}
+
+TEST_CASE("count quantiles stay on the whole numbers each bucket holds") {
+    constexpr HistogramOf counts = HistogramOf::Counts;
+    stats::PipelineBlock block;
+    const Histogram& batch = block.commit_batch_messages;
+    block.commit_batch_messages[0].set(100);  // 1 message
+    CHECK(*histogram_quantile(batch, counts, 0.5) == doctest::Approx(1));
+    CHECK(*histogram_quantile(batch, counts, 1.0) == doctest::Approx(1));
+    block.commit_batch_messages[2].set(100);  // 4 to 7 messages
+    CHECK(*histogram_quantile(batch, counts, 0.75) == doctest::Approx(5.5));
+    CHECK(*histogram_quantile(batch, counts, 1.0) == doctest::Approx(7));
 }
 
 TEST_CASE("rates are per second and survive a counter that went back") {
-    const Traffic before{10, 4, 100, 50, 4000, 2000};
-    const Traffic after{30, 8, 300, 50, 10000, 1000};
+    const Traffic before{10, 4, 100, 50, 4000, 2000, 6, 20, 18};
+    const Traffic after{30, 8, 300, 50, 10000, 1000, 26, 60, 3};
     const Rates r = rates_between(before, after, 2.0);
+    CHECK(r.sends == doctest::Approx(10));
+    CHECK(r.recvs == doctest::Approx(20));
+    CHECK(r.recvacks == doctest::Approx(1.5));  // restarted: 3 since zero
     CHECK(r.accepted == doctest::Approx(10));
     CHECK(r.closed == doctest::Approx(2));
     CHECK(r.packets_in == doctest::Approx(100));
@@ -594,7 +668,7 @@ TEST_CASE("JSON has the documented keys and the summed values") {
     const Rates rates = rates_between(Traffic{}, traffic_of(s.snapshot), 2.0);
     const json j = to_json(s.snapshot, &rates);
     for (const char* key : {"instance", "pid", "uptime_s", "workers", "capacity", "max_conns", "mode", "gauges",
-                            "counters", "handshake_latency_us", "per_worker", "top", "rates"})
+                            "counters", "handshake_latency_us", "messages", "pipeline", "per_worker", "top", "rates"})
         CHECK_MESSAGE(j.contains(key), key);
     CHECK(j["instance"] == s.instance.name);
     CHECK(j["mode"] == "release");
@@ -620,11 +694,106 @@ TEST_CASE("JSON has the documented keys and the summed values") {
     CHECK(j["top"].size() == 3);
     CHECK(j["top"][0]["packets_in"] == 400);
     CHECK(j["rates"]["accepted_per_s"].get<double>() == doctest::Approx((kAccepted[0] + kAccepted[1]) / 2.0));
+    CHECK(j["rates"]["sends_per_s"].get<double>() == doctest::Approx(33 / 2.0));
+    CHECK(j["rates"]["recvs_per_s"].get<double>() == doctest::Approx(51 / 2.0));
+    CHECK(j["rates"]["recvacks_per_s"].get<double>() == doctest::Approx(39 / 2.0));
 
     take_snapshot(s.reader, 0, 0, s.snapshot);
     const json plain = to_json(s.snapshot, nullptr);
     CHECK_FALSE(plain.contains("top"));
     CHECK_FALSE(plain.contains("rates"));
+}
+
+TEST_CASE("JSON has the messaging figures of the workers and of the pipeline") {
+    Snapped s(0);
+    s.segment.worker(1).sendacks[13].set(4);  // no name: shown because counted
+    take_snapshot(s.reader, 0, 0, s.snapshot);
+    const json j = to_json(s.snapshot, nullptr);
+
+    const json& m = j["messages"];
+    const std::pair<const char*, uint64_t> worker_sums[] = {
+        {"sends", 33},          {"sends_in_flight", 6},   {"send_pauses", 9},       {"recvs", 51},
+        {"recv_retransmits", 15}, {"recvacks", 39},       {"recvacks_unknown", 21}, {"inflight", 12},
+        {"inflight_expired", 57}, {"inflight_evicted", 69}, {"deliveries_stale", 87},
+    };
+    for (const auto& [key, sum] : worker_sums) CHECK_MESSAGE(m[key] == sum, key);
+    CHECK(m.size() == std::size(worker_sums) + 2);  // and sendacks, send_latency_us
+    CHECK(m["sendacks"]["success"] == 30);
+    CHECK(m["sendacks"]["msg_key_error"] == 3);
+    CHECK(m["sendacks"]["error"] == 0);
+    CHECK(m["sendacks"]["subscriber_not_exist"] == 0);
+    CHECK(m["sendacks"]["not_allow_send"] == 0);
+    CHECK(m["sendacks"]["reason13"] == 4);
+    CHECK_FALSE(m["sendacks"].contains("reason12"));
+    CHECK(m["sendacks"].size() == 13);
+    CHECK(m["send_latency_us"]["buckets"].size() == stats::kLatencyBuckets);
+    CHECK(m["send_latency_us"]["buckets"][6] == 30);
+    CHECK(m["send_latency_us"]["count"] == 30);
+    CHECK(m["send_latency_us"]["p50"].get<double>() == doctest::Approx(96));
+
+    const json& p = j["pipeline"];
+    const std::pair<const char*, uint64_t> pipeline_values[] = {
+        {"commits", 101},         {"commit_failures", 2}, {"messages_stored", 250}, {"queue_copies_stored", 40},
+        {"dedupe_hits", 3},       {"dedupe_entries", 77}, {"dedupe_evicted", 5},    {"commit_queue", 6},
+        {"commit_refused", 8},    {"fanout_messages", 240}, {"deliveries", 310},    {"deliveries_refused", 9},
+        {"offline_receivers", 12}, {"fanout_queue", 14},
+    };
+    for (const auto& [key, value] : pipeline_values) CHECK_MESSAGE(p[key] == value, key);
+    CHECK(p.size() == std::size(pipeline_values) + 2);  // and the two histograms
+    CHECK(p["commit_latency_us"]["buckets"][10] == 100);
+    CHECK(p["commit_latency_us"]["p50"].get<double>() == doctest::Approx(1536));
+    CHECK(p["commit_batch_messages"]["buckets"][0] == 60);
+    CHECK(p["commit_batch_messages"]["buckets"][2] == 41);
+    CHECK(p["commit_batch_messages"]["count"] == 101);
+    CHECK(p["commit_batch_messages"]["p50"].get<double>() == doctest::Approx(1));
+}
+
+TEST_CASE("Prometheus text has the messaging families") {
+    Snapped s(0);
+    const std::string text = render_prometheus(s.snapshot);
+    const auto has = [&](const std::string& line) { return text.find(line + "\n") != std::string::npos; };
+    const std::pair<const char*, uint64_t> counters[] = {
+        {"sends_total", 33},           {"send_pauses_total", 9},       {"recvs_total", 51},
+        {"recv_retransmits_total", 15}, {"recvacks_total", 39},        {"recvacks_unknown_total", 21},
+        {"inflight_expired_total", 57}, {"inflight_evicted_total", 69}, {"deliveries_stale_total", 87},
+        {"commits_total", 101},        {"commit_failures_total", 2},   {"messages_stored_total", 250},
+        {"queue_copies_stored_total", 40}, {"dedupe_hits_total", 3},   {"dedupe_evicted_total", 5},
+        {"commit_refused_total", 8},   {"fanout_messages_total", 240}, {"deliveries_total", 310},
+        {"deliveries_refused_total", 9}, {"offline_receivers_total", 12},
+    };
+    for (const auto& [name, value] : counters) {
+        CHECK_MESSAGE(has("# TYPE limaoim_" + std::string(name) + " counter"), name);
+        CHECK_MESSAGE(has("limaoim_" + std::string(name) + " " + std::to_string(value)), name);
+    }
+    const std::pair<const char*, uint64_t> gauges[] = {
+        {"sends_in_flight", 6}, {"inflight", 12}, {"dedupe_entries", 77}, {"commit_queue", 6}, {"fanout_queue", 14},
+    };
+    for (const auto& [name, value] : gauges) {
+        CHECK_MESSAGE(has("# TYPE limaoim_" + std::string(name) + " gauge"), name);
+        CHECK_MESSAGE(has("limaoim_" + std::string(name) + " " + std::to_string(value)), name);
+    }
+
+    CHECK(has("# TYPE limaoim_sendacks_total counter"));
+    CHECK(has("limaoim_sendacks_total{reason=\"success\"} 30"));
+    CHECK(has("limaoim_sendacks_total{reason=\"msg_key_error\"} 3"));
+    CHECK(has("limaoim_sendacks_total{reason=\"error\"} 0"));
+    CHECK(text.find("reason=\"reason13\"") == std::string::npos);
+
+    CHECK(has("# TYPE limaoim_send_latency_seconds histogram"));
+    CHECK(has("limaoim_send_latency_seconds_bucket{le=\"6.4e-05\"} 0"));
+    CHECK(has("limaoim_send_latency_seconds_bucket{le=\"0.000128\"} 30"));
+    CHECK(has("limaoim_send_latency_seconds_bucket{le=\"+Inf\"} 30"));
+    CHECK(has("limaoim_send_latency_seconds_count 30"));
+    CHECK(has("# TYPE limaoim_commit_latency_seconds histogram"));
+    CHECK(has("limaoim_commit_latency_seconds_bucket{le=\"0.002048\"} 100"));
+    CHECK(has("limaoim_commit_latency_seconds_count 100"));
+    // Whole numbers: each bucket's le is the greatest count it holds.
+    CHECK(has("# TYPE limaoim_commit_batch_messages histogram"));
+    CHECK(has("limaoim_commit_batch_messages_bucket{le=\"1\"} 60"));
+    CHECK(has("limaoim_commit_batch_messages_bucket{le=\"3\"} 60"));
+    CHECK(has("limaoim_commit_batch_messages_bucket{le=\"7\"} 101"));
+    CHECK(has("limaoim_commit_batch_messages_sum 285.5"));  // 60 * 1 + 41 * 5.5
+    CHECK(has("limaoim_commit_batch_messages_count 101"));
 }
 
 TEST_CASE("Prometheus text has typed families, labels and a cumulative histogram") {
@@ -670,6 +839,42 @@ TEST_CASE("the table shows sums, quantiles and per-worker connections") {
     CHECK(table.find("busiest live connections") != std::string::npos);
 }
 
+TEST_CASE("the table has a messages section with the pipeline's figures") {
+    Snapped s(0);
+    const Rates rates = rates_between(Traffic{}, traffic_of(s.snapshot), 3.0);
+    const std::string table = render_table(s.snapshot, &rates);
+    const auto has_row = [&](const std::string& label, uint64_t value) {
+        char line[128];
+        std::snprintf(line, sizeof line, "\n  %-26s %14llu\n", label.c_str(), static_cast<unsigned long long>(value));
+        return table.find(line) != std::string::npos;
+    };
+    const std::pair<const char*, uint64_t> rows[] = {
+        {"sends", 33},              {"sends in flight", 6},      {"send pauses", 9},
+        {"RECVs", 51},              {"RECV retransmits", 15},    {"RECVACKs", 39},
+        {"unknown RECVACKs", 21},   {"RECVs in flight", 12},     {"in-flight expired", 57},
+        {"in-flight evicted", 69},  {"stale deliveries", 87},    {"commits", 101},
+        {"commit failures", 2},     {"messages stored", 250},    {"queue copies stored", 40},
+        {"dedupe hits", 3},         {"dedupe entries", 77},      {"dedupe evicted", 5},
+        {"commit queue", 6},        {"commits refused", 8},      {"messages fanned out", 240},
+        {"deliveries", 310},        {"deliveries refused", 9},   {"offline receivers", 12},
+        {"fan-out queue", 14},
+    };
+    for (const auto& [label, value] : rows) CHECK_MESSAGE(has_row(label, value), label);
+    CHECK(table.find("\nmessages\n") != std::string::npos);
+    // Two to a line, in columns as wide as the longest name.
+    CHECK(table.find("\n  error                                0  success                             30\n") !=
+          std::string::npos);
+    CHECK(table.find("\n  msg_key_error                        3  payload_decode_error                 0\n") !=
+          std::string::npos);
+    CHECK(table.find("\n  forward_send_packet_error            0  not_allow_send                       0\n") !=
+          std::string::npos);
+    CHECK(table.find("reason12") == std::string::npos);
+    CHECK(table.find("SEND->SENDACK latency      p50 96 us  p99 127 us  (n=30)") != std::string::npos);
+    CHECK(table.find("commit latency             p50 1.54 ms  p99 2.04 ms  (n=100)") != std::string::npos);
+    CHECK(table.find("messages per commit p50               1.0") != std::string::npos);
+    CHECK(table.find("\n  sends/s          11.0   RECVs/s        17.0   RECVACKs/s     13.0\n") != std::string::npos);
+}
+
 TEST_CASE("limaoim-stat exit codes and output") {
     ScratchInstance instance("binary");
     const std::string flag = "--instance " + instance.name;
@@ -689,6 +894,8 @@ TEST_CASE("limaoim-stat exit codes and output") {
     CHECK(j["counters"]["accepted"] == kAccepted[0] + kAccepted[1]);
     CHECK(j["counters"]["closed"]["kicked"] == kKicked[0] + kKicked[1]);
     CHECK(j["top"].size() == 1);
+    CHECK(j["messages"]["sends"] == 33);
+    CHECK(j["pipeline"]["commits"] == 101);
 
     Run prometheus = run_stat("--prometheus", "LIMAOIM_INSTANCE=" + instance.name);
     CHECK(prometheus.exit_code == 0);
@@ -703,6 +910,7 @@ TEST_CASE("limaoim-stat exit codes and output") {
         const json frame = json::parse(line);
         CHECK(frame["rates"]["interval_s"].get<double>() > 0);
         CHECK(frame["counters"]["accepted"] == kAccepted[0] + kAccepted[1]);
+        CHECK(frame["rates"].contains("sends_per_s"));
     }
     CHECK(frames == 3);
 

@@ -96,12 +96,14 @@ SegmentReader::Opened SegmentReader::check_header(size_t file_size, std::string&
         inconsistency = "structure sizes";
     else if (h.workers == 0 || h.workers > stats::kMaxWorkers)
         inconsistency = "worker count";
-    else if (h.workers_offset != stats::workers_offset() || h.conns_offset != stats::conns_offset(h.workers))
+    else if (h.workers_offset != stats::workers_offset() || h.conns_offset != stats::conns_offset(h.workers) ||
+             h.pipeline_offset != stats::pipeline_offset(h.workers, h.slots_per_worker))
         inconsistency = "offsets";
     else if (h.capacity != uint64_t(h.workers) * h.slots_per_worker)
         inconsistency = "capacity";
     else if (h.total_size > file_size ||
-             h.conns_offset + h.capacity * sizeof(stats::ConnCounters) > file_size)
+             h.conns_offset + h.capacity * sizeof(stats::ConnCounters) > file_size ||
+             h.pipeline_offset + sizeof(stats::PipelineBlock) > file_size)
         inconsistency = "file shorter than its header says";
     else if (!named_within_bounds())
         inconsistency = "close reason names";
@@ -114,6 +116,10 @@ SegmentReader::Opened SegmentReader::check_header(size_t file_size, std::string&
 
 const stats::WorkerBlock& SegmentReader::worker(uint32_t index) const {
     return reinterpret_cast<const stats::WorkerBlock*>(base_ + header().workers_offset)[index];
+}
+
+const stats::PipelineBlock& SegmentReader::pipeline() const {
+    return *reinterpret_cast<const stats::PipelineBlock*>(base_ + header().pipeline_offset);
 }
 
 bool SegmentReader::server_alive() const {

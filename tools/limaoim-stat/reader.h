@@ -44,6 +44,7 @@ public:
     const std::string& path() const { return path_; }
     const stats::Header& header() const { return *reinterpret_cast<const stats::Header*>(base_); }
     const stats::WorkerBlock& worker(uint32_t index) const;
+    const stats::PipelineBlock& pipeline() const;
     // True while the server holds its lock on the segment.
     bool server_alive() const;
     // True when the file at path() is gone or is no longer the one mapped

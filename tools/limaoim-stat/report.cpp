@@ -13,26 +13,38 @@ namespace limaoim::stat_tool {
 namespace {
 
 using stats::Counter;
+using stats::PipelineBlock;
 using stats::WorkerBlock;
 
-// A WorkerBlock holds nothing but Counters (its gauges included), so adding
-// blocks as arrays of Counters covers every field, also ones added later.
-constexpr size_t kCountersPerBlock = sizeof(WorkerBlock) / sizeof(Counter);
-static_assert(sizeof(WorkerBlock) % sizeof(Counter) == 0);
+// The blocks hold nothing but Counters (their gauges included), so adding or
+// copying blocks as arrays of Counters covers every field, also ones added later.
+static_assert(sizeof(WorkerBlock) % sizeof(Counter) == 0 && sizeof(PipelineBlock) % sizeof(Counter) == 0);
 
-Counter* counters_of(WorkerBlock& block) { return reinterpret_cast<Counter*>(&block); }
-const Counter* counters_of(const WorkerBlock& block) { return reinterpret_cast<const Counter*>(&block); }
+template <typename Block>
+std::span<Counter> counters_of(Block& block) {
+    return {reinterpret_cast<Counter*>(&block), sizeof(Block) / sizeof(Counter)};
+}
+template <typename Block>
+std::span<const Counter> counters_of(const Block& block) {
+    return {reinterpret_cast<const Counter*>(&block), sizeof(Block) / sizeof(Counter)};
+}
 
 void sum_workers(const SegmentReader& reader, Snapshot& out) {
-    Counter* sum = counters_of(out.totals);
-    for (size_t i = 0; i < kCountersPerBlock; ++i) sum[i].set(0);
+    const std::span<Counter> sum = counters_of(out.totals);
+    for (Counter& c : sum) c.set(0);
     out.per_worker.clear();
     for (uint32_t w = 0; w < out.workers; ++w) {
         const WorkerBlock& block = reader.worker(w);
-        const Counter* values = counters_of(block);
-        for (size_t i = 0; i < kCountersPerBlock; ++i) sum[i].add(values[i].get());
+        const std::span<const Counter> values = counters_of(block);
+        for (size_t i = 0; i < sum.size(); ++i) sum[i].add(values[i].get());
         out.per_worker.push_back({block.connections.get(), block.authenticated.get()});
     }
+}
+
+void copy_pipeline(const SegmentReader& reader, Snapshot& out) {
+    const std::span<const Counter> values = counters_of(reader.pipeline());
+    const std::span<Counter> copy = counters_of(out.pipeline);
+    for (size_t i = 0; i < copy.size(); ++i) copy[i].set(values[i].get());
 }
 
 uint64_t traffic_rank(const ConnTraffic& c) { return uint64_t(c.packets_in) + c.packets_out; }
@@ -75,6 +87,21 @@ NameOf close_reasons_of(const Snapshot& s) {
     return [&s](size_t i) { return s.close_reason_names[i].empty() ? nullptr : s.close_reason_names[i].c_str(); };
 }
 
+// SENDACK reason codes, PROTOCOL.md §6; the unnamed ones show only when counted.
+constexpr size_t kNamedReasonCodes = 12;
+constexpr const char* kReasonCodeNames[stats::kReasonCodes] = {
+    "error",         "success",           "auth_fail",        "subscriber_not_exist",
+    "in_blacklist",  "channel_not_exist", "user_not_on_node", "sender_offline",
+    "msg_key_error", "payload_decode_error", "forward_send_packet_error", "not_allow_send",
+    "reason12",      "reason13",          "reason14",         "reason15",
+};
+
+NameOf sendack_reasons_of(const WorkerBlock& t) {
+    return [&t](size_t code) {
+        return code < kNamedReasonCodes || t.sendacks[code].get() != 0 ? kReasonCodeNames[code] : nullptr;
+    };
+}
+
 template <size_t N>
 uint64_t sum_of(const Counter (&counters)[N]) {
     uint64_t total = 0;
@@ -82,8 +109,14 @@ uint64_t sum_of(const Counter (&counters)[N]) {
     return total;
 }
 
-double bucket_lower_us(int i) { return i == 0 ? 0.0 : std::ldexp(1.0, i); }
-double bucket_upper_us(int i) { return std::ldexp(1.0, i + 1); }
+// The least and the greatest value of bucket i; a latency bucket's greatest
+// is the bound its latencies stay below.
+double bucket_least(int i, HistogramOf values) {
+    return i == 0 && values == HistogramOf::Microseconds ? 0.0 : std::ldexp(1.0, i);
+}
+double bucket_greatest(int i, HistogramOf values) {
+    return values == HistogramOf::Microseconds ? std::ldexp(1.0, i + 1) : std::ldexp(1.0, i + 1) - 1;
+}
 
 // Types 1-9 are the protocol's packets; the others only show when counted.
 bool named_packet_type(int type) { return type >= 1 && type <= 9; }
@@ -134,17 +167,34 @@ std::string quantile_text(const std::optional<double>& us) {
     return buffer;
 }
 
+std::string number_text(const std::optional<double>& value) {
+    if (!value) return "-";
+    char buffer[32];
+    std::snprintf(buffer, sizeof buffer, "%.1f", *value);
+    return buffer;
+}
+
 void append_row(std::string& out, const char* label, uint64_t value) {
     appendf(out, "  %-26s %14llu\n", label, ull(value));
 }
 
-// name/value pairs, two to a line.
+void append_latency_row(std::string& out, const char* label, const Histogram& buckets_us) {
+    appendf(out, "  %-26s p50 %s  p99 %s  (n=%llu)\n", label,
+            quantile_text(histogram_quantile(buckets_us, HistogramOf::Microseconds, 0.50)).c_str(),
+            quantile_text(histogram_quantile(buckets_us, HistogramOf::Microseconds, 0.99)).c_str(),
+            ull(sum_of(buckets_us)));
+}
+
+// name/value pairs, two to a line; the names take at least 22 columns.
 void append_pairs(std::string& out, const NameOf& name_of, std::span<const Counter> values) {
+    int name_width = 22;
+    for (size_t i = 0; i < values.size(); ++i)
+        if (const char* name = name_of(i)) name_width = std::max(name_width, int(std::strlen(name)));
     size_t column = 0;
     for (size_t i = 0; i < values.size(); ++i) {
         const char* name = name_of(i);
         if (!name) continue;
-        appendf(out, "  %-22s %12llu", name, ull(values[i].get()));
+        appendf(out, "  %-*s %12llu", name_width, name, ull(values[i].get()));
         if (++column % 2 == 0) out += '\n';
     }
     if (column % 2) out += '\n';
@@ -215,18 +265,61 @@ void append_counters(std::string& out, const Snapshot& s) {
 void append_latency(std::string& out, const Snapshot& s) {
     const auto& buckets = s.totals.handshake_latency_us;
     appendf(out, "handshake latency (n=%llu)  p50 %s  p90 %s  p99 %s\n", ull(sum_of(buckets)),
-            quantile_text(latency_quantile_us(s.totals, 0.50)).c_str(),
-            quantile_text(latency_quantile_us(s.totals, 0.90)).c_str(),
-            quantile_text(latency_quantile_us(s.totals, 0.99)).c_str());
+            quantile_text(histogram_quantile(buckets, HistogramOf::Microseconds, 0.50)).c_str(),
+            quantile_text(histogram_quantile(buckets, HistogramOf::Microseconds, 0.90)).c_str(),
+            quantile_text(histogram_quantile(buckets, HistogramOf::Microseconds, 0.99)).c_str());
     uint64_t largest = 0;
     for (const Counter& b : buckets) largest = std::max(largest, b.get());
     for (int i = 0; i < stats::kLatencyBuckets; ++i) {
         const uint64_t n = buckets[i].get();
         if (n == 0) continue;
         const int bar = int(std::lround(40.0 * double(n) / double(largest)));
-        appendf(out, "  [%8.0f, %8.0f) us %12llu %s\n", bucket_lower_us(i), bucket_upper_us(i), ull(n),
+        appendf(out, "  [%8.0f, %8.0f) us %12llu %s\n", bucket_least(i, HistogramOf::Microseconds),
+                bucket_greatest(i, HistogramOf::Microseconds), ull(n),
                 std::string(size_t(std::max(bar, 1)), '#').c_str());
     }
+}
+
+void append_messages(std::string& out, const Snapshot& s) {
+    const WorkerBlock& t = s.totals;
+    out += "\nmessages\n";
+    append_row(out, "sends", t.sends.get());
+    append_row(out, "sends in flight", t.sends_in_flight.get());
+    append_row(out, "send pauses", t.send_pauses.get());
+    append_latency_row(out, "SEND->SENDACK latency", t.send_latency_us);
+    append_row(out, "RECVs", t.recvs.get());
+    append_row(out, "RECV retransmits", t.recv_retransmits.get());
+    append_row(out, "RECVACKs", t.recvacks.get());
+    append_row(out, "unknown RECVACKs", t.recvacks_unknown.get());
+    append_row(out, "RECVs in flight", t.inflight.get());
+    append_row(out, "in-flight expired", t.inflight_expired.get());
+    append_row(out, "in-flight evicted", t.inflight_evicted.get());
+    append_row(out, "stale deliveries", t.deliveries_stale.get());
+    out += "\nSENDACKs by reason\n";
+    append_pairs(out, sendack_reasons_of(t), t.sendacks);
+}
+
+void append_pipeline(std::string& out, const Snapshot& s) {
+    const PipelineBlock& p = s.pipeline;
+    out += "\nstore commits\n";
+    append_row(out, "commits", p.commits.get());
+    append_row(out, "commit failures", p.commit_failures.get());
+    append_row(out, "messages stored", p.messages_stored.get());
+    append_row(out, "queue copies stored", p.queue_copies_stored.get());
+    append_row(out, "dedupe hits", p.dedupe_hits.get());
+    append_row(out, "dedupe entries", p.dedupe_entries.get());
+    append_row(out, "dedupe evicted", p.dedupe_evicted.get());
+    append_row(out, "commit queue", p.commit_queue.get());
+    append_row(out, "commits refused", p.commit_refused.get());
+    append_latency_row(out, "commit latency", p.commit_latency_us);
+    appendf(out, "  %-26s %14s\n", "messages per commit p50",
+            number_text(histogram_quantile(p.commit_batch_messages, HistogramOf::Counts, 0.50)).c_str());
+    out += "\nfan-out\n";
+    append_row(out, "messages fanned out", p.fanout_messages.get());
+    append_row(out, "deliveries", p.deliveries.get());
+    append_row(out, "deliveries refused", p.deliveries_refused.get());
+    append_row(out, "offline receivers", p.offline_receivers.get());
+    append_row(out, "fan-out queue", p.fanout_queue.get());
 }
 
 void append_rates(std::string& out, const Rates& r) {
@@ -235,6 +328,7 @@ void append_rates(std::string& out, const Rates& r) {
     appendf(out, "  packets in/s %8.1f   packets out/s %8.1f\n", r.packets_in, r.packets_out);
     appendf(out, "  bytes in/s %12s/s   bytes out/s %10s/s\n", human_bytes(r.bytes_in).c_str(),
             human_bytes(r.bytes_out).c_str());
+    appendf(out, "  sends/s %13.1f   RECVs/s %11.1f   RECVACKs/s %8.1f\n", r.sends, r.recvs, r.recvacks);
 }
 
 void append_top(std::string& out, const Snapshot& s) {
@@ -293,14 +387,49 @@ nlohmann::json counters_json(const Snapshot& s) {
             {"envelopes_refused", t.envelopes_refused.get()}};
 }
 
-nlohmann::json latency_json(const WorkerBlock& t) {
+nlohmann::json histogram_json(const Histogram& histogram, HistogramOf values) {
     nlohmann::json buckets = nlohmann::json::array();
-    for (const Counter& b : t.handshake_latency_us) buckets.push_back(b.get());
+    for (const Counter& b : histogram) buckets.push_back(b.get());
     return {{"buckets", buckets},
-            {"count", sum_of(t.handshake_latency_us)},
-            {"p50", quantile_json(latency_quantile_us(t, 0.50))},
-            {"p90", quantile_json(latency_quantile_us(t, 0.90))},
-            {"p99", quantile_json(latency_quantile_us(t, 0.99))}};
+            {"count", sum_of(histogram)},
+            {"p50", quantile_json(histogram_quantile(histogram, values, 0.50))},
+            {"p90", quantile_json(histogram_quantile(histogram, values, 0.90))},
+            {"p99", quantile_json(histogram_quantile(histogram, values, 0.99))}};
+}
+
+nlohmann::json messages_json(const WorkerBlock& t) {
+    return {{"sends", t.sends.get()},
+            {"sendacks", named_counters(sendack_reasons_of(t), t.sendacks)},
+            {"sends_in_flight", t.sends_in_flight.get()},
+            {"send_pauses", t.send_pauses.get()},
+            {"send_latency_us", histogram_json(t.send_latency_us, HistogramOf::Microseconds)},
+            {"recvs", t.recvs.get()},
+            {"recv_retransmits", t.recv_retransmits.get()},
+            {"recvacks", t.recvacks.get()},
+            {"recvacks_unknown", t.recvacks_unknown.get()},
+            {"inflight", t.inflight.get()},
+            {"inflight_expired", t.inflight_expired.get()},
+            {"inflight_evicted", t.inflight_evicted.get()},
+            {"deliveries_stale", t.deliveries_stale.get()}};
+}
+
+nlohmann::json pipeline_json(const PipelineBlock& p) {
+    return {{"commits", p.commits.get()},
+            {"commit_failures", p.commit_failures.get()},
+            {"messages_stored", p.messages_stored.get()},
+            {"queue_copies_stored", p.queue_copies_stored.get()},
+            {"dedupe_hits", p.dedupe_hits.get()},
+            {"dedupe_entries", p.dedupe_entries.get()},
+            {"dedupe_evicted", p.dedupe_evicted.get()},
+            {"commit_queue", p.commit_queue.get()},
+            {"commit_refused", p.commit_refused.get()},
+            {"commit_latency_us", histogram_json(p.commit_latency_us, HistogramOf::Microseconds)},
+            {"commit_batch_messages", histogram_json(p.commit_batch_messages, HistogramOf::Counts)},
+            {"fanout_messages", p.fanout_messages.get()},
+            {"deliveries", p.deliveries.get()},
+            {"deliveries_refused", p.deliveries_refused.get()},
+            {"offline_receivers", p.offline_receivers.get()},
+            {"fanout_queue", p.fanout_queue.get()}};
 }
 
 // ---- Prometheus helpers ----
@@ -408,23 +537,86 @@ void prometheus_counters(std::string& out, const Snapshot& s) {
     metric(out, "envelopes_refused_total", "counter", "Envelopes refused by a full inbox.", t.envelopes_refused.get());
 }
 
-// The segment keeps no sum of latencies; bucket midpoints stand in for it.
-void prometheus_latency(std::string& out, const Snapshot& s) {
-    const auto& buckets = s.totals.handshake_latency_us;
-    family(out, "handshake_latency_seconds", "histogram",
-           "Complete CONNECT to CONNACK queued (sum estimated from bucket midpoints).");
+// Latencies are exported in seconds. The segment keeps no sum of the values;
+// bucket midpoints stand in for it.
+void histogram_metric(std::string& out, const char* name, const char* help, const Histogram& buckets,
+                      HistogramOf values) {
+    const double scale = values == HistogramOf::Microseconds ? 1e-6 : 1.0;
+    family(out, name, "histogram", help);
     uint64_t cumulative = 0;
-    double estimated_sum_us = 0;
+    double estimated_sum = 0;
     for (int i = 0; i < stats::kLatencyBuckets; ++i) {
         const uint64_t n = buckets[i].get();
         cumulative += n;
-        estimated_sum_us += double(n) * (bucket_lower_us(i) + bucket_upper_us(i)) / 2;
-        appendf(out, "limaoim_handshake_latency_seconds_bucket{le=\"%.9g\"} %llu\n", bucket_upper_us(i) / 1e6,
+        estimated_sum += double(n) * (bucket_least(i, values) + bucket_greatest(i, values)) / 2;
+        appendf(out, "limaoim_%s_bucket{le=\"%.9g\"} %llu\n", name, bucket_greatest(i, values) * scale,
                 ull(cumulative));
     }
-    appendf(out, "limaoim_handshake_latency_seconds_bucket{le=\"+Inf\"} %llu\n", ull(cumulative));
-    appendf(out, "limaoim_handshake_latency_seconds_sum %.9g\n", estimated_sum_us / 1e6);
-    appendf(out, "limaoim_handshake_latency_seconds_count %llu\n", ull(cumulative));
+    appendf(out, "limaoim_%s_bucket{le=\"+Inf\"} %llu\n", name, ull(cumulative));
+    appendf(out, "limaoim_%s_sum %.9g\n", name, estimated_sum * scale);
+    appendf(out, "limaoim_%s_count %llu\n", name, ull(cumulative));
+}
+
+void prometheus_latency(std::string& out, const Snapshot& s) {
+    histogram_metric(out, "handshake_latency_seconds",
+                     "Complete CONNECT to CONNACK queued (sum estimated from bucket midpoints).",
+                     s.totals.handshake_latency_us, HistogramOf::Microseconds);
+}
+
+void prometheus_messages(std::string& out, const Snapshot& s) {
+    const WorkerBlock& t = s.totals;
+    metric(out, "sends_total", "counter", "SENDs handled; each gets one SENDACK.", t.sends.get());
+    labelled(out, "sendacks_total", "SENDACKs written, by reason code.", "reason", sendack_reasons_of(t), t.sendacks);
+    metric(out, "sends_in_flight", "gauge", "SENDs handed to the committer whose SENDACK is not written yet.",
+           t.sends_in_flight.get());
+    metric(out, "send_pauses_total", "counter", "Times a session's input paused at its in-flight SEND cap.",
+           t.send_pauses.get());
+    histogram_metric(out, "send_latency_seconds",
+                     "SEND decoded to successful SENDACK queued (sum estimated from bucket midpoints).",
+                     t.send_latency_us, HistogramOf::Microseconds);
+    metric(out, "recvs_total", "counter", "RECVs written, first deliveries.", t.recvs.get());
+    metric(out, "recv_retransmits_total", "counter", "RECVs written again after --msg-timeout without a RECVACK.",
+           t.recv_retransmits.get());
+    metric(out, "recvacks_total", "counter", "RECVACKs that matched a RECV in flight.", t.recvacks.get());
+    metric(out, "recvacks_unknown_total", "counter", "RECVACKs for nothing in flight (late, duplicate or forged).",
+           t.recvacks_unknown.get());
+    metric(out, "inflight", "gauge", "RECVs waiting for their RECVACK.", t.inflight.get());
+    metric(out, "inflight_expired_total", "counter", "In-flight RECVs dropped after --max-deliveries, left to sync.",
+           t.inflight_expired.get());
+    metric(out, "inflight_evicted_total", "counter",
+           "In-flight RECVs dropped at --max-inflight per session, left to sync.", t.inflight_evicted.get());
+    metric(out, "deliveries_stale_total", "counter", "Deliveries for a session that had closed meanwhile.",
+           t.deliveries_stale.get());
+}
+
+void prometheus_pipeline(std::string& out, const Snapshot& s) {
+    const PipelineBlock& p = s.pipeline;
+    metric(out, "commits_total", "counter", "Store batches written.", p.commits.get());
+    metric(out, "commit_failures_total", "counter", "Store batches the store refused; their SENDs got reason 0.",
+           p.commit_failures.get());
+    metric(out, "messages_stored_total", "counter", "Channel-log messages written.", p.messages_stored.get());
+    metric(out, "queue_copies_stored_total", "counter", "SyncOnce copies written to users' queues.",
+           p.queue_copies_stored.get());
+    metric(out, "dedupe_hits_total", "counter", "Resent SENDs answered with the first message's id and seq.",
+           p.dedupe_hits.get());
+    metric(out, "dedupe_entries", "gauge", "Remembered (uid, client_msg_no) pairs.", p.dedupe_entries.get());
+    metric(out, "dedupe_evicted_total", "counter", "Dedupe entries forgotten before their window ended (--dedupe-max).",
+           p.dedupe_evicted.get());
+    metric(out, "commit_queue", "gauge", "Requests waiting for the committer.", p.commit_queue.get());
+    metric(out, "commit_refused_total", "counter", "Requests refused by the committer's full queue.",
+           p.commit_refused.get());
+    histogram_metric(out, "commit_latency_seconds",
+                     "One store commit, write and fsync by policy (sum estimated from bucket midpoints).",
+                     p.commit_latency_us, HistogramOf::Microseconds);
+    histogram_metric(out, "commit_batch_messages", "Messages per store commit (sum estimated from bucket midpoints).",
+                     p.commit_batch_messages, HistogramOf::Counts);
+    metric(out, "fanout_messages_total", "counter", "Messages fanned out.", p.fanout_messages.get());
+    metric(out, "deliveries_total", "counter", "Delivery envelopes handed to workers.", p.deliveries.get());
+    metric(out, "deliveries_refused_total", "counter",
+           "Deliveries refused by a worker's full inbox; the message stays for sync.", p.deliveries_refused.get());
+    metric(out, "offline_receivers_total", "counter", "Subscribers with no receiving session.",
+           p.offline_receivers.get());
+    metric(out, "fanout_queue", "gauge", "Messages waiting for fan-out.", p.fanout_queue.get());
 }
 
 }  // namespace
@@ -445,14 +637,15 @@ void take_snapshot(const SegmentReader& reader, size_t top_n, uint64_t now_unix_
         out.close_reason_names[i].assign(h.close_reason_names[i],
                                          strnlen(h.close_reason_names[i], stats::kCloseReasonNameSize));
     sum_workers(reader, out);
+    copy_pipeline(reader, out);
     out.top_requested = top_n;
     pick_top(reader, top_n, out.top);
 }
 
 Traffic traffic_of(const Snapshot& s) {
     const WorkerBlock& t = s.totals;
-    return {t.accepted.get(), sum_of(t.closed),     sum_of(t.packets_in),
-            sum_of(t.packets_out), t.bytes_in.get(), t.bytes_out.get()};
+    return {t.accepted.get(),  sum_of(t.closed), sum_of(t.packets_in), sum_of(t.packets_out), t.bytes_in.get(),
+            t.bytes_out.get(), t.sends.get(),    t.recvs.get(),        t.recvacks.get()};
 }
 
 Rates rates_between(const Traffic& before, const Traffic& after, double seconds) {
@@ -466,11 +659,13 @@ Rates rates_between(const Traffic& before, const Traffic& after, double seconds)
             per_second(before.packets_in, after.packets_in),
             per_second(before.packets_out, after.packets_out),
             per_second(before.bytes_in, after.bytes_in),
-            per_second(before.bytes_out, after.bytes_out)};
+            per_second(before.bytes_out, after.bytes_out),
+            per_second(before.sends, after.sends),
+            per_second(before.recvs, after.recvs),
+            per_second(before.recvacks, after.recvacks)};
 }
 
-std::optional<double> latency_quantile_us(const WorkerBlock& totals, double q) {
-    const auto& buckets = totals.handshake_latency_us;
+std::optional<double> histogram_quantile(const Histogram& buckets, HistogramOf values, double q) {
     const uint64_t count = sum_of(buckets);
     if (count == 0) return std::nullopt;
     const double rank = std::clamp(q, 0.0, 1.0) * double(count);
@@ -479,11 +674,11 @@ std::optional<double> latency_quantile_us(const WorkerBlock& totals, double q) {
         const uint64_t n = buckets[i].get();
         if (n != 0 && double(below + n) >= rank) {
             const double fraction = (rank - double(below)) / double(n);
-            return bucket_lower_us(i) + fraction * (bucket_upper_us(i) - bucket_lower_us(i));
+            return bucket_least(i, values) + fraction * (bucket_greatest(i, values) - bucket_least(i, values));
         }
         below += n;
     }
-    return bucket_upper_us(stats::kLatencyBuckets - 1);
+    return bucket_greatest(stats::kLatencyBuckets - 1, values);
 }
 
 nlohmann::json to_json(const Snapshot& s, const Rates* rates) {
@@ -502,7 +697,10 @@ nlohmann::json to_json(const Snapshot& s, const Rates* rates) {
                           {"mode", mode_name(s)},
                           {"gauges", gauges_json(s.totals)},
                           {"counters", counters_json(s)},
-                          {"handshake_latency_us", latency_json(s.totals)},
+                          {"handshake_latency_us",
+                           histogram_json(s.totals.handshake_latency_us, HistogramOf::Microseconds)},
+                          {"messages", messages_json(s.totals)},
+                          {"pipeline", pipeline_json(s.pipeline)},
                           {"per_worker", per_worker}};
     if (s.top_requested) {
         nlohmann::json top = nlohmann::json::array();
@@ -515,7 +713,8 @@ nlohmann::json to_json(const Snapshot& s, const Rates* rates) {
         out["rates"] = {{"interval_s", rates->interval_s},       {"accepted_per_s", rates->accepted},
                         {"closed_per_s", rates->closed},         {"packets_in_per_s", rates->packets_in},
                         {"packets_out_per_s", rates->packets_out}, {"bytes_in_per_s", rates->bytes_in},
-                        {"bytes_out_per_s", rates->bytes_out}};
+                        {"bytes_out_per_s", rates->bytes_out},   {"sends_per_s", rates->sends},
+                        {"recvs_per_s", rates->recvs},           {"recvacks_per_s", rates->recvacks}};
     return out;
 }
 
@@ -525,6 +724,8 @@ std::string render_table(const Snapshot& s, const Rates* rates) {
     append_gauges(out, s);
     append_counters(out, s);
     append_latency(out, s);
+    append_messages(out, s);
+    append_pipeline(out, s);
     if (rates) append_rates(out, *rates);
     if (s.top_requested) append_top(out, s);
     return out;
@@ -536,6 +737,8 @@ std::string render_prometheus(const Snapshot& s) {
     prometheus_gauges(out, s);
     prometheus_counters(out, s);
     prometheus_latency(out, s);
+    prometheus_messages(out, s);
+    prometheus_pipeline(out, s);
     return out;
 }
 

@@ -34,12 +34,13 @@ struct Snapshot {
     // Index = close reason code, from the segment's header; empty = unused.
     std::array<std::string, stats::kMaxCloseReasons> close_reason_names;
     stats::WorkerBlock totals;         // every worker's block summed
+    stats::PipelineBlock pipeline;     // the committer's and fan-out's figures
     std::vector<WorkerLoad> per_worker;
     size_t top_requested = 0;          // --top N; 0 leaves top out of the output
     std::vector<ConnTraffic> top;      // most traffic first
 };
 
-// Fills `out` (not copyable: it holds a WorkerBlock) from the segment, with
+// Fills `out` (not copyable: it holds Counters) from the segment, with
 // the `top_n` busiest live connections. `now_unix_ms` dates the uptime.
 void take_snapshot(const SegmentReader& reader, size_t top_n, uint64_t now_unix_ms, Snapshot& out);
 
@@ -51,6 +52,9 @@ struct Traffic {
     uint64_t packets_out = 0;
     uint64_t bytes_in = 0;
     uint64_t bytes_out = 0;
+    uint64_t sends = 0;
+    uint64_t recvs = 0;
+    uint64_t recvacks = 0;
 };
 Traffic traffic_of(const Snapshot& snapshot);
 
@@ -62,14 +66,24 @@ struct Rates {
     double packets_out = 0;
     double bytes_in = 0;
     double bytes_out = 0;
+    double sends = 0;
+    double recvs = 0;
+    double recvacks = 0;
 };
 // Per second over `seconds`; a counter that went backwards (a restarted
 // server) counts from zero.
 Rates rates_between(const Traffic& before, const Traffic& after, double seconds);
 
-// Latency at quantile q (0..1) of the handshake histogram, in µs,
-// interpolated linearly inside the bucket; empty when nothing was recorded.
-std::optional<double> latency_quantile_us(const stats::WorkerBlock& totals, double q);
+// A power-of-two histogram of the segment: bucket i counts values in
+// [2^i, 2^(i+1)).
+using Histogram = stats::Counter[stats::kLatencyBuckets];
+// What a histogram counts. Microseconds: bucket 0 also takes latencies
+// below 1 µs. Counts: whole numbers, so bucket i holds 2^i to 2^(i+1) - 1.
+enum class HistogramOf { Microseconds, Counts };
+
+// The value at quantile q (0..1) of a histogram, interpolated linearly
+// inside the bucket; empty when nothing was recorded.
+std::optional<double> histogram_quantile(const Histogram& buckets, HistogramOf values, double q);
 
 nlohmann::json to_json(const Snapshot& snapshot, const Rates* rates);
 std::string render_table(const Snapshot& snapshot, const Rates* rates);

@@ -11,9 +11,12 @@
 #include <string>
 #include <vector>
 
-#include "limaoim/gateway/directory.h"
+#include "limaoim/im/directory.h"
 #include "limaoim/gateway/handshake.h"
 #include "limaoim/gateway/session.h"
+#include "limaoim/im/core.h"
+#include "limaoim/im/directory.h"
+#include "limaoim/im/inflight.h"
 #include "limaoim/net/handler.h"
 #include "limaoim/net/slab.h"
 #include "limaoim/net/transport.h"
@@ -22,8 +25,13 @@
 
 namespace limaoim::gateway {
 
+// The gateway's envelopes (net/envelope.h families).
+inline constexpr uint8_t kEnvelopeFamily = 1;
+
 inline constexpr const char* kKickReason = "Account login on other devices";
 inline constexpr const char* kShutdownReason = "Server shutting down";
+// POST /user/token's DISCONNECT text, as the original's ("the account logged in on another device").
+inline constexpr const char* kTokenKickReason = "账号在其他设备上登录";
 
 // The gateway's close reasons, after the loop's own (net/handler.h).
 enum class GatewayClose : uint8_t {
@@ -59,9 +67,18 @@ struct GatewayShared {
     // input of established sessions (their PINGs) of the ring's time.
     uint32_t handshakes_per_iteration = 16;
     bool log_connections = false;
+    // SENDs of one session at the committer at once; at the cap its input
+    // waits (in order) until a SENDACK is written.
+    uint16_t max_sends_in_flight = 64;
+    uint32_t retry_scan_ms = 1000;  // how often RECVs are checked for a missing RECVACK
+    im::InflightOptions inflight;
 
-    Directory directory;
+    im::Directory directory;
+    im::Core* core = nullptr;  // set before the workers start
 };
+
+// The gateway's envelope kinds, for im::Core.
+im::GatewayKinds gateway_envelope_kinds();
 
 class Gateway final : public net::Handler, public net::EnvelopeHandler {
 public:
@@ -77,16 +94,28 @@ public:
     void on_envelope(net::Envelope& envelope) override;
 
 private:
-    enum EnvelopeKind : uint16_t { kKick = 1 };
+    enum EnvelopeKind : uint16_t {
+        kKick = net::envelope_kind(kEnvelopeFamily, 1),
+        kDeliver = net::envelope_kind(kEnvelopeFamily, 2),
+        kSendResult = net::envelope_kind(kEnvelopeFamily, 3),
+    };
+    friend im::GatewayKinds gateway_envelope_kinds();
 
     // Each returns false when it closed the connection: the caller must stop
     // touching the session.
     bool handle_frame(net::ConnRef conn, Session& session, const proto::Frame& frame);
     bool handle_connect(net::ConnRef conn, Session& session, const proto::ConnectPacket& connect);
     bool handle_send(net::ConnRef conn, Session& session, const proto::SendPacket& send);
+    bool handle_recvack(net::ConnRef conn, Session& session, const proto::RecvackPacket& ack);
+    bool send_ack(net::ConnRef conn, Session& session, uint32_t client_seq, int64_t id, uint32_t seq, uint8_t reason);
+    uint8_t check_send(const Session& session, const proto::SendPacket& send) const;
+    void on_send_result(net::Envelope& result);
+    void on_deliver(net::Envelope& delivery);
+    bool write_recv(net::ConnRef conn, Session& session, const net::Payload& message, uint32_t seq, uint16_t flags);
+    void retransmit_expired();
     bool send_packet(net::ConnRef conn, const proto::Packet& packet, uint8_t version);
     void kick(net::ConnId old);
-    void kick_local(net::ConnRef conn);
+    void kick_local(net::ConnRef conn, const char* reason);
     void close(net::ConnRef conn, GatewayClose reason,
                net::Transport::Linger linger = net::Transport::Linger::Drop);
     void decode_failed(net::ConnRef conn, proto::DecodeError error);
@@ -102,6 +131,11 @@ private:
     std::vector<uint8_t> scratch_;  // packets larger than a send chunk
     proto::crypto::Cipher cipher_;  // this worker's AES contexts
     std::string plaintext_;         // decrypted SEND payloads, reused
+    std::string sealed_;            // encrypted RECV payloads, reused
+    im::InflightTable inflight_;
+    // When each SEND at the committer was decoded, oldest first: the
+    // committer answers one worker's SENDs in the order they were queued.
+    std::deque<uint64_t> send_started_us_;
     // CONNECTs over this iteration's budget, paused, oldest first.
     std::deque<net::ConnRef> deferred_handshakes_;
     uint32_t handshakes_left_ = 0;  // this iteration's budget

@@ -22,6 +22,7 @@ struct Session {
     // flags
     static constexpr uint8_t kHandshakeGranted = 1;   // a deferred CONNECT's turn came: handle it now
     static constexpr uint8_t kHandshakeDeferred = 2;  // a whole CONNECT waits for the handshake budget
+    static constexpr uint8_t kSendsPaused = 4;        // input paused at the in-flight SEND cap
 
     SessionState state;
     uint8_t version;        // the CONNECT's version byte, used for everything sent back
@@ -29,7 +30,8 @@ struct Session {
     uint8_t flags;
     uint32_t generation;    // of the connection this session belongs to
     uint16_t uid_len;
-    uint8_t spare[6];       // keeps the session one cache line
+    uint16_t sends_in_flight;  // SENDs at the committer, SENDACK not yet written
+    uint8_t spare[4];       // keeps the session one cache line
     // The uid, inline when short (the usual case), else in a malloc'd copy.
     union {
         char inline_bytes[kInlineUid];

@@ -26,14 +26,20 @@ namespace limaoim::net {
 class Payload {
 public:
     Payload() = default;
-    // A copy of `bytes`; empty (operator bool false) when out of memory.
-    static Payload copy_of(std::span<const uint8_t> bytes) {
-        void* memory = ::operator new(sizeof(Block) + bytes.size(), std::nothrow);
+    // `size` uninitialised bytes for the creator to fill (writable_bytes)
+    // before sharing; empty (operator bool false) when out of memory.
+    static Payload allocate(size_t size) {
+        void* memory = ::operator new(sizeof(Block) + size, std::nothrow);
         if (!memory) return {};
         Block* block = new (memory) Block{};
-        block->size = uint32_t(bytes.size());
-        if (!bytes.empty()) std::memcpy(block->data(), bytes.data(), bytes.size());
+        block->size = uint32_t(size);
         return Payload(block);
+    }
+    // A copy of `bytes`; empty when out of memory.
+    static Payload copy_of(std::span<const uint8_t> bytes) {
+        Payload p = allocate(bytes.size());
+        if (p && !bytes.empty()) std::memcpy(p.block_->data(), bytes.data(), bytes.size());
+        return p;
     }
     Payload(const Payload& other) : block_(other.block_) {
         if (block_) block_->refs.fetch_add(1, std::memory_order_relaxed);
@@ -54,6 +60,11 @@ public:
     std::span<const uint8_t> bytes() const {
         return block_ ? std::span<const uint8_t>(block_->data(), block_->size) : std::span<const uint8_t>();
     }
+    // Only while this is the sole reference (use_count() == 1): a payload
+    // is immutable once another thread may see it.
+    std::span<uint8_t> writable_bytes() {
+        return block_ ? std::span<uint8_t>(block_->data(), block_->size) : std::span<uint8_t>();
+    }
     explicit operator bool() const { return block_ != nullptr; }
     uint32_t use_count() const { return block_ ? block_->refs.load(std::memory_order_relaxed) : 0; }
 
@@ -68,7 +79,13 @@ private:
 };
 
 // What a handler means by `kind` and the two arguments is its own business;
-// the loop only carries envelopes.
+// the loop only carries envelopes. The top 4 bits of `kind` name the family,
+// i.e. which EnvelopeHandler of the target worker gets it (Worker::
+// set_envelope_handler); the rest is the family's own numbering.
+inline constexpr uint8_t kEnvelopeFamilies = 16;
+constexpr uint16_t envelope_kind(uint8_t family, uint16_t kind) { return uint16_t(family << 12 | (kind & 0x0fff)); }
+constexpr uint8_t envelope_family(uint16_t kind) { return uint8_t(kind >> 12); }
+
 struct Envelope {
     uint16_t kind = 0;
     uint16_t flags = 0;

@@ -29,6 +29,7 @@
 // input of resumed connections -> hand envelope batches to their targets.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <functional>
@@ -116,6 +117,7 @@ class Worker final : public Transport {
 public:
     static constexpr uint32_t kTickMs = 100;
     static constexpr uint32_t kMaxListeners = 4;
+    static constexpr size_t kEnvelopesPerIteration = 4096;  // the rest waits for the next iteration
 
     Worker(const WorkerOptions& options, SharedLimits& limits, stats::WorkerBlock& stats,
            stats::ConnCounters* conn_stats);
@@ -126,7 +128,10 @@ public:
     // ---- setup, before start() ----
     // The listener is bound at start(); returns its index.
     uint32_t add_listener(const ListenerOptions& listener);
-    void set_envelope_handler(EnvelopeHandler* handler) { envelope_handler_ = handler; }
+    // Envelopes whose kind is in `family` (envelope_family(kind)) go to
+    // `handler`: each layer above the loop (the gateway, the HTTP API)
+    // numbers its own kinds inside its family.
+    void set_envelope_handler(uint8_t family, EnvelopeHandler* handler);
     // Every worker of the server, by index: the targets of send_envelope().
     void set_peers(std::span<Worker* const> peers);
 
@@ -147,6 +152,9 @@ public:
     // False when the inbox is full (counted); the caller decides what a
     // refusal means (nothing is dropped silently).
     bool post(Envelope&& envelope);
+    // Thread-safe: queues all of `batch` or nothing (false, counted); one
+    // lock and at most one doorbell for the whole batch. Left empty on success.
+    bool post_batch(std::vector<Envelope>& batch);
     // Worker thread: queues an envelope for worker `target` (this one
     // included); batches go out at the end of the loop iteration, one
     // doorbell per target. False when the target's inbox is full (counted).
@@ -270,6 +278,10 @@ private:
     void on_send(const Completion& cqe);
     void on_watch(const Completion& cqe);
     void on_wake();
+    void handle_envelopes();
+    // n bytes at the tail of c's send queue, no cap check (reserve and send check it).
+    std::span<uint8_t> reserve_room(ConnRef ref, Connection* c, size_t n);
+    void cut_slow_consumer(ConnRef ref);
 
     void deliver(uint32_t slot, std::span<const uint8_t> bytes);
     void feed_partial(uint32_t slot);
@@ -302,7 +314,7 @@ private:
     stats::WorkerBlock& stats_;
     stats::ConnCounters* conn_stats_;
     std::vector<Listener> listeners_;
-    EnvelopeHandler* envelope_handler_ = nullptr;
+    std::array<EnvelopeHandler*, kEnvelopeFamilies> envelope_handlers_{};
     std::vector<Worker*> peers_;
 
     std::thread thread_;
@@ -333,6 +345,8 @@ private:
 
     Inbox inbox_;
     std::vector<Envelope> inbox_work_;               // taken from inbox_; capacity kept
+    size_t inbox_next_ = 0;                          // the next of inbox_work_ to handle
+    size_t envelopes_left_ = kEnvelopesPerIteration;  // this iteration's budget
     std::vector<std::vector<Envelope>> outboxes_;    // by target worker
     std::vector<uint32_t> outbox_targets_;           // targets with a non-empty outbox
 

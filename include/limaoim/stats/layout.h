@@ -16,7 +16,7 @@
 namespace limaoim::stats {
 
 inline constexpr uint64_t kMagic = 0x54415453494d494cULL;  // "LIMISTAT" little-endian
-inline constexpr uint32_t kLayoutVersion = 2;
+inline constexpr uint32_t kLayoutVersion = 3;
 // The same value as net::kMaxWorkers (net/capacity.h, checked there): stats/
 // is below net/ and does not include it.
 inline constexpr uint32_t kMaxWorkers = 4096;
@@ -53,6 +53,8 @@ inline constexpr int kDecodeErrorKinds = 6;
 inline constexpr const char* kDecodeErrorNames[kDecodeErrorKinds] = {
     "none", "reserved_type", "unknown_type", "malformed_length", "too_large", "truncated",
 };
+
+inline constexpr int kReasonCodes = 16;  // proto::ReasonCode values
 
 inline constexpr int kPacketTypes = 16;  // indexed by the raw type nibble
 inline constexpr const char* kPacketTypeNames[kPacketTypes] = {
@@ -97,6 +99,45 @@ struct alignas(kCacheLine) WorkerBlock {
     Counter envelopes_out;        // envelopes this worker queued for workers (itself included)
     Counter envelopes_refused;    // envelopes refused: the target's inbox was full
     Counter handshakes_deferred;  // CONNECTs put off to a later iteration by the handshake budget
+
+    // Messaging (gateway/ + im/ on this worker).
+    Counter sends;                 // SENDs from sessions handled (each gets one SENDACK)
+    Counter sendacks[kReasonCodes];  // SENDACKs written, by reason code (1 = success)
+    Counter sends_in_flight;       // gauge: SENDs handed to the committer, SENDACK not yet written
+    Counter send_pauses;           // a session's input paused at its in-flight SEND cap
+    Counter send_latency_us[kLatencyBuckets];  // SEND decoded -> SENDACK queued (successes)
+    Counter recvs;                 // RECVs written, first deliveries
+    Counter recv_retransmits;      // RECVs written again after --msg-timeout without RECVACK
+    Counter recvacks;              // RECVACKs that matched an in-flight entry
+    Counter recvacks_unknown;      // RECVACKs for nothing in flight (late, duplicate, forged)
+    Counter inflight;              // gauge: RECVs waiting for their RECVACK
+    Counter inflight_expired;      // entries dropped after --max-deliveries (left to sync)
+    Counter inflight_evicted;      // entries dropped at --max-inflight per session (left to sync)
+    Counter deliveries_stale;      // a delivery for a session that closed meanwhile
+};
+
+// The message pipeline's threads (im/committer.h, im/fanout.h). Single
+// writer per field group: the committer writes the first, the fan-out
+// thread the second.
+struct alignas(kCacheLine) PipelineBlock {
+    // Committer.
+    Counter commits;               // store batches written
+    Counter commit_failures;       // batches the store refused (their SENDs got reason 0)
+    Counter messages_stored;       // channel-log messages written
+    Counter queue_copies_stored;   // SyncOnce copies written to users' queues
+    Counter dedupe_hits;           // resends answered with the first message's id and seq
+    Counter dedupe_entries;        // gauge: remembered (uid, client_msg_no)
+    Counter dedupe_evicted;        // forgotten before the window ended: --dedupe-max reached
+    Counter commit_queue;          // gauge: requests waiting for the committer
+    Counter commit_refused;        // requests refused: the committer's queue was full
+    Counter commit_latency_us[kLatencyBuckets];  // one store commit (write + fsync by policy)
+    Counter commit_batch_messages[kLatencyBuckets];  // messages per commit, bucket i: [2^i, 2^(i+1))
+    // Fan-out.
+    alignas(kCacheLine) Counter fanout_messages;  // messages fanned out
+    Counter deliveries;            // delivery envelopes handed to workers
+    Counter deliveries_refused;    // refused by a worker's full inbox (the message stays for sync)
+    Counter offline_receivers;     // subscribers with no receiving session
+    Counter fanout_queue;          // gauge: messages waiting for fan-out
 };
 
 // Per-connection traffic, indexed [worker * slots_per_worker + slot], where
@@ -124,6 +165,7 @@ struct Header {
     uint32_t worker_block_size;  // sizeof(WorkerBlock)
     uint64_t workers_offset;     // offset of WorkerBlock[workers]
     uint64_t conns_offset;       // offset of ConnCounters[workers * slots_per_worker]
+    uint64_t pipeline_offset;    // offset of the PipelineBlock
     uint16_t port;
     uint8_t mode_test;           // 1 when the token check is off
     uint8_t reserved[5];
@@ -137,8 +179,11 @@ inline constexpr size_t workers_offset() { return align_up(sizeof(Header), kCach
 // The worker blocks take room for header.workers only, so the cap costs
 // nothing to a small server.
 inline constexpr size_t conns_offset(uint32_t workers) { return workers_offset() + sizeof(WorkerBlock) * workers; }
+inline constexpr size_t pipeline_offset(uint32_t workers, uint32_t slots_per_worker) {
+    return align_up(conns_offset(workers) + sizeof(ConnCounters) * size_t(workers) * slots_per_worker, kCacheLine);
+}
 inline constexpr size_t segment_size(uint32_t workers, uint32_t slots_per_worker) {
-    return align_up(conns_offset(workers) + sizeof(ConnCounters) * size_t(workers) * slots_per_worker, 4096);
+    return align_up(pipeline_offset(workers, slots_per_worker) + sizeof(PipelineBlock), 4096);
 }
 
 // "/dev/shm/limaoim-<instance>"; the server uses the TCP port as the instance

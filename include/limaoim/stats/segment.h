@@ -45,6 +45,7 @@ public:
     WorkerBlock& worker(uint32_t index) {
         return reinterpret_cast<WorkerBlock*>(base_ + workers_offset())[index];
     }
+    PipelineBlock& pipeline() { return *reinterpret_cast<PipelineBlock*>(base_ + header().pipeline_offset); }
     ConnCounters* conns(uint32_t worker_index) {
         return reinterpret_cast<ConnCounters*>(base_ + header().conns_offset) +
                size_t(worker_index) * header().slots_per_worker;

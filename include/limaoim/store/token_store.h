@@ -1,8 +1,8 @@
 // Tokens per (uid, device flag), checked at CONNECT (SERVER.md §2.3 step 4).
 //
-// The embedded store for this milestone keeps them in memory, filled from the
-// config file and --token flags at start; the durable engines and the HTTP
-// API that writes them (POST /user/token) come with the messaging milestone.
+// The in-memory copy every CONNECT checks: filled at start from the durable
+// store (store.h) and the config file's and --token flags' tokens, then kept
+// current by POST /user/token, which writes the store first.
 // Thread-safe: every worker reads, writers take the lock exclusively.
 //
 // Tokens are kept as SHA-256 digests and compared in constant time
@@ -30,8 +30,11 @@ class TokenStore {
 public:
     using Digest = std::array<uint8_t, 32>;  // SHA-256
 
+    // The SHA-256 kept for `token` (what the durable store keeps too); false if OpenSSL fails.
+    static bool digest(std::string_view token, Digest& out);
     // Throws std::bad_alloc if out of memory (also when OpenSSL cannot digest).
     void set(std::string_view uid, uint8_t device_flag, std::string_view token);
+    void set_digest(std::string_view uid, uint8_t device_flag, const Digest& digest);
     // Missing if nothing is stored; Mismatch (fail closed) if OpenSSL cannot digest the token.
     TokenCheck check(std::string_view uid, uint8_t device_flag, std::string_view token) const;
     size_t size() const;

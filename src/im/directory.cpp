@@ -1,4 +1,4 @@
-#include "limaoim/gateway/directory.h"
+#include "limaoim/im/directory.h"
 
 #include <sys/random.h>
 
@@ -12,7 +12,7 @@
 #include <stdexcept>
 #include <system_error>
 
-namespace limaoim::gateway {
+namespace limaoim::im {
 
 // ---------------------------------------------------------------------------
 // SipHash-c-d (Aumasson & Bernstein, "SipHash: a fast short-input PRF", 2012).
@@ -383,4 +383,4 @@ size_t Directory::bytes_in_use() const {
     return n;
 }
 
-}  // namespace limaoim::gateway
+}  // namespace limaoim::im

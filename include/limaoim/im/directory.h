@@ -35,7 +35,7 @@
 
 #include "limaoim/net/conn_id.h"
 
-namespace limaoim::gateway {
+namespace limaoim::im {
 
 struct DirectoryEntry {
     net::ConnId conn;
@@ -102,4 +102,4 @@ uint64_t siphash(std::array<uint64_t, 2> key, std::string_view data, int c_round
 void directory_fail_allocations_after(long n);
 }  // namespace detail
 
-}  // namespace limaoim::gateway
+}  // namespace limaoim::im

@@ -1,0 +1,199 @@
+// The committer: the one thread that makes messages durable (SERVER.md §5
+// steps 5-8, §17).
+//
+// Workers (SENDs) and API threads (/message/send, syncack) queue requests;
+// the committer takes every request queued so far (group commit: under the
+// `group` policy it first waits up to the commit window for more), and for
+// the whole batch, in queue order:
+//   - answers a client's resend of (uid, client_msg_no) seen within the
+//     dedupe window with the first message's id and seq, storing nothing;
+//   - gives each message its id and, when persisted, the next seq of its
+//     channel log (person messages: the fake channel); SyncOnce messages get
+//     a copy in every subscriber's queue with that user's next queue seq;
+//   - writes all of it in one store batch, fsync'd by the durability policy.
+// Only then does each requester get its answer (a worker an envelope, an API
+// thread its waiter), and the messages go to the fan-out thread in the same
+// order. One thread hands out every seq and writes in seq order, so seqs are
+// gapless per channel and the stored order is the seq order, however many
+// workers send to one channel. Seqs are read from the store the first time a
+// log is used, so they continue across restarts; a batch the store refuses
+// hands its seqs out again (nothing of it was written).
+#pragma once
+
+#include <array>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "limaoim/im/channels.h"
+#include "limaoim/im/ids.h"
+#include "limaoim/im/message.h"
+#include "limaoim/net/conn_id.h"
+#include "limaoim/net/envelope.h"
+#include "limaoim/stats/layout.h"
+#include "limaoim/store/store.h"
+
+namespace limaoim::net {
+class Worker;
+}
+
+namespace limaoim::im {
+
+enum class Durability : uint8_t {
+    Group,  // one fsync per batch; a batch gathers for up to the commit window
+    Sync,   // one fsync per batch, written as soon as the committer is free
+    None,   // no fsync: a crash loses what the OS had not written (benchmarks)
+};
+const char* to_string(Durability durability);
+
+struct CommitterOptions {
+    Durability durability = Durability::Group;
+    uint32_t commit_window_us = 1000;   // Group: how long a batch may wait for company
+    uint32_t max_batch = 4096;          // messages per store batch
+    uint32_t max_queued = 1u << 18;     // requests waiting before submit() refuses
+    uint32_t dedupe_window_ms = 300000; // a resend within this is answered, not stored again
+    uint32_t dedupe_max = 1000000;      // remembered (uid, client_msg_no) at most
+};
+
+// How the committer answers a worker: an envelope of the worker's family.
+struct SendResultRoute {
+    net::Worker* worker = nullptr;
+    uint16_t kind = 0;
+};
+
+// An API thread waits on this for its request's outcome.
+struct CommitWaiter {
+    std::mutex mutex;
+    std::condition_variable done_cv;
+    bool done = false;
+    bool ok = false;
+    std::string error;
+    uint32_t value = 0;  // syncack: the cursor after the update
+
+    void finish(bool success, std::string message = {}, uint32_t result = 0);
+    void wait();
+};
+
+struct CommitRequest {
+    enum class Kind : uint8_t { Send, CursorAdvance };
+    Kind kind = Kind::Send;
+    uint8_t sender_device = 0;  // fan-out skips this session of the sender (§8 step 2)
+    uint32_t client_seq = 0;    // echoed in the SENDACK
+    net::ConnId origin;         // the sending session; empty for the API
+    SendResultRoute route;      // where the SENDACK result goes (workers only)
+    // Send: the encoded message (im/message.h), no id and no seq yet; the
+    // committer fills them in place (it is the only holder until it commits).
+    net::Payload message;
+    // API messages with an explicit receiver list (§16.2 `subscribers`).
+    std::shared_ptr<const std::vector<std::string>> receivers;
+    std::shared_ptr<CommitWaiter> waiter;  // API requests
+    // A message to a temporary channel through the API: delivered, not
+    // stored, no seq (§7.3; the original consumes a seq for it, leaving a gap).
+    bool transient = false;
+    // CursorAdvance.
+    std::string uid;
+    uint32_t cursor = 0;
+};
+
+// What the fan-out thread gets for each stored (or NoPersist) message.
+struct FanoutItem {
+    net::Payload message;  // id and seq filled in
+    uint8_t sender_device = 0;
+    std::shared_ptr<const std::vector<std::string>> receivers;  // null: the channel's subscribers
+    // SyncOnce: each subscriber's queue seq, carried in its RECV (§8 step 3).
+    std::vector<std::pair<std::string, uint32_t>> queue_seqs;
+};
+
+class Fanout;
+
+class Committer {
+public:
+    // The SENDACK result envelope: flags = reason code, arg = origin ConnId,
+    // arg32 = client_seq, payload = the message (its id and seq, or for a
+    // dedupe hit the first message's).
+    Committer(store::Store& store, const Channels& channels, IdGenerator& ids, Fanout& fanout,
+              stats::PipelineBlock& stats, const CommitterOptions& options);
+    ~Committer();  // stop()
+    Committer(const Committer&) = delete;
+    Committer& operator=(const Committer&) = delete;
+
+    // Loads the dedupe window from the store; starts the thread.
+    bool start(std::string& error);
+    // Any thread. False when the queue is full or the committer stopped:
+    // the caller answers with an error at once (never dropped silently).
+    bool submit(CommitRequest&& request);
+    // Commits what is queued, then joins the thread.
+    void stop();
+
+private:
+    struct DedupeEntry {
+        int64_t time_ms;
+        int64_t message_id;
+        uint32_t message_seq;
+    };
+    // (uid, client_msg_no) as 128 bits of two keyed SipHashes: a fixed-size
+    // key, no string per entry. Two different pairs share one only with
+    // probability ~n²/2^129 (n = --dedupe-max): never, in practice.
+    struct DedupeKey {
+        uint64_t a, b;
+        bool operator==(const DedupeKey&) const = default;
+    };
+    struct DedupeKeyHash {
+        size_t operator()(const DedupeKey& k) const { return size_t(k.a); }
+    };
+    DedupeKey dedupe_key(std::string_view uid, std::string_view client_msg_no) const;
+
+    void run();
+    bool stopping();
+    void process(std::vector<CommitRequest>& batch);
+    uint8_t prepare_send(CommitRequest& request, int64_t now_ms, FanoutItem& item, bool& duplicate);
+    void prepare_cursor(CommitRequest& request);
+    // The committer's copy of a counter, read from the store on first use; null when the store fails.
+    uint32_t* channel_counter(const std::string& log);
+    uint32_t* queue_counter(const std::string& uid);
+    uint32_t* cursor_of(const std::string& uid);
+    bool next_channel_seq(const std::string& log, uint32_t& seq);
+    bool next_queue_seq(const std::string& uid, uint32_t& seq);
+    void expire_dedupe(int64_t now_ms);
+    void answer(std::vector<CommitRequest>& batch, const std::vector<uint8_t>& reasons);
+    std::vector<std::string> subscribers_of(const MessageView& message, const CommitRequest& request) const;
+
+    store::Store& store_;
+    const Channels& channels_;
+    IdGenerator& ids_;
+    Fanout& fanout_;
+    stats::PipelineBlock& stats_;
+    CommitterOptions options_;
+
+    std::mutex mutex_;
+    std::condition_variable wake_;
+    std::vector<CommitRequest> queued_;
+    bool stopping_ = false;
+    std::thread thread_;
+
+    // The committer thread's own state.
+    store::WriteBatch batch_;
+    std::unordered_map<std::string, uint32_t> channel_seqs_;  // last seq handed out, per log
+    std::unordered_map<std::string, uint32_t> queue_seqs_;    // per uid
+    std::unordered_map<std::string, uint32_t> cursors_;       // per uid
+    // What this batch changed, written as its counters (and forgotten if it fails).
+    std::unordered_map<std::string, uint32_t> batch_channel_seqs_;
+    std::unordered_map<std::string, uint32_t> batch_queue_seqs_;
+    std::unordered_map<std::string, uint32_t> batch_cursors_;
+    std::array<uint64_t, 2> dedupe_hash_keys_[2];  // per process, from getrandom()
+    std::vector<DedupeKey> batch_dedupe_keys_;  // added by this batch, forgotten if it fails
+    std::unordered_map<DedupeKey, DedupeEntry, DedupeKeyHash> dedupe_;
+    std::deque<std::pair<int64_t, DedupeKey>> dedupe_order_;  // oldest first
+    int64_t last_dedupe_expiry_ms_ = 0;
+    std::vector<uint8_t> reasons_;
+    std::vector<FanoutItem> fanout_items_;
+    std::unordered_map<net::Worker*, std::vector<net::Envelope>> results_;  // SENDACK results per worker
+};
+
+}  // namespace limaoim::im

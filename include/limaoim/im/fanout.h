@@ -1,0 +1,81 @@
+// The fan-out thread (SERVER.md §8): for each stored message, in commit
+// order, every live session of every subscriber except the sending one gets
+// a delivery envelope on the worker that holds it. That worker encrypts the
+// RECV with the session's own key and tracks its RECVACK (inflight.h).
+//
+// One thread takes the messages in the committer's order and a worker's
+// inbox is FIFO, so a session receives one channel's messages in seq order,
+// whichever workers sent them. The sending worker does none of this work: a
+// message to a large group costs it nothing but the SENDACK. Envelopes are
+// batched per worker (one lock and at most one doorbell per batch).
+//
+// Delivery envelope: kind = the gateway's deliver kind, arg = the receiving
+// session's ConnId, arg32 = the seq to put in the RECV (a SyncOnce copy's
+// queue seq; 0: the message's), flags = kRewriteChannel when the receiver is
+// the person message's recipient (its RECV names the sender as the channel).
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <mutex>
+#include <span>
+#include <thread>
+#include <vector>
+
+#include "limaoim/im/channels.h"
+#include "limaoim/im/committer.h"
+#include "limaoim/im/directory.h"
+#include "limaoim/stats/layout.h"
+
+namespace limaoim::net {
+class Worker;
+}
+
+namespace limaoim::im {
+
+class Fanout {
+public:
+    static constexpr uint16_t kRewriteChannel = 1;
+
+    Fanout(const Channels& channels, const Directory& directory, stats::PipelineBlock& stats,
+           size_t max_queued = 1u << 16);
+    ~Fanout();  // stop()
+    Fanout(const Fanout&) = delete;
+    Fanout& operator=(const Fanout&) = delete;
+
+    // Before start(): the workers by index and the envelope kind they handle deliveries as.
+    void set_workers(std::span<net::Worker* const> workers, uint16_t deliver_kind);
+    void start();
+    // The committer's thread: queues the items in order; waits while the
+    // queue is full (back-pressure on the committer, never a drop).
+    void push(std::vector<FanoutItem>& items);
+    // Delivers what is queued, then joins.
+    void stop();
+
+private:
+    void run();
+    void deliver(const FanoutItem& item);
+    void flush();
+
+    const Channels& channels_;
+    const Directory& directory_;
+    stats::PipelineBlock& stats_;
+    size_t max_queued_;
+    std::vector<net::Worker*> workers_;
+    uint16_t deliver_kind_ = 0;
+
+    std::mutex mutex_;
+    std::condition_variable wake_;
+    std::condition_variable room_;
+    std::deque<FanoutItem> queued_;
+    bool stopping_ = false;
+    std::thread thread_;
+
+    // The fan-out thread's own.
+    std::vector<std::vector<net::Envelope>> batches_;  // per worker
+    std::vector<DirectoryEntry> sessions_;
+    std::vector<std::string> receivers_;
+};
+
+}  // namespace limaoim::im

@@ -1,0 +1,146 @@
+// What the IM core keeps durably (SERVER.md §17), whatever engine keeps it.
+//
+// The embedded engine (RocksDB, store/rocksdb_store.cpp) is the default; the
+// Redis engine of a later milestone implements the same interface. No
+// engine's types appear here, and the IM core sees only this header.
+//
+// Threads: every call may block on disk or network, so none is ever made on
+// a worker ring. The IM core calls commit() and the seq/cursor reads from its
+// one committer thread, the rest from the API's pool threads and at start.
+// Implementations are thread-safe.
+//
+// Keys: a message log is named by log_name(channel_type, channel_id) (person
+// messages under the fake channel id, SERVER.md §7.1); a user's SyncOnce
+// queue by the uid. Seqs start at 1.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace limaoim::store {
+
+struct Status {
+    bool ok = true;
+    std::string error;  // what failed, for logs and the API's 500 answer
+
+    static Status success() { return {}; }
+    static Status failure(std::string message) { return {false, std::move(message)}; }
+    explicit operator bool() const { return ok; }
+};
+
+// A message log's name: the channel type byte, then the channel id.
+inline std::string log_name(uint8_t channel_type, std::string_view channel_id) {
+    std::string name(1, char(channel_type));
+    name.append(channel_id);
+    return name;
+}
+
+struct TokenRecord {
+    std::string uid;
+    uint8_t device_flag = 0;
+    std::array<uint8_t, 32> digest{};  // SHA-256 of the token (store/token_store.h)
+    uint8_t device_level = 0;
+};
+
+// A channel's durable state (SERVER.md §7.2-7.5). Person channels (type 1,
+// id = the uid) exist for their lists; fake channels are never stored here.
+struct ChannelRecord {
+    std::string id;
+    uint8_t type = 0;
+    std::string parent;  // the API's `bind`: everyone counts as a subscriber when set
+    std::vector<std::string> subscribers;
+    std::vector<std::string> allowlist;
+    std::vector<std::string> denylist;
+};
+
+// A SEND the dedupe window remembers (im/committer.h): a client's resend of
+// (uid, client_msg_no) gets the first one's id and seq.
+struct DedupeRecord {
+    int64_t time_ms = 0;  // when it was first stored (wall clock)
+    std::string uid;
+    std::string client_msg_no;
+    int64_t message_id = 0;
+    uint32_t message_seq = 0;
+};
+
+// One atomic write: everything in it is on disk together or not at all.
+// `bytes` are im/message.h encodings; the engine stores them as they are.
+struct WriteBatch {
+    struct Append {
+        std::string log;  // log_name() for a channel log, the uid for a queue
+        uint32_t seq = 0;
+        std::vector<uint8_t> bytes;
+    };
+    struct Counter {
+        std::string log;  // as above
+        uint32_t value = 0;
+    };
+    std::vector<Append> messages;         // channel logs
+    std::vector<Append> queue_messages;   // users' SyncOnce queues
+    std::vector<Counter> channel_seqs;    // last seq handed out per channel log
+    std::vector<Counter> queue_seqs;      // last seq handed out per user queue
+    std::vector<Counter> cursors;         // users' SyncOnce cursors
+    std::vector<DedupeRecord> dedupe;
+    int64_t max_message_id = 0;           // 0 = unchanged; ids stay unique across restarts
+
+    bool empty() const {
+        return messages.empty() && queue_messages.empty() && channel_seqs.empty() && queue_seqs.empty() &&
+               cursors.empty() && dedupe.empty() && max_message_id == 0;
+    }
+    void clear() { *this = WriteBatch{}; }
+};
+
+class Store {
+public:
+    virtual ~Store() = default;
+    virtual const char* engine() const = 0;
+
+    // ---- tokens (SERVER.md §16.1) ----
+    virtual Status put_token(const TokenRecord& token) = 0;
+    virtual Status load_tokens(const std::function<void(TokenRecord&&)>& each) = 0;
+
+    // ---- channels ----
+    // Replaces the whole record.
+    virtual Status put_channel(const ChannelRecord& channel) = 0;
+    // Deletes the record and the channel's message log (SERVER.md S5,
+    // compatible rule); its seq counter stays, so a re-created channel never
+    // hands out a seq twice.
+    virtual Status delete_channel(uint8_t type, std::string_view id) = 0;
+    virtual Status load_channels(const std::function<void(ChannelRecord&&)>& each) = 0;
+    virtual Status put_system_uids(const std::vector<std::string>& uids) = 0;  // the whole set
+    virtual Status load_system_uids(std::vector<std::string>& uids) = 0;
+
+    // ---- messages ----
+    // `sync`: on disk (fsync of the write-ahead log) before it returns.
+    virtual Status commit(const WriteBatch& batch, bool sync) = 0;
+    // The last seq handed out (0: none yet).
+    virtual Status channel_seq(std::string_view log, uint32_t& seq) = 0;
+    virtual Status queue_seq(std::string_view uid, uint32_t& seq) = 0;
+    virtual Status cursor(std::string_view uid, uint32_t& seq) = 0;
+    virtual Status max_message_id(int64_t& id) = 0;
+    // Encoded messages of a channel log with from_seq <= seq < to_seq
+    // (to_seq 0: no upper bound), ascending, at most `limit`, appended to `out`.
+    virtual Status read_messages(std::string_view log, uint32_t from_seq, uint32_t to_seq, uint32_t limit,
+                                 std::vector<std::string>& out) = 0;
+    // A user's queue messages with seq > after_seq, ascending, at most `limit`.
+    virtual Status read_queue(std::string_view uid, uint32_t after_seq, uint32_t limit,
+                              std::vector<std::string>& out) = 0;
+
+    // ---- dedupe window ----
+    // Records with time_ms >= since_ms, oldest first.
+    virtual Status load_dedupe(int64_t since_ms, const std::function<void(DedupeRecord&&)>& each) = 0;
+    virtual Status expire_dedupe(int64_t before_ms) = 0;
+};
+
+// The embedded engine in `dir` (created when missing). The directory carries
+// a format version: another version is refused with a message saying so,
+// never rewritten. Nullptr with `error` set on failure.
+std::unique_ptr<Store> open_embedded(const std::string& dir, std::string& error);
+
+}  // namespace limaoim::store

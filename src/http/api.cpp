@@ -1,0 +1,467 @@
+#include "limaoim/http/api.h"
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+
+#include <algorithm>
+#include <cctype>
+#include <limits>
+#include <nlohmann/json.hpp>
+#include <vector>
+
+namespace limaoim::http {
+
+namespace {
+
+using nlohmann::json;
+using nlohmann::ordered_json;  // the response keys keep the order of §16.0
+
+// ---- responses ----
+
+// Strings from the core (uids of the binary protocol, core messages) may not
+// be UTF-8: replaced rather than failing the whole response.
+std::string dump(const ordered_json& value) { return value.dump(-1, ' ', false, json::error_handler_t::replace); }
+
+Response ok() { return {200, R"({"status":200})"}; }
+
+Response error(uint16_t status, std::string_view message) {
+    ordered_json body;
+    body["msg"] = message;
+    body["status"] = status;
+    return {status, dump(body)};
+}
+
+Response data(const ordered_json& value) { return {200, dump(value)}; }
+
+Response from_outcome(const im::Outcome& outcome) {
+    switch (outcome.code) {
+    case im::Outcome::Code::Ok:
+        return ok();
+    case im::Outcome::Code::BadRequest:
+        return error(400, outcome.message);
+    case im::Outcome::Code::Unavailable:
+        break;
+    }
+    return error(500, outcome.message);
+}
+
+// MessageResp (§16.0), keys in the spec's order.
+ordered_json message_resp(const im::Message& m) {
+    ordered_json header;
+    header["no_persist"] = (m.header_flags & 0x01) ? 1 : 0;
+    header["red_dot"] = (m.header_flags & 0x02) ? 1 : 0;
+    header["sync_once"] = (m.header_flags & 0x04) ? 1 : 0;
+    ordered_json out;
+    out["header"] = std::move(header);
+    out["setting"] = m.setting;
+    out["message_id"] = m.message_id;
+    out["message_idstr"] = std::to_string(m.message_id);
+    out["client_msg_no"] = m.client_msg_no;
+    out["message_seq"] = m.message_seq;
+    out["from_uid"] = m.from_uid;
+    out["channel_id"] = m.channel_id;
+    out["channel_type"] = m.channel_type;
+    out["timestamp"] = m.timestamp;
+    out["payload"] = base64_encode(m.payload);
+    return out;
+}
+
+ordered_json message_list(const std::vector<im::Message>& messages) {
+    ordered_json list = ordered_json::array();
+    for (const im::Message& m : messages) list.push_back(message_resp(m));
+    return list;
+}
+
+// ---- request fields ----
+
+// A request the HTTP layer refuses (400): thrown by the field readers below
+// and caught in Api::handle, so each endpoint reads as a list of its fields.
+struct Invalid {
+    std::string message;
+};
+
+enum class Need : uint8_t { Optional, Required };
+
+// Absent and null both mean "not given" (as in Go's encoding/json).
+const json* field(const json& body, const char* key) {
+    auto it = body.find(key);
+    return it == body.end() || it->is_null() ? nullptr : &*it;
+}
+
+bool blank(std::string_view s) { return s.find_first_not_of(" \t\r\n") == std::string_view::npos; }
+
+std::string text(const json& body, const char* key, Need need = Need::Optional) {
+    const json* value = field(body, key);
+    if (value && !value->is_string()) throw Invalid{std::string(key) + " must be a string"};
+    std::string out = value ? value->get<std::string>() : std::string();
+    if (need == Need::Required && blank(out)) throw Invalid{std::string(key) + " is required"};
+    return out;
+}
+
+// An integer field in [lo, hi]; 0 when absent. Floats and booleans are
+// refused, as Go refuses them for its integer fields.
+int64_t integer(const json& body, const char* key, int64_t lo, int64_t hi) {
+    const json* value = field(body, key);
+    if (!value) return 0;
+    if (!value->is_number_integer()) throw Invalid{std::string(key) + " must be an integer"};
+    if (value->is_number_unsigned() && value->get<uint64_t>() > uint64_t(hi))
+        throw Invalid{std::string(key) + " is out of range"};
+    const int64_t n = value->get<int64_t>();
+    if (n < lo || n > hi) throw Invalid{std::string(key) + " is out of range"};
+    return n;
+}
+
+uint8_t byte_field(const json& body, const char* key) { return uint8_t(integer(body, key, 0, 255)); }
+
+uint32_t u32_field(const json& body, const char* key) {
+    return uint32_t(integer(body, key, 0, std::numeric_limits<uint32_t>::max()));
+}
+
+// A "limit": negative is an error (§16.2); beyond 2^32-1 it means "all" anyway.
+uint32_t limit_field(const json& body) {
+    const int64_t limit = integer(body, "limit", std::numeric_limits<int64_t>::min(), std::numeric_limits<int64_t>::max());
+    if (limit < 0) throw Invalid{"limit must not be negative"};
+    return uint32_t(std::min<int64_t>(limit, std::numeric_limits<uint32_t>::max()));
+}
+
+// Flags and switches count as set only when equal to 1 (§16.2).
+bool is_one(const json& body, const char* key) {
+    return integer(body, key, std::numeric_limits<int64_t>::min(), std::numeric_limits<int64_t>::max()) == 1;
+}
+
+std::vector<std::string> string_list(const json& list, const char* what) {
+    if (!list.is_array()) throw Invalid{std::string(what) + " must be an array of strings"};
+    std::vector<std::string> out;
+    out.reserve(list.size());
+    for (const json& item : list) {
+        if (!item.is_string()) throw Invalid{std::string(what) + " must be an array of strings"};
+        out.push_back(item.get<std::string>());
+    }
+    return out;
+}
+
+std::vector<std::string> strings(const json& body, const char* key, Need need = Need::Optional) {
+    const json* value = field(body, key);
+    std::vector<std::string> out = value ? string_list(*value, key) : std::vector<std::string>();
+    if (need == Need::Required && out.empty()) throw Invalid{std::string(key) + " must not be empty"};
+    return out;
+}
+
+const json& object(const json& body) {
+    if (!body.is_object()) throw Invalid{"the request body must be a JSON object"};
+    return body;
+}
+
+// channel_type != 0, as the list endpoints and POST /channel require.
+uint8_t nonzero_channel_type(const json& body) {
+    const uint8_t type = byte_field(body, "channel_type");
+    if (type == 0) throw Invalid{"channel_type must not be 0"};
+    return type;
+}
+
+// ---- endpoints (§16.1-16.3) ----
+
+using Endpoint = Response (*)(im::Service&, const json&);
+
+Response health(im::Service&, const json&) { return ok(); }
+
+Response user_token(im::Service& service, const json& body) {
+    object(body);
+    const std::string uid = text(body, "uid", Need::Required);
+    const std::string token = text(body, "token", Need::Required);
+    const uint8_t device_flag = byte_field(body, "device_flag");
+    const uint8_t device_level = byte_field(body, "device_level");
+    return from_outcome(service.set_token(uid, token, device_flag, device_level));
+}
+
+Response online_status(im::Service& service, const json& body) {
+    if (!body.is_array()) throw Invalid{"the request body must be a JSON array of uids"};
+    const std::vector<std::string> online = service.online_uids(string_list(body, "uids"));
+    return data(ordered_json(online));
+}
+
+Response system_uids_add(im::Service& service, const json& body) {
+    return from_outcome(service.add_system_uids(strings(object(body), "uids")));
+}
+
+Response system_uids_remove(im::Service& service, const json& body) {
+    return from_outcome(service.remove_system_uids(strings(object(body), "uids")));
+}
+
+Response channel_put(im::Service& service, const json& body) {
+    object(body);
+    const std::string id = text(body, "channel_id", Need::Required);
+    const uint8_t type = nonzero_channel_type(body);
+    if (type == im::kPersonChannel) throw Invalid{"person channels are not created with POST /channel"};
+    const std::string parent = text(body, "bind");
+    integer(body, "forbidden", std::numeric_limits<int64_t>::min(), std::numeric_limits<int64_t>::max());  // accepted, unused (§16.3)
+    return from_outcome(service.put_channel(id, type, parent, strings(body, "subscribers")));
+}
+
+Response subscriber_add(im::Service& service, const json& body) {
+    object(body);
+    const std::string id = text(body, "channel_id", Need::Required);
+    const std::vector<std::string> subscribers = strings(body, "subscribers", Need::Required);
+    uint8_t type = byte_field(body, "channel_type");
+    if (type == im::kPersonChannel) throw Invalid{"person channels take no subscribers"};
+    if (type == 0) type = im::kGroupChannel;
+    return from_outcome(service.add_subscribers(id, type, subscribers, is_one(body, "reset")));
+}
+
+Response subscriber_remove(im::Service& service, const json& body) {
+    object(body);
+    const std::string id = text(body, "channel_id", Need::Required);
+    const std::vector<std::string> subscribers = strings(body, "subscribers", Need::Required);
+    return from_outcome(service.remove_subscribers(id, byte_field(body, "channel_type"), subscribers));
+}
+
+Response channel_delete(im::Service& service, const json& body) {
+    object(body);
+    const std::string id = text(body, "channel_id", Need::Required);
+    return from_outcome(service.delete_channel(id, byte_field(body, "channel_type")));
+}
+
+// The six list endpoints: _add and _remove need a channel type and uids,
+// _set only the channel (empty uids clear the list).
+template <im::ListKind kList, im::ListEdit kEdit>
+Response list_edit(im::Service& service, const json& body) {
+    object(body);
+    const std::string id = text(body, "channel_id", Need::Required);
+    if constexpr (kEdit == im::ListEdit::Set) {
+        return from_outcome(service.edit_list(id, byte_field(body, "channel_type"), kList, kEdit, strings(body, "uids")));
+    } else {
+        const uint8_t type = nonzero_channel_type(body);
+        return from_outcome(service.edit_list(id, type, kList, kEdit, strings(body, "uids", Need::Required)));
+    }
+}
+
+Response message_send(im::Service& service, const json& body) {
+    object(body);
+    im::ApiSend send;
+    if (const json* header = field(body, "header")) {
+        if (!header->is_object()) throw Invalid{"header must be an object"};
+        if (is_one(*header, "no_persist")) send.header_flags |= 0x01;
+        if (is_one(*header, "red_dot")) send.header_flags |= 0x02;
+        if (is_one(*header, "sync_once")) send.header_flags |= 0x04;
+    }
+    send.client_msg_no = text(body, "client_msg_no");
+    send.from_uid = text(body, "from_uid");
+    send.channel_id = text(body, "channel_id");
+    send.channel_type = byte_field(body, "channel_type");
+    send.subscribers = strings(body, "subscribers");
+    std::optional<std::string> payload = base64_decode(text(body, "payload"));
+    if (!payload) throw Invalid{"payload is not valid base64"};
+    if (payload->empty()) throw Invalid{"payload must not be empty"};
+    send.payload = std::move(*payload);
+    if (send.channel_id.empty() && send.subscribers.empty())
+        throw Invalid{"channel_id or subscribers is required"};
+    return from_outcome(service.send(send));
+}
+
+Response message_sync(im::Service& service, const json& body) {
+    object(body);
+    const std::string uid = text(body, "uid", Need::Required);
+    const uint32_t after_seq = u32_field(body, "message_seq");
+    const uint32_t limit = limit_field(body);
+    std::vector<im::Message> messages;
+    if (limit > 0) {
+        if (im::Outcome outcome = service.sync(uid, after_seq, limit, messages); !outcome)
+            return from_outcome(outcome);
+    }
+    return data(message_list(messages));
+}
+
+Response message_sync_ack(im::Service& service, const json& body) {
+    object(body);
+    const std::string uid = text(body, "uid", Need::Required);
+    const uint32_t seq = u32_field(body, "last_message_seq");
+    if (seq == 0) throw Invalid{"last_message_seq must not be 0"};
+    return from_outcome(service.sync_ack(uid, seq));
+}
+
+Response channel_message_sync(im::Service& service, const json& body) {
+    object(body);
+    const std::string login_uid = text(body, "login_uid");
+    const std::string id = text(body, "channel_id", Need::Required);
+    const uint8_t type = byte_field(body, "channel_type");
+    const uint32_t min_seq = u32_field(body, "min_message_seq");
+    const uint32_t max_seq = u32_field(body, "max_message_seq");
+    const uint32_t limit = limit_field(body);
+    const HistoryWindow window = message_sync_window(min_seq, max_seq, limit, is_one(body, "reverse"));
+    std::vector<im::Message> messages;
+    if (!window.empty && window.limit > 0) {
+        im::Outcome outcome =
+            service.channel_messages(login_uid, id, type, window.from_seq, window.to_seq, window.limit, messages);
+        if (!outcome) return from_outcome(outcome);
+    }
+    ordered_json out;
+    out["min_message_seq"] = min_seq;
+    out["max_message_seq"] = max_seq;
+    // The original also clears `more` when the last seq equals min (forward)
+    // or max (backward); the window excludes both, so that never happens here.
+    out["more"] = messages.size() < limit ? 0 : 1;
+    out["messages"] = message_list(messages);
+    return data(out);
+}
+
+struct Route {
+    std::string_view path;
+    const char* method;
+    Endpoint endpoint;
+};
+
+constexpr Route kRoutes[] = {
+    {"/health", "GET", health},
+    {"/user/token", "POST", user_token},
+    {"/user/onlinestatus", "POST", online_status},
+    {"/systemuids_add", "POST", system_uids_add},
+    {"/systemuids_remove", "POST", system_uids_remove},
+    {"/channel", "POST", channel_put},
+    {"/channel/subscriber_add", "POST", subscriber_add},
+    {"/channel/subscriber_remove", "POST", subscriber_remove},
+    {"/channel/delete", "POST", channel_delete},
+    {"/channel/blacklist_add", "POST", list_edit<im::ListKind::Deny, im::ListEdit::Add>},
+    {"/channel/blacklist_set", "POST", list_edit<im::ListKind::Deny, im::ListEdit::Set>},
+    {"/channel/blacklist_remove", "POST", list_edit<im::ListKind::Deny, im::ListEdit::Remove>},
+    {"/channel/whitelist_add", "POST", list_edit<im::ListKind::Allow, im::ListEdit::Add>},
+    {"/channel/whitelist_set", "POST", list_edit<im::ListKind::Allow, im::ListEdit::Set>},
+    {"/channel/whitelist_remove", "POST", list_edit<im::ListKind::Allow, im::ListEdit::Remove>},
+    {"/message/send", "POST", message_send},
+    {"/message/sync", "POST", message_sync},
+    {"/message/syncack", "POST", message_sync_ack},
+    {"/channel/messagesync", "POST", channel_message_sync},
+};
+
+std::array<uint8_t, 32> sha256(std::string_view bytes) {
+    std::array<uint8_t, 32> digest{};
+    unsigned int size = 0;
+    EVP_Digest(bytes.data(), bytes.size(), digest.data(), &size, EVP_sha256(), nullptr);
+    return digest;
+}
+
+constexpr char kBase64Alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+int base64_value(char c) {
+    if (c >= 'A' && c <= 'Z') return c - 'A';
+    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+    if (c >= '0' && c <= '9') return c - '0' + 52;
+    if (c == '+') return 62;
+    if (c == '/') return 63;
+    return -1;
+}
+
+}  // namespace
+
+HistoryWindow message_sync_window(uint32_t min_seq, uint32_t max_seq, uint32_t limit, bool forward) {
+    HistoryWindow window;
+    window.to_seq = max_seq;  // both directions keep seq < max when max != 0
+    window.limit = limit;
+    if (forward) {
+        // From min+1, at most max-min messages when max bounds the window.
+        if (max_seq != 0 && max_seq > min_seq) window.limit = std::min(limit, max_seq - min_seq);
+        window.from_seq = min_seq + 1;
+        window.empty = min_seq == std::numeric_limits<uint32_t>::max();
+    } else if (min_seq == 0) {
+        // The newest `limit` below max (the oldest `limit` when max is 0 too).
+        window.from_seq = max_seq > limit ? max_seq - limit : 0;
+    } else {
+        window.from_seq = min_seq + 1;
+        window.empty = min_seq == std::numeric_limits<uint32_t>::max();
+    }
+    if (window.to_seq != 0 && window.from_seq >= window.to_seq) window.empty = true;
+    return window;
+}
+
+std::string base64_encode(std::string_view bytes) {
+    std::string out;
+    out.reserve((bytes.size() + 2) / 3 * 4);
+    size_t i = 0;
+    for (; i + 3 <= bytes.size(); i += 3) {
+        const uint32_t v = uint32_t(uint8_t(bytes[i])) << 16 | uint32_t(uint8_t(bytes[i + 1])) << 8 | uint8_t(bytes[i + 2]);
+        out += kBase64Alphabet[v >> 18];
+        out += kBase64Alphabet[(v >> 12) & 63];
+        out += kBase64Alphabet[(v >> 6) & 63];
+        out += kBase64Alphabet[v & 63];
+    }
+    if (const size_t left = bytes.size() - i; left > 0) {
+        const uint32_t v = uint32_t(uint8_t(bytes[i])) << 16 | (left == 2 ? uint32_t(uint8_t(bytes[i + 1])) << 8 : 0);
+        out += kBase64Alphabet[v >> 18];
+        out += kBase64Alphabet[(v >> 12) & 63];
+        out += left == 2 ? kBase64Alphabet[(v >> 6) & 63] : '=';
+        out += '=';
+    }
+    return out;
+}
+
+std::optional<std::string> base64_decode(std::string_view text) {
+    if (text.size() % 4 != 0) return std::nullopt;
+    size_t padding = 0;
+    if (!text.empty() && text.back() == '=') padding = text[text.size() - 2] == '=' ? 2 : 1;
+    std::string out;
+    out.reserve(text.size() / 4 * 3);
+    for (size_t i = 0; i < text.size(); i += 4) {
+        const bool last = i + 4 == text.size();
+        const size_t digits = last ? 4 - padding : 4;
+        uint32_t v = 0;
+        for (size_t k = 0; k < 4; ++k) {
+            const int d = k < digits ? base64_value(text[i + k]) : 0;
+            if (d < 0) return std::nullopt;  // also '=' anywhere but the padding
+            v = v << 6 | uint32_t(d);
+        }
+        out += char(v >> 16);
+        if (digits > 2) out += char(v >> 8);
+        if (digits > 3) out += char(v);
+    }
+    return out;
+}
+
+Api::Api(im::Service& service, std::string_view bearer_secret) : service_(service) {
+    if (!bearer_secret.empty()) secret_digest_ = sha256(bearer_secret);
+}
+
+bool Api::authorized(std::string_view authorization) const {
+    if (!secret_digest_) return true;
+    // The scheme is case-insensitive (RFC 7235); the token is compared by
+    // digest, in constant time, so neither its bytes nor its length leak.
+    constexpr std::string_view kScheme = "bearer ";
+    if (authorization.size() < kScheme.size()) return false;
+    for (size_t i = 0; i < kScheme.size(); ++i)
+        if (char(std::tolower(uint8_t(authorization[i]))) != kScheme[i]) return false;
+    std::string_view token = authorization.substr(kScheme.size());
+    while (!token.empty() && token.front() == ' ') token.remove_prefix(1);
+    while (!token.empty() && token.back() == ' ') token.remove_suffix(1);
+    const std::array<uint8_t, 32> digest = sha256(token);
+    return CRYPTO_memcmp(digest.data(), secret_digest_->data(), digest.size()) == 0;
+}
+
+Response Api::handle(const Request& request) const {
+    try {
+        try {
+            if (!authorized(request.authorization)) return error(401, "unauthorized");
+            const Route* route = std::find_if(std::begin(kRoutes), std::end(kRoutes),
+                                              [&](const Route& r) { return r.path == request.path; });
+            if (route == std::end(kRoutes)) return error(404, "not found");
+            if (request.method != route->method) {
+                Response response = error(405, "method not allowed");
+                response.allow = route->method;
+                return response;
+            }
+            // GET /health has no body; every other endpoint reads a JSON body.
+            const json body = route->endpoint == health ? json() : json::parse(request.body);
+            return route->endpoint(service_, body);
+        } catch (const Invalid& invalid) {
+            return error(400, invalid.message);
+        } catch (const json::exception& e) {
+            return error(400, std::string("malformed JSON: ") + e.what());
+        } catch (const std::exception& e) {
+            return error(500, e.what());
+        }
+    } catch (...) {
+        // Out of memory while building an error, or something the core threw
+        // that is no std::exception: a body short enough for the string's
+        // inline buffer, so this allocates nothing.
+        return {500, R"({"status":500})"};
+    }
+}
+
+}  // namespace limaoim::http

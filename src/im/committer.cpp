@@ -1,0 +1,427 @@
+#include "limaoim/im/committer.h"
+
+#include <pthread.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <thread>
+
+#include <sys/random.h>
+
+#include "limaoim/im/directory.h"
+#include "limaoim/im/fanout.h"
+#include "limaoim/net/worker.h"
+
+namespace limaoim::im {
+
+namespace {
+
+// SENDACK reason codes the committer gives (PROTOCOL.md §6).
+constexpr uint8_t kReasonError = 0;
+constexpr uint8_t kReasonSuccess = 1;
+
+int64_t wall_ms() {
+    using namespace std::chrono;
+    return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
+}
+
+uint64_t steady_us() {
+    using namespace std::chrono;
+    return uint64_t(duration_cast<microseconds>(steady_clock::now().time_since_epoch()).count());
+}
+
+int log2_bucket(uint64_t n) {
+    int bucket = 0;
+    while (n > 1 && bucket < stats::kLatencyBuckets - 1) {
+        n >>= 1;
+        ++bucket;
+    }
+    return bucket;
+}
+
+}  // namespace
+
+const char* to_string(Durability durability) {
+    switch (durability) {
+    case Durability::Group: return "group";
+    case Durability::Sync: return "sync";
+    case Durability::None: return "none";
+    }
+    return "?";
+}
+
+void CommitWaiter::finish(bool success, std::string message, uint32_t result) {
+    std::lock_guard lock(mutex);
+    ok = success;
+    error = std::move(message);
+    value = result;
+    done = true;
+    done_cv.notify_all();
+}
+
+void CommitWaiter::wait() {
+    std::unique_lock lock(mutex);
+    done_cv.wait(lock, [this] { return done; });
+}
+
+Committer::Committer(store::Store& store, const Channels& channels, IdGenerator& ids, Fanout& fanout,
+                     stats::PipelineBlock& stats, const CommitterOptions& options)
+    : store_(store), channels_(channels), ids_(ids), fanout_(fanout), stats_(stats), options_(options) {
+    // Keyed so that chosen client_msg_nos cannot collide on purpose.
+    if (getrandom(dedupe_hash_keys_, sizeof(dedupe_hash_keys_), 0) != ssize_t(sizeof(dedupe_hash_keys_)))
+        dedupe_hash_keys_[1][0] = uint64_t(steady_us()) | 1;  // keys differ at least
+}
+
+Committer::DedupeKey Committer::dedupe_key(std::string_view uid, std::string_view client_msg_no) const {
+    // uid's length first: ("ab", "c") and ("a", "bc") are different pairs.
+    thread_local std::string joined;
+    joined.clear();
+    const uint16_t n = uint16_t(uid.size());
+    joined.append(reinterpret_cast<const char*>(&n), 2).append(uid).append(client_msg_no);
+    return {detail::siphash(dedupe_hash_keys_[0], joined), detail::siphash(dedupe_hash_keys_[1], joined)};
+}
+
+Committer::~Committer() { stop(); }
+
+bool Committer::start(std::string& error) {
+    int64_t max_id = 0;
+    if (store::Status s = store_.max_message_id(max_id); !s) {
+        error = "reading the last message id: " + s.error;
+        return false;
+    }
+    ids_.start_above(max_id);
+    const int64_t since = wall_ms() - options_.dedupe_window_ms;
+    store::Status s = store_.load_dedupe(since, [this](store::DedupeRecord&& r) {
+        const DedupeKey key = dedupe_key(r.uid, r.client_msg_no);
+        dedupe_order_.emplace_back(r.time_ms, key);
+        dedupe_[key] = {r.time_ms, r.message_id, r.message_seq};
+    });
+    if (!s) {
+        error = "loading the dedupe window: " + s.error;
+        return false;
+    }
+    stats_.dedupe_entries.set(dedupe_.size());
+    thread_ = std::thread([this] { run(); });
+    pthread_setname_np(thread_.native_handle(), "committer");
+    return true;
+}
+
+bool Committer::submit(CommitRequest&& request) {
+    std::unique_lock lock(mutex_);
+    if (stopping_ || queued_.size() >= options_.max_queued) {
+        stats_.commit_refused.add();  // approximate: several submitters may race on it
+        return false;
+    }
+    queued_.push_back(std::move(request));
+    const size_t n = queued_.size();
+    lock.unlock();
+    // Wake the committer when it may be idle, and when a batch is full
+    // (it may be waiting out the group-commit window).
+    if (n == 1 || n == options_.max_batch) wake_.notify_one();
+    return true;
+}
+
+bool Committer::stopping() {
+    std::lock_guard lock(mutex_);
+    return stopping_;
+}
+
+void Committer::stop() {
+    {
+        std::lock_guard lock(mutex_);
+        if (stopping_ && !thread_.joinable()) return;
+        stopping_ = true;
+    }
+    wake_.notify_one();
+    if (thread_.joinable()) thread_.join();
+}
+
+void Committer::run() {
+    std::vector<CommitRequest> work;
+    for (;;) {
+        {
+            std::unique_lock lock(mutex_);
+            wake_.wait(lock, [this] { return stopping_ || !queued_.empty(); });
+            if (queued_.empty()) return;  // stopping, and everything is committed
+            if (options_.durability == Durability::Group && options_.commit_window_us && !stopping_ &&
+                queued_.size() < options_.max_batch) {
+                // Group commit: let the batch gather for one window, so one
+                // fsync covers every message that arrives meanwhile.
+                wake_.wait_for(lock, std::chrono::microseconds(options_.commit_window_us),
+                               [this] { return stopping_ || queued_.size() >= options_.max_batch; });
+            }
+            if (queued_.size() <= options_.max_batch) {
+                work.swap(queued_);
+            } else {
+                work.assign(std::make_move_iterator(queued_.begin()),
+                            std::make_move_iterator(queued_.begin() + options_.max_batch));
+                queued_.erase(queued_.begin(), queued_.begin() + options_.max_batch);
+            }
+            stats_.commit_queue.set(queued_.size());
+        }
+        process(work);
+        work.clear();
+    }
+}
+
+void Committer::process(std::vector<CommitRequest>& batch) {
+    const int64_t now_ms = wall_ms();
+    expire_dedupe(now_ms);
+    reasons_.assign(batch.size(), kReasonSuccess);
+    fanout_items_.clear();
+    bool counters_read = true;  // false: the store failed to give a counter
+    for (size_t i = 0; i < batch.size(); ++i) {
+        CommitRequest& request = batch[i];
+        if (request.kind == CommitRequest::Kind::CursorAdvance) {
+            prepare_cursor(request);
+            continue;
+        }
+        FanoutItem item;
+        bool duplicate = false;
+        reasons_[i] = prepare_send(request, now_ms, item, duplicate);
+        if (reasons_[i] != kReasonSuccess) counters_read = false;
+        if (reasons_[i] == kReasonSuccess && !duplicate) fanout_items_.push_back(std::move(item));
+    }
+
+    for (auto& [log, seq] : batch_channel_seqs_) batch_.channel_seqs.push_back({log, seq});
+    for (auto& [uid, seq] : batch_queue_seqs_) batch_.queue_seqs.push_back({uid, seq});
+    for (auto& [uid, cursor] : batch_cursors_) batch_.cursors.push_back({uid, cursor});
+    store::Status written;
+    if (!counters_read) {
+        // Part of a message may be in the batch already: none of it is written.
+        written = store::Status::failure("reading a seq counter failed");
+    } else if (!batch_.empty()) {
+        const uint64_t started = steady_us();
+        written = store_.commit(batch_, options_.durability != Durability::None);
+        stats_.commit_latency_us[log2_bucket(steady_us() - started)].add();
+        stats_.commit_batch_messages[log2_bucket(batch_.messages.size() + batch_.queue_messages.size())].add();
+        stats_.commits.add();
+    }
+    if (written) {
+        stats_.messages_stored.add(batch_.messages.size());
+        stats_.queue_copies_stored.add(batch_.queue_messages.size());
+    } else {
+        // Nothing of the batch is on disk: its seqs go back (read again from
+        // the store when next needed), its dedupe entries are forgotten, and
+        // every SEND in it is answered with an error.
+        stats_.commit_failures.add();
+        std::fprintf(stderr, "limaoim: store commit failed: %s\n", written.error.c_str());
+        for (auto& [log, seq] : batch_channel_seqs_) channel_seqs_.erase(log);
+        for (auto& [uid, seq] : batch_queue_seqs_) queue_seqs_.erase(uid);
+        for (auto& [uid, cursor] : batch_cursors_) cursors_.erase(uid);
+        for (const DedupeKey& key : batch_dedupe_keys_) dedupe_.erase(key);
+        // This batch's pairs are the newest in the order: they go too.
+        dedupe_order_.resize(dedupe_order_.size() - std::min(dedupe_order_.size(), batch_dedupe_keys_.size()));
+        for (uint8_t& reason : reasons_) reason = kReasonError;
+        fanout_items_.clear();
+    }
+    stats_.dedupe_entries.set(dedupe_.size());
+    batch_.clear();
+    batch_channel_seqs_.clear();
+    batch_queue_seqs_.clear();
+    batch_cursors_.clear();
+    batch_dedupe_keys_.clear();
+
+    answer(batch, reasons_);
+    if (!fanout_items_.empty()) fanout_.push(fanout_items_);
+    if (!written) {
+        for (CommitRequest& r : batch)
+            if (r.waiter) r.waiter->finish(false, "store: " + written.error);
+    }
+}
+
+uint8_t Committer::prepare_send(CommitRequest& request, int64_t now_ms, FanoutItem& item, bool& duplicate) {
+    std::span<uint8_t> bytes = request.message.writable_bytes();
+    const std::optional<MessageView> decoded = decode(std::span<const uint8_t>(bytes));
+    if (!decoded) return kReasonError;  // cannot happen: the requester encoded it
+    const MessageView& m = *decoded;
+
+    DedupeKey key{};
+    const bool dedupe = !m.client_msg_no.empty() && options_.dedupe_window_ms > 0;
+    if (dedupe) {
+        key = dedupe_key(m.from_uid, m.client_msg_no);
+        if (auto it = dedupe_.find(key); it != dedupe_.end() && now_ms - it->second.time_ms < options_.dedupe_window_ms) {
+            // A resend: answered with the first one's id and seq, not stored
+            // or delivered again (the first was, or fails with its batch).
+            patch_id(bytes, it->second.message_id);
+            patch_seq(bytes, it->second.message_seq);
+            duplicate = true;
+            stats_.dedupe_hits.add();
+            return kReasonSuccess;
+        }
+    }
+
+    const int64_t id = ids_.next(now_ms);
+    patch_id(bytes, id);
+    batch_.max_message_id = id;
+    uint32_t seq = 0;
+    if (m.persisted() && !request.transient) {
+        std::string log = store::log_name(m.channel_type, log_channel_id(m));
+        if (!next_channel_seq(log, seq)) return kReasonError;
+        patch_seq(bytes, seq);
+        batch_.messages.push_back({std::move(log), seq, {bytes.begin(), bytes.end()}});
+    }
+    if (m.sync_once() && !m.no_persist()) {
+        // A copy in each subscriber's own queue, with its own seq and the
+        // channel as that subscriber sees it (§10.2, S7 compatible rule).
+        for (std::string& uid : subscribers_of(m, request)) {
+            uint32_t queue_seq = 0;
+            if (!next_queue_seq(uid, queue_seq)) return kReasonError;
+            Message copy = Message::from(m);
+            copy.message_id = id;
+            copy.message_seq = queue_seq;
+            // As the RECV names it: the recipient sees the sender as the channel.
+            if (m.channel_type == kPersonChannel && uid == m.channel_id) copy.channel_id = std::string(m.from_uid);
+            if (uid == m.from_uid) copy.header_flags &= uint8_t(~0x02);  // the sender's copy has no red dot
+            batch_.queue_messages.push_back({uid, queue_seq, encode(copy.view())});
+            item.queue_seqs.emplace_back(std::move(uid), queue_seq);
+        }
+    }
+    if (dedupe) {
+        // Full: the oldest is forgotten before its window ends. An order
+        // entry whose pair was stored again later (or never committed) is
+        // stale: skipped.
+        while (dedupe_.size() >= options_.dedupe_max && !dedupe_order_.empty()) {
+            const auto [time_ms, oldest] = dedupe_order_.front();
+            dedupe_order_.pop_front();
+            if (auto it = dedupe_.find(oldest); it != dedupe_.end() && it->second.time_ms == time_ms) {
+                dedupe_.erase(it);
+                stats_.dedupe_evicted.add();
+            }
+        }
+        batch_.dedupe.push_back({now_ms, std::string(m.from_uid), std::string(m.client_msg_no), id, seq});
+        dedupe_order_.emplace_back(now_ms, key);
+        batch_dedupe_keys_.push_back(key);
+        dedupe_[key] = {now_ms, id, seq};
+    }
+    item.message = request.message;
+    item.sender_device = request.sender_device;
+    item.receivers = request.receivers;
+    return kReasonSuccess;
+}
+
+void Committer::prepare_cursor(CommitRequest& request) {
+    uint32_t* last = queue_counter(request.uid);
+    uint32_t* cursor = cursor_of(request.uid);
+    if (!last || !cursor) {
+        request.waiter->finish(false, "store: reading the sync queue failed");
+        request.waiter.reset();
+        return;
+    }
+    // §10.2 compatible rule: cursor = max(cursor, min(requested, last seq)).
+    const uint32_t advanced = std::max(*cursor, std::min(request.cursor, *last));
+    if (advanced != *cursor) {
+        *cursor = advanced;
+        batch_cursors_[request.uid] = advanced;
+    }
+    request.cursor = advanced;
+}
+
+uint32_t* Committer::channel_counter(const std::string& log) {
+    auto it = channel_seqs_.find(log);
+    if (it == channel_seqs_.end()) {
+        uint32_t last = 0;
+        if (store::Status s = store_.channel_seq(log, last); !s) {
+            std::fprintf(stderr, "limaoim: reading a channel seq: %s\n", s.error.c_str());
+            return nullptr;
+        }
+        it = channel_seqs_.emplace(log, last).first;
+    }
+    return &it->second;
+}
+
+uint32_t* Committer::queue_counter(const std::string& uid) {
+    auto it = queue_seqs_.find(uid);
+    if (it == queue_seqs_.end()) {
+        uint32_t last = 0;
+        if (!store_.queue_seq(uid, last)) return nullptr;
+        it = queue_seqs_.emplace(uid, last).first;
+    }
+    return &it->second;
+}
+
+uint32_t* Committer::cursor_of(const std::string& uid) {
+    auto it = cursors_.find(uid);
+    if (it == cursors_.end()) {
+        uint32_t cursor = 0;
+        if (!store_.cursor(uid, cursor)) return nullptr;
+        it = cursors_.emplace(uid, cursor).first;
+    }
+    return &it->second;
+}
+
+bool Committer::next_channel_seq(const std::string& log, uint32_t& seq) {
+    uint32_t* last = channel_counter(log);
+    if (!last) return false;
+    seq = ++*last;
+    batch_channel_seqs_[log] = seq;
+    return true;
+}
+
+bool Committer::next_queue_seq(const std::string& uid, uint32_t& seq) {
+    uint32_t* last = queue_counter(uid);
+    if (!last) return false;
+    seq = ++*last;
+    batch_queue_seqs_[uid] = seq;
+    return true;
+}
+
+void Committer::expire_dedupe(int64_t now_ms) {
+    const int64_t horizon = now_ms - options_.dedupe_window_ms;
+    while (!dedupe_order_.empty() && dedupe_order_.front().first < horizon) {
+        auto it = dedupe_.find(dedupe_order_.front().second);
+        // A key sent again after its window has a newer entry: keep that one.
+        if (it != dedupe_.end() && it->second.time_ms == dedupe_order_.front().first) dedupe_.erase(it);
+        dedupe_order_.pop_front();
+    }
+    // The store's copy of the window is trimmed once a minute (a range delete).
+    if (now_ms - last_dedupe_expiry_ms_ >= 60000) {
+        last_dedupe_expiry_ms_ = now_ms;
+        if (store::Status s = store_.expire_dedupe(horizon); !s)
+            std::fprintf(stderr, "limaoim: expiring the dedupe window: %s\n", s.error.c_str());
+    }
+}
+
+std::vector<std::string> Committer::subscribers_of(const MessageView& m, const CommitRequest& request) const {
+    if (request.receivers) return *request.receivers;
+    if (m.channel_type == kPersonChannel) {
+        std::vector<std::string> both;
+        if (!m.from_uid.empty()) both.emplace_back(m.from_uid);
+        if (m.channel_id != m.from_uid) both.emplace_back(m.channel_id);
+        return both;
+    }
+    std::shared_ptr<const Channel> channel = channels_.find(m.channel_type, m.channel_id);
+    return channel ? channel->subscribers : std::vector<std::string>{};
+}
+
+void Committer::answer(std::vector<CommitRequest>& batch, const std::vector<uint8_t>& reasons) {
+    for (size_t i = 0; i < batch.size(); ++i) {
+        CommitRequest& r = batch[i];
+        if (r.waiter) {
+            if (reasons[i] == kReasonSuccess) r.waiter->finish(true, {}, r.cursor);
+            continue;  // failures are told below, with the store's message
+        }
+        if (!r.route.worker) continue;
+        results_[r.route.worker].push_back(net::Envelope{.kind = r.route.kind,
+                                                         .flags = reasons[i],
+                                                         .arg32 = r.client_seq,
+                                                         .arg = r.origin.value,
+                                                         .payload = std::move(r.message)});
+    }
+    // One lock per worker. A full inbox is waited out: a SENDACK is never
+    // dropped, and a committer that waits holds its submitters back. Only
+    // at shutdown, when the workers no longer drain their inboxes, are the
+    // results of sessions that are gone by then let go.
+    for (auto& [worker, envelopes] : results_) {
+        while (!envelopes.empty() && !worker->post_batch(envelopes)) {
+            if (stopping()) {
+                envelopes.clear();
+                break;
+            }
+            std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        }
+    }
+}
+
+}  // namespace limaoim::im

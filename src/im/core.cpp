@@ -1,0 +1,313 @@
+#include "limaoim/im/core.h"
+
+#include <openssl/rand.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstring>
+
+#include "limaoim/net/worker.h"
+
+namespace limaoim::im {
+
+namespace {
+
+int32_t wall_seconds() {
+    using namespace std::chrono;
+    return int32_t(duration_cast<seconds>(system_clock::now().time_since_epoch()).count());
+}
+
+// 32 lowercase hex characters from the CSPRNG (client_msg_no and @tmp ids, §7.3, §16.2).
+std::string random_hex32() {
+    uint8_t bytes[16];
+    if (RAND_bytes(bytes, sizeof(bytes)) != 1) {
+        // Fall back to the clock and a counter: unique, merely guessable.
+        static std::atomic<uint64_t> counter{0};
+        const uint64_t a = uint64_t(std::chrono::steady_clock::now().time_since_epoch().count());
+        const uint64_t b = counter.fetch_add(1);
+        std::memcpy(bytes, &a, 8);
+        std::memcpy(bytes + 8, &b, 8);
+    }
+    static constexpr char kHex[] = "0123456789abcdef";
+    std::string out(32, '0');
+    for (int i = 0; i < 16; ++i) {
+        out[2 * i] = kHex[bytes[i] >> 4];
+        out[2 * i + 1] = kHex[bytes[i] & 15];
+    }
+    return out;
+}
+
+Outcome from(const store::Status& s) { return s ? Outcome::ok() : Outcome::unavailable("store: " + s.error); }
+
+}  // namespace
+
+Core::Core(store::Store& store, store::TokenStore& tokens, Directory& directory, stats::PipelineBlock& stats,
+           const CoreOptions& options)
+    : store_(store), tokens_(tokens), directory_(directory), options_(options), ids_(options.node_id),
+      fanout_(channels_, directory_, stats), committer_(store_, channels_, ids_, fanout_, stats, options.committer) {}
+
+bool Core::load(std::string& error) {
+    store::Status s = store_.load_tokens([this](store::TokenRecord&& t) { tokens_.set_digest(t.uid, t.device_flag, t.digest); });
+    if (s) s = store_.load_channels([this](store::ChannelRecord&& r) { channels_.put(Channel::from(std::move(r))); });
+    std::vector<std::string> system;
+    if (s) s = store_.load_system_uids(system);
+    if (!s) {
+        error = "loading from the store: " + s.error;
+        return false;
+    }
+    channels_.set_system_uids(std::move(system));
+    return true;
+}
+
+void Core::set_workers(std::span<net::Worker* const> workers, const GatewayKinds& kinds) {
+    workers_.assign(workers.begin(), workers.end());
+    kinds_ = kinds;
+    fanout_.set_workers(workers, kinds.deliver);
+}
+
+bool Core::start(std::string& error) {
+    fanout_.start();
+    if (committer_.start(error)) return true;
+    fanout_.stop();
+    return false;
+}
+
+void Core::stop() {
+    committer_.stop();
+    fanout_.stop();
+}
+
+// ---- users ----
+
+Outcome Core::set_token(std::string_view uid, std::string_view token, uint8_t device_flag, uint8_t device_level) {
+    if (uid.find('@') != std::string_view::npos)
+        return Outcome::bad_request("uid must not contain '@' (person channel ids are uid@uid)");
+    if (uid.size() > Directory::kMaxUid) return Outcome::bad_request("uid too long");
+    store::TokenRecord record{std::string(uid), device_flag, {}, device_level};
+    if (!store::TokenStore::digest(token, record.digest)) return Outcome::unavailable("out of memory");
+    if (Outcome o = from(store_.put_token(record)); !o) return o;
+    tokens_.set_digest(uid, device_flag, record.digest);
+    {
+        // The user's own person channel holds its allow and deny lists (§7.1).
+        std::lock_guard lock(channel_write_);
+        if (!channels_.find(kPersonChannel, uid)) {
+            Channel own;
+            own.id = std::string(uid);
+            own.type = kPersonChannel;
+            own.subscribers.push_back(own.id);
+            own.subscriber_set.insert(own.id);
+            if (Outcome o = install(std::move(own)); !o) return o;
+        }
+    }
+    // The old token is void: its session goes as for a login kick (S15 compatible rule).
+    if (const net::ConnId session = directory_.find(uid, device_flag); session && session.worker() < workers_.size())
+        workers_[session.worker()]->post(
+            net::Envelope{.kind = kinds_.kick, .flags = kKickByToken, .arg = session.value});
+    return Outcome::ok();
+}
+
+std::vector<std::string> Core::online_uids(const std::vector<std::string>& uids) {
+    std::vector<std::string> online;
+    std::vector<DirectoryEntry> sessions;
+    for (const std::string& uid : uids) {
+        sessions.clear();
+        if (directory_.find_all(uid, sessions)) online.push_back(uid);
+    }
+    return online;
+}
+
+Outcome Core::add_system_uids(const std::vector<std::string>& uids) {
+    std::lock_guard lock(channel_write_);
+    std::vector<std::string> all = channels_.system_uids();
+    for (const std::string& uid : uids)
+        if (std::find(all.begin(), all.end(), uid) == all.end()) all.push_back(uid);
+    if (Outcome o = from(store_.put_system_uids(all)); !o) return o;
+    channels_.set_system_uids(std::move(all));
+    return Outcome::ok();
+}
+
+Outcome Core::remove_system_uids(const std::vector<std::string>& uids) {
+    std::lock_guard lock(channel_write_);
+    std::vector<std::string> all = channels_.system_uids();
+    std::erase_if(all, [&](const std::string& uid) { return std::find(uids.begin(), uids.end(), uid) != uids.end(); });
+    if (Outcome o = from(store_.put_system_uids(all)); !o) return o;
+    channels_.set_system_uids(std::move(all));
+    return Outcome::ok();
+}
+
+// ---- channels ----
+
+Outcome Core::install(Channel&& channel) {
+    if (!channel.temporary)
+        if (Outcome o = from(store_.put_channel(channel.record())); !o) return o;
+    channels_.put(std::move(channel));
+    return Outcome::ok();
+}
+
+Channel Core::copy_or_new(std::string_view id, uint8_t type) const {
+    if (std::shared_ptr<const Channel> existing = channels_.find(type, id)) return *existing;
+    Channel fresh;
+    fresh.id = std::string(id);
+    fresh.type = type;
+    return fresh;
+}
+
+namespace {
+
+void set_subscribers(Channel& c, const std::vector<std::string>& uids) {
+    c.subscribers.clear();
+    c.subscriber_set.clear();
+    for (const std::string& uid : uids)
+        if (c.subscriber_set.insert(uid).second) c.subscribers.push_back(uid);
+}
+
+}  // namespace
+
+Outcome Core::put_channel(std::string_view id, uint8_t type, std::string_view parent,
+                          const std::vector<std::string>& subscribers) {
+    if (type == kPersonChannel) return Outcome::bad_request("person channels are not created with /channel");
+    std::lock_guard lock(channel_write_);
+    Channel c = copy_or_new(id, type);  // the lists stay (§16.3)
+    c.parent = std::string(parent);
+    set_subscribers(c, subscribers);
+    return install(std::move(c));
+}
+
+Outcome Core::add_subscribers(std::string_view id, uint8_t type, const std::vector<std::string>& uids, bool reset) {
+    if (type == kPersonChannel) return Outcome::bad_request("person channels have fixed subscribers");
+    std::lock_guard lock(channel_write_);
+    Channel c = copy_or_new(id, type);
+    if (reset) set_subscribers(c, {});
+    for (const std::string& uid : uids)
+        if (c.subscriber_set.insert(uid).second) c.subscribers.push_back(uid);
+    return install(std::move(c));
+}
+
+Outcome Core::remove_subscribers(std::string_view id, uint8_t type, const std::vector<std::string>& uids) {
+    std::lock_guard lock(channel_write_);
+    std::shared_ptr<const Channel> existing = channels_.find(type, id);
+    if (!existing) return Outcome::ok();  // nothing to remove from
+    Channel c = *existing;
+    std::erase_if(c.subscribers, [&](const std::string& uid) { return std::find(uids.begin(), uids.end(), uid) != uids.end(); });
+    for (const std::string& uid : uids) c.subscriber_set.erase(uid);
+    return install(std::move(c));
+}
+
+Outcome Core::delete_channel(std::string_view id, uint8_t type) {
+    std::lock_guard lock(channel_write_);
+    if (Outcome o = from(store_.delete_channel(type, id)); !o) return o;
+    channels_.erase(type, id);
+    return Outcome::ok();
+}
+
+Outcome Core::edit_list(std::string_view id, uint8_t type, ListKind list, ListEdit edit,
+                        const std::vector<std::string>& uids) {
+    std::lock_guard lock(channel_write_);
+    Channel c = copy_or_new(id, type);
+    if (type == kPersonChannel && c.subscribers.empty()) {
+        c.subscribers.push_back(c.id);
+        c.subscriber_set.insert(c.id);
+    }
+    UidSet& set = list == ListKind::Deny ? c.denylist : c.allowlist;
+    switch (edit) {
+    case ListEdit::Set:
+        set.clear();
+        [[fallthrough]];
+    case ListEdit::Add:
+        set.insert(uids.begin(), uids.end());
+        break;
+    case ListEdit::Remove:
+        for (const std::string& uid : uids) set.erase(uid);
+        break;
+    }
+    return install(std::move(c));
+}
+
+// ---- messages ----
+
+Outcome Core::send(const ApiSend& in) {
+    CommitRequest request;
+    request.sender_device = 2;  // SYSTEM: every APP/WEB session of from_uid receives it (§8 step 2)
+    Message m;
+    m.header_flags = uint8_t(in.header_flags & kKeptHeaderFlags);
+    m.client_msg_no = in.client_msg_no.empty() ? random_hex32() : in.client_msg_no;
+    m.from_uid = in.from_uid;
+    m.channel_id = in.channel_id;
+    m.channel_type = in.channel_type;
+    m.timestamp = wall_seconds();
+    m.payload = in.payload;
+    if (!in.subscribers.empty()) {
+        auto receivers = std::make_shared<std::vector<std::string>>();
+        for (const std::string& uid : in.subscribers)
+            if (std::find(receivers->begin(), receivers->end(), uid) == receivers->end()) receivers->push_back(uid);
+        if (in.channel_id.empty()) {
+            // A temporary channel with exactly these subscribers (§7.3): in
+            // memory, so clients may SEND to it until the server restarts.
+            Channel tmp;
+            tmp.id = random_hex32() + std::string(kTemporarySuffix);
+            tmp.type = kGroupChannel;
+            tmp.temporary = true;
+            set_subscribers(tmp, *receivers);
+            m.channel_id = tmp.id;
+            m.channel_type = kGroupChannel;
+            channels_.put(std::move(tmp));
+            request.transient = true;
+        }
+        request.receivers = std::move(receivers);
+    } else if (in.channel_id.empty()) {
+        return Outcome::bad_request("channel_id or subscribers required");
+    }
+    request.message = net::Payload::allocate(encoded_size(m.view()));
+    if (!request.message) return Outcome::unavailable("out of memory");
+    encode(m.view(), request.message.writable_bytes());
+    auto waiter = std::make_shared<CommitWaiter>();
+    request.waiter = waiter;
+    if (!committer_.submit(std::move(request))) return Outcome::unavailable("the committer's queue is full");
+    waiter->wait();
+    return waiter->ok ? Outcome::ok() : Outcome::unavailable(waiter->error);
+}
+
+namespace {
+
+Outcome decode_all(const std::vector<std::string>& encoded, std::vector<Message>& out) {
+    for (const std::string& bytes : encoded) {
+        std::optional<MessageView> v = decode(bytes);
+        if (!v) return Outcome::unavailable("store: a corrupt message");
+        out.push_back(Message::from(*v));
+    }
+    return Outcome::ok();
+}
+
+}  // namespace
+
+Outcome Core::sync(std::string_view uid, uint32_t after_seq, uint32_t limit, std::vector<Message>& out) {
+    uint32_t cursor = 0;
+    if (Outcome o = from(store_.cursor(uid, cursor)); !o) return o;
+    std::vector<std::string> encoded;
+    if (Outcome o = from(store_.read_queue(uid, std::max(after_seq, cursor), limit, encoded)); !o) return o;
+    return decode_all(encoded, out);
+}
+
+Outcome Core::sync_ack(std::string_view uid, uint32_t seq) {
+    CommitRequest request;
+    request.kind = CommitRequest::Kind::CursorAdvance;
+    request.uid = std::string(uid);
+    request.cursor = seq;
+    auto waiter = std::make_shared<CommitWaiter>();
+    request.waiter = waiter;
+    if (!committer_.submit(std::move(request))) return Outcome::unavailable("the committer's queue is full");
+    waiter->wait();
+    return waiter->ok ? Outcome::ok() : Outcome::unavailable(waiter->error);
+}
+
+Outcome Core::channel_messages(std::string_view login_uid, std::string_view channel_id, uint8_t type,
+                               uint32_t from_seq, uint32_t to_seq, uint32_t limit, std::vector<Message>& out) {
+    const std::string log =
+        store::log_name(type, type == kPersonChannel ? fake_channel_id(login_uid, channel_id) : std::string(channel_id));
+    std::vector<std::string> encoded;
+    if (Outcome o = from(store_.read_messages(log, from_seq, to_seq, limit, encoded)); !o) return o;
+    return decode_all(encoded, out);
+}
+
+}  // namespace limaoim::im

@@ -1,0 +1,137 @@
+#include "limaoim/im/fanout.h"
+
+#include <pthread.h>
+
+#include <algorithm>
+#include <chrono>
+
+#include "limaoim/net/worker.h"
+
+namespace limaoim::im {
+
+Fanout::Fanout(const Channels& channels, const Directory& directory, stats::PipelineBlock& stats, size_t max_queued)
+    : channels_(channels), directory_(directory), stats_(stats), max_queued_(max_queued) {}
+
+Fanout::~Fanout() { stop(); }
+
+void Fanout::set_workers(std::span<net::Worker* const> workers, uint16_t deliver_kind) {
+    workers_.assign(workers.begin(), workers.end());
+    batches_.resize(workers_.size());
+    deliver_kind_ = deliver_kind;
+}
+
+void Fanout::start() {
+    thread_ = std::thread([this] { run(); });
+    pthread_setname_np(thread_.native_handle(), "fanout");
+}
+
+void Fanout::push(std::vector<FanoutItem>& items) {
+    std::unique_lock lock(mutex_);
+    room_.wait(lock, [this] { return stopping_ || queued_.size() < max_queued_; });
+    const bool was_empty = queued_.empty();
+    for (FanoutItem& item : items) queued_.push_back(std::move(item));
+    items.clear();
+    stats_.fanout_queue.set(queued_.size());
+    lock.unlock();
+    if (was_empty) wake_.notify_one();
+}
+
+void Fanout::stop() {
+    {
+        std::lock_guard lock(mutex_);
+        stopping_ = true;
+    }
+    wake_.notify_one();
+    room_.notify_all();
+    if (thread_.joinable()) thread_.join();
+}
+
+void Fanout::run() {
+    std::deque<FanoutItem> work;
+    for (;;) {
+        {
+            std::unique_lock lock(mutex_);
+            wake_.wait(lock, [this] { return stopping_ || !queued_.empty(); });
+            if (queued_.empty()) return;
+            work.swap(queued_);
+            stats_.fanout_queue.set(0);
+        }
+        room_.notify_all();
+        for (const FanoutItem& item : work) {
+            deliver(item);
+            // A big group's envelopes go out as they are made, not all at
+            // the end: workers start encoding while this thread goes on.
+            bool big = false;
+            for (const auto& batch : batches_) big |= batch.size() >= 1024;
+            if (big) flush();
+        }
+        flush();
+        work.clear();
+    }
+}
+
+void Fanout::deliver(const FanoutItem& item) {
+    const std::optional<MessageView> decoded = decode(item.message.bytes());
+    if (!decoded) return;
+    const MessageView& m = *decoded;
+    stats_.fanout_messages.add();
+
+    // §8: the explicit receivers, the two users of a person chat, or the channel's subscribers.
+    const std::vector<std::string>* receivers = item.receivers.get();
+    std::shared_ptr<const Channel> channel;
+    if (!receivers) {
+        receivers_.clear();
+        if (m.channel_type == kPersonChannel) {
+            if (!m.from_uid.empty()) receivers_.emplace_back(m.from_uid);
+            if (m.channel_id != m.from_uid) receivers_.emplace_back(m.channel_id);
+            receivers = &receivers_;
+        } else if ((channel = channels_.find(m.channel_type, m.channel_id))) {
+            receivers = &channel->subscribers;
+        } else {
+            return;  // deleted meanwhile: nobody to tell
+        }
+    }
+    for (const std::string& uid : *receivers) {
+        uint32_t seq = 0;
+        if (!item.queue_seqs.empty()) {
+            auto it = std::find_if(item.queue_seqs.begin(), item.queue_seqs.end(),
+                                   [&](const auto& entry) { return entry.first == uid; });
+            if (it != item.queue_seqs.end()) seq = it->second;
+        }
+        const bool is_sender = uid == m.from_uid;
+        const uint16_t flags =
+            m.channel_type == kPersonChannel && uid == m.channel_id ? kRewriteChannel : uint16_t(0);
+        sessions_.clear();
+        directory_.find_all(uid, sessions_);
+        size_t receiving = 0;
+        for (const DirectoryEntry& session : sessions_) {
+            // The sending device does not get its own message; the sender's
+            // other devices do (multi-device sync, §8 step 2).
+            if (is_sender && session.device_flag == item.sender_device) continue;
+            const uint32_t worker = session.conn.worker();
+            if (worker >= batches_.size()) continue;
+            batches_[worker].push_back(net::Envelope{
+                .kind = deliver_kind_, .flags = flags, .arg32 = seq, .arg = session.conn.value, .payload = item.message});
+            ++receiving;
+        }
+        if (!receiving && !is_sender) stats_.offline_receivers.add();
+    }
+}
+
+void Fanout::flush() {
+    for (size_t w = 0; w < batches_.size(); ++w) {
+        std::vector<net::Envelope>& batch = batches_[w];
+        if (batch.empty()) continue;
+        const size_t n = batch.size();
+        if (workers_[w]->post_batch(batch)) {
+            stats_.deliveries.add(n);
+        } else {
+            // The worker is that far behind: these sessions get the messages
+            // by sync instead (they are stored); counted, never silent.
+            stats_.deliveries_refused.add(n);
+            batch.clear();
+        }
+    }
+}
+
+}  // namespace limaoim::im

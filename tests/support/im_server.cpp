@@ -1,0 +1,78 @@
+#include "im_server.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <thread>
+
+#include "ports.h"
+
+namespace limaoim::testing {
+
+namespace {
+bool accepts(uint16_t port) {
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons(port);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) == 0;
+    ::close(fd);
+    return ok;
+}
+}  // namespace
+
+ImServer::ImServer(std::vector<std::string> extra_args, std::string data_dir, bool test_mode)
+    : extra_args_(std::move(extra_args)), test_mode_(test_mode), data_dir_(std::move(data_dir)),
+      remove_dir_(data_dir_.empty()) {
+    if (data_dir_.empty()) {
+        char tmpl[] = "/tmp/limaoim-it-data-XXXXXX";
+        if (!mkdtemp(tmpl)) return;
+        data_dir_ = tmpl;
+    }
+    start();
+}
+
+ImServer::~ImServer() {
+    process_.reset();  // SIGKILL if still running
+    if (remove_dir_ && !data_dir_.empty()) remove_dir(data_dir_);
+}
+
+void ImServer::remove_dir(const std::string& path) {
+    std::error_code ignored;
+    std::filesystem::remove_all(path, ignored);
+}
+
+void ImServer::start() {
+    started_ = false;
+    http_port_ = free_port();
+    std::vector<std::string> args = {"--data-dir", data_dir_, "--http-addr", "127.0.0.1:" + std::to_string(http_port_)};
+    args.insert(args.end(), extra_args_.begin(), extra_args_.end());
+    process_.reset();  // the old process (if any) first: it holds the store's lock
+    process_ = std::make_unique<ServerProcess>(args, test_mode_);
+    if (!process_->started()) return;
+    // ServerProcess waited for the TCP listener; the HTTP one may come a moment later.
+    for (int i = 0; i < 250 && process_->running(); ++i) {
+        if (accepts(http_port_)) {
+            started_ = true;
+            return;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+}
+
+bool ImServer::restart(int signal_number, int stop_timeout_ms, std::optional<int>* exit_status) {
+    if (process_ && process_->running()) {
+        auto status = process_->stop(signal_number, stop_timeout_ms);
+        if (exit_status) *exit_status = status;
+    }
+    start();
+    return started_;
+}
+
+}  // namespace limaoim::testing

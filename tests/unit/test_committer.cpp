@@ -1,0 +1,953 @@
+// im/committer.h: the group-commit thread (SERVER.md §5 steps 5-8, §17),
+// over an in-memory store::Store.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <span>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "limaoim/im/channels.h"
+#include "limaoim/im/committer.h"
+#include "limaoim/im/directory.h"
+#include "limaoim/im/fanout.h"
+#include "limaoim/im/ids.h"
+#include "limaoim/im/message.h"
+#include "limaoim/stats/layout.h"
+#include "limaoim/store/store.h"
+
+using namespace limaoim;
+using namespace limaoim::im;
+
+namespace {
+
+int64_t wall_ms() {
+    using namespace std::chrono;
+    return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
+}
+
+// An in-memory store: channel logs, users' queues, the counters, cursors and
+// the dedupe window in maps; commit() applies a whole batch or nothing.
+class FakeStore final : public store::Store {
+public:
+    struct Stored {
+        uint32_t seq;
+        std::vector<uint8_t> bytes;
+    };
+
+    // Switches (any thread).
+    std::atomic<bool> fail_commit{false};
+    std::atomic<bool> fail_channel_seq{false};
+    std::atomic<bool> fail_queue_seq{false};
+    std::atomic<bool> fail_load_dedupe{false};
+
+    mutable std::mutex mutex;
+    std::map<std::string, std::vector<Stored>> logs;    // in append order
+    std::map<std::string, std::vector<Stored>> queues;  // in append order
+    std::map<std::string, uint32_t> channel_seqs, queue_seqs, cursors;
+    std::vector<store::DedupeRecord> dedupe;
+    int64_t max_id = 0;
+    std::vector<int64_t> batch_max_ids;  // per successful commit
+    std::vector<size_t> batch_messages;  // channel-log messages per successful commit
+    size_t commits = 0, failed_commits = 0, expire_calls = 0;
+    std::vector<bool> sync_flags;
+
+    const char* engine() const override { return "fake"; }
+    store::Status put_token(const store::TokenRecord&) override { return {}; }
+    store::Status load_tokens(const std::function<void(store::TokenRecord&&)>&) override { return {}; }
+    store::Status put_channel(const store::ChannelRecord&) override { return {}; }
+    store::Status delete_channel(uint8_t, std::string_view) override { return {}; }
+    store::Status load_channels(const std::function<void(store::ChannelRecord&&)>&) override { return {}; }
+    store::Status put_system_uids(const std::vector<std::string>&) override { return {}; }
+    store::Status load_system_uids(std::vector<std::string>&) override { return {}; }
+
+    store::Status commit(const store::WriteBatch& batch, bool sync) override {
+        std::lock_guard lock(mutex);
+        if (fail_commit) {
+            ++failed_commits;
+            return store::Status::failure("disk on fire");
+        }
+        ++commits;
+        sync_flags.push_back(sync);
+        for (const auto& a : batch.messages) logs[a.log].push_back({a.seq, a.bytes});
+        for (const auto& a : batch.queue_messages) queues[a.log].push_back({a.seq, a.bytes});
+        for (const auto& c : batch.channel_seqs) channel_seqs[c.log] = c.value;
+        for (const auto& c : batch.queue_seqs) queue_seqs[c.log] = c.value;
+        for (const auto& c : batch.cursors) cursors[c.log] = c.value;
+        for (const auto& d : batch.dedupe) dedupe.push_back(d);
+        if (batch.max_message_id) max_id = batch.max_message_id;
+        batch_max_ids.push_back(batch.max_message_id);
+        batch_messages.push_back(batch.messages.size());
+        return {};
+    }
+    store::Status channel_seq(std::string_view log, uint32_t& seq) override {
+        if (fail_channel_seq) return store::Status::failure("channel_seq failed");
+        std::lock_guard lock(mutex);
+        auto it = channel_seqs.find(std::string(log));
+        seq = it == channel_seqs.end() ? 0 : it->second;
+        return {};
+    }
+    store::Status queue_seq(std::string_view uid, uint32_t& seq) override {
+        if (fail_queue_seq) return store::Status::failure("queue_seq failed");
+        std::lock_guard lock(mutex);
+        auto it = queue_seqs.find(std::string(uid));
+        seq = it == queue_seqs.end() ? 0 : it->second;
+        return {};
+    }
+    store::Status cursor(std::string_view uid, uint32_t& seq) override {
+        std::lock_guard lock(mutex);
+        auto it = cursors.find(std::string(uid));
+        seq = it == cursors.end() ? 0 : it->second;
+        return {};
+    }
+    store::Status max_message_id(int64_t& id) override {
+        std::lock_guard lock(mutex);
+        id = max_id;
+        return {};
+    }
+    store::Status read_messages(std::string_view log, uint32_t from_seq, uint32_t to_seq, uint32_t limit,
+                                std::vector<std::string>& out) override {
+        std::lock_guard lock(mutex);
+        auto it = logs.find(std::string(log));
+        if (it == logs.end()) return {};
+        for (const Stored& s : it->second)
+            if (s.seq >= from_seq && (to_seq == 0 || s.seq < to_seq) && out.size() < limit)
+                out.emplace_back(s.bytes.begin(), s.bytes.end());
+        return {};
+    }
+    store::Status read_queue(std::string_view uid, uint32_t after_seq, uint32_t limit,
+                             std::vector<std::string>& out) override {
+        std::lock_guard lock(mutex);
+        auto it = queues.find(std::string(uid));
+        if (it == queues.end()) return {};
+        for (const Stored& s : it->second)
+            if (s.seq > after_seq && out.size() < limit) out.emplace_back(s.bytes.begin(), s.bytes.end());
+        return {};
+    }
+    store::Status load_dedupe(int64_t since_ms, const std::function<void(store::DedupeRecord&&)>& each) override {
+        if (fail_load_dedupe) return store::Status::failure("load_dedupe failed");
+        std::vector<store::DedupeRecord> copy;
+        {
+            std::lock_guard lock(mutex);
+            for (const auto& d : dedupe)
+                if (d.time_ms >= since_ms) copy.push_back(d);
+        }
+        std::stable_sort(copy.begin(), copy.end(), [](auto& a, auto& b) { return a.time_ms < b.time_ms; });
+        for (auto& d : copy) each(std::move(d));
+        return {};
+    }
+    store::Status expire_dedupe(int64_t before_ms) override {
+        std::lock_guard lock(mutex);
+        ++expire_calls;
+        std::erase_if(dedupe, [&](const store::DedupeRecord& d) { return d.time_ms < before_ms; });
+        return {};
+    }
+
+    // Test-side readers.
+    std::vector<Stored> log(uint8_t type, std::string_view id) const {
+        std::lock_guard lock(mutex);
+        auto it = logs.find(store::log_name(type, id));
+        return it == logs.end() ? std::vector<Stored>{} : it->second;
+    }
+    std::vector<Stored> queue(const std::string& uid) const {
+        std::lock_guard lock(mutex);
+        auto it = queues.find(uid);
+        return it == queues.end() ? std::vector<Stored>{} : it->second;
+    }
+    uint32_t counter(const std::map<std::string, uint32_t>& m, const std::string& key) const {
+        std::lock_guard lock(mutex);
+        auto it = m.find(key);
+        return it == m.end() ? 0 : it->second;
+    }
+    uint32_t channel_counter(uint8_t type, std::string_view id) const {
+        return counter(channel_seqs, store::log_name(type, id));
+    }
+    size_t total_logged() const {
+        std::lock_guard lock(mutex);
+        size_t n = 0;
+        for (auto& [name, v] : logs) n += v.size();
+        return n;
+    }
+    size_t total_queued() const {
+        std::lock_guard lock(mutex);
+        size_t n = 0;
+        for (auto& [name, v] : queues) n += v.size();
+        return n;
+    }
+    int64_t max_id_now() const {
+        std::lock_guard lock(mutex);
+        return max_id;
+    }
+};
+
+// The outcome of one request, read the way the API would see it.
+struct Sent {
+    bool ok = false;
+    std::string error;
+    uint32_t value = 0;
+    int64_t id = 0;     // filled in by the committer (the payload is shared with it)
+    uint32_t seq = 0;
+};
+
+// The IM core's pieces around one Committer, wired as im::Core wires them.
+struct Rig {
+    FakeStore& store;
+    Channels channels;
+    IdGenerator ids{3};
+    Directory directory{2};
+    stats::PipelineBlock block{};
+    Fanout fanout{channels, directory, block};
+    std::unique_ptr<Committer> committer;
+
+    explicit Rig(FakeStore& s, CommitterOptions options = fast()) : store(s) {
+        fanout.set_workers(std::span<net::Worker* const>(), 0);
+        fanout.start();
+        committer = std::make_unique<Committer>(store, channels, ids, fanout, block, options);
+    }
+    ~Rig() {
+        committer.reset();  // before the fan-out it pushes to
+        fanout.stop();
+    }
+    static CommitterOptions fast() {
+        CommitterOptions o;
+        o.durability = Durability::Sync;
+        o.commit_window_us = 0;
+        return o;
+    }
+    void start() {
+        std::string error;
+        REQUIRE_MESSAGE(committer->start(error), error);
+    }
+
+    void add_group(const std::string& id, std::vector<std::string> subscribers) {
+        store::ChannelRecord r;
+        r.id = id;
+        r.type = kGroupChannel;
+        r.subscribers = std::move(subscribers);
+        channels.put(Channel::from(std::move(r)));
+    }
+
+    // As im::Core::send does: encode into a Payload, a waiter, submit, wait.
+    Sent send(const Message& m, bool transient = false,
+              std::shared_ptr<const std::vector<std::string>> receivers = nullptr) {
+        CommitRequest request;
+        request.sender_device = 2;
+        request.message = net::Payload::allocate(encoded_size(m.view()));
+        REQUIRE(request.message);
+        encode(m.view(), request.message.writable_bytes());
+        const net::Payload shared = request.message;  // to read the id and seq it was given
+        request.transient = transient;
+        request.receivers = std::move(receivers);
+        auto waiter = std::make_shared<CommitWaiter>();
+        request.waiter = waiter;
+        REQUIRE(committer->submit(std::move(request)));
+        waiter->wait();
+        return {waiter->ok, waiter->error, waiter->value, encoded_id(shared.bytes()), encoded_seq(shared.bytes())};
+    }
+
+    Sent sync_ack(const std::string& uid, uint32_t seq) {
+        CommitRequest request;
+        request.kind = CommitRequest::Kind::CursorAdvance;
+        request.uid = uid;
+        request.cursor = seq;
+        auto waiter = std::make_shared<CommitWaiter>();
+        request.waiter = waiter;
+        REQUIRE(committer->submit(std::move(request)));
+        waiter->wait();
+        return {waiter->ok, waiter->error, waiter->value};
+    }
+};
+
+Message person(const std::string& from, const std::string& to, const std::string& payload,
+               const std::string& client_msg_no = "", uint8_t flags = 0) {
+    Message m;
+    m.header_flags = flags;
+    m.channel_type = kPersonChannel;
+    m.from_uid = from;
+    m.channel_id = to;
+    m.client_msg_no = client_msg_no;
+    m.payload = payload;
+    m.timestamp = 1700000000;
+    return m;
+}
+
+Message group(const std::string& from, const std::string& id, const std::string& payload,
+              const std::string& client_msg_no = "", uint8_t flags = 0) {
+    Message m = person(from, id, payload, client_msg_no, flags);
+    m.channel_type = kGroupChannel;
+    return m;
+}
+
+MessageView view_of(const FakeStore::Stored& s) {
+    auto v = decode(std::span<const uint8_t>(s.bytes));
+    REQUIRE(v);
+    return *v;
+}
+
+std::vector<uint32_t> seqs_of(const std::vector<FakeStore::Stored>& v) {
+    std::vector<uint32_t> out;
+    for (const auto& s : v) out.push_back(s.seq);
+    return out;
+}
+
+}  // namespace
+
+TEST_CASE("committer: seqs 1, 2, 3 per log; person messages under the fake channel id") {
+    FakeStore store;
+    Rig rig(store);
+    rig.start();
+    rig.add_group("g1", {"alice", "bob"});
+
+    const Sent a1 = rig.send(person("alice", "bob", "hi"));
+    const Sent b1 = rig.send(person("bob", "alice", "hello"));
+    const Sent g1 = rig.send(group("alice", "g1", "group 1"));
+    const Sent a2 = rig.send(person("alice", "bob", "again"));
+    const Sent c1 = rig.send(person("alice", "carol", "to carol"));
+    const Sent g2 = rig.send(group("bob", "g1", "group 2"));
+    for (const Sent* s : {&a1, &b1, &g1, &a2, &c1, &g2}) CHECK(s->ok);
+    CHECK(a1.seq == 1);
+    CHECK(b1.seq == 2);  // the same fake channel both ways
+    CHECK(a2.seq == 3);
+    CHECK(c1.seq == 1);
+    CHECK(g1.seq == 1);
+    CHECK(g2.seq == 2);
+
+    // Ids: fresh snowflakes of this node, increasing in commit order.
+    std::vector<int64_t> ids = {a1.id, b1.id, g1.id, a2.id, c1.id, g2.id};
+    for (size_t i = 1; i < ids.size(); ++i) CHECK(ids[i] > ids[i - 1]);
+    CHECK((a1.id >> 12 & 0x3ff) == 3);
+
+    const auto chat = store.log(kPersonChannel, "bob@alice");
+    REQUIRE(chat.size() == 3);
+    CHECK(seqs_of(chat) == std::vector<uint32_t>{1, 2, 3});
+    CHECK(view_of(chat[0]).payload == "hi");
+    CHECK(view_of(chat[1]).payload == "hello");
+    CHECK(view_of(chat[2]).payload == "again");
+    // The stored bytes carry their id and seq; the channel id stays as sent.
+    CHECK(view_of(chat[1]).message_seq == 2);
+    CHECK(view_of(chat[1]).message_id == b1.id);
+    CHECK(view_of(chat[1]).channel_id == "alice");
+    CHECK(view_of(chat[1]).from_uid == "bob");
+    CHECK(store.log(kPersonChannel, "bob").empty());
+    CHECK(store.log(kPersonChannel, "alice").empty());
+    CHECK(store.log(kPersonChannel, fake_channel_id("alice", "carol")).size() == 1);
+    const auto grp = store.log(kGroupChannel, "g1");
+    CHECK(seqs_of(grp) == std::vector<uint32_t>{1, 2});
+    CHECK(view_of(grp[1]).message_id == g2.id);
+
+    // The counters are written with the messages.
+    CHECK(store.channel_counter(kPersonChannel, "bob@alice") == 3);
+    CHECK(store.channel_counter(kGroupChannel, "g1") == 2);
+    CHECK(store.channel_counter(kPersonChannel, fake_channel_id("alice", "carol")) == 1);
+    CHECK(store.total_logged() == 6);
+    CHECK(store.total_queued() == 0);
+    CHECK(rig.block.messages_stored.get() == 6);
+    CHECK(store.sync_flags.size() >= 1);
+    CHECK(std::all_of(store.sync_flags.begin(), store.sync_flags.end(), [](bool b) { return b; }));
+}
+
+TEST_CASE("committer: an API message without from_uid goes to the recipient's own person log") {
+    FakeStore store;
+    Rig rig(store);
+    rig.start();
+    const Sent s = rig.send(person("", "bob", "system says"));
+    CHECK(s.ok);
+    CHECK(s.seq == 1);
+    CHECK(store.log(kPersonChannel, "bob").size() == 1);
+}
+
+TEST_CASE("committer: a new committer over the same store continues the seqs and ids") {
+    FakeStore store;
+    int64_t last_id = 0;
+    {
+        Rig rig(store);
+        rig.start();
+        rig.add_group("g", {"a"});
+        for (int i = 1; i <= 3; ++i) CHECK(rig.send(group("a", "g", "m")).seq == uint32_t(i));
+        const Sent p = rig.send(person("a", "b", "p"));
+        CHECK(p.seq == 1);
+        last_id = p.id;
+        // Push the stored max id into the future: the next run must stay above it.
+        std::lock_guard lock(store.mutex);
+        store.max_id = last_id + (int64_t(3600000) << 22);
+        last_id = store.max_id;
+    }
+    Rig again(store);
+    again.add_group("g", {"a"});
+    again.start();
+    const Sent g4 = again.send(group("a", "g", "m4"));
+    CHECK(g4.seq == 4);
+    CHECK(g4.id > last_id);
+    const Sent p2 = again.send(person("b", "a", "p2"));
+    CHECK(p2.seq == 2);
+    CHECK(seqs_of(store.log(kGroupChannel, "g")) == std::vector<uint32_t>{1, 2, 3, 4});
+    CHECK(store.channel_counter(kGroupChannel, "g") == 4);
+}
+
+TEST_CASE("committer: max_message_id is written with each batch") {
+    FakeStore store;
+    Rig rig(store);
+    rig.start();
+    rig.add_group("g", {"a"});
+    for (int i = 0; i < 5; ++i) {
+        const Sent s = rig.send(group("a", "g", "m"));
+        CHECK(s.ok);
+        CHECK(store.max_id_now() == s.id);
+    }
+    // A NoPersist message too (no log entry, but an id).
+    const Sent n = rig.send(group("a", "g", "np", "", 0x01));
+    CHECK(n.ok);
+    CHECK(store.max_id_now() == n.id);
+    std::lock_guard lock(store.mutex);
+    for (int64_t id : store.batch_max_ids) CHECK(id != 0);
+}
+
+TEST_CASE("committer: dedupe of (from_uid, client_msg_no) within the window") {
+    FakeStore store;
+    Rig rig(store);
+    rig.start();
+    rig.add_group("g", {"a", "b"});
+
+    const Sent first = rig.send(group("a", "g", "once", "cmn-1"));
+    const Sent resend = rig.send(group("a", "g", "once (resent)", "cmn-1"));
+    CHECK(first.ok);
+    CHECK(resend.ok);
+    CHECK(resend.id == first.id);
+    CHECK(resend.seq == first.seq);
+    CHECK(store.log(kGroupChannel, "g").size() == 1);
+    CHECK(rig.block.dedupe_hits.get() == 1);
+
+    // Another uid with the same client_msg_no, or another client_msg_no: stored.
+    const Sent other_uid = rig.send(group("b", "g", "b's", "cmn-1"));
+    const Sent other_no = rig.send(group("a", "g", "a's second", "cmn-2"));
+    CHECK(other_uid.seq == 2);
+    CHECK(other_no.seq == 3);
+    // No client_msg_no: never deduped.
+    CHECK(rig.send(group("a", "g", "x")).seq == 4);
+    CHECK(rig.send(group("a", "g", "x")).seq == 5);
+    CHECK(rig.block.dedupe_hits.get() == 1);
+    // The key is (uid, client_msg_no), not a concatenation.
+    CHECK(rig.send(group("ab", "g", "y", "c")).seq == 6);
+    CHECK(rig.send(group("a", "g", "y", "bc")).seq == 7);
+    // Dedupe hits also for person messages, whichever recipient the resend names.
+    const Sent p = rig.send(person("a", "b", "p", "cmn-p"));
+    const Sent p_again = rig.send(person("a", "b", "p", "cmn-p"));
+    CHECK(p_again.id == p.id);
+    CHECK(p_again.seq == p.seq);
+    CHECK(rig.block.dedupe_hits.get() == 2);
+    CHECK(store.total_logged() == 8);
+    // Written to the store's window for the next start.
+    std::lock_guard lock(store.mutex);
+    CHECK(store.dedupe.size() == 6);
+}
+
+TEST_CASE("committer: dedupe within one batch (a resend queued behind the first)") {
+    FakeStore store;
+    CommitterOptions o;
+    o.durability = Durability::Group;
+    o.commit_window_us = 200000;  // one batch gathers both
+    Rig rig(store, o);
+    rig.start();
+    rig.add_group("g", {"a"});
+    Sent results[2];
+    std::thread t1([&] { results[0] = rig.send(group("a", "g", "m", "dup")); });
+    std::thread t2([&] { results[1] = rig.send(group("a", "g", "m", "dup")); });
+    t1.join();
+    t2.join();
+    CHECK(results[0].ok);
+    CHECK(results[1].ok);
+    CHECK(results[0].id == results[1].id);
+    CHECK(results[0].seq == results[1].seq);
+    CHECK(store.log(kGroupChannel, "g").size() == 1);
+    CHECK(rig.block.dedupe_hits.get() == 1);
+}
+
+TEST_CASE("committer: after the dedupe window a resend is stored again") {
+    FakeStore store;
+    CommitterOptions o = Rig::fast();
+    o.dedupe_window_ms = 1;
+    Rig rig(store, o);
+    rig.start();
+    rig.add_group("g", {"a"});
+    const Sent first = rig.send(group("a", "g", "m", "late"));
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    const Sent later = rig.send(group("a", "g", "m", "late"));
+    CHECK(first.ok);
+    CHECK(later.ok);
+    CHECK(later.id != first.id);
+    CHECK(later.seq == 2);
+    CHECK(store.log(kGroupChannel, "g").size() == 2);
+    CHECK(rig.block.dedupe_hits.get() == 0);
+}
+
+TEST_CASE("committer: dedupe_window_ms 0 turns dedupe off (nothing remembered)") {
+    FakeStore store;
+    CommitterOptions o = Rig::fast();
+    o.dedupe_window_ms = 0;
+    Rig rig(store, o);
+    rig.start();
+    rig.add_group("g", {"a"});
+    CHECK(rig.send(group("a", "g", "m", "same")).seq == 1);
+    CHECK(rig.send(group("a", "g", "m", "same")).seq == 2);
+    CHECK(rig.block.dedupe_hits.get() == 0);
+    CHECK(rig.block.dedupe_entries.get() == 0);
+    std::lock_guard lock(store.mutex);
+    CHECK(store.dedupe.empty());
+}
+
+TEST_CASE("committer: the dedupe window is reloaded from the store at start") {
+    FakeStore store;
+    {
+        std::lock_guard lock(store.mutex);
+        store.dedupe.push_back({wall_ms() - 1000, "a", "old-cmn", 777, 42});
+        store.dedupe.push_back({wall_ms() - 10'000'000, "a", "expired-cmn", 778, 43});  // outside the window
+    }
+    int64_t first_id = 0;
+    {
+        Rig rig(store);
+        rig.start();
+        rig.add_group("g", {"a"});
+        const Sent s = rig.send(group("a", "g", "m", "old-cmn"));
+        CHECK(s.ok);
+        CHECK(s.id == 777);
+        CHECK(s.seq == 42);
+        CHECK(store.log(kGroupChannel, "g").empty());
+        CHECK(rig.block.dedupe_hits.get() == 1);
+        const Sent e = rig.send(group("a", "g", "m", "expired-cmn"));
+        CHECK(e.seq == 1);
+        CHECK(e.id != 778);
+        const Sent fresh = rig.send(group("a", "g", "m", "new-cmn"));
+        CHECK(fresh.seq == 2);
+        first_id = fresh.id;
+    }
+    // A restart remembers what the previous run stored.
+    Rig again(store);
+    again.start();
+    again.add_group("g", {"a"});
+    const Sent s = again.send(group("a", "g", "m", "new-cmn"));
+    CHECK(s.id == first_id);
+    CHECK(s.seq == 2);
+    CHECK(again.block.dedupe_hits.get() == 1);
+    CHECK(store.log(kGroupChannel, "g").size() == 2);
+}
+
+TEST_CASE("committer: start fails when the dedupe window cannot be loaded") {
+    FakeStore store;
+    store.fail_load_dedupe = true;
+    Rig rig(store);
+    std::string error;
+    CHECK_FALSE(rig.committer->start(error));
+    CHECK(error.find("load_dedupe failed") != std::string::npos);
+}
+
+TEST_CASE("committer: a store commit failure answers an error, stores nothing, and leaves no seq gap") {
+    FakeStore store;
+    Rig rig(store);
+    rig.start();
+    rig.add_group("g", {"a", "b"});
+    CHECK(rig.send(group("a", "g", "1")).seq == 1);
+
+    store.fail_commit = true;
+    const Sent failed = rig.send(group("a", "g", "2 (fails)", "cmn-f"));
+    CHECK_FALSE(failed.ok);
+    CHECK(failed.error.find("disk on fire") != std::string::npos);
+    const Sent failed_sync_once = rig.send(group("a", "g", "so (fails)", "", 0x04));
+    CHECK_FALSE(failed_sync_once.ok);
+    CHECK(store.log(kGroupChannel, "g").size() == 1);
+    CHECK(store.total_queued() == 0);
+    CHECK(store.channel_counter(kGroupChannel, "g") == 1);
+    CHECK(rig.block.commit_failures.get() >= 2);
+
+    store.fail_commit = false;
+    const Sent next = rig.send(group("a", "g", "2"));
+    CHECK(next.ok);
+    CHECK(next.seq == 2);  // the seq the failed one would have had
+    // The failed message's dedupe entry went with it: its resend is stored.
+    const Sent retry = rig.send(group("a", "g", "2 (retry)", "cmn-f"));
+    CHECK(retry.ok);
+    CHECK(retry.seq == 3);
+    CHECK(rig.block.dedupe_hits.get() == 0);
+    // And the queue seqs of the failed SyncOnce copies are handed out again.
+    const Sent so = rig.send(group("a", "g", "so", "", 0x04));
+    CHECK(so.ok);
+    CHECK(seqs_of(store.queue("a")) == std::vector<uint32_t>{1});
+    CHECK(seqs_of(store.queue("b")) == std::vector<uint32_t>{1});
+    CHECK(seqs_of(store.log(kGroupChannel, "g")) == std::vector<uint32_t>{1, 2, 3});
+    CHECK(store.channel_counter(kGroupChannel, "g") == 3);
+}
+
+TEST_CASE("committer: a failed seq read fails the message and stores nothing of its batch") {
+    FakeStore store;
+    Rig rig(store);
+    rig.start();
+    rig.add_group("g", {"a", "b"});
+    store.fail_channel_seq = true;
+    const Sent failed = rig.send(group("a", "g", "x"));
+    CHECK_FALSE(failed.ok);
+    CHECK_FALSE(failed.error.empty());
+    CHECK(store.total_logged() == 0);
+    store.fail_channel_seq = false;
+    CHECK(rig.send(group("a", "g", "y")).seq == 1);
+
+    // A SyncOnce copy whose queue seq cannot be read.
+    store.fail_queue_seq = true;
+    CHECK_FALSE(rig.send(group("a", "g", "z", "", 0x04)).ok);
+    CHECK(store.total_queued() == 0);
+    store.fail_queue_seq = false;
+    CHECK(rig.send(group("a", "g", "z", "", 0x04)).ok);
+    CHECK(seqs_of(store.queue("a")) == std::vector<uint32_t>{1});
+}
+
+TEST_CASE("committer: SyncOnce group message: one queue copy per subscriber with its own queue seq") {
+    FakeStore store;
+    {
+        std::lock_guard lock(store.mutex);
+        store.queue_seqs["c"] = 10;  // c's queue has history
+    }
+    Rig rig(store);
+    rig.start();
+    rig.add_group("g", {"a", "b", "c"});
+
+    const Sent s1 = rig.send(group("a", "g", "so-1", "", 0x04 | 0x02));
+    CHECK(s1.ok);
+    CHECK(s1.seq == 0);  // not in the channel log
+    CHECK(store.log(kGroupChannel, "g").empty());
+    CHECK(store.channel_counter(kGroupChannel, "g") == 0);
+    const Sent s2 = rig.send(group("b", "g", "so-2", "", 0x04 | 0x02));
+    CHECK(s2.ok);
+
+    const auto qa = store.queue("a"), qb = store.queue("b"), qc = store.queue("c");
+    CHECK(seqs_of(qa) == std::vector<uint32_t>{1, 2});
+    CHECK(seqs_of(qb) == std::vector<uint32_t>{1, 2});
+    CHECK(seqs_of(qc) == std::vector<uint32_t>{11, 12});
+    CHECK(store.counter(store.queue_seqs, "a") == 2);
+    CHECK(store.counter(store.queue_seqs, "c") == 12);
+    CHECK(store.total_queued() == 6);
+    CHECK(rig.block.queue_copies_stored.get() == 6);
+
+    // Each copy: the message's id, the user's queue seq, the group's id, and
+    // no red dot for the sender's own copy.
+    const MessageView a1 = view_of(qa[0]), b1 = view_of(qb[0]), c1 = view_of(qc[0]);
+    for (const MessageView* v : {&a1, &b1, &c1}) {
+        CHECK(v->message_id == s1.id);
+        CHECK(v->channel_id == "g");
+        CHECK(v->channel_type == kGroupChannel);
+        CHECK(v->payload == "so-1");
+        CHECK(v->sync_once());
+        CHECK(v->from_uid == "a");
+    }
+    CHECK(a1.message_seq == 1);
+    CHECK(c1.message_seq == 11);
+    CHECK_FALSE(a1.red_dot());  // the sender's copy
+    CHECK(b1.red_dot());
+    CHECK(c1.red_dot());
+    CHECK_FALSE(view_of(qb[1]).red_dot());  // b sent the second
+    CHECK(view_of(qa[1]).red_dot());
+}
+
+TEST_CASE("committer: SyncOnce person message: each user's copy names the peer (S7)") {
+    FakeStore store;
+    Rig rig(store);
+    rig.start();
+    const Sent s = rig.send(person("alice", "bob", "so", "", 0x04 | 0x02));
+    CHECK(s.ok);
+    CHECK(s.seq == 0);
+    CHECK(store.total_logged() == 0);
+    const auto qa = store.queue("alice"), qb = store.queue("bob");
+    REQUIRE(qa.size() == 1);
+    REQUIRE(qb.size() == 1);
+    const MessageView a = view_of(qa[0]), b = view_of(qb[0]);
+    CHECK(a.channel_id == "bob");    // the sender's copy: the recipient
+    CHECK(b.channel_id == "alice");  // the recipient's copy: the sender
+    CHECK(a.channel_type == kPersonChannel);
+    CHECK(a.from_uid == "alice");
+    CHECK(b.from_uid == "alice");
+    CHECK_FALSE(a.red_dot());
+    CHECK(b.red_dot());
+    CHECK(a.message_id == s.id);
+    CHECK(b.message_id == s.id);
+
+    // Self-chat: one copy.
+    CHECK(rig.send(person("carol", "carol", "me", "", 0x04)).ok);
+    CHECK(store.queue("carol").size() == 1);
+    // An explicit receiver list decides who gets a copy.
+    auto receivers = std::make_shared<const std::vector<std::string>>(std::vector<std::string>{"x", "y"});
+    CHECK(rig.send(group("sys", "g-none", "to x and y", "", 0x04), false, receivers).ok);
+    CHECK(store.queue("x").size() == 1);
+    CHECK(store.queue("y").size() == 1);
+    CHECK(store.queue("sys").empty());
+}
+
+TEST_CASE("committer: SyncOnce person copies name the channel as the RECV does (§8 step 3, S7)") {
+    // An API person message with an explicit receiver list: the recipient's
+    // copy names the sender; everyone else's (the sender, a third uid) the
+    // recipient, as the fan-out's RECV does (kRewriteChannel only for
+    // uid == channel_id).
+    FakeStore store;
+    Rig rig(store);
+    rig.start();
+    auto receivers =
+        std::make_shared<const std::vector<std::string>>(std::vector<std::string>{"bob", "carol", "alice"});
+    CHECK(rig.send(person("alice", "bob", "so", "", 0x04), false, receivers).ok);
+    const auto qa = store.queue("alice"), qb = store.queue("bob"), qc = store.queue("carol");
+    REQUIRE(qa.size() == 1);
+    REQUIRE(qb.size() == 1);
+    REQUIRE(qc.size() == 1);
+    CHECK(view_of(qb[0]).channel_id == "alice");
+    CHECK(view_of(qa[0]).channel_id == "bob");
+    CHECK(view_of(qc[0]).channel_id == "bob");
+}
+
+TEST_CASE("committer: dedupe_max forgets the oldest remembered pair") {
+    FakeStore store;
+    CommitterOptions o = Rig::fast();
+    o.dedupe_max = 2;
+    Rig rig(store, o);
+    rig.start();
+    rig.add_group("g", {"a"});
+    const Sent a1 = rig.send(group("a", "g", "m", "k1"));
+    const Sent a2 = rig.send(group("a", "g", "m", "k2"));
+    const Sent a3 = rig.send(group("a", "g", "m", "k3"));  // k1 forgotten
+    CHECK(rig.block.dedupe_evicted.get() == 1);
+    CHECK(rig.send(group("a", "g", "m", "k3")).id == a3.id);
+    CHECK(rig.send(group("a", "g", "m", "k2")).id == a2.id);
+    const Sent again = rig.send(group("a", "g", "m", "k1"));
+    CHECK(again.id != a1.id);
+    CHECK(again.seq == 4);
+    CHECK(rig.block.dedupe_hits.get() == 2);
+}
+
+TEST_CASE("committer: dedupe_max eviction after a failed commit still forgets the oldest pair") {
+    // A failed batch forgets its pairs; when one of them is sent again later
+    // it is newer than the pairs stored in between, so those go first.
+    FakeStore store;
+    CommitterOptions o = Rig::fast();
+    o.dedupe_max = 2;
+    Rig rig(store, o);
+    rig.start();
+    rig.add_group("g", {"a"});
+    store.fail_commit = true;
+    CHECK_FALSE(rig.send(group("a", "g", "m", "K")).ok);
+    store.fail_commit = false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    const Sent l = rig.send(group("a", "g", "m", "L"));
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    const Sent k = rig.send(group("a", "g", "m", "K"));
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    const Sent m = rig.send(group("a", "g", "m", "M"));  // full: L (the oldest) is forgotten
+    CHECK(l.ok);
+    CHECK(k.ok);
+    CHECK(m.ok);
+    const Sent k_again = rig.send(group("a", "g", "m", "K"));
+    CHECK(k_again.id == k.id);  // still remembered
+    CHECK(k_again.seq == k.seq);
+    CHECK(store.log(kGroupChannel, "g").size() == 3);
+}
+
+TEST_CASE("committer: NoPersist is not stored and has seq 0") {
+    FakeStore store;
+    Rig rig(store);
+    rig.start();
+    rig.add_group("g", {"a", "b"});
+    const Sent np = rig.send(group("a", "g", "np", "", 0x01));
+    CHECK(np.ok);
+    CHECK(np.seq == 0);
+    CHECK(np.id != 0);
+    const Sent np_person = rig.send(person("a", "b", "np", "", 0x01));
+    CHECK(np_person.ok);
+    CHECK(np_person.seq == 0);
+    // NoPersist with SyncOnce: no queue copies either.
+    CHECK(rig.send(group("a", "g", "np+so", "", 0x01 | 0x04)).ok);
+    CHECK(store.total_logged() == 0);
+    CHECK(store.total_queued() == 0);
+    CHECK(store.channel_counter(kGroupChannel, "g") == 0);
+    // The next persisted message starts at 1.
+    CHECK(rig.send(group("a", "g", "p")).seq == 1);
+}
+
+TEST_CASE("committer: transient requests (temporary channels) are not stored") {
+    FakeStore store;
+    Rig rig(store);
+    rig.start();
+    auto receivers = std::make_shared<const std::vector<std::string>>(std::vector<std::string>{"a", "b"});
+    const Sent t = rig.send(group("", "abc@tmp", "tmp", ""), true, receivers);
+    CHECK(t.ok);
+    CHECK(t.seq == 0);
+    CHECK(t.id != 0);
+    CHECK(store.total_logged() == 0);
+    CHECK(store.channel_counter(kGroupChannel, "abc@tmp") == 0);
+    // The same channel, persisted: the counter was not consumed by the transient one.
+    CHECK(rig.send(group("", "abc@tmp", "kept"), false, receivers).seq == 1);
+}
+
+TEST_CASE("committer: cursor = max(cursor, min(v, last queue seq)), never backwards") {
+    FakeStore store;
+    Rig rig(store);
+    rig.start();
+    rig.add_group("g", {"a", "b"});
+    for (int i = 0; i < 3; ++i) CHECK(rig.send(group("b", "g", "so", "", 0x04)).ok);
+    CHECK(store.counter(store.queue_seqs, "a") == 3);
+
+    Sent r = rig.sync_ack("a", 2);
+    CHECK(r.ok);
+    CHECK(r.value == 2);
+    CHECK(store.counter(store.cursors, "a") == 2);
+    r = rig.sync_ack("a", 100);  // past the last queue seq: clamped
+    CHECK(r.ok);
+    CHECK(r.value == 3);
+    CHECK(store.counter(store.cursors, "a") == 3);
+    r = rig.sync_ack("a", 1);  // backwards: stays
+    CHECK(r.ok);
+    CHECK(r.value == 3);
+    CHECK(store.counter(store.cursors, "a") == 3);
+    // A user without a queue stays at 0.
+    r = rig.sync_ack("nobody", 5);
+    CHECK(r.ok);
+    CHECK(r.value == 0);
+    CHECK(store.counter(store.cursors, "nobody") == 0);
+    // More copies later: the cursor can advance to them.
+    CHECK(rig.send(group("b", "g", "so", "", 0x04)).ok);
+    r = rig.sync_ack("a", 100);
+    CHECK(r.value == 4);
+    CHECK(store.counter(store.cursors, "a") == 4);
+    // b's cursor is its own.
+    CHECK(rig.sync_ack("b", 2).value == 2);
+    CHECK(store.counter(store.cursors, "a") == 4);
+    CHECK(store.counter(store.cursors, "b") == 2);
+}
+
+TEST_CASE("committer: the cursor continues from the store after a restart") {
+    FakeStore store;
+    {
+        std::lock_guard lock(store.mutex);
+        store.queue_seqs["u"] = 10;
+        store.cursors["u"] = 7;
+    }
+    Rig rig(store);
+    rig.start();
+    CHECK(rig.sync_ack("u", 3).value == 7);
+    CHECK(store.counter(store.cursors, "u") == 7);
+    CHECK(rig.sync_ack("u", 9).value == 9);
+    CHECK(store.counter(store.cursors, "u") == 9);
+}
+
+TEST_CASE("committer: 4 threads into one channel: seqs gapless, stored order == seq order") {
+    FakeStore store;
+    CommitterOptions o;
+    o.durability = Durability::Group;
+    o.commit_window_us = 200;
+    o.max_batch = 64;
+    Rig rig(store, o);
+    rig.start();
+    rig.add_group("busy", {"t0", "t1", "t2", "t3"});
+    constexpr int kThreads = 4, kPer = 1500;
+    std::vector<std::vector<Sent>> results(kThreads);
+    std::vector<std::thread> threads;
+    for (int t = 0; t < kThreads; ++t)
+        threads.emplace_back([&, t] {
+            for (int i = 0; i < kPer; ++i) {
+                // Every other message of thread 0 is a person message (another log).
+                if (t == 0 && i % 2)
+                    results[t].push_back(rig.send(person("t0", "t1", std::to_string(i))));
+                else
+                    results[t].push_back(
+                        rig.send(group("t" + std::to_string(t), "busy", std::to_string(i), "c" + std::to_string(i))));
+            }
+        });
+    for (auto& th : threads) th.join();
+
+    const size_t person_count = kPer / 2, group_count = kThreads * kPer - person_count;
+    const auto busy = store.log(kGroupChannel, "busy");
+    REQUIRE(busy.size() == group_count);
+    bool in_order = true;
+    for (size_t i = 0; i < busy.size(); ++i) {
+        in_order &= busy[i].seq == i + 1;
+        in_order &= view_of(busy[i]).message_seq == i + 1;
+        if (i) in_order &= view_of(busy[i]).message_id > view_of(busy[i - 1]).message_id;
+    }
+    CHECK(in_order);
+    const auto chat = store.log(kPersonChannel, fake_channel_id("t0", "t1"));
+    REQUIRE(chat.size() == person_count);
+    for (size_t i = 0; i < chat.size(); ++i) CHECK(chat[i].seq == i + 1);
+    CHECK(store.channel_counter(kGroupChannel, "busy") == group_count);
+
+    // Each thread saw its own messages' seqs increase, and all of them are distinct.
+    std::set<uint32_t> seen;
+    for (int t = 0; t < kThreads; ++t) {
+        uint32_t last = 0;
+        for (size_t i = 0; i < results[t].size(); ++i) {
+            const Sent& s = results[t][i];
+            CHECK(s.ok);
+            if (t == 0 && i % 2) continue;
+            CHECK(s.seq > last);
+            last = s.seq;
+            CHECK(seen.insert(s.seq).second);
+        }
+    }
+    CHECK(seen.size() == group_count);
+    // Batches formed (group commit), and each wrote its largest id.
+    std::lock_guard lock(store.mutex);
+    CHECK(store.commits < size_t(kThreads) * kPer);
+    for (int64_t id : store.batch_max_ids) CHECK(id != 0);
+    CHECK(store.max_id == std::max(view_of(busy.back()).message_id, view_of(chat.back()).message_id));
+}
+
+TEST_CASE("committer: stored and NoPersist messages go to the fan-out; resends and failures do not") {
+    FakeStore store;
+    Rig rig(store);
+    rig.start();
+    rig.add_group("g", {"a", "b"});
+    CHECK(rig.send(group("a", "g", "1", "k1")).ok);
+    CHECK(rig.send(group("a", "g", "1 again", "k1")).ok);  // a resend: answered, not delivered again
+    CHECK(rig.send(group("a", "g", "np", "", 0x01)).ok);    // NoPersist: delivered
+    CHECK(rig.send(group("a", "g", "so", "", 0x04)).ok);    // SyncOnce: delivered
+    store.fail_commit = true;
+    CHECK_FALSE(rig.send(group("a", "g", "lost")).ok);      // failed: not delivered
+    store.fail_commit = false;
+    CHECK(rig.sync_ack("a", 1).ok);                          // not a message
+    CHECK(rig.send(person("a", "b", "p")).ok);
+    // The fan-out thread runs on its own: wait for it, then make sure no more come.
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (rig.block.fanout_messages.get() < 4 && std::chrono::steady_clock::now() < deadline)
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    CHECK(rig.block.fanout_messages.get() == 4);
+    // Nobody is online (no directory entries): b of each group message and b of the chat.
+    CHECK(rig.block.offline_receivers.get() == 4);
+}
+
+TEST_CASE("committer: stop commits what is queued; submit after stop is refused") {
+    FakeStore store;
+    Rig rig(store);
+    rig.start();
+    rig.add_group("g", {"a"});
+    std::vector<std::shared_ptr<CommitWaiter>> waiters;
+    for (int i = 0; i < 100; ++i) {
+        Message m = group("a", "g", "m");
+        CommitRequest r;
+        r.message = net::Payload::allocate(encoded_size(m.view()));
+        encode(m.view(), r.message.writable_bytes());
+        r.waiter = std::make_shared<CommitWaiter>();
+        waiters.push_back(r.waiter);
+        REQUIRE(rig.committer->submit(std::move(r)));
+    }
+    rig.committer->stop();
+    for (auto& w : waiters) {
+        CHECK(w->done);
+        CHECK(w->ok);
+    }
+    CHECK(store.log(kGroupChannel, "g").size() == 100);
+    CommitRequest late;
+    late.kind = CommitRequest::Kind::CursorAdvance;
+    late.uid = "a";
+    CHECK_FALSE(rig.committer->submit(std::move(late)));
+    CHECK(rig.block.commit_refused.get() == 1);
+}

@@ -1,0 +1,915 @@
+// The HTTP API (SERVER.md §16.0-16.3): Api::handle against a fake im::Service
+// (every endpoint, its Service call and its JSON; malformed input; auth),
+// the messagesync window, base64, the http_parser-based RequestParser, and
+// http::Server on a real worker ring with a real blocking pool.
+#include <doctest/doctest.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <memory>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "limaoim/http/api.h"
+#include "limaoim/http/server.h"
+#include "limaoim/net/blocking_pool.h"
+#include "limaoim/net/worker.h"
+#include "ports.h"
+
+using namespace limaoim;
+using http::Api;
+using http::Request;
+using http::Response;
+using nlohmann::json;
+
+namespace {
+
+std::string join(const std::vector<std::string>& items) {
+    std::string out = "[";
+    for (size_t i = 0; i < items.size(); ++i) out += (i ? "," : "") + items[i];
+    return out + "]";
+}
+
+// Records every call as one line; answers with `outcome` (or throws when
+// `throw_message` is set). Thread-safe: the Server test calls it from the pool.
+struct FakeService final : im::Service {
+    std::mutex mutex;
+    std::vector<std::string> calls;
+    im::Outcome outcome;
+    std::string throw_message;
+    std::vector<std::string> online;
+    std::vector<im::Message> messages;  // what sync and channel_messages return (up to the limit)
+    im::ApiSend last_send;
+
+    im::Outcome record(std::string call) {
+        std::lock_guard lock(mutex);
+        calls.push_back(std::move(call));
+        if (!throw_message.empty()) throw std::runtime_error(throw_message);
+        return outcome;
+    }
+    std::string last() {
+        std::lock_guard lock(mutex);
+        return calls.empty() ? "" : calls.back();
+    }
+    size_t count() {
+        std::lock_guard lock(mutex);
+        return calls.size();
+    }
+    void take(uint32_t limit, std::vector<im::Message>& out) {
+        for (const im::Message& m : messages)
+            if (out.size() < limit) out.push_back(m);
+    }
+
+    im::Outcome set_token(std::string_view uid, std::string_view token, uint8_t device_flag,
+                          uint8_t device_level) override {
+        return record("set_token " + std::string(uid) + " " + std::string(token) + " " + std::to_string(device_flag) +
+                      " " + std::to_string(device_level));
+    }
+    std::vector<std::string> online_uids(const std::vector<std::string>& uids) override {
+        record("online_uids " + join(uids));
+        return online;
+    }
+    im::Outcome add_system_uids(const std::vector<std::string>& uids) override {
+        return record("add_system_uids " + join(uids));
+    }
+    im::Outcome remove_system_uids(const std::vector<std::string>& uids) override {
+        return record("remove_system_uids " + join(uids));
+    }
+    im::Outcome put_channel(std::string_view id, uint8_t type, std::string_view parent,
+                            const std::vector<std::string>& subscribers) override {
+        return record("put_channel " + std::string(id) + " " + std::to_string(type) + " " + std::string(parent) + " " +
+                      join(subscribers));
+    }
+    im::Outcome add_subscribers(std::string_view id, uint8_t type, const std::vector<std::string>& uids,
+                                bool reset) override {
+        return record("add_subscribers " + std::string(id) + " " + std::to_string(type) + " " + join(uids) +
+                      (reset ? " reset" : ""));
+    }
+    im::Outcome remove_subscribers(std::string_view id, uint8_t type, const std::vector<std::string>& uids) override {
+        return record("remove_subscribers " + std::string(id) + " " + std::to_string(type) + " " + join(uids));
+    }
+    im::Outcome delete_channel(std::string_view id, uint8_t type) override {
+        return record("delete_channel " + std::string(id) + " " + std::to_string(type));
+    }
+    im::Outcome edit_list(std::string_view id, uint8_t type, im::ListKind list, im::ListEdit edit,
+                          const std::vector<std::string>& uids) override {
+        const char* kinds[] = {"deny", "allow"};
+        const char* edits[] = {"add", "set", "remove"};
+        return record("edit_list " + std::string(id) + " " + std::to_string(type) + " " + kinds[int(list)] + " " +
+                      edits[int(edit)] + " " + join(uids));
+    }
+    im::Outcome send(const im::ApiSend& message) override {
+        last_send = message;
+        return record("send");
+    }
+    im::Outcome sync(std::string_view uid, uint32_t after_seq, uint32_t limit, std::vector<im::Message>& out) override {
+        im::Outcome o = record("sync " + std::string(uid) + " " + std::to_string(after_seq) + " " + std::to_string(limit));
+        if (o) take(limit, out);
+        return o;
+    }
+    im::Outcome sync_ack(std::string_view uid, uint32_t seq) override {
+        return record("sync_ack " + std::string(uid) + " " + std::to_string(seq));
+    }
+    im::Outcome channel_messages(std::string_view login_uid, std::string_view channel_id, uint8_t type,
+                                 uint32_t from_seq, uint32_t to_seq, uint32_t limit,
+                                 std::vector<im::Message>& out) override {
+        im::Outcome o = record("channel_messages " + std::string(login_uid) + " " + std::string(channel_id) + " " +
+                               std::to_string(type) + " " + std::to_string(from_seq) + " " + std::to_string(to_seq) +
+                               " " + std::to_string(limit));
+        if (o) take(limit, out);
+        return o;
+    }
+};
+
+Response call(const Api& api, std::string method, std::string path, std::string body, std::string auth = "") {
+    Request request;
+    request.method = std::move(method);
+    request.path = std::move(path);
+    request.body = std::move(body);
+    request.authorization = std::move(auth);
+    return api.handle(request);
+}
+
+Response post(const Api& api, std::string path, std::string body) {
+    return call(api, "POST", std::move(path), std::move(body));
+}
+
+const std::string kOk = R"({"status":200})";
+
+// A 400 whose message mentions `words`, with no Service call.
+void check_refused(FakeService& service, const Api& api, const std::string& path, const std::string& body,
+                   const std::string& words) {
+    CAPTURE(path);
+    CAPTURE(body);
+    const size_t before = service.count();
+    const Response r = post(api, path, body);
+    CHECK(r.status == 400);
+    const json parsed = json::parse(r.body);
+    CHECK(parsed["status"] == 400);
+    CHECK(parsed["msg"].get<std::string>().find(words) != std::string::npos);
+    CHECK(r.body.rfind(R"({"msg":)", 0) == 0);  // "msg" first, then "status"
+    CHECK(service.count() == before);
+}
+
+im::Message sample_message() {
+    im::Message m;
+    m.header_flags = 0x02;
+    m.setting = 0;
+    m.channel_type = 1;
+    m.message_id = 1724551110972149765;
+    m.message_seq = 42;
+    m.timestamp = 1700000000;
+    m.client_msg_no = "9f1c";
+    m.from_uid = "alice";
+    m.channel_id = "bob";
+    m.payload = R"({"type":1})";
+    return m;
+}
+
+const std::string kSampleResp =
+    R"({"header":{"no_persist":0,"red_dot":1,"sync_once":0},"setting":0,)"
+    R"("message_id":1724551110972149765,"message_idstr":"1724551110972149765",)"
+    R"("client_msg_no":"9f1c","message_seq":42,"from_uid":"alice","channel_id":"bob","channel_type":1,)"
+    R"("timestamp":1700000000,"payload":"eyJ0eXBlIjoxfQ=="})";
+
+}  // namespace
+
+// ---- routing, auth, conventions ----
+
+TEST_CASE("Api: GET /health; unknown path 404; wrong method 405 with Allow") {
+    FakeService service;
+    Api api(service);
+    Response r = call(api, "GET", "/health", "");
+    CHECK(r.status == 200);
+    CHECK(r.body == kOk);
+    r = call(api, "POST", "/nope", "{}");
+    CHECK(r.status == 404);
+    CHECK(r.body == R"({"msg":"not found","status":404})");
+    r = call(api, "GET", "/user/token", "");
+    CHECK(r.status == 405);
+    CHECK(json::parse(r.body)["status"] == 405);
+    CHECK(std::string(r.allow) == "POST");
+    r = call(api, "POST", "/health", "");
+    CHECK(r.status == 405);
+    CHECK(std::string(r.allow) == "GET");
+    CHECK(service.count() == 0);
+}
+
+TEST_CASE("Api: a bearer secret is required on every request when configured") {
+    FakeService service;
+    Api api(service, "s3cret");
+    CHECK(call(api, "GET", "/health", "").status == 401);
+    CHECK(call(api, "GET", "/health", "", "Bearer wrong!").status == 401);
+    CHECK(call(api, "GET", "/health", "", "Bearer s3cre").status == 401);
+    CHECK(call(api, "GET", "/health", "", "Basic s3cret").status == 401);
+    CHECK(call(api, "GET", "/health", "", "s3cret").status == 401);
+    CHECK(call(api, "POST", "/nope", "", "").status == 401);  // paths are not disclosed either
+    const Response refused = call(api, "POST", "/user/token", R"({"uid":"a","token":"t"})", "Bearer x");
+    CHECK(refused.status == 401);
+    CHECK(refused.body == R"({"msg":"unauthorized","status":401})");
+    CHECK(service.count() == 0);
+    CHECK(call(api, "GET", "/health", "", "Bearer s3cret").status == 200);
+    CHECK(call(api, "GET", "/health", "", "bearer  s3cret ").status == 200);
+    CHECK(call(api, "POST", "/user/token", R"({"uid":"a","token":"t"})", "Bearer s3cret").status == 200);
+    CHECK(service.count() == 1);
+    Api open(service);
+    CHECK(open.authorized(""));
+    CHECK(open.authorized("Bearer anything"));
+}
+
+TEST_CASE("Api: malformed JSON and bodies of the wrong shape are 400s, never exceptions") {
+    FakeService service;
+    Api api(service);
+    check_refused(service, api, "/user/token", "", "malformed JSON");
+    check_refused(service, api, "/user/token", "{", "malformed JSON");
+    check_refused(service, api, "/user/token", R"({"uid":"a",})", "malformed JSON");
+    check_refused(service, api, "/user/token", "\xff\xfe", "malformed JSON");
+    check_refused(service, api, "/user/token", R"(["uid"])", "JSON object");
+    check_refused(service, api, "/message/sync", "42", "JSON object");
+    check_refused(service, api, "/user/onlinestatus", R"({"uids":["a"]})", "JSON array");
+    // Deep nesting does not overflow a stack.
+    check_refused(service, api, "/user/token", std::string(100000, '['), "malformed JSON");
+    check_refused(service, api, "/user/token", std::string(100000, '[') + std::string(100000, ']'), "JSON object");
+}
+
+TEST_CASE("Api: the core's outcomes map to 400 and 500; an exception from it to 500") {
+    FakeService service;
+    Api api(service);
+    service.outcome = im::Outcome::bad_request("uid contains @");
+    Response r = post(api, "/user/token", R"({"uid":"a@b","token":"t"})");
+    CHECK(r.status == 400);
+    CHECK(r.body == R"({"msg":"uid contains @","status":400})");
+    service.outcome = im::Outcome::unavailable("store failed");
+    r = post(api, "/channel/delete", R"({"channel_id":"g1","channel_type":2})");
+    CHECK(r.status == 500);
+    CHECK(r.body == R"({"msg":"store failed","status":500})");
+    r = post(api, "/message/sync", R"({"uid":"a","limit":5})");
+    CHECK(r.status == 500);
+    r = post(api, "/channel/messagesync", R"({"channel_id":"g1","channel_type":2,"limit":5})");
+    CHECK(r.status == 500);
+    service.outcome = im::Outcome::ok();
+    service.throw_message = "boom";
+    r = post(api, "/systemuids_add", R"({"uids":["s"]})");
+    CHECK(r.status == 500);
+    CHECK(json::parse(r.body)["msg"] == "boom");
+}
+
+// ---- §16.1 users ----
+
+TEST_CASE("Api: POST /user/token") {
+    FakeService service;
+    Api api(service);
+    Response r = post(api, "/user/token", R"({"uid":"alice","token":"tk","device_flag":1,"device_level":1})");
+    CHECK(r.status == 200);
+    CHECK(r.body == kOk);
+    CHECK(service.last() == "set_token alice tk 1 1");
+    CHECK(post(api, "/user/token", R"({"uid":"bob","token":"tk","device_flag":null})").status == 200);
+    CHECK(service.last() == "set_token bob tk 0 0");
+    check_refused(service, api, "/user/token", R"({"token":"tk"})", "uid is required");
+    check_refused(service, api, "/user/token", R"({"uid":"","token":"tk"})", "uid is required");
+    check_refused(service, api, "/user/token", R"({"uid":"  ","token":"tk"})", "uid is required");
+    check_refused(service, api, "/user/token", R"({"uid":"alice"})", "token is required");
+    check_refused(service, api, "/user/token", R"({"uid":42,"token":"tk"})", "uid must be a string");
+    check_refused(service, api, "/user/token", R"({"uid":"a","token":["tk"]})", "token must be a string");
+    check_refused(service, api, "/user/token", R"({"uid":"a","token":"t","device_flag":"1"})", "device_flag must be an integer");
+    check_refused(service, api, "/user/token", R"({"uid":"a","token":"t","device_flag":1.5})", "device_flag must be an integer");
+    check_refused(service, api, "/user/token", R"({"uid":"a","token":"t","device_flag":true})", "device_flag must be an integer");
+    check_refused(service, api, "/user/token", R"({"uid":"a","token":"t","device_flag":256})", "device_flag is out of range");
+    check_refused(service, api, "/user/token", R"({"uid":"a","token":"t","device_level":-1})", "device_level is out of range");
+    check_refused(service, api, "/user/token", R"({"uid":"a","token":"t","device_level":18446744073709551615})",
+                  "device_level is out of range");
+}
+
+TEST_CASE("Api: POST /user/onlinestatus takes and returns a bare array") {
+    FakeService service;
+    Api api(service);
+    service.online = {"b"};
+    Response r = post(api, "/user/onlinestatus", R"(["a","b","c"])");
+    CHECK(r.status == 200);
+    CHECK(r.body == R"(["b"])");
+    CHECK(service.last() == "online_uids [a,b,c]");
+    service.online = {};
+    r = post(api, "/user/onlinestatus", "[]");
+    CHECK(r.body == "[]");
+    check_refused(service, api, "/user/onlinestatus", R"(["a",1])", "array of strings");
+}
+
+TEST_CASE("Api: POST /systemuids_add and /systemuids_remove") {
+    FakeService service;
+    Api api(service);
+    CHECK(post(api, "/systemuids_add", R"({"uids":["s1","s2"]})").body == kOk);
+    CHECK(service.last() == "add_system_uids [s1,s2]");
+    CHECK(post(api, "/systemuids_remove", R"({"uids":["s1"]})").body == kOk);
+    CHECK(service.last() == "remove_system_uids [s1]");
+    check_refused(service, api, "/systemuids_add", R"({"uids":"s1"})", "uids must be an array of strings");
+    check_refused(service, api, "/systemuids_remove", R"({"uids":[1]})", "uids must be an array of strings");
+}
+
+// ---- §16.3 channels ----
+
+TEST_CASE("Api: POST /channel") {
+    FakeService service;
+    Api api(service);
+    CHECK(post(api, "/channel", R"({"channel_id":"g1","channel_type":2,"bind":"p","forbidden":0,"subscribers":["a","b"]})")
+              .body == kOk);
+    CHECK(service.last() == "put_channel g1 2 p [a,b]");
+    CHECK(post(api, "/channel", R"({"channel_id":"g2","channel_type":3})").status == 200);
+    CHECK(service.last() == "put_channel g2 3  []");
+    check_refused(service, api, "/channel", R"({"channel_type":2})", "channel_id is required");
+    check_refused(service, api, "/channel", R"({"channel_id":"g1"})", "channel_type must not be 0");
+    check_refused(service, api, "/channel", R"({"channel_id":"g1","channel_type":1})", "person channels");
+    check_refused(service, api, "/channel", R"({"channel_id":"g1","channel_type":2,"bind":1})", "bind must be a string");
+    check_refused(service, api, "/channel", R"({"channel_id":"g1","channel_type":2,"forbidden":"no"})", "forbidden");
+}
+
+TEST_CASE("Api: POST /channel/subscriber_add: type 0 means group, reset only when 1") {
+    FakeService service;
+    Api api(service);
+    CHECK(post(api, "/channel/subscriber_add", R"({"channel_id":"g1","channel_type":0,"subscribers":["c"]})").body == kOk);
+    CHECK(service.last() == "add_subscribers g1 2 [c]");
+    CHECK(post(api, "/channel/subscriber_add", R"({"channel_id":"g1","channel_type":5,"reset":1,"subscribers":["c","d"]})")
+              .status == 200);
+    CHECK(service.last() == "add_subscribers g1 5 [c,d] reset");
+    CHECK(post(api, "/channel/subscriber_add", R"({"channel_id":"g1","reset":2,"subscribers":["c"]})").status == 200);
+    CHECK(service.last() == "add_subscribers g1 2 [c]");
+    check_refused(service, api, "/channel/subscriber_add", R"({"channel_id":"g1","subscribers":[]})", "subscribers must not be empty");
+    check_refused(service, api, "/channel/subscriber_add", R"({"channel_id":"g1"})", "subscribers must not be empty");
+    check_refused(service, api, "/channel/subscriber_add", R"({"subscribers":["c"]})", "channel_id is required");
+    check_refused(service, api, "/channel/subscriber_add", R"({"channel_id":"u","channel_type":1,"subscribers":["c"]})",
+                  "person channels");
+}
+
+TEST_CASE("Api: POST /channel/subscriber_remove and /channel/delete") {
+    FakeService service;
+    Api api(service);
+    CHECK(post(api, "/channel/subscriber_remove", R"({"channel_id":"g1","channel_type":2,"subscribers":["c"]})").body == kOk);
+    CHECK(service.last() == "remove_subscribers g1 2 [c]");
+    check_refused(service, api, "/channel/subscriber_remove", R"({"channel_id":"g1","channel_type":2})", "subscribers");
+    check_refused(service, api, "/channel/subscriber_remove", R"({"channel_type":2,"subscribers":["c"]})", "channel_id");
+    CHECK(post(api, "/channel/delete", R"({"channel_id":"g1","channel_type":2})").body == kOk);
+    CHECK(service.last() == "delete_channel g1 2");
+    check_refused(service, api, "/channel/delete", R"({"channel_type":2})", "channel_id is required");
+}
+
+TEST_CASE("Api: the six list endpoints") {
+    FakeService service;
+    Api api(service);
+    const std::string body = R"({"channel_id":"g1","channel_type":2,"uids":["x","y"]})";
+    const std::pair<const char*, const char*> cases[] = {
+        {"/channel/blacklist_add", "edit_list g1 2 deny add [x,y]"},
+        {"/channel/blacklist_set", "edit_list g1 2 deny set [x,y]"},
+        {"/channel/blacklist_remove", "edit_list g1 2 deny remove [x,y]"},
+        {"/channel/whitelist_add", "edit_list g1 2 allow add [x,y]"},
+        {"/channel/whitelist_set", "edit_list g1 2 allow set [x,y]"},
+        {"/channel/whitelist_remove", "edit_list g1 2 allow remove [x,y]"},
+    };
+    for (const auto& [path, expected] : cases) {
+        CAPTURE(path);
+        CHECK(post(api, path, body).body == kOk);
+        CHECK(service.last() == expected);
+    }
+    // _set: only the channel id is required; no uids clear the list.
+    CHECK(post(api, "/channel/blacklist_set", R"({"channel_id":"u1"})").status == 200);
+    CHECK(service.last() == "edit_list u1 0 deny set []");
+    CHECK(post(api, "/channel/whitelist_set", R"({"channel_id":"u1","channel_type":1,"uids":[]})").status == 200);
+    CHECK(service.last() == "edit_list u1 1 allow set []");
+    check_refused(service, api, "/channel/whitelist_set", R"({"uids":["x"]})", "channel_id is required");
+    for (const char* path : {"/channel/blacklist_add", "/channel/blacklist_remove", "/channel/whitelist_add",
+                             "/channel/whitelist_remove"}) {
+        check_refused(service, api, path, R"({"channel_id":"g1","uids":["x"]})", "channel_type must not be 0");
+        check_refused(service, api, path, R"({"channel_id":"g1","channel_type":2,"uids":[]})", "uids must not be empty");
+        check_refused(service, api, path, R"({"channel_type":2,"uids":["x"]})", "channel_id is required");
+    }
+}
+
+// ---- §16.2 messages ----
+
+TEST_CASE("Api: POST /message/send") {
+    FakeService service;
+    Api api(service);
+    Response r = post(api, "/message/send",
+                      R"({"header":{"no_persist":0,"red_dot":1,"sync_once":2},"client_msg_no":"c1","from_uid":"alice",)"
+                      R"("channel_id":"bob","channel_type":1,"payload":"aGVsbG8="})");
+    CHECK(r.status == 200);
+    CHECK(r.body == kOk);
+    CHECK(service.last() == "send");
+    CHECK(service.last_send.header_flags == 0x02);  // sync_once 2 does not count
+    CHECK(service.last_send.client_msg_no == "c1");
+    CHECK(service.last_send.from_uid == "alice");
+    CHECK(service.last_send.channel_id == "bob");
+    CHECK(service.last_send.channel_type == 1);
+    CHECK(service.last_send.subscribers.empty());
+    CHECK(service.last_send.payload == "hello");
+
+    // A temporary channel: subscribers, no channel id; every header bit.
+    r = post(api, "/message/send",
+             R"({"header":{"no_persist":1,"red_dot":1,"sync_once":1},"subscribers":["a","b"],"payload":"AA=="})");
+    CHECK(r.status == 200);
+    CHECK(service.last_send.header_flags == 0x07);
+    CHECK(service.last_send.channel_id.empty());
+    CHECK(service.last_send.subscribers == std::vector<std::string>{"a", "b"});
+    CHECK(service.last_send.payload == std::string(1, '\0'));
+
+    const std::string to_bob = R"("channel_id":"bob","channel_type":1)";
+    check_refused(service, api, "/message/send", "{" + to_bob + "}", "payload must not be empty");
+    check_refused(service, api, "/message/send", "{" + to_bob + R"(,"payload":""})", "payload must not be empty");
+    check_refused(service, api, "/message/send", "{" + to_bob + R"(,"payload":"aGVsbG8"})", "not valid base64");
+    check_refused(service, api, "/message/send", "{" + to_bob + R"(,"payload":"aGV$bG8="})", "not valid base64");
+    check_refused(service, api, "/message/send", "{" + to_bob + R"(,"payload":"aG==bG8="})", "not valid base64");
+    check_refused(service, api, "/message/send", "{" + to_bob + R"(,"payload":"aGVs bG8="})", "not valid base64");
+    check_refused(service, api, "/message/send", "{" + to_bob + R"(,"payload":123})", "payload must be a string");
+    check_refused(service, api, "/message/send", R"({"channel_type":1,"payload":"aGk="})", "channel_id or subscribers");
+    check_refused(service, api, "/message/send", "{" + to_bob + R"(,"payload":"aGk=","header":1})", "header must be an object");
+    check_refused(service, api, "/message/send", "{" + to_bob + R"(,"payload":"aGk=","header":{"red_dot":"1"}})",
+                  "red_dot must be an integer");
+    check_refused(service, api, "/message/send", "{" + to_bob + R"(,"payload":"aGk=","subscribers":"a"})",
+                  "subscribers must be an array");
+    check_refused(service, api, "/message/send", R"({"channel_id":"bob","channel_type":300,"payload":"aGk="})",
+                  "channel_type is out of range");
+}
+
+TEST_CASE("Api: POST /message/sync renders MessageResp exactly, keys in the spec's order") {
+    FakeService service;
+    Api api(service);
+    service.messages = {sample_message(), sample_message()};
+    service.messages[1].header_flags = 0x05;
+    service.messages[1].payload = std::string("\x00\xff", 2);
+    service.messages[1].from_uid = "\xc3\x28";  // not UTF-8 (the binary protocol allows it): replaced, not fatal
+    Response r = post(api, "/message/sync", R"({"uid":"alice","message_seq":7,"limit":100})");
+    CHECK(r.status == 200);
+    CHECK(service.last() == "sync alice 7 100");
+    const json parsed = json::parse(r.body);
+    REQUIRE(parsed.size() == 2);
+    CHECK(r.body.substr(0, kSampleResp.size() + 2) == "[" + kSampleResp + ",");
+    CHECK(parsed[1]["header"] == json::parse(R"({"no_persist":1,"red_dot":0,"sync_once":1})"));
+    CHECK(parsed[1]["payload"] == "AP8=");
+    // Negative ids and seq/limit bounds.
+    service.messages = {sample_message()};
+    service.messages[0].message_id = -5;
+    r = post(api, "/message/sync", R"({"uid":"alice","limit":1})");
+    CHECK(json::parse(r.body)[0]["message_idstr"] == "-5");
+    CHECK(post(api, "/message/sync", R"({"uid":"alice","limit":99999999999})").status == 200);
+    CHECK(service.last() == "sync alice 0 4294967295");
+
+    const size_t calls = service.count();
+    r = post(api, "/message/sync", R"({"uid":"alice","limit":0})");  // limit 0 returns nothing
+    CHECK(r.status == 200);
+    CHECK(r.body == "[]");
+    CHECK(service.count() == calls);
+    check_refused(service, api, "/message/sync", R"({"uid":"alice","limit":-1})", "limit must not be negative");
+    check_refused(service, api, "/message/sync", R"({"limit":10})", "uid is required");
+    check_refused(service, api, "/message/sync", R"({"uid":"a","message_seq":-1,"limit":10})", "message_seq is out of range");
+    check_refused(service, api, "/message/sync", R"({"uid":"a","limit":"10"})", "limit must be an integer");
+}
+
+TEST_CASE("Api: POST /message/syncack") {
+    FakeService service;
+    Api api(service);
+    CHECK(post(api, "/message/syncack", R"({"uid":"alice","last_message_seq":12})").body == kOk);
+    CHECK(service.last() == "sync_ack alice 12");
+    check_refused(service, api, "/message/syncack", R"({"uid":"alice","last_message_seq":0})", "last_message_seq must not be 0");
+    check_refused(service, api, "/message/syncack", R"({"uid":"alice"})", "last_message_seq must not be 0");
+    check_refused(service, api, "/message/syncack", R"({"last_message_seq":3})", "uid is required");
+}
+
+// ---- /channel/messagesync ----
+
+TEST_CASE("message_sync_window: reverse = 1 reads forward from min+1") {
+    using http::HistoryWindow;
+    using http::message_sync_window;
+    CHECK(message_sync_window(0, 0, 20, true) == HistoryWindow{1, 0, 20, false});
+    CHECK(message_sync_window(10, 0, 20, true) == HistoryWindow{11, 0, 20, false});
+    CHECK(message_sync_window(10, 15, 20, true) == HistoryWindow{11, 15, 5, false});   // min(L, max-min)
+    CHECK(message_sync_window(10, 100, 20, true) == HistoryWindow{11, 100, 20, false});
+    CHECK(message_sync_window(10, 11, 20, true).empty);  // nothing between 10 and 11
+    CHECK(message_sync_window(10, 5, 20, true).empty);   // max below min
+    CHECK(message_sync_window(4294967295u, 0, 20, true).empty);
+}
+
+TEST_CASE("message_sync_window: reverse = 0 reads the newest below max, or forward from min+1") {
+    using http::HistoryWindow;
+    using http::message_sync_window;
+    CHECK(message_sync_window(0, 0, 20, false) == HistoryWindow{0, 0, 20, false});     // the oldest L
+    CHECK(message_sync_window(0, 100, 20, false) == HistoryWindow{80, 100, 20, false});
+    CHECK(message_sync_window(0, 10, 20, false) == HistoryWindow{0, 10, 20, false});   // max(0, max-L)
+    CHECK(message_sync_window(5, 0, 20, false) == HistoryWindow{6, 0, 20, false});
+    CHECK(message_sync_window(5, 100, 20, false) == HistoryWindow{6, 100, 20, false});
+    CHECK(message_sync_window(5, 6, 20, false).empty);
+}
+
+TEST_CASE("Api: POST /channel/messagesync: window, echo of min/max, more") {
+    FakeService service;
+    Api api(service);
+    service.messages = {sample_message(), sample_message()};
+    Response r = post(api, "/channel/messagesync",
+                      R"({"login_uid":"alice","channel_id":"bob","channel_type":1,"min_message_seq":0,)"
+                      R"("max_message_seq":100,"limit":2,"reverse":0})");
+    CHECK(r.status == 200);
+    CHECK(service.last() == "channel_messages alice bob 1 98 100 2");
+    CHECK(r.body == R"({"min_message_seq":0,"max_message_seq":100,"more":1,"messages":[)" + kSampleResp + "," +
+                        kSampleResp + "]}");
+
+    r = post(api, "/channel/messagesync", R"({"login_uid":"alice","channel_id":"bob","channel_type":1,)"
+                                          R"("min_message_seq":10,"max_message_seq":15,"limit":20,"reverse":1})");
+    CHECK(service.last() == "channel_messages alice bob 1 11 15 5");
+    CHECK(json::parse(r.body)["more"] == 0);  // 2 < 20
+
+    r = post(api, "/channel/messagesync", R"({"channel_id":"g1","channel_type":2,"min_message_seq":3,"limit":3})");
+    CHECK(service.last() == "channel_messages  g1 2 4 0 3");
+    CHECK(json::parse(r.body)["more"] == 0);  // 2 < 3
+
+    const size_t calls = service.count();
+    r = post(api, "/channel/messagesync", R"({"channel_id":"g1","channel_type":2,"min_message_seq":5,"max_message_seq":6,"limit":3})");
+    CHECK(service.count() == calls);  // empty window: no read
+    CHECK(r.body == R"({"min_message_seq":5,"max_message_seq":6,"more":0,"messages":[]})");
+
+    check_refused(service, api, "/channel/messagesync", R"({"channel_id":"g1","limit":-1})", "limit must not be negative");
+    check_refused(service, api, "/channel/messagesync", R"({"channel_type":2,"limit":5})", "channel_id is required");
+    check_refused(service, api, "/channel/messagesync", R"({"channel_id":"g1","max_message_seq":-3,"limit":5})",
+                  "max_message_seq is out of range");
+    check_refused(service, api, "/channel/messagesync", R"({"channel_id":"g1","reverse":"1","limit":5})",
+                  "reverse must be an integer");
+}
+
+// ---- base64 ----
+
+TEST_CASE("base64: standard alphabet, padding, strict decoding") {
+    using http::base64_decode;
+    using http::base64_encode;
+    CHECK(base64_encode("") == "");
+    CHECK(base64_encode("f") == "Zg==");
+    CHECK(base64_encode("fo") == "Zm8=");
+    CHECK(base64_encode("foo") == "Zm9v");
+    CHECK(base64_encode(std::string("\xfb\xff", 2)) == "+/8=");
+    for (const char* text : {"", "Zg==", "Zm8=", "Zm9v", "+/8=", "Zm9vYmFy"})
+        CHECK(base64_encode(*base64_decode(text)) == text);
+    CHECK(base64_decode("Zg==") == "f");
+    CHECK(base64_decode("Zh==") == "f");  // non-zero trailing bits, as Go's StdEncoding
+    for (const char* bad : {"Z", "Zg", "Zg=", "Zg=A", "Z===", "====", "Zm9v=", " Zm9v", "Zm9v\n", "Zm-v", "Zm_v", "Z=9v"})
+        CHECK_MESSAGE(!base64_decode(bad), bad);
+}
+
+// ---- RequestParser ----
+
+namespace {
+
+using Status = http::RequestParser::Status;
+
+std::span<const uint8_t> bytes_of(std::string_view text) {
+    return {reinterpret_cast<const uint8_t*>(text.data()), text.size()};
+}
+
+}  // namespace
+
+TEST_CASE("RequestParser: one request, fed whole or a byte at a time") {
+    const std::string wire =
+        "POST /user/token?x=1&y=2 HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer abc\r\n"
+        "Content-Type: application/json\r\nContent-Length: 11\r\n\r\n{\"uid\":\"a\"}";
+    for (bool bytewise : {false, true}) {
+        http::RequestParser parser(1024);
+        http::RequestParser::Result r;
+        size_t offset = 0;
+        while (offset < wire.size()) {
+            const size_t n = bytewise ? 1 : wire.size() - offset;
+            r = parser.feed(bytes_of(std::string_view(wire).substr(offset, n)));
+            REQUIRE(r.status != Status::BadRequest);
+            offset += r.consumed;
+            if (r.status == Status::Complete) break;
+            CHECK(r.consumed == n);
+        }
+        REQUIRE(r.status == Status::Complete);
+        CHECK(offset == wire.size());
+        CHECK(parser.request().method == "POST");
+        CHECK(parser.request().path == "/user/token");
+        CHECK(parser.request().query == "x=1&y=2");
+        CHECK(parser.request().authorization == "Bearer abc");
+        CHECK(parser.request().body == R"({"uid":"a"})");
+        CHECK(parser.keep_alive());
+        CHECK_FALSE(parser.http10());
+    }
+}
+
+TEST_CASE("RequestParser: pipelined requests come one at a time; the rest is left unconsumed") {
+    const std::string first = "GET /health HTTP/1.1\r\n\r\n";
+    const std::string second = "POST /a HTTP/1.1\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}";
+    const std::string wire = first + second + "GET /b";
+    http::RequestParser parser(1024);
+    auto r = parser.feed(bytes_of(wire));
+    REQUIRE(r.status == Status::Complete);
+    CHECK(r.consumed == first.size());
+    CHECK(parser.request().path == "/health");
+    CHECK(parser.request().body.empty());
+    parser.next();
+    r = parser.feed(bytes_of(wire).subspan(first.size()));
+    REQUIRE(r.status == Status::Complete);
+    CHECK(r.consumed == second.size());
+    CHECK(parser.request().path == "/a");
+    CHECK(parser.request().body == "{}");
+    CHECK_FALSE(parser.keep_alive());
+}
+
+TEST_CASE("RequestParser: keep-alive by version and Connection header") {
+    struct Case {
+        const char* wire;
+        bool keep_alive;
+        bool http10;
+    };
+    for (const Case& c : {Case{"GET / HTTP/1.1\r\n\r\n", true, false},
+                          Case{"GET / HTTP/1.1\r\nConnection: close\r\n\r\n", false, false},
+                          Case{"GET / HTTP/1.0\r\n\r\n", false, true},
+                          Case{"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", true, true},
+                          Case{"GET / HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n", false, false}}) {
+        CAPTURE(c.wire);
+        http::RequestParser parser(1024);
+        REQUIRE(parser.feed(bytes_of(c.wire)).status == Status::Complete);
+        CHECK(parser.keep_alive() == c.keep_alive);
+        CHECK(parser.http10() == c.http10);
+    }
+}
+
+TEST_CASE("RequestParser: bodies over the limit are refused, by Content-Length before they arrive") {
+    http::RequestParser declared(10);
+    CHECK(declared.feed(bytes_of("POST / HTTP/1.1\r\nContent-Length: 11\r\n\r\n")).status == Status::BodyTooLarge);
+    http::RequestParser at_limit(10);
+    CHECK(at_limit.feed(bytes_of("POST / HTTP/1.1\r\nContent-Length: 10\r\n\r\n0123456789")).status == Status::Complete);
+    http::RequestParser chunked(10);
+    CHECK(chunked.feed(bytes_of("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n6\r\n012345\r\n")).status ==
+          Status::NeedMore);
+    CHECK(chunked.feed(bytes_of("5\r\n01234\r\n")).status == Status::BodyTooLarge);
+    http::RequestParser chunked_ok(10);
+    REQUIRE(chunked_ok.feed(bytes_of("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n")).status ==
+            Status::Complete);
+    CHECK(chunked_ok.request().body == "{}");
+}
+
+TEST_CASE("RequestParser: malformed requests, absolute URLs, Expect: 100-continue") {
+    for (const char* bad : {"garbage\r\n\r\n", "GET\r\n\r\n", "GET / HTTP/1.1\r\nContent-Length: x\r\n\r\n",
+                            "GET / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+                            "FOO / HTTP/1.1\r\n\r\n"}) {
+        CAPTURE(std::string(bad));
+        http::RequestParser parser(1024);
+        CHECK(parser.feed(bytes_of(bad)).status == Status::BadRequest);
+    }
+    http::RequestParser absolute(1024);
+    REQUIRE(absolute.feed(bytes_of("GET http://host:80/x/y?q HTTP/1.1\r\n\r\n")).status == Status::Complete);
+    CHECK(absolute.request().path == "/x/y");
+    CHECK(absolute.request().query == "q");
+
+    http::RequestParser expecting(1024);
+    CHECK(expecting.feed(bytes_of("POST / HTTP/1.1\r\nExpect: 100-Continue\r\nContent-Length: 2\r\n\r\n")).status ==
+          Status::NeedMore);
+    CHECK(expecting.take_continue_expected());
+    CHECK_FALSE(expecting.take_continue_expected());
+    CHECK(expecting.feed(bytes_of("{}")).status == Status::Complete);
+}
+
+TEST_CASE("serialize_response: status line, JSON headers, Connection by keep-alive and version") {
+    const http::Response ok{200, R"({"status":200})"};
+    CHECK(http::serialize_response(ok, true) ==
+          "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 14\r\n\r\n{\"status\":200}");
+    CHECK(http::serialize_response(ok, false).find("\r\nConnection: close\r\n\r\n") != std::string::npos);
+    CHECK(http::serialize_response(ok, true, true).find("\r\nConnection: keep-alive\r\n\r\n") != std::string::npos);
+    http::Response not_allowed{405, "{}", "POST"};
+    CHECK(http::serialize_response(not_allowed, true).rfind("HTTP/1.1 405 Method Not Allowed\r\n", 0) == 0);
+    CHECK(http::serialize_response(not_allowed, true).find("\r\nAllow: POST\r\n") != std::string::npos);
+}
+
+TEST_CASE("http_close_reason_names: after the gateway's, one name per HttpClose") {
+    const auto names = http::http_close_reason_names();
+    CHECK(http::kFirstHttpCloseReason == net::kFirstHandlerCloseReason + 16);
+    REQUIRE(names.size() == 5);
+    CHECK(std::string(names[uint8_t(http::HttpClose::BadRequest) - http::kFirstHttpCloseReason]) == "http_bad_request");
+    CHECK(std::string(names[uint8_t(http::HttpClose::Done) - http::kFirstHttpCloseReason]) == "http_done");
+    CHECK(http::kFirstHttpCloseReason + names.size() <= net::kMaxCloseReasons);
+}
+
+// ---- Server on a real worker ring ----
+
+namespace {
+
+using namespace std::chrono_literals;
+
+int connect_to(uint16_t port) {
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons(port);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) != 0) {
+        ::close(fd);
+        return -1;
+    }
+    timeval tv{5, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    return fd;
+}
+
+void send_all(int fd, std::string_view bytes) {
+    while (!bytes.empty()) {
+        const ssize_t n = ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+        REQUIRE(n > 0);
+        bytes.remove_prefix(size_t(n));
+    }
+}
+
+// Reads responses (headers + Content-Length body) off the socket.
+struct ResponseReader {
+    int fd;
+    std::string buffer;
+    bool eof = false;
+
+    bool fill() {
+        char chunk[4096];
+        const ssize_t n = recv(fd, chunk, sizeof(chunk), 0);
+        if (n <= 0) {
+            eof = true;
+            return false;
+        }
+        buffer.append(chunk, size_t(n));
+        return true;
+    }
+    // The next whole response, "" at EOF or timeout.
+    std::string next() {
+        for (;;) {
+            const size_t end = buffer.find("\r\n\r\n");
+            if (end != std::string::npos) {
+                size_t length = 0;
+                const size_t at = buffer.find("Content-Length: ");
+                if (at != std::string::npos && at < end) length = std::stoul(buffer.substr(at + 16));
+                if (buffer.size() >= end + 4 + length) {
+                    std::string response = buffer.substr(0, end + 4 + length);
+                    buffer.erase(0, end + 4 + length);
+                    return response;
+                }
+            }
+            if (!fill()) return "";
+        }
+    }
+    bool closed() {
+        while (!eof) fill();
+        return buffer.empty();
+    }
+};
+
+struct TestServer {
+    FakeService service;
+    Api api{service, "k"};
+    std::unique_ptr<stats::WorkerBlock> block = std::make_unique<stats::WorkerBlock>();
+    std::vector<stats::ConnCounters> conns = std::vector<stats::ConnCounters>(64);
+    net::SharedLimits limits;
+    std::unique_ptr<net::Worker> worker;
+    net::BlockingPool pool{"test-api", 2, 64};
+    std::unique_ptr<http::Server> server;
+    uint16_t port = testing::free_port();
+
+    explicit TestServer(http::ServerOptions options = {}) {
+        limits.max_conns = 64;
+        net::WorkerOptions worker_options;
+        worker_options.slots = 64;
+        worker_options.recv_buffers = 64;
+        worker = std::make_unique<net::Worker>(worker_options, limits, *block, conns.data());
+        server = std::make_unique<http::Server>(*worker, *worker, pool, api, options);
+        net::ListenerOptions listener;
+        listener.addr = "127.0.0.1";
+        listener.port = port;
+        listener.handler = server.get();
+        worker->add_listener(listener);
+        worker->set_envelope_handler(http::kEnvelopeFamily, server.get());
+        net::Worker* self = worker.get();
+        worker->set_peers(std::span<net::Worker* const>(&self, 1));
+        std::string error;
+        REQUIRE_MESSAGE(worker->start(error), error);
+    }
+    ~TestServer() {
+        pool.stop();  // before the worker its results go to
+        worker->request_stop(1000);
+        worker->join();
+    }
+};
+
+const char* kAuth = "Authorization: Bearer k\r\n";
+
+}  // namespace
+
+TEST_CASE("Server: pipelined requests are answered in order on one keep-alive connection") {
+    TestServer t;
+    const int fd = connect_to(t.port);
+    REQUIRE(fd >= 0);
+    ResponseReader reader{fd};
+    const std::string token = R"({"uid":"alice","token":"t"})";
+    std::string wire = std::string("GET /health HTTP/1.1\r\n") + kAuth + "\r\n";
+    wire += std::string("POST /user/token HTTP/1.1\r\n") + kAuth + "Content-Length: " + std::to_string(token.size()) +
+            "\r\n\r\n" + token;
+    wire += std::string("GET /nope HTTP/1.1\r\n") + kAuth + "\r\n";
+    wire += "GET /health HTTP/1.1\r\n\r\n";  // no secret
+    send_all(fd, wire);
+    std::string r = reader.next();
+    CHECK(r.rfind("HTTP/1.1 200 OK\r\n", 0) == 0);
+    CHECK(r.find("\r\n\r\n{\"status\":200}") != std::string::npos);
+    r = reader.next();
+    CHECK(r.rfind("HTTP/1.1 200 OK\r\n", 0) == 0);
+    CHECK(t.service.last() == "set_token alice t 0 0");
+    CHECK(reader.next().rfind("HTTP/1.1 404 Not Found\r\n", 0) == 0);
+    CHECK(reader.next().rfind("HTTP/1.1 401 Unauthorized\r\n", 0) == 0);
+    // Still open: one more, in two pieces.
+    send_all(fd, "GET /hea");
+    std::this_thread::sleep_for(20ms);
+    send_all(fd, std::string("lth HTTP/1.1\r\n") + kAuth + "\r\n");
+    CHECK(reader.next().rfind("HTTP/1.1 200 OK\r\n", 0) == 0);
+    ::close(fd);
+}
+
+TEST_CASE("Server: Connection: close and HTTP/1.0 are answered, then closed") {
+    TestServer t;
+    for (const std::string& wire : {std::string("GET /health HTTP/1.1\r\nConnection: close\r\n") + kAuth + "\r\n",
+                                   std::string("GET /health HTTP/1.0\r\n") + kAuth + "\r\n"}) {
+        const int fd = connect_to(t.port);
+        REQUIRE(fd >= 0);
+        ResponseReader reader{fd};
+        send_all(fd, wire + "GET /health HTTP/1.1\r\n\r\n");  // never answered
+        const std::string r = reader.next();
+        CHECK(r.rfind("HTTP/1.1 200 OK\r\n", 0) == 0);
+        CHECK(r.find("Connection: close\r\n") != std::string::npos);
+        CHECK(reader.closed());
+        ::close(fd);
+    }
+}
+
+TEST_CASE("Server: a malformed request gets 400, a body over the limit 413, then the connection closes") {
+    http::ServerOptions options;
+    options.body_limit = 100;
+    TestServer t(options);
+    struct Case {
+        std::string wire;
+        const char* status_line;
+    };
+    for (const Case& c : {Case{"BLAH\r\n\r\n", "HTTP/1.1 400 Bad Request\r\n"},
+                          Case{"POST /message/send HTTP/1.1\r\nContent-Length: 101\r\n\r\n", "HTTP/1.1 413 Payload Too Large\r\n"}}) {
+        const int fd = connect_to(t.port);
+        REQUIRE(fd >= 0);
+        ResponseReader reader{fd};
+        send_all(fd, c.wire);
+        const std::string r = reader.next();
+        CHECK(r.rfind(c.status_line, 0) == 0);
+        CHECK(json::parse(r.substr(r.find("\r\n\r\n") + 4))["status"].get<int>() > 0);
+        CHECK(reader.closed());
+        ::close(fd);
+    }
+    CHECK(t.service.count() == 0);
+}
+
+TEST_CASE("Server: Expect: 100-continue gets its interim response before the body is sent") {
+    TestServer t;
+    const int fd = connect_to(t.port);
+    REQUIRE(fd >= 0);
+    ResponseReader reader{fd};
+    const std::string body = R"({"uids":["s"]})";
+    send_all(fd, std::string("POST /systemuids_add HTTP/1.1\r\n") + kAuth + "Expect: 100-continue\r\nContent-Length: " +
+                     std::to_string(body.size()) + "\r\n\r\n");
+    CHECK(reader.next() == "HTTP/1.1 100 Continue\r\n\r\n");
+    send_all(fd, body);
+    CHECK(reader.next().rfind("HTTP/1.1 200 OK\r\n", 0) == 0);
+    CHECK(t.service.last() == "add_system_uids [s]");
+    ::close(fd);
+}
+
+TEST_CASE("Server: a response larger than max_response_bytes becomes a 500 that says so") {
+    http::ServerOptions options;
+    options.max_response_bytes = 4096;
+    TestServer t(options);
+    im::Message big = sample_message();
+    big.payload.assign(8192, 'x');
+    t.service.messages = {big};
+    const int fd = connect_to(t.port);
+    REQUIRE(fd >= 0);
+    ResponseReader reader{fd};
+    const std::string body = R"({"uid":"alice","limit":1})";
+    send_all(fd, std::string("POST /message/sync HTTP/1.1\r\n") + kAuth + "Content-Length: " +
+                     std::to_string(body.size()) + "\r\n\r\n" + body);
+    const std::string r = reader.next();
+    CHECK(r.rfind("HTTP/1.1 500 Internal Server Error\r\n", 0) == 0);
+    CHECK(r.find("send cap") != std::string::npos);
+    ::close(fd);
+}
+
+TEST_CASE("Server: an idle keep-alive connection is closed at the idle timeout") {
+    http::ServerOptions options;
+    options.idle_timeout_ms = 300;
+    TestServer t(options);
+    const int fd = connect_to(t.port);
+    REQUIRE(fd >= 0);
+    ResponseReader reader{fd};
+    send_all(fd, std::string("GET /health HTTP/1.1\r\n") + kAuth + "\r\n");
+    CHECK(reader.next().rfind("HTTP/1.1 200 OK\r\n", 0) == 0);
+    const auto started = std::chrono::steady_clock::now();
+    CHECK(reader.closed());
+    CHECK(std::chrono::steady_clock::now() - started < 3s);
+    ::close(fd);
+}

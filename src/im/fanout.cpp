@@ -99,8 +99,11 @@ void Fanout::deliver(const FanoutItem& item) {
             if (it != item.queue_seqs.end()) seq = it->second;
         }
         const bool is_sender = uid == m.from_uid;
-        const uint16_t flags =
-            m.channel_type == kPersonChannel && uid == m.channel_id ? kRewriteChannel : uint16_t(0);
+        // The recipient sees the sender as the channel; a message the API sent
+        // without a from_uid keeps the recipient's own channel id.
+        const uint16_t flags = m.channel_type == kPersonChannel && uid == m.channel_id && !m.from_uid.empty()
+                                   ? kRewriteChannel
+                                   : uint16_t(0);
         sessions_.clear();
         directory_.find_all(uid, sessions_);
         size_t receiving = 0;

@@ -133,13 +133,4 @@ std::string log_channel_id(const MessageView& m) {
     return fake_channel_id(m.from_uid, m.channel_id);
 }
 
-std::string_view peer_in_fake_channel(std::string_view fake, std::string_view uid) {
-    const size_t at = fake.find('@');
-    if (at == std::string_view::npos) return {};
-    const std::string_view first = fake.substr(0, at), second = fake.substr(at + 1);
-    if (first == uid) return second;
-    if (second == uid) return first;
-    return {};
-}
-
 }  // namespace limaoim::im

@@ -245,6 +245,12 @@ TEST_CASE("messaging: a group of 50 over 4 workers: every member gets every mess
     post(server.http_port(), "/channel", {{"channel_id", "g50"}, {"channel_type", 2}, {"subscribers", uids}});
     std::vector<ChatClient> members;
     for (int i = 0; i < kMembers; ++i) members.push_back(online(server, uids[i], i % 5 == 0 ? 4 : 2));
+    // SO_REUSEPORT spread the sessions: the fan-out crosses workers.
+    json stat = server.process().stat_json();
+    REQUIRE(stat.is_object());
+    int busy_workers = 0;
+    for (const json& w : stat["per_worker"]) busy_workers += w["authenticated"].get<int64_t>() > 0;
+    CHECK_MESSAGE(busy_workers >= 2, stat["per_worker"].dump());
 
     // The senders pipeline their SENDs, interleaved.
     for (uint32_t k = 0; k < kEach; ++k)
@@ -344,6 +350,7 @@ TEST_CASE("messaging: a resent SEND (same client_msg_no, with or without DUP) is
     while (auto r = bob.read_recv(400)) ids.push_back(r->message_id);
     CHECK(ids == std::vector<int64_t>{first.message_id, p1->message_id, other.message_id});
 
+    CHECK(server.process().stat("pipeline.dedupe_hits") == 3);
     json log = history(server.http_port(), "bob", "alice", 1, 0, 0, 100, 1);
     CHECK(seqs_of(log["messages"]) == std::vector<uint32_t>{1, 2});
     REQUIRE(log["messages"].size() == 2);
@@ -379,6 +386,8 @@ TEST_CASE("messaging: a RECV without RECVACK is sent again with the same bytes, 
         }
         CHECK(got[0].message_id == ack.message_id);
         CHECK(got[0].payload == "ack me");
+        CHECK(server.process().stat("messages.recv_retransmits") == 2);
+        CHECK(server.process().stat("messages.inflight_expired") == 1);
         // read_recv waited 1.5 s (5 timeouts) after the third: nothing more came.
     }
 

@@ -752,6 +752,31 @@ TEST_CASE("committer: dedupe_max eviction after a failed commit still forgets th
     CHECK(store.log(kGroupChannel, "g").size() == 3);
 }
 
+TEST_CASE("committer: dedupe_max eviction skips a pair's older record (stored again since)") {
+    // The store's window holds K twice (sent again after a shorter window
+    // of the previous run): K's first record is not the oldest live pair, L is.
+    FakeStore store;
+    const int64_t now = wall_ms();
+    {
+        std::lock_guard lock(store.mutex);
+        store.dedupe.push_back({now - 3000, "a", "K", 101, 1});
+        store.dedupe.push_back({now - 2000, "a", "L", 102, 2});
+        store.dedupe.push_back({now - 1000, "a", "K", 103, 3});
+    }
+    CommitterOptions o = Rig::fast();
+    o.dedupe_max = 2;
+    Rig rig(store, o);
+    rig.start();
+    rig.add_group("g", {"a"});
+    CHECK(rig.send(group("a", "g", "m", "M")).seq == 1);  // full: L goes
+    const Sent k = rig.send(group("a", "g", "m", "K"));
+    CHECK(k.id == 103);
+    CHECK(k.seq == 3);
+    const Sent l = rig.send(group("a", "g", "m", "L"));
+    CHECK(l.id != 102);
+    CHECK(l.seq == 2);
+}
+
 TEST_CASE("committer: NoPersist is not stored and has seq 0") {
     FakeStore store;
     Rig rig(store);

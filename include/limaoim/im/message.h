@@ -95,7 +95,5 @@ std::string fake_channel_id(std::string_view from, std::string_view to);
 // message (the recipient's own person channel when the API sent it without
 // a from_uid, §16.2), else the channel id.
 std::string log_channel_id(const MessageView& message);
-// The other uid of a fake channel id, from `uid`'s side ("" when `uid` is not in it).
-std::string_view peer_in_fake_channel(std::string_view fake, std::string_view uid);
 
 }  // namespace limaoim::im

@@ -30,7 +30,7 @@ Channel Channel::from(store::ChannelRecord&& r) {
 std::shared_ptr<const Channel> Channels::find(uint8_t type, std::string_view id) const {
     // A lookup key without an allocation for ids that fit the small-string buffer.
     std::string k = key(type, id);
-    std::shared_lock lock(mutex_);
+    std::lock_guard lock(mutex_);
     auto it = channels_.find(k);
     return it == channels_.end() ? nullptr : it->second;
 }
@@ -38,34 +38,34 @@ std::shared_ptr<const Channel> Channels::find(uint8_t type, std::string_view id)
 void Channels::put(Channel&& channel) {
     auto snapshot = std::make_shared<const Channel>(std::move(channel));
     std::string k = key(snapshot->type, snapshot->id);
-    std::unique_lock lock(mutex_);
+    std::lock_guard lock(mutex_);
     channels_[std::move(k)] = std::move(snapshot);
 }
 
 void Channels::erase(uint8_t type, std::string_view id) {
     std::string k = key(type, id);
-    std::unique_lock lock(mutex_);
+    std::lock_guard lock(mutex_);
     channels_.erase(k);
 }
 
 size_t Channels::size() const {
-    std::shared_lock lock(mutex_);
+    std::lock_guard lock(mutex_);
     return channels_.size();
 }
 
 bool Channels::is_system(std::string_view uid) const {
-    std::shared_lock lock(mutex_);
+    std::lock_guard lock(mutex_);
     return system_uids_.contains(uid);
 }
 
 void Channels::set_system_uids(std::vector<std::string> uids) {
     UidSet set(uids.begin(), uids.end());
-    std::unique_lock lock(mutex_);
+    std::lock_guard lock(mutex_);
     system_uids_.swap(set);
 }
 
 std::vector<std::string> Channels::system_uids() const {
-    std::shared_lock lock(mutex_);
+    std::lock_guard lock(mutex_);
     return {system_uids_.begin(), system_uids_.end()};
 }
 

@@ -8,12 +8,12 @@
 // snapshot behind a shared_ptr: a SEND or a fan-out holds the version it
 // looked up while an API call installs the next one.
 //
-// Thread-safe: workers and the fan-out thread read, API threads write.
+// Thread-safe: workers, the committer and the fan-out thread read, API threads write.
 #pragma once
 
 #include <cstdint>
 #include <memory>
-#include <shared_mutex>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -64,7 +64,10 @@ public:
 private:
     static std::string key(uint8_t type, std::string_view id) { return store::log_name(type, id); }
 
-    mutable std::shared_mutex mutex_;
+    // A plain mutex, not a shared one: every holder is brief (a hash lookup
+    // and a shared_ptr copy), and glibc's reader-preferring rwlock let a
+    // stream of SEND lookups starve an API write for seconds.
+    mutable std::mutex mutex_;
     std::unordered_map<std::string, std::shared_ptr<const Channel>, StringHash, std::equal_to<>> channels_;
     UidSet system_uids_;
 };

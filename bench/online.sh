@@ -385,6 +385,7 @@ cleanup() {
     ((${#started[@]} == 0)) || terminate 35 "${started[@]}"
     wait 2>/dev/null || true
     teardown_netns
+    rm -rf "$out_dir/data"  # the server's store: nothing of a connection benchmark
 }
 trap cleanup EXIT
 trap 'exit 130' INT

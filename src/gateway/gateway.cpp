@@ -305,7 +305,7 @@ void Gateway::on_deliver(net::Envelope& delivery) {
     const std::optional<im::MessageView> m = im::decode(delivery.payload.bytes());
     if (!m) return;
     const uint32_t seq = delivery.arg32 ? delivery.arg32 : m->message_seq;
-    if (!write_recv(conn, *s, delivery.payload, seq, delivery.flags)) return;
+    if (!write_recv(conn, *s, *m, seq, delivery.flags)) return;
     stats_.recvs.add();
     if (!inflight_.add(conn, m->message_id, delivery.payload, seq, delivery.flags, loop_.now_ms()))
         stats_.inflight_evicted.add();
@@ -314,9 +314,8 @@ void Gateway::on_deliver(net::Envelope& delivery) {
 
 // The RECV of §8 step 3 for this session: its version, its key. Written the
 // same way on a retransmission, so the bytes are the same (same key and IV).
-bool Gateway::write_recv(ConnRef conn, Session& s, const net::Payload& message, uint32_t seq, uint16_t flags) {
-    const std::optional<im::MessageView> m = im::decode(message.bytes());
-    if (!m) return false;
+bool Gateway::write_recv(ConnRef conn, Session& s, const im::MessageView& message, uint32_t seq, uint16_t flags) {
+    const im::MessageView* m = &message;
     proto::RecvPacket recv;
     recv.flags = m->header_flags;
     recv.setting = m->setting;
@@ -365,8 +364,9 @@ void Gateway::retransmit_expired() {
     const size_t dropped = inflight_.expire(loop_.now_ms(), [this](const im::InflightTable::Entry& e) {
         const ConnRef conn{e.slot, e.generation};
         Session* s = session_of(conn);
-        if (s && s->state == SessionState::Authenticated && write_recv(conn, *s, e.message, e.seq, e.flags))
-            stats_.recv_retransmits.add();
+        if (!s || s->state != SessionState::Authenticated) return;
+        const std::optional<im::MessageView> m = im::decode(e.message.bytes());
+        if (m && write_recv(conn, *s, *m, e.seq, e.flags)) stats_.recv_retransmits.add();
     });
     stats_.inflight_expired.add(dropped);
     stats_.inflight.set(inflight_.size());

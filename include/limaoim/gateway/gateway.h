@@ -111,7 +111,7 @@ private:
     uint8_t check_send(const Session& session, const proto::SendPacket& send) const;
     void on_send_result(net::Envelope& result);
     void on_deliver(net::Envelope& delivery);
-    bool write_recv(net::ConnRef conn, Session& session, const net::Payload& message, uint32_t seq, uint16_t flags);
+    bool write_recv(net::ConnRef conn, Session& session, const im::MessageView& message, uint32_t seq, uint16_t flags);
     void retransmit_expired();
     bool send_packet(net::ConnRef conn, const proto::Packet& packet, uint8_t version);
     void kick(net::ConnId old);

@@ -6,6 +6,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
+#include <mutex>
 #include <span>
 #include <string>
 #include <utility>
@@ -15,16 +17,22 @@
 #include <vector>
 
 #include "limaoim/config.h"
+#include "limaoim/datasource/http_datasource.h"
 #include "limaoim/gateway/gateway.h"
 #include "limaoim/http/api.h"
 #include "limaoim/http/server.h"
 #include "limaoim/im/core.h"
+#include "limaoim/log/log.h"
 #include "limaoim/net/blocking_pool.h"
 #include "limaoim/net/capacity.h"
 #include "limaoim/net/worker.h"
+#include "limaoim/im/events.h"
+#include "limaoim/stats/prometheus.h"
 #include "limaoim/stats/segment.h"
+#include "limaoim/stats/snapshot.h"
 #include "limaoim/store/store.h"
 #include "limaoim/store/token_store.h"
+#include "limaoim/webhook/webhook.h"
 
 namespace {
 
@@ -52,17 +60,108 @@ std::vector<std::string> all_close_reason_names() {
     return names;
 }
 
+// What a start refuses beyond load_config's checks; --check-config runs it
+// too. Empty when none.
+std::string start_problem(const Config& config) {
+    // The URL may carry a password: named by its scheme only.
+    if (config.store != "embedded")
+        return "store " + config.store.substr(0, config.store.find(':')) +
+               ": only the embedded store is built into this version";
+    return {};
+}
+
+uint64_t unix_now_ms() {
+    using namespace std::chrono;
+    return uint64_t(duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count());
+}
+
+// A worker loop that has not gone round for this long is unhealthy (an idle
+// loop goes round every 100 ms).
+constexpr uint64_t kLoopStallMs = 5000;
+// The store's write probe (a file created and fsynced in the data directory)
+// runs at most this often, however often /health is asked.
+constexpr uint64_t kStoreProbeEveryMs = 1000;
+
+// GET /health and GET /metrics for the HTTP layer, which knows neither the
+// store, nor the webhook, nor the segment. `events` may be null (no webhook).
+// Every referenced object outlives the API pool.
+http::Probes make_probes(const stats::Segment& segment, uint32_t workers, store::Store& store,
+                         const im::Events* events) {
+    // One probe at a time (`running`); others answer from the last result
+    // (`result`), so a hung disk holds one API thread, not all of them.
+    struct StoreProbe {
+        std::mutex running;
+        std::mutex result;
+        uint64_t checked_ms = 0;  // when the last probe ended
+        uint64_t started_ms = 0;  // when the running one began
+        bool ok = false;
+        std::string why;
+    };
+    auto last = std::make_shared<StoreProbe>();
+    // A worker that has not gone round yet is judged from here: the HTTP
+    // port accepts as soon as the first ring listens, the others a moment later.
+    const uint64_t started_ms = stats::monotonic_ms();
+    http::Probes probes;
+    probes.health = [&segment, workers, &store, events, last, started_ms](std::string& why) {
+        std::string problems;
+        const auto add = [&problems](const std::string& problem) {
+            if (!problems.empty()) problems += "; ";
+            problems += problem;
+        };
+        const uint64_t now = stats::monotonic_ms();
+        for (uint32_t i = 0; i < workers; ++i) {
+            const uint64_t beat = segment.view().worker(i).loop_heartbeat_ms.get();
+            const uint64_t since = beat != 0 ? beat : started_ms;
+            if (now > since && now - since > kLoopStallMs)
+                add("worker " + std::to_string(i) + (beat != 0 ? " loop stalled for " : " has not started after ") +
+                    std::to_string(now - since) + " ms");
+        }
+        {
+            std::unique_lock probing(last->running, std::try_to_lock);
+            bool due;
+            {
+                std::lock_guard lock(last->result);
+                due = last->checked_ms == 0 || now - last->checked_ms >= kStoreProbeEveryMs;
+                if (due && probing) last->started_ms = now;
+            }
+            if (due && probing) {
+                std::string probe_why;
+                const bool ok = store.writable(probe_why);
+                std::lock_guard lock(last->result);
+                last->ok = ok;
+                last->why = std::move(probe_why);
+                last->checked_ms = stats::monotonic_ms();
+            }
+            if (probing) probing.unlock();
+            std::lock_guard lock(last->result);
+            if (last->checked_ms == 0 || !last->ok) add(last->why.empty() ? "store: not probed yet" : last->why);
+            if (last->started_ms > last->checked_ms && now - last->started_ms > kLoopStallMs)
+                add("store: the write probe has hung for " + std::to_string(now - last->started_ms) + " ms");
+        }
+        if (std::string webhook_why; events && !events->healthy(webhook_why))
+            add(webhook_why.empty() ? "webhook: unhealthy" : webhook_why);
+        why = problems;
+        return problems.empty();
+    };
+    probes.metrics = [&segment] {
+        auto snapshot = std::make_unique<stats::Snapshot>();  // a few KiB: not on the pool thread's stack
+        stats::take_snapshot(segment.view(), true, unix_now_ms(), *snapshot);
+        return stats::render_prometheus(*snapshot);
+    };
+    return probes;
+}
+
 int run(const Config& config) {
+    log::set_level(*log::parse_level(effective_log_level(config)));
     const uint64_t nofile = net::raise_nofile_limit();
     const net::CapacityPlan plan = net::plan_capacity(config.max_conns, config.workers, nofile,
                                                       std::thread::hardware_concurrency(), config.recv_buffers);
-    std::fprintf(stderr, "limaoim: %s\n", plan.summary.c_str());
-    if (!plan.reaches_max_conns) std::fprintf(stderr, "limaoim: warning: %s\n", plan.problem.c_str());
+    log::write(log::Level::Info, "limaoim", "%s", plan.summary.c_str());
+    if (!plan.reaches_max_conns) log::write(log::Level::Warn, "limaoim", "%s", plan.problem.c_str());
 
-    std::string error;
-    if (config.store != "embedded") {
-        std::fprintf(stderr, "limaoim: store %s: only the embedded store is built into this version\n",
-                     config.store.c_str());
+    std::string error = start_problem(config);
+    if (!error.empty()) {
+        log::write(log::Level::Error, "limaoim", "%s", error.c_str());
         return 2;
     }
     const bool serve_api = !config.http_addr.empty();
@@ -70,12 +169,12 @@ int run(const Config& config) {
     error = net::probe_listen_port(config.addr, config.port, "--port");
     if (error.empty() && serve_api) error = net::probe_listen_port(http_host, http_port, "--http-addr");
     if (!error.empty()) {
-        std::fprintf(stderr, "limaoim: %s\n", error.c_str());
+        log::write(log::Level::Error, "limaoim", "%s", error.c_str());
         return 1;
     }
     std::unique_ptr<store::Store> store = store::open_embedded(config.data_dir, error);
     if (!store) {
-        std::fprintf(stderr, "limaoim: %s\n", error.c_str());
+        log::write(log::Level::Error, "limaoim", "%s", error.c_str());
         return 1;
     }
 
@@ -89,7 +188,7 @@ int run(const Config& config) {
     info.mode_test = config.mode == Mode::Test;
     info.close_reason_names = all_close_reason_names();
     if (!segment.create(info, error)) {
-        std::fprintf(stderr, "limaoim: %s\n", error.c_str());
+        log::write(log::Level::Error, "limaoim", "%s", error.c_str());
         return 1;
     }
 
@@ -102,14 +201,41 @@ int run(const Config& config) {
     core_options.committer.commit_window_us = config.commit_window_us;
     core_options.committer.dedupe_window_ms = config.dedupe_window_ms;
     core_options.committer.dedupe_max = config.dedupe_max;
+    core_options.conversations.max_per_user = config.conversation_max;
+    core_options.conversations.flush_ms = config.conversation_flush_ms;
+    core_options.conversations.flush_users = config.conversation_flush_users;
+    core_options.max_messages_per_second = config.max_messages_per_second;
+    core_options.datasource_cache_ms = config.datasource_cache_ms;
     im::Core core(*store, tokens, shared.directory, segment.pipeline(), core_options);
     if (!core.load(error)) {
-        std::fprintf(stderr, "limaoim: %s\n", error.c_str());
+        log::write(log::Level::Error, "limaoim", "%s", error.c_str());
         segment.remove();
         return 1;
     }
     for (const TokenEntry& t : config.tokens) tokens.set(t.uid, t.device_flag, t.token);
-    http::Api api(core, config.http_secret);
+    // The business server: webhooks (§12) and the datasource (§13), each only when configured.
+    std::unique_ptr<webhook::Sender> webhook_sender;
+    if (!config.webhook.empty()) {
+        webhook::Options options;
+        options.timeout_ms = config.webhook_timeout_ms;
+        options.notify_batch = config.webhook_notify_batch;
+        options.notify_scan_ms = config.webhook_notify_scan_ms;
+        options.queue_max = config.webhook_queue_max;
+        options.online_queue_max = config.webhook_online_queue_max;
+        options.online_batch = config.webhook_online_batch;
+        webhook_sender = std::make_unique<webhook::Sender>(config.webhook, options, *store, segment.pipeline());
+        core.set_events(webhook_sender.get());
+    }
+    std::unique_ptr<datasource::HttpDatasource> business_datasource;
+    if (!config.datasource.empty()) {
+        datasource::Options options;
+        options.timeout_ms = config.datasource_timeout_ms;
+        business_datasource = std::make_unique<datasource::HttpDatasource>(config.datasource, options);
+        core.set_datasource(business_datasource.get());
+    }
+    // The webhook's view for GET /health; null without a webhook.
+    const im::Events* events = webhook_sender.get();
+    http::Api api(core, config.http_secret, make_probes(segment, plan.workers, *store, events));
     net::BlockingPool api_pool("api", config.api_threads, 4096);
 
     net::SharedLimits limits;
@@ -129,7 +255,6 @@ int run(const Config& config) {
     shared.max_packet = config.max_packet;
     shared.max_connect_packet = std::min(config.max_connect_packet, config.max_packet);
     shared.handshakes_per_iteration = config.handshakes_per_iteration;
-    shared.log_connections = config.mode == Mode::Debug || config.verbose;
 
     std::vector<std::unique_ptr<net::Worker>> workers;
     std::vector<net::Worker*> peers;
@@ -178,7 +303,7 @@ int run(const Config& config) {
     }
     core.set_workers(peers, gateway::gateway_envelope_kinds());
     if (!core.start(error)) {
-        std::fprintf(stderr, "limaoim: %s\n", error.c_str());
+        log::write(log::Level::Error, "limaoim", "%s", error.c_str());
         segment.remove();
         return 1;
     }
@@ -193,7 +318,7 @@ int run(const Config& config) {
 
     for (size_t i = 0; i < workers.size(); ++i) {
         if (!workers[i]->start(error)) {
-            std::fprintf(stderr, "limaoim: %s\n", error.c_str());
+            log::write(log::Level::Error, "limaoim", "%s", error.c_str());
             for (size_t j = 0; j < i; ++j) workers[j]->request_stop(0);
             for (size_t j = 0; j < i; ++j) workers[j]->join();
             api_pool.stop();
@@ -203,16 +328,16 @@ int run(const Config& config) {
         }
     }
 
-    std::fprintf(stderr,
-                 "limaoim: listening on %s:%u, HTTP API on %s, mode %s, %zu tokens, %zu channels, store %s "
-                 "in %s (durability %s), stats in %s (read it with: limaoim-stat --instance %s)\n",
+    log::write(log::Level::Info, "limaoim",
+               "listening on %s:%u, HTTP API on %s, mode %s, %zu tokens, %zu channels, store %s "
+                 "in %s (durability %s), stats in %s (read it with: limaoim-stat --instance %s)",
                  config.addr.c_str(), config.port, serve_api ? config.http_addr.c_str() : "off", to_string(config.mode), tokens.size(),
                  core.channels().size(), store->engine(), config.data_dir.c_str(), config.durability.c_str(),
                  segment.path().c_str(), info.instance.c_str());
 
     int signal_number = 0;
     sigwait(&signals, &signal_number);
-    std::fprintf(stderr, "limaoim: %s: disconnecting clients and stopping (at most %u ms)\n",
+    log::write(log::Level::Info, "limaoim", "%s: disconnecting clients and stopping (at most %u ms)",
                  signal_number == SIGINT ? "SIGINT" : "SIGTERM", config.shutdown_timeout_ms);
     // Workers first (clients are told and closed; SENDs still arriving are
     // committed and answered meanwhile), the API's threads while they drain,
@@ -222,8 +347,9 @@ int run(const Config& config) {
     api_pool.stop();  // API requests queued or running finish while the workers drain
     for (auto& worker : workers) worker->join();
     core.stop();
+    if (webhook_sender) webhook_sender->stop();  // after the core's last events; the notify queue stays on disk
     segment.remove();
-    std::fprintf(stderr, "limaoim: stopped\n");
+    log::write(log::Level::Info, "limaoim", "stopped");
     return 0;
 }
 
@@ -235,8 +361,17 @@ int main(int argc, char** argv) {
     std::optional<limaoim::Config> config = limaoim::load_config(argc, argv, error, exit_now);
     if (exit_now) return 0;
     if (!config) {
-        std::fprintf(stderr, "limaoim: %s\n", error.c_str());
+        log::write(log::Level::Error, "limaoim", "%s", error.c_str());
         return 2;
+    }
+    if (config->check_only) {
+        // The checks of a start, then nothing: no store, port or stats segment is opened.
+        if (const std::string problem = start_problem(*config); !problem.empty()) {
+            log::write(log::Level::Error, "config", "%s", problem.c_str());
+            return 2;
+        }
+        std::printf("config OK: %s\n", limaoim::summary(*config).c_str());
+        return 0;
     }
     return run(*config);
 }

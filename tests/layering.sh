@@ -3,8 +3,10 @@
 # protocol, the sessions or the stores; proto/ knows nothing of sockets or
 # sessions; im/ (the IM core) knows neither the wire protocol, nor the
 # gateway or the HTTP API above it, nor io_uring, nor which store engine
-# runs; RocksDB appears in its engine only. unit_loop links net/ alone; this
-# catches a header-only include that no link would.
+# runs; RocksDB appears in its engine only, libcurl in the two HTTP clients
+# (webhook/, datasource/), which the IM core sees only as interfaces.
+# unit_loop links net/ alone; this catches a header-only include that no
+# link would.
 set -euo pipefail
 root=${1:?usage: layering.sh SOURCE_DIR}
 cd "$root"
@@ -23,9 +25,12 @@ check() {  # check LAYER FORBIDDEN_REGEX DIRS...
 check net 'proto|gateway|im|store|http|config' include/limaoim/net src/net
 check proto 'net|gateway|im|store|http|config' include/limaoim/proto src/proto
 check stats 'net|proto|gateway|im|store|http|config' include/limaoim/stats src/stats
-check im 'proto|gateway|http|config' include/limaoim/im src/im
+check im 'proto|gateway|http|config|webhook|datasource' include/limaoim/im src/im
 check store 'net|proto|gateway|im|http|config' include/limaoim/store src/store
 check http 'proto|gateway|store|config' include/limaoim/http src/http
+check webhook 'net|proto|gateway|http|config|datasource' include/limaoim/webhook src/webhook
+check datasource 'net|proto|gateway|http|config|store|webhook' include/limaoim/datasource src/datasource
+check log 'net|proto|stats|gateway|im|store|http|config|webhook|datasource' include/limaoim/log src/log
 forbid() {  # forbid WHAT REGEX DIRS...: an #include matching REGEX in DIRS
     local what=$1 pattern=$2
     shift 2
@@ -39,6 +44,7 @@ forbid() {  # forbid WHAT REGEX DIRS...: an #include matching REGEX in DIRS
 }
 forbid "io_uring outside net/" 'liburing' include src/im src/gateway src/http src/store src/proto
 forbid "RocksDB outside its engine" 'rocksdb/' include src/im src/gateway src/http src/net src/proto src/main.cpp
+forbid "libcurl outside webhook/ and datasource/" 'curl/' include src/im src/gateway src/http src/net src/proto src/store src/stats src/config src/main.cpp
 if [ "$status" = 0 ]; then
     echo "1 passed, 0 failed"
 else

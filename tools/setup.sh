@@ -11,7 +11,8 @@ packages=(
   liburing-dev libmimalloc-dev libssl-dev doctest-dev
   libtomlplusplus-dev libcli11-dev nlohmann-json3-dev
   clang libclang-rt-14-dev shellcheck gnuplot-nox iproute2 procps jq python3
-  librocksdb-dev libhttp-parser-dev zlib1g-dev curl
+  librocksdb-dev libhttp-parser-dev zlib1g-dev curl libcurl4-openssl-dev
+  prometheus
 )
 
 install_packages() {

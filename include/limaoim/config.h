@@ -27,8 +27,13 @@ struct TokenEntry {
     bool operator==(const TokenEntry&) const = default;
 };
 
+// conversation_max's default in --mode test when no source sets it (the
+// original's conversationOfUserMaxCount, SERVER.md §11).
+inline constexpr uint32_t kTestModeConversationMax = 100000;
+
 struct Config {
-    std::string config_path;  // --config; empty = defaults + environment + flags only
+    std::string config_path;  // --config or --check-config; empty = defaults + environment + flags only
+    bool check_only = false;  // --check-config FILE: load and validate, start nothing (not an option)
 
     Mode mode = Mode::Release;
     std::string addr = "0.0.0.0";  // TCP listen address
@@ -71,21 +76,50 @@ struct Config {
     std::string recv_mode = "poll";  // or "multishot": see net::RecvMode (BENCHMARKS.md chose poll)
     uint32_t server_key_reuse = 1;        // handshakes per server X25519 key pair (1 = fresh per connection)
 
+    // The business server (SERVER.md §12, §13). Empty URL = off.
+    std::string webhook;                      // http:// or https:// URL; every event is POST {webhook}?event=...
+    uint32_t webhook_timeout_ms = 10000;      // each webhook call, connect included
+    uint32_t webhook_notify_batch = 20;       // msg.notify messages per call (messageNotifyMaxCount)
+    uint32_t webhook_notify_scan_ms = 500;    // pause between msg.notify batches (messageNotifyScanInterval)
+    uint64_t webhook_queue_max = 1000000;     // msg.notify events kept in the durable queue
+    uint32_t webhook_online_queue_max = 100000;  // user.onlinestatus entries kept in memory
+    uint32_t webhook_online_batch = 1000;     // user.onlinestatus entries per call
+    std::string datasource;                   // http:// or https:// URL
+    uint32_t datasource_timeout_ms = 2000;    // each datasource call (the committer waits for it)
+    uint32_t datasource_cache_ms = 60000;     // a channel's datasource answer is asked again after this
+
+    // Conversations (SERVER.md §11).
+    uint32_t conversation_max = 100;          // per user (kTestModeConversationMax in test mode unless set)
+    uint32_t conversation_flush_ms = 1000;    // changed lists are written at least this often
+    uint32_t conversation_flush_users = 100;  // ... or as soon as this many users changed
+
+    uint32_t max_messages_per_second = 100000;  // SENDs from sessions, server-wide; 0 = unlimited
+
     std::vector<TokenEntry> tokens;
-    bool verbose = false;
+    std::string log_level;  // error | warn | info | debug; empty: info (debug in --mode debug)
+    bool verbose = false;   // log_level = debug
 
     bool operator==(const Config&) const = default;
 };
 
-// Parses argv, the environment and the TOML file named by --config. On an
-// error returns nullopt and sets `error` to a message naming the option and
-// where it came from. `--help` and `--version` set `exit_now`.
+// Parses argv, the environment and the TOML file named by --config (or by
+// --check-config, which also sets check_only). On an error returns nullopt
+// and sets `error` to a message naming the option and where it came from.
+// `--help` and `--version` set `exit_now`.
 std::optional<Config> load_config(int argc, char** argv, std::string& error, bool& exit_now);
+
+// One line for logs and --check-config: mode, listeners, store, capacity,
+// webhook and datasource (scheme and host only), token count. Never a
+// secret, a token or a URL's credentials, path or query.
+std::string summary(const Config& config);
 
 // The TOML key of every option, in table order, then "tokens". The flags and
 // variables derive from these; tests check the docs and example file name them all.
 std::vector<std::string_view> option_keys();
 
 const char* to_string(Mode mode);
+
+// The log level `config` asks for (log_level, --verbose, --mode debug).
+std::string_view effective_log_level(const Config& config);
 
 }  // namespace limaoim

@@ -4,6 +4,8 @@
 // type check), so one parser and one set of range checks serve all three.
 #include "limaoim/config.h"
 
+#include "limaoim/log/log.h"
+
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
@@ -140,6 +142,11 @@ std::string known_store(const Config& config) {
     return "store must be 'embedded' or a redis:// URL, got " + in_quotes(config.store);
 }
 
+std::string known_log_level(const Config& config) {
+    if (config.log_level.empty() || log::parse_level(config.log_level)) return {};
+    return "log_level must be 'error', 'warn', 'info' or 'debug', got " + in_quotes(config.log_level);
+}
+
 std::string known_durability(const Config& config) {
     if (config.durability == "group" || config.durability == "sync" || config.durability == "none") return {};
     return "durability must be 'group', 'sync' or 'none', got " + in_quotes(config.durability);
@@ -170,6 +177,42 @@ std::string known_recv_mode(const Config& config) {
     if (config.recv_mode == "multishot" || config.recv_mode == "poll") return {};
     return "recv_mode must be 'multishot' or 'poll', got " + in_quotes(config.recv_mode);
 }
+
+// A URL as messages show it: scheme and host only. Webhook URLs often carry
+// a secret in their credentials, path or query.
+std::string shown_url(std::string_view url) {
+    const size_t scheme_end = url.find("://");
+    if (scheme_end == std::string_view::npos) return "a value without '://' (not shown)";
+    std::string_view rest = url.substr(scheme_end + 3);
+    std::string_view authority = rest.substr(0, rest.find_first_of("/?#"));
+    if (size_t at = authority.rfind('@'); at != std::string_view::npos) authority.remove_prefix(at + 1);
+    const bool more = authority.size() < rest.size();
+    return in_quotes(std::string(url.substr(0, scheme_end + 3)) + std::string(authority) + (more ? "/..." : ""));
+}
+
+// An http:// or https:// URL with a host, no blanks or control characters;
+// empty = off. libcurl takes it as is (the query string is appended to it).
+std::string http_url(std::string_view key, const std::string& url) {
+    if (url.empty()) return {};
+    std::string_view rest = url;
+    if (rest.starts_with("http://")) {
+        rest.remove_prefix(7);
+    } else if (rest.starts_with("https://")) {
+        rest.remove_prefix(8);
+    } else {
+        return std::string(key) + " must be an http:// or https:// URL (empty = off), got " + shown_url(url);
+    }
+    if (std::ranges::any_of(url, [](char c) { return uint8_t(c) <= ' ' || c == 0x7f; }))
+        return std::string(key) + " must not contain spaces or control characters, got " + shown_url(url);
+    std::string_view authority = rest.substr(0, rest.find_first_of("/?#"));
+    if (size_t at = authority.rfind('@'); at != std::string_view::npos) authority.remove_prefix(at + 1);
+    if (authority.empty() || authority.starts_with(':'))
+        return std::string(key) + " has no host, got " + shown_url(url);
+    return {};
+}
+
+std::string webhook_url(const Config& config) { return http_url("webhook", config.webhook); }
+std::string datasource_url(const Config& config) { return http_url("datasource", config.datasource); }
 
 // The instance names a file in /dev/shm.
 std::string plain_instance_name(const Config& config) {
@@ -271,7 +314,52 @@ const std::vector<Option>& options() {
          "multishot (a receive armed per connection) or poll (a poll armed per connection, one receive per "
          "wake-up: less kernel memory per idle connection)",
          &Config::recv_mode, 0, 0, known_recv_mode},
-        {"verbose", "log every connection's open and close", &Config::verbose},
+        {"webhook",
+         "business server URL (http:// or https://) for the webhooks user.onlinestatus, msg.offline and "
+         "msg.notify: POST URL?event=NAME; empty = off",
+         &Config::webhook, 0, 0, webhook_url},
+        number("webhook_timeout_ms", "each webhook call, connect included, milliseconds; a timeout is a failure",
+               &Config::webhook_timeout_ms, kMinTimeoutMs, 600000),
+        number("webhook_notify_batch", "msg.notify messages per webhook call (the original's messageNotifyMaxCount)",
+               &Config::webhook_notify_batch, 1, 10000),
+        number("webhook_notify_scan_ms",
+               "pause between msg.notify batches, milliseconds (the original's messageNotifyScanInterval)",
+               &Config::webhook_notify_scan_ms, 10, 600000),
+        number("webhook_queue_max",
+               "msg.notify events kept in the durable queue; past it new messages' events are dropped (counted) "
+               "and /health reports it",
+               &Config::webhook_queue_max, 1),
+        number("webhook_online_queue_max",
+               "user.onlinestatus entries kept in memory for the webhook; past it entries are dropped (counted)",
+               &Config::webhook_online_queue_max, 1, 100000000),
+        number("webhook_online_batch", "user.onlinestatus entries per webhook call",
+               &Config::webhook_online_batch, 1, 1000000),
+        {"datasource",
+         "business server URL (http:// or https://) asked for group subscribers, allow/deny lists and system "
+         "uids instead of the store; empty = off",
+         &Config::datasource, 0, 0, datasource_url},
+        number("datasource_timeout_ms",
+               "each datasource call, milliseconds; the committer waits for it, so SENDs wait too",
+               &Config::datasource_timeout_ms, kMinTimeoutMs, 60000),
+        number("datasource_cache_ms", "a channel's datasource answer is asked again after this, milliseconds",
+               &Config::datasource_cache_ms, 0, 86400000),
+        number("conversation_max",
+               "conversations kept per user, least recently used dropped first (default 100; 100000 in test mode "
+               "unless set)",
+               &Config::conversation_max, 1, 1000000),
+        number("conversation_flush_ms", "changed conversations are written to the store at least this often, "
+               "milliseconds",
+               &Config::conversation_flush_ms, 10, 3600000),
+        number("conversation_flush_users", "... or as soon as this many users' conversations changed",
+               &Config::conversation_flush_users, 1, 1000000),
+        number("max_messages_per_second",
+               "SENDs from sessions per second, server-wide; past it sessions' input waits; 0 = unlimited",
+               &Config::max_messages_per_second, 0),
+        {"log_level",
+         "least severe log lines written: error, warn, info or debug (debug adds every connection's open and "
+         "close); empty = info, debug in --mode debug",
+         &Config::log_level, 0, 0, known_log_level},
+        {"verbose", "the same as log_level = debug", &Config::verbose},
     };
     return table;
 }
@@ -359,11 +447,20 @@ void add_token(Config& config, TokenEntry entry) {
     }
 }
 
+// A malformed entry as error messages show it: never its token part (an
+// entry without ':' may be nothing but a token), so logs carry no secret.
+std::string shown_entry(std::string_view text) {
+    if (text.empty()) return in_quotes(text);
+    const size_t colon = text.find(':');
+    if (colon == std::string_view::npos) return "an entry without ':' (not shown: it may be a token)";
+    return in_quotes(std::string(text.substr(0, colon + 1)) + "...");
+}
+
 // UID:DEVICE_FLAG:TOKEN; the token itself may contain ':'.
 std::string parse_token_text(std::string_view text, TokenEntry& entry) {
     size_t first = text.find(':');
     size_t second = first == std::string_view::npos ? first : text.find(':', first + 1);
-    if (second == std::string_view::npos) return in_quotes(text) + " is not " + std::string(kTokenForm);
+    if (second == std::string_view::npos) return shown_entry(text) + " is not " + std::string(kTokenForm);
     uint64_t flag = 0;
     if (std::string problem = parse_integer("device_flag", text.substr(first + 1, second - first - 1), 0, 255, flag);
         !problem.empty())
@@ -389,10 +486,12 @@ bool fail(std::string& error, std::string_view where, std::string_view problem) 
 struct CommandLine {
     CLI::App app{"limaoim: a LiMaoIM protocol server (io_uring)", "limaoim"};
     std::string config_path;
+    std::string check_path;
     std::vector<std::string> values;  // parallel to options()
     std::vector<CLI::Option*> given;
     std::vector<std::string> tokens;
     CLI::Option* config_flag = nullptr;
+    CLI::Option* check_flag = nullptr;
 
     CommandLine() : values(options().size()) {
         const Config defaults;
@@ -401,8 +500,14 @@ struct CommandLine {
             "(LIMAOIM_MAX_CONNS).\nPrecedence: defaults < --config file < LIMAOIM_* environment < flags. "
             "See docs/CONFIG.md.");
         app.set_version_flag("--version", "limaoim " LIMAOIM_VERSION);
-        config_flag = app.add_option("--config", config_path, "TOML configuration file (also LIMAOIM_CONFIG)")
+        config_flag = app.add_option("-c,--config", config_path, "TOML configuration file (also LIMAOIM_CONFIG)")
                           ->type_name("FILE");
+        check_flag = app.add_option("--check-config", check_path,
+                                    "load and validate FILE with the environment and the other flags, as a start "
+                                    "would; print 'config OK' and a summary, or the error (exit 0 or 2); starts "
+                                    "nothing")
+                         ->type_name("FILE")
+                         ->excludes(config_flag);
         for (size_t i = 0; i < options().size(); ++i) given.push_back(add(options()[i], defaults, values[i]));
         app.add_option("--token", tokens, "accept TOKEN for UID on DEVICE_FLAG (0 app, 1 web, 2 pc); repeatable")
             ->type_name(std::string(kTokenForm))
@@ -579,6 +684,7 @@ bool parse_command_line(CommandLine& line, int argc, char** argv, std::string& e
 }
 
 std::string config_path(const CommandLine& line) {
+    if (line.check_flag->count() > 0) return line.check_path;
     if (line.config_flag->count() > 0) return line.config_path;
     const char* from_env = std::getenv(env_name("config").c_str());
     return from_env == nullptr ? std::string() : std::string(from_env);
@@ -593,14 +699,49 @@ std::optional<Config> load_config(int argc, char** argv, std::string& error, boo
     if (!parse_command_line(line, argc, argv, error, exit_now)) return std::nullopt;
     Config config;
     config.config_path = config_path(line);
+    config.check_only = line.check_flag->count() > 0;
+    // 0 (below its range, so no source can set it) until a source does: its
+    // default depends on the mode, known once every source is read.
+    config.conversation_max = 0;
     if (!config.config_path.empty() && !load_file(config, config.config_path, error)) return std::nullopt;
     if (!load_env(config, error) || !load_flags(config, line, error)) return std::nullopt;
+    if (config.conversation_max == 0)
+        config.conversation_max = config.mode == Mode::Test ? kTestModeConversationMax : Config{}.conversation_max;
     // Rules that join two options, once every source has had its say.
     if (std::string problem = guarded_http_addr(config); !problem.empty()) {
         error = problem;
         return std::nullopt;
     }
     return config;
+}
+
+namespace {
+// scheme://host[:port] of a URL checked by http_url: no credentials, path or query.
+std::string url_origin(const std::string& url) {
+    const size_t scheme_end = url.find("://");
+    if (scheme_end == std::string::npos) return "set";
+    std::string_view authority = std::string_view(url).substr(scheme_end + 3);
+    authority = authority.substr(0, authority.find_first_of("/?#"));
+    if (size_t at = authority.rfind('@'); at != std::string_view::npos) authority.remove_prefix(at + 1);
+    return url.substr(0, scheme_end + 3) + std::string(authority);
+}
+}  // namespace
+
+std::string summary(const Config& c) {
+    std::string out = std::string("mode ") + to_string(c.mode) + ", listen " + c.addr + ":" + std::to_string(c.port);
+    out += ", HTTP API " + (c.http_addr.empty() ? std::string("off")
+                                                : c.http_addr + (c.http_secret.empty() ? " (no secret)" : " (bearer secret set)"));
+    out += ", store " + c.store + " in " + c.data_dir + " (durability " + c.durability + ")";
+    out += ", max_conns " + std::to_string(c.max_conns) + ", workers " +
+           (c.workers == 0 ? std::string("auto") : std::to_string(c.workers));
+    out += ", webhook " + (c.webhook.empty() ? std::string("off") : url_origin(c.webhook));
+    out += ", datasource " + (c.datasource.empty() ? std::string("off") : url_origin(c.datasource));
+    out += ", conversation_max " + std::to_string(c.conversation_max);
+    out += ", max_messages_per_second " +
+           (c.max_messages_per_second == 0 ? std::string("unlimited") : std::to_string(c.max_messages_per_second));
+    out += ", " + std::to_string(c.tokens.size()) + " configured tokens";
+    if (!c.config_path.empty()) out += ", file " + c.config_path;
+    return out;
 }
 
 std::vector<std::string_view> option_keys() {
@@ -615,6 +756,12 @@ const char* to_string(Mode mode) {
         if (entry.mode == mode) return entry.name.data();
     }
     return "unknown";
+}
+
+std::string_view effective_log_level(const Config& config) {
+    if (config.verbose) return "debug";
+    if (!config.log_level.empty()) return config.log_level;
+    return config.mode == Mode::Debug ? "debug" : "info";
 }
 
 }  // namespace limaoim

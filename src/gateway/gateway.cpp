@@ -1,4 +1,5 @@
 #include "limaoim/gateway/gateway.h"
+#include "limaoim/log/log.h"
 
 #include <chrono>
 #include <cstdio>
@@ -130,9 +131,10 @@ net::DataResult Gateway::on_data(ConnRef conn, std::span<const uint8_t> bytes) {
         cs.packets_in.store(cs.packets_in.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
         if (!handle_frame(conn, *s, r.frame)) return {bytes.size(), 0};
         offset += r.frame.size;
-        // At the in-flight SEND cap: what follows waits in the loop's
-        // reassembly buffer until a SENDACK makes room (on_send_result).
-        if (s->flags & Session::kSendsPaused) return {offset, 0};
+        // At the in-flight SEND cap or over the rate limit: what follows
+        // waits in the loop's reassembly buffer until a SENDACK makes room
+        // (on_send_result) or the limit's wait is over (resume_rated).
+        if (s->flags & Session::kInputPaused) return {offset, 0};
     }
     return {offset, 0};
 }
@@ -191,6 +193,16 @@ bool Gateway::handle_frame(ConnRef conn, Session& s, const proto::Frame& frame) 
 bool Gateway::handle_send(ConnRef conn, Session& s, const proto::SendPacket& send) {
     stats_.sends.add();
     im::Core& core = *shared_.core;
+    // §5 step 0, first for every SEND: it is handled; over the server's
+    // rate, its sender's next packets wait (back-pressure, never a drop).
+    using namespace std::chrono;
+    const int64_t now_ns = int64_t(duration_cast<nanoseconds>(steady_clock::now().time_since_epoch()).count());
+    if (const uint32_t wait_ms = core.rate_limit().charge(now_ns); wait_ms && !(s.flags & Session::kRatePaused)) {
+        if (!(s.flags & Session::kInputPaused)) io_.pause_input(conn);
+        s.flags |= Session::kRatePaused;
+        stats_.rate_limit_waits.add();
+        loop_.add_timer(wait_ms, [this, conn] { resume_rated(conn); }, 0);
+    }
     std::string_view payload = send.payload;
     if (proto::has_crypto(s.version)) {
         const proto::crypto::SessionKey key = s.key();
@@ -203,10 +215,12 @@ bool Gateway::handle_send(ConnRef conn, Session& s, const proto::SendPacket& sen
                             uint8_t(proto::ReasonCode::PayloadDecodeError));
         payload = plaintext_;
     }
-    if (const uint8_t refused = check_send(s, send); refused != uint8_t(proto::ReasonCode::Success))
-        return send_ack(conn, s, send.client_seq, 0, 0, refused);
+    const im::SendCheck check = core.check_send(s.uid_view(), send.channel_type, send.channel_id);
+    if (check == im::SendCheck::NotAllowed)
+        return send_ack(conn, s, send.client_seq, 0, 0, uint8_t(proto::ReasonCode::NotAllowSend));
+    if (check == im::SendCheck::UnknownTemporary)
+        return send_ack(conn, s, send.client_seq, 0, 0, uint8_t(proto::ReasonCode::SubscriberNotExist));
 
-    using namespace std::chrono;
     im::MessageView m;
     m.header_flags = uint8_t(send.flags & im::kKeptHeaderFlags);
     m.setting = send.setting;
@@ -221,6 +235,7 @@ bool Gateway::handle_send(ConnRef conn, Session& s, const proto::SendPacket& sen
     request.client_seq = send.client_seq;
     request.origin = id_of(conn);
     request.route = {&loop_, kSendResult};
+    request.resolve = check == im::SendCheck::Resolve;
     // The message's one allocation: these bytes are stored, and shared by
     // every delivery envelope.
     request.message = net::Payload::allocate(im::encoded_size(m));
@@ -229,36 +244,18 @@ bool Gateway::handle_send(ConnRef conn, Session& s, const proto::SendPacket& sen
     send_started_us_.push_back(steady_us());
     stats_.sends_in_flight.add();
     if (++s.sends_in_flight >= shared_.max_sends_in_flight) {
+        if (!(s.flags & Session::kInputPaused)) io_.pause_input(conn);
         s.flags |= Session::kSendsPaused;
         stats_.send_pauses.add();
-        io_.pause_input(conn);
     }
     return true;
 }
 
-// §5 steps 3-4: a reason code, Success when the SEND may be stored.
-uint8_t Gateway::check_send(const Session& s, const proto::SendPacket& send) const {
-    const im::Core& core = *shared_.core;
-    const im::Channels& channels = core.channels();
-    const std::string_view uid = s.uid_view();
-    if (send.channel_type == im::kPersonChannel) {
-        // §7.5, limaoim's rule: the recipient's person channel judges the
-        // sender, in every mode.
-        std::shared_ptr<const im::Channel> recipient = channels.find(im::kPersonChannel, send.channel_id);
-        if (recipient && !channels.allowed(*recipient, uid)) return uint8_t(proto::ReasonCode::NotAllowSend);
-        return uint8_t(proto::ReasonCode::Success);
-    }
-    std::shared_ptr<const im::Channel> channel = channels.find(send.channel_type, send.channel_id);
-    if (!channel) {
-        if (send.channel_id.ends_with(im::kTemporarySuffix)) return uint8_t(proto::ReasonCode::SubscriberNotExist);
-        // A channel never created has no subscribers (§5 step 4): accepted
-        // and delivered to nobody in test mode only.
-        return core.test_mode() ? uint8_t(proto::ReasonCode::Success) : uint8_t(proto::ReasonCode::NotAllowSend);
-    }
-    if (core.test_mode()) return uint8_t(proto::ReasonCode::Success);
-    if (!channels.allowed(*channel, uid)) return uint8_t(proto::ReasonCode::NotAllowSend);
-    if (channel->parent.empty() && !channel->has_subscriber(uid)) return uint8_t(proto::ReasonCode::NotAllowSend);
-    return uint8_t(proto::ReasonCode::Success);
+void Gateway::resume_rated(ConnRef conn) {
+    Session* s = session_of(conn);
+    if (!s || !(s->flags & Session::kRatePaused)) return;  // closed (or its slot reused) meanwhile
+    s->flags &= uint8_t(~Session::kRatePaused);
+    if (!(s->flags & Session::kInputPaused)) io_.resume_input(conn);
 }
 
 bool Gateway::send_ack(ConnRef conn, Session& s, uint32_t client_seq, int64_t id, uint32_t seq, uint8_t reason) {
@@ -289,7 +286,7 @@ void Gateway::on_send_result(net::Envelope& result) {
     if (stored) stats_.send_latency_us[latency_bucket(steady_us() - started)].add();
     if ((s->flags & Session::kSendsPaused) && s->sends_in_flight < shared_.max_sends_in_flight) {
         s->flags &= uint8_t(~Session::kSendsPaused);
-        io_.resume_input(conn);
+        if (!(s->flags & Session::kInputPaused)) io_.resume_input(conn);
     }
 }
 
@@ -377,9 +374,10 @@ bool Gateway::handle_connect(ConnRef conn, Session& s, const proto::ConnectPacke
     HandshakeResult result = handshake(connect, shared_.auth, wall_clock_ms());
     if (!result.ok()) {
         stats_.auth_failures.add();
-        if (shared_.log_connections)
-            std::fprintf(stderr, "worker %u: CONNECT refused (uid '%.*s', device %u): %s\n", loop_.index(),
-                         int(connect.uid.size()), connect.uid.data(), connect.device_flag, to_string(result.failure));
+        if (log::enabled(log::Level::Debug))
+            log::write(log::Level::Debug, "gateway", "worker %u: CONNECT refused (uid '%.*s', device %u): %s",
+                       loop_.index(), int(connect.uid.size()), connect.uid.data(), connect.device_flag,
+                       to_string(result.failure));
         if (send_packet(conn, result.connack(connect.version), connect.version))
             close(conn, GatewayClose::AuthFailed, Linger::Flush);
         return false;
@@ -393,6 +391,9 @@ bool Gateway::handle_connect(ConnRef conn, Session& s, const proto::ConnectPacke
         io_.close(conn, CloseReason::IoError);  // out of memory for the directory entry
         return false;
     }
+    // user.onlinestatus (§12.2); a session replaced by this login has no
+    // offline event (§3: the pair stays online).
+    if (im::Events* events = shared_.core->events()) events->online_status(s.uid_view(), connect.device_flag, true);
     if (entry.replaced) kick(entry.replaced);
     s.version = connect.version;
     s.device_flag = connect.device_flag;
@@ -456,7 +457,8 @@ void Gateway::on_envelope(net::Envelope& envelope) {
             // newer login replaced it there): it leaves it now.
             Session* s = session_of(conn);
             if (!s || s->state != SessionState::Authenticated) break;
-            shared_.directory.remove(s->uid_view(), s->device_flag, id);
+            if (shared_.directory.remove(s->uid_view(), s->device_flag, id))
+                if (im::Events* events = shared_.core->events()) events->online_status(s->uid_view(), s->device_flag, false);
             kick_local(conn, kTokenKickReason);
         } else {
             kick_local(conn, kKickReason);
@@ -524,7 +526,10 @@ void Gateway::on_close(ConnRef conn, CloseReason reason) {
         stats_.pending_handshakes.sub();
         break;
     case SessionState::Authenticated:
-        shared_.directory.remove(s->uid_view(), s->device_flag, id_of(conn));
+        // Offline only when this session still held the pair: one that a
+        // newer login replaced (its kick still on the way) says nothing.
+        if (shared_.directory.remove(s->uid_view(), s->device_flag, id_of(conn)))
+            if (im::Events* events = shared_.core->events()) events->online_status(s->uid_view(), s->device_flag, false);
         stats_.authenticated.sub();
         stats_.by_device_flag[stats::device_flag_bucket(s->device_flag)].sub();
         break;
@@ -532,9 +537,9 @@ void Gateway::on_close(ConnRef conn, CloseReason reason) {
     case SessionState::Free:
         break;
     }
-    if (shared_.log_connections && s->uid_len)
-        std::fprintf(stderr, "worker %u: uid '%.*s' closed: %s\n", loop_.index(), int(s->uid_len),
-                     s->uid_view().data(), close_reason_name(reason));
+    if (s->uid_len && log::enabled(log::Level::Debug))
+        log::write(log::Level::Debug, "gateway", "worker %u: uid '%.*s' closed: %s", loop_.index(), int(s->uid_len),
+                   s->uid_view().data(), close_reason_name(reason));
     inflight_.drop_session(conn);  // §9 compatible rule: no retransmission to a closed session
     stats_.inflight.set(inflight_.size());
     s->free_uid();

@@ -1,5 +1,7 @@
 #include "limaoim/http/api.h"
 
+#include "limaoim/im/message_json.h"
+
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
@@ -7,6 +9,7 @@
 #include <cctype>
 #include <limits>
 #include <nlohmann/json.hpp>
+#include <utility>
 #include <vector>
 
 namespace limaoim::http {
@@ -45,26 +48,8 @@ Response from_outcome(const im::Outcome& outcome) {
     return error(500, outcome.message);
 }
 
-// MessageResp (§16.0), keys in the spec's order.
-ordered_json message_resp(const im::Message& m) {
-    ordered_json header;
-    header["no_persist"] = (m.header_flags & 0x01) ? 1 : 0;
-    header["red_dot"] = (m.header_flags & 0x02) ? 1 : 0;
-    header["sync_once"] = (m.header_flags & 0x04) ? 1 : 0;
-    ordered_json out;
-    out["header"] = std::move(header);
-    out["setting"] = m.setting;
-    out["message_id"] = m.message_id;
-    out["message_idstr"] = std::to_string(m.message_id);
-    out["client_msg_no"] = m.client_msg_no;
-    out["message_seq"] = m.message_seq;
-    out["from_uid"] = m.from_uid;
-    out["channel_id"] = m.channel_id;
-    out["channel_type"] = m.channel_type;
-    out["timestamp"] = m.timestamp;
-    out["payload"] = base64_encode(m.payload);
-    return out;
-}
+// MessageResp (§16.0), keys in the spec's order: shared with the webhooks.
+ordered_json message_resp(const im::Message& m) { return im::message_resp(m.view()); }
 
 ordered_json message_list(const std::vector<im::Message>& messages) {
     ordered_json list = ordered_json::array();
@@ -162,8 +147,6 @@ uint8_t nonzero_channel_type(const json& body) {
 // ---- endpoints (§16.1-16.3) ----
 
 using Endpoint = Response (*)(im::Service&, const json&);
-
-Response health(im::Service&, const json&) { return ok(); }
 
 Response user_token(im::Service& service, const json& body) {
     object(body);
@@ -304,6 +287,141 @@ Response channel_message_sync(im::Service& service, const json& body) {
     return data(out);
 }
 
+// ---- conversations (§16.4) ----
+
+ordered_json conversation_json(const im::Conversation& c) {
+    ordered_json out;
+    out["channel_id"] = c.channel_id;
+    out["channel_type"] = c.channel_type;
+    out["unread"] = c.unread;
+    out["timestamp"] = c.timestamp;
+    return out;
+}
+
+Response conversations_list(im::Service& service, const json& query) {
+    const std::string uid = text(query, "uid", Need::Required);
+    std::vector<im::ConversationView> views;
+    if (im::Outcome outcome = service.conversations(uid, views); !outcome) return from_outcome(outcome);
+    ordered_json list = ordered_json::array();
+    for (const im::ConversationView& view : views) {
+        ordered_json item = conversation_json(view.conversation);
+        item["last_message"] = view.last_message ? message_resp(*view.last_message) : ordered_json(nullptr);
+        list.push_back(std::move(item));
+    }
+    return data(list);
+}
+
+// uid, channel_id and channel_type, all required.
+struct ConversationKey {
+    std::string uid, channel_id;
+    uint8_t channel_type;
+};
+ConversationKey conversation_key(const json& body) {
+    object(body);
+    ConversationKey key;
+    key.uid = text(body, "uid", Need::Required);
+    key.channel_id = text(body, "channel_id", Need::Required);
+    key.channel_type = nonzero_channel_type(body);
+    return key;
+}
+
+Response conversations_clear_unread(im::Service& service, const json& body) {
+    const ConversationKey key = conversation_key(body);
+    return from_outcome(service.set_unread(key.uid, key.channel_id, key.channel_type, 0));
+}
+
+Response conversations_set_unread(im::Service& service, const json& body) {
+    const ConversationKey key = conversation_key(body);
+    return from_outcome(service.set_unread(key.uid, key.channel_id, key.channel_type, u32_field(body, "unread")));
+}
+
+Response conversations_delete(im::Service& service, const json& body) {
+    object(body);
+    const std::vector<std::string> uids = strings(body, "uids", Need::Required);
+    const std::string channel_id = text(body, "channel_id", Need::Required);
+    return from_outcome(service.delete_conversation(uids, channel_id, nonzero_channel_type(body)));
+}
+
+Response conversation_sync(im::Service& service, const json& body) {
+    object(body);
+    const std::string uid = text(body, "uid", Need::Required);
+    const int64_t version = integer(body, "version", std::numeric_limits<int64_t>::min(), std::numeric_limits<int64_t>::max());
+    text(body, "last_msg_seqs");  // accepted and ignored, as by the original; must be a string
+    std::vector<im::Conversation> changed;
+    if (im::Outcome outcome = service.sync_conversations(uid, version, changed); !outcome) return from_outcome(outcome);
+    ordered_json list = ordered_json::array();
+    for (const im::Conversation& c : changed) {
+        ordered_json item = conversation_json(c);
+        item["last_msg_seq"] = c.last_msg_seq;
+        item["last_client_msg_no"] = c.last_client_msg_no;
+        item["offset_msg_seq"] = 0;
+        item["version"] = c.version;
+        item["recents"] = nullptr;
+        list.push_back(std::move(item));
+    }
+    return data(list);
+}
+
+// More than this per channel is clamped: a page, not the whole log.
+constexpr int64_t kMaxSyncMessages = 1000;
+
+Response conversation_sync_messages(im::Service& service, const json& body) {
+    object(body);
+    const std::string uid = text(body, "uid", Need::Required);
+    int64_t count = integer(body, "msg_count", std::numeric_limits<int64_t>::min(), std::numeric_limits<int64_t>::max());
+    count = count <= 0 ? 15 : std::min(count, kMaxSyncMessages);
+    const json* channels = field(body, "channels");
+    if (channels && !channels->is_array()) throw Invalid{"channels must be an array"};
+    ordered_json list = ordered_json::array();
+    if (!channels) return data(list);
+    std::vector<im::Message> messages;
+    for (const json& channel : *channels) {
+        if (!channel.is_object()) throw Invalid{"each of channels must be an object"};
+        const std::string id = text(channel, "channel_id", Need::Required);
+        const uint8_t type = nonzero_channel_type(channel);
+        const uint32_t last_seq = u32_field(channel, "last_msg_seq");
+        messages.clear();
+        if (im::Outcome outcome = service.recent_messages(uid, id, type, last_seq, uint32_t(count), messages); !outcome)
+            return from_outcome(outcome);
+        ordered_json item;
+        item["channel_id"] = id;
+        item["channel_type"] = type;
+        item["messages"] = message_list(messages);
+        list.push_back(std::move(item));
+    }
+    return data(list);
+}
+
+// A GET request's query string as a JSON object of strings (the fields the
+// endpoints read): percent-decoded, '+' as space, the last of repeated keys.
+json query_object(std::string_view query) {
+    auto decode = [](std::string_view in) {
+        std::string out;
+        for (size_t i = 0; i < in.size(); ++i) {
+            if (in[i] == '+') {
+                out.push_back(' ');
+            } else if (in[i] == '%' && i + 2 < in.size() && std::isxdigit(uint8_t(in[i + 1])) &&
+                       std::isxdigit(uint8_t(in[i + 2]))) {
+                out.push_back(char(std::stoi(std::string(in.substr(i + 1, 2)), nullptr, 16)));
+                i += 2;
+            } else {
+                out.push_back(in[i]);
+            }
+        }
+        return out;
+    };
+    json out = json::object();
+    while (!query.empty()) {
+        const size_t amp = query.find('&');
+        const std::string_view pair = query.substr(0, amp);
+        query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
+        if (pair.empty()) continue;
+        const size_t eq = pair.find('=');
+        out[decode(pair.substr(0, eq))] = eq == std::string_view::npos ? std::string() : decode(pair.substr(eq + 1));
+    }
+    return out;
+}
+
 struct Route {
     std::string_view path;
     const char* method;
@@ -311,7 +429,6 @@ struct Route {
 };
 
 constexpr Route kRoutes[] = {
-    {"/health", "GET", health},
     {"/user/token", "POST", user_token},
     {"/user/onlinestatus", "POST", online_status},
     {"/systemuids_add", "POST", system_uids_add},
@@ -330,6 +447,12 @@ constexpr Route kRoutes[] = {
     {"/message/sync", "POST", message_sync},
     {"/message/syncack", "POST", message_sync_ack},
     {"/channel/messagesync", "POST", channel_message_sync},
+    {"/conversations", "GET", conversations_list},
+    {"/conversations/clearUnread", "POST", conversations_clear_unread},
+    {"/conversations/setUnread", "POST", conversations_set_unread},
+    {"/conversations/delete", "POST", conversations_delete},
+    {"/conversation/sync", "POST", conversation_sync},
+    {"/conversation/syncMessages", "POST", conversation_sync_messages},
 };
 
 std::array<uint8_t, 32> sha256(std::string_view bytes) {
@@ -337,17 +460,6 @@ std::array<uint8_t, 32> sha256(std::string_view bytes) {
     unsigned int size = 0;
     EVP_Digest(bytes.data(), bytes.size(), digest.data(), &size, EVP_sha256(), nullptr);
     return digest;
-}
-
-constexpr char kBase64Alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-int base64_value(char c) {
-    if (c >= 'A' && c <= 'Z') return c - 'A';
-    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-    if (c >= '0' && c <= '9') return c - '0' + 52;
-    if (c == '+') return 62;
-    if (c == '/') return 63;
-    return -1;
 }
 
 }  // namespace
@@ -372,51 +484,28 @@ HistoryWindow message_sync_window(uint32_t min_seq, uint32_t max_seq, uint32_t l
     return window;
 }
 
-std::string base64_encode(std::string_view bytes) {
-    std::string out;
-    out.reserve((bytes.size() + 2) / 3 * 4);
-    size_t i = 0;
-    for (; i + 3 <= bytes.size(); i += 3) {
-        const uint32_t v = uint32_t(uint8_t(bytes[i])) << 16 | uint32_t(uint8_t(bytes[i + 1])) << 8 | uint8_t(bytes[i + 2]);
-        out += kBase64Alphabet[v >> 18];
-        out += kBase64Alphabet[(v >> 12) & 63];
-        out += kBase64Alphabet[(v >> 6) & 63];
-        out += kBase64Alphabet[v & 63];
-    }
-    if (const size_t left = bytes.size() - i; left > 0) {
-        const uint32_t v = uint32_t(uint8_t(bytes[i])) << 16 | (left == 2 ? uint32_t(uint8_t(bytes[i + 1])) << 8 : 0);
-        out += kBase64Alphabet[v >> 18];
-        out += kBase64Alphabet[(v >> 12) & 63];
-        out += left == 2 ? kBase64Alphabet[(v >> 6) & 63] : '=';
-        out += '=';
-    }
-    return out;
-}
-
-std::optional<std::string> base64_decode(std::string_view text) {
-    if (text.size() % 4 != 0) return std::nullopt;
-    size_t padding = 0;
-    if (!text.empty() && text.back() == '=') padding = text[text.size() - 2] == '=' ? 2 : 1;
-    std::string out;
-    out.reserve(text.size() / 4 * 3);
-    for (size_t i = 0; i < text.size(); i += 4) {
-        const bool last = i + 4 == text.size();
-        const size_t digits = last ? 4 - padding : 4;
-        uint32_t v = 0;
-        for (size_t k = 0; k < 4; ++k) {
-            const int d = k < digits ? base64_value(text[i + k]) : 0;
-            if (d < 0) return std::nullopt;  // also '=' anywhere but the padding
-            v = v << 6 | uint32_t(d);
-        }
-        out += char(v >> 16);
-        if (digits > 2) out += char(v >> 8);
-        if (digits > 3) out += char(v);
-    }
-    return out;
-}
-
-Api::Api(im::Service& service, std::string_view bearer_secret) : service_(service) {
+Api::Api(im::Service& service, std::string_view bearer_secret, Probes probes)
+    : service_(service), probes_(std::move(probes)) {
     if (!bearer_secret.empty()) secret_digest_ = sha256(bearer_secret);
+}
+
+// GET /health: 200 {"status":200}, or 503 with what is wrong. GET /metrics:
+// the Prometheus text. Neither reads a body or the query.
+Response Api::probe(const Request& request) const {
+    if (request.method != "GET") {
+        Response response = error(405, "method not allowed");
+        response.allow = "GET";
+        return response;
+    }
+    if (request.path == "/health") {
+        std::string why;
+        if (probes_.health && !probes_.health(why)) return error(503, why.empty() ? "unhealthy" : why);
+        return ok();
+    }
+    if (!probes_.metrics) return error(404, "not found");
+    Response response{200, probes_.metrics()};
+    response.content_type = kPrometheusContentType;
+    return response;
 }
 
 bool Api::authorized(std::string_view authorization) const {
@@ -438,6 +527,7 @@ Response Api::handle(const Request& request) const {
     try {
         try {
             if (!authorized(request.authorization)) return error(401, "unauthorized");
+            if (request.path == "/health" || request.path == "/metrics") return probe(request);
             const Route* route = std::find_if(std::begin(kRoutes), std::end(kRoutes),
                                               [&](const Route& r) { return r.path == request.path; });
             if (route == std::end(kRoutes)) return error(404, "not found");
@@ -446,8 +536,9 @@ Response Api::handle(const Request& request) const {
                 response.allow = route->method;
                 return response;
             }
-            // GET /health has no body; every other endpoint reads a JSON body.
-            const json body = route->endpoint == health ? json() : json::parse(request.body);
+            // GET endpoints read the query string; every other endpoint reads a JSON body.
+            const json body = std::string_view(route->method) == "GET" ? query_object(request.query)
+                                                                         : json::parse(request.body);
             return route->endpoint(service_, body);
         } catch (const Invalid& invalid) {
             return error(400, invalid.message);

@@ -73,7 +73,9 @@ std::string serialize_response(const Response& response, bool keep_alive, bool h
     out += std::to_string(response.status);
     out += ' ';
     out += reason_phrase(response.status);
-    out += "\r\nContent-Type: application/json\r\nContent-Length: ";
+    out += "\r\nContent-Type: ";
+    out += response.content_type ? response.content_type : kJsonContentType;
+    out += "\r\nContent-Length: ";
     out += std::to_string(response.body.size());
     out += "\r\n";
     if (response.allow) {

@@ -1,4 +1,5 @@
 #include "limaoim/im/committer.h"
+#include "limaoim/log/log.h"
 
 #include <pthread.h>
 
@@ -177,6 +178,13 @@ void Committer::process(std::vector<CommitRequest>& batch) {
             prepare_cursor(request);
             continue;
         }
+        if (request.resolve && resolver_) {
+            // Judged before anything of it joins the batch: a refusal here
+            // is this SEND's answer alone.
+            const std::optional<MessageView> m = decode(request.message.bytes());
+            reasons_[i] = m ? resolver_->resolve(*m) : kReasonError;
+            if (reasons_[i] != kReasonSuccess) continue;
+        }
         FanoutItem item;
         bool duplicate = false;
         reasons_[i] = prepare_send(request, now_ms, item, duplicate);
@@ -199,6 +207,7 @@ void Committer::process(std::vector<CommitRequest>& batch) {
         stats_.commits.add();
     }
     if (written) {
+        if (events_ && !batch_.notify.empty()) events_->notify_queued(batch_.notify.size());
         stats_.messages_stored.add(batch_.messages.size());
         stats_.queue_copies_stored.add(batch_.queue_messages.size());
     } else {
@@ -206,7 +215,7 @@ void Committer::process(std::vector<CommitRequest>& batch) {
         // the store when next needed), its dedupe entries are forgotten, and
         // every SEND in it is answered with an error.
         stats_.commit_failures.add();
-        std::fprintf(stderr, "limaoim: store commit failed: %s\n", written.error.c_str());
+        log::write(log::Level::Error, "committer", "store commit failed (its SENDs get reason 0): %s", written.error.c_str());
         for (auto& [log, seq] : batch_channel_seqs_) channel_seqs_.erase(log);
         for (auto& [uid, seq] : batch_queue_seqs_) queue_seqs_.erase(uid);
         for (auto& [uid, cursor] : batch_cursors_) cursors_.erase(uid);
@@ -295,6 +304,10 @@ uint8_t Committer::prepare_send(CommitRequest& request, int64_t now_ms, FanoutIt
         batch_dedupe_keys_.push_back(key);
         dedupe_[key] = {now_ms, id, seq};
     }
+    // msg.notify (§12.4): every accepted message, whatever its flags, in
+    // the same atomic batch: an event is on disk exactly when its batch is.
+    if (events_ && events_->notify_has_room(batch_.notify.size()))
+        batch_.notify.push_back({id, {bytes.begin(), bytes.end()}});
     item.message = request.message;
     item.sender_device = request.sender_device;
     item.receivers = request.receivers;
@@ -323,7 +336,7 @@ uint32_t* Committer::channel_counter(const std::string& log) {
     if (it == channel_seqs_.end()) {
         uint32_t last = 0;
         if (store::Status s = store_.channel_seq(log, last); !s) {
-            std::fprintf(stderr, "limaoim: reading a channel seq: %s\n", s.error.c_str());
+            log::write(log::Level::Error, "committer", "reading a channel seq: %s", s.error.c_str());
             return nullptr;
         }
         it = channel_seqs_.emplace(log, last).first;
@@ -379,7 +392,7 @@ void Committer::expire_dedupe(int64_t now_ms) {
     if (now_ms - last_dedupe_expiry_ms_ >= 60000) {
         last_dedupe_expiry_ms_ = now_ms;
         if (store::Status s = store_.expire_dedupe(horizon); !s)
-            std::fprintf(stderr, "limaoim: expiring the dedupe window: %s\n", s.error.c_str());
+            log::write(log::Level::Warn, "committer", "expiring the dedupe window: %s", s.error.c_str());
     }
 }
 

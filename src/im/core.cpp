@@ -1,10 +1,12 @@
 #include "limaoim/im/core.h"
+#include "limaoim/log/log.h"
 
 #include <openssl/rand.h>
 
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 
 #include "limaoim/net/worker.h"
@@ -45,7 +47,9 @@ Outcome from(const store::Status& s) { return s ? Outcome::ok() : Outcome::unava
 Core::Core(store::Store& store, store::TokenStore& tokens, Directory& directory, stats::PipelineBlock& stats,
            const CoreOptions& options)
     : store_(store), tokens_(tokens), directory_(directory), options_(options), ids_(options.node_id),
-      fanout_(channels_, directory_, stats), committer_(store_, channels_, ids_, fanout_, stats, options.committer) {}
+      conversations_(store_, stats, options.conversations), fanout_(channels_, directory_, conversations_, stats),
+      committer_(store_, channels_, ids_, fanout_, stats, options.committer),
+      stats_(stats), rate_limit_(options.max_messages_per_second) {}
 
 bool Core::load(std::string& error) {
     store::Status s = store_.load_tokens([this](store::TokenRecord&& t) { tokens_.set_digest(t.uid, t.device_flag, t.digest); });
@@ -57,7 +61,139 @@ bool Core::load(std::string& error) {
         return false;
     }
     channels_.set_system_uids(std::move(system));
+    return conversations_.load(channels_, error);
+}
+
+namespace {
+
+void set_subscribers(Channel& c, const std::vector<std::string>& uids) {
+    c.subscribers.clear();
+    c.subscriber_set.clear();
+    for (const std::string& uid : uids)
+        if (c.subscriber_set.insert(uid).second) c.subscribers.push_back(uid);
+}
+
+}  // namespace
+
+void Core::set_datasource(Datasource* datasource) {
+    datasource_ = datasource;
+    committer_.set_resolver(datasource ? this : nullptr);
+}
+
+namespace {
+
+int64_t steady_ms() {
+    using namespace std::chrono;
+    return duration_cast<milliseconds>(steady_clock::now().time_since_epoch()).count();
+}
+
+constexpr uint8_t kReasonError = 0, kReasonSuccess = 1, kReasonUnknownTemporary = 3, kReasonNotAllowed = 11;
+// After a failed datasource fetch, SENDs to that channel get reason 0 at once for this long.
+constexpr int64_t kDatasourceRetryMs = 1000;
+// Channels remembered as failed at most (a bound on memory, not on correctness).
+constexpr size_t kMaxFailedChannels = 100000;
+
+}  // namespace
+
+SendCheck Core::check_send(std::string_view uid, uint8_t type, std::string_view id) const {
+    return judge(uid, type, id, false);
+}
+
+bool Core::fresh(const Channel& channel) const {
+    return channel.temporary || (channel.fetched_ms != 0 && steady_ms() - channel.fetched_ms < int64_t(options_.datasource_cache_ms));
+}
+
+// `fetched`: the committer has just asked the datasource; judge what is there.
+SendCheck Core::judge(std::string_view uid, uint8_t type, std::string_view id, bool fetched) const {
+    const bool ask = datasource_ && !fetched;
+    if (type == kPersonChannel) {
+        // §7.5, limaoim's rule: the recipient's person channel judges the
+        // sender, in every mode.
+        std::shared_ptr<const Channel> recipient = channels_.find(kPersonChannel, id);
+        if (ask && (!recipient || !fresh(*recipient))) return SendCheck::Resolve;
+        if (recipient && !channels_.allowed(*recipient, uid)) return SendCheck::NotAllowed;
+        return SendCheck::Allowed;
+    }
+    std::shared_ptr<const Channel> channel = channels_.find(type, id);
+    if (!channel && id.ends_with(kTemporarySuffix)) return SendCheck::UnknownTemporary;
+    if (ask && (!channel || !fresh(*channel))) return SendCheck::Resolve;
+    // A channel never created has no subscribers (§5 step 4): accepted
+    // and delivered to nobody in test mode only.
+    if (!channel) return options_.test_mode ? SendCheck::Allowed : SendCheck::NotAllowed;
+    if (options_.test_mode) return SendCheck::Allowed;
+    if (!channels_.allowed(*channel, uid)) return SendCheck::NotAllowed;
+    if (channel->parent.empty() && !channel->has_subscriber(uid)) return SendCheck::NotAllowed;
+    return SendCheck::Allowed;
+}
+
+bool Core::fetch_channel(uint8_t type, std::string_view id, std::string& error) {
+    std::vector<std::string> subscribers, denylist, allowlist;
+    auto ask = [&](Datasource::Query query, std::vector<std::string>& out) {
+        stats_.datasource_calls.add();
+        if (datasource_->fetch(query, id, type, out, error)) return true;
+        stats_.datasource_failures.add();
+        return false;
+    };
+    if (!system_uids_fetched_) {
+        std::vector<std::string> system;
+        if (!ask(Datasource::Query::SystemUids, system)) return false;
+        channels_.set_system_uids(std::move(system));
+        system_uids_fetched_ = true;
+    }
+    if (type == kPersonChannel) {
+        subscribers.emplace_back(id);  // a person channel's one subscriber is its user (§7.1)
+    } else if (!ask(Datasource::Query::Subscribers, subscribers)) {
+        return false;
+    }
+    if (!ask(Datasource::Query::Denylist, denylist) || !ask(Datasource::Query::Allowlist, allowlist)) return false;
+    std::lock_guard lock(channel_write_);
+    Channel c = copy_or_new(id, type);
+    set_subscribers(c, subscribers);
+    c.denylist = UidSet(denylist.begin(), denylist.end());
+    c.allowlist = UidSet(allowlist.begin(), allowlist.end());
+    c.fetched_ms = steady_ms();
+    channels_.put(std::move(c));  // a cache: the business server keeps the truth
     return true;
+}
+
+uint8_t Core::resolve(const MessageView& m) {
+    const std::string_view id = m.channel_id;
+    if (SendCheck check = judge(m.from_uid, m.channel_type, id, false); check == SendCheck::Resolve) {
+        // Several SENDs of one batch may share the channel: only the first
+        // asks. A channel whose fetch failed is not asked again for a
+        // second: a dead datasource costs the committer one timeout per
+        // channel per second, not one per SEND.
+        const int64_t now = steady_ms();
+        std::string key = store::log_name(m.channel_type, id);
+        if (auto it = failed_until_.find(key); it != failed_until_.end()) {
+            if (now < it->second) return kReasonError;
+            failed_until_.erase(it);
+        }
+        if (now < system_uids_failed_until_) return kReasonError;
+        std::string error;
+        if (!fetch_channel(m.channel_type, id, error)) {
+            if (!system_uids_fetched_) system_uids_failed_until_ = now + kDatasourceRetryMs;
+            else if (failed_until_.size() < kMaxFailedChannels) failed_until_.emplace(std::move(key), now + kDatasourceRetryMs);
+            log::write(log::Level::Warn, "datasource", "%s (the SEND got reason 0)", error.c_str());
+            return kReasonError;
+        }
+    }
+    switch (judge(m.from_uid, m.channel_type, id, true)) {
+    case SendCheck::Allowed:
+        return kReasonSuccess;
+    case SendCheck::UnknownTemporary:
+        return kReasonUnknownTemporary;
+    case SendCheck::NotAllowed:
+    case SendCheck::Resolve:
+        break;
+    }
+    return kReasonNotAllowed;
+}
+
+void Core::set_events(Events* events) {
+    events_ = events;
+    fanout_.set_events(events);
+    committer_.set_events(events);
 }
 
 void Core::set_workers(std::span<net::Worker* const> workers, const GatewayKinds& kinds) {
@@ -67,15 +203,18 @@ void Core::set_workers(std::span<net::Worker* const> workers, const GatewayKinds
 }
 
 bool Core::start(std::string& error) {
+    conversations_.start();
     fanout_.start();
     if (committer_.start(error)) return true;
     fanout_.stop();
+    conversations_.stop();
     return false;
 }
 
 void Core::stop() {
     committer_.stop();
     fanout_.stop();
+    conversations_.stop();  // after the fan-out's last updates
 }
 
 // ---- users ----
@@ -153,16 +292,6 @@ Channel Core::copy_or_new(std::string_view id, uint8_t type) const {
     return fresh;
 }
 
-namespace {
-
-void set_subscribers(Channel& c, const std::vector<std::string>& uids) {
-    c.subscribers.clear();
-    c.subscriber_set.clear();
-    for (const std::string& uid : uids)
-        if (c.subscriber_set.insert(uid).second) c.subscribers.push_back(uid);
-}
-
-}  // namespace
 
 Outcome Core::put_channel(std::string_view id, uint8_t type, std::string_view parent,
                           const std::vector<std::string>& subscribers) {
@@ -191,7 +320,9 @@ Outcome Core::remove_subscribers(std::string_view id, uint8_t type, const std::v
     Channel c = *existing;
     std::erase_if(c.subscribers, [&](const std::string& uid) { return std::find(uids.begin(), uids.end(), uid) != uids.end(); });
     for (const std::string& uid : uids) c.subscriber_set.erase(uid);
-    return install(std::move(c));
+    if (Outcome o = install(std::move(c)); !o) return o;
+    // Their conversation with the channel goes too, durably (§11 compatible rule).
+    return from(conversations_.remove(uids, id, type));
 }
 
 Outcome Core::delete_channel(std::string_view id, uint8_t type) {
@@ -308,6 +439,55 @@ Outcome Core::channel_messages(std::string_view login_uid, std::string_view chan
     std::vector<std::string> encoded;
     if (Outcome o = from(store_.read_messages(log, from_seq, to_seq, limit, encoded)); !o) return o;
     return decode_all(encoded, out);
+}
+
+// ---- conversations ----
+
+Outcome Core::conversations(std::string_view uid, std::vector<ConversationView>& out) {
+    std::vector<std::string> encoded;
+    for (Conversation& c : conversations_.list(uid)) {
+        ConversationView view{std::move(c), std::nullopt};
+        encoded.clear();
+        // The message at last_msg_seq; none for a temporary channel's (seq 0, never stored).
+        if (const uint32_t seq = view.conversation.last_msg_seq) {
+            const std::string log = Conversations::log_of(uid, view.conversation.channel_id, view.conversation.channel_type);
+            if (Outcome o = from(store_.read_messages(log, seq, seq + 1, 1, encoded)); !o) return o;
+            if (!encoded.empty())
+                if (std::optional<MessageView> m = decode(encoded.front())) view.last_message = Message::from(*m);
+        }
+        out.push_back(std::move(view));
+    }
+    return Outcome::ok();
+}
+
+Outcome Core::set_unread(std::string_view uid, std::string_view channel_id, uint8_t type, uint32_t unread) {
+    store::Status status;
+    conversations_.set_unread(uid, channel_id, type, unread, status);
+    return from(status);
+}
+
+Outcome Core::delete_conversation(const std::vector<std::string>& uids, std::string_view channel_id, uint8_t type) {
+    return from(conversations_.remove(uids, channel_id, type));
+}
+
+Outcome Core::sync_conversations(std::string_view uid, int64_t version, std::vector<Conversation>& out) {
+    out = conversations_.changed_since(uid, version);
+    return Outcome::ok();
+}
+
+Outcome Core::recent_messages(std::string_view uid, std::string_view channel_id, uint8_t type, uint32_t after_seq,
+                              uint32_t count, std::vector<Message>& out) {
+    const std::string log = Conversations::log_of(uid, channel_id, type);
+    uint32_t newest = 0;
+    if (Outcome o = from(store_.channel_seq(log, newest)); !o) return o;
+    if (count == 0 || newest <= after_seq) return Outcome::ok();
+    // The window of `count` seqs ending at the newest, minus those <= after_seq.
+    const uint32_t from_seq = std::max(newest >= count ? newest - count + 1 : 1u, after_seq + 1);
+    std::vector<std::string> encoded;
+    if (Outcome o = from(store_.read_messages(log, from_seq, 0, count, encoded)); !o) return o;
+    if (Outcome o = decode_all(encoded, out); !o) return o;
+    std::reverse(out.begin(), out.end());  // newest first
+    return Outcome::ok();
 }
 
 }  // namespace limaoim::im

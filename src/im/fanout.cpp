@@ -9,8 +9,10 @@
 
 namespace limaoim::im {
 
-Fanout::Fanout(const Channels& channels, const Directory& directory, stats::PipelineBlock& stats, size_t max_queued)
-    : channels_(channels), directory_(directory), stats_(stats), max_queued_(max_queued) {}
+Fanout::Fanout(const Channels& channels, const Directory& directory, Conversations& conversations,
+               stats::PipelineBlock& stats, size_t max_queued)
+    : channels_(channels), directory_(directory), conversations_(conversations), stats_(stats),
+      max_queued_(max_queued) {}
 
 Fanout::~Fanout() { stop(); }
 
@@ -91,6 +93,9 @@ void Fanout::deliver(const FanoutItem& item) {
             return;  // deleted meanwhile: nobody to tell
         }
     }
+    // §11: messages that are neither NoPersist nor SyncOnce, temporary ones included.
+    if (m.persisted()) conversations_.apply(m, *receivers);
+    offline_.clear();
     for (const std::string& uid : *receivers) {
         uint32_t seq = 0;
         if (!item.queue_seqs.empty()) {
@@ -117,7 +122,16 @@ void Fanout::deliver(const FanoutItem& item) {
                 .kind = deliver_kind_, .flags = flags, .arg32 = seq, .arg = session.conn.value, .payload = item.message});
             ++receiving;
         }
-        if (!receiving && !is_sender) stats_.offline_receivers.add();
+        if (!receiving && !is_sender) {
+            stats_.offline_receivers.add();
+            if (events_) offline_.push_back(uid);
+        }
+    }
+    if (!offline_.empty()) {
+        const std::span<const uint8_t> bytes = item.message.bytes();
+        events_->offline_message(std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()),
+                                 std::move(offline_));
+        offline_ = {};
     }
 }
 

@@ -1,4 +1,5 @@
 #include "limaoim/net/worker.h"
+#include "limaoim/log/log.h"
 
 #include "limaoim/net/conn_id.h"
 
@@ -41,7 +42,7 @@ constexpr uint32_t kGenerationMask = ConnId::kGenerationMask;
 static_assert(Transport::kMaxReserve == SendChunk::kCapacity);
 
 [[noreturn]] void fatal(const char* what, int err) {
-    std::fprintf(stderr, "limaoim: %s: %s\n", what, strerror(err));
+    log::write(log::Level::Error, "worker", "%s: %s", what, strerror(err));
     std::abort();
 }
 
@@ -1106,7 +1107,12 @@ void Worker::handle_envelopes() {
 
 // ---- the loop ----
 
-void Worker::update_clock() { now_ms_ = monotonic_ms(); }
+// Once per iteration: the clock, and the loop's heartbeat for GET /health
+// (one relaxed store to this worker's own stats block).
+void Worker::update_clock() {
+    now_ms_ = monotonic_ms();
+    stats_.loop_heartbeat_ms.set(now_ms_);
+}
 
 uint64_t Worker::wait_timeout_ms() {
     // Completions reaped outside the handling loop (a full SQ in a hook or a

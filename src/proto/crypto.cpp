@@ -4,6 +4,7 @@
 // the X25519 import context, the base point and the MD5 context per thread;
 // the AES context per Cipher.
 #include "limaoim/proto/crypto.h"
+#include "limaoim/log/log.h"
 
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
@@ -31,7 +32,7 @@ constexpr char kHexDigits[] = "0123456789abcdef";
 // contexts: a failure there means a broken library or memory corruption, and
 // carrying on could put predictable bytes on the wire.
 [[noreturn]] void openssl_fatal(const char* what) {
-    std::fprintf(stderr, "limaoim: OpenSSL failed: %s\n", what);
+    log::write(log::Level::Error, "crypto", "OpenSSL failed: %s", what);
     ERR_print_errors_fp(stderr);
     std::abort();
 }

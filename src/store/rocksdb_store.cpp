@@ -19,11 +19,18 @@
 //   'q' uid                                       BE u32, last queue seq
 //   'r' uid                                       BE u32, SyncOnce cursor
 //   'd' BE-i64* time_ms varint(len) uid client_msg_no   BE i64 id, BE u32 seq
+//   'n' BE-i64* message_id                        message bytes (msg.notify queue)
+//   'V' uid                                       conversation list (below)
+//   'v' log                                       BE u32, last seq in the conversations
 //
 // BE integers sort numerically, so one log is ordered by seq and the dedupe
 // window by time (*: the sign bit flipped, so negative times sort first too).
 // A channel record is varint-length-prefixed parent, then subscribers,
 // allowlist and denylist, each a varint count of varint-length-prefixed uids.
+// A conversation list is a varint count of entries, each: varint-length-
+// prefixed channel id, type byte, varint unread, BE-i64 timestamp, varint
+// last seq, varint-length-prefixed last client_msg_no, BE-i64 last message
+// id, BE-i64 version.
 //
 // The directory's format is in the file LIMAOIM_FORMAT ("limaoim-store 1\n"),
 // checked before RocksDB touches anything, and in the 'm' "format" key.
@@ -53,7 +60,8 @@ constexpr const char* marker_file = "LIMAOIM_FORMAT";
 
 namespace kind {
 constexpr char meta = 'm', token = 't', channel = 'c', system_uid = 'u', message = 'L', channel_seq = 'S',
-               queue_message = 'Q', queue_seq = 'q', cursor = 'r', dedupe = 'd';
+               queue_message = 'Q', queue_seq = 'q', cursor = 'r', dedupe = 'd', notify = 'n',
+               conversations = 'V', conversation_seq = 'v';
 }
 
 // ---- encoding ----
@@ -127,6 +135,41 @@ bool decode_channel(std::string_view value, ChannelRecord& channel) {
     return in.finished();
 }
 
+std::string encode_conversations(const std::vector<ConversationRecord>& list) {
+    std::string out;
+    put_varint(out, list.size());
+    for (const ConversationRecord& c : list) {
+        put_bytes(out, c.channel_id);
+        out.push_back(char(c.channel_type));
+        put_varint(out, c.unread);
+        put_be(out, uint64_t(c.timestamp), 8);
+        put_varint(out, c.last_msg_seq);
+        put_bytes(out, c.last_client_msg_no);
+        put_be(out, uint64_t(c.last_msg_id), 8);
+        put_be(out, uint64_t(c.version), 8);
+    }
+    return out;
+}
+
+bool decode_conversations(std::string_view value, std::vector<ConversationRecord>& list) {
+    Reader in{value};
+    uint64_t count = in.varint();
+    if (count > in.rest.size()) return false;
+    for (uint64_t i = 0; i < count && in.ok; ++i) {
+        ConversationRecord c;
+        c.channel_id = in.bytes();
+        c.channel_type = uint8_t(in.be(1));
+        c.unread = uint32_t(in.varint());
+        c.timestamp = int64_t(in.be(8));
+        c.last_msg_seq = uint32_t(in.varint());
+        c.last_client_msg_no = in.bytes();
+        c.last_msg_id = int64_t(in.be(8));
+        c.version = int64_t(in.be(8));
+        list.push_back(std::move(c));
+    }
+    return in.finished();
+}
+
 // Ids and uids in error messages may be any bytes; logs want text.
 std::string printable(std::string_view bytes) {
     std::string out;
@@ -176,6 +219,12 @@ std::string dedupe_key_start(int64_t time_ms) {
     return k;
 }
 
+std::string notify_key(int64_t id) {
+    std::string k(1, kind::notify);
+    put_be(k, order_preserving(id), 8);
+    return k;
+}
+
 const std::string format_key = key(kind::meta, "format");
 const std::string max_message_id_key = key(kind::meta, "max_message_id");
 
@@ -185,7 +234,7 @@ Status failed(std::string_view operation, const rocksdb::Status& status) {
 
 class RocksdbStore final : public Store {
 public:
-    explicit RocksdbStore(std::unique_ptr<rocksdb::DB> db) : db_(std::move(db)) {}
+    RocksdbStore(std::unique_ptr<rocksdb::DB> db, std::string dir) : db_(std::move(db)), dir_(std::move(dir)) {}
 
     const char* engine() const override { return "rocksdb"; }
 
@@ -281,6 +330,18 @@ public:
             put_be(value, d.message_seq, 4);
             out.Put(k, value);
         }
+        for (const NotifyEvent& event : batch.notify) out.Put(notify_key(event.id), as_slice(event.bytes));
+        for (const UserConversations& user : batch.conversations) {
+            if (user.conversations.empty())
+                out.Delete(key(kind::conversations, user.uid));
+            else
+                out.Put(key(kind::conversations, user.uid), encode_conversations(user.conversations));
+        }
+        for (const auto& counter : batch.conversation_seqs) {
+            std::string value;
+            put_be(value, counter.value, 4);
+            out.Put(key(kind::conversation_seq, counter.log), value);
+        }
         if (batch.max_message_id != 0) {
             std::string value;
             put_be(value, uint64_t(batch.max_message_id), 8);
@@ -316,6 +377,76 @@ public:
                       std::vector<std::string>& out) override {
         return read_log(log_prefix(kind::queue_message, uid), uint64_t(after_seq) + 1, uint64_t(1) << 32, limit, out,
                         "read_queue");
+    }
+
+    Status load_channel_seqs(const std::function<void(std::string_view, uint32_t)>& each) override {
+        return load_counters(kind::channel_seq, "load_channel_seqs", each);
+    }
+
+    Status load_conversations(const std::function<void(UserConversations&&)>& each) override {
+        return scan(std::string(1, kind::conversations), "load_conversations",
+                    [&](std::string_view uid, std::string_view value) {
+                        UserConversations user;
+                        user.uid = uid;
+                        if (!decode_conversations(value, user.conversations))
+                            return Status::failure("store load_conversations: corrupt list of " + printable(uid));
+                        each(std::move(user));
+                        return Status::success();
+                    });
+    }
+
+    Status load_conversation_seqs(const std::function<void(std::string_view, uint32_t)>& each) override {
+        return load_counters(kind::conversation_seq, "load_conversation_seqs", each);
+    }
+
+    Status read_notify(int64_t after_id, uint32_t limit, std::vector<NotifyEvent>& out) override {
+        if (limit == 0 || after_id == std::numeric_limits<int64_t>::max()) return Status::success();
+        return scan_range(
+            notify_key(after_id + 1), prefix_end(std::string(1, kind::notify)), "read_notify",
+            [&](std::string_view k, std::string_view value) {
+                Reader in{k.substr(1)};
+                NotifyEvent event;
+                event.id = int64_t(in.be(8) ^ (uint64_t(1) << 63));
+                if (!in.finished()) return Status::failure("store read_notify: corrupt key " + printable(k));
+                event.bytes.assign(value.begin(), value.end());
+                out.push_back(std::move(event));
+                return Status::success();
+            },
+            limit);
+    }
+
+    Status delete_notify(int64_t first_id, int64_t last_id) override {
+        if (first_id > last_id) return Status::success();
+        rocksdb::WriteBatch batch;
+        batch.DeleteRange(notify_key(first_id), last_id == std::numeric_limits<int64_t>::max()
+                                                     ? prefix_end(std::string(1, kind::notify))
+                                                     : notify_key(last_id + 1));
+        return write(batch, true, "delete_notify");
+    }
+
+    Status count_notify(uint64_t& count) override {
+        count = 0;
+        return scan(std::string(1, kind::notify), "count_notify", [&](std::string_view, std::string_view) {
+            ++count;
+            return Status::success();
+        });
+    }
+
+    bool writable(std::string& why) override {
+        uint64_t background_errors = 0;
+        if (db_->GetIntProperty("rocksdb.background-errors", &background_errors) && background_errors > 0) {
+            why = "store: RocksDB reported " + std::to_string(background_errors) + " background errors";
+            return false;
+        }
+        // What a new WAL or table file needs: create, write and sync a file in the directory.
+        const std::string probe = dir_ + "/.health-probe";
+        int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        bool ok = fd >= 0 && ::write(fd, "ok\n", 3) == 3 && ::fdatasync(fd) == 0;
+        const int saved = errno;
+        if (fd >= 0) ::close(fd);
+        ::unlink(probe.c_str());
+        if (!ok) why = "store: cannot write in " + dir_ + ": " + std::strerror(saved);
+        return ok;
     }
 
     Status load_dedupe(int64_t since_ms, const std::function<void(DedupeRecord&&)>& each) override {
@@ -358,6 +489,18 @@ private:
         options.sync = sync;
         rocksdb::Status status = db_->Write(options, &batch);
         return status.ok() ? Status::success() : failed(operation, status);
+    }
+
+    Status load_counters(char prefix, std::string_view operation,
+                         const std::function<void(std::string_view, uint32_t)>& each) {
+        return scan(std::string(1, prefix), operation, [&](std::string_view log, std::string_view value) {
+            Reader in{value};
+            const uint32_t seq = uint32_t(in.be(4));
+            if (!in.finished())
+                return Status::failure("store " + std::string(operation) + ": corrupt counter of " + printable(log));
+            each(log, seq);
+            return Status::success();
+        });
     }
 
     Status get_be(const std::string& k, int width, uint64_t& value, std::string_view operation) {
@@ -420,6 +563,7 @@ private:
     }
 
     std::unique_ptr<rocksdb::DB> db_;
+    const std::string dir_;
 };
 
 // ---- the directory and its format marker ----
@@ -537,7 +681,7 @@ std::unique_ptr<Store> open_embedded(const std::string& dir, std::string& error)
         error = "cannot read the format of the store in " + dir + ": " + status.ToString();
         return nullptr;
     }
-    return std::make_unique<RocksdbStore>(std::move(db));
+    return std::make_unique<RocksdbStore>(std::move(db), dir);
 }
 
 }  // namespace limaoim::store

@@ -15,6 +15,7 @@
 #include "chat_client.h"
 #include "http_client.h"
 #include "im_server.h"
+#include "im_helpers.h"
 
 using namespace limaoim;
 using namespace limaoim::testing;
@@ -23,9 +24,7 @@ using nlohmann::json;
 
 namespace {
 
-using Clock = steady_clock;
 
-int64_t ms_since(Clock::time_point t0) { return duration_cast<milliseconds>(Clock::now() - t0).count(); }
 
 // Milliseconds left until `deadline` (at least 1, so a read still polls once).
 int left_ms(Clock::time_point deadline) {
@@ -34,32 +33,9 @@ int left_ms(Clock::time_point deadline) {
 
 int32_t now_s() { return int32_t(duration_cast<seconds>(system_clock::now().time_since_epoch()).count()); }
 
-std::string b64(std::string_view s) {
-    return proto::crypto::base64_encode(std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(s.data()), s.size()));
-}
 
-std::string unb64(const std::string& s) {
-    std::string out(s.size(), '\0');
-    auto n = proto::crypto::base64_decode(s, reinterpret_cast<uint8_t*>(out.data()), out.size());
-    if (!n) return "<bad base64: " + s + ">";
-    out.resize(*n);
-    return out;
-}
 
-json post(uint16_t http_port, const std::string& path, const json& body, int expect = 200) {
-    int status = 0;
-    json r = http_json(http_port, "POST", path, body, &status);
-    REQUIRE_MESSAGE(status == expect, path << " " << body.dump() << " -> " << status << " " << r.dump());
-    return r;
-}
 
-ChatClient online(ImServer& server, const std::string& uid, uint8_t version = 4, uint8_t device_flag = 0,
-                  const std::string& token = "") {
-    ChatClient c;
-    REQUIRE_MESSAGE(c.connect_login(server.port(), uid, version, device_flag, token), "login of " << uid << " v"
-                                                                                                 << int(version));
-    return c;
-}
 
 // POST /channel/messagesync.
 json history(uint16_t http_port, const std::string& login_uid, const std::string& channel_id, uint8_t type,

@@ -176,7 +176,22 @@ const std::map<std::string, Sample>& samples() {
         {"recv_buffer_size", {"65536", "65536"}},
         {"recv_mode", {"multishot", "\"multishot\""}},
         {"server_key_reuse", {"64", "64"}},
+        {"log_level", {"warn", "\"warn\""}},
         {"verbose", {"true", "true"}},
+        {"webhook", {"https://biz.example:8443/hook", "\"https://biz.example:8443/hook\""}},
+        {"webhook_timeout_ms", {"600000", "600000"}},
+        {"webhook_notify_batch", {"1", "1"}},
+        {"webhook_notify_scan_ms", {"10", "10"}},
+        {"webhook_queue_max", {"7", "7"}},
+        {"webhook_online_queue_max", {"5", "5"}},
+        {"webhook_online_batch", {"1000000", "1000000"}},
+        {"datasource", {"http://127.0.0.1:9000/datasource", "\"http://127.0.0.1:9000/datasource\""}},
+        {"datasource_timeout_ms", {"60000", "60000"}},
+        {"datasource_cache_ms", {"0", "0"}},
+        {"conversation_max", {"1000000", "1000000"}},
+        {"conversation_flush_ms", {"10", "10"}},
+        {"conversation_flush_users", {"1", "1"}},
+        {"max_messages_per_second", {"0", "0"}},
     };
     return table;
 }
@@ -257,6 +272,12 @@ TEST_CASE_FIXTURE(CleanEnvironment, "variables override the file; flags override
     CHECK(from_flags.port == 7200);
     CHECK(from_flags.max_conns == 50);
     CHECK(from_flags.workers == 3);
+}
+
+TEST_CASE_FIXTURE(CleanEnvironment, "-c is --config (the original's spelling)") {
+    TempToml file("port = 7500\n");
+    CHECK(loaded_config({"-c", file.path()}).port == 7500);
+    CHECK(loaded_config({"-c", file.path()}).config_path == file.path());
 }
 
 TEST_CASE_FIXTURE(CleanEnvironment, "LIMAOIM_CONFIG names the file unless --config does") {
@@ -400,7 +421,10 @@ TEST_CASE_FIXTURE(CleanEnvironment, "a later source's token for the same uid and
 }
 
 TEST_CASE_FIXTURE(CleanEnvironment, "invalid tokens are refused with the source") {
-    CHECK(error_of({"--token", "alice:secret"}) == "--token: 'alice:secret' is not UID:DEVICE_FLAG:TOKEN");
+    // The token part of a malformed entry is never shown: error messages end up in logs.
+    CHECK(error_of({"--token", "alice:secret"}) == "--token: 'alice:...' is not UID:DEVICE_FLAG:TOKEN");
+    CHECK(error_of({"--token", "s3cret-token"}) ==
+          "--token: an entry without ':' (not shown: it may be a token) is not UID:DEVICE_FLAG:TOKEN");
     CHECK(error_of({"--token", "alice:256:secret"}) == "--token: device_flag must be between 0 and 255, got 256");
     CHECK(error_of({"--token", "alice:x:secret"}) == "--token: 'x' is not a number");
     CHECK(error_of({"--token", ":0:secret"}) == "--token: token uid must not be empty");
@@ -512,4 +536,120 @@ TEST_CASE_FIXTURE(CleanEnvironment, "the TOML example in docs/CONFIG.md loads") 
     CHECK(config.port == 6666);
     CHECK(config.instance == "edge-1");
     CHECK(config.tokens.size() == 2);
+}
+
+TEST_CASE_FIXTURE(CleanEnvironment, "webhook and datasource take http:// or https:// URLs with a host, empty = off") {
+    CHECK(loaded_config({}).webhook.empty());
+    CHECK(loaded_config({"--webhook", "http://127.0.0.1:8080/hook"}).webhook == "http://127.0.0.1:8080/hook");
+    CHECK(loaded_config({"--webhook", "https://user:pw@biz.example/hook?x=1"}).webhook ==
+          "https://user:pw@biz.example/hook?x=1");
+    CHECK(loaded_config({"--datasource", "http://[::1]:9000"}).datasource == "http://[::1]:9000");
+    CHECK(loaded_config({"--webhook", ""}).webhook.empty());
+    // Messages show a URL's scheme and host only: credentials, path and query may be secrets.
+    CHECK(error_of({"--webhook", "ftp://u:pw@biz.example/hook?key=s3cret"}) ==
+          "--webhook: webhook must be an http:// or https:// URL (empty = off), got 'ftp://biz.example/...'");
+    CHECK(error_of({"--webhook", "biz.example/hook"}) ==
+          "--webhook: webhook must be an http:// or https:// URL (empty = off), got a value without '://' (not shown)");
+    CHECK(error_of({"--webhook", "http:///hook"}) == "--webhook: webhook has no host, got 'http:///...'");
+    CHECK(error_of({"--webhook", "http://:80/hook"}) == "--webhook: webhook has no host, got 'http://:80/...'");
+    CHECK(error_of({"--datasource", "https://biz.example/a b"}) ==
+          "--datasource: datasource must not contain spaces or control characters, got 'https://biz.example/...'");
+    TempToml file("datasource = \"mysql://db\"\n");
+    CHECK(error_of({"--config", file.path()}) ==
+          file.path() + ": datasource must be an http:// or https:// URL (empty = off), got 'mysql://db' (line 1)");
+}
+
+TEST_CASE_FIXTURE(CleanEnvironment, "the new options' ranges") {
+    struct Case {
+        std::string flag, value, error;  // empty error: accepted
+    };
+    const Case cases[] = {
+        {"--webhook-timeout-ms", "99", "--webhook-timeout-ms: webhook_timeout_ms must be between 100 and 600000, got 99"},
+        {"--webhook-notify-batch", "0", "--webhook-notify-batch: webhook_notify_batch must be between 1 and 10000, got 0"},
+        {"--webhook-notify-batch", "10001",
+         "--webhook-notify-batch: webhook_notify_batch must be between 1 and 10000, got 10001"},
+        {"--webhook-notify-scan-ms", "9",
+         "--webhook-notify-scan-ms: webhook_notify_scan_ms must be between 10 and 600000, got 9"},
+        {"--webhook-queue-max", "0", "--webhook-queue-max: webhook_queue_max must be at least 1, got 0"},
+        {"--webhook-queue-max", "18446744073709551615", ""},
+        {"--webhook-online-queue-max", "0",
+         "--webhook-online-queue-max: webhook_online_queue_max must be between 1 and 100000000, got 0"},
+        {"--webhook-online-batch", "0", "--webhook-online-batch: webhook_online_batch must be between 1 and 1000000, got 0"},
+        {"--datasource-timeout-ms", "60001",
+         "--datasource-timeout-ms: datasource_timeout_ms must be between 100 and 60000, got 60001"},
+        {"--datasource-cache-ms", "86400001",
+         "--datasource-cache-ms: datasource_cache_ms must be between 0 and 86400000, got 86400001"},
+        {"--conversation-max", "0", "--conversation-max: conversation_max must be between 1 and 1000000, got 0"},
+        {"--conversation-max", "1000001",
+         "--conversation-max: conversation_max must be between 1 and 1000000, got 1000001"},
+        {"--conversation-flush-ms", "9",
+         "--conversation-flush-ms: conversation_flush_ms must be between 10 and 3600000, got 9"},
+        {"--conversation-flush-users", "0",
+         "--conversation-flush-users: conversation_flush_users must be between 1 and 1000000, got 0"},
+        {"--max-messages-per-second", "4294967295", ""},
+        {"--max-messages-per-second", "4294967296",
+         "--max-messages-per-second: max_messages_per_second must be between 0 and 4294967295, got 4294967296"},
+    };
+    for (const Case& c : cases) {
+        INFO(c.flag << " " << c.value);
+        Loaded loaded = load({c.flag, c.value});
+        CHECK(loaded.error == c.error);
+        CHECK(loaded.config.has_value() == c.error.empty());
+    }
+}
+
+TEST_CASE_FIXTURE(CleanEnvironment, "conversation_max defaults to 100, or 100000 in test mode unless a source sets it") {
+    CHECK(loaded_config({}).conversation_max == 100);
+    CHECK(loaded_config({"--mode", "debug"}).conversation_max == 100);
+    CHECK(loaded_config({"--mode", "test"}).conversation_max == limaoim::kTestModeConversationMax);
+    CHECK(loaded_config({"--mode", "test", "--conversation-max", "100"}).conversation_max == 100);
+    CleanEnvironment::set("LIMAOIM_MODE", "test");
+    CHECK(loaded_config({}).conversation_max == 100000);
+    CleanEnvironment::set("LIMAOIM_CONVERSATION_MAX", "7");
+    CHECK(loaded_config({}).conversation_max == 7);
+    CleanEnvironment::clear();
+    TempToml file("mode = \"test\"\nconversation_max = 100\n");
+    CHECK(loaded_config({"--config", file.path()}).conversation_max == 100);
+    TempToml test_only("mode = \"test\"\n");
+    CHECK(loaded_config({"--config", test_only.path()}).conversation_max == 100000);
+    CHECK(loaded_config({"--config", test_only.path(), "--mode", "release"}).conversation_max == 100);
+}
+
+TEST_CASE_FIXTURE(CleanEnvironment, "--check-config FILE loads FILE like --config, with every check, and says so") {
+    TempToml file("port = 7000\nhttp_addr = \"0.0.0.0:1516\"\nhttp_secret = \"s3cret-value\"\n"
+                  "webhook = \"https://user:pw@biz.example/hook?token=t0ps3cret\"\n");
+    Config config = loaded_config({"--check-config", file.path()});
+    CHECK(config.check_only);
+    CHECK(config.config_path == file.path());
+    CHECK(config.port == 7000);
+    CHECK_FALSE(loaded_config({"--config", file.path()}).check_only);
+    // The rules that join options, after all sources, apply as at a start.
+    TempToml open_api("http_addr = \"0.0.0.0:1516\"\n");
+    CHECK(error_of({"--check-config", open_api.path()}).find("http_secret") != std::string::npos);
+    CHECK(error_of({"--check-config", "/nonexistent/limaoim.toml"}) ==
+          "/nonexistent/limaoim.toml: cannot read: No such file or directory");
+    CHECK(error_of({"--check-config", file.path(), "--config", file.path()}).find("excludes") != std::string::npos);
+    // Environment and flags still apply on top.
+    CleanEnvironment::set("LIMAOIM_PORT", "7100");
+    CHECK(loaded_config({"--check-config", file.path()}).port == 7100);
+    CHECK(loaded_config({"--check-config", file.path(), "--port", "7200"}).port == 7200);
+
+    // The summary names the setup and never a secret, a token or a URL's credentials, path or query.
+    const std::string line = limaoim::summary(config);
+    CHECK(line.find("listen 0.0.0.0:7000") != std::string::npos);
+    CHECK(line.find("HTTP API 0.0.0.0:1516 (bearer secret set)") != std::string::npos);
+    CHECK(line.find("webhook https://biz.example") != std::string::npos);
+    CHECK(line.find("datasource off") != std::string::npos);
+    for (const char* secret : {"s3cret-value", "pw", "t0ps3cret", "/hook"})
+        CHECK_MESSAGE(line.find(secret) == std::string::npos, secret);
+}
+
+TEST_CASE_FIXTURE(CleanEnvironment, "log_level: one of four names; --verbose and --mode debug mean debug") {
+    CHECK(limaoim::effective_log_level(loaded_config({})) == "info");
+    CHECK(limaoim::effective_log_level(loaded_config({"--log-level", "error"})) == "error");
+    CHECK(limaoim::effective_log_level(loaded_config({"--mode", "debug"})) == "debug");
+    CHECK(limaoim::effective_log_level(loaded_config({"--mode", "debug", "--log-level", "warn"})) == "warn");
+    CHECK(limaoim::effective_log_level(loaded_config({"--log-level", "warn", "--verbose"})) == "debug");
+    CHECK(error_of({"--log-level", "loud"}) ==
+          "--log-level: log_level must be 'error', 'warn', 'info' or 'debug', got 'loud'");
 }

@@ -126,6 +126,33 @@ struct FakeService final : im::Service {
         if (o) take(limit, out);
         return o;
     }
+    std::vector<im::ConversationView> conversation_views;  // what conversations() returns
+    im::Outcome conversations(std::string_view uid, std::vector<im::ConversationView>& out) override {
+        im::Outcome o = record("conversations " + std::string(uid));
+        if (o) out = conversation_views;
+        return o;
+    }
+    im::Outcome set_unread(std::string_view uid, std::string_view channel_id, uint8_t type, uint32_t unread) override {
+        return record("set_unread " + std::string(uid) + " " + std::string(channel_id) + " " + std::to_string(type) +
+                      " " + std::to_string(unread));
+    }
+    im::Outcome delete_conversation(const std::vector<std::string>& uids, std::string_view channel_id,
+                                    uint8_t type) override {
+        return record("delete_conversation " + join(uids) + " " + std::string(channel_id) + " " + std::to_string(type));
+    }
+    im::Outcome sync_conversations(std::string_view uid, int64_t version, std::vector<im::Conversation>& out) override {
+        im::Outcome o = record("sync_conversations " + std::string(uid) + " " + std::to_string(version));
+        if (o)
+            for (const im::ConversationView& v : conversation_views) out.push_back(v.conversation);
+        return o;
+    }
+    im::Outcome recent_messages(std::string_view uid, std::string_view channel_id, uint8_t type, uint32_t after_seq,
+                                uint32_t count, std::vector<im::Message>& out) override {
+        im::Outcome o = record("recent_messages " + std::string(uid) + " " + std::string(channel_id) + " " +
+                               std::to_string(type) + " " + std::to_string(after_seq) + " " + std::to_string(count));
+        if (o) take(count, out);
+        return o;
+    }
 };
 
 Response call(const Api& api, std::string method, std::string path, std::string body, std::string auth = "") {
@@ -912,4 +939,63 @@ TEST_CASE("Server: an idle keep-alive connection is closed at the idle timeout")
     CHECK(reader.closed());
     CHECK(std::chrono::steady_clock::now() - started < 3s);
     ::close(fd);
+}
+
+// ---- GET /health and GET /metrics (issue 12) ----
+
+TEST_CASE("Api: GET /health asks its probe: 200, or 503 with what is wrong") {
+    FakeService service;
+    bool healthy = true;
+    int asked = 0;
+    http::Probes probes;
+    probes.health = [&](std::string& why) {
+        ++asked;
+        if (!healthy) why = "worker 2 loop stalled for 6000 ms; store: cannot write in /data: No space left on device";
+        return healthy;
+    };
+    Api api(service, "", probes);
+    Response r = call(api, "GET", "/health", "");
+    CHECK(r.status == 200);
+    CHECK(r.body == kOk);
+    CHECK(std::string(r.content_type) == "application/json");
+    healthy = false;
+    r = call(api, "GET", "/health", "");
+    CHECK(r.status == 503);
+    const json body = json::parse(r.body);
+    CHECK(body["status"] == 503);
+    CHECK(body["msg"] == "worker 2 loop stalled for 6000 ms; store: cannot write in /data: No space left on device");
+    CHECK(asked == 2);
+    CHECK(http::serialize_response(r, true).rfind("HTTP/1.1 503 Service Unavailable\r\n", 0) == 0);
+    CHECK(service.count() == 0);
+}
+
+TEST_CASE("Api: GET /metrics answers the probe's Prometheus text; 404 without one; bearer secret applies") {
+    FakeService service;
+    Api without(service);
+    CHECK(call(without, "GET", "/metrics", "").status == 404);
+
+    http::Probes probes;
+    probes.metrics = [] { return std::string("# HELP limaoim_up Up.\n# TYPE limaoim_up gauge\nlimaoim_up 1\n"); };
+    Api api(service, "s3cret", probes);
+    CHECK(call(api, "GET", "/metrics", "").status == 401);
+    Response r = call(api, "GET", "/metrics", "", "Bearer s3cret");
+    CHECK(r.status == 200);
+    CHECK(r.body == "# HELP limaoim_up Up.\n# TYPE limaoim_up gauge\nlimaoim_up 1\n");
+    CHECK(std::string(r.content_type) == "text/plain; version=0.0.4; charset=utf-8");
+    const std::string wire = http::serialize_response(r, true);
+    CHECK(wire.find("\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n") != std::string::npos);
+    CHECK(wire.find("application/json") == std::string::npos);
+
+    r = call(api, "POST", "/metrics", "", "Bearer s3cret");
+    CHECK(r.status == 405);
+    CHECK(std::string(r.allow) == "GET");
+    CHECK(std::string(r.content_type) == "application/json");
+
+    http::Probes throwing;
+    throwing.metrics = []() -> std::string { throw std::runtime_error("segment gone"); };
+    Api broken(service, "", throwing);
+    r = call(broken, "GET", "/metrics", "");
+    CHECK(r.status == 500);
+    CHECK(std::string(r.content_type) == "application/json");
+    CHECK(service.count() == 0);
 }

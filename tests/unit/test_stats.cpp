@@ -1,5 +1,6 @@
-// The stats segment writer (src/stats/segment.cpp) and limaoim-stat's reader
-// and renderers (tools/limaoim-stat), against real files in /dev/shm.
+// The stats segment writer (src/stats/segment.cpp), its reader, snapshot and
+// Prometheus text (src/stats/) and limaoim-stat's table and JSON
+// (tools/limaoim-stat), against real files in /dev/shm.
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -9,6 +10,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <functional>
@@ -21,8 +23,9 @@
 #include <doctest/doctest.h>
 #include <nlohmann/json.hpp>
 
+#include "limaoim/stats/prometheus.h"
 #include "limaoim/stats/segment.h"
-#include "reader.h"
+#include "limaoim/stats/reader.h"
 #include "report.h"
 
 using namespace limaoim;
@@ -164,6 +167,7 @@ void fill_workers(stats::Segment& segment) {
         b.inflight_expired.set(19 * k);
         b.inflight_evicted.set(23 * k);
         b.deliveries_stale.set(29 * k);
+        b.rate_limit_waits.set(31 * k);
     }
     stats::PipelineBlock& p = segment.pipeline();
     p.commits.set(101);
@@ -183,6 +187,21 @@ void fill_workers(stats::Segment& segment) {
     p.deliveries_refused.set(9);
     p.offline_receivers.set(12);
     p.fanout_queue.set(14);
+    // Conversations, webhook and datasource: distinct values from 401 up.
+    p.conversation_updates.set(401);
+    p.conversation_flushes.set(402);
+    p.conversation_flush_failures.set(403);
+    p.conversation_users.set(404);
+    p.webhook_calls.set(405);
+    p.webhook_failures.set(406);
+    p.webhook_online_queue.set(407);
+    p.webhook_online_dropped.set(408);
+    p.webhook_offline_dropped.set(409);
+    p.webhook_notify_queue.set(410);
+    p.webhook_notify_sent.set(411);
+    p.webhook_notify_dropped.set(412);
+    p.datasource_calls.set(413);
+    p.datasource_failures.set(414);
     open_conn(segment, 0, 3, 1, 100, 50, 9);
     open_conn(segment, 1, 0, 3, 400, 1, 2);
     open_conn(segment, 1, 5, 5, 10, 10, 1);
@@ -714,7 +733,7 @@ TEST_CASE("JSON has the messaging figures of the workers and of the pipeline") {
     const std::pair<const char*, uint64_t> worker_sums[] = {
         {"sends", 33},          {"sends_in_flight", 6},   {"send_pauses", 9},       {"recvs", 51},
         {"recv_retransmits", 15}, {"recvacks", 39},       {"recvacks_unknown", 21}, {"inflight", 12},
-        {"inflight_expired", 57}, {"inflight_evicted", 69}, {"deliveries_stale", 87},
+        {"inflight_expired", 57}, {"inflight_evicted", 69}, {"deliveries_stale", 87}, {"rate_limit_waits", 93},
     };
     for (const auto& [key, sum] : worker_sums) CHECK_MESSAGE(m[key] == sum, key);
     CHECK(m.size() == std::size(worker_sums) + 2);  // and sendacks, send_latency_us
@@ -737,6 +756,11 @@ TEST_CASE("JSON has the messaging figures of the workers and of the pipeline") {
         {"dedupe_hits", 3},       {"dedupe_entries", 77}, {"dedupe_evicted", 5},    {"commit_queue", 6},
         {"commit_refused", 8},    {"fanout_messages", 240}, {"deliveries", 310},    {"deliveries_refused", 9},
         {"offline_receivers", 12}, {"fanout_queue", 14},
+        {"conversation_updates", 401}, {"conversation_flushes", 402}, {"conversation_flush_failures", 403},
+        {"conversation_users", 404}, {"webhook_calls", 405}, {"webhook_failures", 406},
+        {"webhook_online_queue", 407}, {"webhook_online_dropped", 408}, {"webhook_offline_dropped", 409},
+        {"webhook_notify_queue", 410}, {"webhook_notify_sent", 411}, {"webhook_notify_dropped", 412},
+        {"datasource_calls", 413}, {"datasource_failures", 414},
     };
     for (const auto& [key, value] : pipeline_values) CHECK_MESSAGE(p[key] == value, key);
     CHECK(p.size() == std::size(pipeline_values) + 2);  // and the two histograms
@@ -759,7 +783,12 @@ TEST_CASE("Prometheus text has the messaging families") {
         {"commits_total", 101},        {"commit_failures_total", 2},   {"messages_stored_total", 250},
         {"queue_copies_stored_total", 40}, {"dedupe_hits_total", 3},   {"dedupe_evicted_total", 5},
         {"commit_refused_total", 8},   {"fanout_messages_total", 240}, {"deliveries_total", 310},
-        {"deliveries_refused_total", 9}, {"offline_receivers_total", 12},
+        {"deliveries_refused_total", 9}, {"offline_receivers_total", 12}, {"rate_limit_waits_total", 93},
+        {"conversation_updates_total", 401}, {"conversation_flushes_total", 402},
+        {"conversation_flush_failures_total", 403}, {"webhook_calls_total", 405}, {"webhook_failures_total", 406},
+        {"webhook_online_dropped_total", 408}, {"webhook_offline_dropped_total", 409},
+        {"webhook_notify_sent_total", 411}, {"webhook_notify_dropped_total", 412}, {"datasource_calls_total", 413},
+        {"datasource_failures_total", 414},
     };
     for (const auto& [name, value] : counters) {
         CHECK_MESSAGE(has("# TYPE limaoim_" + std::string(name) + " counter"), name);
@@ -767,6 +796,7 @@ TEST_CASE("Prometheus text has the messaging families") {
     }
     const std::pair<const char*, uint64_t> gauges[] = {
         {"sends_in_flight", 6}, {"inflight", 12}, {"dedupe_entries", 77}, {"commit_queue", 6}, {"fanout_queue", 14},
+        {"conversation_users", 404}, {"webhook_online_queue", 407}, {"webhook_notify_queue", 410},
     };
     for (const auto& [name, value] : gauges) {
         CHECK_MESSAGE(has("# TYPE limaoim_" + std::string(name) + " gauge"), name);
@@ -857,10 +887,17 @@ TEST_CASE("the table has a messages section with the pipeline's figures") {
         {"dedupe hits", 3},         {"dedupe entries", 77},      {"dedupe evicted", 5},
         {"commit queue", 6},        {"commits refused", 8},      {"messages fanned out", 240},
         {"deliveries", 310},        {"deliveries refused", 9},   {"offline receivers", 12},
-        {"fan-out queue", 14},
+        {"fan-out queue", 14},      {"rate-limit waits", 93},    {"conversation updates", 401},
+        {"flushes", 402},           {"flush failures", 403},     {"users in memory", 404},
+        {"calls", 405},             {"failures", 406},           {"online-status queue", 407},
+        {"online-status dropped", 408}, {"msg.offline dropped", 409}, {"msg.notify queue", 410},
+        {"msg.notify sent", 411},   {"msg.notify dropped", 412}, {"calls", 413},
+        {"failures", 414},
     };
     for (const auto& [label, value] : rows) CHECK_MESSAGE(has_row(label, value), label);
     CHECK(table.find("\nmessages\n") != std::string::npos);
+    for (const char* section : {"\nconversations\n", "\nwebhook\n", "\ndatasource\n"})
+        CHECK_MESSAGE(table.find(section) != std::string::npos, section);
     // Two to a line, in columns as wide as the longest name.
     CHECK(table.find("\n  error                                0  success                             30\n") !=
           std::string::npos);
@@ -959,4 +996,65 @@ TEST_CASE("limaoim-stat -w follows a restarted server whose header is still bein
     CHECK(frames.front()["workers"] == 2);
     CHECK(frames.back()["workers"] == 1);
     CHECK(frames.back()["counters"]["accepted"] == 0);
+}
+
+TEST_CASE("each worker's loop age comes from its heartbeat; a worker not started has none") {
+    Snapped s(0);
+    // Worker 0 went round 1.5 s ago; worker 1 has not started (heartbeat 0).
+    s.segment.worker(0).loop_heartbeat_ms.set(stats::monotonic_ms() - 1500);
+    take_snapshot(s.reader, 0, 0, s.snapshot);
+    REQUIRE(s.snapshot.per_worker.size() == 2);
+    REQUIRE(s.snapshot.per_worker[0].loop_age_ms.has_value());
+    CHECK(*s.snapshot.per_worker[0].loop_age_ms >= 1500);
+    CHECK(*s.snapshot.per_worker[0].loop_age_ms < 3000);
+    CHECK_FALSE(s.snapshot.per_worker[1].loop_age_ms.has_value());
+
+    const json j = to_json(s.snapshot, nullptr);
+    CHECK(j["per_worker"][0]["loop_age_ms"].get<uint64_t>() >= 1500);
+    CHECK(j["per_worker"][1]["loop_age_ms"].is_null());
+
+    const std::string text = render_prometheus(s.snapshot);
+    CHECK(text.find("# TYPE limaoim_worker_loop_age_seconds gauge\n") != std::string::npos);
+    CHECK(text.find("limaoim_worker_loop_age_seconds{worker=\"0\"} 1.") != std::string::npos);
+    CHECK(text.find("limaoim_worker_loop_age_seconds{worker=\"1\"}") == std::string::npos);
+
+    const std::string table = render_table(s.snapshot, nullptr);
+    CHECK(table.find("per worker loop age") != std::string::npos);
+    CHECK(table.find(" w1 -") != std::string::npos);
+}
+
+TEST_CASE("the server's own segment and limaoim-stat's reader render the same Prometheus text") {
+    Snapped s(0);
+    stats::Snapshot own;
+    const uint64_t now = s.segment.header().start_time_unix_ms + 90'500;
+    stats::take_snapshot(s.segment.view(), true, now, own);
+    take_snapshot(s.reader, 0, now, s.snapshot);
+    CHECK(stats::render_prometheus(own) == render_prometheus(s.snapshot));
+    CHECK(own.instance == s.instance.name);
+    CHECK(own.totals.rate_limit_waits.get() == 93);
+    CHECK(own.pipeline.webhook_notify_sent.get() == 411);
+}
+
+TEST_CASE("promtool accepts the Prometheus text") {
+    if (std::system("command -v promtool >/dev/null 2>&1") != 0) {
+        MESSAGE("skipped: promtool is not installed (apt-get install prometheus)");
+        return;
+    }
+    Snapped s(0);
+    s.segment.worker(0).loop_heartbeat_ms.set(stats::monotonic_ms());
+    take_snapshot(s.reader, 0, 0, s.snapshot);
+    const std::string path = "/tmp/limaoim-unit-metrics-" + std::to_string(getpid()) + ".txt";
+    std::ofstream(path) << render_prometheus(s.snapshot);
+    Run checked = [&] {
+        FILE* pipe = popen(("promtool check metrics < " + path + " 2>&1").c_str(), "r");
+        REQUIRE(pipe != nullptr);
+        std::string output;
+        char buffer[4096];
+        for (size_t n; (n = fread(buffer, 1, sizeof buffer, pipe)) > 0;) output.append(buffer, n);
+        const int status = pclose(pipe);
+        return Run{WIFEXITED(status) ? WEXITSTATUS(status) : -1, output};
+    }();
+    unlink(path.c_str());
+    CHECK_MESSAGE(checked.exit_code == 0, checked.output);
+    CHECK_MESSAGE(checked.output.empty(), checked.output);
 }

@@ -489,3 +489,78 @@ TEST_CASE("store: a corrupt channel record is reported, not read past its end") 
     CHECK(status.error.find("corrupt channel record") != std::string::npos);
     CHECK(status.error.find("bad") != std::string::npos);
 }
+
+TEST_CASE("the msg.notify queue: ascending by id, read after an id, deleted by range, counted, kept over a reopen") {
+    TempDir tmp;
+    {
+        auto store = open_ok(tmp.data());
+        WriteBatch batch;
+        for (int64_t id : {int64_t(7), int64_t(300), int64_t(1) << 40, int64_t(42)})
+            batch.notify.push_back({id, {uint8_t(id & 0xff), 1, 2}});
+        REQUIRE(store->commit(batch, true));
+    }
+    auto store = open_ok(tmp.data());
+    uint64_t count = 0;
+    REQUIRE(store->count_notify(count));
+    CHECK(count == 4);
+    std::vector<NotifyEvent> events;
+    REQUIRE(store->read_notify(0, 3, events));
+    REQUIRE(events.size() == 3);
+    CHECK(events[0].id == 7);
+    CHECK(events[1].id == 42);
+    CHECK(events[2].id == 300);
+    CHECK(events[1].bytes == std::vector<uint8_t>{42, 1, 2});
+    events.clear();
+    REQUIRE(store->read_notify(42, 10, events));
+    REQUIRE(events.size() == 2);
+    CHECK(events[1].id == int64_t(1) << 40);
+    REQUIRE(store->delete_notify(7, 300));
+    events.clear();
+    REQUIRE(store->read_notify(0, 10, events));
+    REQUIRE(events.size() == 1);
+    CHECK(events[0].id == int64_t(1) << 40);
+    REQUIRE(store->count_notify(count));
+    CHECK(count == 1);
+}
+
+TEST_CASE("conversations and their seqs round-trip; an empty list deletes the user's") {
+    TempDir tmp;
+    auto store = open_ok(tmp.data());
+    ConversationRecord c{"bob", 1, 3, 1700000000, 42, "client-no", int64_t(1) << 50, 1700000000123};
+    ConversationRecord g{std::string("g\0x", 3), 2, 0, -5, 0, "", 0, 1};
+    WriteBatch batch;
+    batch.conversations.push_back({"alice", {c, g}});
+    batch.conversations.push_back({"carol", {g}});
+    batch.conversation_seqs.push_back({log_name(2, "g"), 9});
+    batch.channel_seqs.push_back({log_name(2, "g"), 11});
+    REQUIRE(store->commit(batch, false));
+
+    std::map<std::string, std::vector<ConversationRecord>> loaded;
+    REQUIRE(store->load_conversations([&](UserConversations&& u) { loaded[u.uid] = u.conversations; }));
+    CHECK(loaded.size() == 2);
+    CHECK(loaded["alice"] == std::vector<ConversationRecord>{c, g});
+    std::map<std::string, uint32_t> seqs, channel_seqs;
+    REQUIRE(store->load_conversation_seqs([&](std::string_view log, uint32_t seq) { seqs[std::string(log)] = seq; }));
+    REQUIRE(store->load_channel_seqs([&](std::string_view log, uint32_t seq) { channel_seqs[std::string(log)] = seq; }));
+    CHECK(seqs == std::map<std::string, uint32_t>{{log_name(2, "g"), 9}});
+    CHECK(channel_seqs == std::map<std::string, uint32_t>{{log_name(2, "g"), 11}});
+
+    WriteBatch removal;
+    removal.conversations.push_back({"carol", {}});
+    REQUIRE(store->commit(removal, false));
+    loaded.clear();
+    REQUIRE(store->load_conversations([&](UserConversations&& u) { loaded[u.uid] = u.conversations; }));
+    CHECK(loaded.count("carol") == 0);
+}
+
+TEST_CASE("writable: true on a healthy store, false with a reason when its directory cannot take a file") {
+    TempDir tmp;
+    auto store = open_ok(tmp.data());
+    std::string why;
+    CHECK(store->writable(why));
+    // Root ignores permission bits; a directory in the way of the probe file is what fails for anyone.
+    fs::create_directory(fs::path(tmp.data()) / ".health-probe");
+    fs::create_directory(fs::path(tmp.data()) / ".health-probe" / "x");
+    CHECK_FALSE(store->writable(why));
+    CHECK(why.find("cannot write in") != std::string::npos);
+}

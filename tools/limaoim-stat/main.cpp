@@ -15,7 +15,7 @@
 
 #include <CLI/CLI.hpp>
 
-#include "reader.h"
+#include "limaoim/stats/reader.h"
 #include "report.h"
 
 namespace {

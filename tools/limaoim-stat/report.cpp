@@ -16,37 +16,6 @@ using stats::Counter;
 using stats::PipelineBlock;
 using stats::WorkerBlock;
 
-// The blocks hold nothing but Counters (their gauges included), so adding or
-// copying blocks as arrays of Counters covers every field, also ones added later.
-static_assert(sizeof(WorkerBlock) % sizeof(Counter) == 0 && sizeof(PipelineBlock) % sizeof(Counter) == 0);
-
-template <typename Block>
-std::span<Counter> counters_of(Block& block) {
-    return {reinterpret_cast<Counter*>(&block), sizeof(Block) / sizeof(Counter)};
-}
-template <typename Block>
-std::span<const Counter> counters_of(const Block& block) {
-    return {reinterpret_cast<const Counter*>(&block), sizeof(Block) / sizeof(Counter)};
-}
-
-void sum_workers(const SegmentReader& reader, Snapshot& out) {
-    const std::span<Counter> sum = counters_of(out.totals);
-    for (Counter& c : sum) c.set(0);
-    out.per_worker.clear();
-    for (uint32_t w = 0; w < out.workers; ++w) {
-        const WorkerBlock& block = reader.worker(w);
-        const std::span<const Counter> values = counters_of(block);
-        for (size_t i = 0; i < sum.size(); ++i) sum[i].add(values[i].get());
-        out.per_worker.push_back({block.connections.get(), block.authenticated.get()});
-    }
-}
-
-void copy_pipeline(const SegmentReader& reader, Snapshot& out) {
-    const std::span<const Counter> values = counters_of(reader.pipeline());
-    const std::span<Counter> copy = counters_of(out.pipeline);
-    for (size_t i = 0; i < copy.size(); ++i) copy[i].set(values[i].get());
-}
-
 uint64_t traffic_rank(const ConnTraffic& c) { return uint64_t(c.packets_in) + c.packets_out; }
 
 bool busier(const ConnTraffic& a, const ConnTraffic& b) {
@@ -87,19 +56,8 @@ NameOf close_reasons_of(const Snapshot& s) {
     return [&s](size_t i) { return s.close_reason_names[i].empty() ? nullptr : s.close_reason_names[i].c_str(); };
 }
 
-// SENDACK reason codes, PROTOCOL.md §6; the unnamed ones show only when counted.
-constexpr size_t kNamedReasonCodes = 12;
-constexpr const char* kReasonCodeNames[stats::kReasonCodes] = {
-    "error",         "success",           "auth_fail",        "subscriber_not_exist",
-    "in_blacklist",  "channel_not_exist", "user_not_on_node", "sender_offline",
-    "msg_key_error", "payload_decode_error", "forward_send_packet_error", "not_allow_send",
-    "reason12",      "reason13",          "reason14",         "reason15",
-};
-
 NameOf sendack_reasons_of(const WorkerBlock& t) {
-    return [&t](size_t code) {
-        return code < kNamedReasonCodes || t.sendacks[code].get() != 0 ? kReasonCodeNames[code] : nullptr;
-    };
+    return [&t](size_t code) { return stats::sendack_reason_shown(t, code) ? stats::sendack_reason_name(code) : nullptr; };
 }
 
 template <size_t N>
@@ -109,19 +67,10 @@ uint64_t sum_of(const Counter (&counters)[N]) {
     return total;
 }
 
-// The least and the greatest value of bucket i; a latency bucket's greatest
-// is the bound its latencies stay below.
-double bucket_least(int i, HistogramOf values) {
-    return i == 0 && values == HistogramOf::Microseconds ? 0.0 : std::ldexp(1.0, i);
-}
-double bucket_greatest(int i, HistogramOf values) {
-    return values == HistogramOf::Microseconds ? std::ldexp(1.0, i + 1) : std::ldexp(1.0, i + 1) - 1;
-}
-
-// Types 1-9 are the protocol's packets; the others only show when counted.
-bool named_packet_type(int type) { return type >= 1 && type <= 9; }
-
-const char* mode_name(const Snapshot& s) { return s.mode_test ? "test" : "release"; }
+using stats::bucket_greatest;
+using stats::bucket_least;
+using stats::mode_name;
+using stats::named_packet_type;
 
 // ---- text helpers ----
 
@@ -223,6 +172,14 @@ void append_gauges(std::string& out, const Snapshot& s) {
     appendf(out, "  %-26s", "per worker conns/auth");
     for (size_t w = 0; w < s.per_worker.size(); ++w)
         appendf(out, " w%zu %llu/%llu", w, ull(s.per_worker[w].connections), ull(s.per_worker[w].authenticated));
+    out += '\n';
+    appendf(out, "  %-26s", "per worker loop age");
+    for (size_t w = 0; w < s.per_worker.size(); ++w) {
+        if (s.per_worker[w].loop_age_ms)
+            appendf(out, " w%zu %llu ms", w, ull(*s.per_worker[w].loop_age_ms));
+        else
+            appendf(out, " w%zu -", w);
+    }
     out += "\n\n";
 }
 
@@ -286,6 +243,7 @@ void append_messages(std::string& out, const Snapshot& s) {
     append_row(out, "sends", t.sends.get());
     append_row(out, "sends in flight", t.sends_in_flight.get());
     append_row(out, "send pauses", t.send_pauses.get());
+    append_row(out, "rate-limit waits", t.rate_limit_waits.get());
     append_latency_row(out, "SEND->SENDACK latency", t.send_latency_us);
     append_row(out, "RECVs", t.recvs.get());
     append_row(out, "RECV retransmits", t.recv_retransmits.get());
@@ -320,6 +278,23 @@ void append_pipeline(std::string& out, const Snapshot& s) {
     append_row(out, "deliveries refused", p.deliveries_refused.get());
     append_row(out, "offline receivers", p.offline_receivers.get());
     append_row(out, "fan-out queue", p.fanout_queue.get());
+    out += "\nconversations\n";
+    append_row(out, "conversation updates", p.conversation_updates.get());
+    append_row(out, "flushes", p.conversation_flushes.get());
+    append_row(out, "flush failures", p.conversation_flush_failures.get());
+    append_row(out, "users in memory", p.conversation_users.get());
+    out += "\nwebhook\n";
+    append_row(out, "calls", p.webhook_calls.get());
+    append_row(out, "failures", p.webhook_failures.get());
+    append_row(out, "online-status queue", p.webhook_online_queue.get());
+    append_row(out, "online-status dropped", p.webhook_online_dropped.get());
+    append_row(out, "msg.offline dropped", p.webhook_offline_dropped.get());
+    append_row(out, "msg.notify queue", p.webhook_notify_queue.get());
+    append_row(out, "msg.notify sent", p.webhook_notify_sent.get());
+    append_row(out, "msg.notify dropped", p.webhook_notify_dropped.get());
+    out += "\ndatasource\n";
+    append_row(out, "calls", p.datasource_calls.get());
+    append_row(out, "failures", p.datasource_failures.get());
 }
 
 void append_rates(std::string& out, const Rates& r) {
@@ -402,6 +377,7 @@ nlohmann::json messages_json(const WorkerBlock& t) {
             {"sendacks", named_counters(sendack_reasons_of(t), t.sendacks)},
             {"sends_in_flight", t.sends_in_flight.get()},
             {"send_pauses", t.send_pauses.get()},
+            {"rate_limit_waits", t.rate_limit_waits.get()},
             {"send_latency_us", histogram_json(t.send_latency_us, HistogramOf::Microseconds)},
             {"recvs", t.recvs.get()},
             {"recv_retransmits", t.recv_retransmits.get()},
@@ -429,215 +405,27 @@ nlohmann::json pipeline_json(const PipelineBlock& p) {
             {"deliveries", p.deliveries.get()},
             {"deliveries_refused", p.deliveries_refused.get()},
             {"offline_receivers", p.offline_receivers.get()},
-            {"fanout_queue", p.fanout_queue.get()}};
-}
-
-// ---- Prometheus helpers ----
-
-std::string label_value(const std::string& raw) {
-    std::string escaped;
-    for (char c : raw) {
-        if (c == '\\' || c == '"') escaped += '\\';
-        if (c == '\n') {
-            escaped += "\\n";
-            continue;
-        }
-        escaped += c;
-    }
-    return escaped;
-}
-
-void family(std::string& out, const char* name, const char* type, const char* help) {
-    appendf(out, "# HELP limaoim_%s %s\n# TYPE limaoim_%s %s\n", name, help, name, type);
-}
-
-void sample(std::string& out, const char* name, uint64_t value) {
-    appendf(out, "limaoim_%s %llu\n", name, ull(value));
-}
-
-void metric(std::string& out, const char* name, const char* type, const char* help, uint64_t value) {
-    family(out, name, type, help);
-    sample(out, name, value);
-}
-
-void labelled(std::string& out, const char* name, const char* help, const char* label, const NameOf& name_of,
-              std::span<const Counter> values) {
-    family(out, name, "counter", help);
-    for (size_t i = 0; i < values.size(); ++i)
-        if (const char* value_name = name_of(i))
-            appendf(out, "limaoim_%s{%s=\"%s\"} %llu\n", name, label, label_value(value_name).c_str(),
-                    ull(values[i].get()));
-}
-
-void prometheus_identity(std::string& out, const Snapshot& s) {
-    family(out, "info", "gauge", "Server identity; always 1.");
-    appendf(out, "limaoim_info{stats_instance=\"%s\",pid=\"%d\",port=\"%u\",mode=\"%s\"} 1\n",
-            label_value(s.instance).c_str(), s.pid, unsigned(s.port), mode_name(s));
-    metric(out, "server_running", "gauge", "1 while the pid that wrote the segment is alive.", s.server_alive ? 1 : 0);
-    family(out, "start_time_seconds", "gauge", "Server start, seconds since the Unix epoch.");
-    appendf(out, "limaoim_start_time_seconds %.3f\n", double(s.start_time_unix_ms) / 1000);
-    metric(out, "uptime_seconds", "gauge", "Seconds since the server started.", uint64_t(s.uptime_s));
-    metric(out, "workers", "gauge", "Worker threads.", s.workers);
-    metric(out, "capacity", "gauge", "Connection slots over all workers.", s.capacity);
-    metric(out, "max_conns", "gauge", "Configured --max-conns.", s.max_conns);
-}
-
-void prometheus_gauges(std::string& out, const Snapshot& s) {
-    const WorkerBlock& t = s.totals;
-    metric(out, "connections", "gauge", "Accepted connections not yet closed.", t.connections.get());
-    metric(out, "authenticated", "gauge", "Sessions with a successful CONNACK.", t.authenticated.get());
-    family(out, "authenticated_by_device_flag", "gauge", "Authenticated sessions per device flag.");
-    for (int i = 0; i < stats::kDeviceFlagBuckets; ++i)
-        appendf(out, "limaoim_authenticated_by_device_flag{device_flag=\"%s\"} %llu\n", stats::kDeviceFlagNames[i],
-                ull(t.by_device_flag[i].get()));
-    metric(out, "pending_handshakes", "gauge", "Connections that have not sent CONNECT yet.", t.pending_handshakes.get());
-    metric(out, "send_queue_bytes", "gauge", "Output queued and not yet sent.", t.send_queue_bytes.get());
-    metric(out, "reassembly_bytes", "gauge", "Reassembly buffers held for split packets and paused input.",
-           t.reassembly_bytes.get());
-    family(out, "worker_connections", "gauge", "Open connections per worker.");
-    for (size_t w = 0; w < s.per_worker.size(); ++w)
-        appendf(out, "limaoim_worker_connections{worker=\"%zu\"} %llu\n", w, ull(s.per_worker[w].connections));
-    family(out, "worker_authenticated", "gauge", "Authenticated sessions per worker.");
-    for (size_t w = 0; w < s.per_worker.size(); ++w)
-        appendf(out, "limaoim_worker_authenticated{worker=\"%zu\"} %llu\n", w, ull(s.per_worker[w].authenticated));
-}
-
-void prometheus_counters(std::string& out, const Snapshot& s) {
-    const WorkerBlock& t = s.totals;
-    metric(out, "accepted_total", "counter", "Connections accepted.", t.accepted.get());
-    metric(out, "rejected_capacity_total", "counter", "Connections refused for capacity.", t.rejected_capacity.get());
-    metric(out, "accept_errors_total", "counter", "Failed accepts.", t.accept_errors.get());
-    metric(out, "slot_reuses_total", "counter", "Connection slots used again after a close.", t.slot_reuses.get());
-    labelled(out, "closed_total", "Connections closed, by reason.", "reason", close_reasons_of(s), t.closed);
-    const auto counted_type = [](const Counter (&values)[stats::kPacketTypes]) -> NameOf {
-        return [&values](size_t type) {
-            return named_packet_type(int(type)) || values[type].get() != 0 ? stats::kPacketTypeNames[type] : nullptr;
-        };
-    };
-    labelled(out, "packets_in_total", "Packets received, by type.", "type", counted_type(t.packets_in), t.packets_in);
-    labelled(out, "packets_out_total", "Packets sent, by type.", "type", counted_type(t.packets_out), t.packets_out);
-    metric(out, "bytes_in_total", "counter", "Bytes received.", t.bytes_in.get());
-    metric(out, "bytes_out_total", "counter", "Bytes handed to the kernel.", t.bytes_out.get());
-    metric(out, "auth_ok_total", "counter", "Successful CONNACKs.", t.auth_ok.get());
-    metric(out, "auth_failures_total", "counter", "CONNACKs with a failure reason.", t.auth_failures.get());
-    labelled(out, "decode_errors_total", "Undecodable packets, by kind.", "kind", names_from(stats::kDecodeErrorNames, 1),
-             t.decode_errors);
-    metric(out, "kicks_total", "counter", "Sessions replaced by a newer login.", t.kicks.get());
-    metric(out, "slow_consumer_kicks_total", "counter", "Sessions closed for unsent output.", t.slow_consumer_kicks.get());
-    metric(out, "recv_rearms_total", "counter", "Multishot receives re-armed.", t.recv_rearms.get());
-    metric(out, "buffer_ring_empty_total", "counter", "Receives that found no buffer.", t.buffer_ring_empty.get());
-    metric(out, "kicks_lost_total", "counter", "Kicks refused by another worker's full inbox.", t.kicks_lost.get());
-    metric(out, "accept_pauses_total", "counter", "Times a worker stopped accepting at its pending limit.",
-           t.accept_pauses.get());
-    metric(out, "handshakes_deferred_total", "counter", "CONNECTs put off to a later loop iteration.",
-           t.handshakes_deferred.get());
-    metric(out, "input_pauses_total", "counter", "Connections whose input was paused.", t.input_pauses.get());
-    metric(out, "envelopes_in_total", "counter", "Envelopes handled by the workers.", t.envelopes_in.get());
-    metric(out, "envelopes_out_total", "counter", "Envelopes queued for workers.", t.envelopes_out.get());
-    metric(out, "envelopes_refused_total", "counter", "Envelopes refused by a full inbox.", t.envelopes_refused.get());
-}
-
-// Latencies are exported in seconds. The segment keeps no sum of the values;
-// bucket midpoints stand in for it.
-void histogram_metric(std::string& out, const char* name, const char* help, const Histogram& buckets,
-                      HistogramOf values) {
-    const double scale = values == HistogramOf::Microseconds ? 1e-6 : 1.0;
-    family(out, name, "histogram", help);
-    uint64_t cumulative = 0;
-    double estimated_sum = 0;
-    for (int i = 0; i < stats::kLatencyBuckets; ++i) {
-        const uint64_t n = buckets[i].get();
-        cumulative += n;
-        estimated_sum += double(n) * (bucket_least(i, values) + bucket_greatest(i, values)) / 2;
-        appendf(out, "limaoim_%s_bucket{le=\"%.9g\"} %llu\n", name, bucket_greatest(i, values) * scale,
-                ull(cumulative));
-    }
-    appendf(out, "limaoim_%s_bucket{le=\"+Inf\"} %llu\n", name, ull(cumulative));
-    appendf(out, "limaoim_%s_sum %.9g\n", name, estimated_sum * scale);
-    appendf(out, "limaoim_%s_count %llu\n", name, ull(cumulative));
-}
-
-void prometheus_latency(std::string& out, const Snapshot& s) {
-    histogram_metric(out, "handshake_latency_seconds",
-                     "Complete CONNECT to CONNACK queued (sum estimated from bucket midpoints).",
-                     s.totals.handshake_latency_us, HistogramOf::Microseconds);
-}
-
-void prometheus_messages(std::string& out, const Snapshot& s) {
-    const WorkerBlock& t = s.totals;
-    metric(out, "sends_total", "counter", "SENDs handled; each gets one SENDACK.", t.sends.get());
-    labelled(out, "sendacks_total", "SENDACKs written, by reason code.", "reason", sendack_reasons_of(t), t.sendacks);
-    metric(out, "sends_in_flight", "gauge", "SENDs handed to the committer whose SENDACK is not written yet.",
-           t.sends_in_flight.get());
-    metric(out, "send_pauses_total", "counter", "Times a session's input paused at its in-flight SEND cap.",
-           t.send_pauses.get());
-    histogram_metric(out, "send_latency_seconds",
-                     "SEND decoded to successful SENDACK queued (sum estimated from bucket midpoints).",
-                     t.send_latency_us, HistogramOf::Microseconds);
-    metric(out, "recvs_total", "counter", "RECVs written, first deliveries.", t.recvs.get());
-    metric(out, "recv_retransmits_total", "counter", "RECVs written again after --msg-timeout without a RECVACK.",
-           t.recv_retransmits.get());
-    metric(out, "recvacks_total", "counter", "RECVACKs that matched a RECV in flight.", t.recvacks.get());
-    metric(out, "recvacks_unknown_total", "counter", "RECVACKs for nothing in flight (late, duplicate or forged).",
-           t.recvacks_unknown.get());
-    metric(out, "inflight", "gauge", "RECVs waiting for their RECVACK.", t.inflight.get());
-    metric(out, "inflight_expired_total", "counter", "In-flight RECVs dropped after --max-deliveries, left to sync.",
-           t.inflight_expired.get());
-    metric(out, "inflight_evicted_total", "counter",
-           "In-flight RECVs dropped at --max-inflight per session, left to sync.", t.inflight_evicted.get());
-    metric(out, "deliveries_stale_total", "counter", "Deliveries for a session that had closed meanwhile.",
-           t.deliveries_stale.get());
-}
-
-void prometheus_pipeline(std::string& out, const Snapshot& s) {
-    const PipelineBlock& p = s.pipeline;
-    metric(out, "commits_total", "counter", "Store batches written.", p.commits.get());
-    metric(out, "commit_failures_total", "counter", "Store batches the store refused; their SENDs got reason 0.",
-           p.commit_failures.get());
-    metric(out, "messages_stored_total", "counter", "Channel-log messages written.", p.messages_stored.get());
-    metric(out, "queue_copies_stored_total", "counter", "SyncOnce copies written to users' queues.",
-           p.queue_copies_stored.get());
-    metric(out, "dedupe_hits_total", "counter", "Resent SENDs answered with the first message's id and seq.",
-           p.dedupe_hits.get());
-    metric(out, "dedupe_entries", "gauge", "Remembered (uid, client_msg_no) pairs.", p.dedupe_entries.get());
-    metric(out, "dedupe_evicted_total", "counter", "Dedupe entries forgotten before their window ended (--dedupe-max).",
-           p.dedupe_evicted.get());
-    metric(out, "commit_queue", "gauge", "Requests waiting for the committer.", p.commit_queue.get());
-    metric(out, "commit_refused_total", "counter", "Requests refused by the committer's full queue.",
-           p.commit_refused.get());
-    histogram_metric(out, "commit_latency_seconds",
-                     "One store commit, write and fsync by policy (sum estimated from bucket midpoints).",
-                     p.commit_latency_us, HistogramOf::Microseconds);
-    histogram_metric(out, "commit_batch_messages", "Messages per store commit (sum estimated from bucket midpoints).",
-                     p.commit_batch_messages, HistogramOf::Counts);
-    metric(out, "fanout_messages_total", "counter", "Messages fanned out.", p.fanout_messages.get());
-    metric(out, "deliveries_total", "counter", "Delivery envelopes handed to workers.", p.deliveries.get());
-    metric(out, "deliveries_refused_total", "counter",
-           "Deliveries refused by a worker's full inbox; the message stays for sync.", p.deliveries_refused.get());
-    metric(out, "offline_receivers_total", "counter", "Subscribers with no receiving session.",
-           p.offline_receivers.get());
-    metric(out, "fanout_queue", "gauge", "Messages waiting for fan-out.", p.fanout_queue.get());
+            {"fanout_queue", p.fanout_queue.get()},
+            {"conversation_updates", p.conversation_updates.get()},
+            {"conversation_flushes", p.conversation_flushes.get()},
+            {"conversation_flush_failures", p.conversation_flush_failures.get()},
+            {"conversation_users", p.conversation_users.get()},
+            {"webhook_calls", p.webhook_calls.get()},
+            {"webhook_failures", p.webhook_failures.get()},
+            {"webhook_online_queue", p.webhook_online_queue.get()},
+            {"webhook_online_dropped", p.webhook_online_dropped.get()},
+            {"webhook_offline_dropped", p.webhook_offline_dropped.get()},
+            {"webhook_notify_queue", p.webhook_notify_queue.get()},
+            {"webhook_notify_sent", p.webhook_notify_sent.get()},
+            {"webhook_notify_dropped", p.webhook_notify_dropped.get()},
+            {"datasource_calls", p.datasource_calls.get()},
+            {"datasource_failures", p.datasource_failures.get()}};
 }
 
 }  // namespace
 
 void take_snapshot(const SegmentReader& reader, size_t top_n, uint64_t now_unix_ms, Snapshot& out) {
-    const stats::Header& h = reader.header();
-    out.instance = reader.instance();
-    out.pid = h.pid;
-    out.server_alive = reader.server_alive();
-    out.port = h.port;
-    out.mode_test = h.mode_test != 0;
-    out.workers = h.workers;
-    out.capacity = h.capacity;
-    out.max_conns = h.max_conns;
-    out.start_time_unix_ms = h.start_time_unix_ms;
-    out.uptime_s = now_unix_ms > h.start_time_unix_ms ? double(now_unix_ms - h.start_time_unix_ms) / 1000 : 0;
-    for (int i = 0; i < stats::kMaxCloseReasons; ++i)
-        out.close_reason_names[i].assign(h.close_reason_names[i],
-                                         strnlen(h.close_reason_names[i], stats::kCloseReasonNameSize));
-    sum_workers(reader, out);
-    copy_pipeline(reader, out);
+    stats::take_snapshot(reader.view(), reader.server_alive(), now_unix_ms, out);
     out.top_requested = top_n;
     pick_top(reader, top_n, out.top);
 }
@@ -665,26 +453,12 @@ Rates rates_between(const Traffic& before, const Traffic& after, double seconds)
             per_second(before.recvacks, after.recvacks)};
 }
 
-std::optional<double> histogram_quantile(const Histogram& buckets, HistogramOf values, double q) {
-    const uint64_t count = sum_of(buckets);
-    if (count == 0) return std::nullopt;
-    const double rank = std::clamp(q, 0.0, 1.0) * double(count);
-    uint64_t below = 0;
-    for (int i = 0; i < stats::kLatencyBuckets; ++i) {
-        const uint64_t n = buckets[i].get();
-        if (n != 0 && double(below + n) >= rank) {
-            const double fraction = (rank - double(below)) / double(n);
-            return bucket_least(i, values) + fraction * (bucket_greatest(i, values) - bucket_least(i, values));
-        }
-        below += n;
-    }
-    return bucket_greatest(stats::kLatencyBuckets - 1, values);
-}
-
 nlohmann::json to_json(const Snapshot& s, const Rates* rates) {
     nlohmann::json per_worker = nlohmann::json::array();
     for (const WorkerLoad& w : s.per_worker)
-        per_worker.push_back({{"connections", w.connections}, {"authenticated", w.authenticated}});
+        per_worker.push_back({{"connections", w.connections},
+                              {"authenticated", w.authenticated},
+                              {"loop_age_ms", w.loop_age_ms ? nlohmann::json(*w.loop_age_ms) : nlohmann::json()}});
     nlohmann::json out = {{"instance", s.instance},
                           {"pid", s.pid},
                           {"server_running", s.server_alive},
@@ -728,17 +502,6 @@ std::string render_table(const Snapshot& s, const Rates* rates) {
     append_pipeline(out, s);
     if (rates) append_rates(out, *rates);
     if (s.top_requested) append_top(out, s);
-    return out;
-}
-
-std::string render_prometheus(const Snapshot& s) {
-    std::string out;
-    prometheus_identity(out, s);
-    prometheus_gauges(out, s);
-    prometheus_counters(out, s);
-    prometheus_latency(out, s);
-    prometheus_messages(out, s);
-    prometheus_pipeline(out, s);
     return out;
 }
 

@@ -1,8 +1,8 @@
-// What limaoim-stat prints: a snapshot of the segment summed over workers,
-// rendered as a table, JSON or Prometheus text.
+// What limaoim-stat prints: a snapshot of the segment summed over workers
+// (stats/snapshot.h, the same code as the server's GET /metrics), rendered as
+// a table, JSON or Prometheus text (stats/prometheus.h).
 #pragma once
 
-#include <array>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -11,37 +11,23 @@
 #include <nlohmann/json.hpp>
 
 #include "limaoim/stats/layout.h"
-#include "reader.h"
+#include "limaoim/stats/prometheus.h"
+#include "limaoim/stats/reader.h"
+#include "limaoim/stats/snapshot.h"
 
 namespace limaoim::stat_tool {
 
-struct WorkerLoad {
-    uint64_t connections;
-    uint64_t authenticated;
-};
+using stats::ConnTraffic;
+using stats::Histogram;
+using stats::HistogramOf;
+using stats::histogram_quantile;
+using stats::render_prometheus;
+using stats::SegmentReader;
+using stats::Snapshot;
+using stats::WorkerLoad;
 
-struct Snapshot {
-    std::string instance;
-    int32_t pid = 0;
-    bool server_alive = false;
-    uint16_t port = 0;
-    bool mode_test = false;
-    uint32_t workers = 0;
-    uint64_t capacity = 0;
-    uint64_t max_conns = 0;
-    uint64_t start_time_unix_ms = 0;
-    double uptime_s = 0;
-    // Index = close reason code, from the segment's header; empty = unused.
-    std::array<std::string, stats::kMaxCloseReasons> close_reason_names;
-    stats::WorkerBlock totals;         // every worker's block summed
-    stats::PipelineBlock pipeline;     // the committer's and fan-out's figures
-    std::vector<WorkerLoad> per_worker;
-    size_t top_requested = 0;          // --top N; 0 leaves top out of the output
-    std::vector<ConnTraffic> top;      // most traffic first
-};
-
-// Fills `out` (not copyable: it holds Counters) from the segment, with
-// the `top_n` busiest live connections. `now_unix_ms` dates the uptime.
+// stats::take_snapshot of the reader's segment, with the `top_n` busiest
+// live connections. `now_unix_ms` dates the uptime.
 void take_snapshot(const SegmentReader& reader, size_t top_n, uint64_t now_unix_ms, Snapshot& out);
 
 // The totals that the live view turns into per-second rates.
@@ -74,19 +60,7 @@ struct Rates {
 // server) counts from zero.
 Rates rates_between(const Traffic& before, const Traffic& after, double seconds);
 
-// A power-of-two histogram of the segment: bucket i counts values in
-// [2^i, 2^(i+1)).
-using Histogram = stats::Counter[stats::kLatencyBuckets];
-// What a histogram counts. Microseconds: bucket 0 also takes latencies
-// below 1 µs. Counts: whole numbers, so bucket i holds 2^i to 2^(i+1) - 1.
-enum class HistogramOf { Microseconds, Counts };
-
-// The value at quantile q (0..1) of a histogram, interpolated linearly
-// inside the bucket; empty when nothing was recorded.
-std::optional<double> histogram_quantile(const Histogram& buckets, HistogramOf values, double q);
-
 nlohmann::json to_json(const Snapshot& snapshot, const Rates* rates);
 std::string render_table(const Snapshot& snapshot, const Rates* rates);
-std::string render_prometheus(const Snapshot& snapshot);
 
 }  // namespace limaoim::stat_tool

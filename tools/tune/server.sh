@@ -7,19 +7,37 @@ set -euo pipefail
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
 
-SYSCTLS=(
-  "fs.nr_open min 2000000"
-  "fs.file-max min 2000000"
-  "net.netfilter.nf_conntrack_max min 1048576"
-  "net.ipv4.tcp_mem exact 786432 2097152 3145728"
-  "net.ipv4.tcp_rmem exact 4096 4096 16777216"
-  "net.ipv4.tcp_wmem exact 4096 4096 16777216"
-  "net.ipv4.tcp_tw_reuse exact 1"
-  "net.ipv4.tcp_timestamps exact 1"
-  "net.core.somaxconn min 65535"
-  "net.ipv4.tcp_max_syn_backlog min 65535"
-  "net.core.netdev_max_backlog min 16384"
-)
+# The settings are those of the sysctl drop-in tools/99-limaoim.conf, so the
+# file and this script cannot disagree: "name = value" lines, each "exact"
+# unless a "# at least" comment line comes before it ("min": never lowered).
+SYSCTL_FILE=${LIMAOIM_TUNE_SYSCTL_FILE:-$(dirname "$0")/../99-limaoim.conf}
+SYSCTLS=()
+load_sysctls() {
+  local line kind=exact name value
+  local -a words
+  if [ ! -r "$1" ]; then
+    printf 'server: cannot read the settings file %s\n' "$1" >&2
+    exit 1
+  fi
+  while IFS= read -r line || [ -n "$line" ]; do
+    case $line in
+      '# at least') kind=min ;;
+      '' | '#'* | ';'*) ;;
+      *=*)
+        read -r name <<<"${line%%=*}"
+        read -r -a words <<<"${line#*=}"
+        value="${words[*]}"
+        SYSCTLS+=("$name $kind $value")
+        kind=exact
+        ;;
+      *)
+        printf 'server: %s: not a "name = value" line: %s\n' "$1" "$line" >&2
+        exit 1
+        ;;
+    esac
+  done <"$1"
+}
+load_sysctls "$SYSCTL_FILE"
 
 IGNORED_SYSCTLS+=(
   "net.ipv4.ip_forward|left as is: the reference load test set 1, but a server that only accepts connections routes nothing, and writing it turns the host into a router and resets every interface's IPv4 settings"

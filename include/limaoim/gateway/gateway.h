@@ -66,7 +66,6 @@ struct GatewayShared {
     // order, for the next iterations, so a login storm cannot starve the
     // input of established sessions (their PINGs) of the ring's time.
     uint32_t handshakes_per_iteration = 16;
-    bool log_connections = false;
     // SENDs of one session at the committer at once; at the cap its input
     // waits (in order) until a SENDACK is written.
     uint16_t max_sends_in_flight = 64;
@@ -106,9 +105,10 @@ private:
     bool handle_frame(net::ConnRef conn, Session& session, const proto::Frame& frame);
     bool handle_connect(net::ConnRef conn, Session& session, const proto::ConnectPacket& connect);
     bool handle_send(net::ConnRef conn, Session& session, const proto::SendPacket& send);
+    // The rate limit's wait is over: the session's input goes on unless its in-flight cap holds it.
+    void resume_rated(net::ConnRef conn);
     bool handle_recvack(net::ConnRef conn, Session& session, const proto::RecvackPacket& ack);
     bool send_ack(net::ConnRef conn, Session& session, uint32_t client_seq, int64_t id, uint32_t seq, uint8_t reason);
-    uint8_t check_send(const Session& session, const proto::SendPacket& send) const;
     void on_send_result(net::Envelope& result);
     void on_deliver(net::Envelope& delivery);
     bool write_recv(net::ConnRef conn, Session& session, const im::MessageView& message, uint32_t seq, uint16_t flags);

@@ -7,10 +7,12 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
 
+#include "limaoim/im/base64.h"
 #include "limaoim/im/service.h"
 
 namespace limaoim::http {
@@ -23,11 +25,29 @@ struct Request {
     std::string authorization;  // the Authorization header's value
 };
 
+inline constexpr const char* kJsonContentType = "application/json";
+
 struct Response {
     uint16_t status = 200;
-    std::string body;              // always JSON
+    std::string body;              // JSON unless content_type says otherwise
     const char* allow = nullptr;   // 405: the method the path accepts (the Allow header)
+    const char* content_type = kJsonContentType;  // the Content-Type header (a static string)
 };
+
+// What GET /health and GET /metrics ask, composed by the server's main:
+// the HTTP layer knows neither the store, nor the webhook, nor the stats
+// segment. Called on an API pool thread; may take a moment (the store's
+// write probe), never a ring's time.
+struct Probes {
+    // True when the server is healthy; false with `why` (GET /health
+    // answers 503 {"msg": why, "status": 503}). Empty: always healthy.
+    std::function<bool(std::string& why)> health;
+    // The Prometheus text exposition, version 0.0.4 (GET /metrics).
+    // Empty: /metrics is 404.
+    std::function<std::string()> metrics;
+};
+
+inline constexpr const char* kPrometheusContentType = "text/plain; version=0.0.4; charset=utf-8";
 
 // The seq window POST /channel/messagesync reads (§16.3), in the terms of
 // im::Service::channel_messages: from_seq <= seq < to_seq (to_seq 0: no
@@ -42,30 +62,32 @@ struct HistoryWindow {
 // `forward` is the request's reverse == 1.
 HistoryWindow message_sync_window(uint32_t min_seq, uint32_t max_seq, uint32_t limit, bool forward);
 
-// Standard alphabet with '=' padding (the JSON encoding of byte fields, §16.0).
-std::string base64_encode(std::string_view bytes);
-// Strict: length a multiple of 4, padding only at the end, standard alphabet
-// only (no whitespace). Nullopt otherwise. Like Go's StdEncoding, which the
-// original decodes with, non-zero bits after the last byte are accepted.
-std::optional<std::string> base64_decode(std::string_view text);
+// Base64 of byte fields (§16.0): im/base64.h, shared with the webhooks.
+using im::base64_decode;
+using im::base64_encode;
 
 class Api {
 public:
     // `bearer_secret` empty: no authorization. Otherwise every request needs
-    // `Authorization: Bearer <secret>` (401 without).
-    explicit Api(im::Service& service, std::string_view bearer_secret = {});
+    // `Authorization: Bearer <secret>` (401 without), /health and /metrics
+    // included.
+    explicit Api(im::Service& service, std::string_view bearer_secret = {}, Probes probes = {});
 
     // Any thread; never throws. Status codes: 200; 400 for a request that
     // is malformed or that the core refuses; 401; 404 unknown path; 405
-    // known path, other method; 500 when the core is unavailable.
+    // known path, other method; 500 when the core is unavailable; 503 from
+    // GET /health when a probe fails.
     Response handle(const Request& request) const;
 
     // True when no secret is configured or `authorization` carries it.
     bool authorized(std::string_view authorization) const;
 
 private:
+    Response probe(const Request& request) const;  // GET /health, GET /metrics
+
     im::Service& service_;
     std::optional<std::array<uint8_t, 32>> secret_digest_;  // SHA-256 of the secret
+    Probes probes_;
 };
 
 }  // namespace limaoim::http

@@ -35,6 +35,7 @@ struct Channel {
     uint8_t type = 0;
     std::string parent;      // set: every uid counts as a subscriber for the send check (§7.2)
     bool temporary = false;  // an @tmp channel of /message/send: memory only (§7.3)
+    int64_t fetched_ms = 0;  // from the datasource at this steady-clock time (memory only); 0: not
     std::vector<std::string> subscribers;  // in the order they were added
     UidSet subscriber_set;
     UidSet allowlist;

@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "limaoim/im/channels.h"
+#include "limaoim/im/events.h"
 #include "limaoim/im/ids.h"
 #include "limaoim/im/message.h"
 #include "limaoim/net/conn_id.h"
@@ -96,6 +97,10 @@ struct CommitRequest {
     // A message to a temporary channel through the API: delivered, not
     // stored, no seq (§7.3; the original consumes a seq for it, leaving a gap).
     bool transient = false;
+    // The sender's permission could not be judged on the worker (the
+    // channel is not cached from the datasource yet): the committer asks
+    // its ChannelResolver first.
+    bool resolve = false;
     // CursorAdvance.
     std::string uid;
     uint32_t cursor = 0;
@@ -112,6 +117,16 @@ struct FanoutItem {
 
 class Fanout;
 
+// Loads a channel from the datasource (im/datasource.h) and judges a SEND
+// against it, on the committer thread (the only one that may wait for it).
+class ChannelResolver {
+public:
+    virtual ~ChannelResolver() = default;
+    // The SENDACK reason: 1 to go on, 11 not allowed, 3 unknown temporary
+    // channel, 0 when the datasource failed.
+    virtual uint8_t resolve(const MessageView& message) = 0;
+};
+
 class Committer {
 public:
     // The SENDACK result envelope: flags = reason code, arg = origin ConnId,
@@ -123,6 +138,10 @@ public:
     Committer(const Committer&) = delete;
     Committer& operator=(const Committer&) = delete;
 
+    // Before start(): where msg.notify events go (null: no webhook, none queued).
+    void set_events(Events* events) { events_ = events; }
+    // Before start(): who judges requests marked `resolve` (the datasource mode).
+    void set_resolver(ChannelResolver* resolver) { resolver_ = resolver; }
     // Loads the dedupe window from the store; starts the thread.
     bool start(std::string& error);
     // Any thread. False when the queue is full or the committer stopped:
@@ -170,6 +189,8 @@ private:
     Fanout& fanout_;
     stats::PipelineBlock& stats_;
     CommitterOptions options_;
+    Events* events_ = nullptr;
+    ChannelResolver* resolver_ = nullptr;
 
     std::mutex mutex_;
     std::condition_variable wake_;

@@ -9,12 +9,17 @@
 #include <mutex>
 #include <span>
 #include <string>
+#include <unordered_map>
 
 #include "limaoim/im/channels.h"
 #include "limaoim/im/committer.h"
+#include "limaoim/im/conversations.h"
+#include "limaoim/im/datasource.h"
+#include "limaoim/im/events.h"
 #include "limaoim/im/directory.h"
 #include "limaoim/im/fanout.h"
 #include "limaoim/im/ids.h"
+#include "limaoim/im/rate_limit.h"
 #include "limaoim/im/service.h"
 #include "limaoim/stats/layout.h"
 #include "limaoim/store/store.h"
@@ -25,6 +30,14 @@ class Worker;
 }
 
 namespace limaoim::im {
+
+// A SEND's permission as far as a worker can judge it (§5 steps 3-4).
+enum class SendCheck : uint8_t {
+    Allowed,
+    NotAllowed,        // reason 11
+    UnknownTemporary,  // reason 3
+    Resolve,           // the datasource must be asked: the committer does (CommitRequest::resolve)
+};
 
 // The envelope kinds the workers' gateways handle for the core.
 struct GatewayKinds {
@@ -37,10 +50,13 @@ inline constexpr uint16_t kKickByToken = 1;
 struct CoreOptions {
     uint32_t node_id = 1;
     bool test_mode = false;  // no group/channel permission checks at SEND (§5 step 4)
+    uint32_t max_messages_per_second = 100000;  // SENDs from sessions, server-wide (0: no limit)
     CommitterOptions committer;
+    ConversationOptions conversations;
+    uint32_t datasource_cache_ms = 60000;  // a channel fetched from the datasource is asked again after this
 };
 
-class Core final : public Service {
+class Core final : public Service, private ChannelResolver {
 public:
     Core(store::Store& store, store::TokenStore& tokens, Directory& directory, stats::PipelineBlock& stats,
          const CoreOptions& options);
@@ -48,6 +64,12 @@ public:
     // Tokens, channels and system uids from the store into memory.
     bool load(std::string& error);
     void set_workers(std::span<net::Worker* const> workers, const GatewayKinds& kinds);
+    // Before start(): the webhook sender (null: no webhook configured).
+    void set_events(Events* events);
+    // Before start(): channel members, lists and system uids come from the
+    // business server (§13), cached for datasource_cache_ms (null: the store's).
+    void set_datasource(Datasource* datasource);
+    Events* events() const { return events_; }
     bool start(std::string& error);
     // Commits and delivers what is queued, then stops the threads. Call
     // before the workers stop (their inboxes take the last results).
@@ -59,6 +81,9 @@ public:
     Committer& committer() { return committer_; }
     const GatewayKinds& kinds() const { return kinds_; }
     bool test_mode() const { return options_.test_mode; }
+    SendRateLimit& rate_limit() { return rate_limit_; }
+    // The sender `uid`'s permission to SEND to (type, id), from memory only.
+    SendCheck check_send(std::string_view uid, uint8_t type, std::string_view id) const;
 
     // ---- Service (API threads) ----
     Outcome set_token(std::string_view uid, std::string_view token, uint8_t device_flag,
@@ -79,8 +104,21 @@ public:
     Outcome sync_ack(std::string_view uid, uint32_t seq) override;
     Outcome channel_messages(std::string_view login_uid, std::string_view channel_id, uint8_t type,
                              uint32_t from_seq, uint32_t to_seq, uint32_t limit, std::vector<Message>& out) override;
+    Outcome conversations(std::string_view uid, std::vector<ConversationView>& out) override;
+    Outcome set_unread(std::string_view uid, std::string_view channel_id, uint8_t type, uint32_t unread) override;
+    Outcome delete_conversation(const std::vector<std::string>& uids, std::string_view channel_id,
+                                uint8_t type) override;
+    Outcome sync_conversations(std::string_view uid, int64_t version, std::vector<Conversation>& out) override;
+    Outcome recent_messages(std::string_view uid, std::string_view channel_id, uint8_t type, uint32_t after_seq,
+                            uint32_t count, std::vector<Message>& out) override;
 
 private:
+    // ChannelResolver (the committer thread): fetch, cache, judge.
+    uint8_t resolve(const MessageView& message) override;
+    SendCheck judge(std::string_view uid, uint8_t type, std::string_view id, bool fetched) const;
+    bool fresh(const Channel& channel) const;
+    bool fetch_channel(uint8_t type, std::string_view id, std::string& error);
+
     // Writes `channel` to the store, then installs it (channel_write_ held).
     Outcome install(Channel&& channel);
     Channel copy_or_new(std::string_view id, uint8_t type) const;
@@ -91,10 +129,20 @@ private:
     CoreOptions options_;
     Channels channels_;
     IdGenerator ids_;
+    Conversations conversations_;
     Fanout fanout_;
     Committer committer_;
     std::vector<net::Worker*> workers_;
     GatewayKinds kinds_;
+    Events* events_ = nullptr;
+    Datasource* datasource_ = nullptr;
+    // The committer's: system uids asked once (§13); fetches that failed
+    // lately, by log name, and until when their SENDs fail without asking.
+    bool system_uids_fetched_ = false;
+    int64_t system_uids_failed_until_ = 0;
+    std::unordered_map<std::string, int64_t> failed_until_;
+    stats::PipelineBlock& stats_;
+    SendRateLimit rate_limit_;
     // API writes read-modify-write a channel or the system uids: one at a time.
     std::mutex channel_write_;
 };

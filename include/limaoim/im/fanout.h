@@ -25,7 +25,9 @@
 
 #include "limaoim/im/channels.h"
 #include "limaoim/im/committer.h"
+#include "limaoim/im/conversations.h"
 #include "limaoim/im/directory.h"
+#include "limaoim/im/events.h"
 #include "limaoim/stats/layout.h"
 
 namespace limaoim::net {
@@ -38,14 +40,17 @@ class Fanout {
 public:
     static constexpr uint16_t kRewriteChannel = 1;
 
-    Fanout(const Channels& channels, const Directory& directory, stats::PipelineBlock& stats,
-           size_t max_queued = 1u << 16);
+    // Every persisted message also updates its receivers' `conversations`.
+    Fanout(const Channels& channels, const Directory& directory, Conversations& conversations,
+           stats::PipelineBlock& stats, size_t max_queued = 1u << 16);
     ~Fanout();  // stop()
     Fanout(const Fanout&) = delete;
     Fanout& operator=(const Fanout&) = delete;
 
     // Before start(): the workers by index and the envelope kind they handle deliveries as.
     void set_workers(std::span<net::Worker* const> workers, uint16_t deliver_kind);
+    // Before start(): who hears of receivers that were offline (msg.offline); null: nobody.
+    void set_events(Events* events) { events_ = events; }
     void start();
     // The committer's thread: queues the items in order; waits while the
     // queue is full (back-pressure on the committer, never a drop).
@@ -60,6 +65,8 @@ private:
 
     const Channels& channels_;
     const Directory& directory_;
+    Conversations& conversations_;
+    Events* events_ = nullptr;
     stats::PipelineBlock& stats_;
     size_t max_queued_;
     std::vector<net::Worker*> workers_;
@@ -76,6 +83,7 @@ private:
     std::vector<std::vector<net::Envelope>> batches_;  // per worker
     std::vector<DirectoryEntry> sessions_;
     std::vector<std::string> receivers_;
+    std::vector<std::string> offline_;
 };
 
 }  // namespace limaoim::im

@@ -7,10 +7,12 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "limaoim/im/conversations.h"
 #include "limaoim/im/message.h"
 
 namespace limaoim::im {
@@ -39,6 +41,13 @@ struct ApiSend {
     uint8_t channel_type = 0;
     std::vector<std::string> subscribers;  // non-empty: exactly these receive it
     std::string payload;                   // plaintext, non-empty
+};
+
+// GET /conversations (§16.4): a conversation and its last message (null
+// when it cannot be read, e.g. a temporary channel's, never stored).
+struct ConversationView {
+    Conversation conversation;
+    std::optional<Message> last_message;
 };
 
 enum class ListKind : uint8_t { Deny, Allow };
@@ -82,6 +91,21 @@ public:
     virtual Outcome channel_messages(std::string_view login_uid, std::string_view channel_id, uint8_t type,
                                      uint32_t from_seq, uint32_t to_seq, uint32_t limit,
                                      std::vector<Message>& out) = 0;
+
+    // ---- conversations (§11, §16.4) ----
+    // Timestamp descending.
+    virtual Outcome conversations(std::string_view uid, std::vector<ConversationView>& out) = 0;
+    // unread := `unread` (clearUnread: 0), durable when it returns; a
+    // conversation the user does not have is left alone (Ok).
+    virtual Outcome set_unread(std::string_view uid, std::string_view channel_id, uint8_t type, uint32_t unread) = 0;
+    virtual Outcome delete_conversation(const std::vector<std::string>& uids, std::string_view channel_id,
+                                        uint8_t type) = 0;
+    // Those changed after `version` (ms; <= 0: all), timestamp descending.
+    virtual Outcome sync_conversations(std::string_view uid, int64_t version, std::vector<Conversation>& out) = 0;
+    // The last `count` messages of the user's conversation log with seq >
+    // after_seq (0: no bound), newest first (/conversation/syncMessages).
+    virtual Outcome recent_messages(std::string_view uid, std::string_view channel_id, uint8_t type,
+                                    uint32_t after_seq, uint32_t count, std::vector<Message>& out) = 0;
 };
 
 }  // namespace limaoim::im

@@ -16,7 +16,7 @@
 namespace limaoim::stats {
 
 inline constexpr uint64_t kMagic = 0x54415453494d494cULL;  // "LIMISTAT" little-endian
-inline constexpr uint32_t kLayoutVersion = 3;
+inline constexpr uint32_t kLayoutVersion = 4;
 // The same value as net::kMaxWorkers (net/capacity.h, checked there): stats/
 // is below net/ and does not include it.
 inline constexpr uint32_t kMaxWorkers = 4096;
@@ -114,6 +114,13 @@ struct alignas(kCacheLine) WorkerBlock {
     Counter inflight_expired;      // entries dropped after --max-deliveries (left to sync)
     Counter inflight_evicted;      // entries dropped at --max-inflight per session (left to sync)
     Counter deliveries_stale;      // a delivery for a session that closed meanwhile
+    Counter rate_limit_waits;      // a session's input paused by --max-messages-per-second
+
+    // Liveness: CLOCK_MONOTONIC milliseconds when the worker's loop last went
+    // round (written once per iteration; an idle loop still wakes every
+    // 100 ms tick); 0 until it starts. GET /health calls a worker unhealthy
+    // when it is seconds old. Not a sum: readers show it per worker.
+    Counter loop_heartbeat_ms;
 };
 
 // The message pipeline's threads (im/committer.h, im/fanout.h). Single
@@ -138,6 +145,24 @@ struct alignas(kCacheLine) PipelineBlock {
     Counter deliveries_refused;    // refused by a worker's full inbox (the message stays for sync)
     Counter offline_receivers;     // subscribers with no receiving session
     Counter fanout_queue;          // gauge: messages waiting for fan-out
+    Counter conversation_updates;  // (user, conversation) updates by stored messages
+    // Conversations' flusher (im/conversations.h).
+    alignas(kCacheLine) Counter conversation_flushes;        // store batches of changed conversations
+    Counter conversation_flush_failures; // batches the store refused (kept dirty, retried)
+    Counter conversation_users;          // gauge: users with conversations in memory
+    // Webhook sender (webhook/webhook.h); counts made on other threads are
+    // published by the sender thread.
+    alignas(kCacheLine) Counter webhook_calls;  // HTTP requests completed (any status)
+    Counter webhook_failures;             // non-200 answers, timeouts, connection errors
+    Counter webhook_online_queue;         // gauge: user.onlinestatus entries waiting
+    Counter webhook_online_dropped;       // entries dropped: their in-memory queue was full
+    Counter webhook_offline_dropped;      // msg.offline calls dropped: queue full or failed (one attempt)
+    Counter webhook_notify_queue;         // gauge: msg.notify events in the durable queue
+    Counter webhook_notify_sent;          // msg.notify events the receiver took (HTTP 200)
+    Counter webhook_notify_dropped;       // messages not queued: the durable queue was at its bound
+    // Datasource client (SERVER.md §13), on the committer thread.
+    alignas(kCacheLine) Counter datasource_calls;
+    Counter datasource_failures;          // timeouts, non-200, malformed answers (the SEND got reason 0)
 };
 
 // Per-connection traffic, indexed [worker * slots_per_worker + slot], where

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "limaoim/stats/layout.h"
+#include "limaoim/stats/snapshot.h"
 
 namespace limaoim::stats {
 
@@ -51,6 +52,8 @@ public:
                size_t(worker_index) * header().slots_per_worker;
     }
     const std::string& path() const { return path_; }
+    // The segment as a snapshot reads it (GET /metrics, GET /health).
+    SegmentView view() const { return SegmentView(base_); }
 
 private:
     uint8_t* base_ = nullptr;

@@ -69,6 +69,31 @@ struct DedupeRecord {
     uint32_t message_seq = 0;
 };
 
+// One of a user's recent chats (SERVER.md §11), as the user sees it.
+struct ConversationRecord {
+    std::string channel_id;  // the peer uid for person chats
+    uint8_t channel_type = 0;
+    uint32_t unread = 0;
+    int64_t timestamp = 0;   // of the last message, seconds
+    uint32_t last_msg_seq = 0;
+    std::string last_client_msg_no;
+    int64_t last_msg_id = 0;
+    int64_t version = 0;     // ms when last changed
+    bool operator==(const ConversationRecord&) const = default;
+};
+
+// A user's whole list, most recently used first; empty deletes it.
+struct UserConversations {
+    std::string uid;
+    std::vector<ConversationRecord> conversations;
+};
+
+// A msg.notify event (SERVER.md §12.4): the message, keyed by its id.
+struct NotifyEvent {
+    int64_t id = 0;  // the message id: ascending in commit order, unique
+    std::vector<uint8_t> bytes;
+};
+
 // One atomic write: everything in it is on disk together or not at all.
 // `bytes` are im/message.h encodings; the engine stores them as they are.
 struct WriteBatch {
@@ -87,11 +112,17 @@ struct WriteBatch {
     std::vector<Counter> queue_seqs;      // last seq handed out per user queue
     std::vector<Counter> cursors;         // users' SyncOnce cursors
     std::vector<DedupeRecord> dedupe;
+    std::vector<NotifyEvent> notify;      // appended to the msg.notify queue
     int64_t max_message_id = 0;           // 0 = unchanged; ids stay unique across restarts
+    // Conversations (im/conversations.h): users' lists replaced whole, and
+    // per channel log the last seq they include.
+    std::vector<UserConversations> conversations;
+    std::vector<Counter> conversation_seqs;
 
     bool empty() const {
         return messages.empty() && queue_messages.empty() && channel_seqs.empty() && queue_seqs.empty() &&
-               cursors.empty() && dedupe.empty() && max_message_id == 0;
+               cursors.empty() && dedupe.empty() && notify.empty() && max_message_id == 0 &&
+               conversations.empty() && conversation_seqs.empty();
     }
     void clear() { *this = WriteBatch{}; }
 };
@@ -131,6 +162,27 @@ public:
     // A user's queue messages with seq > after_seq, ascending, at most `limit`.
     virtual Status read_queue(std::string_view uid, uint32_t after_seq, uint32_t limit,
                               std::vector<std::string>& out) = 0;
+
+    // Every channel log's last seq handed out, in no particular order.
+    virtual Status load_channel_seqs(const std::function<void(std::string_view log, uint32_t seq)>& each) = 0;
+
+    // ---- conversations ----
+    virtual Status load_conversations(const std::function<void(UserConversations&&)>& each) = 0;
+    // Per channel log, the last seq the stored conversations include.
+    virtual Status load_conversation_seqs(const std::function<void(std::string_view log, uint32_t seq)>& each) = 0;
+
+    // ---- msg.notify queue ----
+    // Events with id > after_id, ascending, at most `limit`.
+    virtual Status read_notify(int64_t after_id, uint32_t limit, std::vector<NotifyEvent>& out) = 0;
+    // Removes the events with first_id <= id <= last_id.
+    virtual Status delete_notify(int64_t first_id, int64_t last_id) = 0;
+    virtual Status count_notify(uint64_t& count) = 0;
+
+    // ---- health ----
+    // Whether the store can take writes now: the engine's own state and a
+    // file created, written and synced in its directory (a read-only or full
+    // disk shows here before a commit fails). False with `why` otherwise.
+    virtual bool writable(std::string& why) = 0;
 
     // ---- dedupe window ----
     // Records with time_ms >= since_ms, oldest first.

@@ -1,5 +1,5 @@
-// limaoim-stat's read-only view of a server's stats segment. It never writes
-// the segment and never talks to the server.
+// A read-only view of a server's stats segment from another process
+// (limaoim-stat). It never writes the segment and never talks to the server.
 #pragma once
 
 #include <sys/types.h>
@@ -11,17 +11,9 @@
 #include <string>
 
 #include "limaoim/stats/layout.h"
+#include "limaoim/stats/snapshot.h"
 
-namespace limaoim::stat_tool {
-
-// One live connection's traffic, as seen in its ConnCounters.
-struct ConnTraffic {
-    uint32_t worker;
-    uint32_t slot;
-    uint32_t packets_in;
-    uint32_t packets_out;
-    uint32_t kib_in;
-};
+namespace limaoim::stats {
 
 class SegmentReader {
 public:
@@ -42,9 +34,11 @@ public:
 
     const std::string& instance() const { return instance_; }
     const std::string& path() const { return path_; }
-    const stats::Header& header() const { return *reinterpret_cast<const stats::Header*>(base_); }
-    const stats::WorkerBlock& worker(uint32_t index) const;
-    const stats::PipelineBlock& pipeline() const;
+    const Header& header() const { return view().header(); }
+    const WorkerBlock& worker(uint32_t index) const { return view().worker(index); }
+    const PipelineBlock& pipeline() const { return view().pipeline(); }
+    // What take_snapshot() reads.
+    SegmentView view() const { return SegmentView(base_); }
     // True while the server holds its lock on the segment.
     bool server_alive() const;
     // True when the file at path() is gone or is no longer the one mapped
@@ -78,16 +72,16 @@ private:
 
 template <typename Visit>
 void SegmentReader::for_each_live_conn(Visit&& visit) const {
-    const stats::Header& h = header();
-    const auto* conns = reinterpret_cast<const stats::ConnCounters*>(base_ + h.conns_offset);
+    const Header& h = header();
+    const auto* conns = reinterpret_cast<const ConnCounters*>(base_ + h.conns_offset);
     const off_t region_begin = off_t(h.conns_offset);
-    const off_t region_end = region_begin + off_t(h.capacity * sizeof(stats::ConnCounters));
+    const off_t region_end = region_begin + off_t(h.capacity * sizeof(ConnCounters));
     for (off_t data = next_data(region_begin); data < region_end; data = next_data(data)) {
         const off_t hole = std::min(next_hole(data), region_end);
-        const size_t first = size_t(data - region_begin) / sizeof(stats::ConnCounters);
-        const size_t last = size_t(hole - region_begin) / sizeof(stats::ConnCounters);
+        const size_t first = size_t(data - region_begin) / sizeof(ConnCounters);
+        const size_t last = size_t(hole - region_begin) / sizeof(ConnCounters);
         for (size_t i = first; i < last; ++i) {
-            const stats::ConnCounters& c = conns[i];
+            const ConnCounters& c = conns[i];
             const uint32_t generation = c.generation.load(std::memory_order_acquire);
             if ((generation & 1) == 0) continue;
             ConnTraffic traffic{uint32_t(i / h.slots_per_worker), uint32_t(i % h.slots_per_worker),
@@ -102,4 +96,4 @@ void SegmentReader::for_each_live_conn(Visit&& visit) const {
     }
 }
 
-}  // namespace limaoim::stat_tool
+}  // namespace limaoim::stats

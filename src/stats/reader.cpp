@@ -1,4 +1,4 @@
-#include "reader.h"
+#include "limaoim/stats/reader.h"
 
 #include <sys/file.h>
 #include <sys/mman.h>
@@ -11,7 +11,7 @@
 
 #include "limaoim/stats/segment.h"
 
-namespace limaoim::stat_tool {
+namespace limaoim::stats {
 
 SegmentReader::~SegmentReader() { close_mapping(); }
 
@@ -25,7 +25,7 @@ void SegmentReader::close_mapping() {
 
 bool SegmentReader::open(const std::string& instance, std::string& error) {
     instance_ = instance;
-    path_ = stats::segment_path(instance);
+    path_ = segment_path(instance);
     const auto give_up = std::chrono::steady_clock::now() + kHeaderWait;
     for (;;) {
         const Opened opened = open_once(error);
@@ -37,7 +37,7 @@ bool SegmentReader::open(const std::string& instance, std::string& error) {
 
 SegmentReader::Opened SegmentReader::open_once(std::string& error) {
     close_mapping();
-    fd_ = stats::open_existing_segment(path_, error);
+    fd_ = open_existing_segment(path_, error);
     if (fd_ < 0) {
         if (error.empty())
             error = "no limaoim server is running with instance " + instance_ + " (no " + path_ + ")";
@@ -50,7 +50,7 @@ SegmentReader::Opened SegmentReader::open_once(std::string& error) {
         return Opened::Failed;
     }
     // A server sizes the file right after creating it.
-    if (size_t(st.st_size) < sizeof(stats::Header)) {
+    if (size_t(st.st_size) < sizeof(Header)) {
         error = path_ + " is not a limaoim stats segment (shorter than its header)";
         close_mapping();
         return Opened::Incomplete;
@@ -71,39 +71,39 @@ SegmentReader::Opened SegmentReader::open_once(std::string& error) {
 }
 
 SegmentReader::Opened SegmentReader::check_header(size_t file_size, std::string& error) const {
-    const stats::Header& h = header();
+    const Header& h = header();
     const uint64_t magic = __atomic_load_n(&h.magic, __ATOMIC_ACQUIRE);
     if (magic == 0) {  // written last by the server
         error = path_ + " is not a limaoim stats segment (its header is not complete)";
         return Opened::Incomplete;
     }
-    if (magic != stats::kMagic) {
+    if (magic != kMagic) {
         error = path_ + " is not a limaoim stats segment (bad magic)";
         return Opened::Failed;
     }
-    if (h.layout_version != stats::kLayoutVersion) {
+    if (h.layout_version != kLayoutVersion) {
         error = "stats layout version " + std::to_string(h.layout_version) + ", this limaoim-stat reads version " +
-                std::to_string(stats::kLayoutVersion) + ": use the limaoim-stat built with that server";
+                std::to_string(kLayoutVersion) + ": use the limaoim-stat built with that server";
         return Opened::Failed;
     }
     const auto named_within_bounds = [&h] {
         for (const char* name : h.close_reason_names)
-            if (strnlen(name, stats::kCloseReasonNameSize) == stats::kCloseReasonNameSize) return false;
+            if (strnlen(name, kCloseReasonNameSize) == kCloseReasonNameSize) return false;
         return true;
     };
     const char* inconsistency = nullptr;
-    if (h.header_size != sizeof(stats::Header) || h.worker_block_size != sizeof(stats::WorkerBlock))
+    if (h.header_size != sizeof(Header) || h.worker_block_size != sizeof(WorkerBlock))
         inconsistency = "structure sizes";
-    else if (h.workers == 0 || h.workers > stats::kMaxWorkers)
+    else if (h.workers == 0 || h.workers > kMaxWorkers)
         inconsistency = "worker count";
-    else if (h.workers_offset != stats::workers_offset() || h.conns_offset != stats::conns_offset(h.workers) ||
-             h.pipeline_offset != stats::pipeline_offset(h.workers, h.slots_per_worker))
+    else if (h.workers_offset != workers_offset() || h.conns_offset != conns_offset(h.workers) ||
+             h.pipeline_offset != pipeline_offset(h.workers, h.slots_per_worker))
         inconsistency = "offsets";
     else if (h.capacity != uint64_t(h.workers) * h.slots_per_worker)
         inconsistency = "capacity";
     else if (h.total_size > file_size ||
-             h.conns_offset + h.capacity * sizeof(stats::ConnCounters) > file_size ||
-             h.pipeline_offset + sizeof(stats::PipelineBlock) > file_size)
+             h.conns_offset + h.capacity * sizeof(ConnCounters) > file_size ||
+             h.pipeline_offset + sizeof(PipelineBlock) > file_size)
         inconsistency = "file shorter than its header says";
     else if (!named_within_bounds())
         inconsistency = "close reason names";
@@ -112,14 +112,6 @@ SegmentReader::Opened SegmentReader::check_header(size_t file_size, std::string&
         return Opened::Failed;
     }
     return Opened::Ok;
-}
-
-const stats::WorkerBlock& SegmentReader::worker(uint32_t index) const {
-    return reinterpret_cast<const stats::WorkerBlock*>(base_ + header().workers_offset)[index];
-}
-
-const stats::PipelineBlock& SegmentReader::pipeline() const {
-    return *reinterpret_cast<const stats::PipelineBlock*>(base_ + header().pipeline_offset);
 }
 
 bool SegmentReader::server_alive() const {
@@ -149,4 +141,4 @@ off_t SegmentReader::next_hole(off_t from) const {
     return at >= 0 ? at : off_t(size_);
 }
 
-}  // namespace limaoim::stat_tool
+}  // namespace limaoim::stats

@@ -1,0 +1,29 @@
+#include "limaoim/im/message_json.h"
+
+namespace limaoim::im {
+
+nlohmann::ordered_json message_resp(const MessageView& m) {
+    nlohmann::ordered_json header;
+    header["no_persist"] = m.no_persist() ? 1 : 0;
+    header["red_dot"] = m.red_dot() ? 1 : 0;
+    header["sync_once"] = m.sync_once() ? 1 : 0;
+    nlohmann::ordered_json out;
+    out["header"] = std::move(header);
+    out["setting"] = m.setting;
+    out["message_id"] = m.message_id;
+    out["message_idstr"] = std::to_string(m.message_id);
+    out["client_msg_no"] = m.client_msg_no;
+    out["message_seq"] = m.message_seq;
+    out["from_uid"] = m.from_uid;
+    out["channel_id"] = m.channel_id;
+    out["channel_type"] = m.channel_type;
+    out["timestamp"] = m.timestamp;
+    out["payload"] = base64_encode(m.payload);
+    return out;
+}
+
+std::string dump_json(const nlohmann::ordered_json& value) {
+    return value.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
+}
+
+}  // namespace limaoim::im

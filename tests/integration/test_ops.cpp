@@ -1,0 +1,119 @@
+// What operations see of the real binary: GET /metrics (checked by promtool),
+// GET /health (200; 503 naming the webhook's full queue) and --check-config
+// (which opens no store, port or stats segment).
+#include <doctest/doctest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <fstream>
+#include <string>
+#include <thread>
+
+#include "http_client.h"
+#include "im_server.h"
+#include "server_process.h"
+
+using namespace limaoim::testing;
+using nlohmann::json;
+
+namespace {
+
+bool exists(const std::string& path) {
+    struct stat st;
+    return lstat(path.c_str(), &st) == 0;
+}
+
+std::string scratch(const std::string& tag) {
+    return "/tmp/limaoim-it-ops-" + std::to_string(getpid()) + "-" + tag;
+}
+
+}  // namespace
+
+TEST_CASE("GET /metrics is Prometheus text that promtool accepts; GET /health is 200 on a healthy server") {
+    ImServer server;
+    REQUIRE_MESSAGE(server.started(), server.log());
+
+    HttpResult health = http_request(server.http_port(), "GET", "/health", "");
+    CHECK_MESSAGE(health.status == 200, health.body);
+    CHECK(json::parse(health.body, nullptr, false) == json{{"status", 200}});
+
+    HttpResult metrics = http_request(server.http_port(), "GET", "/metrics", "");
+    REQUIRE_MESSAGE(metrics.status == 200, metrics.error << metrics.body);
+    CHECK(metrics.headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8");
+    const auto has = [&](const std::string& text) { return metrics.body.find(text) != std::string::npos; };
+    // The original's figures (SERVER.md §14) and the server's own.
+    CHECK(has("\nlimaoim_connections "));
+    CHECK(has("\nlimaoim_bytes_in_total "));
+    CHECK(has("\nlimaoim_packets_out_total{type=\"connack\"} "));
+    CHECK(has("limaoim_info{stats_instance=\"" + server.process().instance() + "\""));
+    CHECK(has("\nlimaoim_server_running 1\n"));
+    CHECK(has("\nlimaoim_worker_loop_age_seconds{worker=\"0\"} "));
+    CHECK(has("\n# TYPE limaoim_webhook_notify_queue gauge\n"));
+
+    if (std::system("command -v promtool >/dev/null 2>&1") != 0) {
+        MESSAGE("SKIPPED: promtool is not installed (apt-get install prometheus); /metrics not linted");
+        return;
+    }
+    const std::string path = scratch("metrics.txt");
+    std::ofstream(path) << metrics.body;
+    auto [status, lint] = run_command("promtool check metrics < " + path + " 2>&1");
+    unlink(path.c_str());
+    CHECK_MESSAGE(status == 0, lint);
+    CHECK_MESSAGE(lint.empty(), lint);
+}
+
+TEST_CASE("GET /health is 503 and says why when the webhook's msg.notify queue is full") {
+    // A webhook nobody listens on, and room for one event.
+    ImServer server({"--webhook", "http://127.0.0.1:" + std::to_string(free_port()) + "/hook",
+                     "--webhook-queue-max", "1", "--webhook-timeout-ms", "500"});
+    REQUIRE_MESSAGE(server.started(), server.log());
+    for (int i = 0; i < 3; ++i) {
+        int status = 0;
+        http_json(server.http_port(), "POST", "/message/send",
+                  {{"from_uid", "ops-a"}, {"channel_id", "ops-b"}, {"channel_type", 1}, {"payload", "aGk="}}, &status);
+        CHECK(status == 200);
+    }
+    HttpResult health;
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    do {
+        health = http_request(server.http_port(), "GET", "/health", "");
+        if (health.status == 503) break;
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    } while (std::chrono::steady_clock::now() < deadline);
+    REQUIRE_MESSAGE(health.status == 503, health.body << "\n" << server.log());
+    const json body = json::parse(health.body, nullptr, false);
+    CHECK(body["status"] == 503);
+    CHECK_MESSAGE(body["msg"].get<std::string>().find("webhook") != std::string::npos, health.body);
+}
+
+TEST_CASE("--check-config FILE: config OK and exit 0, or the error and exit 2; nothing is opened") {
+    const std::string file = scratch("ok.toml");
+    const std::string data_dir = scratch("data");
+    const std::string instance = "it-ops-check-" + std::to_string(getpid());
+    std::ofstream(file) << "port = " << free_port() << "\ninstance = \"" << instance << "\"\ndata_dir = \"" << data_dir
+                        << "\"\nhttp_addr = \"0.0.0.0:" << free_port() << "\"\nhttp_secret = \"t0p-s3cret\"\n";
+    auto [ok_status, ok] = run_command(std::string(LIMAOIM_SERVER_BIN) + " --check-config " + file + " 2>&1");
+    CHECK_MESSAGE(ok_status == 0, ok);
+    CHECK_MESSAGE(ok.rfind("config OK: mode release, listen 0.0.0.0:", 0) == 0, ok);
+    CHECK(ok.find("t0p-s3cret") == std::string::npos);
+    CHECK_FALSE(exists(data_dir));
+    CHECK_FALSE(exists("/dev/shm/limaoim-" + instance));
+
+    // The check after every source (http_secret off loopback), as at a start.
+    std::ofstream(file) << "http_addr = \"0.0.0.0:1516\"\n";
+    auto [open_status, open_api] = run_command(std::string(LIMAOIM_SERVER_BIN) + " --check-config " + file + " 2>&1");
+    CHECK(open_status == 2);
+    CHECK_MESSAGE(open_api.find("set http_secret") != std::string::npos, open_api);
+    auto [store_status, store] = run_command("LIMAOIM_STORE=redis://:pw@127.0.0.1:6379/0 " +
+                                             std::string(LIMAOIM_SERVER_BIN) + " --check-config " + file +
+                                             " --http-addr 127.0.0.1:1516 2>&1");
+    CHECK(store_status == 2);
+    CHECK_MESSAGE(store.find("only the embedded store") != std::string::npos, store);
+    CHECK(store.find(":pw@") == std::string::npos);
+    unlink(file.c_str());
+    auto [missing_status, missing] = run_command(std::string(LIMAOIM_SERVER_BIN) + " --check-config " + file + " 2>&1");
+    CHECK(missing_status == 2);
+    CHECK(missing.find("cannot read") != std::string::npos);
+}

@@ -1,0 +1,212 @@
+// An in-memory store::Store for unit tests of the IM core, with switches
+// that make its calls fail.
+#pragma once
+
+#include <atomic>
+#include <map>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "limaoim/store/store.h"
+
+namespace limaoim::testing {
+
+// An in-memory store: channel logs, users' queues, the counters, cursors and
+// the dedupe window in maps; commit() applies a whole batch or nothing.
+class FakeStore final : public store::Store {
+public:
+    struct Stored {
+        uint32_t seq;
+        std::vector<uint8_t> bytes;
+    };
+
+    // Switches (any thread).
+    std::atomic<bool> fail_commit{false};
+    std::atomic<bool> fail_channel_seq{false};
+    std::atomic<bool> fail_queue_seq{false};
+    std::atomic<bool> fail_load_dedupe{false};
+
+    mutable std::mutex mutex;
+    std::map<std::string, std::vector<Stored>> logs;    // in append order
+    std::map<std::string, std::vector<Stored>> queues;  // in append order
+    std::map<std::string, uint32_t> channel_seqs, queue_seqs, cursors;
+    std::vector<store::DedupeRecord> dedupe;
+    std::map<int64_t, std::vector<uint8_t>> notify;
+    std::map<std::string, std::vector<store::ConversationRecord>> conversations;
+    std::map<std::string, uint32_t> conversation_seqs;
+    int64_t max_id = 0;
+    std::vector<int64_t> batch_max_ids;  // per successful commit
+    std::vector<size_t> batch_messages;  // channel-log messages per successful commit
+    size_t commits = 0, failed_commits = 0, expire_calls = 0;
+    std::vector<bool> sync_flags;
+
+    const char* engine() const override { return "fake"; }
+    store::Status put_token(const store::TokenRecord&) override { return {}; }
+    store::Status load_tokens(const std::function<void(store::TokenRecord&&)>&) override { return {}; }
+    store::Status put_channel(const store::ChannelRecord&) override { return {}; }
+    store::Status delete_channel(uint8_t, std::string_view) override { return {}; }
+    store::Status load_channels(const std::function<void(store::ChannelRecord&&)>&) override { return {}; }
+    store::Status put_system_uids(const std::vector<std::string>&) override { return {}; }
+    store::Status load_system_uids(std::vector<std::string>&) override { return {}; }
+
+    store::Status commit(const store::WriteBatch& batch, bool sync) override {
+        std::lock_guard lock(mutex);
+        if (fail_commit) {
+            ++failed_commits;
+            return store::Status::failure("disk on fire");
+        }
+        ++commits;
+        sync_flags.push_back(sync);
+        for (const auto& a : batch.messages) logs[a.log].push_back({a.seq, a.bytes});
+        for (const auto& a : batch.queue_messages) queues[a.log].push_back({a.seq, a.bytes});
+        for (const auto& c : batch.channel_seqs) channel_seqs[c.log] = c.value;
+        for (const auto& c : batch.queue_seqs) queue_seqs[c.log] = c.value;
+        for (const auto& c : batch.cursors) cursors[c.log] = c.value;
+        for (const auto& d : batch.dedupe) dedupe.push_back(d);
+        for (const auto& n : batch.notify) notify[n.id] = n.bytes;
+        for (const auto& u : batch.conversations) {
+            if (u.conversations.empty())
+                conversations.erase(u.uid);
+            else
+                conversations[u.uid] = u.conversations;
+        }
+        for (const auto& c : batch.conversation_seqs) conversation_seqs[c.log] = c.value;
+        if (batch.max_message_id) max_id = batch.max_message_id;
+        batch_max_ids.push_back(batch.max_message_id);
+        batch_messages.push_back(batch.messages.size());
+        return {};
+    }
+    store::Status channel_seq(std::string_view log, uint32_t& seq) override {
+        if (fail_channel_seq) return store::Status::failure("channel_seq failed");
+        std::lock_guard lock(mutex);
+        auto it = channel_seqs.find(std::string(log));
+        seq = it == channel_seqs.end() ? 0 : it->second;
+        return {};
+    }
+    store::Status queue_seq(std::string_view uid, uint32_t& seq) override {
+        if (fail_queue_seq) return store::Status::failure("queue_seq failed");
+        std::lock_guard lock(mutex);
+        auto it = queue_seqs.find(std::string(uid));
+        seq = it == queue_seqs.end() ? 0 : it->second;
+        return {};
+    }
+    store::Status cursor(std::string_view uid, uint32_t& seq) override {
+        std::lock_guard lock(mutex);
+        auto it = cursors.find(std::string(uid));
+        seq = it == cursors.end() ? 0 : it->second;
+        return {};
+    }
+    store::Status max_message_id(int64_t& id) override {
+        std::lock_guard lock(mutex);
+        id = max_id;
+        return {};
+    }
+    store::Status read_messages(std::string_view log, uint32_t from_seq, uint32_t to_seq, uint32_t limit,
+                                std::vector<std::string>& out) override {
+        std::lock_guard lock(mutex);
+        auto it = logs.find(std::string(log));
+        if (it == logs.end()) return {};
+        for (const Stored& s : it->second)
+            if (s.seq >= from_seq && (to_seq == 0 || s.seq < to_seq) && out.size() < limit)
+                out.emplace_back(s.bytes.begin(), s.bytes.end());
+        return {};
+    }
+    store::Status read_queue(std::string_view uid, uint32_t after_seq, uint32_t limit,
+                             std::vector<std::string>& out) override {
+        std::lock_guard lock(mutex);
+        auto it = queues.find(std::string(uid));
+        if (it == queues.end()) return {};
+        for (const Stored& s : it->second)
+            if (s.seq > after_seq && out.size() < limit) out.emplace_back(s.bytes.begin(), s.bytes.end());
+        return {};
+    }
+    store::Status load_channel_seqs(const std::function<void(std::string_view, uint32_t)>& each) override {
+        std::lock_guard lock(mutex);
+        for (const auto& [log, seq] : channel_seqs) each(log, seq);
+        return {};
+    }
+    store::Status load_conversations(const std::function<void(store::UserConversations&&)>& each) override {
+        std::lock_guard lock(mutex);
+        for (const auto& [uid, list] : conversations) each(store::UserConversations{uid, list});
+        return {};
+    }
+    store::Status load_conversation_seqs(const std::function<void(std::string_view, uint32_t)>& each) override {
+        std::lock_guard lock(mutex);
+        for (const auto& [log, seq] : conversation_seqs) each(log, seq);
+        return {};
+    }
+    store::Status read_notify(int64_t after_id, uint32_t limit, std::vector<store::NotifyEvent>& out) override {
+        std::lock_guard lock(mutex);
+        for (auto it = notify.upper_bound(after_id); it != notify.end() && limit > 0; ++it, --limit)
+            out.push_back({it->first, it->second});
+        return {};
+    }
+    store::Status delete_notify(int64_t first_id, int64_t last_id) override {
+        std::lock_guard lock(mutex);
+        notify.erase(notify.lower_bound(first_id), notify.upper_bound(last_id));
+        return {};
+    }
+    store::Status count_notify(uint64_t& count) override {
+        std::lock_guard lock(mutex);
+        count = notify.size();
+        return {};
+    }
+    bool writable(std::string&) override { return true; }
+    store::Status load_dedupe(int64_t since_ms, const std::function<void(store::DedupeRecord&&)>& each) override {
+        if (fail_load_dedupe) return store::Status::failure("load_dedupe failed");
+        std::vector<store::DedupeRecord> copy;
+        {
+            std::lock_guard lock(mutex);
+            for (const auto& d : dedupe)
+                if (d.time_ms >= since_ms) copy.push_back(d);
+        }
+        std::stable_sort(copy.begin(), copy.end(), [](auto& a, auto& b) { return a.time_ms < b.time_ms; });
+        for (auto& d : copy) each(std::move(d));
+        return {};
+    }
+    store::Status expire_dedupe(int64_t before_ms) override {
+        std::lock_guard lock(mutex);
+        ++expire_calls;
+        std::erase_if(dedupe, [&](const store::DedupeRecord& d) { return d.time_ms < before_ms; });
+        return {};
+    }
+
+    // Test-side readers.
+    std::vector<Stored> log(uint8_t type, std::string_view id) const {
+        std::lock_guard lock(mutex);
+        auto it = logs.find(store::log_name(type, id));
+        return it == logs.end() ? std::vector<Stored>{} : it->second;
+    }
+    std::vector<Stored> queue(const std::string& uid) const {
+        std::lock_guard lock(mutex);
+        auto it = queues.find(uid);
+        return it == queues.end() ? std::vector<Stored>{} : it->second;
+    }
+    uint32_t counter(const std::map<std::string, uint32_t>& m, const std::string& key) const {
+        std::lock_guard lock(mutex);
+        auto it = m.find(key);
+        return it == m.end() ? 0 : it->second;
+    }
+    uint32_t channel_counter(uint8_t type, std::string_view id) const {
+        return counter(channel_seqs, store::log_name(type, id));
+    }
+    size_t total_logged() const {
+        std::lock_guard lock(mutex);
+        size_t n = 0;
+        for (auto& [name, v] : logs) n += v.size();
+        return n;
+    }
+    size_t total_queued() const {
+        std::lock_guard lock(mutex);
+        size_t n = 0;
+        for (auto& [name, v] : queues) n += v.size();
+        return n;
+    }
+    int64_t max_id_now() const {
+        std::lock_guard lock(mutex);
+        return max_id;
+    }
+};
+
+}  // namespace limaoim::testing

@@ -1,0 +1,287 @@
+// im/conversations.h: recent chats with unread counts (SERVER.md §11), their
+// batched flush and the replay of stored messages at start.
+#include <doctest/doctest.h>
+
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "fake_store.h"
+#include "limaoim/im/channels.h"
+#include "limaoim/im/conversations.h"
+#include "limaoim/im/message.h"
+#include "limaoim/stats/layout.h"
+
+using namespace limaoim;
+using namespace limaoim::im;
+using limaoim::testing::FakeStore;
+
+namespace {
+
+Message message(std::string from, std::string channel, uint8_t type, uint32_t seq, bool red_dot = true,
+                int32_t timestamp = 1000) {
+    Message m;
+    m.header_flags = red_dot ? 0x02 : 0;
+    m.channel_type = type;
+    m.message_id = 100 + seq;
+    m.message_seq = seq;
+    m.timestamp = timestamp + int32_t(seq);
+    m.client_msg_no = "c" + std::to_string(seq);
+    m.from_uid = std::move(from);
+    m.channel_id = std::move(channel);
+    m.payload = "hi";
+    return m;
+}
+
+// As the committer stores it: in its log, with the log's seq counter.
+void store_message(FakeStore& store, const Message& m) {
+    const std::string log = store::log_name(m.channel_type, log_channel_id(m.view()));
+    std::lock_guard lock(store.mutex);
+    store.logs[log].push_back({m.message_seq, encode(m.view())});
+    store.channel_seqs[log] = m.message_seq;
+}
+
+const Conversation* find(const std::vector<Conversation>& list, std::string_view id, uint8_t type) {
+    for (const Conversation& c : list)
+        if (c.channel_id == id && c.channel_type == type) return &c;
+    return nullptr;
+}
+
+Channel group(std::string id, std::vector<std::string> members) {
+    store::ChannelRecord r;
+    r.id = std::move(id);
+    r.type = kGroupChannel;
+    r.subscribers = std::move(members);
+    return Channel::from(std::move(r));
+}
+
+}  // namespace
+
+TEST_CASE("a person message: both users get the chat keyed by the peer, only the recipient an unread") {
+    FakeStore store;
+    stats::PipelineBlock block{};
+    Conversations conversations(store, block, {});
+    const Message m = message("alice", "bob", kPersonChannel, 1);
+    conversations.apply(m.view(), {"alice", "bob"});
+    conversations.apply(message("alice", "bob", kPersonChannel, 2, false).view(), {"alice", "bob"});
+
+    const auto alice = conversations.list("alice");
+    const auto bob = conversations.list("bob");
+    REQUIRE(alice.size() == 1);
+    REQUIRE(bob.size() == 1);
+    CHECK(alice[0].channel_id == "bob");
+    CHECK(alice[0].unread == 0);  // the sender's own messages
+    CHECK(bob[0].channel_id == "alice");
+    CHECK(bob[0].unread == 1);  // the second had no RedDot
+    CHECK(bob[0].last_msg_seq == 2);
+    CHECK(bob[0].last_client_msg_no == "c2");
+    CHECK(bob[0].last_msg_id == 102);
+    CHECK(bob[0].timestamp == 1002);
+    CHECK(block.conversation_updates.get() == 4);
+}
+
+TEST_CASE("an older seq counts as unread but does not move the last message back") {
+    FakeStore store;
+    stats::PipelineBlock block{};
+    Conversations conversations(store, block, {});
+    conversations.apply(message("a", "g", kGroupChannel, 5).view(), {"a", "b"});
+    conversations.apply(message("a", "g", kGroupChannel, 4).view(), {"a", "b"});
+    const auto b = conversations.list("b");
+    REQUIRE(b.size() == 1);
+    CHECK(b[0].unread == 2);
+    CHECK(b[0].last_msg_seq == 5);
+}
+
+TEST_CASE("at most max_per_user conversations: the least recently used goes") {
+    FakeStore store;
+    stats::PipelineBlock block{};
+    Conversations conversations(store, block, {.max_per_user = 3});
+    for (uint32_t i = 1; i <= 3; ++i)
+        conversations.apply(message("p" + std::to_string(i), "u", kPersonChannel, 1, true, int32_t(i * 10)).view(),
+                            {"p" + std::to_string(i), "u"});
+    // p1 used again: p2 is now the least recently used.
+    conversations.apply(message("p1", "u", kPersonChannel, 2, true, 100).view(), {"p1", "u"});
+    conversations.apply(message("p4", "u", kPersonChannel, 1, true, 200).view(), {"p4", "u"});
+    const auto u = conversations.list("u");
+    REQUIRE(u.size() == 3);
+    CHECK(find(u, "p2", kPersonChannel) == nullptr);
+    CHECK(find(u, "p1", kPersonChannel) != nullptr);
+    // Listed by timestamp, newest first.
+    CHECK(u[0].channel_id == "p4");
+    CHECK(u[1].channel_id == "p1");
+    CHECK(u[2].channel_id == "p3");
+}
+
+TEST_CASE("changed_since returns the conversations with a newer version") {
+    FakeStore store;
+    stats::PipelineBlock block{};
+    Conversations conversations(store, block, {});
+    conversations.apply(message("a", "g1", kGroupChannel, 1).view(), {"a", "b"});
+    const auto all = conversations.changed_since("b", 0);
+    REQUIRE(all.size() == 1);
+    CHECK(conversations.changed_since("b", all[0].version).empty());
+    CHECK(conversations.changed_since("nobody", 0).empty());
+}
+
+TEST_CASE("a flush stores the lists; a new instance loads them as they were") {
+    FakeStore store;
+    stats::PipelineBlock block{};
+    Channels channels;
+    std::vector<Conversation> before;
+    {
+        Conversations conversations(store, block, {});
+        for (uint32_t seq = 1; seq <= 3; ++seq) {
+            const Message m = message("alice", "bob", kPersonChannel, seq);
+            store_message(store, m);
+            conversations.apply(m.view(), {"alice", "bob"});
+        }
+        before = conversations.list("bob");
+        conversations.start();
+        conversations.stop();  // flushes
+    }
+    CHECK(store.conversations.count("bob") == 1);
+    CHECK(store.conversation_seqs.begin()->second == 3);
+    Conversations again(store, block, {});
+    std::string error;
+    REQUIRE(again.load(channels, error));
+    CHECK(again.list("bob") == before);
+    CHECK(again.list("bob")[0].unread == 3);  // nothing replayed twice
+}
+
+TEST_CASE("at start, stored messages the lists miss are replayed into them") {
+    FakeStore store;
+    stats::PipelineBlock block{};
+    Channels channels;
+    channels.put(group("g", {"a", "b", "c"}));
+    {
+        Conversations conversations(store, block, {});
+        const Message first = message("a", "g", kGroupChannel, 1);
+        store_message(store, first);
+        conversations.apply(first.view(), {"a", "b", "c"});
+        conversations.start();
+        conversations.stop();
+    }
+    // Stored, and a client may have seen it, but the process died before the next flush.
+    store_message(store, message("b", "g", kGroupChannel, 2));
+    store_message(store, message("a", "c", kPersonChannel, 1));
+
+    Conversations again(store, block, {});
+    std::string error;
+    REQUIRE(again.load(channels, error));
+    const auto c = again.list("c");
+    REQUIRE(find(c, "g", kGroupChannel));
+    CHECK(find(c, "g", kGroupChannel)->unread == 2);
+    CHECK(find(c, "g", kGroupChannel)->last_msg_seq == 2);
+    REQUIRE(find(c, "a", kPersonChannel));
+    CHECK(find(c, "a", kPersonChannel)->unread == 1);
+    CHECK(find(again.list("b"), "g", kGroupChannel)->unread == 1);  // her own second message does not count
+    // The replay is flushed: a third start replays nothing again.
+    Conversations third(store, block, {});
+    REQUIRE(third.load(channels, error));
+    CHECK(find(third.list("c"), "g", kGroupChannel)->unread == 2);
+}
+
+TEST_CASE("an unread edit is durable and a replay after it does not count the messages it saw") {
+    FakeStore store;
+    stats::PipelineBlock block{};
+    Channels channels;
+    {
+        Conversations conversations(store, block, {});
+        const Message m1 = message("alice", "bob", kPersonChannel, 1);
+        store_message(store, m1);
+        conversations.apply(m1.view(), {"alice", "bob"});
+        store::Status status;
+        REQUIRE(conversations.set_unread("bob", "alice", kPersonChannel, 0, status));
+        CHECK(status.ok);
+        CHECK_FALSE(conversations.set_unread("bob", "nobody", kPersonChannel, 0, status));
+        // Applied but not flushed when the process dies.
+        const Message m2 = message("alice", "bob", kPersonChannel, 2);
+        store_message(store, m2);
+        conversations.apply(m2.view(), {"alice", "bob"});
+    }
+    Conversations again(store, block, {});
+    std::string error;
+    REQUIRE(again.load(channels, error));
+    CHECK(again.list("bob")[0].unread == 1);
+}
+
+TEST_CASE("remove deletes durably; a user left with nothing is deleted from the store") {
+    FakeStore store;
+    stats::PipelineBlock block{};
+    Channels channels;
+    Conversations conversations(store, block, {});
+    conversations.apply(message("a", "g", kGroupChannel, 1).view(), {"a", "b"});
+    CHECK(conversations.remove({"b"}, "g", kGroupChannel).ok);
+    CHECK(conversations.list("b").empty());
+    CHECK(store.conversations.count("a") == 1);
+    CHECK(store.conversations.count("b") == 0);
+    Conversations again(store, block, {});
+    std::string error;
+    REQUIRE(again.load(channels, error));
+    CHECK(again.list("b").empty());
+    CHECK(again.list("a").size() == 1);
+}
+
+TEST_CASE("a failed flush keeps the changes and writes them with the next") {
+    FakeStore store;
+    stats::PipelineBlock block{};
+    Conversations conversations(store, block, {});
+    conversations.apply(message("a", "g", kGroupChannel, 1).view(), {"a", "b"});
+    store.fail_commit = true;
+    store::Status status = conversations.remove({"zz"}, "g", kGroupChannel);  // forces a flush
+    CHECK_FALSE(status.ok);
+    CHECK(block.conversation_flush_failures.get() == 1);
+    CHECK(store.conversations.empty());
+    store.fail_commit = false;
+    status = conversations.remove({"zz"}, "g", kGroupChannel);
+    CHECK(status.ok);
+    CHECK(store.conversations.count("a") == 1);
+    CHECK(store.conversations.count("b") == 1);
+    CHECK(store.conversation_seqs.size() == 1);
+}
+
+TEST_CASE("the replay goes in commit order across logs: the cap keeps the most recent chats") {
+    FakeStore store;
+    stats::PipelineBlock block{};
+    Channels channels;
+    std::string error;
+    {
+        Conversations first(store, block, {});  // the store keeps conversations from now on
+        REQUIRE(first.load(channels, error));
+    }
+    // Sent p5, p4, p3, p2, p1, p3 again, p6 (ascending ids), never flushed;
+    // the logs' names sort in another order (u@p1 ... u@p6).
+    int64_t id = 1000;
+    std::map<std::string, uint32_t> seqs;
+    for (const char* from : {"p5", "p4", "p3", "p2", "p1", "p3", "p6"}) {
+        Message m = message(from, "u", kPersonChannel, ++seqs[from]);
+        m.message_id = ++id;
+        store_message(store, m);
+    }
+    Conversations conversations(store, block, {.max_per_user = 3});
+    REQUIRE(conversations.load(channels, error));
+    std::set<std::string> kept;
+    for (const Conversation& c : conversations.list("u")) kept.insert(c.channel_id);
+    CHECK(kept == std::set<std::string>{"p1", "p3", "p6"});
+}
+
+TEST_CASE("a store from before conversations: its history is not replayed into unread counts") {
+    FakeStore store;
+    stats::PipelineBlock block{};
+    Channels channels;
+    store_message(store, message("alice", "bob", kPersonChannel, 1));
+    std::string error;
+    {
+        Conversations upgraded(store, block, {});
+        REQUIRE(upgraded.load(channels, error));
+        CHECK(upgraded.list("bob").empty());
+    }
+    // From then on the store keeps them: what a crash leaves unflushed is replayed.
+    store_message(store, message("alice", "bob", kPersonChannel, 2));
+    Conversations again(store, block, {});
+    REQUIRE(again.load(channels, error));
+    REQUIRE(again.list("bob").size() == 1);
+    CHECK(again.list("bob")[0].unread == 1);
+    CHECK(again.list("bob")[0].last_msg_seq == 2);
+}

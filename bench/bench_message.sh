@@ -9,11 +9,21 @@
 #       does it itself after --kill-after OK SENDACKs), restarts it on the same
 #       data dir and checks with bench_message --verify that every SENDACKed
 #       message is stored exactly once with seqs 1..max. Exit 0 = passed.
+#
+#   Both take --webhook off|ok|hang (default off): with ok or hang a
+#   webhook_sink (bench/webhook_sink.cpp) is started in that mode on a free
+#   port and the server gets --webhook http://127.0.0.1:PORT/hook; the sink's
+#   per-event counts are printed at the end. --server-arg X (repeatable)
+#   passes X to limaoim. After the load (and --settle S seconds, default 1)
+#   the script prints, before it stops the server, lines starting "# ":
+#   the server's VmRSS, the data dir's size (du -sk) and the webhook_*,
+#   messages_stored_total and commits_total lines of GET /metrics.
 set -euo pipefail
 
 cmd=${1:-}; shift || true
 build=build; durability=group; workers=2; mode=person; total=10000; kill_after=3000; keep=0
-bench_args=()
+webhook=off; settle=1
+bench_args=(); server_args=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --build-dir) build=$2; shift 2;;
@@ -23,32 +33,50 @@ while [ $# -gt 0 ]; do
     --total) total=$2; shift 2;;
     --kill-after) kill_after=$2; shift 2;;
     --keep) keep=1; shift;;
+    --webhook) webhook=$2; shift 2;;
+    --server-arg) server_args+=("$2"); shift 2;;
+    --settle) settle=$2; shift 2;;
     --) shift; bench_args=("$@"); break;;
     *) echo "unknown option $1" >&2; exit 2;;
   esac
 done
-[ "$cmd" = load ] || [ "$cmd" = kill-test ] || { sed -n '2,14p' "$0"; exit 2; }
+[ "$cmd" = load ] || [ "$cmd" = kill-test ] || { sed -n '2,23p' "$0"; exit 2; }
+case "$webhook" in off|ok|hang) ;; *) echo "--webhook is off, ok or hang" >&2; exit 2;; esac
 
 server=$build/limaoim; bench=$build/bench/bench_message
 [ -x "$bench" ] || bench=$build/bench_message
 if [ ! -x "$server" ] || [ ! -x "$bench" ]; then echo "need $server and bench_message in $build" >&2; exit 2; fi
+sink=$build/bench/webhook_sink
+if [ "$webhook" != off ] && [ ! -x "$sink" ]; then echo "need $sink for --webhook $webhook" >&2; exit 2; fi
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 data=$(mktemp -d /tmp/limaoim-bench-data-XXXXXX)
 work=$(mktemp -d /tmp/limaoim-bench-XXXXXX)
-pid=""
+pid=""; sink_pid=""
 # shellcheck disable=SC2317  # called by the trap
 cleanup() {
   if [ -n "$pid" ]; then kill -9 "$pid" 2>/dev/null || true; fi
+  if [ -n "$sink_pid" ]; then kill -9 "$sink_pid" 2>/dev/null || true; fi
   if [ "$keep" = 1 ]; then echo "kept $data and $work" >&2; else rm -rf "$data" "$work"; fi
 }
 trap cleanup EXIT
+
+# The webhook receiver, before the server (it keeps its counts over a kill-test's restart).
+if [ "$webhook" != off ]; then
+  "$sink" --mode "$webhook" >"$work/sink.out" 2>"$work/sink.err" &
+  sink_pid=$!
+  for _ in $(seq 100); do [ -s "$work/sink.out" ] && break; sleep 0.05; done
+  sink_port=$(head -1 "$work/sink.out")
+  [ -n "$sink_port" ] || { echo "webhook_sink did not start" >&2; cat "$work/sink.err" >&2; exit 1; }
+  server_args=(--webhook "http://127.0.0.1:$sink_port/hook" "${server_args[@]}")
+  echo "# webhook: $webhook, webhook_sink on 127.0.0.1:$sink_port"
+fi
 
 # Starts the server on $data; sets pid, port, http. Waits (10 s at most) for both listeners.
 start_server() {
   port=$(free_port); http=$(free_port)
   "$server" --mode test --addr 127.0.0.1 --port "$port" --http-addr "127.0.0.1:$http" --data-dir "$data" \
-    --durability "$durability" --workers "$workers" --instance "bm-$port" >>"$work/server.log" 2>&1 &
+    --durability "$durability" --workers "$workers" --instance "bm-$port" "${server_args[@]}" >>"$work/server.log" 2>&1 &
   pid=$!
   for _ in $(seq 200); do
     if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && (exec 3<>"/dev/tcp/127.0.0.1/$http") 2>/dev/null; then return 0; fi
@@ -58,12 +86,33 @@ start_server() {
   echo "server did not start; log:" >&2; cat "$work/server.log" >&2; exit 1
 }
 
+# Memory and queue figures of the running server, then its stop (the stop's duration too:
+# with a hanging webhook the calls in flight get --webhook-timeout-ms).
+stop_server() {
+  sleep "$settle"
+  echo "# server VmRSS: $(awk '/^VmRSS/ {print $2, $3}' "/proc/$pid/status")  VmHWM: $(awk '/^VmHWM/ {print $2, $3}' "/proc/$pid/status")"
+  echo "# data dir: $(du -sk "$data" | cut -f1) kB"
+  curl -s --max-time 5 "http://127.0.0.1:$http/metrics" | grep -E '^limaoim_(webhook|messages_stored_total|commits_total|offline_receivers_total)' | sed 's/^/# metrics: /' || true
+  local t0 t1
+  t0=$(date +%s.%N)
+  kill -TERM "$pid"; wait "$pid" 2>/dev/null; pid=""
+  t1=$(date +%s.%N)
+  echo "# server stopped in $(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.1f", b - a}') s; data dir after the stop: $(du -sk "$data" | cut -f1) kB"
+}
+# The sink's counts (one line per event).
+stop_sink() {
+  [ -n "$sink_pid" ] || return 0
+  kill -TERM "$sink_pid"; wait "$sink_pid" 2>/dev/null; sink_pid=""
+  tail -n +2 "$work/sink.out" | sed 's/^/# webhook_sink: /'
+}
+
 start_server
 if [ "$cmd" = load ]; then
   set +e
   "$bench" --port "$port" --http-port "$http" "${bench_args[@]}"
   rc=$?
-  kill -TERM "$pid"; wait "$pid" 2>/dev/null; pid=""
+  stop_server
+  stop_sink
   exit $rc
 fi
 
@@ -81,5 +130,6 @@ start_server
 set +e
 "$bench" --http-port "$http" --verify "$work/acked.txt"
 rc=$?
-kill -TERM "$pid"; wait "$pid" 2>/dev/null; pid=""
+stop_server
+stop_sink
 exit $rc

@@ -400,8 +400,7 @@ std::vector<std::string> Committer::subscribers_of(const MessageView& m, const C
     if (request.receivers) return *request.receivers;
     if (m.channel_type == kPersonChannel) {
         std::vector<std::string> both;
-        if (!m.from_uid.empty()) both.emplace_back(m.from_uid);
-        if (m.channel_id != m.from_uid) both.emplace_back(m.channel_id);
+        person_receivers(m, both);
         return both;
     }
     std::shared_ptr<const Channel> channel = channels_.find(m.channel_type, m.channel_id);

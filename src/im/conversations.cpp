@@ -132,8 +132,7 @@ bool Conversations::load(const Channels& channels, std::string& error) {
         const std::optional<MessageView> m = decode(c.page[c.at]);
         receivers.clear();
         if (m->channel_type == kPersonChannel) {
-            if (!m->from_uid.empty()) receivers.emplace_back(m->from_uid);
-            if (m->channel_id != m->from_uid) receivers.emplace_back(m->channel_id);
+            person_receivers(*m, receivers);
         } else if (auto channel = channels.find(m->channel_type, m->channel_id)) {
             receivers = channel->subscribers;
         }

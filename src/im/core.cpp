@@ -434,8 +434,7 @@ Outcome Core::sync_ack(std::string_view uid, uint32_t seq) {
 
 Outcome Core::channel_messages(std::string_view login_uid, std::string_view channel_id, uint8_t type,
                                uint32_t from_seq, uint32_t to_seq, uint32_t limit, std::vector<Message>& out) {
-    const std::string log =
-        store::log_name(type, type == kPersonChannel ? fake_channel_id(login_uid, channel_id) : std::string(channel_id));
+    const std::string log = Conversations::log_of(login_uid, channel_id, type);
     std::vector<std::string> encoded;
     if (Outcome o = from(store_.read_messages(log, from_seq, to_seq, limit, encoded)); !o) return o;
     return decode_all(encoded, out);

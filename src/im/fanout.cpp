@@ -84,8 +84,7 @@ void Fanout::deliver(const FanoutItem& item) {
     if (!receivers) {
         receivers_.clear();
         if (m.channel_type == kPersonChannel) {
-            if (!m.from_uid.empty()) receivers_.emplace_back(m.from_uid);
-            if (m.channel_id != m.from_uid) receivers_.emplace_back(m.channel_id);
+            person_receivers(m, receivers_);
             receivers = &receivers_;
         } else if ((channel = channels_.find(m.channel_type, m.channel_id))) {
             receivers = &channel->subscribers;

@@ -133,4 +133,9 @@ std::string log_channel_id(const MessageView& m) {
     return fake_channel_id(m.from_uid, m.channel_id);
 }
 
+void person_receivers(const MessageView& message, std::vector<std::string>& out) {
+    if (!message.from_uid.empty()) out.emplace_back(message.from_uid);
+    if (message.channel_id != message.from_uid) out.emplace_back(message.channel_id);
+}
+
 }  // namespace limaoim::im

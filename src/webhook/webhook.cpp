@@ -129,12 +129,17 @@ void Sender::offline_message(std::string_view message, std::vector<std::string>&
     bool was_empty = false;
     {
         std::lock_guard lock(mutex_);
-        if (offline_queue_.size() >= options_.offline_queue_max || stopping_.load(std::memory_order_relaxed)) {
+        size_t bytes = message.size();
+        for (const std::string& uid : to_uids) bytes += uid.size() + sizeof(std::string);
+        if (offline_queue_.size() >= options_.offline_queue_max ||
+            offline_queue_bytes_ + bytes > options_.offline_queue_bytes_max ||
+            stopping_.load(std::memory_order_relaxed)) {
             offline_dropped_.fetch_add(1, std::memory_order_relaxed);
             return;
         }
         was_empty = offline_queue_.empty();
-        offline_queue_.push_back({std::string(message), std::move(to_uids)});
+        offline_queue_bytes_ += bytes;
+        offline_queue_.push_back({std::string(message), std::move(to_uids), bytes});
     }
     if (was_empty) wake();
 }
@@ -225,6 +230,7 @@ void Sender::run() {
         offline_dropped_.fetch_add(offline_queue_.size(), std::memory_order_relaxed);
         online_queue_.clear();
         offline_queue_.clear();
+        offline_queue_bytes_ = 0;
         online_queued_.store(0);
     }
     online_batch_.clear();
@@ -320,6 +326,7 @@ void Sender::start_offline() {
             if (offline_queue_.empty()) return;
             item = std::move(offline_queue_.front());
             offline_queue_.pop_front();
+            offline_queue_bytes_ -= item.bytes;
         }
         std::optional<im::MessageView> message = im::decode(item.message);
         if (!message) {

@@ -321,6 +321,20 @@ TEST_CASE("msg.offline: MessageResp plus to_uids, one attempt, bounded") {
         CHECK(hanging.count() <= 5);
         CHECK(hanging.count() >= 3);
     }
+    SUBCASE("the queue's bytes are bounded too: big messages are dropped before the count bound") {
+        webhook::Options o = fast();
+        o.offline_concurrency = 1;
+        o.offline_queue_max = 1000;
+        o.offline_queue_bytes_max = 2 * (bytes.size() + 64);  // two messages with one short uid each
+        HttpReceiver hanging;
+        hanging.set_default({200, 0, true});
+        stats::PipelineBlock stats2{};
+        webhook::Sender slow(hanging.url(), o, store, stats2);
+        for (int i = 0; i < 10; ++i)
+            slow.offline_message(std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()), {"x"});
+        CHECK(slow.offline_dropped() >= 7);  // 2 queued, 1 in flight at most
+        hanging.release();
+    }
 }
 
 TEST_CASE("msg.notify: read from the store, posted as MessageResp arrays, deleted after 200") {

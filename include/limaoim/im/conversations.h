@@ -58,7 +58,8 @@ public:
     // replay of what the stored lists miss (the channels give the receivers).
     bool load(const Channels& channels, std::string& error);
     void start();
-    // Flushes what changed, then joins the flusher.
+    // Joins the flusher, which flushes what changed on its way out (a
+    // Conversations never started writes only through its API edits).
     void stop();
 
     // The fan-out thread: a persisted or temporary-channel message reached

@@ -79,8 +79,6 @@ public:
     const Channels& channels() const { return channels_; }
     IdGenerator& ids() { return ids_; }
     Committer& committer() { return committer_; }
-    const GatewayKinds& kinds() const { return kinds_; }
-    bool test_mode() const { return options_.test_mode; }
     SendRateLimit& rate_limit() { return rate_limit_; }
     // The sender `uid`'s permission to SEND to (type, id), from memory only.
     SendCheck check_send(std::string_view uid, uint8_t type, std::string_view id) const;

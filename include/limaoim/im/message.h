@@ -95,5 +95,8 @@ std::string fake_channel_id(std::string_view from, std::string_view to);
 // message (the recipient's own person channel when the API sent it without
 // a from_uid, §16.2), else the channel id.
 std::string log_channel_id(const MessageView& message);
+// The users of a person message's chat (§8): the sender (when there is one)
+// and the recipient, once for a self-chat; appended to `out`.
+void person_receivers(const MessageView& message, std::vector<std::string>& out);
 
 }  // namespace limaoim::im

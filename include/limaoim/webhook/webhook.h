@@ -14,7 +14,7 @@
 //   msg.offline        one call per message, one attempt: MessageResp
 //                      (§16.0, message_idstr = the decimal id) plus
 //                      "to_uids". In memory, at most `offline_queue_max`
-//                      messages waiting and `offline_concurrency` calls at
+//                      messages (and `offline_queue_bytes_max` bytes) waiting and `offline_concurrency` calls at
 //                      once; a dropped or failed call is counted
 //                      (webhook_offline_dropped).
 //   msg.notify         a JSON array of up to `notify_batch` MessageResp read
@@ -83,6 +83,7 @@ struct Options {
     size_t online_queue_max = 100000;      // user.onlinestatus entries in memory
     size_t online_batch = 1000;            // user.onlinestatus entries per call
     size_t offline_queue_max = 10000;      // msg.offline messages waiting in memory
+    size_t offline_queue_bytes_max = 64u << 20;  // ... and their bytes (payloads, receiver uids) at most
     size_t offline_concurrency = 16;       // msg.offline calls at once
     uint32_t backoff_initial_ms = 1000;    // after a failure; doubles per failure
     uint32_t backoff_max_ms = 30000;
@@ -127,6 +128,7 @@ private:
     struct Offline {
         std::string message;  // im/message.h encoding
         std::vector<std::string> to_uids;
+        size_t bytes = 0;  // counted against offline_queue_bytes_max
     };
 
     void wake();
@@ -157,6 +159,7 @@ private:
     mutable std::mutex mutex_;                // the two queues
     std::deque<std::string> online_queue_;    // "uid-flag-status"
     std::deque<Offline> offline_queue_;
+    size_t offline_queue_bytes_ = 0;  // what offline_queue_ holds, by Offline::bytes
     std::atomic<size_t> online_queued_{0};    // online_queue_.size(), for the gauge
     std::atomic<bool> wake_pending_{false};   // a curl_multi_wakeup the sender has not seen yet
     std::atomic<bool> stopping_{false};

@@ -241,6 +241,7 @@ struct Chat {
 
     bool send_text(const std::string& text) {
         proto::SendPacket s;
+        s.flags = 0x02;  // RedDot, as the SDKs send chat messages: it counts as unread (§11)
         s.client_seq = next_seq;
         const std::string msg_no = random_hex32();
         s.client_msg_no = msg_no;

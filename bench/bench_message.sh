@@ -16,7 +16,8 @@
 #   per-event counts are printed at the end. --server-arg X (repeatable)
 #   passes X to limaoim. After the load (and --settle S seconds, default 1)
 #   the script prints, before it stops the server, lines starting "# ":
-#   the server's VmRSS, the data dir's size (du -sk) and the webhook_*,
+#   the server's VmRSS, the data dir's size (du -sk, allocated and
+#   apparent: the WAL is preallocated) and the webhook_*,
 #   messages_stored_total and commits_total lines of GET /metrics.
 set -euo pipefail
 
@@ -40,7 +41,7 @@ while [ $# -gt 0 ]; do
     *) echo "unknown option $1" >&2; exit 2;;
   esac
 done
-[ "$cmd" = load ] || [ "$cmd" = kill-test ] || { sed -n '2,23p' "$0"; exit 2; }
+[ "$cmd" = load ] || [ "$cmd" = kill-test ] || { sed -n '2,21p' "$0"; exit 2; }
 case "$webhook" in off|ok|hang) ;; *) echo "--webhook is off, ok or hang" >&2; exit 2;; esac
 
 server=$build/limaoim; bench=$build/bench/bench_message
@@ -91,13 +92,13 @@ start_server() {
 stop_server() {
   sleep "$settle"
   echo "# server VmRSS: $(awk '/^VmRSS/ {print $2, $3}' "/proc/$pid/status")  VmHWM: $(awk '/^VmHWM/ {print $2, $3}' "/proc/$pid/status")"
-  echo "# data dir: $(du -sk "$data" | cut -f1) kB"
+  echo "# data dir: $(du -sk "$data" | cut -f1) kB allocated, $(du -sk --apparent-size "$data" | cut -f1) kB apparent"
   curl -s --max-time 5 "http://127.0.0.1:$http/metrics" | grep -E '^limaoim_(webhook|messages_stored_total|commits_total|offline_receivers_total)' | sed 's/^/# metrics: /' || true
   local t0 t1
   t0=$(date +%s.%N)
   kill -TERM "$pid"; wait "$pid" 2>/dev/null; pid=""
   t1=$(date +%s.%N)
-  echo "# server stopped in $(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.1f", b - a}') s; data dir after the stop: $(du -sk "$data" | cut -f1) kB"
+  echo "# server stopped in $(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.1f", b - a}') s; data dir after the stop: $(du -sk "$data" | cut -f1) kB allocated, $(du -sk --apparent-size "$data" | cut -f1) kB apparent"
 }
 # The sink's counts (one line per event).
 stop_sink() {

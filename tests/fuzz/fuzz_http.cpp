@@ -81,6 +81,38 @@ struct FakeService final : im::Service {
         if (outcome) out = some_messages(limit);
         return outcome;
     }
+    im::Outcome conversations(std::string_view uid, std::vector<im::ConversationView>& out) override {
+        FUZZ_CHECK(!uid.empty());
+        if (outcome) {
+            im::ConversationView view;
+            view.conversation = {"peer", 1, 2, 1700000000, 3, "no", 42, 1700000000000};
+            out.push_back(view);
+            view.last_message = some_messages(1).front();
+            out.push_back(view);
+        }
+        return outcome;
+    }
+    im::Outcome set_unread(std::string_view uid, std::string_view channel_id, uint8_t type, uint32_t) override {
+        FUZZ_CHECK(!uid.empty() && !channel_id.empty() && type != 0);
+        return outcome;
+    }
+    im::Outcome delete_conversation(const std::vector<std::string>& uids, std::string_view channel_id,
+                                    uint8_t type) override {
+        FUZZ_CHECK(!uids.empty() && !channel_id.empty() && type != 0);
+        return outcome;
+    }
+    im::Outcome sync_conversations(std::string_view uid, int64_t, std::vector<im::Conversation>& out) override {
+        FUZZ_CHECK(!uid.empty());
+        if (outcome) out.push_back({"g", 2, 0, 1, 1, "", 1, 2});
+        return outcome;
+    }
+    im::Outcome recent_messages(std::string_view uid, std::string_view channel_id, uint8_t type, uint32_t,
+                                uint32_t count, std::vector<im::Message>& out) override {
+        FUZZ_CHECK(!uid.empty() && !channel_id.empty() && type != 0);
+        FUZZ_CHECK(count > 0 && count <= 1000);
+        if (outcome) out = some_messages(count);
+        return outcome;
+    }
 };
 
 void check_response(const http::Response& response) {

@@ -3,6 +3,8 @@
 # the others in one session; raw outputs next to this file (NAME-I.txt:
 # stdout, NAME-I.err: stderr). Run from the repository root.
 #   bench/results/webhook/run.sh throughput|notify-memory|online-memory [ROUNDS]
+#   (throughput: DURATION=S, default 15; BATCH1000=0 leaves out the
+#   --webhook-notify-batch 1000 configuration)
 set -euo pipefail
 what=$1; rounds=${2:-3}
 out=bench/results/webhook
@@ -15,10 +17,12 @@ run() {  # NAME I ARGS...
 for i in $(seq "$rounds"); do
   case "$what" in
     throughput)
-      P=(-- --mode person --pairs 500 --window 16 --duration 15 --warmup 3 --threads 2 --version 4)
+      P=(-- --mode person --pairs 500 --window 16 --duration "${DURATION:-15}" --warmup 3 --threads 2 --version 4)
       run person-off "$i" "${B[@]}" --webhook off "${P[@]}"
       run person-ok "$i" "${B[@]}" --webhook ok "${P[@]}"
-      run person-ok-batch1000 "$i" "${B[@]}" --webhook ok --server-arg --webhook-notify-batch --server-arg 1000 "${P[@]}"
+      if [ "${BATCH1000:-1}" = 1 ]; then
+        run person-ok-batch1000 "$i" "${B[@]}" --webhook ok --server-arg --webhook-notify-batch --server-arg 1000 "${P[@]}"
+      fi
       ;;
     notify-memory)
       P=(-- --mode person --pairs 100 --rate 10000 --duration 10 --warmup 0 --threads 2 --version 4)
@@ -26,9 +30,9 @@ for i in $(seq "$rounds"); do
       run notify100k-hang "$i" "${B[@]}" --webhook hang "${P[@]}"
       ;;
     online-memory)
-      P=(-- --mode person --pairs 9500 --rate 100 --duration 2 --warmup 0 --threads 2 --version 4 --login-timeout 60)
-      run online19k-off "$i" "${B[@]}" --settle 3 --webhook off "${P[@]}"
-      run online19k-hang "$i" "${B[@]}" --settle 3 --webhook hang "${P[@]}"
+      P=(-- --mode person --pairs 9000 --rate 100 --duration 2 --warmup 0 --threads 2 --version 4 --login-timeout 60)
+      run online18k-off "$i" "${B[@]}" --settle 3 --webhook off "${P[@]}"
+      run online18k-hang "$i" "${B[@]}" --settle 3 --webhook hang "${P[@]}"
       ;;
     *) echo "throughput|notify-memory|online-memory" >&2; exit 2;;
   esac

@@ -1,7 +1,7 @@
 #include "limaoim/stats/prometheus.h"
+#include "limaoim/stats/text.h"
 
 #include <algorithm>
-#include <cstdarg>
 #include <cstdio>
 #include <functional>
 #include <span>
@@ -13,17 +13,6 @@ namespace {
 // The name of counter i of an array, or nullptr to leave it out.
 using NameOf = std::function<const char*(size_t)>;
 
-unsigned long long ull(uint64_t v) { return static_cast<unsigned long long>(v); }
-
-void appendf(std::string& out, const char* format, ...) __attribute__((format(printf, 2, 3)));
-void appendf(std::string& out, const char* format, ...) {
-    char buffer[512];
-    va_list args;
-    va_start(args, format);
-    const int n = std::vsnprintf(buffer, sizeof buffer, format, args);
-    va_end(args);
-    if (n > 0) out.append(buffer, std::min(size_t(n), sizeof buffer - 1));
-}
 
 std::string label_value(const std::string& raw) {
     std::string escaped;

@@ -2,11 +2,12 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdarg>
 #include <cstdio>
 #include <cstring>
 #include <functional>
 #include <span>
+
+#include "limaoim/stats/text.h"
 
 namespace limaoim::stat_tool {
 
@@ -71,20 +72,11 @@ using stats::bucket_greatest;
 using stats::bucket_least;
 using stats::mode_name;
 using stats::named_packet_type;
+using stats::appendf;
+using stats::ull;
 
 // ---- text helpers ----
 
-void appendf(std::string& out, const char* format, ...) __attribute__((format(printf, 2, 3)));
-void appendf(std::string& out, const char* format, ...) {
-    char buffer[512];
-    va_list args;
-    va_start(args, format);
-    const int n = std::vsnprintf(buffer, sizeof buffer, format, args);
-    va_end(args);
-    if (n > 0) out.append(buffer, std::min(size_t(n), sizeof buffer - 1));
-}
-
-unsigned long long ull(uint64_t v) { return static_cast<unsigned long long>(v); }
 
 std::string human_bytes(double bytes) {
     static constexpr const char* kUnits[] = {"B", "KiB", "MiB", "GiB", "TiB"};

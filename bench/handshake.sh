@@ -97,7 +97,7 @@ run() {
     log=$(mktemp)
     # shellcheck disable=SC2086 # the taskset prefix is meant to split
     $server_cpu "$server_bin" --mode test --addr 127.0.0.1 --port "$port" --instance "hs-$port" \
-        --http-addr '' --data-dir "$log.data" --max-conns "$max_conns" "${server_args[@]}" >"$log.server" 2>&1 &
+        --http-addr '' --ws-addr '' --data-dir "$log.data" --max-conns "$max_conns" "${server_args[@]}" >"$log.server" 2>&1 &
     server_pid=$!
     local waited
     for ((waited = 0; waited < 300; waited++)); do

@@ -140,7 +140,7 @@ start_server() {
     # Not through in_server: a function in the background is a subshell,
     # whose pid is not the server's.
     ip netns exec "$server_ns" "$server_bin" --mode test --addr 0.0.0.0 --port "$port" --instance "$instance" \
-        --http-addr '' --data-dir "$work/data" --max-conns 10000 --workers 2 >"$work/server.log" 2>&1 &
+        --http-addr '' --ws-addr '' --data-dir "$work/data" --max-conns 10000 --workers 2 >"$work/server.log" 2>&1 &
     server_pid=$!
     wait_listening "$port" "$server_pid" && return 0
     echo "the server did not listen within ${listen_wait_seconds}s:" >&2

@@ -21,7 +21,7 @@ measure() {  # measure FLAGS...
     local log pid rss threads plan workers
     log=$(mktemp)
     "$server" --mode test --addr 127.0.0.1 --port "$port" --instance "worker-cost-$port" \
-        --http-addr '' --data-dir "$log.data" "$@" 2>"$log" &
+        --http-addr '' --ws-addr '' --data-dir "$log.data" "$@" 2>"$log" &
     pid=$!
     for _ in $(seq 1 200); do
         grep -q "listening on" "$log" && break

@@ -19,6 +19,7 @@
 #include "limaoim/config.h"
 #include "limaoim/datasource/http_datasource.h"
 #include "limaoim/gateway/gateway.h"
+#include "limaoim/ws/websocket.h"
 #include "limaoim/http/api.h"
 #include "limaoim/http/server.h"
 #include "limaoim/im/core.h"
@@ -52,10 +53,15 @@ im::Durability durability_of(const std::string& name) {
     return im::Durability::Group;
 }
 
+// Each layer names its own range of close reasons (net/handler.h): the
+// loop's and the gateway's, then the WebSocket layer's, then the HTTP server's.
+static_assert(net::kFirstHandlerCloseReason + std::size(gateway::kGatewayCloseNames) <= ws::kFirstCloseReason);
+static_assert(ws::kFirstCloseReason + std::size(ws::kCloseNames) <= http::kFirstHttpCloseReason);
 std::vector<std::string> all_close_reason_names() {
     std::vector<std::string> names = gateway::close_reason_names();
     const std::span<const char* const> http_names = http::http_close_reason_names();
     names.resize(std::max(names.size(), size_t(http::kFirstHttpCloseReason) + http_names.size()));
+    for (size_t i = 0; i < std::size(ws::kCloseNames); ++i) names[ws::kFirstCloseReason + i] = ws::kCloseNames[i];
     for (size_t i = 0; i < http_names.size(); ++i) names[http::kFirstHttpCloseReason + i] = http_names[i];
     return names;
 }
@@ -166,8 +172,11 @@ int run(const Config& config) {
     }
     const bool serve_api = !config.http_addr.empty();
     const auto [http_host, http_port] = serve_api ? split_host_port(config.http_addr) : std::pair<std::string, uint16_t>();
+    const bool serve_ws = !config.ws_addr.empty();
+    const auto [ws_host, ws_port] = serve_ws ? split_host_port(config.ws_addr) : std::pair<std::string, uint16_t>();
     error = net::probe_listen_port(config.addr, config.port, "--port");
     if (error.empty() && serve_api) error = net::probe_listen_port(http_host, http_port, "--http-addr");
+    if (error.empty() && serve_ws) error = net::probe_listen_port(ws_host, ws_port, "--ws-addr");
     if (!error.empty()) {
         log::write(log::Level::Error, "limaoim", "%s", error.c_str());
         return 1;
@@ -259,6 +268,12 @@ int run(const Config& config) {
     std::vector<std::unique_ptr<net::Worker>> workers;
     std::vector<net::Worker*> peers;
     std::vector<std::unique_ptr<gateway::Gateway>> gateways;
+    std::vector<std::unique_ptr<ws::WebSocketTransport>> websockets;
+    ws::WebSocketOptions ws_options;
+    ws_options.limits.max_frame = config.ws_max_message;
+    ws_options.limits.max_message = config.ws_max_message;
+    ws_options.upgrade_timeout_ms = config.auth_timeout_ms;
+    ws_options.held_budget = config.reassembly_budget / plan.workers;
     std::vector<std::unique_ptr<http::Server>> http_servers;
     http::ServerOptions http_options;
     http_options.body_limit = config.http_body_limit;
@@ -278,15 +293,24 @@ int run(const Config& config) {
         peers.push_back(workers.back().get());
     }
     for (auto& worker : workers) {
-        gateways.push_back(std::make_unique<gateway::Gateway>(*worker, *worker, shared));
+        gateways.push_back(std::make_unique<gateway::Gateway>(*worker, shared));
         net::ListenerOptions tcp;
         tcp.addr = config.addr;
         tcp.port = config.port;
         tcp.handler = gateways.back().get();
         tcp.sndbuf = config.sndbuf;
-        // Each worker takes its share of the server-wide limit.
+        // Each worker takes its share of the server-wide limit (per listener).
         tcp.max_pending = (config.max_pending_handshakes + plan.workers - 1) / plan.workers;
         worker->add_listener(tcp);
+        if (serve_ws) {
+            // The same gateway, through the WebSocket framing layer.
+            websockets.push_back(std::make_unique<ws::WebSocketTransport>(*worker, *gateways.back(), ws_options));
+            net::ListenerOptions websocket = tcp;
+            websocket.addr = ws_host;
+            websocket.port = ws_port;
+            websocket.handler = websockets.back().get();
+            worker->add_listener(websocket);
+        }
         worker->set_envelope_handler(gateway::kEnvelopeFamily, gateways.back().get());
 
         if (serve_api) {
@@ -329,9 +353,10 @@ int run(const Config& config) {
     }
 
     log::write(log::Level::Info, "limaoim",
-               "listening on %s:%u, HTTP API on %s, mode %s, %zu tokens, %zu channels, store %s "
+               "listening on %s:%u, WebSocket %s, HTTP API on %s, mode %s, %zu tokens, %zu channels, store %s "
                  "in %s (durability %s), stats in %s (read it with: limaoim-stat --instance %s)",
-                 config.addr.c_str(), config.port, serve_api ? config.http_addr.c_str() : "off", to_string(config.mode), tokens.size(),
+                 config.addr.c_str(), config.port, serve_ws ? config.ws_addr.c_str() : "off",
+                 serve_api ? config.http_addr.c_str() : "off", to_string(config.mode), tokens.size(),
                  core.channels().size(), store->engine(), config.data_dir.c_str(), config.durability.c_str(),
                  segment.path().c_str(), info.instance.c_str());
 

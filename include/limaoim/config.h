@@ -39,6 +39,8 @@ struct Config {
     std::string addr = "0.0.0.0";  // TCP listen address
     uint16_t port = 6666;          // the original's published test port
     std::string http_addr = "127.0.0.1:1516";
+    std::string ws_addr = "0.0.0.0:2122";  // WebSocket listener (the original's wsAddr); empty = none
+    uint32_t ws_max_message = 2u << 20;     // largest WebSocket frame or message payload
     std::string http_secret;             // bearer secret of the HTTP API; required off loopback
     uint32_t http_body_limit = 1u << 20;  // largest request body
     uint32_t api_threads = 2;             // run API requests (they may wait for the store)

@@ -173,6 +173,16 @@ std::string guarded_http_addr(const Config& config) {
     return {};
 }
 
+// HOST:PORT (or [V6]:PORT) of the WebSocket listener; empty = none.
+std::string valid_ws_addr(const Config& config) {
+    const std::string& a = config.ws_addr;
+    if (a.empty()) return {};
+    const size_t colon = a.rfind(':');
+    if (colon == std::string::npos || colon == 0) return "ws_addr must be HOST:PORT, got " + in_quotes(a);
+    uint64_t port = 0;
+    return parse_integer("ws_addr's port", std::string_view(a).substr(colon + 1), 1, 65535, port);
+}
+
 std::string known_recv_mode(const Config& config) {
     if (config.recv_mode == "multishot" || config.recv_mode == "poll") return {};
     return "recv_mode must be 'multishot' or 'poll', got " + in_quotes(config.recv_mode);
@@ -238,6 +248,10 @@ const std::vector<Option>& options() {
         number("port", "TCP listen port", &Config::port, 1, 65535),
         {"http_addr", "HTTP API listen address, HOST:PORT (not loopback: http_secret required); empty = no API",
          &Config::http_addr},
+        {"ws_addr", "WebSocket listen address, HOST:PORT (the original's wsAddr); empty = no WebSocket listener",
+         &Config::ws_addr},
+        number("ws_max_message", "largest WebSocket frame or message payload, bytes (checked on the frame header)",
+               &Config::ws_max_message, 1024, 256u << 20),
         {"http_secret", "bearer secret every HTTP API request must carry; empty = none (loopback only)",
          &Config::http_secret},
         number("http_body_limit", "largest HTTP API request body, bytes", &Config::http_body_limit, 1024, 64u << 20),
@@ -708,9 +722,11 @@ std::optional<Config> load_config(int argc, char** argv, std::string& error, boo
     if (config.conversation_max == 0)
         config.conversation_max = config.mode == Mode::Test ? kTestModeConversationMax : Config{}.conversation_max;
     // Rules that join two options, once every source has had its say.
-    if (std::string problem = guarded_http_addr(config); !problem.empty()) {
-        error = problem;
-        return std::nullopt;
+    for (std::string problem : {guarded_http_addr(config), valid_ws_addr(config)}) {
+        if (!problem.empty()) {
+            error = problem;
+            return std::nullopt;
+        }
     }
     return config;
 }
@@ -731,6 +747,7 @@ std::string summary(const Config& c) {
     std::string out = std::string("mode ") + to_string(c.mode) + ", listen " + c.addr + ":" + std::to_string(c.port);
     out += ", HTTP API " + (c.http_addr.empty() ? std::string("off")
                                                 : c.http_addr + (c.http_secret.empty() ? " (no secret)" : " (bearer secret set)"));
+    out += ", WebSocket " + (c.ws_addr.empty() ? std::string("off") : c.ws_addr);
     out += ", store " + c.store + " in " + c.data_dir + " (durability " + c.durability + ")";
     out += ", max_conns " + std::to_string(c.max_conns) + ", workers " +
            (c.workers == 0 ? std::string("auto") : std::to_string(c.workers));

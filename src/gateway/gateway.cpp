@@ -55,15 +55,15 @@ im::GatewayKinds gateway_envelope_kinds() {
     return {Gateway::kKick, Gateway::kDeliver, Gateway::kSendResult};
 }
 
-Gateway::Gateway(net::Worker& loop, net::Transport& transport, GatewayShared& shared)
-    : loop_(loop), io_(transport), shared_(shared), stats_(loop.stats()), sessions_(loop.slots()),
+Gateway::Gateway(net::Worker& loop, GatewayShared& shared)
+    : loop_(loop), shared_(shared), stats_(loop.stats()), sessions_(loop.slots()),
       inflight_(loop.slots(), shared.inflight), handshakes_left_(shared.handshakes_per_iteration) {
     loop_.add_iteration_hook([this] { grant_deferred_handshakes(); });
     loop_.add_timer(shared_.retry_scan_ms, [this] { retransmit_expired(); }, shared_.retry_scan_ms);
 }
 
 void Gateway::close(ConnRef conn, GatewayClose reason, Linger linger) {
-    io_.close(conn, CloseReason(reason), linger);
+    io(conn).close(conn, CloseReason(reason), linger);
 }
 
 // At the end of each loop iteration, what is left of its budget goes to the
@@ -79,7 +79,7 @@ void Gateway::grant_deferred_handshakes() {
         if (!s || s->state != SessionState::AwaitConnect) continue;  // closed while it waited
         s->flags = uint8_t((s->flags & ~Session::kHandshakeDeferred) | Session::kHandshakeGranted);
         --handshakes_left_;
-        io_.resume_input(conn);
+        io(conn).resume_input(conn);
     }
     handshakes_left_ = shared_.handshakes_per_iteration;
     if (!deferred_handshakes_.empty()) loop_.run_again_now();
@@ -90,12 +90,22 @@ Session* Gateway::session_of(ConnRef conn) {
     return s.state != SessionState::Free && s.generation == conn.generation ? &s : nullptr;
 }
 
-void Gateway::on_open(ConnRef conn) {
+void Gateway::on_open(ConnRef conn, net::Transport& transport) {
+    uint8_t index = 0;
+    while (index < transport_count_ && transports_[index] != &transport) ++index;
+    if (index == transport_count_) {
+        if (transport_count_ == kMaxTransports) {  // a wiring error, not a client's doing
+            transport.close(conn, CloseReason::IoError);
+            return;
+        }
+        transports_[transport_count_++] = &transport;
+    }
     Session& s = sessions_.activate(conn.slot);
     s.state = SessionState::AwaitConnect;
     s.generation = conn.generation;
+    s.transport = index;
     stats_.pending_handshakes.add();
-    io_.set_deadline(conn, shared_.auth_timeout_ms);
+    io(conn).set_deadline(conn, shared_.auth_timeout_ms);
 }
 
 net::DataResult Gateway::on_data(ConnRef conn, std::span<const uint8_t> bytes) {
@@ -121,13 +131,13 @@ net::DataResult Gateway::on_data(ConnRef conn, std::span<const uint8_t> bytes) {
                 s->flags |= Session::kHandshakeDeferred;
                 deferred_handshakes_.push_back(conn);
                 stats_.handshakes_deferred.add();
-                io_.pause_input(conn);
+                io(conn).pause_input(conn);
                 return {offset, 0};
             }
             --handshakes_left_;
         }
         stats_.packets_in[r.frame.type_nibble()].add();
-        stats::ConnCounters& cs = io_.counters(conn);
+        stats::ConnCounters& cs = io(conn).counters(conn);
         cs.packets_in.store(cs.packets_in.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
         if (!handle_frame(conn, *s, r.frame)) return {bytes.size(), 0};
         offset += r.frame.size;
@@ -198,7 +208,7 @@ bool Gateway::handle_send(ConnRef conn, Session& s, const proto::SendPacket& sen
     using namespace std::chrono;
     const int64_t now_ns = int64_t(duration_cast<nanoseconds>(steady_clock::now().time_since_epoch()).count());
     if (const uint32_t wait_ms = core.rate_limit().charge(now_ns); wait_ms && !(s.flags & Session::kRatePaused)) {
-        if (!(s.flags & Session::kInputPaused)) io_.pause_input(conn);
+        if (!(s.flags & Session::kInputPaused)) io(conn).pause_input(conn);
         s.flags |= Session::kRatePaused;
         stats_.rate_limit_waits.add();
         loop_.add_timer(wait_ms, [this, conn] { resume_rated(conn); }, 0);
@@ -244,7 +254,7 @@ bool Gateway::handle_send(ConnRef conn, Session& s, const proto::SendPacket& sen
     send_started_us_.push_back(steady_us());
     stats_.sends_in_flight.add();
     if (++s.sends_in_flight >= shared_.max_sends_in_flight) {
-        if (!(s.flags & Session::kInputPaused)) io_.pause_input(conn);
+        if (!(s.flags & Session::kInputPaused)) io(conn).pause_input(conn);
         s.flags |= Session::kSendsPaused;
         stats_.send_pauses.add();
     }
@@ -255,7 +265,7 @@ void Gateway::resume_rated(ConnRef conn) {
     Session* s = session_of(conn);
     if (!s || !(s->flags & Session::kRatePaused)) return;  // closed (or its slot reused) meanwhile
     s->flags &= uint8_t(~Session::kRatePaused);
-    if (!(s->flags & Session::kInputPaused)) io_.resume_input(conn);
+    if (!(s->flags & Session::kInputPaused)) io(conn).resume_input(conn);
 }
 
 bool Gateway::send_ack(ConnRef conn, Session& s, uint32_t client_seq, int64_t id, uint32_t seq, uint8_t reason) {
@@ -286,7 +296,7 @@ void Gateway::on_send_result(net::Envelope& result) {
     if (stored) stats_.send_latency_us[latency_bucket(steady_us() - started)].add();
     if ((s->flags & Session::kSendsPaused) && s->sends_in_flight < shared_.max_sends_in_flight) {
         s->flags &= uint8_t(~Session::kSendsPaused);
-        if (!(s->flags & Session::kInputPaused)) io_.resume_input(conn);
+        if (!(s->flags & Session::kInputPaused)) io(conn).resume_input(conn);
     }
 }
 
@@ -383,12 +393,12 @@ bool Gateway::handle_connect(ConnRef conn, Session& s, const proto::ConnectPacke
         return false;
     }
     if (!s.set_uid(connect.uid)) {
-        io_.close(conn, CloseReason::IoError);  // out of memory for this session
+        io(conn).close(conn, CloseReason::IoError);  // out of memory for this session
         return false;
     }
     const im::Directory::ReplaceResult entry = shared_.directory.replace(s.uid_view(), connect.device_flag, id_of(conn));
     if (!entry.ok) {
-        io_.close(conn, CloseReason::IoError);  // out of memory for the directory entry
+        io(conn).close(conn, CloseReason::IoError);  // out of memory for the directory entry
         return false;
     }
     // user.onlinestatus (§12.2); a session replaced by this login has no
@@ -400,31 +410,32 @@ bool Gateway::handle_connect(ConnRef conn, Session& s, const proto::ConnectPacke
     if (proto::has_crypto(connect.version)) s.set_key(result.key);
     s.state = SessionState::Authenticated;
 
-    io_.established(conn);
+    io(conn).established(conn);
     stats_.pending_handshakes.sub();
     stats_.authenticated.add();
     stats_.by_device_flag[stats::device_flag_bucket(s.device_flag)].add();
     stats_.auth_ok.add();
 
     if (!send_packet(conn, result.connack(s.version), s.version)) return false;
-    io_.set_deadline(conn, shared_.idle_timeout_ms);
+    io(conn).set_deadline(conn, shared_.idle_timeout_ms);
     stats_.handshake_latency_us[latency_bucket(steady_us() - started_us)].add();
     return true;
 }
 
 bool Gateway::send_packet(ConnRef conn, const proto::Packet& packet, uint8_t version) {
+    net::Transport& transport = io(conn);  // taken once: a failed send frees the session
     const size_t size = proto::encoded_size(packet, version);
-    if (size <= net::SendChunk::kCapacity) {
-        std::span<uint8_t> room = io_.reserve(conn, size);
+    if (size <= net::Transport::kMaxReserve) {
+        std::span<uint8_t> room = transport.reserve(conn, size);
         if (room.empty()) return false;  // closed as a slow consumer
-        io_.commit(conn, proto::encode(packet, version, room));
+        transport.commit(conn, proto::encode(packet, version, room));
     } else {
         scratch_.resize(size);
         proto::encode(packet, version, scratch_);
-        if (!io_.send(conn, scratch_)) return false;
+        if (!transport.send(conn, scratch_)) return false;
     }
     stats_.packets_out[int(proto::type_of(packet))].add();
-    stats::ConnCounters& cs = io_.counters(conn);
+    stats::ConnCounters& cs = transport.counters(conn);
     cs.packets_out.store(cs.packets_out.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
     return true;
 }
@@ -482,7 +493,7 @@ void Gateway::kick_local(ConnRef conn, const char* reason) {
     proto::DisconnectPacket bye;
     bye.reason = reason;
     if (!send_packet(conn, bye, s->version)) return;
-    io_.set_deadline(conn, shared_.kick_delay_ms);
+    io(conn).set_deadline(conn, shared_.kick_delay_ms);
 }
 
 void Gateway::on_deadline(ConnRef conn) {
@@ -494,7 +505,7 @@ void Gateway::on_deadline(ConnRef conn) {
         // handshake budget is not timed out for our slowness: its turn comes
         // (the queue is bounded by the listener's pending limit).
         if (s->flags & Session::kHandshakeDeferred) {
-            io_.set_deadline(conn, shared_.auth_timeout_ms);
+            io(conn).set_deadline(conn, shared_.auth_timeout_ms);
         } else {
             close(conn, GatewayClose::AuthTimeout);
         }
@@ -502,16 +513,18 @@ void Gateway::on_deadline(ConnRef conn) {
     case SessionState::Authenticated: {
         // The deadline is set once per idle period, not per packet: on expiry
         // look at when the last byte came and wait out the remainder.
-        uint32_t idle = io_.idle_ms(conn);
+        uint32_t idle = io(conn).idle_ms(conn);
         if (idle >= shared_.idle_timeout_ms) {
             close(conn, GatewayClose::IdleTimeout);
         } else {
-            io_.set_deadline(conn, shared_.idle_timeout_ms - idle);
+            io(conn).set_deadline(conn, shared_.idle_timeout_ms - idle);
         }
         break;
     }
     case SessionState::Kicked:
-        close(conn, GatewayClose::Kicked);
+        // Its DISCONNECT went out a kick delay ago: a flushing close costs
+        // nothing more and lets a framing layer (WebSocket) say goodbye too.
+        close(conn, GatewayClose::Kicked, Linger::Flush);
         break;
     case SessionState::Free:
         break;

@@ -238,7 +238,7 @@ Server::Connection* Server::find(ConnRef conn) {
     return it != conns_.end() && it->second.generation == conn.generation ? &it->second : nullptr;
 }
 
-void Server::on_open(ConnRef conn) {
+void Server::on_open(ConnRef conn, net::Transport&) {  // always the worker: the API is plain TCP
     conns_.try_emplace(conn.slot, conn.generation, options_.body_limit);
     io_.set_deadline(conn, options_.idle_timeout_ms);
 }

@@ -414,7 +414,7 @@ void Worker::on_accept(const Completion& cqe) {
     arm_accepts(index);
 
     arm_recv(slot);
-    l.options.handler->on_open(ConnRef{slot, c.generation});
+    l.options.handler->on_open(ConnRef{slot, c.generation}, *this);
 }
 
 void Worker::established(ConnRef ref) {

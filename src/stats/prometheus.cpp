@@ -183,6 +183,18 @@ void messages(std::string& out, const Snapshot& s) {
     counter(out, "deliveries_stale_total", "Deliveries for a session that had closed meanwhile.", t.deliveries_stale);
 }
 
+void websocket(std::string& out, const Snapshot& s) {
+    const WorkerBlock& t = s.totals;
+    gauge(out, "ws_sessions", "Upgraded WebSocket connections open.", t.ws_sessions);
+    counter(out, "ws_upgrades_total", "WebSocket upgrade requests answered 101.", t.ws_upgrades);
+    counter(out, "ws_upgrades_refused_total", "WebSocket upgrade requests refused (4xx) or cut by the upgrade timeout.",
+            t.ws_upgrades_refused);
+    counter(out, "ws_frames_in_total", "WebSocket data frames received.", t.ws_frames_in);
+    counter(out, "ws_frames_out_total", "WebSocket frames sent (data, pong, close).", t.ws_frames_out);
+    counter(out, "ws_control_frames_in_total", "WebSocket ping, pong and close frames received.", t.ws_control_in);
+    gauge(out, "ws_held_bytes", "Bytes held for WebSocket sessions' split packets and paused input.", t.ws_held_bytes);
+}
+
 void pipeline(std::string& out, const Snapshot& s) {
     const PipelineBlock& p = s.pipeline;
     counter(out, "commits_total", "Store batches written.", p.commits);
@@ -252,6 +264,7 @@ std::string render_prometheus(const Snapshot& s) {
     counters(out, s);
     latency(out, s);
     messages(out, s);
+    websocket(out, s);
     pipeline(out, s);
     conversations(out, s);
     webhook(out, s);

@@ -50,6 +50,9 @@ public:
     ChatClient& operator=(ChatClient&&) = delete;
 
     bool connect(uint16_t port, const std::string& host = "127.0.0.1") { return client_.connect(port, host); }
+    bool connect_websocket(uint16_t port, const std::string& host = "127.0.0.1") {
+        return client_.connect_websocket(port, host);
+    }
     // CONNECT/CONNACK on a connected socket; keeps the session key for v3/v4.
     LoginResult login(const std::string& uid, const std::string& token = "", uint8_t version = 4,
                       uint8_t device_flag = 0, int timeout_ms = 3000);

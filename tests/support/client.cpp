@@ -28,7 +28,9 @@ std::vector<uint8_t> from_hex(const std::string& hex) {
 Client::~Client() { close(); }
 
 Client::Client(Client&& other) noexcept
-    : version(other.version), fd_(other.fd_), inbox_(std::move(other.inbox_)), eof_(other.eof_) {
+    : ws_close_code(other.ws_close_code), ws_pongs(other.ws_pongs), ws_data_frames(other.ws_data_frames),
+      version(other.version), fd_(other.fd_), inbox_(std::move(other.inbox_)), raw_(std::move(other.raw_)),
+      eof_(other.eof_), websocket_(other.websocket_) {
     other.fd_ = -1;
 }
 
@@ -47,8 +49,94 @@ bool Client::connect(uint16_t port, const std::string& host) {
         return false;
     }
     inbox_.clear();
+    raw_.clear();
     eof_ = false;
+    websocket_ = false;
+    ws_close_code.reset();
+    ws_pongs = ws_data_frames = 0;
     return true;
+}
+
+bool Client::connect_websocket(uint16_t port, const std::string& host, const std::string& path) {
+    if (!connect(port, host)) return false;
+    const std::string key = "dGhlIHNhbXBsZSBub25jZQ==";  // RFC 6455 §1.3's example: its accept is known
+    const std::string request = "GET " + path + " HTTP/1.1\r\nHost: " + host + ":" + std::to_string(port) +
+                                "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: " + key +
+                                "\r\nSec-WebSocket-Version: 13\r\nOrigin: http://test\r\n\r\n";
+    if (!send_raw({reinterpret_cast<const uint8_t*>(request.data()), request.size()})) return false;
+    // The response ends at its blank line; frames may follow in the same read.
+    const auto t0 = std::chrono::steady_clock::now();
+    std::string head;
+    for (;;) {
+        const std::string_view text(reinterpret_cast<const char*>(inbox_.data()), inbox_.size());
+        if (size_t end = text.find("\r\n\r\n"); end != std::string_view::npos) {
+            head.assign(text.substr(0, end + 4));
+            raw_.assign(inbox_.begin() + long(end + 4), inbox_.end());
+            inbox_.clear();
+            break;
+        }
+        const int64_t left = 3000 - ms_since(t0);
+        if (left <= 0 || !fill(int(left))) return false;
+    }
+    if (!head.starts_with("HTTP/1.1 101 ") ||
+        head.find("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n") == std::string::npos)
+        return false;
+    websocket_ = true;
+    take_frames();
+    return true;
+}
+
+std::vector<uint8_t> Client::ws_frame(uint8_t opcode, std::span<const uint8_t> payload, bool fin, bool masked) {
+    static constexpr uint8_t kMask[4] = {0x37, 0xfa, 0x21, 0x3d};
+    std::vector<uint8_t> out;
+    out.push_back(uint8_t((fin ? 0x80 : 0) | opcode));
+    const uint8_t mask_bit = masked ? 0x80 : 0;
+    if (payload.size() <= 125) {
+        out.push_back(uint8_t(mask_bit | payload.size()));
+    } else if (payload.size() <= 0xffff) {
+        out.push_back(uint8_t(mask_bit | 126));
+        out.push_back(uint8_t(payload.size() >> 8));
+        out.push_back(uint8_t(payload.size()));
+    } else {
+        out.push_back(uint8_t(mask_bit | 127));
+        for (int i = 7; i >= 0; --i) out.push_back(uint8_t(uint64_t(payload.size()) >> (8 * i)));
+    }
+    if (masked) out.insert(out.end(), kMask, kMask + 4);
+    for (size_t i = 0; i < payload.size(); ++i) out.push_back(masked ? payload[i] ^ kMask[i & 3] : payload[i]);
+    return out;
+}
+
+void Client::take_frames() {
+    for (;;) {
+        if (raw_.size() < 2) return;
+        const uint8_t opcode = raw_[0] & 0x0f;
+        uint64_t length = raw_[1] & 0x7f;
+        size_t header = 2;
+        if (raw_[1] & 0x80) {  // servers never mask (RFC 6455 §5.1): treat it as a broken stream
+            eof_ = true;
+            return;
+        }
+        if (length == 126 || length == 127) {
+            const size_t bytes = length == 126 ? 2 : 8;
+            if (raw_.size() < 2 + bytes) return;
+            length = 0;
+            for (size_t i = 0; i < bytes; ++i) length = (length << 8) | raw_[2 + i];
+            header += bytes;
+        }
+        if (raw_.size() < header + length) return;
+        const auto payload = std::span<const uint8_t>(raw_).subspan(header, size_t(length));
+        if (opcode == 0 || opcode == 2) {
+            ++ws_data_frames;
+            inbox_.insert(inbox_.end(), payload.begin(), payload.end());
+        } else if (opcode == 8) {
+            ws_close_code = payload.size() >= 2 ? uint16_t(payload[0] << 8 | payload[1]) : uint16_t(1005);
+        } else if (opcode == 9) {
+            send_raw(ws_frame(10, payload));
+        } else if (opcode == 10) {
+            ++ws_pongs;
+        }
+        raw_.erase(raw_.begin(), raw_.begin() + long(header + length));
+    }
 }
 
 void Client::close() {
@@ -57,6 +145,11 @@ void Client::close() {
 }
 
 bool Client::send_bytes(std::span<const uint8_t> bytes) {
+    if (websocket_) return send_raw(ws_frame(2, bytes));
+    return send_raw(bytes);
+}
+
+bool Client::send_raw(std::span<const uint8_t> bytes) {
     size_t off = 0;
     while (off < bytes.size()) {
         ssize_t n = ::send(fd_, bytes.data() + off, bytes.size() - off, MSG_NOSIGNAL);
@@ -88,7 +181,12 @@ bool Client::fill(int timeout_ms) {
         eof_ = true;
         return false;
     }
-    inbox_.insert(inbox_.end(), buf, buf + n);
+    if (websocket_) {
+        raw_.insert(raw_.end(), buf, buf + n);
+        take_frames();
+    } else {
+        inbox_.insert(inbox_.end(), buf, buf + n);
+    }
     return true;
 }
 

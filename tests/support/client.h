@@ -38,9 +38,27 @@ public:
     Client& operator=(Client&&) = delete;
 
     bool connect(uint16_t port, const std::string& host = "127.0.0.1");
+    // connect() then the WebSocket upgrade (RFC 6455 §4.1) on `path`; true
+    // once a 101 with the right Sec-WebSocket-Accept came. From then on
+    // send_bytes() sends one masked binary frame and reads take the LiMaoIM
+    // stream out of the server's frames (pings answered, close recorded).
+    bool connect_websocket(uint16_t port, const std::string& host = "127.0.0.1", const std::string& path = "/");
     void close();
     int fd() const { return fd_; }
+    bool websocket() const { return websocket_; }
 
+    // Bytes exactly as given, no framing (hostile-client tests).
+    bool send_raw(std::span<const uint8_t> bytes);
+    // A client frame: FIN as given, masked with a fixed key unless `masked` is false.
+    static std::vector<uint8_t> ws_frame(uint8_t opcode, std::span<const uint8_t> payload, bool fin = true,
+                                         bool masked = true);
+    // The status code of the server's close frame (1005 when it had none);
+    // nullopt until one came.
+    std::optional<uint16_t> ws_close_code;
+    uint32_t ws_pongs = 0;       // pong frames received
+    uint32_t ws_data_frames = 0; // binary frames received
+
+    // One binary frame per call over WebSocket, else the bytes as they are.
     bool send_bytes(std::span<const uint8_t> bytes);
     bool send_hex(const std::string& hex);
     bool send_packet(const proto::Packet& packet, uint8_t version);
@@ -62,9 +80,12 @@ public:
 
 private:
     bool fill(int timeout_ms);
+    void take_frames();  // server frames in raw_ -> inbox_
     int fd_ = -1;
-    std::vector<uint8_t> inbox_;
+    std::vector<uint8_t> inbox_;  // the LiMaoIM stream
+    std::vector<uint8_t> raw_;    // WebSocket: frames not yet whole
     bool eof_ = false;
+    bool websocket_ = false;
 };
 
 std::vector<uint8_t> from_hex(const std::string& hex);

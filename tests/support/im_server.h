@@ -30,6 +30,7 @@ public:
     bool started() const { return started_; }
     uint16_t port() const { return process_ ? process_->port() : 0; }
     uint16_t http_port() const { return http_port_; }
+    uint16_t ws_port() const { return process_ ? process_->ws_port() : 0; }
     const std::string& data_dir() const { return data_dir_; }
     ServerProcess& process() { return *process_; }
 

@@ -68,6 +68,11 @@ ServerProcess::ServerProcess(std::vector<std::string> extra_args, bool test_mode
         }
     }
     if (!given("--http-addr")) args.insert(args.end(), {"--http-addr", "127.0.0.1:" + std::to_string(free_port())});
+    // The WebSocket listener too (its default, 2122, would clash between servers).
+    if (!given("--ws-addr")) {
+        ws_port_ = free_port();
+        args.insert(args.end(), {"--ws-addr", "127.0.0.1:" + std::to_string(ws_port_)});
+    }
     args.insert(args.end(), extra_args.begin(), extra_args.end());
     pid_ = fork();
     if (pid_ == 0) {

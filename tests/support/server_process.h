@@ -18,7 +18,8 @@ namespace limaoim::testing {
 class ServerProcess {
 public:
     // Extra flags after the defaults (--addr 127.0.0.1 --port P --mode test
-    // --instance it-P); later flags override earlier ones.
+    // --instance it-P, and free loopback ports for --http-addr and --ws-addr
+    // unless given); later flags override earlier ones.
     explicit ServerProcess(std::vector<std::string> extra_args = {}, bool test_mode = true);
     ~ServerProcess();  // SIGKILL if still running, removes its segment
     ServerProcess(const ServerProcess&) = delete;
@@ -26,6 +27,7 @@ public:
 
     bool started() const { return started_; }
     uint16_t port() const { return port_; }
+    uint16_t ws_port() const { return ws_port_; }  // 0 when the test gave its own --ws-addr
     pid_t pid() const { return pid_; }
     const std::string& instance() const { return instance_; }
 
@@ -47,6 +49,7 @@ public:
 private:
     pid_t pid_ = -1;
     uint16_t port_ = 0;
+    uint16_t ws_port_ = 0;
     std::string instance_;
     std::string log_path_;
     std::string own_data_dir_;  // made for this server (no --data-dir given), removed with it

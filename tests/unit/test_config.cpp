@@ -144,6 +144,8 @@ const std::map<std::string, Sample>& samples() {
         {"port", {"7001", "7001"}},
         {"http_addr", {"127.0.0.1:1600", "\"127.0.0.1:1600\""}},
         {"http_secret", {"s3cret", "\"s3cret\""}},
+        {"ws_addr", {"127.0.0.1:2200", "\"127.0.0.1:2200\""}},
+        {"ws_max_message", {"65536", "65536"}},
         {"http_body_limit", {"2048", "2048"}},
         {"api_threads", {"3", "3"}},
         {"data_dir", {"/tmp/limaoim-data", "\"/tmp/limaoim-data\""}},
@@ -200,6 +202,10 @@ const std::map<std::string, Sample>& samples() {
 
 TEST_CASE_FIXTURE(CleanEnvironment, "the HTTP API binds off loopback only with a secret; durability is one of three") {
     CHECK(error_of({"--http-addr=0.0.0.0:1516"}).find("http_secret") != std::string::npos);
+    CHECK(error_of({"--ws-addr=2122"}).find("ws_addr must be HOST:PORT") != std::string::npos);
+    CHECK(error_of({"--ws-addr=0.0.0.0:99999"}).find("ws_addr's port") != std::string::npos);
+    CHECK(error_of({"--ws-max-message=100"}).find("ws_max_message") != std::string::npos);
+    CHECK(loaded_config({"--ws-addr", ""}).ws_addr.empty());  // empty: no WebSocket listener
     CHECK(loaded_config({"--http-addr=0.0.0.0:1516", "--http-secret=s"}).http_secret == "s");
     CHECK(loaded_config({"--http-addr=[::1]:1516"}).http_addr == "[::1]:1516");
     CHECK(error_of({"--http-addr=127.0.0.1"}).find("HOST:PORT") != std::string::npos);

@@ -77,7 +77,7 @@ struct ByteHandler final : Handler {
     std::atomic<int> last_reason{-1};
     std::atomic<int> resumed{0};
 
-    void on_open(ConnRef) override { ++opened; }
+    void on_open(ConnRef, net::Transport&) override { ++opened; }
     DataResult on_data(ConnRef conn, std::span<const uint8_t> bytes) override {
         for (size_t i = 0; i < bytes.size(); ++i) {
             switch (bytes[i]) {
@@ -234,7 +234,7 @@ TEST_CASE("loop timers: one-shot, repeating, cancelled; fd watches call back on 
     // The first connection's open gets us onto the worker's thread.
     struct Setup final : Handler {
         std::function<void()> fn;
-        void on_open(ConnRef) override { fn(); }
+        void on_open(ConnRef, net::Transport&) override { fn(); }
         DataResult on_data(ConnRef, std::span<const uint8_t> b) override { return {b.size(), 0}; }
         void on_deadline(ConnRef) override {}
         void on_close(ConnRef, CloseReason) override {}
@@ -371,7 +371,7 @@ TEST_CASE("envelopes: send_envelope from a worker thread reaches the target once
     struct Sender final : Handler {
         Worker* worker = nullptr;
         std::atomic<int> refused{0};
-        void on_open(ConnRef) override {
+        void on_open(ConnRef, net::Transport&) override {
             for (int i = 0; i < 30000; ++i) {
                 if (!worker->send_envelope(1, Envelope{.kind = 2})) ++refused;
                 if (!worker->send_envelope(0, Envelope{.kind = 3})) ++refused;

@@ -249,6 +249,18 @@ void append_messages(std::string& out, const Snapshot& s) {
     append_pairs(out, sendack_reasons_of(t), t.sendacks);
 }
 
+void append_websocket(std::string& out, const Snapshot& s) {
+    const WorkerBlock& t = s.totals;
+    out += "\nwebsocket\n";
+    append_row(out, "sessions", t.ws_sessions.get());
+    append_row(out, "upgrades", t.ws_upgrades.get());
+    append_row(out, "upgrades refused", t.ws_upgrades_refused.get());
+    append_row(out, "data frames in", t.ws_frames_in.get());
+    append_row(out, "frames out", t.ws_frames_out.get());
+    append_row(out, "control frames in", t.ws_control_in.get());
+    append_row(out, "held bytes", t.ws_held_bytes.get());
+}
+
 void append_pipeline(std::string& out, const Snapshot& s) {
     const PipelineBlock& p = s.pipeline;
     out += "\nstore commits\n";
@@ -381,6 +393,16 @@ nlohmann::json messages_json(const WorkerBlock& t) {
             {"deliveries_stale", t.deliveries_stale.get()}};
 }
 
+nlohmann::json websocket_json(const WorkerBlock& t) {
+    return {{"sessions", t.ws_sessions.get()},
+            {"upgrades", t.ws_upgrades.get()},
+            {"upgrades_refused", t.ws_upgrades_refused.get()},
+            {"frames_in", t.ws_frames_in.get()},
+            {"frames_out", t.ws_frames_out.get()},
+            {"control_frames_in", t.ws_control_in.get()},
+            {"held_bytes", t.ws_held_bytes.get()}};
+}
+
 nlohmann::json pipeline_json(const PipelineBlock& p) {
     return {{"commits", p.commits.get()},
             {"commit_failures", p.commit_failures.get()},
@@ -466,6 +488,7 @@ nlohmann::json to_json(const Snapshot& s, const Rates* rates) {
                           {"handshake_latency_us",
                            histogram_json(s.totals.handshake_latency_us, HistogramOf::Microseconds)},
                           {"messages", messages_json(s.totals)},
+                          {"websocket", websocket_json(s.totals)},
                           {"pipeline", pipeline_json(s.pipeline)},
                           {"per_worker", per_worker}};
     if (s.top_requested) {
@@ -491,6 +514,7 @@ std::string render_table(const Snapshot& s, const Rates* rates) {
     append_counters(out, s);
     append_latency(out, s);
     append_messages(out, s);
+    append_websocket(out, s);
     append_pipeline(out, s);
     if (rates) append_rates(out, *rates);
     if (s.top_requested) append_top(out, s);

@@ -2,10 +2,12 @@
 // CONNACK with token check and key exchange, PING -> PONG, kicking the older
 // session of a (uid, device flag), auth and idle deadlines, shutdown.
 //
-// Implements net::Handler; sees connections only through a net::Transport
-// and the loop's services (envelopes, iteration hooks), never io_uring.
+// Implements net::Handler; sees connections only through the net::Transport
+// each was opened with (plain TCP or WebSocket: it does not know which) and
+// the loop's services (envelopes, iteration hooks), never io_uring.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <deque>
 #include <string>
@@ -81,11 +83,11 @@ im::GatewayKinds gateway_envelope_kinds();
 
 class Gateway final : public net::Handler, public net::EnvelopeHandler {
 public:
-    // `loop` gives the envelopes and the iteration hook; every connection of
-    // this gateway is reached through `transport`.
-    Gateway(net::Worker& loop, net::Transport& transport, GatewayShared& shared);
+    // `loop` gives the envelopes, timers and the iteration hook; each
+    // connection is reached through the transport it was opened with.
+    Gateway(net::Worker& loop, GatewayShared& shared);
 
-    void on_open(net::ConnRef conn) override;
+    void on_open(net::ConnRef conn, net::Transport& transport) override;
     net::DataResult on_data(net::ConnRef conn, std::span<const uint8_t> bytes) override;
     void on_deadline(net::ConnRef conn) override;
     void on_close(net::ConnRef conn, net::CloseReason reason) override;
@@ -122,9 +124,17 @@ private:
     void grant_deferred_handshakes();
     Session* session_of(net::ConnRef conn);
     net::ConnId id_of(net::ConnRef conn) const { return net::ConnId::make(loop_.index(), conn.slot, conn.generation); }
+    // The transport of the connection in `conn`'s slot (a stale reference
+    // reaches a transport that ignores it, as every Transport call does).
+    net::Transport& io(net::ConnRef conn) { return *transports_[sessions_[conn.slot].transport]; }
+
+    // The transports this gateway's connections came through, in order of
+    // first use: the worker itself (TCP) and a WebSocket layer over it.
+    static constexpr size_t kMaxTransports = 4;
+    std::array<net::Transport*, kMaxTransports> transports_{};
+    uint8_t transport_count_ = 0;
 
     net::Worker& loop_;
-    net::Transport& io_;
     GatewayShared& shared_;
     stats::WorkerBlock& stats_;
     net::SlotArray<Session> sessions_;

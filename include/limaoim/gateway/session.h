@@ -33,7 +33,8 @@ struct Session {
     uint32_t generation;    // of the connection this session belongs to
     uint16_t uid_len;
     uint16_t sends_in_flight;  // SENDs at the committer, SENDACK not yet written
-    uint8_t spare[4];       // keeps the session one cache line
+    uint8_t transport;      // index into the gateway's transports: what carries this session
+    uint8_t spare[3];       // keeps the session one cache line
     // The uid, inline when short (the usual case), else in a malloc'd copy.
     union {
         char inline_bytes[kInlineUid];

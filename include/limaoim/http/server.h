@@ -125,7 +125,7 @@ public:
     Server(net::Worker& loop, net::Transport& io, net::BlockingPool& pool, const Api& api,
            const ServerOptions& options);
 
-    void on_open(net::ConnRef conn) override;
+    void on_open(net::ConnRef conn, net::Transport& transport) override;
     net::DataResult on_data(net::ConnRef conn, std::span<const uint8_t> bytes) override;
     void on_deadline(net::ConnRef conn) override;
     void on_close(net::ConnRef conn, net::CloseReason reason) override;

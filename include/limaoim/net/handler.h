@@ -13,6 +13,8 @@
 
 namespace limaoim::net {
 
+class Transport;
+
 // A connection as a handler of its own worker sees it: its slot (the
 // io_uring direct descriptor index, so handler tables can be indexed by it)
 // and the generation given at accept. A reference whose generation no
@@ -56,9 +58,12 @@ class Handler {
 public:
     virtual ~Handler() = default;
 
-    // A connection was accepted on a listener of this handler. Set its
-    // deadline here: a connection without one never times out.
-    virtual void on_open(ConnRef conn) = 0;
+    // A connection was accepted on a listener of this handler (or a framing
+    // layer below finished its own handshake). `transport` carries it: every
+    // call about this connection goes there, so one handler can serve
+    // connections of several transports (plain TCP, WebSocket) side by side.
+    // Set its deadline here: a connection without one never times out.
+    virtual void on_open(ConnRef conn, Transport& transport) = 0;
 
     // Bytes received, in order. `bytes` is valid only during the call (a
     // provided buffer, or the connection's reassembly buffer), and only until

@@ -177,6 +177,8 @@ public:
     // The next wait for completions returns at once: a hook has more to do.
     void run_again_now() { run_again_ = true; }
     uint64_t now_ms() const { return now_ms_; }
+    // request_stop() has reached the loop: the handlers' on_shutdown runs or ran.
+    bool stopping() const { return stopping_; }
 
     // ---- Transport (worker thread) ----
     std::span<uint8_t> reserve(ConnRef conn, size_t n) override;

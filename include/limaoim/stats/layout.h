@@ -16,7 +16,7 @@
 namespace limaoim::stats {
 
 inline constexpr uint64_t kMagic = 0x54415453494d494cULL;  // "LIMISTAT" little-endian
-inline constexpr uint32_t kLayoutVersion = 4;
+inline constexpr uint32_t kLayoutVersion = 5;
 // The same value as net::kMaxWorkers (net/capacity.h, checked there): stats/
 // is below net/ and does not include it.
 inline constexpr uint32_t kMaxWorkers = 4096;
@@ -121,6 +121,15 @@ struct alignas(kCacheLine) WorkerBlock {
     // 100 ms tick); 0 until it starts. GET /health calls a worker unhealthy
     // when it is seconds old. Not a sum: readers show it per worker.
     Counter loop_heartbeat_ms;
+
+    // WebSocket transport (ws/).
+    Counter ws_sessions;          // gauge: upgraded WebSocket connections open
+    Counter ws_upgrades;          // upgrade requests answered 101
+    Counter ws_upgrades_refused;  // answered 4xx, or cut by the upgrade timeout
+    Counter ws_frames_in;         // data frames received
+    Counter ws_frames_out;        // frames sent (data, pong, close)
+    Counter ws_control_in;        // ping, pong and close frames received
+    Counter ws_held_bytes;        // gauge: capacity of held LiMaoIM bytes (split packets, paused input)
 };
 
 // The message pipeline's threads (im/committer.h, im/fanout.h). Single

@@ -1,0 +1,361 @@
+#include "limaoim/ws/websocket.h"
+
+#include <algorithm>
+#include <array>
+#include <cstdlib>
+#include <cstring>
+
+#include "limaoim/log/log.h"
+#include "limaoim/ws/upgrade.h"
+
+namespace limaoim::ws {
+
+using net::CloseReason;
+using net::ConnRef;
+using net::DataResult;
+
+namespace {
+
+CloseReason reason_of(WsClose reason) { return CloseReason(uint8_t(reason)); }
+
+constexpr uint32_t kMinHeld = 256;
+
+}  // namespace
+
+WebSocketTransport::WebSocketTransport(net::Worker& loop, net::Handler& upper, const WebSocketOptions& options)
+    : loop_(loop), upper_(upper), options_(options), stats_(loop.stats()), conns_(loop.slots()) {
+    // Held bytes of resumed connections go up before the loop hands back its
+    // own buffered input (the loop's step after the iteration hooks).
+    loop_.add_iteration_hook([this] { hand_back_resumed(); });
+}
+
+WebSocketTransport::~WebSocketTransport() {
+    for (size_t slot = 0; slot < conns_.size(); ++slot) {
+        if (conns_[slot].generation) std::free(conns_[slot].held);
+    }
+}
+
+WebSocketTransport::Connection* WebSocketTransport::live(ConnRef conn) {
+    Connection& c = conns_[conn.slot];
+    return c.generation && c.generation == conn.generation ? &c : nullptr;
+}
+
+const WebSocketTransport::Connection* WebSocketTransport::live(ConnRef conn) const {
+    const Connection& c = conns_[conn.slot];
+    return c.generation && c.generation == conn.generation ? &c : nullptr;
+}
+
+// ---------------------------------------------------------------- downwards: the loop's handler
+
+void WebSocketTransport::on_open(ConnRef conn, net::Transport&) {
+    Connection& c = conns_.activate(conn.slot);
+    c.generation = conn.generation;
+    c.state = uint8_t(State::Upgrading);
+    loop_.set_deadline(conn, options_.upgrade_timeout_ms);
+}
+
+DataResult WebSocketTransport::on_data(ConnRef conn, std::span<const uint8_t> bytes) {
+    Connection* c = live(conn);
+    if (!c) return {bytes.size(), 0};
+    switch (State(c->state)) {
+    case State::Upgrading:
+        return upgrade(conn, *c, bytes);
+    case State::Open:
+        return read_frames(conn, *c, bytes);
+    case State::Free:
+    case State::Closing:
+        break;
+    }
+    return {bytes.size(), 0};  // closing: what the client still sends is ignored
+}
+
+// The request stays in the loop's reassembly buffer until its header block
+// is whole (bounded by max_upgrade_request, in time by the upgrade timeout).
+DataResult WebSocketTransport::upgrade(ConnRef conn, Connection& c, std::span<const uint8_t> bytes) {
+    const UpgradeResult request = parse_upgrade(bytes, options_.max_upgrade_request);
+    if (request.status == UpgradeStatus::Incomplete) return {0, 0};
+    const std::string response = upgrade_response(request);
+    if (request.status != UpgradeStatus::Accepted) {
+        stats_.ws_upgrades_refused.add();
+        log::write(log::Level::Debug, "ws", "upgrade refused: %s", request.problem);
+        loop_.send(conn, {reinterpret_cast<const uint8_t*>(response.data()), response.size()});
+        loop_.close(conn, reason_of(WsClose::BadUpgrade), Linger::Flush);
+        return {bytes.size(), 0};
+    }
+    if (!loop_.send(conn, {reinterpret_cast<const uint8_t*>(response.data()), response.size()}))
+        return {bytes.size(), 0};
+    stats_.ws_upgrades.add();
+    stats_.ws_sessions.add();
+    c.state = uint8_t(State::Open);
+    upper_.on_open(conn, *this);  // sets the upper handler's own deadline
+    if (!live(conn)) return {bytes.size(), 0};
+    // A client may send frames right behind its request.
+    const auto frames = bytes.subspan(request.request_bytes);
+    if (frames.empty()) return {bytes.size(), 0};
+    const DataResult r = read_frames(conn, c, frames);
+    return {request.request_bytes + r.consumed, r.needed};
+}
+
+DataResult WebSocketTransport::read_frames(ConnRef conn, Connection& c, std::span<const uint8_t> bytes) {
+    std::array<uint8_t, 125> control{};
+    stream_.clear();
+    size_t pos = 0;
+    for (;;) {
+        const ReadResult r = read_client_frames(c.reader, bytes.subspan(pos), options_.limits, stream_, control);
+        pos += r.consumed;
+        stats_.ws_frames_in.add(r.data_frames);
+        if (r.stop == ReadResult::Stop::NeedMore) {
+            if ((!stream_.empty() || c.held) && !deliver(conn, c)) return {bytes.size(), 0};
+            return {pos, r.needed};
+        }
+        // The data before a close or a violation still goes up first, as a
+        // TCP stream's packets before its end or its garbage do.
+        if (r.stop == ReadResult::Stop::Error || r.control == Opcode::Close) {
+            if ((!stream_.empty() || c.held) && !deliver(conn, c)) return {bytes.size(), 0};
+            stream_.clear();
+        }
+        if (r.stop == ReadResult::Stop::Error) {
+            const WsClose reason = r.error == CloseCode::UnsupportedData ? WsClose::TextFrame
+                                   : r.error == CloseCode::TooBig       ? WsClose::TooBig
+                                                                        : WsClose::ProtocolError;
+            close_with(conn, r.error, reason_of(reason));
+            return {bytes.size(), 0};
+        }
+        if (!control_frame(conn, c, r.control, r.control_payload)) return {bytes.size(), 0};
+    }
+}
+
+bool WebSocketTransport::control_frame(ConnRef conn, Connection& c, Opcode opcode, std::span<const uint8_t> payload) {
+    stats_.ws_control_in.add();
+    switch (opcode) {
+    case Opcode::Ping:  // §5.5.2: answer with the same payload
+        return send_frame(conn, Opcode::Pong, payload);
+    case Opcode::Close: {
+        // §5.5.1: answer with a close frame, echoing the code, then close
+        // the TCP connection (the server closes first, §7.1.1).
+        const uint16_t code = close_code_of(payload);
+        if (code == 0) {
+            close_with(conn, CloseCode::ProtocolError, reason_of(WsClose::ProtocolError));
+            return false;
+        }
+        c.state = uint8_t(State::Closing);
+        const uint8_t echo[2] = {uint8_t(code >> 8), uint8_t(code)};
+        const bool sent = send_frame(conn, Opcode::Close,
+                                     code == uint16_t(CloseCode::NoStatus) ? std::span<const uint8_t>{} : echo);
+        if (sent) loop_.close(conn, reason_of(WsClose::CloseFrame), Linger::Flush);
+        return false;
+    }
+    default:  // an unsolicited pong is allowed and needs no answer
+        return true;
+    }
+}
+
+// Hands the unmasked bytes of this read (after any held ones, in order) to
+// the upper handler, and holds what it did not take.
+bool WebSocketTransport::deliver(ConnRef conn, Connection& c) {
+    if (c.held) {
+        if (!stream_.empty() && !hold(conn, c, stream_)) return false;
+        stream_.clear();
+        if (c.flags & kPaused) return true;
+        const DataResult r = upper_.on_data(conn, {c.held->bytes(), c.held->len});
+        if (!live(conn) || c.state != uint8_t(State::Open)) return false;  // on_close freed what was held
+        const uint32_t rest = c.held->len - uint32_t(std::min<size_t>(r.consumed, c.held->len));
+        if (rest == 0) {
+            drop_held(c);
+        } else {
+            std::memmove(c.held->bytes(), c.held->bytes() + (c.held->len - rest), rest);
+            c.held->len = rest;
+        }
+        return true;
+    }
+    if (c.flags & kPaused) return hold(conn, c, stream_);
+    const DataResult r = upper_.on_data(conn, stream_);
+    if (!live(conn) || c.state != uint8_t(State::Open)) return false;
+    if (r.consumed < stream_.size())
+        return hold(conn, c, std::span<const uint8_t>(stream_).subspan(r.consumed));
+    return true;
+}
+
+bool WebSocketTransport::hold(ConnRef conn, Connection& c, std::span<const uint8_t> bytes) {
+    const uint32_t len = c.held ? c.held->len : 0;
+    const uint32_t cap = c.held ? c.held->cap : 0;
+    const uint64_t want = uint64_t(len) + bytes.size();
+    if (want > cap) {
+        const uint64_t grown_cap = std::max<uint64_t>({want, uint64_t(cap) * 2, kMinHeld});
+        if (grown_cap > UINT32_MAX || held_bytes_ + (grown_cap - cap) > options_.held_budget) {
+            loop_.close(conn, CloseReason::ReassemblyBudget);
+            return false;
+        }
+        auto* grown = static_cast<Held*>(std::realloc(c.held, sizeof(Held) + grown_cap));
+        if (!grown) {
+            loop_.close(conn, CloseReason::IoError);  // out of memory: this connection, not the server
+            return false;
+        }
+        grown->len = len;
+        grown->cap = uint32_t(grown_cap);
+        c.held = grown;
+        held_bytes_ += grown_cap - cap;
+        stats_.ws_held_bytes.add(grown_cap - cap);
+    }
+    std::memcpy(c.held->bytes() + len, bytes.data(), bytes.size());
+    c.held->len = uint32_t(want);
+    return true;
+}
+
+void WebSocketTransport::drop_held(Connection& c) {
+    if (!c.held) return;
+    held_bytes_ -= c.held->cap;
+    stats_.ws_held_bytes.sub(c.held->cap);
+    std::free(c.held);
+    c.held = nullptr;
+}
+
+void WebSocketTransport::on_deadline(ConnRef conn) {
+    Connection* c = live(conn);
+    if (!c) return;
+    if (c->state == uint8_t(State::Upgrading)) {
+        stats_.ws_upgrades_refused.add();
+        loop_.close(conn, reason_of(WsClose::UpgradeTimeout));
+    } else if (c->state == uint8_t(State::Open)) {
+        upper_.on_deadline(conn);
+    }
+}
+
+void WebSocketTransport::on_close(ConnRef conn, CloseReason reason) {
+    Connection* c = live(conn);
+    if (!c) return;
+    const bool upgraded = c->state != uint8_t(State::Upgrading);
+    drop_held(*c);
+    c->state = uint8_t(State::Free);
+    c->generation = 0;
+    conns_.deactivate(conn.slot);
+    if (upgraded) {
+        stats_.ws_sessions.sub();
+        upper_.on_close(conn, reason);
+    }
+}
+
+void WebSocketTransport::on_shutdown() {
+    for (uint32_t slot = 0; slot < conns_.size(); ++slot) {
+        const Connection& c = conns_[slot];
+        if (c.generation && c.state == uint8_t(State::Upgrading))
+            loop_.close(ConnRef{slot, c.generation}, reason_of(WsClose::ShutdownBeforeUpgrade));
+    }
+    upper_.on_shutdown();  // the upper handler says goodbye to the upgraded ones (once: it keeps no state after)
+}
+
+// ---------------------------------------------------------------- upwards: the upper handler's transport
+
+std::span<uint8_t> WebSocketTransport::reserve(ConnRef conn, size_t n) {
+    const Connection* c = live(conn);
+    if (!c || c->state != uint8_t(State::Open) || n > kMaxReserve) return {};
+    const size_t header = server_header_size(n);
+    if (n + header > kMaxReserve) {  // the loop's room cannot take header and bytes: build them apart
+        scratch_.resize(n);
+        reserved_at_ = scratch_.data();
+        reserved_header_ = 0;
+        return scratch_;
+    }
+    std::span<uint8_t> room = loop_.reserve(conn, n + header);
+    if (room.empty()) return {};
+    reserved_at_ = room.data();
+    reserved_header_ = header;
+    return room.subspan(header, n);
+}
+
+void WebSocketTransport::commit(ConnRef conn, size_t n) {
+    if (!live(conn)) return;
+    if (reserved_header_ == 0) {
+        send(conn, std::span<const uint8_t>(scratch_).first(n));
+        return;
+    }
+    // The header was sized for what was reserved; a shorter packet may need
+    // the shorter form (§5.2: the minimal length encoding), so the payload
+    // moves up to meet it.
+    const size_t header = server_header_size(n);
+    if (header < reserved_header_) std::memmove(reserved_at_ + header, reserved_at_ + reserved_header_, n);
+    write_server_header(Opcode::Binary, n, reserved_at_);
+    loop_.commit(conn, header + n);
+    stats_.ws_frames_out.add();
+}
+
+bool WebSocketTransport::send(ConnRef conn, std::span<const uint8_t> bytes) {
+    const Connection* c = live(conn);
+    if (!c || c->state != uint8_t(State::Open)) return false;
+    return send_frame(conn, Opcode::Binary, bytes);
+}
+
+bool WebSocketTransport::send_frame(ConnRef conn, Opcode opcode, std::span<const uint8_t> payload) {
+    uint8_t header[kMaxServerHeader];
+    const size_t header_size = write_server_header(opcode, payload.size(), header);
+    if (header_size + payload.size() <= kMaxReserve) {
+        std::span<uint8_t> room = loop_.reserve(conn, header_size + payload.size());
+        if (room.empty()) return false;
+        std::memcpy(room.data(), header, header_size);
+        if (!payload.empty()) std::memcpy(room.data() + header_size, payload.data(), payload.size());
+        loop_.commit(conn, header_size + payload.size());
+    } else if (!loop_.send(conn, {header, header_size}) || !loop_.send(conn, payload)) {
+        return false;
+    }
+    stats_.ws_frames_out.add();
+    return true;
+}
+
+void WebSocketTransport::close_with(ConnRef conn, CloseCode code, CloseReason reason) {
+    Connection* c = live(conn);
+    if (!c) return;
+    c->state = uint8_t(State::Closing);
+    const uint8_t payload[2] = {uint8_t(uint16_t(code) >> 8), uint8_t(code)};
+    if (send_frame(conn, Opcode::Close, payload)) loop_.close(conn, reason, Linger::Flush);
+}
+
+void WebSocketTransport::close(ConnRef conn, CloseReason reason, Linger linger) {
+    const Connection* c = live(conn);
+    if (!c) return;
+    if (linger == Linger::Flush && c->state == uint8_t(State::Open))
+        close_with(conn, loop_.stopping() ? CloseCode::GoingAway : CloseCode::Normal, reason);
+    else
+        loop_.close(conn, reason, linger);
+}
+
+void WebSocketTransport::pause_input(ConnRef conn) {
+    Connection* c = live(conn);
+    if (!c) return;
+    c->flags |= kPaused;
+    loop_.pause_input(conn);
+}
+
+void WebSocketTransport::resume_input(ConnRef conn) {
+    Connection* c = live(conn);
+    if (!c || !(c->flags & kPaused)) return;
+    c->flags &= uint8_t(~kPaused);
+    if (!(c->flags & kResumeQueued)) {
+        c->flags |= kResumeQueued;
+        resumed_.push_back(conn);
+    }
+    loop_.run_again_now();  // the hand-back runs in an iteration hook, never inside this call
+}
+
+void WebSocketTransport::hand_back_resumed() {
+    if (resumed_.empty()) return;
+    resumed_work_.swap(resumed_);
+    for (const ConnRef conn : resumed_work_) {
+        Connection* c = live(conn);
+        if (!c) continue;
+        c->flags &= uint8_t(~kResumeQueued);
+        if (c->flags & kPaused) continue;  // paused again before its turn
+        if (c->held) {
+            stream_.clear();
+            if (!deliver(conn, *c)) continue;
+        }
+        if (!(c->flags & kPaused)) loop_.resume_input(conn);
+    }
+    resumed_work_.clear();
+}
+
+bool WebSocketTransport::is_open(ConnRef conn) const {
+    const Connection* c = live(conn);
+    return c && c->state == uint8_t(State::Open) && loop_.is_open(conn);
+}
+
+}  // namespace limaoim::ws

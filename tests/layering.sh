@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The layers include only downwards: net/ (the loop) knows nothing of the
 # protocol, the sessions or the stores; proto/ knows nothing of sockets or
-# sessions; im/ (the IM core) knows neither the wire protocol, nor the
-# gateway or the HTTP API above it, nor io_uring, nor which store engine
+# sessions; ws/ (the WebSocket framing) knows the loop's interfaces, not
+# the protocol it carries or the gateway above it; the gateway does not know
+# which transport carries a session; im/ (the IM core) knows neither the
+# wire protocol, nor the gateway or the HTTP API above it, nor io_uring, nor which store engine
 # runs; RocksDB appears in its engine only, libcurl in the two HTTP clients
 # (webhook/, datasource/), which the IM core sees only as interfaces.
 # unit_loop links net/ alone; this catches a header-only include that no
@@ -22,12 +24,14 @@ check() {  # check LAYER FORBIDDEN_REGEX DIRS...
         status=1
     fi
 }
-check net 'proto|gateway|im|store|http|config' include/limaoim/net src/net
+check net 'proto|gateway|im|store|http|config|ws' include/limaoim/net src/net
 check proto 'net|gateway|im|store|http|config' include/limaoim/proto src/proto
 check stats 'net|proto|gateway|im|store|http|config' include/limaoim/stats src/stats
-check im 'proto|gateway|http|config|webhook|datasource' include/limaoim/im src/im
+check im 'proto|gateway|http|config|webhook|datasource|ws' include/limaoim/im src/im
 check store 'net|proto|gateway|im|http|config' include/limaoim/store src/store
 check http 'proto|gateway|store|config' include/limaoim/http src/http
+check gateway 'http|config|ws|webhook|datasource' include/limaoim/gateway src/gateway
+check ws 'proto|gateway|im|store|http|config|webhook|datasource' include/limaoim/ws src/ws
 check webhook 'net|proto|gateway|http|config|datasource' include/limaoim/webhook src/webhook
 check datasource 'net|proto|gateway|http|config|store|webhook' include/limaoim/datasource src/datasource
 check log 'net|proto|stats|gateway|im|store|http|config|webhook|datasource' include/limaoim/log src/log
@@ -42,7 +46,7 @@ forbid() {  # forbid WHAT REGEX DIRS...: an #include matching REGEX in DIRS
         status=1
     fi
 }
-forbid "io_uring outside net/" 'liburing' include src/im src/gateway src/http src/store src/proto
+forbid "io_uring outside net/" 'liburing' include src/im src/gateway src/http src/store src/proto src/ws
 forbid "RocksDB outside its engine" 'rocksdb/' include src/im src/gateway src/http src/net src/proto src/main.cpp
 forbid "libcurl outside webhook/ and datasource/" 'curl/' include src/im src/gateway src/http src/net src/proto src/store src/stats src/config src/main.cpp
 if [ "$status" = 0 ]; then

@@ -11,7 +11,7 @@
 # out-of-memory (the input is kept in tests/fuzz/crashes/); 2 on bad usage.
 set -euo pipefail
 
-readonly all_targets=(fuzz_split fuzz_decode fuzz_connect fuzz_crypto fuzz_http)
+readonly all_targets=(fuzz_split fuzz_decode fuzz_connect fuzz_crypto fuzz_http fuzz_ws_frame)
 repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 readonly repo_root
 readonly build_dir=$repo_root/build-fuzz

@@ -1,0 +1,219 @@
+// The WebSocket framing (ws/frame.h) and opening handshake (ws/upgrade.h),
+// without sockets: RFC 6455's own examples, every cut of a stream, every
+// violation and its close code.
+#include <doctest/doctest.h>
+
+#include <string>
+#include <vector>
+
+#include "limaoim/ws/frame.h"
+#include "limaoim/ws/upgrade.h"
+#include "ws_reader_driver.h"
+
+using namespace limaoim::ws;
+using limaoim::testing::ReaderOutcome;
+using limaoim::testing::read_chunked;
+
+namespace {
+
+std::vector<uint8_t> bytes(std::initializer_list<int> list) {
+    std::vector<uint8_t> out;
+    for (int b : list) out.push_back(uint8_t(b));
+    return out;
+}
+
+std::span<const uint8_t> span_of(const std::string& s) { return {reinterpret_cast<const uint8_t*>(s.data()), s.size()}; }
+
+// A masked client frame.
+std::vector<uint8_t> client_frame(uint8_t first_byte, std::span<const uint8_t> payload,
+                                  std::array<uint8_t, 4> mask = {0x37, 0xfa, 0x21, 0x3d}) {
+    std::vector<uint8_t> out{first_byte};
+    if (payload.size() <= 125) {
+        out.push_back(uint8_t(0x80 | payload.size()));
+    } else if (payload.size() <= 0xffff) {
+        out.insert(out.end(), {0x80 | 126, uint8_t(payload.size() >> 8), uint8_t(payload.size())});
+    } else {
+        out.push_back(0x80 | 127);
+        for (int i = 7; i >= 0; --i) out.push_back(uint8_t(uint64_t(payload.size()) >> (8 * i)));
+    }
+    out.insert(out.end(), mask.begin(), mask.end());
+    for (size_t i = 0; i < payload.size(); ++i) out.push_back(payload[i] ^ mask[i & 3]);
+    return out;
+}
+
+ReaderOutcome read_all(std::span<const uint8_t> stream, FrameLimits limits = {}) {
+    return read_chunked(stream, {}, limits);
+}
+
+}  // namespace
+
+TEST_CASE("RFC 6455 §5.7: a masked 'Hello' reads as its payload") {
+    // The RFC's example is a text frame; the same bytes as a binary frame.
+    const auto frame = bytes({0x82, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58});
+    const ReaderOutcome out = read_all(frame);
+    CHECK(out.error == 0);
+    CHECK(std::string(out.data.begin(), out.data.end()) == "Hello");
+    CHECK(out.data_frames == 1);
+
+    const auto text = bytes({0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58});
+    CHECK(read_all(text).error == uint16_t(CloseCode::UnsupportedData));
+}
+
+TEST_CASE("a stream reads the same however it is cut, one byte at a time included") {
+    std::vector<uint8_t> stream;
+    std::string expected;
+    const std::string a(300, 'a'), b = "bb", c(70000, 'c');
+    auto add = [&](uint8_t first, const std::string& payload, bool data) {
+        const auto f = client_frame(first, span_of(payload));
+        stream.insert(stream.end(), f.begin(), f.end());
+        if (data) expected += payload;
+    };
+    add(0x02, a, true);   // binary, not final (16-bit length)
+    add(0x89, "ping!", false);  // a ping between fragments is allowed (§5.4)
+    add(0x80, b, true);   // final continuation
+    add(0x82, c, true);   // binary, 64-bit length
+    add(0x8a, "", false); // pong
+    add(0x82, "", true);  // empty binary message
+    const ReaderOutcome whole = read_all(stream);
+    REQUIRE(whole.error == 0);
+    CHECK(std::string(whole.data.begin(), whole.data.end()) == expected);
+    REQUIRE(whole.controls.size() == 2);
+    CHECK(whole.controls[0].first == Opcode::Ping);
+    CHECK(std::string(whole.controls[0].second.begin(), whole.controls[0].second.end()) == "ping!");
+    CHECK(whole.controls[1].first == Opcode::Pong);
+    CHECK(whole.data_frames == 4);
+    for (size_t chunk : {1, 2, 3, 7, 13, 125, 1000}) {
+        INFO("chunk " << chunk);
+        CHECK(read_chunked(stream, {chunk}, {}) == whole);
+    }
+}
+
+TEST_CASE("every violation stops the reader with its close code") {
+    const auto p = bytes({0x70});
+    struct Case {
+        const char* what;
+        std::vector<uint8_t> stream;
+        CloseCode code;
+    };
+    std::vector<uint8_t> unmasked = {0x82, 0x01, 0x70};
+    std::vector<uint8_t> interleaved = client_frame(0x02, p);
+    const auto second = client_frame(0x82, p);
+    interleaved.insert(interleaved.end(), second.begin(), second.end());
+    std::vector<uint8_t> top_bit = {0x82, 0xff, 0x80, 0, 0, 0, 0, 0, 0, 1, 1, 2, 3, 4};
+    const std::vector<Case> cases = {
+        {"unmasked", unmasked, CloseCode::ProtocolError},
+        {"RSV1", client_frame(0xc2, p), CloseCode::ProtocolError},
+        {"RSV3", client_frame(0x92, p), CloseCode::ProtocolError},
+        {"opcode 3", client_frame(0x83, p), CloseCode::ProtocolError},
+        {"opcode 11", client_frame(0x8b, p), CloseCode::ProtocolError},
+        {"text", client_frame(0x81, p), CloseCode::UnsupportedData},
+        {"continuation first", client_frame(0x80, p), CloseCode::ProtocolError},
+        {"binary inside a message", interleaved, CloseCode::ProtocolError},
+        {"fragmented ping", client_frame(0x09, p), CloseCode::ProtocolError},
+        {"ping of 126 bytes", client_frame(0x89, std::vector<uint8_t>(126, 1)), CloseCode::ProtocolError},
+        {"64-bit length with the top bit", top_bit, CloseCode::ProtocolError},
+    };
+    for (const Case& c : cases) {
+        INFO(c.what);
+        CHECK(read_all(c.stream).error == uint16_t(c.code));
+        CHECK(read_chunked(c.stream, {1}, {}).error == uint16_t(c.code));
+    }
+}
+
+TEST_CASE("the frame and message limits are checked on the header, before the payload") {
+    FrameLimits limits;
+    limits.max_frame = 100;
+    limits.max_message = 150;
+    // Only the header of a 101-byte frame: refused without its payload.
+    const auto header = bytes({0x82, 0x80 | 101, 1, 2, 3, 4});
+    CHECK(read_all(header, limits).error == uint16_t(CloseCode::TooBig));
+    // 80 + 80 in one message passes the message limit on the second header.
+    std::vector<uint8_t> two = client_frame(0x02, std::vector<uint8_t>(80, 0));
+    const auto second = client_frame(0x80, std::vector<uint8_t>(80, 0));
+    two.insert(two.end(), second.begin(), second.end());
+    const ReaderOutcome out = read_all(two, limits);
+    CHECK(out.error == uint16_t(CloseCode::TooBig));
+    CHECK(out.data.size() == 80);
+    // Two messages of 80 each are fine: the count starts again per message.
+    std::vector<uint8_t> apart = client_frame(0x82, std::vector<uint8_t>(80, 0));
+    apart.insert(apart.end(), apart.begin(), apart.end());
+    CHECK(read_all(apart, limits).error == 0);
+    // Control frames have their own bound (125) whatever the limits say.
+    FrameLimits tiny;
+    tiny.max_frame = 1;
+    tiny.max_message = 1;
+    CHECK(read_all(client_frame(0x89, std::vector<uint8_t>(125, 0)), tiny).error == 0);
+}
+
+TEST_CASE("close codes: which a client may send") {
+    CHECK(close_code_of({}) == 1005);
+    CHECK(close_code_of(bytes({0x03})) == 0);
+    CHECK(close_code_of(bytes({0x03, 0xe8})) == 1000);
+    CHECK(close_code_of(bytes({0x03, 0xe8, 'b', 'y', 'e'})) == 1000);
+    for (int code : {999, 1004, 1005, 1006, 1015, 1016, 2999, 5000})
+        CHECK(close_code_of(bytes({code >> 8, code & 0xff})) == 0);
+    for (int code : {1001, 1003, 1007, 1011, 1014, 3000, 4999})
+        CHECK(close_code_of(bytes({code >> 8, code & 0xff})) == code);
+}
+
+TEST_CASE("server headers use the shortest length form (§5.2)") {
+    uint8_t out[kMaxServerHeader];
+    CHECK(write_server_header(Opcode::Binary, 0, out) == 2);
+    CHECK(out[0] == 0x82);
+    CHECK(out[1] == 0);
+    CHECK(write_server_header(Opcode::Binary, 125, out) == 2);
+    CHECK(out[1] == 125);
+    CHECK(write_server_header(Opcode::Binary, 126, out) == 4);
+    CHECK(out[1] == 126);
+    CHECK(out[2] == 0);
+    CHECK(out[3] == 126);
+    CHECK(write_server_header(Opcode::Close, 65535, out) == 4);
+    CHECK(out[0] == 0x88);
+    CHECK(write_server_header(Opcode::Binary, 65536, out) == 10);
+    CHECK(out[1] == 127);
+    CHECK(out[7] == 1);
+    for (uint64_t n : {0ull, 125ull, 126ull, 65535ull, 65536ull}) CHECK(server_header_size(n) == write_server_header(Opcode::Binary, n, out));
+}
+
+TEST_CASE("the opening handshake: RFC 6455 §1.3's key, what is refused and why") {
+    CHECK(accept_key("dGhlIHNhbXBsZSBub25jZQ==") == "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+    const std::string good =
+        "GET /chat HTTP/1.1\r\nHost: server.example.com\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nOrigin: http://example.com\r\nSec-WebSocket-Version: 13\r\n\r\n";
+    UpgradeResult r = parse_upgrade(span_of(good + "frames"), 8192);
+    REQUIRE(r.status == UpgradeStatus::Accepted);
+    CHECK(r.request_bytes == good.size());
+    CHECK(upgrade_response(r) ==
+          "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+          "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n");
+
+    // Every prefix is incomplete, none is refused.
+    for (size_t n = 0; n < good.size(); ++n) CHECK(parse_upgrade(span_of(good.substr(0, n)), 8192).status == UpgradeStatus::Incomplete);
+
+    auto status = [](const std::string& request) { return parse_upgrade(span_of(request), 8192).status; };
+    auto with = [&](const std::string& from, const std::string& to) {
+        std::string s = good;
+        s.replace(s.find(from), from.size(), to);
+        return s;
+    };
+    CHECK(status(with("GET", "POST")) == UpgradeStatus::Bad);
+    CHECK(status(with("HTTP/1.1", "HTTP/1.0")) == UpgradeStatus::Bad);
+    CHECK(status(with("Upgrade: websocket\r\n", "")) == UpgradeStatus::Bad);
+    CHECK(status(with("Connection: Upgrade", "Connection: keep-alive")) == UpgradeStatus::Bad);
+    CHECK(status(with("Connection: Upgrade", "Connection: keep-alive, Upgrade")) == UpgradeStatus::Accepted);
+    CHECK(status(with("Upgrade: websocket", "upgrade: WebSocket")) == UpgradeStatus::Accepted);
+    CHECK(status(with("Version: 13", "Version: 8")) == UpgradeStatus::BadVersion);
+    CHECK(status(with("dGhlIHNhbXBsZSBub25jZQ==", "short")) == UpgradeStatus::Bad);
+    CHECK(status(with("dGhlIHNhbXBsZSBub25jZQ==", "dGhlIHNhbXBsZSBub25j!Q==")) == UpgradeStatus::Bad);
+    CHECK(status("\x16\x03\x01\x02\x05 TLS hello\r\n\r\n") == UpgradeStatus::Bad);
+    // The header block is bounded whether it ended or not.
+    CHECK(parse_upgrade(span_of(std::string(9000, 'a')), 8192).status == UpgradeStatus::TooLarge);
+    CHECK(parse_upgrade(span_of(with("Origin:", "X-Pad: " + std::string(9000, 'p') + "\r\nOrigin:")), 8192).status ==
+          UpgradeStatus::TooLarge);
+
+    UpgradeResult refused = parse_upgrade(span_of(with("Version: 13", "Version: 8")), 8192);
+    const std::string response = upgrade_response(refused);
+    CHECK(response.starts_with("HTTP/1.1 426 Upgrade Required\r\n"));
+    CHECK(response.find("Sec-WebSocket-Version: 13\r\n") != std::string::npos);
+    CHECK(response.find("Connection: close\r\n") != std::string::npos);
+}

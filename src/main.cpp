@@ -21,6 +21,7 @@
 #include "limaoim/gateway/gateway.h"
 #include "limaoim/ws/websocket.h"
 #include "limaoim/http/api.h"
+#include "limaoim/http/demo.h"
 #include "limaoim/http/server.h"
 #include "limaoim/im/core.h"
 #include "limaoim/log/log.h"
@@ -244,7 +245,9 @@ int run(const Config& config) {
     }
     // The webhook's view for GET /health; null without a webhook.
     const im::Events* events = webhook_sender.get();
-    http::Api api(core, config.http_secret, make_probes(segment, plan.workers, *store, events));
+    http::Api api(core, config.http_secret, make_probes(segment, plan.workers, *store, events), http::demo_files());
+    if (serve_api && !http::demo_built())
+        log::write(log::Level::Warn, "limaoim", "the demo page (/demo/) was not built: run `npm ci` in clients/js, then reconfigure and rebuild");
     net::BlockingPool api_pool("api", config.api_threads, 4096);
 
     net::SharedLimits limits;

@@ -12,7 +12,7 @@ packages=(
   libtomlplusplus-dev libcli11-dev nlohmann-json3-dev
   clang libclang-rt-14-dev shellcheck gnuplot-nox iproute2 procps jq python3
   librocksdb-dev libhttp-parser-dev zlib1g-dev curl libcurl4-openssl-dev
-  prometheus
+  prometheus chromium
 )
 
 install_packages() {
@@ -28,6 +28,17 @@ install_packages() {
   fi
 }
 
+# Node.js 20 comes with the machine (nodesource); Debian's own otherwise.
+# The JavaScript client's packages come from its lockfile; the demo page
+# embedded in the server needs them at build time.
+install_js() {
+  if ! command -v npm >/dev/null; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -qq nodejs npm >/dev/null
+  fi
+  (cd clients/js && npm ci --no-audit --no-fund --loglevel=error)
+}
+
 build() {  # build DIR [meson options...]
   local dir=$1
   shift
@@ -40,19 +51,24 @@ build() {  # build DIR [meson options...]
 case "${1:-}" in
   run)
     install_packages
+    install_js
     build build-release --buildtype=release
     shift
     exec ./build-release/limaoim "$@"
     ;;
   test)
     install_packages
+    install_js
     build build
     meson test -C build --print-errorlogs --num-processes 1
     # The same suite against an AddressSanitizer + UBSan build (libc malloc,
-    # leak detection at clean exit).
+    # leak detection at clean exit), but for the load tests (tens of
+    # thousands of clients through the code the integration tests cover)
+    # and the browser (the same page and server as js-e2e): CI's time.
     build build-asan -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug -Doptimization=1
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-      meson test -C build-asan --print-errorlogs --num-processes 1 --timeout-multiplier 3
+      meson test -C build-asan --print-errorlogs --num-processes 1 --timeout-multiplier 3 \
+        --no-suite load --no-suite browser
     # Each libFuzzer target for a short run from its committed corpus (clang).
     tests/fuzz/run.sh 15
     ;;

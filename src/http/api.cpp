@@ -484,8 +484,9 @@ HistoryWindow message_sync_window(uint32_t min_seq, uint32_t max_seq, uint32_t l
     return window;
 }
 
-Api::Api(im::Service& service, std::string_view bearer_secret, Probes probes)
-    : service_(service), probes_(std::move(probes)) {
+Api::Api(im::Service& service, std::string_view bearer_secret, Probes probes,
+         std::span<const StaticFile> static_files)
+    : service_(service), probes_(std::move(probes)), static_files_(static_files) {
     if (!bearer_secret.empty()) secret_digest_ = sha256(bearer_secret);
 }
 
@@ -526,6 +527,14 @@ bool Api::authorized(std::string_view authorization) const {
 Response Api::handle(const Request& request) const {
     try {
         try {
+            if (request.method == "GET") {
+                for (const StaticFile& file : static_files_) {
+                    if (file.path != request.path) continue;
+                    Response response{file.status, std::string(file.body)};
+                    response.content_type = file.content_type;
+                    return response;
+                }
+            }
             if (!authorized(request.authorization)) return error(401, "unauthorized");
             if (request.path == "/health" || request.path == "/metrics") return probe(request);
             const Route* route = std::find_if(std::begin(kRoutes), std::end(kRoutes),

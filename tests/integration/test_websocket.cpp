@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "chat_client.h"
+#include "http_client.h"
 #include "im_helpers.h"
 #include "im_server.h"
 
@@ -415,4 +416,18 @@ TEST_CASE("websocket: --ws-addr '' turns the listener off") {
     REQUIRE_MESSAGE(server.started(), server.log());
     CHECK(server.ws_port() == 0);
     CHECK(server.log().find("WebSocket off") != std::string::npos);
+}
+
+TEST_CASE("websocket: the demo page and its modules are served at /demo/, without the API secret") {
+    ImServer server({"--http-secret", "s3cret"});
+    REQUIRE_MESSAGE(server.started(), server.log());
+    const HttpResult page = http_request(server.http_port(), "GET", "/demo/", "");
+    REQUIRE(page.status == 200);
+    CHECK(page.body.find("importmap") != std::string::npos);
+    // Every module the page loads answers, so the browser can run it.
+    for (const char* path : {"/demo/demo.js", "/demo/src/client.js", "/demo/vendor/@noble/hashes/legacy.js"}) {
+        INFO(path);
+        CHECK(http_request(server.http_port(), "GET", path, "").status == 200);
+    }
+    CHECK(http_request(server.http_port(), "GET", "/health", "").status == 401);  // the API still needs the secret
 }

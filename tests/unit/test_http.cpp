@@ -251,6 +251,21 @@ TEST_CASE("Api: a bearer secret is required on every request when configured") {
     CHECK(open.authorized("Bearer anything"));
 }
 
+TEST_CASE("Api: static files answer GET without the secret; nothing else does") {
+    FakeService service;
+    const http::StaticFile files[] = {{"/demo/", "text/html; charset=utf-8", "<html>", 200},
+                                      {"/demo/missing.js", "text/plain", "not built", 404}};
+    Api api(service, "s3cret", {}, files);
+    Response page = call(api, "GET", "/demo/", "");
+    CHECK(page.status == 200);
+    CHECK(page.body == "<html>");
+    CHECK(std::string(page.content_type) == "text/html; charset=utf-8");
+    CHECK(call(api, "GET", "/demo/missing.js", "").status == 404);
+    CHECK(call(api, "POST", "/demo/", "").status == 401);       // only GET
+    CHECK(call(api, "GET", "/demo/other.js", "").status == 401);  // only the listed paths
+    CHECK(call(api, "GET", "/demo/?x=1", "").status == 401);      // the path must match exactly (the query is apart)
+}
+
 TEST_CASE("Api: malformed JSON and bodies of the wrong shape are 400s, never exceptions") {
     FakeService service;
     Api api(service);

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <functional>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -47,6 +48,15 @@ struct Probes {
     std::function<std::string()> metrics;
 };
 
+// A file served as it is to GET (the demo page, http/demo.h): public, so
+// answered without the bearer secret. The bytes are static (in the binary).
+struct StaticFile {
+    std::string_view path;          // the URL path, e.g. "/demo/demo.js"
+    const char* content_type;
+    std::string_view body;
+    uint16_t status = 200;
+};
+
 inline constexpr const char* kPrometheusContentType = "text/plain; version=0.0.4; charset=utf-8";
 
 // The seq window POST /channel/messagesync reads (§16.3), in the terms of
@@ -71,7 +81,10 @@ public:
     // `bearer_secret` empty: no authorization. Otherwise every request needs
     // `Authorization: Bearer <secret>` (401 without), /health and /metrics
     // included.
-    explicit Api(im::Service& service, std::string_view bearer_secret = {}, Probes probes = {});
+    // `static_files` are answered to GET before any other route, without
+    // authorization (they must hold nothing secret).
+    explicit Api(im::Service& service, std::string_view bearer_secret = {}, Probes probes = {},
+                 std::span<const StaticFile> static_files = {});
 
     // Any thread; never throws. Status codes: 200; 400 for a request that
     // is malformed or that the core refuses; 401; 404 unknown path; 405
@@ -88,6 +101,7 @@ private:
     im::Service& service_;
     std::optional<std::array<uint8_t, 32>> secret_digest_;  // SHA-256 of the secret
     Probes probes_;
+    std::span<const StaticFile> static_files_;
 };
 
 }  // namespace limaoim::http

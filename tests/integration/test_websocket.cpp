@@ -397,6 +397,31 @@ TEST_CASE("websocket: hostile clients: slowloris upgrade, a ping flood without r
     }
 }
 
+TEST_CASE("websocket: split packets held for WebSocket sessions are bounded by the reassembly budget") {
+    // One worker with a 2 MiB share: three sessions each holding 600 KB of
+    // an unfinished 900 KB SEND need more (the held blocks grow by doubling).
+    ImServer server({"--workers", "1", "--reassembly-budget", "2097152", "--max-packet", "1000000"});
+    REQUIRE_MESSAGE(server.started(), server.log());
+    std::vector<ChatClient> clients;
+    for (int i = 0; i < 3; ++i) clients.push_back(online_client(server, "holder-" + std::to_string(i), true));
+    // A SEND header announcing 900,000 bytes, then 600,000 of them in 60 frames.
+    const uint32_t remaining = 900000;
+    std::vector<uint8_t> start = {0x30, uint8_t(0x80 | (remaining & 0x7f)), uint8_t(0x80 | ((remaining >> 7) & 0x7f)),
+                                  uint8_t(remaining >> 14)};
+    const std::vector<uint8_t> chunk(10000, 'x');
+    for (ChatClient& c : clients) {
+        c.raw().send_raw(Client::ws_frame(2, start));
+        for (int i = 0; i < 60; ++i)
+            if (!c.raw().send_raw(Client::ws_frame(2, chunk))) break;
+    }
+    CHECK(server.process().wait_stat("counters.closed.reassembly_budget", 1, 5000) >= 1);
+    const int64_t held = server.process().stat_json()["websocket"]["held_bytes"].get<int64_t>();
+    CHECK(held <= 2097152);
+    for (ChatClient& c : clients) c.raw().close();
+    CHECK(server.process().wait_stat("gauges.connections", 0, 5000) == 0);
+    CHECK(server.process().stat_json()["websocket"]["held_bytes"] == 0);
+}
+
 TEST_CASE("websocket: SIGTERM tells WebSocket sessions DISCONNECT, then close 1001") {
     ImServer server;
     REQUIRE_MESSAGE(server.started(), server.log());

@@ -17,7 +17,8 @@
 // incomplete upgrade request, frame header or control frame stays in the
 // loop's reassembly buffer; LiMaoIM bytes the gateway could not take yet (a
 // split packet, input held back while paused) in a malloc'd Held block per
-// connection, bounded by the worker's share of the reassembly budget. An
+// connection, bounded by a budget as large as the worker's share of the
+// reassembly budget (kept apart from the loop's own). An
 // idle upgraded connection holds no block.
 //
 // Every call is made on the worker's thread.

@@ -159,6 +159,19 @@ http::Probes make_probes(const stats::Segment& segment, uint32_t workers, store:
 }
 
 int run(const Config& config) {
+    // Blocked before the first thread starts (the store's, the API pool's,
+    // the committer's...): every thread inherits the mask, so SIGTERM waits
+    // for the main thread's sigwait below. A thread created earlier without
+    // it would take a SIGTERM sent during start-up and die by its default
+    // action: no goodbye, no flush (seen in a test that stops a server just
+    // after it started).
+    sigset_t signals;
+    sigemptyset(&signals);
+    sigaddset(&signals, SIGINT);
+    sigaddset(&signals, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+    signal(SIGPIPE, SIG_IGN);
+
     log::set_level(*log::parse_level(effective_log_level(config)));
     const uint64_t nofile = net::raise_nofile_limit();
     const net::CapacityPlan plan = net::plan_capacity(config.max_conns, config.workers, nofile,
@@ -334,14 +347,6 @@ int run(const Config& config) {
         segment.remove();
         return 1;
     }
-
-    // Workers inherit this mask: only the main thread takes the signals.
-    sigset_t signals;
-    sigemptyset(&signals);
-    sigaddset(&signals, SIGINT);
-    sigaddset(&signals, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-    signal(SIGPIPE, SIG_IGN);
 
     for (size_t i = 0; i < workers.size(); ++i) {
         if (!workers[i]->start(error)) {

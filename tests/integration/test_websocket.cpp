@@ -426,10 +426,12 @@ TEST_CASE("websocket: SIGTERM tells WebSocket sessions DISCONNECT, then close 10
     ImServer server;
     REQUIRE_MESSAGE(server.started(), server.log());
     ChatClient web = online_client(server, "leaving", true);
-    std::thread stopper([&] { server.stop(SIGTERM, 10000); });
+    std::optional<int> exit_status;
+    std::thread stopper([&] { exit_status = server.stop(SIGTERM, 10000); });
     std::vector<Received> seen;
     CHECK(web.raw().wait_closed(5000, &seen));
     stopper.join();
+    CHECK(exit_status == 0);
     INFO("close code " << web.raw().ws_close_code.value_or(0) << "; server log:\n" << server.log());
     REQUIRE(!seen.empty());
     CHECK(seen.front().type() == proto::PacketType::Disconnect);

@@ -119,6 +119,35 @@ uint16_t close_code_of(std::span<const uint8_t> payload) {
     return 0;
 }
 
+bool valid_utf8(std::span<const uint8_t> text) {
+    size_t i = 0;
+    while (i < text.size()) {
+        const uint8_t b = text[i];
+        size_t extra;
+        uint32_t min, code;
+        if (b < 0x80) {
+            ++i;
+            continue;
+        } else if ((b & 0xe0) == 0xc0) {
+            extra = 1, min = 0x80, code = b & 0x1f;
+        } else if ((b & 0xf0) == 0xe0) {
+            extra = 2, min = 0x800, code = b & 0x0f;
+        } else if ((b & 0xf8) == 0xf0) {
+            extra = 3, min = 0x10000, code = b & 0x07;
+        } else {
+            return false;  // a continuation byte first, or 0xf8..0xff
+        }
+        if (i + extra >= text.size()) return false;  // cut short
+        for (size_t k = 1; k <= extra; ++k) {
+            if ((text[i + k] & 0xc0) != 0x80) return false;
+            code = (code << 6) | (text[i + k] & 0x3f);
+        }
+        if (code < min || code > 0x10ffff || (code >= 0xd800 && code <= 0xdfff)) return false;
+        i += extra + 1;
+    }
+    return true;
+}
+
 size_t server_header_size(uint64_t payload) { return payload <= 125 ? 2 : payload <= 0xffff ? 4 : 10; }
 
 size_t write_server_header(Opcode opcode, uint64_t payload, uint8_t* out) {

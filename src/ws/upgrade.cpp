@@ -21,12 +21,17 @@ struct Headers {
     std::string* value = nullptr;  // where the current header's value goes, or null (not needed)
     bool field_done = false;
     std::string upgrade, connection, key, version;
+    bool host = false;  // §4.1: the request carries a Host header
     bool complete = false;
 };
 
+// ASCII only: header bytes >= 0x80 compare as they are (std::tolower of a
+// negative char is undefined).
+char ascii_lower(char c) { return c >= 'A' && c <= 'Z' ? char(c - 'A' + 'a') : c; }
+
 bool iequals(std::string_view a, std::string_view b) {
     return a.size() == b.size() &&
-           std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) { return std::tolower(x) == std::tolower(y); });
+           std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) { return ascii_lower(x) == ascii_lower(y); });
 }
 
 // True when the comma-separated list `header` holds `token` (case-insensitive):
@@ -59,6 +64,7 @@ int on_header_value(http_parser* parser, const char* at, size_t length) {
     auto& h = *static_cast<Headers*>(parser->data);
     if (!h.field_done) {
         h.field_done = true;
+        if (iequals(h.field, "Host")) h.host = true;
         h.value = iequals(h.field, "Upgrade")                 ? &h.upgrade
                   : iequals(h.field, "Connection")            ? &h.connection
                   : iequals(h.field, "Sec-WebSocket-Key")     ? &h.key
@@ -126,12 +132,14 @@ std::string accept_key(std::string_view client_key) {
     return std::string(encoded, size_t(n));
 }
 
-UpgradeResult parse_upgrade(std::span<const uint8_t> in, size_t max_request) {
+UpgradeResult parse_upgrade(std::span<const uint8_t> in, size_t max_request, size_t scan_from) {
     const std::string_view text(reinterpret_cast<const char*>(in.data()), in.size());
-    const size_t end = text.find("\r\n\r\n");
+    const size_t end = text.find("\r\n\r\n", std::min(scan_from, text.size()));
     if (end == std::string_view::npos) {
         if (in.size() > max_request) return refused(UpgradeStatus::TooLarge, in.size(), "request header too large");
-        return {};
+        UpgradeResult incomplete;
+        incomplete.scanned = in.size() < 3 ? 0 : in.size() - 3;  // a blank line may be cut after its first 3 bytes
+        return incomplete;
     }
     const size_t request_bytes = end + 4;
     if (request_bytes > max_request) return refused(UpgradeStatus::TooLarge, request_bytes, "request header too large");
@@ -146,6 +154,7 @@ UpgradeResult parse_upgrade(std::span<const uint8_t> in, size_t max_request) {
     if (parser.method != HTTP_GET) return refused(UpgradeStatus::Bad, request_bytes, "a WebSocket upgrade is a GET");
     if (parser.http_major < 1 || (parser.http_major == 1 && parser.http_minor < 1))
         return refused(UpgradeStatus::Bad, request_bytes, "a WebSocket upgrade needs HTTP/1.1");
+    if (!headers.host) return refused(UpgradeStatus::Bad, request_bytes, "the request has no Host header");
     if (!has_token(headers.upgrade, "websocket") || !has_token(headers.connection, "upgrade"))
         return refused(UpgradeStatus::Bad, request_bytes,
                        "this port speaks WebSocket: send Upgrade: websocket and Connection: Upgrade");

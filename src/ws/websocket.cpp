@@ -19,6 +19,7 @@ namespace {
 CloseReason reason_of(WsClose reason) { return CloseReason(uint8_t(reason)); }
 
 constexpr uint32_t kMinHeld = 256;
+constexpr size_t kControlHeader = 6;  // a control frame's header: 2 bytes and the mask (payload <= 125)
 
 }  // namespace
 
@@ -72,8 +73,11 @@ DataResult WebSocketTransport::on_data(ConnRef conn, std::span<const uint8_t> by
 // The request stays in the loop's reassembly buffer until its header block
 // is whole (bounded by max_upgrade_request, in time by the upgrade timeout).
 DataResult WebSocketTransport::upgrade(ConnRef conn, Connection& c, std::span<const uint8_t> bytes) {
-    const UpgradeResult request = parse_upgrade(bytes, options_.max_upgrade_request);
-    if (request.status == UpgradeStatus::Incomplete) return {0, 0};
+    const UpgradeResult request = parse_upgrade(bytes, options_.max_upgrade_request, c.scanned);
+    if (request.status == UpgradeStatus::Incomplete) {
+        c.scanned = uint16_t(std::min<size_t>(request.scanned, UINT16_MAX));  // a request dribbled in is searched once, not once per byte
+        return {0, 0};
+    }
     const std::string response = upgrade_response(request);
     if (request.status != UpgradeStatus::Accepted) {
         stats_.ws_upgrades_refused.add();
@@ -121,6 +125,12 @@ DataResult WebSocketTransport::read_frames(ConnRef conn, Connection& c, std::spa
             close_with(conn, r.error, reason_of(reason));
             return {bytes.size(), 0};
         }
+        // A close behind input the upper handler has not taken (it paused)
+        // waits in the loop's buffer until that input went up, as a TCP
+        // stream's end waits behind its packets. Control frames leave the
+        // reader's state as it was, so it is read again from its start.
+        if (r.control == Opcode::Close && (c.flags & kPaused))
+            return {pos - kControlHeader - r.control_payload.size(), 0};
         if (!control_frame(conn, c, r.control, r.control_payload)) return {bytes.size(), 0};
     }
 }
@@ -136,6 +146,10 @@ bool WebSocketTransport::control_frame(ConnRef conn, Connection& c, Opcode opcod
         const uint16_t code = close_code_of(payload);
         if (code == 0) {
             close_with(conn, CloseCode::ProtocolError, reason_of(WsClose::ProtocolError));
+            return false;
+        }
+        if (payload.size() > 2 && !valid_utf8(payload.subspan(2))) {  // §8.1: the reason is UTF-8
+            close_with(conn, CloseCode::InvalidData, reason_of(WsClose::ProtocolError));
             return false;
         }
         c.state = uint8_t(State::Closing);
@@ -181,7 +195,8 @@ bool WebSocketTransport::hold(ConnRef conn, Connection& c, std::span<const uint8
     const uint32_t cap = c.held ? c.held->cap : 0;
     const uint64_t want = uint64_t(len) + bytes.size();
     if (want > cap) {
-        const uint64_t grown_cap = std::max<uint64_t>({want, uint64_t(cap) * 2, kMinHeld});
+        uint64_t grown_cap = std::max<uint64_t>({want, uint64_t(cap) * 2, kMinHeld});
+        if (held_bytes_ + (grown_cap - cap) > options_.held_budget) grown_cap = want;  // doubling would not fit: exactly
         if (grown_cap > UINT32_MAX || held_bytes_ + (grown_cap - cap) > options_.held_budget) {
             loop_.close(conn, CloseReason::ReassemblyBudget);
             return false;
@@ -241,7 +256,10 @@ void WebSocketTransport::on_shutdown() {
         if (c.generation && c.state == uint8_t(State::Upgrading))
             loop_.close(ConnRef{slot, c.generation}, reason_of(WsClose::ShutdownBeforeUpgrade));
     }
-    upper_.on_shutdown();  // the upper handler says goodbye to the upgraded ones (once: it keeps no state after)
+    // The upper handler says goodbye to the upgraded ones. It may be told
+    // twice (the worker tells each listener's handler once, and it may
+    // serve a TCP listener too): its on_shutdown must be idempotent.
+    upper_.on_shutdown();
 }
 
 // ---------------------------------------------------------------- upwards: the upper handler's transport

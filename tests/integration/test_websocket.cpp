@@ -177,6 +177,98 @@ TEST_CASE("websocket: pipelined SENDs over the in-flight cap wait in the WebSock
     CHECK(server.process().stat_json()["websocket"]["held_bytes"] == 0);
 }
 
+TEST_CASE("websocket: a close frame behind paused input waits for it: every SEND before it is answered") {
+    ImServer server({"--max-sends-in-flight", "1"});
+    REQUIRE_MESSAGE(server.started(), server.log());
+    ChatClient web = online_client(server, "closer", true);
+    ChatClient peer = online_client(server, "closer-peer", false);
+    std::vector<uint8_t> burst;
+    for (uint32_t i = 1; i <= 3; ++i) {
+        const std::vector<uint8_t> one = web.build_send("closer-peer", 1, "last words " + std::to_string(i), i, "c-" + std::to_string(i));
+        burst.insert(burst.end(), one.begin(), one.end());
+    }
+    std::vector<uint8_t> write = Client::ws_frame(2, burst);
+    const uint8_t normal[2] = {0x03, 0xe8};
+    const std::vector<uint8_t> close = Client::ws_frame(8, normal);
+    write.insert(write.end(), close.begin(), close.end());  // as a browser's ws.send(x); ws.close()
+    REQUIRE(web.raw().send_raw(write));
+    std::vector<Received> seen;
+    CHECK(web.raw().wait_closed(5000, &seen));
+    size_t acks = 0;
+    for (const Received& r : seen) acks += r.type() == proto::PacketType::Sendack;
+    CHECK(acks == 3);
+    CHECK(web.raw().ws_close_code == 1000);
+    for (uint32_t i = 1; i <= 3; ++i) {
+        auto got = peer.read_recv(5000);
+        REQUIRE(got);
+        CHECK(got->payload == "last words " + std::to_string(i));
+    }
+}
+
+TEST_CASE("websocket: frames in the same write as the upgrade request are read") {
+    ImServer server;
+    REQUIRE_MESSAGE(server.started(), server.log());
+    ChatClient c;
+    Client& raw = c.raw();
+    REQUIRE(raw.connect(server.ws_port()));
+    std::string request = "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                          "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+    std::vector<uint8_t> write(request.begin(), request.end());
+    const std::vector<uint8_t> ping = Client::ws_frame(9, bytes_of("early"));
+    write.insert(write.end(), ping.begin(), ping.end());
+    REQUIRE(raw.send_raw(write));
+    std::string response;
+    char buf[4096];
+    while (response.find("\r\n\r\n") == std::string::npos) {
+        const ssize_t n = recv(raw.fd(), buf, sizeof(buf), 0);
+        REQUIRE(n > 0);
+        response.append(buf, size_t(n));
+    }
+    CHECK(response.starts_with("HTTP/1.1 101 "));
+    // The pong follows the 101 (in the same read or the next).
+    const std::string after = response.substr(response.find("\r\n\r\n") + 4);
+    std::string frames = after;
+    while (frames.size() < 7) {
+        const ssize_t n = recv(raw.fd(), buf, sizeof(buf), 0);
+        REQUIRE(n > 0);
+        frames.append(buf, size_t(n));
+    }
+    CHECK(uint8_t(frames[0]) == 0x8a);  // a pong, FIN
+    CHECK(frames.substr(2, 5) == "early");
+}
+
+TEST_CASE("websocket: big and odd-sized RECVs arrive whole (2-, 4- and 10-byte frame headers); gauges return to 0") {
+    ImServer server;
+    REQUIRE_MESSAGE(server.started(), server.log());
+    ChatClient web = online_client(server, "big-reader", true);
+    ChatClient app = online_client(server, "big-writer", false);
+    // Payload sizes around where an encrypted RECV crosses one send chunk
+    // (the WebSocket header then does not fit beside it), then past 64 KiB.
+    std::vector<size_t> sizes;
+    for (size_t n = 1400; n <= 1560; n += 4) sizes.push_back(n);
+    sizes.push_back(10);
+    sizes.push_back(200000);
+    uint32_t seq = 0;
+    for (size_t n : sizes) {
+        INFO("payload " << n);
+        const std::string payload(n, char('a' + n % 26));
+        REQUIRE(app.send_message("big-reader", 1, payload, ++seq, "b-" + std::to_string(seq)));
+        auto ack = app.read_sendack(5000);
+        REQUIRE(ack);
+        REQUIRE(ack->reason_code == 1);
+        auto got = web.read_recv(5000);
+        REQUIRE(got);
+        CHECK(got->payload == payload);
+        CHECK(web.send_recvack(*got));
+    }
+    web.raw().close();
+    app.raw().close();
+    CHECK(server.process().wait_stat("gauges.connections", 0, 5000) == 0);
+    const json stats = server.process().stat_json();
+    CHECK(stats["websocket"]["sessions"] == 0);
+    CHECK(stats["websocket"]["held_bytes"] == 0);
+}
+
 TEST_CASE("websocket: a WebSocket and a TCP login of the same uid and device kick each other") {
     ImServer server({"--kick-delay-ms", "300"});
     REQUIRE_MESSAGE(server.started(), server.log());
@@ -270,6 +362,10 @@ TEST_CASE("websocket: every close path sends its status code and is counted") {
         const uint8_t code[2] = {0x03, 0xed};
         CHECK(closed_by(server, Client::ws_frame(8, code)).ws_close_code == 1002);
     }
+    SUBCASE("a close frame whose reason is not UTF-8: 1007") {
+        const uint8_t payload[4] = {0x03, 0xe8, 0xff, 0xfe};
+        CHECK(closed_by(server, Client::ws_frame(8, payload)).ws_close_code == 1007);
+    }
     SUBCASE("a close frame of one byte: 1002") {
         const uint8_t one[1] = {0x03};
         CHECK(closed_by(server, Client::ws_frame(8, one)).ws_close_code == 1002);
@@ -328,9 +424,9 @@ TEST_CASE("websocket: bad upgrade requests get 400, 426 or 431 and are counted")
         return text.substr(0, text.find("\r\n"));
     };
     CHECK(status_of("GET / HTTP/1.1\r\nHost: x\r\n\r\n") == "HTTP/1.1 400 Bad Request");
-    CHECK(status_of("GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\r\n") ==
+    CHECK(status_of("GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\r\n") ==
           "HTTP/1.1 400 Bad Request");
-    CHECK(status_of("GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 8\r\n"
+    CHECK(status_of("GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 8\r\n"
                     "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n") == "HTTP/1.1 426 Upgrade Required");
     CHECK(status_of("POST / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
                     "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n") == "HTTP/1.1 400 Bad Request");

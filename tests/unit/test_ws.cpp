@@ -156,6 +156,21 @@ TEST_CASE("close codes: which a client may send") {
         CHECK(close_code_of(bytes({code >> 8, code & 0xff})) == code);
 }
 
+TEST_CASE("close reasons must be UTF-8") {
+    auto utf8 = [](std::initializer_list<int> b) { return valid_utf8(bytes(b)); };
+    CHECK(valid_utf8(span_of("bye")));
+    CHECK(valid_utf8(span_of("狸猫 😀")));
+    CHECK(utf8({}));
+    CHECK_FALSE(utf8({0xff, 0xfe}));
+    CHECK_FALSE(utf8({0x80}));              // a continuation byte first
+    CHECK_FALSE(utf8({0xc0, 0xaf}));        // overlong '/'
+    CHECK_FALSE(utf8({0xe0, 0x80, 0xaf}));  // overlong
+    CHECK_FALSE(utf8({0xed, 0xa0, 0x80}));  // a surrogate
+    CHECK_FALSE(utf8({0xf4, 0x90, 0x80, 0x80}));  // past U+10FFFF
+    CHECK_FALSE(utf8({0xe7, 0x8b}));        // cut short
+    CHECK(utf8({0xf0, 0x9f, 0x98, 0x80}));
+}
+
 TEST_CASE("server headers use the shortest length form (§5.2)") {
     uint8_t out[kMaxServerHeader];
     CHECK(write_server_header(Opcode::Binary, 0, out) == 2);
@@ -187,8 +202,16 @@ TEST_CASE("the opening handshake: RFC 6455 §1.3's key, what is refused and why"
           "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
           "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n");
 
-    // Every prefix is incomplete, none is refused.
-    for (size_t n = 0; n < good.size(); ++n) CHECK(parse_upgrade(span_of(good.substr(0, n)), 8192).status == UpgradeStatus::Incomplete);
+    // Every prefix is incomplete, none is refused; searched on from where the
+    // last search stopped, a request given a byte at a time ends where it ends.
+    size_t scanned = 0;
+    for (size_t n = 0; n < good.size(); ++n) {
+        const UpgradeResult partial = parse_upgrade(span_of(good.substr(0, n)), 8192, scanned);
+        CHECK(partial.status == UpgradeStatus::Incomplete);
+        CHECK(partial.scanned <= n);
+        scanned = partial.scanned;
+    }
+    CHECK(parse_upgrade(span_of(good), 8192, scanned).status == UpgradeStatus::Accepted);
 
     auto status = [](const std::string& request) { return parse_upgrade(span_of(request), 8192).status; };
     auto with = [&](const std::string& from, const std::string& to) {
@@ -198,6 +221,8 @@ TEST_CASE("the opening handshake: RFC 6455 §1.3's key, what is refused and why"
     };
     CHECK(status(with("GET", "POST")) == UpgradeStatus::Bad);
     CHECK(status(with("HTTP/1.1", "HTTP/1.0")) == UpgradeStatus::Bad);
+    CHECK(status(with("Host: server.example.com\r\n", "")) == UpgradeStatus::Bad);  // §4.1: Host is required
+    CHECK(status(with("Upgrade: websocket", "Upgrade: \xe9ebsocket")) == UpgradeStatus::Bad);  // not ASCII: no match
     CHECK(status(with("Upgrade: websocket\r\n", "")) == UpgradeStatus::Bad);
     CHECK(status(with("Connection: Upgrade", "Connection: keep-alive")) == UpgradeStatus::Bad);
     CHECK(status(with("Connection: Upgrade", "Connection: keep-alive, Upgrade")) == UpgradeStatus::Accepted);

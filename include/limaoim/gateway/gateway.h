@@ -91,6 +91,8 @@ public:
     net::DataResult on_data(net::ConnRef conn, std::span<const uint8_t> bytes) override;
     void on_deadline(net::ConnRef conn) override;
     void on_close(net::ConnRef conn, net::CloseReason reason) override;
+    // Idempotent: a second call finds every session closed by the first
+    // (the worker and the WebSocket layer may both tell it).
     void on_shutdown() override;
     void on_envelope(net::Envelope& envelope) override;
 

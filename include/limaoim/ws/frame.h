@@ -27,6 +27,7 @@ enum class CloseCode : uint16_t {
     ProtocolError = 1002,    // a frame breaks RFC 6455
     UnsupportedData = 1003,  // a text frame: LiMaoIM is binary
     NoStatus = 1005,         // received close frame without a code (never sent on the wire)
+    InvalidData = 1007,      // a close frame's reason that is not UTF-8
     TooBig = 1009,           // a frame or a message over the limits
 };
 
@@ -75,6 +76,9 @@ ReadResult read_client_frames(ReaderState& state, std::span<const uint8_t> in, c
 // A close frame's status code (RFC 6455 §7.4): 1005 for an empty payload,
 // 0 for one that is malformed (one byte, or a code no endpoint may send).
 uint16_t close_code_of(std::span<const uint8_t> payload);
+// True when `text` is well-formed UTF-8 (RFC 3629: no overlongs, no
+// surrogates, nothing past U+10FFFF), as a close frame's reason must be.
+bool valid_utf8(std::span<const uint8_t> text);
 
 // Server frames: unmasked, FIN set. The header of a frame with `payload`
 // bytes is 2, 4 or 10 bytes (the shortest form, as §5.2 requires).

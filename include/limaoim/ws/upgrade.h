@@ -25,11 +25,14 @@ struct UpgradeResult {
     size_t request_bytes = 0;  // the request's length (bytes after it are frames)
     std::string accept;        // Sec-WebSocket-Accept, when Accepted
     const char* problem = "";  // why it was refused, for the 4xx body and the log
+    size_t scanned = 0;        // Incomplete: where the next search for the blank line may start
 };
 
 // `in` holds what the client sent so far; `max_request` bounds the header
-// block (a slow or endless one is cut there, not buffered on).
-UpgradeResult parse_upgrade(std::span<const uint8_t> in, size_t max_request);
+// block (a slow or endless one is cut there, not buffered on). The search
+// for the blank line that ends it starts at `scan_from` (the `scanned` of
+// the last Incomplete result for the same request).
+UpgradeResult parse_upgrade(std::span<const uint8_t> in, size_t max_request, size_t scan_from = 0);
 
 // Sec-WebSocket-Accept for a Sec-WebSocket-Key: base64(SHA-1(key + GUID)).
 std::string accept_key(std::string_view client_key);

@@ -108,7 +108,7 @@ public:
         uint32_t generation;  // 0 = free
         uint8_t state;        // State
         uint8_t flags;        // Flags
-        uint16_t spare;
+        uint16_t scanned;     // Upgrading: bytes of the request searched for its end already
         ReaderState reader;   // 16 bytes
         Held* held;
     };

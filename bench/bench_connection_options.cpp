@@ -193,12 +193,28 @@ std::string set_srcs(Options& options, std::string_view value) {
     return parse_sources(value, options.sources);
 }
 
+std::optional<bool> parse_bool(std::string_view value) {
+    if (value == "true" || value == "1") return true;
+    if (value == "false" || value == "0") return false;
+    return std::nullopt;
+}
+
 std::string set_quiet(Options& options, std::string_view value) {
-    if (value == "true" || value == "1") options.quiet = true;
-    else if (value == "false" || value == "0") options.quiet = false;
-    else return "-quiet: expected true or false";
+    const auto flag = parse_bool(value);
+    if (!flag) return "-quiet: expected true or false";
+    options.quiet = *flag;
     return {};
 }
+
+std::string set_ws(Options& options, std::string_view value) {
+    const auto flag = parse_bool(value);
+    if (!flag) return "-ws: expected true or false";
+    options.ws = *flag;
+    return {};
+}
+
+// Go booleans take no separate value (-quiet, -ws; -quiet=false works).
+bool is_boolean_flag(std::string_view name) { return name == "quiet" || name == "ws"; }
 
 const std::map<std::string_view, Setter>& value_flags() {
     static const std::map<std::string_view, Setter> flags = {
@@ -224,6 +240,7 @@ const std::map<std::string_view, Setter>& value_flags() {
         {"storm-delay", duration_in(&Options::storm_delay_ns, 0, 3600 * kSecond, "-storm-delay")},
         {"storm-hold", duration_in(&Options::storm_hold_ns, 0, 24 * 3600 * kSecond, "-storm-hold")},
         {"retry-ms", number_in<uint32_t>(&Options::retry_ms, 0, 600'000, "-retry-ms")},
+        {"ws", set_ws},
     };
     return flags;
 }
@@ -272,7 +289,7 @@ ParseResult parse_options(int argc, char** argv) {
         if (flag == value_flags().end()) return {std::nullopt, false, "unknown flag: -" + std::string(name)};
         std::string_view value;
         if (equals != std::string_view::npos) value = arg.substr(equals + 1);
-        else if (name == "quiet") value = "true";  // Go booleans take no separate value
+        else if (is_boolean_flag(name)) value = "true";
         else if (i + 1 < argc) value = argv[++i];
         else return {std::nullopt, false, "flag needs a value: -" + std::string(name)};
         if (std::string error = flag->second(options, value); !error.empty()) return {std::nullopt, false, error};
@@ -293,7 +310,7 @@ ParseResult parse_options(int argc, char** argv) {
 const char* usage_text() {
     return R"(usage: bench_connection -cids A-B [flags]
 
-Opens one TCP client per client id, logs each in (CONNECT, uid = the id) and
+Opens one TCP (or with -ws WebSocket) client per client id, logs each in (CONNECT, uid = the id) and
 keeps it online with a PING every heartbeat interval, the way the original
 LiMaoIM load tool did. Only load your own hosts: the server must be on
 loopback (127.0.0.0/8), on an address of one of this host's interfaces, or on
@@ -329,6 +346,13 @@ machine, as bench/online.sh --netns sets up).
                          connect reset, refused or timed out before its CONNACK
                          is retried after N ms x 2^(attempt-1) (at most 32 x N),
                          times a random factor in [0.5, 1.5), until the run ends
+  -ws                    WebSocket (RFC 6455) instead of raw TCP: -port is the
+                         server's WebSocket listener (limaoim --ws-addr); each
+                         client upgrades (GET /, checks the 101 and its
+                         Sec-WebSocket-Accept), then sends CONNECT and PINGs in
+                         masked binary frames and reads the server's frames
+                         as a byte stream (answers ping, a close ends it);
+                         a bad upgrade counts as failed (bad_upgrade)
 
 Storm (a login storm against established clients):
   -storm-cids A-B        the storm's client ids. After every -cids client has

@@ -54,6 +54,10 @@ struct Options {
     // retried after a backoff: retry_ms x 2^(attempt-1), at most 32 x
     // retry_ms, times a random factor in [0.5, 1.5).
     uint32_t retry_ms = 0;
+    // -ws: WebSocket (RFC 6455) instead of raw TCP: each client upgrades
+    // (GET / with Upgrade: websocket) and then sends its packets in masked
+    // binary frames.
+    bool ws = false;
 
     uint64_t client_count() const { return last_cid - first_cid + 1; }
     bool storm() const { return storm_last_cid >= storm_first_cid; }

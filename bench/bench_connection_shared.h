@@ -18,13 +18,14 @@ enum class FailReason : uint8_t {
     BadConnack,     // not a CONNACK, undecodable, or an unusable server key / salt
     AuthFail,       // CONNACK reason code != 1
     AddrNotAvail,   // EADDRNOTAVAIL: no free local port for the source address
+    BadUpgrade,     // -ws: no valid 101 answer to the upgrade, or a WebSocket protocol error before the CONNACK
     Other,
 };
-inline constexpr size_t kFailReasonCount = 7;
+inline constexpr size_t kFailReasonCount = 8;
 
 inline const char* to_string(FailReason reason) {
     static constexpr const char* kNames[kFailReasonCount] = {
-        "refused", "timeout", "reset", "bad_connack", "auth_fail", "eaddrnotavail", "other",
+        "refused", "timeout", "reset", "bad_connack", "auth_fail", "eaddrnotavail", "bad_upgrade", "other",
     };
     return kNames[static_cast<size_t>(reason)];
 }

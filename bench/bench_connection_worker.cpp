@@ -16,10 +16,12 @@
 #include <cstdio>
 #include <span>
 #include <string>
+#include <unordered_map>
 #include <variant>
 #include <vector>
 
 #include "bench_connection_timer_wheel.h"
+#include "bench_ws.h"
 #include "limaoim/proto/codec.h"
 #include "limaoim/proto/crypto.h"
 
@@ -47,6 +49,8 @@ constexpr uint8_t kMissedHeartbeatsToDrop = 3;
 constexpr uint16_t kPortWindow = 64;
 constexpr uint8_t kPing = 0x70;
 constexpr size_t kConnackCapacity = 128;  // a v4 CONNACK is 74 bytes
+// -ws: the server's 101 answer is read into the same buffer (~130 bytes).
+constexpr size_t kUpgradeCapacity = 512;
 constexpr int kEpollBatch = 1024;
 constexpr int64_t kStartPollNs = 1'000'000;  // how often a prepared worker looks for the start
 
@@ -100,7 +104,8 @@ struct SplitMix64 {
 };
 
 // RetryWait: a failed attempt waits for its retry (-retry-ms), no socket.
-enum class State : uint8_t { Waiting, Connecting, AwaitingConnack, Online, RetryWait, Ended };
+// Upgrading (-ws only): the upgrade request is sent, the 101 not yet read.
+enum class State : uint8_t { Waiting, Connecting, Upgrading, AwaitingConnack, Online, RetryWait, Ended };
 
 // Per client: 16 bytes. Index i < plan.count is cid first_cid + i (a -cids,
 // "established", client); above that, storm_first_cid + (i - count).
@@ -122,8 +127,11 @@ struct Handshake {
     crypto::KeyPair keys;  // unused with -client-keys
     int64_t connect_ns;    // connect() called
     int64_t sent_ns;       // CONNECT sent
-    uint8_t received[kConnackCapacity];
-    uint8_t received_length;
+    // The CONNACK's bytes (-ws: first the 101 answer, then the CONNACK's
+    // payload bytes taken out of its frames).
+    uint8_t received[kUpgradeCapacity];
+    uint16_t received_length;
+    char ws_accept[ws::kAcceptLength];  // -ws: the Sec-WebSocket-Accept the 101 must carry
 };
 
 // Token bucket of one launch rate. A burst holds at most burst_seconds of
@@ -167,6 +175,10 @@ public:
         port_low_ = low;
         port_windows_ = high >= low ? (high - low + 1) / kPortWindow : 0;
         use_port_windows_ = port_windows_ > 1;
+        if (options.ws) {
+            ws_parsers_.resize(clients_.size());
+            ws_host_ = inet_ntoa(options.server);
+        }
     }
 
     ~ClientWorker() {
@@ -206,8 +218,19 @@ private:
     void launch(uint32_t index, bool retry);
     uint16_t acquire_handshake();
     int open_socket(uint32_t index, bool with_port_window);
+    void on_connected(uint32_t index);
     void send_connect(uint32_t index);
     void receive_connack(uint32_t index);
+    void process_connack(uint32_t index, int64_t received_ns);
+    // -ws
+    void send_upgrade(uint32_t index);
+    void receive_upgrade(uint32_t index);
+    void receive_connack_ws(uint32_t index);
+    void feed_connack_ws(uint32_t index, std::span<const uint8_t> bytes, int64_t received_ns);
+    void receive_online_ws(uint32_t index);
+    enum class ControlAction : uint8_t { None, Closed };
+    ControlAction on_ws_control(uint32_t index, uint8_t opcode, std::span<const uint8_t> chunk, size_t offset, size_t total);
+    bool send_ws_frame(uint32_t index, uint8_t opcode, std::span<const uint8_t> payload);
     bool accept_connack(uint32_t index, const proto::Frame& frame, FailReason& reason);
     void come_online(uint32_t index, int64_t received_ns, std::span<const uint8_t> extra);
     void receive_online(uint32_t index);
@@ -257,6 +280,13 @@ private:
     std::vector<uint8_t> send_buffer_;
     std::string token_;
     std::array<uint8_t, 4096> receive_buffer_{};
+
+    // -ws: a frame parser per client (16 bytes; empty without -ws), the
+    // control frames that arrived split (rare: only while split), scratch.
+    std::vector<ws::FrameParser> ws_parsers_;
+    std::unordered_map<uint32_t, ws::ControlAssembler> ws_controls_;
+    std::string ws_host_;  // the server's address, for the Host header
+    std::string upgrade_request_;
 };
 
 bool ClientWorker::prepare() {
@@ -406,6 +436,10 @@ void ClientWorker::launch(uint32_t index, bool retry) {
     Handshake& handshake = handshakes_[client.handshake];
     handshake.received_length = 0;
     handshake.connect_ns = monotonic_ns();
+    if (options_.ws) {
+        ws_parsers_[index] = ws::FrameParser{};
+        if (!ws_controls_.empty()) ws_controls_.erase(index);
+    }
     int fd = open_socket(index, use_port_windows_);
     // A window can be full of ports still held from an earlier run; the
     // whole range may not be.
@@ -426,23 +460,31 @@ bool ClientWorker::watch(uint32_t index, uint32_t events, int op) {
 void ClientWorker::on_event(const epoll_event& event) {
     const auto index = static_cast<uint32_t>(event.data.u64);
     switch (clients_[index].state) {
-        case State::Connecting: send_connect(index); break;
-        case State::AwaitingConnack: receive_connack(index); break;
-        case State::Online: receive_online(index); break;
+        case State::Connecting: on_connected(index); break;
+        case State::Upgrading: receive_upgrade(index); break;
+        case State::AwaitingConnack: options_.ws ? receive_connack_ws(index) : receive_connack(index); break;
+        case State::Online: options_.ws ? receive_online_ws(index) : receive_online(index); break;
         case State::Waiting:
         case State::RetryWait:
         case State::Ended: break;
     }
 }
 
-void ClientWorker::send_connect(uint32_t index) {
+// The TCP connect completed (or failed): CONNECT goes out, or with -ws the
+// upgrade request.
+void ClientWorker::on_connected(uint32_t index) {
     Client& client = clients_[index];
     int error = 0;
     socklen_t length = sizeof error;
     if (getsockopt(client.fd, SOL_SOCKET, SO_ERROR, &error, &length) != 0) error = errno;
     if (error != 0) return fail(index, reason_for_errno(error));
     WorkerCounters::bump(counters_.tcp_connected);
+    if (options_.ws) return send_upgrade(index);
+    send_connect(index);
+}
 
+void ClientWorker::send_connect(uint32_t index) {
+    Client& client = clients_[index];
     char uid[24];
     const auto uid_end = std::to_chars(uid, uid + sizeof uid, cid_of(index)).ptr;
     char client_key[crypto::base64_encoded_size(32)];
@@ -468,14 +510,26 @@ void ClientWorker::send_connect(uint32_t index) {
     }
     const proto::Packet packet = connect;
     const size_t size = proto::encoded_size(packet, options_.version);
-    if (send_buffer_.size() < size) send_buffer_.resize(size);
-    const size_t written = proto::encode(packet, options_.version, send_buffer_);
+    // -ws: the packet is encoded after room for the largest frame header,
+    // which is then written right before it and the payload masked.
+    const size_t room = options_.ws ? ws::kMaxClientHeader : 0;
+    if (send_buffer_.size() < room + size) send_buffer_.resize(room + size);
+    size_t written = proto::encode(packet, options_.version, std::span(send_buffer_).subspan(room));
+    size_t begin = 0;
+    if (options_.ws && written != 0) {
+        const auto mask = static_cast<uint32_t>(random_.next());
+        begin = room - ws::masked_header_size(written);
+        ws::write_masked_header(send_buffer_.data() + begin, ws::kBinary, written, mask);
+        ws::apply_mask(send_buffer_.data() + room, written, mask);
+        written += room - begin;
+    }
     // A fresh socket's send buffer always takes one small packet whole.
     handshakes_[client.handshake].sent_ns = monotonic_ns();
-    const ssize_t sent = written == 0 ? -1 : send(client.fd, send_buffer_.data(), written, MSG_NOSIGNAL);
+    const ssize_t sent = written == 0 ? -1 : send(client.fd, send_buffer_.data() + begin, written, MSG_NOSIGNAL);
     if (sent != static_cast<ssize_t>(written)) return fail(index, sent < 0 ? reason_for_errno(errno) : FailReason::Other);
     client.state = State::AwaitingConnack;
-    if (!watch(index, EPOLLIN, EPOLL_CTL_MOD)) fail(index, FailReason::Other);
+    // -ws: already watched for input since the upgrade request.
+    if (!options_.ws && !watch(index, EPOLLIN, EPOLL_CTL_MOD)) fail(index, FailReason::Other);
 }
 
 void ClientWorker::receive_connack(uint32_t index) {
@@ -488,8 +542,14 @@ void ClientWorker::receive_connack(uint32_t index) {
         if (errno != EAGAIN && errno != EINTR) fail(index, reason_for_errno(errno));
         return;
     }
-    const int64_t received_ns = monotonic_ns();
-    handshake.received_length += static_cast<uint8_t>(received);
+    handshake.received_length += static_cast<uint16_t>(received);
+    process_connack(index, monotonic_ns());
+}
+
+// The bytes received so far (handshake.received) hold a CONNACK, part of one
+// or something else.
+void ClientWorker::process_connack(uint32_t index, int64_t received_ns) {
+    const Handshake& handshake = handshakes_[clients_[index].handshake];
     const std::span<const uint8_t> stream(handshake.received, handshake.received_length);
     const proto::SplitResult split = proto::split_frame(stream);
     if (split.status == proto::SplitStatus::Incomplete) {
@@ -572,11 +632,161 @@ void ClientWorker::consume_online_bytes(uint32_t index, std::span<const uint8_t>
     }
 }
 
+// ---------------------------------------------------------------- -ws
+
+// A masked frame of at most 125 payload bytes (a control frame, or the
+// one-byte PING packet). False when it did not go out whole: errno EAGAIN
+// when the send buffer took nothing; a partial send breaks the stream (errno
+// is then set to EPIPE).
+bool ClientWorker::send_ws_frame(uint32_t index, uint8_t opcode, std::span<const uint8_t> payload) {
+    uint8_t frame[ws::kMaxClientHeader + ws::kMaxControlPayload];
+    payload = payload.first(std::min(payload.size(), ws::kMaxControlPayload));
+    const size_t size = ws::write_masked_frame(frame, opcode, payload, static_cast<uint32_t>(random_.next()));
+    const ssize_t sent = send(clients_[index].fd, frame, size, MSG_NOSIGNAL);
+    if (sent == static_cast<ssize_t>(size)) return true;
+    if (sent >= 0) errno = EPIPE;
+    return false;
+}
+
+// After the TCP connect: GET / with a fresh Sec-WebSocket-Key; the 101 must
+// carry the accept value kept in the handshake slot.
+void ClientWorker::send_upgrade(uint32_t index) {
+    Client& client = clients_[index];
+    Handshake& handshake = handshakes_[client.handshake];
+    char key[ws::kKeyLength];
+    ws::make_key(random_.next(), random_.next(), key);
+    if (!ws::accept_for(std::string_view(key, sizeof key), handshake.ws_accept)) return fail(index, FailReason::Other);
+    upgrade_request_.clear();
+    ws::append_upgrade_request(upgrade_request_, ws_host_, options_.port, std::string_view(key, sizeof key));
+    const ssize_t sent = send(client.fd, upgrade_request_.data(), upgrade_request_.size(), MSG_NOSIGNAL);
+    if (sent != static_cast<ssize_t>(upgrade_request_.size()))
+        return fail(index, sent < 0 ? reason_for_errno(errno) : FailReason::Other);
+    client.state = State::Upgrading;
+    if (!watch(index, EPOLLIN, EPOLL_CTL_MOD)) fail(index, FailReason::Other);
+}
+
+void ClientWorker::receive_upgrade(uint32_t index) {
+    Client& client = clients_[index];
+    Handshake& handshake = handshakes_[client.handshake];
+    const ssize_t received = recv(client.fd, handshake.received + handshake.received_length,
+                                  kUpgradeCapacity - handshake.received_length, 0);
+    if (received == 0) return fail(index, FailReason::Reset);
+    if (received < 0) {
+        if (errno != EAGAIN && errno != EINTR) fail(index, reason_for_errno(errno));
+        return;
+    }
+    handshake.received_length += static_cast<uint16_t>(received);
+    const ws::UpgradeResult result = ws::check_upgrade_response(
+        std::span<const uint8_t>(handshake.received, handshake.received_length),
+        std::string_view(handshake.ws_accept, ws::kAcceptLength));
+    if (result.status == ws::UpgradeStatus::Incomplete) {
+        if (handshake.received_length == kUpgradeCapacity) fail(index, FailReason::BadUpgrade);
+        return;
+    }
+    if (result.status == ws::UpgradeStatus::Refused) return fail(index, FailReason::BadUpgrade);
+    // Bytes after the 101 are frames already (none are expected before the
+    // CONNECT, but a server may send a ping).
+    uint8_t extra[kUpgradeCapacity];
+    const size_t extra_length = handshake.received_length - result.header_size;
+    std::copy_n(handshake.received + result.header_size, extra_length, extra);
+    handshake.received_length = 0;
+    send_connect(index);
+    if (extra_length == 0 || clients_[index].state != State::AwaitingConnack) return;
+    feed_connack_ws(index, std::span<const uint8_t>(extra, extra_length), monotonic_ns());
+}
+
+void ClientWorker::receive_connack_ws(uint32_t index) {
+    const ssize_t received = recv(clients_[index].fd, receive_buffer_.data(), receive_buffer_.size(), 0);
+    if (received == 0) return fail(index, FailReason::Reset);
+    if (received < 0) {
+        if (errno != EAGAIN && errno != EINTR) fail(index, reason_for_errno(errno));
+        return;
+    }
+    feed_connack_ws(index, std::span<const uint8_t>(receive_buffer_.data(), static_cast<size_t>(received)), monotonic_ns());
+}
+
+// The server's frames before the CONNACK: their payload bytes are collected
+// in the handshake slot (at most kConnackCapacity), then read as with TCP.
+void ClientWorker::feed_connack_ws(uint32_t index, std::span<const uint8_t> bytes, int64_t received_ns) {
+    struct Sink {
+        ClientWorker& worker;
+        uint32_t index;
+        Handshake& handshake;
+        bool overflow = false, closed = false, text = false;
+        bool on_data(uint8_t opcode, std::span<const uint8_t> chunk) {
+            text = opcode != ws::kBinary;
+            overflow = !text && chunk.size() > kConnackCapacity - handshake.received_length;
+            if (text || overflow) return false;
+            std::copy(chunk.begin(), chunk.end(), handshake.received + handshake.received_length);
+            handshake.received_length = static_cast<uint16_t>(handshake.received_length + chunk.size());
+            return true;
+        }
+        bool on_control(uint8_t opcode, std::span<const uint8_t> chunk, size_t offset, size_t total) {
+            closed = worker.on_ws_control(index, opcode, chunk, offset, total) == ControlAction::Closed;
+            return !closed;
+        }
+    } sink{*this, index, handshakes_[clients_[index].handshake]};
+    const ws::FeedResult result = ws_parsers_[index].feed(bytes, sink);
+    if (result == ws::FeedResult::ProtocolError || sink.text) return fail(index, FailReason::BadUpgrade);
+    if (sink.overflow) return fail(index, FailReason::BadConnack);
+    if (sink.closed) return fail(index, FailReason::Reset);
+    process_connack(index, received_ns);
+}
+
+void ClientWorker::receive_online_ws(uint32_t index) {
+    const ssize_t received = recv(clients_[index].fd, receive_buffer_.data(), receive_buffer_.size(), 0);
+    if (received < 0 && (errno == EAGAIN || errno == EINTR)) return;
+    if (received <= 0) return lose(index, false);
+    // Binary payload bytes are the packet stream (PONGs); anything else, a
+    // close or a protocol error ends the client as closed by the peer.
+    struct Sink {
+        ClientWorker& worker;
+        uint32_t index;
+        bool on_data(uint8_t opcode, std::span<const uint8_t> chunk) {
+            if (opcode != ws::kBinary) return worker.lose(index, false), false;
+            worker.consume_online_bytes(index, chunk);
+            return worker.clients_[index].state == State::Online;
+        }
+        bool on_control(uint8_t opcode, std::span<const uint8_t> chunk, size_t offset, size_t total) {
+            if (worker.on_ws_control(index, opcode, chunk, offset, total) != ControlAction::Closed) return true;
+            worker.lose(index, false);
+            return false;
+        }
+    } sink{*this, index};
+    if (ws_parsers_[index].feed(std::span<const uint8_t>(receive_buffer_.data(), static_cast<size_t>(received)), sink) ==
+        ws::FeedResult::ProtocolError)
+        lose(index, false);
+}
+
+// A piece of a control frame: a ping is answered with a pong carrying its
+// payload, a close with a close (1000) and Closed (the caller ends the
+// client); a pong is ignored. A frame split over reads waits in ws_controls_.
+ClientWorker::ControlAction ClientWorker::on_ws_control(uint32_t index, uint8_t opcode, std::span<const uint8_t> chunk,
+                                                        size_t offset, size_t total) {
+    if (opcode == ws::kPong) return ControlAction::None;
+    ws::ControlAssembler whole;
+    std::span<const uint8_t> payload = chunk;
+    if (offset != 0 || chunk.size() != total) {
+        auto at = ws_controls_.try_emplace(index).first;
+        if (!at->second.add(chunk, offset, total)) return ControlAction::None;
+        whole = at->second;
+        ws_controls_.erase(at);
+        payload = whole.payload();
+    }
+    if (opcode == ws::kPing) {
+        send_ws_frame(index, ws::kPong, payload);  // a failure shows at the next read
+        return ControlAction::None;
+    }
+    send_ws_frame(index, ws::kClose, ws::close_payload(1000));
+    return ControlAction::Closed;
+}
+
 void ClientWorker::on_timer(uint32_t index, uint32_t tick) {
     Client& client = clients_[index];
     if (client.deadline != tick) return;  // rescheduled or ended since
     switch (client.state) {
         case State::Connecting:
+        case State::Upgrading:
         case State::AwaitingConnack: fail(index, FailReason::Timeout); break;
         case State::Online: heartbeat(index); break;
         case State::RetryWait:
@@ -600,7 +810,14 @@ void ClientWorker::heartbeat(uint32_t index) {
     }
     // The PONG that comes answers the oldest unanswered PING: its time stays.
     if (!client.ping_outstanding) client.ping_sent_us = now_us32();
-    if (send(client.fd, &kPing, 1, MSG_NOSIGNAL) == 1) {
+    if (options_.ws) {
+        // The one-byte PING in a masked binary frame: 7 bytes, sent whole or
+        // not at all unless the send buffer is nearly full (then the stream
+        // would be broken: the client gives up).
+        const ssize_t sent = send_ws_frame(index, ws::kBinary, std::span(&kPing, 1)) ? 1 : -1;
+        if (sent == 1) WorkerCounters::bump(counters_.pings_sent);
+        else if (errno != EAGAIN) return lose(index, false);
+    } else if (send(client.fd, &kPing, 1, MSG_NOSIGNAL) == 1) {
         WorkerCounters::bump(counters_.pings_sent);
     } else if (errno != EAGAIN) {
         return lose(index, false);
@@ -644,6 +861,7 @@ void ClientWorker::lose(uint32_t index, bool dropped) {
 
 void ClientWorker::end(uint32_t index) {
     Client& client = clients_[index];
+    if (!ws_controls_.empty()) ws_controls_.erase(index);
     close_attempt(client);
     if (client.fd >= 0) close(client.fd);
     client.fd = -1;
@@ -654,7 +872,8 @@ void ClientWorker::end(uint32_t index) {
 // Leaves the connecting states: frees the handshake slot (the socket is the
 // caller's to close or keep).
 void ClientWorker::close_attempt(Client& client) {
-    if (client.state != State::Connecting && client.state != State::AwaitingConnack) return;
+    if (client.state != State::Connecting && client.state != State::Upgrading && client.state != State::AwaitingConnack)
+        return;
     free_handshakes_.push_back(client.handshake);
     --in_flight_;
     client.state = State::Waiting;

@@ -17,6 +17,12 @@
 //
 // Every phase has a deadline: login (--login-timeout), warmup + duration,
 // drain (--drain); the run ends by itself after at most their sum + 5 s.
+//
+// --ws-port P: every client (the pinger too) connects to the server's
+// WebSocket listener on P instead of --port, upgrades (GET /, 101 with the
+// right Sec-WebSocket-Accept), then sends each packet in a masked binary
+// frame and reads the server's binary frames as the packet byte stream
+// (bench/bench_ws.h).
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -46,6 +52,7 @@
 #include <nlohmann/json.hpp>
 
 #include "bench_connection_shared.h"  // LatencyHistogram / LatencySnapshot
+#include "bench_ws.h"
 #include "limaoim/proto/codec.h"
 #include "limaoim/proto/crypto.h"
 
@@ -53,6 +60,7 @@ namespace {
 
 namespace proto = limaoim::proto;
 namespace crypto = limaoim::proto::crypto;
+namespace ws = limaoim::bench::ws;
 using limaoim::bench::LatencyHistogram;
 using limaoim::bench::LatencySnapshot;
 using nlohmann::json;
@@ -75,6 +83,7 @@ struct Options {
     std::string host = "127.0.0.1";
     uint16_t port = 6666;
     uint16_t http_port = 0;
+    uint16_t ws_port = 0;  // non-zero: the clients use WebSocket to this port
     std::string mode = "person";
     uint32_t pairs = 100;
     uint32_t members = 100;
@@ -101,6 +110,7 @@ void usage() {
     std::fprintf(stderr,
                  "usage: bench_message [--mode person|group] [options]\n"
                  "  --host H --port P --http-port P   server (HTTP needed for group mode and --verify)\n"
+                 "  --ws-port P                       clients connect over WebSocket to P instead of --port\n"
                  "  --version 2|4 --threads T --duration S --warmup S --drain S --login-timeout S\n"
                  "  person: --pairs P          group: --members M --group-id G --senders K\n"
                  "  --rate R (SENDs/s total) | --window W (in flight per sender)   --payload BYTES\n"
@@ -120,6 +130,7 @@ bool parse_options(int argc, char** argv, Options& o) {
         if (a == "--host") o.host = next();
         else if (a == "--port") o.port = uint16_t(num());
         else if (a == "--http-port") o.http_port = uint16_t(num());
+        else if (a == "--ws-port") o.ws_port = uint16_t(num());
         else if (a == "--mode") o.mode = next();
         else if (a == "--pairs") o.pairs = uint32_t(num());
         else if (a == "--members") o.members = uint32_t(num());
@@ -260,7 +271,8 @@ struct Recorder {  // --acked-out, shared by the threads
 
 // ---------------------------------------------------------------- clients
 
-enum class State : uint8_t { Idle, Connecting, AwaitConnack, Online, Closed };
+// Upgrading: --ws-port only, the upgrade request is sent and the 101 not yet read.
+enum class State : uint8_t { Idle, Connecting, Upgrading, AwaitConnack, Online, Closed };
 
 struct Conn {
     int fd = -1;
@@ -269,9 +281,13 @@ struct Conn {
     std::string uid;
     crypto::KeyPair keys;
     crypto::SessionKey key;
-    std::vector<uint8_t> in;
+    std::vector<uint8_t> in;  // the packet byte stream (--ws-port: the payload of the server's frames)
     std::string out;
     int64_t last_ping = 0;
+    // --ws-port
+    ws::FrameParser ws_parser;
+    ws::ControlAssembler ws_control;
+    char ws_accept[ws::kAcceptLength] = {};
     // sender
     int32_t si = -1;  // sender index, -1 = not a sender
     std::string target;
@@ -309,6 +325,9 @@ private:
     void start_connect(uint32_t i);
     void close_conn(uint32_t i, bool count = true);
     void on_event(uint32_t i, uint32_t events);
+    void send_connect(uint32_t i);
+    bool on_upgrade_bytes(uint32_t i, std::span<const uint8_t> bytes);
+    bool feed_ws(uint32_t i, std::span<const uint8_t> bytes);
     void on_frame(Conn& c, const proto::Frame& f);
     void on_recv(Conn& c, const proto::RecvPacket& r);
     void send_one(Conn& c, int64_t now);
@@ -334,6 +353,13 @@ private:
     std::vector<uint32_t> dirty_;
     uint32_t connecting_ = 0, next_connect_ = 0;
     bool close_me_ = false;  // set by on_frame: close the connection after this frame
+    uint64_t ws_random_ = 0x9e3779b97f4a7c15ULL ^ uint64_t(now_ns());  // mask keys and nonces (SplitMix64)
+    uint64_t next_random() {
+        uint64_t z = (ws_random_ += 0x9e3779b97f4a7c15ULL);
+        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+        z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+        return z ^ (z >> 31);
+    }
 };
 
 void Worker::set_out(uint32_t i, bool on) {
@@ -351,7 +377,7 @@ void Worker::start_connect(uint32_t i) {
     setsockopt(c.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     sockaddr_in sa{};
     sa.sin_family = AF_INET;
-    sa.sin_port = htons(o_.port);
+    sa.sin_port = htons(o_.ws_port != 0 ? o_.ws_port : o_.port);
     inet_pton(AF_INET, o_.host.c_str(), &sa.sin_addr);
     int rc = connect(c.fd, reinterpret_cast<sockaddr*>(&sa), sizeof(sa));
     if (rc != 0 && errno != EINPROGRESS) {
@@ -377,7 +403,7 @@ void Worker::close_conn(uint32_t i, bool count) {
     if (c.state == State::Online) {
         if (count) Counters::bump(c_.closed);
         Counters::bump(c_.online, uint64_t(-1));
-    } else if (c.state == State::Connecting || c.state == State::AwaitConnack) {
+    } else if (c.state == State::Connecting || c.state == State::Upgrading || c.state == State::AwaitConnack) {
         --connecting_;
         Counters::bump(c_.login_failed);
     }
@@ -388,6 +414,16 @@ void Worker::close_conn(uint32_t i, bool count) {
 
 void Worker::append(Conn& c, const proto::Packet& p) {
     size_t at = c.out.size(), n = proto::encoded_size(p, o_.version);
+    if (o_.ws_port != 0) {  // one packet per masked binary frame
+        const auto mask = uint32_t(next_random());
+        const size_t header = ws::masked_header_size(n);
+        c.out.resize(at + header + n);
+        auto* frame = reinterpret_cast<uint8_t*>(c.out.data()) + at;
+        ws::write_masked_header(frame, ws::kBinary, n, mask);
+        proto::encode(p, o_.version, {frame + header, n});
+        ws::apply_mask(frame + header, n, mask);
+        return;
+    }
     c.out.resize(at + n);
     proto::encode(p, o_.version, {reinterpret_cast<uint8_t*>(c.out.data()) + at, n});
 }
@@ -561,6 +597,72 @@ void Worker::on_frame(Conn& c, const proto::Frame& f) {
     }
 }
 
+void Worker::send_connect(uint32_t i) {
+    Conn& c = conns[i];
+    std::string key_b64;
+    if (proto::has_crypto(o_.version)) {
+        crypto::generate_keypair(c.keys);
+        key_b64 = crypto::base64_encode(c.keys.public_key);
+    }
+    proto::ConnectPacket cp;
+    cp.version = o_.version;
+    cp.client_key = key_b64;
+    cp.device_flag = 0;
+    cp.device_id = "bench";
+    cp.client_timestamp = wall_ms();
+    cp.uid = c.uid;
+    cp.token = "";
+    c.state = State::AwaitConnack;
+    append(c, cp);
+    flush(i);
+}
+
+// --ws-port: bytes of the server's answer to the upgrade (in c.in until the
+// header block is complete). On the 101 the CONNECT goes out and the bytes
+// after the header are frames. False: close the connection.
+bool Worker::on_upgrade_bytes(uint32_t i, std::span<const uint8_t> bytes) {
+    Conn& c = conns[i];
+    c.in.insert(c.in.end(), bytes.begin(), bytes.end());
+    const ws::UpgradeResult r = ws::check_upgrade_response(c.in, std::string_view(c.ws_accept, ws::kAcceptLength));
+    if (r.status == ws::UpgradeStatus::Incomplete) return c.in.size() < 16384;
+    if (r.status == ws::UpgradeStatus::Refused) {
+        std::fprintf(stderr, "bench_message: WebSocket upgrade refused (%s): %.*s\n", r.reason,
+                     int(std::min<size_t>(c.in.size(), 200)), reinterpret_cast<const char*>(c.in.data()));
+        return false;
+    }
+    std::vector<uint8_t> frames(c.in.begin() + ptrdiff_t(r.header_size), c.in.end());
+    c.in.clear();
+    send_connect(i);
+    return c.fd >= 0 && feed_ws(i, frames);
+}
+
+// --ws-port: the server's frames; binary payload is appended to c.in, a
+// ping answered (the pong queued in c.out), a close ends the connection
+// (false), as do a text frame and a protocol error.
+bool Worker::feed_ws(uint32_t i, std::span<const uint8_t> bytes) {
+    struct Sink {
+        Worker& w;
+        Conn& c;
+        bool ok = true;
+        bool on_data(uint8_t opcode, std::span<const uint8_t> chunk) {
+            if (opcode != ws::kBinary) return ok = false;
+            c.in.insert(c.in.end(), chunk.begin(), chunk.end());
+            return true;
+        }
+        bool on_control(uint8_t opcode, std::span<const uint8_t> chunk, size_t offset, size_t total) {
+            if (!c.ws_control.add(chunk, offset, total)) return true;
+            if (opcode == ws::kPing) ws::append_masked_frame(c.out, ws::kPong, c.ws_control.payload(), uint32_t(w.next_random()));
+            if (opcode != ws::kClose) return true;
+            ws::append_masked_frame(c.out, ws::kClose, ws::close_payload(1000), uint32_t(w.next_random()));
+            return ok = false;
+        }
+    } sink{*this, conns[i]};
+    const ws::FeedResult r = conns[i].ws_parser.feed(bytes, sink);
+    if (r == ws::FeedResult::ProtocolError)
+        std::fprintf(stderr, "bench_message: WebSocket protocol error from the server: %s\n", conns[i].ws_parser.error());
+    return r == ws::FeedResult::Ok && sink.ok;
+}
+
 void Worker::on_event(uint32_t i, uint32_t events) {
     Conn& c = conns[i];
     if (c.fd < 0) return;
@@ -569,21 +671,12 @@ void Worker::on_event(uint32_t i, uint32_t events) {
         socklen_t len = sizeof(err);
         getsockopt(c.fd, SOL_SOCKET, SO_ERROR, &err, &len);
         if (err != 0) return close_conn(i);
-        std::string key_b64;
-        if (proto::has_crypto(o_.version)) {
-            crypto::generate_keypair(c.keys);
-            key_b64 = crypto::base64_encode(c.keys.public_key);
-        }
-        proto::ConnectPacket cp;
-        cp.version = o_.version;
-        cp.client_key = key_b64;
-        cp.device_flag = 0;
-        cp.device_id = "bench";
-        cp.client_timestamp = wall_ms();
-        cp.uid = c.uid;
-        cp.token = "";
-        c.state = State::AwaitConnack;
-        append(c, cp);
+        if (o_.ws_port == 0) return send_connect(i);
+        char key[ws::kKeyLength];
+        ws::make_key(next_random(), next_random(), key);
+        ws::accept_for(std::string_view(key, sizeof key), c.ws_accept);
+        ws::append_upgrade_request(c.out, o_.host, o_.ws_port, std::string_view(key, sizeof key));
+        c.state = State::Upgrading;
         flush(i);
         return;
     }
@@ -595,9 +688,15 @@ void Worker::on_event(uint32_t i, uint32_t events) {
         if (n < 0 && errno == EINTR) continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
         if (n <= 0) return close_conn(i, g_phase.load() != kStop);
-        c.in.insert(c.in.end(), buf, buf + n);
+        if (o_.ws_port == 0) {
+            c.in.insert(c.in.end(), buf, buf + n);
+        } else if (!(c.state == State::Upgrading ? on_upgrade_bytes(i, {buf, size_t(n)}) : feed_ws(i, {buf, size_t(n)}))) {
+            flush(i);  // a pong or close queued by the parser's sink
+            return close_conn(i);
+        }
         if (size_t(n) < sizeof(buf)) break;
     }
+    if (c.fd < 0 || c.state == State::Upgrading) return;
     size_t off = 0;
     while (off < c.in.size()) {
         auto r = proto::split_frame(std::span(c.in).subspan(off), 1u << 24);
@@ -692,9 +791,45 @@ void run_pinger(const Options& o, PingerResult& res, const std::atomic<bool>& st
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     sockaddr_in sa{};
     sa.sin_family = AF_INET;
-    sa.sin_port = htons(o.port);
+    sa.sin_port = htons(o.ws_port != 0 ? o.ws_port : o.port);
     inet_pton(AF_INET, o.host.c_str(), &sa.sin_addr);
     std::vector<uint8_t> in;
+    // --ws-port: packets go out in masked binary frames; the received frames'
+    // binary payload is the packet stream in `in`, pings are answered.
+    const bool use_ws = o.ws_port != 0;
+    ws::FrameParser parser;
+    ws::ControlAssembler control;
+    uint32_t mask = uint32_t(now_ns()) | 1;
+    auto next_mask = [&] { return mask = mask * 1664525u + 1013904223u; };
+    bool ws_failed = false;
+    auto send_packet = [&](std::span<const uint8_t> packet) {
+        std::vector<uint8_t> frame;
+        if (use_ws) ws::append_masked_frame(frame, ws::kBinary, packet, next_mask());
+        else frame.assign(packet.begin(), packet.end());
+        return send(fd, frame.data(), frame.size(), MSG_NOSIGNAL) == ssize_t(frame.size());
+    };
+    auto take = [&](const uint8_t* bytes, size_t n) {
+        if (!use_ws) return in.insert(in.end(), bytes, bytes + n), void();
+        struct Sink {
+            std::vector<uint8_t>& in;
+            ws::ControlAssembler& control;
+            int fd;
+            uint32_t mask;
+            bool on_data(uint8_t opcode, std::span<const uint8_t> chunk) {
+                in.insert(in.end(), chunk.begin(), chunk.end());
+                return opcode == ws::kBinary;
+            }
+            bool on_control(uint8_t opcode, std::span<const uint8_t> chunk, size_t offset, size_t total) {
+                if (!control.add(chunk, offset, total) || opcode == ws::kPong) return true;
+                std::vector<uint8_t> reply;
+                ws::append_masked_frame(reply, opcode == ws::kPing ? ws::kPong : ws::kClose,
+                                        opcode == ws::kPing ? control.payload() : std::span<const uint8_t>(), mask);
+                (void)!send(fd, reply.data(), reply.size(), MSG_NOSIGNAL);
+                return opcode == ws::kPing;
+            }
+        } sink{in, control, fd, next_mask()};
+        if (parser.feed({bytes, n}, sink) != ws::FeedResult::Ok) ws_failed = true;
+    };
     uint8_t last_byte = 0;  // of the last frame: a CONNACK's reason code
     bool eof = false;
     // The next frame's type nibble, or -1 on timeout/EOF.
@@ -715,10 +850,38 @@ void run_pinger(const Options& o, PingerResult& res, const std::atomic<bool>& st
             uint8_t buf[4096];
             ssize_t n = recv(fd, buf, sizeof(buf), 0);
             if (n <= 0) return eof = true, -1;
-            in.insert(in.end(), buf, buf + n);
+            take(buf, size_t(n));
+            if (ws_failed) return eof = true, -1;
         }
     };
-    if (connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) == 0) {
+    // --ws-port: the upgrade, within 5 s; bytes after the 101 are frames.
+    auto upgrade = [&]() -> bool {
+        if (!use_ws) return true;
+        char key[ws::kKeyLength], accept[ws::kAcceptLength];
+        ws::make_key(uint64_t(now_ns()), uint64_t(getpid()), key);
+        ws::accept_for(std::string_view(key, sizeof key), accept);
+        std::string request;
+        ws::append_upgrade_request(request, o.host, o.ws_port, std::string_view(key, sizeof key));
+        if (send(fd, request.data(), request.size(), MSG_NOSIGNAL) != ssize_t(request.size())) return false;
+        std::vector<uint8_t> head;
+        const int64_t deadline = now_ns() + 5 * kSec;
+        for (;;) {
+            const ws::UpgradeResult r = ws::check_upgrade_response(head, std::string_view(accept, sizeof accept));
+            if (r.status == ws::UpgradeStatus::Refused) return false;
+            if (r.status == ws::UpgradeStatus::Accepted) {
+                take(head.data() + r.header_size, head.size() - r.header_size);
+                return !ws_failed;
+            }
+            pollfd p{fd, POLLIN, 0};
+            const int64_t left = (deadline - now_ns()) / 1'000'000;
+            if (left <= 0 || poll(&p, 1, int(left)) <= 0) return false;
+            uint8_t buf[4096];
+            const ssize_t n = recv(fd, buf, sizeof(buf), 0);
+            if (n <= 0) return false;
+            head.insert(head.end(), buf, buf + n);
+        }
+    };
+    if (connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) == 0 && upgrade()) {
         crypto::KeyPair keys;
         std::string key_b64;
         if (proto::has_crypto(o.version)) crypto::generate_keypair(keys), key_b64 = crypto::base64_encode(keys.public_key);
@@ -727,14 +890,13 @@ void run_pinger(const Options& o, PingerResult& res, const std::atomic<bool>& st
         std::vector<uint8_t> b(proto::encoded_size(cp, o.version));
         proto::encode(cp, o.version, b);
         // A CONNACK's reason code is its last byte, in every version.
-        res.online = send(fd, b.data(), b.size(), MSG_NOSIGNAL) == ssize_t(b.size()) &&
-                     read_frame(5000) == int(proto::PacketType::Connack) && last_byte == 1;
+        res.online = send_packet(b) && read_frame(5000) == int(proto::PacketType::Connack) && last_byte == 1;
     }
     int64_t next = now_ns();
     while (res.online && !stop.load()) {
         const int64_t t0 = now_ns();
         const uint8_t ping = 0x70;
-        if (send(fd, &ping, 1, MSG_NOSIGNAL) != 1) break;
+        if (!send_packet(std::span(&ping, 1))) break;
         ++res.sent;
         int type = -1;
         for (int frames = 0; frames < 64 && (type = read_frame(1000)) != int(proto::PacketType::Pong) && type >= 0;)
@@ -948,9 +1110,9 @@ int run_load(const Options& o) {
            sum(&Counters::online) + sum(&Counters::login_failed) < total_clients)
         std::this_thread::sleep_for(std::chrono::milliseconds(10));
     const uint64_t online = sum(&Counters::online), failed = total_clients - online;
-    std::fprintf(stderr, "bench_message: %llu/%llu clients online in %.2f s (v%d, %u threads)\n",
+    std::fprintf(stderr, "bench_message: %llu/%llu clients online in %.2f s (v%d%s, %u threads)\n",
                  (unsigned long long)online, (unsigned long long)total_clients, double(now_ns() - t_login) / kSec,
-                 o.version, nthreads);
+                 o.version, o.ws_port != 0 ? ", WebSocket" : "", nthreads);
 
     PingerResult pinger;
     std::atomic<bool> pinger_stop{false};
@@ -1040,7 +1202,8 @@ int run_load(const Options& o) {
     }
     const double secs = std::max(measured_s, 1e-9);
     json out = {
-        {"mode", o.kill_test ? "kill-test" : o.mode}, {"version", o.version}, {"threads", nthreads},
+        {"mode", o.kill_test ? "kill-test" : o.mode}, {"transport", o.ws_port != 0 ? "ws" : "tcp"},
+        {"version", o.version}, {"threads", nthreads},
         {"clients", total_clients}, {"online", online}, {"login_failed", failed},
         {"senders", plan.total_senders}, {"fanout", plan.fanout}, {"window", o.window}, {"rate", o.rate},
         {"payload", o.payload}, {"measured_s", measured_s}, {"drain_s", drain_s},
@@ -1061,8 +1224,9 @@ int run_load(const Options& o) {
                           {"n", pong_snap.count()}, {"lost", pinger.lost}, {"online", pinger.online}};
     if (o.kill_test) out["acked_out"] = o.acked_out, out["killed"] = g_killed.load();
 
-    std::printf("bench_message %s v%d: %llu clients (%llu online), %u senders, window %u, rate %.0f/s, %u-byte payloads\n",
-                out["mode"].get<std::string>().c_str(), o.version, (unsigned long long)total_clients,
+    std::printf("bench_message %s v%d%s: %llu clients (%llu online), %u senders, window %u, rate %.0f/s, %u-byte payloads\n",
+                out["mode"].get<std::string>().c_str(), o.version, o.ws_port != 0 ? " over WebSocket" : "",
+                (unsigned long long)total_clients,
                 (unsigned long long)online, plan.total_senders, o.window, o.rate, o.payload);
     std::printf("  measured %.1f s (+%.1f s drain): %.0f sends/s, %.0f delivered msgs/s (fan-out %llu)\n", measured_s,
                 drain_s, out["sends_per_s"].get<double>(), out["delivered_per_s"].get<double>(),

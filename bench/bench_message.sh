@@ -19,11 +19,18 @@
 #   the server's VmRSS, the data dir's size (du -sk, allocated and
 #   apparent: the WAL is preallocated) and the webhook_*,
 #   messages_stored_total and commits_total lines of GET /metrics.
+#
+#   --ws (load only): the server also gets a WebSocket listener
+#   (--ws-addr 127.0.0.1:PORT, a free port) and bench_message --ws-port PORT,
+#   so every client talks LiMaoIM inside WebSocket frames. Without it a server
+#   that has --ws-addr gets --ws-addr '' (no listener on the default port
+#   2122, which a second server on the host would collide on).
+#   bench/ws_message.sh alternates TCP and WebSocket rounds.
 set -euo pipefail
 
 cmd=${1:-}; shift || true
 build=build; durability=group; workers=2; mode=person; total=10000; kill_after=3000; keep=0
-webhook=off; settle=1
+webhook=off; settle=1; use_ws=0
 bench_args=(); server_args=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -37,11 +44,13 @@ while [ $# -gt 0 ]; do
     --webhook) webhook=$2; shift 2;;
     --server-arg) server_args+=("$2"); shift 2;;
     --settle) settle=$2; shift 2;;
+    --ws) use_ws=1; shift;;
     --) shift; bench_args=("$@"); break;;
     *) echo "unknown option $1" >&2; exit 2;;
   esac
 done
-[ "$cmd" = load ] || [ "$cmd" = kill-test ] || { sed -n '2,21p' "$0"; exit 2; }
+[ "$cmd" = load ] || [ "$cmd" = kill-test ] || { sed -n '2,29p' "$0"; exit 2; }
+if [ "$use_ws" = 1 ] && [ "$cmd" != load ]; then echo "--ws is for load runs" >&2; exit 2; fi
 case "$webhook" in off|ok|hang) ;; *) echo "--webhook is off, ok or hang" >&2; exit 2;; esac
 
 server=$build/limaoim; bench=$build/bench/bench_message
@@ -49,6 +58,9 @@ server=$build/limaoim; bench=$build/bench/bench_message
 if [ ! -x "$server" ] || [ ! -x "$bench" ]; then echo "need $server and bench_message in $build" >&2; exit 2; fi
 sink=$build/bench/webhook_sink
 if [ "$webhook" != off ] && [ ! -x "$sink" ]; then echo "need $sink for --webhook $webhook" >&2; exit 2; fi
+has_ws_addr=0
+case "$("$server" --help 2>/dev/null || true)" in *--ws-addr*) has_ws_addr=1;; esac
+if [ "$use_ws" = 1 ] && [ "$has_ws_addr" = 0 ]; then echo "$server has no --ws-addr (no WebSocket listener)" >&2; exit 2; fi
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 data=$(mktemp -d /tmp/limaoim-bench-data-XXXXXX)
@@ -73,14 +85,18 @@ if [ "$webhook" != off ]; then
   echo "# webhook: $webhook, webhook_sink on 127.0.0.1:$sink_port"
 fi
 
-# Starts the server on $data; sets pid, port, http. Waits (10 s at most) for both listeners.
+# Starts the server on $data; sets pid, port, http (and ws with --ws). Waits (10 s at most) for the listeners.
 start_server() {
-  port=$(free_port); http=$(free_port)
+  port=$(free_port); http=$(free_port); ws=$port
+  local -a ws_args=()
+  if [ "$use_ws" = 1 ]; then ws=$(free_port); ws_args=(--ws-addr "127.0.0.1:$ws")
+  elif [ "$has_ws_addr" = 1 ]; then ws_args=(--ws-addr ''); fi
   "$server" --mode test --addr 127.0.0.1 --port "$port" --http-addr "127.0.0.1:$http" --data-dir "$data" \
-    --durability "$durability" --workers "$workers" --instance "bm-$port" "${server_args[@]}" >>"$work/server.log" 2>&1 &
+    --durability "$durability" --workers "$workers" --instance "bm-$port" "${ws_args[@]}" "${server_args[@]}" >>"$work/server.log" 2>&1 &
   pid=$!
   for _ in $(seq 200); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && (exec 3<>"/dev/tcp/127.0.0.1/$http") 2>/dev/null; then return 0; fi
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && (exec 3<>"/dev/tcp/127.0.0.1/$http") 2>/dev/null &&
+       (exec 3<>"/dev/tcp/127.0.0.1/$ws") 2>/dev/null; then return 0; fi
     kill -0 "$pid" 2>/dev/null || break
     sleep 0.05
   done
@@ -110,7 +126,9 @@ stop_sink() {
 start_server
 if [ "$cmd" = load ]; then
   set +e
-  "$bench" --port "$port" --http-port "$http" "${bench_args[@]}"
+  ws_bench_args=()
+  if [ "$use_ws" = 1 ]; then ws_bench_args=(--ws-port "$ws"); echo "# WebSocket: server --ws-addr 127.0.0.1:$ws, bench_message --ws-port $ws"; fi
+  "$bench" --port "$port" --http-port "$http" "${ws_bench_args[@]}" "${bench_args[@]}"
   rc=$?
   stop_server
   stop_sink

@@ -407,6 +407,8 @@ start_server() {
     rm -rf "$out_dir/data"
     local -a arguments=(--mode test --addr "$address" --port "$port" --max-conns "$max_conns"
         --http-addr '' --data-dir "$out_dir/data")
+    # No WebSocket listener either (a server that has one listens on 2122 by default).
+    case "$("$server_bin" --help 2>/dev/null || true)" in *--ws-addr*) arguments+=(--ws-addr '') ;; esac
     [[ -n "$workers" ]] && arguments+=(--workers "$workers")
     ((${#extra_server_args[@]})) && arguments+=("${extra_server_args[@]}")
     echo "${prefix[*]}${prefix[*]:+ }$server_bin ${arguments[*]}" >"$out_dir/server.cmd"

@@ -252,7 +252,8 @@ TEST_CASE("websocket: big and odd-sized RECVs arrive whole (2-, 4- and 10-byte f
     for (size_t n : sizes) {
         INFO("payload " << n);
         const std::string payload(n, char('a' + n % 26));
-        REQUIRE(app.send_message("big-reader", 1, payload, ++seq, "b-" + std::to_string(seq)));
+        ++seq;
+        REQUIRE(app.send_message("big-reader", 1, payload, seq, "b-" + std::to_string(seq)));
         auto ack = app.read_sendack(5000);
         REQUIRE(ack);
         REQUIRE(ack->reason_code == 1);

@@ -121,7 +121,11 @@ test_client_keys_flag() {
         "$bench_bin" -cids 1-2 -client-keys "$value" >/dev/null 2>&1 || status=$?
         if [[ "$status" == 2 ]]; then pass; else fail "-client-keys '$value': status $status, expected 2"; fi
     done
-    if "$bench_bin" -help | grep -q -- '-client-keys N'; then pass; else fail "-help lists -client-keys"; fi
+    # Read whole before grep: `bench -help | grep -q` fails under pipefail when
+    # grep exits at its match while the help is still being written (SIGPIPE).
+    local help
+    help=$("$bench_bin" -help)
+    if grep -q -- '-client-keys N' <<<"$help"; then pass; else fail "-help lists -client-keys"; fi
 }
 
 # Waits until something listens on PORT in the server namespace, for at most
@@ -298,7 +302,9 @@ test_storm_flags() {
         "$bench_bin" -cids 1-10 $bad >/dev/null 2>&1 || status=$?
         if [[ "$status" == 2 ]]; then pass; else fail "-cids 1-10 $bad: status $status, expected 2"; fi
     done
-    if "$bench_bin" -help | grep -q -- '-storm-cids A-B'; then pass; else fail "-help lists -storm-cids"; fi
+    local help
+    help=$("$bench_bin" -help)
+    if grep -q -- '-storm-cids A-B' <<<"$help"; then pass; else fail "-help lists -storm-cids"; fi
 }
 
 # 300 established clients, then a storm of 1,500 at 3,000/s, 1 s heartbeats:

@@ -12,7 +12,7 @@ packages=(
   libtomlplusplus-dev libcli11-dev nlohmann-json3-dev
   clang libclang-rt-14-dev shellcheck gnuplot-nox iproute2 procps jq python3
   librocksdb-dev libhttp-parser-dev zlib1g-dev curl libcurl4-openssl-dev
-  prometheus chromium
+  prometheus chromium libhiredis-dev redis-server redis-sentinel
 )
 
 install_packages() {

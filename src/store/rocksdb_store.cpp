@@ -237,6 +237,7 @@ public:
     RocksdbStore(std::unique_ptr<rocksdb::DB> db, std::string dir) : db_(std::move(db)), dir_(std::move(dir)) {}
 
     const char* engine() const override { return "rocksdb"; }
+    bool shared() const override { return false; }
 
     Status put_token(const TokenRecord& token) override {
         std::string value(token.digest.begin(), token.digest.end());
@@ -284,6 +285,20 @@ public:
             each(std::move(channel));
             return Status::success();
         });
+    }
+
+    Status get_channel(uint8_t type, std::string_view id, ChannelRecord& out, bool& found) override {
+        std::string value;
+        const rocksdb::Status status = db_->Get(rocksdb::ReadOptions(), channel_key(type, id), &value);
+        found = status.ok();
+        if (status.IsNotFound()) return Status::success();
+        if (!status.ok()) return failed("get_channel", status);
+        out = ChannelRecord{};
+        if (!decode_channel(value, out))
+            return Status::failure("store get_channel: corrupt channel record " + printable(log_name(type, id)));
+        out.type = type;
+        out.id = id;
+        return Status::success();
     }
 
     Status put_system_uids(const std::vector<std::string>& uids) override {
@@ -471,6 +486,18 @@ public:
         rocksdb::WriteBatch batch;
         batch.DeleteRange(std::string(1, kind::dedupe), dedupe_key_start(before_ms));
         return write(batch, false, "expire_dedupe");
+    }
+
+    // O(window): its committer, the only writer, never needs to ask (store.h).
+    Status find_dedupe(std::string_view uid, std::string_view client_msg_no, int64_t since_ms, DedupeRecord& out,
+                       bool& found) override {
+        found = false;
+        return load_dedupe(since_ms, [&](DedupeRecord&& record) {
+            if (!found && record.uid == uid && record.client_msg_no == client_msg_no) {
+                out = std::move(record);
+                found = true;
+            }
+        });
     }
 
 private:

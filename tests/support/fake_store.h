@@ -14,7 +14,7 @@ namespace limaoim::testing {
 
 // An in-memory store: channel logs, users' queues, the counters, cursors and
 // the dedupe window in maps; commit() applies a whole batch or nothing.
-class FakeStore final : public store::Store {
+class FakeStore : public store::Store {
 public:
     struct Stored {
         uint32_t seq;
@@ -26,6 +26,10 @@ public:
     std::atomic<bool> fail_channel_seq{false};
     std::atomic<bool> fail_queue_seq{false};
     std::atomic<bool> fail_load_dedupe{false};
+    // As a shared store (Redis) behaves: commit() checks each counter's
+    // `previous` and each dedupe record's absence, and conflicts otherwise.
+    std::atomic<bool> shared_mode{false};
+    size_t conflicts = 0;
 
     mutable std::mutex mutex;
     std::map<std::string, std::vector<Stored>> logs;    // in append order
@@ -42,11 +46,16 @@ public:
     std::vector<bool> sync_flags;
 
     const char* engine() const override { return "fake"; }
+    bool shared() const override { return shared_mode; }
     store::Status put_token(const store::TokenRecord&) override { return {}; }
     store::Status load_tokens(const std::function<void(store::TokenRecord&&)>&) override { return {}; }
     store::Status put_channel(const store::ChannelRecord&) override { return {}; }
     store::Status delete_channel(uint8_t, std::string_view) override { return {}; }
     store::Status load_channels(const std::function<void(store::ChannelRecord&&)>&) override { return {}; }
+    store::Status get_channel(uint8_t, std::string_view, store::ChannelRecord&, bool& found) override {
+        found = false;
+        return {};
+    }
     store::Status put_system_uids(const std::vector<std::string>&) override { return {}; }
     store::Status load_system_uids(std::vector<std::string>&) override { return {}; }
 
@@ -56,13 +65,28 @@ public:
             ++failed_commits;
             return store::Status::failure("disk on fire");
         }
+        if (shared_mode) {
+            auto stored = [](const std::map<std::string, uint32_t>& m, const std::string& k) {
+                auto it = m.find(k);
+                return it == m.end() ? 0u : it->second;
+            };
+            bool moved = false;
+            for (const auto& c : batch.channel_seqs) moved |= stored(channel_seqs, c.log) != c.previous;
+            for (const auto& c : batch.queue_seqs) moved |= stored(queue_seqs, c.log) != c.previous;
+            for (const auto& d : batch.dedupe)
+                for (const auto& have : dedupe) moved |= have.uid == d.uid && have.client_msg_no == d.client_msg_no;
+            if (moved) {
+                ++conflicts;
+                return store::Status::conflicted("a counter moved");
+            }
+        }
         ++commits;
         sync_flags.push_back(sync);
         for (const auto& a : batch.messages) logs[a.log].push_back({a.seq, a.bytes});
         for (const auto& a : batch.queue_messages) queues[a.log].push_back({a.seq, a.bytes});
         for (const auto& c : batch.channel_seqs) channel_seqs[c.log] = c.value;
         for (const auto& c : batch.queue_seqs) queue_seqs[c.log] = c.value;
-        for (const auto& c : batch.cursors) cursors[c.log] = c.value;
+        for (const auto& c : batch.cursors) cursors[c.log] = shared_mode ? std::max(cursors[c.log], c.value) : c.value;
         for (const auto& d : batch.dedupe) dedupe.push_back(d);
         for (const auto& n : batch.notify) notify[n.id] = n.bytes;
         for (const auto& u : batch.conversations) {
@@ -169,6 +193,18 @@ public:
         std::lock_guard lock(mutex);
         ++expire_calls;
         std::erase_if(dedupe, [&](const store::DedupeRecord& d) { return d.time_ms < before_ms; });
+        return {};
+    }
+
+    store::Status find_dedupe(std::string_view uid, std::string_view client_msg_no, int64_t since_ms,
+                              store::DedupeRecord& out, bool& found) override {
+        std::lock_guard lock(mutex);
+        found = false;
+        for (const auto& d : dedupe)
+            if (d.uid == uid && d.client_msg_no == client_msg_no && d.time_ms >= since_ms) {
+                out = d;
+                found = true;
+            }
         return {};
     }
 

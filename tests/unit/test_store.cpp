@@ -3,6 +3,7 @@
 #include <stdlib.h>
 
 #include <atomic>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -13,8 +14,12 @@
 #include <vector>
 
 #include "limaoim/store/store.h"
+#include "ports.h"
+#include "redis_server.h"
 
 using namespace limaoim::store;
+using limaoim::testing::RedisServer;
+using limaoim::testing::RedisSentinel;
 namespace fs = std::filesystem;
 
 namespace {
@@ -96,13 +101,66 @@ uint32_t channel_seq(Store& store, std::string_view log) {
     return seq;
 }
 
+std::unique_ptr<Store> open_redis_ok(const RedisOptions& options) {
+    std::string error;
+    auto store = open_redis(options, error);
+    INFO(error);
+    REQUIRE(store != nullptr);
+    return store;
+}
+
+// A store engine under test, opened (and opened again) by a test case.
+struct Engine {
+    virtual ~Engine() = default;
+    virtual const char* name() const = 0;
+    virtual std::unique_ptr<Store> open() = 0;
+};
+
+struct Embedded final : Engine {
+    TempDir tmp;
+    const char* name() const override { return "rocksdb"; }
+    std::unique_ptr<Store> open() override { return open_ok(tmp.data()); }
+};
+
+// On a redis-server of its own; fails (never skips) when none can start.
+struct OnRedis final : Engine {
+    RedisServer server;
+    RedisOptions options;
+    OnRedis() {
+        INFO(server.log());
+        REQUIRE_MESSAGE(server.started(), "redis-server did not start (apt-get install redis-server)");
+        options.url = server.url();
+    }
+    const char* name() const override { return "redis"; }
+    std::unique_ptr<Store> open() override { return open_redis_ok(options); }
+};
+
+// Runs the calling test case once per engine (a doctest subcase each).
+std::unique_ptr<Engine> each_engine() {
+    std::unique_ptr<Engine> engine;
+    SUBCASE("rocksdb") { engine = std::make_unique<Embedded>(); }
+    SUBCASE("redis") { engine = std::make_unique<OnRedis>(); }
+    return engine;
+}
+
 }  // namespace
 
-TEST_CASE("store: a new directory is made, marked with the format, and starts empty") {
+TEST_CASE("store: a new directory is made and marked with the format") {
     TempDir tmp;
     auto store = open_ok(tmp.data());
     CHECK(std::string(store->engine()) == "rocksdb");
+    CHECK_FALSE(store->shared());
     CHECK(read_file(fs::path(tmp.data()) / "LIMAOIM_FORMAT") == "limaoim-store 1\n");
+
+    // An existing empty directory (a fresh mount point, say) is taken too.
+    fs::create_directory(tmp.root / "empty");
+    open_ok((tmp.root / "empty").string());
+}
+
+TEST_CASE("store: a new store starts empty") {
+    auto engine = each_engine();
+    INFO(engine->name());
+    auto store = engine->open();
 
     uint32_t seq = 99;
     CHECK(store->channel_seq(log_name(2, "g"), seq));
@@ -118,15 +176,15 @@ TEST_CASE("store: a new directory is made, marked with the format, and starts em
     CHECK(id == 0);
     CHECK(read_messages(*store, log_name(2, "g"), 1, 0, 100).empty());
     CHECK(read_queue(*store, "alice", 0, 100).empty());
-
-    // An existing empty directory (a fresh mount point, say) is taken too.
-    fs::create_directory(tmp.root / "empty");
-    open_ok((tmp.root / "empty").string());
+    uint64_t count = 99;
+    CHECK(store->count_notify(count));
+    CHECK(count == 0);
 }
 
 TEST_CASE("store: tokens round-trip, replaced per (uid, device flag)") {
-    TempDir tmp;
-    auto store = open_ok(tmp.data());
+    auto engine = each_engine();
+    INFO(engine->name());
+    auto store = engine->open();
     TokenRecord alice{"alice", 0, {}, 1};
     alice.digest.fill(0xaa);
     TokenRecord alice_web{"alice", 2, {}, 0};
@@ -150,8 +208,9 @@ TEST_CASE("store: tokens round-trip, replaced per (uid, device flag)") {
 }
 
 TEST_CASE("store: channels are put, replaced, deleted and listed") {
-    TempDir tmp;
-    auto store = open_ok(tmp.data());
+    auto engine = each_engine();
+    INFO(engine->name());
+    auto store = engine->open();
     ChannelRecord group{"g1", 2, "", {"alice", "bob"}, {"alice"}, {std::string("x\0y", 3)}};
     ChannelRecord same_id_other_type{"g1", 3, "parent", {}, {}, {}};
     ChannelRecord person{"carol", 1, "", {}, {}, {"mallory"}};
@@ -179,8 +238,9 @@ TEST_CASE("store: channels are put, replaced, deleted and listed") {
 }
 
 TEST_CASE("store: the system uid set is replaced whole") {
-    TempDir tmp;
-    auto store = open_ok(tmp.data());
+    auto engine = each_engine();
+    INFO(engine->name());
+    auto store = engine->open();
     REQUIRE(store->put_system_uids({"sys1", "sys2", std::string("\0\xff", 2)}));
     std::vector<std::string> uids;
     REQUIRE(store->load_system_uids(uids));
@@ -199,8 +259,9 @@ TEST_CASE("store: the system uid set is replaced whole") {
 }
 
 TEST_CASE("store: read_messages honours from_seq, to_seq and limit, one log only") {
-    TempDir tmp;
-    auto store = open_ok(tmp.data());
+    auto engine = each_engine();
+    INFO(engine->name());
+    auto store = engine->open();
     const std::string log = log_name(2, "g");
     // Logs whose names extend, or are a prefix of, the one read; their entries must never leak in.
     const std::string longer = log_name(2, "g\x01"), shorter = log_name(2, "");
@@ -237,8 +298,9 @@ TEST_CASE("store: read_messages honours from_seq, to_seq and limit, one log only
 }
 
 TEST_CASE("store: read_queue returns seqs after after_seq, per user") {
-    TempDir tmp;
-    auto store = open_ok(tmp.data());
+    auto engine = each_engine();
+    INFO(engine->name());
+    auto store = engine->open();
     WriteBatch batch;
     for (uint32_t seq = 1; seq <= 5; ++seq) batch.queue_messages.push_back(append("alice", seq));
     batch.queue_messages.push_back(append("alicea", 1));
@@ -267,10 +329,11 @@ TEST_CASE("store: read_queue returns seqs after after_seq, per user") {
 }
 
 TEST_CASE("store: counters, ids and messages survive close and reopen (sync=true)") {
-    TempDir tmp;
+    auto engine = each_engine();
+    INFO(engine->name());
     const std::string log = log_name(2, "g");
     {
-        auto store = open_ok(tmp.data());
+        auto store = engine->open();
         WriteBatch batch;
         batch.messages = {append(log, 1), append(log, 2)};
         batch.queue_messages = {append("alice", 1)};
@@ -282,7 +345,7 @@ TEST_CASE("store: counters, ids and messages survive close and reopen (sync=true
         REQUIRE(store->commit(batch, true));
     }
     {
-        auto store = open_ok(tmp.data());
+        auto store = engine->open();
         CHECK(channel_seq(*store, log) == 2);
         uint32_t seq = 0;
         REQUIRE(store->queue_seq("alice", seq));
@@ -302,10 +365,10 @@ TEST_CASE("store: counters, ids and messages survive close and reopen (sync=true
         // max_message_id (0) leaves the stored one alone.
         WriteBatch next;
         next.messages = {append(log, 3)};
-        next.channel_seqs = {{log, 3}};
+        next.channel_seqs = {{log, 3, 2}};
         REQUIRE(store->commit(next, false));
     }
-    auto store = open_ok(tmp.data());
+    auto store = engine->open();
     CHECK(channel_seq(*store, log) == 3);
     int64_t id = 0;
     REQUIRE(store->max_message_id(id));
@@ -314,8 +377,9 @@ TEST_CASE("store: counters, ids and messages survive close and reopen (sync=true
 }
 
 TEST_CASE("store: delete_channel drops the record and its log but keeps the seq counter") {
-    TempDir tmp;
-    auto store = open_ok(tmp.data());
+    auto engine = each_engine();
+    INFO(engine->name());
+    auto store = engine->open();
     const std::string log = log_name(2, "g"), neighbour = log_name(2, "g2");
     REQUIRE(store->put_channel({"g", 2, "", {"alice"}, {}, {}}));
     WriteBatch batch;
@@ -338,14 +402,15 @@ TEST_CASE("store: delete_channel drops the record and its log but keeps the seq 
     REQUIRE(store->put_channel({"g", 2, "", {}, {}, {}}));
     WriteBatch again;
     again.messages = {append(log, 11)};
-    again.channel_seqs = {{log, 11}};
+    again.channel_seqs = {{log, 11, 10}};
     REQUIRE(store->commit(again, false));
     CHECK(read_messages(*store, log, 0, 0, 100) == messages(log, {11}));
 }
 
-TEST_CASE("store: the dedupe window loads since a time, oldest first, and expires before one") {
-    TempDir tmp;
-    auto store = open_ok(tmp.data());
+TEST_CASE("store: the dedupe window loads since a time, oldest first,") {
+    auto engine = each_engine();
+    INFO(engine->name());
+    auto store = engine->open();
     WriteBatch batch;
     batch.dedupe = {{3000, "bob", "m3", 30, 3},
                     {1000, "alice", "m1", 10, 1},
@@ -377,6 +442,44 @@ TEST_CASE("store: the dedupe window loads since a time, oldest first, and expire
     CHECK(load(2000).size() == 3);
     CHECK(load(2001).size() == 1);
     CHECK(load(3001).empty());
+}
+
+TEST_CASE("store: find_dedupe finds one SEND in the window") {
+    auto engine = each_engine();
+    INFO(engine->name());
+    auto store = engine->open();
+    WriteBatch batch;
+    batch.dedupe = {{1000, "alice", "m1", 10, 1}, {2000, std::string("a\0b", 3), std::string("\0\xff", 2), 20, 2}};
+    REQUIRE(store->commit(batch, false));
+    DedupeRecord found_record;
+    bool found = false;
+    REQUIRE(store->find_dedupe(std::string("a\0b", 3), std::string("\0\xff", 2), 0, found_record, found));
+    CHECK(found);
+    CHECK(found_record.time_ms == 2000);
+    CHECK(found_record.uid == std::string("a\0b", 3));
+    CHECK(found_record.client_msg_no == std::string("\0\xff", 2));
+    CHECK(found_record.message_id == 20);
+    CHECK(found_record.message_seq == 2);
+    REQUIRE(store->find_dedupe("alice", "m1", 1001, found_record, found));
+    CHECK_FALSE(found);  // older than since_ms
+    REQUIRE(store->find_dedupe("alice", "m2", 0, found_record, found));
+    CHECK_FALSE(found);
+    REQUIRE(store->find_dedupe("bob", "m1", 0, found_record, found));
+    CHECK_FALSE(found);
+}
+
+TEST_CASE("store: the embedded dedupe window expires before a time") {
+    TempDir tmp;
+    auto store = open_ok(tmp.data());
+    WriteBatch batch;
+    batch.dedupe = {{3000, "bob", "m3", 30, 3}, {1000, "alice", "m1", 10, 1}, {2000, "a", "bm", 21, 5},
+                    {2000, "b", "bm", 22, 6}, {-5, "clock", "before-epoch", 1, 1}};
+    REQUIRE(store->commit(batch, false));
+    auto load = [&](int64_t since) {
+        std::vector<DedupeRecord> out;
+        REQUIRE(store->load_dedupe(since, [&](DedupeRecord&& r) { out.push_back(std::move(r)); }));
+        return out;
+    };
 
     REQUIRE(store->expire_dedupe(2000));  // strictly before
     auto left = load(std::numeric_limits<int64_t>::min());
@@ -387,8 +490,9 @@ TEST_CASE("store: the dedupe window loads since a time, oldest first, and expire
 }
 
 TEST_CASE("store: a batch is seen whole by concurrent readers") {
-    TempDir tmp;
-    auto store = open_ok(tmp.data());
+    auto engine = each_engine();
+    INFO(engine->name());
+    auto store = engine->open();
     const std::string log = log_name(2, "g");
     constexpr uint32_t batches = 2000;
     std::atomic<bool> done{false};
@@ -410,7 +514,7 @@ TEST_CASE("store: a batch is seen whole by concurrent readers") {
     for (uint32_t seq = 1; seq <= batches; ++seq) {
         WriteBatch batch;
         batch.max_message_id = seq;
-        batch.channel_seqs = {{log, seq}};
+        batch.channel_seqs = {{log, seq, seq - 1}};
         batch.messages = {append(log, seq)};
         REQUIRE(store->commit(batch, false));
     }
@@ -491,15 +595,16 @@ TEST_CASE("store: a corrupt channel record is reported, not read past its end") 
 }
 
 TEST_CASE("the msg.notify queue: ascending by id, read after an id, deleted by range, counted, kept over a reopen") {
-    TempDir tmp;
+    auto engine = each_engine();
+    INFO(engine->name());
     {
-        auto store = open_ok(tmp.data());
+        auto store = engine->open();
         WriteBatch batch;
         for (int64_t id : {int64_t(7), int64_t(300), int64_t(1) << 40, int64_t(42)})
             batch.notify.push_back({id, {uint8_t(id & 0xff), 1, 2}});
         REQUIRE(store->commit(batch, true));
     }
-    auto store = open_ok(tmp.data());
+    auto store = engine->open();
     uint64_t count = 0;
     REQUIRE(store->count_notify(count));
     CHECK(count == 4);
@@ -524,8 +629,9 @@ TEST_CASE("the msg.notify queue: ascending by id, read after an id, deleted by r
 }
 
 TEST_CASE("conversations and their seqs round-trip; an empty list deletes the user's") {
-    TempDir tmp;
-    auto store = open_ok(tmp.data());
+    auto engine = each_engine();
+    INFO(engine->name());
+    auto store = engine->open();
     ConversationRecord c{"bob", 1, 3, 1700000000, 42, "client-no", int64_t(1) << 50, 1700000000123};
     ConversationRecord g{std::string("g\0x", 3), 2, 0, -5, 0, "", 0, 1};
     WriteBatch batch;
@@ -563,4 +669,389 @@ TEST_CASE("writable: true on a healthy store, false with a reason when its direc
     fs::create_directory(fs::path(tmp.data()) / ".health-probe" / "x");
     CHECK_FALSE(store->writable(why));
     CHECK(why.find("cannot write in") != std::string::npos);
+}
+
+TEST_CASE("store: get_channel reads one record") {
+    auto engine = each_engine();
+    INFO(engine->name());
+    auto store = engine->open();
+    const ChannelRecord group{std::string("g\0\xff", 3), 2, "p", {"alice", "bob"}, {"alice"}, {"mallory"}};
+    REQUIRE(store->put_channel(group));
+    ChannelRecord got;
+    bool found = false;
+    REQUIRE(store->get_channel(2, group.id, got, found));
+    REQUIRE(found);
+    CHECK(got.id == group.id);
+    CHECK(got.type == 2);
+    CHECK(got.parent == "p");
+    CHECK(got.subscribers == group.subscribers);
+    CHECK(got.allowlist == group.allowlist);
+    CHECK(got.denylist == group.denylist);
+    REQUIRE(store->get_channel(3, group.id, got, found));
+    CHECK_FALSE(found);
+}
+
+TEST_CASE("store: notify ids beyond 2^53 keep their order and exact values") {
+    auto engine = each_engine();
+    INFO(engine->name());
+    auto store = engine->open();
+    const int64_t big = int64_t(1) << 53;
+    WriteBatch batch;
+    for (int64_t id : {big + 2, big + 1, std::numeric_limits<int64_t>::max(), big + 256, int64_t(1)})
+        batch.notify.push_back({id, {uint8_t(id & 0xff)}});
+    REQUIRE(store->commit(batch, false));
+    std::vector<NotifyEvent> events;
+    REQUIRE(store->read_notify(big, 10, events));
+    REQUIRE(events.size() == 4);
+    CHECK(events[0].id == big + 1);
+    CHECK(events[1].id == big + 2);
+    CHECK(events[2].id == big + 256);
+    CHECK(events[3].id == std::numeric_limits<int64_t>::max());
+    CHECK(events[0].bytes == std::vector<uint8_t>{1});
+    events.clear();
+    REQUIRE(store->read_notify(big + 1, 1, events));
+    REQUIRE(events.size() == 1);
+    CHECK(events[0].id == big + 2);
+    REQUIRE(store->delete_notify(big + 2, std::numeric_limits<int64_t>::max()));
+    events.clear();
+    REQUIRE(store->read_notify(0, 10, events));
+    REQUIRE(events.size() == 2);
+    CHECK(events[0].id == 1);
+    CHECK(events[1].id == big + 1);
+}
+
+// ---- the Redis engine only ----
+
+namespace {
+
+struct RedisFixture {
+    RedisServer server;
+    RedisOptions options;
+    RedisFixture() {
+        INFO(server.log());
+        REQUIRE_MESSAGE(server.started(), "redis-server did not start (apt-get install redis-server)");
+        options.url = server.url();
+    }
+};
+
+// A batch that touches every kind of key, for checking a conflict wrote none of it.
+WriteBatch everything(const std::string& log, uint32_t seq, uint32_t previous) {
+    WriteBatch batch;
+    batch.messages = {append(log, seq)};
+    batch.channel_seqs = {{log, seq, previous}};
+    batch.queue_messages = {append("alice", seq)};
+    batch.queue_seqs = {{"alice", seq, previous}};
+    batch.cursors = {{"alice", seq}};
+    batch.dedupe = {{1000, "alice", "c" + std::to_string(seq), 100 + seq, seq}};
+    batch.notify = {{int64_t(100 + seq), {1}}};
+    batch.max_message_id = 100 + seq;
+    batch.conversations = {{"alice", {{"g", 2, 1, 1, seq, "c", 100 + seq, 1}}}};
+    batch.conversation_seqs = {{log, seq}};
+    return batch;
+}
+
+}  // namespace
+
+TEST_CASE("redis store: engine, shared, and bad options") {
+    RedisFixture redis;
+    auto store = open_redis_ok(redis.options);
+    CHECK(std::string(store->engine()) == "redis");
+    CHECK(store->shared());
+    std::string why;
+    CHECK(store->writable(why));
+
+    std::string error;
+    RedisOptions bad = redis.options;
+    bad.url = "redis://127.0.0.1";
+    CHECK(open_redis(bad, error) == nullptr);
+    CHECK(error.starts_with("redis: bad URL: "));
+    bad.url = "redis://127.0.0.1:" + std::to_string(limaoim::testing::free_port());
+    CHECK(open_redis(bad, error) == nullptr);
+    CHECK(error.starts_with("redis: cannot open "));
+}
+
+TEST_CASE("redis store: a stale counter or an existing dedupe key is a conflict that writes nothing") {
+    RedisFixture redis;
+    auto store = open_redis_ok(redis.options);
+    const std::string log = log_name(2, "g");
+    REQUIRE(store->commit(everything(log, 1, 0), false));
+
+    auto unchanged = [&] {
+        CHECK(channel_seq(*store, log) == 1);
+        CHECK(read_messages(*store, log, 0, 0, 10) == messages(log, {1}));
+        CHECK(read_queue(*store, "alice", 0, 10) == messages("alice", {1}));
+        uint32_t seq = 0;
+        REQUIRE(store->queue_seq("alice", seq));
+        CHECK(seq == 1);
+        REQUIRE(store->cursor("alice", seq));
+        CHECK(seq == 1);
+        int64_t id = 0;
+        REQUIRE(store->max_message_id(id));
+        CHECK(id == 101);
+        uint64_t count = 0;
+        REQUIRE(store->count_notify(count));
+        CHECK(count == 1);
+        DedupeRecord record;
+        bool found = true;
+        REQUIRE(store->find_dedupe("alice", "c2", 0, record, found));
+        CHECK_FALSE(found);
+        std::map<std::string, uint32_t> seqs;
+        REQUIRE(store->load_conversation_seqs([&](std::string_view l, uint32_t s) { seqs[std::string(l)] = s; }));
+        CHECK(seqs == std::map<std::string, uint32_t>{{log, 1}});
+    };
+
+    // Another node handed out seq 1 already: this batch still expects 0.
+    Status status = store->commit(everything(log, 2, 0), false);
+    CHECK_FALSE(status.ok);
+    CHECK(status.conflict);
+    CHECK(status.error.starts_with("redis: commit conflict: "));
+    CHECK(status.error.find("holds 1, this batch expected 0") != std::string::npos);
+    unchanged();
+
+    // A queue counter alone moved.
+    WriteBatch queue_stale = everything(log, 2, 1);
+    queue_stale.queue_seqs = {{"alice", 2, 0}};
+    status = store->commit(queue_stale, false);
+    CHECK(status.conflict);
+    CHECK(status.error.find("lim:qseq:{alice}") != std::string::npos);
+    unchanged();
+
+    // The SEND was stored by another node: its dedupe key exists.
+    WriteBatch resent = everything(log, 2, 1);
+    resent.dedupe = {{1000, "alice", "c1", 7, 7}};
+    status = store->commit(resent, false);
+    CHECK(status.conflict);
+    CHECK(status.error.find("exists") != std::string::npos);
+    unchanged();
+
+    // With the counters it holds, the batch goes through.
+    REQUIRE(store->commit(everything(log, 2, 1), false));
+    CHECK(read_messages(*store, log, 0, 0, 10) == messages(log, {1, 2}));
+    Status failure = Status::failure("x");
+    CHECK_FALSE(failure.conflict);
+}
+
+TEST_CASE("redis store: cursors, conversation seqs and the max message id only grow") {
+    RedisFixture redis;
+    auto store = open_redis_ok(redis.options);
+    const std::string log = log_name(2, "g");
+    const int64_t big = (int64_t(1) << 60) + 1;
+    WriteBatch first;
+    first.cursors = {{"alice", 5}};
+    first.conversation_seqs = {{log, 9}};
+    first.max_message_id = big;
+    REQUIRE(store->commit(first, false));
+    WriteBatch older;
+    older.cursors = {{"alice", 3}};
+    older.conversation_seqs = {{log, 10000}};  // more digits, larger
+    older.max_message_id = big - 1;
+    REQUIRE(store->commit(older, false));
+    uint32_t seq = 0;
+    REQUIRE(store->cursor("alice", seq));
+    CHECK(seq == 5);
+    std::map<std::string, uint32_t> seqs;
+    REQUIRE(store->load_conversation_seqs([&](std::string_view l, uint32_t s) { seqs[std::string(l)] = s; }));
+    CHECK(seqs[log] == 10000);
+    int64_t id = 0;
+    REQUIRE(store->max_message_id(id));
+    CHECK(id == big);
+    WriteBatch newer;
+    newer.max_message_id = big + 1;
+    REQUIRE(store->commit(newer, false));
+    REQUIRE(store->max_message_id(id));
+    CHECK(id == big + 1);
+}
+
+TEST_CASE("redis store: dedupe records expire after the window") {
+    RedisFixture redis;
+    redis.options.dedupe_window_ms = 300;
+    auto store = open_redis_ok(redis.options);
+    WriteBatch batch;
+    batch.dedupe = {{1000, "alice", "m1", 10, 1}};
+    REQUIRE(store->commit(batch, false));
+    DedupeRecord record;
+    bool found = false;
+    REQUIRE(store->find_dedupe("alice", "m1", 0, record, found));
+    CHECK(found);
+    CHECK(store->expire_dedupe(std::numeric_limits<int64_t>::max()));  // a no-op: keys expire by themselves
+    REQUIRE(store->find_dedupe("alice", "m1", 0, record, found));
+    CHECK(found);
+    std::this_thread::sleep_for(std::chrono::milliseconds(600));
+    REQUIRE(store->find_dedupe("alice", "m1", 0, record, found));
+    CHECK_FALSE(found);
+    int left = 0;
+    REQUIRE(store->load_dedupe(std::numeric_limits<int64_t>::min(), [&](DedupeRecord&&) { ++left; }));
+    CHECK(left == 0);
+}
+
+TEST_CASE("redis store: log_max keeps the newest entries of each log written") {
+    RedisFixture redis;
+    redis.options.log_max = 3;
+    auto store = open_redis_ok(redis.options);
+    const std::string log = log_name(2, "g"), other = log_name(2, "h");
+    WriteBatch batch;
+    for (uint32_t seq = 1; seq <= 5; ++seq) batch.messages.push_back(append(log, seq));
+    batch.messages.push_back(append(other, 1));
+    for (uint32_t seq = 1; seq <= 5; ++seq) batch.queue_messages.push_back(append("alice", seq));
+    REQUIRE(store->commit(batch, false));
+    CHECK(read_messages(*store, log, 0, 0, 10) == messages(log, {3, 4, 5}));
+    CHECK(read_messages(*store, other, 0, 0, 10) == messages(other, {1}));
+    CHECK(read_queue(*store, "alice", 0, 10).size() == 5);  // queues are not capped
+
+    WriteBatch more;
+    more.messages = {append(log, 6)};
+    REQUIRE(store->commit(more, false));
+    CHECK(read_messages(*store, log, 0, 0, 10) == messages(log, {4, 5, 6}));
+}
+
+TEST_CASE("redis store: two stores on one Redis see each other's writes and conflict") {
+    RedisFixture redis;
+    auto node1 = open_redis_ok(redis.options);
+    RedisOptions second = redis.options;
+    second.node_id = 2;
+    auto node2 = open_redis_ok(second);
+    const std::string log = log_name(2, "g");
+
+    WriteBatch from1;
+    from1.messages = {append(log, 1)};
+    from1.channel_seqs = {{log, 1, 0}};
+    from1.notify = {{11, {1}}};
+    from1.max_message_id = 11;
+    REQUIRE(node1->commit(from1, false));
+    CHECK(channel_seq(*node2, log) == 1);
+    CHECK(read_messages(*node2, log, 0, 0, 10) == messages(log, {1}));
+    REQUIRE(node2->put_channel({"g", 2, "", {"alice"}, {}, {}}));
+    ChannelRecord got;
+    bool found = false;
+    REQUIRE(node1->get_channel(2, "g", got, found));
+    CHECK(found);
+
+    // Node 2's counter is stale: it conflicts, reloads, redoes.
+    WriteBatch from2;
+    from2.messages = {append(log, 1)};
+    from2.channel_seqs = {{log, 1, 0}};
+    CHECK(node2->commit(from2, false).conflict);
+    from2.messages = {append(log, 2)};
+    from2.channel_seqs = {{log, 2, channel_seq(*node2, log)}};
+    REQUIRE(node2->commit(from2, false));
+    CHECK(read_messages(*node1, log, 0, 0, 10) == messages(log, {1, 2}));
+
+    // The msg.notify queue and the max id are each node's own.
+    uint64_t count = 9;
+    REQUIRE(node2->count_notify(count));
+    CHECK(count == 0);
+    int64_t id = 9;
+    REQUIRE(node2->max_message_id(id));
+    CHECK(id == 0);
+    REQUIRE(node1->count_notify(count));
+    CHECK(count == 1);
+}
+
+TEST_CASE("redis store: Redis down fails fast with redis: errors; back up, the same store works again") {
+    RedisFixture redis;
+    redis.options.timeout_ms = 500;
+    auto store = open_redis_ok(redis.options);
+    const std::string log = log_name(2, "g");
+    WriteBatch batch;
+    batch.messages = {append(log, 1)};
+    batch.channel_seqs = {{log, 1, 0}};
+    REQUIRE(store->commit(batch, true));
+
+    REQUIRE(redis.server.stop(SIGKILL));  // appendfsync always: the commit is on disk
+    for (int attempt = 0; attempt < 3; ++attempt) {
+        const auto start = std::chrono::steady_clock::now();
+        uint32_t seq = 0;
+        Status status = store->channel_seq(log, seq);
+        CHECK_FALSE(status.ok);
+        CHECK_FALSE(status.conflict);
+        CHECK(status.error.starts_with("redis: channel_seq: "));
+        status = store->commit(batch, true);
+        CHECK(status.error.starts_with("redis: commit: "));
+        std::string why;
+        CHECK_FALSE(store->writable(why));
+        CHECK(why.starts_with("redis: "));
+        CHECK(std::chrono::steady_clock::now() - start < std::chrono::milliseconds(redis.options.timeout_ms));
+    }
+
+    INFO(redis.server.log());
+    REQUIRE(redis.server.start());
+    std::string why;
+    bool back = false;
+    for (int i = 0; i < 100 && !back; ++i) {
+        back = store->writable(why);
+        if (!back) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    CHECK(back);
+    CHECK(channel_seq(*store, log) == 1);
+    CHECK(read_messages(*store, log, 0, 0, 10) == messages(log, {1}));
+    WriteBatch next;  // the script cache was lost with the restart: EVAL brings it back
+    next.messages = {append(log, 2)};
+    next.channel_seqs = {{log, 2, 1}};
+    Status status;
+    for (int i = 0; i < 100 && !(status = store->commit(next, false)); ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    CHECK(status.ok);
+    CHECK(read_messages(*store, log, 0, 0, 10) == messages(log, {1, 2}));
+}
+
+TEST_CASE("redis store: WAIT for replicas: too few acks fail the commit, the data is written") {
+    RedisFixture redis;
+    redis.options.wait_replicas = 1;
+    redis.options.wait_timeout_ms = 100;
+    auto store = open_redis_ok(redis.options);
+    const std::string log = log_name(2, "g");
+    WriteBatch batch;
+    batch.messages = {append(log, 1)};
+    batch.channel_seqs = {{log, 1, 0}};
+    Status status = store->commit(batch, true);
+    CHECK_FALSE(status.ok);
+    CHECK_FALSE(status.conflict);
+    CHECK(status.error == "redis: commit: written but acknowledged by only 0 of 1 replicas");
+    CHECK(read_messages(*store, log, 0, 0, 10) == messages(log, {1}));
+
+    RedisServer replica({"--replicaof", "127.0.0.1", std::to_string(redis.server.port())});
+    REQUIRE(replica.started());
+    bool online = false;
+    for (int i = 0; i < 100 && !online; ++i) {
+        online = redis.server.cli("INFO replication").find("state=online") != std::string::npos;
+        if (!online) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    REQUIRE(online);
+    redis.options.wait_timeout_ms = 2000;
+    auto waiting = open_redis_ok(redis.options);
+    batch.messages = {append(log, 2)};
+    batch.channel_seqs = {{log, 2, 1}};
+    status = waiting->commit(batch, true);
+    INFO(status.error);
+    CHECK(status.ok);
+    CHECK(replica.cli("ZCARD 'lim:log:{\x02g}'") == "2\n");
+}
+
+TEST_CASE("redis store: a Sentinel URL finds the master; a replica URL is refused") {
+    RedisFixture redis;
+    RedisSentinel sentinel(redis.server.port());
+    INFO(sentinel.log());
+    REQUIRE(sentinel.started());
+    RedisOptions via = redis.options;
+    via.url = sentinel.url_for("mymaster", 3);
+    auto store = open_redis_ok(via);
+    const std::string log = log_name(2, "g");
+    WriteBatch batch;
+    batch.messages = {append(log, 1)};
+    batch.channel_seqs = {{log, 1, 0}};
+    REQUIRE(store->commit(batch, true));
+    CHECK(redis.server.cli("-n 3 GET 'lim:seq:{\x02g}'") == "1\n");
+    std::string why;
+    CHECK(store->writable(why));
+
+    std::string error;
+    via.url = sentinel.url_for("nosuchmaster");
+    CHECK(open_redis(via, error) == nullptr);
+    CHECK(error.find("nosuchmaster") != std::string::npos);
+
+    RedisServer replica({"--replicaof", "127.0.0.1", std::to_string(redis.server.port())});
+    REQUIRE(replica.started());
+    via.url = replica.url();
+    CHECK(open_redis(via, error) == nullptr);
+    CHECK(error.find("not a master") != std::string::npos);
 }

@@ -19,10 +19,12 @@
 #include "http_receiver.h"
 #include "limaoim/im/message.h"
 #include "limaoim/stats/layout.h"
+#include "fake_store.h"
 #include "limaoim/store/store.h"
 #include "limaoim/webhook/webhook.h"
 
 using namespace limaoim;
+using limaoim::testing::FakeStore;
 using limaoim::testing::HttpReceiver;
 using limaoim::testing::ReceivedRequest;
 using limaoim::testing::Reply;
@@ -69,15 +71,13 @@ std::vector<uint8_t> encoded(int64_t id, std::string from, std::string channel, 
     return im::encode(m.view());
 }
 
-// Only the msg.notify queue is real; everything else is a stub.
-class NotifyStore final : public store::Store {
+// The fake store with failure switches on its msg.notify queue and a count of reads.
+class NotifyStore final : public FakeStore {
 public:
     std::atomic<bool> fail_read{false};
     std::atomic<bool> fail_delete{false};
     std::atomic<bool> fail_count{false};
     std::atomic<int> reads{0};
-    mutable std::mutex mutex;
-    std::map<int64_t, std::vector<uint8_t>> notify;
 
     void add(int64_t id, std::vector<uint8_t> bytes) {
         std::lock_guard lock(mutex);
@@ -88,55 +88,19 @@ public:
         return notify.size();
     }
 
-    const char* engine() const override { return "notify-fake"; }
-    store::Status put_token(const store::TokenRecord&) override { return {}; }
-    store::Status load_tokens(const std::function<void(store::TokenRecord&&)>&) override { return {}; }
-    store::Status put_channel(const store::ChannelRecord&) override { return {}; }
-    store::Status delete_channel(uint8_t, std::string_view) override { return {}; }
-    store::Status load_channels(const std::function<void(store::ChannelRecord&&)>&) override { return {}; }
-    store::Status put_system_uids(const std::vector<std::string>&) override { return {}; }
-    store::Status load_system_uids(std::vector<std::string>&) override { return {}; }
-    store::Status commit(const store::WriteBatch& batch, bool) override {
-        std::lock_guard lock(mutex);
-        for (const auto& n : batch.notify) notify[n.id] = n.bytes;
-        return {};
-    }
-    store::Status channel_seq(std::string_view, uint32_t& seq) override { return seq = 0, store::Status{}; }
-    store::Status queue_seq(std::string_view, uint32_t& seq) override { return seq = 0, store::Status{}; }
-    store::Status cursor(std::string_view, uint32_t& seq) override { return seq = 0, store::Status{}; }
-    store::Status max_message_id(int64_t& id) override { return id = 0, store::Status{}; }
-    store::Status read_messages(std::string_view, uint32_t, uint32_t, uint32_t, std::vector<std::string>&) override {
-        return {};
-    }
-    store::Status read_queue(std::string_view, uint32_t, uint32_t, std::vector<std::string>&) override { return {}; }
-    store::Status load_channel_seqs(const std::function<void(std::string_view, uint32_t)>&) override { return {}; }
-    store::Status load_conversations(const std::function<void(store::UserConversations&&)>&) override { return {}; }
-    store::Status load_conversation_seqs(const std::function<void(std::string_view, uint32_t)>&) override {
-        return {};
-    }
     store::Status read_notify(int64_t after_id, uint32_t limit, std::vector<store::NotifyEvent>& out) override {
         ++reads;
         if (fail_read) return store::Status::failure("read_notify: disk on fire");
-        std::lock_guard lock(mutex);
-        for (auto it = notify.upper_bound(after_id); it != notify.end() && out.size() < limit; ++it)
-            out.push_back({it->first, it->second});
-        return {};
+        return FakeStore::read_notify(after_id, limit, out);
     }
     store::Status delete_notify(int64_t first_id, int64_t last_id) override {
         if (fail_delete) return store::Status::failure("delete_notify: disk on fire");
-        std::lock_guard lock(mutex);
-        notify.erase(notify.lower_bound(first_id), notify.upper_bound(last_id));
-        return {};
+        return FakeStore::delete_notify(first_id, last_id);
     }
     store::Status count_notify(uint64_t& count) override {
         if (fail_count) return store::Status::failure("count_notify: disk on fire");
-        std::lock_guard lock(mutex);
-        count = notify.size();
-        return {};
+        return FakeStore::count_notify(count);
     }
-    bool writable(std::string&) override { return true; }
-    store::Status load_dedupe(int64_t, const std::function<void(store::DedupeRecord&&)>&) override { return {}; }
-    store::Status expire_dedupe(int64_t) override { return {}; }
 };
 
 struct TempDir {

@@ -9,6 +9,14 @@
 // one committer thread, the rest from the API's pool threads and at start.
 // Implementations are thread-safe.
 //
+// Shared stores (shared() true: the Redis engine, store/redis_store.cpp)
+// are written by several nodes at once. There a committer's counters may be
+// stale: commit() checks each channel and queue counter's `previous` and
+// each dedupe record's (uid, client_msg_no) before writing anything, and
+// fails with `conflict` set when another node got there first (the caller
+// reloads the counters, asks find_dedupe and redoes its batch). The embedded
+// engine has one writer and never conflicts.
+//
 // Keys: a message log is named by log_name(channel_type, channel_id) (person
 // messages under the fake channel id, SERVER.md §7.1); a user's SyncOnce
 // queue by the uid. Seqs start at 1.
@@ -28,9 +36,11 @@ namespace limaoim::store {
 struct Status {
     bool ok = true;
     std::string error;  // what failed, for logs and the API's 500 answer
+    bool conflict = false;  // shared stores: commit() found a counter or dedupe record moved; nothing written
 
     static Status success() { return {}; }
     static Status failure(std::string message) { return {false, std::move(message)}; }
+    static Status conflicted(std::string message) { return {false, std::move(message), true}; }
     explicit operator bool() const { return ok; }
 };
 
@@ -105,6 +115,11 @@ struct WriteBatch {
     struct Counter {
         std::string log;  // as above
         uint32_t value = 0;
+        // channel_seqs and queue_seqs: the value the committer read before
+        // this batch; a shared store writes nothing unless it still holds it.
+        // Cursors and conversation_seqs only grow in a shared store (the
+        // larger of stored and `value` is kept); `previous` is unused there.
+        uint32_t previous = 0;
     };
     std::vector<Append> messages;         // channel logs
     std::vector<Append> queue_messages;   // users' SyncOnce queues
@@ -131,6 +146,8 @@ class Store {
 public:
     virtual ~Store() = default;
     virtual const char* engine() const = 0;
+    // Other nodes write to this store too (see the top of this file).
+    virtual bool shared() const = 0;
 
     // ---- tokens (SERVER.md §16.1) ----
     virtual Status put_token(const TokenRecord& token) = 0;
@@ -144,6 +161,9 @@ public:
     // hands out a seq twice.
     virtual Status delete_channel(uint8_t type, std::string_view id) = 0;
     virtual Status load_channels(const std::function<void(ChannelRecord&&)>& each) = 0;
+    // One channel's record (`found` false when there is none): what a node
+    // reads again when another node changed the channel.
+    virtual Status get_channel(uint8_t type, std::string_view id, ChannelRecord& out, bool& found) = 0;
     virtual Status put_system_uids(const std::vector<std::string>& uids) = 0;  // the whole set
     virtual Status load_system_uids(std::vector<std::string>& uids) = 0;
 
@@ -188,11 +208,35 @@ public:
     // Records with time_ms >= since_ms, oldest first.
     virtual Status load_dedupe(int64_t since_ms, const std::function<void(DedupeRecord&&)>& each) = 0;
     virtual Status expire_dedupe(int64_t before_ms) = 0;
+    // The record of (uid, client_msg_no) with time_ms >= since_ms, if one is
+    // stored (`found`). The committer asks after a conflict, when another
+    // node may have stored the SEND it is about to store. The embedded engine
+    // answers by scanning the window (its committer never needs to ask).
+    virtual Status find_dedupe(std::string_view uid, std::string_view client_msg_no, int64_t since_ms,
+                               DedupeRecord& out, bool& found) = 0;
 };
 
 // The embedded engine in `dir` (created when missing). The directory carries
 // a format version: another version is refused with a message saying so,
 // never rewritten. Nullptr with `error` set on failure.
 std::unique_ptr<Store> open_embedded(const std::string& dir, std::string& error);
+
+struct RedisOptions {
+    // redis://HOST:PORT[/DB] or redis+sentinel://HOST:PORT[,HOST:PORT...]/MASTER[/DB]
+    std::string url;
+    uint32_t node_id = 1;       // the msg.notify queue and max message id are this node's own
+    uint32_t timeout_ms = 2000; // connect and command timeout; a call that takes longer fails
+    // SENDACK durability (docs/REDIS.md): after each commit, WAIT for this
+    // many replicas (0: the master's own appendfsync setting is the durability).
+    uint32_t wait_replicas = 0;
+    uint32_t wait_timeout_ms = 1000;
+    uint32_t log_max = 0;       // messages kept per channel log, oldest trimmed first (0: all)
+    uint32_t dedupe_window_ms = 300000;  // a dedupe record's time to live (at least 1)
+};
+
+// The Redis engine (redis/client.h parses the URL). Fails (nullptr,
+// `error`) when the URL is bad, the first connection cannot be made or the
+// server is not a master.
+std::unique_ptr<Store> open_redis(const RedisOptions& options, std::string& error);
 
 }  // namespace limaoim::store

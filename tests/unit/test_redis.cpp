@@ -1,0 +1,147 @@
+#include <doctest/doctest.h>
+
+#include <chrono>
+#include <thread>
+#include <string>
+
+#include "limaoim/redis/client.h"
+#include "ports.h"
+#include "redis_server.h"
+
+using namespace limaoim::redis;
+using limaoim::testing::RedisServer;
+
+namespace {
+
+Url parsed(std::string_view text) {
+    Url url;
+    std::string error;
+    INFO(text, " ", error);
+    REQUIRE(parse_url(text, url, error));
+    return url;
+}
+
+std::string parse_error(std::string_view text) {
+    Url url;
+    std::string error;
+    INFO(text);
+    CHECK_FALSE(parse_url(text, url, error));
+    CHECK(!error.empty());
+    return error;
+}
+
+}  // namespace
+
+TEST_CASE("parse_url: redis:// and redis+sentinel:// forms") {
+    Url url = parsed("redis://127.0.0.1:6379");
+    REQUIRE(url.servers.size() == 1);
+    CHECK(url.servers[0].host == "127.0.0.1");
+    CHECK(url.servers[0].port == 6379);
+    CHECK(url.db == 0);
+    CHECK_FALSE(url.sentinel());
+
+    url = parsed("redis://redis.internal:7000/3");
+    CHECK(url.servers[0].host == "redis.internal");
+    CHECK(url.db == 3);
+
+    url = parsed("redis://[::1]:6380/1");
+    CHECK(url.servers[0].host == "::1");
+    CHECK(url.servers[0].port == 6380);
+
+    url = parsed("redis+sentinel://s1:26379,s2:26380,10.0.0.3:26381/mymaster/2");
+    REQUIRE(url.servers.size() == 3);
+    CHECK(url.servers[1].host == "s2");
+    CHECK(url.servers[1].port == 26380);
+    CHECK(url.servers[2].host == "10.0.0.3");
+    CHECK(url.master_name == "mymaster");
+    CHECK(url.sentinel());
+    CHECK(url.db == 2);
+
+    url = parsed("redis+sentinel://s1:26379/mymaster");
+    CHECK(url.db == 0);
+}
+
+TEST_CASE("parse_url: bad URLs say what is wrong") {
+    CHECK(parse_error("http://h:1").find("redis://") != std::string::npos);
+    CHECK(parse_error("").find("redis://") != std::string::npos);
+    CHECK(parse_error("redis://").find("no HOST:PORT") != std::string::npos);
+    CHECK(parse_error("redis://host").find("no :PORT") != std::string::npos);
+    CHECK(parse_error("redis://:6379").find("no host") != std::string::npos);
+    CHECK(parse_error("redis://h:0").find("port") != std::string::npos);
+    CHECK(parse_error("redis://h:65536").find("port") != std::string::npos);
+    CHECK(parse_error("redis://h:12ab").find("port") != std::string::npos);
+    CHECK(parse_error("redis://h:1/x").find("not a number") != std::string::npos);
+    CHECK(parse_error("redis://h:1/").find("not a number") != std::string::npos);
+    CHECK(parse_error("redis://h:1/-1").find("not a number") != std::string::npos);
+    CHECK(parse_error("redis://a:1,b:2").find("redis+sentinel://") != std::string::npos);
+    CHECK(parse_error("redis://h:1?db=2").find("no query") != std::string::npos);
+    CHECK(parse_error("redis+sentinel://s:1").find("master's name") != std::string::npos);
+    CHECK(parse_error("redis+sentinel://s:1/").find("master's name") != std::string::npos);
+    CHECK(parse_error("redis+sentinel://s:1/m/").find("not a number") != std::string::npos);
+    CHECK(parse_error("redis+sentinel://s:1,/m").find("trailing comma") != std::string::npos);
+    // A password never reaches the error (and so the log).
+    const std::string error = parse_error("redis://user:s3cret@h:1");
+    CHECK(error.find("s3cret") == std::string::npos);
+    CHECK(error.find("credentials") != std::string::npos);
+}
+
+TEST_CASE("Client: commands and pipelining against a redis-server") {
+    RedisServer server;
+    INFO(server.log());
+    REQUIRE(server.started());
+    Client client(parsed(server.url(2)), 2000);
+    std::string error;
+    REQUIRE(client.connect(error));
+    CHECK(client.master().port == server.port());
+    CHECK(client.fd() >= 0);
+
+    Reply reply = client.command({"SET", "k", std::string_view("a\0b", 3)}, error);
+    REQUIRE(reply);
+    reply = client.command({"GET", "k"}, error);
+    REQUIRE(reply);
+    CHECK(std::string(reply->str, reply->len) == std::string("a\0b", 3));
+    CHECK(server.cli("-n 2 EXISTS k") == "1\n");  // SELECTed the URL's db
+    CHECK(server.cli("-n 0 EXISTS k") == "0\n");
+
+    CHECK_FALSE(client.command({"NOSUCHCOMMAND"}, error));  // an error reply keeps the connection
+    CHECK(error.find("unknown command") != std::string::npos);
+    CHECK(client.connected());
+
+    REQUIRE(client.append({"INCR", "n"}, error));
+    REQUIRE(client.append({"INCR", "n"}, error));
+    Reply first = client.read(error), second = client.read(error);
+    REQUIRE(first);
+    REQUIRE(second);
+    CHECK(first->integer == 1);
+    CHECK(second->integer == 2);
+}
+
+TEST_CASE("Client: a replica is refused; a dead server is retried with backoff, then reconnected") {
+    RedisServer master;
+    REQUIRE(master.started());
+    RedisServer replica({"--replicaof", "127.0.0.1", std::to_string(master.port())});
+    REQUIRE(replica.started());
+    Client to_replica(parsed(replica.url()), 2000);
+    std::string error;
+    CHECK_FALSE(to_replica.connect(error));
+    CHECK(error.find("not a master") != std::string::npos);
+
+    Client client(parsed(master.url()), 500);
+    REQUIRE(client.connect(error));
+    REQUIRE(master.stop(SIGKILL));
+    CHECK_FALSE(client.command({"PING"}, error));  // the I/O error drops the connection
+    CHECK_FALSE(client.connected());
+    CHECK_FALSE(client.connect(error));  // refused
+    const auto before = std::chrono::steady_clock::now();
+    CHECK_FALSE(client.connect(error));  // within the backoff: no attempt
+    CHECK(std::chrono::steady_clock::now() - before < std::chrono::milliseconds(50));
+    CHECK(error.find("next attempt in") != std::string::npos);
+
+    REQUIRE(master.start());
+    bool connected = false;
+    for (int i = 0; i < 60 && !connected; ++i) {
+        connected = client.command({"PING"}, error) != nullptr;
+        if (!connected) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    CHECK(connected);
+}

@@ -93,7 +93,9 @@ bool Committer::start(std::string& error) {
     }
     ids_.start_above(max_id);
     const int64_t since = wall_ms() - options_.dedupe_window_ms;
-    store::Status s = store_.load_dedupe(since, [this](store::DedupeRecord&& r) {
+    // A shared store's window is every node's: looked up after a conflict
+    // (learn_remote_dedupe), not loaded whole.
+    store::Status s = store_.shared() ? store::Status::success() : store_.load_dedupe(since, [this](store::DedupeRecord&& r) {
         const DedupeKey key = dedupe_key(r.uid, r.client_msg_no);
         dedupe_order_.emplace_back(r.time_ms, key);
         dedupe_[key] = {r.time_ms, r.message_id, r.message_seq};
@@ -169,6 +171,46 @@ void Committer::run() {
 void Committer::process(std::vector<CommitRequest>& batch) {
     const int64_t now_ms = wall_ms();
     expire_dedupe(now_ms);
+    store::Status written;
+    // A shared store refuses a batch another node raced (a counter moved, or
+    // a SEND it holds was resent here): the batch is prepared again on the
+    // store's values, a bounded number of times.
+    for (uint32_t attempt = 0;; ++attempt) {
+        written = prepare_and_commit(batch, now_ms);
+        if (written || !written.conflict) break;
+        stats_.commit_conflicts.add();
+        forget_batch();
+        if (attempt + 1 == kMaxConflictRetries) {
+            written.error = "still conflicting after " + std::to_string(kMaxConflictRetries) + " tries: " + written.error;
+            break;
+        }
+        learn_remote_dedupe(batch, now_ms);
+    }
+    if (written) {
+        if (events_ && !batch_.notify.empty()) events_->notify_queued(batch_.notify.size());
+        stats_.messages_stored.add(batch_.messages.size());
+        stats_.queue_copies_stored.add(batch_.queue_messages.size());
+    } else {
+        // Nothing of the batch is stored: every SEND in it is answered with an error.
+        stats_.commit_failures.add();
+        log::write(log::Level::Error, "committer", "store commit failed (its SENDs get reason 0): %s", written.error.c_str());
+        if (!written.conflict) forget_batch();
+        for (uint8_t& reason : reasons_) reason = kReasonError;
+        fanout_items_.clear();
+    }
+    stats_.dedupe_entries.set(dedupe_.size());
+    clear_batch();
+
+    answer(batch, reasons_);
+    if (!fanout_items_.empty()) fanout_.push(fanout_items_);
+    if (!written) {
+        for (CommitRequest& r : batch)
+            if (r.waiter) r.waiter->finish(false, "store: " + written.error);
+    }
+}
+
+store::Status Committer::prepare_and_commit(std::vector<CommitRequest>& batch, int64_t now_ms) {
+    clear_batch();
     reasons_.assign(batch.size(), kReasonSuccess);
     fanout_items_.clear();
     bool counters_read = true;  // false: the store failed to give a counter
@@ -192,51 +234,57 @@ void Committer::process(std::vector<CommitRequest>& batch) {
         if (reasons_[i] == kReasonSuccess && !duplicate) fanout_items_.push_back(std::move(item));
     }
 
-    for (auto& [log, seq] : batch_channel_seqs_) batch_.channel_seqs.push_back({log, seq});
-    for (auto& [uid, seq] : batch_queue_seqs_) batch_.queue_seqs.push_back({uid, seq});
+    for (auto& [log, change] : batch_channel_seqs_) batch_.channel_seqs.push_back({log, change.value, change.previous});
+    for (auto& [uid, change] : batch_queue_seqs_) batch_.queue_seqs.push_back({uid, change.value, change.previous});
     for (auto& [uid, cursor] : batch_cursors_) batch_.cursors.push_back({uid, cursor});
-    store::Status written;
-    if (!counters_read) {
-        // Part of a message may be in the batch already: none of it is written.
-        written = store::Status::failure("reading a seq counter failed");
-    } else if (!batch_.empty()) {
-        const uint64_t started = steady_us();
-        written = store_.commit(batch_, options_.durability != Durability::None);
-        stats_.commit_latency_us[log2_bucket(steady_us() - started)].add();
-        stats_.commit_batch_messages[log2_bucket(batch_.messages.size() + batch_.queue_messages.size())].add();
-        stats_.commits.add();
-    }
-    if (written) {
-        if (events_ && !batch_.notify.empty()) events_->notify_queued(batch_.notify.size());
-        stats_.messages_stored.add(batch_.messages.size());
-        stats_.queue_copies_stored.add(batch_.queue_messages.size());
-    } else {
-        // Nothing of the batch is on disk: its seqs go back (read again from
-        // the store when next needed), its dedupe entries are forgotten, and
-        // every SEND in it is answered with an error.
-        stats_.commit_failures.add();
-        log::write(log::Level::Error, "committer", "store commit failed (its SENDs get reason 0): %s", written.error.c_str());
-        for (auto& [log, seq] : batch_channel_seqs_) channel_seqs_.erase(log);
-        for (auto& [uid, seq] : batch_queue_seqs_) queue_seqs_.erase(uid);
-        for (auto& [uid, cursor] : batch_cursors_) cursors_.erase(uid);
-        for (const DedupeKey& key : batch_dedupe_keys_) dedupe_.erase(key);
-        // This batch's pairs are the newest in the order: they go too.
-        dedupe_order_.resize(dedupe_order_.size() - std::min(dedupe_order_.size(), batch_dedupe_keys_.size()));
-        for (uint8_t& reason : reasons_) reason = kReasonError;
-        fanout_items_.clear();
-    }
-    stats_.dedupe_entries.set(dedupe_.size());
+    // Part of a message may be in the batch already: none of it is written.
+    if (!counters_read) return store::Status::failure("reading a seq counter failed");
+    if (batch_.empty()) return store::Status::success();
+    const uint64_t started = steady_us();
+    store::Status written = store_.commit(batch_, options_.durability != Durability::None);
+    stats_.commit_latency_us[log2_bucket(steady_us() - started)].add();
+    stats_.commit_batch_messages[log2_bucket(batch_.messages.size() + batch_.queue_messages.size())].add();
+    stats_.commits.add();
+    return written;
+}
+
+void Committer::forget_batch() {
+    // Nothing of the batch is stored: its seqs go back (read again from the
+    // store when next needed) and its dedupe entries are forgotten.
+    for (auto& [log, change] : batch_channel_seqs_) channel_seqs_.erase(log);
+    for (auto& [uid, change] : batch_queue_seqs_) queue_seqs_.erase(uid);
+    for (auto& [uid, cursor] : batch_cursors_) cursors_.erase(uid);
+    for (const DedupeKey& key : batch_dedupe_keys_) dedupe_.erase(key);
+    // This batch's pairs are the newest in the order: they go too.
+    dedupe_order_.resize(dedupe_order_.size() - std::min(dedupe_order_.size(), batch_dedupe_keys_.size()));
+}
+
+void Committer::clear_batch() {
     batch_.clear();
     batch_channel_seqs_.clear();
     batch_queue_seqs_.clear();
     batch_cursors_.clear();
     batch_dedupe_keys_.clear();
+}
 
-    answer(batch, reasons_);
-    if (!fanout_items_.empty()) fanout_.push(fanout_items_);
-    if (!written) {
-        for (CommitRequest& r : batch)
-            if (r.waiter) r.waiter->finish(false, "store: " + written.error);
+void Committer::learn_remote_dedupe(const std::vector<CommitRequest>& batch, int64_t now_ms) {
+    // Another node may hold one of these SENDs (the client resent it here
+    // after losing that node): its record makes this one a dedupe hit.
+    const int64_t since = now_ms - options_.dedupe_window_ms;
+    for (const CommitRequest& request : batch) {
+        if (request.kind != CommitRequest::Kind::Send || options_.dedupe_window_ms == 0) continue;
+        const std::optional<MessageView> m = decode(request.message.bytes());
+        if (!m || m->client_msg_no.empty()) continue;
+        store::DedupeRecord record;
+        bool found = false;
+        if (store::Status s = store_.find_dedupe(m->from_uid, m->client_msg_no, since, record, found); !s) {
+            log::write(log::Level::Warn, "committer", "looking up a resend: %s", s.error.c_str());
+            continue;
+        }
+        if (!found) continue;
+        const DedupeKey key = dedupe_key(m->from_uid, m->client_msg_no);
+        dedupe_[key] = {record.time_ms, record.message_id, record.message_seq};
+        dedupe_order_.emplace_back(record.time_ms, key);
     }
 }
 
@@ -367,16 +415,18 @@ uint32_t* Committer::cursor_of(const std::string& uid) {
 bool Committer::next_channel_seq(const std::string& log, uint32_t& seq) {
     uint32_t* last = channel_counter(log);
     if (!last) return false;
+    auto [change, first] = batch_channel_seqs_.try_emplace(log, CounterChange{*last, 0});
     seq = ++*last;
-    batch_channel_seqs_[log] = seq;
+    change->second.value = seq;
     return true;
 }
 
 bool Committer::next_queue_seq(const std::string& uid, uint32_t& seq) {
     uint32_t* last = queue_counter(uid);
     if (!last) return false;
+    auto [change, first] = batch_queue_seqs_.try_emplace(uid, CounterChange{*last, 0});
     seq = ++*last;
-    batch_queue_seqs_[uid] = seq;
+    change->second.value = seq;
     return true;
 }
 

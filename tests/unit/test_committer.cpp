@@ -827,3 +827,88 @@ TEST_CASE("committer: stop commits what is queued; submit after stop is refused"
     CHECK_FALSE(rig.committer->submit(std::move(late)));
     CHECK(rig.block.commit_refused.get() == 1);
 }
+
+TEST_CASE("committer: two committers on one shared store, one group: seqs gapless, conflicts redone") {
+    FakeStore store;
+    store.shared_mode = true;
+    CommitterOptions o;
+    o.durability = Durability::Group;
+    o.commit_window_us = 100;
+    o.max_batch = 16;
+    Rig node1(store, o), node2(store, o);  // two nodes: each its own committer and seq cache
+    node1.start();
+    node2.start();
+    node1.add_group("g", {"a", "b"});
+    node2.add_group("g", {"a", "b"});
+    constexpr int kPer = 400;
+    std::vector<Sent> sent1, sent2;
+    std::thread t1([&] {
+        for (int i = 0; i < kPer; ++i) sent1.push_back(node1.send(group("a", "g", "1-" + std::to_string(i), "a" + std::to_string(i))));
+    });
+    std::thread t2([&] {
+        for (int i = 0; i < kPer; ++i) sent2.push_back(node2.send(group("b", "g", "2-" + std::to_string(i), "b" + std::to_string(i))));
+    });
+    t1.join();
+    t2.join();
+    const auto log = store.log(kGroupChannel, "g");
+    REQUIRE(log.size() == 2 * kPer);
+    for (size_t i = 0; i < log.size(); ++i) {
+        CHECK(log[i].seq == i + 1);
+        CHECK(view_of(log[i]).message_seq == i + 1);
+    }
+    std::set<uint32_t> seqs;
+    for (const auto* sent : {&sent1, &sent2})
+        for (const Sent& s : *sent) {
+            CHECK(s.ok);
+            CHECK(seqs.insert(s.seq).second);
+        }
+    // Each node's first commit after the other's raced it was refused and redone.
+    CHECK(store.conflicts > 0);
+    CHECK(node1.block.commit_conflicts.get() + node2.block.commit_conflicts.get() == store.conflicts);
+    CHECK(node1.block.commit_failures.get() + node2.block.commit_failures.get() == 0);
+}
+
+TEST_CASE("committer: a SEND resent to another node after its first node stored it is answered, not stored twice") {
+    FakeStore store;
+    store.shared_mode = true;
+    Rig node1(store), node2(store);
+    node1.start();
+    node2.start();
+    node1.add_group("g", {"a", "b"});
+    node2.add_group("g", {"a", "b"});
+    const Sent first = node1.send(group("a", "g", "hello", "cmn-moved"));
+    REQUIRE(first.ok);
+    // The client lost node 1 before its SENDACK and resent to node 2.
+    const Sent resent = node2.send(group("a", "g", "hello", "cmn-moved"));
+    CHECK(resent.ok);
+    CHECK(resent.id == first.id);
+    CHECK(resent.seq == first.seq);
+    CHECK(store.log(kGroupChannel, "g").size() == 1);
+    CHECK(node2.block.dedupe_hits.get() == 1);
+    // Node 2 goes on from the store's seq, not from its own empty cache.
+    const Sent next = node2.send(group("b", "g", "next", "cmn-next"));
+    CHECK(next.seq == 2);
+}
+
+TEST_CASE("committer: a batch that keeps conflicting fails with reason 0 after bounded retries") {
+    // A store whose counter always moves: every commit conflicts.
+    struct Racing final : public FakeStore {
+        store::Status commit(const store::WriteBatch& batch, bool sync) override {
+            {
+                std::lock_guard lock(mutex);
+                for (const auto& c : batch.channel_seqs) channel_seqs[c.log] = c.previous + 1000;
+            }
+            return FakeStore::commit(batch, sync);
+        }
+    } store;
+    store.shared_mode = true;
+    Rig rig(store);
+    rig.start();
+    rig.add_group("g", {"a"});
+    const Sent s = rig.send(group("a", "g", "never", "cmn-x"));
+    CHECK_FALSE(s.ok);
+    CHECK(s.error.find("conflict") != std::string::npos);
+    CHECK(store.log(kGroupChannel, "g").empty());
+    CHECK(rig.block.commit_failures.get() == 1);
+    CHECK(rig.block.commit_conflicts.get() == 8);
+}

@@ -18,6 +18,13 @@
 // workers send to one channel. Seqs are read from the store the first time a
 // log is used, so they continue across restarts; a batch the store refuses
 // hands its seqs out again (nothing of it was written).
+//
+// Several nodes on one shared store (Redis) each run a committer: a batch
+// states the counters it read, and the store refuses it whole when another
+// node moved one (or stored one of its SENDs, resent here): the committer
+// reads the counters again, learns the other node's dedupe records and
+// prepares the batch again (store.h). Seqs stay gapless and in stored order
+// per channel across nodes.
 #pragma once
 
 #include <array>
@@ -113,6 +120,10 @@ struct FanoutItem {
     std::shared_ptr<const std::vector<std::string>> receivers;  // null: the channel's subscribers
     // SyncOnce: each subscriber's queue seq, carried in its RECV (§8 step 3).
     std::vector<std::pair<std::string, uint32_t>> queue_seqs;
+    // Stored by another node (im/cluster.h): this node delivers it to its own
+    // sessions and keeps conversations; the storing node tells the others
+    // and the business server.
+    bool remote = false;
 };
 
 class Fanout;
@@ -168,9 +179,21 @@ private:
     };
     DedupeKey dedupe_key(std::string_view uid, std::string_view client_msg_no) const;
 
+    // A batch retried this often on conflicts (shared stores) fails.
+    static constexpr uint32_t kMaxConflictRetries = 8;
+    // A counter this batch changed: what it was before, what it is now.
+    struct CounterChange {
+        uint32_t previous;
+        uint32_t value;
+    };
+
     void run();
     bool stopping();
     void process(std::vector<CommitRequest>& batch);
+    store::Status prepare_and_commit(std::vector<CommitRequest>& batch, int64_t now_ms);
+    void forget_batch();
+    void clear_batch();
+    void learn_remote_dedupe(const std::vector<CommitRequest>& batch, int64_t now_ms);
     uint8_t prepare_send(CommitRequest& request, int64_t now_ms, FanoutItem& item, bool& duplicate);
     void prepare_cursor(CommitRequest& request);
     // The committer's copy of a counter, read from the store on first use; null when the store fails.
@@ -204,8 +227,8 @@ private:
     std::unordered_map<std::string, uint32_t> queue_seqs_;    // per uid
     std::unordered_map<std::string, uint32_t> cursors_;       // per uid
     // What this batch changed, written as its counters (and forgotten if it fails).
-    std::unordered_map<std::string, uint32_t> batch_channel_seqs_;
-    std::unordered_map<std::string, uint32_t> batch_queue_seqs_;
+    std::unordered_map<std::string, CounterChange> batch_channel_seqs_;
+    std::unordered_map<std::string, CounterChange> batch_queue_seqs_;
     std::unordered_map<std::string, uint32_t> batch_cursors_;
     std::array<uint64_t, 2> dedupe_hash_keys_[2];  // per process, from getrandom()
     std::vector<DedupeKey> batch_dedupe_keys_;  // added by this batch, forgotten if it fails

@@ -16,7 +16,7 @@
 namespace limaoim::stats {
 
 inline constexpr uint64_t kMagic = 0x54415453494d494cULL;  // "LIMISTAT" little-endian
-inline constexpr uint32_t kLayoutVersion = 5;
+inline constexpr uint32_t kLayoutVersion = 6;
 // The same value as net::kMaxWorkers (net/capacity.h, checked there): stats/
 // is below net/ and does not include it.
 inline constexpr uint32_t kMaxWorkers = 4096;
@@ -146,6 +146,7 @@ struct alignas(kCacheLine) PipelineBlock {
     Counter dedupe_evicted;        // forgotten before the window ended: --dedupe-max reached
     Counter commit_queue;          // gauge: requests waiting for the committer
     Counter commit_refused;        // requests refused: the committer's queue was full
+    Counter commit_conflicts;      // shared store: batches prepared again (another node moved a counter)
     Counter commit_latency_us[kLatencyBuckets];  // one store commit (write + fsync by policy)
     Counter commit_batch_messages[kLatencyBuckets];  // messages per commit, bucket i: [2^i, 2^(i+1))
     // Fan-out.
@@ -172,6 +173,16 @@ struct alignas(kCacheLine) PipelineBlock {
     // Datasource client (SERVER.md §13), on the committer thread.
     alignas(kCacheLine) Counter datasource_calls;
     Counter datasource_failures;          // timeouts, non-200, malformed answers (the SEND got reason 0)
+    // Cluster (cluster/redis_cluster.h): the sending thread writes the
+    // first group, the receiving thread the second; `dropped` is counted
+    // under the send queue's lock by whichever thread queues.
+    alignas(kCacheLine) Counter cluster_nodes;  // gauge: live nodes registered, this one included
+    Counter cluster_events_out;           // events sent to the other nodes (a message, a login, a change)
+    Counter cluster_events_dropped;       // not sent: Redis down or the send queue full
+    Counter cluster_redis_errors;         // Redis commands or connections that failed (both threads)
+    alignas(kCacheLine) Counter cluster_connected;  // gauge: 1 while this node hears the others
+    Counter cluster_events_in;            // events other nodes sent here
+    Counter cluster_resyncs;              // reconnections after which the caches were read again
 };
 
 // Per-connection traffic, indexed [worker * slots_per_worker + slot], where

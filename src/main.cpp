@@ -16,6 +16,7 @@
 #include <thread>
 #include <vector>
 
+#include "limaoim/cluster/redis_cluster.h"
 #include "limaoim/config.h"
 #include "limaoim/datasource/http_datasource.h"
 #include "limaoim/gateway/gateway.h"
@@ -28,6 +29,7 @@
 #include "limaoim/net/blocking_pool.h"
 #include "limaoim/net/capacity.h"
 #include "limaoim/net/worker.h"
+#include "limaoim/redis/client.h"
 #include "limaoim/im/events.h"
 #include "limaoim/stats/prometheus.h"
 #include "limaoim/stats/segment.h"
@@ -70,11 +72,25 @@ std::vector<std::string> all_close_reason_names() {
 // What a start refuses beyond load_config's checks; --check-config runs it
 // too. Empty when none.
 std::string start_problem(const Config& config) {
-    // The URL may carry a password: named by its scheme only.
-    if (config.store != "embedded")
-        return "store " + config.store.substr(0, config.store.find(':')) +
-               ": only the embedded store is built into this version";
+    if (config.store == "embedded") return {};
+    redis::Url url;
+    std::string error;
+    if (!redis::parse_url(config.store, url, error)) return "store: " + error;
     return {};
+}
+
+// The store --store names; null with `error` when it cannot be opened.
+std::unique_ptr<store::Store> open_store(const Config& config, std::string& error) {
+    if (config.store == "embedded") return store::open_embedded(config.data_dir, error);
+    store::RedisOptions options;
+    options.url = config.store;
+    options.node_id = config.node_id;
+    options.timeout_ms = config.redis_timeout_ms;
+    options.wait_replicas = config.redis_wait_replicas;
+    options.wait_timeout_ms = config.redis_timeout_ms;
+    options.log_max = config.redis_log_max;
+    options.dedupe_window_ms = config.dedupe_window_ms;
+    return store::open_redis(options, error);
 }
 
 uint64_t unix_now_ms() {
@@ -195,7 +211,7 @@ int run(const Config& config) {
         log::write(log::Level::Error, "limaoim", "%s", error.c_str());
         return 1;
     }
-    std::unique_ptr<store::Store> store = store::open_embedded(config.data_dir, error);
+    std::unique_ptr<store::Store> store = open_store(config, error);
     if (!store) {
         log::write(log::Level::Error, "limaoim", "%s", error.c_str());
         return 1;
@@ -342,8 +358,21 @@ int run(const Config& config) {
         worker->set_peers(peers);
     }
     core.set_workers(peers, gateway::gateway_envelope_kinds());
-    if (!core.start(error)) {
+    // Nodes on a shared store hear of each other's messages, logins and changes.
+    std::unique_ptr<cluster::RedisCluster> nodes;
+    if (store->shared()) {
+        cluster::Options options;
+        std::string url_error;
+        redis::parse_url(config.store, options.url, url_error);  // checked by start_problem()
+        options.node_id = config.node_id;
+        options.timeout_ms = config.redis_timeout_ms;
+        nodes = std::make_unique<cluster::RedisCluster>(options, core, segment.pipeline());
+        core.set_cluster(nodes.get());
+        shared.auth.tokens_current = &nodes->connected();
+    }
+    if (!core.start(error) || (nodes && !nodes->start(error))) {
         log::write(log::Level::Error, "limaoim", "%s", error.c_str());
+        core.stop();
         segment.remove();
         return 1;
     }
@@ -355,18 +384,21 @@ int run(const Config& config) {
             for (size_t j = 0; j < i; ++j) workers[j]->join();
             api_pool.stop();
             core.stop();
+            if (nodes) nodes->stop();
             segment.remove();
             return 1;
         }
     }
 
+    // Redis: where, not the URL (it may one day carry a password).
+    const std::string where = nodes ? "node " + std::to_string(config.node_id) + " on " + nodes->master_address()
+                                    : config.data_dir + " (durability " + config.durability + ")";
     log::write(log::Level::Info, "limaoim",
                "listening on %s:%u, WebSocket %s, HTTP API on %s, mode %s, %zu tokens, %zu channels, store %s "
-                 "in %s (durability %s), stats in %s (read it with: limaoim-stat --instance %s)",
+                 "%s, stats in %s (read it with: limaoim-stat --instance %s)",
                  config.addr.c_str(), config.port, serve_ws ? config.ws_addr.c_str() : "off",
                  serve_api ? config.http_addr.c_str() : "off", to_string(config.mode), tokens.size(),
-                 core.channels().size(), store->engine(), config.data_dir.c_str(), config.durability.c_str(),
-                 segment.path().c_str(), info.instance.c_str());
+                 core.channels().size(), store->engine(), where.c_str(), segment.path().c_str(), info.instance.c_str());
 
     int signal_number = 0;
     sigwait(&signals, &signal_number);
@@ -380,6 +412,7 @@ int run(const Config& config) {
     api_pool.stop();  // API requests queued or running finish while the workers drain
     for (auto& worker : workers) worker->join();
     core.stop();
+    if (nodes) nodes->stop();  // after the core's last messages went to the other nodes
     if (webhook_sender) webhook_sender->stop();  // after the core's last events; the notify queue stays on disk
     segment.remove();
     log::write(log::Level::Info, "limaoim", "stopped");

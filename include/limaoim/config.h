@@ -54,8 +54,11 @@ struct Config {
     uint32_t max_sends_in_flight = 64;    // SENDs awaiting SENDACK per session before its input waits
     uint32_t dedupe_window_ms = 300000;   // resends within this are stored once
     uint32_t dedupe_max = 1000000;        // (uid, client_msg_no) pairs remembered
-    std::string store = "embedded";
+    std::string store = "embedded";    // or a redis:// / redis+sentinel:// URL (docs/REDIS.md)
     uint32_t node_id = 1;
+    uint32_t redis_timeout_ms = 2000;  // Redis connect and command timeout
+    uint32_t redis_wait_replicas = 0;  // WAIT for this many replicas after each commit
+    uint32_t redis_log_max = 0;        // messages kept per channel log in Redis (0: all)
     std::string instance;  // stats segment name; empty = the port number
 
     uint32_t workers = 0;        // 0 = enough rings for max_conns given the fd limit

@@ -137,9 +137,13 @@ std::string power_of_two_buffers(const Config& config) {
     return {};
 }
 
+std::string shown_url(std::string_view url);
+
 std::string known_store(const Config& config) {
-    if (config.store == "embedded" || config.store.starts_with("redis://")) return {};
-    return "store must be 'embedded' or a redis:// URL, got " + in_quotes(config.store);
+    // The URL itself is parsed at start (redis/client.h): a bad one stops --check-config too.
+    if (config.store == "embedded" || config.store.starts_with("redis://") || config.store.starts_with("redis+sentinel://"))
+        return {};
+    return "store must be 'embedded', a redis:// or a redis+sentinel:// URL, got " + shown_url(config.store);
 }
 
 std::string known_log_level(const Config& config) {
@@ -278,8 +282,17 @@ const std::vector<Option>& options() {
                &Config::dedupe_window_ms, 0, 86400000),
         number("dedupe_max", "(uid, client_msg_no) pairs remembered at most; then the oldest is forgotten",
                &Config::dedupe_max, 1, 100000000),
-        {"store", "message store: embedded or redis://HOST:PORT/DB", &Config::store, 0, 0, known_store},
-        number("node_id", "this node's id in a cluster (message ids embed it)", &Config::node_id, 0, 1023),
+        {"store", "message store: embedded, redis://HOST:PORT[/DB] or redis+sentinel://HOST:PORT[,HOST:PORT...]/MASTER[/DB] "
+                  "(several nodes on one Redis act as one server)",
+         &Config::store, 0, 0, known_store},
+        number("node_id", "this node's id in a cluster, unique per node (message ids embed it)", &Config::node_id, 0, 1023),
+        number("redis_timeout_ms", "Redis connect and command timeout, milliseconds", &Config::redis_timeout_ms, 50,
+               600000),
+        number("redis_wait_replicas", "after each commit, WAIT until this many Redis replicas have it "
+                                      "(0: the master's appendfsync is the durability)",
+               &Config::redis_wait_replicas, 0, 64),
+        number("redis_log_max", "messages kept per channel in Redis, the oldest trimmed first (0: all)",
+               &Config::redis_log_max, 0, 4000000000u),
         {"instance", "stats segment name (/dev/shm/limaoim-NAME); empty = the port number", &Config::instance, 0, 0,
          plain_instance_name},
         number("workers", "io_uring worker threads; 0 = as many as max_conns needs under the fd limit",
@@ -748,7 +761,10 @@ std::string summary(const Config& c) {
     out += ", HTTP API " + (c.http_addr.empty() ? std::string("off")
                                                 : c.http_addr + (c.http_secret.empty() ? " (no secret)" : " (bearer secret set)"));
     out += ", WebSocket " + (c.ws_addr.empty() ? std::string("off") : c.ws_addr);
-    out += ", store " + c.store + " in " + c.data_dir + " (durability " + c.durability + ")";
+    if (c.store == "embedded")
+        out += ", store embedded in " + c.data_dir + " (durability " + c.durability + ")";
+    else
+        out += ", store " + url_origin(c.store) + " node " + std::to_string(c.node_id);
     out += ", max_conns " + std::to_string(c.max_conns) + ", workers " +
            (c.workers == 0 ? std::string("auto") : std::to_string(c.workers));
     out += ", webhook " + (c.webhook.empty() ? std::string("off") : url_origin(c.webhook));

@@ -401,9 +401,10 @@ bool Gateway::handle_connect(ConnRef conn, Session& s, const proto::ConnectPacke
         io(conn).close(conn, CloseReason::IoError);  // out of memory for the directory entry
         return false;
     }
-    // user.onlinestatus (§12.2); a session replaced by this login has no
+    // user.onlinestatus (§12.2) and the other nodes (which kick their
+    // session of the pair); a session replaced by this login has no
     // offline event (§3: the pair stays online).
-    if (im::Events* events = shared_.core->events()) events->online_status(s.uid_view(), connect.device_flag, true);
+    shared_.core->session_online(s.uid_view(), connect.device_flag, true);
     if (entry.replaced) kick(entry.replaced);
     s.version = connect.version;
     s.device_flag = connect.device_flag;
@@ -469,8 +470,15 @@ void Gateway::on_envelope(net::Envelope& envelope) {
             Session* s = session_of(conn);
             if (!s || s->state != SessionState::Authenticated) break;
             if (shared_.directory.remove(s->uid_view(), s->device_flag, id))
-                if (im::Events* events = shared_.core->events()) events->online_status(s->uid_view(), s->device_flag, false);
+                shared_.core->session_online(s->uid_view(), s->device_flag, false);
             kick_local(conn, kTokenKickReason);
+        } else if (envelope.flags & im::kKickByOtherNode) {
+            // The pair logged in on another node: it is still online (there),
+            // so this session leaves the directory without an offline event.
+            Session* s = session_of(conn);
+            if (!s || s->state != SessionState::Authenticated) break;
+            shared_.directory.remove(s->uid_view(), s->device_flag, id);
+            kick_local(conn, kKickReason);
         } else {
             kick_local(conn, kKickReason);
         }
@@ -542,7 +550,7 @@ void Gateway::on_close(ConnRef conn, CloseReason reason) {
         // Offline only when this session still held the pair: one that a
         // newer login replaced (its kick still on the way) says nothing.
         if (shared_.directory.remove(s->uid_view(), s->device_flag, id_of(conn)))
-            if (im::Events* events = shared_.core->events()) events->online_status(s->uid_view(), s->device_flag, false);
+            shared_.core->session_online(s->uid_view(), s->device_flag, false);
         stats_.authenticated.sub();
         stats_.by_device_flag[stats::device_flag_bucket(s->device_flag)].sub();
         break;

@@ -15,6 +15,7 @@ const char* to_string(AuthFailure failure) {
     case AuthFailure::BadClientKey: return "bad_client_key";
     case AuthFailure::LowOrderKey: return "low_order_key";
     case AuthFailure::CryptoError: return "crypto_error";
+    case AuthFailure::TokensStale: return "tokens_stale";
     }
     return "unknown";
 }
@@ -61,6 +62,8 @@ HandshakeResult refuse(ReasonCode reason, AuthFailure failure) {
 
 HandshakeResult handshake(const proto::ConnectPacket& connect, const AuthPolicy& policy, int64_t server_now_ms) {
     if (policy.check_tokens) {
+        if (policy.tokens_current && !policy.tokens_current->load(std::memory_order_relaxed))
+            return refuse(ReasonCode::Error, AuthFailure::TokensStale);
         switch (policy.tokens->check(connect.uid, connect.device_flag, connect.token)) {
         case store::TokenCheck::Match: break;
         case store::TokenCheck::Missing: return refuse(ReasonCode::AuthFail, AuthFailure::TokenMissing);

@@ -48,6 +48,18 @@ void Channels::erase(uint8_t type, std::string_view id) {
     channels_.erase(k);
 }
 
+void Channels::replace_stored(std::vector<Channel>&& stored) {
+    decltype(channels_) fresh;
+    for (Channel& channel : stored) {
+        std::string k = key(channel.type, channel.id);
+        fresh[std::move(k)] = std::make_shared<const Channel>(std::move(channel));
+    }
+    std::lock_guard lock(mutex_);
+    for (auto& [k, channel] : channels_)
+        if (channel->temporary) fresh.emplace(k, channel);
+    channels_.swap(fresh);
+}
+
 size_t Channels::size() const {
     std::lock_guard lock(mutex_);
     return channels_.size();

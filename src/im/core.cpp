@@ -51,17 +51,79 @@ Core::Core(store::Store& store, store::TokenStore& tokens, Directory& directory,
       committer_(store_, channels_, ids_, fanout_, stats, options.committer),
       stats_(stats), rate_limit_(options.max_messages_per_second) {}
 
-bool Core::load(std::string& error) {
+bool Core::load(std::string& error) { return load_cached(error) && conversations_.load(channels_, error); }
+
+bool Core::load_cached(std::string& error) {
     store::Status s = store_.load_tokens([this](store::TokenRecord&& t) { tokens_.set_digest(t.uid, t.device_flag, t.digest); });
-    if (s) s = store_.load_channels([this](store::ChannelRecord&& r) { channels_.put(Channel::from(std::move(r))); });
+    std::vector<Channel> stored;
+    if (s) s = store_.load_channels([&stored](store::ChannelRecord&& r) { stored.push_back(Channel::from(std::move(r))); });
     std::vector<std::string> system;
     if (s) s = store_.load_system_uids(system);
     if (!s) {
         error = "loading from the store: " + s.error;
         return false;
     }
+    channels_.replace_stored(std::move(stored));
     channels_.set_system_uids(std::move(system));
-    return conversations_.load(channels_, error);
+    return true;
+}
+
+void Core::set_cluster(Cluster* cluster) {
+    cluster_ = cluster;
+    fanout_.set_cluster(cluster);
+}
+
+void Core::session_online(std::string_view uid, uint8_t device_flag, bool online) {
+    if (events_) events_->online_status(uid, device_flag, online);
+    if (cluster_) cluster_->session_online(uid, device_flag, online);
+}
+
+void Core::kick_session(std::string_view uid, uint8_t device_flag, uint16_t flags) {
+    if (const net::ConnId session = directory_.find(uid, device_flag); session && session.worker() < workers_.size())
+        workers_[session.worker()]->post(net::Envelope{.kind = kinds_.kick, .flags = flags, .arg = session.value});
+}
+
+// ---- from the other nodes ----
+
+void Core::on_remote_message(FanoutItem&& item) { fanout_.push_remote(std::move(item)); }
+
+void Core::on_remote_login(std::string_view uid, uint8_t device_flag) {
+    kick_session(uid, device_flag, kKickByOtherNode);
+}
+
+void Core::on_token_changed(std::string_view uid, uint8_t device_flag, const std::array<uint8_t, 32>& digest) {
+    tokens_.set_digest(uid, device_flag, digest);
+    kick_session(uid, device_flag, kKickByToken);
+}
+
+void Core::on_channel_changed(uint8_t type, std::string_view id) {
+    store::ChannelRecord record;
+    bool found = false;
+    if (store::Status s = store_.get_channel(type, id, record, found); !s) {
+        log::write(log::Level::Warn, "core", "reloading a channel another node changed: %s", s.error.c_str());
+        return;  // the next resync reads it
+    }
+    std::lock_guard lock(channel_write_);
+    if (found)
+        channels_.put(Channel::from(std::move(record)));
+    else
+        channels_.erase(type, id);
+}
+
+void Core::on_system_uids_changed() {
+    std::vector<std::string> system;
+    if (store::Status s = store_.load_system_uids(system); !s) {
+        log::write(log::Level::Warn, "core", "reloading the system uids: %s", s.error.c_str());
+        return;
+    }
+    std::lock_guard lock(channel_write_);
+    channels_.set_system_uids(std::move(system));
+}
+
+void Core::on_resync() {
+    std::lock_guard lock(channel_write_);
+    if (std::string error; !load_cached(error))
+        log::write(log::Level::Warn, "core", "reloading after the cluster reconnected: %s", error.c_str());
 }
 
 namespace {
@@ -239,20 +301,26 @@ Outcome Core::set_token(std::string_view uid, std::string_view token, uint8_t de
             if (Outcome o = install(std::move(own)); !o) return o;
         }
     }
-    // The old token is void: its session goes as for a login kick (S15 compatible rule).
-    if (const net::ConnId session = directory_.find(uid, device_flag); session && session.worker() < workers_.size())
-        workers_[session.worker()]->post(
-            net::Envelope{.kind = kinds_.kick, .flags = kKickByToken, .arg = session.value});
+    // The old token is void: its session goes as for a login kick (S15
+    // compatible rule), here and on the other nodes.
+    kick_session(uid, device_flag, kKickByToken);
+    if (cluster_) cluster_->token_changed(uid, device_flag, record.digest);
     return Outcome::ok();
 }
 
 std::vector<std::string> Core::online_uids(const std::vector<std::string>& uids) {
     std::vector<std::string> online;
     std::vector<DirectoryEntry> sessions;
+    std::vector<std::string> elsewhere;
     for (const std::string& uid : uids) {
         sessions.clear();
-        if (directory_.find_all(uid, sessions)) online.push_back(uid);
+        if (directory_.find_all(uid, sessions))
+            online.push_back(uid);
+        else
+            elsewhere.push_back(uid);
     }
+    // A uid whose presence cannot be read counts as offline (logged by the cluster).
+    if (cluster_ && !elsewhere.empty()) cluster_->online_elsewhere(elsewhere, online);
     return online;
 }
 
@@ -263,6 +331,7 @@ Outcome Core::add_system_uids(const std::vector<std::string>& uids) {
         if (std::find(all.begin(), all.end(), uid) == all.end()) all.push_back(uid);
     if (Outcome o = from(store_.put_system_uids(all)); !o) return o;
     channels_.set_system_uids(std::move(all));
+    if (cluster_) cluster_->system_uids_changed();
     return Outcome::ok();
 }
 
@@ -272,15 +341,22 @@ Outcome Core::remove_system_uids(const std::vector<std::string>& uids) {
     std::erase_if(all, [&](const std::string& uid) { return std::find(uids.begin(), uids.end(), uid) != uids.end(); });
     if (Outcome o = from(store_.put_system_uids(all)); !o) return o;
     channels_.set_system_uids(std::move(all));
+    if (cluster_) cluster_->system_uids_changed();
     return Outcome::ok();
 }
 
 // ---- channels ----
 
 Outcome Core::install(Channel&& channel) {
-    if (!channel.temporary)
-        if (Outcome o = from(store_.put_channel(channel.record())); !o) return o;
+    if (channel.temporary) {
+        channels_.put(std::move(channel));
+        return Outcome::ok();
+    }
+    if (Outcome o = from(store_.put_channel(channel.record())); !o) return o;
+    const uint8_t type = channel.type;
+    const std::string id = channel.id;
     channels_.put(std::move(channel));
+    if (cluster_) cluster_->channel_changed(type, id);
     return Outcome::ok();
 }
 
@@ -329,6 +405,7 @@ Outcome Core::delete_channel(std::string_view id, uint8_t type) {
     std::lock_guard lock(channel_write_);
     if (Outcome o = from(store_.delete_channel(type, id)); !o) return o;
     channels_.erase(type, id);
+    if (cluster_) cluster_->channel_changed(type, id);
     return Outcome::ok();
 }
 

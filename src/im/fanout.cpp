@@ -38,6 +38,13 @@ void Fanout::push(std::vector<FanoutItem>& items) {
     if (was_empty) wake_.notify_one();
 }
 
+void Fanout::push_remote(FanoutItem&& item) {
+    item.remote = true;
+    std::vector<FanoutItem> one;
+    one.push_back(std::move(item));
+    push(one);
+}
+
 void Fanout::stop() {
     {
         std::lock_guard lock(mutex_);
@@ -121,9 +128,24 @@ void Fanout::deliver(const FanoutItem& item) {
                 .kind = deliver_kind_, .flags = flags, .arg32 = seq, .arg = session.conn.value, .payload = item.message});
             ++receiving;
         }
-        if (!receiving && !is_sender) {
+        if (!receiving && !is_sender && !item.remote) {
             stats_.offline_receivers.add();
             if (events_) offline_.push_back(uid);
+        }
+    }
+    // A message stored here goes on to the other nodes; one stored
+    // elsewhere was told to them (and to the business server) by its node.
+    if (cluster_ && !item.remote) {
+        cluster_->message_stored(item);
+        if (!offline_.empty()) {
+            // msg.offline is for users with no session on any node: Redis's
+            // presence says which have one elsewhere (if it cannot be asked,
+            // they count as offline: one push too many, never one missing).
+            online_elsewhere_.clear();
+            cluster_->online_elsewhere(offline_, online_elsewhere_);
+            std::erase_if(offline_, [this](const std::string& uid) {
+                return std::find(online_elsewhere_.begin(), online_elsewhere_.end(), uid) != online_elsewhere_.end();
+            });
         }
     }
     if (!offline_.empty()) {

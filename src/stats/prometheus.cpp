@@ -208,6 +208,8 @@ void pipeline(std::string& out, const Snapshot& s) {
             p.dedupe_evicted);
     gauge(out, "commit_queue", "Requests waiting for the committer.", p.commit_queue);
     counter(out, "commit_refused_total", "Requests refused by the committer's full queue.", p.commit_refused);
+    counter(out, "commit_conflicts_total", "Batches prepared again: another node on the shared store moved a counter.",
+            p.commit_conflicts);
     histogram(out, "commit_latency_seconds",
               "One store commit, write and fsync by policy (sum estimated from bucket midpoints).",
               p.commit_latency_us, HistogramOf::Microseconds);
@@ -254,6 +256,21 @@ void datasource(std::string& out, const Snapshot& s) {
             p.datasource_failures);
 }
 
+void cluster(std::string& out, const Snapshot& s) {
+    const PipelineBlock& p = s.pipeline;
+    gauge(out, "cluster_nodes", "Live nodes registered in Redis, this one included (0: not clustered).", p.cluster_nodes);
+    gauge(out, "cluster_connected", "1 while this node hears the other nodes through Redis.", p.cluster_connected);
+    counter(out, "cluster_events_out_total", "Events sent to the other nodes (messages, logins, changes).",
+            p.cluster_events_out);
+    counter(out, "cluster_events_in_total", "Events the other nodes sent here.", p.cluster_events_in);
+    counter(out, "cluster_events_dropped_total", "Events not sent: Redis down or the send queue full.",
+            p.cluster_events_dropped);
+    counter(out, "cluster_redis_errors_total", "Redis connections or commands of the cluster's sender that failed.",
+            p.cluster_redis_errors);
+    counter(out, "cluster_resyncs_total", "Reconnections after which the cached tokens and channels were read again.",
+            p.cluster_resyncs);
+}
+
 }  // namespace
 
 std::string render_prometheus(const Snapshot& s) {
@@ -269,6 +286,7 @@ std::string render_prometheus(const Snapshot& s) {
     conversations(out, s);
     webhook(out, s);
     datasource(out, s);
+    cluster(out, s);
     return out;
 }
 

@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "ports.h"
+#include "redis_server.h"
 
 namespace limaoim::testing {
 
@@ -30,6 +31,14 @@ bool accepts(uint16_t port) {
 ImServer::ImServer(std::vector<std::string> extra_args, std::string data_dir, bool test_mode)
     : extra_args_(std::move(extra_args)), test_mode_(test_mode), data_dir_(std::move(data_dir)),
       remove_dir_(data_dir_.empty()) {
+    bool store_given = false;
+    for (const std::string& a : extra_args_)
+        if (a == "--store" || a.starts_with("--store=")) store_given = true;
+    if (!store_given && redis_from_env()) {
+        redis_ = std::make_unique<RedisServer>();
+        if (!redis_->started()) return;
+        extra_args_.insert(extra_args_.begin(), {"--store", redis_->url()});
+    }
     if (data_dir_.empty()) {
         char tmpl[] = "/tmp/limaoim-it-data-XXXXXX";
         if (!mkdtemp(tmpl)) return;
@@ -41,6 +50,18 @@ ImServer::ImServer(std::vector<std::string> extra_args, std::string data_dir, bo
 ImServer::~ImServer() {
     process_.reset();  // SIGKILL if still running
     if (remove_dir_ && !data_dir_.empty()) remove_dir(data_dir_);
+}
+
+bool ImServer::redis_from_env() {
+    const char* store = getenv("LIMAOIM_TEST_STORE");
+    return store && std::string(store) == "redis";
+}
+
+std::string ImServer::log() const {
+    std::string out;
+    if (redis_ && !redis_->started()) out = "LIMAOIM_TEST_STORE=redis: the redis-server did not start:\n" + redis_->log();
+    if (process_) out += process_->log();
+    return out;
 }
 
 void ImServer::remove_dir(const std::string& path) {
@@ -67,6 +88,7 @@ void ImServer::start() {
 }
 
 bool ImServer::restart(int signal_number, int stop_timeout_ms, std::optional<int>* exit_status) {
+    if (redis_ && !redis_->started()) return false;
     if (process_ && process_->running()) {
         auto status = process_->stop(signal_number, stop_timeout_ms);
         if (exit_status) *exit_status = status;

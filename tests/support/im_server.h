@@ -19,6 +19,8 @@
 
 namespace limaoim::testing {
 
+class RedisServer;
+
 class ImServer {
 public:
     explicit ImServer(std::vector<std::string> extra_args = {}, std::string data_dir = "", bool test_mode = true);
@@ -45,7 +47,13 @@ public:
     std::optional<int> stop(int signal_number, int timeout_ms, int* elapsed_ms = nullptr) {
         return process_->stop(signal_number, timeout_ms, elapsed_ms);
     }
-    std::string log() const { return process_ ? process_->log() : std::string(); }
+    std::string log() const;
+
+    // The Redis this ImServer started for itself (LIMAOIM_TEST_STORE=redis),
+    // else nullptr.
+    RedisServer* redis() { return redis_.get(); }
+    // LIMAOIM_TEST_STORE=redis is set.
+    static bool redis_from_env();
 
     // Recursive remove (std::filesystem::remove_all), errors ignored.
     static void remove_dir(const std::string& path);
@@ -59,6 +67,7 @@ private:
     bool remove_dir_;
     uint16_t http_port_ = 0;
     bool started_ = false;
+    std::unique_ptr<RedisServer> redis_;  // before process_: destroyed after it
     std::unique_ptr<ServerProcess> process_;
 };
 

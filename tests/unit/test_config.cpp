@@ -160,6 +160,9 @@ const std::map<std::string, Sample>& samples() {
         {"dedupe_max", {"7", "7"}},
         {"store", {"redis://127.0.0.1:6379/2", "\"redis://127.0.0.1:6379/2\""}},
         {"node_id", {"1023", "1023"}},
+        {"redis_timeout_ms", {"750", "750"}},
+        {"redis_wait_replicas", {"2", "2"}},
+        {"redis_log_max", {"5000", "5000"}},
         {"instance", {"edge-1", "\"edge-1\""}},
         {"workers", {"4096", "4096"}},
         {"max_conns", {"12", "12"}},
@@ -352,7 +355,7 @@ TEST_CASE_FIXTURE(CleanEnvironment, "errors name the source and the problem") {
         CHECK(error_of({"--max-con", "5"}).find("--max-con") != std::string::npos);
     }
     SUBCASE("a store that is neither embedded nor redis") {
-        CHECK(error_of({"--store", "mysql://x"}) == "--store: store must be 'embedded' or a redis:// URL, got 'mysql://x'");
+        CHECK(error_of({"--store", "mysql://x"}) == "--store: store must be 'embedded', a redis:// or a redis+sentinel:// URL, got 'mysql://x'");
     }
     SUBCASE("an instance name with a slash") {
         CHECK(error_of({"--instance", "a/b"}) == "--instance: instance must not contain '/', got 'a/b'");

@@ -391,6 +391,23 @@ TEST_CASE("handshake: token check and key exchange outcomes") {
     CHECK(gateway::handshake(c, release, 0).failure == gateway::AuthFailure::TokenMissing);
     CHECK(gateway::handshake(c, test_mode, 0).ok());
 
+    SUBCASE("a shared store out of reach: token checks are refused with reason 0, test mode is not") {
+        std::atomic<bool> current{false};
+        gateway::AuthPolicy stale = release;
+        stale.tokens_current = &current;
+        c.uid = "alice";
+        c.token = "secret";
+        auto refused = gateway::handshake(c, stale, 0);
+        CHECK(refused.reason == proto::ReasonCode::Error);
+        CHECK(refused.failure == gateway::AuthFailure::TokensStale);
+        current = true;
+        CHECK(gateway::handshake(c, stale, 0).ok());
+        gateway::AuthPolicy stale_test_mode = test_mode;
+        current = false;
+        stale_test_mode.tokens_current = &current;
+        CHECK(gateway::handshake(c, stale_test_mode, 0).ok());
+    }
+
     SUBCASE("v4: a real X25519 exchange gives the client the same AES key") {
         proto::crypto::KeyPair client;
         REQUIRE(proto::crypto::generate_keypair(client));

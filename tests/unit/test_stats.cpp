@@ -202,6 +202,14 @@ void fill_workers(stats::Segment& segment) {
     p.webhook_notify_dropped.set(412);
     p.datasource_calls.set(413);
     p.datasource_failures.set(414);
+    p.commit_conflicts.set(415);
+    p.cluster_nodes.set(3);
+    p.cluster_connected.set(1);
+    p.cluster_events_out.set(416);
+    p.cluster_events_in.set(417);
+    p.cluster_events_dropped.set(418);
+    p.cluster_redis_errors.set(419);
+    p.cluster_resyncs.set(420);
     open_conn(segment, 0, 3, 1, 100, 50, 9);
     open_conn(segment, 1, 0, 3, 400, 1, 2);
     open_conn(segment, 1, 5, 5, 10, 10, 1);
@@ -760,7 +768,9 @@ TEST_CASE("JSON has the messaging figures of the workers and of the pipeline") {
         {"conversation_users", 404}, {"webhook_calls", 405}, {"webhook_failures", 406},
         {"webhook_online_queue", 407}, {"webhook_online_dropped", 408}, {"webhook_offline_dropped", 409},
         {"webhook_notify_queue", 410}, {"webhook_notify_sent", 411}, {"webhook_notify_dropped", 412},
-        {"datasource_calls", 413}, {"datasource_failures", 414},
+        {"datasource_calls", 413}, {"datasource_failures", 414}, {"commit_conflicts", 415},
+        {"cluster_nodes", 3}, {"cluster_connected", 1}, {"cluster_events_out", 416}, {"cluster_events_in", 417},
+        {"cluster_events_dropped", 418}, {"cluster_redis_errors", 419}, {"cluster_resyncs", 420},
     };
     for (const auto& [key, value] : pipeline_values) CHECK_MESSAGE(p[key] == value, key);
     CHECK(p.size() == std::size(pipeline_values) + 2);  // and the two histograms
@@ -788,7 +798,9 @@ TEST_CASE("Prometheus text has the messaging families") {
         {"conversation_flush_failures_total", 403}, {"webhook_calls_total", 405}, {"webhook_failures_total", 406},
         {"webhook_online_dropped_total", 408}, {"webhook_offline_dropped_total", 409},
         {"webhook_notify_sent_total", 411}, {"webhook_notify_dropped_total", 412}, {"datasource_calls_total", 413},
-        {"datasource_failures_total", 414},
+        {"datasource_failures_total", 414}, {"commit_conflicts_total", 415}, {"cluster_events_out_total", 416},
+        {"cluster_events_in_total", 417}, {"cluster_events_dropped_total", 418}, {"cluster_redis_errors_total", 419},
+        {"cluster_resyncs_total", 420},
     };
     for (const auto& [name, value] : counters) {
         CHECK_MESSAGE(has("# TYPE limaoim_" + std::string(name) + " counter"), name);
@@ -797,6 +809,7 @@ TEST_CASE("Prometheus text has the messaging families") {
     const std::pair<const char*, uint64_t> gauges[] = {
         {"sends_in_flight", 6}, {"inflight", 12}, {"dedupe_entries", 77}, {"commit_queue", 6}, {"fanout_queue", 14},
         {"conversation_users", 404}, {"webhook_online_queue", 407}, {"webhook_notify_queue", 410},
+        {"cluster_nodes", 3}, {"cluster_connected", 1},
     };
     for (const auto& [name, value] : gauges) {
         CHECK_MESSAGE(has("# TYPE limaoim_" + std::string(name) + " gauge"), name);

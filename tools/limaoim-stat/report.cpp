@@ -273,6 +273,7 @@ void append_pipeline(std::string& out, const Snapshot& s) {
     append_row(out, "dedupe evicted", p.dedupe_evicted.get());
     append_row(out, "commit queue", p.commit_queue.get());
     append_row(out, "commits refused", p.commit_refused.get());
+    append_row(out, "commit conflicts", p.commit_conflicts.get());
     append_latency_row(out, "commit latency", p.commit_latency_us);
     appendf(out, "  %-26s %14s\n", "messages per commit p50",
             number_text(histogram_quantile(p.commit_batch_messages, HistogramOf::Counts, 0.50)).c_str());
@@ -299,6 +300,15 @@ void append_pipeline(std::string& out, const Snapshot& s) {
     out += "\ndatasource\n";
     append_row(out, "calls", p.datasource_calls.get());
     append_row(out, "failures", p.datasource_failures.get());
+    if (p.cluster_nodes.get() == 0) return;  // not clustered
+    out += "\ncluster\n";
+    append_row(out, "nodes", p.cluster_nodes.get());
+    append_row(out, "connected", p.cluster_connected.get());
+    append_row(out, "events out", p.cluster_events_out.get());
+    append_row(out, "events in", p.cluster_events_in.get());
+    append_row(out, "events dropped", p.cluster_events_dropped.get());
+    append_row(out, "redis errors", p.cluster_redis_errors.get());
+    append_row(out, "resyncs", p.cluster_resyncs.get());
 }
 
 void append_rates(std::string& out, const Rates& r) {
@@ -413,6 +423,7 @@ nlohmann::json pipeline_json(const PipelineBlock& p) {
             {"dedupe_evicted", p.dedupe_evicted.get()},
             {"commit_queue", p.commit_queue.get()},
             {"commit_refused", p.commit_refused.get()},
+            {"commit_conflicts", p.commit_conflicts.get()},
             {"commit_latency_us", histogram_json(p.commit_latency_us, HistogramOf::Microseconds)},
             {"commit_batch_messages", histogram_json(p.commit_batch_messages, HistogramOf::Counts)},
             {"fanout_messages", p.fanout_messages.get()},
@@ -433,7 +444,14 @@ nlohmann::json pipeline_json(const PipelineBlock& p) {
             {"webhook_notify_sent", p.webhook_notify_sent.get()},
             {"webhook_notify_dropped", p.webhook_notify_dropped.get()},
             {"datasource_calls", p.datasource_calls.get()},
-            {"datasource_failures", p.datasource_failures.get()}};
+            {"datasource_failures", p.datasource_failures.get()},
+            {"cluster_nodes", p.cluster_nodes.get()},
+            {"cluster_connected", p.cluster_connected.get()},
+            {"cluster_events_out", p.cluster_events_out.get()},
+            {"cluster_events_in", p.cluster_events_in.get()},
+            {"cluster_events_dropped", p.cluster_events_dropped.get()},
+            {"cluster_redis_errors", p.cluster_redis_errors.get()},
+            {"cluster_resyncs", p.cluster_resyncs.get()}};
 }
 
 }  // namespace

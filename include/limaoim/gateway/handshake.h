@@ -4,6 +4,7 @@
 #pragma once
 
 #include <array>
+#include <atomic>
 #include <cstdint>
 
 #include "limaoim/proto/crypto.h"
@@ -19,6 +20,7 @@ enum class AuthFailure : uint8_t {
     BadClientKey,    // not base64, or fewer than 32 bytes (Q15)
     LowOrderKey,     // shared secret all zero
     CryptoError,     // OpenSSL failed
+    TokensStale,     // a shared store is unreachable: tokens changed on other nodes may be missed
 };
 const char* to_string(AuthFailure failure);
 
@@ -46,6 +48,11 @@ struct AuthPolicy {
     // (from its client key) and salt, but a leaked server private key would
     // expose up to N sessions instead of one.
     uint32_t server_key_uses = 1;
+    // With a shared store (several nodes): false while this node cannot
+    // hear other nodes' token changes (Redis unreachable). Token checks are
+    // then refused with reason 0 (server error) rather than answered from a
+    // copy that may have missed a revocation. Null: always current.
+    const std::atomic<bool>* tokens_current = nullptr;
 };
 
 HandshakeResult handshake(const proto::ConnectPacket& connect, const AuthPolicy& policy, int64_t server_now_ms);

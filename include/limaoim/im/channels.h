@@ -53,6 +53,9 @@ public:
     std::shared_ptr<const Channel> find(uint8_t type, std::string_view id) const;
     void put(Channel&& channel);
     void erase(uint8_t type, std::string_view id);
+    // Every stored channel at once (a reload from a shared store): channels
+    // not in `stored` go, temporary ones stay.
+    void replace_stored(std::vector<Channel>&& stored);
     size_t size() const;
 
     bool is_system(std::string_view uid) const;

@@ -12,6 +12,7 @@
 #include <unordered_map>
 
 #include "limaoim/im/channels.h"
+#include "limaoim/im/cluster.h"
 #include "limaoim/im/committer.h"
 #include "limaoim/im/conversations.h"
 #include "limaoim/im/datasource.h"
@@ -46,6 +47,9 @@ struct GatewayKinds {
     uint16_t send_result = 0;  // committer.h
 };
 inline constexpr uint16_t kKickByToken = 1;
+// The pair logged in on another node: the session leaves the directory
+// without an offline event (the pair is still online, elsewhere).
+inline constexpr uint16_t kKickByOtherNode = 2;
 
 struct CoreOptions {
     uint32_t node_id = 1;
@@ -56,7 +60,7 @@ struct CoreOptions {
     uint32_t datasource_cache_ms = 60000;  // a channel fetched from the datasource is asked again after this
 };
 
-class Core final : public Service, private ChannelResolver {
+class Core final : public Service, public ClusterListener, private ChannelResolver {
 public:
     Core(store::Store& store, store::TokenStore& tokens, Directory& directory, stats::PipelineBlock& stats,
          const CoreOptions& options);
@@ -70,6 +74,8 @@ public:
     // business server (§13), cached for datasource_cache_ms (null: the store's).
     void set_datasource(Datasource* datasource);
     Events* events() const { return events_; }
+    // Before start(): the other nodes on a shared store (null: this node is alone).
+    void set_cluster(Cluster* cluster);
     bool start(std::string& error);
     // Commits and delivers what is queued, then stops the threads. Call
     // before the workers stop (their inboxes take the last results).
@@ -82,6 +88,17 @@ public:
     SendRateLimit& rate_limit() { return rate_limit_; }
     // The sender `uid`'s permission to SEND to (type, id), from memory only.
     SendCheck check_send(std::string_view uid, uint8_t type, std::string_view id) const;
+    // A session of (uid, device flag) logged in, or left while it still held
+    // the pair: user.onlinestatus (§12.2) and the other nodes hear of it.
+    void session_online(std::string_view uid, uint8_t device_flag, bool online);
+
+    // ---- ClusterListener (the cluster's receiving thread) ----
+    void on_remote_message(FanoutItem&& item) override;
+    void on_remote_login(std::string_view uid, uint8_t device_flag) override;
+    void on_token_changed(std::string_view uid, uint8_t device_flag, const std::array<uint8_t, 32>& digest) override;
+    void on_channel_changed(uint8_t type, std::string_view id) override;
+    void on_system_uids_changed() override;
+    void on_resync() override;
 
     // ---- Service (API threads) ----
     Outcome set_token(std::string_view uid, std::string_view token, uint8_t device_flag,
@@ -119,6 +136,9 @@ private:
 
     // Writes `channel` to the store, then installs it (channel_write_ held).
     Outcome install(Channel&& channel);
+    // Kicks this node's session of (uid, device flag), if any (`flags`: kKickByToken or kKickByOtherNode).
+    void kick_session(std::string_view uid, uint8_t device_flag, uint16_t flags);
+    bool load_cached(std::string& error);  // tokens, channels, system uids
     Channel copy_or_new(std::string_view id, uint8_t type) const;
 
     store::Store& store_;
@@ -133,6 +153,7 @@ private:
     std::vector<net::Worker*> workers_;
     GatewayKinds kinds_;
     Events* events_ = nullptr;
+    Cluster* cluster_ = nullptr;
     Datasource* datasource_ = nullptr;
     // The committer's: system uids asked once (§13); fetches that failed
     // lately, by log name, and until when their SENDs fail without asking.

@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "limaoim/im/channels.h"
+#include "limaoim/im/cluster.h"
 #include "limaoim/im/committer.h"
 #include "limaoim/im/conversations.h"
 #include "limaoim/im/directory.h"
@@ -51,10 +52,16 @@ public:
     void set_workers(std::span<net::Worker* const> workers, uint16_t deliver_kind);
     // Before start(): who hears of receivers that were offline (msg.offline); null: nobody.
     void set_events(Events* events) { events_ = events; }
+    // Before start(): the other nodes, told of every message stored here
+    // after this node's sessions have theirs (null: this node is alone).
+    void set_cluster(Cluster* cluster) { cluster_ = cluster; }
     void start();
     // The committer's thread: queues the items in order; waits while the
     // queue is full (back-pressure on the committer, never a drop).
     void push(std::vector<FanoutItem>& items);
+    // The cluster's receiving thread: a message another node stored. Waits
+    // while the queue is full, as push() does.
+    void push_remote(FanoutItem&& item);
     // Delivers what is queued, then joins.
     void stop();
 
@@ -67,6 +74,7 @@ private:
     const Directory& directory_;
     Conversations& conversations_;
     Events* events_ = nullptr;
+    Cluster* cluster_ = nullptr;
     stats::PipelineBlock& stats_;
     size_t max_queued_;
     std::vector<net::Worker*> workers_;
@@ -84,6 +92,7 @@ private:
     std::vector<DirectoryEntry> sessions_;
     std::vector<std::string> receivers_;
     std::vector<std::string> offline_;
+    std::vector<std::string> online_elsewhere_;
 };
 
 }  // namespace limaoim::im

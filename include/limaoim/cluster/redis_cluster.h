@@ -1,0 +1,135 @@
+// The other nodes, over Redis (im/cluster.h on hiredis; docs/REDIS.md "Nodes").
+//
+// - Registry: `lim:node:{ID}` holds this node's boot token with a TTL,
+//   refreshed every refresh_ms by the sending thread. A second node with
+//   the same id finds it held and refuses to start; a node that died stops
+//   counting once its key expires.
+// - Events: each node SUBSCRIBEs to its own channel `lim:bus:{ID}`; an event
+//   is PUBLISHed to the channel of every other live node (the registry,
+//   read at each refresh). Messages carry the stored bytes; the receiving
+//   node encrypts each RECV with its own session's key, and RECVACK and
+//   retries stay there.
+// - Presence: HASH `lim:pres:{UID}`, field = device flag byte, value = node
+//   id: written at login, removed at logout only while it still names this
+//   node. Entries of nodes no longer registered are ignored and removed by
+//   the readers (/user/onlinestatus, msg.offline).
+//
+// Threads: one sends (a queue, pipelined PUBLISH/HSET, the registry), one
+// receives (poll() on the subscriber socket, hands events to the
+// ClusterListener), and callers of online_elsewhere() use a pooled client.
+// No worker thread ever talks to Redis: the workers only queue events.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "limaoim/im/cluster.h"
+#include "limaoim/redis/client.h"
+#include "limaoim/stats/layout.h"
+
+namespace limaoim::cluster {
+
+struct Options {
+    redis::Url url;
+    uint32_t node_id = 1;
+    uint32_t timeout_ms = 2000;    // Redis connect and command timeout
+    uint32_t refresh_ms = 1000;    // registry refresh and live-node list
+    uint32_t node_ttl_ms = 5000;   // a registration lives this long unrefreshed
+    size_t max_queued_bytes = 64u << 20;  // events waiting to be sent; past it they are dropped
+};
+
+class RedisCluster final : public im::Cluster {
+public:
+    RedisCluster(const Options& options, im::ClusterListener& listener, stats::PipelineBlock& stats);
+    ~RedisCluster() override;  // stop()
+    RedisCluster(const RedisCluster&) = delete;
+    RedisCluster& operator=(const RedisCluster&) = delete;
+
+    // Registers the node id, waiting up to node_ttl_ms + refresh_ms for the
+    // registration of a node that died with this id to expire; false with
+    // `error` when another live node holds it or Redis cannot be reached.
+    // Then starts the threads.
+    bool start(std::string& error);
+    // Sends what is queued (bounded by the timeout), deregisters, joins.
+    void stop();
+
+    // True while this node hears the others: subscribed, the sending
+    // thread's last Redis call worked, and the live-node list was read after
+    // the subscription (so a node that registered meanwhile is in it, or its
+    // announcement was heard). The handshake's tokens_current.
+    const std::atomic<bool>& connected() const { return connected_; }
+    // "HOST:PORT" of the Redis master at registration, for the start-up log.
+    const std::string& master_address() const { return master_address_; }
+
+    // im::Cluster
+    void message_stored(const im::FanoutItem& item) override;
+    void session_online(std::string_view uid, uint8_t device_flag, bool online) override;
+    void token_changed(std::string_view uid, uint8_t device_flag, const std::array<uint8_t, 32>& digest) override;
+    void channel_changed(uint8_t type, std::string_view id) override;
+    void system_uids_changed() override;
+    bool online_elsewhere(const std::vector<std::string>& uids, std::vector<std::string>& out) override;
+
+private:
+    // One queued item: an event for the other nodes, and/or a presence write.
+    struct Outgoing {
+        std::string event;       // empty: no event
+        std::string presence_uid;
+        uint8_t device_flag = 0;
+        bool presence_online = false;
+        bool has_presence = false;
+    };
+
+    void queue(Outgoing&& item);
+    void send_loop();
+    void receive_loop();
+    bool refresh_registry(redis::Client& client, std::string& error);
+    bool send_batch(redis::Client& client, std::deque<Outgoing>& batch, std::string& error);
+    void dispatch(std::string_view event);
+    std::vector<uint32_t> live_nodes() const;
+    void update_connected();
+
+    Options options_;
+    im::ClusterListener& listener_;
+    stats::PipelineBlock& stats_;
+    std::string boot_token_;  // this run's value of its registry key
+    std::string master_address_;
+
+    std::mutex queue_mutex_;
+    std::condition_variable queue_wake_;
+    std::deque<Outgoing> queued_;
+    size_t queued_bytes_ = 0;
+    bool stopping_ = false;
+
+    mutable std::mutex nodes_mutex_;
+    std::vector<uint32_t> live_nodes_;  // registered ids, this one included
+
+    std::mutex pool_mutex_;
+    std::vector<std::unique_ptr<redis::Client>> pool_;  // for online_elsewhere()
+
+    std::atomic<bool> sender_ok_{false};
+    std::atomic<bool> receiver_ok_{false};
+    // Bumped by the receiving thread at each subscription; the sending
+    // thread copies it into scanned_ when it reads the live nodes next.
+    std::atomic<uint64_t> subscriptions_{0};
+    std::atomic<uint64_t> scanned_{0};
+    std::atomic<bool> connected_{false};
+    std::atomic<bool> receiver_stop_{false};
+    std::thread sender_;
+    std::thread receiver_;
+};
+
+// The event encodings, exposed for the unit test (binary, little-endian).
+namespace detail {
+std::string encode_message(uint32_t from_node, const im::FanoutItem& item);
+bool decode_message(std::string_view event, im::FanoutItem& out);
+}  // namespace detail
+
+}  // namespace limaoim::cluster

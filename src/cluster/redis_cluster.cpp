@@ -1,0 +1,564 @@
+#include "limaoim/cluster/redis_cluster.h"
+
+#include <poll.h>
+#include <pthread.h>
+#include <unistd.h>
+
+#include <openssl/rand.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+
+#include "limaoim/im/message.h"
+#include "limaoim/log/log.h"
+
+namespace limaoim::cluster {
+
+namespace {
+
+// Event kinds, the first byte of every event; the node that sent it follows (u16).
+constexpr char kMessage = 'M';
+constexpr char kLogin = 'L';
+constexpr char kToken = 'T';
+constexpr char kChannel = 'C';
+constexpr char kSystemUids = 'S';
+// On `lim:nodes`, which every node also subscribes to: a node registered or
+// left. The others need not wait for their next registry scan to include it.
+constexpr char kJoined = 'J';
+constexpr char kLeft = 'X';
+constexpr const char* kNodesChannel = "lim:nodes";
+
+constexpr uint32_t kNullReceivers = 0xffffffff;
+
+// Presence is removed only while it still names the node removing it: a
+// newer login on another node has overwritten it and stays.
+constexpr const char* kRemoveIfMine =
+    "if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then return redis.call('HDEL', KEYS[1], ARGV[1]) end return 0";
+// The registry key is refreshed only while it still holds this run's token
+// (1); gone (expired during an outage, or a Redis restarted without it), it
+// is taken again (2); held by another run, nothing changes (0).
+constexpr const char* kRefreshIfMine =
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end "
+    "return redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) and 2 or 0";
+
+std::string node_key(uint32_t node) { return "lim:node:{" + std::to_string(node) + "}"; }
+std::string bus_channel(uint32_t node) { return "lim:bus:{" + std::to_string(node) + "}"; }
+std::string presence_key(std::string_view uid) {
+    std::string key = "lim:pres:{";
+    key.append(uid).push_back('}');
+    return key;
+}
+
+int64_t steady_ms() {
+    using namespace std::chrono;
+    return duration_cast<milliseconds>(steady_clock::now().time_since_epoch()).count();
+}
+
+void put_u16(std::string& out, uint16_t v) { out.append(reinterpret_cast<const char*>(&v), 2); }
+void put_u32(std::string& out, uint32_t v) { out.append(reinterpret_cast<const char*>(&v), 4); }
+void put_str16(std::string& out, std::string_view s) {
+    put_u16(out, uint16_t(s.size()));
+    out.append(s);
+}
+
+// Reads from the front of an event; any short read leaves it failed.
+struct Reader {
+    std::string_view rest;
+    bool ok = true;
+    template <typename T>
+    T number() {
+        T v{};
+        if (rest.size() < sizeof(T)) {
+            ok = false;
+            return v;
+        }
+        std::memcpy(&v, rest.data(), sizeof(T));
+        rest.remove_prefix(sizeof(T));
+        return v;
+    }
+    std::string_view bytes(size_t n) {
+        if (rest.size() < n) {
+            ok = false;
+            return {};
+        }
+        std::string_view v = rest.substr(0, n);
+        rest.remove_prefix(n);
+        return v;
+    }
+    std::string_view str16() { return bytes(number<uint16_t>()); }
+};
+
+std::string event_head(char kind, uint32_t node) {
+    std::string out(1, kind);
+    put_u16(out, uint16_t(node));
+    return out;
+}
+
+}  // namespace
+
+namespace detail {
+
+std::string encode_message(uint32_t from_node, const im::FanoutItem& item) {
+    std::string out = event_head(kMessage, from_node);
+    out.push_back(char(item.sender_device));
+    if (!item.receivers) {
+        put_u32(out, kNullReceivers);
+    } else {
+        put_u32(out, uint32_t(item.receivers->size()));
+        for (const std::string& uid : *item.receivers) put_str16(out, uid);
+    }
+    put_u32(out, uint32_t(item.queue_seqs.size()));
+    for (const auto& [uid, seq] : item.queue_seqs) {
+        put_str16(out, uid);
+        put_u32(out, seq);
+    }
+    const std::span<const uint8_t> bytes = item.message.bytes();
+    out.append(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+    return out;
+}
+
+bool decode_message(std::string_view event, im::FanoutItem& out) {
+    Reader r{event};
+    if (r.number<char>() != kMessage) return false;
+    r.number<uint16_t>();  // the sending node
+    out.sender_device = r.number<uint8_t>();
+    const uint32_t receivers = r.number<uint32_t>();
+    if (receivers != kNullReceivers) {
+        auto list = std::make_shared<std::vector<std::string>>();
+        for (uint32_t i = 0; i < receivers && r.ok; ++i) list->emplace_back(r.str16());
+        out.receivers = std::move(list);
+    }
+    const uint32_t queue_seqs = r.number<uint32_t>();
+    for (uint32_t i = 0; i < queue_seqs && r.ok; ++i) {
+        std::string uid(r.str16());
+        out.queue_seqs.emplace_back(std::move(uid), r.number<uint32_t>());
+    }
+    if (!r.ok) return false;
+    const auto* bytes = reinterpret_cast<const uint8_t*>(r.rest.data());
+    if (!im::decode(std::span<const uint8_t>(bytes, r.rest.size()))) return false;
+    out.message = net::Payload::copy_of(std::span<const uint8_t>(bytes, r.rest.size()));
+    return true;
+}
+
+}  // namespace detail
+
+RedisCluster::RedisCluster(const Options& options, im::ClusterListener& listener, stats::PipelineBlock& stats)
+    : options_(options), listener_(listener), stats_(stats) {
+    uint8_t random[12];
+    if (RAND_bytes(random, sizeof(random)) != 1) std::memcpy(random, &options_, std::min(sizeof(random), sizeof(options_)));
+    char host[64] = "?";
+    gethostname(host, sizeof(host) - 1);
+    boot_token_ = std::string(host) + " pid " + std::to_string(getpid()) + " ";
+    for (uint8_t b : random) boot_token_ += "0123456789abcdef"[b >> 4], boot_token_ += "0123456789abcdef"[b & 15];
+}
+
+RedisCluster::~RedisCluster() { stop(); }
+
+bool RedisCluster::start(std::string& error) {
+    redis::Client client(options_.url, options_.timeout_ms);
+    const int64_t give_up = steady_ms() + options_.node_ttl_ms + options_.refresh_ms;
+    std::string holder;
+    for (;;) {
+        std::string e;
+        if (!client.connect(e)) {
+            error = "cluster: connecting to Redis: " + e;
+            return false;
+        }
+        const std::string key = node_key(options_.node_id);
+        const std::string ttl = std::to_string(options_.node_ttl_ms);
+        redis::Reply set = client.command({"SET", key, boot_token_, "NX", "PX", ttl}, e);
+        if (!set) {
+            error = "cluster: registering the node: " + e;
+            return false;
+        }
+        if (set->type == REDIS_REPLY_STATUS) break;  // OK: ours
+        // Held: by a node that died with this id (its key expires within
+        // the TTL) or by a live one (refreshed: still held when we give up).
+        if (redis::Reply held = client.command({"GET", key}, e); held && held->type == REDIS_REPLY_STRING)
+            holder.assign(held->str, held->len);
+        if (steady_ms() >= give_up) {
+            error = "cluster: node id " + std::to_string(options_.node_id) + " is taken by a running node (" + key +
+                    " = '" + holder + "'); give each node its own --node-id";
+            return false;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
+    if (!refresh_registry(client, error)) return false;
+    if (!client.command({"PUBLISH", kNodesChannel, event_head(kJoined, options_.node_id)}, error)) {
+        error = "cluster: announcing the node: " + error;
+        return false;
+    }
+    master_address_ = client.master().host + ":" + std::to_string(client.master().port);
+    sender_ok_ = true;
+    sender_ = std::thread([this] { send_loop(); });
+    pthread_setname_np(sender_.native_handle(), "cluster-send");
+    receiver_ = std::thread([this] { receive_loop(); });
+    pthread_setname_np(receiver_.native_handle(), "cluster-recv");
+    // Logins that need a token check wait for connected(): give the
+    // subscription its moment before the listeners open.
+    const int64_t subscribed_by = steady_ms() + options_.timeout_ms;
+    while (!connected_ && steady_ms() < subscribed_by) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    if (!connected_) log::write(log::Level::Warn, "cluster", "not yet hearing the other nodes; logins with tokens wait for it");
+    return true;
+}
+
+void RedisCluster::stop() {
+    {
+        std::lock_guard lock(queue_mutex_);
+        if (stopping_ && !sender_.joinable()) return;
+        stopping_ = true;
+    }
+    queue_wake_.notify_one();
+    if (sender_.joinable()) sender_.join();
+    receiver_stop_ = true;
+    if (receiver_.joinable()) receiver_.join();
+}
+
+// ---- queueing (any thread, never waits for Redis) ----
+
+void RedisCluster::queue(Outgoing&& item) {
+    const size_t bytes = item.event.size() + item.presence_uid.size() + sizeof(Outgoing);
+    std::unique_lock lock(queue_mutex_);
+    // While Redis is down nothing could be sent: dropping at once keeps the
+    // queue from holding stale logins and messages for the reconnection.
+    if (stopping_ || !sender_ok_ || queued_bytes_ + bytes > options_.max_queued_bytes) {
+        stats_.cluster_events_dropped.add();
+        return;
+    }
+    const bool was_empty = queued_.empty();
+    queued_.push_back(std::move(item));
+    queued_bytes_ += bytes;
+    lock.unlock();
+    if (was_empty) queue_wake_.notify_one();
+}
+
+void RedisCluster::message_stored(const im::FanoutItem& item) {
+    if (live_nodes().size() < 2) return;  // alone: nobody to tell
+    queue(Outgoing{.event = detail::encode_message(options_.node_id, item)});
+}
+
+void RedisCluster::session_online(std::string_view uid, uint8_t device_flag, bool online) {
+    Outgoing item{.presence_uid = std::string(uid), .device_flag = device_flag, .presence_online = online, .has_presence = true};
+    if (online) {
+        // The other nodes kick their session of the pair.
+        item.event = event_head(kLogin, options_.node_id);
+        item.event.push_back(char(device_flag));
+        item.event.append(uid);
+    }
+    queue(std::move(item));
+}
+
+void RedisCluster::token_changed(std::string_view uid, uint8_t device_flag, const std::array<uint8_t, 32>& digest) {
+    std::string event = event_head(kToken, options_.node_id);
+    event.push_back(char(device_flag));
+    event.append(reinterpret_cast<const char*>(digest.data()), digest.size());
+    event.append(uid);
+    queue(Outgoing{.event = std::move(event)});
+}
+
+void RedisCluster::channel_changed(uint8_t type, std::string_view id) {
+    std::string event = event_head(kChannel, options_.node_id);
+    event.push_back(char(type));
+    event.append(id);
+    queue(Outgoing{.event = std::move(event)});
+}
+
+void RedisCluster::system_uids_changed() { queue(Outgoing{.event = event_head(kSystemUids, options_.node_id)}); }
+
+std::vector<uint32_t> RedisCluster::live_nodes() const {
+    std::lock_guard lock(nodes_mutex_);
+    return live_nodes_;
+}
+
+void RedisCluster::update_connected() {
+    const bool now = sender_ok_ && receiver_ok_ && scanned_ == subscriptions_;
+    connected_ = now;
+    stats_.cluster_connected.set(now ? 1 : 0);
+}
+
+// ---- the sending thread ----
+
+bool RedisCluster::refresh_registry(redis::Client& client, std::string& error) {
+    const uint64_t subscriptions = subscriptions_;
+    const std::string key = node_key(options_.node_id);
+    redis::Reply r = client.command({"EVAL", kRefreshIfMine, "1", key, boot_token_, std::to_string(options_.node_ttl_ms)}, error);
+    if (!r) return false;
+    if (r->type == REDIS_REPLY_INTEGER && r->integer == 0)
+        log::write(log::Level::Error, "cluster", "node id %u is registered by another node; this node's id is not unique",
+                   options_.node_id);
+    // Registered again: the others may have dropped this node from their
+    // lists meanwhile, and should not wait for their next scan.
+    if (r->type == REDIS_REPLY_INTEGER && r->integer == 2 &&
+        !client.command({"PUBLISH", kNodesChannel, event_head(kJoined, options_.node_id)}, error))
+        return false;
+    // The live nodes: every registry key. SCAN, never KEYS: one step at a time on a big keyspace.
+    std::vector<uint32_t> nodes;
+    std::string cursor = "0";
+    do {
+        redis::Reply page = client.command({"SCAN", cursor, "MATCH", "lim:node:{*}", "COUNT", "1000"}, error);
+        if (!page || page->type != REDIS_REPLY_ARRAY || page->elements != 2) {
+            if (error.empty()) error = "unexpected SCAN reply";
+            return false;
+        }
+        cursor.assign(page->element[0]->str, page->element[0]->len);
+        const redisReply* keys = page->element[1];
+        for (size_t i = 0; i < keys->elements; ++i) {
+            std::string_view k(keys->element[i]->str, keys->element[i]->len);
+            const size_t open = k.find('{');
+            if (open == std::string_view::npos) continue;
+            nodes.push_back(uint32_t(std::strtoul(std::string(k.substr(open + 1)).c_str(), nullptr, 10)));
+        }
+    } while (cursor != "0");
+    std::sort(nodes.begin(), nodes.end());
+    stats_.cluster_nodes.set(nodes.size());
+    {
+        std::lock_guard lock(nodes_mutex_);
+        live_nodes_ = std::move(nodes);
+    }
+    scanned_ = subscriptions;
+    return true;
+}
+
+bool RedisCluster::send_batch(redis::Client& client, std::deque<Outgoing>& batch, std::string& error) {
+    const std::vector<uint32_t> nodes = live_nodes();
+    const std::string self = std::to_string(options_.node_id);
+    size_t sent = 0;
+    for (const Outgoing& item : batch) {
+        if (item.has_presence) {
+            const std::string key = presence_key(item.presence_uid);
+            const std::string field(1, char(item.device_flag));
+            const bool ok = item.presence_online ? client.append({"HSET", key, field, self}, error)
+                                                 : client.append({"EVAL", kRemoveIfMine, "1", key, field, self}, error);
+            if (!ok) return false;
+            ++sent;
+        }
+        if (item.event.empty()) continue;
+        for (uint32_t node : nodes) {
+            if (node == options_.node_id) continue;
+            if (!client.append({"PUBLISH", bus_channel(node), item.event}, error)) return false;
+            ++sent;
+        }
+        stats_.cluster_events_out.add();
+    }
+    for (size_t i = 0; i < sent; ++i) {
+        redis::Reply r = client.read(error);
+        if (!r) return false;
+        if (r->type == REDIS_REPLY_ERROR) {
+            stats_.cluster_redis_errors.add();
+            log::write(log::Level::Warn, "cluster", "Redis refused a command: %.*s", int(r->len), r->str);
+        }
+    }
+    return true;
+}
+
+void RedisCluster::send_loop() {
+    redis::Client client(options_.url, options_.timeout_ms);
+    std::deque<Outgoing> batch;
+    int64_t next_refresh = steady_ms() + options_.refresh_ms;
+    for (;;) {
+        bool stopping = false;
+        {
+            std::unique_lock lock(queue_mutex_);
+            queue_wake_.wait_until(lock, std::chrono::steady_clock::now() + std::chrono::milliseconds(std::max<int64_t>(0, next_refresh - steady_ms())),
+                                   [this] { return stopping_ || !queued_.empty() || scanned_ != subscriptions_; });
+            batch.swap(queued_);
+            queued_bytes_ = 0;
+            stopping = stopping_;
+        }
+        std::string error;
+        bool ok = client.connect(error);
+        if (ok && (steady_ms() >= next_refresh || scanned_ != subscriptions_)) {
+            ok = refresh_registry(client, error);
+            next_refresh = steady_ms() + options_.refresh_ms;
+        }
+        if (ok && !batch.empty()) ok = send_batch(client, batch, error);
+        if (!ok) {
+            // Down: what was queued is dropped (see queue()); the receivers
+            // of those messages sync, as for a RECV lost with a connection.
+            if (!batch.empty()) stats_.cluster_events_dropped.add(batch.size());
+            stats_.cluster_redis_errors.add();
+            if (sender_ok_) log::write(log::Level::Warn, "cluster", "Redis unreachable: %s", error.c_str());
+            sender_ok_ = false;
+            client.disconnect();
+            next_refresh = steady_ms() + std::min<uint32_t>(options_.refresh_ms, 200);
+        } else if (!sender_ok_) {
+            log::write(log::Level::Info, "cluster", "Redis reachable again");
+            sender_ok_ = true;
+        }
+        update_connected();
+        batch.clear();
+        if (stopping) break;
+    }
+    // Leaving: the id is free at once, and the others stop sending here.
+    std::string error;
+    if (client.connect(error) &&
+        client.command({"EVAL", "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0",
+                        "1", node_key(options_.node_id), boot_token_},
+                       error))
+        client.command({"PUBLISH", kNodesChannel, event_head(kLeft, options_.node_id)}, error);
+}
+
+// ---- the receiving thread ----
+
+void RedisCluster::receive_loop() {
+    redis::Client client(options_.url, options_.timeout_ms);
+    const std::string channel = bus_channel(options_.node_id);
+    bool ever_subscribed = false;
+    while (!receiver_stop_) {
+        std::string error;
+        if (!client.connected()) {
+            redis::Reply r;
+            // Two channels, two confirmations: read() takes the second one
+            // with the events (not a "message": ignored).
+            if (client.connect(error)) r = client.command({"SUBSCRIBE", channel, kNodesChannel}, error);
+            if (!r) {
+                if (receiver_ok_) log::write(log::Level::Warn, "cluster", "not subscribed: %s", error.c_str());
+                receiver_ok_ = false;
+                update_connected();
+                client.disconnect();
+                std::this_thread::sleep_for(std::chrono::milliseconds(100));
+                continue;
+            }
+            // What was sent while this node was not listening is gone:
+            // everything cached is read again (messages are left to sync).
+            if (ever_subscribed) {
+                listener_.on_resync();
+                stats_.cluster_resyncs.add();
+            }
+            ever_subscribed = true;
+            receiver_ok_ = true;
+            // The sending thread reads the live nodes again before this
+            // node counts as connected (see connected()).
+            {
+                std::lock_guard lock(queue_mutex_);
+                ++subscriptions_;
+            }
+            queue_wake_.notify_one();
+            update_connected();
+        }
+        if (!client.buffered()) {
+            pollfd p{client.fd(), POLLIN, 0};
+            const int n = poll(&p, 1, 200);
+            if (n == 0) continue;
+            if (n < 0 && errno == EINTR) continue;
+        }
+        redis::Reply r = client.read(error);
+        if (!r) {
+            log::write(log::Level::Warn, "cluster", "subscriber connection lost: %s", error.c_str());
+            receiver_ok_ = false;
+            update_connected();
+            client.disconnect();
+            continue;
+        }
+        // ["message", channel, payload]
+        if (r->type == REDIS_REPLY_ARRAY && r->elements == 3 && r->element[2]->type == REDIS_REPLY_STRING &&
+            std::string_view(r->element[0]->str, r->element[0]->len) == "message") {
+            stats_.cluster_events_in.add();
+            dispatch(std::string_view(r->element[2]->str, r->element[2]->len));
+        }
+    }
+}
+
+void RedisCluster::dispatch(std::string_view event) {
+    Reader r{event};
+    const char kind = r.number<char>();
+    const uint16_t from = r.number<uint16_t>();
+    if (!r.ok || from == options_.node_id) return;
+    switch (kind) {
+    case kMessage: {
+        im::FanoutItem item;
+        if (detail::decode_message(event, item)) listener_.on_remote_message(std::move(item));
+        return;
+    }
+    case kLogin: {
+        const uint8_t device_flag = r.number<uint8_t>();
+        if (r.ok) listener_.on_remote_login(r.rest, device_flag);
+        return;
+    }
+    case kToken: {
+        const uint8_t device_flag = r.number<uint8_t>();
+        std::array<uint8_t, 32> digest{};
+        const std::string_view bytes = r.bytes(digest.size());
+        if (!r.ok) return;
+        std::memcpy(digest.data(), bytes.data(), digest.size());
+        listener_.on_token_changed(r.rest, device_flag, digest);
+        return;
+    }
+    case kChannel: {
+        const uint8_t type = r.number<uint8_t>();
+        if (r.ok) listener_.on_channel_changed(type, r.rest);
+        return;
+    }
+    case kSystemUids:
+        listener_.on_system_uids_changed();
+        return;
+    case kJoined:
+    case kLeft: {
+        std::lock_guard lock(nodes_mutex_);
+        auto at = std::lower_bound(live_nodes_.begin(), live_nodes_.end(), uint32_t(from));
+        const bool known = at != live_nodes_.end() && *at == from;
+        if (kind == kJoined && !known) live_nodes_.insert(at, from);
+        if (kind == kLeft && known) live_nodes_.erase(at);
+        return;
+    }
+    default:
+        return;  // a newer node's event kind: nothing this node knows to do
+    }
+}
+
+// ---- presence queries (API and fan-out threads) ----
+
+bool RedisCluster::online_elsewhere(const std::vector<std::string>& uids, std::vector<std::string>& out) {
+    std::unique_ptr<redis::Client> client;
+    {
+        std::lock_guard lock(pool_mutex_);
+        if (!pool_.empty()) {
+            client = std::move(pool_.back());
+            pool_.pop_back();
+        }
+    }
+    if (!client) client = std::make_unique<redis::Client>(options_.url, options_.timeout_ms);
+    const std::vector<uint32_t> nodes = live_nodes();
+    std::string error;
+    bool ok = client->connect(error);
+    for (size_t i = 0; ok && i < uids.size(); ++i) ok = client->append({"HGETALL", presence_key(uids[i])}, error);
+    struct Stale {
+        std::string key, field, node;
+    };
+    std::vector<Stale> stale;  // entries of nodes no longer registered
+    for (size_t i = 0; ok && i < uids.size(); ++i) {
+        redis::Reply r = client->read(error);
+        if (!r) {
+            ok = false;
+            break;
+        }
+        if (r->type != REDIS_REPLY_ARRAY) continue;
+        bool online = false;
+        for (size_t f = 0; f + 1 < r->elements; f += 2) {
+            std::string value(r->element[f + 1]->str, r->element[f + 1]->len);
+            const uint32_t node = uint32_t(std::strtoul(value.c_str(), nullptr, 10));
+            if (node == options_.node_id) continue;  // this node's own directory answered already
+            if (std::binary_search(nodes.begin(), nodes.end(), node))
+                online = true;
+            else
+                stale.push_back({presence_key(uids[i]), std::string(r->element[f]->str, r->element[f]->len), std::move(value)});
+        }
+        if (online) out.push_back(uids[i]);
+    }
+    // A dead node's sessions: removed here, once its registration expired.
+    // (Only while it still names that node: a login since has overwritten it.)
+    for (const Stale& entry : stale) {
+        if (!ok) break;
+        ok = bool(client->command({"EVAL", kRemoveIfMine, "1", entry.key, entry.field, entry.node}, error));
+    }
+    if (!ok) {
+        log::write(log::Level::Warn, "cluster", "reading presence: %s", error.c_str());
+        client->disconnect();
+    }
+    std::lock_guard lock(pool_mutex_);
+    pool_.push_back(std::move(client));
+    return ok;
+}
+
+}  // namespace limaoim::cluster

@@ -1,0 +1,1037 @@
+// Several limaoim nodes on one Redis (issue 14) behave as one server: person
+// and group messages across nodes arrive as RECVs the receiver's node
+// encrypted; a second login on another node kicks the first; an offline
+// user's messages are read on another node; tokens and channels set through
+// one node's API hold on the others; two nodes with one node id refuse to
+// share a Redis; a Redis outage is survived and recovered from without a
+// restart; a node killed (kill -9) during a burst, and a Sentinel failover
+// during a burst, lose no SENDACKed message and store none twice.
+//
+// They need redis-server (and redis-sentinel for the failover): without it the
+// RedisServer does not start and the case fails, it is not skipped.
+#include <doctest/doctest.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cctype>
+#include <map>
+#include <memory>
+#include <set>
+#include <thread>
+
+#include "chat_client.h"
+#include "http_client.h"
+#include "im_helpers.h"
+#include "im_server.h"
+#include "redis_server.h"
+#include "server_process.h"
+
+using namespace limaoim;
+using namespace limaoim::testing;
+using namespace std::chrono;
+using nlohmann::json;
+
+namespace {
+
+// Milliseconds left until `deadline` (at least 1, so a read still polls once).
+int left_ms(Clock::time_point deadline) {
+    return int(std::max<int64_t>(1, duration_cast<milliseconds>(deadline - Clock::now()).count()));
+}
+
+std::string lower(std::string s) {
+    for (char& c : s) c = char(std::tolower(static_cast<unsigned char>(c)));
+    return s;
+}
+
+// One node: its own data directory, ports and --node-id, the shared `store`.
+std::unique_ptr<ImServer> start_node(const std::string& store, int node_id, bool test_mode = true,
+                                     std::vector<std::string> more = {}) {
+    std::vector<std::string> args = {"--store", store, "--node-id", std::to_string(node_id)};
+    args.insert(args.end(), more.begin(), more.end());
+    auto node = std::make_unique<ImServer>(args, "", test_mode);
+    REQUIRE_MESSAGE(node->started(), "node " << node_id << " did not start:\n" << node->log());
+    return node;
+}
+
+// Nodes 1..n on `store`.
+std::vector<std::unique_ptr<ImServer>> start_nodes(const std::string& store, int n, bool test_mode = true,
+                                                   std::vector<std::string> more = {}) {
+    std::vector<std::unique_ptr<ImServer>> nodes;
+    for (int i = 1; i <= n; ++i) nodes.push_back(start_node(store, i, test_mode, more));
+    return nodes;
+}
+
+std::string logs(const std::vector<std::unique_ptr<ImServer>>& nodes) {
+    std::string out;
+    for (size_t i = 0; i < nodes.size(); ++i) out += "---- node " + std::to_string(i + 1) + " ----\n" + nodes[i]->log();
+    return out;
+}
+
+// The node id bits of a snowflake message id (SERVER.md §4).
+int node_of(int64_t message_id) { return int((message_id >> 12) & 0x3ff); }
+
+// POST /channel/messagesync.
+json history(uint16_t http_port, const std::string& login_uid, const std::string& channel_id, uint8_t type,
+             uint32_t min_seq, uint32_t limit) {
+    json r = post(http_port, "/channel/messagesync",
+                  {{"login_uid", login_uid},
+                   {"channel_id", channel_id},
+                   {"channel_type", type},
+                   {"min_message_seq", min_seq},
+                   {"max_message_seq", 0},
+                   {"limit", limit},
+                   {"reverse", 1}});
+    REQUIRE(r.is_object());
+    REQUIRE(r["messages"].is_array());
+    return r;
+}
+
+// The whole log of a channel, paged forward 1000 at a time.
+json whole_log(uint16_t http_port, const std::string& login_uid, const std::string& channel_id, uint8_t type) {
+    json all = json::array();
+    uint32_t after = 0;
+    for (int page = 0; page < 1000; ++page) {
+        json r = history(http_port, login_uid, channel_id, type, after, 1000);
+        for (json& m : r["messages"]) all.push_back(std::move(m));
+        if (r["messages"].empty() || r["more"] == 0) break;
+        after = all.back()["message_seq"].get<uint32_t>();
+    }
+    return all;
+}
+
+std::vector<uint32_t> seqs_of(const json& messages) {
+    std::vector<uint32_t> out;
+    for (const json& m : messages) out.push_back(m["message_seq"].get<uint32_t>());
+    return out;
+}
+
+std::vector<uint32_t> range(uint32_t first, uint32_t last) {
+    std::vector<uint32_t> out;
+    for (uint32_t s = first; s <= last; ++s) out.push_back(s);
+    return out;
+}
+
+// SEND and its SENDACK (the test stops without one).
+proto::SendackPacket send_acked(ChatClient& c, const std::string& channel_id, uint8_t type, const std::string& text,
+                                uint32_t client_seq, const std::string& client_msg_no, uint8_t flags = 0,
+                                int timeout_ms = 3000) {
+    REQUIRE(c.send_message(channel_id, type, text, client_seq, client_msg_no, flags));
+    auto ack = c.read_sendack(timeout_ms);
+    REQUIRE_MESSAGE(ack, "no SENDACK for client_seq " << client_seq << " from " << c.uid());
+    CHECK(ack->client_seq == client_seq);
+    return *ack;
+}
+
+// Nothing at all within `ms`.
+bool quiet(ChatClient& c, int ms) {
+    auto p = c.read_any(ms);
+    if (p) MESSAGE("unexpected packet of type " << int(p->type()) << " for " << c.uid());
+    return !p;
+}
+
+// A RECV of `text` from `from` in `channel_id` (as the receiver sees it),
+// decrypted and MsgKey-checked by read_recv(); RECVACKed.
+void expect_recv(ChatClient& to, const std::string& channel_id, uint8_t type, const std::string& from,
+                 const std::string& text, const proto::SendackPacket& ack, int timeout_ms = 5000) {
+    CAPTURE(to.uid());
+    CAPTURE(text);
+    auto r = to.read_recv(timeout_ms);
+    REQUIRE_MESSAGE(r, to.uid() << " (v" << int(to.version()) << ") got no RECV of '" << text << "'");
+    CHECK(r->channel_id == channel_id);
+    CHECK(r->channel_type == type);
+    CHECK(r->from_uid == from);
+    CHECK(r->payload == text);
+    CHECK(r->message_id == ack.message_id);
+    CHECK(r->message_seq == ack.message_seq);
+    if (to.version() >= 3) CHECK(r->wire_payload != text);  // encrypted on the wire, for this session's key
+    CHECK(to.send_recvack(*r));
+}
+
+void set_token(uint16_t http_port, const std::string& uid, const std::string& token, uint8_t device_flag = 0) {
+    CHECK(post(http_port, "/user/token", {{"uid", uid}, {"token", token}, {"device_flag", device_flag}, {"device_level", 1}}) ==
+          json{{"status", 200}});
+}
+
+std::set<std::string> as_set(const json& uids) {
+    std::set<std::string> out;
+    if (uids.is_array())
+        for (const json& u : uids) out.insert(u.get<std::string>());
+    return out;
+}
+
+// The next DISCONNECT (other packets before it are skipped), then the close.
+void expect_kicked(ChatClient& c, int timeout_ms) {
+    const auto deadline = Clock::now() + milliseconds(timeout_ms);
+    std::optional<Received> p;
+    while (Clock::now() < deadline) {
+        p = c.read_any(left_ms(deadline));
+        if (!p || p->type() == proto::PacketType::Disconnect) break;
+    }
+    REQUIRE_MESSAGE(p, c.uid() << ": no DISCONNECT within " << timeout_ms << " ms");
+    CHECK(p->type() == proto::PacketType::Disconnect);
+    CHECK_MESSAGE(c.raw().wait_closed(left_ms(deadline) + 2000), c.uid() << ": not closed after its DISCONNECT");
+}
+
+bool ping_pong(ChatClient& c, int timeout_ms = 3000) { return c.ping() && c.read_pong(timeout_ms); }
+
+// GET /health until it answers `status` or the timeout passes; the last answer.
+HttpResult wait_health(uint16_t http_port, int status, int timeout_ms) {
+    const auto deadline = Clock::now() + milliseconds(timeout_ms);
+    HttpResult h;
+    do {
+        h = http_request(http_port, "GET", "/health", "", "", 2000);
+        if (h.status == status) break;
+        std::this_thread::sleep_for(milliseconds(100));
+    } while (Clock::now() < deadline);
+    return h;
+}
+
+// ---- bursts: a sender that reconnects and resends what was not acked ----
+
+std::string burst_cmn(const std::string& uid, uint32_t k) { return uid + "-" + std::to_string(k); }
+std::string burst_text(const std::string& uid, uint32_t k) { return "burst " + uid + "/" + std::to_string(k); }
+
+struct Sender {
+    std::string uid;
+    size_t node = 0;  // index into the ports; the one it is on now
+    std::map<uint32_t, std::pair<int64_t, uint32_t>> acked;  // client_seq -> (id, seq) of its reason-1 SENDACK
+    std::atomic<uint32_t> acked_count{0};
+    uint32_t refused = 0;        // SENDACKs with another reason than 1
+    uint32_t resent = 0;         // SENDs sent again (same client_msg_no, DUP)
+    uint32_t reconnects = 0;     // logins after the first
+    uint32_t unexpected = 0;     // SENDACKs for nothing in flight
+    uint32_t changed = 0;        // reason-1 SENDACKs of one client_msg_no with another id or seq
+    bool finished = false;
+    std::string error;
+    std::vector<size_t> nodes_used;
+};
+
+// Sends client_seq 0..n-1 ("gX" group, type 2) with up to `window` awaiting
+// their SENDACK. On EOF, a failed write or `stall_ms` without any packet
+// while SENDs are in flight it logs in on the next node (same uid, device
+// flag 0) and sends every unanswered SEND again with the same client_msg_no
+// and client_seq, DUP set. A SENDACK with another reason than 1 puts its SEND
+// back for a resend 200 ms later when `retry_refused`, else it is counted and
+// dropped. `dead` (optional) marks nodes the test killed, so that a client
+// does not try them.
+void run_sender(Sender& s, const std::vector<uint16_t>& ports, const std::string& channel_id, uint32_t n,
+                uint32_t window, bool retry_refused, int stall_ms, Clock::time_point deadline,
+                std::atomic<uint32_t>& acked_total, const std::vector<std::atomic<bool>>* dead = nullptr) {
+    auto c = std::make_unique<ChatClient>();
+    if (!c->connect_login(ports[s.node], s.uid, 4, 0, "", 5000)) {
+        s.error = "first login failed on node index " + std::to_string(s.node);
+        return;
+    }
+    s.nodes_used.push_back(s.node);
+    std::set<uint32_t> inflight;  // sent on this connection or before, no SENDACK yet
+    std::set<uint32_t> retry;     // refused, to send again
+    uint32_t next = 0;
+    auto last_retry = Clock::now();
+    std::vector<uint8_t> bytes;
+
+    auto reconnect = [&]() -> bool {
+        c->raw().close();
+        while (Clock::now() < deadline) {
+            s.node = (s.node + 1) % ports.size();
+            if (dead && (*dead)[s.node].load()) continue;
+            auto fresh = std::make_unique<ChatClient>();
+            if (fresh->connect_login(ports[s.node], s.uid, 4, 0, "", 3000)) {
+                c = std::move(fresh);
+                ++s.reconnects;
+                s.nodes_used.push_back(s.node);
+                // Everything unanswered again, in order, as a resend.
+                std::vector<uint8_t> again;
+                for (uint32_t k : inflight) {
+                    auto one = c->build_send(channel_id, 2, burst_text(s.uid, k), k, burst_cmn(s.uid, k), 0x08);
+                    again.insert(again.end(), one.begin(), one.end());
+                    ++s.resent;
+                }
+                if (again.empty() || c->raw().send_bytes(again)) return true;
+                c->raw().close();
+            }
+            std::this_thread::sleep_for(milliseconds(100));
+        }
+        return false;
+    };
+
+    while (Clock::now() < deadline) {
+        bytes.clear();
+        if (!retry.empty() && ms_since(last_retry) >= 200) {
+            for (auto it = retry.begin(); it != retry.end() && inflight.size() < window;) {
+                auto one = c->build_send(channel_id, 2, burst_text(s.uid, *it), *it, burst_cmn(s.uid, *it), 0x08);
+                bytes.insert(bytes.end(), one.begin(), one.end());
+                ++s.resent;
+                inflight.insert(*it);
+                it = retry.erase(it);
+            }
+            last_retry = Clock::now();
+        }
+        if (next < n && inflight.size() <= window / 2) {
+            for (; next < n && inflight.size() < window; ++next) {
+                auto one = c->build_send(channel_id, 2, burst_text(s.uid, next), next, burst_cmn(s.uid, next));
+                bytes.insert(bytes.end(), one.begin(), one.end());
+                inflight.insert(next);
+            }
+        }
+        if (!bytes.empty() && !c->raw().send_bytes(bytes)) {
+            if (!reconnect()) break;
+            continue;
+        }
+        if (inflight.empty() && retry.empty() && next >= n) {
+            s.finished = true;
+            return;
+        }
+        auto p = c->raw().read_packet(inflight.empty() ? 50 : stall_ms);
+        if (!p) {
+            if (inflight.empty()) continue;  // only refused ones waiting for their resend
+            if (!reconnect()) break;
+            continue;
+        }
+        if (p->type() != proto::PacketType::Sendack) continue;  // RECVs of the others' messages
+        const auto& ack = std::get<proto::SendackPacket>(p->packet);
+        const uint32_t k = ack.client_seq;
+        if (inflight.erase(k) == 0) {
+            ++s.unexpected;
+            continue;
+        }
+        if (ack.reason_code == 1) {
+            auto [it, fresh] = s.acked.emplace(k, std::pair{ack.message_id, ack.message_seq});
+            if (!fresh && it->second != std::pair{ack.message_id, ack.message_seq}) ++s.changed;
+            if (fresh) {
+                s.acked_count.fetch_add(1, std::memory_order_relaxed);
+                acked_total.fetch_add(1, std::memory_order_relaxed);
+            }
+        } else {
+            ++s.refused;
+            if (retry_refused) retry.insert(k);
+        }
+    }
+    s.error = "deadline passed: " + std::to_string(s.acked.size()) + " of " + std::to_string(n) + " acked, " +
+              std::to_string(inflight.size()) + " in flight, " + std::to_string(retry.size()) + " to retry";
+}
+
+// The channel's whole log holds every sender's messages 0..n-1 exactly once,
+// reason-1 SENDACKs matching what is stored, seqs gapless, ids unique.
+void check_exactly_once(uint16_t http_port, const std::string& channel_id, const std::vector<Sender>& senders,
+                        uint32_t n) {
+    json log = whole_log(http_port, "", channel_id, 2);
+    const uint32_t stored = uint32_t(log.size());
+    MESSAGE(stored << " messages stored in " << channel_id);
+    CHECK(stored == senders.size() * n);
+    CHECK_MESSAGE(seqs_of(log) == range(1, stored), "seqs not 1.." << stored << " in order, without gaps");
+    std::map<std::string, std::pair<int64_t, uint32_t>> by_cmn;
+    std::set<int64_t> ids;
+    size_t twice = 0, ids_twice = 0;
+    for (const json& m : log) {
+        if (!by_cmn.emplace(m["client_msg_no"].get<std::string>(),
+                            std::pair{m["message_id"].get<int64_t>(), m["message_seq"].get<uint32_t>()})
+                 .second) {
+            if (++twice <= 5) MESSAGE("stored twice: " << m.dump());
+        }
+        if (!ids.insert(m["message_id"].get<int64_t>()).second) ++ids_twice;
+    }
+    CHECK_MESSAGE(twice == 0, twice << " client_msg_nos stored more than once");
+    CHECK_MESSAGE(ids_twice == 0, ids_twice << " message ids stored more than once");
+    size_t missing = 0, mismatched = 0, never_acked = 0;
+    for (const Sender& s : senders) {
+        for (uint32_t k = 0; k < n; ++k) {
+            auto stored_it = by_cmn.find(burst_cmn(s.uid, k));
+            auto acked_it = s.acked.find(k);
+            if (acked_it == s.acked.end()) {
+                ++never_acked;
+                continue;
+            }
+            if (stored_it == by_cmn.end()) {
+                if (++missing <= 5) MESSAGE("acked but not stored: " << burst_cmn(s.uid, k));
+            } else if (stored_it->second != acked_it->second) {
+                if (++mismatched <= 5)
+                    MESSAGE(burst_cmn(s.uid, k) << " acked as (" << acked_it->second.first << ", "
+                                                << acked_it->second.second << "), stored as ("
+                                                << stored_it->second.first << ", " << stored_it->second.second << ")");
+            }
+        }
+    }
+    CHECK_MESSAGE(missing == 0, missing << " SENDACKed messages are not in the history");
+    CHECK_MESSAGE(mismatched == 0, mismatched << " SENDACKed messages are stored with another id or seq");
+    CHECK_MESSAGE(never_acked == 0, never_acked << " messages never got a reason-1 SENDACK");
+}
+
+}  // namespace
+
+// ---- person and group messages across nodes ----
+
+TEST_CASE("cluster: person and group messages between users on three nodes arrive as RECVs the receiver's node "
+          "encrypted; RECVACKs and presence work across nodes") {
+    RedisServer redis;
+    REQUIRE_MESSAGE(redis.started(), "redis-server did not start:\n" << redis.log());
+    auto nodes = start_nodes(redis.url(), 3, true, {"--msg-timeout-ms", "500", "--retry-scan-ms", "50"});
+    ImServer& n1 = *nodes[0];
+    ImServer& n2 = *nodes[1];
+    ImServer& n3 = *nodes[2];
+    // The group first, through node 1's API (the others learn it from Redis).
+    post(n1.http_port(), "/channel", {{"channel_id", "g1"}, {"channel_type", 2}, {"subscribers", {"alice", "bob", "carol"}}});
+
+    ChatClient alice = online(n1, "alice", 4, 0);
+    ChatClient bob = online(n2, "bob", 4, 0);
+    ChatClient carol = online(n3, "carol", 3, 0);
+    ChatClient alice_web = online(n3, "alice", 2, 1);
+
+    SUBCASE("person messages") {
+        // alice (node 1) -> bob (node 2); her WEB session on node 3 gets her own message.
+        proto::SendackPacket a1 = send_acked(alice, "bob", 1, "hello bob, from node 1", 1, "a-1");
+        REQUIRE(a1.reason_code == 1);
+        CHECK(a1.message_seq == 1);
+        CHECK(node_of(a1.message_id) == 1);
+        expect_recv(bob, "alice", 1, "alice", "hello bob, from node 1", a1);
+        expect_recv(alice_web, "bob", 1, "alice", "hello bob, from node 1", a1);
+
+        // bob (node 2) answers: alice on node 1 and on node 3.
+        proto::SendackPacket b1 = send_acked(bob, "alice", 1, "hi alice \xe4\xbd\xa0\xe5\xa5\xbd", 1, "b-1");
+        REQUIRE(b1.reason_code == 1);
+        CHECK(b1.message_seq == 2);  // one person channel, one seq counter, whichever node
+        CHECK(node_of(b1.message_id) == 2);
+        expect_recv(alice, "bob", 1, "bob", "hi alice \xe4\xbd\xa0\xe5\xa5\xbd", b1);
+        expect_recv(alice_web, "bob", 1, "bob", "hi alice \xe4\xbd\xa0\xe5\xa5\xbd", b1);
+
+        // carol (node 3, v3) -> bob (node 2) and -> alice (nodes 1 and 3).
+        proto::SendackPacket c1 = send_acked(carol, "bob", 1, "carol to bob", 1, "c-1");
+        REQUIRE(c1.reason_code == 1);
+        CHECK(c1.message_seq == 1);
+        CHECK(node_of(c1.message_id) == 3);
+        expect_recv(bob, "carol", 1, "carol", "carol to bob", c1);
+        proto::SendackPacket c2 = send_acked(carol, "alice", 1, "carol to alice", 2, "c-2");
+        REQUIRE(c2.reason_code == 1);
+        expect_recv(alice, "carol", 1, "carol", "carol to alice", c2);
+        expect_recv(alice_web, "carol", 1, "carol", "carol to alice", c2);
+
+        // The same log from every node.
+        for (ImServer* n : {&n1, &n2, &n3}) {
+            json h = history(n->http_port(), "bob", "alice", 1, 0, 100)["messages"];
+            REQUIRE(h.size() == 2);
+            CHECK(h[0]["client_msg_no"] == "a-1");
+            CHECK(h[1]["client_msg_no"] == "b-1");
+            CHECK(unb64(h[1]["payload"]) == "hi alice \xe4\xbd\xa0\xe5\xa5\xbd");
+        }
+    }
+
+    SUBCASE("group messages") {
+        proto::SendackPacket a1 = send_acked(alice, "g1", 2, "group: alice on node 1", 1, "ga-1");
+        REQUIRE(a1.reason_code == 1);
+        CHECK(a1.message_seq == 1);
+        expect_recv(bob, "g1", 2, "alice", "group: alice on node 1", a1);
+        expect_recv(carol, "g1", 2, "alice", "group: alice on node 1", a1);
+        expect_recv(alice_web, "g1", 2, "alice", "group: alice on node 1", a1);
+
+        proto::SendackPacket b1 = send_acked(bob, "g1", 2, "group: bob on node 2", 1, "gb-1");
+        REQUIRE(b1.reason_code == 1);
+        CHECK(b1.message_seq == 2);
+        expect_recv(alice, "g1", 2, "bob", "group: bob on node 2", b1);
+        expect_recv(carol, "g1", 2, "bob", "group: bob on node 2", b1);
+        expect_recv(alice_web, "g1", 2, "bob", "group: bob on node 2", b1);
+
+        proto::SendackPacket c1 = send_acked(carol, "g1", 2, "group: carol on node 3", 1, "gc-1");
+        REQUIRE(c1.reason_code == 1);
+        CHECK(c1.message_seq == 3);
+        expect_recv(alice, "g1", 2, "carol", "group: carol on node 3", c1);
+        expect_recv(bob, "g1", 2, "carol", "group: carol on node 3", c1);
+        expect_recv(alice_web, "g1", 2, "carol", "group: carol on node 3", c1);
+
+        json h = history(n2.http_port(), "bob", "g1", 2, 0, 100)["messages"];
+        CHECK(seqs_of(h) == range(1, 3));
+    }
+
+    // No session gets a copy of its own message, none a second delivery: the
+    // RECVACKs reached the nodes holding the sessions (else a RECV would come
+    // again after --msg-timeout-ms 500).
+    CHECK(quiet(alice, 1200));
+    CHECK(quiet(bob, 100));
+    CHECK(quiet(carol, 100));
+    CHECK(quiet(alice_web, 100));
+
+    // Presence is the cluster's: any node lists the uids online on any node.
+    for (ImServer* n : {&n1, &n2, &n3}) {
+        json online_uids = post(n->http_port(), "/user/onlinestatus", json{"alice", "bob", "carol", "dave"});
+        CHECK_MESSAGE((as_set(online_uids) == std::set<std::string>{"alice", "bob", "carol"}),
+                      "node on port " << n->port() << " says online: " << online_uids.dump());
+    }
+    carol.raw().close();
+    std::set<std::string> left;
+    const auto t0 = Clock::now();
+    do {
+        left = as_set(post(n1.http_port(), "/user/onlinestatus", json{"alice", "bob", "carol"}));
+        if (left == std::set<std::string>{"alice", "bob"}) break;
+        std::this_thread::sleep_for(milliseconds(50));
+    } while (ms_since(t0) < 3000);
+    CHECK_MESSAGE((left == std::set<std::string>{"alice", "bob"}), "carol (gone from node 3) still online for node 1");
+}
+
+// ---- kick across nodes ----
+
+TEST_CASE("cluster: a second login of the same uid and device flag on another node kicks the first") {
+    RedisServer redis;
+    REQUIRE_MESSAGE(redis.started(), "redis-server did not start:\n" << redis.log());
+    auto nodes = start_nodes(redis.url(), 3, true, {"--kick-delay-ms", "500"});
+    ImServer& n1 = *nodes[0];
+    ImServer& n2 = *nodes[1];
+    ImServer& n3 = *nodes[2];
+
+    ChatClient app1 = online(n1, "alice", 4, 0);
+    ChatClient web2 = online(n2, "alice", 4, 1);
+    ChatClient bob = online(n2, "bob", 4, 0);
+
+    // alice's APP logs in again on node 3: the one on node 1 is kicked.
+    ChatClient app3 = online(n3, "alice", 4, 0);
+    expect_kicked(app1, 5000);
+    // Her WEB session (another device flag) is not touched, the new one stays.
+    CHECK(ping_pong(web2));
+    CHECK(ping_pong(app3));
+    std::this_thread::sleep_for(milliseconds(700));  // past the kick delay: nothing closes the new one late
+    CHECK(ping_pong(app3));
+    CHECK(ping_pong(web2));
+
+    proto::SendackPacket b1 = send_acked(bob, "alice", 1, "to the new session", 1, "b-1");
+    REQUIRE(b1.reason_code == 1);
+    expect_recv(app3, "bob", 1, "bob", "to the new session", b1);
+    expect_recv(web2, "bob", 1, "bob", "to the new session", b1);
+
+    // And back: a login on node 1 kicks the one on node 3; on node 2, the one on node 2.
+    ChatClient app1b = online(n1, "alice", 2, 0);
+    expect_kicked(app3, 5000);
+    ChatClient web2b = online(n2, "alice", 4, 1);
+    expect_kicked(web2, 5000);
+    CHECK(ping_pong(app1b));
+    CHECK(ping_pong(web2b));
+    proto::SendackPacket b2 = send_acked(bob, "alice", 1, "to the newest sessions", 2, "b-2");
+    REQUIRE(b2.reason_code == 1);
+    expect_recv(app1b, "bob", 1, "bob", "to the newest sessions", b2);
+    expect_recv(web2b, "bob", 1, "bob", "to the newest sessions", b2);
+    CHECK(quiet(app1b, 300));
+    CHECK(quiet(web2b, 100));
+}
+
+// ---- offline on node 1, sync on node 3 ----
+
+TEST_CASE("cluster: a user offline while messages are sent on node 1 reads them on node 3 (history, SyncOnce queue)") {
+    RedisServer redis;
+    REQUIRE_MESSAGE(redis.started(), "redis-server did not start:\n" << redis.log());
+    auto nodes = start_nodes(redis.url(), 3);
+    ImServer& n1 = *nodes[0];
+    ImServer& n2 = *nodes[1];
+    ImServer& n3 = *nodes[2];
+    ChatClient alice = online(n1, "alice", 4);
+    constexpr uint32_t kN = 20;
+    for (uint32_t i = 1; i <= kN; ++i) {
+        proto::SendackPacket ack = send_acked(alice, "bob", 1, "offline #" + std::to_string(i), i, "off-" + std::to_string(i));
+        REQUIRE(ack.reason_code == 1);
+        CHECK(ack.message_seq == i);
+    }
+    // SyncOnce (+ RedDot): a copy in bob's queue.
+    for (uint32_t i = 1; i <= 3; ++i) {
+        proto::SendackPacket ack = send_acked(alice, "bob", 1, "once #" + std::to_string(i), 100 + i,
+                                              "so-" + std::to_string(i), 0x04 | 0x02);
+        REQUIRE(ack.reason_code == 1);
+        CHECK(ack.message_seq == 0);
+    }
+
+    // The channel's history, read on node 3.
+    json all = history(n3.http_port(), "bob", "alice", 1, 0, 100);
+    CHECK(seqs_of(all["messages"]) == range(1, kN));
+    CHECK(all["more"] == 0);
+    for (uint32_t i = 0; i < all["messages"].size(); ++i) {
+        const json& m = all["messages"][i];
+        CHECK(m["from_uid"] == "alice");
+        CHECK(m["client_msg_no"] == "off-" + std::to_string(i + 1));
+        CHECK(unb64(m["payload"]) == "offline #" + std::to_string(i + 1));
+    }
+    // A page on node 2.
+    CHECK(seqs_of(history(n2.http_port(), "bob", "alice", 1, 10, 5)["messages"]) == range(11, 15));
+
+    // The SyncOnce queue, read on node 3; its cursor moved on node 2 holds on node 3.
+    json q = post(n3.http_port(), "/message/sync", {{"uid", "bob"}, {"message_seq", 0}, {"limit", 100}});
+    REQUIRE(q.is_array());
+    CHECK(seqs_of(q) == range(1, 3));
+    for (uint32_t i = 0; i < q.size(); ++i) {
+        CHECK(q[i]["channel_id"] == "alice");
+        CHECK(q[i]["from_uid"] == "alice");
+        CHECK(q[i]["header"]["sync_once"] == 1);
+        CHECK(unb64(q[i]["payload"]) == "once #" + std::to_string(i + 1));
+    }
+    post(n2.http_port(), "/message/syncack", {{"uid", "bob"}, {"last_message_seq", 2}});
+    CHECK(seqs_of(post(n3.http_port(), "/message/sync", {{"uid", "bob"}, {"message_seq", 0}, {"limit", 100}})) ==
+          range(3, 3));
+
+    // bob comes online on node 3: nothing is pushed; new messages from node 1 are.
+    ChatClient bob = online(n3, "bob", 4);
+    CHECK(quiet(bob, 300));
+    proto::SendackPacket once4 = send_acked(alice, "bob", 1, "once #4", 104, "so-4", 0x04);
+    REQUIRE(once4.reason_code == 1);
+    auto r = bob.read_recv(5000);
+    REQUIRE_MESSAGE(r, "bob on node 3 got no RECV of alice's SyncOnce message from node 1");
+    CHECK(r->message_seq == 4);  // his queue seq
+    CHECK((r->flags & 0x04) != 0);
+    CHECK(r->payload == "once #4");
+    REQUIRE(bob.send_recvack(*r));
+    // The RECVACK on node 3 moved the cursor node 1 reads.
+    json left;
+    const auto t0 = Clock::now();
+    do {
+        left = post(n1.http_port(), "/message/sync", {{"uid", "bob"}, {"message_seq", 0}, {"limit", 100}});
+        if (left.empty()) break;
+        std::this_thread::sleep_for(milliseconds(20));
+    } while (ms_since(t0) < 3000);
+    CHECK_MESSAGE(left.empty(), left.dump());
+
+    proto::SendackPacket more = send_acked(alice, "bob", 1, "online now", kN + 1, "off-21");
+    REQUIRE(more.reason_code == 1);
+    CHECK(more.message_seq == kN + 1);
+    expect_recv(bob, "alice", 1, "alice", "online now", more);
+}
+
+// ---- tokens and channels set through one node ----
+
+TEST_CASE("cluster: a token set on node 1 logs in on node 2; a new token on node 1 kicks the session on node 2") {
+    RedisServer redis;
+    REQUIRE_MESSAGE(redis.started(), "redis-server did not start:\n" << redis.log());
+    auto nodes = start_nodes(redis.url(), 2, /*test_mode=*/false, {"--kick-delay-ms", "500"});
+    ImServer& n1 = *nodes[0];
+    ImServer& n2 = *nodes[1];
+    set_token(n1.http_port(), "alice", "t1", 0);
+    set_token(n2.http_port(), "bob", "tb", 0);
+
+    {
+        ChatClient nobody;
+        REQUIRE(nobody.connect(n2.port()));
+        CHECK(nobody.login("nobody", "", 4, 0).reason == 2);
+    }
+    {
+        ChatClient wrong;
+        REQUIRE(wrong.connect(n2.port()));
+        CHECK(wrong.login("alice", "t0", 4, 0).reason == 2);
+    }
+    ChatClient alice = online(n2, "alice", 4, 0, "t1");
+    ChatClient bob = online(n1, "bob", 4, 0, "tb");
+    proto::SendackPacket ack = send_acked(bob, "alice", 1, "token from the other node", 1, "t-1");
+    REQUIRE(ack.reason_code == 1);
+    expect_recv(alice, "bob", 1, "bob", "token from the other node", ack);
+
+    // A new token through node 1: alice's session on node 2 is kicked, the old token is refused everywhere.
+    set_token(n1.http_port(), "alice", "t2", 0);
+    expect_kicked(alice, 5000);
+    for (ImServer* n : {&n1, &n2}) {
+        ChatClient old_token;
+        REQUIRE(old_token.connect(n->port()));
+        CHECK_MESSAGE(old_token.login("alice", "t1", 4, 0).reason == 2, "the old token still logs in on port " << n->port());
+    }
+    ChatClient again = online(n2, "alice", 4, 0, "t2");
+    CHECK(ping_pong(again));
+    CHECK(ping_pong(bob));
+}
+
+TEST_CASE("cluster: a group created and changed through node 1 is known to node 2 within a short time (not test mode)") {
+    RedisServer redis;
+    REQUIRE_MESSAGE(redis.started(), "redis-server did not start:\n" << redis.log());
+    auto nodes = start_nodes(redis.url(), 2, /*test_mode=*/false);
+    ImServer& n1 = *nodes[0];
+    ImServer& n2 = *nodes[1];
+    // Each token through the node its user logs in on (tokens across nodes: the case above).
+    set_token(n1.http_port(), "alice", "tk-alice");
+    for (const char* uid : {"bob", "carol"}) set_token(n2.http_port(), uid, std::string("tk-") + uid);
+    ChatClient alice = online(n1, "alice", 4, 0, "tk-alice");
+    ChatClient bob = online(n2, "bob", 4, 0, "tk-bob");
+    ChatClient carol = online(n2, "carol", 4, 0, "tk-carol");
+
+    uint32_t client_seq = 0;
+    // SENDs until one has `reason` (2 s at most); the matching SENDACK.
+    auto until_reason = [&](ChatClient& c, const std::string& channel, uint8_t reason, const std::string& what) {
+        const auto t0 = Clock::now();
+        proto::SendackPacket ack;
+        do {
+            ++client_seq;
+            ack = send_acked(c, channel, 2, what, client_seq, c.uid() + "-" + std::to_string(client_seq));
+            if (ack.reason_code == reason) break;
+            std::this_thread::sleep_for(milliseconds(50));
+        } while (ms_since(t0) < 2000);
+        CHECK_MESSAGE(ack.reason_code == reason, what << ": reason " << int(ack.reason_code) << " after " << ms_since(t0)
+                                                      << " ms, wanted " << int(reason));
+        MESSAGE(what << ": reason " << int(ack.reason_code) << " after " << ms_since(t0) << " ms");
+        return ack;
+    };
+
+    CHECK(send_acked(bob, "g1", 2, "before the group exists", ++client_seq, "pre-1").reason_code == 11);
+    post(n1.http_port(), "/channel", {{"channel_id", "g1"}, {"channel_type", 2}, {"subscribers", {"alice", "bob"}}});
+    proto::SendackPacket b1 = until_reason(bob, "g1", 1, "bob (node 2) to the group made on node 1");
+    if (b1.reason_code == 1) expect_recv(alice, "g1", 2, "bob", "bob (node 2) to the group made on node 1", b1);
+    CHECK(send_acked(carol, "g1", 2, "not a member", ++client_seq, "c-x").reason_code == 11);
+
+    post(n1.http_port(), "/channel/subscriber_add", {{"channel_id", "g1"}, {"channel_type", 2}, {"subscribers", {"carol"}}});
+    proto::SendackPacket c1 = until_reason(carol, "g1", 1, "carol (node 2) after subscriber_add on node 1");
+    if (c1.reason_code == 1) {
+        expect_recv(alice, "g1", 2, "carol", "carol (node 2) after subscriber_add on node 1", c1);
+        expect_recv(bob, "g1", 2, "carol", "carol (node 2) after subscriber_add on node 1", c1);
+    }
+
+    post(n1.http_port(), "/channel/subscriber_remove", {{"channel_id", "g1"}, {"channel_type", 2}, {"subscribers", {"bob"}}});
+    until_reason(bob, "g1", 11, "bob (node 2) after subscriber_remove on node 1");
+
+    post(n1.http_port(), "/channel/blacklist_add", {{"channel_id", "g1"}, {"channel_type", 2}, {"uids", {"carol"}}});
+    until_reason(carol, "g1", 11, "carol (node 2) after blacklist_add on node 1");
+}
+
+// ---- node ids ----
+
+TEST_CASE("cluster: a second node with a node id already taken on the same Redis exits with status 1 and says so") {
+    RedisServer redis;
+    REQUIRE_MESSAGE(redis.started(), "redis-server did not start:\n" << redis.log());
+    auto first = start_node(redis.url(), 7);
+
+    // The same id: run the binary directly to see its exit status (bounded by timeout(1)).
+    const uint16_t port = free_port();
+    const std::string instance = "it-dup-" + std::to_string(port);
+    char dir[] = "/tmp/limaoim-it-data-XXXXXX";
+    REQUIRE(mkdtemp(dir));
+    const std::string cmd = std::string("timeout -s KILL 20 ") + LIMAOIM_SERVER_BIN + " --addr 127.0.0.1 --port " +
+                            std::to_string(port) + " --instance " + instance + " --mode test --data-dir " + dir +
+                            " --http-addr 127.0.0.1:" + std::to_string(free_port()) + " --ws-addr 127.0.0.1:" +
+                            std::to_string(free_port()) + " --store " + redis.url() + " --node-id 7 2>&1";
+    const auto t0 = Clock::now();
+    auto [status, out] = run_command(cmd);
+    const int64_t took = ms_since(t0);
+    ImServer::remove_dir(dir);
+    unlink(("/dev/shm/limaoim-" + instance).c_str());
+    MESSAGE("the second node with id 7 exited with status " << status << " after " << took << " ms");
+    CHECK_MESSAGE(status == 1, "status " << status << " (137: still running after 20 s, killed):\n" << out);
+    CHECK(took < 10000);
+    const std::string said = lower(out);
+    CHECK_MESSAGE((said.find("node id") != std::string::npos || said.find("node_id") != std::string::npos), out);
+    CHECK_MESSAGE(said.find('7') != std::string::npos, out);
+    CHECK_MESSAGE((said.find("taken") != std::string::npos || said.find("in use") != std::string::npos ||
+                   said.find("already") != std::string::npos),
+                  out);
+
+    // The first node was not disturbed; another id starts beside it.
+    CHECK(wait_health(first->http_port(), 200, 3000).status == 200);
+    ChatClient a = online(*first, "alice", 4);
+    auto other = start_node(redis.url(), 8);
+    ChatClient b = online(*other, "bob", 4);
+    proto::SendackPacket ack = send_acked(b, "alice", 1, "from node 8", 1, "n8-1");
+    REQUIRE(ack.reason_code == 1);
+    CHECK(node_of(ack.message_id) == 8);
+    expect_recv(a, "bob", 1, "bob", "from node 8", ack);
+
+    // Stopped cleanly, its id is free again.
+    std::optional<int> stopped = first->stop(SIGTERM, 10000);
+    CHECK(stopped == std::optional<int>(0));
+    std::unique_ptr<ImServer> again;
+    const auto t1 = Clock::now();
+    do {
+        again = std::make_unique<ImServer>(std::vector<std::string>{"--store", redis.url(), "--node-id", "7"});
+        if (again->started()) break;
+        std::this_thread::sleep_for(milliseconds(250));
+    } while (ms_since(t1) < 30000);
+    REQUIRE_MESSAGE(again->started(), "node id 7 not free 30 s after its node stopped:\n" << again->log());
+    MESSAGE("node id 7 was free again " << ms_since(t1) << " ms after a clean stop");
+}
+
+// ---- Redis down ----
+
+TEST_CASE("cluster: Redis stopped for 10 s: sessions stay, SENDs get reason 0, token logins reason 0, /health 503; "
+          "all recovers without a restart") {
+    RedisServer redis;
+    REQUIRE_MESSAGE(redis.started(), "redis-server did not start:\n" << redis.log());
+    auto nodes = start_nodes(redis.url(), 2, /*test_mode=*/false, {"--redis-timeout-ms", "1000"});
+    ImServer& n1 = *nodes[0];
+    ImServer& n2 = *nodes[1];
+    // Each token through the node its user logs in on (tokens across nodes: a case above).
+    set_token(n1.http_port(), "alice", "tk-alice");
+    for (const char* uid : {"bob", "carol"}) set_token(n2.http_port(), uid, std::string("tk-") + uid);
+    ChatClient alice = online(n1, "alice", 4, 0, "tk-alice");
+    ChatClient bob = online(n2, "bob", 4, 0, "tk-bob");
+    uint32_t client_seq = 0;
+    std::vector<std::string> acked_cmns;
+    proto::SendackPacket before = send_acked(alice, "bob", 1, "before the outage", ++client_seq, "a-0");
+    REQUIRE(before.reason_code == 1);
+    acked_cmns.push_back("a-0");
+    expect_recv(bob, "alice", 1, "alice", "before the outage", before);
+    REQUIRE(wait_health(n1.http_port(), 200, 3000).status == 200);
+
+    const auto t_stop = Clock::now();
+    REQUIRE_MESSAGE(redis.stop(), redis.log());
+    MESSAGE("redis stopped in " << ms_since(t_stop) << " ms");
+
+    // /health says it on both nodes.
+    for (ImServer* n : {&n1, &n2}) {
+        HttpResult h = wait_health(n->http_port(), 503, 5000);
+        CHECK_MESSAGE(h.status == 503, "GET /health on port " << n->http_port() << ": " << h.status << " " << h.body);
+        if (h.status == 503)
+            CHECK_MESSAGE((lower(h.body).find("redis") != std::string::npos || lower(h.body).find("store") != std::string::npos),
+                          h.body);
+    }
+    // Twice during the outage: PINGs answered, SENDs refused with reason 0 within a few seconds, token logins refused.
+    for (int round = 0; round < 2; ++round) {
+        CAPTURE(round);
+        CHECK(ping_pong(alice));
+        CHECK(ping_pong(bob));
+        for (ChatClient* c : {&alice, &bob}) {
+            const std::string to = c == &alice ? "bob" : "alice";
+            ++client_seq;
+            REQUIRE(c->send_message(to, 1, "during the outage", client_seq, c->uid() + "-out-" + std::to_string(client_seq)));
+            const auto t0 = Clock::now();
+            auto ack = c->read_sendack(6000);
+            CHECK_MESSAGE(ack, c->uid() << ": no SENDACK within 6 s while Redis is down");
+            if (ack) {
+                MESSAGE(c->uid() << ": SENDACK reason " << int(ack->reason_code) << " after " << ms_since(t0) << " ms");
+                CHECK(ack->client_seq == client_seq);
+                CHECK(ack->reason_code != 1);
+                CHECK(ack->reason_code == 0);
+            }
+        }
+        ChatClient carol;
+        REQUIRE(carol.connect(n2.port()));
+        const auto t0 = Clock::now();
+        LoginResult lr = carol.login("carol", "tk-carol", 4, 0, 6000);
+        CHECK_MESSAGE(lr.answered, "no CONNACK within 6 s while Redis is down");
+        if (lr.answered) {
+            MESSAGE("login while Redis is down: CONNACK reason " << int(lr.reason) << " after " << ms_since(t0) << " ms");
+            CHECK(lr.reason == 0);
+        }
+        if (round == 0)
+            while (ms_since(t_stop) < 5000) std::this_thread::sleep_for(milliseconds(50));
+    }
+    while (ms_since(t_stop) < 10000) std::this_thread::sleep_for(milliseconds(50));
+    CHECK(ping_pong(alice));
+    CHECK(ping_pong(bob));
+    CHECK(quiet(bob, 100));  // no refused message was delivered
+    CHECK(quiet(alice, 100));
+
+    CHECK(n1.process().stat("pipeline.cluster_connected") == 0);
+    CHECK(n2.process().stat("pipeline.cluster_connected") == 0);
+    const auto t_start = Clock::now();
+    REQUIRE_MESSAGE(redis.start(), redis.log());
+    // Both nodes hear each other again (resubscribed, with the client's
+    // reconnection backoff of at most 2 s): messages cross nodes again.
+    // (What was published before a node resubscribed is left to sync.)
+    for (ImServer* node : {&n1, &n2})
+        REQUIRE_MESSAGE(node->process().wait_stat("pipeline.cluster_connected", 1, 10000) == 1, logs(nodes));
+    MESSAGE("both nodes reconnected " << ms_since(t_start) << " ms after Redis came back");
+    // SENDs succeed again within 10 s, and cross-node delivery works.
+    proto::SendackPacket ok;
+    std::string ok_cmn;
+    do {
+        ++client_seq;
+        ok_cmn = "a-rec-" + std::to_string(client_seq);
+        REQUIRE(alice.send_message("bob", 1, "after the outage", client_seq, ok_cmn));
+        auto ack = alice.read_sendack(6000);
+        REQUIRE_MESSAGE(ack, "no SENDACK after Redis came back\n" << logs(nodes));
+        ok = *ack;
+        if (ok.reason_code == 1) break;
+        std::this_thread::sleep_for(milliseconds(200));
+    } while (ms_since(t_start) < 10000);
+    REQUIRE_MESSAGE(ok.reason_code == 1, "SENDs still refused 10 s after Redis came back\n" << logs(nodes));
+    MESSAGE("node 1 took SENDs again " << ms_since(t_start) << " ms after Redis came back");
+    acked_cmns.push_back(ok_cmn);
+    expect_recv(bob, "alice", 1, "alice", "after the outage", ok);
+    proto::SendackPacket back;
+    const auto t_b = Clock::now();
+    do {
+        ++client_seq;
+        back = send_acked(bob, "alice", 1, "bob after the outage", client_seq, "b-rec-" + std::to_string(client_seq), 0, 6000);
+        if (back.reason_code == 1) break;
+        std::this_thread::sleep_for(milliseconds(200));
+    } while (ms_since(t_b) < 10000);
+    REQUIRE(back.reason_code == 1);
+    acked_cmns.push_back("b-rec-" + std::to_string(client_seq));
+    expect_recv(alice, "bob", 1, "bob", "bob after the outage", back);
+
+    // Token logins and /health too.
+    bool logged_in = false;
+    const auto t_login = Clock::now();
+    do {
+        ChatClient carol;
+        if (carol.connect_login(n2.port(), "carol", 4, 0, "tk-carol", 6000)) {
+            logged_in = ping_pong(carol);
+            break;
+        }
+        std::this_thread::sleep_for(milliseconds(200));
+    } while (ms_since(t_login) < 10000);
+    CHECK_MESSAGE(logged_in, "no token login on node 2 within 10 s of Redis coming back");
+    for (ImServer* n : {&n1, &n2}) {
+        HttpResult h = wait_health(n->http_port(), 200, 10000);
+        CHECK_MESSAGE(h.status == 200, h.status << " " << h.body);
+    }
+    // The sessions from before are still the same ones.
+    CHECK(ping_pong(alice));
+    CHECK(ping_pong(bob));
+    // Every acked message once; seqs only went forward.
+    json h = whole_log(n2.http_port(), "alice", "bob", 1);
+    std::map<std::string, int> count;
+    for (const json& m : h) ++count[m["client_msg_no"].get<std::string>()];
+    for (const std::string& cmn : acked_cmns) CHECK_MESSAGE(count[cmn] == 1, cmn << " stored " << count[cmn] << " times");
+    std::vector<uint32_t> seqs = seqs_of(h);
+    CHECK(std::adjacent_find(seqs.begin(), seqs.end(), [](uint32_t a, uint32_t b) { return b <= a; }) == seqs.end());
+}
+
+// ---- a node killed during a burst ----
+
+TEST_CASE("cluster: kill -9 of one node during a burst: its clients resend on another node, every acked message "
+          "is stored exactly once") {
+    RedisServer redis;
+    REQUIRE_MESSAGE(redis.started(), "redis-server did not start:\n" << redis.log());
+    auto nodes = start_nodes(redis.url(), 3);
+    std::vector<uint16_t> ports;
+    for (auto& n : nodes) ports.push_back(n->port());
+    std::vector<std::atomic<bool>> dead(nodes.size());
+    // Members offline: the burst tests storage, not fan-out (test mode lets non-members send).
+    post(nodes[1]->http_port(), "/channel", {{"channel_id", "gkill"}, {"channel_type", 2}, {"subscribers", {"reader"}}});
+
+    constexpr int kSenders = 6;  // two per node
+    constexpr uint32_t kEach = 1500;
+    std::vector<Sender> senders(kSenders);
+    for (int i = 0; i < kSenders; ++i) {
+        senders[i].uid = "killer" + std::to_string(i);
+        senders[i].node = size_t(i % 3);
+    }
+    std::atomic<uint32_t> acked_total{0};
+    const auto deadline = Clock::now() + seconds(120);
+    std::vector<std::thread> threads;
+    for (int i = 0; i < kSenders; ++i)
+        threads.emplace_back([&, i] {
+            run_sender(senders[i], ports, "gkill", kEach, 64, false, 8000, deadline, acked_total, &dead);
+        });
+    const auto t0 = Clock::now();
+    while (acked_total.load() < kSenders * kEach * 35 / 100 && ms_since(t0) < 60000)
+        std::this_thread::sleep_for(microseconds(500));
+    std::vector<uint32_t> node1_acked_at_kill;
+    for (int i = 0; i < kSenders; i += 3) node1_acked_at_kill.push_back(senders[i].acked_count.load());
+    const uint32_t acked_at_kill = acked_total.load();
+    dead[0] = true;
+    nodes[0]->stop(SIGKILL, 5000);
+    MESSAGE("node 1 killed after " << acked_at_kill << " SENDACKs, " << ms_since(t0) << " ms into the burst");
+    for (auto& t : threads) t.join();
+    MESSAGE("burst over after " << ms_since(t0) << " ms");
+    CHECK(acked_at_kill >= kSenders * kEach * 35 / 100);
+    for (uint32_t a : node1_acked_at_kill) CHECK_MESSAGE(a < kEach, "a node-1 sender had finished before the kill");
+
+    for (int i = 0; i < kSenders; ++i) {
+        const Sender& s = senders[i];
+        CAPTURE(s.uid);
+        MESSAGE(s.uid << ": " << s.acked.size() << " acked, " << s.resent << " resent, " << s.reconnects
+                      << " reconnects, " << s.refused << " refused");
+        CHECK_MESSAGE(s.error.empty(), s.error);
+        CHECK(s.finished);
+        CHECK(s.refused == 0);
+        CHECK(s.unexpected == 0);
+        CHECK(s.changed == 0);
+        if (i % 3 == 0) {
+            CHECK(s.reconnects >= 1);  // its node died
+            CHECK(std::count(s.nodes_used.begin(), s.nodes_used.end(), size_t(0)) == 1);  // and was not tried again
+        } else {
+            CHECK(s.reconnects == 0);  // the other nodes carried on undisturbed
+        }
+    }
+    if (HttpResult h = wait_health(nodes[2]->http_port(), 200, 2000); h.status != 200)
+        MESSAGE("node 3 /health: " << h.status << " " << h.body);
+    check_exactly_once(nodes[2]->http_port(), "gkill", senders, kEach);
+}
+
+// ---- Sentinel failover ----
+
+TEST_CASE("cluster: a Sentinel failover during a burst (master killed, replica promoted): no SENDACKed message lost, "
+          "none stored twice") {
+    RedisServer master;
+    REQUIRE_MESSAGE(master.started(), "redis-server did not start:\n" << master.log());
+    const std::vector<std::string> replica_of = {"--replicaof", "127.0.0.1", std::to_string(master.port())};
+    // Two replicas: after the failover the new master still has one, so WAIT 1 can succeed again.
+    RedisServer replica1(replica_of);
+    RedisServer replica2(replica_of);
+    REQUIRE_MESSAGE(replica1.started(), replica1.log());
+    REQUIRE_MESSAGE(replica2.started(), replica2.log());
+    auto t0 = Clock::now();
+    bool synced = false;
+    do {
+        synced = replica1.cli("INFO replication").find("master_link_status:up") != std::string::npos &&
+                 replica2.cli("INFO replication").find("master_link_status:up") != std::string::npos;
+        if (synced) break;
+        std::this_thread::sleep_for(milliseconds(100));
+    } while (ms_since(t0) < 15000);
+    REQUIRE_MESSAGE(synced, replica1.cli("INFO replication") << replica2.cli("INFO replication"));
+
+    RedisSentinel sentinel(master.port(), "mymaster", 1, 1000, 3000);
+    REQUIRE_MESSAGE(sentinel.started(), "redis-sentinel did not start");
+    auto sentinel_cli = [&](const std::string& args) {
+        return run_command("redis-cli -p " + std::to_string(sentinel.port()) + " " + args + " 2>&1").second;
+    };
+    // The sentinel knows both replicas before the test relies on it.
+    t0 = Clock::now();
+    std::string replicas;
+    do {
+        replicas = sentinel_cli("SENTINEL replicas mymaster");
+        if (replicas.find(std::to_string(replica1.port())) != std::string::npos &&
+            replicas.find(std::to_string(replica2.port())) != std::string::npos)
+            break;
+        std::this_thread::sleep_for(milliseconds(200));
+    } while (ms_since(t0) < 20000);
+    REQUIRE_MESSAGE(replicas.find(std::to_string(replica1.port())) != std::string::npos, replicas);
+    REQUIRE_MESSAGE(replicas.find(std::to_string(replica2.port())) != std::string::npos, replicas);
+
+    auto nodes = start_nodes(sentinel.url_for("mymaster"), 2, true,
+                             {"--redis-wait-replicas", "1", "--redis-timeout-ms", "2000"});
+    std::vector<uint16_t> ports;
+    for (auto& n : nodes) ports.push_back(n->port());
+    post(nodes[0]->http_port(), "/channel", {{"channel_id", "gfail"}, {"channel_type", 2}, {"subscribers", {"reader"}}});
+    // Writes reach a replica (WAIT 1) before they are acked.
+    ChatClient probe = online(*nodes[0], "probe", 4);
+    REQUIRE(send_acked(probe, "gprobe", 2, "probe", 1, "probe-1").reason_code == 1);
+    probe.raw().close();
+
+    constexpr int kSenders = 4;  // two per node
+    constexpr uint32_t kEach = 1000;
+    std::vector<Sender> senders(kSenders);
+    for (int i = 0; i < kSenders; ++i) {
+        senders[i].uid = "fo" + std::to_string(i);
+        senders[i].node = size_t(i % 2);
+    }
+    std::atomic<uint32_t> acked_total{0};
+    const auto deadline = Clock::now() + seconds(120);
+    std::vector<std::thread> threads;
+    for (int i = 0; i < kSenders; ++i)
+        threads.emplace_back([&, i] {
+            run_sender(senders[i], ports, "gfail", kEach, 32, true, 8000, deadline, acked_total);
+        });
+    t0 = Clock::now();
+    while (acked_total.load() < kSenders * kEach * 30 / 100 && ms_since(t0) < 60000)
+        std::this_thread::sleep_for(microseconds(500));
+    const uint32_t acked_at_kill = acked_total.load();
+    const auto t_kill = Clock::now();
+    REQUIRE(master.stop(SIGKILL));
+    MESSAGE("master killed after " << acked_at_kill << " SENDACKs, " << ms_since(t0) << " ms into the burst");
+    // The sentinel promotes a replica.
+    std::string now_master;
+    do {
+        now_master = sentinel_cli("SENTINEL get-master-addr-by-name mymaster");
+        if (now_master.find(std::to_string(master.port())) == std::string::npos && now_master.find("127.0.0.1") != std::string::npos)
+            break;
+        std::this_thread::sleep_for(milliseconds(100));
+    } while (ms_since(t_kill) < 30000);
+    CHECK_MESSAGE(now_master.find(std::to_string(master.port())) == std::string::npos, "no failover: " << now_master);
+    MESSAGE("failover to " << now_master << " seen " << ms_since(t_kill) << " ms after the kill");
+    for (auto& t : threads) t.join();
+    MESSAGE("burst over after " << ms_since(t0) << " ms");
+    CHECK(acked_at_kill < kSenders * kEach);  // the kill came during the burst
+
+    uint32_t refused = 0;
+    for (const Sender& s : senders) {
+        CAPTURE(s.uid);
+        MESSAGE(s.uid << ": " << s.acked.size() << " acked, " << s.refused << " refused and resent, " << s.resent
+                      << " resent in all, " << s.reconnects << " reconnects");
+        CHECK_MESSAGE(s.error.empty(), s.error);
+        CHECK(s.finished);
+        CHECK(s.unexpected == 0);
+        CHECK(s.changed == 0);
+        CHECK_MESSAGE(s.reconnects == 0, "a SEND got no SENDACK within 8 s during the failover");
+        refused += s.refused;
+    }
+    MESSAGE(refused << " SENDs refused (reason != 1) during the failover");
+    check_exactly_once(nodes[1]->http_port(), "gfail", senders, kEach);
+}

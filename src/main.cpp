@@ -87,7 +87,9 @@ std::unique_ptr<store::Store> open_store(const Config& config, std::string& erro
     options.node_id = config.node_id;
     options.timeout_ms = config.redis_timeout_ms;
     options.wait_replicas = config.redis_wait_replicas;
-    options.wait_timeout_ms = config.redis_timeout_ms;
+    // Half the command timeout: a WAIT that runs out answers "only k
+    // replicas" before the socket's own timeout drops the connection.
+    options.wait_timeout_ms = std::max<uint32_t>(config.redis_timeout_ms / 2, 1);
     options.log_max = config.redis_log_max;
     options.dedupe_window_ms = config.dedupe_window_ms;
     return store::open_redis(options, error);
@@ -411,6 +413,7 @@ int run(const Config& config) {
     for (auto& worker : workers) worker->request_stop(config.shutdown_timeout_ms);
     api_pool.stop();  // API requests queued or running finish while the workers drain
     for (auto& worker : workers) worker->join();
+    if (nodes) nodes->stop_receiving();  // nothing more from the others for a core that stops
     core.stop();
     if (nodes) nodes->stop();  // after the core's last messages went to the other nodes
     if (webhook_sender) webhook_sender->stop();  // after the core's last events; the notify queue stays on disk

@@ -23,6 +23,8 @@ constexpr char kLogin = 'L';
 constexpr char kToken = 'T';
 constexpr char kChannel = 'C';
 constexpr char kSystemUids = 'S';
+constexpr char kUnreadSet = 'U';
+constexpr char kConversationRemoved = 'R';
 // On `lim:nodes`, which every node also subscribes to: a node registered or
 // left. The others need not wait for their next registry scan to include it.
 constexpr char kJoined = 'J';
@@ -35,12 +37,25 @@ constexpr uint32_t kNullReceivers = 0xffffffff;
 // newer login on another node has overwritten it and stays.
 constexpr const char* kRemoveIfMine =
     "if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then return redis.call('HDEL', KEYS[1], ARGV[1]) end return 0";
-// The registry key is refreshed only while it still holds this run's token
-// (1); gone (expired during an outage, or a Redis restarted without it), it
-// is taken again (2); held by another run, nothing changes (0).
-constexpr const char* kRefreshIfMine =
-    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end "
-    "return redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) and 2 or 0";
+// The registry (docs/REDIS.md "Nodes"): `lim:node:{ID}` keeps ids unique
+// (SET NX with a TTL, refreshed only while it holds this run's token: 1;
+// taken again when it expired during an outage: 2; held by another run: 0),
+// and the ZSET `lim:nodes:live` lists the live ids by expiry time (Redis's
+// clock), so the live nodes are one read, not a scan of the keyspace.
+// Returns {result, live ids}.
+constexpr const char* kRefresh =
+    "local t = redis.call('TIME') "
+    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) "
+    "local r = 0 "
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) r = 1 "
+    "elseif redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then r = 2 end "
+    "if r ~= 0 then redis.call('ZADD', KEYS[2], now + tonumber(ARGV[2]), ARGV[3]) end "
+    "redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now) "
+    "return {r, redis.call('ZRANGE', KEYS[2], 0, -1)}";
+constexpr const char* kLeave =
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) redis.call('ZREM', KEYS[2], ARGV[2]) "
+    "return 1 end return 0";
+constexpr const char* kLiveNodesKey = "lim:nodes:live";
 
 std::string node_key(uint32_t node) { return "lim:node:{" + std::to_string(node) + "}"; }
 std::string bus_channel(uint32_t node) { return "lim:bus:{" + std::to_string(node) + "}"; }
@@ -203,7 +218,13 @@ bool RedisCluster::start(std::string& error) {
     return true;
 }
 
+void RedisCluster::stop_receiving() {
+    receiver_stop_ = true;
+    if (receiver_.joinable()) receiver_.join();
+}
+
 void RedisCluster::stop() {
+    stop_receiving();
     {
         std::lock_guard lock(queue_mutex_);
         if (stopping_ && !sender_.joinable()) return;
@@ -211,8 +232,6 @@ void RedisCluster::stop() {
     }
     queue_wake_.notify_one();
     if (sender_.joinable()) sender_.join();
-    receiver_stop_ = true;
-    if (receiver_.joinable()) receiver_.join();
 }
 
 // ---- queueing (any thread, never waits for Redis) ----
@@ -266,12 +285,33 @@ void RedisCluster::channel_changed(uint8_t type, std::string_view id) {
 
 void RedisCluster::system_uids_changed() { queue(Outgoing{.event = event_head(kSystemUids, options_.node_id)}); }
 
+void RedisCluster::conversation_unread_set(std::string_view uid, std::string_view channel_id, uint8_t type,
+                                           uint32_t unread) {
+    std::string event = event_head(kUnreadSet, options_.node_id);
+    event.push_back(char(type));
+    put_u32(event, unread);
+    put_str16(event, uid);
+    event.append(channel_id);
+    queue(Outgoing{.event = std::move(event)});
+}
+
+void RedisCluster::conversation_removed(const std::vector<std::string>& uids, std::string_view channel_id, uint8_t type) {
+    std::string event = event_head(kConversationRemoved, options_.node_id);
+    event.push_back(char(type));
+    put_u32(event, uint32_t(uids.size()));
+    for (const std::string& uid : uids) put_str16(event, uid);
+    event.append(channel_id);
+    queue(Outgoing{.event = std::move(event)});
+}
+
 std::vector<uint32_t> RedisCluster::live_nodes() const {
     std::lock_guard lock(nodes_mutex_);
     return live_nodes_;
 }
 
 void RedisCluster::update_connected() {
+    // Both threads call this: under the lock, the last one to decide sees both flags as they are.
+    std::lock_guard lock(connected_mutex_);
     const bool now = sender_ok_ && receiver_ok_ && scanned_ == subscriptions_;
     connected_ = now;
     stats_.cluster_connected.set(now ? 1 : 0);
@@ -281,35 +321,24 @@ void RedisCluster::update_connected() {
 
 bool RedisCluster::refresh_registry(redis::Client& client, std::string& error) {
     const uint64_t subscriptions = subscriptions_;
-    const std::string key = node_key(options_.node_id);
-    redis::Reply r = client.command({"EVAL", kRefreshIfMine, "1", key, boot_token_, std::to_string(options_.node_ttl_ms)}, error);
+    redis::Reply r = client.command({"EVAL", kRefresh, "2", node_key(options_.node_id), kLiveNodesKey, boot_token_,
+                                     std::to_string(options_.node_ttl_ms), std::to_string(options_.node_id)},
+                                    error);
     if (!r) return false;
-    if (r->type == REDIS_REPLY_INTEGER && r->integer == 0)
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 || r->element[0]->type != REDIS_REPLY_INTEGER ||
+        r->element[1]->type != REDIS_REPLY_ARRAY) {
+        error = "unexpected reply to the registry refresh";
+        return false;
+    }
+    const long long result = r->element[0]->integer;
+    if (result == 0)
         log::write(log::Level::Error, "cluster", "node id %u is registered by another node; this node's id is not unique",
                    options_.node_id);
-    // Registered again: the others may have dropped this node from their
-    // lists meanwhile, and should not wait for their next scan.
-    if (r->type == REDIS_REPLY_INTEGER && r->integer == 2 &&
-        !client.command({"PUBLISH", kNodesChannel, event_head(kJoined, options_.node_id)}, error))
-        return false;
-    // The live nodes: every registry key. SCAN, never KEYS: one step at a time on a big keyspace.
     std::vector<uint32_t> nodes;
-    std::string cursor = "0";
-    do {
-        redis::Reply page = client.command({"SCAN", cursor, "MATCH", "lim:node:{*}", "COUNT", "1000"}, error);
-        if (!page || page->type != REDIS_REPLY_ARRAY || page->elements != 2) {
-            if (error.empty()) error = "unexpected SCAN reply";
-            return false;
-        }
-        cursor.assign(page->element[0]->str, page->element[0]->len);
-        const redisReply* keys = page->element[1];
-        for (size_t i = 0; i < keys->elements; ++i) {
-            std::string_view k(keys->element[i]->str, keys->element[i]->len);
-            const size_t open = k.find('{');
-            if (open == std::string_view::npos) continue;
-            nodes.push_back(uint32_t(std::strtoul(std::string(k.substr(open + 1)).c_str(), nullptr, 10)));
-        }
-    } while (cursor != "0");
+    const redisReply* live = r->element[1];
+    for (size_t i = 0; i < live->elements; ++i)
+        if (live->element[i]->type == REDIS_REPLY_STRING)
+            nodes.push_back(uint32_t(std::strtoul(std::string(live->element[i]->str, live->element[i]->len).c_str(), nullptr, 10)));
     std::sort(nodes.begin(), nodes.end());
     stats_.cluster_nodes.set(nodes.size());
     {
@@ -317,6 +346,10 @@ bool RedisCluster::refresh_registry(redis::Client& client, std::string& error) {
         live_nodes_ = std::move(nodes);
     }
     scanned_ = subscriptions;
+    // Registered again: the others may have dropped this node from their
+    // lists meanwhile, and should not wait for their next refresh.
+    if (result == 2 && !client.command({"PUBLISH", kNodesChannel, event_head(kJoined, options_.node_id)}, error))
+        return false;
     return true;
 }
 
@@ -361,14 +394,14 @@ void RedisCluster::send_loop() {
         {
             std::unique_lock lock(queue_mutex_);
             queue_wake_.wait_until(lock, std::chrono::steady_clock::now() + std::chrono::milliseconds(std::max<int64_t>(0, next_refresh - steady_ms())),
-                                   [this] { return stopping_ || !queued_.empty() || scanned_ != subscriptions_; });
+                                   [this] { return stopping_ || !queued_.empty() || (sender_ok_ && scanned_ != subscriptions_); });
             batch.swap(queued_);
             queued_bytes_ = 0;
             stopping = stopping_;
         }
         std::string error;
         bool ok = client.connect(error);
-        if (ok && (steady_ms() >= next_refresh || scanned_ != subscriptions_)) {
+        if (ok && (steady_ms() >= next_refresh || (sender_ok_ && scanned_ != subscriptions_))) {
             ok = refresh_registry(client, error);
             next_refresh = steady_ms() + options_.refresh_ms;
         }
@@ -393,8 +426,8 @@ void RedisCluster::send_loop() {
     // Leaving: the id is free at once, and the others stop sending here.
     std::string error;
     if (client.connect(error) &&
-        client.command({"EVAL", "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0",
-                        "1", node_key(options_.node_id), boot_token_},
+        client.command({"EVAL", kLeave, "2", node_key(options_.node_id), kLiveNodesKey, boot_token_,
+                        std::to_string(options_.node_id)},
                        error))
         client.command({"PUBLISH", kNodesChannel, event_head(kLeft, options_.node_id)}, error);
 }
@@ -493,6 +526,22 @@ void RedisCluster::dispatch(std::string_view event) {
     case kSystemUids:
         listener_.on_system_uids_changed();
         return;
+    case kUnreadSet: {
+        const uint8_t type = r.number<uint8_t>();
+        const uint32_t unread = r.number<uint32_t>();
+        const std::string_view uid = r.str16();
+        if (r.ok) listener_.on_conversation_unread_set(uid, r.rest, type, unread);
+        return;
+    }
+    case kConversationRemoved: {
+        const uint8_t type = r.number<uint8_t>();
+        const uint32_t count = r.number<uint32_t>();
+        if (count > r.rest.size() / 2) return;  // each uid takes 2 bytes at least: a corrupt event
+        std::vector<std::string> uids(count);
+        for (std::string& uid : uids) uid = r.str16();
+        if (r.ok) listener_.on_conversation_removed(uids, r.rest, type);
+        return;
+    }
     case kJoined:
     case kLeft: {
         std::lock_guard lock(nodes_mutex_);

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <limits>
 #include <thread>
 
 #include <sys/random.h>
@@ -269,8 +270,10 @@ void Committer::clear_batch() {
 
 void Committer::learn_remote_dedupe(const std::vector<CommitRequest>& batch, int64_t now_ms) {
     // Another node may hold one of these SENDs (the client resent it here
-    // after losing that node): its record makes this one a dedupe hit.
-    const int64_t since = now_ms - options_.dedupe_window_ms;
+    // after losing that node): its record makes this one a dedupe hit. The
+    // shared store's record expires with the window itself (its clock, not
+    // this node's): whatever it still holds counts, learned as of now.
+    const int64_t since = std::numeric_limits<int64_t>::min();
     for (const CommitRequest& request : batch) {
         if (request.kind != CommitRequest::Kind::Send || options_.dedupe_window_ms == 0) continue;
         const std::optional<MessageView> m = decode(request.message.bytes());
@@ -283,8 +286,8 @@ void Committer::learn_remote_dedupe(const std::vector<CommitRequest>& batch, int
         }
         if (!found) continue;
         const DedupeKey key = dedupe_key(m->from_uid, m->client_msg_no);
-        dedupe_[key] = {record.time_ms, record.message_id, record.message_seq};
-        dedupe_order_.emplace_back(record.time_ms, key);
+        dedupe_[key] = {now_ms, record.message_id, record.message_seq};
+        dedupe_order_.emplace_back(now_ms, key);
     }
 }
 
@@ -363,11 +366,21 @@ uint8_t Committer::prepare_send(CommitRequest& request, int64_t now_ms, FanoutIt
 }
 
 void Committer::prepare_cursor(CommitRequest& request) {
+    if (request.failed) return;  // answered by an earlier try of this batch
+    if (store_.shared()) {
+        // Other nodes append to this user's queue and move the cursor: the
+        // cached values would hold the cursor back (min with a stale last seq).
+        queue_seqs_.erase(request.uid);
+        cursors_.erase(request.uid);
+    }
     uint32_t* last = queue_counter(request.uid);
     uint32_t* cursor = cursor_of(request.uid);
     if (!last || !cursor) {
-        request.waiter->finish(false, "store: reading the sync queue failed");
-        request.waiter.reset();
+        request.failed = true;
+        if (request.waiter) {
+            request.waiter->finish(false, "store: reading the sync queue failed");
+            request.waiter.reset();
+        }
         return;
     }
     // §10.2 compatible rule: cursor = max(cursor, min(requested, last seq)).
@@ -376,7 +389,7 @@ void Committer::prepare_cursor(CommitRequest& request) {
         *cursor = advanced;
         batch_cursors_[request.uid] = advanced;
     }
-    request.cursor = advanced;
+    request.cursor_after = advanced;
 }
 
 uint32_t* Committer::channel_counter(const std::string& log) {
@@ -461,7 +474,7 @@ void Committer::answer(std::vector<CommitRequest>& batch, const std::vector<uint
     for (size_t i = 0; i < batch.size(); ++i) {
         CommitRequest& r = batch[i];
         if (r.waiter) {
-            if (reasons[i] == kReasonSuccess) r.waiter->finish(true, {}, r.cursor);
+            if (reasons[i] == kReasonSuccess) r.waiter->finish(true, {}, r.cursor_after);
             continue;  // failures are told below, with the store's message
         }
         if (!r.route.worker) continue;

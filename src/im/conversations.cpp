@@ -136,7 +136,7 @@ bool Conversations::load(const Channels& channels, std::string& error) {
         } else if (auto channel = channels.find(m->channel_type, m->channel_id)) {
             receivers = channel->subscribers;
         }
-        apply_locked(*m, receivers, now_ms);
+        apply_locked(*m, receivers, now_ms, true);
         ++replayed;
         ++c.at;
         status = push_next(index);
@@ -186,13 +186,13 @@ void Conversations::run() {
     }
 }
 
-void Conversations::apply(const MessageView& message, const std::vector<std::string>& receivers) {
+void Conversations::apply(const MessageView& message, const std::vector<std::string>& receivers, bool persist) {
     const int64_t now_ms = wall_ms();
     bool wake;
     {
         std::lock_guard lock(mutex_);
-        apply_locked(message, receivers, now_ms);
-        if (message.message_seq) {
+        apply_locked(message, receivers, now_ms, persist);
+        if (persist && message.message_seq) {
             uint32_t& seq = dirty_seqs_[store::log_name(message.channel_type, log_channel_id(message))];
             seq = std::max(seq, message.message_seq);
         }
@@ -202,7 +202,8 @@ void Conversations::apply(const MessageView& message, const std::vector<std::str
     if (wake) wake_.notify_one();
 }
 
-void Conversations::apply_locked(const MessageView& m, const std::vector<std::string>& receivers, int64_t now_ms) {
+void Conversations::apply_locked(const MessageView& m, const std::vector<std::string>& receivers, int64_t now_ms,
+                                 bool persist) {
     for (const std::string& uid : receivers) {
         auto [user_it, created] = users_.try_emplace(uid);
         UserList& list = user_it->second;
@@ -232,7 +233,7 @@ void Conversations::apply_locked(const MessageView& m, const std::vector<std::st
             c.last_client_msg_no = m.client_msg_no;
             c.last_msg_id = m.message_id;
         }
-        mark_dirty(uid, list);
+        if (persist) mark_dirty(uid, list);
         stats_.conversation_updates.add();
     }
 }

@@ -120,6 +120,16 @@ void Core::on_system_uids_changed() {
     channels_.set_system_uids(std::move(system));
 }
 
+void Core::on_conversation_unread_set(std::string_view uid, std::string_view channel_id, uint8_t type,
+                                      uint32_t unread) {
+    store::Status status;
+    conversations_.set_unread(uid, channel_id, type, unread, status);
+}
+
+void Core::on_conversation_removed(const std::vector<std::string>& uids, std::string_view channel_id, uint8_t type) {
+    conversations_.remove(uids, channel_id, type);
+}
+
 void Core::on_resync() {
     std::lock_guard lock(channel_write_);
     if (std::string error; !load_cached(error))
@@ -398,7 +408,7 @@ Outcome Core::remove_subscribers(std::string_view id, uint8_t type, const std::v
     for (const std::string& uid : uids) c.subscriber_set.erase(uid);
     if (Outcome o = install(std::move(c)); !o) return o;
     // Their conversation with the channel goes too, durably (§11 compatible rule).
-    return from(conversations_.remove(uids, id, type));
+    return delete_conversation(uids, id, type);
 }
 
 Outcome Core::delete_channel(std::string_view id, uint8_t type) {
@@ -538,12 +548,15 @@ Outcome Core::conversations(std::string_view uid, std::vector<ConversationView>&
 
 Outcome Core::set_unread(std::string_view uid, std::string_view channel_id, uint8_t type, uint32_t unread) {
     store::Status status;
-    conversations_.set_unread(uid, channel_id, type, unread, status);
+    if (conversations_.set_unread(uid, channel_id, type, unread, status) && status && cluster_)
+        cluster_->conversation_unread_set(uid, channel_id, type, unread);
     return from(status);
 }
 
 Outcome Core::delete_conversation(const std::vector<std::string>& uids, std::string_view channel_id, uint8_t type) {
-    return from(conversations_.remove(uids, channel_id, type));
+    const store::Status status = conversations_.remove(uids, channel_id, type);
+    if (status && cluster_) cluster_->conversation_removed(uids, channel_id, type);
+    return from(status);
 }
 
 Outcome Core::sync_conversations(std::string_view uid, int64_t version, std::vector<Conversation>& out) {

@@ -100,7 +100,8 @@ void Fanout::deliver(const FanoutItem& item) {
         }
     }
     // §11: messages that are neither NoPersist nor SyncOnce, temporary ones included.
-    if (m.persisted()) conversations_.apply(m, *receivers);
+    // Every node keeps them in memory; the node that stored the message writes them.
+    if (m.persisted()) conversations_.apply(m, *receivers, !item.remote);
     offline_.clear();
     for (const std::string& uid : *receivers) {
         uint32_t seq = 0;

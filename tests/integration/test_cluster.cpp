@@ -1035,3 +1035,55 @@ TEST_CASE("cluster: a Sentinel failover during a burst (master killed, replica p
     MESSAGE(refused << " SENDs refused (reason != 1) during the failover");
     check_exactly_once(nodes[1]->http_port(), "gfail", senders, kEach);
 }
+
+TEST_CASE("cluster: conversations are the same through every node; an unread edit on one node holds on the others") {
+    RedisServer redis;
+    REQUIRE_MESSAGE(redis.started(), "redis-server did not start:\n" << redis.log());
+    auto nodes = start_nodes(redis.url(), 2);
+    const uint16_t h1 = nodes[0]->http_port(), h2 = nodes[1]->http_port();
+    // bob's unread count for his chat with alice, as a node's API tells it (-1: no such conversation).
+    auto unread = [](uint16_t http, const std::string& uid) -> int64_t {
+        int status = 0;
+        const json list = http_json(http, "GET", "/conversations?uid=" + uid, nullptr, &status);
+        REQUIRE(status == 200);
+        for (const json& item : list)
+            if (item.value("channel_id", std::string()) == "alice" && item.value("channel_type", 0) == 1)
+                return item.value("unread", int64_t(-2));
+        return -1;
+    };
+    auto wait_unread = [&](uint16_t http, int64_t want) {
+        const auto t0 = Clock::now();
+        int64_t got = unread(http, "bob");
+        while (got != want && ms_since(t0) < 3000) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(20));
+            got = unread(http, "bob");
+        }
+        return got;
+    };
+    auto send_red_dot = [](uint16_t http, const std::string& text) {
+        post(http, "/message/send",
+             {{"header", {{"no_persist", 0}, {"red_dot", 1}, {"sync_once", 0}}},
+              {"from_uid", "alice"},
+              {"channel_id", "bob"},
+              {"channel_type", 1},
+              {"payload", b64(text)}});
+    };
+    // Two messages stored through node 1: both nodes count them.
+    send_red_dot(h1, "one");
+    send_red_dot(h1, "two");
+    CHECK(wait_unread(h1, 2) == 2);
+    CHECK(wait_unread(h2, 2) == 2);
+    // Cleared through node 1: node 2 says 0 too, and does not write its 2 back.
+    post(h1, "/conversations/setUnread", {{"uid", "bob"}, {"channel_id", "alice"}, {"channel_type", 1}, {"unread", 0}});
+    CHECK(wait_unread(h2, 0) == 0);
+    // One more, stored through node 2: 1 on both (not 3).
+    send_red_dot(h2, "three");
+    CHECK(wait_unread(h1, 1) == 1);
+    CHECK(wait_unread(h2, 1) == 1);
+    // Deleted through node 2: gone on node 1 too; and after node 1 restarts
+    // (it reads the lists from Redis) still gone.
+    post(h2, "/conversations/delete", {{"uids", {"bob"}}, {"channel_id", "alice"}, {"channel_type", 1}});
+    CHECK(wait_unread(h1, -1) == -1);
+    REQUIRE(nodes[0]->restart(SIGTERM));
+    CHECK(unread(nodes[0]->http_port(), "bob") == -1);
+}

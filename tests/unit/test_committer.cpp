@@ -912,3 +912,37 @@ TEST_CASE("committer: a batch that keeps conflicting fails with reason 0 after b
     CHECK(rig.block.commit_failures.get() == 1);
     CHECK(rig.block.commit_conflicts.get() == 8);
 }
+
+TEST_CASE("committer: on a shared store the SyncOnce cursor follows queue seqs other nodes handed out") {
+    FakeStore store;
+    store.shared_mode = true;
+    Rig node1(store), node2(store);
+    node1.start();
+    node2.start();
+    // bob's queue gets copy 1 through node 1; bob acknowledges it through node 2.
+    REQUIRE(node1.send(person("alice", "bob", "one", "", 0x04)).ok);
+    CHECK(node2.sync_ack("bob", 1).value == 1);
+    // Copy 2 through node 1 again: node 2's cached last queue seq (1) is stale.
+    REQUIRE(node1.send(person("alice", "bob", "two", "", 0x04)).ok);
+    CHECK(node2.sync_ack("bob", 2).value == 2);
+    CHECK(store.counter(store.cursors, "bob") == 2);
+    // The cursor another node moved is not moved back.
+    CHECK(node1.sync_ack("bob", 1).value == 2);
+    CHECK(store.counter(store.cursors, "bob") == 2);
+}
+
+TEST_CASE("committer: a cursor advance without a waiter (a RECVACK) whose queue seq cannot be read fails alone") {
+    FakeStore store;
+    Rig rig(store);
+    rig.start();
+    store.fail_queue_seq = true;
+    CommitRequest request;  // as the gateway submits a SyncOnce RECVACK: no waiter
+    request.kind = CommitRequest::Kind::CursorAdvance;
+    request.uid = "bob";
+    request.cursor = 3;
+    REQUIRE(rig.committer->submit(std::move(request)));
+    const Sent after = rig.sync_ack("carol", 1);  // queued behind it: the committer went on
+    CHECK_FALSE(after.ok);                          // (the same failing read)
+    store.fail_queue_seq = false;
+    CHECK(rig.send(group("a", "g", "still working")).ok);
+}

@@ -1,9 +1,9 @@
 // The other nodes, over Redis (im/cluster.h on hiredis; docs/REDIS.md "Nodes").
 //
 // - Registry: `lim:node:{ID}` holds this node's boot token with a TTL,
-//   refreshed every refresh_ms by the sending thread. A second node with
-//   the same id finds it held and refuses to start; a node that died stops
-//   counting once its key expires.
+//   refreshed every refresh_ms by the sending thread, and `lim:nodes:live`
+//   lists the live ids. A second node with the same id finds it held and
+//   refuses to start; a node that died stops counting once its entry expires.
 // - Events: each node SUBSCRIBEs to its own channel `lim:bus:{ID}`; an event
 //   is PUBLISHed to the channel of every other live node (the registry,
 //   read at each refresh). Messages carry the stored bytes; the receiving
@@ -58,7 +58,11 @@ public:
     // `error` when another live node holds it or Redis cannot be reached.
     // Then starts the threads.
     bool start(std::string& error);
-    // Sends what is queued (bounded by the timeout), deregisters, joins.
+    // Stops hearing the others (before the core stops: nothing more is
+    // handed to it).
+    void stop_receiving();
+    // stop_receiving(), then sends what is queued (bounded by the timeout),
+    // deregisters, joins. After the core's last messages.
     void stop();
 
     // True while this node hears the others: subscribed, the sending
@@ -75,6 +79,10 @@ public:
     void token_changed(std::string_view uid, uint8_t device_flag, const std::array<uint8_t, 32>& digest) override;
     void channel_changed(uint8_t type, std::string_view id) override;
     void system_uids_changed() override;
+    void conversation_unread_set(std::string_view uid, std::string_view channel_id, uint8_t type,
+                                 uint32_t unread) override;
+    void conversation_removed(const std::vector<std::string>& uids, std::string_view channel_id,
+                              uint8_t type) override;
     bool online_elsewhere(const std::vector<std::string>& uids, std::vector<std::string>& out) override;
 
 private:
@@ -120,6 +128,7 @@ private:
     // thread copies it into scanned_ when it reads the live nodes next.
     std::atomic<uint64_t> subscriptions_{0};
     std::atomic<uint64_t> scanned_{0};
+    std::mutex connected_mutex_;
     std::atomic<bool> connected_{false};
     std::atomic<bool> receiver_stop_{false};
     std::thread sender_;

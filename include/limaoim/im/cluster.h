@@ -4,8 +4,9 @@
 //
 // What crosses nodes: every stored message (each node delivers it to the
 // sessions it holds, and keeps its users' conversations), logins (the same
-// uid + device flag elsewhere is kicked; presence records the node), and
-// changes to what nodes cache from the store (tokens, channels, system uids).
+// uid + device flag elsewhere is kicked; presence records the node),
+// changes to what nodes cache from the store (tokens, channels, system uids)
+// and the API's conversation edits.
 // Messages and kicks are best effort: a node that misses one (its Redis
 // connection broke) leaves those receivers to sync, as for any RECV lost
 // with a connection; the caches are reloaded whole after a reconnection.
@@ -36,6 +37,12 @@ public:
     virtual void token_changed(std::string_view uid, uint8_t device_flag, const std::array<uint8_t, 32>& digest) = 0;
     virtual void channel_changed(uint8_t type, std::string_view id) = 0;
     virtual void system_uids_changed() = 0;
+    // Conversations are kept in every node's memory (each applies every
+    // message): an edit made through one node's API is made on the others too.
+    virtual void conversation_unread_set(std::string_view uid, std::string_view channel_id, uint8_t type,
+                                         uint32_t unread) = 0;
+    virtual void conversation_removed(const std::vector<std::string>& uids, std::string_view channel_id,
+                                      uint8_t type) = 0;
 
     // API and fan-out threads; may wait for Redis (bounded by its timeout).
     // Which of `uids` have a session on another live node, appended to
@@ -55,6 +62,10 @@ public:
     virtual void on_token_changed(std::string_view uid, uint8_t device_flag, const std::array<uint8_t, 32>& digest) = 0;
     virtual void on_channel_changed(uint8_t type, std::string_view id) = 0;
     virtual void on_system_uids_changed() = 0;
+    virtual void on_conversation_unread_set(std::string_view uid, std::string_view channel_id, uint8_t type,
+                                            uint32_t unread) = 0;
+    virtual void on_conversation_removed(const std::vector<std::string>& uids, std::string_view channel_id,
+                                         uint8_t type) = 0;
     // The connection to the others was broken and is back: anything may
     // have been missed, so everything cached from the store is read again.
     virtual void on_resync() = 0;

@@ -110,7 +110,9 @@ struct CommitRequest {
     bool resolve = false;
     // CursorAdvance.
     std::string uid;
-    uint32_t cursor = 0;
+    uint32_t cursor = 0;        // as asked
+    uint32_t cursor_after = 0;  // as advanced: the answer
+    bool failed = false;        // answered with an error already (a retried batch skips it)
 };
 
 // What the fan-out thread gets for each stored (or NoPersist) message.

@@ -63,8 +63,10 @@ public:
     void stop();
 
     // The fan-out thread: a persisted or temporary-channel message reached
-    // `receivers` (every subscriber, the sender included).
-    void apply(const MessageView& message, const std::vector<std::string>& receivers);
+    // `receivers` (every subscriber, the sender included). `persist` false:
+    // another node stored the message and writes these lists (this node
+    // keeps them in memory for its API reads; see im/cluster.h).
+    void apply(const MessageView& message, const std::vector<std::string>& receivers, bool persist = true);
 
     // ---- API threads ----
     // The user's conversations, timestamp descending. (Reading a whole list
@@ -88,7 +90,8 @@ private:
         bool dirty = false;
     };
 
-    void apply_locked(const MessageView& message, const std::vector<std::string>& receivers, int64_t now_ms);
+    void apply_locked(const MessageView& message, const std::vector<std::string>& receivers, int64_t now_ms,
+                      bool persist);
     void mark_dirty(const std::string& uid, UserList& list);
     // Writes every change so far; `sync` when an API edit waits for it.
     store::Status flush(bool sync);

@@ -98,6 +98,10 @@ public:
     void on_token_changed(std::string_view uid, uint8_t device_flag, const std::array<uint8_t, 32>& digest) override;
     void on_channel_changed(uint8_t type, std::string_view id) override;
     void on_system_uids_changed() override;
+    void on_conversation_unread_set(std::string_view uid, std::string_view channel_id, uint8_t type,
+                                    uint32_t unread) override;
+    void on_conversation_removed(const std::vector<std::string>& uids, std::string_view channel_id,
+                                 uint8_t type) override;
     void on_resync() override;
 
     // ---- Service (API threads) ----

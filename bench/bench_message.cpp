@@ -23,6 +23,10 @@
 // right Sec-WebSocket-Accept), then sends each packet in a masked binary
 // frame and reads the server's binary frames as the packet byte stream
 // (bench/bench_ws.h).
+//
+// --ports P1,P2,...,PN (person mode, TCP): several nodes of one cluster;
+// sender i connects to P[i mod N] and its receiver to P[(i+1) mod N], so
+// with N >= 2 every message crosses nodes (N = 1: both on P1, as --port).
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -84,6 +88,7 @@ struct Options {
     uint16_t port = 6666;
     uint16_t http_port = 0;
     uint16_t ws_port = 0;  // non-zero: the clients use WebSocket to this port
+    std::vector<uint16_t> ports;  // --ports: person mode, sender i on ports[i % N], receiver on ports[(i + 1) % N]
     std::string mode = "person";
     uint32_t pairs = 100;
     uint32_t members = 100;
@@ -111,6 +116,7 @@ void usage() {
                  "usage: bench_message [--mode person|group] [options]\n"
                  "  --host H --port P --http-port P   server (HTTP needed for group mode and --verify)\n"
                  "  --ws-port P                       clients connect over WebSocket to P instead of --port\n"
+                 "  --ports P1,P2,...                 person: sender i on P[i%N], its receiver on P[(i+1)%N]\n"
                  "  --version 2|4 --threads T --duration S --warmup S --drain S --login-timeout S\n"
                  "  person: --pairs P          group: --members M --group-id G --senders K\n"
                  "  --rate R (SENDs/s total) | --window W (in flight per sender)   --payload BYTES\n"
@@ -131,6 +137,10 @@ bool parse_options(int argc, char** argv, Options& o) {
         else if (a == "--port") o.port = uint16_t(num());
         else if (a == "--http-port") o.http_port = uint16_t(num());
         else if (a == "--ws-port") o.ws_port = uint16_t(num());
+        else if (a == "--ports") {
+            std::stringstream list(next());
+            for (std::string item; std::getline(list, item, ',');) o.ports.push_back(uint16_t(std::stoul(item)));
+        }
         else if (a == "--mode") o.mode = next();
         else if (a == "--pairs") o.pairs = uint32_t(num());
         else if (a == "--members") o.members = uint32_t(num());
@@ -159,6 +169,8 @@ bool parse_options(int argc, char** argv, Options& o) {
     }
     if (o.mode != "person" && o.mode != "group") throw std::runtime_error("--mode is person or group");
     if (o.version < 1 || o.version > 4) throw std::runtime_error("--version is 1..4");
+    if (!o.ports.empty() && (o.mode != "person" || o.kill_test || o.ws_port != 0))
+        throw std::runtime_error("--ports is for person mode over TCP");
     if (o.prefix.empty()) o.prefix = "bm" + std::to_string(getpid()) + "x" + std::to_string(wall_ms() % 100000) + "_";
     if (o.group_id.empty()) o.group_id = o.prefix + "g";
     if (o.kill_test && o.senders == 0) o.senders = 100;  // a kill-test group's members are its senders
@@ -288,6 +300,7 @@ struct Conn {
     ws::FrameParser ws_parser;
     ws::ControlAssembler ws_control;
     char ws_accept[ws::kAcceptLength] = {};
+    uint16_t port = 0;  // --ports: this client's node; 0 = --port (or --ws-port)
     // sender
     int32_t si = -1;  // sender index, -1 = not a sender
     std::string target;
@@ -377,7 +390,7 @@ void Worker::start_connect(uint32_t i) {
     setsockopt(c.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     sockaddr_in sa{};
     sa.sin_family = AF_INET;
-    sa.sin_port = htons(o_.ws_port != 0 ? o_.ws_port : o_.port);
+    sa.sin_port = htons(c.port != 0 ? c.port : o_.ws_port != 0 ? o_.ws_port : o_.port);
     inet_pton(AF_INET, o_.host.c_str(), &sa.sin_addr);
     int rc = connect(c.fd, reinterpret_cast<sockaddr*>(&sa), sizeof(sa));
     if (rc != 0 && errno != EINPROGRESS) {
@@ -1063,10 +1076,12 @@ int run_load(const Options& o) {
             s.si = int32_t(p);
             s.target = o.prefix + "r" + std::to_string(p);
             s.target_type = 1;
-            Conn& r = add(s.target);
+            if (!o.ports.empty()) s.port = o.ports[p % o.ports.size()];
+            Conn& r = add(s.target);  // (s may dangle from here: add grows the vector)
             r.receiver = true;
             r.expect_si = int32_t(p);
             r.got.resize(1);
+            if (!o.ports.empty()) r.port = o.ports[(p + 1) % o.ports.size()];
         }
     }
     if (group) {

@@ -219,7 +219,7 @@ void pipeline(std::string& out, const Snapshot& s) {
     counter(out, "deliveries_total", "Delivery envelopes handed to workers.", p.deliveries);
     counter(out, "deliveries_refused_total", "Deliveries refused by a worker's full inbox; the message stays for sync.",
             p.deliveries_refused);
-    counter(out, "offline_receivers_total", "Subscribers with no receiving session.", p.offline_receivers);
+    counter(out, "offline_receivers_total", "Receivers of messages stored here with no session on this node (in a cluster they may have one on another node).", p.offline_receivers);
     gauge(out, "fanout_queue", "Messages waiting for fan-out.", p.fanout_queue);
 }
 

@@ -153,7 +153,7 @@ struct alignas(kCacheLine) PipelineBlock {
     alignas(kCacheLine) Counter fanout_messages;  // messages fanned out
     Counter deliveries;            // delivery envelopes handed to workers
     Counter deliveries_refused;    // refused by a worker's full inbox (the message stays for sync)
-    Counter offline_receivers;     // subscribers with no receiving session
+    Counter offline_receivers;     // subscribers with no receiving session on this node (in a cluster: of messages stored here)
     Counter fanout_queue;          // gauge: messages waiting for fan-out
     Counter conversation_updates;  // (user, conversation) updates by stored messages
     // Conversations' flusher (im/conversations.h).

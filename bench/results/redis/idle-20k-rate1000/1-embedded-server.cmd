@@ -1,0 +1,1 @@
+/work/main/build-release/limaoim --mode test --addr 127.0.0.1 --port 17800 --ws-addr  --http-addr  --max-conns 22564 --data-dir /tmp/limaoim-cluster-idle-Ky7rw6/data-1-embedded --instance cidle-13927-1-embedded

@@ -1,0 +1,1 @@
+/work/main/build-release/limaoim --mode test --addr 127.0.0.1 --port 17800 --ws-addr  --http-addr  --max-conns 22564 --data-dir /tmp/limaoim-cluster-idle-92vP2A/data-4-redis --instance cidle-1410-4-redis --store redis://127.0.0.1:49661/0 --node-id 1

@@ -1,0 +1,1 @@
+/work/main/build-release/limaoim --mode test --addr 127.0.0.1 --port 44351 --http-addr 127.0.0.1:35725 --ws-addr  --data-dir /tmp/limaoim-cluster-msg-tXopuk/data-1-redis3-3 --durability group --workers 2 --instance cm-6180-1-redis3-3 --store redis://127.0.0.1:36069/0 --node-id 3

@@ -1,0 +1,1 @@
+/work/main/build-release/limaoim --mode test --addr 127.0.0.1 --port 43607 --http-addr 127.0.0.1:42421 --ws-addr  --data-dir /tmp/limaoim-cluster-msg-LO57AM/data-2-embedded-1 --durability group --workers 2 --instance cm-23165-2-embedded-1

@@ -1,0 +1,1 @@
+/work/main/build-release/limaoim --mode test --addr 127.0.0.1 --port 56071 --http-addr 127.0.0.1:34015 --ws-addr  --data-dir /tmp/limaoim-cluster-msg-LO57AM/data-2-redis1-1 --durability group --workers 2 --instance cm-23165-2-redis1-1 --store redis://127.0.0.1:57355/0 --node-id 1

@@ -1,0 +1,1 @@
+/work/main/build-release/limaoim --mode test --addr 127.0.0.1 --port 38879 --http-addr 127.0.0.1:50885 --ws-addr  --data-dir /tmp/limaoim-cluster-msg-LO57AM/data-3-redis1-1 --durability group --workers 2 --instance cm-23165-3-redis1-1 --store redis://127.0.0.1:57355/0 --node-id 1

@@ -1,0 +1,1 @@
+/work/main/build-release/limaoim --mode test --addr 127.0.0.1 --port 58343 --http-addr 127.0.0.1:47587 --ws-addr  --data-dir /tmp/limaoim-cluster-msg-LO57AM/data-3-redis3-2 --durability group --workers 2 --instance cm-23165-3-redis3-2 --store redis://127.0.0.1:57355/0 --node-id 2

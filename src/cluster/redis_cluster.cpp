@@ -257,12 +257,13 @@ void RedisCluster::message_stored(const im::FanoutItem& item) {
     queue(Outgoing{.event = detail::encode_message(options_.node_id, item)});
 }
 
-void RedisCluster::session_online(std::string_view uid, uint8_t device_flag, bool online) {
+void RedisCluster::session_online(std::string_view uid, uint8_t device_flag, bool online, uint64_t login_ms) {
     Outgoing item{.presence_uid = std::string(uid), .device_flag = device_flag, .presence_online = online, .has_presence = true};
     if (online) {
         // The other nodes kick their session of the pair.
         item.event = event_head(kLogin, options_.node_id);
         item.event.push_back(char(device_flag));
+        item.event.append(reinterpret_cast<const char*>(&login_ms), sizeof(login_ms));
         item.event.append(uid);
     }
     queue(std::move(item));
@@ -506,7 +507,8 @@ void RedisCluster::dispatch(std::string_view event) {
     }
     case kLogin: {
         const uint8_t device_flag = r.number<uint8_t>();
-        if (r.ok) listener_.on_remote_login(r.rest, device_flag);
+        const uint64_t login_ms = r.number<uint64_t>();
+        if (r.ok) listener_.on_remote_login(r.rest, device_flag, login_ms);
         return;
     }
     case kToken: {

@@ -404,7 +404,9 @@ bool Gateway::handle_connect(ConnRef conn, Session& s, const proto::ConnectPacke
     // user.onlinestatus (§12.2) and the other nodes (which kick their
     // session of the pair); a session replaced by this login has no
     // offline event (§3: the pair stays online).
-    shared_.core->session_online(s.uid_view(), connect.device_flag, true);
+    const uint64_t login_ms = uint64_t(wall_clock_ms());
+    s.set_login_ms(login_ms);
+    shared_.core->session_online(s.uid_view(), connect.device_flag, true, login_ms);
     if (entry.replaced) kick(entry.replaced);
     s.version = connect.version;
     s.device_flag = connect.device_flag;
@@ -470,13 +472,17 @@ void Gateway::on_envelope(net::Envelope& envelope) {
             Session* s = session_of(conn);
             if (!s || s->state != SessionState::Authenticated) break;
             if (shared_.directory.remove(s->uid_view(), s->device_flag, id))
-                shared_.core->session_online(s->uid_view(), s->device_flag, false);
+                shared_.core->session_online(s->uid_view(), s->device_flag, false, 0);
             kick_local(conn, kTokenKickReason);
         } else if (envelope.flags & im::kKickByOtherNode) {
             // The pair logged in on another node: it is still online (there),
             // so this session leaves the directory without an offline event.
             Session* s = session_of(conn);
             if (!s || s->state != SessionState::Authenticated) break;
+            // The other login's event came late, after this newer one: this stays
+            // (that node is told of this login and kicks its own). A tie kicks.
+            const uint32_t later_by = (s->login_ms24() - envelope.arg32) & 0xffffff;
+            if (later_by != 0 && later_by < 0x800000) break;
             shared_.directory.remove(s->uid_view(), s->device_flag, id);
             kick_local(conn, kKickReason);
         } else {
@@ -550,7 +556,7 @@ void Gateway::on_close(ConnRef conn, CloseReason reason) {
         // Offline only when this session still held the pair: one that a
         // newer login replaced (its kick still on the way) says nothing.
         if (shared_.directory.remove(s->uid_view(), s->device_flag, id_of(conn)))
-            shared_.core->session_online(s->uid_view(), s->device_flag, false);
+            shared_.core->session_online(s->uid_view(), s->device_flag, false, 0);
         stats_.authenticated.sub();
         stats_.by_device_flag[stats::device_flag_bucket(s->device_flag)].sub();
         break;

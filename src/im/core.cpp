@@ -73,22 +73,23 @@ void Core::set_cluster(Cluster* cluster) {
     fanout_.set_cluster(cluster);
 }
 
-void Core::session_online(std::string_view uid, uint8_t device_flag, bool online) {
+void Core::session_online(std::string_view uid, uint8_t device_flag, bool online, uint64_t login_ms) {
     if (events_) events_->online_status(uid, device_flag, online);
-    if (cluster_) cluster_->session_online(uid, device_flag, online);
+    if (cluster_) cluster_->session_online(uid, device_flag, online, login_ms);
 }
 
-void Core::kick_session(std::string_view uid, uint8_t device_flag, uint16_t flags) {
+void Core::kick_session(std::string_view uid, uint8_t device_flag, uint16_t flags, uint32_t arg32) {
     if (const net::ConnId session = directory_.find(uid, device_flag); session && session.worker() < workers_.size())
-        workers_[session.worker()]->post(net::Envelope{.kind = kinds_.kick, .flags = flags, .arg = session.value});
+        workers_[session.worker()]->post(
+            net::Envelope{.kind = kinds_.kick, .flags = flags, .arg32 = arg32, .arg = session.value});
 }
 
 // ---- from the other nodes ----
 
 void Core::on_remote_message(FanoutItem&& item) { fanout_.push_remote(std::move(item)); }
 
-void Core::on_remote_login(std::string_view uid, uint8_t device_flag) {
-    kick_session(uid, device_flag, kKickByOtherNode);
+void Core::on_remote_login(std::string_view uid, uint8_t device_flag, uint64_t login_ms) {
+    kick_session(uid, device_flag, kKickByOtherNode, uint32_t(login_ms & 0xffffff));
 }
 
 void Core::on_token_changed(std::string_view uid, uint8_t device_flag, const std::array<uint8_t, 32>& digest) {

@@ -1087,3 +1087,41 @@ TEST_CASE("cluster: conversations are the same through every node; an unread edi
     REQUIRE(nodes[0]->restart(SIGTERM));
     CHECK(unread(nodes[0]->http_port(), "bob") == -1);
 }
+
+TEST_CASE("cluster: a login event that comes late (an older login elsewhere) does not kick the newer session") {
+    RedisServer redis;
+    REQUIRE_MESSAGE(redis.started(), "redis-server did not start:\n" << redis.log());
+    auto nodes = start_nodes(redis.url(), 1);
+    ChatClient alice = online(*nodes[0], "alice", 4, 0);
+    // A login event of (alice, APP) from node 9, as src/cluster/redis_cluster.cpp
+    // encodes it: 'L', u16 node, u8 device flag, u64 login wall-clock ms, uid.
+    auto publish_login = [&](int64_t login_ms) {
+        std::string event = "L";
+        const uint16_t node = 9;
+        event.append(reinterpret_cast<const char*>(&node), 2);
+        event.push_back('\0');
+        const uint64_t ms = uint64_t(login_ms);
+        event.append(reinterpret_cast<const char*>(&ms), 8);
+        event.append("alice");
+        std::string escaped;
+        for (unsigned char c : event) {
+            char octal[8];
+            std::snprintf(octal, sizeof octal, "\\%03o", c);
+            escaped += octal;
+        }
+        // Through a pipe: a shell argument cannot carry the NUL bytes.
+        auto [status, receivers] = run_command("printf '" + escaped + "' | redis-cli -p " + std::to_string(redis.port()) +
+                                               " -x PUBLISH 'lim:bus:{1}'");
+        REQUIRE(status == 0);
+        return receivers;
+    };
+    const int64_t now = std::chrono::duration_cast<milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+    // A minute older than alice's login: late news, alice stays.
+    REQUIRE(publish_login(now - 60000) == "1\n");  // node 1 was subscribed
+    std::this_thread::sleep_for(milliseconds(300));
+    CHECK(ping_pong(alice));
+    CHECK(nodes[0]->process().stat("pipeline.cluster_events_in") >= 1);
+    // A login after hers: she is kicked.
+    REQUIRE(publish_login(now + 60000) == "1\n");
+    expect_kicked(alice, 5000);
+}

@@ -75,7 +75,7 @@ public:
 
     // im::Cluster
     void message_stored(const im::FanoutItem& item) override;
-    void session_online(std::string_view uid, uint8_t device_flag, bool online) override;
+    void session_online(std::string_view uid, uint8_t device_flag, bool online, uint64_t login_ms) override;
     void token_changed(std::string_view uid, uint8_t device_flag, const std::array<uint8_t, 32>& digest) override;
     void channel_changed(uint8_t type, std::string_view id) override;
     void system_uids_changed() override;

@@ -34,7 +34,10 @@ struct Session {
     uint16_t uid_len;
     uint16_t sends_in_flight;  // SENDs at the committer, SENDACK not yet written
     uint8_t transport;      // index into the gateway's transports: what carries this session
-    uint8_t spare[3];       // keeps the session one cache line
+    // Wall-clock ms of the login, low 24 bits (wraps every 4.6 h): which of
+    // two logins of one pair on two nodes is the newer (kKickByOtherNode).
+    // In the bytes that kept the session one cache line.
+    uint8_t login_ms[3];
     // The uid, inline when short (the usual case), else in a malloc'd copy.
     union {
         char inline_bytes[kInlineUid];
@@ -48,6 +51,12 @@ struct Session {
     std::string_view uid_view() const {
         return {uid_len <= kInlineUid ? uid.inline_bytes : uid.heap, uid_len};
     }
+    void set_login_ms(uint64_t ms) {
+        login_ms[0] = uint8_t(ms);
+        login_ms[1] = uint8_t(ms >> 8);
+        login_ms[2] = uint8_t(ms >> 16);
+    }
+    uint32_t login_ms24() const { return login_ms[0] | uint32_t(login_ms[1]) << 8 | uint32_t(login_ms[2]) << 16; }
     bool set_uid(std::string_view value);  // false if out of memory
     void free_uid();
     void set_key(const proto::crypto::SessionKey& key);

@@ -30,9 +30,9 @@ public:
     // or dropped (counted) when that queue is full or Redis is down.
     // The fan-out thread: a message this node stored, for the other nodes' sessions.
     virtual void message_stored(const FanoutItem& item) = 0;
-    // Worker threads: a session of (uid, device flag) logged in here (other
-    // nodes kick theirs), or left.
-    virtual void session_online(std::string_view uid, uint8_t device_flag, bool online) = 0;
+    // Worker threads: a session of (uid, device flag) logged in here at
+    // `login_ms` (wall clock; other nodes kick theirs if it is older), or left.
+    virtual void session_online(std::string_view uid, uint8_t device_flag, bool online, uint64_t login_ms) = 0;
     // API threads, after the store has the change.
     virtual void token_changed(std::string_view uid, uint8_t device_flag, const std::array<uint8_t, 32>& digest) = 0;
     virtual void channel_changed(uint8_t type, std::string_view id) = 0;
@@ -57,8 +57,9 @@ public:
     virtual ~ClusterListener() = default;
     // A message another node stored: for this node's sessions and conversations.
     virtual void on_remote_message(FanoutItem&& item) = 0;
-    // (uid, device flag) logged in on another node: this node's session of it goes.
-    virtual void on_remote_login(std::string_view uid, uint8_t device_flag) = 0;
+    // (uid, device flag) logged in on another node at `login_ms`: this node's
+    // session of it goes, unless it logged in later (the event was late).
+    virtual void on_remote_login(std::string_view uid, uint8_t device_flag, uint64_t login_ms) = 0;
     virtual void on_token_changed(std::string_view uid, uint8_t device_flag, const std::array<uint8_t, 32>& digest) = 0;
     virtual void on_channel_changed(uint8_t type, std::string_view id) = 0;
     virtual void on_system_uids_changed() = 0;

@@ -47,8 +47,9 @@ struct GatewayKinds {
     uint16_t send_result = 0;  // committer.h
 };
 inline constexpr uint16_t kKickByToken = 1;
-// The pair logged in on another node: the session leaves the directory
-// without an offline event (the pair is still online, elsewhere).
+// The pair logged in on another node (arg32: that login's wall-clock ms, low
+// 24 bits): the session leaves the directory without an offline event (the
+// pair is still online, elsewhere), unless it is the newer login itself.
 inline constexpr uint16_t kKickByOtherNode = 2;
 
 struct CoreOptions {
@@ -90,11 +91,11 @@ public:
     SendCheck check_send(std::string_view uid, uint8_t type, std::string_view id) const;
     // A session of (uid, device flag) logged in, or left while it still held
     // the pair: user.onlinestatus (§12.2) and the other nodes hear of it.
-    void session_online(std::string_view uid, uint8_t device_flag, bool online);
+    void session_online(std::string_view uid, uint8_t device_flag, bool online, uint64_t login_ms);
 
     // ---- ClusterListener (the cluster's receiving thread) ----
     void on_remote_message(FanoutItem&& item) override;
-    void on_remote_login(std::string_view uid, uint8_t device_flag) override;
+    void on_remote_login(std::string_view uid, uint8_t device_flag, uint64_t login_ms) override;
     void on_token_changed(std::string_view uid, uint8_t device_flag, const std::array<uint8_t, 32>& digest) override;
     void on_channel_changed(uint8_t type, std::string_view id) override;
     void on_system_uids_changed() override;
@@ -141,7 +142,7 @@ private:
     // Writes `channel` to the store, then installs it (channel_write_ held).
     Outcome install(Channel&& channel);
     // Kicks this node's session of (uid, device flag), if any (`flags`: kKickByToken or kKickByOtherNode).
-    void kick_session(std::string_view uid, uint8_t device_flag, uint16_t flags);
+    void kick_session(std::string_view uid, uint8_t device_flag, uint16_t flags, uint32_t arg32 = 0);
     bool load_cached(std::string& error);  // tokens, channels, system uids
     Channel copy_or_new(std::string_view id, uint8_t type) const;
 

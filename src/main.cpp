@@ -3,6 +3,7 @@
 // the HTTP API listener), and an orderly stop on SIGTERM/SIGINT.
 #include <pthread.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -48,6 +49,11 @@ std::pair<std::string, uint16_t> split_host_port(const std::string& address) {
     std::string host = address.substr(0, colon);
     if (host.size() > 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
     return {host, uint16_t(std::stoul(address.substr(colon + 1)))};
+}
+
+// 127.0.0.0/8, ::1 and localhost: reachable from this machine only.
+bool is_loopback(const std::string& host) {
+    return host.rfind("127.", 0) == 0 || host == "::1" || host == "localhost";
 }
 
 im::Durability durability_of(const std::string& name) {
@@ -190,6 +196,10 @@ int run(const Config& config) {
     pthread_sigmask(SIG_BLOCK, &signals, nullptr);
     signal(SIGPIPE, SIG_IGN);
 
+    // Everything the server creates (the data directory, RocksDB's files,
+    // the stats segment) is its user's alone: messages and token digests
+    // are not for other local users.
+    umask(077);
     log::set_level(*log::parse_level(effective_log_level(config)));
     const uint64_t nofile = net::raise_nofile_limit();
     const net::CapacityPlan plan = net::plan_capacity(config.max_conns, config.workers, nofile,
@@ -206,6 +216,16 @@ int run(const Config& config) {
     const auto [http_host, http_port] = serve_api ? split_host_port(config.http_addr) : std::pair<std::string, uint16_t>();
     const bool serve_ws = !config.ws_addr.empty();
     const auto [ws_host, ws_port] = serve_ws ? split_host_port(config.ws_addr) : std::pair<std::string, uint16_t>();
+    if (config.mode == Mode::Test) {
+        std::string exposed;
+        if (!is_loopback(config.addr)) exposed = config.addr + ":" + std::to_string(config.port);
+        if (serve_ws && !is_loopback(ws_host)) exposed += (exposed.empty() ? "" : " and WebSocket ") + config.ws_addr;
+        if (!exposed.empty())
+            log::write(log::Level::Warn, "limaoim",
+                       "--mode test on %s, not loopback: anyone who reaches it logs in as any uid without a token "
+                       "and sends to any channel (no permission checks); use --mode release outside tests",
+                       exposed.c_str());
+    }
     error = net::probe_listen_port(config.addr, config.port, "--port");
     if (error.empty() && serve_api) error = net::probe_listen_port(http_host, http_port, "--http-addr");
     if (error.empty() && serve_ws) error = net::probe_listen_port(ws_host, ws_port, "--ws-addr");

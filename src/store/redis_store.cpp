@@ -43,12 +43,15 @@
 #include <mutex>
 #include <set>
 
+#include "limaoim/log/log.h"
 #include "limaoim/redis/client.h"
 #include "limaoim/store/store.h"
 
 namespace limaoim::store {
 
 namespace {
+
+using log::printable;
 
 // ---- encoding ----
 
@@ -170,21 +173,6 @@ bool decode_dedupe_value(std::string_view value, DedupeRecord& d) {
            decimal(value.substr(0, first), d.time_ms) &&
            decimal(value.substr(first + 1, second - first - 1), d.message_id) &&
            decimal(value.substr(second + 1), d.message_seq);
-}
-
-// Ids and uids in error messages may be any bytes; logs want text.
-std::string printable(std::string_view bytes) {
-    std::string out;
-    for (unsigned char c : bytes) {
-        if (c >= 0x20 && c < 0x7f && c != '\\') {
-            out.push_back(char(c));
-        } else {
-            char escaped[5];
-            std::snprintf(escaped, sizeof escaped, "\\x%02x", c);
-            out += escaped;
-        }
-    }
-    return out;
 }
 
 std::string_view text(const redisReply* reply) { return {reply->str, reply->len}; }

@@ -37,6 +37,7 @@
 #include "limaoim/store/store.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <rocksdb/cache.h>
 #include <rocksdb/db.h>
 #include <rocksdb/perf_level.h>
@@ -51,9 +52,13 @@
 #include <limits>
 #include <sstream>
 
+#include "limaoim/log/log.h"
+
 namespace limaoim::store {
 
 namespace {
+
+using log::printable;
 
 constexpr int format_version = 1;
 constexpr const char* marker_file = "LIMAOIM_FORMAT";
@@ -168,21 +173,6 @@ bool decode_conversations(std::string_view value, std::vector<ConversationRecord
         list.push_back(std::move(c));
     }
     return in.finished();
-}
-
-// Ids and uids in error messages may be any bytes; logs want text.
-std::string printable(std::string_view bytes) {
-    std::string out;
-    for (unsigned char c : bytes) {
-        if (c >= 0x20 && c < 0x7f && c != '\\') {
-            out.push_back(char(c));
-        } else {
-            char escaped[5];
-            std::snprintf(escaped, sizeof escaped, "\\x%02x", c);
-            out += escaped;
-        }
-    }
-    return out;
 }
 
 // ---- keys ----
@@ -455,7 +445,9 @@ public:
         }
         // What a new WAL or table file needs: create, write and sync a file in the directory.
         const std::string probe = dir_ + "/.health-probe";
-        int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        // O_NOFOLLOW: a symlink planted under this name (by whoever could write
+        // in the directory) fails the probe instead of being written through.
+        int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
         bool ok = fd >= 0 && ::write(fd, "ok\n", 3) == 3 && ::fdatasync(fd) == 0;
         const int saved = errno;
         if (fd >= 0) ::close(fd);
@@ -601,7 +593,7 @@ std::string marker_text(int version) { return "limaoim-store " + std::to_string(
 bool write_marker(const std::filesystem::path& dir, std::string& error) {
     const std::filesystem::path final_path = dir / marker_file, temp_path = dir / (std::string(marker_file) + ".tmp");
     const std::string text = marker_text(format_version);
-    int fd = ::open(temp_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    int fd = ::open(temp_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
     bool ok = fd >= 0 && ::write(fd, text.data(), text.size()) == ssize_t(text.size()) && ::fsync(fd) == 0;
     if (fd >= 0) ::close(fd);
     ok = ok && ::rename(temp_path.c_str(), final_path.c_str()) == 0;
@@ -627,6 +619,23 @@ bool prepare_dir(const std::filesystem::path& dir, std::string& error) {
     if (!fs::exists(status) && !fs::create_directories(dir, ec) && ec) {
         error = "cannot create data dir " + dir.string() + ": " + ec.message();
         return false;
+    }
+    // Messages and token digests are for the server's user alone: a new
+    // directory is made 0700 (main sets the umask to 077), an existing one
+    // open to the group or others is closed (its files, made under another
+    // umask, are unreachable once the directory is).
+    struct stat st;
+    if (::stat(dir.c_str(), &st) != 0) {
+        error = "cannot read data dir " + dir.string() + ": " + std::strerror(errno);
+        return false;
+    }
+    if ((st.st_mode & 077) != 0) {
+        if (::chmod(dir.c_str(), st.st_mode & 0700) != 0) {
+            error = "cannot make data dir " + dir.string() + " private (chmod 0700): " + std::strerror(errno);
+            return false;
+        }
+        log::write(log::Level::Warn, "store", "data dir %s was mode %04o (readable by other users): changed to %04o",
+                   dir.c_str(), unsigned(st.st_mode & 07777), unsigned(st.st_mode & 0700));
     }
     const fs::path marker = dir / marker_file;
     if (!fs::exists(marker, ec)) {

@@ -2,15 +2,18 @@
 // GET /health (200; 503 naming the webhook's full queue) and --check-config
 // (which opens no store, port or stats segment).
 #include <doctest/doctest.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <string>
 #include <thread>
 
+#include "client.h"
 #include "http_client.h"
 #include "im_server.h"
 #include "server_process.h"
@@ -126,4 +129,102 @@ TEST_CASE("--check-config FILE: config OK and exit 0, or the error and exit 2; n
     auto [missing_status, missing] = run_command(std::string(LIMAOIM_SERVER_BIN) + " --check-config " + file + " 2>&1");
     CHECK(missing_status == 2);
     CHECK(missing.find("cannot read") != std::string::npos);
+}
+
+namespace {
+
+// Every entry under `dir` (and `dir` itself) that the group or others may use.
+std::string open_to_others(const std::string& dir) {
+    std::string found;
+    const auto check = [&](const std::filesystem::path& path) {
+        struct stat st;
+        if (lstat(path.c_str(), &st) != 0) return;
+        if ((st.st_mode & 077) != 0) found += path.string() + " " + std::to_string(st.st_mode & 07777) + "; ";
+    };
+    check(dir);
+    for (const auto& entry : std::filesystem::recursive_directory_iterator(dir)) check(entry.path());
+    return found;
+}
+
+mode_t mode_of(const std::string& path) {
+    struct stat st{};
+    lstat(path.c_str(), &st);
+    return st.st_mode & 07777;
+}
+
+}  // namespace
+
+TEST_CASE("the data directory and the stats segment are private (0700, 0600) whatever the umask") {
+    const std::string root = scratch("private");
+    std::filesystem::remove_all(root);
+    REQUIRE(mkdir(root.c_str(), 0755) == 0);
+    const std::string fresh = root + "/new/store", existing = root + "/old";
+    REQUIRE(mkdir(existing.c_str(), 0755) == 0);
+    REQUIRE(chmod(existing.c_str(), 0755) == 0);
+    // What an operator's shell might have: everything readable, even writable, by all.
+    const mode_t saved = umask(0);
+    ServerProcess created({"--data-dir", fresh, "--http-addr", "127.0.0.1:" + std::to_string(free_port())});
+    ServerProcess reopened({"--data-dir", existing});
+    umask(saved);
+    REQUIRE_MESSAGE(created.started(), created.log());
+    REQUIRE_MESSAGE(reopened.started(), reopened.log());
+
+    CHECK(mode_of(fresh) == 0700);
+    CHECK_MESSAGE(open_to_others(fresh).empty(), open_to_others(fresh));
+    CHECK(mode_of("/dev/shm/limaoim-" + created.instance()) == 0600);
+    CHECK(mode_of(existing) == 0700);
+    CHECK_MESSAGE(open_to_others(existing).empty(), open_to_others(existing));
+    CHECK_MESSAGE(reopened.log().find("was mode 0755 (readable by other users): changed to 0700") != std::string::npos,
+                  reopened.log());
+    // Loopback listeners: no test-mode warning.
+    CHECK(created.log().find("--mode test on") == std::string::npos);
+    created.stop(SIGTERM, 5000);
+    reopened.stop(SIGTERM, 5000);
+    std::filesystem::remove_all(root);
+}
+
+TEST_CASE("GET /health does not write through a symlink planted at its probe file") {
+    ImServer server;
+    REQUIRE_MESSAGE(server.started(), server.log());
+    const std::string target = scratch("health-target");
+    std::ofstream(target) << "precious\n";
+    const std::string probe = server.data_dir() + "/.health-probe";
+    REQUIRE(symlink(target.c_str(), probe.c_str()) == 0);
+
+    HttpResult health = http_request(server.http_port(), "GET", "/health", "");
+    CHECK_MESSAGE(health.status == 503, health.body);
+    CHECK_MESSAGE(health.body.find("cannot write in") != std::string::npos, health.body);
+    std::ifstream in(target);
+    std::string content;
+    std::getline(in, content);
+    CHECK(content == "precious");
+    unlink(target.c_str());
+}
+
+TEST_CASE("--mode test on a non-loopback address is warned about at start, naming what is open") {
+    ServerProcess server({"--addr", "0.0.0.0"});
+    REQUIRE_MESSAGE(server.started(), server.log());
+    const std::string log = server.log();
+    const std::string expected = "warn  limaoim: --mode test on 0.0.0.0:" + std::to_string(server.port()) +
+                                 ", not loopback: anyone who reaches it logs in as any uid without a token";
+    CHECK_MESSAGE(log.find(expected) != std::string::npos, log);
+}
+
+TEST_CASE("control characters and invalid UTF-8 from a client reach the log escaped") {
+    ServerProcess server({"--log-level", "debug"});
+    REQUIRE_MESSAGE(server.started(), server.log());
+    {
+        Client client;
+        REQUIRE(client.connect(server.port()));
+        client.login("evil\nFAKE 2026 error \x1b[31mred\x7f\xff \xc3\xa9", "");
+    }
+    const std::string escaped = "evil\\x0aFAKE 2026 error \\x1b[31mred\\x7f\\xff \xc3\xa9";
+    std::string log;
+    for (int i = 0; i < 100 && log.find(escaped) == std::string::npos; ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        log = server.log();
+    }
+    CHECK_MESSAGE(log.find(escaped) != std::string::npos, log);
+    CHECK(log.find("\nFAKE") == std::string::npos);
+    CHECK(log.find('\x1b') == std::string::npos);
 }

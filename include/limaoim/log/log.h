@@ -9,10 +9,15 @@
 //
 // What is never logged: tokens, session keys, the HTTP secret, message
 // payloads. Uids and channel ids are (they name what an event is about).
+//
+// Uids, channel ids, device ids come from clients and may be any bytes: a
+// line's text is escaped as it is written (see printable), so a client
+// cannot start a forged line or send escape sequences to a terminal.
 #pragma once
 
 #include <cstdint>
 #include <optional>
+#include <string>
 #include <string_view>
 
 namespace limaoim::log {
@@ -23,6 +28,13 @@ void set_level(Level level);
 bool enabled(Level level);
 const char* to_string(Level level);
 std::optional<Level> parse_level(std::string_view name);
+
+// `bytes` as one line of text: control characters (< 0x20), DEL and bytes
+// that are not valid UTF-8 become \xNN; printable ASCII and valid UTF-8
+// (a uid may be Chinese) stay as they are. write() applies it to every
+// line; use it where client bytes go into an error text that may travel
+// elsewhere (a store's Status, an HTTP answer).
+std::string printable(std::string_view bytes);
 
 // `component` names the part of the server ("store", "webhook", "worker 1").
 [[gnu::format(printf, 3, 4)]] void write(Level level, const char* component, const char* format, ...);

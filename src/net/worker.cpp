@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <bit>
 #include <cerrno>
 #include <cstddef>
 #include <cstdlib>
@@ -589,7 +590,7 @@ void Worker::feed_partial(uint32_t slot) {
         DataResult r = handler_of(c).on_data(ConnRef{slot, c.generation}, {p.bytes(), p.len});
         if (c.state != uint8_t(ConnState::Open)) return;
         if (r.consumed == 0) {
-            keep_partial(slot, {}, r.needed);  // room for the whole packet, once its size is known
+            keep_partial(slot, {}, r.needed);  // the packet's size, once known: growth stops there
             return;
         }
         const uint32_t rest = p.len - uint32_t(r.consumed);
@@ -599,46 +600,111 @@ void Worker::feed_partial(uint32_t slot) {
         }
         std::memmove(p.bytes(), p.bytes() + r.consumed, rest);
         p.len = rest;
+        p.needed = 0;  // a new packet is at the front: its own size and its own time
+        p.started_ms = now_ms_;
     }
 }
 
-// Makes the reassembly buffer hold its current bytes plus `tail`, with room
-// for the whole packet when its size (`needed`) is known. False when the
-// connection was closed: out of memory, or over the worker's budget.
+// Makes the reassembly buffer hold its current bytes plus `tail`; `needed`
+// (when known) is the size of the packet at its front. The buffer grows as
+// bytes arrive, to the power of two that holds them (a packet read in n
+// pieces costs at most log n reallocs, and a holder's size does not depend
+// on how its bytes were cut), never past the packet's size: announcing a
+// big packet reserves nothing. False when the connection was closed: out of memory, over its
+// own share, or the largest holder of a full budget.
 bool Worker::keep_partial(uint32_t slot, std::span<const uint8_t> tail, uint32_t needed) {
     Connection& c = conns_[slot];
     const uint32_t len = c.partial ? c.partial->len : 0;
     const uint32_t cap = c.partial ? c.partial->cap : 0;
-    const uint32_t have = len + uint32_t(tail.size());
-    uint32_t want = std::max<uint32_t>({needed, have, kMinPartial});
-    if (needed == 0 && have > cap && cap) want = std::max(want, cap * 2);
-    if (want > cap) {
-        if (reassembly_bytes_ + (want - cap) > options_.reassembly_budget) {
-            begin_close(slot, CloseReason::ReassemblyBudget);
-            return false;
-        }
+    const uint64_t have = uint64_t(len) + tail.size();
+    const uint64_t share = options_.reassembly_per_connection;
+    if (share && have > share) {
+        begin_close(slot, CloseReason::ReassemblyBudget);
+        return false;
+    }
+    if (have > cap || !c.partial) {
+        const uint32_t packet = needed ? needed : c.partial ? c.partial->needed : 0;
+        uint64_t want = std::bit_ceil(std::max<uint64_t>(have, kMinPartial));
+        if (packet >= have) want = std::min<uint64_t>(want, packet);
+        if (share) want = std::min(want, share);
+        want = std::min<uint64_t>(want, UINT32_MAX);
+        if (!make_room(slot, uint32_t(want - cap))) return false;
         auto* grown = static_cast<Reassembly*>(std::realloc(c.partial, sizeof(Reassembly) + want));
         if (!grown) {
             begin_close(slot, CloseReason::IoError);  // out of memory: this connection, not the server
             return false;
         }
-        if (!c.partial) grown->len = 0;
-        grown->cap = want;
+        if (!c.partial) {
+            grown->len = 0;
+            grown->needed = 0;
+            grown->started_ms = now_ms_;
+            grown->holder = uint32_t(holders_.size());
+            holders_.push_back(slot);
+        }
+        grown->cap = uint32_t(want);
         c.partial = grown;
         reassembly_bytes_ += want - cap;
         stats_.reassembly_bytes.add(want - cap);
     }
+    if (needed) c.partial->needed = needed;
     if (!tail.empty()) std::memcpy(c.partial->bytes() + len, tail.data(), tail.size());
-    c.partial->len = have;
+    c.partial->len = uint32_t(have);
+    return true;
+}
+
+// Room for `extra` more bytes in the budget. When it is full the largest
+// holder pays, not whoever asks next: a hog announcing big packets cannot
+// get honest connections with a packet split across two reads closed. The
+// asker is closed (false) only when it would itself be the largest. The
+// scan is O(holders), on this rare path only.
+bool Worker::make_room(uint32_t slot, uint32_t extra) {
+    while (reassembly_bytes_ + extra > options_.reassembly_budget) {
+        uint32_t largest = slot;
+        uint64_t largest_bytes = uint64_t(conns_[slot].partial ? conns_[slot].partial->cap : 0) + extra;
+        for (uint32_t holder : holders_) {
+            if (holder != slot && conns_[holder].partial->cap > largest_bytes) {
+                largest = holder;
+                largest_bytes = conns_[holder].partial->cap;
+            }
+        }
+        begin_close(largest, CloseReason::ReassemblyBudget);
+        if (largest == slot) return false;
+        maybe_release(largest);
+        if (conns_[slot].state != uint8_t(ConnState::Open)) return false;
+    }
     return true;
 }
 
 void Worker::drop_partial(Connection& c) {
     if (!c.partial) return;
+    const uint32_t index = c.partial->holder;
+    const uint32_t moved = holders_.back();
+    holders_[index] = moved;
+    conns_[moved].partial->holder = index;
+    holders_.pop_back();
     reassembly_bytes_ -= c.partial->cap;
     stats_.reassembly_bytes.sub(c.partial->cap);
     std::free(c.partial);
     c.partial = nullptr;
+}
+
+// Once a tick: a split packet not whole after reassembly_timeout_ms is
+// closed, however steadily its bytes trickle (the idle deadline of the
+// handler sees every byte as activity). Input the handler paused is not
+// the peer's delay and is not timed.
+void Worker::close_stalled_partials() {
+    if (options_.reassembly_timeout_ms == 0 || holders_.empty() || stall_checked_tick_ == now_tick()) return;
+    stall_checked_tick_ = now_tick();
+    // Backwards: a close removes its holder by moving the last one into its place.
+    for (size_t i = holders_.size(); i-- > 0;) {
+        if (i >= holders_.size()) continue;  // a handler's on_close closed others too
+        const uint32_t slot = holders_[i];
+        const Connection& c = conns_[slot];
+        if (c.flags & kInputPaused) continue;
+        if (now_ms_ - c.partial->started_ms < options_.reassembly_timeout_ms) continue;
+        begin_close(slot, CloseReason::ReassemblyTimeout);
+        maybe_release(slot);
+    }
 }
 
 // ---- pausing input ----
@@ -677,6 +743,7 @@ void Worker::deliver_resumed() {
             if (!c) continue;
             c->flags &= ~kResumeQueued;
             if (c->state != uint8_t(ConnState::Open) || (c->flags & kInputPaused)) continue;
+            if (c->partial) c->partial->started_ms = now_ms_;  // the peer could not send while paused
             feed_partial(ref.slot);
             if (c->state == uint8_t(ConnState::Open) && !(c->flags & kInputPaused)) continue_reading(ref.slot);
             maybe_release(ref.slot);  // closed while handing back, with nothing in flight
@@ -1187,6 +1254,7 @@ void Worker::run() {
         if (inbox_.size() || inbox_next_ < inbox_work_.size()) handle_envelopes();
         timers_.run_due(now_ms_);
         wheel_.advance(now_tick(), [this](uint32_t slot) { on_timer(slot); });
+        close_stalled_partials();
         for (auto& hook : iteration_hooks_) hook();
         deliver_resumed();
         flush_outboxes();

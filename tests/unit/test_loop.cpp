@@ -1,6 +1,6 @@
 // The loop's services, each against real workers and real sockets: listener
 // options, pause/resume of input, loop timers, fd watches, envelopes between
-// workers, the blocking pool, the reassembly budget, accept back-pressure
+// workers, the blocking pool, reassembly (growth, budget, share, deadline), accept back-pressure
 // and leaving the port at stop. Links net/ alone (no proto/, no gateway/).
 #include <doctest/doctest.h>
 #include <arpa/inet.h>
@@ -67,9 +67,12 @@ bool wait_for(const std::function<bool()>& done, milliseconds limit = 5s) {
 }
 
 // Packets of one byte. 'P' pauses the input and resumes it from a loop timer
-// 150 ms later; 'E' marks the connection established; 'B' asks for a packet
-// of a megabyte (to exercise the reassembly budget); any other byte is
-// echoed.
+// 150 ms later; 'E' marks the connection established; 'B' and 'S' start a
+// packet of a megabyte and of 4 KiB (to exercise reassembly), answered 'k'
+// once whole; any other byte is echoed.
+constexpr size_t kBigPacket = 1u << 20;
+constexpr size_t kSmallPacket = 4096;
+
 struct ByteHandler final : Handler {
     Worker* worker = nullptr;
     std::atomic<int> opened{0};
@@ -96,7 +99,13 @@ struct ByteHandler final : Handler {
                 worker->established(conn);
                 break;
             case 'B':
-                return {i, 1u << 20};
+            case 'S': {
+                const size_t size = bytes[i] == 'B' ? kBigPacket : kSmallPacket;
+                if (bytes.size() - i < size) return {i, uint32_t(size)};
+                worker->send(conn, std::span<const uint8_t>(reinterpret_cast<const uint8_t*>("k"), 1));
+                i += size - 1;
+                break;
+            }
             default:
                 worker->send(conn, bytes.subspan(i, 1));
             }
@@ -437,21 +446,143 @@ TEST_CASE("blocking pool: a slow job does not stop the loop; its result comes ba
     ::close(fd);
 }
 
-TEST_CASE("reassembly budget: a packet that would pass the worker's budget closes its connection") {
+namespace {
+
+// `count` bytes of a packet's body (anything but the handler's commands).
+bool send_body(int fd, size_t count) {
+    const std::string body(count, '.');
+    return send(fd, body.data(), body.size(), 0) == ssize_t(body.size());
+}
+
+}  // namespace
+
+TEST_CASE("reassembly: memory grows as the bytes of a split packet arrive, not as announced") {
+    TestWorker w;
+    w.start();
+    const auto held = [&] { return w.block->reassembly_bytes.get(); };
+    const int fd = connect_to(w.port);
+    REQUIRE(fd >= 0);
+    REQUIRE(send(fd, "B", 1, 0) == 1);  // announces a 1 MiB packet
+    REQUIRE(send_body(fd, 1000));
+    // The power of two that holds the 1001 bytes, not the megabyte announced.
+    CHECK(wait_for([&] { return held() == 1024; }));
+    REQUIRE(send_body(fd, 100u << 10));
+    CHECK(wait_for([&] { return held() == 128u << 10; }));
+    REQUIRE(send_body(fd, kBigPacket - 1 - 1000 - (100u << 10)));
+    CHECK(read_exactly(fd, 1) == "k");
+    // At most the packet's size on the way, and nothing once it is whole.
+    CHECK(wait_for([&] { return held() == 0; }));
+    CHECK(w.handler.closed == 0);
+    ::close(fd);
+}
+
+TEST_CASE("reassembly budget: connections announcing big packets do not get an honest split packet refused") {
+    WorkerOptions options;
+    options.reassembly_budget = 2 * kBigPacket + 1024;  // what two announcements used to reserve, and a little
+    TestWorker w(0, options);
+    w.start();
+    int hogs[2];
+    for (int& hog : hogs) {
+        hog = connect_to(w.port);
+        REQUIRE(hog >= 0);
+        REQUIRE(send(hog, "B", 1, 0) == 1);
+        REQUIRE(send_body(hog, 10));  // and then trickles (or not)
+    }
+    REQUIRE(wait_for([&] { return w.block->reassembly_bytes.get() == 2 * 64; }));
+    const int honest = connect_to(w.port);
+    REQUIRE(honest >= 0);
+    REQUIRE(send(honest, "S", 1, 0) == 1);  // a 4 KiB packet split across two reads
+    REQUIRE(send_body(honest, 2000));
+    REQUIRE(wait_for([&] { return w.block->reassembly_bytes.get() == 2 * 64 + 2048; }));
+    REQUIRE(send_body(honest, kSmallPacket - 1 - 2000));
+    CHECK(read_exactly(honest, 1) == "k");
+    CHECK(w.handler.closed == 0);
+    for (int hog : hogs) ::close(hog);
+    ::close(honest);
+}
+
+TEST_CASE("reassembly budget: when it is full the largest holder is closed, not the connection asking") {
     WorkerOptions options;
     options.reassembly_budget = 64u << 10;
     TestWorker w(0, options);
     w.start();
-    const int fd = connect_to(w.port);
-    REQUIRE(fd >= 0);
-    REQUIRE(send(fd, "xB", 2, 0) == 2);  // 'B' announces a 1 MiB packet
-    CHECK(read_exactly(fd, 1) == "x");
+    const int hog = connect_to(w.port);
+    REQUIRE(hog >= 0);
+    REQUIRE(send(hog, "B", 1, 0) == 1);
+    REQUIRE(send_body(hog, 40u << 10));
+    REQUIRE(wait_for([&] { return w.block->reassembly_bytes.get() == 64u << 10; }));  // the whole budget
+    const int honest = connect_to(w.port);
+    REQUIRE(honest >= 0);
+    REQUIRE(send(honest, "S", 1, 0) == 1);
+    REQUIRE(send_body(honest, 100));
     REQUIRE(wait_for([&] { return w.handler.closed == 1; }));
     CHECK(w.handler.last_reason == int(CloseReason::ReassemblyBudget));
-    CHECK(w.block->closed[int(CloseReason::ReassemblyBudget)].get() == 1);
-    CHECK(read_exactly(fd, 1).empty());  // closed
+    CHECK(read_exactly(hog, 1).empty());  // the hog is the one closed
+    REQUIRE(send_body(honest, kSmallPacket - 1 - 100));
+    CHECK(read_exactly(honest, 1) == "k");
+    CHECK(w.handler.closed == 1);
+
+    // Alone and over the budget, the asker is the largest: it pays.
+    REQUIRE(send(honest, "B", 1, 0) == 1);
+    REQUIRE(send_body(honest, 70u << 10));
+    REQUIRE(wait_for([&] { return w.handler.closed == 2; }));
+    CHECK(w.block->closed[int(CloseReason::ReassemblyBudget)].get() == 2);
+    CHECK(read_exactly(honest, 1).empty());
+    CHECK(wait_for([&] { return w.block->reassembly_bytes.get() == 0; }));
+    ::close(hog);
+    ::close(honest);
+}
+
+TEST_CASE("reassembly: one connection may hold no more than its share of the budget") {
+    WorkerOptions options;
+    options.reassembly_per_connection = 8u << 10;
+    TestWorker w(0, options);
+    w.start();
+    const int fd = connect_to(w.port);
+    REQUIRE(fd >= 0);
+    REQUIRE(send(fd, "S", 1, 0) == 1);  // a packet within the share is taken
+    REQUIRE(send_body(fd, kSmallPacket - 1));
+    CHECK(read_exactly(fd, 1) == "k");
+    REQUIRE(send(fd, "B", 1, 0) == 1);
+    REQUIRE(send_body(fd, 10u << 10));
+    REQUIRE(wait_for([&] { return w.handler.closed == 1; }));
+    CHECK(w.handler.last_reason == int(CloseReason::ReassemblyBudget));
     CHECK(w.block->reassembly_bytes.get() == 0);
     ::close(fd);
+}
+
+TEST_CASE("reassembly: a split packet trickling in is closed at the reassembly deadline; a prompt one is not") {
+    WorkerOptions options;
+    options.reassembly_timeout_ms = 400;
+    TestWorker w(0, options);
+    w.start();
+    const int trickler = connect_to(w.port), prompt = connect_to(w.port);
+    REQUIRE(trickler >= 0);
+    REQUIRE(prompt >= 0);
+    const auto t0 = steady_clock::now();
+    REQUIRE(send(trickler, "B", 1, 0) == 1);
+    REQUIRE(send(prompt, "S", 1, 0) == 1);
+    std::this_thread::sleep_for(200ms);
+    REQUIRE(send_body(prompt, kSmallPacket - 1));
+    CHECK(read_exactly(prompt, 1) == "k");
+    while (w.handler.closed == 0 && steady_clock::now() - t0 < 2s) {
+        send_body(trickler, 1);  // a byte every 50 ms: never idle, never whole
+        std::this_thread::sleep_for(50ms);
+    }
+    const auto closed_after = duration_cast<milliseconds>(steady_clock::now() - t0).count();
+    REQUIRE(w.handler.closed == 1);
+    CHECK(w.handler.last_reason == int(CloseReason::ReassemblyTimeout));
+    CHECK(closed_after >= 400);
+    CHECK(closed_after < 1000);
+    CHECK(read_exactly(trickler, 1).empty());
+    // The prompt one started a new packet: its own time, not the first one's.
+    REQUIRE(send(prompt, "S", 1, 0) == 1);
+    std::this_thread::sleep_for(250ms);
+    REQUIRE(send_body(prompt, kSmallPacket - 1));
+    CHECK(read_exactly(prompt, 1) == "k");
+    CHECK(w.handler.closed == 1);
+    ::close(trickler);
+    ::close(prompt);
 }
 
 TEST_CASE("accept back-pressure: at max_pending the worker stops accepting; connections wait in the backlog") {

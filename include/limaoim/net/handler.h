@@ -36,13 +36,14 @@ enum class CloseReason : uint8_t {
     IoError = 1,           // send/recv failed otherwise, or out of memory for this connection
     SlowConsumer = 2,      // unsent output passed the send cap
     Rejected = 3,          // refused at accept: --max-conns
-    ReassemblyBudget = 4,  // a split packet would pass the worker's reassembly budget
+    ReassemblyBudget = 4,   // the largest holder when the worker's reassembly budget is full, or over its own share
+    ReassemblyTimeout = 5,  // a split packet not completed within WorkerOptions::reassembly_timeout_ms
 };
-inline constexpr uint8_t kLoopCloseReasons = 5;
+inline constexpr uint8_t kLoopCloseReasons = 6;
 inline constexpr uint8_t kFirstHandlerCloseReason = 8;
 inline constexpr uint8_t kMaxCloseReasons = 32;  // the stats segment's table
 inline constexpr const char* kLoopCloseReasonNames[kLoopCloseReasons] = {
-    "peer_closed", "io_error", "slow_consumer", "rejected", "reassembly_budget",
+    "peer_closed", "io_error", "slow_consumer", "rejected", "reassembly_budget", "reassembly_timeout",
 };
 
 // What on_data() made of the bytes it was given.
@@ -50,7 +51,8 @@ struct DataResult {
     size_t consumed = 0;  // bytes of complete packets handled
     // Total size of the incomplete packet that starts at `consumed`, when its
     // length field is complete; 0 when not yet known. The loop keeps exactly
-    // the unconsumed tail and uses this to size the reassembly buffer once.
+    // the unconsumed tail, grows its buffer as bytes arrive and never past
+    // this size (an announced size costs nothing until the bytes come).
     uint32_t needed = 0;
 };
 

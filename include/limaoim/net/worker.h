@@ -75,8 +75,17 @@ struct WorkerOptions {
     uint32_t send_cap = 64u << 10;  // queued output per connection before a slow-consumer close
     uint32_t drain_timeout_ms = 5000;  // close-after-flush gives up after this
     // Bytes all of this worker's split packets may hold in reassembly
-    // buffers together; a connection whose packet would pass it is closed.
+    // buffers together. A buffer grows as bytes arrive (geometrically, never
+    // past the announced packet size); when growing one would pass the
+    // budget, the connection holding the most is closed (reassembly_budget),
+    // which is the asker only when it is itself the largest.
     uint64_t reassembly_budget = 64ull << 20;
+    // What one connection may hold (0: only the budget bounds it): the
+    // largest packet its handler accepts plus what a paused input gathers.
+    uint64_t reassembly_per_connection = 0;
+    // A split packet (input not paused by the handler) that is not whole
+    // after this long is closed (reassembly_timeout). 0: never.
+    uint32_t reassembly_timeout_ms = 0;
     uint32_t inbox_capacity = 1u << 20;  // envelopes queued for this worker before send_envelope() refuses
     RecvMode recv_mode = RecvMode::PollThenRecv;
 };
@@ -198,10 +207,14 @@ public:
     stats::WorkerBlock& stats() { return stats_; }
 
     // A split packet waits here (malloc'd, header in front of its bytes) until
-    // it is whole, and a paused connection's input until it is resumed.
+    // it is whole, and a paused connection's input until it is resumed. The
+    // bookkeeping is here, not in Connection: only holders pay for it.
     struct Reassembly {
         uint32_t len;
         uint32_t cap;
+        uint32_t needed;      // the packet's announced size, 0 while unknown
+        uint32_t holder;      // index in holders_
+        uint64_t started_ms;  // when the packet at the front began to wait (or input was resumed)
         uint8_t* bytes() { return reinterpret_cast<uint8_t*>(this + 1); }
     };
 
@@ -289,6 +302,8 @@ private:
     void feed_partial(uint32_t slot);
     bool keep_partial(uint32_t slot, std::span<const uint8_t> tail, uint32_t needed);
     void drop_partial(Connection& c);
+    bool make_room(uint32_t slot, uint32_t extra);
+    void close_stalled_partials();
     void deliver_resumed();
     void continue_reading(uint32_t slot);
     void recycle_buffer(uint16_t bid);
@@ -336,6 +351,10 @@ private:
     uint64_t now_ms_ = 0;
     uint64_t open_ = 0;  // connections not yet released (any state but Free)
     uint64_t reassembly_bytes_ = 0;  // capacity of every Reassembly of this worker
+    // Slots whose connection has a Reassembly (few: split packets are
+    // short-lived): the budget-full path and the stall check scan them.
+    std::vector<uint32_t> holders_;
+    uint32_t stall_checked_tick_ = 0;
     bool accepting_ = false;
     bool run_again_ = false;
 

@@ -347,6 +347,7 @@ int run(const Config& config) {
         // a pause of its input takes effect.
         options.reassembly_per_connection = std::max(uint64_t(config.max_packet) + 5, uint64_t(config.ws_max_message) + 14) +
                                             uint64_t(plan.recv_buffers_per_worker) * config.recv_buffer_size;
+        options.reassembly_timeout_ms = config.reassembly_timeout_ms;
         options.recv_mode = config.recv_mode == "poll" ? net::RecvMode::PollThenRecv : net::RecvMode::Multishot;
         workers.push_back(std::make_unique<net::Worker>(options, limits, segment.worker(i), segment.conns(i)));
         peers.push_back(workers.back().get());

@@ -75,6 +75,7 @@ struct Config {
     uint32_t max_pending_handshakes = 16384;  // connections not logged in, server-wide; then accepting pauses
     uint32_t handshakes_per_iteration = 16;   // CONNECTs per worker loop iteration
     uint64_t reassembly_budget = 256ull << 20;  // bytes of reassembly buffers, server-wide
+    uint32_t reassembly_timeout_ms = 60000;     // a split packet not whole after this long closes its connection
 
     uint32_t recv_buffers = 512;        // provided buffers per worker (power of two)
     uint32_t recv_buffer_size = 2048;   // bytes each

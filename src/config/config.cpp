@@ -327,9 +327,13 @@ const std::vector<Option>& options() {
                "cannot starve established sessions",
                &Config::handshakes_per_iteration, 1, 65536),
         number("reassembly_budget",
-               "bytes all split packets (and paused input) may hold in reassembly buffers, server-wide; a "
-               "connection that would pass it is closed",
+               "bytes all split packets (and paused input) may hold in reassembly buffers, server-wide; when "
+               "it is full the connection holding the most is closed",
                &Config::reassembly_budget, 1u << 20),
+        number("reassembly_timeout_ms",
+               "a packet split across reads must be whole within this long, however steadily its bytes "
+               "come, or its connection is closed, milliseconds",
+               &Config::reassembly_timeout_ms, kMinTimeoutMs),
         number("recv_buffers", "provided receive buffers per worker, a power of two", &Config::recv_buffers, 16,
                32768, power_of_two_buffers),
         number("recv_buffer_size", "bytes per receive buffer", &Config::recv_buffer_size, 256, 65536),

@@ -363,6 +363,20 @@ TEST_CASE("hostile: a partial packet after login is closed at the idle deadline;
     CHECK(server.wait_stat("gauges.connections", 0, 1000) == 0);
 }
 
+TEST_CASE("hostile: a SEND trickling in forever is closed at --reassembly-timeout-ms, though never idle") {
+    ServerProcess server({"--reassembly-timeout-ms", "600"});
+    REQUIRE_MESSAGE(server.started(), server.log());
+    Client trickler = logged_in(server, "trickler");
+    REQUIRE(trickler.send_hex("30808040"));  // a SEND announcing the 1 MiB limit
+    const auto t0 = Clock::now();
+    const std::vector<uint8_t> byte(1, 0x41);
+    while (ms_since(t0) < 3000 && !peer_closed(trickler.fd(), 100)) trickler.send_bytes(byte);
+    const int64_t closed_ms = ms_since(t0);
+    CHECK(closed_ms >= 550);
+    CHECK(closed_ms < 1500);
+    CHECK(server.wait_stat("counters.closed.reassembly_timeout", 1, 1000) == 1);
+}
+
 // ---------------------------------------------------------------------------
 // 3. Ten thousand silent connections.
 

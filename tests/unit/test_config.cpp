@@ -177,6 +177,7 @@ const std::map<std::string, Sample>& samples() {
         {"max_pending_handshakes", {"17", "17"}},
         {"handshakes_per_iteration", {"3", "3"}},
         {"reassembly_budget", {"2097152", "2097152"}},
+        {"reassembly_timeout_ms", {"1500", "1500"}},
         {"recv_buffers", {"32768", "32768"}},
         {"recv_buffer_size", {"65536", "65536"}},
         {"recv_mode", {"multishot", "\"multishot\""}},

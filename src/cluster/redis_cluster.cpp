@@ -549,6 +549,9 @@ void RedisCluster::receive_loop() {
             }
             ever_subscribed = true;
             receiver_ok_ = true;
+            // Connected before a token event needs it: a token set through
+            // another node is then usable here one round trip later.
+            if (std::string unused; !token_reader_.connect(unused)) stats_.cluster_redis_errors.add_shared();
             // The sending thread reads the live nodes again before this
             // node counts as connected (see connected()).
             {

@@ -69,8 +69,6 @@ std::vector<std::string> all_close_reason_names() {
     return names;
 }
 
-// What a start refuses beyond load_config's checks; --check-config runs it
-// too. Empty when none.
 // The store's URL with the password of redis_password_file, if given.
 bool redis_url(const Config& config, redis::Url& url, std::string& error) {
     if (!redis::parse_url(config.store, url, error)) return false;
@@ -83,6 +81,8 @@ bool redis_url(const Config& config, redis::Url& url, std::string& error) {
     return true;
 }
 
+// What a start refuses beyond load_config's checks; --check-config runs it
+// too. Empty when none.
 std::string start_problem(const Config& config) {
     if (config.store == "embedded") return {};
     redis::Url url;
@@ -448,7 +448,7 @@ int run(const Config& config) {
         }
     }
 
-    // Redis: where, not the URL (it may one day carry a password).
+    // Redis: where, not the URL (it may carry a password).
     const std::string where = nodes ? "node " + std::to_string(config.node_id) + " on " + nodes->master_address()
                                     : config.data_dir + " (durability " + config.durability + ")";
     log::write(log::Level::Info, "limaoim",

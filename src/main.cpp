@@ -75,14 +75,26 @@ std::vector<std::string> all_close_reason_names() {
     return names;
 }
 
+// The store's URL with the password of redis_password_file, if given.
+bool redis_url(const Config& config, redis::Url& url, std::string& error) {
+    if (!redis::parse_url(config.store, url, error)) return false;
+    if (config.redis_password.empty()) return true;
+    if (!url.password.empty()) {
+        error = "the URL has a password and redis_password_file gives one: give it once";
+        return false;
+    }
+    url.password = config.redis_password;
+    return true;
+}
+
 // What a start refuses beyond load_config's checks; --check-config runs it
 // too. Empty when none.
 std::string start_problem(const Config& config) {
     if (config.store == "embedded") return {};
     redis::Url url;
     std::string error;
-    if (!redis::parse_url(config.store, url, error)) return "store: " + error;
-    return {};
+    if (!redis_url(config, url, error)) return "store: " + error;
+    return signed_cluster(config);
 }
 
 // The store --store names; null with `error` when it cannot be opened.
@@ -90,6 +102,7 @@ std::unique_ptr<store::Store> open_store(const Config& config, std::string& erro
     if (config.store == "embedded") return store::open_embedded(config.data_dir, error);
     store::RedisOptions options;
     options.url = config.store;
+    options.password = config.redis_password;
     options.node_id = config.node_id;
     options.timeout_ms = config.redis_timeout_ms;
     options.wait_replicas = config.redis_wait_replicas;
@@ -117,7 +130,8 @@ constexpr uint64_t kStoreProbeEveryMs = 1000;
 // store, nor the webhook, nor the segment. `events` may be null (no webhook).
 // Every referenced object outlives the API pool.
 http::Probes make_probes(const stats::Segment& segment, uint32_t workers, store::Store& store,
-                         const im::Events* events) {
+                         const im::Events* events, const std::unique_ptr<cluster::RedisCluster>& nodes,
+                         bool fsync_checked) {
     // One probe at a time (`running`); others answer from the last result
     // (`result`), so a hung disk holds one API thread, not all of them.
     struct StoreProbe {
@@ -133,7 +147,7 @@ http::Probes make_probes(const stats::Segment& segment, uint32_t workers, store:
     // port accepts as soon as the first ring listens, the others a moment later.
     const uint64_t started_ms = stats::monotonic_ms();
     http::Probes probes;
-    probes.health = [&segment, workers, &store, events, last, started_ms](std::string& why) {
+    probes.health = [&segment, workers, &store, events, &nodes, fsync_checked, last, started_ms](std::string& why) {
         std::string problems;
         const auto add = [&problems](const std::string& problem) {
             if (!problems.empty()) problems += "; ";
@@ -171,6 +185,10 @@ http::Probes make_probes(const stats::Segment& segment, uint32_t workers, store:
         }
         if (std::string webhook_why; events && !events->healthy(webhook_why))
             add(webhook_why.empty() ? "webhook: unhealthy" : webhook_why);
+        // A master found weakened after a reconnection (a failover to one
+        // configured otherwise): SENDACKs are no longer what durability says.
+        if (std::string fsync_why; fsync_checked && nodes && nodes->fsync(fsync_why) == redis::Fsync::Weaker)
+            add("redis: durability weaker than promised: " + fsync_why);
         why = problems;
         return problems.empty();
     };
@@ -180,6 +198,36 @@ http::Probes make_probes(const stats::Segment& segment, uint32_t workers, store:
         return stats::render_prometheus(*snapshot);
     };
     return probes;
+}
+
+// Refuses a Redis whose appendfsync is weaker than --durability promises,
+// unless redis_durability_unchecked accepts it (then warns); warns when it
+// cannot be checked (CONFIG renamed or denied by an ACL).
+bool durable_enough(const Config& config, const cluster::RedisCluster& nodes, std::string& error) {
+    if (config.durability == "none") return true;
+    std::string found;
+    switch (nodes.fsync(found)) {
+    case redis::Fsync::Always:
+        return true;
+    case redis::Fsync::Unknown:
+        log::write(log::Level::Warn, "limaoim",
+                   "cannot check that Redis keeps what it acknowledges (%s): make sure the master has appendonly yes "
+                   "and appendfsync always, or a SENDACK is less durable than --durability %s promises",
+                   found.c_str(), config.durability.c_str());
+        return true;
+    case redis::Fsync::Weaker:
+        if (config.redis_durability_unchecked) {
+            log::write(log::Level::Warn, "limaoim",
+                       "%s: a SENDACK may be lost with the master (accepted by --redis-durability-unchecked)",
+                       found.c_str());
+            return true;
+        }
+        error = "--durability " + config.durability + " needs Redis to fsync every write, but " + found +
+                ": set appendonly yes and appendfsync always on the master (CONFIG SET, and in redis.conf), or "
+                "start with --redis-durability-unchecked to accept the weaker durability";
+        return false;
+    }
+    return true;
 }
 
 int run(const Config& config) {
@@ -296,7 +344,13 @@ int run(const Config& config) {
     }
     // The webhook's view for GET /health; null without a webhook.
     const im::Events* events = webhook_sender.get();
-    http::Api api(core, config.http_secret, make_probes(segment, plan.workers, *store, events), http::demo_files());
+    // The other nodes (set below, before the HTTP API listens).
+    std::unique_ptr<cluster::RedisCluster> nodes;
+    // Durability group and sync promise a SENDACK survives a crash: with
+    // Redis, only appendfsync always on the master keeps that promise.
+    const bool fsync_checked = config.durability != "none" && !config.redis_durability_unchecked;
+    http::Api api(core, config.http_secret, make_probes(segment, plan.workers, *store, events, nodes, fsync_checked),
+                  http::demo_files());
     if (serve_api && !http::demo_built())
         log::write(log::Level::Warn, "limaoim", "the demo page (/demo/) was not built: run `npm ci` in clients/js, then reconfigure and rebuild");
     net::BlockingPool api_pool("api", config.api_threads, 4096);
@@ -387,19 +441,21 @@ int run(const Config& config) {
     }
     core.set_workers(peers, gateway::gateway_envelope_kinds());
     // Nodes on a shared store hear of each other's messages, logins and changes.
-    std::unique_ptr<cluster::RedisCluster> nodes;
     if (store->shared()) {
         cluster::Options options;
         std::string url_error;
-        redis::parse_url(config.store, options.url, url_error);  // checked by start_problem()
+        redis_url(config, options.url, url_error);  // checked by start_problem()
         options.node_id = config.node_id;
         options.timeout_ms = config.redis_timeout_ms;
+        options.secret = config.cluster_secret;
+        options.check_fsync = config.durability != "none";
         nodes = std::make_unique<cluster::RedisCluster>(options, core, segment.pipeline());
         core.set_cluster(nodes.get());
         shared.auth.tokens_current = &nodes->connected();
     }
-    if (!core.start(error) || (nodes && !nodes->start(error))) {
+    if (!core.start(error) || (nodes && !nodes->start(error)) || (nodes && !durable_enough(config, *nodes, error))) {
         log::write(log::Level::Error, "limaoim", "%s", error.c_str());
+        if (nodes) nodes->stop();
         core.stop();
         segment.remove();
         return 1;
@@ -418,7 +474,7 @@ int run(const Config& config) {
         }
     }
 
-    // Redis: where, not the URL (it may one day carry a password).
+    // Redis: where, not the URL (it may carry a password).
     const std::string where = nodes ? "node " + std::to_string(config.node_id) + " on " + nodes->master_address()
                                     : config.data_dir + " (durability " + config.durability + ")";
     log::write(log::Level::Info, "limaoim",
@@ -455,7 +511,7 @@ int main(int argc, char** argv) {
     bool exit_now = false;
     std::optional<limaoim::Config> config = limaoim::load_config(argc, argv, error, exit_now);
     if (exit_now) return 0;
-    if (!config) {
+    if (!config || !limaoim::read_secret_files(*config, error)) {
         log::write(log::Level::Error, "limaoim", "%s", error.c_str());
         return 2;
     }

@@ -59,6 +59,12 @@ struct Config {
     uint32_t redis_timeout_ms = 2000;  // Redis connect and command timeout
     uint32_t redis_wait_replicas = 0;  // WAIT for this many replicas after each commit
     uint32_t redis_log_max = 0;        // messages kept per channel log in Redis (0: all)
+    std::string redis_password_file;   // AUTH password, read at start (instead of the URL's)
+    bool redis_durability_unchecked = false;  // start although Redis's appendfsync is weaker than durability
+    std::string cluster_secret;        // HMAC key of the events between nodes; required with a Redis store
+    std::string cluster_secret_file;   // the same, read from a file at start
+    // Read from redis_password_file by load_config (not an option: never shown).
+    std::string redis_password;
     std::string instance;  // stats segment name; empty = the port number
 
     uint32_t workers = 0;        // 0 = enough rings for max_conns given the fd limit
@@ -113,6 +119,14 @@ struct Config {
 // and sets `error` to a message naming the option and where it came from.
 // `--help` and `--version` set `exit_now`.
 std::optional<Config> load_config(int argc, char** argv, std::string& error, bool& exit_now);
+
+// Reads redis_password_file into redis_password and cluster_secret_file
+// into cluster_secret (one trailing line end stripped). Errors name the
+// file, never its contents.
+bool read_secret_files(Config& config, std::string& error);
+// A Redis store needs a cluster secret of 16 bytes at least: whoever can
+// PUBLISH on the Redis could otherwise speak for a node. Empty when fine.
+std::string signed_cluster(const Config& config);
 
 // One line for logs and --check-config: mode, listeners, store, capacity,
 // webhook and datasource (scheme and host only), token count. Never a

@@ -4,6 +4,9 @@
 #include <pthread.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <openssl/rand.h>
 
 #include <algorithm>
@@ -70,6 +73,31 @@ int64_t steady_ms() {
     return duration_cast<milliseconds>(steady_clock::now().time_since_epoch()).count();
 }
 
+// Wall clock: the nodes compare seal times, as they compare login times.
+uint64_t unix_ms() {
+    using namespace std::chrono;
+    return uint64_t(duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count());
+}
+
+// The store's token record (store/redis_store.cpp, docs/REDIS.md): HASH
+// lim:tok:{UID}, field = device flag byte, value = SHA-256 digest[32] + device level.
+std::string token_key(std::string_view uid) {
+    std::string key = "lim:tok:{";
+    key.append(uid).push_back('}');
+    return key;
+}
+
+constexpr size_t kMacSize = 32;
+constexpr size_t kSealSize = sizeof(uint64_t) + kMacSize;
+
+// HMAC-SHA256(secret, signed); false only if OpenSSL fails.
+bool mac_of(std::string_view secret, std::string_view signed_bytes, uint8_t (&mac)[kMacSize]) {
+    unsigned length = 0;
+    return HMAC(EVP_sha256(), secret.data(), int(secret.size()), reinterpret_cast<const uint8_t*>(signed_bytes.data()),
+                signed_bytes.size(), mac, &length) != nullptr &&
+           length == kMacSize;
+}
+
 void put_u16(std::string& out, uint16_t v) { out.append(reinterpret_cast<const char*>(&v), 2); }
 void put_u32(std::string& out, uint32_t v) { out.append(reinterpret_cast<const char*>(&v), 4); }
 void put_str16(std::string& out, std::string_view s) {
@@ -133,6 +161,34 @@ std::string encode_message(uint32_t from_node, const im::FanoutItem& item) {
     return out;
 }
 
+std::string seal(std::string_view secret, std::string_view event, uint64_t now_ms) {
+    std::string out;
+    out.reserve(event.size() + kSealSize);
+    out.append(event);
+    out.append(reinterpret_cast<const char*>(&now_ms), sizeof(now_ms));
+    uint8_t mac[kMacSize];
+    // OpenSSL cannot fail here short of memory: an all-zero MAC is then
+    // dropped by the receivers like any forged one.
+    if (!mac_of(secret, out, mac)) std::memset(mac, 0, sizeof(mac));
+    out.append(reinterpret_cast<const char*>(mac), sizeof(mac));
+    return out;
+}
+
+Unsealed unseal(std::string_view secret, std::string_view sealed, uint64_t now_ms, uint32_t max_age_ms,
+                std::string_view& event) {
+    if (sealed.size() < kSealSize + 1) return Unsealed::Forged;  // an event has a kind byte at least
+    const std::string_view signed_bytes = sealed.substr(0, sealed.size() - kMacSize);
+    uint8_t mac[kMacSize];
+    if (!mac_of(secret, signed_bytes, mac) || CRYPTO_memcmp(mac, sealed.data() + signed_bytes.size(), kMacSize) != 0)
+        return Unsealed::Forged;
+    uint64_t sealed_ms = 0;
+    std::memcpy(&sealed_ms, signed_bytes.data() + signed_bytes.size() - sizeof(sealed_ms), sizeof(sealed_ms));
+    const uint64_t apart = sealed_ms > now_ms ? sealed_ms - now_ms : now_ms - sealed_ms;
+    if (apart > max_age_ms) return Unsealed::Stale;
+    event = signed_bytes.substr(0, signed_bytes.size() - sizeof(sealed_ms));
+    return Unsealed::Ok;
+}
+
 bool decode_message(std::string_view event, im::FanoutItem& out) {
     Reader r{event};
     if (r.number<char>() != kMessage) return false;
@@ -159,7 +215,7 @@ bool decode_message(std::string_view event, im::FanoutItem& out) {
 }  // namespace detail
 
 RedisCluster::RedisCluster(const Options& options, im::ClusterListener& listener, stats::PipelineBlock& stats)
-    : options_(options), listener_(listener), stats_(stats) {
+    : options_(options), listener_(listener), stats_(stats), token_reader_(options.url, options.timeout_ms) {
     uint8_t random[12];
     if (RAND_bytes(random, sizeof(random)) != 1) std::memcpy(random, &options_, std::min(sizeof(random), sizeof(options_)));
     char host[64] = "?";
@@ -200,11 +256,13 @@ bool RedisCluster::start(std::string& error) {
         std::this_thread::sleep_for(std::chrono::milliseconds(200));
     }
     if (!refresh_registry(client, error)) return false;
-    if (!client.command({"PUBLISH", kNodesChannel, event_head(kJoined, options_.node_id)}, error)) {
+    if (!client.command({"PUBLISH", kNodesChannel, detail::seal(options_.secret, event_head(kJoined, options_.node_id), unix_ms())},
+                        error)) {
         error = "cluster: announcing the node: " + error;
         return false;
     }
     master_address_ = client.master().host + ":" + std::to_string(client.master().port);
+    if (options_.check_fsync) check_fsync(client, false);  // the caller decides (refuse, or warn)
     sender_ok_ = true;
     sender_ = std::thread([this] { send_loop(); });
     pthread_setname_np(sender_.native_handle(), "cluster-send");
@@ -242,7 +300,7 @@ void RedisCluster::queue(Outgoing&& item) {
     // While Redis is down nothing could be sent: dropping at once keeps the
     // queue from holding stale logins and messages for the reconnection.
     if (stopping_ || !sender_ok_ || queued_bytes_ + bytes > options_.max_queued_bytes) {
-        stats_.cluster_events_dropped.add();
+        stats_.cluster_events_dropped.add_shared();
         return;
     }
     const bool was_empty = queued_.empty();
@@ -269,10 +327,11 @@ void RedisCluster::session_online(std::string_view uid, uint8_t device_flag, boo
     queue(std::move(item));
 }
 
-void RedisCluster::token_changed(std::string_view uid, uint8_t device_flag, const std::array<uint8_t, 32>& digest) {
+// Only which token changed: the receivers read it from the store (an event
+// that carried the digest would let whoever forges one set a user's token).
+void RedisCluster::token_changed(std::string_view uid, uint8_t device_flag, const std::array<uint8_t, 32>&) {
     std::string event = event_head(kToken, options_.node_id);
     event.push_back(char(device_flag));
-    event.append(reinterpret_cast<const char*>(digest.data()), digest.size());
     event.append(uid);
     queue(Outgoing{.event = std::move(event)});
 }
@@ -303,6 +362,28 @@ void RedisCluster::conversation_removed(const std::vector<std::string>& uids, st
     for (const std::string& uid : uids) put_str16(event, uid);
     event.append(channel_id);
     queue(Outgoing{.event = std::move(event)});
+}
+
+void RedisCluster::check_fsync(redis::Client& client, bool say) {
+    std::string detail;
+    const redis::Fsync found = redis::check_fsync(client, detail);
+    if (!say) {
+    } else if (found == redis::Fsync::Weaker)
+        log::write(log::Level::Error, "cluster",
+                   "Redis durability is weaker than --durability promises: %s (a SENDACK may be lost with the "
+                   "master; set appendonly yes and appendfsync always)",
+                   detail.c_str());
+    else if (found == redis::Fsync::Unknown)
+        log::write(log::Level::Warn, "cluster", "cannot check Redis's appendfsync: %s", detail.c_str());
+    std::lock_guard lock(fsync_mutex_);
+    fsync_ = found;
+    fsync_detail_ = std::move(detail);
+}
+
+redis::Fsync RedisCluster::fsync(std::string& detail) const {
+    std::lock_guard lock(fsync_mutex_);
+    detail = fsync_detail_;
+    return fsync_;
 }
 
 std::vector<uint32_t> RedisCluster::live_nodes() const {
@@ -349,7 +430,9 @@ bool RedisCluster::refresh_registry(redis::Client& client, std::string& error) {
     scanned_ = subscriptions;
     // Registered again: the others may have dropped this node from their
     // lists meanwhile, and should not wait for their next refresh.
-    if (result == 2 && !client.command({"PUBLISH", kNodesChannel, event_head(kJoined, options_.node_id)}, error))
+    if (result == 2 &&
+        !client.command({"PUBLISH", kNodesChannel, detail::seal(options_.secret, event_head(kJoined, options_.node_id), unix_ms())},
+                        error))
         return false;
     return true;
 }
@@ -368,9 +451,10 @@ bool RedisCluster::send_batch(redis::Client& client, std::deque<Outgoing>& batch
             ++sent;
         }
         if (item.event.empty()) continue;
+        const std::string sealed = detail::seal(options_.secret, item.event, unix_ms());
         for (uint32_t node : nodes) {
             if (node == options_.node_id) continue;
-            if (!client.append({"PUBLISH", bus_channel(node), item.event}, error)) return false;
+            if (!client.append({"PUBLISH", bus_channel(node), sealed}, error)) return false;
             ++sent;
         }
         stats_.cluster_events_out.add();
@@ -379,7 +463,7 @@ bool RedisCluster::send_batch(redis::Client& client, std::deque<Outgoing>& batch
         redis::Reply r = client.read(error);
         if (!r) return false;
         if (r->type == REDIS_REPLY_ERROR) {
-            stats_.cluster_redis_errors.add();
+            stats_.cluster_redis_errors.add_shared();
             log::write(log::Level::Warn, "cluster", "Redis refused a command: %.*s", int(r->len), r->str);
         }
     }
@@ -410,8 +494,8 @@ void RedisCluster::send_loop() {
         if (!ok) {
             // Down: what was queued is dropped (see queue()); the receivers
             // of those messages sync, as for a RECV lost with a connection.
-            if (!batch.empty()) stats_.cluster_events_dropped.add(batch.size());
-            stats_.cluster_redis_errors.add();
+            if (!batch.empty()) stats_.cluster_events_dropped.add_shared(batch.size());
+            stats_.cluster_redis_errors.add_shared();
             if (sender_ok_) log::write(log::Level::Warn, "cluster", "Redis unreachable: %s", error.c_str());
             sender_ok_ = false;
             client.disconnect();
@@ -419,6 +503,8 @@ void RedisCluster::send_loop() {
         } else if (!sender_ok_) {
             log::write(log::Level::Info, "cluster", "Redis reachable again");
             sender_ok_ = true;
+            // Perhaps another master now (a failover), perhaps reconfigured.
+            if (options_.check_fsync) check_fsync(client, true);
         }
         update_connected();
         batch.clear();
@@ -430,7 +516,8 @@ void RedisCluster::send_loop() {
         client.command({"EVAL", kLeave, "2", node_key(options_.node_id), kLiveNodesKey, boot_token_,
                         std::to_string(options_.node_id)},
                        error))
-        client.command({"PUBLISH", kNodesChannel, event_head(kLeft, options_.node_id)}, error);
+        client.command({"PUBLISH", kNodesChannel, detail::seal(options_.secret, event_head(kLeft, options_.node_id), unix_ms())},
+                       error);
 }
 
 // ---- the receiving thread ----
@@ -462,6 +549,9 @@ void RedisCluster::receive_loop() {
             }
             ever_subscribed = true;
             receiver_ok_ = true;
+            // Connected before a token event needs it: a token set through
+            // another node is then usable here one round trip later.
+            if (std::string unused; !token_reader_.connect(unused)) stats_.cluster_redis_errors.add_shared();
             // The sending thread reads the live nodes again before this
             // node counts as connected (see connected()).
             {
@@ -489,9 +579,51 @@ void RedisCluster::receive_loop() {
         if (r->type == REDIS_REPLY_ARRAY && r->elements == 3 && r->element[2]->type == REDIS_REPLY_STRING &&
             std::string_view(r->element[0]->str, r->element[0]->len) == "message") {
             stats_.cluster_events_in.add();
-            dispatch(std::string_view(r->element[2]->str, r->element[2]->len));
+            receive(std::string_view(r->element[2]->str, r->element[2]->len));
         }
     }
+}
+
+void RedisCluster::receive(std::string_view sealed) {
+    std::string_view event;
+    const detail::Unsealed verdict = detail::unseal(options_.secret, sealed, unix_ms(), options_.max_event_age_ms, event);
+    if (verdict == detail::Unsealed::Ok) return dispatch(event);
+    // Someone else publishes on the bus, a node has another secret, or
+    // the clocks of the nodes are apart: said at most every 10 s.
+    stats_.cluster_events_rejected.add();
+    static thread_local int64_t last_said_ms = -10000;
+    if (const int64_t now = steady_ms(); now - last_said_ms >= 10000) {
+        last_said_ms = now;
+        if (verdict == detail::Unsealed::Forged)
+            log::write(log::Level::Warn, "cluster",
+                       "dropped an event with a bad MAC: a publisher without the cluster secret, or another secret "
+                       "on some node (%llu events dropped so far)",
+                       (unsigned long long)stats_.cluster_events_rejected.get());
+        else
+            log::write(log::Level::Warn, "cluster",
+                       "dropped an event sealed more than %u ms away from this node's clock: a replay, or the "
+                       "nodes' clocks are apart",
+                       options_.max_event_age_ms);
+    }
+}
+
+void RedisCluster::reload_token(std::string_view uid, uint8_t device_flag) {
+    std::string error;
+    const std::string field(1, char(device_flag));
+    redis::Reply r = token_reader_.command({"HGET", token_key(uid), field}, error);
+    std::array<uint8_t, 32> digest{};
+    if (r && r->type == REDIS_REPLY_STRING && r->len == digest.size() + 1) {
+        std::memcpy(digest.data(), r->str, digest.size());
+    } else if (r && r->type == REDIS_REPLY_NIL) {
+        return;  // no token stored: nothing changed that this node could apply
+    } else {
+        // Unknown now: fail closed. No token hashes to all zeros, so logins
+        // of (uid, device) are refused until the next resync reads it.
+        stats_.cluster_redis_errors.add_shared();
+        log::write(log::Level::Warn, "cluster", "reading the changed token of %.*s: %s", int(uid.size()), uid.data(),
+                   r ? "unexpected record" : error.c_str());
+    }
+    listener_.on_token_changed(uid, device_flag, digest);
 }
 
 void RedisCluster::dispatch(std::string_view event) {
@@ -513,11 +645,7 @@ void RedisCluster::dispatch(std::string_view event) {
     }
     case kToken: {
         const uint8_t device_flag = r.number<uint8_t>();
-        std::array<uint8_t, 32> digest{};
-        const std::string_view bytes = r.bytes(digest.size());
-        if (!r.ok) return;
-        std::memcpy(digest.data(), bytes.data(), digest.size());
-        listener_.on_token_changed(r.rest, device_flag, digest);
+        if (r.ok) reload_token(r.rest, device_flag);
         return;
     }
     case kChannel: {

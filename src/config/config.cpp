@@ -293,6 +293,19 @@ const std::vector<Option>& options() {
                &Config::redis_wait_replicas, 0, 64),
         number("redis_log_max", "messages kept per channel in Redis, the oldest trimmed first (0: all)",
                &Config::redis_log_max, 0, 4000000000u),
+        {"redis_password_file",
+         "file holding the Redis AUTH password (one line), instead of one in the store URL; the URL's user, if any, "
+         "goes with it",
+         &Config::redis_password_file},
+        {"redis_durability_unchecked",
+         "start although Redis's appendonly/appendfsync make a SENDACK less durable than durability promises "
+         "(warned, not refused)",
+         &Config::redis_durability_unchecked},
+        {"cluster_secret",
+         "key (16+ bytes) of the HMAC that signs every event between nodes; required with a Redis store "
+         "(prefer cluster_secret_file)",
+         &Config::cluster_secret},
+        {"cluster_secret_file", "file holding cluster_secret (one line), read at start", &Config::cluster_secret_file},
         {"instance", "stats segment name (/dev/shm/limaoim-NAME); empty = the port number", &Config::instance, 0, 0,
          plain_instance_name},
         number("workers", "io_uring worker threads; 0 = as many as max_conns needs under the fd limit",
@@ -746,6 +759,44 @@ std::optional<Config> load_config(int argc, char** argv, std::string& error, boo
         }
     }
     return config;
+}
+
+namespace {
+
+// A secret from a file: its contents, one trailing line end stripped.
+// Messages name the file, never what it holds.
+bool read_secret_file(std::string_view key, const std::string& path, std::string& secret, std::string& error) {
+    std::string contents;
+    if (!read_file(path, contents, error)) {
+        error = std::string(key) + ": " + error;
+        return false;
+    }
+    if (contents.ends_with('\n')) contents.pop_back();
+    if (contents.ends_with('\r')) contents.pop_back();
+    if (contents.empty()) return fail(error, key, path + " is empty");
+    secret = std::move(contents);
+    return true;
+}
+
+}  // namespace
+
+bool read_secret_files(Config& config, std::string& error) {
+    if (!config.redis_password_file.empty() &&
+        !read_secret_file("redis_password_file", config.redis_password_file, config.redis_password, error))
+        return false;
+    if (config.cluster_secret_file.empty()) return true;
+    if (!config.cluster_secret.empty())
+        return fail(error, "cluster_secret_file", "cluster_secret is set too: give the secret once");
+    return read_secret_file("cluster_secret_file", config.cluster_secret_file, config.cluster_secret, error);
+}
+
+std::string signed_cluster(const Config& config) {
+    if (config.store == "embedded") return {};
+    if (config.cluster_secret.empty())
+        return "a Redis store needs cluster_secret or cluster_secret_file: the key that signs the events between "
+               "nodes, the same on every node (e.g. openssl rand -hex 32 > /etc/limaoim/cluster.secret)";
+    if (config.cluster_secret.size() < 16) return "cluster_secret must be at least 16 bytes";
+    return {};
 }
 
 namespace {

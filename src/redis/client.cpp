@@ -79,7 +79,45 @@ Reply run(redisContext* context, const std::vector<std::string_view>& args, std:
     return reply;
 }
 
+// %XX escapes, so a password may hold ':', '@' or '/'; false on a bad escape.
+bool percent_decode(std::string_view text, std::string& out) {
+    out.clear();
+    for (size_t i = 0; i < text.size(); ++i) {
+        if (text[i] != '%') {
+            out.push_back(text[i]);
+            continue;
+        }
+        uint8_t byte = 0;
+        if (i + 3 > text.size()) return false;
+        auto [end, ec] = std::from_chars(text.data() + i + 1, text.data() + i + 3, byte, 16);
+        if (ec != std::errc() || end != text.data() + i + 3) return false;
+        out.push_back(char(byte));
+        i += 2;
+    }
+    return true;
+}
+
+// Where the credentials of a URL end: its last '@' (a master name or a
+// database never holds one), or npos.
+size_t credentials_end(std::string_view after_scheme) { return after_scheme.rfind('@'); }
+
 }  // namespace
+
+std::string masked(std::string_view text) {
+    const size_t scheme_end = text.find("://");
+    if (scheme_end == std::string_view::npos) return std::string(text);
+    const std::string_view rest = text.substr(scheme_end + 3);
+    const size_t at = credentials_end(rest);
+    if (at == std::string_view::npos) return std::string(text);
+    const std::string_view userinfo = rest.substr(0, at);
+    const size_t colon = userinfo.find(':');
+    std::string out(text.substr(0, scheme_end + 3));
+    // USER:***, or *** alone for credentials without ':' (a password perhaps).
+    if (colon != std::string_view::npos) out.append(userinfo.substr(0, colon)).push_back(':');
+    out.append("***");
+    out.append(rest.substr(at));
+    return out;
+}
 
 bool parse_url(std::string_view text, Url& out, std::string& error) {
     out = Url{};
@@ -90,20 +128,32 @@ bool parse_url(std::string_view text, Url& out, std::string& error) {
         return false;
     }
     std::string_view rest = text.substr(via_sentinel ? sentinel.size() : plain.size());
-    // Never echo credentials back into a log line.
-    if (rest.find('@') != std::string_view::npos) {
-        error = "credentials in a Redis URL are not supported";
-        return false;
+    // Errors show the URL masked: never a password in a log line.
+    const std::string shown = masked(text);
+    if (const size_t at = credentials_end(rest); at != std::string_view::npos) {
+        const std::string_view userinfo = rest.substr(0, at);
+        const size_t colon = userinfo.find(':');
+        if (colon == std::string_view::npos) {
+            error = "credentials in a Redis URL are USER:PASSWORD@ or :PASSWORD@ (" + shown + ")";
+            return false;
+        }
+        if (!percent_decode(userinfo.substr(0, colon), out.user) ||
+            !percent_decode(userinfo.substr(colon + 1), out.password)) {
+            out = Url{};
+            error = "bad %XX escape in the credentials of " + shown;
+            return false;
+        }
+        rest = rest.substr(at + 1);
     }
     if (rest.find_first_of("?#") != std::string_view::npos) {
-        error = "a Redis URL takes no query or fragment: " + std::string(text);
+        error = "a Redis URL takes no query or fragment: " + shown;
         return false;
     }
     const size_t slash = rest.find('/');
     std::string_view hosts = rest.substr(0, slash);
     std::string_view path = slash == std::string_view::npos ? std::string_view{} : rest.substr(slash + 1);
     if (hosts.empty()) {
-        error = "no HOST:PORT in " + std::string(text);
+        error = "no HOST:PORT in " + shown;
         return false;
     }
     while (!hosts.empty()) {
@@ -113,7 +163,7 @@ bool parse_url(std::string_view text, Url& out, std::string& error) {
         out.servers.push_back(std::move(endpoint));
         hosts = comma == std::string_view::npos ? std::string_view{} : hosts.substr(comma + 1);
         if (comma != std::string_view::npos && hosts.empty()) {
-            error = "trailing comma in " + std::string(text);
+            error = "trailing comma in " + shown;
             return false;
         }
     }
@@ -189,8 +239,12 @@ bool Client::connect(std::string& error) {
     if (resolve_master(error) && (context_ = open_context(master_, timeout_ms_, error)) != nullptr) {
         // A sentinel's answer may be stale and a plain URL may name a replica:
         // only a master takes the writes.
-        Reply role = run(context_, {"ROLE"}, error);
-        if (role && role->type == REDIS_REPLY_ARRAY && role->elements > 0 &&
+        Reply role;
+        const bool authenticated = url_.password.empty() || authenticate(error);
+        if (authenticated) role = run(context_, {"ROLE"}, error);
+        if (!authenticated) {
+            error = where(master_) + ": AUTH" + (url_.user.empty() ? "" : " as " + url_.user) + ": " + error;
+        } else if (role && role->type == REDIS_REPLY_ARRAY && role->elements > 0 &&
             std::string_view(role->element[0]->str, role->element[0]->len) == "master") {
             const std::string db = std::to_string(url_.db);
             if (url_.db == 0 || run(context_, {"SELECT", db}, error)) {
@@ -210,6 +264,11 @@ bool Client::connect(std::string& error) {
     next_attempt_ms_ = now + backoff_ms_;
     last_error_ = error;
     return false;
+}
+
+bool Client::authenticate(std::string& error) {
+    if (url_.user.empty()) return bool(run(context_, {"AUTH", url_.password}, error));
+    return bool(run(context_, {"AUTH", url_.user, url_.password}, error));
 }
 
 Reply Client::command(const std::vector<std::string_view>& args, std::string& error) {
@@ -250,5 +309,23 @@ Reply Client::read(std::string& error) {
 }
 
 int Client::fd() const { return context_ != nullptr ? context_->fd : -1; }
+
+Fsync check_fsync(Client& client, std::string& detail) {
+    std::string values[2];
+    const char* names[2] = {"appendonly", "appendfsync"};
+    for (int i = 0; i < 2; ++i) {
+        std::string error;
+        Reply reply = client.command({"CONFIG", "GET", names[i]}, error);
+        if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
+            reply->element[1]->type != REDIS_REPLY_STRING) {
+            detail = "CONFIG GET " + std::string(names[i]) + " on " + where(client.master()) + ": " +
+                     (reply ? "unexpected reply" : error);
+            return Fsync::Unknown;
+        }
+        values[i].assign(reply->element[1]->str, reply->element[1]->len);
+    }
+    detail = where(client.master()) + " has appendonly " + values[0] + ", appendfsync " + values[1];
+    return values[0] == "yes" && values[1] == "always" ? Fsync::Always : Fsync::Weaker;
+}
 
 }  // namespace limaoim::redis

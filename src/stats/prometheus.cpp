@@ -265,10 +265,13 @@ void cluster(std::string& out, const Snapshot& s) {
     counter(out, "cluster_events_in_total", "Events the other nodes sent here.", p.cluster_events_in);
     counter(out, "cluster_events_dropped_total", "Events not sent: Redis down or the send queue full.",
             p.cluster_events_dropped);
-    counter(out, "cluster_redis_errors_total", "Redis connections or commands of the cluster's sender that failed.",
+    counter(out, "cluster_redis_errors_total", "Redis connections or commands of the cluster that failed.",
             p.cluster_redis_errors);
     counter(out, "cluster_resyncs_total", "Reconnections after which the cached tokens and channels were read again.",
             p.cluster_resyncs);
+    counter(out, "cluster_events_rejected_total",
+            "Events dropped unheard: a bad MAC (not sealed with the cluster secret) or sealed too long ago (a replay).",
+            p.cluster_events_rejected);
 }
 
 }  // namespace

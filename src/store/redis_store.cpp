@@ -767,6 +767,7 @@ std::unique_ptr<Store> open_redis(const RedisOptions& options, std::string& erro
         error = "redis: bad URL: " + error;
         return nullptr;
     }
+    if (!options.password.empty()) url.password = options.password;
     if (options.dedupe_window_ms == 0) {
         error = "redis: the dedupe window must be at least 1 ms";
         return nullptr;
@@ -774,7 +775,7 @@ std::unique_ptr<Store> open_redis(const RedisOptions& options, std::string& erro
     redis::Client client(url, options.timeout_ms);
     redis::Reply sha = client.command({"SCRIPT", "LOAD", commit_script}, error);
     if (!sha || sha->type != REDIS_REPLY_STRING) {
-        error = "redis: cannot open " + options.url + ": " + (sha ? "unexpected SCRIPT LOAD reply" : error);
+        error = "redis: cannot open " + redis::masked(options.url) + ": " + (sha ? "unexpected SCRIPT LOAD reply" : error);
         return nullptr;
     }
     return std::make_unique<RedisStore>(options, std::move(url), std::string(text(sha)));

@@ -16,6 +16,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cctype>
+#include <fstream>
 #include <map>
 #include <memory>
 #include <set>
@@ -186,6 +187,51 @@ HttpResult wait_health(uint16_t http_port, int status, int timeout_ms) {
         std::this_thread::sleep_for(milliseconds(100));
     } while (Clock::now() < deadline);
     return h;
+}
+
+// `bytes` as printf(1) octal escapes: a shell argument cannot carry NUL bytes.
+std::string printf_escaped(std::string_view bytes) {
+    std::string escaped;
+    for (unsigned char c : bytes) {
+        char octal[8];
+        std::snprintf(octal, sizeof octal, "\\%03o", c);
+        escaped += octal;
+    }
+    return escaped;
+}
+
+// PUBLISHes `event` on `channel` as a node does (src/cluster/redis_cluster.cpp):
+// followed by the unix time in ms (u64) and HMAC-SHA256(secret, event + time),
+// made here by openssl(1); raw when `secret` is empty. Redis's answer: the
+// number of subscribers that got it.
+std::string publish_event(const RedisServer& redis, const std::string& channel, std::string event,
+                          const std::string& secret, const std::string& redis_cli_auth = "") {
+    const uint64_t now = uint64_t(duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count());
+    if (!secret.empty()) event.append(reinterpret_cast<const char*>(&now), sizeof now);
+    const std::string bytes = "printf '" + printf_escaped(event) + "'";
+    const std::string sealed =
+        secret.empty() ? bytes : "{ " + bytes + "; " + bytes + " | openssl dgst -sha256 -hmac '" + secret + "' -binary; }";
+    auto [status, receivers] = run_command(sealed + " | redis-cli -p " + std::to_string(redis.port()) + " " +
+                                           redis_cli_auth + " -x PUBLISH '" + channel + "'");
+    REQUIRE(status == 0);
+    return receivers;
+}
+
+// The server binary run directly, for a node that should refuse to start:
+// its exit status and output (bounded by timeout(1): 137 if still running).
+std::pair<int, std::string> run_node(const std::string& args) {
+    const uint16_t port = free_port();
+    const std::string instance = "it-node-" + std::to_string(port);
+    char dir[] = "/tmp/limaoim-it-data-XXXXXX";
+    REQUIRE(mkdtemp(dir));
+    const std::string cmd = std::string("timeout -s KILL 20 ") + LIMAOIM_SERVER_BIN + " --addr 127.0.0.1 --port " +
+                            std::to_string(port) + " --instance " + instance + " --mode test --data-dir " + dir +
+                            " --http-addr 127.0.0.1:" + std::to_string(free_port()) + " --ws-addr 127.0.0.1:" +
+                            std::to_string(free_port()) + " " + args + " 2>&1";
+    auto result = run_command(cmd);
+    ImServer::remove_dir(dir);
+    unlink(("/dev/shm/limaoim-" + instance).c_str());
+    return result;
 }
 
 // ---- bursts: a sender that reconnects and resends what was not acked ----
@@ -686,20 +732,10 @@ TEST_CASE("cluster: a second node with a node id already taken on the same Redis
     REQUIRE_MESSAGE(redis.started(), "redis-server did not start:\n" << redis.log());
     auto first = start_node(redis.url(), 7);
 
-    // The same id: run the binary directly to see its exit status (bounded by timeout(1)).
-    const uint16_t port = free_port();
-    const std::string instance = "it-dup-" + std::to_string(port);
-    char dir[] = "/tmp/limaoim-it-data-XXXXXX";
-    REQUIRE(mkdtemp(dir));
-    const std::string cmd = std::string("timeout -s KILL 20 ") + LIMAOIM_SERVER_BIN + " --addr 127.0.0.1 --port " +
-                            std::to_string(port) + " --instance " + instance + " --mode test --data-dir " + dir +
-                            " --http-addr 127.0.0.1:" + std::to_string(free_port()) + " --ws-addr 127.0.0.1:" +
-                            std::to_string(free_port()) + " --store " + redis.url() + " --node-id 7 2>&1";
+    // The same id: run the binary directly to see its exit status.
     const auto t0 = Clock::now();
-    auto [status, out] = run_command(cmd);
+    auto [status, out] = run_node("--store " + redis.url() + " --node-id 7 --cluster-secret " + kTestClusterSecret);
     const int64_t took = ms_since(t0);
-    ImServer::remove_dir(dir);
-    unlink(("/dev/shm/limaoim-" + instance).c_str());
     MESSAGE("the second node with id 7 exited with status " << status << " after " << took << " ms");
     CHECK_MESSAGE(status == 1, "status " << status << " (137: still running after 20 s, killed):\n" << out);
     CHECK(took < 10000);
@@ -1103,17 +1139,7 @@ TEST_CASE("cluster: a login event that comes late (an older login elsewhere) doe
         const uint64_t ms = uint64_t(login_ms);
         event.append(reinterpret_cast<const char*>(&ms), 8);
         event.append("alice");
-        std::string escaped;
-        for (unsigned char c : event) {
-            char octal[8];
-            std::snprintf(octal, sizeof octal, "\\%03o", c);
-            escaped += octal;
-        }
-        // Through a pipe: a shell argument cannot carry the NUL bytes.
-        auto [status, receivers] = run_command("printf '" + escaped + "' | redis-cli -p " + std::to_string(redis.port()) +
-                                               " -x PUBLISH 'lim:bus:{1}'");
-        REQUIRE(status == 0);
-        return receivers;
+        return publish_event(redis, "lim:bus:{1}", event, kTestClusterSecret);
     };
     const int64_t now = std::chrono::duration_cast<milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
     // A minute older than alice's login: late news, alice stays.
@@ -1124,4 +1150,120 @@ TEST_CASE("cluster: a login event that comes late (an older login elsewhere) doe
     // A login after hers: she is kicked.
     REQUIRE(publish_login(now + 60000) == "1\n");
     expect_kicked(alice, 5000);
+}
+
+// ---- trust: Redis AUTH, signed events, durability ----
+
+TEST_CASE("cluster: forged events published on Redis are dropped: a token change does not let its publisher log in") {
+    RedisServer redis;
+    REQUIRE_MESSAGE(redis.started(), "redis-server did not start:\n" << redis.log());
+    auto nodes = start_nodes(redis.url(), 2, /*test_mode=*/false);
+    ImServer& n2 = *nodes[1];
+    set_token(n2.http_port(), "alice", "real-token", 0);  // through the node attacked: it knows the token now
+
+    // What one who can PUBLISH on the Redis, but has not the cluster secret,
+    // sends node 2: a token change "from node 1" carrying the digest of a
+    // token of their choice (the format before events were sealed), the
+    // same with a made-up seal, and one sealed with another secret.
+    auto [status, digest_hex] = run_command("printf evil-token | sha256sum | cut -c1-64");
+    REQUIRE(status == 0);
+    std::string digest;
+    for (size_t i = 0; i + 1 < digest_hex.size(); i += 2) digest.push_back(char(std::stoi(digest_hex.substr(i, 2), nullptr, 16)));
+    REQUIRE(digest.size() == 32);
+    std::string token_event = "T";
+    const uint16_t from_node = 1;
+    token_event.append(reinterpret_cast<const char*>(&from_node), 2);
+    token_event.push_back('\0');  // device flag APP
+    CHECK(publish_event(redis, "lim:bus:{2}", token_event + digest + "alice", "") == "1\n");
+    CHECK(publish_event(redis, "lim:bus:{2}", token_event + digest + "alice" + std::string(40, 'x'), "") == "1\n");
+    CHECK(publish_event(redis, "lim:bus:{2}", token_event + "alice", "not-the-cluster-secret") == "1\n");
+    CHECK(n2.process().wait_stat("pipeline.cluster_events_rejected", 3, 2000) == 3);
+
+    ChatClient attacker;
+    REQUIRE(attacker.connect(n2.port()));
+    CHECK(attacker.login("alice", "evil-token", 4, 0).reason == 2);
+    ChatClient alice = online(n2, "alice", 4, 0, "real-token");
+    CHECK(ping_pong(alice));
+    CHECK(n2.log().find("dropped an event with a bad MAC") != std::string::npos);
+
+    // A sealed token change names no token: the receiver reads the stored
+    // one (still real-token), so even a valid event cannot set it.
+    CHECK(publish_event(redis, "lim:bus:{2}", token_event + "alice", kTestClusterSecret) == "1\n");
+    expect_kicked(alice, 3000);
+    ChatClient again = online(n2, "alice", 4, 0, "real-token");
+    CHECK(ping_pong(again));
+}
+
+TEST_CASE("cluster: Redis with requirepass and an ACL user: credentials from the URL or a file; a wrong one stops the "
+          "start without showing it") {
+    RedisServer redis({"--requirepass", "rq-pass", "--user", "limaoim", "on", ">acl-pass", "~*", "&*", "+@all"});
+    REQUIRE_MESSAGE(redis.started(), "redis-server did not start:\n" << redis.log());
+    const std::string host = "127.0.0.1:" + std::to_string(redis.port());
+    char dir[] = "/tmp/limaoim-it-secret-XXXXXX";
+    REQUIRE(mkdtemp(dir));
+    const std::string password_file = std::string(dir) + "/redis.pw";
+    std::ofstream(password_file) << "acl-pass\n";
+
+    auto n1 = start_node("redis://:rq-pass@" + host + "/0", 1);
+    auto n2 = start_node("redis://limaoim:@" + host + "/0", 2, true, {"--redis-password-file", password_file});
+    CHECK(n1->log().find("rq-pass") == std::string::npos);
+    ChatClient alice = online(*n1, "alice", 4, 0);
+    ChatClient bob = online(*n2, "bob", 4, 0);
+    proto::SendackPacket ack = send_acked(alice, "bob", 1, "through an authenticated Redis", 1, "auth-1");
+    REQUIRE(ack.reason_code == 1);
+    expect_recv(bob, "alice", 1, "alice", "through an authenticated Redis", ack);
+
+    for (const std::string& store : {"redis://:wrong-pass@" + host + "/0", "redis://limaoim:wrong-pass@" + host + "/0",
+                                     "redis://" + host + "/0"}) {
+        auto [status, out] = run_node("--store " + store + " --node-id 3 --cluster-secret " + kTestClusterSecret);
+        CHECK_MESSAGE(status == 1, store << ": status " << status << "\n" << out);
+        CHECK_MESSAGE((out.find("AUTH") != std::string::npos || out.find("NOAUTH") != std::string::npos), out);
+        CHECK_MESSAGE(out.find("wrong-pass") == std::string::npos, out);
+    }
+    std::ofstream(password_file) << "wrong-pass\n";
+    auto [status, out] = run_node("--store redis://limaoim:@" + host + "/0 --node-id 3 --cluster-secret " +
+                                  kTestClusterSecret + " --redis-password-file " + password_file);
+    CHECK_MESSAGE(status == 1, out);
+    CHECK_MESSAGE(out.find("wrong-pass") == std::string::npos, out);
+    // No cluster secret: refused before anything is opened.
+    auto [no_secret, said] = run_node("--store redis://:rq-pass@" + host + "/0 --node-id 3");
+    CHECK(no_secret == 2);
+    CHECK_MESSAGE(said.find("cluster_secret") != std::string::npos, said);
+    CHECK_MESSAGE(said.find("rq-pass") == std::string::npos, said);
+    ImServer::remove_dir(dir);
+}
+
+TEST_CASE("cluster: durability group on a Redis that does not fsync every write is refused at start, accepted with "
+          "--redis-durability-unchecked, and reported by /health when found after a reconnection") {
+    RedisServer weak({"--appendfsync", "everysec"});
+    REQUIRE_MESSAGE(weak.started(), "redis-server did not start:\n" << weak.log());
+    auto [status, out] = run_node("--store " + weak.url() + " --node-id 1 --cluster-secret " + kTestClusterSecret);
+    CHECK_MESSAGE(status == 1, out);
+    CHECK_MESSAGE(out.find("appendfsync everysec") != std::string::npos, out);
+    CHECK_MESSAGE(out.find("appendfsync always") != std::string::npos, out);
+    CHECK_MESSAGE(out.find("--redis-durability-unchecked") != std::string::npos, out);
+    {
+        auto accepted = start_node(weak.url(), 1, true, {"--redis-durability-unchecked"});
+        CHECK(accepted->log().find("accepted by --redis-durability-unchecked") != std::string::npos);
+        CHECK(wait_health(accepted->http_port(), 200, 2000).status == 200);
+    }
+    auto none = start_node(weak.url(), 2, true, {"--durability", "none"});  // promises nothing: not checked
+    CHECK(wait_health(none->http_port(), 200, 2000).status == 200);
+
+    // Weakened under a running node: seen when it reconnects.
+    RedisServer redis;
+    REQUIRE_MESSAGE(redis.started(), "redis-server did not start:\n" << redis.log());
+    auto node = start_node(redis.url(), 1);
+    REQUIRE(wait_health(node->http_port(), 200, 2000).status == 200);
+    REQUIRE(redis.cli("CONFIG SET appendfsync everysec") == "OK\n");
+    redis.cli("CLIENT KILL TYPE normal");
+    // (The killed connections may first fail the store's probe: wait for the durability's own answer.)
+    HttpResult h;
+    const auto t0 = Clock::now();
+    do {
+        h = wait_health(node->http_port(), 503, 5000);
+    } while (h.body.find("durability") == std::string::npos && ms_since(t0) < 5000);
+    CHECK_MESSAGE(h.status == 503, h.body);
+    CHECK_MESSAGE(h.body.find("durability weaker than promised") != std::string::npos, h.body);
+    CHECK(node->log().find("Redis durability is weaker") != std::string::npos);
 }

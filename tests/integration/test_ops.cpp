@@ -109,22 +109,27 @@ TEST_CASE("--check-config FILE: config OK and exit 0, or the error and exit 2; n
     auto [open_status, open_api] = run_command(std::string(LIMAOIM_SERVER_BIN) + " --check-config " + file + " 2>&1");
     CHECK(open_status == 2);
     CHECK_MESSAGE(open_api.find("set http_secret") != std::string::npos, open_api);
-    auto [store_status, store] = run_command("LIMAOIM_STORE=redis://:pw@127.0.0.1:6379/0 " +
+    // A Redis store needs the cluster secret; the URL's password is never shown.
+    const std::string secret = "LIMAOIM_CLUSTER_SECRET=0123456789abcdef ";
+    auto [store_status, store] = run_command("LIMAOIM_STORE=redis://limaoim:s3cr3t-pw@127.0.0.1:6379/0 " +
                                              std::string(LIMAOIM_SERVER_BIN) + " --check-config " + file +
                                              " --http-addr 127.0.0.1:1516 2>&1");
     CHECK(store_status == 2);
-    // Redis AUTH is not supported yet: refused, and the password never shown.
-    CHECK_MESSAGE(store.find("credentials in a Redis URL are not supported") != std::string::npos, store);
-    CHECK(store.find("pw") == std::string::npos);
-    auto [port_status, bad_port] = run_command("LIMAOIM_STORE=redis://127.0.0.1:x/0 " + std::string(LIMAOIM_SERVER_BIN) +
-                                               " --check-config " + file + " --http-addr 127.0.0.1:1516 2>&1");
+    CHECK_MESSAGE(store.find("cluster_secret") != std::string::npos, store);
+    CHECK(store.find("s3cr3t-pw") == std::string::npos);
+    auto [port_status, bad_port] = run_command(secret + "LIMAOIM_STORE=redis://:s3cr3t-pw@127.0.0.1:x/0 " +
+                                               std::string(LIMAOIM_SERVER_BIN) + " --check-config " + file +
+                                               " --http-addr 127.0.0.1:1516 2>&1");
     CHECK(port_status == 2);
     CHECK_MESSAGE(bad_port.find("no valid port") != std::string::npos, bad_port);
+    CHECK(bad_port.find("s3cr3t-pw") == std::string::npos);
     // A good URL passes the check: nothing is connected by --check-config.
-    auto [good_status, good] = run_command("LIMAOIM_STORE=redis://127.0.0.1:1/0 " + std::string(LIMAOIM_SERVER_BIN) +
-                                           " --check-config " + file + " --http-addr 127.0.0.1:1516 2>&1");
+    auto [good_status, good] = run_command(secret + "LIMAOIM_STORE=redis://limaoim:s3cr3t-pw@127.0.0.1:1/0 " +
+                                           std::string(LIMAOIM_SERVER_BIN) + " --check-config " + file +
+                                           " --http-addr 127.0.0.1:1516 2>&1");
     CHECK_MESSAGE(good_status == 0, good);
     CHECK(good.find("store redis://127.0.0.1:1 node 1") != std::string::npos);
+    CHECK(good.find("s3cr3t-pw") == std::string::npos);
     unlink(file.c_str());
     auto [missing_status, missing] = run_command(std::string(LIMAOIM_SERVER_BIN) + " --check-config " + file + " 2>&1");
     CHECK(missing_status == 2);

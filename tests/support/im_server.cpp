@@ -39,6 +39,13 @@ ImServer::ImServer(std::vector<std::string> extra_args, std::string data_dir, bo
         if (!redis_->started()) return;
         extra_args_.insert(extra_args_.begin(), {"--store", redis_->url()});
     }
+    bool on_redis = false, secret_given = false;
+    for (const std::string& a : extra_args_) {
+        on_redis = on_redis || a.starts_with("redis://") || a.starts_with("redis+sentinel://") ||
+                   a.starts_with("--store=redis");
+        secret_given = secret_given || a.starts_with("--cluster-secret");
+    }
+    if (on_redis && !secret_given) extra_args_.insert(extra_args_.end(), {"--cluster-secret", kTestClusterSecret});
     if (data_dir_.empty()) {
         char tmpl[] = "/tmp/limaoim-it-data-XXXXXX";
         if (!mkdtemp(tmpl)) return;

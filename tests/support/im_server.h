@@ -21,6 +21,10 @@ namespace limaoim::testing {
 
 class RedisServer;
 
+// The cluster secret a Redis-backed ImServer gets unless its arguments
+// give one (a Redis store requires it).
+inline constexpr const char* kTestClusterSecret = "limaoim-test-cluster-secret";
+
 class ImServer {
 public:
     explicit ImServer(std::vector<std::string> extra_args = {}, std::string data_dir = "", bool test_mode = true);

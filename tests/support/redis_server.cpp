@@ -41,7 +41,8 @@ pid_t spawn(const std::vector<std::string>& args) {
     return pid;
 }
 
-// One PING over a fresh connection; a server still loading its AOF answers -LOADING.
+// One PING over a fresh connection; a server still loading its AOF answers
+// -LOADING, one that wants a password -NOAUTH (it is up).
 bool answers_ping(uint16_t port) {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     sockaddr_in sa{};
@@ -52,7 +53,7 @@ bool answers_ping(uint16_t port) {
     char reply[16] = {};
     pollfd readable{fd, POLLIN, 0};
     ok = ok && poll(&readable, 1, 1000) == 1 && read(fd, reply, sizeof reply - 1) > 0 &&
-         std::string_view(reply).starts_with("+PONG");
+         (std::string_view(reply).starts_with("+PONG") || std::string_view(reply).starts_with("-NOAUTH"));
     close(fd);
     return ok;
 }

@@ -83,3 +83,48 @@ TEST_CASE("cluster: a cut or corrupt message event is refused") {
     std::memcpy(huge.data() + 4, &count, 4);
     CHECK_FALSE(cluster::detail::decode_message(huge, out));
 }
+
+TEST_CASE("cluster: a sealed event opens with the secret, within the age window only") {
+    const std::string secret = "0123456789abcdef-cluster";
+    const std::string event = std::string("T\x01\x00\x01", 4) + "alice";
+    const uint64_t now = 1'800'000'000'000;
+    const std::string sealed = cluster::detail::seal(secret, event, now);
+    CHECK(sealed.size() == event.size() + 8 + 32);
+    std::string_view opened;
+    using cluster::detail::Unsealed;
+
+    SUBCASE("verified") {
+        CHECK(cluster::detail::unseal(secret, sealed, now, 30000, opened) == Unsealed::Ok);
+        CHECK(opened == event);
+        CHECK(cluster::detail::unseal(secret, sealed, now + 30000, 30000, opened) == Unsealed::Ok);  // clocks a little apart
+        CHECK(cluster::detail::unseal(secret, sealed, now - 30000, 30000, opened) == Unsealed::Ok);
+    }
+    SUBCASE("forged: another secret, an edited event, an edited time, a bare event") {
+        CHECK(cluster::detail::unseal("another secret!!", sealed, now, 30000, opened) == Unsealed::Forged);
+        for (size_t at : {size_t(0), size_t(4), event.size(), sealed.size() - 1}) {
+            std::string edited = sealed;
+            edited[at] ^= 0x01;  // a byte of the event, its time, its MAC
+            CHECK_MESSAGE(cluster::detail::unseal(secret, edited, now, 30000, opened) == Unsealed::Forged, at);
+        }
+        // What an attacker without the secret publishes: the old, unsealed format.
+        CHECK(cluster::detail::unseal(secret, event + std::string(40, '\0'), now, 30000, opened) == Unsealed::Forged);
+        // Another uid with the original seal.
+        std::string other = sealed;
+        other.replace(4, 5, "mallo");
+        CHECK(cluster::detail::unseal(secret, other, now, 30000, opened) == Unsealed::Forged);
+    }
+    SUBCASE("replayed: sealed longer ago than the window, or ahead of it") {
+        CHECK(cluster::detail::unseal(secret, sealed, now + 30001, 30000, opened) == Unsealed::Stale);
+        CHECK(cluster::detail::unseal(secret, sealed, now + 3'600'000, 30000, opened) == Unsealed::Stale);
+        CHECK(cluster::detail::unseal(secret, sealed, now - 30001, 30000, opened) == Unsealed::Stale);
+    }
+    SUBCASE("truncated: any cut is refused, an empty one too") {
+        for (size_t keep = 0; keep < sealed.size(); ++keep)
+            CHECK_MESSAGE(cluster::detail::unseal(secret, std::string_view(sealed).substr(0, keep), now, 30000, opened) ==
+                              Unsealed::Forged,
+                          keep);
+        // Sealed empty: too short to be an event even with a valid MAC.
+        CHECK(cluster::detail::unseal(secret, cluster::detail::seal(secret, "", now), now, 30000, opened) ==
+              Unsealed::Forged);
+    }
+}

@@ -163,6 +163,10 @@ const std::map<std::string, Sample>& samples() {
         {"redis_timeout_ms", {"750", "750"}},
         {"redis_wait_replicas", {"2", "2"}},
         {"redis_log_max", {"5000", "5000"}},
+        {"redis_password_file", {"/run/secrets/redis", "\"/run/secrets/redis\""}},
+        {"redis_durability_unchecked", {"true", "true"}},
+        {"cluster_secret", {"0123456789abcdef", "\"0123456789abcdef\""}},
+        {"cluster_secret_file", {"/run/secrets/cluster", "\"/run/secrets/cluster\""}},
         {"instance", {"edge-1", "\"edge-1\""}},
         {"workers", {"4096", "4096"}},
         {"max_conns", {"12", "12"}},
@@ -662,4 +666,39 @@ TEST_CASE_FIXTURE(CleanEnvironment, "log_level: one of four names; --verbose and
     CHECK(limaoim::effective_log_level(loaded_config({"--log-level", "warn", "--verbose"})) == "debug");
     CHECK(error_of({"--log-level", "loud"}) ==
           "--log-level: log_level must be 'error', 'warn', 'info' or 'debug', got 'loud'");
+}
+
+TEST_CASE_FIXTURE(CleanEnvironment, "secret files: read at start, line end stripped, never shown; Redis needs a cluster secret") {
+    char dir_template[] = "/tmp/limaoim-secrets-XXXXXX";
+    REQUIRE(mkdtemp(dir_template) != nullptr);
+    const std::string dir = dir_template, password = dir + "/redis", secret = dir + "/cluster", empty = dir + "/empty";
+    std::ofstream(password) << "p@ss word\n";
+    std::ofstream(secret) << "0123456789abcdef0123\r\n";
+    std::ofstream(empty) << "\n";
+    std::string error;
+
+    Config config = loaded_config({"--store", "redis://h:1", "--redis-password-file", password, "--cluster-secret-file", secret});
+    CHECK(config.redis_password.empty());  // not until read_secret_files()
+    REQUIRE_MESSAGE(limaoim::read_secret_files(config, error), error);
+    CHECK(config.redis_password == "p@ss word");
+    CHECK(config.cluster_secret == "0123456789abcdef0123");
+    CHECK(limaoim::signed_cluster(config).empty());
+    CHECK(limaoim::summary(config).find("p@ss") == std::string::npos);
+
+    config = loaded_config({"--redis-password-file", empty});
+    CHECK_FALSE(limaoim::read_secret_files(config, error));
+    CHECK(error == "redis_password_file: " + empty + " is empty");
+    config = loaded_config({"--cluster-secret-file", dir + "/missing"});
+    CHECK_FALSE(limaoim::read_secret_files(config, error));
+    CHECK(error.find("cluster_secret_file: " + dir + "/missing: cannot read") == 0);
+    config = loaded_config({"--cluster-secret-file", secret, "--cluster-secret", "0123456789abcdef"});
+    CHECK_FALSE(limaoim::read_secret_files(config, error));
+    CHECK(error.find("give the secret once") != std::string::npos);
+
+    CHECK(limaoim::signed_cluster(loaded_config({})).empty());  // embedded: no other node
+    CHECK(limaoim::signed_cluster(loaded_config({"--store", "redis://h:1"})).find("cluster_secret_file") != std::string::npos);
+    CHECK(limaoim::signed_cluster(loaded_config({"--store", "redis://h:1", "--cluster-secret", "short"})) ==
+          "cluster_secret must be at least 16 bytes");
+    for (const std::string& file : {password, secret, empty}) std::remove(file.c_str());
+    rmdir(dir.c_str());
 }

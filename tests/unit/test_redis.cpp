@@ -80,9 +80,37 @@ TEST_CASE("parse_url: bad URLs say what is wrong") {
     CHECK(parse_error("redis+sentinel://s:1/m/").find("not a number") != std::string::npos);
     CHECK(parse_error("redis+sentinel://s:1,/m").find("trailing comma") != std::string::npos);
     // A password never reaches the error (and so the log).
-    const std::string error = parse_error("redis://user:s3cret@h:1");
-    CHECK(error.find("s3cret") == std::string::npos);
-    CHECK(error.find("credentials") != std::string::npos);
+    for (const char* bad : {"redis://s3cret@h:1", "redis://u:s3cret%zz@h:1", "redis://u:s3cret@h:1?db=2",
+                            "redis://u:s3cret@", "redis+sentinel://u:s3cret@s:1,/m"}) {
+        const std::string error = parse_error(bad);
+        CHECK_MESSAGE(error.find("s3cret") == std::string::npos, error);
+    }
+    CHECK(parse_error("redis://s3cret@h:1").find("USER:PASSWORD@") != std::string::npos);
+    CHECK(parse_error("redis://u:s3cret%zz@h:1").find("%XX") != std::string::npos);
+}
+
+TEST_CASE("parse_url: credentials, percent-encoded; masked() hides the password") {
+    Url url = parsed("redis://limaoim:s3cret@h:1/2");
+    CHECK(url.user == "limaoim");
+    CHECK(url.password == "s3cret");
+    CHECK(url.servers[0].host == "h");
+    CHECK(url.db == 2);
+
+    url = parsed("redis://:p%40ss%2Fw%3a@h:1");  // '@', '/' and ':' in a password
+    CHECK(url.user.empty());
+    CHECK(url.password == "p@ss/w:");
+
+    url = parsed("redis+sentinel://u:pw@s1:1,s2:2/mymaster/3");
+    CHECK(url.password == "pw");
+    CHECK(url.servers.size() == 2);
+    CHECK(url.master_name == "mymaster");
+    CHECK(url.db == 3);
+
+    CHECK(masked("redis://limaoim:s3cret@h:1/2") == "redis://limaoim:***@h:1/2");
+    CHECK(masked("redis://:s3cret@h:1") == "redis://:***@h:1");
+    CHECK(masked("redis://s3cret@h:1") == "redis://***@h:1");
+    CHECK(masked("redis+sentinel://u:a@b/c@s:1/m") == "redis+sentinel://u:***@s:1/m");  // an unescaped '@' or '/'
+    CHECK(masked("redis://h:1/0") == "redis://h:1/0");
 }
 
 TEST_CASE("Client: commands and pipelining against a redis-server") {
@@ -144,4 +172,56 @@ TEST_CASE("Client: a replica is refused; a dead server is retried with backoff, 
         if (!connected) std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
     CHECK(connected);
+}
+
+TEST_CASE("Client: AUTH with a password or an ACL user; a wrong one fails without showing it") {
+    RedisServer server({"--requirepass", "s3cret", "--user", "limaoim", "on", ">acl-pw", "~*", "&*", "+@all", "-config"});
+    INFO(server.log());
+    REQUIRE(server.started());
+    const std::string where = "127.0.0.1:" + std::to_string(server.port());
+    std::string error;
+
+    Client no_password(parsed("redis://" + where), 2000);
+    CHECK_FALSE(no_password.connect(error));
+    CHECK_MESSAGE(error.find("NOAUTH") != std::string::npos, error);
+
+    Client wrong(parsed("redis://:wrong-pw@" + where), 2000);
+    CHECK_FALSE(wrong.connect(error));
+    CHECK_MESSAGE(error.find("AUTH") != std::string::npos, error);
+    CHECK(error.find("wrong-pw") == std::string::npos);
+
+    Client by_password(parsed("redis://:s3cret@" + where + "/1"), 2000);
+    REQUIRE_MESSAGE(by_password.connect(error), error);
+    CHECK(by_password.command({"SET", "k", "v"}, error));
+    std::string found;
+    CHECK(check_fsync(by_password, found) == Fsync::Always);  // RedisServer runs appendfsync always
+    CHECK_MESSAGE(found.find("appendfsync always") != std::string::npos, found);
+
+    Client by_user(parsed("redis://limaoim:acl-pw@" + where + "/1"), 2000);
+    REQUIRE_MESSAGE(by_user.connect(error), error);
+    Reply value = by_user.command({"GET", "k"}, error);
+    REQUIRE(value);
+    CHECK(std::string(value->str, value->len) == "v");
+    // The ACL denies CONFIG: durability cannot be checked, and says why.
+    CHECK(check_fsync(by_user, found) == Fsync::Unknown);
+    CHECK_MESSAGE(found.find("CONFIG GET") != std::string::npos, found);
+
+    Client wrong_user(parsed("redis://limaoim:s3cret@" + where), 2000);
+    CHECK_FALSE(wrong_user.connect(error));
+    CHECK(error.find("AUTH as limaoim") != std::string::npos);
+    CHECK(error.find("s3cret") == std::string::npos);
+}
+
+TEST_CASE("check_fsync: appendfsync everysec or no AOF is weaker than always") {
+    RedisServer server({"--appendfsync", "everysec"});
+    REQUIRE(server.started());
+    Client client(parsed(server.url()), 2000);
+    std::string found;
+    CHECK(check_fsync(client, found) == Fsync::Weaker);
+    CHECK_MESSAGE(found.find("appendfsync everysec") != std::string::npos, found);
+    REQUIRE(server.cli("CONFIG SET appendfsync always") == "OK\n");
+    CHECK(check_fsync(client, found) == Fsync::Always);
+    REQUIRE(server.cli("CONFIG SET appendonly no") == "OK\n");
+    CHECK(check_fsync(client, found) == Fsync::Weaker);
+    CHECK_MESSAGE(found.find("appendonly no") != std::string::npos, found);
 }

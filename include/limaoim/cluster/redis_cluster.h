@@ -9,6 +9,12 @@
 //   read at each refresh). Messages carry the stored bytes; the receiving
 //   node encrypts each RECV with its own session's key, and RECVACK and
 //   retries stay there.
+// - Trust: whoever can PUBLISH on the Redis could speak for a node, so each
+//   event is sealed: the time it was sent and an HMAC-SHA256 with the
+//   cluster secret follow it. Events with a bad MAC, or sent more than
+//   max_event_age_ms ago (a replay) or ahead, are dropped and counted. A
+//   token change says only "(uid, device) changed": the receiving node
+//   reads the token from the store, never from the event.
 // - Presence: HASH `lim:pres:{UID}`, field = device flag byte, value = node
 //   id: written at login, removed at logout only while it still names this
 //   node. Entries of nodes no longer registered are ignored and removed by
@@ -44,6 +50,11 @@ struct Options {
     uint32_t refresh_ms = 1000;    // registry refresh and live-node list
     uint32_t node_ttl_ms = 5000;   // a registration lives this long unrefreshed
     size_t max_queued_bytes = 64u << 20;  // events waiting to be sent; past it they are dropped
+    std::string secret;                // the HMAC key every node shares (config cluster_secret)
+    uint32_t max_event_age_ms = 30000; // events sent longer ago (or this far ahead) are dropped
+    // The master's appendfsync is checked at start and after each
+    // reconnection (durability group or sync promises it).
+    bool check_fsync = false;
 };
 
 class RedisCluster final : public im::Cluster {
@@ -72,6 +83,9 @@ public:
     const std::atomic<bool>& connected() const { return connected_; }
     // "HOST:PORT" of the Redis master at registration, for the start-up log.
     const std::string& master_address() const { return master_address_; }
+    // The master's appendonly/appendfsync as last checked (check_fsync:
+    // at start and after each reconnection; Always otherwise), and what was found.
+    redis::Fsync fsync(std::string& detail) const;
 
     // im::Cluster
     void message_stored(const im::FanoutItem& item) override;
@@ -100,7 +114,10 @@ private:
     void receive_loop();
     bool refresh_registry(redis::Client& client, std::string& error);
     bool send_batch(redis::Client& client, std::deque<Outgoing>& batch, std::string& error);
+    void check_fsync(redis::Client& client, bool say);
+    void receive(std::string_view sealed);
     void dispatch(std::string_view event);
+    void reload_token(std::string_view uid, uint8_t device_flag);
     std::vector<uint32_t> live_nodes() const;
     void update_connected();
 
@@ -118,6 +135,12 @@ private:
 
     mutable std::mutex nodes_mutex_;
     std::vector<uint32_t> live_nodes_;  // registered ids, this one included
+
+    redis::Client token_reader_;  // the receiving thread's, for token records
+
+    mutable std::mutex fsync_mutex_;
+    redis::Fsync fsync_ = redis::Fsync::Always;
+    std::string fsync_detail_;
 
     std::mutex pool_mutex_;
     std::vector<std::unique_ptr<redis::Client>> pool_;  // for online_elsewhere()
@@ -139,6 +162,15 @@ private:
 namespace detail {
 std::string encode_message(uint32_t from_node, const im::FanoutItem& item);
 bool decode_message(std::string_view event, im::FanoutItem& out);
+
+// An event as published: `event`, the unix time it was sealed (u64 ms) and
+// HMAC-SHA256(secret, event + time).
+std::string seal(std::string_view secret, std::string_view event, uint64_t now_ms);
+enum class Unsealed { Ok, Forged, Stale };
+// Forged: too short, or the MAC does not match; Stale: sealed more than
+// `max_age_ms` before `now_ms` or after it. `event` is set when Ok.
+Unsealed unseal(std::string_view secret, std::string_view sealed, uint64_t now_ms, uint32_t max_age_ms,
+                std::string_view& event);
 }  // namespace detail
 
 }  // namespace limaoim::cluster

@@ -4,8 +4,10 @@
 // names sentinels, and reconnection after any I/O error.
 //
 // URLs (docs/REDIS.md):
-//   redis://HOST:PORT[/DB]
-//   redis+sentinel://HOST:PORT[,HOST:PORT...]/MASTER_NAME[/DB]
+//   redis://[[USER]:PASSWORD@]HOST:PORT[/DB]
+//   redis+sentinel://[[USER]:PASSWORD@]HOST:PORT[,HOST:PORT...]/MASTER_NAME[/DB]
+// The credentials (percent-encoded where they hold ':', '@' or '/') are
+// sent with AUTH to the master; the sentinels are asked without them.
 //
 // A Client is used by one thread at a time. After an error the connection
 // is dropped; the next call connects again (through the sentinels, so a
@@ -33,11 +35,16 @@ struct Url {
     std::vector<Endpoint> servers;  // the server, or the sentinels
     std::string master_name;        // set: `servers` are sentinels
     uint32_t db = 0;
+    std::string user;      // ACL user; empty: the default user
+    std::string password;  // empty: no AUTH
     bool sentinel() const { return !master_name.empty(); }
 };
 
 // False with `error` (naming what is wrong, never a password) on a bad URL.
 bool parse_url(std::string_view text, Url& out, std::string& error);
+// `text` with the password of its credentials, if any, replaced by "***":
+// what logs and error messages may show of a URL.
+std::string masked(std::string_view text);
 
 struct ReplyFree {
     void operator()(redisReply* reply) const { freeReplyObject(reply); }
@@ -52,7 +59,8 @@ public:
     Client& operator=(const Client&) = delete;
 
     // Connects now if not connected (and the backoff allows): resolves the
-    // master through the sentinels, checks ROLE is master, SELECTs the db.
+    // master through the sentinels, AUTHs, checks ROLE is master, SELECTs
+    // the db.
     bool connect(std::string& error);
     bool connected() const { return context_ != nullptr; }
     void disconnect();
@@ -78,6 +86,7 @@ public:
 
 private:
     bool resolve_master(std::string& error);
+    bool authenticate(std::string& error);
 
     Url url_;
     uint32_t timeout_ms_;
@@ -87,5 +96,16 @@ private:
     uint32_t backoff_ms_ = 0;
     std::string last_error_;  // why the last connect failed, repeated while the backoff waits
 };
+
+// How durable a write acknowledged by the master is: only appendonly yes
+// with appendfsync always survives the master's crash (docs/REDIS.md).
+enum class Fsync {
+    Always,   // every write is on disk before the reply
+    Weaker,   // appendonly no, or appendfsync everysec/no
+    Unknown,  // CONFIG GET refused (renamed, ACL) or failed
+};
+// CONFIG GET appendonly and appendfsync on `client`'s master; `detail`
+// says what was found or why it could not be asked.
+Fsync check_fsync(Client& client, std::string& detail);
 
 }  // namespace limaoim::redis

@@ -28,6 +28,8 @@ struct Counter {
     void add(uint64_t n = 1) { value.store(value.load(std::memory_order_relaxed) + n, std::memory_order_relaxed); }
     void sub(uint64_t n = 1) { value.store(value.load(std::memory_order_relaxed) - n, std::memory_order_relaxed); }
     void set(uint64_t n) { value.store(n, std::memory_order_relaxed); }
+    // For the few counters several threads write: a locked add.
+    void add_shared(uint64_t n = 1) { value.fetch_add(n, std::memory_order_relaxed); }
     uint64_t get() const { return value.load(std::memory_order_relaxed); }
 };
 static_assert(sizeof(Counter) == 8 && std::atomic<uint64_t>::is_always_lock_free);
@@ -174,8 +176,9 @@ struct alignas(kCacheLine) PipelineBlock {
     alignas(kCacheLine) Counter datasource_calls;
     Counter datasource_failures;          // timeouts, non-200, malformed answers (the SEND got reason 0)
     // Cluster (cluster/redis_cluster.h): the sending thread writes the
-    // first group, the receiving thread the second; `dropped` is counted
-    // under the send queue's lock by whichever thread queues.
+    // first group, the receiving thread the second; `dropped` (any thread
+    // that queues, and the sending thread) and `redis_errors` (both
+    // threads) are written with add_shared().
     alignas(kCacheLine) Counter cluster_nodes;  // gauge: live nodes registered, this one included
     Counter cluster_events_out;           // events sent to the other nodes (a message, a login, a change)
     Counter cluster_events_dropped;       // not sent: Redis down or the send queue full
@@ -183,6 +186,7 @@ struct alignas(kCacheLine) PipelineBlock {
     alignas(kCacheLine) Counter cluster_connected;  // gauge: 1 while this node hears the others
     Counter cluster_events_in;            // events other nodes sent here
     Counter cluster_resyncs;              // reconnections after which the caches were read again
+    Counter cluster_events_rejected;      // events dropped: bad MAC (forged) or sealed too long ago (replayed)
 };
 
 // Per-connection traffic, indexed [worker * slots_per_worker + slot], where

@@ -224,6 +224,7 @@ std::unique_ptr<Store> open_embedded(const std::string& dir, std::string& error)
 struct RedisOptions {
     // redis://HOST:PORT[/DB] or redis+sentinel://HOST:PORT[,HOST:PORT...]/MASTER[/DB]
     std::string url;
+    std::string password;       // AUTH password when not in the URL (redis_password_file)
     uint32_t node_id = 1;       // the msg.notify queue and max message id are this node's own
     uint32_t timeout_ms = 2000; // connect and command timeout; a call that takes longer fails
     // SENDACK durability (docs/REDIS.md): after each commit, WAIT for this

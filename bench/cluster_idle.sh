@@ -90,6 +90,8 @@ trap 'exit 143' TERM
 ulimit -n "$(ulimit -Hn)"
 
 redis_port=$(free_port)
+# Every node on a Redis store signs its events with the cluster secret (docs/REDIS.md "Security").
+cluster_secret=$(openssl rand -hex 32)
 mkdir -p "$tmp/redis"
 redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$tmp/redis" --save '' --appendonly yes --appendfsync always \
     --daemonize no --logfile "$tmp/redis/redis.log" &
@@ -121,7 +123,7 @@ run_phase() {
         --data-dir "$data" --instance "$instance")
     if [[ "$store" == redis ]]; then
         rcli flushall >/dev/null
-        args+=(--store "redis://127.0.0.1:$redis_port/0" --node-id 1)
+        args+=(--store "redis://127.0.0.1:$redis_port/0" --node-id 1 --cluster-secret "$cluster_secret")
     fi
     local load1; load1=$(cut -d' ' -f1 /proc/loadavg)
     echo "$server_bin ${args[*]}" >"$out_dir/$name-server.cmd"

@@ -95,6 +95,8 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 redis_port=$(free_port)
+# Every node on a Redis store signs its events with the cluster secret (docs/REDIS.md "Security").
+cluster_secret=$(openssl rand -hex 32)
 mkdir -p "$tmp/redis"
 redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$tmp/redis" --save '' --appendonly yes --appendfsync always \
     --daemonize no --logfile "$tmp/redis/redis.log" &
@@ -117,7 +119,7 @@ start_nodes() {
         mkdir -p "$data"
         local -a args=(--mode test --addr 127.0.0.1 --port "$port" --http-addr "127.0.0.1:$http" --ws-addr ''
             --data-dir "$data" --durability "$durability" --workers "$workers" --instance "$instance")
-        ((n > 0)) && args+=(--store "redis://127.0.0.1:$redis_port/0" --node-id "$k")
+        ((n > 0)) && args+=(--store "redis://127.0.0.1:$redis_port/0" --node-id "$k" --cluster-secret "$cluster_secret")
         echo "$server_bin ${args[*]}" >"$out_dir/$name/node-$k.cmd"
         "$server_bin" "${args[@]}" >"$out_dir/$name/node-$k.log" 2>&1 &
         node_pids+=($!); instances+=("$instance"); ports+=("$port"); https+=("$http")

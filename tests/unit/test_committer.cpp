@@ -946,3 +946,114 @@ TEST_CASE("committer: a cursor advance without a waiter (a RECVACK) whose queue 
     store.fail_queue_seq = false;
     CHECK(rig.send(group("a", "g", "still working")).ok);
 }
+
+namespace {
+
+// Waits for the fan-out thread to have taken `n` messages, then a little
+// longer, so that one too many would show.
+uint64_t fanned_out(Rig& rig, uint64_t n) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (rig.block.fanout_messages.get() < n && std::chrono::steady_clock::now() < deadline)
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    std::this_thread::sleep_for(std::chrono::milliseconds(30));
+    return rig.block.fanout_messages.get();
+}
+
+}  // namespace
+
+TEST_CASE("committer: a lost reply after the write: answered success, fanned out once, a resend is a dedupe hit") {
+    FakeStore store;
+    store.shared_mode = true;
+    store.lose_reply_after_write = 1;
+    Rig rig(store);
+    rig.start();
+    rig.add_group("g", {"a", "b"});
+    const Sent first = rig.send(group("a", "g", "1", "k1"));
+    CHECK(first.ok);
+    CHECK(first.seq == 1);
+    CHECK(store.outcome_calls == 1);
+    const Sent resend = rig.send(group("a", "g", "1 again", "k1"));
+    CHECK(resend.ok);
+    CHECK(resend.id == first.id);
+    CHECK(resend.seq == 1);
+    CHECK(rig.send(group("a", "g", "2")).seq == 2);
+    CHECK(seqs_of(store.log(kGroupChannel, "g")) == std::vector<uint32_t>{1, 2});
+    CHECK(fanned_out(rig, 2) == 2);  // "1" once, "2"; the resend not
+}
+
+TEST_CASE("committer: a lost reply before the write: prepared again, stored once, fanned out once") {
+    FakeStore store;
+    store.shared_mode = true;
+    store.lose_reply_unwritten = 1;
+    Rig rig(store);
+    rig.start();
+    rig.add_group("g", {"a", "b"});
+    const Sent first = rig.send(group("a", "g", "1", "k1"));
+    CHECK(first.ok);
+    CHECK(first.seq == 1);
+    CHECK(store.fenced_ids.size() == 1);  // the lost copy can never land
+    const Sent resend = rig.send(group("a", "g", "1 again", "k1"));
+    CHECK(resend.ok);
+    CHECK(resend.id == first.id);
+    CHECK(seqs_of(store.log(kGroupChannel, "g")) == std::vector<uint32_t>{1});
+    CHECK(fanned_out(rig, 1) == 1);
+}
+
+TEST_CASE("committer: an outcome still unknown after the wait: reason 0, the batch kept and settled later") {
+    for (const bool was_written : {true, false}) {
+        CAPTURE(was_written);
+        FakeStore store;
+        store.shared_mode = true;
+        (was_written ? store.lose_reply_after_write : store.lose_reply_unwritten) = 1;
+        store.fail_outcome = 1000000;
+        CommitterOptions options = Rig::fast();
+        options.outcome_wait_ms = 50;
+        Rig rig(store, options);
+        rig.start();
+        rig.add_group("g", {"a", "b"});
+        const Sent first = rig.send(group("a", "g", "1", "k1"));
+        CHECK_FALSE(first.ok);
+        CHECK(store.outcome_calls > 1);  // asked again with backoff
+        // While its outcome is unknown nothing else is written, a resend included.
+        CHECK_FALSE(rig.send(group("a", "g", "1 again", "k1")).ok);
+        CHECK_FALSE(rig.send(group("a", "g", "other")).ok);
+        CHECK(fanned_out(rig, 0) == 0);
+        store.fail_outcome = 0;  // the store is back
+        const Sent resend = rig.send(group("a", "g", "1 again", "k1"));
+        CHECK(resend.ok);
+        CHECK(resend.seq == 1);
+        if (was_written) CHECK(resend.id == first.id);  // a dedupe hit of the stored one
+        CHECK(rig.send(group("a", "g", "2")).seq == 2);
+        CHECK(seqs_of(store.log(kGroupChannel, "g")) == std::vector<uint32_t>{1, 2});
+        CHECK(fanned_out(rig, 2) == 2);  // seq 1 once (late, or as the resend) and seq 2
+    }
+}
+
+TEST_CASE("committer: an API request its channel's resolver refuses is answered, not left waiting") {
+    struct Refuse final : ChannelResolver {
+        uint8_t resolve(const MessageView&) override { return 11; }
+    } refuse;
+    FakeStore store;
+    Rig rig(store);
+    rig.committer->set_resolver(&refuse);
+    rig.start();
+    Message m = group("a", "g", "m");
+    CommitRequest request;
+    request.resolve = true;
+    request.message = net::Payload::allocate(encoded_size(m.view()));
+    encode(m.view(), request.message.writable_bytes());
+    auto waiter = std::make_shared<CommitWaiter>();
+    request.waiter = waiter;
+    REQUIRE(rig.committer->submit(std::move(request)));
+    waiter->wait(std::chrono::seconds(5));
+    CHECK_FALSE(waiter->ok);
+    CHECK(waiter->error.find("reason 11") != std::string::npos);
+}
+
+TEST_CASE("committer: CommitWaiter::wait gives up after its limit with an error") {
+    CommitWaiter waiter;
+    waiter.wait(std::chrono::milliseconds(20));
+    CHECK(waiter.done);
+    CHECK_FALSE(waiter.ok);
+    CHECK_FALSE(waiter.error.empty());
+}

@@ -269,7 +269,7 @@ local function arg() a = a + 1 return ARGV[a] end
 -- Canonical non-negative decimals: the longer is larger, else compare bytes.
 local function larger(x, y) if #x ~= #y then return #x > #y end return x > y end
 
-if redis.call('EXISTS', KEYS[1]) == 1 then return {'fenced', KEYS[1]} end
+if redis.call('GET', KEYS[1]) == 'fenced' then return {'fenced', KEYS[1]} end
 
 for _ = 1, tonumber(arg()) do
   local name, previous = key(), arg()

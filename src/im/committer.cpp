@@ -587,17 +587,17 @@ void Committer::answer(std::vector<CommitRequest>& batch, const std::vector<uint
                                                          .arg = r.origin.value,
                                                          .payload = std::move(r.message)});
     }
-    // One lock per worker. A full inbox is waited out: a SENDACK is never
-    // dropped, and a committer that waits holds its submitters back. Only
-    // at shutdown, when the workers no longer drain their inboxes, are the
-    // results of sessions that are gone by then let go.
+    // One lock per worker. A full inbox is waited out (the worker wakes
+    // the committer as it drains): a SENDACK is never dropped, and a
+    // committer that waits holds its submitters back. Only at shutdown,
+    // when the workers no longer drain their inboxes, are the results of
+    // sessions that are gone by then let go.
     for (auto& [worker, envelopes] : results_) {
-        while (!envelopes.empty() && !worker->post_batch(envelopes)) {
+        while (!worker->post_waiting(envelopes, std::chrono::milliseconds(100))) {
             if (stopping()) {
                 envelopes.clear();
                 break;
             }
-            std::this_thread::sleep_for(std::chrono::milliseconds(1));
         }
     }
 }

@@ -21,6 +21,7 @@
 #include "limaoim/im/fanout.h"
 #include "limaoim/im/ids.h"
 #include "limaoim/im/message.h"
+#include "limaoim/net/worker.h"
 #include "limaoim/stats/layout.h"
 #include "limaoim/store/store.h"
 #include "fake_store.h"
@@ -1056,4 +1057,123 @@ TEST_CASE("committer: CommitWaiter::wait gives up after its limit with an error"
     CHECK(waiter.done);
     CHECK_FALSE(waiter.ok);
     CHECK_FALSE(waiter.error.empty());
+}
+
+namespace {
+
+// A running worker whose inbox holds 4 envelopes and whose deliveries are
+// slow to handle: the fan-out finds its inbox full again and again.
+struct SlowWorker {
+    struct Recorder final : net::EnvelopeHandler {
+        std::mutex mutex;
+        std::vector<int64_t> ids;
+        void on_envelope(net::Envelope& e) override {
+            std::this_thread::sleep_for(std::chrono::microseconds(200));
+            std::lock_guard lock(mutex);
+            ids.push_back(encoded_id(e.payload.bytes()));
+        }
+        size_t count() {
+            std::lock_guard lock(mutex);
+            return ids.size();
+        }
+    };
+    // A worker needs a listener; nobody connects to it.
+    struct NoConnections final : net::Handler {
+        void on_open(net::ConnRef, net::Transport&) override {}
+        net::DataResult on_data(net::ConnRef, std::span<const uint8_t>) override { return {}; }
+        void on_deadline(net::ConnRef) override {}
+        void on_close(net::ConnRef, net::CloseReason) override {}
+        void on_shutdown() override {}
+    };
+    static constexpr uint16_t kDeliver = net::envelope_kind(5, 1);
+    NoConnections no_connections;
+    stats::WorkerBlock block{};
+    std::vector<stats::ConnCounters> conns = std::vector<stats::ConnCounters>(16);
+    net::SharedLimits limits;
+    Recorder recorder;
+    std::unique_ptr<net::Worker> worker;
+    net::Worker* self[1] = {};
+
+    SlowWorker() {
+        limits.max_conns = 16;
+        net::WorkerOptions options;
+        options.slots = 16;
+        options.recv_buffers = 8;
+        options.inbox_capacity = 4;
+        worker = std::make_unique<net::Worker>(options, limits, block, conns.data());
+        net::ListenerOptions listener;
+        listener.addr = "127.0.0.1";
+        listener.handler = &no_connections;
+        worker->add_listener(listener);
+        worker->set_envelope_handler(5, &recorder);
+        self[0] = worker.get();
+        worker->set_peers(self);
+        std::string error;
+        REQUIRE_MESSAGE(worker->start(error), error);
+    }
+    ~SlowWorker() {
+        worker->request_stop(1000);
+        worker->join();
+    }
+};
+
+}  // namespace
+
+TEST_CASE("fan-out: a full worker inbox is waited out: every delivery arrives, in order, none dropped") {
+    SlowWorker slow;
+    FakeStore store;
+    Channels channels;
+    Directory directory{2};
+    stats::PipelineBlock block{};
+    Conversations conversations{store, block, {}};
+    Fanout fanout{channels, directory, conversations, block};
+    fanout.set_workers(slow.self, SlowWorker::kDeliver);
+    REQUIRE(directory.replace("b", 1, net::ConnId::make(0, 1, 1)).ok);
+    REQUIRE(directory.replace("b", 2, net::ConnId::make(0, 2, 1)).ok);  // two sessions: 2 deliveries a message
+    fanout.start();
+    std::vector<FanoutItem> items;
+    for (int64_t id = 1; id <= 30; ++id) {
+        Message m = person("a", "b", "m", "", 0x01);  // NoPersist: a delivery dropped would be lost for good
+        m.message_id = id;
+        FanoutItem item;
+        item.message = net::Payload::allocate(encoded_size(m.view()));
+        encode(m.view(), item.message.writable_bytes());
+        items.push_back(std::move(item));
+    }
+    fanout.push(items);
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (slow.recorder.count() < 60 && std::chrono::steady_clock::now() < deadline)
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    fanout.stop();
+    CHECK(block.deliveries_refused.get() == 0);
+    CHECK(block.deliveries.get() == 60);
+    std::vector<int64_t> expected;
+    for (int64_t id = 1; id <= 30; ++id) expected.insert(expected.end(), {id, id});
+    std::lock_guard lock(slow.recorder.mutex);
+    CHECK(slow.recorder.ids == expected);
+}
+
+TEST_CASE("committer: SENDACKs to a worker whose inbox is smaller than the batch all arrive, in order") {
+    SlowWorker slow;
+    FakeStore store;
+    Rig rig(store);
+    rig.add_group("g", {"a"});
+    // Queued before the thread starts: one batch of 30 results for an inbox of 4.
+    for (int i = 0; i < 30; ++i) {
+        Message m = group("a", "g", "m");
+        CommitRequest r;
+        r.message = net::Payload::allocate(encoded_size(m.view()));
+        encode(m.view(), r.message.writable_bytes());
+        r.route = {slow.worker.get(), SlowWorker::kDeliver};
+        r.client_seq = uint32_t(i + 1);
+        REQUIRE(rig.committer->submit(std::move(r)));
+    }
+    rig.start();
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (slow.recorder.count() < 30 && std::chrono::steady_clock::now() < deadline)
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    std::lock_guard lock(slow.recorder.mutex);
+    REQUIRE(slow.recorder.ids.size() == 30);
+    CHECK(std::is_sorted(slow.recorder.ids.begin(), slow.recorder.ids.end()));
+    CHECK(slow.block.envelopes_refused.get() == 0);
 }

@@ -11,9 +11,9 @@
 namespace limaoim::im {
 
 Fanout::Fanout(const Channels& channels, const Directory& directory, Conversations& conversations,
-               stats::PipelineBlock& stats, size_t max_queued)
+               stats::PipelineBlock& stats, size_t max_queued, std::chrono::milliseconds worker_stuck_limit)
     : channels_(channels), directory_(directory), conversations_(conversations), stats_(stats),
-      max_queued_(max_queued) {}
+      max_queued_(max_queued), worker_stuck_limit_(worker_stuck_limit) {}
 
 Fanout::~Fanout() { stop(); }
 
@@ -180,21 +180,21 @@ void Fanout::flush() {
         // the committer, and so the senders, back. Not every message is
         // stored (NoPersist, the API's to temporary channels), so dropping
         // one would lose it for good. Only a worker that takes nothing for
-        // kWorkerStuckLimit, or is gone (at shutdown), is given up on.
-        auto deadline = steady_clock::now() + kWorkerStuckLimit;
+        // worker_stuck_limit_, or is gone (at shutdown), is given up on.
+        auto deadline = steady_clock::now() + worker_stuck_limit_;
         size_t left = batch.size();
         while (!workers_[w]->post_waiting(batch, milliseconds(100))) {
             if (batch.size() < left) {  // it drains, slowly: patience again
                 left = batch.size();
-                deadline = steady_clock::now() + kWorkerStuckLimit;
+                deadline = steady_clock::now() + worker_stuck_limit_;
             }
             if (steady_clock::now() >= deadline || stopping()) break;
         }
         stats_.deliveries.add(n - batch.size());
         if (!batch.empty()) {
             stats_.deliveries_refused.add(batch.size());
-            log::write(log::Level::Error, "fanout", "worker %zu took no envelope for %lld s: %zu deliveries dropped", w,
-                       (long long)duration_cast<seconds>(kWorkerStuckLimit).count(), batch.size());
+            log::write(log::Level::Error, "fanout", "worker %zu took no envelope for %lld ms: %zu deliveries dropped", w,
+                       (long long)worker_stuck_limit_.count(), batch.size());
             batch.clear();
         }
     }

@@ -1067,8 +1067,10 @@ struct SlowWorker {
     struct Recorder final : net::EnvelopeHandler {
         std::mutex mutex;
         std::vector<int64_t> ids;
+        std::atomic<bool> stuck{false};  // the worker takes nothing more while set
         void on_envelope(net::Envelope& e) override {
             std::this_thread::sleep_for(std::chrono::microseconds(200));
+            while (stuck) std::this_thread::sleep_for(std::chrono::milliseconds(1));
             std::lock_guard lock(mutex);
             ids.push_back(encoded_id(e.payload.bytes()));
         }
@@ -1176,4 +1178,35 @@ TEST_CASE("committer: SENDACKs to a worker whose inbox is smaller than the batch
     REQUIRE(slow.recorder.ids.size() == 30);
     CHECK(std::is_sorted(slow.recorder.ids.begin(), slow.recorder.ids.end()));
     CHECK(slow.block.envelopes_refused.get() == 0);
+}
+
+TEST_CASE("fan-out: a worker that takes nothing for the stuck limit has the rest dropped, counted") {
+    SlowWorker slow;
+    slow.recorder.stuck = true;
+    FakeStore store;
+    Channels channels;
+    Directory directory{2};
+    stats::PipelineBlock block{};
+    Conversations conversations{store, block, {}};
+    Fanout fanout{channels, directory, conversations, block, 1u << 16, std::chrono::milliseconds(200)};
+    fanout.set_workers(slow.self, SlowWorker::kDeliver);
+    REQUIRE(directory.replace("b", 1, net::ConnId::make(0, 1, 1)).ok);
+    fanout.start();
+    std::vector<FanoutItem> items;
+    for (int64_t id = 1; id <= 20; ++id) {
+        Message m = person("a", "b", "m", "", 0x01);
+        m.message_id = id;
+        FanoutItem item;
+        item.message = net::Payload::allocate(encoded_size(m.view()));
+        encode(m.view(), item.message.writable_bytes());
+        items.push_back(std::move(item));
+    }
+    fanout.push(items);
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (block.deliveries.get() + block.deliveries_refused.get() < 20 && std::chrono::steady_clock::now() < deadline)
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    slow.recorder.stuck = false;
+    fanout.stop();
+    CHECK(block.deliveries.get() + block.deliveries_refused.get() == 20);
+    CHECK(block.deliveries_refused.get() >= 12);  // at most the inbox and what the worker took before it stuck
 }

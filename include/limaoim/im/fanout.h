@@ -54,8 +54,10 @@ public:
     static constexpr std::chrono::seconds kWorkerStuckLimit{10};
 
     // Every persisted message also updates its receivers' `conversations`.
+    // `worker_stuck_limit`: kWorkerStuckLimit but in tests.
     Fanout(const Channels& channels, const Directory& directory, Conversations& conversations,
-           stats::PipelineBlock& stats, size_t max_queued = 1u << 16);
+           stats::PipelineBlock& stats, size_t max_queued = 1u << 16,
+           std::chrono::milliseconds worker_stuck_limit = kWorkerStuckLimit);
     ~Fanout();  // stop()
     Fanout(const Fanout&) = delete;
     Fanout& operator=(const Fanout&) = delete;
@@ -90,6 +92,7 @@ private:
     Cluster* cluster_ = nullptr;
     stats::PipelineBlock& stats_;
     size_t max_queued_;
+    std::chrono::milliseconds worker_stuck_limit_;
     std::vector<net::Worker*> workers_;
     uint16_t deliver_kind_ = 0;
 

@@ -190,8 +190,17 @@ void Committer::process(std::vector<CommitRequest>& batch) {
         written = commit_with_retries(batch, now_ms);
     }
     if (written) {
-        if (!written.error.empty()) log::write(log::Level::Warn, "committer", "%s", written.error.c_str());
         count_stored(batch_);
+        if (written.unreplicated) {
+            // Stored and read by every node, so delivered; but the SENDACK
+            // promises the replicas asked for: its SENDs get reason 0, and a
+            // resend is a dedupe hit (or, after a failover lost it, stored again).
+            log::write(log::Level::Warn, "committer", "%s (its SENDs get reason 0, its messages are delivered)",
+                       written.error.c_str());
+            stats_.commit_failures.add();
+            for (size_t i = 0; i < batch.size(); ++i)
+                if (batch[i].kind == CommitRequest::Kind::Send && reasons_[i] == kReasonSuccess) reasons_[i] = kReasonError;
+        }
     } else {
         stats_.commit_failures.add();
         if (written.unknown) {
@@ -208,7 +217,7 @@ void Committer::process(std::vector<CommitRequest>& batch) {
     stats_.dedupe_entries.set(dedupe_.size());
     clear_batch();
 
-    answer(batch, reasons_, written ? std::string() : "store: " + written.error);
+    answer(batch, reasons_, written && !written.unreplicated ? std::string() : "store: " + written.error);
     if (!fanout_items_.empty()) fanout_.push(fanout_items_);
 }
 

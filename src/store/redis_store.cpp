@@ -565,13 +565,13 @@ public:
         }
         set_previous_marker(marker);
         if (options_.wait_replicas == 0) return Status::success();
-        // The batch is on the master, which every node reads: a replica
-        // shortfall is a warning, not a failure (docs/REDIS.md, Durability).
+        // The batch is on the master, which every node reads, but a failover
+        // may lose it: written, without the durability asked for.
         redis::Reply acks = client->command(
             {"WAIT", std::to_string(options_.wait_replicas), std::to_string(options_.wait_timeout_ms)}, error);
-        if (!acks) return Status::success_with_warning("redis: commit: written, but WAIT failed: " + error);
+        if (!acks) return Status::written_unreplicated("redis: commit: written, but WAIT failed: " + error);
         if (acks->integer < int64_t(options_.wait_replicas))
-            return Status::success_with_warning("redis: commit: written but acknowledged by only " +
+            return Status::written_unreplicated("redis: commit: written but acknowledged by only " +
                                                 std::to_string(acks->integer) + " of " +
                                                 std::to_string(options_.wait_replicas) + " replicas");
         return Status::success();

@@ -35,6 +35,8 @@ public:
     // commits answer `unknown`, after writing the batch or without.
     std::atomic<int> lose_reply_after_write{0};
     std::atomic<int> lose_reply_unwritten{0};
+    // The next this many commits are written without the replicas asked for.
+    std::atomic<int> unreplicated_commits{0};
     // The next this many commit_outcome() calls fail (the store still unreachable).
     std::atomic<int> fail_outcome{0};
     std::set<uint64_t> written_ids, fenced_ids;  // WriteBatch ids
@@ -117,6 +119,10 @@ public:
         if (lose_reply_after_write > 0) {
             --lose_reply_after_write;
             return store::Status::outcome_unknown("reply lost after the write");
+        }
+        if (unreplicated_commits > 0) {
+            --unreplicated_commits;
+            return store::Status::written_unreplicated("acknowledged by only 0 of 1 replicas");
         }
         return {};
     }

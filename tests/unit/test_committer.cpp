@@ -1030,6 +1030,26 @@ TEST_CASE("committer: an outcome still unknown after the wait: reason 0, the bat
     }
 }
 
+TEST_CASE("committer: a commit written without its replicas: reason 0, but delivered; a resend is a dedupe hit") {
+    FakeStore store;
+    store.shared_mode = true;
+    store.unreplicated_commits = 1;
+    Rig rig(store);
+    rig.start();
+    rig.add_group("g", {"a", "b"});
+    const Sent first = rig.send(group("a", "g", "1", "k1"));
+    CHECK_FALSE(first.ok);
+    CHECK(first.error.find("replicas") != std::string::npos);
+    CHECK(fanned_out(rig, 1) == 1);  // stored on the master every node reads: delivered
+    const Sent resend = rig.send(group("a", "g", "1 again", "k1"));
+    CHECK(resend.ok);
+    CHECK(resend.id == first.id);
+    CHECK(resend.seq == 1);
+    CHECK(rig.send(group("a", "g", "2")).seq == 2);
+    CHECK(seqs_of(store.log(kGroupChannel, "g")) == std::vector<uint32_t>{1, 2});
+    CHECK(fanned_out(rig, 2) == 2);
+}
+
 TEST_CASE("committer: an API request its channel's resolver refuses is answered, not left waiting") {
     struct Refuse final : ChannelResolver {
         uint8_t resolve(const MessageView&) override { return 11; }

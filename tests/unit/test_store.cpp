@@ -1099,7 +1099,7 @@ TEST_CASE("redis store: Redis down fails fast with redis: errors; back up, the s
     CHECK(read_messages(*store, log, 0, 0, 10) == messages(log, {1, 2}));
 }
 
-TEST_CASE("redis store: WAIT for replicas: too few acks are a warning on a successful commit (the data is written)") {
+TEST_CASE("redis store: WAIT for replicas: too few acks are reported as written but unreplicated") {
     RedisFixture redis;
     redis.options.wait_replicas = 1;
     redis.options.wait_timeout_ms = 100;
@@ -1110,6 +1110,7 @@ TEST_CASE("redis store: WAIT for replicas: too few acks are a warning on a succe
     batch.channel_seqs = {{log, 1, 0}};
     Status status = store->commit(batch, true);
     CHECK(status.ok);
+    CHECK(status.unreplicated);
     CHECK(status.error == "redis: commit: written but acknowledged by only 0 of 1 replicas");
     CHECK(read_messages(*store, log, 0, 0, 10) == messages(log, {1}));
 
@@ -1128,6 +1129,7 @@ TEST_CASE("redis store: WAIT for replicas: too few acks are a warning on a succe
     status = waiting->commit(batch, true);
     INFO(status.error);
     CHECK(status.ok);
+    CHECK_FALSE(status.unreplicated);
     CHECK(replica.cli("ZCARD 'lim:log:{\x02g}'") == "2\n");
 }
 

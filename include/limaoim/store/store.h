@@ -41,10 +41,12 @@ struct Status {
     // (a reply lost, a timeout after sending): ask commit_outcome(). Without
     // it a failed commit wrote nothing.
     bool unknown = false;
+    // commit() succeeded (readers see the batch) without the durability
+    // asked for: fewer replicas than RedisOptions::wait_replicas have it.
+    bool unreplicated = false;
 
     static Status success() { return {}; }
-    // Succeeded, with something the log should hear (e.g. fewer replicas than asked acknowledged the write).
-    static Status success_with_warning(std::string message) { return {true, std::move(message)}; }
+    static Status written_unreplicated(std::string message) { return {true, std::move(message), false, false, true}; }
     static Status failure(std::string message) { return {false, std::move(message)}; }
     static Status conflicted(std::string message) { return {false, std::move(message), true}; }
     static Status outcome_unknown(std::string message) { return {false, std::move(message), false, true}; }

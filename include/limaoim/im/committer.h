@@ -82,7 +82,7 @@ struct CommitterOptions {
     uint32_t max_queued = 1u << 18;     // requests waiting before submit() refuses
     uint32_t dedupe_window_ms = 300000; // a resend within this is answered, not stored again
     uint32_t dedupe_max = 1000000;      // remembered (uid, client_msg_no) at most
-    uint32_t outcome_wait_ms = 10000;   // a lost commit reply: how long to ask the store for its outcome
+    uint32_t outcome_wait_ms = 3000;    // a lost commit reply: how long to ask the store for its outcome
 };
 
 // How the committer answers a worker: an envelope of the worker's family.

@@ -1032,7 +1032,7 @@ bool Worker::post_waiting(std::vector<Envelope>& batch, std::chrono::millisecond
     const auto deadline = std::chrono::steady_clock::now() + limit;
     size_t queued = 0;
     while (queued < batch.size()) {
-        const size_t n = std::min(batch.size() - queued, inbox_.capacity());
+        const size_t n = std::min(batch.size() - queued, std::max<size_t>(inbox_.capacity(), 1));
         const bool whole = queued == 0 && n == batch.size();
         const Inbox::Push pushed = whole ? inbox_.push(batch) : inbox_.push_range(std::span(batch).subspan(queued, n));
         if (pushed == Inbox::Push::QueuedRing) ring_doorbell();

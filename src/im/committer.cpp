@@ -62,9 +62,12 @@ void CommitWaiter::finish(bool success, std::string message, uint32_t result) {
     done_cv.notify_all();
 }
 
-void CommitWaiter::wait() {
+void CommitWaiter::wait(std::chrono::milliseconds limit) {
     std::unique_lock lock(mutex);
-    done_cv.wait(lock, [this] { return done; });
+    if (done_cv.wait_for(lock, limit, [this] { return done; })) return;
+    ok = false;
+    error = "the committer did not answer within " + std::to_string(limit.count()) + " ms";
+    done = true;
 }
 
 Committer::Committer(store::Store& store, const Channels& channels, IdGenerator& ids, Fanout& fanout,
@@ -73,6 +76,9 @@ Committer::Committer(store::Store& store, const Channels& channels, IdGenerator&
     // Keyed so that chosen client_msg_nos cannot collide on purpose.
     if (getrandom(dedupe_hash_keys_, sizeof(dedupe_hash_keys_), 0) != ssize_t(sizeof(dedupe_hash_keys_)))
         dedupe_hash_keys_[1][0] = uint64_t(steady_us()) | 1;  // keys differ at least
+    // Batch ids from a random start: a restarted node never reuses a live one.
+    if (getrandom(&next_batch_id_, sizeof(next_batch_id_), 0) != ssize_t(sizeof(next_batch_id_)))
+        next_batch_id_ = steady_us() ^ (uint64_t(wall_ms()) << 20);
 }
 
 Committer::DedupeKey Committer::dedupe_key(std::string_view uid, std::string_view client_msg_no) const {
@@ -173,41 +179,133 @@ void Committer::process(std::vector<CommitRequest>& batch) {
     const int64_t now_ms = wall_ms();
     expire_dedupe(now_ms);
     store::Status written;
-    // A shared store refuses a batch another node raced (a counter moved, or
-    // a SEND it holds was resent here): the batch is prepared again on the
-    // store's values, a bounded number of times.
-    for (uint32_t attempt = 0;; ++attempt) {
-        written = prepare_and_commit(batch, now_ms);
-        if (written || !written.conflict) break;
-        stats_.commit_conflicts.add();
-        forget_batch();
-        if (attempt + 1 == kMaxConflictRetries) {
-            written.error = "still conflicting after " + std::to_string(kMaxConflictRetries) + " tries: " + written.error;
-            break;
-        }
-        learn_remote_dedupe(batch, now_ms);
+    if (unresolved_ && !settle_unresolved()) {
+        // Until the store says whether that batch was written, nothing else
+        // is: a resend of one of its SENDs would be stored twice.
+        written = store::Status::failure("the outcome of an earlier batch is still unknown (the store is unreachable)");
+        clear_batch();
+        reasons_.assign(batch.size(), kReasonError);
+        fanout_items_.clear();
+    } else {
+        written = commit_with_retries(batch, now_ms);
     }
     if (written) {
-        if (events_ && !batch_.notify.empty()) events_->notify_queued(batch_.notify.size());
-        stats_.messages_stored.add(batch_.messages.size());
-        stats_.queue_copies_stored.add(batch_.queue_messages.size());
+        count_stored(batch_);
+        if (written.unreplicated) {
+            // Stored and read by every node, so delivered; but the SENDACK
+            // promises the replicas asked for: its SENDs get reason 0, and a
+            // resend is a dedupe hit (or, after a failover lost it, stored again).
+            log::write(log::Level::Warn, "committer", "%s (its SENDs get reason 0, its messages are delivered)",
+                       written.error.c_str());
+            stats_.commit_failures.add();
+            for (size_t i = 0; i < batch.size(); ++i)
+                if (batch[i].kind == CommitRequest::Kind::Send && reasons_[i] == kReasonSuccess) reasons_[i] = kReasonError;
+        }
     } else {
-        // Nothing of the batch is stored: every SEND in it is answered with an error.
         stats_.commit_failures.add();
-        log::write(log::Level::Error, "committer", "store commit failed (its SENDs get reason 0): %s", written.error.c_str());
-        if (!written.conflict) forget_batch();
+        if (written.unknown) {
+            log::write(log::Level::Error, "committer",
+                       "store commit outcome unknown after %u ms (its SENDs get reason 0; the batch is kept until the store answers): %s",
+                       options_.outcome_wait_ms, written.error.c_str());
+            keep_unresolved();
+        } else {
+            log::write(log::Level::Error, "committer", "store commit failed (its SENDs get reason 0): %s", written.error.c_str());
+        }
         for (uint8_t& reason : reasons_) reason = kReasonError;
         fanout_items_.clear();
     }
     stats_.dedupe_entries.set(dedupe_.size());
     clear_batch();
 
-    answer(batch, reasons_);
+    answer(batch, reasons_, written && !written.unreplicated ? std::string() : "store: " + written.error);
     if (!fanout_items_.empty()) fanout_.push(fanout_items_);
-    if (!written) {
-        for (CommitRequest& r : batch)
-            if (r.waiter) r.waiter->finish(false, "store: " + written.error);
+}
+
+store::Status Committer::commit_with_retries(std::vector<CommitRequest>& batch, int64_t now_ms) {
+    // A shared store refuses a batch another node raced (a counter moved, or
+    // a SEND it holds was resent here): the batch is prepared again on the
+    // store's values, a bounded number of times. So is a batch whose reply
+    // was lost and that the store says it did not write.
+    for (uint32_t attempt = 0;; ++attempt) {
+        store::Status written = prepare_and_commit(batch, now_ms);
+        if (written.unknown) {
+            bool stored = false;
+            const store::Status asked = await_outcome(stored);
+            if (!asked) {
+                written.error += "; asking for its outcome: " + asked.error;
+                return written;  // still unknown: the caller keeps the batch
+            }
+            if (stored) return store::Status::success();
+            log::write(log::Level::Warn, "committer", "a commit's reply was lost and the batch not written: prepared again (%s)",
+                       written.error.c_str());
+            written = store::Status::failure("the reply was lost, the batch not written: " + written.error);
+        } else if (written || !written.conflict) {
+            if (!written) forget_batch();
+            return written;
+        } else {
+            stats_.commit_conflicts.add();
+        }
+        forget_batch();
+        if (attempt + 1 == kMaxConflictRetries) {
+            written.error = std::string(written.conflict ? "still conflicting" : "still not written") + " after " +
+                            std::to_string(kMaxConflictRetries) + " tries: " + written.error;
+            return written;
+        }
+        if (written.conflict) learn_remote_dedupe(batch, now_ms);
     }
+}
+
+store::Status Committer::await_outcome(bool& written) {
+    using namespace std::chrono;
+    const auto deadline = steady_clock::now() + milliseconds(options_.outcome_wait_ms);
+    milliseconds pause(10);
+    for (;;) {
+        store::Status asked = store_.commit_outcome(batch_, written);
+        if (asked || steady_clock::now() + pause > deadline) return asked;
+        // The SENDs of this batch wait meanwhile (a wrong answer would be
+        // worse); so do new ones, queued behind it. Stopping cuts it short.
+        std::unique_lock lock(mutex_);
+        if (wake_.wait_for(lock, pause, [this] { return stopping_; })) return asked;
+        pause = std::min(pause * 2, milliseconds(1000));
+    }
+}
+
+void Committer::keep_unresolved() {
+    unresolved_.emplace();
+    unresolved_->batch = std::move(batch_);
+    unresolved_->fanout_items = std::move(fanout_items_);
+    unresolved_->channel_seqs = std::move(batch_channel_seqs_);
+    unresolved_->queue_seqs = std::move(batch_queue_seqs_);
+    unresolved_->cursors = std::move(batch_cursors_);
+    unresolved_->dedupe_keys = std::move(batch_dedupe_keys_);
+    clear_batch();
+    fanout_items_.clear();
+}
+
+bool Committer::settle_unresolved() {
+    bool written = false;
+    if (store::Status asked = store_.commit_outcome(unresolved_->batch, written); !asked) return false;
+    if (written) {
+        log::write(log::Level::Warn, "committer", "a batch whose reply was lost was written: its messages go out now");
+        count_stored(unresolved_->batch);
+        fanout_.push(unresolved_->fanout_items);
+    } else {
+        log::write(log::Level::Warn, "committer", "a batch whose reply was lost was not written: its seqs go back");
+        batch_channel_seqs_ = std::move(unresolved_->channel_seqs);
+        batch_queue_seqs_ = std::move(unresolved_->queue_seqs);
+        batch_cursors_ = std::move(unresolved_->cursors);
+        batch_dedupe_keys_ = std::move(unresolved_->dedupe_keys);
+        forget_batch();
+        clear_batch();
+    }
+    unresolved_.reset();
+    return true;
+}
+
+void Committer::count_stored(const store::WriteBatch& written) {
+    if (events_ && !written.notify.empty()) events_->notify_queued(written.notify.size());
+    stats_.messages_stored.add(written.messages.size());
+    stats_.queue_copies_stored.add(written.queue_messages.size());
 }
 
 store::Status Committer::prepare_and_commit(std::vector<CommitRequest>& batch, int64_t now_ms) {
@@ -241,6 +339,7 @@ store::Status Committer::prepare_and_commit(std::vector<CommitRequest>& batch, i
     // Part of a message may be in the batch already: none of it is written.
     if (!counters_read) return store::Status::failure("reading a seq counter failed");
     if (batch_.empty()) return store::Status::success();
+    batch_.id = next_batch_id_++;
     const uint64_t started = steady_us();
     store::Status written = store_.commit(batch_, options_.durability != Durability::None);
     stats_.commit_latency_us[log2_bucket(steady_us() - started)].add();
@@ -256,8 +355,10 @@ void Committer::forget_batch() {
     for (auto& [uid, change] : batch_queue_seqs_) queue_seqs_.erase(uid);
     for (auto& [uid, cursor] : batch_cursors_) cursors_.erase(uid);
     for (const DedupeKey& key : batch_dedupe_keys_) dedupe_.erase(key);
-    // This batch's pairs are the newest in the order: they go too.
-    dedupe_order_.resize(dedupe_order_.size() - std::min(dedupe_order_.size(), batch_dedupe_keys_.size()));
+    // This batch's pairs are the newest in the order: they go too (those
+    // the window expired meanwhile are gone already).
+    for (auto key = batch_dedupe_keys_.rbegin(); key != batch_dedupe_keys_.rend(); ++key)
+        if (!dedupe_order_.empty() && dedupe_order_.back().second == *key) dedupe_order_.pop_back();
 }
 
 void Committer::clear_batch() {
@@ -409,7 +510,10 @@ uint32_t* Committer::queue_counter(const std::string& uid) {
     auto it = queue_seqs_.find(uid);
     if (it == queue_seqs_.end()) {
         uint32_t last = 0;
-        if (!store_.queue_seq(uid, last)) return nullptr;
+        if (store::Status s = store_.queue_seq(uid, last); !s) {
+            log::write(log::Level::Error, "committer", "reading a queue seq: %s", s.error.c_str());
+            return nullptr;
+        }
         it = queue_seqs_.emplace(uid, last).first;
     }
     return &it->second;
@@ -419,7 +523,10 @@ uint32_t* Committer::cursor_of(const std::string& uid) {
     auto it = cursors_.find(uid);
     if (it == cursors_.end()) {
         uint32_t cursor = 0;
-        if (!store_.cursor(uid, cursor)) return nullptr;
+        if (store::Status s = store_.cursor(uid, cursor); !s) {
+            log::write(log::Level::Error, "committer", "reading a sync cursor: %s", s.error.c_str());
+            return nullptr;
+        }
         it = cursors_.emplace(uid, cursor).first;
     }
     return &it->second;
@@ -470,12 +577,17 @@ std::vector<std::string> Committer::subscribers_of(const MessageView& m, const C
     return channel ? channel->subscribers : std::vector<std::string>{};
 }
 
-void Committer::answer(std::vector<CommitRequest>& batch, const std::vector<uint8_t>& reasons) {
+void Committer::answer(std::vector<CommitRequest>& batch, const std::vector<uint8_t>& reasons, const std::string& error) {
     for (size_t i = 0; i < batch.size(); ++i) {
         CommitRequest& r = batch[i];
         if (r.waiter) {
-            if (reasons[i] == kReasonSuccess) r.waiter->finish(true, {}, r.cursor_after);
-            continue;  // failures are told below, with the store's message
+            if (reasons[i] == kReasonSuccess)
+                r.waiter->finish(true, {}, r.cursor_after);
+            else if (!error.empty())
+                r.waiter->finish(false, error);
+            else  // this request alone was refused (its channel, judged by the resolver)
+                r.waiter->finish(false, "refused with SENDACK reason " + std::to_string(reasons[i]));
+            continue;
         }
         if (!r.route.worker) continue;
         results_[r.route.worker].push_back(net::Envelope{.kind = r.route.kind,
@@ -484,17 +596,17 @@ void Committer::answer(std::vector<CommitRequest>& batch, const std::vector<uint
                                                          .arg = r.origin.value,
                                                          .payload = std::move(r.message)});
     }
-    // One lock per worker. A full inbox is waited out: a SENDACK is never
-    // dropped, and a committer that waits holds its submitters back. Only
-    // at shutdown, when the workers no longer drain their inboxes, are the
-    // results of sessions that are gone by then let go.
+    // One lock per worker. A full inbox is waited out (the worker wakes
+    // the committer as it drains): a SENDACK is never dropped, and a
+    // committer that waits holds its submitters back. Only at shutdown,
+    // when the workers no longer drain their inboxes, are the results of
+    // sessions that are gone by then let go.
     for (auto& [worker, envelopes] : results_) {
-        while (!envelopes.empty() && !worker->post_batch(envelopes)) {
+        while (!worker->post_waiting(envelopes, std::chrono::milliseconds(100))) {
             if (stopping()) {
                 envelopes.clear();
                 break;
             }
-            std::this_thread::sleep_for(std::chrono::milliseconds(1));
         }
     }
 }

@@ -5,14 +5,15 @@
 #include <algorithm>
 #include <chrono>
 
+#include "limaoim/log/log.h"
 #include "limaoim/net/worker.h"
 
 namespace limaoim::im {
 
 Fanout::Fanout(const Channels& channels, const Directory& directory, Conversations& conversations,
-               stats::PipelineBlock& stats, size_t max_queued)
+               stats::PipelineBlock& stats, size_t max_queued, std::chrono::milliseconds worker_stuck_limit)
     : channels_(channels), directory_(directory), conversations_(conversations), stats_(stats),
-      max_queued_(max_queued) {}
+      max_queued_(max_queued), worker_stuck_limit_(worker_stuck_limit) {}
 
 Fanout::~Fanout() { stop(); }
 
@@ -81,7 +82,11 @@ void Fanout::run() {
 
 void Fanout::deliver(const FanoutItem& item) {
     const std::optional<MessageView> decoded = decode(item.message.bytes());
-    if (!decoded) return;
+    if (!decoded) {  // the committer encoded it: a bug, not a client's doing
+        log::write(log::Level::Error, "fanout", "a stored message does not decode (%zu bytes): not delivered",
+                   item.message.bytes().size());
+        return;
+    }
     const MessageView& m = *decoded;
     stats_.fanout_messages.add();
 
@@ -103,12 +108,14 @@ void Fanout::deliver(const FanoutItem& item) {
     // Every node keeps them in memory; the node that stored the message writes them.
     if (m.persisted()) conversations_.apply(m, *receivers, !item.remote);
     offline_.clear();
+    // SyncOnce: each receiver's queue seq, looked up by uid (a big group has as many copies as receivers).
+    queue_seq_of_.clear();
+    for (const auto& [uid, seq] : item.queue_seqs) queue_seq_of_.emplace(uid, seq);
     for (const std::string& uid : *receivers) {
         uint32_t seq = 0;
-        if (!item.queue_seqs.empty()) {
-            auto it = std::find_if(item.queue_seqs.begin(), item.queue_seqs.end(),
-                                   [&](const auto& entry) { return entry.first == uid; });
-            if (it != item.queue_seqs.end()) seq = it->second;
+        if (!queue_seq_of_.empty()) {
+            auto it = queue_seq_of_.find(uid);
+            if (it != queue_seq_of_.end()) seq = it->second;
         }
         const bool is_sender = uid == m.from_uid;
         // The recipient sees the sender as the channel; a message the API sent
@@ -157,17 +164,37 @@ void Fanout::deliver(const FanoutItem& item) {
     }
 }
 
+bool Fanout::stopping() {
+    std::lock_guard lock(mutex_);
+    return stopping_;
+}
+
 void Fanout::flush() {
+    using namespace std::chrono;
     for (size_t w = 0; w < batches_.size(); ++w) {
         std::vector<net::Envelope>& batch = batches_[w];
         if (batch.empty()) continue;
         const size_t n = batch.size();
-        if (workers_[w]->post_batch(batch)) {
-            stats_.deliveries.add(n);
-        } else {
-            // The worker is that far behind: these sessions get the messages
-            // by sync instead (they are stored); counted, never silent.
-            stats_.deliveries_refused.add(n);
+        // Back-pressure: a full inbox is waited out while the worker drains
+        // it (its ring keeps running); meanwhile this queue fills and holds
+        // the committer, and so the senders, back. Not every message is
+        // stored (NoPersist, the API's to temporary channels), so dropping
+        // one would lose it for good. Only a worker that takes nothing for
+        // worker_stuck_limit_, or is gone (at shutdown), is given up on.
+        auto deadline = steady_clock::now() + worker_stuck_limit_;
+        size_t left = batch.size();
+        while (!workers_[w]->post_waiting(batch, milliseconds(100))) {
+            if (batch.size() < left) {  // it drains, slowly: patience again
+                left = batch.size();
+                deadline = steady_clock::now() + worker_stuck_limit_;
+            }
+            if (steady_clock::now() >= deadline || stopping()) break;
+        }
+        stats_.deliveries.add(n - batch.size());
+        if (!batch.empty()) {
+            stats_.deliveries_refused.add(batch.size());
+            log::write(log::Level::Error, "fanout", "worker %zu took no envelope for %lld ms: %zu deliveries dropped", w,
+                       (long long)worker_stuck_limit_.count(), batch.size());
             batch.clear();
         }
     }

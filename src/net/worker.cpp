@@ -1095,6 +1095,26 @@ bool Worker::post_batch(std::vector<Envelope>& batch) {
     return true;
 }
 
+bool Worker::post_waiting(std::vector<Envelope>& batch, std::chrono::milliseconds limit) {
+    const auto deadline = std::chrono::steady_clock::now() + limit;
+    size_t queued = 0;
+    while (queued < batch.size()) {
+        const size_t n = std::min(batch.size() - queued, std::max<size_t>(inbox_.capacity(), 1));
+        const bool whole = queued == 0 && n == batch.size();
+        const Inbox::Push pushed = whole ? inbox_.push(batch) : inbox_.push_range(std::span(batch).subspan(queued, n));
+        if (pushed == Inbox::Push::QueuedRing) ring_doorbell();
+        if (pushed == Inbox::Push::Full) {
+            if (inbox_.wait_for_room(n, deadline)) continue;
+            batch.erase(batch.begin(), batch.begin() + ptrdiff_t(queued));
+            return false;
+        }
+        if (whole) return true;  // push() emptied it
+        queued += n;
+    }
+    batch.clear();
+    return true;
+}
+
 void Worker::set_envelope_handler(uint8_t family, EnvelopeHandler* handler) {
     if (family >= kEnvelopeFamilies) fatal("envelope family out of range", EINVAL);
     envelope_handlers_[family] = handler;

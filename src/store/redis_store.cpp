@@ -20,6 +20,7 @@
 //   lim:convseq:{LOG}             STRING decimal, last seq in the conversations (only grows)
 //   lim:notify:{NODE}             ZSET   score 0, member BE-u64 (id, sign bit flipped) + event bytes
 //   lim:maxid:{NODE}              STRING decimal, max message id (only grows)
+//   lim:batch:{NODE}:ID           STRING "written" or "fenced": a commit's outcome (below)
 //
 // LOG is store::log_name (type byte + id), LEN the uid's length in decimal,
 // CMN the client_msg_no, NODE RedisOptions::node_id in decimal. Members of a
@@ -33,7 +34,12 @@
 // id, BE-i64 version.
 //
 // commit() is one Lua script (atomic on a master): it first checks the
-// batch's channel and queue counters and dedupe keys, then writes. Threads:
+// batch's channel and queue counters and dedupe keys, then writes. It also
+// sets the batch's marker (WriteBatch::id): when the reply is lost,
+// commit_outcome() reads the marker, or fences the batch (sets it to
+// "fenced", which a late copy of the script finds and stops at). The
+// marker of the last batch known to be written is deleted by the next
+// commit; markers of lost replies expire after a day. Threads:
 // calls take a connection from a pool, so they do not queue on one socket.
 #include <algorithm>
 #include <charconv>
@@ -184,7 +190,7 @@ namespace prefix {
 constexpr std::string_view token = "lim:tok:{", channel = "lim:ch:{", log = "lim:log:{", seq = "lim:seq:{",
                            queue = "lim:q:{", queue_seq = "lim:qseq:{", cursor = "lim:cur:{", dedupe = "lim:dd:",
                            conversations = "lim:conv:{", conversation_seq = "lim:convseq:{", notify = "lim:notify:{",
-                           max_id = "lim:maxid:{";
+                           max_id = "lim:maxid:{", batch = "lim:batch:{";
 }
 const std::string system_uids_key = "lim:sysuids";
 
@@ -244,11 +250,14 @@ std::string notify_bound(int64_t id) {
 // lays them out; every section starts with its count in ARGV. Phase 1 only
 // reads, so a conflict leaves everything as it was.
 constexpr const char* commit_script = R"lua(
-local k, a = 0, 0
+-- KEYS[1] this batch's marker, KEYS[2] the previous one to delete; ARGV[1] the marker's time to live.
+local k, a = 2, 1
 local function key() k = k + 1 return KEYS[k] end
 local function arg() a = a + 1 return ARGV[a] end
 -- Canonical non-negative decimals: the longer is larger, else compare bytes.
 local function larger(x, y) if #x ~= #y then return #x > #y end return x > y end
+
+if redis.call('GET', KEYS[1]) == 'fenced' then return {'fenced', KEYS[1]} end
 
 for _ = 1, tonumber(arg()) do
   local name, previous = key(), arg()
@@ -264,7 +273,9 @@ for _ = 1, dedupes do
   if redis.call('EXISTS', name) == 1 then return {'exists', name} end
 end
 
-k, a = 0, 0
+k, a = 2, 1
+redis.call('DEL', KEYS[2])
+redis.call('SET', KEYS[1], 'written', 'PX', ARGV[1])
 for _ = 1, tonumber(arg()) do
   local name = key()
   arg()
@@ -296,6 +307,18 @@ local trims, keep = tonumber(arg()), tonumber(arg())
 for _ = 1, trims do redis.call('ZREMRANGEBYRANK', key(), 0, -keep - 1) end
 return 'OK'
 )lua";
+
+// commit_outcome(): a lost reply's batch was written, or is fenced now.
+constexpr const char* outcome_script = R"lua(
+local marker = redis.call('GET', KEYS[1])
+if marker then return marker end
+redis.call('SET', KEYS[1], 'fenced', 'PX', ARGV[1])
+return 'fenced'
+)lua";
+
+// How long the marker of a batch whose reply was lost stays: far longer
+// than a committer waits for its outcome.
+constexpr uint32_t kLostReplyMarkerTtlMs = 24 * 3600 * 1000;
 
 // The arguments of one EVALSHA, kept alive while it runs.
 struct ScriptCall {
@@ -460,6 +483,11 @@ public:
     Status commit(const WriteBatch& batch, bool /*sync*/) override {
         if (batch.empty()) return Status::success();
         ScriptCall call;
+        const std::string marker = marker_key(batch);
+        call.keys.push_back(marker);
+        const std::string previous = previous_marker();
+        call.keys.push_back(previous.empty() ? marker : previous);
+        call.args.push_back(std::to_string(kLostReplyMarkerTtlMs));
         call.count(batch.channel_seqs.size() + batch.queue_seqs.size());
         for (const auto& c : batch.channel_seqs)
             call.add(tagged(prefix::seq, c.log), {std::to_string(c.previous), std::to_string(c.value)});
@@ -499,14 +527,23 @@ public:
 
         auto client = pool_.take();
         std::string error;
+        if (!client->connect(error)) return failed("commit", error);  // nothing sent
         const std::string numkeys = std::to_string(call.keys.size());
         redis::Reply reply = client->command(call.command("EVALSHA", script_sha_, numkeys), error);
         // The script cache is gone after a restart or a failover: EVAL loads it again.
         if (!reply && error.starts_with("NOSCRIPT"))
             reply = client->command(call.command("EVAL", commit_script, numkeys), error);
-        if (!reply) return failed("commit", error);
+        if (!reply) {
+            // An error reply keeps the connection: the server refused the
+            // script (READONLY too: a replica runs nothing). An I/O error or
+            // a timeout drops it: the script may have run all the same.
+            if (client->connected() || error.starts_with("READONLY")) return failed("commit", error);
+            return Status::outcome_unknown("redis: commit: " + error + " (the script may have run)");
+        }
         if (reply->type == REDIS_REPLY_ARRAY && reply->elements >= 2) {
             const std::string key = printable(text(reply->element[1]));
+            if (text(reply->element[0]) == "fenced")
+                return Status::failure("redis: commit: " + key + " is fenced (a late copy of a lost batch); nothing written");
             if (text(reply->element[0]) == "moved" && reply->elements == 4)
                 return Status::conflicted("redis: commit conflict: " + key + " holds " +
                                           std::string(text(reply->element[2])) + ", this batch expected " +
@@ -514,13 +551,29 @@ public:
             return Status::conflicted("redis: commit conflict: " + key +
                                       " exists (another node stored this SEND); nothing written");
         }
+        set_previous_marker(marker);
         if (options_.wait_replicas == 0) return Status::success();
+        // The batch is on the master, which every node reads, but a failover
+        // may lose it: written, without the durability asked for.
         redis::Reply acks = client->command(
             {"WAIT", std::to_string(options_.wait_replicas), std::to_string(options_.wait_timeout_ms)}, error);
-        if (!acks) return failed("commit: WAIT", error);
+        if (!acks) return Status::written_unreplicated("redis: commit: written, but WAIT failed: " + error);
         if (acks->integer < int64_t(options_.wait_replicas))
-            return Status::failure("redis: commit: written but acknowledged by only " + std::to_string(acks->integer) +
-                                   " of " + std::to_string(options_.wait_replicas) + " replicas");
+            return Status::written_unreplicated("redis: commit: written but acknowledged by only " +
+                                                std::to_string(acks->integer) + " of " +
+                                                std::to_string(options_.wait_replicas) + " replicas");
+        return Status::success();
+    }
+
+    Status commit_outcome(const WriteBatch& batch, bool& written) override {
+        written = false;
+        const std::string marker = marker_key(batch);
+        redis::Reply reply;
+        Status status = run("commit_outcome", {"EVAL", outcome_script, "1", marker, std::to_string(kLostReplyMarkerTtlMs)}, &reply);
+        if (!status) return status;
+        if (reply->type != REDIS_REPLY_STRING) return failed("commit_outcome", "unexpected reply");
+        written = text(reply) == "written";
+        if (written) set_previous_marker(marker);
         return Status::success();
     }
 
@@ -658,6 +711,19 @@ public:
 private:
     using Visit = std::function<Status(std::string_view key, const redisReply* value)>;
 
+    std::string marker_key(const WriteBatch& batch) const {
+        return tagged(prefix::batch, std::to_string(options_.node_id)) + ":" + std::to_string(batch.id);
+    }
+    // The marker the next commit deletes (empty: none yet).
+    std::string previous_marker() {
+        std::lock_guard lock(marker_mutex_);
+        return previous_marker_;
+    }
+    void set_previous_marker(const std::string& marker) {
+        std::lock_guard lock(marker_mutex_);
+        previous_marker_ = marker;
+    }
+
     // One command; error replies are failures. `reply` (optional) gets the reply.
     Status run(std::string_view operation, const std::vector<std::string_view>& args, redis::Reply* reply = nullptr) {
         auto client = pool_.take();
@@ -757,6 +823,8 @@ private:
     Pool pool_;
     const std::string script_sha_;
     const std::string notify_key_, max_id_key_;
+    std::mutex marker_mutex_;
+    std::string previous_marker_;  // the last batch known to be written
 };
 
 }  // namespace

@@ -5,6 +5,7 @@
 #include <atomic>
 #include <map>
 #include <mutex>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -30,6 +31,16 @@ public:
     // `previous` and each dedupe record's absence, and conflicts otherwise.
     std::atomic<bool> shared_mode{false};
     size_t conflicts = 0;
+    // A lost reply (as the Redis engine reports one): the next this many
+    // commits answer `unknown`, after writing the batch or without.
+    std::atomic<int> lose_reply_after_write{0};
+    std::atomic<int> lose_reply_unwritten{0};
+    // The next this many commits are written without the replicas asked for.
+    std::atomic<int> unreplicated_commits{0};
+    // The next this many commit_outcome() calls fail (the store still unreachable).
+    std::atomic<int> fail_outcome{0};
+    std::set<uint64_t> written_ids, fenced_ids;  // WriteBatch ids
+    size_t outcome_calls = 0;
 
     mutable std::mutex mutex;
     std::map<std::string, std::vector<Stored>> logs;    // in append order
@@ -65,6 +76,11 @@ public:
             ++failed_commits;
             return store::Status::failure("disk on fire");
         }
+        if (fenced_ids.count(batch.id)) return store::Status::failure("fenced");
+        if (lose_reply_unwritten > 0) {
+            --lose_reply_unwritten;
+            return store::Status::outcome_unknown("reply lost before the write");
+        }
         if (shared_mode) {
             auto stored = [](const std::map<std::string, uint32_t>& m, const std::string& k) {
                 auto it = m.find(k);
@@ -99,6 +115,26 @@ public:
         if (batch.max_message_id) max_id = batch.max_message_id;
         batch_max_ids.push_back(batch.max_message_id);
         batch_messages.push_back(batch.messages.size());
+        written_ids.insert(batch.id);
+        if (lose_reply_after_write > 0) {
+            --lose_reply_after_write;
+            return store::Status::outcome_unknown("reply lost after the write");
+        }
+        if (unreplicated_commits > 0) {
+            --unreplicated_commits;
+            return store::Status::written_unreplicated("acknowledged by only 0 of 1 replicas");
+        }
+        return {};
+    }
+    store::Status commit_outcome(const store::WriteBatch& batch, bool& written) override {
+        std::lock_guard lock(mutex);
+        ++outcome_calls;
+        if (fail_outcome > 0) {
+            --fail_outcome;
+            return store::Status::failure("still unreachable");
+        }
+        written = written_ids.count(batch.id) > 0;
+        if (!written) fenced_ids.insert(batch.id);
         return {};
     }
     store::Status channel_seq(std::string_view log, uint32_t& seq) override {

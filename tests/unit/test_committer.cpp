@@ -21,6 +21,7 @@
 #include "limaoim/im/fanout.h"
 #include "limaoim/im/ids.h"
 #include "limaoim/im/message.h"
+#include "limaoim/net/worker.h"
 #include "limaoim/stats/layout.h"
 #include "limaoim/store/store.h"
 #include "fake_store.h"
@@ -945,4 +946,287 @@ TEST_CASE("committer: a cursor advance without a waiter (a RECVACK) whose queue 
     CHECK_FALSE(after.ok);                          // (the same failing read)
     store.fail_queue_seq = false;
     CHECK(rig.send(group("a", "g", "still working")).ok);
+}
+
+namespace {
+
+// Waits for the fan-out thread to have taken `n` messages, then a little
+// longer, so that one too many would show.
+uint64_t fanned_out(Rig& rig, uint64_t n) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (rig.block.fanout_messages.get() < n && std::chrono::steady_clock::now() < deadline)
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    std::this_thread::sleep_for(std::chrono::milliseconds(30));
+    return rig.block.fanout_messages.get();
+}
+
+}  // namespace
+
+TEST_CASE("committer: a lost reply after the write: answered success, fanned out once, a resend is a dedupe hit") {
+    FakeStore store;
+    store.shared_mode = true;
+    store.lose_reply_after_write = 1;
+    Rig rig(store);
+    rig.start();
+    rig.add_group("g", {"a", "b"});
+    const Sent first = rig.send(group("a", "g", "1", "k1"));
+    CHECK(first.ok);
+    CHECK(first.seq == 1);
+    CHECK(store.outcome_calls == 1);
+    const Sent resend = rig.send(group("a", "g", "1 again", "k1"));
+    CHECK(resend.ok);
+    CHECK(resend.id == first.id);
+    CHECK(resend.seq == 1);
+    CHECK(rig.send(group("a", "g", "2")).seq == 2);
+    CHECK(seqs_of(store.log(kGroupChannel, "g")) == std::vector<uint32_t>{1, 2});
+    CHECK(fanned_out(rig, 2) == 2);  // "1" once, "2"; the resend not
+}
+
+TEST_CASE("committer: a lost reply before the write: prepared again, stored once, fanned out once") {
+    FakeStore store;
+    store.shared_mode = true;
+    store.lose_reply_unwritten = 1;
+    Rig rig(store);
+    rig.start();
+    rig.add_group("g", {"a", "b"});
+    const Sent first = rig.send(group("a", "g", "1", "k1"));
+    CHECK(first.ok);
+    CHECK(first.seq == 1);
+    CHECK(store.fenced_ids.size() == 1);  // the lost copy can never land
+    const Sent resend = rig.send(group("a", "g", "1 again", "k1"));
+    CHECK(resend.ok);
+    CHECK(resend.id == first.id);
+    CHECK(seqs_of(store.log(kGroupChannel, "g")) == std::vector<uint32_t>{1});
+    CHECK(fanned_out(rig, 1) == 1);
+}
+
+TEST_CASE("committer: an outcome still unknown after the wait: reason 0, the batch kept and settled later") {
+    for (const bool was_written : {true, false}) {
+        CAPTURE(was_written);
+        FakeStore store;
+        store.shared_mode = true;
+        (was_written ? store.lose_reply_after_write : store.lose_reply_unwritten) = 1;
+        store.fail_outcome = 1000000;
+        CommitterOptions options = Rig::fast();
+        options.outcome_wait_ms = 50;
+        Rig rig(store, options);
+        rig.start();
+        rig.add_group("g", {"a", "b"});
+        const Sent first = rig.send(group("a", "g", "1", "k1"));
+        CHECK_FALSE(first.ok);
+        CHECK(store.outcome_calls > 1);  // asked again with backoff
+        // While its outcome is unknown nothing else is written, a resend included.
+        CHECK_FALSE(rig.send(group("a", "g", "1 again", "k1")).ok);
+        CHECK_FALSE(rig.send(group("a", "g", "other")).ok);
+        CHECK(fanned_out(rig, 0) == 0);
+        store.fail_outcome = 0;  // the store is back
+        const Sent resend = rig.send(group("a", "g", "1 again", "k1"));
+        CHECK(resend.ok);
+        CHECK(resend.seq == 1);
+        if (was_written) CHECK(resend.id == first.id);  // a dedupe hit of the stored one
+        CHECK(rig.send(group("a", "g", "2")).seq == 2);
+        CHECK(seqs_of(store.log(kGroupChannel, "g")) == std::vector<uint32_t>{1, 2});
+        CHECK(fanned_out(rig, 2) == 2);  // seq 1 once (late, or as the resend) and seq 2
+    }
+}
+
+TEST_CASE("committer: a commit written without its replicas: reason 0, but delivered; a resend is a dedupe hit") {
+    FakeStore store;
+    store.shared_mode = true;
+    store.unreplicated_commits = 1;
+    Rig rig(store);
+    rig.start();
+    rig.add_group("g", {"a", "b"});
+    const Sent first = rig.send(group("a", "g", "1", "k1"));
+    CHECK_FALSE(first.ok);
+    CHECK(first.error.find("replicas") != std::string::npos);
+    CHECK(fanned_out(rig, 1) == 1);  // stored on the master every node reads: delivered
+    const Sent resend = rig.send(group("a", "g", "1 again", "k1"));
+    CHECK(resend.ok);
+    CHECK(resend.id == first.id);
+    CHECK(resend.seq == 1);
+    CHECK(rig.send(group("a", "g", "2")).seq == 2);
+    CHECK(seqs_of(store.log(kGroupChannel, "g")) == std::vector<uint32_t>{1, 2});
+    CHECK(fanned_out(rig, 2) == 2);
+}
+
+TEST_CASE("committer: an API request its channel's resolver refuses is answered, not left waiting") {
+    struct Refuse final : ChannelResolver {
+        uint8_t resolve(const MessageView&) override { return 11; }
+    } refuse;
+    FakeStore store;
+    Rig rig(store);
+    rig.committer->set_resolver(&refuse);
+    rig.start();
+    Message m = group("a", "g", "m");
+    CommitRequest request;
+    request.resolve = true;
+    request.message = net::Payload::allocate(encoded_size(m.view()));
+    encode(m.view(), request.message.writable_bytes());
+    auto waiter = std::make_shared<CommitWaiter>();
+    request.waiter = waiter;
+    REQUIRE(rig.committer->submit(std::move(request)));
+    waiter->wait(std::chrono::seconds(5));
+    CHECK_FALSE(waiter->ok);
+    CHECK(waiter->error.find("reason 11") != std::string::npos);
+}
+
+TEST_CASE("committer: CommitWaiter::wait gives up after its limit with an error") {
+    CommitWaiter waiter;
+    waiter.wait(std::chrono::milliseconds(20));
+    CHECK(waiter.done);
+    CHECK_FALSE(waiter.ok);
+    CHECK_FALSE(waiter.error.empty());
+}
+
+namespace {
+
+// A running worker whose inbox holds 4 envelopes and whose deliveries are
+// slow to handle: the fan-out finds its inbox full again and again.
+struct SlowWorker {
+    struct Recorder final : net::EnvelopeHandler {
+        std::mutex mutex;
+        std::vector<int64_t> ids;
+        std::atomic<bool> stuck{false};  // the worker takes nothing more while set
+        void on_envelope(net::Envelope& e) override {
+            std::this_thread::sleep_for(std::chrono::microseconds(200));
+            while (stuck) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+            std::lock_guard lock(mutex);
+            ids.push_back(encoded_id(e.payload.bytes()));
+        }
+        size_t count() {
+            std::lock_guard lock(mutex);
+            return ids.size();
+        }
+    };
+    // A worker needs a listener; nobody connects to it.
+    struct NoConnections final : net::Handler {
+        void on_open(net::ConnRef, net::Transport&) override {}
+        net::DataResult on_data(net::ConnRef, std::span<const uint8_t>) override { return {}; }
+        void on_deadline(net::ConnRef) override {}
+        void on_close(net::ConnRef, net::CloseReason) override {}
+        void on_shutdown() override {}
+    };
+    static constexpr uint16_t kDeliver = net::envelope_kind(5, 1);
+    NoConnections no_connections;
+    stats::WorkerBlock block{};
+    std::vector<stats::ConnCounters> conns = std::vector<stats::ConnCounters>(16);
+    net::SharedLimits limits;
+    Recorder recorder;
+    std::unique_ptr<net::Worker> worker;
+    net::Worker* self[1] = {};
+
+    SlowWorker() {
+        limits.max_conns = 16;
+        net::WorkerOptions options;
+        options.slots = 16;
+        options.recv_buffers = 8;
+        options.inbox_capacity = 4;
+        worker = std::make_unique<net::Worker>(options, limits, block, conns.data());
+        net::ListenerOptions listener;
+        listener.addr = "127.0.0.1";
+        listener.handler = &no_connections;
+        worker->add_listener(listener);
+        worker->set_envelope_handler(5, &recorder);
+        self[0] = worker.get();
+        worker->set_peers(self);
+        std::string error;
+        REQUIRE_MESSAGE(worker->start(error), error);
+    }
+    ~SlowWorker() {
+        worker->request_stop(1000);
+        worker->join();
+    }
+};
+
+}  // namespace
+
+TEST_CASE("fan-out: a full worker inbox is waited out: every delivery arrives, in order, none dropped") {
+    SlowWorker slow;
+    FakeStore store;
+    Channels channels;
+    Directory directory{2};
+    stats::PipelineBlock block{};
+    Conversations conversations{store, block, {}};
+    Fanout fanout{channels, directory, conversations, block};
+    fanout.set_workers(slow.self, SlowWorker::kDeliver);
+    REQUIRE(directory.replace("b", 1, net::ConnId::make(0, 1, 1)).ok);
+    REQUIRE(directory.replace("b", 2, net::ConnId::make(0, 2, 1)).ok);  // two sessions: 2 deliveries a message
+    fanout.start();
+    std::vector<FanoutItem> items;
+    for (int64_t id = 1; id <= 30; ++id) {
+        Message m = person("a", "b", "m", "", 0x01);  // NoPersist: a delivery dropped would be lost for good
+        m.message_id = id;
+        FanoutItem item;
+        item.message = net::Payload::allocate(encoded_size(m.view()));
+        encode(m.view(), item.message.writable_bytes());
+        items.push_back(std::move(item));
+    }
+    fanout.push(items);
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (slow.recorder.count() < 60 && std::chrono::steady_clock::now() < deadline)
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    fanout.stop();
+    CHECK(block.deliveries_refused.get() == 0);
+    CHECK(block.deliveries.get() == 60);
+    std::vector<int64_t> expected;
+    for (int64_t id = 1; id <= 30; ++id) expected.insert(expected.end(), {id, id});
+    std::lock_guard lock(slow.recorder.mutex);
+    CHECK(slow.recorder.ids == expected);
+}
+
+TEST_CASE("committer: SENDACKs to a worker whose inbox is smaller than the batch all arrive, in order") {
+    SlowWorker slow;
+    FakeStore store;
+    Rig rig(store);
+    rig.add_group("g", {"a"});
+    // Queued before the thread starts: one batch of 30 results for an inbox of 4.
+    for (int i = 0; i < 30; ++i) {
+        Message m = group("a", "g", "m");
+        CommitRequest r;
+        r.message = net::Payload::allocate(encoded_size(m.view()));
+        encode(m.view(), r.message.writable_bytes());
+        r.route = {slow.worker.get(), SlowWorker::kDeliver};
+        r.client_seq = uint32_t(i + 1);
+        REQUIRE(rig.committer->submit(std::move(r)));
+    }
+    rig.start();
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (slow.recorder.count() < 30 && std::chrono::steady_clock::now() < deadline)
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    std::lock_guard lock(slow.recorder.mutex);
+    REQUIRE(slow.recorder.ids.size() == 30);
+    CHECK(std::is_sorted(slow.recorder.ids.begin(), slow.recorder.ids.end()));
+    CHECK(slow.block.envelopes_refused.get() == 0);
+}
+
+TEST_CASE("fan-out: a worker that takes nothing for the stuck limit has the rest dropped, counted") {
+    SlowWorker slow;
+    slow.recorder.stuck = true;
+    FakeStore store;
+    Channels channels;
+    Directory directory{2};
+    stats::PipelineBlock block{};
+    Conversations conversations{store, block, {}};
+    Fanout fanout{channels, directory, conversations, block, 1u << 16, std::chrono::milliseconds(200)};
+    fanout.set_workers(slow.self, SlowWorker::kDeliver);
+    REQUIRE(directory.replace("b", 1, net::ConnId::make(0, 1, 1)).ok);
+    fanout.start();
+    std::vector<FanoutItem> items;
+    for (int64_t id = 1; id <= 20; ++id) {
+        Message m = person("a", "b", "m", "", 0x01);
+        m.message_id = id;
+        FanoutItem item;
+        item.message = net::Payload::allocate(encoded_size(m.view()));
+        encode(m.view(), item.message.writable_bytes());
+        items.push_back(std::move(item));
+    }
+    fanout.push(items);
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (block.deliveries.get() + block.deliveries_refused.get() < 20 && std::chrono::steady_clock::now() < deadline)
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    slow.recorder.stuck = false;
+    fanout.stop();
+    CHECK(block.deliveries.get() + block.deliveries_refused.get() == 20);
+    CHECK(block.deliveries_refused.get() >= 12);  // at most the inbox and what the worker took before it stuck
 }

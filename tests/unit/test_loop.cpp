@@ -339,6 +339,22 @@ TEST_CASE("envelopes: a burst is handled at most kEnvelopesPerIteration per loop
     CHECK(burst.most_in_one_iteration > 0);
 }
 
+TEST_CASE("envelopes: a producer waits for room in a full inbox until the consumer takes, or its deadline") {
+    Inbox inbox(2);
+    std::vector<Envelope> batch(2);
+    REQUIRE(inbox.push(batch) == Inbox::Push::QueuedRing);
+    const auto now = std::chrono::steady_clock::now();
+    CHECK_FALSE(inbox.wait_for_room(1, now + std::chrono::milliseconds(20)));  // nobody takes
+    std::thread consumer([&] {
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        std::vector<Envelope> taken;
+        inbox.take(taken);
+    });
+    CHECK(inbox.wait_for_room(2, std::chrono::steady_clock::now() + std::chrono::seconds(5)));  // woken by take()
+    consumer.join();
+    CHECK(inbox.size() == 0);
+}
+
 TEST_CASE("envelopes: batches between workers, shared payloads freed once, a full inbox refuses") {
     WorkerOptions small;
     small.inbox_capacity = 100000;

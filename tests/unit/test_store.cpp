@@ -1,4 +1,6 @@
 #include <doctest/doctest.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <rocksdb/db.h>
 #include <stdlib.h>
 
@@ -734,6 +736,109 @@ struct RedisFixture {
     }
 };
 
+// A TCP proxy in front of a redis-server that can lose one reply: armed, it
+// passes on what the client sends, but at the first bytes of the server's
+// answer it closes both sides instead: a connection that died after the
+// command reached the server.
+class ReplyLosingProxy {
+public:
+    explicit ReplyLosingProxy(uint16_t target) : target_(target) {
+        listener_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        sockaddr_in sa = loopback(0);
+        socklen_t len = sizeof(sa);
+        REQUIRE(bind(listener_, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) == 0);
+        REQUIRE(listen(listener_, 16) == 0);
+        getsockname(listener_, reinterpret_cast<sockaddr*>(&sa), &len);
+        port_ = ntohs(sa.sin_port);
+        REQUIRE(pipe2(wake_, O_CLOEXEC) == 0);
+        thread_ = std::thread([this] { run(); });
+    }
+    ~ReplyLosingProxy() {
+        stop_ = true;
+        (void)!write(wake_[1], "x", 1);
+        thread_.join();
+        for (int fd : {listener_, wake_[0], wake_[1]}) ::close(fd);
+    }
+    std::string url() const { return "redis://127.0.0.1:" + std::to_string(port_); }
+
+    std::atomic<bool> lose_next_reply{false};
+    std::atomic<int> replies_lost{0};
+
+private:
+    static sockaddr_in loopback(uint16_t port) {
+        sockaddr_in sa{};
+        sa.sin_family = AF_INET;
+        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        sa.sin_port = htons(port);
+        return sa;
+    }
+    static bool relay(int from, int to) {
+        char buffer[65536];
+        const ssize_t n = read(from, buffer, sizeof(buffer));
+        for (ssize_t done = 0; n > 0 && done < n;) {
+            const ssize_t w = write(to, buffer + done, size_t(n - done));
+            if (w <= 0) return false;
+            done += w;
+        }
+        return n > 0;
+    }
+    void run() {
+        struct Pair {
+            int client, server;
+        };
+        std::vector<Pair> pairs;
+        std::vector<pollfd> fds;
+        while (!stop_) {
+            fds = {{listener_, POLLIN, 0}, {wake_[0], POLLIN, 0}};
+            for (const Pair& p : pairs) {
+                fds.push_back({p.client, POLLIN, 0});
+                fds.push_back({p.server, POLLIN, 0});
+            }
+            if (poll(fds.data(), fds.size(), 1000) <= 0) continue;
+            for (size_t i = 0; i < pairs.size(); ++i) {
+                Pair& p = pairs[i];
+                bool open = !fds[2 + 2 * i].revents || relay(p.client, p.server);
+                if (open && fds[3 + 2 * i].revents) {
+                    if (lose_next_reply.exchange(false)) {
+                        ++replies_lost;
+                        open = false;
+                    } else {
+                        open = relay(p.server, p.client);
+                    }
+                }
+                if (!open) {
+                    ::close(p.client);
+                    ::close(p.server);
+                    p.client = -1;
+                }
+            }
+            std::erase_if(pairs, [](const Pair& p) { return p.client < 0; });
+            if (fds[0].revents & POLLIN) {
+                const int client = accept4(listener_, nullptr, nullptr, SOCK_CLOEXEC);
+                const int server = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+                const sockaddr_in sa = loopback(target_);
+                if (client >= 0 && connect(server, reinterpret_cast<const sockaddr*>(&sa), sizeof(sa)) == 0) {
+                    pairs.push_back({client, server});
+                } else {
+                    if (client >= 0) ::close(client);
+                    ::close(server);
+                }
+            }
+        }
+        for (const Pair& p : pairs) {
+            ::close(p.client);
+            ::close(p.server);
+        }
+    }
+
+    uint16_t target_;
+    uint16_t port_ = 0;
+    int listener_ = -1;
+    int wake_[2] = {-1, -1};
+    std::atomic<bool> stop_{false};
+    std::thread thread_;
+};
+
 // A batch that touches every kind of key, for checking a conflict wrote none of it.
 WriteBatch everything(const std::string& log, uint32_t seq, uint32_t previous) {
     WriteBatch batch;
@@ -994,7 +1099,7 @@ TEST_CASE("redis store: Redis down fails fast with redis: errors; back up, the s
     CHECK(read_messages(*store, log, 0, 0, 10) == messages(log, {1, 2}));
 }
 
-TEST_CASE("redis store: WAIT for replicas: too few acks fail the commit, the data is written") {
+TEST_CASE("redis store: WAIT for replicas: too few acks are reported as written but unreplicated") {
     RedisFixture redis;
     redis.options.wait_replicas = 1;
     redis.options.wait_timeout_ms = 100;
@@ -1004,8 +1109,8 @@ TEST_CASE("redis store: WAIT for replicas: too few acks fail the commit, the dat
     batch.messages = {append(log, 1)};
     batch.channel_seqs = {{log, 1, 0}};
     Status status = store->commit(batch, true);
-    CHECK_FALSE(status.ok);
-    CHECK_FALSE(status.conflict);
+    CHECK(status.ok);
+    CHECK(status.unreplicated);
     CHECK(status.error == "redis: commit: written but acknowledged by only 0 of 1 replicas");
     CHECK(read_messages(*store, log, 0, 0, 10) == messages(log, {1}));
 
@@ -1024,6 +1129,7 @@ TEST_CASE("redis store: WAIT for replicas: too few acks fail the commit, the dat
     status = waiting->commit(batch, true);
     INFO(status.error);
     CHECK(status.ok);
+    CHECK_FALSE(status.unreplicated);
     CHECK(replica.cli("ZCARD 'lim:log:{\x02g}'") == "2\n");
 }
 
@@ -1054,4 +1160,57 @@ TEST_CASE("redis store: a Sentinel URL finds the master; a replica URL is refuse
     via.url = replica.url();
     CHECK(open_redis(via, error) == nullptr);
     CHECK(error.find("not a master") != std::string::npos);
+}
+
+TEST_CASE("redis store: a reply lost after the script ran is an unknown outcome; the lookup finds the batch") {
+    RedisFixture redis;
+    ReplyLosingProxy proxy(redis.server.port());
+    RedisOptions through_proxy = redis.options;
+    through_proxy.url = proxy.url();
+    auto store = open_redis_ok(through_proxy);
+    const std::string log = log_name(2, "g");
+    WriteBatch batch = everything(log, 1, 0);
+    batch.id = 42;
+    CHECK(channel_seq(*store, log) == 0);  // a connection made: the reply lost is the script's
+    proxy.lose_next_reply = true;
+    const Status status = store->commit(batch, true);
+    INFO(status.error);
+    CHECK(proxy.replies_lost == 1);
+    CHECK_FALSE(status.ok);
+    CHECK(status.unknown);  // not a plain failure: the script may have run
+    CHECK_FALSE(status.conflict);
+    bool written = false;
+    REQUIRE(store->commit_outcome(batch, written));
+    CHECK(written);
+    CHECK(read_messages(*store, log, 0, 0, 10) == messages(log, {1}));
+    REQUIRE(store->commit_outcome(batch, written));  // asked again: the same answer
+    CHECK(written);
+}
+
+TEST_CASE("redis store: a batch whose outcome was asked before it ran is fenced, never written") {
+    RedisFixture redis;
+    auto store = open_redis_ok(redis.options);
+    const std::string log = log_name(2, "g");
+    WriteBatch late = everything(log, 1, 0);
+    late.id = 7;
+    bool written = true;
+    REQUIRE(store->commit_outcome(late, written));
+    CHECK_FALSE(written);
+    // The lost copy arriving after the question: refused, nothing written.
+    const Status status = store->commit(late, true);
+    CHECK_FALSE(status.ok);
+    CHECK_FALSE(status.unknown);
+    CHECK(status.error.find("fenced") != std::string::npos);
+    CHECK(channel_seq(*store, log) == 0);
+    // The markers of batches known written do not pile up: each commit
+    // deletes the one before; the fenced one stays for its time to live.
+    for (uint32_t seq = 1; seq <= 3; ++seq) {
+        WriteBatch batch = everything(log, seq, seq - 1);
+        batch.id = 100 + seq;
+        REQUIRE(store->commit(batch, true));
+    }
+    std::istringstream keys(redis.server.cli("KEYS 'lim:batch:*'"));
+    std::set<std::string> markers;
+    for (std::string line; std::getline(keys, line);) markers.insert(line);
+    CHECK(markers == std::set<std::string>{"lim:batch:{1}:7", "lim:batch:{1}:103"});
 }

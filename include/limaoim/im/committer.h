@@ -25,14 +25,29 @@
 // reads the counters again, learns the other node's dedupe records and
 // prepares the batch again (store.h). Seqs stay gapless and in stored order
 // per channel across nodes.
+//
+// A networked store may lose a commit's reply (Status::unknown): the batch
+// may be written. The committer then asks the store for the outcome
+// (commit_outcome, with backoff, up to outcome_wait_ms; its SENDs wait
+// meanwhile): written, it is answered and fanned out as any other; not
+// written (and fenced, so a late copy never lands), it is prepared again.
+// Still unknown after the wait, its SENDs get reason 0, but the batch is
+// kept, seqs, dedupe keys and fan-out included: every later batch first
+// asks for its outcome again and fails with reason 0 until the store
+// answers. So a resend of one of its SENDs is either a dedupe hit of the
+// stored message (which is fanned out once, when its outcome is learned)
+// or, if it was not written, stored then: never stored twice, never stored
+// and not delivered.
 #pragma once
 
 #include <array>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -67,6 +82,7 @@ struct CommitterOptions {
     uint32_t max_queued = 1u << 18;     // requests waiting before submit() refuses
     uint32_t dedupe_window_ms = 300000; // a resend within this is answered, not stored again
     uint32_t dedupe_max = 1000000;      // remembered (uid, client_msg_no) at most
+    uint32_t outcome_wait_ms = 3000;    // a lost commit reply: how long to ask the store for its outcome
 };
 
 // How the committer answers a worker: an envelope of the worker's family.
@@ -84,8 +100,14 @@ struct CommitWaiter {
     std::string error;
     uint32_t value = 0;  // syncack: the cursor after the update
 
+    // The committer waits at most outcome_wait_ms for a lost reply's outcome,
+    // a full worker inbox or fan-out queue a little: far below this.
+    static constexpr std::chrono::seconds kWaitLimit{60};
+
     void finish(bool success, std::string message = {}, uint32_t result = 0);
-    void wait();
+    // Until finished, or `limit` passed (then it is a failure: an API call
+    // never hangs on a stuck committer).
+    void wait(std::chrono::milliseconds limit = kWaitLimit);
 };
 
 struct CommitRequest {
@@ -192,7 +214,15 @@ private:
     void run();
     bool stopping();
     void process(std::vector<CommitRequest>& batch);
+    store::Status commit_with_retries(std::vector<CommitRequest>& batch, int64_t now_ms);
     store::Status prepare_and_commit(std::vector<CommitRequest>& batch, int64_t now_ms);
+    // After a lost reply: asks the store whether batch_ was written, with
+    // backoff, until it answers or outcome_wait_ms passed.
+    store::Status await_outcome(bool& written);
+    void keep_unresolved();
+    // Asks once for the kept batch's outcome; false while it is unknown.
+    bool settle_unresolved();
+    void count_stored(const store::WriteBatch& written);
     void forget_batch();
     void clear_batch();
     void learn_remote_dedupe(const std::vector<CommitRequest>& batch, int64_t now_ms);
@@ -205,7 +235,8 @@ private:
     bool next_channel_seq(const std::string& log, uint32_t& seq);
     bool next_queue_seq(const std::string& uid, uint32_t& seq);
     void expire_dedupe(int64_t now_ms);
-    void answer(std::vector<CommitRequest>& batch, const std::vector<uint8_t>& reasons);
+    // `error`: why the SENDs with reason 0 failed, for API waiters.
+    void answer(std::vector<CommitRequest>& batch, const std::vector<uint8_t>& reasons, const std::string& error);
     std::vector<std::string> subscribers_of(const MessageView& message, const CommitRequest& request) const;
 
     store::Store& store_;
@@ -234,6 +265,17 @@ private:
     std::unordered_map<std::string, uint32_t> batch_cursors_;
     std::array<uint64_t, 2> dedupe_hash_keys_[2];  // per process, from getrandom()
     std::vector<DedupeKey> batch_dedupe_keys_;  // added by this batch, forgotten if it fails
+    uint64_t next_batch_id_ = 0;  // WriteBatch::id, from a random start: unique per node
+    // A batch whose commit outcome is still unknown: what it changed, kept
+    // until the store says whether it was written.
+    struct Unresolved {
+        store::WriteBatch batch;
+        std::vector<FanoutItem> fanout_items;
+        std::unordered_map<std::string, CounterChange> channel_seqs, queue_seqs;
+        std::unordered_map<std::string, uint32_t> cursors;
+        std::vector<DedupeKey> dedupe_keys;
+    };
+    std::optional<Unresolved> unresolved_;
     std::unordered_map<DedupeKey, DedupeEntry, DedupeKeyHash> dedupe_;
     std::deque<std::pair<int64_t, DedupeKey>> dedupe_order_;  // oldest first
     int64_t last_dedupe_expiry_ms_ = 0;

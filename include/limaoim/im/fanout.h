@@ -9,18 +9,29 @@
 // message to a large group costs it nothing but the SENDACK. Envelopes are
 // batched per worker (one lock and at most one doorbell per batch).
 //
+// A worker's full inbox is waited out, never a reason to drop a delivery
+// (not every message is stored: NoPersist ones and the API's to temporary
+// channels are not). The wait holds this thread's queue, then the
+// committer, then the senders back. Only a worker that takes no envelope at
+// all for kWorkerStuckLimit has its deliveries dropped, counted
+// (deliveries_refused) and logged: that worker is stuck, not slow. A slow
+// receiver is the worker's business: its session's send limits close it.
+//
 // Delivery envelope: kind = the gateway's deliver kind, arg = the receiving
 // session's ConnId, arg32 = the seq to put in the RECV (a SyncOnce copy's
 // queue seq; 0: the message's), flags = kRewriteChannel when the receiver is
 // the person message's recipient (its RECV names the sender as the channel).
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <mutex>
 #include <span>
+#include <string_view>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "limaoim/im/channels.h"
@@ -40,10 +51,13 @@ namespace limaoim::im {
 class Fanout {
 public:
     static constexpr uint16_t kRewriteChannel = 1;
+    static constexpr std::chrono::seconds kWorkerStuckLimit{10};
 
     // Every persisted message also updates its receivers' `conversations`.
+    // `worker_stuck_limit`: kWorkerStuckLimit but in tests.
     Fanout(const Channels& channels, const Directory& directory, Conversations& conversations,
-           stats::PipelineBlock& stats, size_t max_queued = 1u << 16);
+           stats::PipelineBlock& stats, size_t max_queued = 1u << 16,
+           std::chrono::milliseconds worker_stuck_limit = kWorkerStuckLimit);
     ~Fanout();  // stop()
     Fanout(const Fanout&) = delete;
     Fanout& operator=(const Fanout&) = delete;
@@ -69,6 +83,7 @@ private:
     void run();
     void deliver(const FanoutItem& item);
     void flush();
+    bool stopping();
 
     const Channels& channels_;
     const Directory& directory_;
@@ -77,6 +92,7 @@ private:
     Cluster* cluster_ = nullptr;
     stats::PipelineBlock& stats_;
     size_t max_queued_;
+    std::chrono::milliseconds worker_stuck_limit_;
     std::vector<net::Worker*> workers_;
     uint16_t deliver_kind_ = 0;
 
@@ -93,6 +109,7 @@ private:
     std::vector<std::string> receivers_;
     std::vector<std::string> offline_;
     std::vector<std::string> online_elsewhere_;
+    std::unordered_map<std::string_view, uint32_t> queue_seq_of_;  // the item's SyncOnce queue seqs by uid
 };
 
 }  // namespace limaoim::im

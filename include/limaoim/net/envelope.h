@@ -13,6 +13,8 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <cstring>
 #include <mutex>
@@ -99,7 +101,8 @@ static_assert(sizeof(Envelope) == 24);
 // bounded. Producers append whole batches under the lock; the consumer swaps
 // the vector out under the lock and handles it without it. The doorbell is
 // rung only when the inbox goes from empty to non-empty, so a burst costs the
-// target one wake-up, however many producers and batches it has.
+// target one wake-up, however many producers and batches it has. A producer
+// that may block (not a worker) can wait for room: take() wakes it.
 class Inbox {
 public:
     explicit Inbox(size_t capacity) : capacity_(capacity) {}
@@ -120,6 +123,23 @@ public:
         size_.store(queued_.size(), std::memory_order_relaxed);
         return was_empty ? Push::QueuedRing : Push::Queued;
     }
+    // As push(), for a part of a batch; moved from only when queued.
+    Push push_range(std::span<Envelope> envelopes) {
+        std::lock_guard lock(mutex_);
+        if (queued_.size() + envelopes.size() > capacity_) return Push::Full;
+        const bool was_empty = queued_.empty();
+        for (Envelope& e : envelopes) queued_.push_back(std::move(e));
+        size_.store(queued_.size(), std::memory_order_relaxed);
+        return was_empty ? Push::QueuedRing : Push::Queued;
+    }
+    // Until `n` envelopes fit (false: `deadline` came first).
+    bool wait_for_room(size_t n, std::chrono::steady_clock::time_point deadline) {
+        std::unique_lock lock(mutex_);
+        ++room_waiters_;
+        const bool room = room_.wait_until(lock, deadline, [&] { return queued_.size() + n <= capacity_; });
+        --room_waiters_;
+        return room;
+    }
     Push push_one(Envelope&& envelope) {
         std::lock_guard lock(mutex_);
         if (queued_.size() >= capacity_) return Push::Full;
@@ -133,6 +153,7 @@ public:
         std::lock_guard lock(mutex_);
         out.swap(queued_);
         size_.store(0, std::memory_order_relaxed);
+        if (room_waiters_) room_.notify_all();
     }
     // Approximate, for a producer's bound check without the lock.
     size_t size() const { return size_.load(std::memory_order_relaxed); }
@@ -143,6 +164,8 @@ private:
     std::vector<Envelope> queued_;
     std::atomic<size_t> size_{0};
     size_t capacity_;
+    std::condition_variable room_;
+    uint32_t room_waiters_ = 0;  // under mutex_: take() notifies only when someone waits
 };
 
 }  // namespace limaoim::net

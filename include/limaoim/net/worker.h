@@ -31,6 +31,7 @@
 
 #include <array>
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -164,6 +165,11 @@ public:
     // Thread-safe: queues all of `batch` or nothing (false, counted); one
     // lock and at most one doorbell for the whole batch. Left empty on success.
     bool post_batch(std::vector<Envelope>& batch);
+    // Thread-safe, for a thread that may block (never a worker): queues
+    // `batch` in order, in parts that fit the inbox, waiting for room while
+    // this worker drains it. False when `limit` passed first: `batch` then
+    // holds the envelopes not queued (those before them were). Nothing counted.
+    bool post_waiting(std::vector<Envelope>& batch, std::chrono::milliseconds limit);
     // Worker thread: queues an envelope for worker `target` (this one
     // included); batches go out at the end of the loop iteration, one
     // doorbell per target. False when the target's inbox is full (counted).

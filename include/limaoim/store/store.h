@@ -37,10 +37,19 @@ struct Status {
     bool ok = true;
     std::string error;  // what failed, for logs and the API's 500 answer
     bool conflict = false;  // shared stores: commit() found a counter or dedupe record moved; nothing written
+    // commit() on a networked store: the request may have been carried out
+    // (a reply lost, a timeout after sending): ask commit_outcome(). Without
+    // it a failed commit wrote nothing.
+    bool unknown = false;
+    // commit() succeeded (readers see the batch) without the durability
+    // asked for: fewer replicas than RedisOptions::wait_replicas have it.
+    bool unreplicated = false;
 
     static Status success() { return {}; }
+    static Status written_unreplicated(std::string message) { return {true, std::move(message), false, false, true}; }
     static Status failure(std::string message) { return {false, std::move(message)}; }
     static Status conflicted(std::string message) { return {false, std::move(message), true}; }
+    static Status outcome_unknown(std::string message) { return {false, std::move(message), false, true}; }
     explicit operator bool() const { return ok; }
 };
 
@@ -129,6 +138,9 @@ struct WriteBatch {
     std::vector<DedupeRecord> dedupe;
     std::vector<NotifyEvent> notify;      // appended to the msg.notify queue
     int64_t max_message_id = 0;           // 0 = unchanged; ids stay unique across restarts
+    // The writer's name for this batch, unique per node for far longer than
+    // any outcome stays unknown: commit_outcome() looks it up.
+    uint64_t id = 0;
     // Conversations (im/conversations.h): users' lists replaced whole, and
     // per channel log the last seq they include.
     std::vector<UserConversations> conversations;
@@ -170,6 +182,16 @@ public:
     // ---- messages ----
     // `sync`: on disk (fsync of the write-ahead log) before it returns.
     virtual Status commit(const WriteBatch& batch, bool sync) = 0;
+    // After commit() failed with `unknown`: whether `batch` (by its id) was
+    // written. When not, it never will be: a copy of the request that
+    // arrives later is refused (fenced), so the caller may prepare the
+    // batch again. A failure here leaves the outcome unknown (ask again).
+    // Engines whose commit() never answers `unknown` keep this default.
+    virtual Status commit_outcome(const WriteBatch& batch, bool& written) {
+        (void)batch;
+        written = false;
+        return Status::failure(std::string(engine()) + ": commit outcomes are always known");
+    }
     // The last seq handed out (0: none yet).
     virtual Status channel_seq(std::string_view log, uint32_t& seq) = 0;
     virtual Status queue_seq(std::string_view uid, uint32_t& seq) = 0;

@@ -217,7 +217,7 @@ void pipeline(std::string& out, const Snapshot& s) {
               p.commit_batch_messages, HistogramOf::Counts);
     counter(out, "fanout_messages_total", "Messages fanned out.", p.fanout_messages);
     counter(out, "deliveries_total", "Delivery envelopes handed to workers.", p.deliveries);
-    counter(out, "deliveries_refused_total", "Deliveries refused by a worker's full inbox; the message stays for sync.",
+    counter(out, "deliveries_refused_total", "Deliveries dropped after a worker took nothing from its full inbox for 10 s (a stuck worker); its sessions sync.",
             p.deliveries_refused);
     counter(out, "offline_receivers_total", "Receivers of messages stored here with no session on this node (in a cluster they may have one on another node).", p.offline_receivers);
     gauge(out, "fanout_queue", "Messages waiting for fan-out.", p.fanout_queue);

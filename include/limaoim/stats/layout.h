@@ -154,7 +154,7 @@ struct alignas(kCacheLine) PipelineBlock {
     // Fan-out.
     alignas(kCacheLine) Counter fanout_messages;  // messages fanned out
     Counter deliveries;            // delivery envelopes handed to workers
-    Counter deliveries_refused;    // refused by a worker's full inbox (the message stays for sync)
+    Counter deliveries_refused;    // dropped after a worker's inbox stayed full for 10 s (the fan-out waits for room until then)
     Counter offline_receivers;     // subscribers with no receiving session on this node (in a cluster: of messages stored here)
     Counter fanout_queue;          // gauge: messages waiting for fan-out
     Counter conversation_updates;  // (user, conversation) updates by stored messages

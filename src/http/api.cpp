@@ -2,6 +2,7 @@
 
 #include "limaoim/im/message_json.h"
 
+#include <arpa/inet.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
@@ -455,6 +456,54 @@ constexpr Route kRoutes[] = {
     {"/conversation/syncMessages", "POST", conversation_sync_messages},
 };
 
+// ---- who calls (Api::screen) ----
+
+std::string_view trim(std::string_view s) {
+    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+    while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+    return s;
+}
+
+bool equals_ignoring_case(std::string_view a, std::string_view b) {
+    return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+               return std::tolower(uint8_t(x)) == std::tolower(uint8_t(y));
+           });
+}
+
+// An Origin naming the API's own address (host[:port] == Host, either
+// scheme: a proxy in front may end TLS): a page the API served itself (the
+// demo). A page on another name rebound to this address fails the Host rule
+// instead, or has no secret.
+bool same_origin(std::string_view origin, std::string_view host) {
+    for (std::string_view scheme : {"http://", "https://"}) {
+        if (origin.size() > scheme.size() && equals_ignoring_case(origin.substr(0, scheme.size()), scheme))
+            return !host.empty() && equals_ignoring_case(origin.substr(scheme.size()), host);
+    }
+    return false;
+}
+
+// A Host header (name or address, an optional :port) naming the loopback
+// interface: localhost, 127.x.x.x or [::1].
+bool loopback_host(std::string_view host) {
+    std::string_view name = host;
+    std::string_view port;
+    if (host.starts_with('[')) {
+        const size_t close = host.find(']');
+        if (close == std::string_view::npos) return false;
+        name = host.substr(0, close + 1);
+        port = host.substr(close + 1);
+    } else if (const size_t colon = host.find(':'); colon != std::string_view::npos) {
+        name = host.substr(0, colon);
+        port = host.substr(colon);
+    }
+    if (!port.empty() && (port.size() < 2 || port.front() != ':' ||
+                          !std::all_of(port.begin() + 1, port.end(), [](char c) { return c >= '0' && c <= '9'; })))
+        return false;
+    if (equals_ignoring_case(name, "localhost") || name == "[::1]") return true;
+    in_addr address{};
+    return name.starts_with("127.") && inet_pton(AF_INET, std::string(name).c_str(), &address) == 1;
+}
+
 std::array<uint8_t, 32> sha256(std::string_view bytes) {
     std::array<uint8_t, 32> digest{};
     unsigned int size = 0;
@@ -484,10 +533,12 @@ HistoryWindow message_sync_window(uint32_t min_seq, uint32_t max_seq, uint32_t l
     return window;
 }
 
-Api::Api(im::Service& service, std::string_view bearer_secret, Probes probes,
-         std::span<const StaticFile> static_files)
-    : service_(service), probes_(std::move(probes)), static_files_(static_files) {
-    if (!bearer_secret.empty()) secret_digest_ = sha256(bearer_secret);
+Api::Api(im::Service& service, ApiOptions options, Probes probes, std::span<const StaticFile> static_files)
+    : service_(service),
+      allowed_origins_(std::move(options.allowed_origins)),
+      probes_(std::move(probes)),
+      static_files_(static_files) {
+    if (!options.bearer_secret.empty()) secret_digest_ = sha256(options.bearer_secret);
 }
 
 // GET /health: 200 {"status":200}, or 503 with what is wrong. GET /metrics:
@@ -509,6 +560,27 @@ Response Api::probe(const Request& request) const {
     return response;
 }
 
+std::optional<Response> Api::screen(const Request& head) const {
+    if (head.method == "GET" && is_static(head.path)) return std::nullopt;
+    const std::string_view origin = trim(head.origin);
+    const std::string_view host = trim(head.host);
+    if (!origin.empty() && !same_origin(origin, host) &&
+        std::none_of(allowed_origins_.begin(), allowed_origins_.end(),
+                     [&](const std::string& allowed) { return equals_ignoring_case(allowed, origin); }))
+        return error(403, "the web page at " + std::string(origin) +
+                              " may not call this API: add its origin to http_allowed_origins");
+    if (!secret_digest_ && !host.empty() && !loopback_host(host))
+        return error(403, "Host " + std::string(host) +
+                              " is not a loopback address and no http_secret is set: call 127.0.0.1 or localhost");
+    if (!authorized(head.authorization)) return error(401, "unauthorized");
+    return std::nullopt;
+}
+
+bool Api::is_static(std::string_view path) const {
+    return std::any_of(static_files_.begin(), static_files_.end(),
+                       [&](const StaticFile& file) { return file.path == path; });
+}
+
 bool Api::authorized(std::string_view authorization) const {
     if (!secret_digest_) return true;
     // The scheme is case-insensitive (RFC 7235); the token is compared by
@@ -527,6 +599,7 @@ bool Api::authorized(std::string_view authorization) const {
 Response Api::handle(const Request& request) const {
     try {
         try {
+            if (std::optional<Response> refused = screen(request)) return std::move(*refused);
             if (request.method == "GET") {
                 for (const StaticFile& file : static_files_) {
                     if (file.path != request.path) continue;
@@ -535,7 +608,6 @@ Response Api::handle(const Request& request) const {
                     return response;
                 }
             }
-            if (!authorized(request.authorization)) return error(401, "unauthorized");
             if (request.path == "/health" || request.path == "/metrics") return probe(request);
             const Route* route = std::find_if(std::begin(kRoutes), std::end(kRoutes),
                                               [&](const Route& r) { return r.path == request.path; });

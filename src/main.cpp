@@ -282,6 +282,9 @@ int run(const Config& config) {
     http::ApiOptions api_options;
     api_options.bearer_secret = config.http_secret;
     api_options.allowed_origins = allowed_origins(config);
+    // Half the response cap (http_options below): the budget counts message
+    // JSON from above, the cap the whole serialized response.
+    api_options.message_bytes_budget = kMaxApiResponseBytes / 2;
     http::Api api(core, api_options, make_probes(segment, plan.workers, *store, events), http::demo_files());
     if (serve_api && !http::demo_built())
         log::write(log::Level::Warn, "limaoim", "the demo page (/demo/) was not built: run `npm ci` in clients/js, then reconfigure and rebuild");

@@ -52,6 +52,32 @@ Response from_outcome(const im::Outcome& outcome) {
 // MessageResp (§16.0), keys in the spec's order: shared with the webhooks.
 ordered_json message_resp(const im::Message& m) { return im::message_resp(m.view()); }
 
+// An upper bound of a message's MessageResp JSON: the payload in base64, its
+// strings escaped at worst (\u00XX, 6 bytes a byte), keys and numbers.
+size_t message_json_bound(const im::Message& m) {
+    return (m.payload.size() + 2) / 3 * 4 + 6 * (m.client_msg_no.size() + m.from_uid.size() + m.channel_id.size()) + 384;
+}
+
+// Drops messages past `budget` bytes of JSON, keeping the oldest or, with
+// `keep_newest`, the newest; at least one always stays, so paging goes on.
+// True when some were dropped.
+bool fit_budget(std::vector<im::Message>& messages, size_t budget, bool keep_newest) {
+    size_t bytes = 0;
+    size_t kept = 0;
+    for (; kept < messages.size(); ++kept) {
+        const im::Message& m = keep_newest ? messages[messages.size() - 1 - kept] : messages[kept];
+        bytes += message_json_bound(m);
+        if (bytes > budget && kept > 0) break;
+    }
+    if (kept == messages.size()) return false;
+    if (keep_newest) {
+        messages.erase(messages.begin(), messages.end() - ptrdiff_t(kept));
+    } else {
+        messages.resize(kept);
+    }
+    return true;
+}
+
 ordered_json message_list(const std::vector<im::Message>& messages) {
     ordered_json list = ordered_json::array();
     for (const im::Message& m : messages) list.push_back(message_resp(m));
@@ -103,11 +129,12 @@ uint32_t u32_field(const json& body, const char* key) {
     return uint32_t(integer(body, key, 0, std::numeric_limits<uint32_t>::max()));
 }
 
-// A "limit": negative is an error (§16.2); beyond 2^32-1 it means "all" anyway.
+// A "limit": negative is an error (§16.2); past kMaxPageMessages it is
+// clamped, as the original clamps its page sizes: one request reads a page.
 uint32_t limit_field(const json& body) {
     const int64_t limit = integer(body, "limit", std::numeric_limits<int64_t>::min(), std::numeric_limits<int64_t>::max());
     if (limit < 0) throw Invalid{"limit must not be negative"};
-    return uint32_t(std::min<int64_t>(limit, std::numeric_limits<uint32_t>::max()));
+    return uint32_t(std::min<int64_t>(limit, kMaxPageMessages));
 }
 
 // Flags and switches count as set only when equal to 1 (§16.2).
@@ -147,9 +174,10 @@ uint8_t nonzero_channel_type(const json& body) {
 
 // ---- endpoints (§16.1-16.3) ----
 
-using Endpoint = Response (*)(im::Service&, const json&);
+// The last argument is ApiOptions::message_bytes_budget.
+using Endpoint = Response (*)(im::Service&, const json&, size_t);
 
-Response user_token(im::Service& service, const json& body) {
+Response user_token(im::Service& service, const json& body, size_t) {
     object(body);
     const std::string uid = text(body, "uid", Need::Required);
     const std::string token = text(body, "token", Need::Required);
@@ -158,21 +186,21 @@ Response user_token(im::Service& service, const json& body) {
     return from_outcome(service.set_token(uid, token, device_flag, device_level));
 }
 
-Response online_status(im::Service& service, const json& body) {
+Response online_status(im::Service& service, const json& body, size_t) {
     if (!body.is_array()) throw Invalid{"the request body must be a JSON array of uids"};
     const std::vector<std::string> online = service.online_uids(string_list(body, "uids"));
     return data(ordered_json(online));
 }
 
-Response system_uids_add(im::Service& service, const json& body) {
+Response system_uids_add(im::Service& service, const json& body, size_t) {
     return from_outcome(service.add_system_uids(strings(object(body), "uids")));
 }
 
-Response system_uids_remove(im::Service& service, const json& body) {
+Response system_uids_remove(im::Service& service, const json& body, size_t) {
     return from_outcome(service.remove_system_uids(strings(object(body), "uids")));
 }
 
-Response channel_put(im::Service& service, const json& body) {
+Response channel_put(im::Service& service, const json& body, size_t) {
     object(body);
     const std::string id = text(body, "channel_id", Need::Required);
     const uint8_t type = nonzero_channel_type(body);
@@ -182,7 +210,7 @@ Response channel_put(im::Service& service, const json& body) {
     return from_outcome(service.put_channel(id, type, parent, strings(body, "subscribers")));
 }
 
-Response subscriber_add(im::Service& service, const json& body) {
+Response subscriber_add(im::Service& service, const json& body, size_t) {
     object(body);
     const std::string id = text(body, "channel_id", Need::Required);
     const std::vector<std::string> subscribers = strings(body, "subscribers", Need::Required);
@@ -192,14 +220,14 @@ Response subscriber_add(im::Service& service, const json& body) {
     return from_outcome(service.add_subscribers(id, type, subscribers, is_one(body, "reset")));
 }
 
-Response subscriber_remove(im::Service& service, const json& body) {
+Response subscriber_remove(im::Service& service, const json& body, size_t) {
     object(body);
     const std::string id = text(body, "channel_id", Need::Required);
     const std::vector<std::string> subscribers = strings(body, "subscribers", Need::Required);
     return from_outcome(service.remove_subscribers(id, byte_field(body, "channel_type"), subscribers));
 }
 
-Response channel_delete(im::Service& service, const json& body) {
+Response channel_delete(im::Service& service, const json& body, size_t) {
     object(body);
     const std::string id = text(body, "channel_id", Need::Required);
     return from_outcome(service.delete_channel(id, byte_field(body, "channel_type")));
@@ -208,7 +236,7 @@ Response channel_delete(im::Service& service, const json& body) {
 // The six list endpoints: _add and _remove need a channel type and uids,
 // _set only the channel (empty uids clear the list).
 template <im::ListKind kList, im::ListEdit kEdit>
-Response list_edit(im::Service& service, const json& body) {
+Response list_edit(im::Service& service, const json& body, size_t) {
     object(body);
     const std::string id = text(body, "channel_id", Need::Required);
     if constexpr (kEdit == im::ListEdit::Set) {
@@ -219,7 +247,7 @@ Response list_edit(im::Service& service, const json& body) {
     }
 }
 
-Response message_send(im::Service& service, const json& body) {
+Response message_send(im::Service& service, const json& body, size_t) {
     object(body);
     im::ApiSend send;
     if (const json* header = field(body, "header")) {
@@ -242,7 +270,7 @@ Response message_send(im::Service& service, const json& body) {
     return from_outcome(service.send(send));
 }
 
-Response message_sync(im::Service& service, const json& body) {
+Response message_sync(im::Service& service, const json& body, size_t message_bytes_budget) {
     object(body);
     const std::string uid = text(body, "uid", Need::Required);
     const uint32_t after_seq = u32_field(body, "message_seq");
@@ -252,10 +280,12 @@ Response message_sync(im::Service& service, const json& body) {
         if (im::Outcome outcome = service.sync(uid, after_seq, limit, messages); !outcome)
             return from_outcome(outcome);
     }
+    // The rest comes with the next sync, after the client acks these.
+    fit_budget(messages, message_bytes_budget, false);
     return data(message_list(messages));
 }
 
-Response message_sync_ack(im::Service& service, const json& body) {
+Response message_sync_ack(im::Service& service, const json& body, size_t) {
     object(body);
     const std::string uid = text(body, "uid", Need::Required);
     const uint32_t seq = u32_field(body, "last_message_seq");
@@ -263,7 +293,7 @@ Response message_sync_ack(im::Service& service, const json& body) {
     return from_outcome(service.sync_ack(uid, seq));
 }
 
-Response channel_message_sync(im::Service& service, const json& body) {
+Response channel_message_sync(im::Service& service, const json& body, size_t message_bytes_budget) {
     object(body);
     const std::string login_uid = text(body, "login_uid");
     const std::string id = text(body, "channel_id", Need::Required);
@@ -278,12 +308,16 @@ Response channel_message_sync(im::Service& service, const json& body) {
             service.channel_messages(login_uid, id, type, window.from_seq, window.to_seq, window.limit, messages);
         if (!outcome) return from_outcome(outcome);
     }
+    // A client pages back from max (reverse 0, min 0) by the oldest seq it
+    // got, forward by the newest: an early end keeps the side it continues from.
+    const bool paging_back = !is_one(body, "reverse") && min_seq == 0 && max_seq != 0;
+    const bool cut = fit_budget(messages, message_bytes_budget, paging_back);
     ordered_json out;
     out["min_message_seq"] = min_seq;
     out["max_message_seq"] = max_seq;
     // The original also clears `more` when the last seq equals min (forward)
     // or max (backward); the window excludes both, so that never happens here.
-    out["more"] = messages.size() < limit ? 0 : 1;
+    out["more"] = messages.size() < limit && !cut ? 0 : 1;
     out["messages"] = message_list(messages);
     return data(out);
 }
@@ -299,7 +333,7 @@ ordered_json conversation_json(const im::Conversation& c) {
     return out;
 }
 
-Response conversations_list(im::Service& service, const json& query) {
+Response conversations_list(im::Service& service, const json& query, size_t) {
     const std::string uid = text(query, "uid", Need::Required);
     std::vector<im::ConversationView> views;
     if (im::Outcome outcome = service.conversations(uid, views); !outcome) return from_outcome(outcome);
@@ -326,24 +360,24 @@ ConversationKey conversation_key(const json& body) {
     return key;
 }
 
-Response conversations_clear_unread(im::Service& service, const json& body) {
+Response conversations_clear_unread(im::Service& service, const json& body, size_t) {
     const ConversationKey key = conversation_key(body);
     return from_outcome(service.set_unread(key.uid, key.channel_id, key.channel_type, 0));
 }
 
-Response conversations_set_unread(im::Service& service, const json& body) {
+Response conversations_set_unread(im::Service& service, const json& body, size_t) {
     const ConversationKey key = conversation_key(body);
     return from_outcome(service.set_unread(key.uid, key.channel_id, key.channel_type, u32_field(body, "unread")));
 }
 
-Response conversations_delete(im::Service& service, const json& body) {
+Response conversations_delete(im::Service& service, const json& body, size_t) {
     object(body);
     const std::vector<std::string> uids = strings(body, "uids", Need::Required);
     const std::string channel_id = text(body, "channel_id", Need::Required);
     return from_outcome(service.delete_conversation(uids, channel_id, nonzero_channel_type(body)));
 }
 
-Response conversation_sync(im::Service& service, const json& body) {
+Response conversation_sync(im::Service& service, const json& body, size_t) {
     object(body);
     const std::string uid = text(body, "uid", Need::Required);
     const int64_t version = integer(body, "version", std::numeric_limits<int64_t>::min(), std::numeric_limits<int64_t>::max());
@@ -366,7 +400,7 @@ Response conversation_sync(im::Service& service, const json& body) {
 // More than this per channel is clamped: a page, not the whole log.
 constexpr int64_t kMaxSyncMessages = 1000;
 
-Response conversation_sync_messages(im::Service& service, const json& body) {
+Response conversation_sync_messages(im::Service& service, const json& body, size_t) {
     object(body);
     const std::string uid = text(body, "uid", Need::Required);
     int64_t count = integer(body, "msg_count", std::numeric_limits<int64_t>::min(), std::numeric_limits<int64_t>::max());
@@ -536,6 +570,7 @@ HistoryWindow message_sync_window(uint32_t min_seq, uint32_t max_seq, uint32_t l
 Api::Api(im::Service& service, ApiOptions options, Probes probes, std::span<const StaticFile> static_files)
     : service_(service),
       allowed_origins_(std::move(options.allowed_origins)),
+      message_bytes_budget_(options.message_bytes_budget),
       probes_(std::move(probes)),
       static_files_(static_files) {
     if (!options.bearer_secret.empty()) secret_digest_ = sha256(options.bearer_secret);
@@ -620,7 +655,7 @@ Response Api::handle(const Request& request) const {
             // GET endpoints read the query string; every other endpoint reads a JSON body.
             const json body = std::string_view(route->method) == "GET" ? query_object(request.query)
                                                                          : json::parse(request.body);
-            return route->endpoint(service_, body);
+            return route->endpoint(service_, body, message_bytes_budget_);
         } catch (const Invalid& invalid) {
             return error(400, invalid.message);
         } catch (const json::exception& e) {

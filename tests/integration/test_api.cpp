@@ -808,3 +808,34 @@ TEST_CASE("api: --http-max-connections: past it new API connections are closed; 
     std::this_thread::sleep_for(200ms);
     CHECK(http_request(http, "GET", "/health", "").status == 200);
 }
+
+TEST_CASE("api: limit 4294967295 returns one page of 1000 messages with more = 1") {
+    ImServer server;
+    REQUIRE_MESSAGE(server.started(), server.log());
+    const uint16_t http = server.http_port();
+    ChatClient alice = online(server, "alice", 2);
+    constexpr uint32_t kN = 1100;
+    std::vector<uint8_t> bytes;
+    for (uint32_t i = 1; i <= kN; ++i) {
+        auto one = alice.build_send("bob", 1, "m", i, "many-" + std::to_string(i), 0);
+        bytes.insert(bytes.end(), one.begin(), one.end());
+    }
+    REQUIRE(alice.raw().send_bytes(bytes));
+    for (uint32_t i = 1; i <= kN; ++i) {
+        auto ack = alice.read_sendack();
+        REQUIRE(ack);
+        REQUIRE(ack->reason_code == 1);
+    }
+    json page = post(http, "/channel/messagesync",
+                     {{"login_uid", "bob"}, {"channel_id", "alice"}, {"channel_type", 1}, {"limit", 4294967295u},
+                      {"reverse", 1}});
+    REQUIRE(page["messages"].is_array());
+    CHECK(page["messages"].size() == 1000);
+    CHECK(page["more"] == 1);
+    CHECK(page["messages"][0]["message_seq"] == 1);
+    page = post(http, "/channel/messagesync",
+                {{"login_uid", "bob"}, {"channel_id", "alice"}, {"channel_type", 1}, {"min_message_seq", 1000},
+                 {"limit", 4294967295u}, {"reverse", 1}});
+    CHECK(page["messages"].size() == kN - 1000);
+    CHECK(page["more"] == 0);
+}

@@ -566,7 +566,7 @@ TEST_CASE("Api: POST /message/sync renders MessageResp exactly, keys in the spec
     r = post(api, "/message/sync", R"({"uid":"alice","limit":1})");
     CHECK(json::parse(r.body)[0]["message_idstr"] == "-5");
     CHECK(post(api, "/message/sync", R"({"uid":"alice","limit":99999999999})").status == 200);
-    CHECK(service.last() == "sync alice 0 4294967295");
+    CHECK(service.last() == "sync alice 0 1000");  // clamped to kMaxPageMessages
 
     const size_t calls = service.count();
     r = post(api, "/message/sync", R"({"uid":"alice","limit":0})");  // limit 0 returns nothing
@@ -646,6 +646,48 @@ TEST_CASE("Api: POST /channel/messagesync: window, echo of min/max, more") {
                   "max_message_seq is out of range");
     check_refused(service, api, "/channel/messagesync", R"({"channel_id":"g1","reverse":"1","limit":5})",
                   "reverse must be an integer");
+}
+
+TEST_CASE("Api: limit is clamped to kMaxPageMessages; a page ends at the byte budget with more = 1") {
+    FakeService service;
+    for (uint32_t seq = 1; seq <= 1500; ++seq) {
+        im::Message m = sample_message();
+        m.message_seq = seq;
+        service.messages.push_back(m);
+    }
+    Api api(service);
+    Response r = post(api, "/channel/messagesync", R"({"channel_id":"g1","channel_type":2,"limit":4294967295,"reverse":1})");
+    CHECK(service.last() == "channel_messages  g1 2 1 0 1000");
+    json page = json::parse(r.body);
+    CHECK(page["messages"].size() == http::kMaxPageMessages);
+    CHECK(page["more"] == 1);
+    CHECK(json::parse(post(api, "/message/sync", R"({"uid":"alice","limit":4294967295})").body).size() == 1000);
+    // Backward from max: the newest 1000 below it.
+    post(api, "/channel/messagesync", R"({"channel_id":"g1","channel_type":2,"max_message_seq":1501,"limit":4294967295})");
+    CHECK(service.last() == "channel_messages  g1 2 501 1501 1000");
+
+    // A budget of three sample messages (each counted as at most ~470 bytes
+    // of JSON): forward keeps the oldest, backward the newest.
+    service.messages.resize(10);
+    Api small(service, {.message_bytes_budget = 1500});
+    page = json::parse(post(small, "/channel/messagesync", R"({"channel_id":"g1","channel_type":2,"limit":10,"reverse":1})").body);
+    REQUIRE(page["messages"].size() == 3);
+    CHECK(page["messages"][0]["message_seq"] == 1);
+    CHECK(page["more"] == 1);
+    page = json::parse(
+        post(small, "/channel/messagesync", R"({"channel_id":"g1","channel_type":2,"max_message_seq":11,"limit":10})").body);
+    REQUIRE(page["messages"].size() == 3);
+    CHECK(page["messages"][2]["message_seq"] == 10);
+    CHECK(page["more"] == 1);
+    const json queue = json::parse(post(small, "/message/sync", R"({"uid":"alice","limit":10})").body);
+    REQUIRE(queue.size() == 3);
+    CHECK(queue[0]["message_seq"] == 1);
+    // One message over the budget still goes (the next page must be reachable).
+    service.messages.resize(1);
+    service.messages[0].payload.assign(8192, 'x');
+    page = json::parse(post(small, "/channel/messagesync", R"({"channel_id":"g1","channel_type":2,"limit":5,"reverse":1})").body);
+    CHECK(page["messages"].size() == 1);
+    CHECK(page["more"] == 0);
 }
 
 // ---- base64 ----

@@ -80,6 +80,10 @@ HistoryWindow message_sync_window(uint32_t min_seq, uint32_t max_seq, uint32_t l
 using im::base64_decode;
 using im::base64_encode;
 
+// The most messages one POST /message/sync or /channel/messagesync returns:
+// a larger `limit` is clamped to it (a page, not the whole log).
+inline constexpr uint32_t kMaxPageMessages = 1000;
+
 struct ApiOptions {
     // Empty: no authorization. Otherwise every request needs
     // `Authorization: Bearer <secret>` (401 without), /health and /metrics
@@ -89,6 +93,10 @@ struct ApiOptions {
     // from a browser. A request with any other Origin is refused (403),
     // unless it comes from a page of the API's own address (the demo).
     std::vector<std::string> allowed_origins;
+    // The JSON bytes of messages one response gathers at most: a page ends
+    // early past it ("more": 1), so the response stays under the server's
+    // response cap (ServerOptions::max_response_bytes).
+    size_t message_bytes_budget = 8u << 20;
 };
 
 class Api {
@@ -129,6 +137,7 @@ private:
     im::Service& service_;
     std::optional<std::array<uint8_t, 32>> secret_digest_;  // SHA-256 of the secret
     std::vector<std::string> allowed_origins_;
+    size_t message_bytes_budget_;
     Probes probes_;
     std::span<const StaticFile> static_files_;
 };

@@ -599,9 +599,8 @@ std::optional<Response> Api::screen(const Request& head) const {
     if (head.method == "GET" && is_static(head.path)) return std::nullopt;
     const std::string_view origin = trim(head.origin);
     const std::string_view host = trim(head.host);
-    if (!origin.empty() && !same_origin(origin, host) &&
-        std::none_of(allowed_origins_.begin(), allowed_origins_.end(),
-                     [&](const std::string& allowed) { return equals_ignoring_case(allowed, origin); }))
+    if (head.method == "OPTIONS" && is_allowed_origin(origin)) return std::nullopt;
+    if (!origin.empty() && !same_origin(origin, host) && !is_allowed_origin(origin))
         return error(403, "the web page at " + std::string(origin) +
                               " may not call this API: add its origin to http_allowed_origins");
     if (!secret_digest_ && !host.empty() && !loopback_host(host))
@@ -609,6 +608,12 @@ std::optional<Response> Api::screen(const Request& head) const {
                               " is not a loopback address and no http_secret is set: call 127.0.0.1 or localhost");
     if (!authorized(head.authorization)) return error(401, "unauthorized");
     return std::nullopt;
+}
+
+bool Api::is_allowed_origin(std::string_view origin) const {
+    return !origin.empty() && std::any_of(allowed_origins_.begin(), allowed_origins_.end(), [&](const std::string& allowed) {
+        return equals_ignoring_case(allowed, origin);
+    });
 }
 
 bool Api::is_static(std::string_view path) const {
@@ -633,41 +638,51 @@ bool Api::authorized(std::string_view authorization) const {
 
 Response Api::handle(const Request& request) const {
     try {
-        try {
-            if (std::optional<Response> refused = screen(request)) return std::move(*refused);
-            if (request.method == "GET") {
-                for (const StaticFile& file : static_files_) {
-                    if (file.path != request.path) continue;
-                    Response response{file.status, std::string(file.body)};
-                    response.content_type = file.content_type;
-                    return response;
-                }
-            }
-            if (request.path == "/health" || request.path == "/metrics") return probe(request);
-            const Route* route = std::find_if(std::begin(kRoutes), std::end(kRoutes),
-                                              [&](const Route& r) { return r.path == request.path; });
-            if (route == std::end(kRoutes)) return error(404, "not found");
-            if (request.method != route->method) {
-                Response response = error(405, "method not allowed");
-                response.allow = route->method;
-                return response;
-            }
-            // GET endpoints read the query string; every other endpoint reads a JSON body.
-            const json body = std::string_view(route->method) == "GET" ? query_object(request.query)
-                                                                         : json::parse(request.body);
-            return route->endpoint(service_, body, message_bytes_budget_);
-        } catch (const Invalid& invalid) {
-            return error(400, invalid.message);
-        } catch (const json::exception& e) {
-            return error(400, std::string("malformed JSON: ") + e.what());
-        } catch (const std::exception& e) {
-            return error(500, e.what());
-        }
+        if (std::optional<Response> refused = screen(request)) return std::move(*refused);
+        // A page at an allowed origin reads an answer only when the answer
+        // names it; its preflight asks whether it may send at all.
+        const std::string_view origin = trim(request.origin);
+        const bool cross_origin = is_allowed_origin(origin);
+        Response response = cross_origin && request.method == "OPTIONS" ? ok() : route(request);
+        if (cross_origin) response.allow_origin = origin;
+        return response;
     } catch (...) {
         // Out of memory while building an error, or something the core threw
         // that is no std::exception: a body short enough for the string's
         // inline buffer, so this allocates nothing.
         return {500, R"({"status":500})"};
+    }
+}
+
+Response Api::route(const Request& request) const {
+    try {
+        if (request.method == "GET") {
+            for (const StaticFile& file : static_files_) {
+                if (file.path != request.path) continue;
+                Response response{file.status, std::string(file.body)};
+                response.content_type = file.content_type;
+                return response;
+            }
+        }
+        if (request.path == "/health" || request.path == "/metrics") return probe(request);
+        const Route* found = std::find_if(std::begin(kRoutes), std::end(kRoutes),
+                                          [&](const Route& r) { return r.path == request.path; });
+        if (found == std::end(kRoutes)) return error(404, "not found");
+        if (request.method != found->method) {
+            Response response = error(405, "method not allowed");
+            response.allow = found->method;
+            return response;
+        }
+        // GET endpoints read the query string; every other endpoint reads a JSON body.
+        const json body = std::string_view(found->method) == "GET" ? query_object(request.query)
+                                                                     : json::parse(request.body);
+        return found->endpoint(service_, body, message_bytes_budget_);
+    } catch (const Invalid& invalid) {
+        return error(400, invalid.message);
+    } catch (const json::exception& e) {
+        return error(400, std::string("malformed JSON: ") + e.what());
+    } catch (const std::exception& e) {
+        return error(500, e.what());
     }
 }
 

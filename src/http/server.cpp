@@ -84,6 +84,14 @@ std::string serialize_response(const Response& response, bool keep_alive, bool h
         out += response.allow;
         out += "\r\n";
     }
+    if (!response.allow_origin.empty()) {
+        // The methods and headers matter to a preflight only; other answers
+        // may carry them.
+        out += "Access-Control-Allow-Origin: ";
+        out += response.allow_origin;
+        out += "\r\nVary: Origin\r\nAccess-Control-Allow-Methods: GET, POST\r\n"
+               "Access-Control-Allow-Headers: Authorization, Content-Type\r\nAccess-Control-Max-Age: 600\r\n";
+    }
     if (!keep_alive) {
         out += "Connection: close\r\n";
     } else if (http10) {

@@ -765,6 +765,15 @@ TEST_CASE("api: no secret: a web page's requests (cross-origin, DNS rebinding) a
                                         R"({"uid":"bob","token":"b"})"),
                  2000, true);
     CHECK_MESSAGE(r.rfind("HTTP/1.1 200 OK\r\n", 0) == 0, r);
+    CHECK(r.find("\r\nAccess-Control-Allow-Origin: http://admin.example:8080\r\n") != std::string::npos);
+    // Its JSON requests are preflighted first (no body, no credentials).
+    r = raw_http(http, chromium_request("OPTIONS", "/user/token", loopback,
+                                        "Access-Control-Request-Method: POST\r\n"
+                                        "Access-Control-Request-Headers: authorization,content-type\r\n"
+                                        "Origin: http://admin.example:8080\r\nSec-Fetch-Mode: cors\r\n"),
+                 2000, true);
+    CHECK_MESSAGE(r.rfind("HTTP/1.1 200 OK\r\n", 0) == 0, r);
+    CHECK(r.find("\r\nAccess-Control-Allow-Headers: Authorization, Content-Type\r\n") != std::string::npos);
     // The demo page itself is public static content, whatever the Host.
     r = raw_http(http, chromium_request("GET", "/demo/", rebound, "Sec-Fetch-Site: none\r\nSec-Fetch-Mode: navigate\r\n"),
                  2000, true);

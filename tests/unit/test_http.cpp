@@ -334,6 +334,34 @@ TEST_CASE("Api::screen: with a secret any Host is accepted, the Origin rule stay
           403);
 }
 
+TEST_CASE("Api: an allowed origin gets CORS: its preflight passes without the secret, its answers name it") {
+    FakeService service;
+    Api api(service, {.bearer_secret = "s3cret", .allowed_origins = {"http://admin.example:8080"}});
+    const std::string admin = "http://admin.example:8080";
+    // The browser's preflight for a JSON POST with Authorization carries neither.
+    const Response preflight = api.handle(head("OPTIONS", "/user/token", "127.0.0.1:1516", admin));
+    CHECK(preflight.status == 200);
+    CHECK(preflight.allow_origin == admin);
+    const std::string wire = http::serialize_response(preflight, true);
+    CHECK(wire.find("\r\nAccess-Control-Allow-Origin: http://admin.example:8080\r\nVary: Origin\r\n") !=
+          std::string::npos);
+    CHECK(wire.find("\r\nAccess-Control-Allow-Headers: Authorization, Content-Type\r\n") != std::string::npos);
+    CHECK(screened(api, head("OPTIONS", "/user/token", "127.0.0.1:1516", "http://evil.example")) == 403);
+    CHECK(screened(api, head("OPTIONS", "/user/token", "127.0.0.1:1516")) == 401);  // no Origin: no preflight
+    // The request itself needs the secret, and its answer names the origin.
+    Request post_token = head("POST", "/user/token", "127.0.0.1:1516", admin, "Bearer s3cret");
+    post_token.body = R"({"uid":"a","token":"t"})";
+    const Response answer = api.handle(post_token);
+    CHECK(answer.status == 200);
+    CHECK(answer.allow_origin == admin);
+    CHECK(api.handle(head("POST", "/user/token", "127.0.0.1:1516", admin)).status == 401);
+    // Curl and the API's own pages get no CORS headers.
+    post_token.origin.clear();
+    CHECK(api.handle(post_token).allow_origin.empty());
+    CHECK(http::serialize_response(api.handle(post_token), true).find("Access-Control") == std::string::npos);
+    CHECK(service.count() == 3);
+}
+
 TEST_CASE("Api: malformed JSON and bodies of the wrong shape are 400s, never exceptions") {
     FakeService service;
     Api api(service);

@@ -37,6 +37,9 @@ struct Response {
     std::string body;              // JSON unless content_type says otherwise
     const char* allow = nullptr;   // 405: the method the path accepts (the Allow header)
     const char* content_type = kJsonContentType;  // the Content-Type header (a static string)
+    // A page at this origin (one of ApiOptions::allowed_origins) may read the
+    // answer: the CORS headers name it. Empty: no CORS headers.
+    std::string allow_origin;
 };
 
 // What GET /health and GET /metrics ask, composed by the server's main:
@@ -90,8 +93,10 @@ struct ApiOptions {
     // included.
     std::string bearer_secret;
     // Origins ("scheme://host[:port]", exact) whose pages may call the API
-    // from a browser. A request with any other Origin is refused (403),
-    // unless it comes from a page of the API's own address (the demo).
+    // from a browser, CORS included (their preflights pass without the
+    // secret, their answers name them). A request with any other Origin is
+    // refused (403), unless it comes from a page of the API's own address
+    // (the demo).
     std::vector<std::string> allowed_origins;
     // The JSON bytes of messages one response gathers at most: a page ends
     // early past it ("more": 1), so the response stays under the server's
@@ -116,7 +121,8 @@ public:
     // read): the refusal, or nothing when it may go on. The server asks at
     // the end of the headers, before a byte of the body is kept or "100
     // Continue" is sent; handle() asks again. In this order:
-    //   - a GET of a static file: allowed;
+    //   - a GET of a static file, or a CORS preflight (OPTIONS, no
+    //     credentials) from an allowed origin: allowed;
     //   - an Origin that is neither in allowed_origins nor the API's own
     //     (Origin's host[:port] == Host): 403. Browsers send Origin with
     //     every cross-origin fetch and every POST; business servers and curl
@@ -133,6 +139,8 @@ public:
 private:
     Response probe(const Request& request) const;  // GET /health, GET /metrics
     bool is_static(std::string_view path) const;
+    bool is_allowed_origin(std::string_view origin) const;
+    Response route(const Request& request) const;  // handle() once screen() let it through
 
     im::Service& service_;
     std::optional<std::array<uint8_t, 32>> secret_digest_;  // SHA-256 of the secret

@@ -125,6 +125,9 @@ constexpr uint64_t kLoopStallMs = 5000;
 // The store's write probe (a file created and fsynced in the data directory)
 // runs at most this often, however often /health is asked.
 constexpr uint64_t kStoreProbeEveryMs = 1000;
+// One HTTP API response is queued whole (a session's send queue takes one
+// packet past --send-cap): the largest the server builds.
+constexpr size_t kMaxApiResponseBytes = 16u << 20;
 
 // GET /health and GET /metrics for the HTTP layer, which knows neither the
 // store, nor the webhook, nor the segment. `events` may be null (no webhook).
@@ -349,7 +352,13 @@ int run(const Config& config) {
     // Durability group and sync promise a SENDACK survives a crash: with
     // Redis, only appendfsync always on the master keeps that promise.
     const bool fsync_checked = config.durability != "none" && !config.redis_durability_unchecked;
-    http::Api api(core, config.http_secret, make_probes(segment, plan.workers, *store, events, nodes, fsync_checked),
+    http::ApiOptions api_options;
+    api_options.bearer_secret = config.http_secret;
+    api_options.allowed_origins = allowed_origins(config);
+    // Half the response cap (http_options below): the budget counts message
+    // JSON from above, the cap the whole serialized response.
+    api_options.message_bytes_budget = kMaxApiResponseBytes / 2;
+    http::Api api(core, api_options, make_probes(segment, plan.workers, *store, events, nodes, fsync_checked),
                   http::demo_files());
     if (serve_api && !http::demo_built())
         log::write(log::Level::Warn, "limaoim", "the demo page (/demo/) was not built: run `npm ci` in clients/js, then reconfigure and rebuild");
@@ -385,9 +394,8 @@ int run(const Config& config) {
     std::vector<std::unique_ptr<http::Server>> http_servers;
     http::ServerOptions http_options;
     http_options.body_limit = config.http_body_limit;
-    // One response is queued whole (a session's send queue takes one packet
-    // past --send-cap); a page of big messages over this is refused with 500.
-    http_options.max_response_bytes = 16u << 20;
+    // A page of big messages over this is refused with 500.
+    http_options.max_response_bytes = kMaxApiResponseBytes;
     for (uint32_t i = 0; i < plan.workers; ++i) {
         net::WorkerOptions options;
         options.index = i;
@@ -434,6 +442,8 @@ int run(const Config& config) {
             api_listener.port = http_port;
             api_listener.handler = http_servers.back().get();
             api_listener.backlog = 1024;  // max_pending stays 0: HTTP connections never "establish"
+            // Each worker takes its share: API clients cannot take the IM clients' slots.
+            api_listener.max_open = (config.http_max_connections + plan.workers - 1) / plan.workers;
             worker->add_listener(api_listener);
             worker->set_envelope_handler(http::kEnvelopeFamily, http_servers.back().get());
         }

@@ -43,6 +43,8 @@ struct Config {
     uint32_t ws_max_message = 2u << 20;     // largest WebSocket frame or message payload
     std::string http_secret;             // bearer secret of the HTTP API; required off loopback
     uint32_t http_body_limit = 1u << 20;  // largest request body
+    std::string http_allowed_origins;     // web origins whose pages may call the API, comma-separated
+    uint32_t http_max_connections = 256;  // open HTTP API connections, server-wide
     uint32_t api_threads = 2;             // run API requests (they may wait for the store)
     std::string data_dir = "./data";
     std::string durability = "group";     // group | sync | none (im::Durability)
@@ -127,6 +129,9 @@ bool read_secret_files(Config& config, std::string& error);
 // A Redis store needs a cluster secret of 16 bytes at least: whoever can
 // PUBLISH on the Redis could otherwise speak for a node. Empty when fine.
 std::string signed_cluster(const Config& config);
+// http_allowed_origins as a list ("scheme://host[:port]" each; blanks around
+// the commas dropped).
+std::vector<std::string> allowed_origins(const Config& config);
 
 // One line for logs and --check-config: mode, listeners, store, capacity,
 // webhook and datasource (scheme and host only), token count. Never a

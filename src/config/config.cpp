@@ -225,6 +225,21 @@ std::string http_url(std::string_view key, const std::string& url) {
     return {};
 }
 
+// Each origin as browsers send it: scheme://host[:port], no path, no slash.
+std::string origin_list(const Config& config) {
+    for (const std::string& origin : allowed_origins(config)) {
+        const size_t scheme_end = origin.find("://");
+        const std::string_view scheme = std::string_view(origin).substr(0, scheme_end);
+        const bool plain = scheme_end != std::string::npos && (scheme == "http" || scheme == "https") &&
+                           origin.size() > scheme_end + 3 &&
+                           origin.find_first_of("/?#@ \t", scheme_end + 3) == std::string::npos;
+        if (!plain)
+            return "http_allowed_origins takes origins like http://127.0.0.1:8080 (scheme://host[:port], no path), got " +
+                   in_quotes(origin);
+    }
+    return {};
+}
+
 std::string webhook_url(const Config& config) { return http_url("webhook", config.webhook); }
 std::string datasource_url(const Config& config) { return http_url("datasource", config.datasource); }
 
@@ -259,6 +274,13 @@ const std::vector<Option>& options() {
         {"http_secret", "bearer secret every HTTP API request must carry; empty = none (loopback only)",
          &Config::http_secret},
         number("http_body_limit", "largest HTTP API request body, bytes", &Config::http_body_limit, 1024, 64u << 20),
+        {"http_allowed_origins",
+         "web origins (scheme://host[:port], comma-separated) whose pages may call the HTTP API from a browser; "
+         "empty = none but the API's own pages (the demo)",
+         &Config::http_allowed_origins, 0, 0, origin_list},
+        number("http_max_connections",
+               "open HTTP API connections, server-wide (each worker takes its share); past it new ones are refused",
+               &Config::http_max_connections, 1),
         number("api_threads", "threads that run HTTP API requests (they may wait for the store)",
                &Config::api_threads, 1, 64),
         {"data_dir", "directory for the embedded store's files", &Config::data_dir},
@@ -759,6 +781,20 @@ std::optional<Config> load_config(int argc, char** argv, std::string& error, boo
         }
     }
     return config;
+}
+
+std::vector<std::string> allowed_origins(const Config& config) {
+    std::vector<std::string> out;
+    std::string_view list = config.http_allowed_origins;
+    while (!list.empty()) {
+        const size_t comma = list.find(',');
+        std::string_view item = list.substr(0, comma);
+        list = comma == std::string_view::npos ? std::string_view() : list.substr(comma + 1);
+        while (!item.empty() && (item.front() == ' ' || item.front() == '\t')) item.remove_prefix(1);
+        while (!item.empty() && (item.back() == ' ' || item.back() == '\t')) item.remove_suffix(1);
+        if (!item.empty()) out.emplace_back(item);
+    }
+    return out;
 }
 
 namespace {

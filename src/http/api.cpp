@@ -2,6 +2,7 @@
 
 #include "limaoim/im/message_json.h"
 
+#include <arpa/inet.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
@@ -50,6 +51,32 @@ Response from_outcome(const im::Outcome& outcome) {
 
 // MessageResp (§16.0), keys in the spec's order: shared with the webhooks.
 ordered_json message_resp(const im::Message& m) { return im::message_resp(m.view()); }
+
+// An upper bound of a message's MessageResp JSON: the payload in base64, its
+// strings escaped at worst (\u00XX, 6 bytes a byte), keys and numbers.
+size_t message_json_bound(const im::Message& m) {
+    return (m.payload.size() + 2) / 3 * 4 + 6 * (m.client_msg_no.size() + m.from_uid.size() + m.channel_id.size()) + 384;
+}
+
+// Drops messages past `budget` bytes of JSON, keeping the oldest or, with
+// `keep_newest`, the newest; at least one always stays, so paging goes on.
+// True when some were dropped.
+bool fit_budget(std::vector<im::Message>& messages, size_t budget, bool keep_newest) {
+    size_t bytes = 0;
+    size_t kept = 0;
+    for (; kept < messages.size(); ++kept) {
+        const im::Message& m = keep_newest ? messages[messages.size() - 1 - kept] : messages[kept];
+        bytes += message_json_bound(m);
+        if (bytes > budget && kept > 0) break;
+    }
+    if (kept == messages.size()) return false;
+    if (keep_newest) {
+        messages.erase(messages.begin(), messages.end() - ptrdiff_t(kept));
+    } else {
+        messages.resize(kept);
+    }
+    return true;
+}
 
 ordered_json message_list(const std::vector<im::Message>& messages) {
     ordered_json list = ordered_json::array();
@@ -102,11 +129,12 @@ uint32_t u32_field(const json& body, const char* key) {
     return uint32_t(integer(body, key, 0, std::numeric_limits<uint32_t>::max()));
 }
 
-// A "limit": negative is an error (§16.2); beyond 2^32-1 it means "all" anyway.
+// A "limit": negative is an error (§16.2); past kMaxPageMessages it is
+// clamped, as the original clamps its page sizes: one request reads a page.
 uint32_t limit_field(const json& body) {
     const int64_t limit = integer(body, "limit", std::numeric_limits<int64_t>::min(), std::numeric_limits<int64_t>::max());
     if (limit < 0) throw Invalid{"limit must not be negative"};
-    return uint32_t(std::min<int64_t>(limit, std::numeric_limits<uint32_t>::max()));
+    return uint32_t(std::min<int64_t>(limit, kMaxPageMessages));
 }
 
 // Flags and switches count as set only when equal to 1 (§16.2).
@@ -146,9 +174,10 @@ uint8_t nonzero_channel_type(const json& body) {
 
 // ---- endpoints (§16.1-16.3) ----
 
-using Endpoint = Response (*)(im::Service&, const json&);
+// The last argument is ApiOptions::message_bytes_budget.
+using Endpoint = Response (*)(im::Service&, const json&, size_t);
 
-Response user_token(im::Service& service, const json& body) {
+Response user_token(im::Service& service, const json& body, size_t) {
     object(body);
     const std::string uid = text(body, "uid", Need::Required);
     const std::string token = text(body, "token", Need::Required);
@@ -157,21 +186,21 @@ Response user_token(im::Service& service, const json& body) {
     return from_outcome(service.set_token(uid, token, device_flag, device_level));
 }
 
-Response online_status(im::Service& service, const json& body) {
+Response online_status(im::Service& service, const json& body, size_t) {
     if (!body.is_array()) throw Invalid{"the request body must be a JSON array of uids"};
     const std::vector<std::string> online = service.online_uids(string_list(body, "uids"));
     return data(ordered_json(online));
 }
 
-Response system_uids_add(im::Service& service, const json& body) {
+Response system_uids_add(im::Service& service, const json& body, size_t) {
     return from_outcome(service.add_system_uids(strings(object(body), "uids")));
 }
 
-Response system_uids_remove(im::Service& service, const json& body) {
+Response system_uids_remove(im::Service& service, const json& body, size_t) {
     return from_outcome(service.remove_system_uids(strings(object(body), "uids")));
 }
 
-Response channel_put(im::Service& service, const json& body) {
+Response channel_put(im::Service& service, const json& body, size_t) {
     object(body);
     const std::string id = text(body, "channel_id", Need::Required);
     const uint8_t type = nonzero_channel_type(body);
@@ -181,7 +210,7 @@ Response channel_put(im::Service& service, const json& body) {
     return from_outcome(service.put_channel(id, type, parent, strings(body, "subscribers")));
 }
 
-Response subscriber_add(im::Service& service, const json& body) {
+Response subscriber_add(im::Service& service, const json& body, size_t) {
     object(body);
     const std::string id = text(body, "channel_id", Need::Required);
     const std::vector<std::string> subscribers = strings(body, "subscribers", Need::Required);
@@ -191,14 +220,14 @@ Response subscriber_add(im::Service& service, const json& body) {
     return from_outcome(service.add_subscribers(id, type, subscribers, is_one(body, "reset")));
 }
 
-Response subscriber_remove(im::Service& service, const json& body) {
+Response subscriber_remove(im::Service& service, const json& body, size_t) {
     object(body);
     const std::string id = text(body, "channel_id", Need::Required);
     const std::vector<std::string> subscribers = strings(body, "subscribers", Need::Required);
     return from_outcome(service.remove_subscribers(id, byte_field(body, "channel_type"), subscribers));
 }
 
-Response channel_delete(im::Service& service, const json& body) {
+Response channel_delete(im::Service& service, const json& body, size_t) {
     object(body);
     const std::string id = text(body, "channel_id", Need::Required);
     return from_outcome(service.delete_channel(id, byte_field(body, "channel_type")));
@@ -207,7 +236,7 @@ Response channel_delete(im::Service& service, const json& body) {
 // The six list endpoints: _add and _remove need a channel type and uids,
 // _set only the channel (empty uids clear the list).
 template <im::ListKind kList, im::ListEdit kEdit>
-Response list_edit(im::Service& service, const json& body) {
+Response list_edit(im::Service& service, const json& body, size_t) {
     object(body);
     const std::string id = text(body, "channel_id", Need::Required);
     if constexpr (kEdit == im::ListEdit::Set) {
@@ -218,7 +247,7 @@ Response list_edit(im::Service& service, const json& body) {
     }
 }
 
-Response message_send(im::Service& service, const json& body) {
+Response message_send(im::Service& service, const json& body, size_t) {
     object(body);
     im::ApiSend send;
     if (const json* header = field(body, "header")) {
@@ -241,7 +270,7 @@ Response message_send(im::Service& service, const json& body) {
     return from_outcome(service.send(send));
 }
 
-Response message_sync(im::Service& service, const json& body) {
+Response message_sync(im::Service& service, const json& body, size_t message_bytes_budget) {
     object(body);
     const std::string uid = text(body, "uid", Need::Required);
     const uint32_t after_seq = u32_field(body, "message_seq");
@@ -251,10 +280,12 @@ Response message_sync(im::Service& service, const json& body) {
         if (im::Outcome outcome = service.sync(uid, after_seq, limit, messages); !outcome)
             return from_outcome(outcome);
     }
+    // The rest comes with the next sync, after the client acks these.
+    fit_budget(messages, message_bytes_budget, false);
     return data(message_list(messages));
 }
 
-Response message_sync_ack(im::Service& service, const json& body) {
+Response message_sync_ack(im::Service& service, const json& body, size_t) {
     object(body);
     const std::string uid = text(body, "uid", Need::Required);
     const uint32_t seq = u32_field(body, "last_message_seq");
@@ -262,7 +293,7 @@ Response message_sync_ack(im::Service& service, const json& body) {
     return from_outcome(service.sync_ack(uid, seq));
 }
 
-Response channel_message_sync(im::Service& service, const json& body) {
+Response channel_message_sync(im::Service& service, const json& body, size_t message_bytes_budget) {
     object(body);
     const std::string login_uid = text(body, "login_uid");
     const std::string id = text(body, "channel_id", Need::Required);
@@ -277,12 +308,16 @@ Response channel_message_sync(im::Service& service, const json& body) {
             service.channel_messages(login_uid, id, type, window.from_seq, window.to_seq, window.limit, messages);
         if (!outcome) return from_outcome(outcome);
     }
+    // A client pages back from max (reverse 0, min 0) by the oldest seq it
+    // got, forward by the newest: an early end keeps the side it continues from.
+    const bool paging_back = !is_one(body, "reverse") && min_seq == 0 && max_seq != 0;
+    const bool cut = fit_budget(messages, message_bytes_budget, paging_back);
     ordered_json out;
     out["min_message_seq"] = min_seq;
     out["max_message_seq"] = max_seq;
     // The original also clears `more` when the last seq equals min (forward)
     // or max (backward); the window excludes both, so that never happens here.
-    out["more"] = messages.size() < limit ? 0 : 1;
+    out["more"] = messages.size() < limit && !cut ? 0 : 1;
     out["messages"] = message_list(messages);
     return data(out);
 }
@@ -298,7 +333,7 @@ ordered_json conversation_json(const im::Conversation& c) {
     return out;
 }
 
-Response conversations_list(im::Service& service, const json& query) {
+Response conversations_list(im::Service& service, const json& query, size_t) {
     const std::string uid = text(query, "uid", Need::Required);
     std::vector<im::ConversationView> views;
     if (im::Outcome outcome = service.conversations(uid, views); !outcome) return from_outcome(outcome);
@@ -325,24 +360,24 @@ ConversationKey conversation_key(const json& body) {
     return key;
 }
 
-Response conversations_clear_unread(im::Service& service, const json& body) {
+Response conversations_clear_unread(im::Service& service, const json& body, size_t) {
     const ConversationKey key = conversation_key(body);
     return from_outcome(service.set_unread(key.uid, key.channel_id, key.channel_type, 0));
 }
 
-Response conversations_set_unread(im::Service& service, const json& body) {
+Response conversations_set_unread(im::Service& service, const json& body, size_t) {
     const ConversationKey key = conversation_key(body);
     return from_outcome(service.set_unread(key.uid, key.channel_id, key.channel_type, u32_field(body, "unread")));
 }
 
-Response conversations_delete(im::Service& service, const json& body) {
+Response conversations_delete(im::Service& service, const json& body, size_t) {
     object(body);
     const std::vector<std::string> uids = strings(body, "uids", Need::Required);
     const std::string channel_id = text(body, "channel_id", Need::Required);
     return from_outcome(service.delete_conversation(uids, channel_id, nonzero_channel_type(body)));
 }
 
-Response conversation_sync(im::Service& service, const json& body) {
+Response conversation_sync(im::Service& service, const json& body, size_t) {
     object(body);
     const std::string uid = text(body, "uid", Need::Required);
     const int64_t version = integer(body, "version", std::numeric_limits<int64_t>::min(), std::numeric_limits<int64_t>::max());
@@ -365,7 +400,7 @@ Response conversation_sync(im::Service& service, const json& body) {
 // More than this per channel is clamped: a page, not the whole log.
 constexpr int64_t kMaxSyncMessages = 1000;
 
-Response conversation_sync_messages(im::Service& service, const json& body) {
+Response conversation_sync_messages(im::Service& service, const json& body, size_t) {
     object(body);
     const std::string uid = text(body, "uid", Need::Required);
     int64_t count = integer(body, "msg_count", std::numeric_limits<int64_t>::min(), std::numeric_limits<int64_t>::max());
@@ -455,6 +490,54 @@ constexpr Route kRoutes[] = {
     {"/conversation/syncMessages", "POST", conversation_sync_messages},
 };
 
+// ---- who calls (Api::screen) ----
+
+std::string_view trim(std::string_view s) {
+    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+    while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+    return s;
+}
+
+bool equals_ignoring_case(std::string_view a, std::string_view b) {
+    return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+               return std::tolower(uint8_t(x)) == std::tolower(uint8_t(y));
+           });
+}
+
+// An Origin naming the API's own address (host[:port] == Host, either
+// scheme: a proxy in front may end TLS): a page the API served itself (the
+// demo). A page on another name rebound to this address fails the Host rule
+// instead, or has no secret.
+bool same_origin(std::string_view origin, std::string_view host) {
+    for (std::string_view scheme : {"http://", "https://"}) {
+        if (origin.size() > scheme.size() && equals_ignoring_case(origin.substr(0, scheme.size()), scheme))
+            return !host.empty() && equals_ignoring_case(origin.substr(scheme.size()), host);
+    }
+    return false;
+}
+
+// A Host header (name or address, an optional :port) naming the loopback
+// interface: localhost, 127.x.x.x or [::1].
+bool loopback_host(std::string_view host) {
+    std::string_view name = host;
+    std::string_view port;
+    if (host.starts_with('[')) {
+        const size_t close = host.find(']');
+        if (close == std::string_view::npos) return false;
+        name = host.substr(0, close + 1);
+        port = host.substr(close + 1);
+    } else if (const size_t colon = host.find(':'); colon != std::string_view::npos) {
+        name = host.substr(0, colon);
+        port = host.substr(colon);
+    }
+    if (!port.empty() && (port.size() < 2 || port.front() != ':' ||
+                          !std::all_of(port.begin() + 1, port.end(), [](char c) { return c >= '0' && c <= '9'; })))
+        return false;
+    if (equals_ignoring_case(name, "localhost") || name == "[::1]") return true;
+    in_addr address{};
+    return name.starts_with("127.") && inet_pton(AF_INET, std::string(name).c_str(), &address) == 1;
+}
+
 std::array<uint8_t, 32> sha256(std::string_view bytes) {
     std::array<uint8_t, 32> digest{};
     unsigned int size = 0;
@@ -484,10 +567,13 @@ HistoryWindow message_sync_window(uint32_t min_seq, uint32_t max_seq, uint32_t l
     return window;
 }
 
-Api::Api(im::Service& service, std::string_view bearer_secret, Probes probes,
-         std::span<const StaticFile> static_files)
-    : service_(service), probes_(std::move(probes)), static_files_(static_files) {
-    if (!bearer_secret.empty()) secret_digest_ = sha256(bearer_secret);
+Api::Api(im::Service& service, ApiOptions options, Probes probes, std::span<const StaticFile> static_files)
+    : service_(service),
+      allowed_origins_(std::move(options.allowed_origins)),
+      message_bytes_budget_(options.message_bytes_budget),
+      probes_(std::move(probes)),
+      static_files_(static_files) {
+    if (!options.bearer_secret.empty()) secret_digest_ = sha256(options.bearer_secret);
 }
 
 // GET /health: 200 {"status":200}, or 503 with what is wrong. GET /metrics:
@@ -509,6 +595,32 @@ Response Api::probe(const Request& request) const {
     return response;
 }
 
+std::optional<Response> Api::screen(const Request& head) const {
+    if (head.method == "GET" && is_static(head.path)) return std::nullopt;
+    const std::string_view origin = trim(head.origin);
+    const std::string_view host = trim(head.host);
+    if (head.method == "OPTIONS" && is_allowed_origin(origin)) return std::nullopt;
+    if (!origin.empty() && !same_origin(origin, host) && !is_allowed_origin(origin))
+        return error(403, "the web page at " + std::string(origin) +
+                              " may not call this API: add its origin to http_allowed_origins");
+    if (!secret_digest_ && !host.empty() && !loopback_host(host))
+        return error(403, "Host " + std::string(host) +
+                              " is not a loopback address and no http_secret is set: call 127.0.0.1 or localhost");
+    if (!authorized(head.authorization)) return error(401, "unauthorized");
+    return std::nullopt;
+}
+
+bool Api::is_allowed_origin(std::string_view origin) const {
+    return !origin.empty() && std::any_of(allowed_origins_.begin(), allowed_origins_.end(), [&](const std::string& allowed) {
+        return equals_ignoring_case(allowed, origin);
+    });
+}
+
+bool Api::is_static(std::string_view path) const {
+    return std::any_of(static_files_.begin(), static_files_.end(),
+                       [&](const StaticFile& file) { return file.path == path; });
+}
+
 bool Api::authorized(std::string_view authorization) const {
     if (!secret_digest_) return true;
     // The scheme is case-insensitive (RFC 7235); the token is compared by
@@ -526,41 +638,51 @@ bool Api::authorized(std::string_view authorization) const {
 
 Response Api::handle(const Request& request) const {
     try {
-        try {
-            if (request.method == "GET") {
-                for (const StaticFile& file : static_files_) {
-                    if (file.path != request.path) continue;
-                    Response response{file.status, std::string(file.body)};
-                    response.content_type = file.content_type;
-                    return response;
-                }
-            }
-            if (!authorized(request.authorization)) return error(401, "unauthorized");
-            if (request.path == "/health" || request.path == "/metrics") return probe(request);
-            const Route* route = std::find_if(std::begin(kRoutes), std::end(kRoutes),
-                                              [&](const Route& r) { return r.path == request.path; });
-            if (route == std::end(kRoutes)) return error(404, "not found");
-            if (request.method != route->method) {
-                Response response = error(405, "method not allowed");
-                response.allow = route->method;
-                return response;
-            }
-            // GET endpoints read the query string; every other endpoint reads a JSON body.
-            const json body = std::string_view(route->method) == "GET" ? query_object(request.query)
-                                                                         : json::parse(request.body);
-            return route->endpoint(service_, body);
-        } catch (const Invalid& invalid) {
-            return error(400, invalid.message);
-        } catch (const json::exception& e) {
-            return error(400, std::string("malformed JSON: ") + e.what());
-        } catch (const std::exception& e) {
-            return error(500, e.what());
-        }
+        if (std::optional<Response> refused = screen(request)) return std::move(*refused);
+        // A page at an allowed origin reads an answer only when the answer
+        // names it; its preflight asks whether it may send at all.
+        const std::string_view origin = trim(request.origin);
+        const bool cross_origin = is_allowed_origin(origin);
+        Response response = cross_origin && request.method == "OPTIONS" ? ok() : route(request);
+        if (cross_origin) response.allow_origin = origin;
+        return response;
     } catch (...) {
         // Out of memory while building an error, or something the core threw
         // that is no std::exception: a body short enough for the string's
         // inline buffer, so this allocates nothing.
         return {500, R"({"status":500})"};
+    }
+}
+
+Response Api::route(const Request& request) const {
+    try {
+        if (request.method == "GET") {
+            for (const StaticFile& file : static_files_) {
+                if (file.path != request.path) continue;
+                Response response{file.status, std::string(file.body)};
+                response.content_type = file.content_type;
+                return response;
+            }
+        }
+        if (request.path == "/health" || request.path == "/metrics") return probe(request);
+        const Route* found = std::find_if(std::begin(kRoutes), std::end(kRoutes),
+                                          [&](const Route& r) { return r.path == request.path; });
+        if (found == std::end(kRoutes)) return error(404, "not found");
+        if (request.method != found->method) {
+            Response response = error(405, "method not allowed");
+            response.allow = found->method;
+            return response;
+        }
+        // GET endpoints read the query string; every other endpoint reads a JSON body.
+        const json body = std::string_view(found->method) == "GET" ? query_object(request.query)
+                                                                     : json::parse(request.body);
+        return found->endpoint(service_, body, message_bytes_budget_);
+    } catch (const Invalid& invalid) {
+        return error(400, invalid.message);
+    } catch (const json::exception& e) {
+        return error(400, std::string("malformed JSON: ") + e.what());
+    } catch (const std::exception& e) {
+        return error(500, e.what());
     }
 }
 

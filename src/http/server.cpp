@@ -14,9 +14,9 @@ using Linger = net::Transport::Linger;
 namespace {
 
 constexpr const char* kHttpCloseNames[] = {
-    "http_bad_request", "http_body_too_large", "http_idle", "http_done", "http_shutdown",
+    "http_bad_request", "http_body_too_large", "http_idle", "http_done", "http_shutdown", "http_refused",
 };
-static_assert(std::size(kHttpCloseNames) == size_t(HttpClose::Shutdown) - kFirstHttpCloseReason + 1);
+static_assert(std::size(kHttpCloseNames) == size_t(HttpClose::Refused) - kFirstHttpCloseReason + 1);
 static_assert(kFirstHttpCloseReason + std::size(kHttpCloseNames) <= net::kMaxCloseReasons);
 
 const char* reason_phrase(uint16_t status) {
@@ -24,6 +24,7 @@ const char* reason_phrase(uint16_t status) {
     case 200: return "OK";
     case 400: return "Bad Request";
     case 401: return "Unauthorized";
+    case 403: return "Forbidden";
     case 404: return "Not Found";
     case 405: return "Method Not Allowed";
     case 413: return "Payload Too Large";
@@ -83,6 +84,14 @@ std::string serialize_response(const Response& response, bool keep_alive, bool h
         out += response.allow;
         out += "\r\n";
     }
+    if (!response.allow_origin.empty()) {
+        // The methods and headers matter to a preflight only; other answers
+        // may carry them.
+        out += "Access-Control-Allow-Origin: ";
+        out += response.allow_origin;
+        out += "\r\nVary: Origin\r\nAccess-Control-Allow-Methods: GET, POST\r\n"
+               "Access-Control-Allow-Headers: Authorization, Content-Type\r\nAccess-Control-Max-Age: 600\r\n";
+    }
     if (!keep_alive) {
         out += "Connection: close\r\n";
     } else if (http10) {
@@ -108,7 +117,7 @@ const http_parser_settings RequestParser::kSettings = [] {
     return settings;
 }();
 
-RequestParser::RequestParser(size_t body_limit) : body_limit_(body_limit) {
+RequestParser::RequestParser(size_t body_limit, const Api* gate) : body_limit_(body_limit), gate_(gate) {
     http_parser_init(&parser_, HTTP_REQUEST);
 }
 
@@ -122,7 +131,7 @@ RequestParser::Result RequestParser::feed(std::span<const uint8_t> bytes) {
     // on_message_complete pauses the parser: it stops right after the request.
     if (error == HPE_PAUSED && complete_) return {Status::Complete, parsed};
     if (error != HPE_OK || parsed != bytes.size())
-        return {too_large_ ? Status::BodyTooLarge : Status::BadRequest, parsed};
+        return {refused_ ? Status::Refused : too_large_ ? Status::BodyTooLarge : Status::BadRequest, parsed};
     return {Status::NeedMore, parsed};
 }
 
@@ -139,6 +148,8 @@ int RequestParser::on_message_begin(http_parser* parser) {
     self.request_.query.clear();
     self.request_.body.clear();
     self.request_.authorization.clear();
+    self.request_.origin.clear();
+    self.request_.host.clear();
     self.url_.clear();
     self.header_name_.clear();
     self.expect_.clear();
@@ -175,21 +186,26 @@ int RequestParser::on_header_value(http_parser* parser, const char* at, size_t l
         } else if (equals_ignoring_case(self.header_name_, "expect")) {
             self.header_ = Header::Expect;
             self.expect_.clear();
+        } else if (equals_ignoring_case(self.header_name_, "origin")) {
+            self.header_ = Header::Origin;
+            self.request_.origin.clear();
+        } else if (equals_ignoring_case(self.header_name_, "host")) {
+            self.header_ = Header::Host;
+            self.request_.host.clear();
         }
     }
-    if (self.header_ == Header::Authorization) self.request_.authorization.append(at, length);
-    if (self.header_ == Header::Expect) self.expect_.append(at, length);
+    switch (self.header_) {
+    case Header::Authorization: self.request_.authorization.append(at, length); break;
+    case Header::Expect: self.expect_.append(at, length); break;
+    case Header::Origin: self.request_.origin.append(at, length); break;
+    case Header::Host: self.request_.host.append(at, length); break;
+    case Header::Other: break;
+    }
     return 0;
 }
 
 int RequestParser::on_headers_complete(http_parser* parser) {
     RequestParser& self = *static_cast<RequestParser*>(parser->data);
-    // Refused before a byte of the body is read (content_length is ULLONG_MAX
-    // without the header; a chunked body is counted in on_body).
-    if (parser->content_length != ULLONG_MAX && parser->content_length > self.body_limit_) {
-        self.too_large_ = true;
-        return -1;  // 1 and 2 mean "no body" / "upgrade" to http_parser: any other value fails
-    }
     http_parser_url url;
     http_parser_url_init(&url);
     if (http_parser_parse_url(self.url_.data(), self.url_.size(), 0, &url) != 0) return -1;
@@ -201,6 +217,22 @@ int RequestParser::on_headers_complete(http_parser* parser) {
     if (url.field_set & (1 << UF_QUERY))
         self.request_.query.assign(self.url_, url.field_data[UF_QUERY].off, url.field_data[UF_QUERY].len);
     self.request_.method = http_method_str(http_method(parser->method));
+    // Who may ask is decided here, before a byte of the body is kept or a
+    // "100 Continue" invites it: a refused client cannot make the server
+    // buffer up to body_limit first.
+    if (self.gate_) {
+        if (std::optional<Response> refused = self.gate_->screen(self.request_)) {
+            self.refusal_ = std::move(*refused);
+            self.refused_ = true;
+            return -1;  // 1 and 2 mean "no body" / "upgrade" to http_parser: any other value fails
+        }
+    }
+    // Refused before a byte of the body is read (content_length is ULLONG_MAX
+    // without the header; a chunked body is counted in on_body).
+    if (parser->content_length != ULLONG_MAX && parser->content_length > self.body_limit_) {
+        self.too_large_ = true;
+        return -1;
+    }
     // http_should_keep_alive's reading of the version: 1.1 and later keep
     // the connection by default, anything else closes it.
     self.http10_ = !(parser->http_major > 0 && parser->http_minor > 0);
@@ -239,7 +271,7 @@ Server::Connection* Server::find(ConnRef conn) {
 }
 
 void Server::on_open(ConnRef conn, net::Transport&) {  // always the worker: the API is plain TCP
-    conns_.try_emplace(conn.slot, conn.generation, options_.body_limit);
+    conns_.try_emplace(conn.slot, conn.generation, options_.body_limit, api_);
     io_.set_deadline(conn, options_.idle_timeout_ms);
 }
 
@@ -258,6 +290,9 @@ net::DataResult Server::on_data(ConnRef conn, std::span<const uint8_t> bytes) {
             return {bytes.size(), 0};
         case RequestParser::Status::BodyTooLarge:
             fail(conn, body_too_large_response(), HttpClose::BodyTooLarge);
+            return {bytes.size(), 0};
+        case RequestParser::Status::Refused:
+            fail(conn, serialize_response(c->parser.refusal(), false), HttpClose::Refused);
             return {bytes.size(), 0};
         case RequestParser::Status::Complete:
             break;

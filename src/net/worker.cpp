@@ -381,8 +381,9 @@ void Worker::on_accept(const Completion& cqe) {
         reject(slot);
         return;
     }
-    if (limits_.open_conns.fetch_add(1, std::memory_order_relaxed) >= limits_.max_conns) {
-        limits_.open_conns.fetch_sub(1, std::memory_order_relaxed);
+    const bool listener_full = l.options.max_open && l.open >= l.options.max_open;
+    if (listener_full || limits_.open_conns.fetch_add(1, std::memory_order_relaxed) >= limits_.max_conns) {
+        if (!listener_full) limits_.open_conns.fetch_sub(1, std::memory_order_relaxed);
         stats_.accepted.add();
         stats_.rejected_capacity.add();
         stats_.closed[uint8_t(CloseReason::Rejected)].add();
@@ -399,6 +400,7 @@ void Worker::on_accept(const Completion& cqe) {
     c.listener = uint8_t(index);
     c.last_rx_tick = now_tick();
     ++open_;
+    ++l.open;
     stats_.accepted.add();
     stats_.connections.add();
     stats::ConnCounters& cs = conn_stats_[slot];
@@ -968,6 +970,7 @@ void Worker::maybe_release(uint32_t slot) {
     conn_stats_[slot].generation.store(c.generation << 1, std::memory_order_relaxed);
     c.state = uint8_t(ConnState::Free);
     c.generation = 0;
+    --listeners_[c.listener].open;
     conns_.deactivate(slot);
     --open_;
     limits_.open_conns.fetch_sub(1, std::memory_order_relaxed);

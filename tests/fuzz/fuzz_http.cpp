@@ -8,7 +8,9 @@
 //
 // Input: [flags][n][n read sizes, each byte + 1][stream...]
 //   flags bit 0: the Api has a bearer secret ("k"); bits 1-2: the core's
-//   outcome (ok, bad request, unavailable); bits 4-7: body limit selector.
+//   outcome (ok, bad request, unavailable); bit 3: the parser screens each
+//   request at its headers (Api::screen), as the server does; bits 4-7: body
+//   limit selector.
 #include <algorithm>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -117,7 +119,7 @@ struct FakeService final : im::Service {
 
 void check_response(const http::Response& response) {
     switch (response.status) {
-    case 200: case 400: case 401: case 404: case 405: case 500:
+    case 200: case 400: case 401: case 403: case 404: case 405: case 500:
         break;
     default:
         FUZZ_CHECK(false);
@@ -141,9 +143,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     const im::Outcome::Code codes[] = {im::Outcome::Code::Ok, im::Outcome::Code::BadRequest,
                                         im::Outcome::Code::Unavailable, im::Outcome::Code::Ok};
     service.outcome = {codes[(flags >> 1) & 3], "core says no"};
-    const http::Api api(service, flags & 1 ? "k" : "");
+    const http::Api api(service, {.bearer_secret = flags & 1 ? "k" : ""});
     const size_t body_limit = flags >> 4 == 0 ? size_t(1) << 20 : size_t(flags >> 4) * 16;
-    http::RequestParser parser(body_limit);
+    http::RequestParser parser(body_limit, flags & 8 ? &api : nullptr);
 
     // The loop's reassembly buffer: what the parser did not consume yet.
     std::vector<uint8_t> pending;

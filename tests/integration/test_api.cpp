@@ -39,8 +39,19 @@ void check_error_body(const HttpResult& r, int status) {
     CHECK(body["msg"].is_string());
 }
 
-// Writes `request` as is and returns what comes back until EOF or the timeout.
-std::string raw_http(uint16_t port, const std::string& request, int timeout_ms = 5000) {
+// True when `bytes` begin with a whole response (headers and Content-Length body).
+bool has_whole_response(const std::string& bytes) {
+    const size_t end = bytes.find("\r\n\r\n");
+    if (end == std::string::npos) return false;
+    const size_t at = bytes.find("Content-Length: ");
+    const size_t length = at != std::string::npos && at < end ? std::stoul(bytes.substr(at + 16)) : 0;
+    return bytes.size() >= end + 4 + length;
+}
+
+// Writes `request` as is and returns what comes back until EOF or the
+// timeout, or with `one_response` until a whole response is in (a kept-alive
+// connection is not waited on).
+std::string raw_http(uint16_t port, const std::string& request, int timeout_ms = 5000, bool one_response = false) {
     Client c;
     if (!c.connect(port)) return {};
     if (!c.send_bytes(std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(request.data()), request.size())))
@@ -55,6 +66,7 @@ std::string raw_http(uint16_t port, const std::string& request, int timeout_ms =
         const ssize_t n = recv(c.fd(), buf, sizeof(buf), 0);
         if (n <= 0) break;
         out.append(buf, size_t(n));
+        if (one_response && has_whole_response(out)) break;
     }
     return out;
 }
@@ -134,7 +146,7 @@ TEST_CASE("api: bad requests at the socket level: 400 with a JSON error, 404, 40
     HttpResult big = http_request(http, "POST", "/user/token", over);
     check_error_body(big, 413);
     // Refused on the Content-Length alone: the body is never sent.
-    const std::string huge = raw_http(http, "POST /user/token HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    const std::string huge = raw_http(http, "POST /user/token HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                                             "Content-Length: 100000\r\n\r\n");
     CHECK_MESSAGE(huge.rfind("HTTP/1.1 413", 0) == 0, huge);
     CHECK(http_request(http, "GET", "/health", "").status == 200);  // still serving
@@ -655,4 +667,184 @@ TEST_CASE("api: /channel/messagesync and /message/sync answer pages larger than 
     json queue = http_json(http, "POST", "/message/sync", {{"uid", "bob"}, {"limit", kN}}, &status);
     CHECK_MESSAGE(status == 200, queue.dump().substr(0, 300));
     if (status == 200) CHECK(queue.size() == kN / 2);
+}
+
+// ---- issue 25: what a browser sends on a page's behalf ----
+
+namespace {
+
+// The headers Chromium 120 sends with a page's fetch(), in its order; `extra`
+// goes where Chromium puts Origin and the Sec-Fetch-* headers.
+std::string chromium_request(const std::string& method, const std::string& path, const std::string& host,
+                             const std::string& extra, const std::string& body = "",
+                             const std::string& content_type = "text/plain;charset=UTF-8") {
+    std::string wire = method + " " + path + " HTTP/1.1\r\nHost: " + host + "\r\nConnection: keep-alive\r\n";
+    if (!body.empty()) wire += "Content-Length: " + std::to_string(body.size()) + "\r\n";
+    wire += "sec-ch-ua: \"Chromium\";v=\"120\", \"Not?A_Brand\";v=\"8\"\r\nsec-ch-ua-platform: \"Linux\"\r\n"
+            "sec-ch-ua-mobile: ?0\r\nUser-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like "
+            "Gecko) Chrome/120.0.0.0 Safari/537.36\r\n";
+    if (!body.empty()) wire += "Content-Type: " + content_type + "\r\n";
+    wire += "Accept: */*\r\n" + extra + "Accept-Encoding: gzip, deflate, br\r\nAccept-Language: en-US,en;q=0.9\r\n\r\n";
+    return wire + body;
+}
+
+// What curl -d sends.
+std::string curl_request(const std::string& path, const std::string& host, const std::string& body) {
+    return "POST " + path + " HTTP/1.1\r\nHost: " + host + "\r\nUser-Agent: curl/7.88.1\r\nAccept: */*\r\n"
+           "Content-Length: " + std::to_string(body.size()) +
+           "\r\nContent-Type: application/x-www-form-urlencoded\r\n\r\n" + body;
+}
+
+// raw_http's answer is refused with `status` and a JSON message, and the
+// server closed the connection (raw_http read to EOF well before its timeout).
+void check_refused(const std::string& response, int status) {
+    CAPTURE(response);
+    CHECK(response.rfind("HTTP/1.1 " + std::to_string(status) + " ", 0) == 0);
+    CHECK(response.find("\r\nConnection: close\r\n") != std::string::npos);
+    const size_t body = response.find("\r\n\r\n");
+    REQUIRE(body != std::string::npos);
+    const json parsed = json::parse(response.substr(body + 4), nullptr, false);
+    CHECK(parsed["status"] == status);
+    CHECK(parsed["msg"].is_string());
+}
+
+}  // namespace
+
+TEST_CASE("api: no secret: a web page's requests (cross-origin, DNS rebinding) are refused; curl and allowed origins pass") {
+    ImServer server({"--http-allowed-origins", "http://admin.example:8080"}, "", /*test_mode=*/false);
+    REQUIRE_MESSAGE(server.started(), server.log());
+    const uint16_t http = server.http_port();
+    const std::string loopback = "127.0.0.1:" + std::to_string(http);
+    const std::string rebound = "evil.example:" + std::to_string(http);
+    const std::string token = R"({"uid":"alice","token":"x"})";
+
+    // A page at http://evil.example: a "simple" text/plain POST, no preflight.
+    const auto started = Clock::now();
+    check_refused(raw_http(http, chromium_request("POST", "/user/token", loopback,
+                                                  "Origin: http://evil.example\r\nSec-Fetch-Site: cross-site\r\n"
+                                                  "Sec-Fetch-Mode: no-cors\r\nSec-Fetch-Dest: empty\r\n"
+                                                  "Referer: http://evil.example/\r\n",
+                                                  token)),
+                  403);
+    // The same page after rebinding evil.example to 127.0.0.1: same-origin to
+    // the browser, so a GET has no Origin; a POST carries its own.
+    check_refused(raw_http(http, chromium_request("GET", "/conversations?uid=alice", rebound,
+                                                  "Sec-Fetch-Site: same-origin\r\nSec-Fetch-Mode: cors\r\n"
+                                                  "Sec-Fetch-Dest: empty\r\nReferer: http://" + rebound + "/\r\n")),
+                  403);
+    check_refused(raw_http(http, chromium_request("POST", "/message/sync", rebound,
+                                                  "Origin: http://" + rebound + "\r\nSec-Fetch-Site: same-origin\r\n"
+                                                  "Sec-Fetch-Mode: cors\r\nSec-Fetch-Dest: empty\r\n",
+                                                  R"({"uid":"alice","limit":100})", "application/json")),
+                  403);
+    CHECK(Clock::now() - started < 3s);  // answered and closed, not left to the timeout
+    // No token was set: alice cannot log in with "x".
+    {
+        ChatClient mallory;
+        REQUIRE(mallory.connect(server.port()));
+        CHECK(mallory.login("alice", "x", 4, 0).reason == 2);
+    }
+
+    // curl and business servers: no Origin, the Host they dialed.
+    for (const std::string& host : {loopback, "localhost:" + std::to_string(http)}) {
+        const std::string ok = raw_http(http, curl_request("/user/token", host, token), 2000, true);
+        CHECK_MESSAGE(ok.rfind("HTTP/1.1 200 OK\r\n", 0) == 0, ok);
+    }
+    CHECK(http_request(http, "GET", "/health", "").status == 200);
+    // The demo page's own history request (same origin) and a page at an allowed origin.
+    const std::string history = R"({"login_uid":"alice","channel_id":"bob","channel_type":1,"limit":20})";
+    std::string r = raw_http(http, chromium_request("POST", "/channel/messagesync", loopback,
+                                                    "Origin: http://" + loopback + "\r\nSec-Fetch-Site: same-origin\r\n"
+                                                    "Sec-Fetch-Mode: cors\r\nSec-Fetch-Dest: empty\r\n",
+                                                    history, "application/json"),
+                             2000, true);
+    CHECK_MESSAGE(r.rfind("HTTP/1.1 200 OK\r\n", 0) == 0, r);
+    r = raw_http(http, chromium_request("POST", "/user/token", loopback,
+                                        "Origin: http://admin.example:8080\r\nSec-Fetch-Site: cross-site\r\n"
+                                        "Sec-Fetch-Mode: no-cors\r\nSec-Fetch-Dest: empty\r\n",
+                                        R"({"uid":"bob","token":"b"})"),
+                 2000, true);
+    CHECK_MESSAGE(r.rfind("HTTP/1.1 200 OK\r\n", 0) == 0, r);
+    CHECK(r.find("\r\nAccess-Control-Allow-Origin: http://admin.example:8080\r\n") != std::string::npos);
+    // Its JSON requests are preflighted first (no body, no credentials).
+    r = raw_http(http, chromium_request("OPTIONS", "/user/token", loopback,
+                                        "Access-Control-Request-Method: POST\r\n"
+                                        "Access-Control-Request-Headers: authorization,content-type\r\n"
+                                        "Origin: http://admin.example:8080\r\nSec-Fetch-Mode: cors\r\n"),
+                 2000, true);
+    CHECK_MESSAGE(r.rfind("HTTP/1.1 200 OK\r\n", 0) == 0, r);
+    CHECK(r.find("\r\nAccess-Control-Allow-Headers: Authorization, Content-Type\r\n") != std::string::npos);
+    // The demo page itself is public static content, whatever the Host.
+    r = raw_http(http, chromium_request("GET", "/demo/", rebound, "Sec-Fetch-Site: none\r\nSec-Fetch-Mode: navigate\r\n"),
+                 2000, true);
+    CHECK_MESSAGE(r.rfind("HTTP/1.1 403", 0) != 0, r.substr(0, 200));
+}
+
+TEST_CASE("api: the secret is checked at the end of the headers: 401 before 100 Continue, then closed") {
+    ImServer server({"--http-secret", "s3cret-Value"});
+    REQUIRE_MESSAGE(server.started(), server.log());
+    const uint16_t http = server.http_port();
+    // curl's shape for a large body: it waits for 100 Continue before sending it.
+    const auto started = Clock::now();
+    const std::string r = raw_http(http, "POST /message/send HTTP/1.1\r\nHost: 127.0.0.1:" + std::to_string(http) +
+                                             "\r\nUser-Agent: curl/7.88.1\r\nAccept: */*\r\nContent-Type: application/json\r\n"
+                                             "Content-Length: 1000000\r\nExpect: 100-continue\r\n\r\n");
+    check_refused(r, 401);
+    CHECK(Clock::now() - started < 3s);
+    // With the secret any Host passes (a proxy in front may name the server).
+    HttpResult named = http_request(http, "GET", "/health", "", "s3cret-Value");
+    CHECK(named.status == 200);
+    const std::string proxied = raw_http(http, "GET /health HTTP/1.1\r\nHost: im.example.com\r\nAuthorization: Bearer "
+                                               "s3cret-Value\r\nConnection: close\r\n\r\n");
+    CHECK_MESSAGE(proxied.rfind("HTTP/1.1 200 OK\r\n", 0) == 0, proxied);
+}
+
+TEST_CASE("api: --http-max-connections: past it new API connections are closed; the IM port still accepts") {
+    ImServer server({"--http-max-connections", "2", "--workers", "1"});
+    REQUIRE_MESSAGE(server.started(), server.log());
+    const uint16_t http = server.http_port();
+    std::this_thread::sleep_for(200ms);  // ImServer's start probe has closed its connection
+    Client first;
+    Client second;
+    REQUIRE(first.connect(http));
+    REQUIRE(second.connect(http));
+    Client third;
+    REQUIRE(third.connect(http));  // the kernel completes the handshake; the server closes it at accept
+    CHECK(third.wait_closed(2000));
+    CHECK_FALSE(first.wait_closed(100));
+    ChatClient im = online(server, "carol", 1);
+    first.close();
+    std::this_thread::sleep_for(200ms);
+    CHECK(http_request(http, "GET", "/health", "").status == 200);
+}
+
+TEST_CASE("api: limit 4294967295 returns one page of 1000 messages with more = 1") {
+    ImServer server;
+    REQUIRE_MESSAGE(server.started(), server.log());
+    const uint16_t http = server.http_port();
+    ChatClient alice = online(server, "alice", 2);
+    constexpr uint32_t kN = 1100;
+    std::vector<uint8_t> bytes;
+    for (uint32_t i = 1; i <= kN; ++i) {
+        auto one = alice.build_send("bob", 1, "m", i, "many-" + std::to_string(i), 0);
+        bytes.insert(bytes.end(), one.begin(), one.end());
+    }
+    REQUIRE(alice.raw().send_bytes(bytes));
+    for (uint32_t i = 1; i <= kN; ++i) {
+        auto ack = alice.read_sendack();
+        REQUIRE(ack);
+        REQUIRE(ack->reason_code == 1);
+    }
+    json page = post(http, "/channel/messagesync",
+                     {{"login_uid", "bob"}, {"channel_id", "alice"}, {"channel_type", 1}, {"limit", 4294967295u},
+                      {"reverse", 1}});
+    REQUIRE(page["messages"].is_array());
+    CHECK(page["messages"].size() == 1000);
+    CHECK(page["more"] == 1);
+    CHECK(page["messages"][0]["message_seq"] == 1);
+    page = post(http, "/channel/messagesync",
+                {{"login_uid", "bob"}, {"channel_id", "alice"}, {"channel_type", 1}, {"min_message_seq", 1000},
+                 {"limit", 4294967295u}, {"reverse", 1}});
+    CHECK(page["messages"].size() == kN - 1000);
+    CHECK(page["more"] == 0);
 }

@@ -147,6 +147,8 @@ const std::map<std::string, Sample>& samples() {
         {"ws_addr", {"127.0.0.1:2200", "\"127.0.0.1:2200\""}},
         {"ws_max_message", {"65536", "65536"}},
         {"http_body_limit", {"2048", "2048"}},
+        {"http_allowed_origins", {"http://a.example:8080", "\"http://a.example:8080\""}},
+        {"http_max_connections", {"32", "32"}},
         {"api_threads", {"3", "3"}},
         {"data_dir", {"/tmp/limaoim-data", "\"/tmp/limaoim-data\""}},
         {"durability", {"none", "\"none\""}},
@@ -217,6 +219,13 @@ TEST_CASE_FIXTURE(CleanEnvironment, "the HTTP API binds off loopback only with a
     CHECK(loaded_config({"--http-addr=0.0.0.0:1516", "--http-secret=s"}).http_secret == "s");
     CHECK(loaded_config({"--http-addr=[::1]:1516"}).http_addr == "[::1]:1516");
     CHECK(error_of({"--http-addr=127.0.0.1"}).find("HOST:PORT") != std::string::npos);
+    // Origins as browsers send them; the list splits on commas.
+    CHECK(allowed_origins(loaded_config({"--http-allowed-origins= http://a.example:8080 ,https://b.example,"})) ==
+          std::vector<std::string>{"http://a.example:8080", "https://b.example"});
+    for (const char* bad : {"a.example", "http://a.example/", "ftp://a.example", "http://", "http://a b"}) {
+        CAPTURE(bad);
+        CHECK(error_of({std::string("--http-allowed-origins=") + bad}).find("http_allowed_origins") != std::string::npos);
+    }
     CHECK(error_of({"--http-addr=127.0.0.1:99999"}).find("port") != std::string::npos);
     CHECK(error_of({"--durability=fast"}).find("durability") != std::string::npos);
     CHECK(loaded_config({"--durability=sync"}).durability == "sync");

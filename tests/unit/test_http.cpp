@@ -231,7 +231,7 @@ TEST_CASE("Api: GET /health; unknown path 404; wrong method 405 with Allow") {
 
 TEST_CASE("Api: a bearer secret is required on every request when configured") {
     FakeService service;
-    Api api(service, "s3cret");
+    Api api(service, {.bearer_secret = "s3cret"});
     CHECK(call(api, "GET", "/health", "").status == 401);
     CHECK(call(api, "GET", "/health", "", "Bearer wrong!").status == 401);
     CHECK(call(api, "GET", "/health", "", "Bearer s3cre").status == 401);
@@ -255,7 +255,7 @@ TEST_CASE("Api: static files answer GET without the secret; nothing else does") 
     FakeService service;
     const http::StaticFile files[] = {{"/demo/", "text/html; charset=utf-8", "<html>", 200},
                                       {"/demo/missing.js", "text/plain", "not built", 404}};
-    Api api(service, "s3cret", {}, files);
+    Api api(service, {.bearer_secret = "s3cret"}, {}, files);
     Response page = call(api, "GET", "/demo/", "");
     CHECK(page.status == 200);
     CHECK(page.body == "<html>");
@@ -264,6 +264,102 @@ TEST_CASE("Api: static files answer GET without the secret; nothing else does") 
     CHECK(call(api, "POST", "/demo/", "").status == 401);       // only GET
     CHECK(call(api, "GET", "/demo/other.js", "").status == 401);  // only the listed paths
     CHECK(call(api, "GET", "/demo/?x=1", "").status == 401);      // the path must match exactly (the query is apart)
+}
+
+// A request as it arrives, headers only: what Api::screen sees.
+Request head(std::string method, std::string path, std::string host, std::string origin = "",
+             std::string authorization = "") {
+    Request request;
+    request.method = std::move(method);
+    request.path = std::move(path);
+    request.host = std::move(host);
+    request.origin = std::move(origin);
+    request.authorization = std::move(authorization);
+    return request;
+}
+
+// The status screen() answers, 0 when the request may go on.
+int screened(const Api& api, const Request& request) {
+    const std::optional<Response> refused = api.screen(request);
+    return refused ? refused->status : 0;
+}
+
+TEST_CASE("Api::screen: no secret: a browser's cross-origin request and a rebound Host are refused; curl is not") {
+    FakeService service;
+    const http::StaticFile files[] = {{"/demo/", "text/html; charset=utf-8", "<html>", 200}};
+    Api api(service, {.allowed_origins = {"http://admin.example:8080"}}, {}, files);
+    // curl and business servers: no Origin, Host = what they dialed (or none, HTTP/1.0).
+    for (const char* host : {"127.0.0.1:1516", "127.0.0.1", "127.9.8.7:80", "localhost:1516", "LocalHost", "[::1]:1516",
+                             "[::1]", ""}) {
+        CAPTURE(host);
+        CHECK(screened(api, head("POST", "/user/token", host)) == 0);
+    }
+    // A page at another origin: Chromium's "simple" text/plain POST carries its Origin.
+    CHECK(screened(api, head("POST", "/user/token", "127.0.0.1:1516", "http://evil.example")) == 403);
+    CHECK(screened(api, head("GET", "/conversations", "localhost:1516", "https://evil.example")) == 403);
+    CHECK(screened(api, head("POST", "/user/token", "127.0.0.1:1516", "null")) == 403);  // sandboxed frame, file://
+    CHECK(screened(api, head("POST", "/user/token", "127.0.0.1:1516", "http://127.0.0.1:9999")) == 403);
+    // DNS rebinding: the page's own name, now resolving to 127.0.0.1, is the Host; Origin absent (GET) or the same.
+    for (const char* host : {"evil.example:1516", "evil.example", "127.0.0.1.evil.example:1516", "127.0.0.1:x",
+                             "10.0.0.1:1516", "[::2]:1516", "localhost.evil.example"}) {
+        CAPTURE(host);
+        CHECK(screened(api, head("POST", "/message/sync", host)) == 403);
+    }
+    CHECK(screened(api, head("POST", "/message/sync", "evil.example:1516", "http://evil.example:1516")) == 403);
+    // The API's own pages (the demo) call it same-origin; an allowed origin passes, exactly.
+    CHECK(screened(api, head("POST", "/channel/messagesync", "127.0.0.1:1516", "http://127.0.0.1:1516")) == 0);
+    CHECK(screened(api, head("POST", "/channel/messagesync", "localhost:1516", "http://localhost:1516")) == 0);
+    CHECK(screened(api, head("POST", "/user/token", "127.0.0.1:1516", "http://admin.example:8080")) == 0);
+    CHECK(screened(api, head("POST", "/user/token", "127.0.0.1:1516", "http://admin.example:8081")) == 403);
+    CHECK(screened(api, head("POST", "/user/token", "127.0.0.1:1516", "http://admin.example")) == 403);
+    // Static pages are public: served to any page and any Host.
+    CHECK(screened(api, head("GET", "/demo/", "evil.example:1516", "http://evil.example")) == 0);
+    CHECK(screened(api, head("POST", "/demo/", "evil.example:1516")) == 403);
+    // handle() decides the same, before the core is asked.
+    Request forged = head("POST", "/user/token", "127.0.0.1:1516", "http://evil.example");
+    forged.body = R"({"uid":"alice","token":"x"})";
+    const Response refused = api.handle(forged);
+    CHECK(refused.status == 403);
+    CHECK(json::parse(refused.body)["msg"].get<std::string>().find("http_allowed_origins") != std::string::npos);
+    CHECK(service.count() == 0);
+}
+
+TEST_CASE("Api::screen: with a secret any Host is accepted, the Origin rule stays, then the secret decides") {
+    FakeService service;
+    Api api(service, {.bearer_secret = "s3cret"});
+    CHECK(screened(api, head("POST", "/user/token", "im.example.com:1516", "", "Bearer s3cret")) == 0);
+    CHECK(screened(api, head("POST", "/user/token", "im.example.com:1516")) == 401);
+    CHECK(screened(api, head("POST", "/user/token", "im.example.com", "https://im.example.com", "Bearer s3cret")) == 0);
+    CHECK(screened(api, head("POST", "/user/token", "im.example.com:1516", "http://evil.example", "Bearer s3cret")) ==
+          403);
+}
+
+TEST_CASE("Api: an allowed origin gets CORS: its preflight passes without the secret, its answers name it") {
+    FakeService service;
+    Api api(service, {.bearer_secret = "s3cret", .allowed_origins = {"http://admin.example:8080"}});
+    const std::string admin = "http://admin.example:8080";
+    // The browser's preflight for a JSON POST with Authorization carries neither.
+    const Response preflight = api.handle(head("OPTIONS", "/user/token", "127.0.0.1:1516", admin));
+    CHECK(preflight.status == 200);
+    CHECK(preflight.allow_origin == admin);
+    const std::string wire = http::serialize_response(preflight, true);
+    CHECK(wire.find("\r\nAccess-Control-Allow-Origin: http://admin.example:8080\r\nVary: Origin\r\n") !=
+          std::string::npos);
+    CHECK(wire.find("\r\nAccess-Control-Allow-Headers: Authorization, Content-Type\r\n") != std::string::npos);
+    CHECK(screened(api, head("OPTIONS", "/user/token", "127.0.0.1:1516", "http://evil.example")) == 403);
+    CHECK(screened(api, head("OPTIONS", "/user/token", "127.0.0.1:1516")) == 401);  // no Origin: no preflight
+    // The request itself needs the secret, and its answer names the origin.
+    Request post_token = head("POST", "/user/token", "127.0.0.1:1516", admin, "Bearer s3cret");
+    post_token.body = R"({"uid":"a","token":"t"})";
+    const Response answer = api.handle(post_token);
+    CHECK(answer.status == 200);
+    CHECK(answer.allow_origin == admin);
+    CHECK(api.handle(head("POST", "/user/token", "127.0.0.1:1516", admin)).status == 401);
+    // Curl and the API's own pages get no CORS headers.
+    post_token.origin.clear();
+    CHECK(api.handle(post_token).allow_origin.empty());
+    CHECK(http::serialize_response(api.handle(post_token), true).find("Access-Control") == std::string::npos);
+    CHECK(service.count() == 3);
 }
 
 TEST_CASE("Api: malformed JSON and bodies of the wrong shape are 400s, never exceptions") {
@@ -498,7 +594,7 @@ TEST_CASE("Api: POST /message/sync renders MessageResp exactly, keys in the spec
     r = post(api, "/message/sync", R"({"uid":"alice","limit":1})");
     CHECK(json::parse(r.body)[0]["message_idstr"] == "-5");
     CHECK(post(api, "/message/sync", R"({"uid":"alice","limit":99999999999})").status == 200);
-    CHECK(service.last() == "sync alice 0 4294967295");
+    CHECK(service.last() == "sync alice 0 1000");  // clamped to kMaxPageMessages
 
     const size_t calls = service.count();
     r = post(api, "/message/sync", R"({"uid":"alice","limit":0})");  // limit 0 returns nothing
@@ -578,6 +674,48 @@ TEST_CASE("Api: POST /channel/messagesync: window, echo of min/max, more") {
                   "max_message_seq is out of range");
     check_refused(service, api, "/channel/messagesync", R"({"channel_id":"g1","reverse":"1","limit":5})",
                   "reverse must be an integer");
+}
+
+TEST_CASE("Api: limit is clamped to kMaxPageMessages; a page ends at the byte budget with more = 1") {
+    FakeService service;
+    for (uint32_t seq = 1; seq <= 1500; ++seq) {
+        im::Message m = sample_message();
+        m.message_seq = seq;
+        service.messages.push_back(m);
+    }
+    Api api(service);
+    Response r = post(api, "/channel/messagesync", R"({"channel_id":"g1","channel_type":2,"limit":4294967295,"reverse":1})");
+    CHECK(service.last() == "channel_messages  g1 2 1 0 1000");
+    json page = json::parse(r.body);
+    CHECK(page["messages"].size() == http::kMaxPageMessages);
+    CHECK(page["more"] == 1);
+    CHECK(json::parse(post(api, "/message/sync", R"({"uid":"alice","limit":4294967295})").body).size() == 1000);
+    // Backward from max: the newest 1000 below it.
+    post(api, "/channel/messagesync", R"({"channel_id":"g1","channel_type":2,"max_message_seq":1501,"limit":4294967295})");
+    CHECK(service.last() == "channel_messages  g1 2 501 1501 1000");
+
+    // A budget of three sample messages (each counted as at most ~470 bytes
+    // of JSON): forward keeps the oldest, backward the newest.
+    service.messages.resize(10);
+    Api small(service, {.message_bytes_budget = 1500});
+    page = json::parse(post(small, "/channel/messagesync", R"({"channel_id":"g1","channel_type":2,"limit":10,"reverse":1})").body);
+    REQUIRE(page["messages"].size() == 3);
+    CHECK(page["messages"][0]["message_seq"] == 1);
+    CHECK(page["more"] == 1);
+    page = json::parse(
+        post(small, "/channel/messagesync", R"({"channel_id":"g1","channel_type":2,"max_message_seq":11,"limit":10})").body);
+    REQUIRE(page["messages"].size() == 3);
+    CHECK(page["messages"][2]["message_seq"] == 10);
+    CHECK(page["more"] == 1);
+    const json queue = json::parse(post(small, "/message/sync", R"({"uid":"alice","limit":10})").body);
+    REQUIRE(queue.size() == 3);
+    CHECK(queue[0]["message_seq"] == 1);
+    // One message over the budget still goes (the next page must be reachable).
+    service.messages.resize(1);
+    service.messages[0].payload.assign(8192, 'x');
+    page = json::parse(post(small, "/channel/messagesync", R"({"channel_id":"g1","channel_type":2,"limit":5,"reverse":1})").body);
+    CHECK(page["messages"].size() == 1);
+    CHECK(page["more"] == 0);
 }
 
 // ---- base64 ----
@@ -712,6 +850,32 @@ TEST_CASE("RequestParser: malformed requests, absolute URLs, Expect: 100-continu
     CHECK(expecting.feed(bytes_of("{}")).status == Status::Complete);
 }
 
+TEST_CASE("RequestParser: with a gate, a refused request stops at its headers: no body kept, no 100 Continue") {
+    FakeService service;
+    Api api(service, {.bearer_secret = "k"});
+    http::RequestParser parser(1u << 20, &api);
+    const std::string headers =
+        "POST /message/send HTTP/1.1\r\nHost: 127.0.0.1\r\nExpect: 100-continue\r\nContent-Length: 1000000\r\n\r\n";
+    const auto r = parser.feed(bytes_of(headers + "{\"payload\":"));
+    CHECK(r.status == Status::Refused);
+    CHECK(r.consumed <= headers.size());
+    CHECK(parser.refusal().status == 401);
+    CHECK_FALSE(parser.take_continue_expected());
+    CHECK(parser.request().body.empty());
+    // Refused before the body limit is looked at: the client learns only that it may not ask.
+    http::RequestParser browser(10, &api);
+    CHECK(browser.feed(bytes_of("POST /user/token HTTP/1.1\r\nHost: 127.0.0.1\r\nOrigin: http://evil.example\r\n"
+                                "Authorization: Bearer k\r\nContent-Length: 100\r\n\r\n"))
+              .status == Status::Refused);
+    CHECK(browser.refusal().status == 403);
+    http::RequestParser allowed(1024, &api);
+    REQUIRE(allowed.feed(bytes_of("POST /a HTTP/1.1\r\nhost: 127.0.0.1:1\r\nORIGIN: http://127.0.0.1:1\r\n"
+                                  "Authorization: Bearer k\r\nContent-Length: 2\r\n\r\n{}"))
+                .status == Status::Complete);
+    CHECK(allowed.request().host == "127.0.0.1:1");
+    CHECK(allowed.request().origin == "http://127.0.0.1:1");
+}
+
 TEST_CASE("serialize_response: status line, JSON headers, Connection by keep-alive and version") {
     const http::Response ok{200, R"({"status":200})"};
     CHECK(http::serialize_response(ok, true) ==
@@ -726,9 +890,10 @@ TEST_CASE("serialize_response: status line, JSON headers, Connection by keep-ali
 TEST_CASE("http_close_reason_names: after the gateway's, one name per HttpClose") {
     const auto names = http::http_close_reason_names();
     CHECK(http::kFirstHttpCloseReason == net::kFirstHandlerCloseReason + 16);
-    REQUIRE(names.size() == 5);
+    REQUIRE(names.size() == 6);
     CHECK(std::string(names[uint8_t(http::HttpClose::BadRequest) - http::kFirstHttpCloseReason]) == "http_bad_request");
     CHECK(std::string(names[uint8_t(http::HttpClose::Done) - http::kFirstHttpCloseReason]) == "http_done");
+    CHECK(std::string(names[uint8_t(http::HttpClose::Refused) - http::kFirstHttpCloseReason]) == "http_refused");
     CHECK(http::kFirstHttpCloseReason + names.size() <= net::kMaxCloseReasons);
 }
 
@@ -802,7 +967,7 @@ struct ResponseReader {
 
 struct TestServer {
     FakeService service;
-    Api api{service, "k"};
+    Api api{service, {.bearer_secret = "k"}};
     std::unique_ptr<stats::WorkerBlock> block = std::make_unique<stats::WorkerBlock>();
     std::vector<stats::ConnCounters> conns = std::vector<stats::ConnCounters>(64);
     net::SharedLimits limits;
@@ -850,7 +1015,6 @@ TEST_CASE("Server: pipelined requests are answered in order on one keep-alive co
     wire += std::string("POST /user/token HTTP/1.1\r\n") + kAuth + "Content-Length: " + std::to_string(token.size()) +
             "\r\n\r\n" + token;
     wire += std::string("GET /nope HTTP/1.1\r\n") + kAuth + "\r\n";
-    wire += "GET /health HTTP/1.1\r\n\r\n";  // no secret
     send_all(fd, wire);
     std::string r = reader.next();
     CHECK(r.rfind("HTTP/1.1 200 OK\r\n", 0) == 0);
@@ -859,7 +1023,6 @@ TEST_CASE("Server: pipelined requests are answered in order on one keep-alive co
     CHECK(r.rfind("HTTP/1.1 200 OK\r\n", 0) == 0);
     CHECK(t.service.last() == "set_token alice t 0 0");
     CHECK(reader.next().rfind("HTTP/1.1 404 Not Found\r\n", 0) == 0);
-    CHECK(reader.next().rfind("HTTP/1.1 401 Unauthorized\r\n", 0) == 0);
     // Still open: one more, in two pieces.
     send_all(fd, "GET /hea");
     std::this_thread::sleep_for(20ms);
@@ -893,7 +1056,8 @@ TEST_CASE("Server: a malformed request gets 400, a body over the limit 413, then
         const char* status_line;
     };
     for (const Case& c : {Case{"BLAH\r\n\r\n", "HTTP/1.1 400 Bad Request\r\n"},
-                          Case{"POST /message/send HTTP/1.1\r\nContent-Length: 101\r\n\r\n", "HTTP/1.1 413 Payload Too Large\r\n"}}) {
+                          Case{std::string("POST /message/send HTTP/1.1\r\n") + kAuth + "Content-Length: 101\r\n\r\n",
+                               "HTTP/1.1 413 Payload Too Large\r\n"}}) {
         const int fd = connect_to(t.port);
         REQUIRE(fd >= 0);
         ResponseReader reader{fd};
@@ -920,6 +1084,32 @@ TEST_CASE("Server: Expect: 100-continue gets its interim response before the bod
     CHECK(reader.next().rfind("HTTP/1.1 200 OK\r\n", 0) == 0);
     CHECK(t.service.last() == "add_system_uids [s]");
     ::close(fd);
+}
+
+TEST_CASE("Server: a refused request is answered at its headers, before 100 Continue, and its connection closed") {
+    TestServer t;
+    struct Case {
+        std::string wire;
+        const char* status_line;
+    };
+    for (const Case& c : {Case{"POST /message/send HTTP/1.1\r\nHost: 127.0.0.1\r\nExpect: 100-continue\r\n"
+                               "Content-Length: 50000000\r\n\r\n",
+                               "HTTP/1.1 401 Unauthorized\r\n"},
+                          Case{std::string("POST /user/token HTTP/1.1\r\nHost: 127.0.0.1\r\nOrigin: http://evil.example\r\n") +
+                                   kAuth + "Content-Type: text/plain;charset=UTF-8\r\nContent-Length: 27\r\n\r\n",
+                               "HTTP/1.1 403 Forbidden\r\n"}}) {
+        const int fd = connect_to(t.port);
+        REQUIRE(fd >= 0);
+        ResponseReader reader{fd};
+        send_all(fd, c.wire);  // the body is never sent: the answer must not wait for it
+        const std::string r = reader.next();
+        CHECK(r.rfind(c.status_line, 0) == 0);
+        CHECK(r.find("Connection: close\r\n") != std::string::npos);
+        CHECK(reader.closed());
+        ::close(fd);
+    }
+    CHECK(t.service.count() == 0);
+    CHECK(t.block->closed[uint8_t(http::HttpClose::Refused)].get() == 2);
 }
 
 TEST_CASE("Server: a response larger than max_response_bytes becomes a 500 that says so") {
@@ -968,7 +1158,7 @@ TEST_CASE("Api: GET /health asks its probe: 200, or 503 with what is wrong") {
         if (!healthy) why = "worker 2 loop stalled for 6000 ms; store: cannot write in /data: No space left on device";
         return healthy;
     };
-    Api api(service, "", probes);
+    Api api(service, {}, probes);
     Response r = call(api, "GET", "/health", "");
     CHECK(r.status == 200);
     CHECK(r.body == kOk);
@@ -991,7 +1181,7 @@ TEST_CASE("Api: GET /metrics answers the probe's Prometheus text; 404 without on
 
     http::Probes probes;
     probes.metrics = [] { return std::string("# HELP limaoim_up Up.\n# TYPE limaoim_up gauge\nlimaoim_up 1\n"); };
-    Api api(service, "s3cret", probes);
+    Api api(service, {.bearer_secret = "s3cret"}, probes);
     CHECK(call(api, "GET", "/metrics", "").status == 401);
     Response r = call(api, "GET", "/metrics", "", "Bearer s3cret");
     CHECK(r.status == 200);
@@ -1008,7 +1198,7 @@ TEST_CASE("Api: GET /metrics answers the probe's Prometheus text; 404 without on
 
     http::Probes throwing;
     throwing.metrics = []() -> std::string { throw std::runtime_error("segment gone"); };
-    Api broken(service, "", throwing);
+    Api broken(service, {}, throwing);
     r = call(broken, "GET", "/metrics", "");
     CHECK(r.status == 500);
     CHECK(std::string(r.content_type) == "application/json");

@@ -141,7 +141,8 @@ struct TestWorker {
     std::unique_ptr<Worker> worker;
     uint16_t port = free_port();
 
-    explicit TestWorker(uint32_t index = 0, WorkerOptions options = {}, uint32_t max_pending = 0) {
+    explicit TestWorker(uint32_t index = 0, WorkerOptions options = {}, uint32_t max_pending = 0,
+                        uint32_t max_open = 0) {
         limits.max_conns = 1000;
         options.index = index;
         options.slots = 256;
@@ -153,6 +154,7 @@ struct TestWorker {
         listener.port = port;
         listener.handler = &handler;
         listener.max_pending = max_pending;
+        listener.max_open = max_open;
         listener.backlog = 64;
         worker->add_listener(listener);
         worker->set_envelope_handler(0, &envelopes);
@@ -653,6 +655,35 @@ TEST_CASE("accept back-pressure: connections refused over max_conns give their a
     REQUIRE(send(later, "y", 1, 0) == 1);
     CHECK(read_exactly(later, 1) == "y");
     CHECK(w.handler.opened == 2);
+    ::close(later);
+}
+
+TEST_CASE("listener cap: past max_open the listener's new connections are refused; a close makes room") {
+    TestWorker w(0, {}, 0, 2);
+    w.start();
+    const int first = connect_to(w.port);
+    const int second = connect_to(w.port);
+    REQUIRE(first >= 0);
+    REQUIRE(second >= 0);
+    REQUIRE(wait_for([&] { return w.handler.opened == 2; }));
+    for (int i = 0; i < 3; ++i) {
+        const int refused = connect_to(w.port);
+        REQUIRE(refused >= 0);
+        CHECK(read_exactly(refused, 1).empty());  // closed by the server
+        ::close(refused);
+    }
+    CHECK(w.block->closed[int(CloseReason::Rejected)].get() == 3);
+    CHECK(w.handler.opened == 2);
+    // A refusal by the listener's cap takes nothing of the server-wide count.
+    CHECK(w.limits.open_conns.load() == 2);
+    ::close(first);
+    REQUIRE(wait_for([&] { return w.limits.open_conns.load() == 1; }));  // its slot released
+    const int later = connect_to(w.port);
+    REQUIRE(later >= 0);
+    REQUIRE(send(later, "y", 1, 0) == 1);
+    CHECK(read_exactly(later, 1) == "y");
+    CHECK(w.handler.opened == 3);
+    ::close(second);
     ::close(later);
 }
 

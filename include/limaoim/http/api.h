@@ -12,6 +12,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "limaoim/im/base64.h"
 #include "limaoim/im/service.h"
@@ -24,6 +25,9 @@ struct Request {
     std::string query;   // after '?', undecoded (no endpoint of §16.0-16.3 reads it)
     std::string body;
     std::string authorization;  // the Authorization header's value
+    // Who sent it, as a browser tells (Api::screen): empty when absent.
+    std::string origin;  // the Origin header's value
+    std::string host;    // the Host header's value
 };
 
 inline constexpr const char* kJsonContentType = "application/json";
@@ -33,6 +37,9 @@ struct Response {
     std::string body;              // JSON unless content_type says otherwise
     const char* allow = nullptr;   // 405: the method the path accepts (the Allow header)
     const char* content_type = kJsonContentType;  // the Content-Type header (a static string)
+    // A page at this origin (one of ApiOptions::allowed_origins) may read the
+    // answer: the CORS headers name it. Empty: no CORS headers.
+    std::string allow_origin;
 };
 
 // What GET /health and GET /metrics ask, composed by the server's main:
@@ -76,30 +83,69 @@ HistoryWindow message_sync_window(uint32_t min_seq, uint32_t max_seq, uint32_t l
 using im::base64_decode;
 using im::base64_encode;
 
-class Api {
-public:
-    // `bearer_secret` empty: no authorization. Otherwise every request needs
+// The most messages one POST /message/sync or /channel/messagesync returns:
+// a larger `limit` is clamped to it (a page, not the whole log).
+inline constexpr uint32_t kMaxPageMessages = 1000;
+
+struct ApiOptions {
+    // Empty: no authorization. Otherwise every request needs
     // `Authorization: Bearer <secret>` (401 without), /health and /metrics
     // included.
-    // `static_files` are answered to GET before any other route, without
-    // authorization (they must hold nothing secret).
-    explicit Api(im::Service& service, std::string_view bearer_secret = {}, Probes probes = {},
+    std::string bearer_secret;
+    // Origins ("scheme://host[:port]", exact) whose pages may call the API
+    // from a browser, CORS included (their preflights pass without the
+    // secret, their answers name them). A request with any other Origin is
+    // refused (403), unless it comes from a page of the API's own address
+    // (the demo).
+    std::vector<std::string> allowed_origins;
+    // The JSON bytes of messages one response gathers at most: a page ends
+    // early past it ("more": 1), so the response stays under the server's
+    // response cap (ServerOptions::max_response_bytes).
+    size_t message_bytes_budget = 8u << 20;
+};
+
+class Api {
+public:
+    // `static_files` are answered to GET before any other route, with neither
+    // authorization nor the Origin and Host rules (they must hold nothing secret).
+    explicit Api(im::Service& service, ApiOptions options = {}, Probes probes = {},
                  std::span<const StaticFile> static_files = {});
 
     // Any thread; never throws. Status codes: 200; 400 for a request that
-    // is malformed or that the core refuses; 401; 404 unknown path; 405
-    // known path, other method; 500 when the core is unavailable; 503 from
-    // GET /health when a probe fails.
+    // is malformed or that the core refuses; 401 and 403 (screen()); 404
+    // unknown path; 405 known path, other method; 500 when the core is
+    // unavailable; 503 from GET /health when a probe fails.
     Response handle(const Request& request) const;
+
+    // What the request's line and headers alone decide (its body is not
+    // read): the refusal, or nothing when it may go on. The server asks at
+    // the end of the headers, before a byte of the body is kept or "100
+    // Continue" is sent; handle() asks again. In this order:
+    //   - a GET of a static file, or a CORS preflight (OPTIONS, no
+    //     credentials) from an allowed origin: allowed;
+    //   - an Origin that is neither in allowed_origins nor the API's own
+    //     (Origin's host[:port] == Host): 403. Browsers send Origin with
+    //     every cross-origin fetch and every POST; business servers and curl
+    //     send none;
+    //   - no secret, and a Host that is not a loopback name or address
+    //     (localhost, 127.x.x.x, [::1], with or without a port): 403. A page
+    //     that rebinds its own DNS name to 127.0.0.1 sends its name here;
+    //   - the secret missing or wrong: 401.
+    std::optional<Response> screen(const Request& head) const;
 
     // True when no secret is configured or `authorization` carries it.
     bool authorized(std::string_view authorization) const;
 
 private:
     Response probe(const Request& request) const;  // GET /health, GET /metrics
+    bool is_static(std::string_view path) const;
+    bool is_allowed_origin(std::string_view origin) const;
+    Response route(const Request& request) const;  // handle() once screen() let it through
 
     im::Service& service_;
     std::optional<std::array<uint8_t, 32>> secret_digest_;  // SHA-256 of the secret
+    std::vector<std::string> allowed_origins_;
+    size_t message_bytes_budget_;
     Probes probes_;
     std::span<const StaticFile> static_files_;
 };

@@ -37,6 +37,7 @@ enum class HttpClose : uint8_t {
     Idle,          // no complete request within the idle timeout
     Done,          // answered, and the request asked to close (Connection: close, HTTP/1.0)
     Shutdown,      // server shutdown
+    Refused,       // Api::screen refused the request at the end of its headers (answered 401 or 403)
 };
 // The names of HttpClose's values, the first at index kFirstHttpCloseReason
 // of the stats segment's reason table.
@@ -61,13 +62,15 @@ std::string serialize_response(const Response& response, bool keep_alive, bool h
 // the rest once it is done with that one (next()). Holds the request's
 // fields across feeds, so the caller keeps no bytes of an incomplete request.
 // Pure (no sockets): the server and the fuzz target share it.
+// With `gate`, each request is screened (Api::screen) at the end of its
+// headers: a refused one ends the stream before a byte of its body is kept.
 class RequestParser {
 public:
-    explicit RequestParser(size_t body_limit);
+    explicit RequestParser(size_t body_limit, const Api* gate = nullptr);
     RequestParser(const RequestParser&) = delete;
     RequestParser& operator=(const RequestParser&) = delete;
 
-    enum class Status : uint8_t { NeedMore, Complete, BadRequest, BodyTooLarge };
+    enum class Status : uint8_t { NeedMore, Complete, BadRequest, BodyTooLarge, Refused };
     struct Result {
         Status status = Status::NeedMore;
         // NeedMore: all of the bytes (the parser keeps what it needs of them).
@@ -84,6 +87,8 @@ public:
     bool http10() const { return http10_; }
     // Starts the next request.
     void next();
+    // After Refused: the gate's answer.
+    const Response& refusal() const { return refusal_; }
 
     // True once after the headers of a request that sent "Expect:
     // 100-continue" (curl does for bodies over 1 KiB): the caller answers
@@ -91,7 +96,7 @@ public:
     bool take_continue_expected() { return std::exchange(continue_expected_, false); }
 
 private:
-    enum class Header : uint8_t { Other, Authorization, Expect };
+    enum class Header : uint8_t { Other, Authorization, Expect, Origin, Host };
     static int on_message_begin(http_parser* parser);
     static int on_url(http_parser* parser, const char* at, size_t length);
     static int on_header_field(http_parser* parser, const char* at, size_t length);
@@ -103,13 +108,16 @@ private:
 
     http_parser parser_;
     size_t body_limit_;
+    const Api* gate_;
     Request request_;
+    Response refusal_;
     std::string url_;
     std::string header_name_;  // the header being read (pieces may span feeds)
     std::string expect_;
     Header header_ = Header::Other;
     bool in_header_value_ = false;
     bool too_large_ = false;
+    bool refused_ = false;
     bool complete_ = false;
     bool keep_alive_ = false;
     bool http10_ = false;
@@ -134,7 +142,8 @@ public:
 
 private:
     struct Connection {
-        explicit Connection(uint32_t generation_, size_t body_limit) : generation(generation_), parser(body_limit) {}
+        Connection(uint32_t generation_, size_t body_limit, const Api& gate)
+            : generation(generation_), parser(body_limit, &gate) {}
         uint32_t generation;
         bool awaiting_response = false;  // a request is on the pool; input paused
         RequestParser parser;

@@ -101,6 +101,10 @@ struct ListenerOptions {
     // worker stops accepting on the listener: new ones wait in the kernel's
     // backlog instead of being accepted and then timing out. 0 = no limit.
     uint32_t max_pending = 0;
+    // Connections open on this listener at which this worker refuses more:
+    // each new one is closed at once (CloseReason::Rejected), so one
+    // listener's clients cannot take every slot of max_conns. 0 = no limit.
+    uint32_t max_open = 0;
 };
 
 // Each worker's listener sets SO_REUSEPORT, which lets any other process of
@@ -265,6 +269,7 @@ private:
     struct Listener {
         ListenerOptions options;
         int fd = -1;
+        uint32_t open = 0;               // connections accepted and not yet released
         uint32_t pending = 0;            // connections with kPending
         uint32_t accepts_in_flight = 0;  // accept requests in the kernel
         bool at_limit = false;           // pending reached max_pending (counted once per episode)

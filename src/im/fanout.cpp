@@ -67,7 +67,7 @@ void Fanout::run() {
             stats_.fanout_queue.set(0);
         }
         room_.notify_all();
-        for (const FanoutItem& item : work) {
+        for (FanoutItem& item : work) {
             deliver(item);
             // A big group's envelopes go out as they are made, not all at
             // the end: workers start encoding while this thread goes on.
@@ -80,7 +80,7 @@ void Fanout::run() {
     }
 }
 
-void Fanout::deliver(const FanoutItem& item) {
+void Fanout::deliver(FanoutItem& item) {
     const std::optional<MessageView> decoded = decode(item.message.bytes());
     if (!decoded) {  // the committer encoded it: a bug, not a client's doing
         log::write(log::Level::Error, "fanout", "a stored message does not decode (%zu bytes): not delivered",
@@ -100,13 +100,26 @@ void Fanout::deliver(const FanoutItem& item) {
             receivers = &receivers_;
         } else if ((channel = channels_.find(m.channel_type, m.channel_id))) {
             receivers = &channel->subscribers;
-        } else {
-            return;  // deleted meanwhile: nobody to tell
+            // The other nodes must find the receivers too. A stored channel
+            // is in every node's memory (loaded whole, kept by the cluster's
+            // channel events): the event stays small even for a group of
+            // 100,000. A datasource's channel is cached only by the node that
+            // asked, a temporary one only by the node whose API made it: the
+            // event carries their subscribers (shared with the channel, not
+            // copied), so a node that never asked still delivers.
+            if (!item.remote && (channel->temporary || channel->fetched_ms != 0))
+                item.receivers = std::shared_ptr<const std::vector<std::string>>(channel, &channel->subscribers);
         }
+    }
+    static const std::vector<std::string> kNobody;
+    if (!receivers) {
+        // Not a reason to keep it from the other nodes (below): one of them may know the channel.
+        count_no_receivers(m, item.remote);
+        receivers = &kNobody;
     }
     // §11: messages that are neither NoPersist nor SyncOnce, temporary ones included.
     // Every node keeps them in memory; the node that stored the message writes them.
-    if (m.persisted()) conversations_.apply(m, *receivers, !item.remote);
+    if (m.persisted() && !receivers->empty()) conversations_.apply(m, *receivers, !item.remote);
     offline_.clear();
     // SyncOnce: each receiver's queue seq, looked up by uid (a big group has as many copies as receivers).
     queue_seq_of_.clear();
@@ -162,6 +175,21 @@ void Fanout::deliver(const FanoutItem& item) {
                                  std::move(offline_));
         offline_ = {};
     }
+}
+
+void Fanout::count_no_receivers(const MessageView& m, bool remote) {
+    stats_.fanout_no_receivers.add();
+    // Rate-limited: a deleted group that is still written to would flood the log.
+    const int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                               std::chrono::steady_clock::now().time_since_epoch())
+                               .count();
+    if (last_no_receivers_log_ms_ != 0 && now_ms - last_no_receivers_log_ms_ < 10000) return;
+    last_no_receivers_log_ms_ = now_ms;
+    log::write(log::Level::Warn, "fanout",
+               "message %lld to channel %u/%.*s (%s) not delivered: the channel is not in memory here and the message "
+               "names no receivers (counted in fanout_no_receivers; further ones logged at most every 10 s)",
+               (long long)m.message_id, unsigned(m.channel_type), int(m.channel_id.size()), m.channel_id.data(),
+               remote ? "stored by another node" : "stored here");
 }
 
 bool Fanout::stopping() {

@@ -220,6 +220,7 @@ void pipeline(std::string& out, const Snapshot& s) {
     counter(out, "deliveries_refused_total", "Deliveries dropped after a worker took nothing from its full inbox for 10 s (a stuck worker); its sessions sync.",
             p.deliveries_refused);
     counter(out, "offline_receivers_total", "Receivers of messages stored here with no session on this node (in a cluster they may have one on another node).", p.offline_receivers);
+    counter(out, "fanout_no_receivers_total", "Messages delivered to nobody on this node: they named no receivers and their channel was not in memory here (see the log).", p.fanout_no_receivers);
     gauge(out, "fanout_queue", "Messages waiting for fan-out.", p.fanout_queue);
 }
 

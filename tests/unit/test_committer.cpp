@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "limaoim/im/channels.h"
+#include "limaoim/im/cluster.h"
 #include "limaoim/im/committer.h"
 #include "limaoim/im/directory.h"
 #include "limaoim/im/fanout.h"
@@ -1229,4 +1230,118 @@ TEST_CASE("fan-out: a worker that takes nothing for the stuck limit has the rest
     fanout.stop();
     CHECK(block.deliveries.get() + block.deliveries_refused.get() == 20);
     CHECK(block.deliveries_refused.get() >= 12);  // at most the inbox and what the worker took before it stuck
+}
+
+namespace {
+
+// The other nodes, as the fan-out sees them: what it publishes is kept.
+struct FakeCluster final : Cluster {
+    std::mutex mutex;
+    std::vector<FanoutItem> published;
+    void message_stored(const FanoutItem& item) override {
+        std::lock_guard lock(mutex);
+        published.push_back(item);
+    }
+    void session_online(std::string_view, uint8_t, bool, uint64_t) override {}
+    void token_changed(std::string_view, uint8_t, const std::array<uint8_t, 32>&) override {}
+    void channel_changed(uint8_t, std::string_view) override {}
+    void system_uids_changed() override {}
+    void conversation_unread_set(std::string_view, std::string_view, uint8_t, uint32_t) override {}
+    void conversation_removed(const std::vector<std::string>&, std::string_view, uint8_t) override {}
+    bool online_elsewhere(const std::vector<std::string>&, std::vector<std::string>&) override { return true; }
+};
+
+FanoutItem stored_item(const Message& m) {
+    FanoutItem item;
+    item.message = net::Payload::allocate(encoded_size(m.view()));
+    encode(m.view(), item.message.writable_bytes());
+    return item;
+}
+
+// A channel as im::Core caches it from the datasource (only the node that asked has it).
+Channel fetched_group(const std::string& id, std::vector<std::string> subscribers) {
+    store::ChannelRecord r;
+    r.id = id;
+    r.type = kGroupChannel;
+    r.subscribers = std::move(subscribers);
+    Channel c = Channel::from(std::move(r));
+    c.fetched_ms = 1;
+    return c;
+}
+
+}  // namespace
+
+TEST_CASE("fan-out: the storing node publishes every group message, with the receivers other nodes cannot know") {
+    FakeStore store;
+    Channels channels;
+    channels.put(fetched_group("fetched", {"a", "b"}));
+    store::ChannelRecord stored;
+    stored.id = "stored";
+    stored.type = kGroupChannel;
+    stored.subscribers = {"a", "b"};
+    channels.put(Channel::from(std::move(stored)));
+    Directory directory{2};
+    stats::PipelineBlock block{};
+    Conversations conversations{store, block, {}};
+    FakeCluster cluster;
+    Fanout fanout{channels, directory, conversations, block};
+    fanout.set_workers(std::span<net::Worker* const>(), 0);
+    fanout.set_cluster(&cluster);
+    fanout.start();
+    std::vector<FanoutItem> items;
+    for (const char* channel : {"fetched", "stored", "not-cached"}) items.push_back(stored_item(group("a", channel, "m")));
+    fanout.push(items);
+    fanout.stop();  // delivers what is queued first
+
+    std::lock_guard lock(cluster.mutex);
+    REQUIRE(cluster.published.size() == 3);  // the uncached channel's too: another node may know it
+    REQUIRE(cluster.published[0].receivers != nullptr);
+    CHECK(*cluster.published[0].receivers == std::vector<std::string>{"a", "b"});
+    CHECK(cluster.published[1].receivers == nullptr);  // every node holds a stored channel: the event stays small
+    CHECK(cluster.published[2].receivers == nullptr);
+    CHECK(block.fanout_no_receivers.get() == 1);
+}
+
+TEST_CASE("fan-out: a node that never cached the channel delivers another node's message by the receivers it carries") {
+    // The storing node: it asked the datasource, so it has the channel.
+    FakeStore store;
+    Channels storing_channels;
+    storing_channels.put(fetched_group("g", {"a", "b"}));
+    Directory storing_directory{2};
+    stats::PipelineBlock storing_block{};
+    Conversations storing_conversations{store, storing_block, {}};
+    FakeCluster cluster;
+    Fanout storing{storing_channels, storing_directory, storing_conversations, storing_block};
+    storing.set_workers(std::span<net::Worker* const>(), 0);
+    storing.set_cluster(&cluster);
+    storing.start();
+    Message m = group("a", "g", "m");
+    m.message_id = 42;
+    std::vector<FanoutItem> items;
+    items.push_back(stored_item(m));
+    storing.push(items);
+    storing.stop();
+    std::unique_lock lock(cluster.mutex);
+    REQUIRE(cluster.published.size() == 1);
+
+    // Another node: b is online there, the channel is not in its memory.
+    SlowWorker slow;
+    Channels channels;
+    Directory directory{2};
+    stats::PipelineBlock block{};
+    Conversations conversations{store, block, {}};
+    Fanout fanout{channels, directory, conversations, block};
+    fanout.set_workers(slow.self, SlowWorker::kDeliver);
+    REQUIRE(directory.replace("b", 1, net::ConnId::make(0, 1, 1)).ok);
+    fanout.start();
+    fanout.push_remote(std::move(cluster.published[0]));
+    Message unknown = group("a", "other", "m");  // no receivers carried, none known here
+    fanout.push_remote(stored_item(unknown));
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (slow.recorder.count() < 1 && std::chrono::steady_clock::now() < deadline)
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    fanout.stop();
+    std::lock_guard recorded(slow.recorder.mutex);
+    CHECK(slow.recorder.ids == std::vector<int64_t>{42});
+    CHECK(block.fanout_no_receivers.get() == 1);  // the message that named nobody, counted
 }

@@ -187,6 +187,7 @@ void fill_workers(stats::Segment& segment) {
     p.deliveries_refused.set(9);
     p.offline_receivers.set(12);
     p.fanout_queue.set(14);
+    p.fanout_no_receivers.set(16);
     // Conversations, webhook and datasource: distinct values from 401 up.
     p.conversation_updates.set(401);
     p.conversation_flushes.set(402);
@@ -764,7 +765,7 @@ TEST_CASE("JSON has the messaging figures of the workers and of the pipeline") {
         {"commits", 101},         {"commit_failures", 2}, {"messages_stored", 250}, {"queue_copies_stored", 40},
         {"dedupe_hits", 3},       {"dedupe_entries", 77}, {"dedupe_evicted", 5},    {"commit_queue", 6},
         {"commit_refused", 8},    {"fanout_messages", 240}, {"deliveries", 310},    {"deliveries_refused", 9},
-        {"offline_receivers", 12}, {"fanout_queue", 14},
+        {"offline_receivers", 12}, {"fanout_queue", 14}, {"fanout_no_receivers", 16},
         {"conversation_updates", 401}, {"conversation_flushes", 402}, {"conversation_flush_failures", 403},
         {"conversation_users", 404}, {"webhook_calls", 405}, {"webhook_failures", 406},
         {"webhook_online_queue", 407}, {"webhook_online_dropped", 408}, {"webhook_offline_dropped", 409},
@@ -796,6 +797,7 @@ TEST_CASE("Prometheus text has the messaging families") {
         {"queue_copies_stored_total", 40}, {"dedupe_hits_total", 3},   {"dedupe_evicted_total", 5},
         {"commit_refused_total", 8},   {"fanout_messages_total", 240}, {"deliveries_total", 310},
         {"deliveries_refused_total", 9}, {"offline_receivers_total", 12}, {"rate_limit_waits_total", 93},
+        {"fanout_no_receivers_total", 16},
         {"conversation_updates_total", 401}, {"conversation_flushes_total", 402},
         {"conversation_flush_failures_total", 403}, {"webhook_calls_total", 405}, {"webhook_failures_total", 406},
         {"webhook_online_dropped_total", 408}, {"webhook_offline_dropped_total", 409},
@@ -902,7 +904,8 @@ TEST_CASE("the table has a messages section with the pipeline's figures") {
         {"dedupe hits", 3},         {"dedupe entries", 77},      {"dedupe evicted", 5},
         {"commit queue", 6},        {"commits refused", 8},      {"messages fanned out", 240},
         {"deliveries", 310},        {"deliveries refused", 9},   {"offline receivers", 12},
-        {"fan-out queue", 14},      {"rate-limit waits", 93},    {"conversation updates", 401},
+        {"no receivers known", 16}, {"fan-out queue", 14},      {"rate-limit waits", 93},
+        {"conversation updates", 401},
         {"flushes", 402},           {"flush failures", 403},     {"users in memory", 404},
         {"calls", 405},             {"failures", 406},           {"online-status queue", 407},
         {"online-status dropped", 408}, {"msg.offline dropped", 409}, {"msg.notify queue", 410},

@@ -282,6 +282,7 @@ void append_pipeline(std::string& out, const Snapshot& s) {
     append_row(out, "deliveries", p.deliveries.get());
     append_row(out, "deliveries refused", p.deliveries_refused.get());
     append_row(out, "offline receivers", p.offline_receivers.get());
+    append_row(out, "no receivers known", p.fanout_no_receivers.get());
     append_row(out, "fan-out queue", p.fanout_queue.get());
     out += "\nconversations\n";
     append_row(out, "conversation updates", p.conversation_updates.get());
@@ -431,6 +432,7 @@ nlohmann::json pipeline_json(const PipelineBlock& p) {
             {"deliveries", p.deliveries.get()},
             {"deliveries_refused", p.deliveries_refused.get()},
             {"offline_receivers", p.offline_receivers.get()},
+            {"fanout_no_receivers", p.fanout_no_receivers.get()},
             {"fanout_queue", p.fanout_queue.get()},
             {"conversation_updates", p.conversation_updates.get()},
             {"conversation_flushes", p.conversation_flushes.get()},

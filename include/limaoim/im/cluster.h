@@ -28,7 +28,9 @@ public:
 
     // These never wait: the event is queued for the cluster's own thread,
     // or dropped (counted) when that queue is full or Redis is down.
-    // The fan-out thread: a message this node stored, for the other nodes' sessions.
+    // The fan-out thread: a message this node stored, for the other nodes'
+    // sessions. `item.receivers` is set when the others cannot find the
+    // receivers in their own memory (Fanout::deliver); the event carries it.
     virtual void message_stored(const FanoutItem& item) = 0;
     // Worker threads: a session of (uid, device flag) logged in here at
     // `login_ms` (wall clock; other nodes kick theirs if it is older), or left.

@@ -17,6 +17,12 @@
 // (deliveries_refused) and logged: that worker is stuck, not slow. A slow
 // receiver is the worker's business: its session's send limits close it.
 //
+// In a cluster, every message stored here goes on to the other nodes
+// (im/cluster.h), with its receivers when they cannot know them (a channel
+// cached from the datasource or a temporary one: see deliver()). A message
+// whose receivers are found nowhere (no explicit list, its channel not in
+// memory) reaches nobody here: counted (fanout_no_receivers) and logged.
+//
 // Delivery envelope: kind = the gateway's deliver kind, arg = the receiving
 // session's ConnId, arg32 = the seq to put in the RECV (a SyncOnce copy's
 // queue seq; 0: the message's), flags = kRewriteChannel when the receiver is
@@ -81,7 +87,9 @@ public:
 
 private:
     void run();
-    void deliver(const FanoutItem& item);
+    // Fills in `item.receivers` when the other nodes need them carried.
+    void deliver(FanoutItem& item);
+    void count_no_receivers(const MessageView& m, bool remote);
     void flush();
     bool stopping();
 
@@ -110,6 +118,7 @@ private:
     std::vector<std::string> offline_;
     std::vector<std::string> online_elsewhere_;
     std::unordered_map<std::string_view, uint32_t> queue_seq_of_;  // the item's SyncOnce queue seqs by uid
+    int64_t last_no_receivers_log_ms_ = 0;
 };
 
 }  // namespace limaoim::im

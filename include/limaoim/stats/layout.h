@@ -158,6 +158,7 @@ struct alignas(kCacheLine) PipelineBlock {
     Counter offline_receivers;     // subscribers with no receiving session on this node (in a cluster: of messages stored here)
     Counter fanout_queue;          // gauge: messages waiting for fan-out
     Counter conversation_updates;  // (user, conversation) updates by stored messages
+    Counter fanout_no_receivers;   // messages delivered to nobody here: no receivers named and the channel not in memory
     // Conversations' flusher (im/conversations.h).
     alignas(kCacheLine) Counter conversation_flushes;        // store batches of changed conversations
     Counter conversation_flush_failures; // batches the store refused (kept dirty, retried)

@@ -192,16 +192,30 @@ std::string known_recv_mode(const Config& config) {
     return "recv_mode must be 'multishot' or 'poll', got " + in_quotes(config.recv_mode);
 }
 
-// A URL as messages show it: scheme and host only. Webhook URLs often carry
-// a secret in their credentials, path or query.
-std::string shown_url(std::string_view url) {
+// scheme://host[:port] of a URL, without credentials, path or query: what
+// messages show (webhook URLs often carry a secret in their credentials,
+// path or query; Redis URLs a password). An '@' past the first '/', '?' or
+// '#' may end credentials that contain one of those (the Redis URL parser
+// reads them so): then nothing of the authority is shown.
+std::string scheme_and_host(std::string_view url) {
     const size_t scheme_end = url.find("://");
     if (scheme_end == std::string_view::npos) return "a value without '://' (not shown)";
-    std::string_view rest = url.substr(scheme_end + 3);
-    std::string_view authority = rest.substr(0, rest.find_first_of("/?#"));
-    if (size_t at = authority.rfind('@'); at != std::string_view::npos) authority.remove_prefix(at + 1);
-    const bool more = authority.size() < rest.size();
-    return in_quotes(std::string(url.substr(0, scheme_end + 3)) + std::string(authority) + (more ? "/..." : ""));
+    const std::string_view rest = url.substr(scheme_end + 3);
+    const size_t authority_end = std::min(rest.find_first_of("/?#"), rest.size());
+    const size_t at = rest.rfind('@');
+    std::string_view host = rest.substr(0, authority_end);
+    if (at != std::string_view::npos && at >= authority_end) {
+        host = "(not shown: credentials or '@' in the path)";
+    } else if (at != std::string_view::npos) {
+        host.remove_prefix(at + 1);
+    }
+    return std::string(url.substr(0, scheme_end + 3)) + std::string(host);
+}
+
+std::string shown_url(std::string_view url) {
+    const std::string shown = scheme_and_host(url);
+    if (url.find("://") == std::string_view::npos) return shown;
+    return in_quotes(shown + (shown.size() < url.size() ? "/..." : ""));
 }
 
 // An http:// or https:// URL with a host, no blanks or control characters;
@@ -835,18 +849,6 @@ std::string signed_cluster(const Config& config) {
     return {};
 }
 
-namespace {
-// scheme://host[:port] of a URL checked by http_url: no credentials, path or query.
-std::string url_origin(const std::string& url) {
-    const size_t scheme_end = url.find("://");
-    if (scheme_end == std::string::npos) return "set";
-    std::string_view authority = std::string_view(url).substr(scheme_end + 3);
-    authority = authority.substr(0, authority.find_first_of("/?#"));
-    if (size_t at = authority.rfind('@'); at != std::string_view::npos) authority.remove_prefix(at + 1);
-    return url.substr(0, scheme_end + 3) + std::string(authority);
-}
-}  // namespace
-
 std::string summary(const Config& c) {
     std::string out = std::string("mode ") + to_string(c.mode) + ", listen " + c.addr + ":" + std::to_string(c.port);
     out += ", HTTP API " + (c.http_addr.empty() ? std::string("off")
@@ -855,11 +857,11 @@ std::string summary(const Config& c) {
     if (c.store == "embedded")
         out += ", store embedded in " + c.data_dir + " (durability " + c.durability + ")";
     else
-        out += ", store " + url_origin(c.store) + " node " + std::to_string(c.node_id);
+        out += ", store " + scheme_and_host(c.store) + " node " + std::to_string(c.node_id);
     out += ", max_conns " + std::to_string(c.max_conns) + ", workers " +
            (c.workers == 0 ? std::string("auto") : std::to_string(c.workers));
-    out += ", webhook " + (c.webhook.empty() ? std::string("off") : url_origin(c.webhook));
-    out += ", datasource " + (c.datasource.empty() ? std::string("off") : url_origin(c.datasource));
+    out += ", webhook " + (c.webhook.empty() ? std::string("off") : scheme_and_host(c.webhook));
+    out += ", datasource " + (c.datasource.empty() ? std::string("off") : scheme_and_host(c.datasource));
     out += ", conversation_max " + std::to_string(c.conversation_max);
     out += ", max_messages_per_second " +
            (c.max_messages_per_second == 0 ? std::string("unlimited") : std::to_string(c.max_messages_per_second));

@@ -693,6 +693,11 @@ TEST_CASE_FIXTURE(CleanEnvironment, "secret files: read at start, line end strip
     CHECK(config.cluster_secret == "0123456789abcdef0123");
     CHECK(limaoim::signed_cluster(config).empty());
     CHECK(limaoim::summary(config).find("p@ss") == std::string::npos);
+    // A password with '/' (base64) in the URL: the Redis parser takes it up to
+    // the last '@'; the summary must not show the part before the '/'.
+    config = loaded_config({"--store", "redis://:ab/cd@h:6379/0", "--node-id", "1"});
+    CHECK(limaoim::summary(config).find(":ab") == std::string::npos);
+    CHECK(limaoim::summary(config).find("store redis://(not shown") != std::string::npos);
 
     config = loaded_config({"--redis-password-file", empty});
     CHECK_FALSE(limaoim::read_secret_files(config, error));

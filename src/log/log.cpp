@@ -49,7 +49,9 @@ char* append_printable(std::string_view bytes, char* out, char* end) {
     size_t i = 0;
     while (i < bytes.size() && out < end) {
         const uint8_t c = uint8_t(bytes[i]);
-        size_t run = c >= 0x20 && c < 0x7f ? 1 : c >= 0x80 ? utf8_sequence(bytes.substr(i)) : 0;
+        // A backslash is escaped too: a uid holding the text "\x0a" must not
+        // read as an escaped newline.
+        size_t run = c >= 0x20 && c < 0x7f && c != '\\' ? 1 : c >= 0x80 ? utf8_sequence(bytes.substr(i)) : 0;
         if (run > 0) {
             if (size_t(end - out) < run) break;
             for (size_t k = 0; k < run; ++k) *out++ = bytes[i + k];

@@ -29,7 +29,7 @@ bool enabled(Level level);
 const char* to_string(Level level);
 std::optional<Level> parse_level(std::string_view name);
 
-// `bytes` as one line of text: control characters (< 0x20), DEL and bytes
+// `bytes` as one line of text: control characters (< 0x20), DEL, the backslash and bytes
 // that are not valid UTF-8 become \xNN; printable ASCII and valid UTF-8
 // (a uid may be Chinese) stay as they are. write() applies it to every
 // line; use it where client bytes go into an error text that may travel

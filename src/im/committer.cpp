@@ -55,6 +55,8 @@ const char* to_string(Durability durability) {
 
 void CommitWaiter::finish(bool success, std::string message, uint32_t result) {
     std::lock_guard lock(mutex);
+    // Given up by wait() already: its caller reads ok and error unlocked from now on.
+    if (done) return;
     ok = success;
     error = std::move(message);
     value = result;
@@ -235,7 +237,7 @@ store::Status Committer::commit_with_retries(std::vector<CommitRequest>& batch, 
                 written.error += "; asking for its outcome: " + asked.error;
                 return written;  // still unknown: the caller keeps the batch
             }
-            if (stored) return store::Status::success();
+            if (stored) return asked;  // success, or written without the replicas asked for
             log::write(log::Level::Warn, "committer", "a commit's reply was lost and the batch not written: prepared again (%s)",
                        written.error.c_str());
             written = store::Status::failure("the reply was lost, the batch not written: " + written.error);

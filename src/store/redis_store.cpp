@@ -573,7 +573,13 @@ public:
         if (!status) return status;
         if (reply->type != REDIS_REPLY_STRING) return failed("commit_outcome", "unexpected reply");
         written = text(reply) == "written";
-        if (written) set_previous_marker(marker);
+        if (!written) return Status::success();
+        set_previous_marker(marker);
+        // WAIT counts the writes of the connection that asks: this one wrote
+        // nothing of the batch, so whether its replicas have it is unknown.
+        if (options_.wait_replicas > 0)
+            return Status::written_unreplicated("redis: commit: written (its reply was lost); not known to be on " +
+                                                std::to_string(options_.wait_replicas) + " replicas");
         return Status::success();
     }
 

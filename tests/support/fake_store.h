@@ -39,6 +39,9 @@ public:
     std::atomic<int> unreplicated_commits{0};
     // The next this many commit_outcome() calls fail (the store still unreachable).
     std::atomic<int> fail_outcome{0};
+    // commit_outcome() finds a written batch without the replicas asked for
+    // (as the Redis engine with wait_replicas does: its WAIT cannot tell).
+    std::atomic<bool> outcome_unreplicated{false};
     std::set<uint64_t> written_ids, fenced_ids;  // WriteBatch ids
     size_t outcome_calls = 0;
 
@@ -135,6 +138,7 @@ public:
         }
         written = written_ids.count(batch.id) > 0;
         if (!written) fenced_ids.insert(batch.id);
+        if (written && outcome_unreplicated) return store::Status::written_unreplicated("replicas unknown");
         return {};
     }
     store::Status channel_seq(std::string_view log, uint32_t& seq) override {

@@ -983,6 +983,23 @@ TEST_CASE("committer: a lost reply after the write: answered success, fanned out
     CHECK(fanned_out(rig, 2) == 2);  // "1" once, "2"; the resend not
 }
 
+TEST_CASE("committer: a lost reply found written without known replicas: reason 0, delivered once, a resend is a dedupe hit") {
+    FakeStore store;
+    store.shared_mode = true;
+    store.lose_reply_after_write = 1;
+    store.outcome_unreplicated = true;
+    Rig rig(store);
+    rig.start();
+    rig.add_group("g", {"a", "b"});
+    const Sent first = rig.send(group("a", "g", "1", "k1"));
+    CHECK_FALSE(first.ok);  // the SENDACK promises the replicas: not known
+    const Sent resend = rig.send(group("a", "g", "1 again", "k1"));
+    CHECK(resend.ok);
+    CHECK(resend.seq == 1);
+    CHECK(seqs_of(store.log(kGroupChannel, "g")) == std::vector<uint32_t>{1});
+    CHECK(fanned_out(rig, 1) == 1);
+}
+
 TEST_CASE("committer: a lost reply before the write: prepared again, stored once, fanned out once") {
     FakeStore store;
     store.shared_mode = true;
@@ -1078,6 +1095,11 @@ TEST_CASE("committer: CommitWaiter::wait gives up after its limit with an error"
     CHECK(waiter.done);
     CHECK_FALSE(waiter.ok);
     CHECK_FALSE(waiter.error.empty());
+    // The committer's late answer changes nothing the caller reads (unlocked) now.
+    const std::string error = waiter.error;
+    waiter.finish(true, "late");
+    CHECK_FALSE(waiter.ok);
+    CHECK(waiter.error == error);
 }
 
 namespace {

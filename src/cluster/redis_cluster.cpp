@@ -581,6 +581,14 @@ void RedisCluster::receive_loop() {
             stats_.cluster_events_in.add();
             receive(std::string_view(r->element[2]->str, r->element[2]->len));
         }
+        // A dropped late event may have been a token or channel change:
+        // read the caches again (at most every 10 s; messages are left to sync).
+        if (stale_events_seen_ && !client.buffered() && steady_ms() - last_stale_resync_ms_ >= kStaleResyncIntervalMs) {
+            stale_events_seen_ = false;
+            last_stale_resync_ms_ = steady_ms();
+            listener_.on_resync();
+            stats_.cluster_resyncs.add();
+        }
     }
 }
 
@@ -591,6 +599,7 @@ void RedisCluster::receive(std::string_view sealed) {
     // Someone else publishes on the bus, a node has another secret, or
     // the clocks of the nodes are apart: said at most every 10 s.
     stats_.cluster_events_rejected.add();
+    if (verdict == detail::Unsealed::Stale) stale_events_seen_ = true;
     static thread_local int64_t last_said_ms = -10000;
     if (const int64_t now = steady_ms(); now - last_said_ms >= 10000) {
         last_said_ms = now;

@@ -147,6 +147,12 @@ private:
 
     std::atomic<bool> sender_ok_{false};
     std::atomic<bool> receiver_ok_{false};
+    // The receiving thread's: an event arrived too late (this node fell
+    // behind, or its clock is apart): what it said may be missing here, so
+    // the caches are read again once the subscription is caught up.
+    bool stale_events_seen_ = false;
+    int64_t last_stale_resync_ms_ = -kStaleResyncIntervalMs;
+    static constexpr int64_t kStaleResyncIntervalMs = 10000;
     // Bumped by the receiving thread at each subscription; the sending
     // thread copies it into scanned_ when it reads the live nodes next.
     std::atomic<uint64_t> subscriptions_{0};

@@ -105,6 +105,24 @@ json history(uint16_t http_port, const std::string& login_uid, const std::string
     return r["messages"];
 }
 
+// Sends `count` person messages to bob in one write (client_msg_no
+// PREFIX-i, setting `flag_of(i)`) and requires a SENDACK of success for each.
+template <typename FlagOf>
+void send_acked_burst(ChatClient& sender, uint32_t count, const std::string& text, const std::string& prefix,
+                      FlagOf flag_of) {
+    std::vector<uint8_t> bytes;
+    for (uint32_t i = 1; i <= count; ++i) {
+        auto one = sender.build_send("bob", 1, text, i, prefix + std::to_string(i), flag_of(i));
+        bytes.insert(bytes.end(), one.begin(), one.end());
+    }
+    REQUIRE(sender.raw().send_bytes(bytes));
+    for (uint32_t i = 1; i <= count; ++i) {
+        auto ack = sender.read_sendack();
+        REQUIRE(ack);
+        REQUIRE(ack->reason_code == 1);
+    }
+}
+
 }  // namespace
 
 // ---- 11: errors ----
@@ -647,17 +665,7 @@ TEST_CASE("api: /channel/messagesync and /message/sync answer pages larger than 
     ChatClient alice = online(server, "alice", 2);
     const std::string text(500, 'p');
     constexpr uint32_t kN = 200;
-    std::vector<uint8_t> bytes;
-    for (uint32_t i = 1; i <= kN; ++i) {
-        auto one = alice.build_send("bob", 1, text, i, "page-" + std::to_string(i), i % 2 ? 0x04 : 0);
-        bytes.insert(bytes.end(), one.begin(), one.end());
-    }
-    REQUIRE(alice.raw().send_bytes(bytes));
-    for (uint32_t i = 1; i <= kN; ++i) {
-        auto ack = alice.read_sendack();
-        REQUIRE(ack);
-        REQUIRE(ack->reason_code == 1);
-    }
+    send_acked_burst(alice, kN, text, "page-", [](uint32_t i) { return uint8_t(i % 2 ? 0x04 : 0); });
     int status = 0;
     json page = http_json(http, "POST", "/channel/messagesync",
                           {{"login_uid", "bob"}, {"channel_id", "alice"}, {"channel_type", 1}, {"limit", kN}, {"reverse", 1}},
@@ -824,17 +832,7 @@ TEST_CASE("api: limit 4294967295 returns one page of 1000 messages with more = 1
     const uint16_t http = server.http_port();
     ChatClient alice = online(server, "alice", 2);
     constexpr uint32_t kN = 1100;
-    std::vector<uint8_t> bytes;
-    for (uint32_t i = 1; i <= kN; ++i) {
-        auto one = alice.build_send("bob", 1, "m", i, "many-" + std::to_string(i), 0);
-        bytes.insert(bytes.end(), one.begin(), one.end());
-    }
-    REQUIRE(alice.raw().send_bytes(bytes));
-    for (uint32_t i = 1; i <= kN; ++i) {
-        auto ack = alice.read_sendack();
-        REQUIRE(ack);
-        REQUIRE(ack->reason_code == 1);
-    }
+    send_acked_burst(alice, kN, "m", "many-", [](uint32_t) { return uint8_t(0); });
     json page = post(http, "/channel/messagesync",
                      {{"login_uid", "bob"}, {"channel_id", "alice"}, {"channel_type", 1}, {"limit", 4294967295u},
                       {"reverse", 1}});

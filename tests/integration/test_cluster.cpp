@@ -203,10 +203,10 @@ std::string printf_escaped(std::string_view bytes) {
 // PUBLISHes `event` on `channel` as a node does (src/cluster/redis_cluster.cpp):
 // followed by the unix time in ms (u64) and HMAC-SHA256(secret, event + time),
 // made here by openssl(1); raw when `secret` is empty. Redis's answer: the
-// number of subscribers that got it.
+// number of subscribers that got it. `age_ms`: sealed that long ago.
 std::string publish_event(const RedisServer& redis, const std::string& channel, std::string event,
-                          const std::string& secret, const std::string& redis_cli_auth = "") {
-    const uint64_t now = uint64_t(duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count());
+                          const std::string& secret, const std::string& redis_cli_auth = "", uint64_t age_ms = 0) {
+    const uint64_t now = uint64_t(duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count()) - age_ms;
     if (!secret.empty()) event.append(reinterpret_cast<const char*>(&now), sizeof now);
     const std::string bytes = "printf '" + printf_escaped(event) + "'";
     const std::string sealed =
@@ -1192,6 +1192,14 @@ TEST_CASE("cluster: forged events published on Redis are dropped: a token change
     expect_kicked(alice, 3000);
     ChatClient again = online(n2, "alice", 4, 0, "real-token");
     CHECK(ping_pong(again));
+
+    // A genuine event that arrives 60 s late (a replay, or a node that fell
+    // behind) is dropped; what it may have said is read again from Redis.
+    const int64_t resyncs = n2.process().stat("pipeline.cluster_resyncs");
+    CHECK(publish_event(redis, "lim:bus:{2}", token_event + "alice", kTestClusterSecret, "", 60000) == "1\n");
+    CHECK(n2.process().wait_stat("pipeline.cluster_events_rejected", 4, 2000) == 4);
+    CHECK(n2.process().wait_stat("pipeline.cluster_resyncs", resyncs + 1, 3000) == resyncs + 1);
+    CHECK(ping_pong(again));  // not kicked by the late event
 }
 
 TEST_CASE("cluster: Redis with requirepass and an ACL user: credentials from the URL or a file; a wrong one stops the "

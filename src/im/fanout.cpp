@@ -20,6 +20,7 @@ Fanout::~Fanout() { stop(); }
 void Fanout::set_workers(std::span<net::Worker* const> workers, uint16_t deliver_kind) {
     workers_.assign(workers.begin(), workers.end());
     batches_.resize(workers_.size());
+    stuck_.assign(workers_.size(), false);
     deliver_kind_ = deliver_kind;
 }
 
@@ -211,7 +212,10 @@ void Fanout::flush() {
         // worker_stuck_limit_, or is gone (at shutdown), is given up on.
         auto deadline = steady_clock::now() + worker_stuck_limit_;
         size_t left = batch.size();
-        while (!workers_[w]->post_waiting(batch, milliseconds(100))) {
+        // A worker known stuck gets no wait: what fits its inbox, no more.
+        const milliseconds step = stuck_[w] ? milliseconds(0) : milliseconds(100);
+        while (!workers_[w]->post_waiting(batch, step)) {
+            if (stuck_[w] && batch.size() == left) break;
             if (batch.size() < left) {  // it drains, slowly: patience again
                 left = batch.size();
                 deadline = steady_clock::now() + worker_stuck_limit_;
@@ -219,10 +223,17 @@ void Fanout::flush() {
             if (steady_clock::now() >= deadline || stopping()) break;
         }
         stats_.deliveries.add(n - batch.size());
-        if (!batch.empty()) {
+        if (batch.empty()) {
+            if (stuck_[w]) log::write(log::Level::Warn, "fanout", "worker %zu takes envelopes again", w);
+            stuck_[w] = false;
+        } else {
             stats_.deliveries_refused.add(batch.size());
-            log::write(log::Level::Error, "fanout", "worker %zu took no envelope for %lld ms: %zu deliveries dropped", w,
-                       (long long)worker_stuck_limit_.count(), batch.size());
+            if (!stuck_[w])
+                log::write(log::Level::Error, "fanout",
+                           "worker %zu took no envelope for %lld ms: %zu deliveries dropped, and further ones until it "
+                           "takes again",
+                           w, (long long)worker_stuck_limit_.count(), batch.size());
+            stuck_[w] = true;
             batch.clear();
         }
     }

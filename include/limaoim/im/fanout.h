@@ -113,6 +113,10 @@ private:
 
     // The fan-out thread's own.
     std::vector<std::vector<net::Envelope>> batches_;  // per worker
+    // Per worker: it took nothing for worker_stuck_limit_. Its deliveries are
+    // then dropped at once (what fits its inbox still goes) until it takes
+    // again, so one stuck worker does not hold every other worker's behind it.
+    std::vector<bool> stuck_;
     std::vector<DirectoryEntry> sessions_;
     std::vector<std::string> receivers_;
     std::vector<std::string> offline_;

@@ -202,6 +202,11 @@ void Committer::process(std::vector<CommitRequest>& batch) {
             stats_.commit_failures.add();
             for (size_t i = 0; i < batch.size(); ++i)
                 if (batch[i].kind == CommitRequest::Kind::Send && reasons_[i] == kReasonSuccess) reasons_[i] = kReasonError;
+            // A failover to a replica without the batch would lose it: a
+            // resend must reach the store (its dedupe record, or a new write
+            // on the new master), not be answered success from memory. The
+            // counters are read again too.
+            forget_batch();
         }
     } else {
         stats_.commit_failures.add();
@@ -286,13 +291,19 @@ void Committer::keep_unresolved() {
 
 bool Committer::settle_unresolved() {
     bool written = false;
-    if (store::Status asked = store_.commit_outcome(unresolved_->batch, written); !asked) return false;
+    const store::Status asked = store_.commit_outcome(unresolved_->batch, written);
+    if (!asked) return false;
     if (written) {
         log::write(log::Level::Warn, "committer", "a batch whose reply was lost was written: its messages go out now");
         count_stored(unresolved_->batch);
         fanout_.push(unresolved_->fanout_items);
-    } else {
-        log::write(log::Level::Warn, "committer", "a batch whose reply was lost was not written: its seqs go back");
+    }
+    if (!written || asked.unreplicated) {
+        // Not written, or not known to be on the replicas: a failover may
+        // lose it, so a resend must not be answered from memory (see process()).
+        log::write(log::Level::Warn, "committer",
+                   written ? "that batch is not known to be on the replicas: its resends go to the store again"
+                           : "a batch whose reply was lost was not written: its seqs go back");
         batch_channel_seqs_ = std::move(unresolved_->channel_seqs);
         batch_queue_seqs_ = std::move(unresolved_->queue_seqs);
         batch_cursors_ = std::move(unresolved_->cursors);

@@ -266,38 +266,51 @@ TEST_CASE("handshake budget: CONNECTs over it wait their turn, in order, with wh
     // as its CONNECT is answered after the CONNACK, and the session reads on.
     for (const std::string mode : {"poll", "multishot"}) {
         CAPTURE(mode);
-        ServerProcess server({"--workers", "1", "--handshakes-per-iteration", "1", "--recv-mode", mode});
-        REQUIRE_MESSAGE(server.started(), server.log());
-        std::vector<Client> clients(100);
-        for (size_t i = 0; i < clients.size(); ++i) {
-            Client& c = clients[i];
-            REQUIRE(c.connect(server.port()));
-            c.version = 1;
-            const std::string uid = "storm" + std::to_string(i);  // the packet views it
-            proto::ConnectPacket connect = Client::make_connect(uid, "t", 1, 0, "");
-            std::vector<uint8_t> bytes(proto::encoded_size(connect, 1));
-            proto::encode(connect, 1, bytes);
-            bytes.push_back(0x70);
-            REQUIRE(c.send_bytes(bytes));
+        // Whether CONNECTs reach one loop iteration together is up to the
+        // kernel's timing, even with the server stopped while they are
+        // written (its reads may still complete an iteration apart): a run
+        // in which none was deferred proves nothing and is tried again.
+        int64_t deferred = 0;
+        for (int attempt = 0; attempt < 3 && deferred == 0; ++attempt) {
+            ServerProcess server({"--workers", "1", "--handshakes-per-iteration", "1", "--recv-mode", mode});
+            REQUIRE_MESSAGE(server.started(), server.log());
+            std::vector<Client> clients(100);
+            // Every connection accepted first; then every CONNECT written
+            // while the server is stopped, so that they wait for it at once.
+            for (Client& c : clients) REQUIRE(c.connect(server.port()));
+            REQUIRE(server.wait_stat("gauges.connections", 100, 5000) == 100);
+            REQUIRE(kill(server.pid(), SIGSTOP) == 0);
+            for (size_t i = 0; i < clients.size(); ++i) {
+                Client& c = clients[i];
+                c.version = 1;
+                const std::string uid = "storm" + std::to_string(i);  // the packet views it
+                proto::ConnectPacket connect = Client::make_connect(uid, "t", 1, 0, "");
+                std::vector<uint8_t> bytes(proto::encoded_size(connect, 1));
+                proto::encode(connect, 1, bytes);
+                bytes.push_back(0x70);
+                REQUIRE(c.send_bytes(bytes));
+            }
+            REQUIRE(kill(server.pid(), SIGCONT) == 0);
+            for (Client& c : clients) {
+                auto ack = c.read_packet();
+                REQUIRE(ack);
+                CHECK(ack->type() == proto::PacketType::Connack);
+                auto pong = c.read_packet();
+                REQUIRE(pong);
+                CHECK(pong->type() == proto::PacketType::Pong);
+            }
+            for (Client& c : clients) {
+                REQUIRE(c.send_hex("70"));
+                auto pong = c.read_packet();
+                REQUIRE(pong);
+                CHECK(pong->type() == proto::PacketType::Pong);
+            }
+            CHECK(server.stat("gauges.authenticated") == 100);
+            deferred = server.stat("counters.handshakes_deferred");
+            CHECK(server.stat("counters.input_pauses") == deferred);
+            CHECK(server.stat("gauges.reassembly_bytes") == 0);
         }
-        for (Client& c : clients) {
-            auto ack = c.read_packet();
-            REQUIRE(ack);
-            CHECK(ack->type() == proto::PacketType::Connack);
-            auto pong = c.read_packet();
-            REQUIRE(pong);
-            CHECK(pong->type() == proto::PacketType::Pong);
-        }
-        for (Client& c : clients) {
-            REQUIRE(c.send_hex("70"));
-            auto pong = c.read_packet();
-            REQUIRE(pong);
-            CHECK(pong->type() == proto::PacketType::Pong);
-        }
-        CHECK(server.stat("gauges.authenticated") == 100);
-        CHECK(server.stat("counters.handshakes_deferred") > 0);
-        CHECK(server.stat("counters.input_pauses") == server.stat("counters.handshakes_deferred"));
-        CHECK(server.stat("gauges.reassembly_bytes") == 0);
+        CHECK(deferred > 0);
     }
 }
 

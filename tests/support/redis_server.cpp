@@ -104,10 +104,7 @@ bool RedisServer::start() {
     if (pid_ > 0) return false;
     std::vector<std::string> args{"redis-server", "--port", std::to_string(port_), "--bind", "127.0.0.1",
                                   "--dir", dir_, "--appendonly", "yes", "--appendfsync", "always",
-                                  "--save", "", "--daemonize", "no", "--logfile", dir_ + "/redis.log",
-                                  // A replica's first sync starts at once, not after Redis 7's
-                                  // default 5 s wait for more replicas (tests waited ~5 s for it).
-                                  "--repl-diskless-sync-delay", "0"};
+                                  "--save", "", "--daemonize", "no", "--logfile", dir_ + "/redis.log"};
     args.insert(args.end(), extra_args_.begin(), extra_args_.end());
     pid_ = spawn(args);
     return pid_ > 0 && wait_ready(pid_, port_);

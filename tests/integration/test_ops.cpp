@@ -215,7 +215,7 @@ TEST_CASE("--mode test on a non-loopback address is warned about at start, namin
     std::unique_ptr<ServerProcess> server;
     for (int attempt = 0; attempt < 5; ++attempt) {
         server = std::make_unique<ServerProcess>(std::vector<std::string>{"--addr", "0.0.0.0"});
-        if (server->started() || server->log().find("Address already in use") == std::string::npos) break;
+        if (server->started()) break;  // its log may not hold the bind error yet when started() gives up
     }
     REQUIRE_MESSAGE(server->started(), server->log());
     const std::string log = server->log();

@@ -258,7 +258,13 @@ store::Status Committer::commit_with_retries(std::vector<CommitRequest>& batch, 
                             std::to_string(kMaxConflictRetries) + " tries: " + written.error;
             return written;
         }
-        if (written.conflict) learn_remote_dedupe(batch, now_ms);
+        if (!written.conflict) continue;
+        if (store::Status learned = learn_remote_dedupe(batch, now_ms); !learned) {
+            // Retrying cannot help until the replicas catch up: the batch
+            // fails now (reason 0) and its SENDs are resent later.
+            learned.error = "a resend's record in the store is not known to be replicated: " + learned.error;
+            return learned;
+        }
     }
 }
 
@@ -382,12 +388,15 @@ void Committer::clear_batch() {
     batch_dedupe_keys_.clear();
 }
 
-void Committer::learn_remote_dedupe(const std::vector<CommitRequest>& batch, int64_t now_ms) {
+store::Status Committer::learn_remote_dedupe(const std::vector<CommitRequest>& batch, int64_t now_ms) {
     // Another node may hold one of these SENDs (the client resent it here
-    // after losing that node): its record makes this one a dedupe hit. The
-    // shared store's record expires with the window itself (its clock, not
-    // this node's): whatever it still holds counts, learned as of now.
+    // after losing that node, or this node answered its batch reason 0): its
+    // record makes this one a dedupe hit. The shared store's record expires
+    // with the window itself (its clock, not this node's): whatever it still
+    // holds counts, learned as of now, once the records are known to be on
+    // the replicas a SENDACK promises (one wait for all of them).
     const int64_t since = std::numeric_limits<int64_t>::min();
+    std::vector<std::pair<DedupeKey, store::DedupeRecord>> found_records;
     for (const CommitRequest& request : batch) {
         if (request.kind != CommitRequest::Kind::Send || options_.dedupe_window_ms == 0) continue;
         const std::optional<MessageView> m = decode(request.message.bytes());
@@ -398,11 +407,15 @@ void Committer::learn_remote_dedupe(const std::vector<CommitRequest>& batch, int
             log::write(log::Level::Warn, "committer", "looking up a resend: %s", s.error.c_str());
             continue;
         }
-        if (!found) continue;
-        const DedupeKey key = dedupe_key(m->from_uid, m->client_msg_no);
+        if (found) found_records.emplace_back(dedupe_key(m->from_uid, m->client_msg_no), std::move(record));
+    }
+    if (found_records.empty()) return store::Status::success();
+    if (store::Status replicated = store_.await_replicated(); !replicated) return replicated;
+    for (const auto& [key, record] : found_records) {
         dedupe_[key] = {now_ms, record.message_id, record.message_seq};
         dedupe_order_.emplace_back(now_ms, key);
     }
+    return store::Status::success();
 }
 
 uint8_t Committer::prepare_send(CommitRequest& request, int64_t now_ms, FanoutItem& item, bool& duplicate) {

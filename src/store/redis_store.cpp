@@ -190,7 +190,7 @@ namespace prefix {
 constexpr std::string_view token = "lim:tok:{", channel = "lim:ch:{", log = "lim:log:{", seq = "lim:seq:{",
                            queue = "lim:q:{", queue_seq = "lim:qseq:{", cursor = "lim:cur:{", dedupe = "lim:dd:",
                            conversations = "lim:conv:{", conversation_seq = "lim:convseq:{", notify = "lim:notify:{",
-                           max_id = "lim:maxid:{", batch = "lim:batch:{";
+                           max_id = "lim:maxid:{", batch = "lim:batch:{", replicated = "lim:repl:{";
 }
 const std::string system_uids_key = "lim:sysuids";
 
@@ -390,7 +390,8 @@ public:
           pool_(std::move(url), options.timeout_ms),
           script_sha_(std::move(script_sha)),
           notify_key_(tagged(prefix::notify, std::to_string(options.node_id))),
-          max_id_key_(tagged(prefix::max_id, std::to_string(options.node_id))) {}
+          max_id_key_(tagged(prefix::max_id, std::to_string(options.node_id))),
+          replicated_key_(tagged(prefix::replicated, std::to_string(options.node_id))) {}
 
     const char* engine() const override { return "redis"; }
     bool shared() const override { return true; }
@@ -714,6 +715,23 @@ public:
         return Status::success();
     }
 
+    // WAIT counts the writes of the connection that asks, so it writes
+    // first: replicas that acknowledge that write have everything the master
+    // wrote before it, which is all this node read there.
+    Status await_replicated() override {
+        if (options_.wait_replicas == 0) return Status::success();
+        std::vector<redis::Reply> replies;
+        Status status = pipeline("await_replicated",
+                                 {{"INCR", replicated_key_},
+                                  {"WAIT", std::to_string(options_.wait_replicas), std::to_string(options_.wait_timeout_ms)}},
+                                 replies);
+        if (!status) return status;
+        if (replies[1]->integer < int64_t(options_.wait_replicas))
+            return failed("await_replicated", "on " + std::to_string(replies[1]->integer) + " of " +
+                                                  std::to_string(options_.wait_replicas) + " replicas");
+        return Status::success();
+    }
+
 private:
     using Visit = std::function<Status(std::string_view key, const redisReply* value)>;
 
@@ -829,6 +847,7 @@ private:
     Pool pool_;
     const std::string script_sha_;
     const std::string notify_key_, max_id_key_;
+    const std::string replicated_key_;  // written by await_replicated, for its WAIT to count
     std::mutex marker_mutex_;
     std::string previous_marker_;  // the last batch known to be written
 };

@@ -492,6 +492,8 @@ public:
         });
     }
 
+    Status await_replicated() override { return Status::success(); }
+
 private:
     using Visit = std::function<Status(std::string_view key, std::string_view value)>;
 

@@ -892,6 +892,32 @@ TEST_CASE("committer: a SEND resent to another node after its first node stored 
     CHECK(next.seq == 2);
 }
 
+TEST_CASE("committer: a resend found in the store but not known to be replicated gets reason 0, then its first id") {
+    // Node 1's batch was written on the master but its WAIT fell short: the
+    // record may vanish in a failover, so node 2 must not ack the resend from
+    // it until the replicas have it.
+    FakeStore store;
+    store.shared_mode = true;
+    Rig node1(store), node2(store);
+    node1.start();
+    node2.start();
+    node1.add_group("g", {"a", "b"});
+    node2.add_group("g", {"a", "b"});
+    store.unreplicated_commits = 1;
+    const Sent first = node1.send(group("a", "g", "hello", "cmn-r"));
+    CHECK_FALSE(first.ok);
+    store.reads_unreplicated = true;
+    const Sent early = node2.send(group("a", "g", "hello", "cmn-r"));
+    CHECK_FALSE(early.ok);
+    CHECK(early.error.find("not known to be replicated") != std::string::npos);
+    CHECK(store.await_replicated_calls == 1);  // one wait, no retry loop on it
+    store.reads_unreplicated = false;
+    const Sent later = node2.send(group("a", "g", "hello", "cmn-r"));
+    CHECK(later.ok);
+    CHECK(later.seq == 1);
+    CHECK(store.log(kGroupChannel, "g").size() == 1);
+}
+
 TEST_CASE("committer: a batch that keeps conflicting fails with reason 0 after bounded retries") {
     // A store whose counter always moves: every commit conflicts.
     struct Racing final : public FakeStore {

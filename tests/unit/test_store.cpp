@@ -446,7 +446,7 @@ TEST_CASE("store: the dedupe window loads since a time, oldest first,") {
     CHECK(load(3001).empty());
 }
 
-TEST_CASE("store: find_dedupe finds one SEND in the window") {
+TEST_CASE("store: find_dedupe finds one SEND in the window; with no replicas asked for there is nothing to await") {
     auto engine = each_engine();
     INFO(engine->name());
     auto store = engine->open();
@@ -468,6 +468,7 @@ TEST_CASE("store: find_dedupe finds one SEND in the window") {
     CHECK_FALSE(found);
     REQUIRE(store->find_dedupe("bob", "m1", 0, found_record, found));
     CHECK_FALSE(found);
+    CHECK(store->await_replicated().ok);  // no replicas asked for: nothing to wait for
 }
 
 TEST_CASE("store: the embedded dedupe window expires before a time") {
@@ -1108,11 +1109,23 @@ TEST_CASE("redis store: WAIT for replicas: too few acks are reported as written 
     WriteBatch batch;
     batch.messages = {append(log, 1)};
     batch.channel_seqs = {{log, 1, 0}};
+    batch.dedupe = {{1000, "alice", "c1", 101, 1}};
     Status status = store->commit(batch, true);
     CHECK(status.ok);
     CHECK(status.unreplicated);
     CHECK(status.error == "redis: commit: written but acknowledged by only 0 of 1 replicas");
     CHECK(read_messages(*store, log, 0, 0, 10) == messages(log, {1}));
+    batch.dedupe.clear();
+
+    // A resend's lookup finds the record on the master alone: a failover
+    // could lose it, and the wait for the replicas says so.
+    DedupeRecord record;
+    bool found = false;
+    REQUIRE(store->find_dedupe("alice", "c1", 0, record, found));
+    CHECK(found);
+    status = store->await_replicated();
+    CHECK_FALSE(status.ok);
+    CHECK(status.error == "redis: await_replicated: on 0 of 1 replicas");
 
     // The replica's first sync at once, not after Redis 7's default 5 s wait
     // for more replicas (this test waited 5 s for it and failed under ASan).
@@ -1134,6 +1147,8 @@ TEST_CASE("redis store: WAIT for replicas: too few acks are reported as written 
     CHECK(status.ok);
     CHECK_FALSE(status.unreplicated);
     CHECK(replica.cli("ZCARD 'lim:log:{\x02g}'") == "2\n");
+    CHECK(waiting->await_replicated().ok);
+    CHECK(replica.cli("EXISTS 'lim:dd:5:{alice}:c1'") == "1\n");
 }
 
 TEST_CASE("redis store: a Sentinel URL finds the master; a replica URL is refused") {

@@ -225,7 +225,9 @@ private:
     void count_stored(const store::WriteBatch& written);
     void forget_batch();
     void clear_batch();
-    void learn_remote_dedupe(const std::vector<CommitRequest>& batch, int64_t now_ms);
+    // Learns the store's records of the batch's SENDs; a failure when they
+    // are not known to be on the replicas a SENDACK promises.
+    store::Status learn_remote_dedupe(const std::vector<CommitRequest>& batch, int64_t now_ms);
     uint8_t prepare_send(CommitRequest& request, int64_t now_ms, FanoutItem& item, bool& duplicate);
     void prepare_cursor(CommitRequest& request);
     // The committer's copy of a counter, read from the store on first use; null when the store fails.

@@ -279,6 +279,8 @@ bool Gateway::send_ack(ConnRef conn, Session& s, uint32_t client_seq, int64_t id
 }
 
 void Gateway::on_send_result(net::Envelope& result) {
+    // One result per SEND handed over, in the same order, on this thread.
+    LIMAOIM_ASSERT(!send_started_us_.empty());
     const uint64_t started = send_started_us_.front();
     send_started_us_.pop_front();
     stats_.sends_in_flight.sub();

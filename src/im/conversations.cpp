@@ -262,7 +262,7 @@ std::vector<Conversation> Conversations::changed_since(std::string_view uid, int
 }
 
 bool Conversations::set_unread(std::string_view uid, std::string_view channel_id, uint8_t type, uint32_t unread,
-                               store::Status& status) {
+                               store::Status& status, bool persist) {
     {
         std::lock_guard lock(mutex_);
         auto user = users_.find(uid);
@@ -274,13 +274,14 @@ bool Conversations::set_unread(std::string_view uid, std::string_view channel_id
         it->unread = unread;
         it->version = wall_ms();
         std::rotate(items.begin(), it, it + 1);
-        mark_dirty(user->first, user->second);
+        if (persist) mark_dirty(user->first, user->second);
     }
-    status = flush(true);
+    status = persist ? flush(true) : store::Status::success();
     return true;
 }
 
-store::Status Conversations::remove(const std::vector<std::string>& uids, std::string_view channel_id, uint8_t type) {
+store::Status Conversations::remove(const std::vector<std::string>& uids, std::string_view channel_id, uint8_t type,
+                                    bool persist) {
     {
         std::lock_guard lock(mutex_);
         for (const std::string& uid : uids) {
@@ -292,10 +293,13 @@ store::Status Conversations::remove(const std::vector<std::string>& uids, std::s
             });
             if (it == items.end()) continue;
             items.erase(it);
-            mark_dirty(user->first, user->second);
+            if (persist)
+                mark_dirty(user->first, user->second);
+            else if (items.empty() && !user->second.dirty)
+                users_.erase(user);
         }
     }
-    return flush(true);
+    return persist ? flush(true) : store::Status::success();
 }
 
 store::Status Conversations::flush(bool sync) {
@@ -304,7 +308,13 @@ store::Status Conversations::flush(bool sync) {
     std::vector<std::string> users;
     {
         std::lock_guard lock(mutex_);
-        if (dirty_users_.empty() && dirty_seqs_.empty()) return store::Status::success();
+        if (dirty_users_.empty() && dirty_seqs_.empty()) {
+            // The flusher may have written this edit first, without a sync.
+            if (!sync || !unsynced_) return store::Status::success();
+            store::Status synced = store_.sync();
+            if (synced) unsynced_ = false;
+            return synced;
+        }
         users.swap(dirty_users_);
         for (const std::string& uid : users) {
             auto it = users_.find(uid);
@@ -319,6 +329,7 @@ store::Status Conversations::flush(bool sync) {
     }
     store::Status status = store_.commit(batch, sync);
     if (status) {
+        unsynced_ = !sync;
         stats_.conversation_flushes.add();
         return status;
     }

@@ -123,12 +123,13 @@ void Core::on_system_uids_changed() {
 
 void Core::on_conversation_unread_set(std::string_view uid, std::string_view channel_id, uint8_t type,
                                       uint32_t unread) {
-    store::Status status;
-    conversations_.set_unread(uid, channel_id, type, unread, status);
+    // The node that made the edit stored it: this one's memory follows.
+    store::Status unused;
+    conversations_.set_unread(uid, channel_id, type, unread, unused, false);
 }
 
 void Core::on_conversation_removed(const std::vector<std::string>& uids, std::string_view channel_id, uint8_t type) {
-    conversations_.remove(uids, channel_id, type);
+    (void)conversations_.remove(uids, channel_id, type, false);  // memory only: cannot fail
 }
 
 void Core::on_resync() {

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdarg>
 #include <cstdio>
+#include <cstdlib>
 #include <ctime>
 
 namespace limaoim::log {
@@ -120,6 +121,11 @@ void write(Level level, const char* component, const char* format, ...) {
     line[n++] = '\n';
     ssize_t ignored = ::write(STDERR_FILENO, line, size_t(n));
     (void)ignored;
+}
+
+void invariant_failed(const char* condition, const char* file, int line) {
+    write(Level::Error, "invariant", "%s:%d: %s does not hold", file, line, condition);
+    std::abort();
 }
 
 }  // namespace limaoim::log

@@ -307,6 +307,11 @@ public:
         });
     }
 
+    Status sync() override {
+        const rocksdb::Status status = db_->SyncWAL();
+        return status.ok() ? Status::success() : failed("sync", status);
+    }
+
     Status commit(const WriteBatch& batch, bool sync) override {
         // RocksDB counts into a thread-local perf context on every key by
         // default; the committer writes thousands of keys a batch and reads none of it.

@@ -250,6 +250,12 @@ public:
             }
         return {};
     }
+    size_t syncs = 0;  // sync() calls
+    store::Status sync() override {
+        std::lock_guard lock(mutex);
+        ++syncs;
+        return {};
+    }
     store::Status await_replicated() override {
         std::lock_guard lock(mutex);
         ++await_replicated_calls;

@@ -2,8 +2,10 @@
 // batched flush and the replay of stored messages at start.
 #include <doctest/doctest.h>
 
+#include <chrono>
 #include <map>
 #include <set>
+#include <thread>
 #include <string>
 #include <vector>
 
@@ -221,6 +223,44 @@ TEST_CASE("remove deletes durably; a user left with nothing is deleted from the 
     REQUIRE(again.load(channels, error));
     CHECK(again.list("b").empty());
     CHECK(again.list("a").size() == 1);
+}
+
+TEST_CASE("an API edit the background flush wrote first (without a sync) is synced before it is answered") {
+    FakeStore store;
+    stats::PipelineBlock block{};
+    Conversations conversations(store, block, {100, 10, 100});
+    conversations.start();
+    conversations.apply(message("a", "g", kGroupChannel, 1).view(), {"a", "b"});
+    bool flushed = false;
+    for (int i = 0; i < 500 && !flushed; ++i) {
+        {
+            std::lock_guard lock(store.mutex);
+            flushed = !store.sync_flags.empty();
+        }
+        if (!flushed) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    REQUIRE(flushed);
+    // What an edit finds when the flusher took its change first: nothing
+    // dirty, the change written but not synced.
+    CHECK(conversations.remove({"zz"}, "g", kGroupChannel).ok);
+    CHECK(store.syncs == 1);
+    CHECK(conversations.remove({"zz"}, "g", kGroupChannel).ok);
+    CHECK(store.syncs == 1);  // synced already
+    conversations.stop();
+}
+
+TEST_CASE("another node's edit changes the memory only: that node stored it") {
+    FakeStore store;
+    stats::PipelineBlock block{};
+    Conversations conversations(store, block, {});
+    conversations.apply(message("a", "g", kGroupChannel, 1).view(), {"a", "b"}, false);
+    store::Status status;
+    REQUIRE(conversations.set_unread("b", "g", kGroupChannel, 7, status, false));
+    CHECK(status.ok);
+    CHECK(conversations.list("b")[0].unread == 7);
+    CHECK(conversations.remove({"a"}, "g", kGroupChannel, false).ok);
+    CHECK(conversations.list("a").empty());
+    CHECK(store.commits == 0);
 }
 
 TEST_CASE("a failed flush keeps the changes and writes them with the next") {

@@ -75,11 +75,14 @@ public:
     // Those with version > `version` (all when version <= 0), timestamp descending.
     std::vector<Conversation> changed_since(std::string_view uid, int64_t version);
     // unread := `unread`; false when the user has no such conversation
-    // (nothing to change). Flushed before it returns: `status` tells.
+    // (nothing to change). `persist`: flushed and synced before it returns,
+    // the result in `status`; false: another node made the edit and stored
+    // it (this node only changes its memory, as apply() does).
     bool set_unread(std::string_view uid, std::string_view channel_id, uint8_t type, uint32_t unread,
-                    store::Status& status);
-    // Removes the conversation from each user's list, durably.
-    store::Status remove(const std::vector<std::string>& uids, std::string_view channel_id, uint8_t type);
+                    store::Status& status, bool persist = true);
+    // Removes the conversation from each user's list; `persist` as above.
+    store::Status remove(const std::vector<std::string>& uids, std::string_view channel_id, uint8_t type,
+                         bool persist = true);
 
     // The log a user's conversation reads its messages from.
     static std::string log_of(std::string_view uid, std::string_view channel_id, uint8_t type);
@@ -109,6 +112,9 @@ private:
     bool stopping_ = false;
 
     std::mutex flush_mutex_;  // one flush at a time: the flusher's or an API edit's
+    // A flush without sync wrote something since the last synced one (under
+    // flush_mutex_): an API edit the flusher wrote first still needs a sync.
+    bool unsynced_ = false;
     std::thread thread_;
 };
 

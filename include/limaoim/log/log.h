@@ -39,4 +39,13 @@ std::string printable(std::string_view bytes);
 // `component` names the part of the server ("store", "webhook", "worker 1").
 [[gnu::format(printf, 3, 4)]] void write(Level level, const char* component, const char* format, ...);
 
+// An invariant broken: logged with where, then abort() (a core dump beats
+// carrying on with state that is already wrong). Use through LIMAOIM_ASSERT.
+[[noreturn]] void invariant_failed(const char* condition, const char* file, int line);
+
 }  // namespace limaoim::log
+
+// Checked in every build, unlike assert(): for what must hold whatever a
+// peer sends, where a failure means a bug in this server.
+#define LIMAOIM_ASSERT(condition) \
+    ((condition) ? void(0) : ::limaoim::log::invariant_failed(#condition, __FILE__, __LINE__))

@@ -33,7 +33,7 @@
 
 namespace limaoim::store {
 
-struct Status {
+struct [[nodiscard]] Status {
     bool ok = true;
     std::string error;  // what failed, for logs and the API's 500 answer
     bool conflict = false;  // shared stores: commit() found a counter or dedupe record moved; nothing written
@@ -182,6 +182,8 @@ public:
     // ---- messages ----
     // `sync`: on disk (fsync of the write-ahead log) before it returns.
     virtual Status commit(const WriteBatch& batch, bool sync) = 0;
+    // Every earlier commit on disk, as if each had been made with `sync`.
+    virtual Status sync() = 0;
     // After commit() failed with `unknown`: whether `batch` (by its id) was
     // written. When not, it never will be: a copy of the request that
     // arrives later is refused (fenced), so the caller may prepare the

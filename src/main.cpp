@@ -317,6 +317,7 @@ int run(const Config& config) {
     core_options.conversations.flush_ms = config.conversation_flush_ms;
     core_options.conversations.flush_users = config.conversation_flush_users;
     core_options.max_messages_per_second = config.max_messages_per_second;
+    core_options.max_messages_per_user = config.max_messages_per_user;
     core_options.datasource_cache_ms = config.datasource_cache_ms;
     im::Core core(*store, tokens, shared.directory, segment.pipeline(), core_options);
     if (!core.load(error)) {

@@ -435,6 +435,11 @@ const std::vector<Option>& options() {
         number("max_messages_per_second",
                "SENDs from sessions per second, server-wide; past it sessions' input waits; 0 = unlimited",
                &Config::max_messages_per_second, 0),
+        number("max_messages_per_user",
+               "SENDs per second one user may make on one worker, weighted by receivers (a SEND costs 1 + "
+               "subscribers/100); past it that user's input waits; 0 = unlimited (default 100; unlimited in "
+               "test mode unless set)",
+               &Config::max_messages_per_user, 0, 10000000),
         {"log_level",
          "least severe log lines written: error, warn, info or debug (debug adds every connection's open and "
          "close); empty = info, debug in --mode debug",
@@ -783,10 +788,15 @@ std::optional<Config> load_config(int argc, char** argv, std::string& error, boo
     // 0 (below its range, so no source can set it) until a source does: its
     // default depends on the mode, known once every source is read.
     config.conversation_max = 0;
+    constexpr uint32_t kUnset = UINT32_MAX;
+    config.max_messages_per_user = kUnset;  // above its range, the same way
     if (!config.config_path.empty() && !load_file(config, config.config_path, error)) return std::nullopt;
     if (!load_env(config, error) || !load_flags(config, line, error)) return std::nullopt;
     if (config.conversation_max == 0)
         config.conversation_max = config.mode == Mode::Test ? kTestModeConversationMax : Config{}.conversation_max;
+    // Test mode is for load generators and tests: they send as fast as they can.
+    if (config.max_messages_per_user == kUnset)
+        config.max_messages_per_user = config.mode == Mode::Test ? 0 : Config{}.max_messages_per_user;
     // Rules that join two options, once every source has had its say.
     for (std::string problem : {guarded_http_addr(config), valid_ws_addr(config)}) {
         if (!problem.empty()) {
@@ -865,6 +875,8 @@ std::string summary(const Config& c) {
     out += ", conversation_max " + std::to_string(c.conversation_max);
     out += ", max_messages_per_second " +
            (c.max_messages_per_second == 0 ? std::string("unlimited") : std::to_string(c.max_messages_per_second));
+    out += ", max_messages_per_user " +
+           (c.max_messages_per_user == 0 ? std::string("unlimited") : std::to_string(c.max_messages_per_user));
     out += ", " + std::to_string(c.tokens.size()) + " configured tokens";
     if (!c.config_path.empty()) out += ", file " + c.config_path;
     return out;

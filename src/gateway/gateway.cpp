@@ -57,7 +57,8 @@ im::GatewayKinds gateway_envelope_kinds() {
 
 Gateway::Gateway(net::Worker& loop, GatewayShared& shared)
     : loop_(loop), shared_(shared), stats_(loop.stats()), sessions_(loop.slots()),
-      inflight_(loop.slots(), shared.inflight), handshakes_left_(shared.handshakes_per_iteration) {
+      inflight_(loop.slots(), shared.inflight), user_rate_(shared.core->options().max_messages_per_user),
+      handshakes_left_(shared.handshakes_per_iteration) {
     loop_.add_iteration_hook([this] { grant_deferred_handshakes(); });
     loop_.add_timer(shared_.retry_scan_ms, [this] { retransmit_expired(); }, shared_.retry_scan_ms);
 }
@@ -203,14 +204,19 @@ bool Gateway::handle_frame(ConnRef conn, Session& s, const proto::Frame& frame) 
 bool Gateway::handle_send(ConnRef conn, Session& s, const proto::SendPacket& send) {
     stats_.sends.add();
     im::Core& core = *shared_.core;
-    // §5 step 0, first for every SEND: it is handled; over the server's
-    // rate, its sender's next packets wait (back-pressure, never a drop).
+    uint32_t receivers = 0;
+    const im::SendCheck check = core.check_send(s.uid_view(), send.channel_type, send.channel_id, receivers);
+    // §5 step 0, for every SEND: it is handled; over the server's rate, or
+    // its sender's (weighted by receivers), its sender's next packets wait
+    // (back-pressure, never a drop).
     using namespace std::chrono;
     const int64_t now_ns = int64_t(duration_cast<nanoseconds>(steady_clock::now().time_since_epoch()).count());
-    if (const uint32_t wait_ms = core.rate_limit().charge(now_ns); wait_ms && !(s.flags & Session::kRatePaused)) {
+    const uint32_t server_wait_ms = core.rate_limit().charge(now_ns);
+    const uint32_t user_wait_ms = user_rate_.charge(s.uid_view(), im::UserRateLimit::cost(receivers), now_ns);
+    if (const uint32_t wait_ms = std::max(server_wait_ms, user_wait_ms); wait_ms && !(s.flags & Session::kRatePaused)) {
         if (!(s.flags & Session::kInputPaused)) io(conn).pause_input(conn);
         s.flags |= Session::kRatePaused;
-        stats_.rate_limit_waits.add();
+        (user_wait_ms >= server_wait_ms ? stats_.user_rate_limit_waits : stats_.rate_limit_waits).add();
         loop_.add_timer(wait_ms, [this, conn] { resume_rated(conn); }, 0);
     }
     std::string_view payload = send.payload;
@@ -225,7 +231,6 @@ bool Gateway::handle_send(ConnRef conn, Session& s, const proto::SendPacket& sen
                             uint8_t(proto::ReasonCode::PayloadDecodeError));
         payload = plaintext_;
     }
-    const im::SendCheck check = core.check_send(s.uid_view(), send.channel_type, send.channel_id);
     if (check == im::SendCheck::NotAllowed)
         return send_ack(conn, s, send.client_seq, 0, 0, uint8_t(proto::ReasonCode::NotAllowSend));
     if (check == im::SendCheck::UnknownTemporary)

@@ -169,8 +169,8 @@ constexpr size_t kMaxFailedChannels = 100000;
 
 }  // namespace
 
-SendCheck Core::check_send(std::string_view uid, uint8_t type, std::string_view id) const {
-    return judge(uid, type, id, false);
+SendCheck Core::check_send(std::string_view uid, uint8_t type, std::string_view id, uint32_t& receivers) const {
+    return judge(uid, type, id, false, &receivers);
 }
 
 bool Core::fresh(const Channel& channel) const {
@@ -178,8 +178,9 @@ bool Core::fresh(const Channel& channel) const {
 }
 
 // `fetched`: the committer has just asked the datasource; judge what is there.
-SendCheck Core::judge(std::string_view uid, uint8_t type, std::string_view id, bool fetched) const {
+SendCheck Core::judge(std::string_view uid, uint8_t type, std::string_view id, bool fetched, uint32_t* receivers) const {
     const bool ask = datasource_ && !fetched;
+    if (receivers) *receivers = type == kPersonChannel ? 1 : 0;
     if (type == kPersonChannel) {
         // §7.5, limaoim's rule: the recipient's person channel judges the
         // sender, in every mode.
@@ -189,6 +190,7 @@ SendCheck Core::judge(std::string_view uid, uint8_t type, std::string_view id, b
         return SendCheck::Allowed;
     }
     std::shared_ptr<const Channel> channel = channels_.find(type, id);
+    if (channel && receivers) *receivers = uint32_t(std::min<size_t>(channel->subscribers.size(), UINT32_MAX));
     if (!channel && id.ends_with(kTemporarySuffix)) return SendCheck::UnknownTemporary;
     if (ask && (!channel || !fresh(*channel))) return SendCheck::Resolve;
     // A channel never created has no subscribers (§5 step 4): accepted

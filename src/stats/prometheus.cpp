@@ -167,6 +167,9 @@ void messages(std::string& out, const Snapshot& s) {
     counter(out, "send_pauses_total", "Times a session's input paused at its in-flight SEND cap.", t.send_pauses);
     counter(out, "rate_limit_waits_total", "Times a session's input paused by --max-messages-per-second.",
             t.rate_limit_waits);
+    counter(out, "user_rate_limit_waits_total",
+            "Times a session's input paused by its sender's --max-messages-per-user (SENDs weighted by receivers).",
+            t.user_rate_limit_waits);
     histogram(out, "send_latency_seconds", "SEND decoded to successful SENDACK queued (sum estimated from bucket midpoints).",
               t.send_latency_us, HistogramOf::Microseconds);
     counter(out, "recvs_total", "RECVs written, first deliveries.", t.recvs);

@@ -786,6 +786,39 @@ TEST_CASE("rate limit: 600 pipelined SENDs at --max-messages-per-second 200 all 
     CHECK(metric(server.http_port(), "limaoim_rate_limit_waits_total") > 0);
 }
 
+TEST_CASE("rate limit: per user: one account's 150 pipelined SENDs wait; another user's SENDs meanwhile do not") {
+    // 50 per second per user: the flooder's burst of 50, then 100 at 50/s (2 s).
+    ImServer server({"--max-messages-per-user", "50", "--durability", "none"});
+    REQUIRE_MESSAGE(server.started(), server.log());
+    ChatClient victim = online(server, "victim");
+    std::thread flooding([&] {
+        const Flood f = flood(server, 150);
+        MESSAGE("flooder: " << f.acks << " SENDACKs, " << f.refused << " refused, in " << f.elapsed_ms << " ms");
+        CHECK(f.acks == 150);
+        CHECK(f.refused == 0);
+        CHECK(f.elapsed_ms >= 1200);  // 2 s owed; room for timer rounding
+    });
+    // Wait until the flooder owes time (its input paused), then the victim
+    // sends 20, one at a time: each answered at once, not after the flood.
+    for (int i = 0; i < 300 && server.process().stat("messages.user_rate_limit_waits") == 0; ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    REQUIRE(server.process().stat("messages.user_rate_limit_waits") > 0);
+    int64_t slowest_ms = 0;
+    for (uint32_t k = 1; k <= 20; ++k) {
+        const auto t0 = Clock::now();
+        REQUIRE(victim.send_message("friend", 1, "hi", k, "v-" + std::to_string(k)));
+        auto ack = victim.read_sendack(5000);
+        REQUIRE(ack);
+        CHECK(ack->reason_code == 1);
+        slowest_ms = std::max<int64_t>(slowest_ms, ms_since(t0));
+    }
+    MESSAGE("victim: 20 SENDs while the flooder waits, slowest SENDACK " << slowest_ms << " ms");
+    CHECK(slowest_ms < 1000);  // the flooder still owes seconds
+    CHECK(metric(server.http_port(), "limaoim_user_rate_limit_waits_total") > 0);
+    CHECK(server.process().stat("messages.rate_limit_waits") == 0);
+    flooding.join();
+}
+
 TEST_CASE("rate limit: the same 600 SENDs without a limit are not held back") {
     ImServer server({"--durability", "none"});
     REQUIRE_MESSAGE(server.started(), server.log());

@@ -207,6 +207,7 @@ const std::map<std::string, Sample>& samples() {
         {"conversation_flush_ms", {"10", "10"}},
         {"conversation_flush_users", {"1", "1"}},
         {"max_messages_per_second", {"0", "0"}},
+        {"max_messages_per_user", {"7", "7"}},
     };
     return table;
 }
@@ -622,6 +623,16 @@ TEST_CASE_FIXTURE(CleanEnvironment, "the new options' ranges") {
         CHECK(loaded.error == c.error);
         CHECK(loaded.config.has_value() == c.error.empty());
     }
+}
+
+TEST_CASE_FIXTURE(CleanEnvironment, "max_messages_per_user defaults to 100, or unlimited in test mode unless a source sets it") {
+    CHECK(loaded_config({}).max_messages_per_user == 100);
+    CHECK(loaded_config({"--mode", "debug"}).max_messages_per_user == 100);
+    CHECK(loaded_config({"--mode", "test"}).max_messages_per_user == 0);
+    CHECK(loaded_config({"--mode", "test", "--max-messages-per-user", "100"}).max_messages_per_user == 100);
+    CHECK(loaded_config({"--max-messages-per-user", "0"}).max_messages_per_user == 0);
+    TempToml file("mode = \"test\"\nmax_messages_per_user = 5\n");
+    CHECK(loaded_config({"--config", file.path()}).max_messages_per_user == 5);
 }
 
 TEST_CASE_FIXTURE(CleanEnvironment, "conversation_max defaults to 100, or 100000 in test mode unless a source sets it") {

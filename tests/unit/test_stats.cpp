@@ -168,6 +168,7 @@ void fill_workers(stats::Segment& segment) {
         b.inflight_evicted.set(23 * k);
         b.deliveries_stale.set(29 * k);
         b.rate_limit_waits.set(31 * k);
+        b.user_rate_limit_waits.set(37 * k);
     }
     stats::PipelineBlock& p = segment.pipeline();
     p.commits.set(101);
@@ -744,6 +745,7 @@ TEST_CASE("JSON has the messaging figures of the workers and of the pipeline") {
         {"sends", 33},          {"sends_in_flight", 6},   {"send_pauses", 9},       {"recvs", 51},
         {"recv_retransmits", 15}, {"recvacks", 39},       {"recvacks_unknown", 21}, {"inflight", 12},
         {"inflight_expired", 57}, {"inflight_evicted", 69}, {"deliveries_stale", 87}, {"rate_limit_waits", 93},
+        {"user_rate_limit_waits", 111},
     };
     for (const auto& [key, sum] : worker_sums) CHECK_MESSAGE(m[key] == sum, key);
     CHECK(m.size() == std::size(worker_sums) + 2);  // and sendacks, send_latency_us
@@ -797,7 +799,7 @@ TEST_CASE("Prometheus text has the messaging families") {
         {"queue_copies_stored_total", 40}, {"dedupe_hits_total", 3},   {"dedupe_evicted_total", 5},
         {"commit_refused_total", 8},   {"fanout_messages_total", 240}, {"deliveries_total", 310},
         {"deliveries_refused_total", 9}, {"offline_receivers_total", 12}, {"rate_limit_waits_total", 93},
-        {"fanout_no_receivers_total", 16},
+        {"fanout_no_receivers_total", 16}, {"user_rate_limit_waits_total", 111},
         {"conversation_updates_total", 401}, {"conversation_flushes_total", 402},
         {"conversation_flush_failures_total", 403}, {"webhook_calls_total", 405}, {"webhook_failures_total", 406},
         {"webhook_online_dropped_total", 408}, {"webhook_offline_dropped_total", 409},

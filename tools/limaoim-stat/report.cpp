@@ -236,6 +236,7 @@ void append_messages(std::string& out, const Snapshot& s) {
     append_row(out, "sends in flight", t.sends_in_flight.get());
     append_row(out, "send pauses", t.send_pauses.get());
     append_row(out, "rate-limit waits", t.rate_limit_waits.get());
+    append_row(out, "user rate-limit waits", t.user_rate_limit_waits.get());
     append_latency_row(out, "SEND->SENDACK latency", t.send_latency_us);
     append_row(out, "RECVs", t.recvs.get());
     append_row(out, "RECV retransmits", t.recv_retransmits.get());
@@ -394,6 +395,7 @@ nlohmann::json messages_json(const WorkerBlock& t) {
             {"sends_in_flight", t.sends_in_flight.get()},
             {"send_pauses", t.send_pauses.get()},
             {"rate_limit_waits", t.rate_limit_waits.get()},
+            {"user_rate_limit_waits", t.user_rate_limit_waits.get()},
             {"send_latency_us", histogram_json(t.send_latency_us, HistogramOf::Microseconds)},
             {"recvs", t.recvs.get()},
             {"recv_retransmits", t.recv_retransmits.get()},

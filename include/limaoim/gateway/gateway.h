@@ -145,6 +145,7 @@ private:
     std::string plaintext_;         // decrypted SEND payloads, reused
     std::string sealed_;            // encrypted RECV payloads, reused
     im::InflightTable inflight_;
+    im::UserRateLimit user_rate_;  // this worker's senders
     // When each SEND at the committer was decoded, oldest first: the
     // committer answers one worker's SENDs in the order they were queued.
     std::deque<uint64_t> send_started_us_;

@@ -56,6 +56,7 @@ struct CoreOptions {
     uint32_t node_id = 1;
     bool test_mode = false;  // no group/channel permission checks at SEND (§5 step 4)
     uint32_t max_messages_per_second = 100000;  // SENDs from sessions, server-wide (0: no limit)
+    uint32_t max_messages_per_user = 100;       // units per sender per worker (UserRateLimit; 0: no limit)
     CommitterOptions committer;
     ConversationOptions conversations;
     uint32_t datasource_cache_ms = 60000;  // a channel fetched from the datasource is asked again after this
@@ -88,7 +89,10 @@ public:
     Committer& committer() { return committer_; }
     SendRateLimit& rate_limit() { return rate_limit_; }
     // The sender `uid`'s permission to SEND to (type, id), from memory only.
-    SendCheck check_send(std::string_view uid, uint8_t type, std::string_view id) const;
+    // `receivers`: how many the message would reach as far as memory knows
+    // (a person channel's 1; 0 for a channel not known yet).
+    SendCheck check_send(std::string_view uid, uint8_t type, std::string_view id, uint32_t& receivers) const;
+    const CoreOptions& options() const { return options_; }
     // A session of (uid, device flag) logged in, or left while it still held
     // the pair: user.onlinestatus (§12.2) and the other nodes hear of it.
     void session_online(std::string_view uid, uint8_t device_flag, bool online, uint64_t login_ms);
@@ -135,7 +139,8 @@ public:
 private:
     // ChannelResolver (the committer thread): fetch, cache, judge.
     uint8_t resolve(const MessageView& message) override;
-    SendCheck judge(std::string_view uid, uint8_t type, std::string_view id, bool fetched) const;
+    SendCheck judge(std::string_view uid, uint8_t type, std::string_view id, bool fetched,
+                    uint32_t* receivers = nullptr) const;
     bool fresh(const Channel& channel) const;
     bool fetch_channel(uint8_t type, std::string_view id, std::string& error);
 

@@ -7,11 +7,20 @@
 // A generic cell rate algorithm on one atomic: each SEND moves a theoretical
 // arrival time on by 1/rate; a burst of one second's worth goes through at
 // once. Lock-free, shared by every worker thread.
+//
+// The per-user limit (--max-messages-per-user) is the same algorithm with one
+// arrival time per sender and a SEND weighted by its receivers, so one
+// account flooding (a big group above all) waits alone, not everyone.
 #pragma once
 
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+
+#include "limaoim/im/channels.h"
 
 namespace limaoim::im {
 
@@ -37,6 +46,53 @@ private:
     static constexpr int64_t kBurstNs = 1'000'000'000;  // one second's worth at once
     const int64_t interval_ns_;
     std::atomic<int64_t> tat_ns_{0};
+};
+
+// One worker's senders (a user with sessions on several workers has a
+// bucket on each: up to --workers times the rate). Worker thread only.
+class UserRateLimit {
+public:
+    // A SEND's units: 1, and 1 more per kReceiversPerUnit receivers, so a
+    // message to a 20,000-member group costs what 201 person messages do.
+    static constexpr uint32_t kReceiversPerUnit = 100;
+    static uint32_t cost(uint32_t receivers) { return 1 + receivers / kReceiversPerUnit; }
+
+    // units_per_second 0: unlimited.
+    explicit UserRateLimit(uint32_t units_per_second)
+        : interval_ns_(units_per_second ? 1'000'000'000 / int64_t(units_per_second) : 0) {}
+
+    // Charges `units` to `uid` at `now_ns` (a monotonic clock); how long, in
+    // ms rounded up, the sender should wait before its next packet (0: none).
+    // A burst of one second's worth goes at once.
+    uint32_t charge(std::string_view uid, uint32_t units, int64_t now_ns) {
+        if (interval_ns_ == 0) return 0;
+        if (tat_ns_.size() >= sweep_at_) sweep(now_ns);
+        auto it = tat_ns_.find(uid);
+        if (it == tat_ns_.end()) it = tat_ns_.emplace(std::string(uid), now_ns).first;
+        it->second = std::max(it->second, now_ns) + int64_t(units) * interval_ns_;
+        const int64_t ahead = it->second - now_ns - kBurstNs;
+        return ahead <= 0 ? 0 : uint32_t((ahead + 999'999) / 1'000'000);
+    }
+
+    // Senders tracked: those still owing time, plus at most as many again
+    // since the last sweep, so the memory is bounded by the users who sent in
+    // the last second or so (each logged in on this worker), idle ones none.
+    size_t tracked() const { return tat_ns_.size(); }
+
+private:
+    static constexpr int64_t kBurstNs = 1'000'000'000;
+    static constexpr size_t kMinSweep = 1024;
+
+    // A sender whose arrival time has passed owes nothing: its entry says
+    // what a missing one does.
+    void sweep(int64_t now_ns) {
+        std::erase_if(tat_ns_, [now_ns](const auto& entry) { return entry.second <= now_ns; });
+        sweep_at_ = std::max(kMinSweep, tat_ns_.size() * 2);
+    }
+
+    const int64_t interval_ns_;
+    std::unordered_map<std::string, int64_t, StringHash, std::equal_to<>> tat_ns_;  // heap: one entry per recent sender
+    size_t sweep_at_ = kMinSweep;
 };
 
 }  // namespace limaoim::im

@@ -16,7 +16,7 @@
 namespace limaoim::stats {
 
 inline constexpr uint64_t kMagic = 0x54415453494d494cULL;  // "LIMISTAT" little-endian
-inline constexpr uint32_t kLayoutVersion = 6;
+inline constexpr uint32_t kLayoutVersion = 7;
 // The same value as net::kMaxWorkers (net/capacity.h, checked there): stats/
 // is below net/ and does not include it.
 inline constexpr uint32_t kMaxWorkers = 4096;
@@ -117,6 +117,7 @@ struct alignas(kCacheLine) WorkerBlock {
     Counter inflight_evicted;      // entries dropped at --max-inflight per session (left to sync)
     Counter deliveries_stale;      // a delivery for a session that closed meanwhile
     Counter rate_limit_waits;      // a session's input paused by --max-messages-per-second
+    Counter user_rate_limit_waits;  // ... by its sender's --max-messages-per-user
 
     // Liveness: CLOCK_MONOTONIC milliseconds when the worker's loop last went
     // round (written once per iteration; an idle loop still wakes every

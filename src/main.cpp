@@ -27,6 +27,7 @@
 #include "limaoim/http/server.h"
 #include "limaoim/im/core.h"
 #include "limaoim/log/log.h"
+#include "limaoim/net/address.h"
 #include "limaoim/net/blocking_pool.h"
 #include "limaoim/net/capacity.h"
 #include "limaoim/net/worker.h"
@@ -49,11 +50,6 @@ std::pair<std::string, uint16_t> split_host_port(const std::string& address) {
     std::string host = address.substr(0, colon);
     if (host.size() > 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
     return {host, uint16_t(std::stoul(address.substr(colon + 1)))};
-}
-
-// 127.0.0.0/8, ::1 and localhost: reachable from this machine only.
-bool is_loopback(const std::string& host) {
-    return host.rfind("127.", 0) == 0 || host == "::1" || host == "localhost";
 }
 
 im::Durability durability_of(const std::string& name) {
@@ -269,8 +265,8 @@ int run(const Config& config) {
     const auto [ws_host, ws_port] = serve_ws ? split_host_port(config.ws_addr) : std::pair<std::string, uint16_t>();
     if (config.mode == Mode::Test) {
         std::string exposed;
-        if (!is_loopback(config.addr)) exposed = config.addr + ":" + std::to_string(config.port);
-        if (serve_ws && !is_loopback(ws_host)) exposed += (exposed.empty() ? "" : " and WebSocket ") + config.ws_addr;
+        if (!net::is_loopback_host(config.addr)) exposed = config.addr + ":" + std::to_string(config.port);
+        if (serve_ws && !net::is_loopback_host(ws_host)) exposed += (exposed.empty() ? "" : " and WebSocket ") + config.ws_addr;
         if (!exposed.empty())
             log::write(log::Level::Warn, "limaoim",
                        "--mode test on %s, not loopback: anyone who reaches it logs in as any uid without a token "

@@ -5,6 +5,7 @@
 #include "limaoim/config.h"
 
 #include "limaoim/log/log.h"
+#include "limaoim/net/address.h"
 
 #include <algorithm>
 #include <cctype>
@@ -170,8 +171,7 @@ std::string guarded_http_addr(const Config& config) {
         return problem;
     std::string host = a.substr(0, colon);
     if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
-    const bool loopback = host.starts_with("127.") || host == "localhost" || host == "::1";
-    if (!loopback && config.http_secret.empty())
+    if (!net::is_loopback_host(host) && config.http_secret.empty())
         return "http_addr " + in_quotes(a) +
                " is not a loopback address: set http_secret (clients then send Authorization: Bearer SECRET)";
     return {};

@@ -1,8 +1,8 @@
 #include "limaoim/http/api.h"
 
 #include "limaoim/im/message_json.h"
+#include "limaoim/net/address.h"
 
-#include <arpa/inet.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
@@ -533,9 +533,11 @@ bool loopback_host(std::string_view host) {
     if (!port.empty() && (port.size() < 2 || port.front() != ':' ||
                           !std::all_of(port.begin() + 1, port.end(), [](char c) { return c >= '0' && c <= '9'; })))
         return false;
-    if (equals_ignoring_case(name, "localhost") || name == "[::1]") return true;
-    in_addr address{};
-    return name.starts_with("127.") && inet_pton(AF_INET, std::string(name).c_str(), &address) == 1;
+    if (name.starts_with('[')) {
+        if (!name.ends_with(']')) return false;
+        name = name.substr(1, name.size() - 2);
+    }
+    return net::is_loopback_host(name);
 }
 
 std::array<uint8_t, 32> sha256(std::string_view bytes) {

@@ -223,6 +223,7 @@ void Committer::process(std::vector<CommitRequest>& batch) {
     }
     stats_.dedupe_entries.set(dedupe_.size());
     clear_batch();
+    trim_counters();
 
     answer(batch, reasons_, written && !written.unreplicated ? std::string() : "store: " + written.error);
     if (!fanout_items_.empty()) fanout_.push(fanout_items_);
@@ -378,6 +379,17 @@ void Committer::forget_batch() {
     // the window expired meanwhile are gone already).
     for (auto key = batch_dedupe_keys_.rbegin(); key != batch_dedupe_keys_.rend(); ++key)
         if (!dedupe_order_.empty() && dedupe_order_.back().second == *key) dedupe_order_.pop_back();
+}
+
+void Committer::trim_counters() {
+    // Not while a batch of unknown outcome is kept: its counters are ahead
+    // of the store's, and reading those again would hand out a seq twice.
+    if (unresolved_) return;
+    for (auto* counters : {&channel_seqs_, &queue_seqs_, &cursors_}) {
+        if (counters->size() <= options_.max_cached_counters) continue;
+        bool drop = false;
+        std::erase_if(*counters, [&drop](const auto&) { return drop = !drop; });
+    }
 }
 
 void Committer::clear_batch() {

@@ -2,7 +2,9 @@
 // GET /health (200; 503 naming the webhook's full queue) and --check-config
 // (which opens no store, port or stats segment).
 #include <doctest/doctest.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -210,16 +212,24 @@ TEST_CASE("GET /health does not write through a symlink planted at its probe fil
 }
 
 TEST_CASE("--mode test on a non-loopback address is warned about at start, naming what is open") {
-    // The port is chosen free on loopback; on 0.0.0.0 a client socket of an
-    // earlier case may hold it as its local port: then another port.
-    std::unique_ptr<ServerProcess> server;
-    for (int attempt = 0; attempt < 5; ++attempt) {
-        server = std::make_unique<ServerProcess>(std::vector<std::string>{"--addr", "0.0.0.0"});
-        if (server->started()) break;  // its log may not hold the bind error yet when started() gives up
+    // A port below the ephemeral range (32768-60999), free on every address:
+    // a free loopback port can be any client socket's local port (tests run
+    // in parallel), and 0.0.0.0 collides with each of them.
+    uint16_t port = 0;
+    for (int attempt = 0; attempt < 100 && port == 0; ++attempt) {
+        const uint16_t candidate = uint16_t(20000 + (uint32_t(getpid()) * 7919u + uint32_t(attempt) * 104729u) % 12000u);
+        const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        sockaddr_in any{};
+        any.sin_family = AF_INET;
+        any.sin_port = htons(candidate);
+        if (bind(fd, reinterpret_cast<sockaddr*>(&any), sizeof any) == 0) port = candidate;
+        close(fd);
     }
-    REQUIRE_MESSAGE(server->started(), server->log());
-    const std::string log = server->log();
-    const std::string expected = "warn  limaoim: --mode test on 0.0.0.0:" + std::to_string(server->port()) +
+    REQUIRE(port != 0);
+    ServerProcess server({"--addr", "0.0.0.0", "--port", std::to_string(port)});
+    REQUIRE_MESSAGE(server.started(), server.log());
+    const std::string log = server.log();
+    const std::string expected = "warn  limaoim: --mode test on 0.0.0.0:" + std::to_string(port) +
                                  ", not loopback: anyone who reaches it logs in as any uid without a token";
     CHECK_MESSAGE(log.find(expected) != std::string::npos, log);
 }

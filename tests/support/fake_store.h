@@ -144,9 +144,11 @@ public:
         if (written && outcome_unreplicated) return store::Status::written_unreplicated("replicas unknown");
         return {};
     }
+    size_t channel_seq_reads = 0;
     store::Status channel_seq(std::string_view log, uint32_t& seq) override {
         if (fail_channel_seq) return store::Status::failure("channel_seq failed");
         std::lock_guard lock(mutex);
+        ++channel_seq_reads;
         auto it = channel_seqs.find(std::string(log));
         seq = it == channel_seqs.end() ? 0 : it->second;
         return {};

@@ -74,6 +74,9 @@ ServerProcess::ServerProcess(std::vector<std::string> extra_args, bool test_mode
         args.insert(args.end(), {"--ws-addr", "127.0.0.1:" + std::to_string(ws_port_)});
     }
     args.insert(args.end(), extra_args.begin(), extra_args.end());
+    // A test's own --port wins (the last one given): that is where it listens.
+    for (size_t i = 0; i + 1 < extra_args.size(); ++i)
+        if (extra_args[i] == "--port") port_ = uint16_t(std::stoul(extra_args[i + 1]));
     pid_ = fork();
     if (pid_ == 0) {
         int log = open(log_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);

@@ -19,7 +19,8 @@ class ServerProcess {
 public:
     // Extra flags after the defaults (--addr 127.0.0.1 --port P --mode test
     // --instance it-P, and free loopback ports for --http-addr and --ws-addr
-    // unless given); later flags override earlier ones.
+    // unless given); later flags override earlier ones (a --port given is
+    // then port()).
     explicit ServerProcess(std::vector<std::string> extra_args = {}, bool test_mode = true);
     ~ServerProcess();  // SIGKILL if still running, removes its segment
     ServerProcess(const ServerProcess&) = delete;

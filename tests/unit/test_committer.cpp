@@ -217,6 +217,21 @@ TEST_CASE("committer: an API message without from_uid goes to the recipient's ow
     CHECK(store.log(kPersonChannel, "bob").size() == 1);
 }
 
+TEST_CASE("committer: past max_cached_counters the seq cache drops half; dropped logs go on from the store") {
+    FakeStore store;
+    CommitterOptions options = Rig::fast();
+    options.max_cached_counters = 4;
+    Rig rig(store, options);
+    rig.start();
+    // A sender to ever new uids: one log, one counter each.
+    for (int i = 0; i < 20; ++i) REQUIRE(rig.send(person("spammer", "u" + std::to_string(i), "hi")).seq == 1);
+    CHECK(store.channel_seq_reads == 20);
+    // Each log again: the seq continues whether its counter stayed or was
+    // dropped (read again), and most were dropped.
+    for (int i = 0; i < 20; ++i) CHECK(rig.send(person("spammer", "u" + std::to_string(i), "again")).seq == 2);
+    CHECK(store.channel_seq_reads >= 20 + 20 - 5);
+}
+
 TEST_CASE("committer: a new committer over the same store continues the seqs and ids") {
     FakeStore store;
     int64_t last_id = 0;

@@ -222,6 +222,9 @@ TEST_CASE_FIXTURE(CleanEnvironment, "the HTTP API binds off loopback only with a
     CHECK(loaded_config({"--ws-addr", ""}).ws_addr.empty());  // empty: no WebSocket listener
     CHECK(loaded_config({"--http-addr=0.0.0.0:1516", "--http-secret=s"}).http_secret == "s");
     CHECK(loaded_config({"--http-addr=[::1]:1516"}).http_addr == "[::1]:1516");
+    CHECK(loaded_config({"--http-addr=localhost:1516"}).http_addr == "localhost:1516");
+    // A name that only starts like a loopback address is not one: it needs the secret.
+    CHECK(error_of({"--http-addr", "127.example.com:1516"}).find("http_secret") != std::string::npos);
     CHECK(error_of({"--http-addr=127.0.0.1"}).find("HOST:PORT") != std::string::npos);
     // Origins as browsers send them; the list splits on commas.
     CHECK(allowed_origins(loaded_config({"--http-allowed-origins= http://a.example:8080 ,https://b.example,"})) ==

@@ -17,6 +17,7 @@
 #include <thread>
 #include <vector>
 
+#include "limaoim/net/address.h"
 #include "limaoim/http/api.h"
 #include "limaoim/http/server.h"
 #include "limaoim/net/blocking_pool.h"
@@ -282,6 +283,18 @@ Request head(std::string method, std::string path, std::string host, std::string
 int screened(const Api& api, const Request& request) {
     const std::optional<Response> refused = api.screen(request);
     return refused ? refused->status : 0;
+}
+
+TEST_CASE("net::is_loopback_host: localhost, 127.0.0.0/8 and ::1 only, as names and addresses, not look-alikes") {
+    for (const char* host : {"localhost", "LOCALHOST", "127.0.0.1", "127.255.1.2", "::1", "0:0:0:0:0:0:0:1"}) {
+        CAPTURE(host);
+        CHECK(limaoim::net::is_loopback_host(host));
+    }
+    for (const char* host : {"", "127.example.com", "127.0.0.1.evil.example", "128.0.0.1", "0.0.0.0", "::", "::2",
+                             "[::1]", "localhost.evil.example", "localhos", "127.1"}) {
+        CAPTURE(host);
+        CHECK_FALSE(limaoim::net::is_loopback_host(host));
+    }
 }
 
 TEST_CASE("Api::screen: no secret: a browser's cross-origin request and a rebound Host are refused; curl is not") {

@@ -83,6 +83,10 @@ struct CommitterOptions {
     uint32_t dedupe_window_ms = 300000; // a resend within this is answered, not stored again
     uint32_t dedupe_max = 1000000;      // remembered (uid, client_msg_no) at most
     uint32_t outcome_wait_ms = 3000;    // a lost commit reply: how long to ask the store for its outcome
+    // Seq counters and cursors kept in memory, per kind, at most (about
+    // 100 B each): past it every other one is dropped, read again from the
+    // store when next needed, so a sender to ever new uids cannot grow them.
+    uint32_t max_cached_counters = 1u << 18;
 };
 
 // How the committer answers a worker: an envelope of the worker's family.
@@ -225,6 +229,7 @@ private:
     void count_stored(const store::WriteBatch& written);
     void forget_batch();
     void clear_batch();
+    void trim_counters();
     // Learns the store's records of the batch's SENDs; a failure when they
     // are not known to be on the replicas a SENDACK promises.
     store::Status learn_remote_dedupe(const std::vector<CommitRequest>& batch, int64_t now_ms);

@@ -49,11 +49,10 @@ const char* HttpDatasource::command(Query query) {
 
 HttpDatasource::HttpDatasource(std::string url, const Options& options) : url_(std::move(url)), options_(options) {
     curl_init_once();
-    easy_ = curl_easy_init();
 }
 
 HttpDatasource::~HttpDatasource() {
-    if (easy_) curl_easy_cleanup(static_cast<CURL*>(easy_));
+    for (void* easy : idle_) curl_easy_cleanup(static_cast<CURL*>(easy));
 }
 
 bool HttpDatasource::fetch(Query query, std::string_view channel_id, uint8_t channel_type,
@@ -76,10 +75,26 @@ bool HttpDatasource::fetch(Query query, std::string_view channel_id, uint8_t cha
         return false;
     };
 
-    std::lock_guard lock(mutex_);
-    CURL* easy = static_cast<CURL*>(easy_);
-    if (!easy) return fail("curl_easy_init failed");
-    curl_easy_reset(easy);  // keeps the open connection, forgets the last call's options
+    CURL* easy = nullptr;
+    {
+        std::lock_guard lock(mutex_);
+        if (!idle_.empty()) {
+            easy = static_cast<CURL*>(idle_.back());
+            idle_.pop_back();
+        }
+    }
+    if (easy)
+        curl_easy_reset(easy);  // keeps the open connection, forgets the last call's options
+    else if (!(easy = curl_easy_init()))
+        return fail("curl_easy_init failed");
+    struct PutBack {
+        HttpDatasource& owner;
+        CURL* easy;
+        ~PutBack() {
+            std::lock_guard lock(owner.mutex_);
+            owner.idle_.push_back(easy);
+        }
+    } put_back{*this, easy};
     Answer answer;
     answer.limit = options_.max_answer_bytes;
     char curl_error[CURL_ERROR_SIZE] = {};

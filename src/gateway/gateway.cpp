@@ -250,13 +250,16 @@ bool Gateway::handle_send(ConnRef conn, Session& s, const proto::SendPacket& sen
     request.client_seq = send.client_seq;
     request.origin = id_of(conn);
     request.route = {&loop_, kSendResult};
-    request.resolve = check == im::SendCheck::Resolve;
+    const bool request_resolves = check == im::SendCheck::Resolve;
+    request.resolve = request_resolves;
     // The message's one allocation: these bytes are stored, and shared by
     // every delivery envelope.
     request.message = net::Payload::allocate(im::encoded_size(m));
     if (!request.message || (im::encode(m, request.message.writable_bytes()), !core.committer().submit(std::move(request))))
         return send_ack(conn, s, send.client_seq, 0, 0, uint8_t(proto::ReasonCode::Error));
-    send_started_us_.push_back(steady_us());
+    // Results come back in this order, except those that waited for the
+    // datasource (kResolvedResult): they carry no start time.
+    if (!request_resolves) send_started_us_.push_back(steady_us());
     stats_.sends_in_flight.add();
     if (++s.sends_in_flight >= shared_.max_sends_in_flight) {
         if (!(s.flags & Session::kInputPaused)) io(conn).pause_input(conn);
@@ -285,9 +288,10 @@ bool Gateway::send_ack(ConnRef conn, Session& s, uint32_t client_seq, int64_t id
 
 void Gateway::on_send_result(net::Envelope& result) {
     // One result per SEND handed over, in the same order, on this thread.
-    LIMAOIM_ASSERT(!send_started_us_.empty());
-    const uint64_t started = send_started_us_.front();
-    send_started_us_.pop_front();
+    const bool resolved = result.flags & im::kResolvedResult;
+    LIMAOIM_ASSERT(resolved || !send_started_us_.empty());
+    const uint64_t started = resolved ? 0 : send_started_us_.front();
+    if (!resolved) send_started_us_.pop_front();
     stats_.sends_in_flight.sub();
     const ConnId id{result.arg};
     const ConnRef conn{id.slot(), id.generation()};
@@ -300,7 +304,7 @@ void Gateway::on_send_result(net::Envelope& result) {
     if (!send_ack(conn, *s, result.arg32, stored ? im::encoded_id(message) : 0, stored ? im::encoded_seq(message) : 0,
                   reason))
         return;
-    if (stored) stats_.send_latency_us[latency_bucket(steady_us() - started)].add();
+    if (stored && !resolved) stats_.send_latency_us[latency_bucket(steady_us() - started)].add();
     if ((s->flags & Session::kSendsPaused) && s->sends_in_flight < shared_.max_sends_in_flight) {
         s->flags &= uint8_t(~Session::kSendsPaused);
         if (!(s->flags & Session::kInputPaused)) io(conn).resume_input(conn);

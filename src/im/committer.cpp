@@ -120,6 +120,8 @@ bool Committer::start(std::string& error) {
 }
 
 bool Committer::submit(CommitRequest&& request) {
+    if (request.resolve && request.judged == CommitRequest::kNotJudged)
+        return resolver_ && resolver_->park(std::move(request));
     std::unique_lock lock(mutex_);
     if (stopping_ || queued_.size() >= options_.max_queued) {
         stats_.commit_refused.add();  // approximate: several submitters may race on it
@@ -263,7 +265,7 @@ store::Status Committer::commit_with_retries(std::vector<CommitRequest>& batch, 
         if (store::Status learned = learn_remote_dedupe(batch, now_ms); !learned) {
             // Retrying cannot help until the replicas catch up: the batch
             // fails now (reason 0) and its SENDs are resent later.
-            learned.error = "a resend's record in the store is not known to be replicated: " + learned.error;
+            learned.error = "a resend's record in the store is not confirmed: " + learned.error;
             return learned;
         }
     }
@@ -339,11 +341,9 @@ store::Status Committer::prepare_and_commit(std::vector<CommitRequest>& batch, i
             prepare_cursor(request);
             continue;
         }
-        if (request.resolve && resolver_) {
-            // Judged before anything of it joins the batch: a refusal here
-            // is this SEND's answer alone.
-            const std::optional<MessageView> m = decode(request.message.bytes());
-            reasons_[i] = m ? resolver_->resolve(*m) : kReasonError;
+        if (request.resolve) {
+            // Judged by the resolver: a refusal is this SEND's answer alone.
+            reasons_[i] = request.judged;
             if (reasons_[i] != kReasonSuccess) continue;
         }
         FanoutItem item;
@@ -405,10 +405,12 @@ store::Status Committer::learn_remote_dedupe(const std::vector<CommitRequest>& b
     // after losing that node, or this node answered its batch reason 0): its
     // record makes this one a dedupe hit. The shared store's record expires
     // with the window itself (its clock, not this node's): whatever it still
-    // holds counts, learned as of now, once the records are known to be on
-    // the replicas a SENDACK promises (one wait for all of them).
+    // holds counts, learned as of now, once the records are confirmed: on
+    // the master every node writes to and on the replicas a SENDACK promises
+    // (one confirmation for all of them).
     const int64_t since = std::numeric_limits<int64_t>::min();
-    std::vector<std::pair<DedupeKey, store::DedupeRecord>> found_records;
+    std::vector<DedupeKey> keys;
+    std::vector<store::DedupeRecord> found_records;
     for (const CommitRequest& request : batch) {
         if (request.kind != CommitRequest::Kind::Send || options_.dedupe_window_ms == 0) continue;
         const std::optional<MessageView> m = decode(request.message.bytes());
@@ -419,13 +421,15 @@ store::Status Committer::learn_remote_dedupe(const std::vector<CommitRequest>& b
             log::write(log::Level::Warn, "committer", "looking up a resend: %s", s.error.c_str());
             continue;
         }
-        if (found) found_records.emplace_back(dedupe_key(m->from_uid, m->client_msg_no), std::move(record));
+        if (!found) continue;
+        keys.push_back(dedupe_key(m->from_uid, m->client_msg_no));
+        found_records.push_back(std::move(record));
     }
     if (found_records.empty()) return store::Status::success();
-    if (store::Status replicated = store_.await_replicated(); !replicated) return replicated;
-    for (const auto& [key, record] : found_records) {
-        dedupe_[key] = {now_ms, record.message_id, record.message_seq};
-        dedupe_order_.emplace_back(now_ms, key);
+    if (store::Status confirmed = store_.confirm_dedupe(found_records); !confirmed) return confirmed;
+    for (size_t i = 0; i < keys.size(); ++i) {
+        dedupe_[keys[i]] = {now_ms, found_records[i].message_id, found_records[i].message_seq};
+        dedupe_order_.emplace_back(now_ms, keys[i]);
     }
     return store::Status::success();
 }
@@ -629,7 +633,7 @@ void Committer::answer(std::vector<CommitRequest>& batch, const std::vector<uint
         }
         if (!r.route.worker) continue;
         results_[r.route.worker].push_back(net::Envelope{.kind = r.route.kind,
-                                                         .flags = reasons[i],
+                                                         .flags = uint16_t(reasons[i] | (r.resolve ? kResolvedResult : 0)),
                                                          .arg32 = r.client_seq,
                                                          .arg = r.origin.value,
                                                          .payload = std::move(r.message)});

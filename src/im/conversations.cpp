@@ -274,7 +274,7 @@ bool Conversations::set_unread(std::string_view uid, std::string_view channel_id
         it->unread = unread;
         it->version = wall_ms();
         std::rotate(items.begin(), it, it + 1);
-        if (persist) mark_dirty(user->first, user->second);
+        mark_dirty(user->first, user->second);
     }
     status = persist ? flush(true) : store::Status::success();
     return true;
@@ -293,10 +293,7 @@ store::Status Conversations::remove(const std::vector<std::string>& uids, std::s
             });
             if (it == items.end()) continue;
             items.erase(it);
-            if (persist)
-                mark_dirty(user->first, user->second);
-            else if (items.empty() && !user->second.dirty)
-                users_.erase(user);
+            mark_dirty(user->first, user->second);
         }
     }
     return persist ? flush(true) : store::Status::success();
@@ -307,8 +304,9 @@ store::Status Conversations::flush(bool sync) {
     store::WriteBatch batch;
     std::vector<std::string> users;
     {
-        std::lock_guard lock(mutex_);
+        std::unique_lock lock(mutex_);
         if (dirty_users_.empty() && dirty_seqs_.empty()) {
+            lock.unlock();  // the fan-out's apply() does not wait for a sync
             // The flusher may have written this edit first, without a sync.
             if (!sync || !unsynced_) return store::Status::success();
             store::Status synced = store_.sync();

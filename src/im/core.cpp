@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <thread>
 #include <cstdio>
 #include <cstring>
 
@@ -49,6 +50,14 @@ Core::Core(store::Store& store, store::TokenStore& tokens, Directory& directory,
     : store_(store), tokens_(tokens), directory_(directory), options_(options), ids_(options.node_id),
       conversations_(store_, stats, options.conversations), fanout_(channels_, directory_, conversations_, stats),
       committer_(store_, channels_, ids_, fanout_, stats, options.committer),
+      resolver_({}, [this](uint8_t type, std::string_view id, std::string& error) { return refresh_channel(type, id, error); },
+                [this](const MessageView& m) { return judged_reason(m); },
+                [this](CommitRequest&& request) {
+                    // The committer's queue is full only under a flood far
+                    // past the pipeline's rate: these threads wait for room.
+                    while (!committer_.submit(std::move(request)) && !committer_.stopping())
+                        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+                }),
       stats_(stats), rate_limit_(options.max_messages_per_second) {}
 
 bool Core::load(std::string& error) { return load_cached(error) && conversations_.load(channels_, error); }
@@ -151,7 +160,7 @@ void set_subscribers(Channel& c, const std::vector<std::string>& uids) {
 
 void Core::set_datasource(Datasource* datasource) {
     datasource_ = datasource;
-    committer_.set_resolver(datasource ? this : nullptr);
+    committer_.set_resolver(datasource ? &resolver_ : nullptr);
 }
 
 namespace {
@@ -161,11 +170,9 @@ int64_t steady_ms() {
     return duration_cast<milliseconds>(steady_clock::now().time_since_epoch()).count();
 }
 
-constexpr uint8_t kReasonError = 0, kReasonSuccess = 1, kReasonUnknownTemporary = 3, kReasonNotAllowed = 11;
-// After a failed datasource fetch, SENDs to that channel get reason 0 at once for this long.
+constexpr uint8_t kReasonSuccess = 1, kReasonUnknownTemporary = 3, kReasonNotAllowed = 11;
+// After a failed getSystemUIDs, every fetch fails at once for this long.
 constexpr int64_t kDatasourceRetryMs = 1000;
-// Channels remembered as failed at most (a bound on memory, not on correctness).
-constexpr size_t kMaxFailedChannels = 100000;
 
 }  // namespace
 
@@ -202,6 +209,20 @@ SendCheck Core::judge(std::string_view uid, uint8_t type, std::string_view id, b
     return SendCheck::Allowed;
 }
 
+bool Core::refresh_channel(uint8_t type, std::string_view id, std::string& error) {
+    // Several SENDs may have parked the channel one after another: the
+    // first fetch serves the rest.
+    if (std::shared_ptr<const Channel> c = channels_.find(type, id); c && fresh(*c) && system_uids_fetched_) return true;
+    const int64_t now = steady_ms();
+    if (now < system_uids_failed_until_) {
+        error = "datasource: getSystemUIDs failed less than " + std::to_string(kDatasourceRetryMs) + " ms ago";
+        return false;
+    }
+    if (fetch_channel(type, id, error)) return true;
+    if (!system_uids_fetched_) system_uids_failed_until_ = now + kDatasourceRetryMs;
+    return false;
+}
+
 bool Core::fetch_channel(uint8_t type, std::string_view id, std::string& error) {
     std::vector<std::string> subscribers, denylist, allowlist;
     auto ask = [&](Datasource::Query query, std::vector<std::string>& out) {
@@ -213,6 +234,7 @@ bool Core::fetch_channel(uint8_t type, std::string_view id, std::string& error) 
     if (!system_uids_fetched_) {
         std::vector<std::string> system;
         if (!ask(Datasource::Query::SystemUids, system)) return false;
+        std::lock_guard lock(channel_write_);
         channels_.set_system_uids(std::move(system));
         system_uids_fetched_ = true;
     }
@@ -232,29 +254,8 @@ bool Core::fetch_channel(uint8_t type, std::string_view id, std::string& error) 
     return true;
 }
 
-uint8_t Core::resolve(const MessageView& m) {
-    const std::string_view id = m.channel_id;
-    if (SendCheck check = judge(m.from_uid, m.channel_type, id, false); check == SendCheck::Resolve) {
-        // Several SENDs of one batch may share the channel: only the first
-        // asks. A channel whose fetch failed is not asked again for a
-        // second: a dead datasource costs the committer one timeout per
-        // channel per second, not one per SEND.
-        const int64_t now = steady_ms();
-        std::string key = store::log_name(m.channel_type, id);
-        if (auto it = failed_until_.find(key); it != failed_until_.end()) {
-            if (now < it->second) return kReasonError;
-            failed_until_.erase(it);
-        }
-        if (now < system_uids_failed_until_) return kReasonError;
-        std::string error;
-        if (!fetch_channel(m.channel_type, id, error)) {
-            if (!system_uids_fetched_) system_uids_failed_until_ = now + kDatasourceRetryMs;
-            else if (failed_until_.size() < kMaxFailedChannels) failed_until_.emplace(std::move(key), now + kDatasourceRetryMs);
-            log::write(log::Level::Warn, "datasource", "%s (the SEND got reason 0)", error.c_str());
-            return kReasonError;
-        }
-    }
-    switch (judge(m.from_uid, m.channel_type, id, true)) {
+uint8_t Core::judged_reason(const MessageView& m) const {
+    switch (judge(m.from_uid, m.channel_type, m.channel_id, true)) {
     case SendCheck::Allowed:
         return kReasonSuccess;
     case SendCheck::UnknownTemporary:
@@ -281,13 +282,17 @@ void Core::set_workers(std::span<net::Worker* const> workers, const GatewayKinds
 bool Core::start(std::string& error) {
     conversations_.start();
     fanout_.start();
-    if (committer_.start(error)) return true;
+    if (committer_.start(error)) {
+        if (datasource_) resolver_.start();
+        return true;
+    }
     fanout_.stop();
     conversations_.stop();
     return false;
 }
 
 void Core::stop() {
+    resolver_.stop();  // what it holds goes to the committer, which commits it
     committer_.stop();
     fanout_.stop();
     conversations_.stop();  // after the fan-out's last updates

@@ -718,20 +718,34 @@ public:
         return Status::success();
     }
 
-    // WAIT counts the writes of the connection that asks, so it writes
-    // first: replicas that acknowledge that write have everything the master
-    // wrote before it, which is all this node read there.
-    Status await_replicated() override {
-        if (options_.wait_replicas == 0) return Status::success();
+    // One connection, so one master: each record read again there, then a
+    // write of its own, then WAIT (which counts the writes of the connection
+    // that asks): replicas that acknowledge that write have everything the
+    // master wrote before it, the records included.
+    Status confirm_dedupe(const std::vector<DedupeRecord>& records) override {
+        if (options_.wait_replicas == 0 || records.empty()) return Status::success();
+        std::vector<std::string> keys;
+        keys.reserve(records.size());
+        for (const DedupeRecord& record : records) keys.push_back(dedupe_key(record.uid, record.client_msg_no));
+        const std::string wait_replicas = std::to_string(options_.wait_replicas);
+        const std::string wait_timeout = std::to_string(options_.wait_timeout_ms);
+        std::vector<std::vector<std::string_view>> commands;
+        for (const std::string& key : keys) commands.push_back({"GET", key});
+        commands.push_back({"INCR", replicated_key_});
+        commands.push_back({"WAIT", wait_replicas, wait_timeout});
         std::vector<redis::Reply> replies;
-        Status status = pipeline("await_replicated",
-                                 {{"INCR", replicated_key_},
-                                  {"WAIT", std::to_string(options_.wait_replicas), std::to_string(options_.wait_timeout_ms)}},
-                                 replies);
-        if (!status) return status;
-        if (replies[1]->integer < int64_t(options_.wait_replicas))
-            return failed("await_replicated", "on " + std::to_string(replies[1]->integer) + " of " +
-                                                  std::to_string(options_.wait_replicas) + " replicas");
+        if (Status status = pipeline("confirm_dedupe", commands, replies); !status) return status;
+        for (size_t i = 0; i < records.size(); ++i) {
+            DedupeRecord now{0, records[i].uid, records[i].client_msg_no, 0, 0};
+            if (replies[i]->type != REDIS_REPLY_STRING || !decode_dedupe_value(text(replies[i]), now) ||
+                now.message_id != records[i].message_id || now.message_seq != records[i].message_seq)
+                return failed("confirm_dedupe", "the record of " + printable(records[i].uid) +
+                                                    "'s resend is no longer on the master");
+        }
+        const int64_t acks = replies.back()->integer;
+        if (acks < int64_t(options_.wait_replicas))
+            return failed("confirm_dedupe",
+                          "on " + std::to_string(acks) + " of " + wait_replicas + " replicas");
         return Status::success();
     }
 
@@ -850,7 +864,7 @@ private:
     Pool pool_;
     const std::string script_sha_;
     const std::string notify_key_, max_id_key_;
-    const std::string replicated_key_;  // written by await_replicated, for its WAIT to count
+    const std::string replicated_key_;  // written by confirm_dedupe, for its WAIT to count
     std::mutex marker_mutex_;
     std::string previous_marker_;  // the last batch known to be written
 };

@@ -42,9 +42,9 @@ public:
     // commit_outcome() finds a written batch without the replicas asked for
     // (as the Redis engine with wait_replicas does: its WAIT cannot tell).
     std::atomic<bool> outcome_unreplicated{false};
-    // await_replicated() fails: what this node read is on the master alone.
+    // confirm_dedupe() fails: what this node read is on the master alone.
     std::atomic<bool> reads_unreplicated{false};
-    size_t await_replicated_calls = 0;
+    size_t confirm_dedupe_calls = 0;
     std::set<uint64_t> written_ids, fenced_ids;  // WriteBatch ids
     size_t outcome_calls = 0;
 
@@ -258,10 +258,10 @@ public:
         ++syncs;
         return {};
     }
-    store::Status await_replicated() override {
+    store::Status confirm_dedupe(const std::vector<store::DedupeRecord>&) override {
         std::lock_guard lock(mutex);
-        ++await_replicated_calls;
-        if (reads_unreplicated) return store::Status::failure("fake: await_replicated: on 0 of 1 replicas");
+        ++confirm_dedupe_calls;
+        if (reads_unreplicated) return store::Status::failure("fake: confirm_dedupe: on 0 of 1 replicas");
         return {};
     }
 

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstring>
 #include <map>
 #include <memory>
@@ -22,6 +23,7 @@
 #include "limaoim/im/fanout.h"
 #include "limaoim/im/ids.h"
 #include "limaoim/im/message.h"
+#include "limaoim/im/resolver.h"
 #include "limaoim/net/worker.h"
 #include "limaoim/stats/layout.h"
 #include "limaoim/store/store.h"
@@ -104,6 +106,19 @@ struct Rig {
         REQUIRE(committer->submit(std::move(request)));
         waiter->wait();
         return {waiter->ok, waiter->error, waiter->value, encoded_id(shared.bytes()), encoded_seq(shared.bytes())};
+    }
+
+    // A SEND a worker could not judge (its channel needs the datasource),
+    // submitted without waiting; false when the committer refused it at once.
+    bool submit_resolving(const Message& m, std::shared_ptr<CommitWaiter>& waiter) {
+        CommitRequest request;
+        request.resolve = true;
+        request.message = net::Payload::allocate(encoded_size(m.view()));
+        REQUIRE(request.message);
+        encode(m.view(), request.message.writable_bytes());
+        waiter = std::make_shared<CommitWaiter>();
+        request.waiter = waiter;
+        return committer->submit(std::move(request));
     }
 
     Sent sync_ack(const std::string& uid, uint32_t seq) {
@@ -907,7 +922,7 @@ TEST_CASE("committer: a SEND resent to another node after its first node stored 
     CHECK(next.seq == 2);
 }
 
-TEST_CASE("committer: a resend found in the store but not known to be replicated gets reason 0, then its first id") {
+TEST_CASE("committer: a resend found in the store but not confirmed replicated gets reason 0, then its first id") {
     // Node 1's batch was written on the master but its WAIT fell short: the
     // record may vanish in a failover, so node 2 must not ack the resend from
     // it until the replicas have it.
@@ -924,8 +939,8 @@ TEST_CASE("committer: a resend found in the store but not known to be replicated
     store.reads_unreplicated = true;
     const Sent early = node2.send(group("a", "g", "hello", "cmn-r"));
     CHECK_FALSE(early.ok);
-    CHECK(early.error.find("not known to be replicated") != std::string::npos);
-    CHECK(store.await_replicated_calls == 1);  // one wait, no retry loop on it
+    CHECK(early.error.find("not confirmed") != std::string::npos);
+    CHECK(store.confirm_dedupe_calls == 1);  // one wait, no retry loop on it
     store.reads_unreplicated = false;
     const Sent later = node2.send(group("a", "g", "hello", "cmn-r"));
     CHECK(later.ok);
@@ -1109,25 +1124,147 @@ TEST_CASE("committer: a commit written without its replicas: reason 0, but deliv
     CHECK(fanned_out(rig, 2) == 2);
 }
 
-TEST_CASE("committer: an API request its channel's resolver refuses is answered, not left waiting") {
-    struct Refuse final : ChannelResolver {
-        uint8_t resolve(const MessageView&) override { return 11; }
-    } refuse;
+namespace {
+
+bool finished(const std::shared_ptr<CommitWaiter>& waiter) {
+    std::lock_guard lock(waiter->mutex);
+    return waiter->done;
+}
+
+// A datasource stand-in for the resolver: a channel named "slow" is held
+// until released; "dead" fails; the rest load at once and are judged allowed
+// unless named "closed" (reason 11).
+struct FakeDatasource {
+    std::mutex mutex;
+    std::condition_variable cv;
+    bool released = false;
+    std::map<std::string, int> refreshes;
+
+    bool refresh(std::string_view id, std::string& error) {
+        std::unique_lock lock(mutex);
+        ++refreshes[std::string(id)];
+        if (id == "slow") cv.wait(lock, [this] { return released; });
+        if (id == "dead") {
+            error = "datasource: getSubscribers dead/2: HTTP 500";
+            return false;
+        }
+        return true;
+    }
+    void release() {
+        std::lock_guard lock(mutex);
+        released = true;
+        cv.notify_all();
+    }
+    int count(const std::string& id) {
+        std::lock_guard lock(mutex);
+        return refreshes[id];
+    }
+};
+
+struct ResolvingRig {
     FakeStore store;
-    Rig rig(store);
-    rig.committer->set_resolver(&refuse);
-    rig.start();
-    Message m = group("a", "g", "m");
-    CommitRequest request;
-    request.resolve = true;
-    request.message = net::Payload::allocate(encoded_size(m.view()));
-    encode(m.view(), request.message.writable_bytes());
-    auto waiter = std::make_shared<CommitWaiter>();
-    request.waiter = waiter;
-    REQUIRE(rig.committer->submit(std::move(request)));
-    waiter->wait(std::chrono::seconds(5));
-    CHECK_FALSE(waiter->ok);
-    CHECK(waiter->error.find("reason 11") != std::string::npos);
+    Rig rig{store};
+    FakeDatasource datasource;
+    std::unique_ptr<Resolver> resolver;
+
+    explicit ResolvingRig(ResolverOptions options = {}) {
+        resolver = std::make_unique<Resolver>(
+            options, [this](uint8_t, std::string_view id, std::string& error) { return datasource.refresh(id, error); },
+            [](const MessageView& m) { return uint8_t(m.channel_id == "closed" ? 11 : 1); },
+            [this](CommitRequest&& request) { CHECK(rig.committer->submit(std::move(request))); });
+        rig.committer->set_resolver(resolver.get());
+        rig.start();
+        rig.add_group("g", {"a", "b"});
+    }
+    ~ResolvingRig() {
+        datasource.release();
+        resolver->stop();  // before the committer, as im::Core stops them
+    }
+};
+
+}  // namespace
+
+TEST_CASE("resolver: a SEND waiting for a hanging datasource holds up no other SEND; it is stored once answered") {
+    ResolvingRig r;
+    r.resolver->start();
+    std::shared_ptr<CommitWaiter> slow;
+    REQUIRE(r.rig.submit_resolving(group("a", "slow", "waits"), slow));
+    for (int i = 0; i < 200 && r.datasource.count("slow") == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    REQUIRE(r.datasource.count("slow") == 1);
+    // The committer goes on meanwhile: a SEND that needs no datasource, and
+    // one to another channel that does.
+    CHECK(r.rig.send(group("a", "g", "at once")).ok);
+    std::shared_ptr<CommitWaiter> other;
+    REQUIRE(r.rig.submit_resolving(group("a", "other", "its own fetch"), other));
+    other->wait(std::chrono::seconds(5));
+    CHECK(other->ok);
+    CHECK_FALSE(finished(slow));
+    CHECK(r.resolver->parked() == 1);
+    r.datasource.release();
+    slow->wait(std::chrono::seconds(5));
+    CHECK(slow->ok);
+    CHECK(r.store.log(kGroupChannel, "slow").size() == 1);
+    CHECK(r.resolver->parked() == 0);
+}
+
+TEST_CASE("resolver: SENDs parked on one channel share one fetch, in order; a refusal is each one's answer") {
+    ResolvingRig r;
+    std::vector<std::shared_ptr<CommitWaiter>> waiters(5), closed(2);
+    for (size_t i = 0; i < waiters.size(); ++i)
+        REQUIRE(r.rig.submit_resolving(group("a", "g2", "m" + std::to_string(i)), waiters[i]));
+    for (auto& w : closed) REQUIRE(r.rig.submit_resolving(group("a", "closed", "no"), w));
+    CHECK(r.resolver->parked() == 7);
+    r.resolver->start();  // parked before the threads ran: one fetch each channel
+    for (auto& w : waiters) {
+        w->wait(std::chrono::seconds(5));
+        CHECK(w->ok);
+    }
+    for (auto& w : closed) {
+        w->wait(std::chrono::seconds(5));
+        CHECK_FALSE(w->ok);
+        CHECK(w->error.find("reason 11") != std::string::npos);
+    }
+    CHECK(r.datasource.count("g2") == 1);
+    CHECK(r.datasource.count("closed") == 1);
+    std::vector<std::string> payloads;
+    for (const auto& stored : r.store.log(kGroupChannel, "g2")) payloads.emplace_back(view_of(stored).payload);
+    CHECK(payloads == std::vector<std::string>{"m0", "m1", "m2", "m3", "m4"});
+    CHECK(r.store.log(kGroupChannel, "closed").empty());
+}
+
+TEST_CASE("resolver: a failed fetch answers reason 0; the channel is not asked again within retry_ms") {
+    ResolverOptions options;
+    options.retry_ms = 300;
+    ResolvingRig r(options);
+    r.resolver->start();
+    std::shared_ptr<CommitWaiter> first;
+    REQUIRE(r.rig.submit_resolving(group("a", "dead", "x"), first));
+    first->wait(std::chrono::seconds(5));
+    CHECK_FALSE(first->ok);
+    std::shared_ptr<CommitWaiter> again;
+    CHECK_FALSE(r.rig.submit_resolving(group("a", "dead", "x"), again));  // refused at once: reason 0
+    CHECK(r.datasource.count("dead") == 1);
+    std::this_thread::sleep_for(std::chrono::milliseconds(350));
+    REQUIRE(r.rig.submit_resolving(group("a", "dead", "x"), again));
+    again->wait(std::chrono::seconds(5));
+    CHECK(r.datasource.count("dead") == 2);
+}
+
+TEST_CASE("resolver: at max_parked a SEND is refused at once; stopping answers what is parked") {
+    ResolverOptions options;
+    options.max_parked = 3;
+    ResolvingRig r(options);  // not started: nothing is asked
+    std::vector<std::shared_ptr<CommitWaiter>> waiters(3);
+    for (size_t i = 0; i < waiters.size(); ++i)
+        REQUIRE(r.rig.submit_resolving(group("a", "c" + std::to_string(i), "m"), waiters[i]));
+    std::shared_ptr<CommitWaiter> over;
+    CHECK_FALSE(r.rig.submit_resolving(group("a", "c9", "m"), over));
+    r.resolver->stop();
+    for (auto& w : waiters) {
+        w->wait(std::chrono::seconds(5));
+        CHECK_FALSE(w->ok);
+    }
+    for (const char* id : {"c0", "c1", "c2"}) CHECK(r.store.log(kGroupChannel, id).empty());
 }
 
 TEST_CASE("committer: CommitWaiter::wait gives up after its limit with an error") {

@@ -249,7 +249,7 @@ TEST_CASE("an API edit the background flush wrote first (without a sync) is sync
     conversations.stop();
 }
 
-TEST_CASE("another node's edit changes the memory only: that node stored it") {
+TEST_CASE("another node's edit is not flushed at once (that node stored it); the next background flush writes it") {
     FakeStore store;
     stats::PipelineBlock block{};
     Conversations conversations(store, block, {});
@@ -261,6 +261,10 @@ TEST_CASE("another node's edit changes the memory only: that node stored it") {
     CHECK(conversations.remove({"a"}, "g", kGroupChannel, false).ok);
     CHECK(conversations.list("a").empty());
     CHECK(store.commits == 0);
+    // The next flush (an edit of this node's here) writes this node's lists as they are now.
+    CHECK(conversations.remove({"zz"}, "g", kGroupChannel).ok);
+    CHECK(store.conversations["b"].at(0).unread == 7);
+    CHECK(store.conversations.count("a") == 0);
 }
 
 TEST_CASE("a failed flush keeps the changes and writes them with the next") {

@@ -42,6 +42,10 @@ TEST_CASE("rate limit: a SEND costs 1 + receivers/100; a big group's message owe
     CHECK(limit.charge("member", UserRateLimit::cost(20000), kStart) == 1010);  // 201 units at 100/s, less the burst
     CHECK(limit.charge("member", UserRateLimit::cost(1), kStart) == 1020);
     CHECK(UserRateLimit(0).charge("member", 1'000'000, kStart) == 0);  // unlimited
+    // A million-member group owes 100 s: paid in waits of at most 5 s, so
+    // the session's PINGs are still read between them.
+    CHECK(limit.charge("big", UserRateLimit::cost(1'000'000), kStart) == UserRateLimit::kMaxWaitMs);
+    CHECK(limit.charge("big", 1, kStart + 5 * kSecond) == UserRateLimit::kMaxWaitMs);
 }
 
 TEST_CASE("rate limit: the per-user map keeps only senders still owing time, and at most twice as many") {

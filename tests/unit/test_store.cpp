@@ -468,7 +468,7 @@ TEST_CASE("store: find_dedupe finds one SEND in the window; with no replicas ask
     CHECK_FALSE(found);
     REQUIRE(store->find_dedupe("bob", "m1", 0, found_record, found));
     CHECK_FALSE(found);
-    CHECK(store->await_replicated().ok);  // no replicas asked for: nothing to wait for
+    CHECK(store->confirm_dedupe({found_record}).ok);  // no replicas asked for: nothing to wait for
 }
 
 TEST_CASE("store: the embedded dedupe window expires before a time") {
@@ -1123,9 +1123,18 @@ TEST_CASE("redis store: WAIT for replicas: too few acks are reported as written 
     bool found = false;
     REQUIRE(store->find_dedupe("alice", "c1", 0, record, found));
     CHECK(found);
-    status = store->await_replicated();
+    status = store->confirm_dedupe({record});
     CHECK_FALSE(status.ok);
-    CHECK(status.error == "redis: await_replicated: on 0 of 1 replicas");
+    CHECK(status.error == "redis: confirm_dedupe: on 0 of 1 replicas");
+    // A record that is not (or no longer) on the master this connection reaches.
+    DedupeRecord elsewhere = record;
+    elsewhere.client_msg_no = "c2";
+    status = store->confirm_dedupe({record, elsewhere});
+    CHECK(status.error == "redis: confirm_dedupe: the record of alice's resend is no longer on the master");
+    DedupeRecord moved = record;
+    moved.message_id = 999;
+    CHECK(store->confirm_dedupe({moved}).error ==
+          "redis: confirm_dedupe: the record of alice's resend is no longer on the master");
 
     // The replica's first sync at once, not after Redis 7's default 5 s wait
     // for more replicas (this test waited 5 s for it and failed under ASan).
@@ -1147,7 +1156,7 @@ TEST_CASE("redis store: WAIT for replicas: too few acks are reported as written 
     CHECK(status.ok);
     CHECK_FALSE(status.unreplicated);
     CHECK(replica.cli("ZCARD 'lim:log:{\x02g}'") == "2\n");
-    CHECK(waiting->await_replicated().ok);
+    CHECK(waiting->confirm_dedupe({record}).ok);
     CHECK(replica.cli("EXISTS 'lim:dd:5:{alice}:c1'") == "1\n");
 }
 

@@ -9,9 +9,10 @@
 //   "datasource: getBlacklist g1/2: HTTP 500"
 //   "datasource: getSystemUIDs: answer is not a JSON array of strings"
 //
-// One libcurl easy handle, reused (its connection stays open between calls)
-// under a mutex: calls are serialized. The caller is the IM core's committer
-// thread; caching (§7.6) is the caller's too.
+// Calls may run on several threads at once (the IM core's resolver threads),
+// each with a libcurl easy handle of its own taken from a pool and put back
+// after, so connections stay open between calls. Caching (§7.6) is the
+// caller's.
 #pragma once
 
 #include <cstdint>
@@ -48,7 +49,8 @@ private:
     const std::string url_;
     const Options options_;
     std::mutex mutex_;
-    void* easy_ = nullptr;  // CURL*
+    std::vector<void*> idle_;  // CURL* handles not in a call; at most one per caller thread
+
 };
 
 }  // namespace limaoim::datasource

@@ -23,7 +23,7 @@ struct Session {
     static constexpr uint8_t kHandshakeGranted = 1;   // a deferred CONNECT's turn came: handle it now
     static constexpr uint8_t kHandshakeDeferred = 2;  // a whole CONNECT waits for the handshake budget
     static constexpr uint8_t kSendsPaused = 4;        // input paused at the in-flight SEND cap
-    static constexpr uint8_t kRatePaused = 8;         // input paused by the server-wide SEND rate limit
+    static constexpr uint8_t kRatePaused = 8;         // input paused by a SEND rate limit (server-wide or the user's)
     static constexpr uint8_t kInputPaused = kSendsPaused | kRatePaused;
 
     SessionState state;

@@ -131,9 +131,12 @@ struct CommitRequest {
     // stored, no seq (§7.3; the original consumes a seq for it, leaving a gap).
     bool transient = false;
     // The sender's permission could not be judged on the worker (the
-    // channel is not cached from the datasource yet): the committer asks
-    // its ChannelResolver first.
+    // channel is not cached from the datasource yet): submit() parks it with
+    // the ChannelResolver, which hands it back `judged` (its SENDACK reason;
+    // only 1 is stored). Its result envelope carries kResolvedResult.
     bool resolve = false;
+    static constexpr uint8_t kNotJudged = 0xff;
+    uint8_t judged = kNotJudged;
     // CursorAdvance.
     std::string uid;
     uint32_t cursor = 0;        // as asked
@@ -156,15 +159,19 @@ struct FanoutItem {
 
 class Fanout;
 
-// Loads a channel from the datasource (im/datasource.h) and judges a SEND
-// against it, on the committer thread (the only one that may wait for it).
+// Where a request marked `resolve` waits while its channel is loaded from
+// the datasource (im/resolver.h), off the committer thread.
 class ChannelResolver {
 public:
     virtual ~ChannelResolver() = default;
-    // The SENDACK reason: 1 to go on, 11 not allowed, 3 unknown temporary
-    // channel, 0 when the datasource failed.
-    virtual uint8_t resolve(const MessageView& message) = 0;
+    // Takes the request, never waits; it comes back through submit() with
+    // `judged` set. False: refused now (the caller answers it reason 0).
+    virtual bool park(CommitRequest&& request) = 0;
 };
+
+// In a SEND result envelope's flags, above the reason byte: the SEND waited
+// for the datasource, so its result comes out of submission order.
+inline constexpr uint16_t kResolvedResult = 0x100;
 
 class Committer {
 public:
@@ -181,6 +188,8 @@ public:
     void set_events(Events* events) { events_ = events; }
     // Before start(): who judges requests marked `resolve` (the datasource mode).
     void set_resolver(ChannelResolver* resolver) { resolver_ = resolver; }
+    // stop() has begun: submit() refuses from now on.
+    bool stopping();
     // Loads the dedupe window from the store; starts the thread.
     bool start(std::string& error);
     // Any thread. False when the queue is full or the committer stopped:
@@ -216,7 +225,6 @@ private:
     };
 
     void run();
-    bool stopping();
     void process(std::vector<CommitRequest>& batch);
     store::Status commit_with_retries(std::vector<CommitRequest>& batch, int64_t now_ms);
     store::Status prepare_and_commit(std::vector<CommitRequest>& batch, int64_t now_ms);

@@ -77,7 +77,8 @@ public:
     // unread := `unread`; false when the user has no such conversation
     // (nothing to change). `persist`: flushed and synced before it returns,
     // the result in `status`; false: another node made the edit and stored
-    // it (this node only changes its memory, as apply() does).
+    // it, and this node writes its list with its next background flush (so
+    // a copy it was writing meanwhile cannot outlive the edit).
     bool set_unread(std::string_view uid, std::string_view channel_id, uint8_t type, uint32_t unread,
                     store::Status& status, bool persist = true);
     // Removes the conversation from each user's list; `persist` as above.

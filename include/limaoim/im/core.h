@@ -5,6 +5,7 @@
 // from its pool threads (those calls may wait for the store).
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <mutex>
 #include <span>
@@ -21,6 +22,7 @@
 #include "limaoim/im/fanout.h"
 #include "limaoim/im/ids.h"
 #include "limaoim/im/rate_limit.h"
+#include "limaoim/im/resolver.h"
 #include "limaoim/im/service.h"
 #include "limaoim/stats/layout.h"
 #include "limaoim/store/store.h"
@@ -62,7 +64,7 @@ struct CoreOptions {
     uint32_t datasource_cache_ms = 60000;  // a channel fetched from the datasource is asked again after this
 };
 
-class Core final : public Service, public ClusterListener, private ChannelResolver {
+class Core final : public Service, public ClusterListener {
 public:
     Core(store::Store& store, store::TokenStore& tokens, Directory& directory, stats::PipelineBlock& stats,
          const CoreOptions& options);
@@ -137,8 +139,10 @@ public:
                             uint32_t count, std::vector<Message>& out) override;
 
 private:
-    // ChannelResolver (the committer thread): fetch, cache, judge.
-    uint8_t resolve(const MessageView& message) override;
+    // The resolver's threads (im/resolver.h): load a channel that is not
+    // fresh, then judge a SEND against it.
+    bool refresh_channel(uint8_t type, std::string_view id, std::string& error);
+    uint8_t judged_reason(const MessageView& message) const;
     SendCheck judge(std::string_view uid, uint8_t type, std::string_view id, bool fetched,
                     uint32_t* receivers = nullptr) const;
     bool fresh(const Channel& channel) const;
@@ -165,11 +169,11 @@ private:
     Events* events_ = nullptr;
     Cluster* cluster_ = nullptr;
     Datasource* datasource_ = nullptr;
-    // The committer's: system uids asked once (§13); fetches that failed
-    // lately, by log name, and until when their SENDs fail without asking.
-    bool system_uids_fetched_ = false;
-    int64_t system_uids_failed_until_ = 0;
-    std::unordered_map<std::string, int64_t> failed_until_;
+    // System uids are asked once (§13); after a failure, not again before
+    // this steady ms (every channel's fetch needs them).
+    std::atomic<bool> system_uids_fetched_{false};
+    std::atomic<int64_t> system_uids_failed_until_{0};
+    Resolver resolver_;
     stats::PipelineBlock& stats_;
     SendRateLimit rate_limit_;
     // API writes read-modify-write a channel or the system uids: one at a time.

@@ -63,7 +63,9 @@ public:
 
     // Charges `units` to `uid` at `now_ns` (a monotonic clock); how long, in
     // ms rounded up, the sender should wait before its next packet (0: none).
-    // A burst of one second's worth goes at once.
+    // A burst of one second's worth goes at once. One wait is at most
+    // kMaxWaitMs (the session's PINGs and RECVACKs wait with its SENDs): a
+    // bigger debt is paid over the following SENDs' waits.
     uint32_t charge(std::string_view uid, uint32_t units, int64_t now_ns) {
         if (interval_ns_ == 0) return 0;
         if (tat_ns_.size() >= sweep_at_) sweep(now_ns);
@@ -71,8 +73,10 @@ public:
         if (it == tat_ns_.end()) it = tat_ns_.emplace(std::string(uid), now_ns).first;
         it->second = std::max(it->second, now_ns) + int64_t(units) * interval_ns_;
         const int64_t ahead = it->second - now_ns - kBurstNs;
-        return ahead <= 0 ? 0 : uint32_t((ahead + 999'999) / 1'000'000);
+        return ahead <= 0 ? 0 : uint32_t(std::min<int64_t>((ahead + 999'999) / 1'000'000, kMaxWaitMs));
     }
+
+    static constexpr int64_t kMaxWaitMs = 5000;
 
     // Senders tracked: those still owing time, plus at most as many again
     // since the last sweep, so the memory is bounded by the users who sent in

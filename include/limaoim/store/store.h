@@ -238,13 +238,14 @@ public:
     // answers by scanning the window (its committer never needs to ask).
     virtual Status find_dedupe(std::string_view uid, std::string_view client_msg_no, int64_t since_ms,
                                DedupeRecord& out, bool& found) = 0;
-    // Whatever this node has read is on the replicas the engine waits for
-    // after a commit (RedisOptions::wait_replicas), or a failure saying how
-    // few have it. A record found above may be on the master alone (its
-    // batch's WAIT fell short or its reply was lost): acking a resend from it
-    // would skip the durability asked for. Success at once with no replicas
-    // to wait for, and for the embedded engine.
-    virtual Status await_replicated() = 0;
+    // Each of `records` (found above) is still stored as found, and on the
+    // replicas the engine waits for after a commit (RedisOptions::
+    // wait_replicas); a failure says which is not. A record found may be on
+    // the master alone (its batch's WAIT fell short or its reply was lost),
+    // or on a master that a failover has just replaced: acking a resend from
+    // it would skip the durability asked for. Success at once with no
+    // replicas to wait for, and for the embedded engine.
+    virtual Status confirm_dedupe(const std::vector<DedupeRecord>& records) = 0;
 };
 
 // The embedded engine in `dir` (created when missing). The directory carries

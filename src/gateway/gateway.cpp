@@ -59,7 +59,10 @@ Gateway::Gateway(net::Worker& loop, GatewayShared& shared)
     : loop_(loop), shared_(shared), stats_(loop.stats()), sessions_(loop.slots()),
       inflight_(loop.slots(), shared.inflight), user_rate_(shared.core->options().max_messages_per_user),
       handshakes_left_(shared.handshakes_per_iteration) {
-    loop_.add_iteration_hook([this] { grant_deferred_handshakes(); });
+    loop_.add_iteration_hook([this] {
+        grant_deferred_handshakes();
+        if (!pending_cursors_.empty()) submit_cursor_advances();
+    });
     loop_.add_timer(shared_.retry_scan_ms, [this] { retransmit_expired(); }, shared_.retry_scan_ms);
 }
 
@@ -366,14 +369,27 @@ bool Gateway::handle_recvack(ConnRef conn, Session& s, const proto::RecvackPacke
     }
     // §9 step 2: the RECVACK's own header says whether it moves the
     // SyncOnce cursor (the committer owns cursors; cursor = max(cursor, v)).
+    // Coalesced: the RECVACKs of one loop iteration make one advance per
+    // uid (at its end), so a flood of 14-byte packets cannot crowd SENDs out
+    // of the committer's queue.
     if ((ack.flags & proto::flag::kSyncOnce) && !(ack.flags & proto::flag::kNoPersist)) {
-        im::CommitRequest request;
-        request.kind = im::CommitRequest::Kind::CursorAdvance;
-        request.uid = std::string(s.uid_view());
-        request.cursor = ack.message_seq;
-        shared_.core->committer().submit(std::move(request));  // refused when full: the next ack moves it
+        if (auto it = pending_cursors_.find(s.uid_view()); it != pending_cursors_.end())
+            it->second = std::max(it->second, ack.message_seq);
+        else
+            pending_cursors_.emplace(std::string(s.uid_view()), ack.message_seq);
     }
     return true;
+}
+
+void Gateway::submit_cursor_advances() {
+    for (auto& [uid, seq] : pending_cursors_) {
+        im::CommitRequest request;
+        request.kind = im::CommitRequest::Kind::CursorAdvance;
+        request.uid = uid;
+        request.cursor = seq;
+        shared_.core->committer().submit(std::move(request));  // refused when busy: the next ack moves it
+    }
+    pending_cursors_.clear();
 }
 
 // Every --retry-scan-ms: RECVs past --msg-timeout go again, to the same

@@ -122,11 +122,15 @@ bool Committer::start(std::string& error) {
 bool Committer::submit(CommitRequest&& request) {
     if (request.resolve && request.judged == CommitRequest::kNotJudged)
         return resolver_ && resolver_->park(std::move(request));
+    // A RECVACK's cursor advance may be dropped (the next one moves the
+    // cursor as far): it never takes the second half of the queue from SENDs.
+    const bool droppable = request.kind == CommitRequest::Kind::CursorAdvance && !request.waiter;
     std::unique_lock lock(mutex_);
-    if (stopping_ || queued_.size() >= options_.max_queued) {
+    if (stopping_ || queued_.size() >= (droppable ? options_.max_queued / 2 : options_.max_queued)) {
         stats_.commit_refused.add();  // approximate: several submitters may race on it
         return false;
     }
+    if (request.kind == CommitRequest::Kind::CursorAdvance) stats_.cursor_advances.add();
     queued_.push_back(std::move(request));
     const size_t n = queued_.size();
     lock.unlock();

@@ -211,6 +211,9 @@ void pipeline(std::string& out, const Snapshot& s) {
             p.dedupe_evicted);
     gauge(out, "commit_queue", "Requests waiting for the committer.", p.commit_queue);
     counter(out, "commit_refused_total", "Requests refused by the committer's full queue.", p.commit_refused);
+    counter(out, "cursor_advances_total",
+            "SyncOnce cursor advances the committer took (RECVACKs coalesced per session and loop iteration).",
+            p.cursor_advances);
     counter(out, "commit_conflicts_total", "Batches prepared again: another node on the shared store moved a counter.",
             p.commit_conflicts);
     histogram(out, "commit_latency_seconds",

@@ -544,6 +544,46 @@ TEST_CASE("messaging: messages to an offline user are stored; history paging; Sy
     post(http, "/message/syncack", {{"uid", "bob"}, {"last_message_seq", 0}}, 400);
 }
 
+TEST_CASE("messaging: 200 SyncOnce RECVACKs in one write move the cursor through a few committer requests") {
+    ImServer server;
+    REQUIRE_MESSAGE(server.started(), server.log());
+    const uint16_t http = server.http_port();
+    ChatClient alice = online(server, "alice", 4);
+    ChatClient bob = online(server, "bob", 4);
+    constexpr uint32_t kMessages = 200;
+    std::vector<RecvMessage> received;
+    for (uint32_t k = 1; k <= kMessages; ++k) {
+        REQUIRE(send_acked(alice, "bob", 1, "once", k, "ack-" + std::to_string(k), 0x04).reason_code == 1);
+        auto r = bob.read_recv();
+        REQUIRE(r);
+        received.push_back(*r);
+    }
+    const int64_t before = server.process().stat("pipeline.cursor_advances");
+    std::vector<uint8_t> acks;
+    for (const RecvMessage& r : received) {
+        proto::RecvackPacket ack;
+        ack.flags = r.flags & 0x0f;
+        ack.message_id = r.message_id;
+        ack.message_seq = r.message_seq;
+        std::vector<uint8_t> one(proto::encoded_size(ack, 4));
+        REQUIRE(proto::encode(ack, 4, one) == one.size());
+        acks.insert(acks.end(), one.begin(), one.end());
+    }
+    REQUIRE(bob.raw().send_bytes(acks));
+    json left;
+    const auto t0 = Clock::now();
+    do {
+        left = post(http, "/message/sync", {{"uid", "bob"}, {"message_seq", 0}, {"limit", 100}});
+        if (left.empty()) break;
+        std::this_thread::sleep_for(milliseconds(20));
+    } while (ms_since(t0) < 3000);
+    CHECK_MESSAGE(left.empty(), left.dump());  // the cursor is at the last one
+    const int64_t advances = server.process().stat("pipeline.cursor_advances") - before;
+    MESSAGE(kMessages << " RECVACKs in one write: " << advances << " cursor advances");
+    CHECK(advances >= 1);
+    CHECK(advances <= 10);  // one per loop iteration that read some of them (2,814 bytes: a read or a few)
+}
+
 // ---- 7 ----
 
 namespace {

@@ -247,6 +247,36 @@ TEST_CASE("committer: past max_cached_counters the seq cache drops half; dropped
     CHECK(store.channel_seq_reads >= 20 + 20 - 5);
 }
 
+TEST_CASE("committer: RECVACK cursor advances take at most half the queue; SENDs the rest") {
+    FakeStore store;
+    CommitterOptions options = Rig::fast();
+    options.max_queued = 4;
+    Rig rig(store, options);  // not started: what is submitted stays queued
+    auto advance = [&](uint32_t seq) {
+        CommitRequest request;
+        request.kind = CommitRequest::Kind::CursorAdvance;
+        request.uid = "bob";
+        request.cursor = seq;
+        return rig.committer->submit(std::move(request));
+    };
+    auto send = [&] {
+        Message m = group("a", "g", "m");
+        CommitRequest request;
+        request.message = net::Payload::allocate(encoded_size(m.view()));
+        encode(m.view(), request.message.writable_bytes());
+        return rig.committer->submit(std::move(request));
+    };
+    CHECK(advance(1));
+    CHECK(advance(2));
+    CHECK_FALSE(advance(3));  // the next RECVACK moves the cursor as far
+    CHECK(send());
+    CHECK(send());
+    CHECK_FALSE(send());  // full
+    CHECK(rig.block.cursor_advances.get() == 2);
+    CHECK(rig.block.commit_refused.get() == 2);
+    rig.committer->stop();
+}
+
 TEST_CASE("committer: a new committer over the same store continues the seqs and ids") {
     FakeStore store;
     int64_t last_id = 0;

@@ -180,6 +180,7 @@ void fill_workers(stats::Segment& segment) {
     p.dedupe_evicted.set(5);
     p.commit_queue.set(6);
     p.commit_refused.set(8);
+    p.cursor_advances.set(422);
     p.commit_latency_us[10].set(100);     // [1024, 2048) µs
     p.commit_batch_messages[0].set(60);   // 1 message
     p.commit_batch_messages[2].set(41);   // 4 to 7 messages
@@ -766,7 +767,7 @@ TEST_CASE("JSON has the messaging figures of the workers and of the pipeline") {
     const std::pair<const char*, uint64_t> pipeline_values[] = {
         {"commits", 101},         {"commit_failures", 2}, {"messages_stored", 250}, {"queue_copies_stored", 40},
         {"dedupe_hits", 3},       {"dedupe_entries", 77}, {"dedupe_evicted", 5},    {"commit_queue", 6},
-        {"commit_refused", 8},    {"fanout_messages", 240}, {"deliveries", 310},    {"deliveries_refused", 9},
+        {"commit_refused", 8}, {"cursor_advances", 422},    {"fanout_messages", 240}, {"deliveries", 310},    {"deliveries_refused", 9},
         {"offline_receivers", 12}, {"fanout_queue", 14}, {"fanout_no_receivers", 16},
         {"conversation_updates", 401}, {"conversation_flushes", 402}, {"conversation_flush_failures", 403},
         {"conversation_users", 404}, {"webhook_calls", 405}, {"webhook_failures", 406},
@@ -797,7 +798,7 @@ TEST_CASE("Prometheus text has the messaging families") {
         {"inflight_expired_total", 57}, {"inflight_evicted_total", 69}, {"deliveries_stale_total", 87},
         {"commits_total", 101},        {"commit_failures_total", 2},   {"messages_stored_total", 250},
         {"queue_copies_stored_total", 40}, {"dedupe_hits_total", 3},   {"dedupe_evicted_total", 5},
-        {"commit_refused_total", 8},   {"fanout_messages_total", 240}, {"deliveries_total", 310},
+        {"commit_refused_total", 8}, {"cursor_advances_total", 422},   {"fanout_messages_total", 240}, {"deliveries_total", 310},
         {"deliveries_refused_total", 9}, {"offline_receivers_total", 12}, {"rate_limit_waits_total", 93},
         {"fanout_no_receivers_total", 16}, {"user_rate_limit_waits_total", 111},
         {"conversation_updates_total", 401}, {"conversation_flushes_total", 402},

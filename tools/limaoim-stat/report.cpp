@@ -274,6 +274,7 @@ void append_pipeline(std::string& out, const Snapshot& s) {
     append_row(out, "dedupe evicted", p.dedupe_evicted.get());
     append_row(out, "commit queue", p.commit_queue.get());
     append_row(out, "commits refused", p.commit_refused.get());
+    append_row(out, "cursor advances", p.cursor_advances.get());
     append_row(out, "commit conflicts", p.commit_conflicts.get());
     append_latency_row(out, "commit latency", p.commit_latency_us);
     appendf(out, "  %-26s %14s\n", "messages per commit p50",
@@ -427,6 +428,7 @@ nlohmann::json pipeline_json(const PipelineBlock& p) {
             {"dedupe_evicted", p.dedupe_evicted.get()},
             {"commit_queue", p.commit_queue.get()},
             {"commit_refused", p.commit_refused.get()},
+            {"cursor_advances", p.cursor_advances.get()},
             {"commit_conflicts", p.commit_conflicts.get()},
             {"commit_latency_us", histogram_json(p.commit_latency_us, HistogramOf::Microseconds)},
             {"commit_batch_messages", histogram_json(p.commit_batch_messages, HistogramOf::Counts)},

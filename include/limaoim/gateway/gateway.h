@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <deque>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "limaoim/im/directory.h"
@@ -124,6 +125,7 @@ private:
                net::Transport::Linger linger = net::Transport::Linger::Drop);
     void decode_failed(net::ConnRef conn, proto::DecodeError error);
     void grant_deferred_handshakes();
+    void submit_cursor_advances();
     Session* session_of(net::ConnRef conn);
     net::ConnId id_of(net::ConnRef conn) const { return net::ConnId::make(loop_.index(), conn.slot, conn.generation); }
     // The transport of the connection in `conn`'s slot (a stale reference
@@ -151,6 +153,9 @@ private:
     std::deque<uint64_t> send_started_us_;
     // CONNECTs over this iteration's budget, paused, oldest first.
     std::deque<net::ConnRef> deferred_handshakes_;
+    // SyncOnce RECVACKs of this loop iteration: the highest seq per uid,
+    // submitted as one cursor advance each at its end, then emptied.
+    std::unordered_map<std::string, uint32_t, im::StringHash, std::equal_to<>> pending_cursors_;
     uint32_t handshakes_left_ = 0;  // this iteration's budget
 };
 

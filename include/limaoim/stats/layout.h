@@ -149,6 +149,7 @@ struct alignas(kCacheLine) PipelineBlock {
     Counter dedupe_evicted;        // forgotten before the window ended: --dedupe-max reached
     Counter commit_queue;          // gauge: requests waiting for the committer
     Counter commit_refused;        // requests refused: the committer's queue was full
+    Counter cursor_advances;       // SyncOnce cursor advances taken (a session's RECVACKs of one loop iteration make one)
     Counter commit_conflicts;      // shared store: batches prepared again (another node moved a counter)
     Counter commit_latency_us[kLatencyBuckets];  // one store commit (write + fsync by policy)
     Counter commit_batch_messages[kLatencyBuckets];  // messages per commit, bucket i: [2^i, 2^(i+1))

@@ -478,7 +478,7 @@ Outcome Core::send(const ApiSend& in) {
             set_subscribers(tmp, *receivers);
             m.channel_id = tmp.id;
             m.channel_type = kGroupChannel;
-            channels_.put(std::move(tmp));
+            add_temporary(std::move(tmp));
             request.transient = true;
         }
         request.receivers = std::move(receivers);
@@ -490,9 +490,31 @@ Outcome Core::send(const ApiSend& in) {
     encode(m.view(), request.message.writable_bytes());
     auto waiter = std::make_shared<CommitWaiter>();
     request.waiter = waiter;
-    if (!committer_.submit(std::move(request))) return Outcome::unavailable("the committer's queue is full");
+    if (!committer_.submit(std::move(request))) {
+        // Nobody was told of a temporary channel made for it.
+        if (m.channel_id != in.channel_id) remove_temporary(m.channel_id);
+        return Outcome::unavailable("the committer's queue is full");
+    }
     waiter->wait();
     return waiter->ok ? Outcome::ok() : Outcome::unavailable(waiter->error);
+}
+
+void Core::add_temporary(Channel&& channel) {
+    std::lock_guard lock(channel_write_);
+    temporary_ids_.push_back(channel.id);
+    channels_.put(std::move(channel));
+    // The oldest go first: their clients' SENDs then get reason 3, as after a restart.
+    while (temporary_ids_.size() > options_.max_temporary_channels) {
+        channels_.erase(kGroupChannel, temporary_ids_.front());
+        temporary_ids_.pop_front();
+    }
+}
+
+void Core::remove_temporary(const std::string& id) {
+    std::lock_guard lock(channel_write_);
+    channels_.erase(kGroupChannel, id);
+    if (auto it = std::find(temporary_ids_.rbegin(), temporary_ids_.rend(), id); it != temporary_ids_.rend())
+        temporary_ids_.erase(std::next(it).base());
 }
 
 namespace {

@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <deque>
 #include <mutex>
 #include <span>
 #include <string>
@@ -62,6 +63,9 @@ struct CoreOptions {
     CommitterOptions committer;
     ConversationOptions conversations;
     uint32_t datasource_cache_ms = 60000;  // a channel fetched from the datasource is asked again after this
+    // The API's temporary channels kept in memory at most (about 200 B plus
+    // their subscribers each); the oldest is forgotten first.
+    uint32_t max_temporary_channels = 100000;
 };
 
 class Core final : public Service, public ClusterListener {
@@ -154,6 +158,10 @@ private:
     void kick_session(std::string_view uid, uint8_t device_flag, uint16_t flags, uint32_t arg32 = 0);
     bool load_cached(std::string& error);  // tokens, channels, system uids
     Channel copy_or_new(std::string_view id, uint8_t type) const;
+    // The API's temporary channels (§7.3), in memory only: at most
+    // options_.max_temporary_channels, the oldest forgotten first.
+    void add_temporary(Channel&& channel);
+    void remove_temporary(const std::string& id);
 
     store::Store& store_;
     store::TokenStore& tokens_;
@@ -178,6 +186,7 @@ private:
     SendRateLimit rate_limit_;
     // API writes read-modify-write a channel or the system uids: one at a time.
     std::mutex channel_write_;
+    std::deque<std::string> temporary_ids_;  // oldest first (under channel_write_)
 };
 
 }  // namespace limaoim::im

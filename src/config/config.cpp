@@ -293,7 +293,8 @@ const std::vector<Option>& options() {
          "empty = none but the API's own pages (the demo)",
          &Config::http_allowed_origins, 0, 0, origin_list},
         number("http_max_connections",
-               "open HTTP API connections, server-wide (each worker takes its share); past it new ones are refused",
+               "open HTTP API connections, server-wide (each worker takes its share); at it the oldest one without "
+               "an authorized request makes room, else new ones are refused",
                &Config::http_max_connections, 1),
         number("api_threads", "threads that run HTTP API requests (they may wait for the store)",
                &Config::api_threads, 1, 64),

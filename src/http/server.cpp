@@ -14,9 +14,9 @@ using Linger = net::Transport::Linger;
 namespace {
 
 constexpr const char* kHttpCloseNames[] = {
-    "http_bad_request", "http_body_too_large", "http_idle", "http_done", "http_shutdown", "http_refused",
+    "http_bad_request", "http_body_too_large", "http_idle", "http_done", "http_shutdown", "http_refused", "http_evicted",
 };
-static_assert(std::size(kHttpCloseNames) == size_t(HttpClose::Refused) - kFirstHttpCloseReason + 1);
+static_assert(std::size(kHttpCloseNames) == size_t(HttpClose::Evicted) - kFirstHttpCloseReason + 1);
 static_assert(kFirstHttpCloseReason + std::size(kHttpCloseNames) <= net::kMaxCloseReasons);
 
 const char* reason_phrase(uint16_t status) {
@@ -273,6 +273,28 @@ Server::Connection* Server::find(ConnRef conn) {
 void Server::on_open(ConnRef conn, net::Transport&) {  // always the worker: the API is plain TCP
     conns_.try_emplace(conn.slot, conn.generation, options_.body_limit, api_);
     io_.set_deadline(conn, options_.idle_timeout_ms);
+    if (unscreened_.size() > 2 * conns_.size() + 16)
+        std::erase_if(unscreened_, [this](ConnRef old) {
+            const Connection* c = find(old);
+            return !c || c->screened;
+        });
+    unscreened_.push_back(conn);
+}
+
+// Whoever reaches the port could otherwise hold every connection open,
+// idle, until the idle timeout, and keep the business server out: at the cap
+// the oldest connection that has not sent a request past the screen goes
+// (a business server's connection sends its request as soon as it opens).
+bool Server::make_room() {
+    while (!unscreened_.empty()) {
+        const ConnRef oldest = unscreened_.front();
+        unscreened_.pop_front();
+        const Connection* c = find(oldest);
+        if (!c || c->screened) continue;
+        io_.close(oldest, net::CloseReason(HttpClose::Evicted));
+        return true;
+    }
+    return false;
 }
 
 net::DataResult Server::on_data(ConnRef conn, std::span<const uint8_t> bytes) {
@@ -297,6 +319,8 @@ net::DataResult Server::on_data(ConnRef conn, std::span<const uint8_t> bytes) {
         case RequestParser::Status::Complete:
             break;
         }
+        // Past the screen; with a secret, a public page's request proves nothing.
+        if (!c->screened) c->screened = api_.authorized(c->parser.request().authorization);
         offset += r.consumed;
         c->parser.take_continue_expected();  // the body came with the headers
         if (submit(conn, *c)) {

@@ -381,7 +381,7 @@ void Worker::on_accept(const Completion& cqe) {
         reject(slot);
         return;
     }
-    const bool listener_full = l.options.max_open && l.open >= l.options.max_open;
+    const bool listener_full = l.options.max_open && l.open >= l.options.max_open && !l.options.handler->make_room();
     if (listener_full || limits_.open_conns.fetch_add(1, std::memory_order_relaxed) >= limits_.max_conns) {
         if (!listener_full) limits_.open_conns.fetch_sub(1, std::memory_order_relaxed);
         stats_.accepted.add();

@@ -807,23 +807,48 @@ TEST_CASE("api: the secret is checked at the end of the headers: 401 before 100 
     CHECK_MESSAGE(proxied.rfind("HTTP/1.1 200 OK\r\n", 0) == 0, proxied);
 }
 
-TEST_CASE("api: --http-max-connections: past it new API connections are closed; the IM port still accepts") {
+TEST_CASE("api: --http-max-connections: at the cap the oldest connection without a request makes room; "
+          "with none, new ones are closed; the IM port still accepts") {
     ImServer server({"--http-max-connections", "2", "--workers", "1"});
     REQUIRE_MESSAGE(server.started(), server.log());
     const uint16_t http = server.http_port();
     std::this_thread::sleep_for(200ms);  // ImServer's start probe has closed its connection
-    Client first;
-    Client second;
-    REQUIRE(first.connect(http));
-    REQUIRE(second.connect(http));
-    Client third;
-    REQUIRE(third.connect(http));  // the kernel completes the handshake; the server closes it at accept
-    CHECK(third.wait_closed(2000));
-    CHECK_FALSE(first.wait_closed(100));
-    ChatClient im = online(server, "carol", 1);
-    first.close();
-    std::this_thread::sleep_for(200ms);
+    // Whoever reaches the port holds both connections, idle.
+    Client idle1;
+    Client idle2;
+    REQUIRE(idle1.connect(http));
+    std::this_thread::sleep_for(50ms);
+    REQUIRE(idle2.connect(http));
+    std::this_thread::sleep_for(50ms);
+    // A business server's request still gets through: the oldest idle one made room.
     CHECK(http_request(http, "GET", "/health", "").status == 200);
+    CHECK(idle1.wait_closed(2000));
+    CHECK_FALSE(idle2.wait_closed(100));
+    // Two kept-alive connections that made requests: idle2 made room for the second.
+    const std::string request = "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+    auto kept_alive = [&](Client& c) {
+        REQUIRE(c.connect(http));
+        REQUIRE(c.send_bytes(std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(request.data()), request.size())));
+        pollfd p{c.fd(), POLLIN, 0};
+        REQUIRE(poll(&p, 1, 2000) == 1);
+        char buf[512];
+        const ssize_t n = recv(c.fd(), buf, sizeof(buf), 0);
+        REQUIRE(n > 0);
+        CHECK(std::string_view(buf, size_t(n)).starts_with("HTTP/1.1 200 OK"));
+    };
+    Client k1;
+    Client k2;
+    kept_alive(k1);
+    kept_alive(k2);
+    CHECK(idle2.wait_closed(2000));
+    // Nobody left to make room: a new connection is closed at accept.
+    Client refused;
+    REQUIRE(refused.connect(http));  // the kernel completes the handshake; the server closes it at accept
+    CHECK(refused.wait_closed(2000));
+    CHECK_FALSE(k1.wait_closed(100));
+    CHECK(server.process().stat("counters.closed.http_evicted") == 2);
+    CHECK(server.process().stat("counters.closed.rejected") >= 1);
+    ChatClient im = online(server, "carol", 1);
 }
 
 TEST_CASE("api: limit 4294967295 returns one page of 1000 messages with more = 1") {

@@ -14,6 +14,7 @@
 #include <atomic>
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -75,12 +76,24 @@ constexpr size_t kSmallPacket = 4096;
 
 struct ByteHandler final : Handler {
     Worker* worker = nullptr;
+    // make_room: close this connection (the first one opened), once.
+    bool evict_first = false;
+    std::optional<ConnRef> first;
     std::atomic<int> opened{0};
     std::atomic<int> closed{0};
     std::atomic<int> last_reason{-1};
     std::atomic<int> resumed{0};
 
-    void on_open(ConnRef, net::Transport&) override { ++opened; }
+    void on_open(ConnRef conn, net::Transport&) override {
+        if (!first) first = conn;
+        ++opened;
+    }
+    bool make_room() override {
+        if (!evict_first || !first) return false;
+        worker->close(*first, CloseReason(kFirstHandlerCloseReason));
+        evict_first = false;
+        return true;
+    }
     DataResult on_data(ConnRef conn, std::span<const uint8_t> bytes) override {
         for (size_t i = 0; i < bytes.size(); ++i) {
             switch (bytes[i]) {
@@ -685,6 +698,26 @@ TEST_CASE("listener cap: past max_open the listener's new connections are refuse
     CHECK(w.handler.opened == 3);
     ::close(second);
     ::close(later);
+}
+
+TEST_CASE("listener cap: a handler that makes room has its oldest closed and the new one accepted") {
+    TestWorker w(0, {}, 0, 2);
+    w.handler.evict_first = true;
+    w.start();
+    const int first = connect_to(w.port);
+    const int second = connect_to(w.port);
+    REQUIRE(wait_for([&] { return w.handler.opened == 2; }));
+    const int third = connect_to(w.port);
+    REQUIRE(third >= 0);
+    REQUIRE(send(third, "z", 1, 0) == 1);
+    CHECK(read_exactly(third, 1) == "z");  // accepted
+    CHECK(read_exactly(first, 1).empty());  // the first made room
+    CHECK(w.block->closed[int(CloseReason::Rejected)].get() == 0);
+    const int fourth = connect_to(w.port);  // the handler makes no more room
+    REQUIRE(fourth >= 0);
+    CHECK(read_exactly(fourth, 1).empty());
+    CHECK(w.block->closed[int(CloseReason::Rejected)].get() == 1);
+    for (int fd : {first, second, third, fourth}) ::close(fd);
 }
 
 TEST_CASE("stop: the listeners leave the port at once") {

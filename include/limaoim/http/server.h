@@ -10,6 +10,7 @@
 #include <http_parser.h>
 
 #include <cstdint>
+#include <deque>
 #include <span>
 #include <string>
 #include <string_view>
@@ -38,6 +39,7 @@ enum class HttpClose : uint8_t {
     Done,          // answered, and the request asked to close (Connection: close, HTTP/1.0)
     Shutdown,      // server shutdown
     Refused,       // Api::screen refused the request at the end of its headers (answered 401 or 403)
+    Evicted,       // at --http-max-connections, the oldest connection with no screened request yet made room
 };
 // The names of HttpClose's values, the first at index kFirstHttpCloseReason
 // of the stats segment's reason table.
@@ -138,6 +140,7 @@ public:
     void on_deadline(net::ConnRef conn) override;
     void on_close(net::ConnRef conn, net::CloseReason reason) override;
     void on_shutdown() override;
+    bool make_room() override;
     void on_envelope(net::Envelope& envelope) override;
 
 private:
@@ -146,6 +149,7 @@ private:
             : generation(generation_), parser(body_limit, &gate) {}
         uint32_t generation;
         bool awaiting_response = false;  // a request is on the pool; input paused
+        bool screened = false;           // a request of it passed Api::screen with the secret (if one is set)
         RequestParser parser;
     };
 
@@ -166,6 +170,10 @@ private:
     ServerOptions options_;
     // HTTP connections only (few), by slot.
     std::unordered_map<uint32_t, Connection> conns_;
+    // Connections in the order they opened, the first that have not yet
+    // passed the screen: the ones make_room closes. Entries of connections
+    // closed or screened meanwhile are skipped (and dropped when they pile up).
+    std::deque<net::ConnRef> unscreened_;
     bool shutting_down_ = false;
 };
 

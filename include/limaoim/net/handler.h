@@ -84,6 +84,13 @@ public:
     // the reference is dead: the handler drops every trace of it.
     virtual void on_close(ConnRef conn, CloseReason reason) = 0;
 
+    // A listener of this handler is at its max_open (ListenerOptions) and a
+    // new connection came: close one of its connections the handler would
+    // rather lose (one that has not proved itself yet) and return true to
+    // have the new one accepted, or false to refuse it. The closed one counts
+    // until its close completes: the listener may pass max_open by those.
+    virtual bool make_room() { return false; }
+
     // The server is stopping: accepting has stopped; say goodbye to every
     // connection. The loop exits once no connection is left or the shutdown
     // deadline passes; a connection the handler left open then is not

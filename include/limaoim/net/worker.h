@@ -102,8 +102,9 @@ struct ListenerOptions {
     // backlog instead of being accepted and then timing out. 0 = no limit.
     uint32_t max_pending = 0;
     // Connections open on this listener at which this worker refuses more:
-    // each new one is closed at once (CloseReason::Rejected), so one
-    // listener's clients cannot take every slot of max_conns. 0 = no limit.
+    // each new one is closed at once (CloseReason::Rejected) unless the
+    // handler makes room (Handler::make_room), so one listener's clients
+    // cannot take every slot of max_conns. 0 = no limit.
     uint32_t max_open = 0;
 };
 

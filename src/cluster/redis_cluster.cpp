@@ -88,7 +88,7 @@ std::string token_key(std::string_view uid) {
 }
 
 constexpr size_t kMacSize = 32;
-constexpr size_t kSealSize = sizeof(uint64_t) + kMacSize;
+constexpr size_t kSealSize = 3 * sizeof(uint64_t) + kMacSize;  // boot, seq, time, MAC
 
 // HMAC-SHA256(secret, signed); false only if OpenSSL fails.
 bool mac_of(std::string_view secret, std::string_view signed_bytes, uint8_t (&mac)[kMacSize]) {
@@ -161,11 +161,11 @@ std::string encode_message(uint32_t from_node, const im::FanoutItem& item) {
     return out;
 }
 
-std::string seal(std::string_view secret, std::string_view event, uint64_t now_ms) {
+std::string seal(std::string_view secret, std::string_view event, uint64_t now_ms, uint64_t boot, uint64_t seq) {
     std::string out;
     out.reserve(event.size() + kSealSize);
     out.append(event);
-    out.append(reinterpret_cast<const char*>(&now_ms), sizeof(now_ms));
+    for (const uint64_t v : {boot, seq, now_ms}) out.append(reinterpret_cast<const char*>(&v), sizeof(v));
     uint8_t mac[kMacSize];
     // OpenSSL cannot fail here short of memory: an all-zero MAC is then
     // dropped by the receivers like any forged one.
@@ -175,18 +175,44 @@ std::string seal(std::string_view secret, std::string_view event, uint64_t now_m
 }
 
 Unsealed unseal(std::string_view secret, std::string_view sealed, uint64_t now_ms, uint32_t max_age_ms,
-                std::string_view& event) {
+                std::string_view& event, Origin& origin) {
     if (sealed.size() < kSealSize + 1) return Unsealed::Forged;  // an event has a kind byte at least
     const std::string_view signed_bytes = sealed.substr(0, sealed.size() - kMacSize);
     uint8_t mac[kMacSize];
     if (!mac_of(secret, signed_bytes, mac) || CRYPTO_memcmp(mac, sealed.data() + signed_bytes.size(), kMacSize) != 0)
         return Unsealed::Forged;
-    uint64_t sealed_ms = 0;
-    std::memcpy(&sealed_ms, signed_bytes.data() + signed_bytes.size() - sizeof(sealed_ms), sizeof(sealed_ms));
-    const uint64_t apart = sealed_ms > now_ms ? sealed_ms - now_ms : now_ms - sealed_ms;
+    const char* tail = signed_bytes.data() + signed_bytes.size() - 3 * sizeof(uint64_t);
+    Origin got;
+    std::memcpy(&got.boot, tail, sizeof(uint64_t));
+    std::memcpy(&got.seq, tail + sizeof(uint64_t), sizeof(uint64_t));
+    std::memcpy(&got.sealed_ms, tail + 2 * sizeof(uint64_t), sizeof(uint64_t));
+    const uint64_t apart = got.sealed_ms > now_ms ? got.sealed_ms - now_ms : now_ms - got.sealed_ms;
     if (apart > max_age_ms) return Unsealed::Stale;
-    event = signed_bytes.substr(0, signed_bytes.size() - sizeof(sealed_ms));
+    event = signed_bytes.substr(0, signed_bytes.size() - 3 * sizeof(uint64_t));
+    origin = got;
     return Unsealed::Ok;
+}
+
+bool ReplayGuard::fresh(uint16_t node, const Origin& origin) {
+    Sender& s = senders_[node];
+    if (origin.boot != s.boot) {
+        if (origin.sealed_ms <= s.newest_ms) return false;  // a copy from an earlier run
+        s = Sender{origin.boot, origin.seq, 1, origin.sealed_ms};
+        return true;
+    }
+    s.newest_ms = std::max(s.newest_ms, origin.sealed_ms);
+    if (origin.seq > s.highest) {
+        const uint64_t ahead = origin.seq - s.highest;
+        s.window = ahead >= 64 ? 1 : (s.window << ahead) | 1;
+        s.highest = origin.seq;
+        return true;
+    }
+    const uint64_t behind = s.highest - origin.seq;
+    if (behind >= 64) return false;  // too far behind to tell: dropped as a replay
+    const uint64_t bit = uint64_t(1) << behind;
+    if (s.window & bit) return false;
+    s.window |= bit;
+    return true;
 }
 
 bool decode_message(std::string_view event, im::FanoutItem& out) {
@@ -222,6 +248,7 @@ RedisCluster::RedisCluster(const Options& options, im::ClusterListener& listener
     gethostname(host, sizeof(host) - 1);
     boot_token_ = std::string(host) + " pid " + std::to_string(getpid()) + " ";
     for (uint8_t b : random) boot_token_ += "0123456789abcdef"[b >> 4], boot_token_ += "0123456789abcdef"[b & 15];
+    std::memcpy(&boot_id_, random, sizeof(boot_id_));
 }
 
 RedisCluster::~RedisCluster() { stop(); }
@@ -256,7 +283,7 @@ bool RedisCluster::start(std::string& error) {
         std::this_thread::sleep_for(std::chrono::milliseconds(200));
     }
     if (!refresh_registry(client, error)) return false;
-    if (!client.command({"PUBLISH", kNodesChannel, detail::seal(options_.secret, event_head(kJoined, options_.node_id), unix_ms())},
+    if (!client.command({"PUBLISH", kNodesChannel, sealed(event_head(kJoined, options_.node_id))},
                         error)) {
         error = "cluster: announcing the node: " + error;
         return false;
@@ -431,7 +458,7 @@ bool RedisCluster::refresh_registry(redis::Client& client, std::string& error) {
     // Registered again: the others may have dropped this node from their
     // lists meanwhile, and should not wait for their next refresh.
     if (result == 2 &&
-        !client.command({"PUBLISH", kNodesChannel, detail::seal(options_.secret, event_head(kJoined, options_.node_id), unix_ms())},
+        !client.command({"PUBLISH", kNodesChannel, sealed(event_head(kJoined, options_.node_id))},
                         error))
         return false;
     return true;
@@ -451,10 +478,10 @@ bool RedisCluster::send_batch(redis::Client& client, std::deque<Outgoing>& batch
             ++sent;
         }
         if (item.event.empty()) continue;
-        const std::string sealed = detail::seal(options_.secret, item.event, unix_ms());
+        const std::string event = sealed(item.event);
         for (uint32_t node : nodes) {
             if (node == options_.node_id) continue;
-            if (!client.append({"PUBLISH", bus_channel(node), sealed}, error)) return false;
+            if (!client.append({"PUBLISH", bus_channel(node), event}, error)) return false;
             ++sent;
         }
         stats_.cluster_events_out.add();
@@ -516,7 +543,7 @@ void RedisCluster::send_loop() {
         client.command({"EVAL", kLeave, "2", node_key(options_.node_id), kLiveNodesKey, boot_token_,
                         std::to_string(options_.node_id)},
                        error))
-        client.command({"PUBLISH", kNodesChannel, detail::seal(options_.secret, event_head(kLeft, options_.node_id), unix_ms())},
+        client.command({"PUBLISH", kNodesChannel, sealed(event_head(kLeft, options_.node_id))},
                        error);
 }
 
@@ -592,10 +619,30 @@ void RedisCluster::receive_loop() {
     }
 }
 
-void RedisCluster::receive(std::string_view sealed) {
+std::string RedisCluster::sealed(std::string_view event) {
+    return detail::seal(options_.secret, event, unix_ms(), boot_id_, next_seq_.fetch_add(1, std::memory_order_relaxed));
+}
+
+void RedisCluster::receive(std::string_view sealed_event) {
     std::string_view event;
-    const detail::Unsealed verdict = detail::unseal(options_.secret, sealed, unix_ms(), options_.max_event_age_ms, event);
-    if (verdict == detail::Unsealed::Ok) return dispatch(event);
+    detail::Origin origin;
+    const uint64_t now = unix_ms();
+    detail::Unsealed verdict = detail::unseal(options_.secret, sealed_event, now, options_.max_event_age_ms, event, origin);
+    if (verdict == detail::Unsealed::Ok) {
+        // Authentic: the sending node's id (after the kind byte) is its own.
+        uint16_t from = 0;
+        if (event.size() >= 3) std::memcpy(&from, event.data() + 1, sizeof(from));
+        if (replay_guard_.fresh(from, origin)) return dispatch(event);
+        stats_.cluster_events_rejected.add();
+        static thread_local int64_t last_replay_said_ms = -10000;
+        if (const int64_t t = steady_ms(); t - last_replay_said_ms >= 10000) {
+            last_replay_said_ms = t;
+            log::write(log::Level::Warn, "cluster",
+                       "dropped an event of node %u seen already: a copy published again (%llu events dropped so far)",
+                       unsigned(from), (unsigned long long)stats_.cluster_events_rejected.get());
+        }
+        return;
+    }
     // Someone else publishes on the bus, a node has another secret, or
     // the clocks of the nodes are apart: said at most every 10 s.
     stats_.cluster_events_rejected.add();

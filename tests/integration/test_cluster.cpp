@@ -200,14 +200,22 @@ std::string printf_escaped(std::string_view bytes) {
     return escaped;
 }
 
+// The run and the last sequence number publish_event sealed with.
+constexpr uint64_t kTestBoot = 0x7e57b007;
+uint64_t last_test_seq = 0;
+
 // PUBLISHes `event` on `channel` as a node does (src/cluster/redis_cluster.cpp):
-// followed by the unix time in ms (u64) and HMAC-SHA256(secret, event + time),
-// made here by openssl(1); raw when `secret` is empty. Redis's answer: the
-// number of subscribers that got it. `age_ms`: sealed that long ago.
+// followed by a run id, a sequence number and the unix time in ms (u64 each)
+// and HMAC-SHA256(secret, all of it), made here by openssl(1); raw when
+// `secret` is empty. Redis's answer: the number of subscribers that got it.
+// `age_ms`: sealed that long ago; `seq` 0: the next one.
 std::string publish_event(const RedisServer& redis, const std::string& channel, std::string event,
-                          const std::string& secret, const std::string& redis_cli_auth = "", uint64_t age_ms = 0) {
+                          const std::string& secret, const std::string& redis_cli_auth = "", uint64_t age_ms = 0,
+                          uint64_t seq = 0) {
     const uint64_t now = uint64_t(duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count()) - age_ms;
-    if (!secret.empty()) event.append(reinterpret_cast<const char*>(&now), sizeof now);
+    if (seq == 0) seq = ++last_test_seq;
+    if (!secret.empty())
+        for (const uint64_t v : {kTestBoot, seq, now}) event.append(reinterpret_cast<const char*>(&v), sizeof v);
     const std::string bytes = "printf '" + printf_escaped(event) + "'";
     const std::string sealed =
         secret.empty() ? bytes : "{ " + bytes + "; " + bytes + " | openssl dgst -sha256 -hmac '" + secret + "' -binary; }";
@@ -1208,12 +1216,17 @@ TEST_CASE("cluster: forged events published on Redis are dropped: a token change
     expect_kicked(alice, 3000);
     ChatClient again = online(n2, "alice", 4, 0, "real-token");
     CHECK(ping_pong(again));
+    // The same event published again (its run and number seen): dropped, no second kick.
+    CHECK(publish_event(redis, "lim:bus:{2}", token_event + "alice", kTestClusterSecret, "", 0, last_test_seq) == "1\n");
+    CHECK(n2.process().wait_stat("pipeline.cluster_events_rejected", 4, 2000) == 4);
+    CHECK(ping_pong(again));
+    CHECK(n2.log().find("seen already") != std::string::npos);
 
     // A genuine event that arrives 60 s late (a replay, or a node that fell
     // behind) is dropped; what it may have said is read again from Redis.
     const int64_t resyncs = n2.process().stat("pipeline.cluster_resyncs");
     CHECK(publish_event(redis, "lim:bus:{2}", token_event + "alice", kTestClusterSecret, "", 60000) == "1\n");
-    CHECK(n2.process().wait_stat("pipeline.cluster_events_rejected", 4, 2000) == 4);
+    CHECK(n2.process().wait_stat("pipeline.cluster_events_rejected", 5, 2000) == 5);
     CHECK(n2.process().wait_stat("pipeline.cluster_resyncs", resyncs + 1, 3000) == resyncs + 1);
     CHECK(ping_pong(again));  // not kicked by the late event
 }

@@ -88,43 +88,72 @@ TEST_CASE("cluster: a sealed event opens with the secret, within the age window 
     const std::string secret = "0123456789abcdef-cluster";
     const std::string event = std::string("T\x01\x00\x01", 4) + "alice";
     const uint64_t now = 1'800'000'000'000;
-    const std::string sealed = cluster::detail::seal(secret, event, now);
-    CHECK(sealed.size() == event.size() + 8 + 32);
+    const std::string sealed = cluster::detail::seal(secret, event, now, 0xb007, 42);
+    CHECK(sealed.size() == event.size() + 3 * 8 + 32);
     std::string_view opened;
+    cluster::detail::Origin origin;
     using cluster::detail::Unsealed;
 
     SUBCASE("verified") {
-        CHECK(cluster::detail::unseal(secret, sealed, now, 30000, opened) == Unsealed::Ok);
+        CHECK(cluster::detail::unseal(secret, sealed, now, 30000, opened, origin) == Unsealed::Ok);
         CHECK(opened == event);
-        CHECK(cluster::detail::unseal(secret, sealed, now + 30000, 30000, opened) == Unsealed::Ok);  // clocks a little apart
-        CHECK(cluster::detail::unseal(secret, sealed, now - 30000, 30000, opened) == Unsealed::Ok);
+        CHECK(origin.boot == 0xb007);
+        CHECK(origin.seq == 42);
+        CHECK(origin.sealed_ms == now);
+        CHECK(cluster::detail::unseal(secret, sealed, now + 30000, 30000, opened, origin) == Unsealed::Ok);  // clocks a little apart
+        CHECK(cluster::detail::unseal(secret, sealed, now - 30000, 30000, opened, origin) == Unsealed::Ok);
     }
-    SUBCASE("forged: another secret, an edited event, an edited time, a bare event") {
-        CHECK(cluster::detail::unseal("another secret!!", sealed, now, 30000, opened) == Unsealed::Forged);
-        for (size_t at : {size_t(0), size_t(4), event.size(), sealed.size() - 1}) {
+    SUBCASE("forged: another secret, an edited event, an edited boot, seq or time, a bare event") {
+        CHECK(cluster::detail::unseal("another secret!!", sealed, now, 30000, opened, origin) == Unsealed::Forged);
+        for (size_t at : {size_t(0), size_t(4), event.size(), event.size() + 8, event.size() + 16, sealed.size() - 1}) {
             std::string edited = sealed;
-            edited[at] ^= 0x01;  // a byte of the event, its time, its MAC
-            CHECK_MESSAGE(cluster::detail::unseal(secret, edited, now, 30000, opened) == Unsealed::Forged, at);
+            edited[at] ^= 0x01;  // a byte of the event, its boot, seq, time, its MAC
+            CHECK_MESSAGE(cluster::detail::unseal(secret, edited, now, 30000, opened, origin) == Unsealed::Forged, at);
         }
         // What an attacker without the secret publishes: the old, unsealed format.
-        CHECK(cluster::detail::unseal(secret, event + std::string(40, '\0'), now, 30000, opened) == Unsealed::Forged);
+        CHECK(cluster::detail::unseal(secret, event + std::string(56, '\0'), now, 30000, opened, origin) ==
+              Unsealed::Forged);
         // Another uid with the original seal.
         std::string other = sealed;
         other.replace(4, 5, "mallo");
-        CHECK(cluster::detail::unseal(secret, other, now, 30000, opened) == Unsealed::Forged);
+        CHECK(cluster::detail::unseal(secret, other, now, 30000, opened, origin) == Unsealed::Forged);
     }
-    SUBCASE("replayed: sealed longer ago than the window, or ahead of it") {
-        CHECK(cluster::detail::unseal(secret, sealed, now + 30001, 30000, opened) == Unsealed::Stale);
-        CHECK(cluster::detail::unseal(secret, sealed, now + 3'600'000, 30000, opened) == Unsealed::Stale);
-        CHECK(cluster::detail::unseal(secret, sealed, now - 30001, 30000, opened) == Unsealed::Stale);
+    SUBCASE("late: sealed longer ago than the window, or ahead of it") {
+        CHECK(cluster::detail::unseal(secret, sealed, now + 30001, 30000, opened, origin) == Unsealed::Stale);
+        CHECK(cluster::detail::unseal(secret, sealed, now + 3'600'000, 30000, opened, origin) == Unsealed::Stale);
+        CHECK(cluster::detail::unseal(secret, sealed, now - 30001, 30000, opened, origin) == Unsealed::Stale);
     }
     SUBCASE("truncated: any cut is refused, an empty one too") {
         for (size_t keep = 0; keep < sealed.size(); ++keep)
-            CHECK_MESSAGE(cluster::detail::unseal(secret, std::string_view(sealed).substr(0, keep), now, 30000, opened) ==
-                              Unsealed::Forged,
+            CHECK_MESSAGE(cluster::detail::unseal(secret, std::string_view(sealed).substr(0, keep), now, 30000, opened,
+                                                  origin) == Unsealed::Forged,
                           keep);
         // Sealed empty: too short to be an event even with a valid MAC.
-        CHECK(cluster::detail::unseal(secret, cluster::detail::seal(secret, "", now), now, 30000, opened) ==
+        CHECK(cluster::detail::unseal(secret, cluster::detail::seal(secret, "", now, 1, 1), now, 30000, opened, origin) ==
               Unsealed::Forged);
     }
+}
+
+TEST_CASE("cluster: the replay guard takes each event of a node once, a little out of order, and a new run") {
+    using cluster::detail::Origin;
+    cluster::detail::ReplayGuard guard;
+    const uint64_t t = 1'800'000'000'000;
+    CHECK(guard.fresh(1, Origin{7, 1, t}));
+    CHECK_FALSE(guard.fresh(1, Origin{7, 1, t}));  // published again
+    CHECK(guard.fresh(2, Origin{9, 1, t}));        // another node's own numbers
+    CHECK(guard.fresh(1, Origin{7, 3, t}));
+    CHECK(guard.fresh(1, Origin{7, 2, t}));  // late, not seen: taken
+    CHECK_FALSE(guard.fresh(1, Origin{7, 2, t}));
+    CHECK_FALSE(guard.fresh(1, Origin{7, 3, t}));
+    CHECK(guard.fresh(1, Origin{7, 100, t + 5}));
+    CHECK_FALSE(guard.fresh(1, Origin{7, 36, t}));  // 64 or more behind: cannot tell, dropped
+    CHECK(guard.fresh(1, Origin{7, 37, t}));
+    // The node restarts: a new run, sealed later, starts its numbers again.
+    CHECK(guard.fresh(1, Origin{8, 1, t + 1000}));
+    CHECK(guard.fresh(1, Origin{8, 2, t + 1001}));
+    // A copy of the earlier run's event (still within the age window) is not.
+    CHECK_FALSE(guard.fresh(1, Origin{7, 101, t + 6}));
+    // A run whose clock is behind the last one's newest event: heard once it passes it.
+    CHECK_FALSE(guard.fresh(1, Origin{5, 1, t + 900}));
+    CHECK(guard.fresh(1, Origin{5, 2, t + 1002}));
 }

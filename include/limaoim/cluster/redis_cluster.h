@@ -10,11 +10,13 @@
 //   node encrypts each RECV with its own session's key, and RECVACK and
 //   retries stay there.
 // - Trust: whoever can PUBLISH on the Redis could speak for a node, so each
-//   event is sealed: the time it was sent and an HMAC-SHA256 with the
-//   cluster secret follow it. Events with a bad MAC, or sent more than
-//   max_event_age_ms ago (a replay) or ahead, are dropped and counted. A
-//   token change says only "(uid, device) changed": the receiving node
-//   reads the token from the store, never from the event.
+//   event is sealed: the sending run's random boot id, its sequence number
+//   in that run, the time it was sent and an HMAC-SHA256 with the cluster
+//   secret follow it. Events with a bad MAC, sent more than
+//   max_event_age_ms ago or ahead, or seen already (detail::ReplayGuard)
+//   are dropped and counted. A token change says only "(uid, device)
+//   changed": the receiving node reads the token from the store, never
+//   from the event.
 // - Presence: HASH `lim:pres:{UID}`, field = device flag byte, value = node
 //   id: written at login, removed at logout only while it still names this
 //   node. Entries of nodes no longer registered are ignored and removed by
@@ -35,6 +37,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "limaoim/im/cluster.h"
@@ -56,6 +59,40 @@ struct Options {
     // reconnection (durability group or sync promises it).
     bool check_fsync = false;
 };
+
+namespace detail {
+
+// Who sealed an event: the sending run (a random id) and the event's number in it.
+struct Origin {
+    uint64_t boot = 0;
+    uint64_t seq = 0;
+    uint64_t sealed_ms = 0;  // the unix time it was sealed
+};
+
+// The events of each sending node seen so far, so a copy published again
+// within the age window (by whoever can PUBLISH and captured one) is
+// dropped. Per node: its current run, the highest sequence number and a
+// window of the 64 below it (a node's events may arrive a little out of
+// order: it seals on more than one thread). A new run is taken when its
+// event was sealed after the current run's newest (a node whose clock stepped
+// back across a restart is heard again once its clock passes that, within
+// the age window since the newest was accepted). One thread; a few dozen
+// bytes per node id that sent an authentic event.
+class ReplayGuard {
+public:
+    // True the first time (node, origin) is seen; origin is unsealed, in the age window.
+    bool fresh(uint16_t node, const Origin& origin);
+
+private:
+    struct Sender {
+        uint64_t boot = 0;
+        uint64_t highest = 0;
+        uint64_t window = 0;     // bit i: highest - i was seen
+        uint64_t newest_ms = 0;  // the latest seal time of this run
+    };
+    std::unordered_map<uint16_t, Sender> senders_;
+};
+}  // namespace detail
 
 class RedisCluster final : public im::Cluster {
 public:
@@ -115,7 +152,9 @@ private:
     bool refresh_registry(redis::Client& client, std::string& error);
     bool send_batch(redis::Client& client, std::deque<Outgoing>& batch, std::string& error);
     void check_fsync(redis::Client& client, bool say);
-    void receive(std::string_view sealed);
+    void receive(std::string_view sealed_event);
+    // `event` sealed with this run's boot id and its next sequence number.
+    std::string sealed(std::string_view event);
     void dispatch(std::string_view event);
     void reload_token(std::string_view uid, uint8_t device_flag);
     std::vector<uint32_t> live_nodes() const;
@@ -125,6 +164,8 @@ private:
     im::ClusterListener& listener_;
     stats::PipelineBlock& stats_;
     std::string boot_token_;  // this run's value of its registry key
+    uint64_t boot_id_ = 0;    // random per run: its events' sequence numbers start again at 1
+    std::atomic<uint64_t> next_seq_{1};
     std::string master_address_;
 
     std::mutex queue_mutex_;
@@ -151,6 +192,7 @@ private:
     // behind, or its clock is apart): what it said may be missing here, so
     // the caches are read again once the subscription is caught up.
     bool stale_events_seen_ = false;
+    detail::ReplayGuard replay_guard_;  // the receiving thread's
     int64_t last_stale_resync_ms_ = -kStaleResyncIntervalMs;
     static constexpr int64_t kStaleResyncIntervalMs = 10000;
     // Bumped by the receiving thread at each subscription; the sending
@@ -169,14 +211,15 @@ namespace detail {
 std::string encode_message(uint32_t from_node, const im::FanoutItem& item);
 bool decode_message(std::string_view event, im::FanoutItem& out);
 
-// An event as published: `event`, the unix time it was sealed (u64 ms) and
-// HMAC-SHA256(secret, event + time).
-std::string seal(std::string_view secret, std::string_view event, uint64_t now_ms);
+// An event as published: `event`, then origin.boot, origin.seq and the unix
+// time it was sealed (u64 ms each) and HMAC-SHA256(secret, all of those).
+std::string seal(std::string_view secret, std::string_view event, uint64_t now_ms, uint64_t boot, uint64_t seq);
 enum class Unsealed { Ok, Forged, Stale };
 // Forged: too short, or the MAC does not match; Stale: sealed more than
-// `max_age_ms` before `now_ms` or after it. `event` is set when Ok.
+// `max_age_ms` before `now_ms` or after it. `event` and `origin` are set when Ok.
 Unsealed unseal(std::string_view secret, std::string_view sealed, uint64_t now_ms, uint32_t max_age_ms,
-                std::string_view& event);
+                std::string_view& event, Origin& origin);
+
 }  // namespace detail
 
 }  // namespace limaoim::cluster

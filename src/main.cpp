@@ -458,6 +458,16 @@ int run(const Config& config) {
         options.check_fsync = config.durability != "none";
         nodes = std::make_unique<cluster::RedisCluster>(options, core, segment.pipeline());
         core.set_cluster(nodes.get());
+        // The webhook sender's thread ends (webhook_sender->stop()) before
+        // `nodes` is destroyed; online_elsewhere works after nodes->stop() too.
+        if (webhook_sender)
+            webhook_sender->set_presence_filter([cluster = nodes.get()](std::vector<std::string>& uids) {
+                std::vector<std::string> elsewhere;
+                cluster->online_elsewhere(uids, elsewhere);
+                std::erase_if(uids, [&elsewhere](const std::string& uid) {
+                    return std::find(elsewhere.begin(), elsewhere.end(), uid) != elsewhere.end();
+                });
+            });
         shared.auth.tokens_current = &nodes->connected();
     }
     if (!core.start(error) || (nodes && !nodes->start(error)) || (nodes && !durable_enough(config, *nodes, error))) {

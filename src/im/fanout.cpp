@@ -157,19 +157,9 @@ void Fanout::deliver(FanoutItem& item) {
     }
     // A message stored here goes on to the other nodes; one stored
     // elsewhere was told to them (and to the business server) by its node.
-    if (cluster_ && !item.remote) {
-        cluster_->message_stored(item);
-        if (!offline_.empty()) {
-            // msg.offline is for users with no session on any node: Redis's
-            // presence says which have one elsewhere (if it cannot be asked,
-            // they count as offline: one push too many, never one missing).
-            online_elsewhere_.clear();
-            cluster_->online_elsewhere(offline_, online_elsewhere_);
-            std::erase_if(offline_, [this](const std::string& uid) {
-                return std::find(online_elsewhere_.begin(), online_elsewhere_.end(), uid) != online_elsewhere_.end();
-            });
-        }
-    }
+    // (Which of offline_ have a session on another node is asked by the
+    // webhook sender, on its own thread: Events::offline_message.)
+    if (cluster_ && !item.remote) cluster_->message_stored(item);
     if (!offline_.empty()) {
         const std::span<const uint8_t> bytes = item.message.bytes();
         events_->offline_message(std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()),

@@ -301,6 +301,32 @@ TEST_CASE("msg.offline: MessageResp plus to_uids, one attempt, bounded") {
     }
 }
 
+TEST_CASE("msg.offline: in a cluster the presence filter drops users online elsewhere, on the sender's thread") {
+    HttpReceiver receiver;
+    NotifyStore store;
+    stats::PipelineBlock stats{};
+    webhook::Sender sender(receiver.url(), fast(), store, stats);
+    std::atomic<int> asked{0};
+    std::atomic<bool> off_this_thread{false};
+    const std::thread::id test_thread = std::this_thread::get_id();
+    sender.set_presence_filter([&](std::vector<std::string>& uids) {
+        if (std::this_thread::get_id() != test_thread) off_this_thread = true;
+        ++asked;
+        std::erase(uids, std::string("carol"));  // carol has a session on another node
+        std::erase(uids, std::string("dave"));
+    });
+    const std::vector<uint8_t> bytes = encoded(1724551110972149765, "alice", "bob", im::kPersonChannel, "hi");
+    const std::string_view message(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+    sender.offline_message(message, {"dave"});  // online elsewhere: no call at all
+    sender.offline_message(message, {"bob", "carol"});
+    REQUIRE(receiver.wait_count(1, 2s));
+    CHECK(nlohmann::json::parse(receiver.requests()[0].body)["to_uids"] == nlohmann::json::array({"bob"}));
+    std::this_thread::sleep_for(100ms);
+    CHECK(receiver.count() == 1);
+    CHECK(asked == 2);
+    CHECK(off_this_thread);
+}
+
 TEST_CASE("msg.notify: read from the store, posted as MessageResp arrays, deleted after 200") {
     HttpReceiver receiver;
     NotifyStore store;

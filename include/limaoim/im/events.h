@@ -25,8 +25,10 @@ public:
     virtual void online_status(std::string_view uid, uint8_t device_flag, bool online) = 0;
 
     // msg.offline (§12.3): `message` (im/message.h encoding, id and seq
-    // set) reached none of `to_uids`' sessions. The fan-out thread; one
-    // attempt; over the bound dropped and counted.
+    // set) reached none of `to_uids`' sessions on this node (in a cluster
+    // the implementation asks which have one elsewhere, off the fan-out
+    // thread). The fan-out thread; one attempt; over the bound dropped and
+    // counted.
     virtual void offline_message(std::string_view message, std::vector<std::string>&& to_uids) = 0;
 
     // msg.notify (§12.4) is a durable queue the committer fills in its own

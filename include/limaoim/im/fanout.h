@@ -120,7 +120,6 @@ private:
     std::vector<DirectoryEntry> sessions_;
     std::vector<std::string> receivers_;
     std::vector<std::string> offline_;
-    std::vector<std::string> online_elsewhere_;
     std::unordered_map<std::string_view, uint32_t> queue_seq_of_;  // the item's SyncOnce queue seqs by uid
     int64_t last_no_receivers_log_ms_ = 0;
 };

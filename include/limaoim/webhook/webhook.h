@@ -55,6 +55,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <limits>
 #include <memory>
 #include <mutex>
@@ -113,6 +114,14 @@ public:
     // Idempotent; see above. Any thread but the sender's.
     void stop();
 
+    // In a cluster: removes from `uids` those with a session on another
+    // node (msg.offline is for users with none anywhere). Called on the
+    // sender thread before each msg.offline, so its Redis round trip holds
+    // up no fan-out. Set before messages flow; it must stay callable until
+    // stop() returns.
+    using PresenceFilter = std::function<void(std::vector<std::string>& uids)>;
+    void set_presence_filter(PresenceFilter filter);
+
     // Figures so far, any thread (the stats segment has them too, as
     // published by the sender thread).
     uint64_t notify_queue_size() const { return notify_count_.load(std::memory_order_relaxed); }
@@ -160,6 +169,7 @@ private:
     std::deque<std::string> online_queue_;    // "uid-flag-status"
     std::deque<Offline> offline_queue_;
     size_t offline_queue_bytes_ = 0;  // what offline_queue_ holds, by Offline::bytes
+    PresenceFilter presence_filter_;  // under mutex_; empty: a single node
     std::atomic<size_t> online_queued_{0};    // online_queue_.size(), for the gauge
     std::atomic<bool> wake_pending_{false};   // a curl_multi_wakeup the sender has not seen yet
     std::atomic<bool> stopping_{false};

@@ -108,6 +108,8 @@ start_server() {
 stop_server() {
   sleep "$settle"
   echo "# server VmRSS: $(awk '/^VmRSS/ {print $2, $3}' "/proc/$pid/status")  VmHWM: $(awk '/^VmHWM/ {print $2, $3}' "/proc/$pid/status")"
+  # utime + stime since its start (warm-up included): divide by messages_stored_total below.
+  echo "# server CPU: $(awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / hz}' "/proc/$pid/stat") s"
   echo "# data dir: $(du -sk "$data" | cut -f1) kB allocated, $(du -sk --apparent-size "$data" | cut -f1) kB apparent"
   curl -s --max-time 5 "http://127.0.0.1:$http/metrics" | grep -E '^limaoim_(webhook|messages_stored_total|commits_total|offline_receivers_total)' | sed 's/^/# metrics: /' || true
   local t0 t1

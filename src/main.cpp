@@ -322,6 +322,10 @@ int run(const Config& config) {
         return 1;
     }
     for (const TokenEntry& t : config.tokens) tokens.set(t.uid, t.device_flag, t.token);
+    // The other nodes (set below, before the HTTP API listens). Declared
+    // before the webhook sender, whose thread may still ask them for
+    // presence until it is destroyed.
+    std::unique_ptr<cluster::RedisCluster> nodes;
     // The business server: webhooks (§12) and the datasource (§13), each only when configured.
     std::unique_ptr<webhook::Sender> webhook_sender;
     if (!config.webhook.empty()) {
@@ -344,8 +348,6 @@ int run(const Config& config) {
     }
     // The webhook's view for GET /health; null without a webhook.
     const im::Events* events = webhook_sender.get();
-    // The other nodes (set below, before the HTTP API listens).
-    std::unique_ptr<cluster::RedisCluster> nodes;
     // Durability group and sync promise a SENDACK survives a crash: with
     // Redis, only appendfsync always on the master keeps that promise.
     const bool fsync_checked = config.durability != "none" && !config.redis_durability_unchecked;
@@ -458,16 +460,25 @@ int run(const Config& config) {
         options.check_fsync = config.durability != "none";
         nodes = std::make_unique<cluster::RedisCluster>(options, core, segment.pipeline());
         core.set_cluster(nodes.get());
-        // The webhook sender's thread ends (webhook_sender->stop()) before
-        // `nodes` is destroyed; online_elsewhere works after nodes->stop() too.
+        // online_elsewhere works after nodes->stop() too (the sender stops last).
+        // After a failed round trip presence is not asked for a second
+        // (everyone counts as offline): Redis away costs the sender one
+        // timeout per second, not one per message.
         if (webhook_sender)
-            webhook_sender->set_presence_filter([cluster = nodes.get()](std::vector<std::string>& uids) {
-                std::vector<std::string> elsewhere;
-                cluster->online_elsewhere(uids, elsewhere);
-                std::erase_if(uids, [&elsewhere](const std::string& uid) {
-                    return std::find(elsewhere.begin(), elsewhere.end(), uid) != elsewhere.end();
+            webhook_sender->set_presence_filter(
+                [cluster = nodes.get(), skip_until = std::chrono::steady_clock::time_point{}](
+                    std::vector<std::string>& uids) mutable {
+                    const auto now = std::chrono::steady_clock::now();
+                    if (now < skip_until) return;
+                    std::vector<std::string> elsewhere;
+                    if (!cluster->online_elsewhere(uids, elsewhere)) {
+                        skip_until = now + std::chrono::seconds(1);
+                        return;
+                    }
+                    std::erase_if(uids, [&elsewhere](const std::string& uid) {
+                        return std::find(elsewhere.begin(), elsewhere.end(), uid) != elsewhere.end();
+                    });
                 });
-            });
         shared.auth.tokens_current = &nodes->connected();
     }
     if (!core.start(error) || (nodes && !nodes->start(error)) || (nodes && !durable_enough(config, *nodes, error))) {

@@ -194,7 +194,12 @@ Unsealed unseal(std::string_view secret, std::string_view sealed, uint64_t now_m
 }
 
 bool ReplayGuard::fresh(uint16_t node, const Origin& origin) {
-    Sender& s = senders_[node];
+    auto [it, first] = senders_.try_emplace(node);
+    Sender& s = it->second;
+    if (first && origin.sealed_ms < not_before_ms_) {
+        senders_.erase(it);
+        return false;  // sealed before this node listened: maybe a recorded copy
+    }
     if (origin.boot != s.boot) {
         if (origin.sealed_ms <= s.newest_ms) return false;  // a copy from an earlier run
         s = Sender{origin.boot, origin.seq, 1, origin.sealed_ms};
@@ -574,6 +579,7 @@ void RedisCluster::receive_loop() {
                 listener_.on_resync();
                 stats_.cluster_resyncs.add();
             }
+            if (!ever_subscribed) replay_guard_.listening_since(unix_ms());
             ever_subscribed = true;
             receiver_ok_ = true;
             // Connected before a token event needs it: a token set through
@@ -634,6 +640,9 @@ void RedisCluster::receive(std::string_view sealed_event) {
         if (event.size() >= 3) std::memcpy(&from, event.data() + 1, sizeof(from));
         if (replay_guard_.fresh(from, origin)) return dispatch(event);
         stats_.cluster_events_rejected.add();
+        // A copy published again, or a genuine event taken for one (a node
+        // whose clock stepped back): what it said is read again.
+        stale_events_seen_ = true;
         static thread_local int64_t last_replay_said_ms = -10000;
         if (const int64_t t = steady_ms(); t - last_replay_said_ms >= 10000) {
             last_replay_said_ms = t;

@@ -253,7 +253,10 @@ bool Gateway::handle_send(ConnRef conn, Session& s, const proto::SendPacket& sen
     request.client_seq = send.client_seq;
     request.origin = id_of(conn);
     request.route = {&loop_, kSendResult};
-    const bool request_resolves = check == im::SendCheck::Resolve;
+    // Behind SENDs still waiting for the datasource on this channel, even
+    // when the cache can judge this one: a sender's SENDs stay in order.
+    const bool request_resolves = check == im::SendCheck::Resolve ||
+                                  (check == im::SendCheck::Allowed && core.resolving(send.channel_type, send.channel_id));
     request.resolve = request_resolves;
     // The message's one allocation: these bytes are stored, and shared by
     // every delivery envelope.
@@ -382,14 +385,14 @@ bool Gateway::handle_recvack(ConnRef conn, Session& s, const proto::RecvackPacke
 }
 
 void Gateway::submit_cursor_advances() {
-    for (auto& [uid, seq] : pending_cursors_) {
+    // One refused (the committer is busy) stays for the next iteration.
+    std::erase_if(pending_cursors_, [this](const auto& entry) {
         im::CommitRequest request;
         request.kind = im::CommitRequest::Kind::CursorAdvance;
-        request.uid = uid;
-        request.cursor = seq;
-        shared_.core->committer().submit(std::move(request));  // refused when busy: the next ack moves it
-    }
-    pending_cursors_.clear();
+        request.uid = entry.first;
+        request.cursor = entry.second;
+        return shared_.core->committer().submit(std::move(request));
+    });
 }
 
 // Every --retry-scan-ms: RECVs past --msg-timeout go again, to the same

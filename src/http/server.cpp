@@ -148,6 +148,7 @@ int RequestParser::on_message_begin(http_parser* parser) {
     self.request_.query.clear();
     self.request_.body.clear();
     self.request_.authorization.clear();
+    self.authorized_ = false;
     self.request_.origin.clear();
     self.request_.host.clear();
     self.url_.clear();
@@ -226,6 +227,7 @@ int RequestParser::on_headers_complete(http_parser* parser) {
             self.refused_ = true;
             return -1;  // 1 and 2 mean "no body" / "upgrade" to http_parser: any other value fails
         }
+        self.authorized_ = self.gate_->authorized(self.request_.authorization);
     }
     // Refused before a byte of the body is read (content_length is ULLONG_MAX
     // without the header; a chunked body is counted in on_body).
@@ -305,6 +307,8 @@ net::DataResult Server::on_data(ConnRef conn, std::span<const uint8_t> bytes) {
         const RequestParser::Result r = c->parser.feed(bytes.subspan(offset));
         switch (r.status) {
         case RequestParser::Status::NeedMore:
+            // Proved at the end of the headers, before its body (which may be long coming).
+            if (c->parser.authorized()) c->screened = true;
             if (c->parser.take_continue_expected()) io_.send(conn, as_bytes(kContinue));
             return {bytes.size(), 0};
         case RequestParser::Status::BadRequest:
@@ -320,7 +324,7 @@ net::DataResult Server::on_data(ConnRef conn, std::span<const uint8_t> bytes) {
             break;
         }
         // Past the screen; with a secret, a public page's request proves nothing.
-        if (!c->screened) c->screened = api_.authorized(c->parser.request().authorization);
+        if (c->parser.authorized()) c->screened = true;
         offset += r.consumed;
         c->parser.take_continue_expected();  // the body came with the headers
         if (submit(conn, *c)) {

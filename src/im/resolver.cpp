@@ -44,6 +44,7 @@ bool Resolver::park(CommitRequest&& request) {
     auto [it, fresh] = channels_.try_emplace(key);
     Channel& channel = it->second;
     if (fresh) {
+        pending_channels_.store(channels_.size(), std::memory_order_relaxed);
         // Not asked about yet. (A channel a thread is asking about takes
         // what joins meanwhile with the rest, judged on the same answer.)
         channel.type = m->channel_type;
@@ -61,6 +62,7 @@ void Resolver::run() {
         std::string key;
         uint8_t type = 0;
         std::string id;
+        bool stopping = false;
         {
             std::unique_lock lock(mutex_);
             wake_.wait(lock, [this] { return stopping_ || !to_fetch_.empty(); });
@@ -70,28 +72,49 @@ void Resolver::run() {
             const Channel& channel = channels_.at(key);
             type = channel.type;
             id = channel.id;
+            stopping = stopping_;
         }
-        std::string error;
-        const bool fetched = refresh_(type, id, error);
-        if (!fetched) log::write(log::Level::Warn, "datasource", "%s (its SENDs get reason 0)", error.c_str());
-        std::vector<CommitRequest> requests;
-        {
-            std::lock_guard lock(mutex_);
-            auto it = channels_.find(key);
-            requests = std::move(it->second.parked);
-            channels_.erase(it);
-            parked_ -= requests.size();
-            if (!fetched) {
-                if (failed_until_.size() >= options_.max_failed) {
-                    const int64_t now = steady_ms();
-                    std::erase_if(failed_until_, [now](const auto& entry) { return entry.second <= now; });
+        // Stopping: what was not asked yet is refused without asking (a dead
+        // datasource would hold the stop one timeout per channel).
+        std::string error = "the server is stopping";
+        const bool fetched = !stopping && refresh_(type, id, error);
+        if (!fetched && !stopping)
+            log::write(log::Level::Warn, "datasource", "%s (its SENDs get reason 0)", error.c_str());
+        // The channel stays here until every SEND parked on it is handed
+        // back, those that come meanwhile too: a SEND the worker could judge
+        // once the cache has the channel is parked behind them while
+        // pending() says so, so a sender's SENDs reach the committer in order.
+        for (bool first = true;; first = false) {
+            std::vector<CommitRequest> requests;
+            {
+                std::lock_guard lock(mutex_);
+                auto it = channels_.find(key);
+                requests.swap(it->second.parked);
+                parked_ -= requests.size();
+                if (requests.empty()) {
+                    channels_.erase(it);
+                    pending_channels_.store(channels_.size(), std::memory_order_relaxed);
+                    break;
                 }
-                if (failed_until_.size() < options_.max_failed)
-                    failed_until_[key] = steady_ms() + int64_t(options_.retry_ms);
+                if (first && !fetched && !stopping) remember_failure(key);
             }
+            judge_all(requests, fetched);
         }
-        judge_all(requests, fetched);
     }
+}
+
+void Resolver::remember_failure(const std::string& key) {
+    const int64_t now = steady_ms();
+    if (failed_until_.size() >= options_.max_failed)
+        std::erase_if(failed_until_, [now](const auto& entry) { return entry.second <= now; });
+    if (failed_until_.size() < options_.max_failed) failed_until_[key] = now + int64_t(options_.retry_ms);
+}
+
+bool Resolver::pending(uint8_t type, std::string_view id) const {
+    if (pending_channels_.load(std::memory_order_relaxed) == 0) return false;
+    const std::string key = store::log_name(type, id);
+    std::lock_guard lock(mutex_);
+    return channels_.contains(key);
 }
 
 void Resolver::judge_all(std::vector<CommitRequest>& requests, bool fetched) {
@@ -119,6 +142,7 @@ void Resolver::stop() {
         for (auto& [key, channel] : channels_)
             for (CommitRequest& request : channel.parked) left.push_back(std::move(request));
         channels_.clear();
+        pending_channels_.store(0, std::memory_order_relaxed);
         to_fetch_.clear();
         parked_ = 0;
     }

@@ -381,9 +381,12 @@ void Worker::on_accept(const Completion& cqe) {
         reject(slot);
         return;
     }
-    const bool listener_full = l.options.max_open && l.open >= l.options.max_open && !l.options.handler->make_room();
-    if (listener_full || limits_.open_conns.fetch_add(1, std::memory_order_relaxed) >= limits_.max_conns) {
-        if (!listener_full) limits_.open_conns.fetch_sub(1, std::memory_order_relaxed);
+    // The server-wide count first: a connection refused anyway makes no room.
+    const bool server_full = limits_.open_conns.fetch_add(1, std::memory_order_relaxed) >= limits_.max_conns;
+    const bool listener_full =
+        !server_full && l.options.max_open && l.open >= l.options.max_open && !l.options.handler->make_room();
+    if (server_full || listener_full) {
+        limits_.open_conns.fetch_sub(1, std::memory_order_relaxed);
         stats_.accepted.add();
         stats_.rejected_capacity.add();
         stats_.closed[uint8_t(CloseReason::Rejected)].add();

@@ -318,26 +318,21 @@ void Sender::start_online(int64_t now) {
     }
 }
 
-void Sender::set_presence_filter(PresenceFilter filter) {
-    std::lock_guard lock(mutex_);
-    presence_filter_ = std::move(filter);
-}
+void Sender::set_presence_filter(PresenceFilter filter) { presence_filter_ = std::move(filter); }
 
 void Sender::start_offline() {
     while (offline_in_flight_ < std::max<size_t>(options_.offline_concurrency, 1)) {
         Offline item;
-        PresenceFilter filter;
         {
             std::lock_guard lock(mutex_);
             if (offline_queue_.empty()) return;
             item = std::move(offline_queue_.front());
             offline_queue_.pop_front();
             offline_queue_bytes_ -= item.bytes;
-            filter = presence_filter_;
         }
         // Redis's presence says who has a session elsewhere; if it cannot
         // be asked, they count as offline: one push too many, never one missing.
-        if (filter) filter(item.to_uids);
+        if (presence_filter_) presence_filter_(item.to_uids);
         if (item.to_uids.empty()) continue;
         std::optional<im::MessageView> message = im::decode(item.message);
         if (!message) {

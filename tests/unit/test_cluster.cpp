@@ -157,3 +157,18 @@ TEST_CASE("cluster: the replay guard takes each event of a node once, a little o
     CHECK_FALSE(guard.fresh(1, Origin{5, 1, t + 900}));
     CHECK(guard.fresh(1, Origin{5, 2, t + 1002}));
 }
+
+TEST_CASE("cluster: a node that just began listening takes no event of an unknown node sealed before it did") {
+    using cluster::detail::Origin;
+    using cluster::detail::ReplayGuard;
+    ReplayGuard guard;
+    const uint64_t t = 1'800'000'000'000;
+    guard.listening_since(t);
+    // Recorded before this node started: not taken, even in order.
+    CHECK_FALSE(guard.fresh(1, Origin{7, 1, t - ReplayGuard::kSkewMs - 1}));
+    CHECK_FALSE(guard.fresh(1, Origin{7, 2, t - 20000}));
+    // A clock a little behind is allowed for.
+    CHECK(guard.fresh(1, Origin{7, 3, t - ReplayGuard::kSkewMs + 1}));
+    CHECK(guard.fresh(1, Origin{7, 4, t + 10}));
+    CHECK(guard.fresh(2, Origin{9, 1, t + 5}));
+}

@@ -1230,11 +1230,18 @@ TEST_CASE("resolver: a SEND waiting for a hanging datasource holds up no other S
     CHECK(other->ok);
     CHECK_FALSE(finished(slow));
     CHECK(r.resolver->parked() == 1);
+    // Until it is handed back, the worker parks SENDs to that channel behind it.
+    CHECK(r.resolver->pending(kGroupChannel, "slow"));
+    CHECK_FALSE(r.resolver->pending(kGroupChannel, "other"));
+    CHECK_FALSE(r.resolver->pending(kPersonChannel, "slow"));
     r.datasource.release();
     slow->wait(std::chrono::seconds(5));
     CHECK(slow->ok);
     CHECK(r.store.log(kGroupChannel, "slow").size() == 1);
     CHECK(r.resolver->parked() == 0);
+    for (int i = 0; i < 200 && r.resolver->pending(kGroupChannel, "slow"); ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    CHECK_FALSE(r.resolver->pending(kGroupChannel, "slow"));
 }
 
 TEST_CASE("resolver: SENDs parked on one channel share one fetch, in order; a refusal is each one's answer") {

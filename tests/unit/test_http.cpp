@@ -903,10 +903,11 @@ TEST_CASE("serialize_response: status line, JSON headers, Connection by keep-ali
 TEST_CASE("http_close_reason_names: after the gateway's, one name per HttpClose") {
     const auto names = http::http_close_reason_names();
     CHECK(http::kFirstHttpCloseReason == net::kFirstHandlerCloseReason + 16);
-    REQUIRE(names.size() == 6);
+    REQUIRE(names.size() == 7);
     CHECK(std::string(names[uint8_t(http::HttpClose::BadRequest) - http::kFirstHttpCloseReason]) == "http_bad_request");
     CHECK(std::string(names[uint8_t(http::HttpClose::Done) - http::kFirstHttpCloseReason]) == "http_done");
     CHECK(std::string(names[uint8_t(http::HttpClose::Refused) - http::kFirstHttpCloseReason]) == "http_refused");
+    CHECK(std::string(names[uint8_t(http::HttpClose::Evicted) - http::kFirstHttpCloseReason]) == "http_evicted");
     CHECK(http::kFirstHttpCloseReason + names.size() <= net::kMaxCloseReasons);
 }
 

@@ -76,10 +76,16 @@ struct Origin {
 // order: it seals on more than one thread). A new run is taken when its
 // event was sealed after the current run's newest (a node whose clock stepped
 // back across a restart is heard again once its clock passes that, within
-// the age window since the newest was accepted). One thread; a few dozen
-// bytes per node id that sent an authentic event.
+// the age window since the newest was accepted). A node not heard from yet
+// is taken only with an event sealed after this one began listening (less
+// kSkewMs): a node that just started has no memory of what it saw before,
+// and copies recorded then would pass. One thread; a few dozen bytes per
+// node id that sent an authentic event.
 class ReplayGuard {
 public:
+    static constexpr uint64_t kSkewMs = 5000;  // how far behind a node's clock may be
+    // Called when this node first subscribes.
+    void listening_since(uint64_t unix_ms) { not_before_ms_ = unix_ms > kSkewMs ? unix_ms - kSkewMs : 0; }
     // True the first time (node, origin) is seen; origin is unsealed, in the age window.
     bool fresh(uint16_t node, const Origin& origin);
 
@@ -91,6 +97,7 @@ private:
         uint64_t newest_ms = 0;  // the latest seal time of this run
     };
     std::unordered_map<uint16_t, Sender> senders_;
+    uint64_t not_before_ms_ = 0;
 };
 }  // namespace detail
 

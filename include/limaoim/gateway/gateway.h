@@ -154,7 +154,8 @@ private:
     // CONNECTs over this iteration's budget, paused, oldest first.
     std::deque<net::ConnRef> deferred_handshakes_;
     // SyncOnce RECVACKs of this loop iteration: the highest seq per uid,
-    // submitted as one cursor advance each at its end, then emptied.
+    // submitted as one cursor advance each at its end (kept for the next
+    // iteration while the committer refuses it).
     std::unordered_map<std::string, uint32_t, im::StringHash, std::equal_to<>> pending_cursors_;
     uint32_t handshakes_left_ = 0;  // this iteration's budget
 };

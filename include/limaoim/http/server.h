@@ -96,6 +96,9 @@ public:
     // 100-continue" (curl does for bodies over 1 KiB): the caller answers
     // "100 Continue" so the client sends its body without waiting.
     bool take_continue_expected() { return std::exchange(continue_expected_, false); }
+    // The current request's headers passed the gate with the secret (when
+    // one is set): known at the end of its headers, before its body.
+    bool authorized() const { return authorized_; }
 
 private:
     enum class Header : uint8_t { Other, Authorization, Expect, Origin, Host };
@@ -120,6 +123,7 @@ private:
     bool in_header_value_ = false;
     bool too_large_ = false;
     bool refused_ = false;
+    bool authorized_ = false;
     bool complete_ = false;
     bool keep_alive_ = false;
     bool http10_ = false;

@@ -99,6 +99,8 @@ public:
     // (a person channel's 1; 0 for a channel not known yet).
     SendCheck check_send(std::string_view uid, uint8_t type, std::string_view id, uint32_t& receivers) const;
     const CoreOptions& options() const { return options_; }
+    // SENDs to (type, id) wait for the datasource (Resolver::pending).
+    bool resolving(uint8_t type, std::string_view id) const { return resolver_.pending(type, id); }
     // A session of (uid, device flag) logged in, or left while it still held
     // the pair: user.onlinestatus (§12.2) and the other nodes hear of it.
     void session_online(std::string_view uid, uint8_t device_flag, bool online, uint64_t login_ms);

@@ -8,13 +8,17 @@
 //                                                               │ every SEND parked on it
 //   committer queue ◄── the same requests, `judged`, in order ◄─┘
 //
-// A channel whose fetch failed answers its SENDs reason 0 without asking
-// again for ResolverOptions::retry_ms (a dead datasource costs one timeout
+// A SEND to a channel with SENDs parked (pending()) is parked behind them even
+// when the worker could judge it, and a channel stays parked until all of
+// its SENDs are handed back, so one sender's SENDs reach the committer in
+// the order they were sent. A channel whose fetch failed answers its SENDs
+// reason 0 without asking again for ResolverOptions::retry_ms (a dead datasource costs one timeout
 // per channel per retry period). Memory: at most max_parked requests (each
 // session has at most --max-sends-in-flight of them) and max_failed
 // remembered failures; past max_parked a SEND is refused (reason 0) at once.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -64,6 +68,11 @@ public:
     void stop();
 
     size_t parked() const;
+    // Any thread: SENDs to (type, id) are parked or being handed back. A
+    // SEND to it that the worker could judge itself is parked all the same,
+    // behind them (the same sender's SENDs stay in order). No lock while
+    // nothing is parked anywhere.
+    bool pending(uint8_t type, std::string_view id) const;
 
 private:
     struct Channel {
@@ -73,6 +82,7 @@ private:
     };
 
     void run();
+    void remember_failure(const std::string& key);  // under mutex_
     // Hands `requests` back judged: `fetched` false means reason 0 for all.
     void judge_all(std::vector<CommitRequest>& requests, bool fetched);
 
@@ -87,6 +97,7 @@ private:
     std::deque<std::string> to_fetch_;                   // keys of channels_ no thread has taken yet
     std::unordered_map<std::string, int64_t> failed_until_;  // by log name, steady ms
     size_t parked_ = 0;
+    std::atomic<size_t> pending_channels_{0};  // channels_.size(), read without the lock
     bool stopping_ = false;
     std::vector<std::thread> threads_;
 };

@@ -117,8 +117,9 @@ public:
     // In a cluster: removes from `uids` those with a session on another
     // node (msg.offline is for users with none anywhere). Called on the
     // sender thread before each msg.offline, so its Redis round trip holds
-    // up no fan-out. Set before messages flow; it must stay callable until
-    // stop() returns.
+    // up no fan-out (it should give up fast when Redis is away: the sender's
+    // other calls wait meanwhile). Set before messages flow, once; it must
+    // stay callable until stop() returns.
     using PresenceFilter = std::function<void(std::vector<std::string>& uids)>;
     void set_presence_filter(PresenceFilter filter);
 
@@ -169,7 +170,7 @@ private:
     std::deque<std::string> online_queue_;    // "uid-flag-status"
     std::deque<Offline> offline_queue_;
     size_t offline_queue_bytes_ = 0;  // what offline_queue_ holds, by Offline::bytes
-    PresenceFilter presence_filter_;  // under mutex_; empty: a single node
+    PresenceFilter presence_filter_;  // set before traffic; empty: a single node
     std::atomic<size_t> online_queued_{0};    // online_queue_.size(), for the gauge
     std::atomic<bool> wake_pending_{false};   // a curl_multi_wakeup the sender has not seen yet
     std::atomic<bool> stopping_{false};

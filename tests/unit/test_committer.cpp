@@ -930,14 +930,29 @@ TEST_CASE("committer: two committers on one shared store, one group: seqs gaples
     CHECK(node1.block.commit_failures.get() + node2.block.commit_failures.get() == 0);
 }
 
-TEST_CASE("committer: a SEND resent to another node after its first node stored it is answered, not stored twice") {
+namespace {
+
+// Two nodes on one shared store (as on Redis), started, each with group g = {a, b}.
+struct TwoNodes {
     FakeStore store;
-    store.shared_mode = true;
-    Rig node1(store), node2(store);
-    node1.start();
-    node2.start();
-    node1.add_group("g", {"a", "b"});
-    node2.add_group("g", {"a", "b"});
+    Rig node1{store};
+    Rig node2{store};
+    TwoNodes() {
+        store.shared_mode = true;
+        node1.start();
+        node2.start();
+        node1.add_group("g", {"a", "b"});
+        node2.add_group("g", {"a", "b"});
+    }
+};
+
+}  // namespace
+
+TEST_CASE("committer: a SEND resent to another node after its first node stored it is answered, not stored twice") {
+    TwoNodes nodes;
+    FakeStore& store = nodes.store;
+    Rig& node1 = nodes.node1;
+    Rig& node2 = nodes.node2;
     const Sent first = node1.send(group("a", "g", "hello", "cmn-moved"));
     REQUIRE(first.ok);
     // The client lost node 1 before its SENDACK and resent to node 2.
@@ -956,13 +971,10 @@ TEST_CASE("committer: a resend found in the store but not confirmed replicated g
     // Node 1's batch was written on the master but its WAIT fell short: the
     // record may vanish in a failover, so node 2 must not ack the resend from
     // it until the replicas have it.
-    FakeStore store;
-    store.shared_mode = true;
-    Rig node1(store), node2(store);
-    node1.start();
-    node2.start();
-    node1.add_group("g", {"a", "b"});
-    node2.add_group("g", {"a", "b"});
+    TwoNodes nodes;
+    FakeStore& store = nodes.store;
+    Rig& node1 = nodes.node1;
+    Rig& node2 = nodes.node2;
     store.unreplicated_commits = 1;
     const Sent first = node1.send(group("a", "g", "hello", "cmn-r"));
     CHECK_FALSE(first.ok);

@@ -24,6 +24,13 @@
 
 namespace limaoim::im {
 
+// Both limits let one second's worth through at once.
+inline constexpr int64_t kBurstNs = 1'000'000'000;
+
+// How long a sender whose theoretical arrival time is `ahead_ns` past the
+// burst should wait, in ms rounded up (0: none).
+inline int64_t owed_ms(int64_t ahead_ns) { return ahead_ns <= 0 ? 0 : (ahead_ns + 999'999) / 1'000'000; }
+
 class SendRateLimit {
 public:
     // 0: unlimited.
@@ -38,12 +45,10 @@ public:
         do {
             next = std::max(tat, now_ns) + interval_ns_;
         } while (!tat_ns_.compare_exchange_weak(tat, next, std::memory_order_relaxed));
-        const int64_t ahead = next - now_ns - kBurstNs;
-        return ahead <= 0 ? 0 : uint32_t((ahead + 999'999) / 1'000'000);
+        return uint32_t(owed_ms(next - now_ns - kBurstNs));
     }
 
 private:
-    static constexpr int64_t kBurstNs = 1'000'000'000;  // one second's worth at once
     const int64_t interval_ns_;
     std::atomic<int64_t> tat_ns_{0};
 };
@@ -72,8 +77,7 @@ public:
         auto it = tat_ns_.find(uid);
         if (it == tat_ns_.end()) it = tat_ns_.emplace(std::string(uid), now_ns).first;
         it->second = std::max(it->second, now_ns) + int64_t(units) * interval_ns_;
-        const int64_t ahead = it->second - now_ns - kBurstNs;
-        return ahead <= 0 ? 0 : uint32_t(std::min<int64_t>((ahead + 999'999) / 1'000'000, kMaxWaitMs));
+        return uint32_t(std::min<int64_t>(owed_ms(it->second - now_ns - kBurstNs), kMaxWaitMs));
     }
 
     static constexpr int64_t kMaxWaitMs = 5000;
@@ -84,7 +88,6 @@ public:
     size_t tracked() const { return tat_ns_.size(); }
 
 private:
-    static constexpr int64_t kBurstNs = 1'000'000'000;
     static constexpr size_t kMinSweep = 1024;
 
     // A sender whose arrival time has passed owes nothing: its entry says

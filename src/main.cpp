@@ -457,6 +457,7 @@ int run(const Config& config) {
         options.node_id = config.node_id;
         options.timeout_ms = config.redis_timeout_ms;
         options.secret = config.cluster_secret;
+        options.bus_max_events = config.redis_bus_max;
         options.check_fsync = config.durability != "none";
         nodes = std::make_unique<cluster::RedisCluster>(options, core, segment.pipeline());
         core.set_cluster(nodes.get());

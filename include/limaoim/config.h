@@ -61,6 +61,7 @@ struct Config {
     uint32_t redis_timeout_ms = 2000;  // Redis connect and command timeout
     uint32_t redis_wait_replicas = 0;  // WAIT for this many replicas after each commit
     uint32_t redis_log_max = 0;        // messages kept per channel log in Redis (0: all)
+    uint32_t redis_bus_max = 100000;   // events kept in each node's stream (docs/REDIS.md "Nodes")
     std::string redis_password_file;   // AUTH password, read at start (instead of the URL's)
     bool redis_durability_unchecked = false;  // start although Redis's appendfsync is weaker than durability
     std::string cluster_secret;        // HMAC key of the events between nodes; required with a Redis store

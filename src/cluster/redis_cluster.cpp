@@ -1,6 +1,5 @@
 #include "limaoim/cluster/redis_cluster.h"
 
-#include <poll.h>
 #include <pthread.h>
 #include <unistd.h>
 
@@ -28,11 +27,10 @@ constexpr char kChannel = 'C';
 constexpr char kSystemUids = 'S';
 constexpr char kUnreadSet = 'U';
 constexpr char kConversationRemoved = 'R';
-// On `lim:nodes`, which every node also subscribes to: a node registered or
-// left. The others need not wait for their next registry scan to include it.
+// A node registered (again) or left, sent to every other live node: they
+// need not wait for their next registry read to include it.
 constexpr char kJoined = 'J';
 constexpr char kLeft = 'X';
-constexpr const char* kNodesChannel = "lim:nodes";
 
 constexpr uint32_t kNullReceivers = 0xffffffff;
 
@@ -61,7 +59,7 @@ constexpr const char* kLeave =
 constexpr const char* kLiveNodesKey = "lim:nodes:live";
 
 std::string node_key(uint32_t node) { return "lim:node:{" + std::to_string(node) + "}"; }
-std::string bus_channel(uint32_t node) { return "lim:bus:{" + std::to_string(node) + "}"; }
+std::string bus_key(uint32_t node) { return "lim:bus:{" + std::to_string(node) + "}"; }
 std::string presence_key(std::string_view uid) {
     std::string key = "lim:pres:{";
     key.append(uid).push_back('}');
@@ -174,7 +172,7 @@ std::string seal(std::string_view secret, std::string_view event, uint64_t now_m
     return out;
 }
 
-Unsealed unseal(std::string_view secret, std::string_view sealed, uint64_t now_ms, uint32_t max_age_ms,
+Unsealed unseal(std::string_view secret, std::string_view sealed, uint64_t reference_ms, uint32_t max_age_ms,
                 std::string_view& event, Origin& origin) {
     if (sealed.size() < kSealSize + 1) return Unsealed::Forged;  // an event has a kind byte at least
     const std::string_view signed_bytes = sealed.substr(0, sealed.size() - kMacSize);
@@ -186,11 +184,18 @@ Unsealed unseal(std::string_view secret, std::string_view sealed, uint64_t now_m
     std::memcpy(&got.boot, tail, sizeof(uint64_t));
     std::memcpy(&got.seq, tail + sizeof(uint64_t), sizeof(uint64_t));
     std::memcpy(&got.sealed_ms, tail + 2 * sizeof(uint64_t), sizeof(uint64_t));
-    const uint64_t apart = got.sealed_ms > now_ms ? got.sealed_ms - now_ms : now_ms - got.sealed_ms;
+    const uint64_t apart =
+        got.sealed_ms > reference_ms ? got.sealed_ms - reference_ms : reference_ms - got.sealed_ms;
     if (apart > max_age_ms) return Unsealed::Stale;
     event = signed_bytes.substr(0, signed_bytes.size() - 3 * sizeof(uint64_t));
     origin = got;
     return Unsealed::Ok;
+}
+
+uint64_t stream_id_ms(std::string_view id) {
+    uint64_t ms = 0;
+    for (size_t i = 0; i < id.size() && id[i] >= '0' && id[i] <= '9'; ++i) ms = ms * 10 + uint64_t(id[i] - '0');
+    return ms;
 }
 
 bool ReplayGuard::fresh(uint16_t node, const Origin& origin) {
@@ -246,7 +251,8 @@ bool decode_message(std::string_view event, im::FanoutItem& out) {
 }  // namespace detail
 
 RedisCluster::RedisCluster(const Options& options, im::ClusterListener& listener, stats::PipelineBlock& stats)
-    : options_(options), listener_(listener), stats_(stats), token_reader_(options.url, options.timeout_ms) {
+    : options_(options), listener_(listener), stats_(stats), bus_max_(std::to_string(options.bus_max_events)),
+      token_reader_(options.url, options.timeout_ms) {
     uint8_t random[12];
     if (RAND_bytes(random, sizeof(random)) != 1) std::memcpy(random, &options_, std::min(sizeof(random), sizeof(options_)));
     char host[64] = "?";
@@ -287,9 +293,16 @@ bool RedisCluster::start(std::string& error) {
         }
         std::this_thread::sleep_for(std::chrono::milliseconds(200));
     }
+    // Where this run starts reading its stream: before the others can
+    // see this node live (refresh_registry), so nothing sent to it is
+    // skipped. What is older was sent to an earlier run of this id.
+    if (std::string e; !read_position(client, bus_, e)) {
+        error = "cluster: reading the stream " + bus_key(options_.node_id) + ": " + e;
+        return false;
+    }
+    replay_guard_.listening_since(unix_ms());
     if (!refresh_registry(client, error)) return false;
-    if (!client.command({"PUBLISH", kNodesChannel, sealed(event_head(kJoined, options_.node_id))},
-                        error)) {
+    if (!announce(client, kJoined, error)) {
         error = "cluster: announcing the node: " + error;
         return false;
     }
@@ -462,11 +475,37 @@ bool RedisCluster::refresh_registry(redis::Client& client, std::string& error) {
     scanned_ = subscriptions;
     // Registered again: the others may have dropped this node from their
     // lists meanwhile, and should not wait for their next refresh.
-    if (result == 2 &&
-        !client.command({"PUBLISH", kNodesChannel, sealed(event_head(kJoined, options_.node_id))},
-                        error))
-        return false;
+    if (result == 2 && !announce(client, kJoined, error)) return false;
     return true;
+}
+
+bool RedisCluster::append_event(redis::Client& client, const std::vector<uint32_t>& nodes,
+                                std::string_view sealed_event, size_t& appended, std::string& error) {
+    for (uint32_t node : nodes) {
+        if (node == options_.node_id) continue;
+        if (!client.append({"XADD", bus_key(node), "MAXLEN", "~", bus_max_, "*", "e", sealed_event}, error))
+            return false;
+        ++appended;
+    }
+    return true;
+}
+
+bool RedisCluster::read_replies(redis::Client& client, size_t count, std::string& error) {
+    for (size_t i = 0; i < count; ++i) {
+        redis::Reply r = client.read(error);
+        if (!r) return false;
+        if (r->type == REDIS_REPLY_ERROR) {
+            stats_.cluster_redis_errors.add_shared();
+            log::write(log::Level::Warn, "cluster", "Redis refused a command: %.*s", int(r->len), r->str);
+        }
+    }
+    return true;
+}
+
+bool RedisCluster::announce(redis::Client& client, char kind, std::string& error) {
+    size_t appended = 0;
+    return append_event(client, live_nodes(), sealed(event_head(kind, options_.node_id)), appended, error) &&
+           read_replies(client, appended, error);
 }
 
 bool RedisCluster::send_batch(redis::Client& client, std::deque<Outgoing>& batch, std::string& error) {
@@ -483,23 +522,10 @@ bool RedisCluster::send_batch(redis::Client& client, std::deque<Outgoing>& batch
             ++sent;
         }
         if (item.event.empty()) continue;
-        const std::string event = sealed(item.event);
-        for (uint32_t node : nodes) {
-            if (node == options_.node_id) continue;
-            if (!client.append({"PUBLISH", bus_channel(node), event}, error)) return false;
-            ++sent;
-        }
+        if (!append_event(client, nodes, sealed(item.event), sent, error)) return false;
         stats_.cluster_events_out.add();
     }
-    for (size_t i = 0; i < sent; ++i) {
-        redis::Reply r = client.read(error);
-        if (!r) return false;
-        if (r->type == REDIS_REPLY_ERROR) {
-            stats_.cluster_redis_errors.add_shared();
-            log::write(log::Level::Warn, "cluster", "Redis refused a command: %.*s", int(r->len), r->str);
-        }
-    }
-    return true;
+    return read_replies(client, sent, error);
 }
 
 void RedisCluster::send_loop() {
@@ -548,39 +574,91 @@ void RedisCluster::send_loop() {
         client.command({"EVAL", kLeave, "2", node_key(options_.node_id), kLiveNodesKey, boot_token_,
                         std::to_string(options_.node_id)},
                        error))
-        client.command({"PUBLISH", kNodesChannel, sealed(event_head(kLeft, options_.node_id))},
-                       error);
+        announce(client, kLeft, error);
 }
 
 // ---- the receiving thread ----
 
+bool RedisCluster::read_position(redis::Client& client, BusPosition& out, std::string& error) {
+    redis::Reply r = client.command({"XINFO", "STREAM", bus_key(options_.node_id)}, error);
+    out = BusPosition{};
+    // An error reply leaves the connection up: the stream does not exist
+    // (yet, or any more).
+    if (!r) return client.connected();
+    if (r->type != REDIS_REPLY_ARRAY) {
+        error = "unexpected reply to XINFO STREAM";
+        return false;
+    }
+    out.exists = true;
+    for (size_t i = 0; i + 1 < r->elements; i += 2) {
+        const std::string_view field(r->element[i]->str, r->element[i]->len);
+        const redisReply* value = r->element[i + 1];
+        if (value->type == REDIS_REPLY_INTEGER && field == "entries-added") out.entries_added = uint64_t(value->integer);
+        if (value->type == REDIS_REPLY_INTEGER && field == "length") out.length = uint64_t(value->integer);
+        if (value->type == REDIS_REPLY_STRING && field == "last-generated-id") out.last_id.assign(value->str, value->len);
+    }
+    // What this run has read is what Redis counts as added up to last_id.
+    out.entries_read = out.entries_added;
+    return true;
+}
+
+// After a reconnection: entries this node had not read yet may have been
+// trimmed meanwhile (more than bus_max_events sent while it was away).
+void RedisCluster::check_missed(const BusPosition& now) {
+    if (!now.exists) {
+        // Gone (a Redis that lost its data, or deleted by hand): whether
+        // events were in it cannot be told; what they said is read again.
+        if (bus_.last_id.empty()) return;  // there never was one
+        listener_.on_resync();
+        stats_.cluster_resyncs.add();
+        bus_.entries_read = 0;
+        return;
+    }
+    // Trimming deletes from the front: more deleted than this run has read
+    // (up to last_id) means unread ones went too. (Redis 7.0 does not
+    // record trimmed ids in max-deleted-entry-id; the counts it keeps.)
+    const uint64_t deleted = now.entries_added - std::min(now.length, now.entries_added);
+    if (deleted <= bus_.entries_read) return;
+    const uint64_t missed = deleted - bus_.entries_read;
+    stats_.cluster_events_missed.add(missed);
+    log::write(log::Level::Warn, "cluster",
+               "%llu events for this node were trimmed from its stream before it read them (more than "
+               "--redis-bus-max sent while it was away): caches read again, messages left to sync",
+               (unsigned long long)missed);
+    bus_.entries_read = deleted;
+    listener_.on_resync();
+    stats_.cluster_resyncs.add();
+}
+
 void RedisCluster::receive_loop() {
     redis::Client client(options_.url, options_.timeout_ms);
-    const std::string channel = bus_channel(options_.node_id);
-    bool ever_subscribed = false;
+    const std::string key = bus_key(options_.node_id);
+    // Named so that an operator (and the tests) can find it in CLIENT LIST.
+    const std::string name = "limaoim-bus-" + std::to_string(options_.node_id);
+    // Shorter than the command timeout, and short enough to see a stop.
+    const std::string block_ms = std::to_string(std::clamp<uint32_t>(options_.timeout_ms / 2, 1, 200));
+    constexpr size_t kReadCount = 64;
+    const std::string read_count = std::to_string(kReadCount);
+    bool ever_connected = false;
     while (!receiver_stop_) {
         std::string error;
         if (!client.connected()) {
-            redis::Reply r;
-            // Two channels, two confirmations: read() takes the second one
-            // with the events (not a "message": ignored).
-            if (client.connect(error)) r = client.command({"SUBSCRIBE", channel, kNodesChannel}, error);
-            if (!r) {
-                if (receiver_ok_) log::write(log::Level::Warn, "cluster", "not subscribed: %s", error.c_str());
+            BusPosition now;
+            // (A name refused, by an ACL, is no reason not to read.)
+            const bool ok = client.connect(error) &&
+                            (client.command({"CLIENT", "SETNAME", name}, error) || client.connected()) &&
+                            (!ever_connected || read_position(client, now, error));
+            if (!ok) {
+                if (receiver_ok_) log::write(log::Level::Warn, "cluster", "not reading the bus: %s", error.c_str());
                 receiver_ok_ = false;
                 update_connected();
                 client.disconnect();
                 std::this_thread::sleep_for(std::chrono::milliseconds(100));
                 continue;
             }
-            // What was sent while this node was not listening is gone:
-            // everything cached is read again (messages are left to sync).
-            if (ever_subscribed) {
-                listener_.on_resync();
-                stats_.cluster_resyncs.add();
-            }
-            if (!ever_subscribed) replay_guard_.listening_since(unix_ms());
-            ever_subscribed = true;
+            // What was sent meanwhile waits in the stream, unless trimmed.
+            if (ever_connected) check_missed(now);
+            ever_connected = true;
             receiver_ok_ = true;
             // Connected before a token event needs it: a token set through
             // another node is then usable here one round trip later.
@@ -594,29 +672,41 @@ void RedisCluster::receive_loop() {
             queue_wake_.notify_one();
             update_connected();
         }
-        if (!client.buffered()) {
-            pollfd p{client.fd(), POLLIN, 0};
-            const int n = poll(&p, 1, 200);
-            if (n == 0) continue;
-            if (n < 0 && errno == EINTR) continue;
-        }
-        redis::Reply r = client.read(error);
+        const std::string after = bus_.last_id.empty() ? "0-0" : bus_.last_id;
+        redis::Reply r =
+            client.command({"XREAD", "COUNT", read_count, "BLOCK", block_ms, "STREAMS", key, after}, error);
         if (!r) {
-            log::write(log::Level::Warn, "cluster", "subscriber connection lost: %s", error.c_str());
+            log::write(log::Level::Warn, "cluster", "bus connection lost: %s", error.c_str());
             receiver_ok_ = false;
             update_connected();
             client.disconnect();
             continue;
         }
-        // ["message", channel, payload]
-        if (r->type == REDIS_REPLY_ARRAY && r->elements == 3 && r->element[2]->type == REDIS_REPLY_STRING &&
-            std::string_view(r->element[0]->str, r->element[0]->len) == "message") {
-            stats_.cluster_events_in.add();
-            receive(std::string_view(r->element[2]->str, r->element[2]->len));
+        // [[key, [[id, [field, value]], ...]]]; nil when nothing came within the block time.
+        size_t entries_read = 0;
+        if (r->type == REDIS_REPLY_ARRAY && r->elements == 1 && r->element[0]->type == REDIS_REPLY_ARRAY &&
+            r->element[0]->elements == 2 && r->element[0]->element[1]->type == REDIS_REPLY_ARRAY) {
+            const redisReply* entries = r->element[0]->element[1];
+            for (size_t i = 0; i < entries->elements; ++i) {
+                const redisReply* entry = entries->element[i];
+                if (entry->type != REDIS_REPLY_ARRAY || entry->elements != 2 || entry->element[0]->type != REDIS_REPLY_STRING)
+                    continue;
+                bus_.last_id.assign(entry->element[0]->str, entry->element[0]->len);
+                ++bus_.entries_read;
+                ++entries_read;
+                const redisReply* fields = entry->element[1];
+                if (fields->type != REDIS_REPLY_ARRAY || fields->elements != 2 || fields->element[1]->type != REDIS_REPLY_STRING)
+                    continue;
+                stats_.cluster_events_in.add();
+                receive(std::string_view(fields->element[1]->str, fields->element[1]->len),
+                        detail::stream_id_ms(bus_.last_id));
+            }
         }
         // A dropped late event may have been a token or channel change:
-        // read the caches again (at most every 10 s; messages are left to sync).
-        if (stale_events_seen_ && !client.buffered() && steady_ms() - last_stale_resync_ms_ >= kStaleResyncIntervalMs) {
+        // read the caches again once caught up (at most every 10 s;
+        // messages are left to sync).
+        if (stale_events_seen_ && entries_read < kReadCount &&
+            steady_ms() - last_stale_resync_ms_ >= kStaleResyncIntervalMs) {
             stale_events_seen_ = false;
             last_stale_resync_ms_ = steady_ms();
             listener_.on_resync();
@@ -629,11 +719,11 @@ std::string RedisCluster::sealed(std::string_view event) {
     return detail::seal(options_.secret, event, unix_ms(), boot_id_, next_seq_.fetch_add(1, std::memory_order_relaxed));
 }
 
-void RedisCluster::receive(std::string_view sealed_event) {
+void RedisCluster::receive(std::string_view sealed_event, uint64_t added_ms) {
     std::string_view event;
     detail::Origin origin;
-    const uint64_t now = unix_ms();
-    detail::Unsealed verdict = detail::unseal(options_.secret, sealed_event, now, options_.max_event_age_ms, event, origin);
+    detail::Unsealed verdict =
+        detail::unseal(options_.secret, sealed_event, added_ms, options_.max_event_age_ms, event, origin);
     if (verdict == detail::Unsealed::Ok) {
         // Authentic: the sending node's id (after the kind byte) is its own.
         uint16_t from = 0;

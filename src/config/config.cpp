@@ -330,6 +330,9 @@ const std::vector<Option>& options() {
                &Config::redis_wait_replicas, 0, 64),
         number("redis_log_max", "messages kept per channel in Redis, the oldest trimmed first (0: all)",
                &Config::redis_log_max, 0, 4000000000u),
+        number("redis_bus_max", "events kept in each node's stream in Redis for a node that falls behind or "
+                                "reconnects; past it the oldest are trimmed (counted as missed by that node)",
+               &Config::redis_bus_max, 100, 100000000),
         {"redis_password_file",
          "file holding the Redis AUTH password (one line), instead of one in the store URL; the URL's user, if any, "
          "goes with it",

@@ -308,8 +308,6 @@ Reply Client::read(std::string& error) {
     return Reply(static_cast<redisReply*>(raw));
 }
 
-int Client::fd() const { return context_ != nullptr ? context_->fd : -1; }
-
 Fsync check_fsync(Client& client, std::string& detail) {
     std::string values[2];
     const char* names[2] = {"appendonly", "appendfsync"};

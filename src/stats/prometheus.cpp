@@ -279,6 +279,8 @@ void cluster(std::string& out, const Snapshot& s) {
     counter(out, "cluster_events_rejected_total",
             "Events dropped unheard: a bad MAC (not sealed with the cluster secret) or sealed too long ago (a replay).",
             p.cluster_events_rejected);
+    counter(out, "cluster_events_missed_total",
+            "Events trimmed from this node's stream (--redis-bus-max) before it read them.", p.cluster_events_missed);
 }
 
 }  // namespace

@@ -20,6 +20,7 @@
 #include <map>
 #include <memory>
 #include <set>
+#include <sstream>
 #include <thread>
 
 #include "chat_client.h"
@@ -200,18 +201,17 @@ std::string printf_escaped(std::string_view bytes) {
     return escaped;
 }
 
-// The run and the last sequence number publish_event sealed with.
+// The run and the last sequence number add_event sealed with.
 constexpr uint64_t kTestBoot = 0x7e57b007;
 uint64_t last_test_seq = 0;
 
-// PUBLISHes `event` on `channel` as a node does (src/cluster/redis_cluster.cpp):
-// followed by a run id, a sequence number and the unix time in ms (u64 each)
-// and HMAC-SHA256(secret, all of it), made here by openssl(1); raw when
-// `secret` is empty. Redis's answer: the number of subscribers that got it.
-// `age_ms`: sealed that long ago; `seq` 0: the next one.
-std::string publish_event(const RedisServer& redis, const std::string& channel, std::string event,
-                          const std::string& secret, const std::string& redis_cli_auth = "", uint64_t age_ms = 0,
-                          uint64_t seq = 0) {
+// Adds `event` to `stream` (a node's bus, lim:bus:{ID}) as a node does
+// (src/cluster/redis_cluster.cpp): followed by a run id, a sequence number
+// and the unix time in ms (u64 each) and HMAC-SHA256(secret, all of it),
+// made here by openssl(1); raw when `secret` is empty. `age_ms`: sealed
+// that long ago; `seq` 0: the next one.
+void add_event(const RedisServer& redis, const std::string& stream, std::string event, const std::string& secret,
+               uint64_t age_ms = 0, uint64_t seq = 0) {
     const uint64_t now = uint64_t(duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count()) - age_ms;
     if (seq == 0) seq = ++last_test_seq;
     if (!secret.empty())
@@ -219,10 +219,10 @@ std::string publish_event(const RedisServer& redis, const std::string& channel, 
     const std::string bytes = "printf '" + printf_escaped(event) + "'";
     const std::string sealed =
         secret.empty() ? bytes : "{ " + bytes + "; " + bytes + " | openssl dgst -sha256 -hmac '" + secret + "' -binary; }";
-    auto [status, receivers] = run_command(sealed + " | redis-cli -p " + std::to_string(redis.port()) + " " +
-                                           redis_cli_auth + " -x PUBLISH '" + channel + "'");
+    auto [status, id] = run_command(sealed + " | redis-cli -p " + std::to_string(redis.port()) + " -x XADD '" + stream +
+                                    "' '*' e");
     REQUIRE(status == 0);
-    return receivers;
+    REQUIRE_MESSAGE(id.find('-') != std::string::npos, id);  // the entry's id
 }
 
 // The server binary run directly, for a node that should refuse to start:
@@ -934,6 +934,73 @@ TEST_CASE("cluster: Redis stopped for 10 s: sessions stay, SENDs get reason 0, t
 
 // ---- a node killed during a burst ----
 
+// Kills node `id`'s connection that reads its bus (named limaoim-bus-ID,
+// CLIENT LIST) and any pub/sub subscriber, as a network fault or Redis's
+// client-output-buffer-limit would.
+void cut_bus_connection(const RedisServer& redis, int id) {
+    std::istringstream list(redis.cli("CLIENT LIST"));
+    for (std::string line; std::getline(list, line);)
+        if (line.find(" name=limaoim-bus-" + std::to_string(id) + " ") != std::string::npos) {
+            const size_t at = line.find("id=");
+            REQUIRE(at != std::string::npos);
+            redis.cli("CLIENT KILL ID " + line.substr(at + 3, line.find(' ', at) - at - 3));
+        }
+    redis.cli("CLIENT KILL TYPE pubsub");
+}
+
+TEST_CASE("cluster: a node cut from Redis while messages are sent to it gets them all when it reconnects; past "
+          "--redis-bus-max it counts them missed and reads its caches again") {
+    RedisServer redis;
+    REQUIRE_MESSAGE(redis.started(), "redis-server did not start:\n" << redis.log());
+    auto nodes = start_nodes(redis.url(), 2, true, {"--redis-bus-max", "100"});
+    ImServer& n2 = *nodes[1];
+    ChatClient alice = online(*nodes[0], "alice", 4, 0);
+    ChatClient bob = online(n2, "bob", 4, 0);
+    uint32_t client_seq = 0;
+    auto send_while_cut = [&](uint32_t count) {
+        // Frozen, node 2 reads nothing; its connection is cut meanwhile
+        // (well within the 5 s its registration outlives it).
+        REQUIRE(kill(n2.process().pid(), SIGSTOP) == 0);
+        std::vector<proto::SendackPacket> acks;
+        for (uint32_t i = 0; i < count; ++i) {
+            ++client_seq;
+            acks.push_back(send_acked(alice, "bob", 1, "while cut " + std::to_string(client_seq), client_seq,
+                                      "cut-" + std::to_string(client_seq)));
+            REQUIRE(acks.back().reason_code == 1);
+        }
+        cut_bus_connection(redis, 2);
+        REQUIRE(kill(n2.process().pid(), SIGCONT) == 0);
+        return acks;
+    };
+
+    // 20 while cut: every one arrives, in order, once node 2 reads on.
+    const int64_t resyncs = n2.process().stat("pipeline.cluster_resyncs");
+    for (const proto::SendackPacket& ack : send_while_cut(20))
+        expect_recv(bob, "alice", 1, "alice", "while cut " + std::to_string(ack.client_seq), ack);
+    CHECK(n2.process().stat("pipeline.cluster_events_missed") == 0);
+    CHECK(n2.process().stat("pipeline.cluster_resyncs") == resyncs);
+
+    // 400 while cut, the stream kept to about 100: the oldest are gone
+    // (counted, the caches read again); the newest still arrive.
+    const std::vector<proto::SendackPacket> acks = send_while_cut(400);
+    CHECK(n2.process().wait_stat("pipeline.cluster_resyncs", resyncs + 1, 5000) == resyncs + 1);
+    const int64_t missed = n2.process().stat("pipeline.cluster_events_missed");
+    MESSAGE("node 2 missed " << missed << " events of 400");
+    CHECK(missed >= 100);
+    CHECK(missed <= 300);
+    uint32_t received = 0, last_seq = 0;
+    while (auto r = bob.read_recv(2000)) {
+        ++received;
+        CHECK(r->message_seq > last_seq);
+        last_seq = r->message_seq;
+        CHECK(bob.send_recvack(*r));
+        if (last_seq == acks.back().message_seq) break;
+    }
+    CHECK(last_seq == acks.back().message_seq);
+    CHECK(received == 400 - uint32_t(missed));
+    CHECK(n2.log().find("trimmed from its stream") != std::string::npos);
+}
+
 TEST_CASE("cluster: kill -9 of one node during a burst: its clients resend on another node, every acked message "
           "is stored exactly once") {
     RedisServer redis;
@@ -1155,7 +1222,7 @@ TEST_CASE("cluster: a login event that comes late (an older login elsewhere) doe
     ChatClient alice = online(*nodes[0], "alice", 4, 0);
     // A login event of (alice, APP) from node 9, as src/cluster/redis_cluster.cpp
     // encodes it: 'L', u16 node, u8 device flag, u64 login wall-clock ms, uid.
-    auto publish_login = [&](int64_t login_ms) {
+    auto add_login_event = [&](int64_t login_ms) {
         std::string event = "L";
         const uint16_t node = 9;
         event.append(reinterpret_cast<const char*>(&node), 2);
@@ -1163,29 +1230,29 @@ TEST_CASE("cluster: a login event that comes late (an older login elsewhere) doe
         const uint64_t ms = uint64_t(login_ms);
         event.append(reinterpret_cast<const char*>(&ms), 8);
         event.append("alice");
-        return publish_event(redis, "lim:bus:{1}", event, kTestClusterSecret);
+        add_event(redis, "lim:bus:{1}", event, kTestClusterSecret);
     };
     const int64_t now = std::chrono::duration_cast<milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
     // A minute older than alice's login: late news, alice stays.
-    REQUIRE(publish_login(now - 60000) == "1\n");  // node 1 was subscribed
+    add_login_event(now - 60000);
     std::this_thread::sleep_for(milliseconds(300));
     CHECK(ping_pong(alice));
     CHECK(nodes[0]->process().stat("pipeline.cluster_events_in") >= 1);
     // A login after hers: she is kicked.
-    REQUIRE(publish_login(now + 60000) == "1\n");
+    add_login_event(now + 60000);
     expect_kicked(alice, 5000);
 }
 
 // ---- trust: Redis AUTH, signed events, durability ----
 
-TEST_CASE("cluster: forged events published on Redis are dropped: a token change does not let its publisher log in") {
+TEST_CASE("cluster: forged events added on Redis are dropped: a token change does not let its publisher log in") {
     RedisServer redis;
     REQUIRE_MESSAGE(redis.started(), "redis-server did not start:\n" << redis.log());
     auto nodes = start_nodes(redis.url(), 2, /*test_mode=*/false);
     ImServer& n2 = *nodes[1];
     set_token(n2.http_port(), "alice", "real-token", 0);  // through the node attacked: it knows the token now
 
-    // What one who can PUBLISH on the Redis, but has not the cluster secret,
+    // What one who can write to the Redis, but has not the cluster secret,
     // sends node 2: a token change "from node 1" carrying the digest of a
     // token of their choice (the format before events were sealed), the
     // same with a made-up seal, and one sealed with another secret.
@@ -1198,9 +1265,9 @@ TEST_CASE("cluster: forged events published on Redis are dropped: a token change
     const uint16_t from_node = 1;
     token_event.append(reinterpret_cast<const char*>(&from_node), 2);
     token_event.push_back('\0');  // device flag APP
-    CHECK(publish_event(redis, "lim:bus:{2}", token_event + digest + "alice", "") == "1\n");
-    CHECK(publish_event(redis, "lim:bus:{2}", token_event + digest + "alice" + std::string(40, 'x'), "") == "1\n");
-    CHECK(publish_event(redis, "lim:bus:{2}", token_event + "alice", "not-the-cluster-secret") == "1\n");
+    add_event(redis, "lim:bus:{2}", token_event + digest + "alice", "");
+    add_event(redis, "lim:bus:{2}", token_event + digest + "alice" + std::string(40, 'x'), "");
+    add_event(redis, "lim:bus:{2}", token_event + "alice", "not-the-cluster-secret");
     CHECK(n2.process().wait_stat("pipeline.cluster_events_rejected", 3, 2000) == 3);
 
     ChatClient attacker;
@@ -1212,7 +1279,7 @@ TEST_CASE("cluster: forged events published on Redis are dropped: a token change
 
     // A sealed token change names no token: the receiver reads the stored
     // one (still real-token), so even a valid event cannot set it.
-    CHECK(publish_event(redis, "lim:bus:{2}", token_event + "alice", kTestClusterSecret) == "1\n");
+    add_event(redis, "lim:bus:{2}", token_event + "alice", kTestClusterSecret);
     expect_kicked(alice, 3000);
     ChatClient again = online(n2, "alice", 4, 0, "real-token");
     CHECK(ping_pong(again));
@@ -1221,14 +1288,14 @@ TEST_CASE("cluster: forged events published on Redis are dropped: a token change
     // A genuine event that arrives 60 s late (a replay, or a node that fell
     // behind) is dropped; what it may have said is read again from Redis.
     const int64_t resyncs = n2.process().stat("pipeline.cluster_resyncs");
-    CHECK(publish_event(redis, "lim:bus:{2}", token_event + "alice", kTestClusterSecret, "", 60000) == "1\n");
+    add_event(redis, "lim:bus:{2}", token_event + "alice", kTestClusterSecret, 60000);
     CHECK(n2.process().wait_stat("pipeline.cluster_events_rejected", 4, 2000) == 4);
     CHECK(n2.process().wait_stat("pipeline.cluster_resyncs", resyncs + 1, 3000) == resyncs + 1);
     CHECK(ping_pong(again));  // not kicked by the late event
 
     // The kicking event published again, in time (its run and number seen):
     // dropped, no second kick (its resync waits out the 10 s between two).
-    CHECK(publish_event(redis, "lim:bus:{2}", token_event + "alice", kTestClusterSecret, "", 0, kicking_seq) == "1\n");
+    add_event(redis, "lim:bus:{2}", token_event + "alice", kTestClusterSecret, 0, kicking_seq);
     CHECK(n2.process().wait_stat("pipeline.cluster_events_rejected", 5, 2000) == 5);
     CHECK(ping_pong(again));
     CHECK(n2.log().find("seen already") != std::string::npos);

@@ -168,6 +168,7 @@ const std::map<std::string, Sample>& samples() {
         {"redis_timeout_ms", {"750", "750"}},
         {"redis_wait_replicas", {"2", "2"}},
         {"redis_log_max", {"5000", "5000"}},
+        {"redis_bus_max", {"2000", "2000"}},
         {"redis_password_file", {"/run/secrets/redis", "\"/run/secrets/redis\""}},
         {"redis_durability_unchecked", {"true", "true"}},
         {"cluster_secret", {"0123456789abcdef", "\"0123456789abcdef\""}},

@@ -121,7 +121,6 @@ TEST_CASE("Client: commands and pipelining against a redis-server") {
     std::string error;
     REQUIRE(client.connect(error));
     CHECK(client.master().port == server.port());
-    CHECK(client.fd() >= 0);
 
     Reply reply = client.command({"SET", "k", std::string_view("a\0b", 3)}, error);
     REQUIRE(reply);

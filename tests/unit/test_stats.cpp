@@ -214,6 +214,7 @@ void fill_workers(stats::Segment& segment) {
     p.cluster_redis_errors.set(419);
     p.cluster_resyncs.set(420);
     p.cluster_events_rejected.set(421);
+    p.cluster_events_missed.set(423);
     open_conn(segment, 0, 3, 1, 100, 50, 9);
     open_conn(segment, 1, 0, 3, 400, 1, 2);
     open_conn(segment, 1, 5, 5, 10, 10, 1);
@@ -776,7 +777,7 @@ TEST_CASE("JSON has the messaging figures of the workers and of the pipeline") {
         {"datasource_calls", 413}, {"datasource_failures", 414}, {"commit_conflicts", 415},
         {"cluster_nodes", 3}, {"cluster_connected", 1}, {"cluster_events_out", 416}, {"cluster_events_in", 417},
         {"cluster_events_dropped", 418}, {"cluster_redis_errors", 419}, {"cluster_resyncs", 420},
-        {"cluster_events_rejected", 421},
+        {"cluster_events_rejected", 421}, {"cluster_events_missed", 423},
     };
     for (const auto& [key, value] : pipeline_values) CHECK_MESSAGE(p[key] == value, key);
     CHECK(p.size() == std::size(pipeline_values) + 2);  // and the two histograms
@@ -807,7 +808,7 @@ TEST_CASE("Prometheus text has the messaging families") {
         {"webhook_notify_sent_total", 411}, {"webhook_notify_dropped_total", 412}, {"datasource_calls_total", 413},
         {"datasource_failures_total", 414}, {"commit_conflicts_total", 415}, {"cluster_events_out_total", 416},
         {"cluster_events_in_total", 417}, {"cluster_events_dropped_total", 418}, {"cluster_redis_errors_total", 419},
-        {"cluster_resyncs_total", 420}, {"cluster_events_rejected_total", 421},
+        {"cluster_resyncs_total", 420}, {"cluster_events_rejected_total", 421}, {"cluster_events_missed_total", 423},
     };
     for (const auto& [name, value] : counters) {
         CHECK_MESSAGE(has("# TYPE limaoim_" + std::string(name) + " counter"), name);

@@ -313,6 +313,7 @@ void append_pipeline(std::string& out, const Snapshot& s) {
     append_row(out, "redis errors", p.cluster_redis_errors.get());
     append_row(out, "resyncs", p.cluster_resyncs.get());
     append_row(out, "events rejected", p.cluster_events_rejected.get());
+    append_row(out, "events missed", p.cluster_events_missed.get());
 }
 
 void append_rates(std::string& out, const Rates& r) {
@@ -459,7 +460,8 @@ nlohmann::json pipeline_json(const PipelineBlock& p) {
             {"cluster_events_dropped", p.cluster_events_dropped.get()},
             {"cluster_redis_errors", p.cluster_redis_errors.get()},
             {"cluster_resyncs", p.cluster_resyncs.get()},
-            {"cluster_events_rejected", p.cluster_events_rejected.get()}};
+            {"cluster_events_rejected", p.cluster_events_rejected.get()},
+            {"cluster_events_missed", p.cluster_events_missed.get()}};
 }
 
 }  // namespace

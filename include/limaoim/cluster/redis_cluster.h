@@ -4,16 +4,21 @@
 //   refreshed every refresh_ms by the sending thread, and `lim:nodes:live`
 //   lists the live ids. A second node with the same id finds it held and
 //   refuses to start; a node that died stops counting once its entry expires.
-// - Events: each node SUBSCRIBEs to its own channel `lim:bus:{ID}`; an event
-//   is PUBLISHed to the channel of every other live node (the registry,
-//   read at each refresh). Messages carry the stored bytes; the receiving
-//   node encrypts each RECV with its own session's key, and RECVACK and
-//   retries stay there.
-// - Trust: whoever can PUBLISH on the Redis could speak for a node, so each
+// - Events: each node reads its own stream `lim:bus:{ID}` (XREAD, from the
+//   last entry it read); an event is XADDed to the stream of every other
+//   live node (the registry, read at each refresh), trimmed to about
+//   bus_max_events. A node whose connection broke reads on where it left
+//   off, so it misses nothing unless more than bus_max_events were sent to
+//   it meanwhile (counted in cluster_events_missed; caches then read
+//   again, messages left to sync). Messages carry the stored bytes; the
+//   receiving node encrypts each RECV with its own session's key, and
+//   RECVACK and retries stay there.
+// - Trust: whoever can XADD on the Redis could speak for a node, so each
 //   event is sealed: the sending run's random boot id, its sequence number
 //   in that run, the time it was sent and an HMAC-SHA256 with the cluster
-//   secret follow it. Events with a bad MAC, sent more than
-//   max_event_age_ms ago or ahead, or seen already (detail::ReplayGuard)
+//   secret follow it. Events with a bad MAC, sealed more than
+//   max_event_age_ms before or after Redis added them to the stream (its
+//   entry id), or seen already (detail::ReplayGuard)
 //   are dropped and counted. A token change says only "(uid, device)
 //   changed": the receiving node reads the token from the store, never
 //   from the event.
@@ -22,9 +27,9 @@
 //   node. Entries of nodes no longer registered are ignored and removed by
 //   the readers (/user/onlinestatus, msg.offline).
 //
-// Threads: one sends (a queue, pipelined PUBLISH/HSET, the registry), one
-// receives (poll() on the subscriber socket, hands events to the
-// ClusterListener), and callers of online_elsewhere() use a pooled client.
+// Threads: one sends (a queue, pipelined XADD/HSET, the registry), one
+// receives (a blocking XREAD of at most 200 ms at a time, hands events to
+// the ClusterListener), and callers of online_elsewhere() use a pooled client.
 // No worker thread ever talks to Redis: the workers only queue events.
 #pragma once
 
@@ -54,7 +59,8 @@ struct Options {
     uint32_t node_ttl_ms = 5000;   // a registration lives this long unrefreshed
     size_t max_queued_bytes = 64u << 20;  // events waiting to be sent; past it they are dropped
     std::string secret;                // the HMAC key every node shares (config cluster_secret)
-    uint32_t max_event_age_ms = 30000; // events sent longer ago (or this far ahead) are dropped
+    uint32_t max_event_age_ms = 30000; // events sealed this long before (or after) Redis added them are dropped
+    uint32_t bus_max_events = 100000;  // each node's stream is trimmed to about this many events
     // The master's appendfsync is checked at start and after each
     // reconnection (durability group or sync promises it).
     bool check_fsync = false;
@@ -84,7 +90,7 @@ struct Origin {
 class ReplayGuard {
 public:
     static constexpr uint64_t kSkewMs = 5000;  // how far behind a node's clock may be
-    // Called when this node first subscribes.
+    // Called when this node starts reading its stream.
     void listening_since(uint64_t unix_ms) { not_before_ms_ = unix_ms > kSkewMs ? unix_ms - kSkewMs : 0; }
     // True the first time (node, origin) is seen; origin is unsealed, in the age window.
     bool fresh(uint16_t node, const Origin& origin);
@@ -159,7 +165,27 @@ private:
     bool refresh_registry(redis::Client& client, std::string& error);
     bool send_batch(redis::Client& client, std::deque<Outgoing>& batch, std::string& error);
     void check_fsync(redis::Client& client, bool say);
-    void receive(std::string_view sealed_event);
+    // Where a node's stream stands (XINFO STREAM), and, for this node's
+    // own, how far this run has read it.
+    struct BusPosition {
+        bool exists = false;
+        std::string last_id;         // the last entry read (own stream) or added (XINFO)
+        uint64_t entries_added = 0;  // ever, as Redis counts them
+        uint64_t length = 0;
+        uint64_t entries_read = 0;   // own stream: entries up to last_id, as counted in entries_added
+    };
+    bool read_position(redis::Client& client, BusPosition& out, std::string& error);
+    void check_missed(const BusPosition& now);
+    // Pipelines an XADD of `sealed_event` to the stream of each node in
+    // `nodes` but this one; `appended` counts the replies to read.
+    bool append_event(redis::Client& client, const std::vector<uint32_t>& nodes, std::string_view sealed_event,
+                      size_t& appended, std::string& error);
+    // Reads `count` pipelined replies; error replies are counted and logged.
+    bool read_replies(redis::Client& client, size_t count, std::string& error);
+    // Tells every other live node that this one joined or left.
+    bool announce(redis::Client& client, char kind, std::string& error);
+    // `added_ms`: when Redis added it to the stream (its entry id).
+    void receive(std::string_view sealed_event, uint64_t added_ms);
     // `event` sealed with this run's boot id and its next sequence number.
     std::string sealed(std::string_view event);
     void dispatch(std::string_view event);
@@ -173,6 +199,8 @@ private:
     std::string boot_token_;  // this run's value of its registry key
     uint64_t boot_id_ = 0;    // random per run: its events' sequence numbers start again at 1
     std::atomic<uint64_t> next_seq_{1};
+    std::string bus_max_;     // options_.bus_max_events, as XADD's MAXLEN argument
+    BusPosition bus_;         // this node's stream: set by start(), then the receiving thread's
     std::string master_address_;
 
     std::mutex queue_mutex_;
@@ -223,9 +251,12 @@ bool decode_message(std::string_view event, im::FanoutItem& out);
 std::string seal(std::string_view secret, std::string_view event, uint64_t now_ms, uint64_t boot, uint64_t seq);
 enum class Unsealed { Ok, Forged, Stale };
 // Forged: too short, or the MAC does not match; Stale: sealed more than
-// `max_age_ms` before `now_ms` or after it. `event` and `origin` are set when Ok.
-Unsealed unseal(std::string_view secret, std::string_view sealed, uint64_t now_ms, uint32_t max_age_ms,
+// `max_age_ms` before `reference_ms` (when Redis added it) or after it.
+// `event` and `origin` are set when Ok.
+Unsealed unseal(std::string_view secret, std::string_view sealed, uint64_t reference_ms, uint32_t max_age_ms,
                 std::string_view& event, Origin& origin);
+// A stream entry id's ("MS-SEQ") unix ms part.
+uint64_t stream_id_ms(std::string_view id);
 
 }  // namespace detail
 

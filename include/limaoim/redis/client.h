@@ -75,13 +75,6 @@ public:
     bool append(const std::vector<std::string_view>& args, std::string& error);
     Reply read(std::string& error);  // error replies come back as replies (type REDIS_REPLY_ERROR)
 
-    // The socket, for a thread that waits on it with poll() (the cluster's
-    // subscriber connection); -1 when not connected.
-    int fd() const;
-    // Bytes already read from the socket and not yet returned by read():
-    // poll() would not wake for them, read() returns them without waiting
-    // (or waits only for the rest of a reply that is arriving).
-    bool buffered() const { return context_ && context_->reader && context_->reader->pos < context_->reader->len; }
     const Endpoint& master() const { return master_; }  // where the last connection went
 
 private:

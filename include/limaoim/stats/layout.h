@@ -16,7 +16,7 @@
 namespace limaoim::stats {
 
 inline constexpr uint64_t kMagic = 0x54415453494d494cULL;  // "LIMISTAT" little-endian
-inline constexpr uint32_t kLayoutVersion = 7;
+inline constexpr uint32_t kLayoutVersion = 8;
 // The same value as net::kMaxWorkers (net/capacity.h, checked there): stats/
 // is below net/ and does not include it.
 inline constexpr uint32_t kMaxWorkers = 4096;
@@ -190,6 +190,7 @@ struct alignas(kCacheLine) PipelineBlock {
     Counter cluster_events_in;            // events other nodes sent here
     Counter cluster_resyncs;              // reconnections after which the caches were read again
     Counter cluster_events_rejected;      // events dropped: bad MAC (forged) or sealed too long ago (replayed)
+    Counter cluster_events_missed;        // events trimmed from this node's stream before it read them
 };
 
 // Per-connection traffic, indexed [worker * slots_per_worker + slot], where

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <limits>
 
 #include "limaoim/log/log.h"
 #include "limaoim/net/worker.h"
@@ -47,6 +48,11 @@ void Fanout::push_remote(FanoutItem&& item) {
     push(one);
 }
 
+void Fanout::set_cluster(Cluster* cluster) {
+    cluster_ = cluster;
+    if (cluster_) order_.emplace(ChannelOrder::Limits{});
+}
+
 void Fanout::stop() {
     {
         std::lock_guard lock(mutex_);
@@ -57,28 +63,80 @@ void Fanout::stop() {
     if (thread_.joinable()) thread_.join();
 }
 
+namespace {
+int64_t steady_ms() {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+}
+}  // namespace
+
 void Fanout::run() {
     std::deque<FanoutItem> work;
     for (;;) {
+        bool stopping = false;
         {
             std::unique_lock lock(mutex_);
-            wake_.wait(lock, [this] { return stopping_ || !queued_.empty(); });
-            if (queued_.empty()) return;
+            // Held messages (a cluster's) are released by time too.
+            const auto expiry = std::chrono::steady_clock::time_point(std::chrono::milliseconds(
+                order_ ? std::min(order_->next_expiry_ms(), steady_ms() + 3600000) : steady_ms() + 3600000));
+            wake_.wait_until(lock, expiry, [this] { return stopping_ || !queued_.empty(); });
+            stopping = stopping_;
             work.swap(queued_);
             stats_.fanout_queue.set(0);
         }
         room_.notify_all();
         for (FanoutItem& item : work) {
-            deliver(item);
+            take(item);
             // A big group's envelopes go out as they are made, not all at
             // the end: workers start encoding while this thread goes on.
             bool big = false;
             for (const auto& batch : batches_) big |= batch.size() >= 1024;
             if (big) flush();
         }
-        flush();
         work.clear();
+        if (order_) {
+            // At stop, what is held waits no more: delivered with its gaps.
+            ready_.clear();
+            order_->expire(stopping ? std::numeric_limits<int64_t>::max() : steady_ms(), ready_);
+            for (FanoutItem& item : ready_) deliver(item);
+            stats_.fanout_held.set(order_->counts().held);
+            stats_.fanout_hold_expired.set(order_->counts().expired);
+        }
+        flush();
+        if (stopping) {
+            std::lock_guard lock(mutex_);
+            if (queued_.empty()) return;  // else those too, then stop
+        }
     }
+}
+
+void Fanout::take(FanoutItem& item) {
+    if (!order_) return deliver(item);
+    const std::optional<MessageView> decoded = decode(item.message.bytes());
+    if (!decoded) return deliver(item);  // (logged there)
+    // The other nodes hear of it before it can wait here for order: they
+    // need not wait for this node's earlier gaps.
+    if (!item.remote) tell_other_nodes(item, *decoded);
+    if (!decoded->persisted() || decoded->message_seq == 0) return deliver(item);  // no seq to keep in order
+    ready_.clear();
+    order_->admit(std::move(item), *decoded, steady_ms(), ready_);
+    for (FanoutItem& ready : ready_) deliver(ready);
+}
+
+void Fanout::tell_other_nodes(FanoutItem& item, const MessageView& m) {
+    // The other nodes must find the receivers too. A stored channel is in
+    // every node's memory (loaded whole, kept by the cluster's channel
+    // events): the event stays small even for a group of 100,000. A
+    // datasource's channel is cached only by the node that asked, a
+    // temporary one only by the node whose API made it: the event carries
+    // their subscribers (shared with the channel, not copied), so a node
+    // that never asked still delivers. A message whose channel this node
+    // does not know goes on too: one of them may know it.
+    if (!item.receivers && m.channel_type != kPersonChannel)
+        if (std::shared_ptr<const Channel> channel = channels_.find(m.channel_type, m.channel_id);
+            channel && (channel->temporary || channel->fetched_ms != 0))
+            item.receivers = std::shared_ptr<const std::vector<std::string>>(channel, &channel->subscribers);
+    cluster_->message_stored(item);
 }
 
 void Fanout::deliver(FanoutItem& item) {
@@ -101,20 +159,10 @@ void Fanout::deliver(FanoutItem& item) {
             receivers = &receivers_;
         } else if ((channel = channels_.find(m.channel_type, m.channel_id))) {
             receivers = &channel->subscribers;
-            // The other nodes must find the receivers too. A stored channel
-            // is in every node's memory (loaded whole, kept by the cluster's
-            // channel events): the event stays small even for a group of
-            // 100,000. A datasource's channel is cached only by the node that
-            // asked, a temporary one only by the node whose API made it: the
-            // event carries their subscribers (shared with the channel, not
-            // copied), so a node that never asked still delivers.
-            if (!item.remote && (channel->temporary || channel->fetched_ms != 0))
-                item.receivers = std::shared_ptr<const std::vector<std::string>>(channel, &channel->subscribers);
         }
     }
     static const std::vector<std::string> kNobody;
     if (!receivers) {
-        // Not a reason to keep it from the other nodes (below): one of them may know the channel.
         count_no_receivers(m, item.remote);
         receivers = &kNobody;
     }
@@ -155,11 +203,8 @@ void Fanout::deliver(FanoutItem& item) {
             if (events_) offline_.push_back(uid);
         }
     }
-    // A message stored here goes on to the other nodes; one stored
-    // elsewhere was told to them (and to the business server) by its node.
     // (Which of offline_ have a session on another node is asked by the
     // webhook sender, on its own thread: Events::offline_message.)
-    if (cluster_ && !item.remote) cluster_->message_stored(item);
     if (!offline_.empty()) {
         const std::span<const uint8_t> bytes = item.message.bytes();
         events_->offline_message(std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()),

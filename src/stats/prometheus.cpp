@@ -228,6 +228,12 @@ void pipeline(std::string& out, const Snapshot& s) {
     counter(out, "offline_receivers_total", "Receivers of messages stored here with no session on this node (in a cluster they may have one on another node).", p.offline_receivers);
     counter(out, "fanout_no_receivers_total", "Messages delivered to nobody on this node: they named no receivers and their channel was not in memory here (see the log).", p.fanout_no_receivers);
     gauge(out, "fanout_queue", "Messages waiting for fan-out.", p.fanout_queue);
+    counter(out, "fanout_held_total",
+            "Cluster: messages held back until an earlier seq of their channel, stored by another node, arrived.",
+            p.fanout_held);
+    counter(out, "fanout_hold_expired_total",
+            "Cluster: holds ended after 1 s with the earlier seq still missing (receivers sync the gap).",
+            p.fanout_hold_expired);
 }
 
 void conversations(std::string& out, const Snapshot& s) {

@@ -190,6 +190,8 @@ void fill_workers(stats::Segment& segment) {
     p.offline_receivers.set(12);
     p.fanout_queue.set(14);
     p.fanout_no_receivers.set(16);
+    p.fanout_held.set(424);
+    p.fanout_hold_expired.set(425);
     // Conversations, webhook and datasource: distinct values from 401 up.
     p.conversation_updates.set(401);
     p.conversation_flushes.set(402);
@@ -770,6 +772,7 @@ TEST_CASE("JSON has the messaging figures of the workers and of the pipeline") {
         {"dedupe_hits", 3},       {"dedupe_entries", 77}, {"dedupe_evicted", 5},    {"commit_queue", 6},
         {"commit_refused", 8}, {"cursor_advances", 422},    {"fanout_messages", 240}, {"deliveries", 310},    {"deliveries_refused", 9},
         {"offline_receivers", 12}, {"fanout_queue", 14}, {"fanout_no_receivers", 16},
+        {"fanout_held", 424}, {"fanout_hold_expired", 425},
         {"conversation_updates", 401}, {"conversation_flushes", 402}, {"conversation_flush_failures", 403},
         {"conversation_users", 404}, {"webhook_calls", 405}, {"webhook_failures", 406},
         {"webhook_online_queue", 407}, {"webhook_online_dropped", 408}, {"webhook_offline_dropped", 409},
@@ -802,6 +805,7 @@ TEST_CASE("Prometheus text has the messaging families") {
         {"commit_refused_total", 8}, {"cursor_advances_total", 422},   {"fanout_messages_total", 240}, {"deliveries_total", 310},
         {"deliveries_refused_total", 9}, {"offline_receivers_total", 12}, {"rate_limit_waits_total", 93},
         {"fanout_no_receivers_total", 16}, {"user_rate_limit_waits_total", 111},
+        {"fanout_held_total", 424}, {"fanout_hold_expired_total", 425},
         {"conversation_updates_total", 401}, {"conversation_flushes_total", 402},
         {"conversation_flush_failures_total", 403}, {"webhook_calls_total", 405}, {"webhook_failures_total", 406},
         {"webhook_online_dropped_total", 408}, {"webhook_offline_dropped_total", 409},

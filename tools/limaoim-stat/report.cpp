@@ -286,6 +286,8 @@ void append_pipeline(std::string& out, const Snapshot& s) {
     append_row(out, "offline receivers", p.offline_receivers.get());
     append_row(out, "no receivers known", p.fanout_no_receivers.get());
     append_row(out, "fan-out queue", p.fanout_queue.get());
+    append_row(out, "held for seq order", p.fanout_held.get());
+    append_row(out, "holds expired", p.fanout_hold_expired.get());
     out += "\nconversations\n";
     append_row(out, "conversation updates", p.conversation_updates.get());
     append_row(out, "flushes", p.conversation_flushes.get());
@@ -439,6 +441,8 @@ nlohmann::json pipeline_json(const PipelineBlock& p) {
             {"offline_receivers", p.offline_receivers.get()},
             {"fanout_no_receivers", p.fanout_no_receivers.get()},
             {"fanout_queue", p.fanout_queue.get()},
+            {"fanout_held", p.fanout_held.get()},
+            {"fanout_hold_expired", p.fanout_hold_expired.get()},
             {"conversation_updates", p.conversation_updates.get()},
             {"conversation_flushes", p.conversation_flushes.get()},
             {"conversation_flush_failures", p.conversation_flush_failures.get()},

@@ -19,7 +19,10 @@
 //
 // In a cluster, every message stored here goes on to the other nodes
 // (im/cluster.h), with its receivers when they cannot know them (a channel
-// cached from the datasource or a temporary one: see deliver()). A message
+// cached from the datasource or a temporary one: see tell_other_nodes()),
+// before it is delivered here. Messages of one channel then come from
+// several nodes: a ChannelOrder holds a later seq back until the earlier
+// ones arrived (1 s at most), so a session still gets them in seq order. A message
 // whose receivers are found nowhere (no explicit list, its channel not in
 // memory) reaches nobody here: counted (fanout_no_receivers) and logged.
 //
@@ -34,12 +37,14 @@
 #include <cstdint>
 #include <deque>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <string_view>
 #include <thread>
 #include <unordered_map>
 #include <vector>
 
+#include "limaoim/im/channel_order.h"
 #include "limaoim/im/channels.h"
 #include "limaoim/im/cluster.h"
 #include "limaoim/im/committer.h"
@@ -73,8 +78,9 @@ public:
     // Before start(): who hears of receivers that were offline (msg.offline); null: nobody.
     void set_events(Events* events) { events_ = events; }
     // Before start(): the other nodes, told of every message stored here
-    // after this node's sessions have theirs (null: this node is alone).
-    void set_cluster(Cluster* cluster) { cluster_ = cluster; }
+    // (null: this node is alone). Then messages are delivered in each
+    // channel's seq order, whichever node stored them (im/channel_order.h).
+    void set_cluster(Cluster* cluster);
     void start();
     // The committer's thread: queues the items in order; waits while the
     // queue is full (back-pressure on the committer, never a drop).
@@ -87,7 +93,11 @@ public:
 
 private:
     void run();
-    // Fills in `item.receivers` when the other nodes need them carried.
+    // An item from the queue: delivered now, or, in a cluster, told to the
+    // other nodes (a local one) and passed through order_.
+    void take(FanoutItem& item);
+    // Fills in `item.receivers` when the other nodes cannot know them.
+    void tell_other_nodes(FanoutItem& item, const MessageView& m);
     void deliver(FanoutItem& item);
     void count_no_receivers(const MessageView& m, bool remote);
     void flush();
@@ -120,6 +130,8 @@ private:
     std::vector<DirectoryEntry> sessions_;
     std::vector<std::string> receivers_;
     std::vector<std::string> offline_;
+    std::optional<ChannelOrder> order_;  // a cluster's
+    std::vector<FanoutItem> ready_;      // what order_ released, to deliver
     std::unordered_map<std::string_view, uint32_t> queue_seq_of_;  // the item's SyncOnce queue seqs by uid
     int64_t last_no_receivers_log_ms_ = 0;
 };

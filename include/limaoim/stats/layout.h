@@ -161,6 +161,8 @@ struct alignas(kCacheLine) PipelineBlock {
     Counter fanout_queue;          // gauge: messages waiting for fan-out
     Counter conversation_updates;  // (user, conversation) updates by stored messages
     Counter fanout_no_receivers;   // messages delivered to nobody here: no receivers named and the channel not in memory
+    Counter fanout_held;           // cluster: messages held back until an earlier seq of their channel arrived
+    Counter fanout_hold_expired;   // cluster: holds ended with the earlier seq still missing (left to sync)
     // Conversations' flusher (im/conversations.h).
     alignas(kCacheLine) Counter conversation_flushes;        // store batches of changed conversations
     Counter conversation_flush_failures; // batches the store refused (kept dirty, retried)

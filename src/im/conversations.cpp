@@ -186,7 +186,7 @@ void Conversations::run() {
     }
 }
 
-void Conversations::apply(const MessageView& message, const std::vector<std::string>& receivers, bool persist) {
+void Conversations::apply(const MessageView& message, std::span<const std::string> receivers, bool persist) {
     const int64_t now_ms = wall_ms();
     bool wake;
     {
@@ -202,7 +202,7 @@ void Conversations::apply(const MessageView& message, const std::vector<std::str
     if (wake) wake_.notify_one();
 }
 
-void Conversations::apply_locked(const MessageView& m, const std::vector<std::string>& receivers, int64_t now_ms,
+void Conversations::apply_locked(const MessageView& m, std::span<const std::string> receivers, int64_t now_ms,
                                  bool persist) {
     for (const std::string& uid : receivers) {
         auto [user_it, created] = users_.try_emplace(uid);

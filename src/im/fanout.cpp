@@ -68,59 +68,109 @@ int64_t steady_ms() {
     return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
         .count();
 }
+
+// Which channel a message is in, for keeping one channel's messages in
+// order: both directions of a person chat are one log (the sum does not
+// depend on who sent). Two channels that share a key are merely kept in
+// one order.
+uint64_t channel_key(const MessageView& m) {
+    const std::hash<std::string_view> hash;
+    const uint64_t id = m.channel_type == kPersonChannel && !m.from_uid.empty() ? hash(m.from_uid) + hash(m.channel_id)
+                                                                               : hash(m.channel_id);
+    return id * 31 + m.channel_type;
+}
 }  // namespace
 
 void Fanout::run() {
-    std::deque<FanoutItem> work;
     for (;;) {
         bool stopping = false;
         {
             std::unique_lock lock(mutex_);
-            // Held messages (a cluster's) are released by time too.
-            const auto expiry = std::chrono::steady_clock::time_point(std::chrono::milliseconds(
-                order_ ? std::min(order_->next_expiry_ms(), steady_ms() + 3600000) : steady_ms() + 3600000));
-            wake_.wait_until(lock, expiry, [this] { return stopping_ || !queued_.empty(); });
+            if (work_.empty() && big_.empty()) {
+                // Held messages (a cluster's) are released by time too.
+                const int64_t hour_ms = steady_ms() + 3600000;
+                const auto expiry = std::chrono::steady_clock::time_point(
+                    std::chrono::milliseconds(order_ ? std::min(order_->next_expiry_ms(), hour_ms) : hour_ms));
+                wake_.wait_until(lock, expiry, [this] { return stopping_ || !queued_.empty(); });
+            }
+            // Taken in while fewer than max_queued_ wait here: a message
+            // that arrives behind big ones is then delivered between their
+            // slices; past it the queue fills and holds the committer back.
+            if (work_.size() < max_queued_) {
+                for (FanoutItem& item : queued_) work_.push_back(std::move(item));
+                queued_.clear();
+            }
+            stats_.fanout_queue.set(queued_.size() + work_.size());
             stopping = stopping_;
-            work.swap(queued_);
-            stats_.fanout_queue.set(0);
         }
         room_.notify_all();
-        for (FanoutItem& item : work) {
-            take(item);
-            // A big group's envelopes go out as they are made, not all at
-            // the end: workers start encoding while this thread goes on.
-            bool big = false;
-            for (const auto& batch : batches_) big |= batch.size() >= 1024;
-            if (big) flush();
-        }
-        work.clear();
+        turn();
         if (order_) {
             // At stop, what is held waits no more: delivered with its gaps.
             ready_.clear();
             order_->expire(stopping ? std::numeric_limits<int64_t>::max() : steady_ms(), ready_);
-            for (FanoutItem& item : ready_) deliver(item);
+            for (FanoutItem& item : ready_) start(std::move(item));
             stats_.fanout_held.set(order_->counts().held);
             stats_.fanout_hold_expired.set(order_->counts().expired);
         }
         flush();
-        if (stopping) {
+        if (stopping && work_.empty() && big_.empty()) {
             std::lock_guard lock(mutex_);
             if (queued_.empty()) return;  // else those too, then stop
         }
     }
 }
 
-void Fanout::take(FanoutItem& item) {
-    if (!order_) return deliver(item);
-    const std::optional<MessageView> decoded = decode(item.message.bytes());
-    if (!decoded) return deliver(item);  // (logged there)
+void Fanout::turn() {
+    // New messages first, up to a slice's worth of receivers...
+    size_t budget = kSlice;
+    while (budget > 0 && !work_.empty()) {
+        FanoutItem item = std::move(work_.front());
+        work_.pop_front();
+        const size_t before = handled_;
+        take(std::move(item));
+        budget -= std::min(budget, std::max<size_t>(1, handled_ - before));
+        flush_if_big();
+    }
+    // ...then a slice of each big message in turn.
+    for (size_t i = 0; i < big_.size();) {
+        deliver_slice(big_[i]);
+        flush_if_big();
+        if (big_[i].next < big_[i].receivers().size()) {
+            ++i;
+            continue;
+        }
+        finish(big_[i]);
+        std::vector<FanoutItem> later = std::move(big_[i].later);
+        big_.erase(big_.begin() + ptrdiff_t(i));
+        // Its channel's next messages, kept behind it, go on now (the first
+        // big one among them takes the rest behind it in turn).
+        for (size_t k = 0; k < later.size(); ++k)
+            if (Job* job = start(std::move(later[k]))) {
+                job->later.assign(std::make_move_iterator(later.begin() + ptrdiff_t(k) + 1),
+                                  std::make_move_iterator(later.end()));
+                break;
+            }
+    }
+}
+
+void Fanout::take(FanoutItem&& item) {
+    const std::optional<MessageView> decoded = order_ ? decode(item.message.bytes()) : std::nullopt;
+    // (Not in a cluster, or not decodable: logged by start().)
+    if (!decoded) {
+        start(std::move(item));
+        return;
+    }
     // The other nodes hear of it before it can wait here for order: they
     // need not wait for this node's earlier gaps.
     if (!item.remote) tell_other_nodes(item, *decoded);
-    if (!decoded->persisted() || decoded->message_seq == 0) return deliver(item);  // no seq to keep in order
+    if (!decoded->persisted() || decoded->message_seq == 0) {  // no seq to keep in order
+        start(std::move(item));
+        return;
+    }
     ready_.clear();
     order_->admit(std::move(item), *decoded, steady_ms(), ready_);
-    for (FanoutItem& ready : ready_) deliver(ready);
+    for (FanoutItem& ready : ready_) start(std::move(ready));
 }
 
 void Fanout::tell_other_nodes(FanoutItem& item, const MessageView& m) {
@@ -139,45 +189,60 @@ void Fanout::tell_other_nodes(FanoutItem& item, const MessageView& m) {
     cluster_->message_stored(item);
 }
 
-void Fanout::deliver(FanoutItem& item) {
+Fanout::Job* Fanout::start(FanoutItem&& item) {
     const std::optional<MessageView> decoded = decode(item.message.bytes());
     if (!decoded) {  // the committer encoded it: a bug, not a client's doing
         log::write(log::Level::Error, "fanout", "a stored message does not decode (%zu bytes): not delivered",
                    item.message.bytes().size());
-        return;
+        return nullptr;
     }
     const MessageView& m = *decoded;
+    const uint64_t key = channel_key(m);
+    // Behind a big message of its channel still going out: after it.
+    for (Job& job : big_)
+        if (job.channel_key == key) {
+            job.later.push_back(std::move(item));
+            return nullptr;
+        }
     stats_.fanout_messages.add();
-
+    Job job{.item = std::move(item), .channel_key = key};
     // §8: the explicit receivers, the two users of a person chat, or the channel's subscribers.
-    const std::vector<std::string>* receivers = item.receivers.get();
-    std::shared_ptr<const Channel> channel;
-    if (!receivers) {
-        receivers_.clear();
+    if (!job.item.receivers) {
         if (m.channel_type == kPersonChannel) {
-            person_receivers(m, receivers_);
-            receivers = &receivers_;
-        } else if ((channel = channels_.find(m.channel_type, m.channel_id))) {
-            receivers = &channel->subscribers;
+            person_.clear();
+            person_receivers(m, person_);
+            job.person = &person_;
+        } else if (!(job.channel = channels_.find(m.channel_type, m.channel_id))) {
+            count_no_receivers(m, job.item.remote);
         }
     }
-    static const std::vector<std::string> kNobody;
-    if (!receivers) {
-        count_no_receivers(m, item.remote);
-        receivers = &kNobody;
+    // SyncOnce: each receiver's queue seq, found by uid (a big group has as many copies as receivers).
+    std::sort(job.item.queue_seqs.begin(), job.item.queue_seqs.end());
+    if (job.receivers().size() <= kSlice) {
+        deliver_slice(job);
+        finish(job);
+        return nullptr;
     }
+    big_.push_back(std::move(job));
+    return &big_.back();
+}
+
+void Fanout::deliver_slice(Job& job) {
+    const MessageView m = *decode(job.item.message.bytes());  // decoded by start()
+    const std::vector<std::string>& all = job.receivers();
+    const std::span<const std::string> slice(all.data() + job.next, std::min(kSlice, all.size() - job.next));
+    job.next += slice.size();
+    handled_ += slice.size();
     // §11: messages that are neither NoPersist nor SyncOnce, temporary ones included.
     // Every node keeps them in memory; the node that stored the message writes them.
-    if (m.persisted() && !receivers->empty()) conversations_.apply(m, *receivers, !item.remote);
-    offline_.clear();
-    // SyncOnce: each receiver's queue seq, looked up by uid (a big group has as many copies as receivers).
-    queue_seq_of_.clear();
-    for (const auto& [uid, seq] : item.queue_seqs) queue_seq_of_.emplace(uid, seq);
-    for (const std::string& uid : *receivers) {
+    if (m.persisted() && !slice.empty()) conversations_.apply(m, slice, !job.item.remote);
+    const auto& queue_seqs = job.item.queue_seqs;
+    for (const std::string& uid : slice) {
         uint32_t seq = 0;
-        if (!queue_seq_of_.empty()) {
-            auto it = queue_seq_of_.find(uid);
-            if (it != queue_seq_of_.end()) seq = it->second;
+        if (!queue_seqs.empty()) {
+            auto it = std::lower_bound(queue_seqs.begin(), queue_seqs.end(), uid,
+                                       [](const auto& entry, const std::string& u) { return entry.first < u; });
+            if (it != queue_seqs.end() && it->first == uid) seq = it->second;
         }
         const bool is_sender = uid == m.from_uid;
         // The recipient sees the sender as the channel; a message the API sent
@@ -191,26 +256,34 @@ void Fanout::deliver(FanoutItem& item) {
         for (const DirectoryEntry& session : sessions_) {
             // The sending device does not get its own message; the sender's
             // other devices do (multi-device sync, §8 step 2).
-            if (is_sender && session.device_flag == item.sender_device) continue;
+            if (is_sender && session.device_flag == job.item.sender_device) continue;
             const uint32_t worker = session.conn.worker();
             if (worker >= batches_.size()) continue;
             batches_[worker].push_back(net::Envelope{
-                .kind = deliver_kind_, .flags = flags, .arg32 = seq, .arg = session.conn.value, .payload = item.message});
+                .kind = deliver_kind_, .flags = flags, .arg32 = seq, .arg = session.conn.value, .payload = job.item.message});
             ++receiving;
         }
-        if (!receiving && !is_sender && !item.remote) {
+        if (!receiving && !is_sender && !job.item.remote) {
             stats_.offline_receivers.add();
-            if (events_) offline_.push_back(uid);
+            if (events_) job.offline.push_back(uid);
         }
     }
-    // (Which of offline_ have a session on another node is asked by the
-    // webhook sender, on its own thread: Events::offline_message.)
-    if (!offline_.empty()) {
-        const std::span<const uint8_t> bytes = item.message.bytes();
-        events_->offline_message(std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()),
-                                 std::move(offline_));
-        offline_ = {};
-    }
+}
+
+void Fanout::finish(Job& job) {
+    // (Which of the offline ones have a session on another node is asked by
+    // the webhook sender, on its own thread: Events::offline_message.)
+    if (job.offline.empty()) return;
+    const std::span<const uint8_t> bytes = job.item.message.bytes();
+    events_->offline_message(std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()),
+                             std::move(job.offline));
+}
+
+void Fanout::flush_if_big() {
+    // A big group's envelopes go out as they are made, not all at the end:
+    // workers start encoding while this thread goes on.
+    for (const auto& batch : batches_)
+        if (batch.size() >= 1024) return flush();
 }
 
 void Fanout::count_no_receivers(const MessageView& m, bool remote) {

@@ -1425,6 +1425,57 @@ TEST_CASE("fan-out: a full worker inbox is waited out: every delivery arrives, i
     CHECK(slow.recorder.ids == expected);
 }
 
+TEST_CASE("fan-out: big groups go out a slice at a time, in turn, each group's messages in order; a small message "
+          "is not kept behind them") {
+    SlowWorker slow;
+    FakeStore store;
+    Channels channels;
+    Directory directory{2};
+    stats::PipelineBlock block{};
+    Conversations conversations{store, block, {}};
+    Fanout fanout{channels, directory, conversations, block};
+    fanout.set_workers(slow.self, SlowWorker::kDeliver);
+    // Two groups of 3 slices and a member, the one online member last.
+    for (const char* id : {"bigA", "bigB"}) {
+        store::ChannelRecord r;
+        r.id = id;
+        r.type = kGroupChannel;
+        for (size_t i = 0; i < 3 * Fanout::kSlice; ++i) r.subscribers.push_back("m" + std::to_string(i));
+        r.subscribers.push_back("watcher");
+        channels.put(Channel::from(std::move(r)));
+    }
+    store::ChannelRecord small;
+    small.id = "small";
+    small.type = kGroupChannel;
+    small.subscribers = {"victim"};
+    channels.put(Channel::from(std::move(small)));
+    REQUIRE(directory.replace("watcher", 1, net::ConnId::make(0, 1, 1)).ok);
+    REQUIRE(directory.replace("victim", 1, net::ConnId::make(0, 2, 1)).ok);
+    std::vector<FanoutItem> items;
+    auto add = [&](const char* channel, int64_t id, uint32_t seq) {
+        Message m = group("sender", channel, "m");
+        m.message_id = id;
+        m.message_seq = seq;
+        FanoutItem item;
+        item.message = net::Payload::allocate(encoded_size(m.view()));
+        encode(m.view(), item.message.writable_bytes());
+        items.push_back(std::move(item));
+    };
+    for (uint32_t seq = 1; seq <= 3; ++seq) add("bigA", 10 + seq, seq);
+    for (uint32_t seq = 1; seq <= 3; ++seq) add("bigB", 20 + seq, seq);
+    add("small", 99, 1);
+    fanout.push(items);  // all taken at once when the thread starts
+    fanout.start();
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (slow.recorder.count() < 7 && std::chrono::steady_clock::now() < deadline)
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    fanout.stop();
+    std::lock_guard lock(slow.recorder.mutex);
+    // One after another, the small message would come last (11 12 13 21 22 23 99).
+    CHECK(slow.recorder.ids == std::vector<int64_t>{99, 11, 21, 12, 22, 13, 23});
+    CHECK(block.conversation_updates.get() == 6 * (3 * Fanout::kSlice + 1) + 1);
+}
+
 TEST_CASE("committer: SENDACKs to a worker whose inbox is smaller than the batch all arrive, in order") {
     SlowWorker slow;
     FakeStore store;

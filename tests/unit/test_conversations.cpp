@@ -65,8 +65,8 @@ TEST_CASE("a person message: both users get the chat keyed by the peer, only the
     stats::PipelineBlock block{};
     Conversations conversations(store, block, {});
     const Message m = message("alice", "bob", kPersonChannel, 1);
-    conversations.apply(m.view(), {"alice", "bob"});
-    conversations.apply(message("alice", "bob", kPersonChannel, 2, false).view(), {"alice", "bob"});
+    conversations.apply(m.view(), std::vector<std::string>{"alice", "bob"});
+    conversations.apply(message("alice", "bob", kPersonChannel, 2, false).view(), std::vector<std::string>{"alice", "bob"});
 
     const auto alice = conversations.list("alice");
     const auto bob = conversations.list("bob");
@@ -87,8 +87,8 @@ TEST_CASE("an older seq counts as unread but does not move the last message back
     FakeStore store;
     stats::PipelineBlock block{};
     Conversations conversations(store, block, {});
-    conversations.apply(message("a", "g", kGroupChannel, 5).view(), {"a", "b"});
-    conversations.apply(message("a", "g", kGroupChannel, 4).view(), {"a", "b"});
+    conversations.apply(message("a", "g", kGroupChannel, 5).view(), std::vector<std::string>{"a", "b"});
+    conversations.apply(message("a", "g", kGroupChannel, 4).view(), std::vector<std::string>{"a", "b"});
     const auto b = conversations.list("b");
     REQUIRE(b.size() == 1);
     CHECK(b[0].unread == 2);
@@ -101,10 +101,10 @@ TEST_CASE("at most max_per_user conversations: the least recently used goes") {
     Conversations conversations(store, block, {.max_per_user = 3});
     for (uint32_t i = 1; i <= 3; ++i)
         conversations.apply(message("p" + std::to_string(i), "u", kPersonChannel, 1, true, int32_t(i * 10)).view(),
-                            {"p" + std::to_string(i), "u"});
+                            std::vector<std::string>{"p" + std::to_string(i), "u"});
     // p1 used again: p2 is now the least recently used.
-    conversations.apply(message("p1", "u", kPersonChannel, 2, true, 100).view(), {"p1", "u"});
-    conversations.apply(message("p4", "u", kPersonChannel, 1, true, 200).view(), {"p4", "u"});
+    conversations.apply(message("p1", "u", kPersonChannel, 2, true, 100).view(), std::vector<std::string>{"p1", "u"});
+    conversations.apply(message("p4", "u", kPersonChannel, 1, true, 200).view(), std::vector<std::string>{"p4", "u"});
     const auto u = conversations.list("u");
     REQUIRE(u.size() == 3);
     CHECK(find(u, "p2", kPersonChannel) == nullptr);
@@ -119,7 +119,7 @@ TEST_CASE("changed_since returns the conversations with a newer version") {
     FakeStore store;
     stats::PipelineBlock block{};
     Conversations conversations(store, block, {});
-    conversations.apply(message("a", "g1", kGroupChannel, 1).view(), {"a", "b"});
+    conversations.apply(message("a", "g1", kGroupChannel, 1).view(), std::vector<std::string>{"a", "b"});
     const auto all = conversations.changed_since("b", 0);
     REQUIRE(all.size() == 1);
     CHECK(conversations.changed_since("b", all[0].version).empty());
@@ -136,7 +136,7 @@ TEST_CASE("a flush stores the lists; a new instance loads them as they were") {
         for (uint32_t seq = 1; seq <= 3; ++seq) {
             const Message m = message("alice", "bob", kPersonChannel, seq);
             store_message(store, m);
-            conversations.apply(m.view(), {"alice", "bob"});
+            conversations.apply(m.view(), std::vector<std::string>{"alice", "bob"});
         }
         before = conversations.list("bob");
         conversations.start();
@@ -160,7 +160,7 @@ TEST_CASE("at start, stored messages the lists miss are replayed into them") {
         Conversations conversations(store, block, {});
         const Message first = message("a", "g", kGroupChannel, 1);
         store_message(store, first);
-        conversations.apply(first.view(), {"a", "b", "c"});
+        conversations.apply(first.view(), std::vector<std::string>{"a", "b", "c"});
         conversations.start();
         conversations.stop();
     }
@@ -192,7 +192,7 @@ TEST_CASE("an unread edit is durable and a replay after it does not count the me
         Conversations conversations(store, block, {});
         const Message m1 = message("alice", "bob", kPersonChannel, 1);
         store_message(store, m1);
-        conversations.apply(m1.view(), {"alice", "bob"});
+        conversations.apply(m1.view(), std::vector<std::string>{"alice", "bob"});
         store::Status status;
         REQUIRE(conversations.set_unread("bob", "alice", kPersonChannel, 0, status));
         CHECK(status.ok);
@@ -200,7 +200,7 @@ TEST_CASE("an unread edit is durable and a replay after it does not count the me
         // Applied but not flushed when the process dies.
         const Message m2 = message("alice", "bob", kPersonChannel, 2);
         store_message(store, m2);
-        conversations.apply(m2.view(), {"alice", "bob"});
+        conversations.apply(m2.view(), std::vector<std::string>{"alice", "bob"});
     }
     Conversations again(store, block, {});
     std::string error;
@@ -213,7 +213,7 @@ TEST_CASE("remove deletes durably; a user left with nothing is deleted from the 
     stats::PipelineBlock block{};
     Channels channels;
     Conversations conversations(store, block, {});
-    conversations.apply(message("a", "g", kGroupChannel, 1).view(), {"a", "b"});
+    conversations.apply(message("a", "g", kGroupChannel, 1).view(), std::vector<std::string>{"a", "b"});
     CHECK(conversations.remove({"b"}, "g", kGroupChannel).ok);
     CHECK(conversations.list("b").empty());
     CHECK(store.conversations.count("a") == 1);
@@ -230,7 +230,7 @@ TEST_CASE("an API edit the background flush wrote first (without a sync) is sync
     stats::PipelineBlock block{};
     Conversations conversations(store, block, {100, 10, 100});
     conversations.start();
-    conversations.apply(message("a", "g", kGroupChannel, 1).view(), {"a", "b"});
+    conversations.apply(message("a", "g", kGroupChannel, 1).view(), std::vector<std::string>{"a", "b"});
     bool flushed = false;
     for (int i = 0; i < 500 && !flushed; ++i) {
         {
@@ -253,7 +253,7 @@ TEST_CASE("another node's edit is not flushed at once (that node stored it); the
     FakeStore store;
     stats::PipelineBlock block{};
     Conversations conversations(store, block, {});
-    conversations.apply(message("a", "g", kGroupChannel, 1).view(), {"a", "b"}, false);
+    conversations.apply(message("a", "g", kGroupChannel, 1).view(), std::vector<std::string>{"a", "b"}, false);
     store::Status status;
     REQUIRE(conversations.set_unread("b", "g", kGroupChannel, 7, status, false));
     CHECK(status.ok);
@@ -271,7 +271,7 @@ TEST_CASE("a failed flush keeps the changes and writes them with the next") {
     FakeStore store;
     stats::PipelineBlock block{};
     Conversations conversations(store, block, {});
-    conversations.apply(message("a", "g", kGroupChannel, 1).view(), {"a", "b"});
+    conversations.apply(message("a", "g", kGroupChannel, 1).view(), std::vector<std::string>{"a", "b"});
     store.fail_commit = true;
     store::Status status = conversations.remove({"zz"}, "g", kGroupChannel);  // forces a flush
     CHECK_FALSE(status.ok);

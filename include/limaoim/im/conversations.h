@@ -26,6 +26,7 @@
 #include <cstdint>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -66,7 +67,8 @@ public:
     // `receivers` (every subscriber, the sender included). `persist` false:
     // another node stored the message and writes these lists (this node
     // keeps them in memory for its API reads; see im/cluster.h).
-    void apply(const MessageView& message, const std::vector<std::string>& receivers, bool persist = true);
+    // (A big group's receivers come a slice at a time: see im/fanout.h.)
+    void apply(const MessageView& message, std::span<const std::string> receivers, bool persist = true);
 
     // ---- API threads ----
     // The user's conversations, timestamp descending. (Reading a whole list
@@ -94,7 +96,7 @@ private:
         bool dirty = false;
     };
 
-    void apply_locked(const MessageView& message, const std::vector<std::string>& receivers, int64_t now_ms,
+    void apply_locked(const MessageView& message, std::span<const std::string> receivers, int64_t now_ms,
                       bool persist);
     void mark_dirty(const std::string& uid, UserList& list);
     // Writes every change so far; `sync` when an API edit waits for it.

@@ -63,6 +63,9 @@ class Fanout {
 public:
     static constexpr uint16_t kRewriteChannel = 1;
     static constexpr std::chrono::seconds kWorkerStuckLimit{10};
+    // Receivers handled at a time: a message to a bigger group goes out in
+    // slices, with other channels' messages between them.
+    static constexpr size_t kSlice = 1024;
 
     // Every persisted message also updates its receivers' `conversations`.
     // `worker_stuck_limit`: kWorkerStuckLimit but in tests.
@@ -92,14 +95,38 @@ public:
     void stop();
 
 private:
+    // A message being delivered, a slice of receivers at a time.
+    struct Job {
+        FanoutItem item;
+        uint64_t channel_key = 0;
+        std::shared_ptr<const Channel> channel;  // its subscribers are the receivers (kept alive)
+        // A person chat's two users (Fanout::person_: its job never outlives
+        // start(), two receivers being less than a slice).
+        const std::vector<std::string>* person = nullptr;
+        size_t next = 0;                         // receivers()[next..] still to do
+        std::vector<std::string> offline;        // for msg.offline
+        std::vector<FanoutItem> later;           // its channel's next messages, kept behind it
+        const std::vector<std::string>& receivers() const {
+            static const std::vector<std::string> kNobody;
+            return item.receivers ? *item.receivers : channel ? channel->subscribers : person ? *person : kNobody;
+        }
+    };
+
     void run();
-    // An item from the queue: delivered now, or, in a cluster, told to the
+    // New messages (up to kSlice receivers' worth), then a slice of each big one.
+    void turn();
+    // An item from the queue: started now, or, in a cluster, told to the
     // other nodes (a local one) and passed through order_.
-    void take(FanoutItem& item);
+    void take(FanoutItem&& item);
     // Fills in `item.receivers` when the other nodes cannot know them.
     void tell_other_nodes(FanoutItem& item, const MessageView& m);
-    void deliver(FanoutItem& item);
+    // Delivers a message whose receivers fit in one slice, or makes it a big
+    // job (returned), or keeps it behind its channel's big job.
+    Job* start(FanoutItem&& item);
+    void deliver_slice(Job& job);
+    void finish(Job& job);
     void count_no_receivers(const MessageView& m, bool remote);
+    void flush_if_big();
     void flush();
     bool stopping();
 
@@ -128,11 +155,12 @@ private:
     // again, so one stuck worker does not hold every other worker's behind it.
     std::vector<bool> stuck_;
     std::vector<DirectoryEntry> sessions_;
-    std::vector<std::string> receivers_;
-    std::vector<std::string> offline_;
+    std::vector<std::string> person_;    // a person message's receivers (Job::person)
+    std::deque<FanoutItem> work_;        // taken from queued_, not started yet
+    std::vector<Job> big_;               // messages with more than kSlice receivers, going out in turn
+    size_t handled_ = 0;                 // receivers handled so far (turn()'s budget)
     std::optional<ChannelOrder> order_;  // a cluster's
     std::vector<FanoutItem> ready_;      // what order_ released, to deliver
-    std::unordered_map<std::string_view, uint32_t> queue_seq_of_;  // the item's SyncOnce queue seqs by uid
     int64_t last_no_receivers_log_ms_ = 0;
 };
 

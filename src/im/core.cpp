@@ -534,7 +534,7 @@ Outcome Core::sync(std::string_view uid, uint32_t after_seq, uint32_t limit, std
     uint32_t cursor = 0;
     if (Outcome o = from(store_.cursor(uid, cursor)); !o) return o;
     std::vector<std::string> encoded;
-    if (Outcome o = from(store_.read_queue(uid, std::max(after_seq, cursor), limit, encoded)); !o) return o;
+    if (Outcome o = from(store_.read_queue(uid, std::max(after_seq, cursor), {.count = limit}, encoded)); !o) return o;
     return decode_all(encoded, out);
 }
 
@@ -554,7 +554,7 @@ Outcome Core::channel_messages(std::string_view login_uid, std::string_view chan
                                uint32_t from_seq, uint32_t to_seq, uint32_t limit, std::vector<Message>& out) {
     const std::string log = Conversations::log_of(login_uid, channel_id, type);
     std::vector<std::string> encoded;
-    if (Outcome o = from(store_.read_messages(log, from_seq, to_seq, limit, encoded)); !o) return o;
+    if (Outcome o = from(store_.read_messages(log, from_seq, to_seq, {.count = limit}, encoded)); !o) return o;
     return decode_all(encoded, out);
 }
 
@@ -568,7 +568,7 @@ Outcome Core::conversations(std::string_view uid, std::vector<ConversationView>&
         // The message at last_msg_seq; none for a temporary channel's (seq 0, never stored).
         if (const uint32_t seq = view.conversation.last_msg_seq) {
             const std::string log = Conversations::log_of(uid, view.conversation.channel_id, view.conversation.channel_type);
-            if (Outcome o = from(store_.read_messages(log, seq, seq + 1, 1, encoded)); !o) return o;
+            if (Outcome o = from(store_.read_messages(log, seq, seq + 1, {.count = 1}, encoded)); !o) return o;
             if (!encoded.empty())
                 if (std::optional<MessageView> m = decode(encoded.front())) view.last_message = Message::from(*m);
         }
@@ -604,7 +604,7 @@ Outcome Core::recent_messages(std::string_view uid, std::string_view channel_id,
     // The window of `count` seqs ending at the newest, minus those <= after_seq.
     const uint32_t from_seq = std::max(newest >= count ? newest - count + 1 : 1u, after_seq + 1);
     std::vector<std::string> encoded;
-    if (Outcome o = from(store_.read_messages(log, from_seq, 0, count, encoded)); !o) return o;
+    if (Outcome o = from(store_.read_messages(log, from_seq, 0, {.count = count}, encoded)); !o) return o;
     if (Outcome o = decode_all(encoded, out); !o) return o;
     std::reverse(out.begin(), out.end());  // newest first
     return Outcome::ok();

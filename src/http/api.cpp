@@ -58,19 +58,25 @@ size_t message_json_bound(const im::Message& m) {
     return (m.payload.size() + 2) / 3 * 4 + 6 * (m.client_msg_no.size() + m.from_uid.size() + m.channel_id.size()) + 384;
 }
 
-// Drops messages past `budget` bytes of JSON, keeping the oldest or, with
-// `keep_newest`, the newest; at least one always stays, so paging goes on.
-// True when some were dropped.
-bool fit_budget(std::vector<im::Message>& messages, size_t budget, bool keep_newest) {
+// Drops messages past `budget` bytes of JSON, keeping the first or, with
+// `keep_last`, the last; at least one always stays, so paging goes on. What
+// is kept is taken from `budget` (down to 0). True when some were dropped.
+//
+// The service's read has stopped at about the same budget already
+// (im::PageLimit, counted in stored bytes, which are fewer than their JSON):
+// what it read holds every message kept here, and little more.
+bool fit_budget(std::vector<im::Message>& messages, size_t& budget, bool keep_last) {
     size_t bytes = 0;
     size_t kept = 0;
     for (; kept < messages.size(); ++kept) {
-        const im::Message& m = keep_newest ? messages[messages.size() - 1 - kept] : messages[kept];
-        bytes += message_json_bound(m);
-        if (bytes > budget && kept > 0) break;
+        const im::Message& m = keep_last ? messages[messages.size() - 1 - kept] : messages[kept];
+        const size_t json_bytes = message_json_bound(m);
+        if (bytes + json_bytes > budget && kept > 0) break;
+        bytes += json_bytes;
     }
+    budget -= std::min(budget, bytes);
     if (kept == messages.size()) return false;
-    if (keep_newest) {
+    if (keep_last) {
         messages.erase(messages.begin(), messages.end() - ptrdiff_t(kept));
     } else {
         messages.resize(kept);
@@ -277,7 +283,7 @@ Response message_sync(im::Service& service, const json& body, size_t message_byt
     const uint32_t limit = limit_field(body);
     std::vector<im::Message> messages;
     if (limit > 0) {
-        if (im::Outcome outcome = service.sync(uid, after_seq, limit, messages); !outcome)
+        if (im::Outcome outcome = service.sync(uid, after_seq, {limit, message_bytes_budget}, messages); !outcome)
             return from_outcome(outcome);
     }
     // The rest comes with the next sync, after the client acks these.
@@ -302,16 +308,19 @@ Response channel_message_sync(im::Service& service, const json& body, size_t mes
     const uint32_t max_seq = u32_field(body, "max_message_seq");
     const uint32_t limit = limit_field(body);
     const HistoryWindow window = message_sync_window(min_seq, max_seq, limit, is_one(body, "reverse"));
+    // A client pages back from max (reverse 0, min 0) by the oldest seq it
+    // got, forward by the newest: an early end keeps the side it continues
+    // from (the read goes from that side, then the response is cut there).
+    const bool paging_back = !is_one(body, "reverse") && min_seq == 0 && max_seq != 0;
     std::vector<im::Message> messages;
+    bool read_cut = false;
     if (!window.empty && window.limit > 0) {
-        im::Outcome outcome =
-            service.channel_messages(login_uid, id, type, window.from_seq, window.to_seq, window.limit, messages);
+        im::Outcome outcome = service.channel_messages(login_uid, id, type, window.from_seq, window.to_seq,
+                                                       {window.limit, message_bytes_budget}, paging_back, messages,
+                                                       read_cut);
         if (!outcome) return from_outcome(outcome);
     }
-    // A client pages back from max (reverse 0, min 0) by the oldest seq it
-    // got, forward by the newest: an early end keeps the side it continues from.
-    const bool paging_back = !is_one(body, "reverse") && min_seq == 0 && max_seq != 0;
-    const bool cut = fit_budget(messages, message_bytes_budget, paging_back);
+    const bool cut = fit_budget(messages, message_bytes_budget, paging_back) || read_cut;
     ordered_json out;
     out["min_message_seq"] = min_seq;
     out["max_message_seq"] = max_seq;
@@ -400,7 +409,11 @@ Response conversation_sync(im::Service& service, const json& body, size_t) {
 // More than this per channel is clamped: a page, not the whole log.
 constexpr int64_t kMaxSyncMessages = 1000;
 
-Response conversation_sync_messages(im::Service& service, const json& body, size_t) {
+// One byte budget for the whole response: each channel is read, newest
+// first, within what the channels before it left (the one that spends it
+// still gets its newest message); the channels after that come with no
+// messages and are not read. The client asks again for those.
+Response conversation_sync_messages(im::Service& service, const json& body, size_t message_bytes_budget) {
     object(body);
     const std::string uid = text(body, "uid", Need::Required);
     int64_t count = integer(body, "msg_count", std::numeric_limits<int64_t>::min(), std::numeric_limits<int64_t>::max());
@@ -410,14 +423,19 @@ Response conversation_sync_messages(im::Service& service, const json& body, size
     ordered_json list = ordered_json::array();
     if (!channels) return data(list);
     std::vector<im::Message> messages;
+    size_t budget_left = message_bytes_budget;
     for (const json& channel : *channels) {
         if (!channel.is_object()) throw Invalid{"each of channels must be an object"};
         const std::string id = text(channel, "channel_id", Need::Required);
         const uint8_t type = nonzero_channel_type(channel);
         const uint32_t last_seq = u32_field(channel, "last_msg_seq");
         messages.clear();
-        if (im::Outcome outcome = service.recent_messages(uid, id, type, last_seq, uint32_t(count), messages); !outcome)
-            return from_outcome(outcome);
+        if (budget_left > 0) {
+            im::Outcome outcome =
+                service.recent_messages(uid, id, type, last_seq, {uint32_t(count), budget_left}, messages);
+            if (!outcome) return from_outcome(outcome);
+            fit_budget(messages, budget_left, false);  // newest first: keeps the newest
+        }
         ordered_json item;
         item["channel_id"] = id;
         item["channel_type"] = type;

@@ -101,7 +101,7 @@ bool Conversations::load(const Channels& channels, std::string& error) {
         if (c.at < c.page.size() || c.ended) return store::Status::success();
         c.page.clear();
         c.at = 0;
-        store::Status read = store_.read_messages(c.log->log, c.next_seq, 0, kPage, c.page);
+        store::Status read = store_.read_messages(c.log->log, c.next_seq, 0, {.count = kPage}, c.page);
         if (read && c.page.size() < kPage) c.ended = true;
         if (read && !c.page.empty())
             if (std::optional<MessageView> last = decode(c.page.back())) c.next_seq = last->message_seq + 1;

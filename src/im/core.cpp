@@ -9,6 +9,7 @@
 #include <thread>
 #include <cstdio>
 #include <cstring>
+#include <limits>
 
 #include "limaoim/net/worker.h"
 
@@ -528,13 +529,20 @@ Outcome decode_all(const std::vector<std::string>& encoded, std::vector<Message>
     return Outcome::ok();
 }
 
+size_t total_size(const std::vector<std::string>& encoded) {
+    size_t bytes = 0;
+    for (const std::string& e : encoded) bytes += e.size();
+    return bytes;
+}
+
 }  // namespace
 
-Outcome Core::sync(std::string_view uid, uint32_t after_seq, uint32_t limit, std::vector<Message>& out) {
+Outcome Core::sync(std::string_view uid, uint32_t after_seq, PageLimit limit, std::vector<Message>& out) {
     uint32_t cursor = 0;
     if (Outcome o = from(store_.cursor(uid, cursor)); !o) return o;
     std::vector<std::string> encoded;
-    if (Outcome o = from(store_.read_queue(uid, std::max(after_seq, cursor), limit, encoded)); !o) return o;
+    const store::ReadLimit read{.count = limit.count, .bytes = limit.bytes};
+    if (Outcome o = from(store_.read_queue(uid, std::max(after_seq, cursor), read, encoded)); !o) return o;
     return decode_all(encoded, out);
 }
 
@@ -551,10 +559,13 @@ Outcome Core::sync_ack(std::string_view uid, uint32_t seq) {
 }
 
 Outcome Core::channel_messages(std::string_view login_uid, std::string_view channel_id, uint8_t type,
-                               uint32_t from_seq, uint32_t to_seq, uint32_t limit, std::vector<Message>& out) {
+                               uint32_t from_seq, uint32_t to_seq, PageLimit limit, bool keep_newest,
+                               std::vector<Message>& out, bool& cut) {
     const std::string log = Conversations::log_of(login_uid, channel_id, type);
     std::vector<std::string> encoded;
-    if (Outcome o = from(store_.read_messages(log, from_seq, to_seq, limit, encoded)); !o) return o;
+    const store::ReadLimit read{.count = limit.count, .bytes = limit.bytes, .newest = keep_newest};
+    if (Outcome o = from(store_.read_messages(log, from_seq, to_seq, read, encoded)); !o) return o;
+    cut = read.spent(total_size(encoded));
     return decode_all(encoded, out);
 }
 
@@ -568,7 +579,7 @@ Outcome Core::conversations(std::string_view uid, std::vector<ConversationView>&
         // The message at last_msg_seq; none for a temporary channel's (seq 0, never stored).
         if (const uint32_t seq = view.conversation.last_msg_seq) {
             const std::string log = Conversations::log_of(uid, view.conversation.channel_id, view.conversation.channel_type);
-            if (Outcome o = from(store_.read_messages(log, seq, seq + 1, 1, encoded)); !o) return o;
+            if (Outcome o = from(store_.read_messages(log, seq, seq + 1, {.count = 1}, encoded)); !o) return o;
             if (!encoded.empty())
                 if (std::optional<MessageView> m = decode(encoded.front())) view.last_message = Message::from(*m);
         }
@@ -596,15 +607,13 @@ Outcome Core::sync_conversations(std::string_view uid, int64_t version, std::vec
 }
 
 Outcome Core::recent_messages(std::string_view uid, std::string_view channel_id, uint8_t type, uint32_t after_seq,
-                              uint32_t count, std::vector<Message>& out) {
+                              PageLimit limit, std::vector<Message>& out) {
+    if (after_seq == std::numeric_limits<uint32_t>::max()) return Outcome::ok();
     const std::string log = Conversations::log_of(uid, channel_id, type);
-    uint32_t newest = 0;
-    if (Outcome o = from(store_.channel_seq(log, newest)); !o) return o;
-    if (count == 0 || newest <= after_seq) return Outcome::ok();
-    // The window of `count` seqs ending at the newest, minus those <= after_seq.
-    const uint32_t from_seq = std::max(newest >= count ? newest - count + 1 : 1u, after_seq + 1);
     std::vector<std::string> encoded;
-    if (Outcome o = from(store_.read_messages(log, from_seq, 0, count, encoded)); !o) return o;
+    // From the newest down: what the count or the byte limit leaves out is the oldest.
+    const store::ReadLimit read{.count = limit.count, .bytes = limit.bytes, .newest = true};
+    if (Outcome o = from(store_.read_messages(log, after_seq + 1, 0, read, encoded)); !o) return o;
     if (Outcome o = decode_all(encoded, out); !o) return o;
     std::reverse(out.begin(), out.end());  // newest first
     return Outcome::ok();

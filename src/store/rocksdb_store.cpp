@@ -45,6 +45,7 @@
 #include <rocksdb/write_batch.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -377,13 +378,13 @@ public:
         return status;
     }
 
-    Status read_messages(std::string_view log, uint32_t from_seq, uint32_t to_seq, uint32_t limit,
+    Status read_messages(std::string_view log, uint32_t from_seq, uint32_t to_seq, const ReadLimit& limit,
                          std::vector<std::string>& out) override {
         uint64_t end = to_seq == 0 ? uint64_t(1) << 32 : to_seq;
         return read_log(log_prefix(kind::message, log), from_seq, end, limit, out, "read_messages");
     }
 
-    Status read_queue(std::string_view uid, uint32_t after_seq, uint32_t limit,
+    Status read_queue(std::string_view uid, uint32_t after_seq, const ReadLimit& limit,
                       std::vector<std::string>& out) override {
         return read_log(log_prefix(kind::queue_message, uid), uint64_t(after_seq) + 1, uint64_t(1) << 32, limit, out,
                         "read_queue");
@@ -552,13 +553,19 @@ private:
         return status;
     }
 
+    // An iterator that sees only [lower, upper); both must outlive it.
+    std::unique_ptr<rocksdb::Iterator> bounded(const rocksdb::Slice& lower, const rocksdb::Slice& upper) {
+        rocksdb::ReadOptions options;
+        options.iterate_lower_bound = &lower;
+        options.iterate_upper_bound = &upper;
+        return std::unique_ptr<rocksdb::Iterator>(db_->NewIterator(options));
+    }
+
     // Visits every key in [begin, end) in order; `visit` sees the whole key.
     Status scan_range(const std::string& begin, const std::string& end, std::string_view operation,
                       const Visit& visit, uint64_t limit = std::numeric_limits<uint64_t>::max()) {
-        rocksdb::Slice upper(end);
-        rocksdb::ReadOptions options;
-        options.iterate_upper_bound = &upper;
-        std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(options));
+        const rocksdb::Slice lower(begin), upper(end);
+        std::unique_ptr<rocksdb::Iterator> it = bounded(lower, upper);
         uint64_t visited = 0;
         for (it->Seek(begin); it->Valid() && visited < limit; it->Next(), ++visited) {
             Status status = visit(it->key().ToStringView(), it->value().ToStringView());
@@ -574,19 +581,27 @@ private:
         });
     }
 
-    // Entries of one log with first <= seq < end (end up to 2^32), at most `limit`.
-    Status read_log(const std::string& prefix, uint64_t first, uint64_t end, uint32_t limit,
+    // Entries of one log with first <= seq < end (end up to 2^32), within
+    // `limit` (ReadLimit): the iterator goes no further than what it returns.
+    Status read_log(const std::string& prefix, uint64_t first, uint64_t end, const ReadLimit& limit,
                     std::vector<std::string>& out, std::string_view operation) {
-        if (first >= end || limit == 0) return Status::success();
-        std::string begin = entry_key(prefix, uint32_t(first));
-        std::string stop = end > std::numeric_limits<uint32_t>::max() ? prefix_end(prefix) : entry_key(prefix, uint32_t(end));
-        return scan_range(
-            begin, stop, operation,
-            [&](std::string_view, std::string_view value) {
-                out.emplace_back(value);
-                return Status::success();
-            },
-            limit);
+        if (first >= end || limit.count == 0) return Status::success();
+        const std::string begin = entry_key(prefix, uint32_t(first));
+        const std::string stop =
+            end > std::numeric_limits<uint32_t>::max() ? prefix_end(prefix) : entry_key(prefix, uint32_t(end));
+        const rocksdb::Slice lower(begin), upper(stop);
+        std::unique_ptr<rocksdb::Iterator> it = bounded(lower, upper);
+        const size_t first_out = out.size();
+        size_t bytes = 0;
+        for (limit.newest ? it->SeekToLast() : it->Seek(lower);
+             it->Valid() && out.size() - first_out < limit.count && !limit.spent(bytes);
+             limit.newest ? it->Prev() : it->Next()) {
+            out.emplace_back(it->value().ToStringView());
+            bytes += out.back().size();
+        }
+        if (!it->status().ok()) return failed(operation, it->status());
+        if (limit.newest) std::reverse(out.begin() + ptrdiff_t(first_out), out.end());
+        return Status::success();
     }
 
     std::unique_ptr<rocksdb::DB> db_;

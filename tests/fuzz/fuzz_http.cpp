@@ -67,9 +67,9 @@ struct FakeService final : im::Service {
         FUZZ_CHECK((message.header_flags & ~0x07) == 0);
         return outcome;
     }
-    im::Outcome sync(std::string_view, uint32_t, uint32_t limit, std::vector<im::Message>& out) override {
-        FUZZ_CHECK(limit > 0);
-        if (outcome) out = some_messages(limit);
+    im::Outcome sync(std::string_view, uint32_t, im::PageLimit limit, std::vector<im::Message>& out) override {
+        FUZZ_CHECK(limit.count > 0 && limit.bytes > 0);
+        if (outcome) out = some_messages(limit.count);
         return outcome;
     }
     im::Outcome sync_ack(std::string_view, uint32_t seq) override {
@@ -77,10 +77,10 @@ struct FakeService final : im::Service {
         return outcome;
     }
     im::Outcome channel_messages(std::string_view, std::string_view, uint8_t, uint32_t from_seq, uint32_t to_seq,
-                                 uint32_t limit, std::vector<im::Message>& out) override {
-        FUZZ_CHECK(limit > 0);
+                                 im::PageLimit limit, bool, std::vector<im::Message>& out, bool&) override {
+        FUZZ_CHECK(limit.count > 0 && limit.bytes > 0);
         FUZZ_CHECK(to_seq == 0 || from_seq < to_seq);
-        if (outcome) out = some_messages(limit);
+        if (outcome) out = some_messages(limit.count);
         return outcome;
     }
     im::Outcome conversations(std::string_view uid, std::vector<im::ConversationView>& out) override {
@@ -109,10 +109,10 @@ struct FakeService final : im::Service {
         return outcome;
     }
     im::Outcome recent_messages(std::string_view uid, std::string_view channel_id, uint8_t type, uint32_t,
-                                uint32_t count, std::vector<im::Message>& out) override {
+                                im::PageLimit limit, std::vector<im::Message>& out) override {
         FUZZ_CHECK(!uid.empty() && !channel_id.empty() && type != 0);
-        FUZZ_CHECK(count > 0 && count <= 1000);
-        if (outcome) out = some_messages(count);
+        FUZZ_CHECK(limit.count > 0 && limit.count <= 1000 && limit.bytes > 0);
+        if (outcome) out = some_messages(limit.count);
         return outcome;
     }
 };

@@ -2,11 +2,13 @@
 // that make its calls fail.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <map>
 #include <mutex>
 #include <set>
 #include <string>
+#include <iterator>
 #include <vector>
 
 #include "limaoim/store/store.h"
@@ -171,23 +173,20 @@ public:
         id = max_id;
         return {};
     }
-    store::Status read_messages(std::string_view log, uint32_t from_seq, uint32_t to_seq, uint32_t limit,
+    store::Status read_messages(std::string_view log, uint32_t from_seq, uint32_t to_seq, const store::ReadLimit& limit,
                                 std::vector<std::string>& out) override {
         std::lock_guard lock(mutex);
         auto it = logs.find(std::string(log));
         if (it == logs.end()) return {};
-        for (const Stored& s : it->second)
-            if (s.seq >= from_seq && (to_seq == 0 || s.seq < to_seq) && out.size() < limit)
-                out.emplace_back(s.bytes.begin(), s.bytes.end());
+        read_range(it->second, uint64_t(from_seq), to_seq == 0 ? uint64_t(1) << 32 : to_seq, limit, out);
         return {};
     }
-    store::Status read_queue(std::string_view uid, uint32_t after_seq, uint32_t limit,
+    store::Status read_queue(std::string_view uid, uint32_t after_seq, const store::ReadLimit& limit,
                              std::vector<std::string>& out) override {
         std::lock_guard lock(mutex);
         auto it = queues.find(std::string(uid));
         if (it == queues.end()) return {};
-        for (const Stored& s : it->second)
-            if (s.seq > after_seq && out.size() < limit) out.emplace_back(s.bytes.begin(), s.bytes.end());
+        read_range(it->second, uint64_t(after_seq) + 1, uint64_t(1) << 32, limit, out);
         return {};
     }
     store::Status load_channel_seqs(const std::function<void(std::string_view, uint32_t)>& each) override {
@@ -299,6 +298,26 @@ public:
     int64_t max_id_now() const {
         std::lock_guard lock(mutex);
         return max_id;
+    }
+
+private:
+    // The stored entries with first <= seq < end within `limit`, as the engines read them.
+    static void read_range(const std::vector<Stored>& entries, uint64_t first, uint64_t end,
+                           const store::ReadLimit& limit, std::vector<std::string>& out) {
+        std::vector<std::string> taken;
+        size_t bytes = 0;
+        auto take = [&](const Stored& s) {
+            if (s.seq < first || s.seq >= end || taken.size() >= limit.count || limit.spent(bytes)) return;
+            taken.emplace_back(s.bytes.begin(), s.bytes.end());
+            bytes += s.bytes.size();
+        };
+        if (limit.newest) {
+            std::for_each(entries.rbegin(), entries.rend(), take);
+            std::reverse(taken.begin(), taken.end());
+        } else {
+            std::for_each(entries.begin(), entries.end(), take);
+        }
+        out.insert(out.end(), std::make_move_iterator(taken.begin()), std::make_move_iterator(taken.end()));
     }
 };
 

@@ -55,3 +55,59 @@ TEST_CASE("core: the API's temporary channels are bounded; the oldest is forgott
     CHECK(forgotten == 2);
     core.stop();
 }
+
+TEST_CASE("core: the API's message reads stop at their byte limit, on the side the client continues from") {
+    FakeStore store;
+    store::TokenStore tokens;
+    Directory directory{2};
+    stats::PipelineBlock block{};
+    Core core(store, tokens, directory, block, CoreOptions{});
+    // Ten group messages of about 1 KB in g1's log and in alice's queue.
+    store::WriteBatch batch;
+    for (uint32_t seq = 1; seq <= 10; ++seq) {
+        const std::string payload(1000, 'x');
+        MessageView m;
+        m.channel_type = kGroupChannel;
+        m.message_seq = seq;
+        m.from_uid = "bob";
+        m.channel_id = "g1";
+        m.payload = payload;
+        batch.messages.push_back({store::log_name(kGroupChannel, "g1"), seq, encode(m)});
+        batch.queue_messages.push_back({"alice", seq, encode(m)});
+    }
+    REQUIRE(store.commit(batch, true));
+    auto seqs = [](const std::vector<Message>& messages) {
+        std::vector<uint32_t> out;
+        for (const Message& m : messages) out.push_back(m.message_seq);
+        return out;
+    };
+    const PageLimit limit{.count = 10, .bytes = 2500};  // the third message passes it
+
+    std::vector<Message> page;
+    bool cut = false;
+    REQUIRE(bool(core.channel_messages("", "g1", kGroupChannel, 1, 0, limit, false, page, cut)));
+    CHECK(seqs(page) == std::vector<uint32_t>{1, 2, 3});
+    CHECK(cut);
+    page.clear();
+    REQUIRE(bool(core.channel_messages("", "g1", kGroupChannel, 1, 0, limit, true, page, cut)));
+    CHECK(seqs(page) == std::vector<uint32_t>{8, 9, 10});
+    CHECK(cut);
+    page.clear();
+    REQUIRE(bool(core.channel_messages("", "g1", kGroupChannel, 1, 0, {.count = 10}, true, page, cut)));
+    CHECK(page.size() == 10);
+    CHECK_FALSE(cut);
+
+    page.clear();
+    REQUIRE(bool(core.recent_messages("alice", "g1", kGroupChannel, 0, limit, page)));
+    CHECK(seqs(page) == std::vector<uint32_t>{10, 9, 8});  // newest first
+    page.clear();
+    REQUIRE(bool(core.recent_messages("alice", "g1", kGroupChannel, 8, limit, page)));
+    CHECK(seqs(page) == std::vector<uint32_t>{10, 9});
+    page.clear();
+    REQUIRE(bool(core.recent_messages("alice", "g1", kGroupChannel, 0xffffffff, limit, page)));
+    CHECK(page.empty());
+
+    page.clear();
+    REQUIRE(bool(core.sync("alice", 0, limit, page)));
+    CHECK(seqs(page) == std::vector<uint32_t>{1, 2, 3});
+}

@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <memory>
 #include <mutex>
@@ -46,7 +47,8 @@ struct FakeService final : im::Service {
     im::Outcome outcome;
     std::string throw_message;
     std::vector<std::string> online;
-    std::vector<im::Message> messages;  // what sync and channel_messages return (up to the limit)
+    std::vector<im::Message> messages;  // what the message reads return (up to the limit), oldest first
+    std::vector<size_t> page_bytes;     // the byte limit of each message read, in order
     im::ApiSend last_send;
 
     im::Outcome record(std::string call) {
@@ -63,9 +65,24 @@ struct FakeService final : im::Service {
         std::lock_guard lock(mutex);
         return calls.size();
     }
-    void take(uint32_t limit, std::vector<im::Message>& out) {
-        for (const im::Message& m : messages)
-            if (out.size() < limit) out.push_back(m);
+    // Reads `messages` as the core reads the store (im::PageLimit: each
+    // message counts its encoded size), from the oldest or the newest, and
+    // appends them oldest first. True when the byte limit stopped the read.
+    bool take(im::PageLimit limit, std::vector<im::Message>& out, bool from_newest = false) {
+        {
+            std::lock_guard lock(mutex);
+            page_bytes.push_back(limit.bytes);
+        }
+        std::vector<im::Message> taken;
+        size_t bytes = 0;
+        for (size_t i = 0; i < messages.size() && taken.size() < limit.count && bytes <= limit.bytes; ++i) {
+            const im::Message& m = messages[from_newest ? messages.size() - 1 - i : i];
+            taken.push_back(m);
+            bytes += im::encoded_size(m.view());
+        }
+        if (from_newest) std::reverse(taken.begin(), taken.end());
+        out.insert(out.end(), taken.begin(), taken.end());
+        return bytes > limit.bytes;
     }
 
     im::Outcome set_token(std::string_view uid, std::string_view token, uint8_t device_flag,
@@ -110,8 +127,9 @@ struct FakeService final : im::Service {
         last_send = message;
         return record("send");
     }
-    im::Outcome sync(std::string_view uid, uint32_t after_seq, uint32_t limit, std::vector<im::Message>& out) override {
-        im::Outcome o = record("sync " + std::string(uid) + " " + std::to_string(after_seq) + " " + std::to_string(limit));
+    im::Outcome sync(std::string_view uid, uint32_t after_seq, im::PageLimit limit, std::vector<im::Message>& out) override {
+        im::Outcome o =
+            record("sync " + std::string(uid) + " " + std::to_string(after_seq) + " " + std::to_string(limit.count));
         if (o) take(limit, out);
         return o;
     }
@@ -119,12 +137,12 @@ struct FakeService final : im::Service {
         return record("sync_ack " + std::string(uid) + " " + std::to_string(seq));
     }
     im::Outcome channel_messages(std::string_view login_uid, std::string_view channel_id, uint8_t type,
-                                 uint32_t from_seq, uint32_t to_seq, uint32_t limit,
-                                 std::vector<im::Message>& out) override {
+                                 uint32_t from_seq, uint32_t to_seq, im::PageLimit limit, bool keep_newest,
+                                 std::vector<im::Message>& out, bool& cut) override {
         im::Outcome o = record("channel_messages " + std::string(login_uid) + " " + std::string(channel_id) + " " +
                                std::to_string(type) + " " + std::to_string(from_seq) + " " + std::to_string(to_seq) +
-                               " " + std::to_string(limit));
-        if (o) take(limit, out);
+                               " " + std::to_string(limit.count) + (keep_newest ? " newest" : ""));
+        if (o) cut = take(limit, out, keep_newest);
         return o;
     }
     std::vector<im::ConversationView> conversation_views;  // what conversations() returns
@@ -148,10 +166,13 @@ struct FakeService final : im::Service {
         return o;
     }
     im::Outcome recent_messages(std::string_view uid, std::string_view channel_id, uint8_t type, uint32_t after_seq,
-                                uint32_t count, std::vector<im::Message>& out) override {
+                                im::PageLimit limit, std::vector<im::Message>& out) override {
         im::Outcome o = record("recent_messages " + std::string(uid) + " " + std::string(channel_id) + " " +
-                               std::to_string(type) + " " + std::to_string(after_seq) + " " + std::to_string(count));
-        if (o) take(count, out);
+                               std::to_string(type) + " " + std::to_string(after_seq) + " " + std::to_string(limit.count));
+        if (o) {
+            take(limit, out, true);
+            std::reverse(out.begin(), out.end());  // newest first
+        }
         return o;
     }
 };
@@ -663,7 +684,7 @@ TEST_CASE("Api: POST /channel/messagesync: window, echo of min/max, more") {
                       R"({"login_uid":"alice","channel_id":"bob","channel_type":1,"min_message_seq":0,)"
                       R"("max_message_seq":100,"limit":2,"reverse":0})");
     CHECK(r.status == 200);
-    CHECK(service.last() == "channel_messages alice bob 1 98 100 2");
+    CHECK(service.last() == "channel_messages alice bob 1 98 100 2 newest");
     CHECK(r.body == R"({"min_message_seq":0,"max_message_seq":100,"more":1,"messages":[)" + kSampleResp + "," +
                         kSampleResp + "]}");
 
@@ -705,30 +726,65 @@ TEST_CASE("Api: limit is clamped to kMaxPageMessages; a page ends at the byte bu
     CHECK(json::parse(post(api, "/message/sync", R"({"uid":"alice","limit":4294967295})").body).size() == 1000);
     // Backward from max: the newest 1000 below it.
     post(api, "/channel/messagesync", R"({"channel_id":"g1","channel_type":2,"max_message_seq":1501,"limit":4294967295})");
-    CHECK(service.last() == "channel_messages  g1 2 501 1501 1000");
+    CHECK(service.last() == "channel_messages  g1 2 501 1501 1000 newest");
 
+    // A /channel/messagesync page of `count` messages with "more": 1, the one at `at` of seq `seq`.
+    auto check_cut_page = [](const Api& with, const char* body, size_t count, size_t at, uint32_t seq) {
+        const json cut = json::parse(post(with, "/channel/messagesync", body).body);
+        REQUIRE(cut["messages"].size() == count);
+        CHECK(cut["messages"][at]["message_seq"] == seq);
+        CHECK(cut["more"] == 1);
+    };
     // A budget of three sample messages (each counted as at most ~470 bytes
     // of JSON): forward keeps the oldest, backward the newest.
     service.messages.resize(10);
     Api small(service, {.message_bytes_budget = 1500});
-    page = json::parse(post(small, "/channel/messagesync", R"({"channel_id":"g1","channel_type":2,"limit":10,"reverse":1})").body);
-    REQUIRE(page["messages"].size() == 3);
-    CHECK(page["messages"][0]["message_seq"] == 1);
-    CHECK(page["more"] == 1);
-    page = json::parse(
-        post(small, "/channel/messagesync", R"({"channel_id":"g1","channel_type":2,"max_message_seq":11,"limit":10})").body);
-    REQUIRE(page["messages"].size() == 3);
-    CHECK(page["messages"][2]["message_seq"] == 10);
-    CHECK(page["more"] == 1);
+    check_cut_page(small, R"({"channel_id":"g1","channel_type":2,"limit":10,"reverse":1})", 3, 0, 1);
+    check_cut_page(small, R"({"channel_id":"g1","channel_type":2,"max_message_seq":11,"limit":10})", 3, 2, 10);
     const json queue = json::parse(post(small, "/message/sync", R"({"uid":"alice","limit":10})").body);
     REQUIRE(queue.size() == 3);
     CHECK(queue[0]["message_seq"] == 1);
-    // One message over the budget still goes (the next page must be reachable).
-    service.messages.resize(1);
-    service.messages[0].payload.assign(8192, 'x');
-    page = json::parse(post(small, "/channel/messagesync", R"({"channel_id":"g1","channel_type":2,"limit":5,"reverse":1})").body);
-    CHECK(page["messages"].size() == 1);
-    CHECK(page["more"] == 0);
+    CHECK(service.page_bytes.back() == 1500);  // the read itself stops at the budget
+
+    // One message over the budget still goes (the next page must be
+    // reachable). The read stops after it, not knowing whether another
+    // follows: "more" is 1 (a following empty page says 0).
+    service.messages.resize(2);
+    for (im::Message& m : service.messages) m.payload.assign(8192, 'x');
+    check_cut_page(small, R"({"channel_id":"g1","channel_type":2,"limit":5,"reverse":1})", 1, 0, 1);
+    check_cut_page(small, R"({"channel_id":"g1","channel_type":2,"max_message_seq":11,"limit":5})", 1, 0, 2);  // the newest
+}
+
+TEST_CASE("Api: /conversation/syncMessages has one byte budget for all its channels, spent in their order") {
+    FakeService service;
+    for (uint32_t seq = 1; seq <= 10; ++seq) {
+        im::Message m = sample_message();
+        m.message_seq = seq;
+        m.payload.assign(1000, 'x');  // about 1,045 bytes stored, 1,792 counted as JSON
+        service.messages.push_back(m);
+    }
+    Api api(service, {.message_bytes_budget = 5000});
+    const json list = json::parse(post(api, "/conversation/syncMessages",
+                                       R"({"uid":"alice","msg_count":10,"channels":[)"
+                                       R"({"channel_id":"g1","channel_type":2},{"channel_id":"g2","channel_type":2},)"
+                                       R"({"channel_id":"g3","channel_type":2},{"channel_id":"g4","channel_type":2}]})")
+                                      .body);
+    auto seqs = [&](size_t channel) {
+        std::vector<uint32_t> out;
+        for (const json& m : list[channel]["messages"]) out.push_back(m["message_seq"]);
+        return out;
+    };
+    REQUIRE(list.size() == 4);  // the response's shape is unchanged: every channel, in request order
+    for (size_t i = 0; i < 4; ++i) CHECK(list[i]["channel_id"] == "g" + std::to_string(i + 1));
+    // g1 reads 5 (past 5,000 stored bytes) and keeps the newest two
+    // (3,584 bytes of JSON); g2 gets the 1,416 left: its newest message
+    // (one at least), which spends the budget; g3 and g4 are not read.
+    CHECK(seqs(0) == std::vector<uint32_t>{10, 9});
+    CHECK(seqs(1) == std::vector<uint32_t>{10});
+    CHECK(list[2]["messages"].empty());
+    CHECK(list[3]["messages"].empty());
+    CHECK(service.page_bytes == std::vector<size_t>{5000, 1416});
+    CHECK(service.last() == "recent_messages alice g2 2 0 10");
 }
 
 // ---- base64 ----

@@ -81,13 +81,13 @@ void put_raw(const std::string& dir, const std::string& key, const std::string& 
 
 std::vector<std::string> read_messages(Store& store, std::string_view log, uint32_t from, uint32_t to, uint32_t limit) {
     std::vector<std::string> out;
-    REQUIRE(store.read_messages(log, from, to, limit, out));
+    REQUIRE(store.read_messages(log, from, to, {.count = limit}, out));
     return out;
 }
 
 std::vector<std::string> read_queue(Store& store, std::string_view uid, uint32_t after, uint32_t limit) {
     std::vector<std::string> out;
-    REQUIRE(store.read_queue(uid, after, limit, out));
+    REQUIRE(store.read_queue(uid, after, {.count = limit}, out));
     return out;
 }
 
@@ -289,7 +289,7 @@ TEST_CASE("store: read_messages honours from_seq, to_seq and limit, one log only
     CHECK(read_messages(*store, shorter, 2, 5, 100) == messages(shorter, {2, 4}));
 
     std::vector<std::string> out{"kept"};  // results are appended
-    REQUIRE(store->read_messages(log, 1, 3, 100, out));
+    REQUIRE(store->read_messages(log, 1, 3, {.count = 100}, out));
     CHECK(out == std::vector<std::string>{"kept", message(log, 1), message(log, 2)});
 
     // Stored bytes come back exactly, NULs and all.
@@ -297,6 +297,71 @@ TEST_CASE("store: read_messages honours from_seq, to_seq and limit, one log only
     binary.messages.push_back({log, 300, {0, 1, 0xff, 0}});
     REQUIRE(store->commit(binary, false));
     CHECK(read_messages(*store, log, 300, 301, 1) == std::vector<std::string>{std::string("\0\x01\xff\0", 4)});
+}
+
+// A message of about 10 KB whose bytes name its seq: big_message(log, 7).
+std::string big_message(std::string_view log, uint32_t seq) { return message(log, seq) + std::string(10000, 'x'); }
+
+std::vector<std::string> big_messages(std::string_view log, std::initializer_list<uint32_t> seqs) {
+    std::vector<std::string> out;
+    for (uint32_t seq : seqs) out.push_back(big_message(log, seq));
+    return out;
+}
+
+// `count` big messages in a channel log and in a queue, both named `log`.
+void store_big_messages(Store& store, const std::string& log, uint32_t count) {
+    WriteBatch batch;
+    for (uint32_t seq = 1; seq <= count; ++seq) {
+        batch.messages.push_back({log, seq, bytes_of(big_message(log, seq))});
+        batch.queue_messages.push_back({log, seq, bytes_of(big_message(log, seq))});
+    }
+    REQUIRE(store.commit(batch, false));
+}
+
+TEST_CASE("store: a read stops after the message that passes its byte limit, on the side it keeps") {
+    auto engine = each_engine();
+    INFO(engine->name());
+    auto store = engine->open();
+    const std::string log = log_name(2, "g");
+    store_big_messages(*store, log, 100);
+    const size_t size = big_message(log, 1).size();  // as seqs 2-9
+    auto read = [&](uint32_t from, uint32_t to, ReadLimit limit) {
+        std::vector<std::string> out;
+        REQUIRE(store->read_messages(log, from, to, limit, out));
+        return out;
+    };
+
+    // 25,000 bytes: the third message passes them and is the last read.
+    CHECK(read(1, 0, {.count = 100, .bytes = 25000}) == big_messages(log, {1, 2, 3}));
+    CHECK(read(1, 0, {.count = 100, .bytes = 25000, .newest = true}) == big_messages(log, {98, 99, 100}));
+    CHECK(read(10, 51, {.count = 100, .bytes = 25000, .newest = true}) == big_messages(log, {48, 49, 50}));
+    CHECK(read(10, 51, {.count = 100, .bytes = 25000}) == big_messages(log, {10, 11, 12}));
+    // Exactly reached is not passed; one message at least, whatever the limit.
+    CHECK(read(1, 0, {.count = 100, .bytes = 2 * size}) == big_messages(log, {1, 2, 3}));
+    CHECK(read(1, 0, {.count = 100, .bytes = 2 * size + 1}) == big_messages(log, {1, 2, 3}));
+    CHECK(read(1, 0, {.count = 100, .bytes = 0}) == big_messages(log, {1}));
+    CHECK(read(1, 0, {.count = 100, .bytes = 0, .newest = true}) == big_messages(log, {100}));
+    // The count still holds; no limit in bytes reads what the count allows.
+    CHECK(read(1, 0, {.count = 2, .newest = true}) == big_messages(log, {99, 100}));
+    CHECK(read(1, 0, {.count = 100, .newest = true}).size() == 100);
+    CHECK(read(1, 0, {.count = 0, .bytes = 0}).empty());
+    CHECK(read(101, 0, {.count = 100, .bytes = 0, .newest = true}).empty());
+    // A read the bytes stopped is one whose messages hold more than them.
+    const ReadLimit limit{.count = 100, .bytes = 25000};
+    size_t bytes = 0;
+    for (const std::string& m : read(1, 0, limit)) bytes += m.size();
+    CHECK(limit.spent(bytes));
+
+    // Results are appended, ascending, in both directions.
+    std::vector<std::string> out{"kept"};
+    REQUIRE(store->read_messages(log, 1, 0, {.count = 100, .bytes = 1, .newest = true}, out));
+    REQUIRE(store->read_messages(log, 1, 0, {.count = 2, .newest = true}, out));
+    CHECK(out == std::vector<std::string>{"kept", big_message(log, 100), big_message(log, 99), big_message(log, 100)});
+
+    // The queue reads the same way.
+    std::vector<std::string> queued;
+    REQUIRE(store->read_queue(log, 5, {.count = 100, .bytes = 25000}, queued));
+    CHECK(queued == big_messages(log, {6, 7, 8}));
 }
 
 TEST_CASE("store: read_queue returns seqs after after_seq, per user") {
@@ -508,7 +573,7 @@ TEST_CASE("store: a batch is seen whole by concurrent readers") {
             int64_t id = 0;
             std::vector<std::string> out;
             if (!store->channel_seq(log, seq) || !store->max_message_id(id) ||
-                !store->read_messages(log, seq, seq + 1, 1, out))
+                !store->read_messages(log, seq, seq + 1, {.count = 1}, out))
                 torn.fetch_add(1);
             if (seq > 0 && (out.size() != 1 || id < int64_t(seq))) torn.fetch_add(1);
             reads.fetch_add(1);
@@ -1187,6 +1252,57 @@ TEST_CASE("redis store: a Sentinel URL finds the master; a replica URL is refuse
     via.url = replica.url();
     CHECK(open_redis(via, error) == nullptr);
     CHECK(error.find("not a master") != std::string::npos);
+}
+
+// Bytes Redis has sent to its clients so far (INFO stats).
+uint64_t redis_output_bytes(const RedisServer& server) {
+    const std::string stats = server.cli("INFO stats");
+    const std::string field = "total_net_output_bytes:";
+    const size_t at = stats.find(field);
+    REQUIRE(at != std::string::npos);
+    return std::stoull(stats.substr(at + field.size()));
+}
+
+TEST_CASE("redis store: a read stopped by its byte limit fetched about what it returned, not the whole count") {
+    RedisFixture redis;
+    auto store = open_redis_ok(redis.options);
+    const std::string log = log_name(2, "g");
+    store_big_messages(*store, log, 100);  // 1 MB each way
+    // Fetched (bytes Redis sent) against returned, for a read of up to 100.
+    auto fetched = [&](uint32_t after, ReadLimit limit, size_t& returned) {
+        std::vector<std::string> out;
+        const uint64_t before = redis_output_bytes(redis.server);
+        REQUIRE(store->read_queue(log, after, limit, out));
+        const uint64_t sent = redis_output_bytes(redis.server) - before;
+        returned = 0;
+        for (const std::string& m : out) returned += m.size();
+        return sent;
+    };
+    size_t returned = 0;
+    // Three returned: the first page of 8 was fetched, not the 100.
+    uint64_t sent = fetched(0, {.count = 100, .bytes = 25000}, returned);
+    CHECK(returned < 31000);
+    CHECK(sent < 100000);
+    // Ten returned: a page of 8, then one of 2 (what the bytes left hold at
+    // the size seen, plus one): nothing fetched in vain.
+    sent = fetched(0, {.count = 100, .bytes = 100000}, returned);
+    CHECK(returned > 100000);
+    CHECK(sent < returned + 5000);
+    // Backwards the same, from the newest.
+    std::vector<std::string> out;
+    REQUIRE(store->read_messages(log, 1, 0, {.count = 100, .bytes = 100000, .newest = true}, out));
+    REQUIRE(out.size() == 10);
+    CHECK(out.front() == big_message(log, 91));
+    CHECK(out.back() == big_message(log, 100));
+    // Small messages go 32 a page: the whole log, in order, across pages.
+    const std::string small = log_name(2, "small");
+    WriteBatch batch;
+    for (uint32_t seq = 1; seq <= 100; ++seq) batch.messages.push_back(append(small, seq));
+    REQUIRE(store->commit(batch, false));
+    out.clear();
+    REQUIRE(store->read_messages(small, 1, 0, {.count = 1000, .bytes = 1 << 20, .newest = true}, out));
+    REQUIRE(out.size() == 100);
+    for (uint32_t seq = 1; seq <= 100; ++seq) CHECK(out[seq - 1] == message(small, seq));
 }
 
 TEST_CASE("redis store: a reply lost after the script ran is an unknown outcome; the lookup finds the batch") {

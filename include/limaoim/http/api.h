@@ -100,7 +100,9 @@ struct ApiOptions {
     std::vector<std::string> allowed_origins;
     // The JSON bytes of messages one response gathers at most: a page ends
     // early past it ("more": 1), so the response stays under the server's
-    // response cap (ServerOptions::max_response_bytes).
+    // response cap (ServerOptions::max_response_bytes). The store read stops
+    // there too (im::PageLimit): a page's messages are not all read first.
+    // /conversation/syncMessages has one budget for all its channels.
     size_t message_bytes_budget = 8u << 20;
 };
 

@@ -132,17 +132,18 @@ public:
     Outcome edit_list(std::string_view id, uint8_t type, ListKind list, ListEdit edit,
                       const std::vector<std::string>& uids) override;
     Outcome send(const ApiSend& message) override;
-    Outcome sync(std::string_view uid, uint32_t after_seq, uint32_t limit, std::vector<Message>& out) override;
+    Outcome sync(std::string_view uid, uint32_t after_seq, PageLimit limit, std::vector<Message>& out) override;
     Outcome sync_ack(std::string_view uid, uint32_t seq) override;
     Outcome channel_messages(std::string_view login_uid, std::string_view channel_id, uint8_t type,
-                             uint32_t from_seq, uint32_t to_seq, uint32_t limit, std::vector<Message>& out) override;
+                             uint32_t from_seq, uint32_t to_seq, PageLimit limit, bool keep_newest,
+                             std::vector<Message>& out, bool& cut) override;
     Outcome conversations(std::string_view uid, std::vector<ConversationView>& out) override;
     Outcome set_unread(std::string_view uid, std::string_view channel_id, uint8_t type, uint32_t unread) override;
     Outcome delete_conversation(const std::vector<std::string>& uids, std::string_view channel_id,
                                 uint8_t type) override;
     Outcome sync_conversations(std::string_view uid, int64_t version, std::vector<Conversation>& out) override;
     Outcome recent_messages(std::string_view uid, std::string_view channel_id, uint8_t type, uint32_t after_seq,
-                            uint32_t count, std::vector<Message>& out) override;
+                            PageLimit limit, std::vector<Message>& out) override;
 
 private:
     // The resolver's threads (im/resolver.h): load a channel that is not

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <limits>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -50,6 +51,17 @@ struct ConversationView {
     std::optional<Message> last_message;
 };
 
+// How much one page of messages the API reads may hold (§16.2-16.4): at
+// most `count` messages, and the read stops after the message that brings
+// the stored (encoded) bytes it read past `bytes`. That one is kept, so a
+// page holds one message at least and a client pages on; the store reads no
+// further (store::ReadLimit), so a page costs about `bytes` of memory however
+// big its messages are.
+struct PageLimit {
+    uint32_t count = 0;
+    size_t bytes = std::numeric_limits<size_t>::max();
+};
+
 enum class ListKind : uint8_t { Deny, Allow };
 enum class ListEdit : uint8_t { Add, Set, Remove };
 
@@ -82,15 +94,19 @@ public:
     // ---- messages ----
     // Stored (by the durability policy) and handed to delivery when it returns Ok.
     virtual Outcome send(const ApiSend& message) = 0;
-    // The SyncOnce queue of `uid` after max(after_seq, cursor), ascending, at most `limit`.
-    virtual Outcome sync(std::string_view uid, uint32_t after_seq, uint32_t limit, std::vector<Message>& out) = 0;
+    // The SyncOnce queue of `uid` after max(after_seq, cursor), ascending,
+    // within `limit` from the oldest.
+    virtual Outcome sync(std::string_view uid, uint32_t after_seq, PageLimit limit, std::vector<Message>& out) = 0;
     // cursor = max(cursor, min(seq, last queue seq)) (§10.2 compatible rule).
     virtual Outcome sync_ack(std::string_view uid, uint32_t seq) = 0;
     // A channel's history: from_seq <= seq < to_seq (0: no bound), ascending,
-    // at most `limit`. Person channels: the fake channel of (login_uid, channel_id).
+    // within `limit`, taken from the newest of that window down when
+    // `keep_newest` (a client paging back continues from the oldest it got),
+    // else from the oldest up. `cut`: the byte limit ended the page (more may
+    // follow). Person channels: the fake channel of (login_uid, channel_id).
     virtual Outcome channel_messages(std::string_view login_uid, std::string_view channel_id, uint8_t type,
-                                     uint32_t from_seq, uint32_t to_seq, uint32_t limit,
-                                     std::vector<Message>& out) = 0;
+                                     uint32_t from_seq, uint32_t to_seq, PageLimit limit, bool keep_newest,
+                                     std::vector<Message>& out, bool& cut) = 0;
 
     // ---- conversations (§11, §16.4) ----
     // Timestamp descending.
@@ -102,10 +118,11 @@ public:
                                         uint8_t type) = 0;
     // Those changed after `version` (ms; <= 0: all), timestamp descending.
     virtual Outcome sync_conversations(std::string_view uid, int64_t version, std::vector<Conversation>& out) = 0;
-    // The last `count` messages of the user's conversation log with seq >
-    // after_seq (0: no bound), newest first (/conversation/syncMessages).
+    // The last messages of the user's conversation log with seq > after_seq
+    // (0: no bound), within `limit` from the newest, newest first
+    // (/conversation/syncMessages).
     virtual Outcome recent_messages(std::string_view uid, std::string_view channel_id, uint8_t type,
-                                    uint32_t after_seq, uint32_t count, std::vector<Message>& out) = 0;
+                                    uint32_t after_seq, PageLimit limit, std::vector<Message>& out) = 0;
 };
 
 }  // namespace limaoim::im

@@ -25,6 +25,7 @@
 #include <array>
 #include <cstdint>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <span>
 #include <string>
@@ -111,6 +112,24 @@ struct UserConversations {
 struct NotifyEvent {
     int64_t id = 0;  // the message id: ascending in commit order, unique
     std::vector<uint8_t> bytes;
+};
+
+// How much one read_messages or read_queue takes: at most `count` messages,
+// and none after the one that brings the bytes read (the encoded messages)
+// past `bytes`. That one is kept, so a read whose range holds a message
+// returns one at least and a reader pages on; a read stopped by `bytes` is
+// thus one whose messages hold more than `bytes` (spent()). The engine stops
+// reading there: a page's memory is `bytes` plus one message (plus, for a
+// networked engine, the rest of the round trip it read last), not `count`
+// messages. `newest`: the range is read from its top down, so a read cut
+// short keeps the newest of the range (a client paging back) instead of the
+// oldest; `out` is ascending either way.
+struct ReadLimit {
+    uint32_t count = 0;
+    size_t bytes = std::numeric_limits<size_t>::max();
+    bool newest = false;
+
+    bool spent(size_t bytes_read) const { return bytes_read > bytes; }
 };
 
 // One atomic write: everything in it is on disk together or not at all.
@@ -200,11 +219,11 @@ public:
     virtual Status cursor(std::string_view uid, uint32_t& seq) = 0;
     virtual Status max_message_id(int64_t& id) = 0;
     // Encoded messages of a channel log with from_seq <= seq < to_seq
-    // (to_seq 0: no upper bound), ascending, at most `limit`, appended to `out`.
-    virtual Status read_messages(std::string_view log, uint32_t from_seq, uint32_t to_seq, uint32_t limit,
+    // (to_seq 0: no upper bound), ascending, within `limit`, appended to `out`.
+    virtual Status read_messages(std::string_view log, uint32_t from_seq, uint32_t to_seq, const ReadLimit& limit,
                                  std::vector<std::string>& out) = 0;
-    // A user's queue messages with seq > after_seq, ascending, at most `limit`.
-    virtual Status read_queue(std::string_view uid, uint32_t after_seq, uint32_t limit,
+    // A user's queue messages with seq > after_seq, ascending, within `limit`.
+    virtual Status read_queue(std::string_view uid, uint32_t after_seq, const ReadLimit& limit,
                               std::vector<std::string>& out) = 0;
 
     // Every channel log's last seq handed out, in no particular order.

@@ -116,7 +116,7 @@ void usage() {
                  "usage: bench_message [--mode person|group] [options]\n"
                  "  --host H --port P --http-port P   server (HTTP needed for group mode and --verify)\n"
                  "  --ws-port P                       clients connect over WebSocket to P instead of --port\n"
-                 "  --ports P1,P2,...                 person: sender i on P[i%N], its receiver on P[(i+1)%N]\n"
+                 "  --ports P1,P2,...                 person: sender i on P[i%%N], its receiver on P[(i+1)%%N]\n"
                  "  --version 2|4 --threads T --duration S --warmup S --drain S --login-timeout S\n"
                  "  person: --pairs P          group: --members M --group-id G --senders K\n"
                  "  --rate R (SENDs/s total) | --window W (in flight per sender)   --payload BYTES\n"

@@ -134,7 +134,7 @@ void Fanout::turn() {
     }
     // ...then a slice of each big message in turn.
     for (size_t i = 0; i < big_.size();) {
-        deliver_slice(big_[i]);
+        deliver_slice(big_[i], *decode(big_[i].item.message.bytes()));  // decoded by start()
         flush_if_big();
         if (big_[i].next < big_[i].receivers().size()) {
             ++i;
@@ -219,7 +219,7 @@ Fanout::Job* Fanout::start(FanoutItem&& item) {
     // SyncOnce: each receiver's queue seq, found by uid (a big group has as many copies as receivers).
     std::sort(job.item.queue_seqs.begin(), job.item.queue_seqs.end());
     if (job.receivers().size() <= kSlice) {
-        deliver_slice(job);
+        deliver_slice(job, m);
         finish(job);
         return nullptr;
     }
@@ -227,8 +227,7 @@ Fanout::Job* Fanout::start(FanoutItem&& item) {
     return &big_.back();
 }
 
-void Fanout::deliver_slice(Job& job) {
-    const MessageView m = *decode(job.item.message.bytes());  // decoded by start()
+void Fanout::deliver_slice(Job& job, const MessageView& m) {
     const std::vector<std::string>& all = job.receivers();
     const std::span<const std::string> slice(all.data() + job.next, std::min(kSlice, all.size() - job.next));
     job.next += slice.size();

@@ -16,7 +16,7 @@ FanoutItem item(const std::string& channel, uint32_t seq, uint8_t type = 2, cons
     m.from_uid = from;
     m.message_seq = seq;
     m.message_id = seq;
-    m.payload = "p";
+    m.payload.assign(1, 'p');  // (operator=("p") trips a false -Wrestrict in GCC 12)
     FanoutItem out;
     out.message = net::Payload::copy_of(encode(m.view()));
     return out;

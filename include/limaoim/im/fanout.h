@@ -123,7 +123,8 @@ private:
     // Delivers a message whose receivers fit in one slice, or makes it a big
     // job (returned), or keeps it behind its channel's big job.
     Job* start(FanoutItem&& item);
-    void deliver_slice(Job& job);
+    // `m`: the job's message, decoded (views into job.item's bytes).
+    void deliver_slice(Job& job, const MessageView& m);
     void finish(Job& job);
     void count_no_receivers(const MessageView& m, bool remote);
     void flush_if_big();

@@ -172,8 +172,8 @@ std::string seal(std::string_view secret, std::string_view event, uint64_t now_m
     return out;
 }
 
-Unsealed unseal(std::string_view secret, std::string_view sealed, uint64_t reference_ms, uint32_t max_age_ms,
-                std::string_view& event, Origin& origin) {
+Unsealed unseal(std::string_view secret, std::string_view sealed, uint64_t added_ms, uint64_t now_ms,
+                uint32_t max_age_ms, std::string_view& event, Origin& origin) {
     if (sealed.size() < kSealSize + 1) return Unsealed::Forged;  // an event has a kind byte at least
     const std::string_view signed_bytes = sealed.substr(0, sealed.size() - kMacSize);
     uint8_t mac[kMacSize];
@@ -184,19 +184,30 @@ Unsealed unseal(std::string_view secret, std::string_view sealed, uint64_t refer
     std::memcpy(&got.boot, tail, sizeof(uint64_t));
     std::memcpy(&got.seq, tail + sizeof(uint64_t), sizeof(uint64_t));
     std::memcpy(&got.sealed_ms, tail + 2 * sizeof(uint64_t), sizeof(uint64_t));
-    const uint64_t apart =
-        got.sealed_ms > reference_ms ? got.sealed_ms - reference_ms : reference_ms - got.sealed_ms;
-    if (apart > max_age_ms) return Unsealed::Stale;
+    // Old by when Redis added it (a node reading late after a reconnection
+    // is not late) or by now (an entry id far ahead, set by whoever can
+    // write to the stream, does not make every event fresh or stale).
+    const uint64_t reference_ms = std::min(added_ms, now_ms);
+    if (got.sealed_ms + max_age_ms < reference_ms || got.sealed_ms > now_ms + max_age_ms) return Unsealed::Stale;
     event = signed_bytes.substr(0, signed_bytes.size() - 3 * sizeof(uint64_t));
     origin = got;
     return Unsealed::Ok;
 }
 
-uint64_t stream_id_ms(std::string_view id) {
-    uint64_t ms = 0;
-    for (size_t i = 0; i < id.size() && id[i] >= '0' && id[i] <= '9'; ++i) ms = ms * 10 + uint64_t(id[i] - '0');
-    return ms;
+namespace {
+std::pair<uint64_t, uint64_t> stream_id_parts(std::string_view id) {
+    uint64_t ms = 0, seq = 0;
+    size_t i = 0;
+    for (; i < id.size() && id[i] >= '0' && id[i] <= '9'; ++i) ms = ms * 10 + uint64_t(id[i] - '0');
+    if (i < id.size() && id[i] == '-')
+        for (++i; i < id.size() && id[i] >= '0' && id[i] <= '9'; ++i) seq = seq * 10 + uint64_t(id[i] - '0');
+    return {ms, seq};
 }
+}  // namespace
+
+uint64_t stream_id_ms(std::string_view id) { return stream_id_parts(id).first; }
+
+bool stream_id_less(std::string_view a, std::string_view b) { return stream_id_parts(a) < stream_id_parts(b); }
 
 bool ReplayGuard::fresh(uint16_t node, const Origin& origin) {
     auto [it, first] = senders_.try_emplace(node);
@@ -475,7 +486,12 @@ bool RedisCluster::refresh_registry(redis::Client& client, std::string& error) {
     scanned_ = subscriptions;
     // Registered again: the others may have dropped this node from their
     // lists meanwhile, and should not wait for their next refresh.
-    if (result == 2 && !announce(client, kJoined, error)) return false;
+    if (result == 2) {
+        // The registration had lapsed: the others dropped this node and
+        // sent it nothing meanwhile (no event of theirs waits in its stream).
+        resync_requested_ = true;
+        if (!announce(client, kJoined, error)) return false;
+    }
     return true;
 }
 
@@ -582,9 +598,11 @@ void RedisCluster::send_loop() {
 bool RedisCluster::read_position(redis::Client& client, BusPosition& out, std::string& error) {
     redis::Reply r = client.command({"XINFO", "STREAM", bus_key(options_.node_id)}, error);
     out = BusPosition{};
-    // An error reply leaves the connection up: the stream does not exist
-    // (yet, or any more).
-    if (!r) return client.connected();
+    if (!r) {
+        // The stream does not exist (yet, or any more); any other error
+        // (LOADING after a restart, NOPERM) is no answer.
+        return client.connected() && error.find("no such key") != std::string::npos;
+    }
     if (r->type != REDIS_REPLY_ARRAY) {
         error = "unexpected reply to XINFO STREAM";
         return false;
@@ -602,17 +620,28 @@ bool RedisCluster::read_position(redis::Client& client, BusPosition& out, std::s
     return true;
 }
 
-// After a reconnection: entries this node had not read yet may have been
-// trimmed meanwhile (more than bus_max_events sent while it was away).
+void RedisCluster::resync() {
+    listener_.on_resync();
+    stats_.cluster_resyncs.add();
+}
+
+// Compares this node's stream as Redis has it now with what this run read:
+// after each reconnection and once a second (the node may fall behind while
+// connected: its fan-out queue full, say).
 void RedisCluster::check_missed(const BusPosition& now) {
-    if (!now.exists) {
-        // Gone (a Redis that lost its data, or deleted by hand): whether
-        // events were in it cannot be told; what they said is read again.
-        if (bus_.last_id.empty()) return;  // there never was one
-        listener_.on_resync();
-        stats_.cluster_resyncs.add();
-        bus_.entries_read = 0;
-        return;
+    if (!now.exists || now.entries_added < bus_.entries_read || detail::stream_id_less(now.last_id, bus_.last_id)) {
+        if (bus_.last_id.empty()) return;  // nothing read, nothing lost
+        // Gone, or behind what this node read: a Redis that lost data, a
+        // replica promoted before it had everything, a stream deleted by
+        // hand. What was in it cannot be told: the caches are read again,
+        // and reading goes on from where the stream is now.
+        log::write(log::Level::Warn, "cluster",
+                   "this node's stream %s is behind what the node read (Redis lost data or failed over): caches "
+                   "read again, messages sent meanwhile left to sync",
+                   now.exists ? "is" : "is gone and");
+        bus_.last_id = now.last_id;
+        bus_.entries_read = now.entries_added;
+        return resync();
     }
     // Trimming deletes from the front: more deleted than this run has read
     // (up to last_id) means unread ones went too. (Redis 7.0 does not
@@ -623,11 +652,10 @@ void RedisCluster::check_missed(const BusPosition& now) {
     stats_.cluster_events_missed.add(missed);
     log::write(log::Level::Warn, "cluster",
                "%llu events for this node were trimmed from its stream before it read them (more than "
-               "--redis-bus-max sent while it was away): caches read again, messages left to sync",
+               "--redis-bus-max sent while it was away or behind): caches read again, messages left to sync",
                (unsigned long long)missed);
     bus_.entries_read = deleted;
-    listener_.on_resync();
-    stats_.cluster_resyncs.add();
+    resync();
 }
 
 void RedisCluster::receive_loop() {
@@ -637,28 +665,35 @@ void RedisCluster::receive_loop() {
     const std::string name = "limaoim-bus-" + std::to_string(options_.node_id);
     // Shorter than the command timeout, and short enough to see a stop.
     const std::string block_ms = std::to_string(std::clamp<uint32_t>(options_.timeout_ms / 2, 1, 200));
-    constexpr size_t kReadCount = 64;
-    const std::string read_count = std::to_string(kReadCount);
-    bool ever_connected = false;
+    // Entries per XREAD: a round trip waits behind the commit scripts in
+    // Redis (milliseconds under load), so it takes many at once; but
+    // about 16 MiB at most, judged by the largest event of the last read
+    // (a message to a datasource group carries its receivers: megabytes).
+    constexpr size_t kReadMax = 1024, kReadMin = 16, kReadBytes = 16u << 20;
+    size_t read_count = kReadMax;
+    int64_t next_check_ms = 0;
+    int64_t last_said_ms = -10000;
+    auto fail = [&](const char* what, const std::string& error) {
+        // Said at most every 10 s; a short pause so that an error reply
+        // (LOADING while Redis reads its AOF) is not asked again at once.
+        if (steady_ms() - last_said_ms >= 10000) {
+            last_said_ms = steady_ms();
+            log::write(log::Level::Warn, "cluster", "%s: %s", what, error.c_str());
+        }
+        receiver_ok_ = false;
+        update_connected();
+        client.disconnect();
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    };
     while (!receiver_stop_) {
         std::string error;
         if (!client.connected()) {
-            BusPosition now;
             // (A name refused, by an ACL, is no reason not to read.)
-            const bool ok = client.connect(error) &&
-                            (client.command({"CLIENT", "SETNAME", name}, error) || client.connected()) &&
-                            (!ever_connected || read_position(client, now, error));
-            if (!ok) {
-                if (receiver_ok_) log::write(log::Level::Warn, "cluster", "not reading the bus: %s", error.c_str());
-                receiver_ok_ = false;
-                update_connected();
-                client.disconnect();
-                std::this_thread::sleep_for(std::chrono::milliseconds(100));
+            if (!client.connect(error) || (!client.command({"CLIENT", "SETNAME", name}, error) && !client.connected())) {
+                fail("not reading the bus", error);
                 continue;
             }
-            // What was sent meanwhile waits in the stream, unless trimmed.
-            if (ever_connected) check_missed(now);
-            ever_connected = true;
+            next_check_ms = 0;  // what was sent meanwhile waits in the stream, unless trimmed
             receiver_ok_ = true;
             // Connected before a token event needs it: a token set through
             // another node is then usable here one round trip later.
@@ -672,18 +707,27 @@ void RedisCluster::receive_loop() {
             queue_wake_.notify_one();
             update_connected();
         }
+        if (steady_ms() >= next_check_ms) {
+            BusPosition now;
+            if (!read_position(client, now, error)) {
+                fail("reading this node's stream", error);
+                continue;
+            }
+            check_missed(now);
+            next_check_ms = steady_ms() + 1000;
+        }
+        // This node's registration had lapsed: the others sent it nothing
+        // meanwhile (see refresh_registry).
+        if (resync_requested_.exchange(false)) resync();
         const std::string after = bus_.last_id.empty() ? "0-0" : bus_.last_id;
-        redis::Reply r =
-            client.command({"XREAD", "COUNT", read_count, "BLOCK", block_ms, "STREAMS", key, after}, error);
+        redis::Reply r = client.command(
+            {"XREAD", "COUNT", std::to_string(read_count), "BLOCK", block_ms, "STREAMS", key, after}, error);
         if (!r) {
-            log::write(log::Level::Warn, "cluster", "bus connection lost: %s", error.c_str());
-            receiver_ok_ = false;
-            update_connected();
-            client.disconnect();
+            fail("reading the bus", error);
             continue;
         }
         // [[key, [[id, [field, value]], ...]]]; nil when nothing came within the block time.
-        size_t entries_read = 0;
+        size_t entries_read = 0, largest = 0;
         if (r->type == REDIS_REPLY_ARRAY && r->elements == 1 && r->element[0]->type == REDIS_REPLY_ARRAY &&
             r->element[0]->elements == 2 && r->element[0]->element[1]->type == REDIS_REPLY_ARRAY) {
             const redisReply* entries = r->element[0]->element[1];
@@ -698,19 +742,21 @@ void RedisCluster::receive_loop() {
                 if (fields->type != REDIS_REPLY_ARRAY || fields->elements != 2 || fields->element[1]->type != REDIS_REPLY_STRING)
                     continue;
                 stats_.cluster_events_in.add();
+                largest = std::max(largest, fields->element[1]->len);
                 receive(std::string_view(fields->element[1]->str, fields->element[1]->len),
                         detail::stream_id_ms(bus_.last_id));
             }
         }
+        const size_t was_count = read_count;
+        read_count = std::clamp(kReadBytes / std::max<size_t>(largest, 1), kReadMin, kReadMax);
         // A dropped late event may have been a token or channel change:
         // read the caches again once caught up (at most every 10 s;
         // messages are left to sync).
-        if (stale_events_seen_ && entries_read < kReadCount &&
+        if (stale_events_seen_ && entries_read < was_count &&
             steady_ms() - last_stale_resync_ms_ >= kStaleResyncIntervalMs) {
             stale_events_seen_ = false;
             last_stale_resync_ms_ = steady_ms();
-            listener_.on_resync();
-            stats_.cluster_resyncs.add();
+            resync();
         }
     }
 }
@@ -723,7 +769,7 @@ void RedisCluster::receive(std::string_view sealed_event, uint64_t added_ms) {
     std::string_view event;
     detail::Origin origin;
     detail::Unsealed verdict =
-        detail::unseal(options_.secret, sealed_event, added_ms, options_.max_event_age_ms, event, origin);
+        detail::unseal(options_.secret, sealed_event, added_ms, unix_ms(), options_.max_event_age_ms, event, origin);
     if (verdict == detail::Unsealed::Ok) {
         // Authentic: the sending node's id (after the kind byte) is its own.
         uint16_t from = 0;

@@ -31,6 +31,13 @@ void Fanout::start() {
 }
 
 void Fanout::push(std::vector<FanoutItem>& items) {
+    // The other nodes hear of a message stored here at once, not behind
+    // this node's fan-out (where it may wait for order, or behind big
+    // groups): their own holds for it end sooner.
+    if (cluster_)
+        for (FanoutItem& item : items)
+            if (!item.remote)
+                if (const std::optional<MessageView> m = decode(item.message.bytes())) tell_other_nodes(item, *m);
     std::unique_lock lock(mutex_);
     room_.wait(lock, [this] { return stopping_ || queued_.size() < max_queued_; });
     const bool was_empty = queued_.empty();
@@ -93,14 +100,18 @@ void Fanout::run() {
                     std::chrono::milliseconds(order_ ? std::min(order_->next_expiry_ms(), hour_ms) : hour_ms));
                 wake_.wait_until(lock, expiry, [this] { return stopping_ || !queued_.empty(); });
             }
-            // Taken in while fewer than max_queued_ wait here: a message
-            // that arrives behind big ones is then delivered between their
+            // Taken in while fewer than max_queued_ wait here (not started,
+            // or behind their channel's big message): a message that
+            // arrives behind big ones is then delivered between their
             // slices; past it the queue fills and holds the committer back.
-            if (work_.size() < max_queued_) {
+            size_t waiting = work_.size();
+            for (const Job& job : big_) waiting += job.later.size();
+            if (waiting < max_queued_) {
+                waiting += queued_.size();
                 for (FanoutItem& item : queued_) work_.push_back(std::move(item));
                 queued_.clear();
             }
-            stats_.fanout_queue.set(queued_.size() + work_.size());
+            stats_.fanout_queue.set(waiting + queued_.size());
             stopping = stopping_;
         }
         room_.notify_all();
@@ -156,14 +167,12 @@ void Fanout::turn() {
 
 void Fanout::take(FanoutItem&& item) {
     const std::optional<MessageView> decoded = order_ ? decode(item.message.bytes()) : std::nullopt;
-    // (Not in a cluster, or not decodable: logged by start().)
+    // (Not in a cluster, or not decodable: logged by start(). A message
+    // stored here was told to the other nodes by push().)
     if (!decoded) {
         start(std::move(item));
         return;
     }
-    // The other nodes hear of it before it can wait here for order: they
-    // need not wait for this node's earlier gaps.
-    if (!item.remote) tell_other_nodes(item, *decoded);
     if (!decoded->persisted() || decoded->message_seq == 0) {  // no seq to keep in order
         start(std::move(item));
         return;

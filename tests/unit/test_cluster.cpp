@@ -95,41 +95,50 @@ TEST_CASE("cluster: a sealed event opens with the secret, within the age window 
     using cluster::detail::Unsealed;
 
     SUBCASE("verified") {
-        CHECK(cluster::detail::unseal(secret, sealed, now, 30000, opened, origin) == Unsealed::Ok);
+        CHECK(cluster::detail::unseal(secret, sealed, now, now, 30000, opened, origin) == Unsealed::Ok);
         CHECK(opened == event);
         CHECK(origin.boot == 0xb007);
         CHECK(origin.seq == 42);
         CHECK(origin.sealed_ms == now);
-        CHECK(cluster::detail::unseal(secret, sealed, now + 30000, 30000, opened, origin) == Unsealed::Ok);  // clocks a little apart
-        CHECK(cluster::detail::unseal(secret, sealed, now - 30000, 30000, opened, origin) == Unsealed::Ok);
+        CHECK(cluster::detail::unseal(secret, sealed, now + 30000, now + 30000, 30000, opened, origin) == Unsealed::Ok);  // clocks a little apart
+        CHECK(cluster::detail::unseal(secret, sealed, now - 30000, now - 30000, 30000, opened, origin) == Unsealed::Ok);
     }
     SUBCASE("forged: another secret, an edited event, an edited boot, seq or time, a bare event") {
-        CHECK(cluster::detail::unseal("another secret!!", sealed, now, 30000, opened, origin) == Unsealed::Forged);
+        CHECK(cluster::detail::unseal("another secret!!", sealed, now, now, 30000, opened, origin) == Unsealed::Forged);
         for (size_t at : {size_t(0), size_t(4), event.size(), event.size() + 8, event.size() + 16, sealed.size() - 1}) {
             std::string edited = sealed;
             edited[at] ^= 0x01;  // a byte of the event, its boot, seq, time, its MAC
-            CHECK_MESSAGE(cluster::detail::unseal(secret, edited, now, 30000, opened, origin) == Unsealed::Forged, at);
+            CHECK_MESSAGE(cluster::detail::unseal(secret, edited, now, now, 30000, opened, origin) == Unsealed::Forged, at);
         }
         // What an attacker without the secret publishes: the old, unsealed format.
-        CHECK(cluster::detail::unseal(secret, event + std::string(56, '\0'), now, 30000, opened, origin) ==
+        CHECK(cluster::detail::unseal(secret, event + std::string(56, '\0'), now, now, 30000, opened, origin) ==
               Unsealed::Forged);
         // Another uid with the original seal.
         std::string other = sealed;
         other.replace(4, 5, "mallo");
-        CHECK(cluster::detail::unseal(secret, other, now, 30000, opened, origin) == Unsealed::Forged);
+        CHECK(cluster::detail::unseal(secret, other, now, now, 30000, opened, origin) == Unsealed::Forged);
+    }
+    SUBCASE("read late: judged by when Redis added it, not by when it was read") {
+        CHECK(cluster::detail::unseal(secret, sealed, now + 1000, now + 3'600'000, 30000, opened, origin) == Unsealed::Ok);
+        // An entry id far ahead (written by hand) makes no old event fresh and no fresh one stale.
+        CHECK(cluster::detail::unseal(secret, sealed, now + 3'600'000, now, 30000, opened, origin) == Unsealed::Ok);
+        const std::string old_one = cluster::detail::seal(secret, event, now - 60000, 0xb007, 41);
+        CHECK(cluster::detail::unseal(secret, old_one, now + 3'600'000, now, 30000, opened, origin) == Unsealed::Stale);
+        // Ahead of this node's clock by more than the window, whenever added.
+        CHECK(cluster::detail::unseal(secret, sealed, now, now - 30001, 30000, opened, origin) == Unsealed::Stale);
     }
     SUBCASE("late: sealed longer ago than the window, or ahead of it") {
-        CHECK(cluster::detail::unseal(secret, sealed, now + 30001, 30000, opened, origin) == Unsealed::Stale);
-        CHECK(cluster::detail::unseal(secret, sealed, now + 3'600'000, 30000, opened, origin) == Unsealed::Stale);
-        CHECK(cluster::detail::unseal(secret, sealed, now - 30001, 30000, opened, origin) == Unsealed::Stale);
+        CHECK(cluster::detail::unseal(secret, sealed, now + 30001, now + 30001, 30000, opened, origin) == Unsealed::Stale);
+        CHECK(cluster::detail::unseal(secret, sealed, now + 3'600'000, now + 3'600'000, 30000, opened, origin) == Unsealed::Stale);
+        CHECK(cluster::detail::unseal(secret, sealed, now - 30001, now - 30001, 30000, opened, origin) == Unsealed::Stale);
     }
     SUBCASE("truncated: any cut is refused, an empty one too") {
         for (size_t keep = 0; keep < sealed.size(); ++keep)
-            CHECK_MESSAGE(cluster::detail::unseal(secret, std::string_view(sealed).substr(0, keep), now, 30000, opened,
+            CHECK_MESSAGE(cluster::detail::unseal(secret, std::string_view(sealed).substr(0, keep), now, now, 30000, opened,
                                                   origin) == Unsealed::Forged,
                           keep);
         // Sealed empty: too short to be an event even with a valid MAC.
-        CHECK(cluster::detail::unseal(secret, cluster::detail::seal(secret, "", now, 1, 1), now, 30000, opened, origin) ==
+        CHECK(cluster::detail::unseal(secret, cluster::detail::seal(secret, "", now, 1, 1), now, now, 30000, opened, origin) ==
               Unsealed::Forged);
     }
 }

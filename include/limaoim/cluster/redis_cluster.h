@@ -176,6 +176,7 @@ private:
     };
     bool read_position(redis::Client& client, BusPosition& out, std::string& error);
     void check_missed(const BusPosition& now);
+    void resync();  // the caches read again (the receiving thread)
     // Pipelines an XADD of `sealed_event` to the stream of each node in
     // `nodes` but this one; `appended` counts the replies to read.
     bool append_event(redis::Client& client, const std::vector<uint32_t>& nodes, std::string_view sealed_event,
@@ -237,6 +238,8 @@ private:
     std::mutex connected_mutex_;
     std::atomic<bool> connected_{false};
     std::atomic<bool> receiver_stop_{false};
+    // Set by the sending thread when this node's registration had lapsed.
+    std::atomic<bool> resync_requested_{false};
     std::thread sender_;
     std::thread receiver_;
 };
@@ -251,12 +254,14 @@ bool decode_message(std::string_view event, im::FanoutItem& out);
 std::string seal(std::string_view secret, std::string_view event, uint64_t now_ms, uint64_t boot, uint64_t seq);
 enum class Unsealed { Ok, Forged, Stale };
 // Forged: too short, or the MAC does not match; Stale: sealed more than
-// `max_age_ms` before `reference_ms` (when Redis added it) or after it.
+// `max_age_ms` before the earlier of `added_ms` (when Redis added it, its
+// entry id) and `now_ms`, or more than `max_age_ms` after `now_ms`.
 // `event` and `origin` are set when Ok.
-Unsealed unseal(std::string_view secret, std::string_view sealed, uint64_t reference_ms, uint32_t max_age_ms,
-                std::string_view& event, Origin& origin);
-// A stream entry id's ("MS-SEQ") unix ms part.
+Unsealed unseal(std::string_view secret, std::string_view sealed, uint64_t added_ms, uint64_t now_ms,
+                uint32_t max_age_ms, std::string_view& event, Origin& origin);
+// Stream entry ids ("MS-SEQ"): the unix ms part, and their order ("" is 0-0).
 uint64_t stream_id_ms(std::string_view id);
+bool stream_id_less(std::string_view a, std::string_view b);
 
 }  // namespace detail
 

@@ -20,7 +20,7 @@
 // In a cluster, every message stored here goes on to the other nodes
 // (im/cluster.h), with its receivers when they cannot know them (a channel
 // cached from the datasource or a temporary one: see tell_other_nodes()),
-// before it is delivered here. Messages of one channel then come from
+// as it is queued here. Messages of one channel then come from
 // several nodes: a ChannelOrder holds a later seq back until the earlier
 // ones arrived (1 s at most), so a session still gets them in seq order. A message
 // whose receivers are found nowhere (no explicit list, its channel not in
@@ -85,8 +85,9 @@ public:
     // channel's seq order, whichever node stored them (im/channel_order.h).
     void set_cluster(Cluster* cluster);
     void start();
-    // The committer's thread: queues the items in order; waits while the
-    // queue is full (back-pressure on the committer, never a drop).
+    // The committer's thread: queues the items in order (in a cluster,
+    // telling the other nodes first); waits while the queue is full
+    // (back-pressure on the committer, never a drop).
     void push(std::vector<FanoutItem>& items);
     // The cluster's receiving thread: a message another node stored. Waits
     // while the queue is full, as push() does.
@@ -115,10 +116,10 @@ private:
     void run();
     // New messages (up to kSlice receivers' worth), then a slice of each big one.
     void turn();
-    // An item from the queue: started now, or, in a cluster, told to the
-    // other nodes (a local one) and passed through order_.
+    // An item from the queue: started now, or, in a cluster, passed through order_.
     void take(FanoutItem&& item);
-    // Fills in `item.receivers` when the other nodes cannot know them.
+    // push() (the committer's thread), a cluster's message stored here:
+    // fills in `item.receivers` when the other nodes cannot know them.
     void tell_other_nodes(FanoutItem& item, const MessageView& m);
     // Delivers a message whose receivers fit in one slice, or makes it a big
     // job (returned), or keeps it behind its channel's big job.

@@ -802,8 +802,8 @@ void RedisCluster::receive(std::string_view sealed_event, uint64_t added_ms) {
                        (unsigned long long)stats_.cluster_events_rejected.get());
         else
             log::write(log::Level::Warn, "cluster",
-                       "dropped an event sealed more than %u ms away from this node's clock: a replay, or the "
-                       "nodes' clocks are apart",
+                       "dropped an event sealed more than %u ms before Redis took it, or ahead of this node's "
+                       "clock: a replay, or the clocks of the nodes and Redis are apart",
                        options_.max_event_age_ms);
     }
 }

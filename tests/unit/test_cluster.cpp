@@ -1,12 +1,18 @@
 // The cluster's event encoding (cluster/redis_cluster.h): what one node
-// publishes, another decodes into the same fan-out item, and a cut or
-// corrupt event is refused rather than read past its end.
+// sends, another decodes into the same fan-out item, and a cut or corrupt
+// event is refused rather than read past its end; then a node on a
+// redis-server of its own, for what makes it read its caches again.
 #include <doctest/doctest.h>
 
+#include <atomic>
+#include <chrono>
 #include <cstring>
+#include <functional>
+#include <thread>
 
 #include "limaoim/cluster/redis_cluster.h"
 #include "limaoim/im/message.h"
+#include "redis_server.h"
 
 using namespace limaoim;
 
@@ -180,4 +186,69 @@ TEST_CASE("cluster: a node that just began listening takes no event of an unknow
     CHECK(guard.fresh(1, Origin{7, 3, t - ReplayGuard::kSkewMs + 1}));
     CHECK(guard.fresh(1, Origin{7, 4, t + 10}));
     CHECK(guard.fresh(2, Origin{9, 1, t + 5}));
+}
+
+// ---- RedisCluster against a redis-server: what makes a node read its caches again ----
+
+namespace {
+
+struct CountingListener final : im::ClusterListener {
+    std::atomic<int> resyncs{0};
+    void on_remote_message(im::FanoutItem&&) override {}
+    void on_remote_login(std::string_view, uint8_t, uint64_t) override {}
+    void on_token_changed(std::string_view, uint8_t, const std::array<uint8_t, 32>&) override {}
+    void on_channel_changed(uint8_t, std::string_view) override {}
+    void on_system_uids_changed() override {}
+    void on_conversation_unread_set(std::string_view, std::string_view, uint8_t, uint32_t) override {}
+    void on_conversation_removed(const std::vector<std::string>&, std::string_view, uint8_t) override {}
+    void on_resync() override { ++resyncs; }
+};
+
+bool eventually(const std::function<bool()>& condition, int timeout_ms) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+    while (!condition()) {
+        if (std::chrono::steady_clock::now() >= deadline) return false;
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return true;
+}
+
+}  // namespace
+
+TEST_CASE("cluster node on a redis-server: its stream gone or its registration lapsed makes it read its caches again; "
+          "an error reply does not") {
+    testing::RedisServer redis;
+    REQUIRE_MESSAGE(redis.started(), redis.log());
+    cluster::Options options;
+    std::string error;
+    REQUIRE(redis::parse_url(redis.url(), options.url, error));
+    options.secret = "0123456789abcdef-cluster";
+    CountingListener listener;
+    stats::PipelineBlock block{};
+    cluster::RedisCluster node(options, listener, block);
+    REQUIRE_MESSAGE(node.start(error), error);
+    // Something read, so the node has a position in its stream (a forged event: read, dropped).
+    redis.cli("XADD lim:bus:{1} '*' e junk");
+    REQUIRE(eventually([&] { return block.cluster_events_rejected.get() == 1; }, 2000));
+    REQUIRE(listener.resyncs == 0);
+
+    SUBCASE("the stream deleted (a Redis that lost its data)") {
+        redis.cli("DEL lim:bus:{1}");
+        CHECK(eventually([&] { return listener.resyncs == 1; }, 2500));  // checked once a second
+    }
+    SUBCASE("the registration lapsed (the others stopped sending here)") {
+        redis.cli("DEL lim:node:{1}");
+        CHECK(eventually([&] { return listener.resyncs == 1; }, 2500));  // refreshed once a second
+    }
+    SUBCASE("an error reply (the key of another type) is no lost stream: the node waits, and reads on after") {
+        redis.cli("EVAL \"redis.call('DEL', KEYS[1]) redis.call('SET', KEYS[1], 'x')\" 1 lim:bus:{1}");
+        CHECK(eventually([&] { return block.cluster_connected.get() == 0; }, 2500));
+        std::this_thread::sleep_for(std::chrono::milliseconds(1200));
+        CHECK(listener.resyncs == 0);
+        redis.cli("DEL lim:bus:{1}");
+        redis.cli("XADD lim:bus:{1} '*' e junk2");
+        CHECK(eventually([&] { return block.cluster_events_rejected.get() == 2; }, 2500));
+        CHECK(block.cluster_connected.get() == 1);
+    }
+    node.stop();
 }

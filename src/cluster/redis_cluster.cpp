@@ -621,8 +621,10 @@ bool RedisCluster::read_position(redis::Client& client, BusPosition& out, std::s
 }
 
 void RedisCluster::resync() {
-    listener_.on_resync();
     stats_.cluster_resyncs.add();
+    // A failed reload (Redis still loading, a timeout) leaves stale caches:
+    // asked again a second later until it works.
+    resync_retry_ms_ = listener_.on_resync() ? 0 : steady_ms() + 1000;
 }
 
 // Compares this node's stream as Redis has it now with what this run read:
@@ -718,7 +720,7 @@ void RedisCluster::receive_loop() {
         }
         // This node's registration had lapsed: the others sent it nothing
         // meanwhile (see refresh_registry).
-        if (resync_requested_.exchange(false)) resync();
+        if (resync_requested_.exchange(false) || (resync_retry_ms_ != 0 && steady_ms() >= resync_retry_ms_)) resync();
         const std::string after = bus_.last_id.empty() ? "0-0" : bus_.last_id;
         redis::Reply r = client.command(
             {"XREAD", "COUNT", std::to_string(read_count), "BLOCK", block_ms, "STREAMS", key, after}, error);

@@ -142,10 +142,13 @@ void Core::on_conversation_removed(const std::vector<std::string>& uids, std::st
     (void)conversations_.remove(uids, channel_id, type, false);  // memory only: cannot fail
 }
 
-void Core::on_resync() {
+bool Core::on_resync() {
     std::lock_guard lock(channel_write_);
-    if (std::string error; !load_cached(error))
-        log::write(log::Level::Warn, "core", "reloading after the cluster reconnected: %s", error.c_str());
+    std::string error;
+    if (load_cached(error)) return true;
+    log::write(log::Level::Warn, "core", "reading the cached tokens and channels again: %s (tried again in 1 s)",
+               error.c_str());
+    return false;
 }
 
 namespace {

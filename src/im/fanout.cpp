@@ -152,12 +152,12 @@ void Fanout::turn() {
             continue;
         }
         finish(big_[i]);
-        std::vector<FanoutItem> later = std::move(big_[i].later);
+        std::vector<Later> later = std::move(big_[i].later);
         big_.erase(big_.begin() + ptrdiff_t(i));
         // Its channel's next messages, kept behind it, go on now (the first
         // big one among them takes the rest behind it in turn).
         for (size_t k = 0; k < later.size(); ++k)
-            if (Job* job = start(std::move(later[k]))) {
+            if (Job* job = start(std::move(later[k].item))) {
                 job->later.assign(std::make_move_iterator(later.begin() + ptrdiff_t(k) + 1),
                                   std::make_move_iterator(later.end()));
                 break;
@@ -210,7 +210,12 @@ Fanout::Job* Fanout::start(FanoutItem&& item) {
     // Behind a big message of its channel still going out: after it.
     for (Job& job : big_)
         if (job.channel_key == key) {
-            job.later.push_back(std::move(item));
+            // In seq order among those waiting: a cluster's ChannelOrder
+            // releases a message late (its hold ended) after later ones.
+            auto at = job.later.end();
+            if (m.message_seq != 0)
+                while (at != job.later.begin() && (at - 1)->seq > m.message_seq) --at;
+            job.later.insert(at, Later{m.message_seq, std::move(item)});
             return nullptr;
         }
     stats_.fanout_messages.add();

@@ -1093,19 +1093,27 @@ TEST_CASE("cluster: kill -9 of one node during a burst: its clients resend on an
         threads.emplace_back([&, i] {
             run_sender(senders[i], ports, "gkill", kEach, 64, false, 8000, deadline, acked_total, &dead);
         });
+    // Killed once node 1's senders are a quarter through: the nodes' shares
+    // of one channel's commits are far from even (the one that wins a
+    // conflict tends to win the next), so the total says little about them.
     const auto t0 = Clock::now();
-    while (acked_total.load() < kSenders * kEach * 35 / 100 && ms_since(t0) < 60000)
+    while (std::min(senders[0].acked_count.load(), senders[3].acked_count.load()) < kEach / 4 && ms_since(t0) < 60000)
         std::this_thread::sleep_for(microseconds(500));
     std::vector<uint32_t> node1_acked_at_kill;
     for (int i = 0; i < kSenders; i += 3) node1_acked_at_kill.push_back(senders[i].acked_count.load());
     const uint32_t acked_at_kill = acked_total.load();
     dead[0] = true;
     nodes[0]->stop(SIGKILL, 5000);
-    MESSAGE("node 1 killed after " << acked_at_kill << " SENDACKs, " << ms_since(t0) << " ms into the burst");
+    MESSAGE("node 1 killed after " << acked_at_kill << " SENDACKs (" << senders[0].acked_count.load() << ", "
+                                    << senders[1].acked_count.load() << ", " << senders[2].acked_count.load() << ", "
+                                    << senders[3].acked_count.load() << ", " << senders[4].acked_count.load() << ", "
+                                    << senders[5].acked_count.load() << " by sender), " << ms_since(t0) << " ms into the burst");
     for (auto& t : threads) t.join();
     MESSAGE("burst over after " << ms_since(t0) << " ms");
-    CHECK(acked_at_kill >= kSenders * kEach * 35 / 100);
-    for (uint32_t a : node1_acked_at_kill) CHECK_MESSAGE(a < kEach, "a node-1 sender had finished before the kill");
+    for (uint32_t a : node1_acked_at_kill) {
+        CHECK(a >= kEach / 4);
+        CHECK_MESSAGE(a < kEach, "a node-1 sender had finished before the kill");
+    }
 
     for (int i = 0; i < kSenders; ++i) {
         const Sender& s = senders[i];

@@ -201,7 +201,11 @@ struct CountingListener final : im::ClusterListener {
     void on_system_uids_changed() override {}
     void on_conversation_unread_set(std::string_view, std::string_view, uint8_t, uint32_t) override {}
     void on_conversation_removed(const std::vector<std::string>&, std::string_view, uint8_t) override {}
-    void on_resync() override { ++resyncs; }
+    std::atomic<bool> resync_fails{false};
+    bool on_resync() override {
+        ++resyncs;
+        return !resync_fails;
+    }
 };
 
 bool eventually(const std::function<bool()>& condition, int timeout_ms) {
@@ -235,6 +239,15 @@ TEST_CASE("cluster node on a redis-server: its stream gone or its registration l
     SUBCASE("the stream deleted (a Redis that lost its data)") {
         redis.cli("DEL lim:bus:{1}");
         CHECK(eventually([&] { return listener.resyncs == 1; }, 2500));  // checked once a second
+    }
+    SUBCASE("a resync that fails (the store unreadable) is tried again each second until it works") {
+        listener.resync_fails = true;
+        redis.cli("DEL lim:bus:{1}");
+        CHECK(eventually([&] { return listener.resyncs == 2; }, 3500));
+        listener.resync_fails = false;
+        CHECK(eventually([&] { return listener.resyncs == 3; }, 2500));
+        std::this_thread::sleep_for(std::chrono::milliseconds(1200));
+        CHECK(listener.resyncs == 3);  // done: not asked again
     }
     SUBCASE("the registration lapsed (the others stopped sending here)") {
         redis.cli("DEL lim:node:{1}");

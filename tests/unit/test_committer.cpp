@@ -1476,6 +1476,43 @@ TEST_CASE("fan-out: big groups go out a slice at a time, in turn, each group's m
     CHECK(block.conversation_updates.get() == 6 * (3 * Fanout::kSlice + 1) + 1);
 }
 
+TEST_CASE("fan-out: messages kept behind a big one of their channel go out in seq order, whatever order they came in") {
+    SlowWorker slow;
+    FakeStore store;
+    Channels channels;
+    Directory directory{2};
+    stats::PipelineBlock block{};
+    Conversations conversations{store, block, {}};
+    Fanout fanout{channels, directory, conversations, block};
+    fanout.set_workers(slow.self, SlowWorker::kDeliver);
+    store::ChannelRecord r;
+    r.id = "big";
+    r.type = kGroupChannel;
+    for (size_t i = 0; i < 2 * Fanout::kSlice; ++i) r.subscribers.push_back("m" + std::to_string(i));
+    r.subscribers.push_back("watcher");
+    channels.put(Channel::from(std::move(r)));
+    REQUIRE(directory.replace("watcher", 1, net::ConnId::make(0, 1, 1)).ok);
+    std::vector<FanoutItem> items;
+    // 3 before 2: as a cluster node's order releases 3 when 2's hold ended, and 2 comes after.
+    for (uint32_t seq : {1u, 3u, 2u}) {
+        Message m = group("sender", "big", "m");
+        m.message_id = seq;
+        m.message_seq = seq;
+        FanoutItem item;
+        item.message = net::Payload::allocate(encoded_size(m.view()));
+        encode(m.view(), item.message.writable_bytes());
+        items.push_back(std::move(item));
+    }
+    fanout.push(items);
+    fanout.start();
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (slow.recorder.count() < 3 && std::chrono::steady_clock::now() < deadline)
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    fanout.stop();
+    std::lock_guard lock(slow.recorder.mutex);
+    CHECK(slow.recorder.ids == std::vector<int64_t>{1, 2, 3});
+}
+
 TEST_CASE("committer: SENDACKs to a worker whose inbox is smaller than the batch all arrive, in order") {
     SlowWorker slow;
     FakeStore store;

@@ -176,7 +176,7 @@ private:
     };
     bool read_position(redis::Client& client, BusPosition& out, std::string& error);
     void check_missed(const BusPosition& now);
-    void resync();  // the caches read again (the receiving thread)
+    void resync();  // the caches read again (the receiving thread); retried each second until it works
     // Pipelines an XADD of `sealed_event` to the stream of each node in
     // `nodes` but this one; `appended` counts the replies to read.
     bool append_event(redis::Client& client, const std::vector<uint32_t>& nodes, std::string_view sealed_event,
@@ -240,6 +240,7 @@ private:
     std::atomic<bool> receiver_stop_{false};
     // Set by the sending thread when this node's registration had lapsed.
     std::atomic<bool> resync_requested_{false};
+    int64_t resync_retry_ms_ = 0;  // the receiving thread's: when to retry a failed resync (0: none)
     std::thread sender_;
     std::thread receiver_;
 };

@@ -69,9 +69,10 @@ public:
                                             uint32_t unread) = 0;
     virtual void on_conversation_removed(const std::vector<std::string>& uids, std::string_view channel_id,
                                          uint8_t type) = 0;
-    // The connection to the others was broken and is back: anything may
-    // have been missed, so everything cached from the store is read again.
-    virtual void on_resync() = 0;
+    // Events from the others may have been missed (trimmed, a stream lost,
+    // a registration lapsed, a late event dropped): everything cached from
+    // the store is read again. False when that read failed: asked again.
+    virtual bool on_resync() = 0;
 };
 
 }  // namespace limaoim::im

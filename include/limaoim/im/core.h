@@ -115,7 +115,7 @@ public:
                                     uint32_t unread) override;
     void on_conversation_removed(const std::vector<std::string>& uids, std::string_view channel_id,
                                  uint8_t type) override;
-    void on_resync() override;
+    bool on_resync() override;
 
     // ---- Service (API threads) ----
     Outcome set_token(std::string_view uid, std::string_view token, uint8_t device_flag,

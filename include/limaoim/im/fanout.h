@@ -96,6 +96,11 @@ public:
     void stop();
 
 private:
+    // A message kept behind its channel's big job, with its seq (0: none).
+    struct Later {
+        uint32_t seq = 0;
+        FanoutItem item;
+    };
     // A message being delivered, a slice of receivers at a time.
     struct Job {
         FanoutItem item;
@@ -106,7 +111,7 @@ private:
         const std::vector<std::string>* person = nullptr;
         size_t next = 0;                         // receivers()[next..] still to do
         std::vector<std::string> offline;        // for msg.offline
-        std::vector<FanoutItem> later;           // its channel's next messages, kept behind it
+        std::vector<Later> later;                // its channel's next messages, kept behind it, by seq
         const std::vector<std::string>& receivers() const {
             static const std::vector<std::string> kNobody;
             return item.receivers ? *item.receivers : channel ? channel->subscribers : person ? *person : kNobody;

@@ -273,7 +273,7 @@ Server::Connection* Server::find(ConnRef conn) {
 }
 
 void Server::on_open(ConnRef conn, net::Transport&) {  // always the worker: the API is plain TCP
-    conns_.try_emplace(conn.slot, conn.generation, options_.body_limit, api_);
+    conns_.try_emplace(conn.slot, conn.generation, options_.body_limit, api_).first->second.last_active = ++activity_;
     io_.set_deadline(conn, options_.idle_timeout_ms);
     if (unscreened_.size() > 2 * conns_.size() + 16)
         std::erase_if(unscreened_, [this](ConnRef old) {
@@ -296,7 +296,21 @@ bool Server::make_room() {
         io_.close(oldest, net::CloseReason(HttpClose::Evicted));
         return true;
     }
-    return false;
+    // With no secret every request passes the screen, so connections kept
+    // alive after one could hold the cap: then the one answered longest ago
+    // with no request under way goes (its client connects again for its
+    // next request). With a secret those are the business server's: kept.
+    if (api_.has_secret()) return false;
+    const Connection* idlest = nullptr;
+    uint32_t idlest_slot = 0;
+    for (const auto& [slot, c] : conns_)
+        if (!c.awaiting_response && !c.mid_request && (!idlest || c.last_active < idlest->last_active)) {
+            idlest = &c;
+            idlest_slot = slot;
+        }
+    if (!idlest) return false;
+    io_.close(ConnRef{idlest_slot, idlest->generation}, net::CloseReason(HttpClose::Evicted));
+    return true;
 }
 
 net::DataResult Server::on_data(ConnRef conn, std::span<const uint8_t> bytes) {
@@ -307,6 +321,7 @@ net::DataResult Server::on_data(ConnRef conn, std::span<const uint8_t> bytes) {
         const RequestParser::Result r = c->parser.feed(bytes.subspan(offset));
         switch (r.status) {
         case RequestParser::Status::NeedMore:
+            c->mid_request = true;
             // Proved at the end of the headers, before its body (which may be long coming).
             if (c->parser.authorized()) c->screened = true;
             if (c->parser.take_continue_expected()) io_.send(conn, as_bytes(kContinue));
@@ -374,6 +389,8 @@ bool Server::respond(ConnRef conn, Connection& c, std::span<const uint8_t> bytes
         return false;
     }
     c.parser.next();
+    c.mid_request = false;
+    c.last_active = ++activity_;
     io_.set_deadline(conn, options_.idle_timeout_ms);
     return true;
 }

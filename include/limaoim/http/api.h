@@ -137,6 +137,7 @@ public:
 
     // True when no secret is configured or `authorization` carries it.
     bool authorized(std::string_view authorization) const;
+    bool has_secret() const { return secret_digest_.has_value(); }
 
 private:
     Response probe(const Request& request) const;  // GET /health, GET /metrics

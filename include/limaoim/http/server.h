@@ -154,6 +154,8 @@ private:
         uint32_t generation;
         bool awaiting_response = false;  // a request is on the pool; input paused
         bool screened = false;           // a request of it passed Api::screen with the secret (if one is set)
+        bool mid_request = false;        // part of a request came, not all of it
+        uint64_t last_active = 0;        // Server::activity_ when it opened or was last answered
         RequestParser parser;
     };
 
@@ -178,6 +180,7 @@ private:
     // passed the screen: the ones make_room closes. Entries of connections
     // closed or screened meanwhile are skipped (and dropped when they pile up).
     std::deque<net::ConnRef> unscreened_;
+    uint64_t activity_ = 0;  // counts openings and answers: orders connections by when they were last active
     bool shutting_down_ = false;
 };
 

@@ -489,8 +489,10 @@ bool RedisCluster::refresh_registry(redis::Client& client, std::string& error) {
     if (result == 2) {
         // The registration had lapsed: the others dropped this node and
         // sent it nothing meanwhile (no event of theirs waits in its stream).
-        resync_requested_ = true;
+        // Asked once the others heard this node is back (the receiving
+        // thread waits a refresh period more for their node lists).
         if (!announce(client, kJoined, error)) return false;
+        resync_requested_ = true;
     }
     return true;
 }
@@ -611,7 +613,10 @@ bool RedisCluster::read_position(redis::Client& client, BusPosition& out, std::s
     for (size_t i = 0; i + 1 < r->elements; i += 2) {
         const std::string_view field(r->element[i]->str, r->element[i]->len);
         const redisReply* value = r->element[i + 1];
-        if (value->type == REDIS_REPLY_INTEGER && field == "entries-added") out.entries_added = uint64_t(value->integer);
+        if (value->type == REDIS_REPLY_INTEGER && field == "entries-added") {
+            out.entries_added = uint64_t(value->integer);
+            out.counted = true;
+        }
         if (value->type == REDIS_REPLY_INTEGER && field == "length") out.length = uint64_t(value->integer);
         if (value->type == REDIS_REPLY_STRING && field == "last-generated-id") out.last_id.assign(value->str, value->len);
     }
@@ -631,7 +636,10 @@ void RedisCluster::resync() {
 // after each reconnection and once a second (the node may fall behind while
 // connected: its fan-out queue full, say).
 void RedisCluster::check_missed(const BusPosition& now) {
-    if (!now.exists || now.entries_added < bus_.entries_read || detail::stream_id_less(now.last_id, bus_.last_id)) {
+    // (Before Redis 7.0 there is no entries-added: only the ids are compared.)
+    const bool counted = now.counted;
+    if (!now.exists || (counted && now.entries_added < bus_.entries_read) ||
+        detail::stream_id_less(now.last_id, bus_.last_id)) {
         if (bus_.last_id.empty()) return;  // nothing read, nothing lost
         // Gone, or behind what this node read: a Redis that lost data, a
         // replica promoted before it had everything, a stream deleted by
@@ -645,6 +653,7 @@ void RedisCluster::check_missed(const BusPosition& now) {
         bus_.entries_read = now.entries_added;
         return resync();
     }
+    if (!counted) return;
     // Trimming deletes from the front: more deleted than this run has read
     // (up to last_id) means unread ones went too. (Redis 7.0 does not
     // record trimmed ids in max-deleted-entry-id; the counts it keeps.)
@@ -671,20 +680,23 @@ void RedisCluster::receive_loop() {
     // Redis (milliseconds under load), so it takes many at once; but
     // about 16 MiB at most, judged by the largest event of the last read
     // (a message to a datasource group carries its receivers: megabytes).
+    // Starts small after each connection and doubles per read that brought
+    // entries (a backlog may hold big ones); halved when a read fails.
     constexpr size_t kReadMax = 1024, kReadMin = 16, kReadBytes = 16u << 20;
-    size_t read_count = kReadMax;
+    size_t read_count = kReadMin;
     int64_t next_check_ms = 0;
     int64_t last_said_ms = -10000;
     auto fail = [&](const char* what, const std::string& error) {
         // Said at most every 10 s; a short pause so that an error reply
         // (LOADING while Redis reads its AOF) is not asked again at once.
+        // After an error reply the connection stays.
         if (steady_ms() - last_said_ms >= 10000) {
             last_said_ms = steady_ms();
             log::write(log::Level::Warn, "cluster", "%s: %s", what, error.c_str());
         }
         receiver_ok_ = false;
         update_connected();
-        client.disconnect();
+        read_count = std::max(kReadMin, read_count / 2);
         std::this_thread::sleep_for(std::chrono::milliseconds(100));
     };
     while (!receiver_stop_) {
@@ -696,7 +708,7 @@ void RedisCluster::receive_loop() {
                 continue;
             }
             next_check_ms = 0;  // what was sent meanwhile waits in the stream, unless trimmed
-            receiver_ok_ = true;
+            read_count = kReadMin;
             // Connected before a token event needs it: a token set through
             // another node is then usable here one round trip later.
             if (std::string unused; !token_reader_.connect(unused)) stats_.cluster_redis_errors.add_shared();
@@ -707,7 +719,6 @@ void RedisCluster::receive_loop() {
                 ++subscriptions_;
             }
             queue_wake_.notify_one();
-            update_connected();
         }
         if (steady_ms() >= next_check_ms) {
             BusPosition now;
@@ -719,14 +730,19 @@ void RedisCluster::receive_loop() {
             next_check_ms = steady_ms() + 1000;
         }
         // This node's registration had lapsed: the others sent it nothing
-        // meanwhile (see refresh_registry).
-        if (resync_requested_.exchange(false) || (resync_retry_ms_ != 0 && steady_ms() >= resync_retry_ms_)) resync();
+        // meanwhile (see refresh_registry). Once their node lists have it.
+        if (resync_requested_.exchange(false)) resync_retry_ms_ = steady_ms() + options_.refresh_ms;
+        if (resync_retry_ms_ != 0 && steady_ms() >= resync_retry_ms_) resync();
         const std::string after = bus_.last_id.empty() ? "0-0" : bus_.last_id;
         redis::Reply r = client.command(
             {"XREAD", "COUNT", std::to_string(read_count), "BLOCK", block_ms, "STREAMS", key, after}, error);
         if (!r) {
             fail("reading the bus", error);
             continue;
+        }
+        if (!receiver_ok_) {  // reading: this node hears the others
+            receiver_ok_ = true;
+            update_connected();
         }
         // [[key, [[id, [field, value]], ...]]]; nil when nothing came within the block time.
         size_t entries_read = 0, largest = 0;
@@ -750,7 +766,8 @@ void RedisCluster::receive_loop() {
             }
         }
         const size_t was_count = read_count;
-        read_count = std::clamp(kReadBytes / std::max<size_t>(largest, 1), kReadMin, kReadMax);
+        if (entries_read > 0)
+            read_count = std::clamp(std::min(2 * read_count, kReadBytes / std::max<size_t>(largest, 1)), kReadMin, kReadMax);
         // A dropped late event may have been a token or channel change:
         // read the caches again once caught up (at most every 10 s;
         // messages are left to sync).

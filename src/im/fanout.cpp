@@ -43,7 +43,6 @@ void Fanout::push(std::vector<FanoutItem>& items) {
     const bool was_empty = queued_.empty();
     for (FanoutItem& item : items) queued_.push_back(std::move(item));
     items.clear();
-    stats_.fanout_queue.set(queued_.size());
     lock.unlock();
     if (was_empty) wake_.notify_one();
 }

@@ -618,6 +618,8 @@ TEST_CASE("cluster: a second login of the same uid and device flag on another no
     REQUIRE(b1.reason_code == 1);
     expect_recv(app3, "bob", 1, "bob", "to the new session", b1);
     expect_recv(web2, "bob", 1, "bob", "to the new session", b1);
+    // Node 1 has had b1 too (else the next session there would get it as well).
+    REQUIRE(n1.process().wait_stat("pipeline.fanout_messages", 1, 3000) == 1);
 
     // And back: a login on node 1 kicks the one on node 3; on node 2, the one on node 2.
     ChatClient app1b = online(n1, "alice", 2, 0);
@@ -1099,11 +1101,12 @@ TEST_CASE("cluster: kill -9 of one node during a burst: its clients resend on an
     const auto t0 = Clock::now();
     while (std::min(senders[0].acked_count.load(), senders[3].acked_count.load()) < kEach / 4 && ms_since(t0) < 60000)
         std::this_thread::sleep_for(microseconds(500));
+    dead[0] = true;
+    nodes[0]->stop(SIGKILL, 5000);
+    // (Read once it is dead: nothing more is acked through it.)
     std::vector<uint32_t> node1_acked_at_kill;
     for (int i = 0; i < kSenders; i += 3) node1_acked_at_kill.push_back(senders[i].acked_count.load());
     const uint32_t acked_at_kill = acked_total.load();
-    dead[0] = true;
-    nodes[0]->stop(SIGKILL, 5000);
     MESSAGE("node 1 killed after " << acked_at_kill << " SENDACKs (" << senders[0].acked_count.load() << ", "
                                     << senders[1].acked_count.load() << ", " << senders[2].acked_count.load() << ", "
                                     << senders[3].acked_count.load() << ", " << senders[4].acked_count.load() << ", "

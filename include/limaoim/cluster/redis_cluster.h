@@ -169,6 +169,7 @@ private:
     // own, how far this run has read it.
     struct BusPosition {
         bool exists = false;
+        bool counted = false;        // entries-added known (Redis 7.0 and later)
         std::string last_id;         // the last entry read (own stream) or added (XINFO)
         uint64_t entries_added = 0;  // ever, as Redis counts them
         uint64_t length = 0;

@@ -72,7 +72,7 @@ public:
     // Events from the others may have been missed (trimmed, a stream lost,
     // a registration lapsed, a late event dropped): everything cached from
     // the store is read again. False when that read failed: asked again.
-    virtual bool on_resync() = 0;
+    [[nodiscard]] virtual bool on_resync() = 0;
 };
 
 }  // namespace limaoim::im

@@ -37,7 +37,7 @@
 #include "limaoim/stats/segment.h"
 #include "limaoim/stats/snapshot.h"
 #include "limaoim/store/store.h"
-#include "limaoim/store/token_store.h"
+#include "limaoim/im/token_cache.h"
 #include "limaoim/webhook/webhook.h"
 
 namespace {
@@ -300,7 +300,7 @@ int run(const Config& config) {
         return 1;
     }
 
-    store::TokenStore tokens;
+    im::TokenCache tokens;
     gateway::GatewayShared shared;
     im::CoreOptions core_options;
     core_options.node_id = config.node_id;
@@ -448,7 +448,8 @@ int run(const Config& config) {
         }
         worker->set_peers(peers);
     }
-    core.set_workers(peers, gateway::gateway_envelope_kinds());
+    const std::vector<net::EnvelopeSink*> sinks(peers.begin(), peers.end());
+    core.set_workers(sinks, gateway::gateway_envelope_kinds());
     // Nodes on a shared store hear of each other's messages, logins and changes.
     if (store->shared()) {
         cluster::Options options;

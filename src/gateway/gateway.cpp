@@ -398,7 +398,7 @@ void Gateway::submit_cursor_advances() {
 // Every --retry-scan-ms: RECVs past --msg-timeout go again, to the same
 // session, until --max-deliveries; then they are left to sync.
 void Gateway::retransmit_expired() {
-    const size_t dropped = inflight_.expire(loop_.now_ms(), [this](const im::InflightTable::Entry& e) {
+    const size_t dropped = inflight_.expire(loop_.now_ms(), [this](const InflightTable::Entry& e) {
         const ConnRef conn{e.slot, e.generation};
         Session* s = session_of(conn);
         if (!s || s->state != SessionState::Authenticated) return;

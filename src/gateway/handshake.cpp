@@ -65,9 +65,9 @@ HandshakeResult handshake(const proto::ConnectPacket& connect, const AuthPolicy&
         if (policy.tokens_current && !policy.tokens_current->load(std::memory_order_relaxed))
             return refuse(ReasonCode::Error, AuthFailure::TokensStale);
         switch (policy.tokens->check(connect.uid, connect.device_flag, connect.token)) {
-        case store::TokenCheck::Match: break;
-        case store::TokenCheck::Missing: return refuse(ReasonCode::AuthFail, AuthFailure::TokenMissing);
-        case store::TokenCheck::Mismatch: return refuse(ReasonCode::AuthFail, AuthFailure::TokenMismatch);
+        case im::TokenCheck::Match: break;
+        case im::TokenCheck::Missing: return refuse(ReasonCode::AuthFail, AuthFailure::TokenMissing);
+        case im::TokenCheck::Mismatch: return refuse(ReasonCode::AuthFail, AuthFailure::TokenMismatch);
         }
     }
 

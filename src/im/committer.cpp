@@ -13,7 +13,6 @@
 
 #include "limaoim/im/directory.h"
 #include "limaoim/im/fanout.h"
-#include "limaoim/net/worker.h"
 
 namespace limaoim::im {
 

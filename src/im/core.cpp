@@ -11,7 +11,6 @@
 #include <cstring>
 #include <limits>
 
-#include "limaoim/net/worker.h"
 
 namespace limaoim::im {
 
@@ -46,7 +45,7 @@ Outcome from(const store::Status& s) { return s ? Outcome::ok() : Outcome::unava
 
 }  // namespace
 
-Core::Core(store::Store& store, store::TokenStore& tokens, Directory& directory, stats::PipelineBlock& stats,
+Core::Core(store::Store& store, TokenCache& tokens, Directory& directory, stats::PipelineBlock& stats,
            const CoreOptions& options)
     : store_(store), tokens_(tokens), directory_(directory), options_(options), ids_(options.node_id),
       conversations_(store_, stats, options.conversations), fanout_(channels_, directory_, conversations_, stats),
@@ -277,7 +276,7 @@ void Core::set_events(Events* events) {
     committer_.set_events(events);
 }
 
-void Core::set_workers(std::span<net::Worker* const> workers, const GatewayKinds& kinds) {
+void Core::set_workers(std::span<net::EnvelopeSink* const> workers, const GatewayKinds& kinds) {
     workers_.assign(workers.begin(), workers.end());
     kinds_ = kinds;
     fanout_.set_workers(workers, kinds.deliver);
@@ -309,7 +308,7 @@ Outcome Core::set_token(std::string_view uid, std::string_view token, uint8_t de
         return Outcome::bad_request("uid must not contain '@' (person channel ids are uid@uid)");
     if (uid.size() > Directory::kMaxUid) return Outcome::bad_request("uid too long");
     store::TokenRecord record{std::string(uid), device_flag, {}, device_level};
-    if (!store::TokenStore::digest(token, record.digest)) return Outcome::unavailable("out of memory");
+    if (!TokenCache::digest(token, record.digest)) return Outcome::unavailable("out of memory");
     if (Outcome o = from(store_.put_token(record)); !o) return o;
     tokens_.set_digest(uid, device_flag, record.digest);
     {

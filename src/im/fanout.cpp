@@ -7,7 +7,6 @@
 #include <limits>
 
 #include "limaoim/log/log.h"
-#include "limaoim/net/worker.h"
 
 namespace limaoim::im {
 
@@ -18,7 +17,7 @@ Fanout::Fanout(const Channels& channels, const Directory& directory, Conversatio
 
 Fanout::~Fanout() { stop(); }
 
-void Fanout::set_workers(std::span<net::Worker* const> workers, uint16_t deliver_kind) {
+void Fanout::set_workers(std::span<net::EnvelopeSink* const> workers, uint16_t deliver_kind) {
     workers_.assign(workers.begin(), workers.end());
     batches_.resize(workers_.size());
     stuck_.assign(workers_.size(), false);

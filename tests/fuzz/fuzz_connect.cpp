@@ -119,21 +119,21 @@ constexpr std::array<TokenEntry, 3> kTokens = {{
     {"", 2, ""},
 }};
 
-const store::TokenStore& token_store() {
-    static const store::TokenStore* tokens = [] {
-        auto* store = new store::TokenStore;
+const im::TokenCache& token_store() {
+    static const im::TokenCache* tokens = [] {
+        auto* store = new im::TokenCache;
         for (const TokenEntry& entry : kTokens) store->set(entry.uid, entry.device_flag, entry.token);
         return store;
     }();
     return *tokens;
 }
 
-store::TokenCheck expected_token_check(const proto::ConnectPacket& connect) {
+im::TokenCheck expected_token_check(const proto::ConnectPacket& connect) {
     for (const TokenEntry& entry : kTokens) {
         if (entry.uid == connect.uid && entry.device_flag == connect.device_flag)
-            return entry.token == connect.token ? store::TokenCheck::Match : store::TokenCheck::Mismatch;
+            return entry.token == connect.token ? im::TokenCheck::Match : im::TokenCheck::Mismatch;
     }
-    return store::TokenCheck::Missing;
+    return im::TokenCheck::Missing;
 }
 
 bool is_salt_character(char c) {
@@ -202,9 +202,9 @@ void run_handshake(const proto::ConnectPacket& connect, const ClientKey& key, bo
     std::optional<AuthFailure> key_failure = expected_key_failure(connect, key);
     AuthFailure token_failure = AuthFailure::None;
     if (check_tokens) {
-        store::TokenCheck check = expected_token_check(connect);
-        if (check == store::TokenCheck::Missing) token_failure = AuthFailure::TokenMissing;
-        if (check == store::TokenCheck::Mismatch) token_failure = AuthFailure::TokenMismatch;
+        im::TokenCheck check = expected_token_check(connect);
+        if (check == im::TokenCheck::Missing) token_failure = AuthFailure::TokenMissing;
+        if (check == im::TokenCheck::Mismatch) token_failure = AuthFailure::TokenMismatch;
     }
 
     if (result.ok()) {

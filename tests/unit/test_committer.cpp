@@ -63,7 +63,7 @@ struct Rig {
     std::unique_ptr<Committer> committer;
 
     explicit Rig(FakeStore& s, CommitterOptions options = fast()) : store(s) {
-        fanout.set_workers(std::span<net::Worker* const>(), 0);
+        fanout.set_workers(std::span<net::EnvelopeSink* const>(), 0);
         fanout.start();
         committer = std::make_unique<Committer>(store, channels, ids, fanout, block, options);
     }
@@ -1367,7 +1367,8 @@ struct SlowWorker {
     net::SharedLimits limits;
     Recorder recorder;
     std::unique_ptr<net::Worker> worker;
-    net::Worker* self[1] = {};
+    net::Worker* peers[1] = {};     // the loop's view of itself
+    net::EnvelopeSink* self[1] = {};  // the IM core's
 
     SlowWorker() {
         limits.max_conns = 16;
@@ -1381,8 +1382,9 @@ struct SlowWorker {
         listener.handler = &no_connections;
         worker->add_listener(listener);
         worker->set_envelope_handler(5, &recorder);
+        peers[0] = worker.get();
         self[0] = worker.get();
-        worker->set_peers(self);
+        worker->set_peers(peers);
         std::string error;
         REQUIRE_MESSAGE(worker->start(error), error);
     }
@@ -1638,7 +1640,7 @@ TEST_CASE("fan-out: the storing node publishes every group message, with the rec
     Conversations conversations{store, block, {}};
     FakeCluster cluster;
     Fanout fanout{channels, directory, conversations, block};
-    fanout.set_workers(std::span<net::Worker* const>(), 0);
+    fanout.set_workers(std::span<net::EnvelopeSink* const>(), 0);
     fanout.set_cluster(&cluster);
     fanout.start();
     std::vector<FanoutItem> items;
@@ -1665,7 +1667,7 @@ TEST_CASE("fan-out: a node that never cached the channel delivers another node's
     Conversations storing_conversations{store, storing_block, {}};
     FakeCluster cluster;
     Fanout storing{storing_channels, storing_directory, storing_conversations, storing_block};
-    storing.set_workers(std::span<net::Worker* const>(), 0);
+    storing.set_workers(std::span<net::EnvelopeSink* const>(), 0);
     storing.set_cluster(&cluster);
     storing.start();
     Message m = group("a", "g", "m");

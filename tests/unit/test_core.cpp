@@ -8,7 +8,7 @@
 
 #include "fake_store.h"
 #include "limaoim/im/core.h"
-#include "limaoim/store/token_store.h"
+#include "limaoim/im/token_cache.h"
 
 using namespace limaoim;
 using namespace limaoim::im;
@@ -16,7 +16,7 @@ using limaoim::testing::FakeStore;
 
 TEST_CASE("core: the API's temporary channels are bounded; the oldest is forgotten, its SENDs get reason 3") {
     FakeStore store;
-    store::TokenStore tokens;
+    im::TokenCache tokens;
     Directory directory{2};
     stats::PipelineBlock block{};
     CoreOptions options;
@@ -58,7 +58,7 @@ TEST_CASE("core: the API's temporary channels are bounded; the oldest is forgott
 
 TEST_CASE("core: the API's message reads stop at their byte limit, on the side the client continues from") {
     FakeStore store;
-    store::TokenStore tokens;
+    im::TokenCache tokens;
     Directory directory{2};
     stats::PipelineBlock block{};
     Core core(store, tokens, directory, block, CoreOptions{});

@@ -369,7 +369,7 @@ TEST_CASE("Session: 64 bytes; uids inline or on the heap; the AES key round-trip
 }
 
 TEST_CASE("handshake: token check and key exchange outcomes") {
-    store::TokenStore tokens;
+    im::TokenCache tokens;
     tokens.set("alice", 0, "secret");
     gateway::AuthPolicy release{true, &tokens};
     gateway::AuthPolicy test_mode{false, &tokens};
@@ -467,7 +467,7 @@ std::pair<std::vector<std::string>, std::vector<std::string>> handshake_keys(con
 }  // namespace
 
 TEST_CASE("handshake: --server-key-reuse shares a server key pair across N handshakes, never more") {
-    store::TokenStore tokens;
+    im::TokenCache tokens;
     auto [server_keys, salts] = handshake_keys(gateway::AuthPolicy{false, &tokens, 3}, 7);
     // Keys come in runs of at most 3; salts are always fresh.
     CHECK(std::set<std::string>(server_keys.begin(), server_keys.end()).size() >= 3);

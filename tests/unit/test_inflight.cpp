@@ -1,4 +1,4 @@
-// im/inflight.h: a worker's RECVs waiting for their RECVACK (SERVER.md §9).
+// gateway/inflight.h: a worker's RECVs waiting for their RECVACK (SERVER.md §9).
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -11,11 +11,11 @@
 #include <utility>
 #include <vector>
 
-#include "limaoim/im/inflight.h"
+#include "limaoim/gateway/inflight.h"
 
 using namespace limaoim;
-using im::InflightOptions;
-using im::InflightTable;
+using gateway::InflightOptions;
+using gateway::InflightTable;
 using net::ConnRef;
 using net::Payload;
 

@@ -19,7 +19,7 @@
 #include "limaoim/gateway/session.h"
 #include "limaoim/im/core.h"
 #include "limaoim/im/directory.h"
-#include "limaoim/im/inflight.h"
+#include "limaoim/gateway/inflight.h"
 #include "limaoim/net/handler.h"
 #include "limaoim/net/slab.h"
 #include "limaoim/net/transport.h"
@@ -73,7 +73,7 @@ struct GatewayShared {
     // waits (in order) until a SENDACK is written.
     uint16_t max_sends_in_flight = 64;
     uint32_t retry_scan_ms = 1000;  // how often RECVs are checked for a missing RECVACK
-    im::InflightOptions inflight;
+    InflightOptions inflight;
 
     im::Directory directory;
     im::Core* core = nullptr;  // set before the workers start
@@ -146,7 +146,7 @@ private:
     proto::crypto::Cipher cipher_;  // this worker's AES contexts
     std::string plaintext_;         // decrypted SEND payloads, reused
     std::string sealed_;            // encrypted RECV payloads, reused
-    im::InflightTable inflight_;
+    InflightTable inflight_;
     im::UserRateLimit user_rate_;  // this worker's senders
     // When each SEND at the committer was decoded, oldest first: the
     // committer answers one worker's SENDs in the order they were queued.

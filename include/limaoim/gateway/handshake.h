@@ -9,7 +9,7 @@
 
 #include "limaoim/proto/crypto.h"
 #include "limaoim/proto/packet.h"
-#include "limaoim/store/token_store.h"
+#include "limaoim/im/token_cache.h"
 
 namespace limaoim::gateway {
 
@@ -40,7 +40,7 @@ struct HandshakeResult {
 
 struct AuthPolicy {
     bool check_tokens = true;  // false in --mode test
-    const store::TokenStore* tokens = nullptr;
+    const im::TokenCache* tokens = nullptr;
     // How many handshakes of one thread share a server X25519 key pair.
     // 1 (the default) is a fresh pair per connection, as PROTOCOL.md §5.1
     // says. N > 1 halves the server's crypto cost (one scalar multiplication

@@ -62,10 +62,6 @@
 #include "limaoim/stats/layout.h"
 #include "limaoim/store/store.h"
 
-namespace limaoim::net {
-class Worker;
-}
-
 namespace limaoim::im {
 
 enum class Durability : uint8_t {
@@ -91,7 +87,7 @@ struct CommitterOptions {
 
 // How the committer answers a worker: an envelope of the worker's family.
 struct SendResultRoute {
-    net::Worker* worker = nullptr;
+    net::EnvelopeSink* worker = nullptr;
     uint16_t kind = 0;
 };
 
@@ -296,7 +292,7 @@ private:
     int64_t last_dedupe_expiry_ms_ = 0;
     std::vector<uint8_t> reasons_;
     std::vector<FanoutItem> fanout_items_;
-    std::unordered_map<net::Worker*, std::vector<net::Envelope>> results_;  // SENDACK results per worker
+    std::unordered_map<net::EnvelopeSink*, std::vector<net::Envelope>> results_;  // SENDACK results per worker
 };
 
 }  // namespace limaoim::im

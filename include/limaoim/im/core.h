@@ -25,13 +25,10 @@
 #include "limaoim/im/rate_limit.h"
 #include "limaoim/im/resolver.h"
 #include "limaoim/im/service.h"
+#include "limaoim/net/envelope.h"
 #include "limaoim/stats/layout.h"
 #include "limaoim/store/store.h"
-#include "limaoim/store/token_store.h"
-
-namespace limaoim::net {
-class Worker;
-}
+#include "limaoim/im/token_cache.h"
 
 namespace limaoim::im {
 
@@ -70,12 +67,12 @@ struct CoreOptions {
 
 class Core final : public Service, public ClusterListener {
 public:
-    Core(store::Store& store, store::TokenStore& tokens, Directory& directory, stats::PipelineBlock& stats,
+    Core(store::Store& store, TokenCache& tokens, Directory& directory, stats::PipelineBlock& stats,
          const CoreOptions& options);
 
     // Tokens, channels and system uids from the store into memory.
     bool load(std::string& error);
-    void set_workers(std::span<net::Worker* const> workers, const GatewayKinds& kinds);
+    void set_workers(std::span<net::EnvelopeSink* const> workers, const GatewayKinds& kinds);
     // Before start(): the webhook sender (null: no webhook configured).
     void set_events(Events* events);
     // Before start(): channel members, lists and system uids come from the
@@ -167,7 +164,7 @@ private:
     void remove_temporary(const std::string& id);
 
     store::Store& store_;
-    store::TokenStore& tokens_;
+    TokenCache& tokens_;
     Directory& directory_;
     CoreOptions options_;
     Channels channels_;
@@ -175,7 +172,7 @@ private:
     Conversations conversations_;
     Fanout fanout_;
     Committer committer_;
-    std::vector<net::Worker*> workers_;
+    std::vector<net::EnvelopeSink*> workers_;
     GatewayKinds kinds_;
     Events* events_ = nullptr;
     Cluster* cluster_ = nullptr;

@@ -1,7 +1,7 @@
 // The fan-out thread (SERVER.md §8): for each stored message, in commit
 // order, every live session of every subscriber except the sending one gets
 // a delivery envelope on the worker that holds it. That worker encrypts the
-// RECV with the session's own key and tracks its RECVACK (inflight.h).
+// RECV with the session's own key and tracks its RECVACK (gateway/inflight.h).
 //
 // One thread takes the messages in the committer's order and a worker's
 // inbox is FIFO, so a session receives one channel's messages in seq order,
@@ -51,11 +51,8 @@
 #include "limaoim/im/conversations.h"
 #include "limaoim/im/directory.h"
 #include "limaoim/im/events.h"
+#include "limaoim/net/envelope.h"
 #include "limaoim/stats/layout.h"
-
-namespace limaoim::net {
-class Worker;
-}
 
 namespace limaoim::im {
 
@@ -77,7 +74,7 @@ public:
     Fanout& operator=(const Fanout&) = delete;
 
     // Before start(): the workers by index and the envelope kind they handle deliveries as.
-    void set_workers(std::span<net::Worker* const> workers, uint16_t deliver_kind);
+    void set_workers(std::span<net::EnvelopeSink* const> workers, uint16_t deliver_kind);
     // Before start(): who hears of receivers that were offline (msg.offline); null: nobody.
     void set_events(Events* events) { events_ = events; }
     // Before start(): the other nodes, told of every message stored here
@@ -145,7 +142,7 @@ private:
     stats::PipelineBlock& stats_;
     size_t max_queued_;
     std::chrono::milliseconds worker_stuck_limit_;
-    std::vector<net::Worker*> workers_;
+    std::vector<net::EnvelopeSink*> workers_;
     uint16_t deliver_kind_ = 0;
 
     std::mutex mutex_;

@@ -168,4 +168,22 @@ private:
     uint32_t room_waiters_ = 0;  // under mutex_: take() notifies only when someone waits
 };
 
+// Where a thread off the loop (the IM core's committer, fan-out and API
+// threads) posts envelopes for one worker: all it needs of net::Worker, so
+// the IM core includes this header and never the loop's (tests/layering.sh).
+class EnvelopeSink {
+public:
+    // Thread-safe: queues one envelope. False when the inbox is full
+    // (counted); the caller decides what a refusal means.
+    virtual bool post(Envelope&& envelope) = 0;
+    // Thread-safe, for a thread that may block (never a worker): queues
+    // `batch` in order, in parts that fit, waiting for room while the worker
+    // drains it. False when `limit` passed first: `batch` then holds the
+    // envelopes not queued (those before them were). Nothing counted.
+    virtual bool post_waiting(std::vector<Envelope>& batch, std::chrono::milliseconds limit) = 0;
+
+protected:
+    ~EnvelopeSink() = default;
+};
+
 }  // namespace limaoim::net

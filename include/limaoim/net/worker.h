@@ -128,7 +128,7 @@ public:
     virtual void on_envelope(Envelope& envelope) = 0;
 };
 
-class Worker final : public Transport {
+class Worker final : public Transport, public EnvelopeSink {
 public:
     static constexpr uint32_t kTickMs = 100;
     static constexpr uint32_t kMaxListeners = 4;
@@ -163,18 +163,15 @@ public:
     void request_stop(uint32_t deadline_ms);
 
     // ---- envelopes ----
-    // Thread-safe: queues one envelope for this worker's EnvelopeHandler.
-    // False when the inbox is full (counted); the caller decides what a
-    // refusal means (nothing is dropped silently).
-    bool post(Envelope&& envelope);
+    // Thread-safe (EnvelopeSink): queues one envelope for this worker's
+    // EnvelopeHandler. False when the inbox is full (counted); the caller
+    // decides what a refusal means (nothing is dropped silently).
+    bool post(Envelope&& envelope) override;
     // Thread-safe: queues all of `batch` or nothing (false, counted); one
     // lock and at most one doorbell for the whole batch. Left empty on success.
     bool post_batch(std::vector<Envelope>& batch);
-    // Thread-safe, for a thread that may block (never a worker): queues
-    // `batch` in order, in parts that fit the inbox, waiting for room while
-    // this worker drains it. False when `limit` passed first: `batch` then
-    // holds the envelopes not queued (those before them were). Nothing counted.
-    bool post_waiting(std::vector<Envelope>& batch, std::chrono::milliseconds limit);
+    // Thread-safe, for a thread that may block (EnvelopeSink::post_waiting).
+    bool post_waiting(std::vector<Envelope>& batch, std::chrono::milliseconds limit) override;
     // Worker thread: queues an envelope for worker `target` (this one
     // included); batches go out at the end of the loop iteration, one
     // doorbell per target. False when the target's inbox is full (counted).

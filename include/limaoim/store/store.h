@@ -64,7 +64,7 @@ inline std::string log_name(uint8_t channel_type, std::string_view channel_id) {
 struct TokenRecord {
     std::string uid;
     uint8_t device_flag = 0;
-    std::array<uint8_t, 32> digest{};  // SHA-256 of the token (store/token_store.h)
+    std::array<uint8_t, 32> digest{};  // SHA-256 of the token (im/token_cache.h)
     uint8_t device_level = 0;
 };
 

@@ -5,13 +5,13 @@
 #include <thread>
 #include <vector>
 
-#include "limaoim/store/token_store.h"
+#include "limaoim/im/token_cache.h"
 
-using limaoim::store::TokenCheck;
-using limaoim::store::TokenStore;
+using limaoim::im::TokenCheck;
+using limaoim::im::TokenCache;
 
-TEST_CASE("TokenStore: Match, Mismatch and Missing") {
-    TokenStore tokens;
+TEST_CASE("TokenCache: Match, Mismatch and Missing") {
+    TokenCache tokens;
     CHECK(tokens.check("alice", 0, "") == TokenCheck::Missing);
     tokens.set("alice", 0, "0123456789abcdef0123456789abcdef");
     CHECK(tokens.size() == 1);
@@ -31,8 +31,8 @@ TEST_CASE("TokenStore: Match, Mismatch and Missing") {
     CHECK(tokens.check("", 0, "0123456789abcdef0123456789abcdef") == TokenCheck::Missing);
 }
 
-TEST_CASE("TokenStore: set overwrites; empty and binary tokens; flags are separate entries") {
-    TokenStore tokens;
+TEST_CASE("TokenCache: set overwrites; empty and binary tokens; flags are separate entries") {
+    TokenCache tokens;
     tokens.set("bob", 1, "old");
     tokens.set("bob", 1, "new");
     tokens.set("bob", 2, "");
@@ -53,8 +53,8 @@ TEST_CASE("TokenStore: set overwrites; empty and binary tokens; flags are separa
     CHECK(tokens.check("carol", 0, long_token) == TokenCheck::Mismatch);
 }
 
-TEST_CASE("TokenStore: workers check while another thread sets") {
-    TokenStore tokens;
+TEST_CASE("TokenCache: workers check while another thread sets") {
+    TokenCache tokens;
     for (int i = 0; i < 100; ++i) tokens.set("u" + std::to_string(i), 0, "t" + std::to_string(i));
     std::atomic<bool> stop{false};
     std::atomic<int> wrong{0};

@@ -1,6 +1,6 @@
-#include "limaoim/im/inflight.h"
+#include "limaoim/gateway/inflight.h"
 
-namespace limaoim::im {
+namespace limaoim::gateway {
 
 InflightTable::InflightTable(uint32_t slots, const InflightOptions& options)
     : options_(options), index_(64, 0), index_mask_(63), sessions_(slots) {}
@@ -163,4 +163,4 @@ void InflightTable::drop_session(net::ConnRef conn) {
     while (sessions_[conn.slot].count) release(sessions_[conn.slot].oldest);
 }
 
-}  // namespace limaoim::im
+}  // namespace limaoim::gateway

@@ -18,7 +18,7 @@
 #include <string_view>
 #include <unordered_map>
 
-namespace limaoim::store {
+namespace limaoim::im {
 
 enum class TokenCheck : uint8_t {
     Match,
@@ -26,7 +26,7 @@ enum class TokenCheck : uint8_t {
     Missing,  // nothing stored: refused outside test mode (quirk S1)
 };
 
-class TokenStore {
+class TokenCache {
 public:
     using Digest = std::array<uint8_t, 32>;  // SHA-256
 
@@ -46,4 +46,4 @@ private:
     std::unordered_map<std::string, Digest> tokens_;  // key(): device flag byte + uid
 };
 
-}  // namespace limaoim::store
+}  // namespace limaoim::im

@@ -1,4 +1,4 @@
-#include "limaoim/store/token_store.h"
+#include "limaoim/im/token_cache.h"
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -7,7 +7,7 @@
 #include <mutex>
 #include <new>
 
-namespace limaoim::store {
+namespace limaoim::im {
 
 namespace {
 
@@ -22,7 +22,7 @@ struct DigestContextDeleter {
 };
 
 // SHA-256 with one reused context per thread; false if OpenSSL fails (out of memory).
-bool sha256(std::string_view in, TokenStore::Digest& out) {
+bool sha256(std::string_view in, TokenCache::Digest& out) {
     thread_local std::unique_ptr<EVP_MD_CTX, DigestContextDeleter> ctx(EVP_MD_CTX_new());
     unsigned length = 0;
     return ctx && sha256_algorithm() && EVP_DigestInit_ex(ctx.get(), sha256_algorithm(), nullptr) == 1 &&
@@ -32,7 +32,7 @@ bool sha256(std::string_view in, TokenStore::Digest& out) {
 
 }  // namespace
 
-std::string TokenStore::key(std::string_view uid, uint8_t device_flag) {
+std::string TokenCache::key(std::string_view uid, uint8_t device_flag) {
     std::string k;
     k.reserve(uid.size() + 1);
     k.push_back(char(device_flag));
@@ -40,15 +40,15 @@ std::string TokenStore::key(std::string_view uid, uint8_t device_flag) {
     return k;
 }
 
-bool TokenStore::digest(std::string_view token, Digest& out) { return sha256(token, out); }
+bool TokenCache::digest(std::string_view token, Digest& out) { return sha256(token, out); }
 
-void TokenStore::set(std::string_view uid, uint8_t device_flag, std::string_view token) {
+void TokenCache::set(std::string_view uid, uint8_t device_flag, std::string_view token) {
     Digest d;
     if (!sha256(token, d)) throw std::bad_alloc();
     set_digest(uid, device_flag, d);
 }
 
-void TokenStore::set_digest(std::string_view uid, uint8_t device_flag, const Digest& digest) {
+void TokenCache::set_digest(std::string_view uid, uint8_t device_flag, const Digest& digest) {
     std::unique_lock lock(mutex_);
     tokens_[key(uid, device_flag)] = digest;
 }
@@ -59,7 +59,7 @@ void TokenStore::set_digest(std::string_view uid, uint8_t device_flag, const Dig
 // that depends only on its own length, which the attacker already knows, and
 // the comparison is then always 32 bytes in constant time. One SHA-256 of a
 // short string is small next to the X25519 of the same CONNECT.
-TokenCheck TokenStore::check(std::string_view uid, uint8_t device_flag, std::string_view token) const {
+TokenCheck TokenCache::check(std::string_view uid, uint8_t device_flag, std::string_view token) const {
     Digest presented;
     const bool digested = sha256(token, presented);  // outside the lock
     thread_local std::string probe;                   // reused: no allocation per CONNECT
@@ -74,9 +74,9 @@ TokenCheck TokenStore::check(std::string_view uid, uint8_t device_flag, std::str
                                                                                      : TokenCheck::Mismatch;
 }
 
-size_t TokenStore::size() const {
+size_t TokenCache::size() const {
     std::shared_lock lock(mutex_);
     return tokens_.size();
 }
 
-}  // namespace limaoim::store
+}  // namespace limaoim::im

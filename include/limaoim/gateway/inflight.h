@@ -25,7 +25,7 @@
 #include "limaoim/net/handler.h"
 #include "limaoim/net/slab.h"
 
-namespace limaoim::im {
+namespace limaoim::gateway {
 
 struct InflightOptions {
     uint32_t timeout_ms = 60000;     // --msg-timeout
@@ -115,4 +115,4 @@ private:
     net::SlotArray<SessionList> sessions_;
 };
 
-}  // namespace limaoim::im
+}  // namespace limaoim::gateway

@@ -225,7 +225,7 @@ bool Gateway::handle_send(ConnRef conn, Session& s, const proto::SendPacket& sen
     std::string_view payload = send.payload;
     if (proto::has_crypto(s.version)) {
         const proto::crypto::SessionKey key = s.key();
-        // Each crypto failure gets a fresh message id, as the original's (§5.4).
+        // Each crypto failure gets a fresh message id, as the original's (PROTOCOL.md §5.4).
         if (!cipher_.verify_send(key, send))
             return send_ack(conn, s, send.client_seq, core.ids().next(), 0, uint8_t(proto::ReasonCode::MsgKeyError));
         plaintext_.clear();

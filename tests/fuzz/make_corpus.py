@@ -17,7 +17,7 @@ import re
 import struct
 
 HERE = pathlib.Path(__file__).resolve().parent
-DEFAULT_VECTORS = HERE.parents[1] / ".." / "shared" / "spec" / "vectors"
+DEFAULT_VECTORS = HERE.parents[1] / "tests" / "vectors"
 
 DEFAULT_LIMIT = 0x80  # fuzz_split: selector with bit 7 set = the server's 1 MiB limit
 

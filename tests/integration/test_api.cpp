@@ -656,7 +656,7 @@ TEST_CASE("api: /channel/delete removes the channel, its members, lists and log 
     CHECK(send_reason(member2, "gdel", 2, "after restart") == 11);
 }
 
-// §16.3 puts no bound on `limit`; a business server asking for 200 messages
+// §16.3 bounds `limit` only at 1,000 messages; a business server asking for 200 messages
 // of 500 bytes (about 150 KB of JSON) must get them, with the default flags.
 TEST_CASE("api: /channel/messagesync and /message/sync answer pages larger than 64 KiB") {
     ImServer server;

@@ -1,5 +1,5 @@
 // The codec against every vector of packets.json and edge_cases.json
-// (../shared/spec/vectors, produced by the independent Python implementation
+// (tests/vectors, produced by the independent Python implementation
 // and cross-checked with the original Go codec).
 #include <doctest/doctest.h>
 

@@ -1,4 +1,4 @@
-// LiMaoIM packets, versions 1-4 (../shared/spec/PROTOCOL.md §3-§8).
+// LiMaoIM packets, versions 1-4 (docs/PROTOCOL.md §3-§8).
 //
 // Every string and payload field is a view into the buffer the packet was
 // decoded from (the worker's receive buffer, or a session's reassembly chunk):

@@ -1,8 +1,8 @@
-// Finds and loads the protocol spec's test vectors (shared/spec/vectors/*.json).
+// Finds and loads the protocol test vectors (tests/vectors/*.json of the repository).
 //
-// The spec lives outside this repository: $LIMAOIM_SPEC_DIR, or <repo>/../shared/spec
-// where <repo> is clients/js/../.. . A missing spec is an error, never a skip: tests
-// that silently pass without their vectors would prove nothing.
+// $LIMAOIM_VECTORS_DIR, or <repo>/tests/vectors where <repo> is clients/js/../.. .
+// Missing vectors are an error, never a skip: tests that silently pass without
+// their vectors would prove nothing.
 
 import { readFileSync, existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -11,14 +11,14 @@ import path from 'node:path';
 const here = path.dirname(fileURLToPath(import.meta.url));
 export const REPO_DIR = path.resolve(here, '../../../..');
 
-export const SPEC_DIR = process.env.LIMAOIM_SPEC_DIR
-  ? path.resolve(process.env.LIMAOIM_SPEC_DIR)
-  : path.resolve(REPO_DIR, '../shared/spec');
+export const VECTORS_DIR = process.env.LIMAOIM_VECTORS_DIR
+  ? path.resolve(process.env.LIMAOIM_VECTORS_DIR)
+  : path.resolve(REPO_DIR, 'tests/vectors');
 
-if (!existsSync(path.join(SPEC_DIR, 'vectors', 'packets.json'))) {
+if (!existsSync(path.join(VECTORS_DIR, 'packets.json'))) {
   throw new Error(
-    `LiMaoIM spec not found: ${SPEC_DIR}/vectors/packets.json does not exist. ` +
-      'Set LIMAOIM_SPEC_DIR to the directory that holds PROTOCOL.md and vectors/.',
+    `LiMaoIM test vectors not found: ${VECTORS_DIR}/packets.json does not exist. ` +
+      'Set LIMAOIM_VECTORS_DIR to the directory that holds packets.json.',
   );
 }
 
@@ -34,7 +34,7 @@ export function parseJsonExact(text) {
 }
 
 export function loadVectors(name) {
-  return parseJsonExact(readFileSync(path.join(SPEC_DIR, 'vectors', `${name}.json`), 'utf8'));
+  return parseJsonExact(readFileSync(path.join(VECTORS_DIR, `${name}.json`), 'utf8'));
 }
 
 export function hexToBytes(hex) {

@@ -46,9 +46,9 @@ header_rules=(
 # Libraries: WHAT|HEADER|PLACES where it must not appear.
 library_rules=(
   'io_uring outside net/|liburing|include src/im src/gateway src/http src/store src/proto src/ws'
-  'RocksDB outside its engine|rocksdb/|include src/im src/gateway src/http src/net src/proto src/main.cpp'
+  'RocksDB outside its engine|rocksdb/|include src/im src/gateway src/http src/net src/proto src/main.cpp src/server'
   'hiredis outside redis/, the Redis engine and cluster/|hiredis/|include/limaoim/im include/limaoim/store src/im src/gateway src/http src/net src/proto src/stats src/config src/main.cpp src/store/rocksdb_store.cpp'
-  'libcurl outside webhook/ and datasource/|curl/|include src/im src/gateway src/http src/net src/proto src/store src/stats src/config src/main.cpp'
+  'libcurl outside webhook/ and datasource/|curl/|include src/im src/gateway src/http src/net src/proto src/store src/stats src/config src/main.cpp src/server'
 )
 
 status=0

@@ -13,6 +13,7 @@
 #include <cstring>
 
 #include "limaoim/im/message.h"
+#include "limaoim/log/clock.h"
 #include "limaoim/log/log.h"
 
 namespace limaoim::cluster {
@@ -66,16 +67,10 @@ std::string presence_key(std::string_view uid) {
     return key;
 }
 
-int64_t steady_ms() {
-    using namespace std::chrono;
-    return duration_cast<milliseconds>(steady_clock::now().time_since_epoch()).count();
-}
+using clock::steady_ms;
 
 // Wall clock: the nodes compare seal times, as they compare login times.
-uint64_t unix_ms() {
-    using namespace std::chrono;
-    return uint64_t(duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count());
-}
+uint64_t unix_ms() { return uint64_t(clock::wall_ms()); }
 
 // The store's token record (store/redis_store.cpp, docs/REDIS.md): HASH
 // lim:tok:{UID}, field = device flag byte, value = SHA-256 digest[32] + device level.

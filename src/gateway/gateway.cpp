@@ -1,7 +1,7 @@
 #include "limaoim/gateway/gateway.h"
+#include "limaoim/log/clock.h"
 #include "limaoim/log/log.h"
 
-#include <chrono>
 #include <cstdio>
 
 namespace limaoim::gateway {
@@ -12,28 +12,9 @@ using net::ConnRef;
 using proto::PacketType;
 using Linger = net::Transport::Linger;
 
-namespace {
-
-int64_t wall_clock_ms() {
-    using namespace std::chrono;
-    return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
-}
-
-uint64_t steady_us() {
-    using namespace std::chrono;
-    return uint64_t(duration_cast<microseconds>(steady_clock::now().time_since_epoch()).count());
-}
-
-int latency_bucket(uint64_t us) {
-    int bucket = 0;
-    while (us > 1 && bucket < stats::kLatencyBuckets - 1) {
-        us >>= 1;
-        ++bucket;
-    }
-    return bucket;
-}
-
-}  // namespace
+using clock::steady_us;
+using clock::wall_ms;
+using stats::histogram_bucket;
 
 const char* close_reason_name(CloseReason reason) {
     const uint8_t i = uint8_t(reason);
@@ -212,8 +193,7 @@ bool Gateway::handle_send(ConnRef conn, Session& s, const proto::SendPacket& sen
     // §5 step 0, for every SEND: it is handled; over the server's rate, or
     // its sender's (weighted by receivers), its sender's next packets wait
     // (back-pressure, never a drop).
-    using namespace std::chrono;
-    const int64_t now_ns = int64_t(duration_cast<nanoseconds>(steady_clock::now().time_since_epoch()).count());
+    const int64_t now_ns = clock::steady_ns();
     const uint32_t server_wait_ms = core.rate_limit().charge(now_ns);
     const uint32_t user_wait_ms = user_rate_.charge(s.uid_view(), im::UserRateLimit::cost(receivers), now_ns);
     if (const uint32_t wait_ms = std::max(server_wait_ms, user_wait_ms); wait_ms && !(s.flags & Session::kRatePaused)) {
@@ -243,7 +223,7 @@ bool Gateway::handle_send(ConnRef conn, Session& s, const proto::SendPacket& sen
     m.header_flags = uint8_t(send.flags & im::kKeptHeaderFlags);
     m.setting = send.setting;
     m.channel_type = send.channel_type;
-    m.timestamp = int32_t(duration_cast<seconds>(system_clock::now().time_since_epoch()).count());
+    m.timestamp = int32_t(clock::wall_seconds());
     m.client_msg_no = send.client_msg_no;
     m.from_uid = s.uid_view();
     m.channel_id = send.channel_id;
@@ -310,7 +290,7 @@ void Gateway::on_send_result(net::Envelope& result) {
     if (!send_ack(conn, *s, result.arg32, stored ? im::encoded_id(message) : 0, stored ? im::encoded_seq(message) : 0,
                   reason))
         return;
-    if (stored && !resolved) stats_.send_latency_us[latency_bucket(steady_us() - started)].add();
+    if (stored && !resolved) stats_.send_latency_us[histogram_bucket(steady_us() - started)].add();
     if ((s->flags & Session::kSendsPaused) && s->sends_in_flight < shared_.max_sends_in_flight) {
         s->flags &= uint8_t(~Session::kSendsPaused);
         if (!(s->flags & Session::kInputPaused)) io(conn).resume_input(conn);
@@ -411,7 +391,7 @@ void Gateway::retransmit_expired() {
 
 bool Gateway::handle_connect(ConnRef conn, Session& s, const proto::ConnectPacket& connect) {
     const uint64_t started_us = steady_us();
-    HandshakeResult result = handshake(connect, shared_.auth, wall_clock_ms());
+    HandshakeResult result = handshake(connect, shared_.auth, wall_ms());
     if (!result.ok()) {
         stats_.auth_failures.add();
         if (log::enabled(log::Level::Debug))
@@ -434,7 +414,7 @@ bool Gateway::handle_connect(ConnRef conn, Session& s, const proto::ConnectPacke
     // user.onlinestatus (§12.2) and the other nodes (which kick their
     // session of the pair); a session replaced by this login has no
     // offline event (§3: the pair stays online).
-    const uint64_t login_ms = uint64_t(wall_clock_ms());
+    const uint64_t login_ms = uint64_t(wall_ms());
     s.set_login_ms(login_ms);
     shared_.core->session_online(s.uid_view(), connect.device_flag, true, login_ms);
     if (entry.replaced) kick(entry.replaced);
@@ -451,7 +431,7 @@ bool Gateway::handle_connect(ConnRef conn, Session& s, const proto::ConnectPacke
 
     if (!send_packet(conn, result.connack(s.version), s.version)) return false;
     io(conn).set_deadline(conn, shared_.idle_timeout_ms);
-    stats_.handshake_latency_us[latency_bucket(steady_us() - started_us)].add();
+    stats_.handshake_latency_us[histogram_bucket(steady_us() - started_us)].add();
     return true;
 }
 

@@ -1,4 +1,5 @@
 #include "limaoim/im/committer.h"
+#include "limaoim/log/clock.h"
 #include "limaoim/log/log.h"
 
 #include <pthread.h>
@@ -22,24 +23,9 @@ namespace {
 constexpr uint8_t kReasonError = 0;
 constexpr uint8_t kReasonSuccess = 1;
 
-int64_t wall_ms() {
-    using namespace std::chrono;
-    return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
-}
-
-uint64_t steady_us() {
-    using namespace std::chrono;
-    return uint64_t(duration_cast<microseconds>(steady_clock::now().time_since_epoch()).count());
-}
-
-int log2_bucket(uint64_t n) {
-    int bucket = 0;
-    while (n > 1 && bucket < stats::kLatencyBuckets - 1) {
-        n >>= 1;
-        ++bucket;
-    }
-    return bucket;
-}
+using clock::steady_us;
+using clock::wall_ms;
+using stats::histogram_bucket;
 
 }  // namespace
 
@@ -365,8 +351,8 @@ store::Status Committer::prepare_and_commit(std::vector<CommitRequest>& batch, i
     batch_.id = next_batch_id_++;
     const uint64_t started = steady_us();
     store::Status written = store_.commit(batch_, options_.durability != Durability::None);
-    stats_.commit_latency_us[log2_bucket(steady_us() - started)].add();
-    stats_.commit_batch_messages[log2_bucket(batch_.messages.size() + batch_.queue_messages.size())].add();
+    stats_.commit_latency_us[histogram_bucket(steady_us() - started)].add();
+    stats_.commit_batch_messages[histogram_bucket(batch_.messages.size() + batch_.queue_messages.size())].add();
     stats_.commits.add();
     return written;
 }

@@ -1,4 +1,5 @@
 #include "limaoim/im/conversations.h"
+#include "limaoim/log/clock.h"
 #include "limaoim/log/log.h"
 
 #include <pthread.h>
@@ -12,10 +13,7 @@ namespace limaoim::im {
 
 namespace {
 
-int64_t wall_ms() {
-    using namespace std::chrono;
-    return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
-}
+using clock::wall_ms;
 
 // The conversation key of `message` for `uid` (§11): the peer for person
 // chats (the channel itself when the API sent it without a sender).

@@ -1,4 +1,5 @@
 #include "limaoim/im/core.h"
+#include "limaoim/log/clock.h"
 #include "limaoim/log/log.h"
 
 #include <openssl/rand.h>
@@ -16,10 +17,7 @@ namespace limaoim::im {
 
 namespace {
 
-int32_t wall_seconds() {
-    using namespace std::chrono;
-    return int32_t(duration_cast<seconds>(system_clock::now().time_since_epoch()).count());
-}
+using clock::wall_seconds;
 
 // 32 lowercase hex characters from the CSPRNG (client_msg_no and @tmp ids, §7.3, §16.2).
 std::string random_hex32() {
@@ -168,10 +166,7 @@ void Core::set_datasource(Datasource* datasource) {
 
 namespace {
 
-int64_t steady_ms() {
-    using namespace std::chrono;
-    return duration_cast<milliseconds>(steady_clock::now().time_since_epoch()).count();
-}
+using clock::steady_ms;
 
 constexpr uint8_t kReasonSuccess = 1, kReasonUnknownTemporary = 3, kReasonNotAllowed = 11;
 // After a failed getSystemUIDs, every fetch fails at once for this long.
@@ -465,7 +460,7 @@ Outcome Core::send(const ApiSend& in) {
     m.from_uid = in.from_uid;
     m.channel_id = in.channel_id;
     m.channel_type = in.channel_type;
-    m.timestamp = wall_seconds();
+    m.timestamp = int32_t(wall_seconds());
     m.payload = in.payload;
     if (!in.subscribers.empty()) {
         auto receivers = std::make_shared<std::vector<std::string>>();

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <limits>
 
+#include "limaoim/log/clock.h"
 #include "limaoim/log/log.h"
 
 namespace limaoim::im {
@@ -69,10 +70,7 @@ void Fanout::stop() {
 }
 
 namespace {
-int64_t steady_ms() {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
-        .count();
-}
+using clock::steady_ms;
 
 // Which channel a message is in, for keeping one channel's messages in
 // order: both directions of a person chat are one log (the sum does not
@@ -300,9 +298,7 @@ void Fanout::flush_if_big() {
 void Fanout::count_no_receivers(const MessageView& m, bool remote) {
     stats_.fanout_no_receivers.add();
     // Rate-limited: a deleted group that is still written to would flood the log.
-    const int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                               std::chrono::steady_clock::now().time_since_epoch())
-                               .count();
+    const int64_t now_ms = steady_ms();
     if (last_no_receivers_log_ms_ != 0 && now_ms - last_no_receivers_log_ms_ < 10000) return;
     last_no_receivers_log_ms_ = now_ms;
     log::write(log::Level::Warn, "fanout",

@@ -1,6 +1,6 @@
 #include "limaoim/im/ids.h"
 
-#include <chrono>
+#include "limaoim/log/clock.h"
 
 namespace limaoim::im {
 
@@ -15,9 +15,6 @@ int64_t IdGenerator::next(int64_t now_unix_ms) {
     }
 }
 
-int64_t IdGenerator::next() {
-    using namespace std::chrono;
-    return next(duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count());
-}
+int64_t IdGenerator::next() { return next(clock::wall_ms()); }
 
 }  // namespace limaoim::im

@@ -2,8 +2,7 @@
 
 #include <pthread.h>
 
-#include <chrono>
-
+#include "limaoim/log/clock.h"
 #include "limaoim/log/log.h"
 
 namespace limaoim::im {
@@ -12,10 +11,7 @@ namespace {
 
 constexpr uint8_t kReasonError = 0;
 
-int64_t steady_ms() {
-    using namespace std::chrono;
-    return duration_cast<milliseconds>(steady_clock::now().time_since_epoch()).count();
-}
+using clock::steady_ms;
 
 }  // namespace
 

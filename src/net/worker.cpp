@@ -1,4 +1,5 @@
 #include "limaoim/net/worker.h"
+#include "limaoim/log/clock.h"
 #include "limaoim/log/log.h"
 
 #include "limaoim/net/conn_id.h"
@@ -45,14 +46,6 @@ static_assert(Transport::kMaxReserve == SendChunk::kCapacity);
 [[noreturn]] void fatal(const char* what, int err) {
     log::write(log::Level::Error, "worker", "%s: %s", what, strerror(err));
     std::abort();
-}
-
-// CLOCK_MONOTONIC, not _COARSE: loop timers (group-commit windows) want
-// milliseconds, and the coarse clock moves in jiffies (4 ms at HZ=250).
-uint64_t monotonic_ms() {
-    timespec ts{};
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return uint64_t(ts.tv_sec) * 1000 + uint64_t(ts.tv_nsec) / 1000000;
 }
 
 uint64_t pack(Op op, uint32_t index, uint32_t generation) {
@@ -151,7 +144,7 @@ Worker::Worker(const WorkerOptions& options, SharedLimits& limits, stats::Worker
     : options_(options), limits_(limits), stats_(stats), conn_stats_(conn_stats),
       ring_(std::make_unique<io_uring>()), conns_(options.slots),
       wheel_(reinterpret_cast<std::byte*>(&conns_[0]) + offsetof(Connection, timer), sizeof(Connection),
-             1024, uint32_t(monotonic_ms() / kTickMs)),
+             1024, uint32_t(uint64_t(clock::steady_ms()) / kTickMs)),
       inbox_(options.inbox_capacity) {
     completions_.reserve(kCqEntries);
 }
@@ -1203,7 +1196,7 @@ void Worker::handle_envelopes() {
 // Once per iteration: the clock, and the loop's heartbeat for GET /health
 // (one relaxed store to this worker's own stats block).
 void Worker::update_clock() {
-    now_ms_ = monotonic_ms();
+    now_ms_ = uint64_t(clock::steady_ms());
     stats_.loop_heartbeat_ms.set(now_ms_);
 }
 

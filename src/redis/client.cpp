@@ -2,18 +2,14 @@
 
 #include <algorithm>
 #include <charconv>
-#include <chrono>
+
+#include "limaoim/log/clock.h"
 
 namespace limaoim::redis {
 
 namespace {
 
 constexpr uint32_t first_backoff_ms = 100, max_backoff_ms = 2000;
-
-int64_t now_ms() {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
-        .count();
-}
 
 template <typename Number>
 bool parse_number(std::string_view text, Number& out) {
@@ -231,7 +227,7 @@ bool Client::resolve_master(std::string& error) {
 
 bool Client::connect(std::string& error) {
     if (context_ != nullptr) return true;
-    const int64_t now = now_ms();
+    const int64_t now = clock::steady_ms();
     if (now < next_attempt_ms_) {
         error = "not connected (" + last_error_ + "); next attempt in " + std::to_string(next_attempt_ms_ - now) + " ms";
         return false;

@@ -21,6 +21,7 @@
 #include "limaoim/http/demo.h"
 #include "limaoim/http/server.h"
 #include "limaoim/im/events.h"
+#include "limaoim/log/clock.h"
 #include "limaoim/log/log.h"
 #include "limaoim/net/address.h"
 #include "limaoim/net/blocking_pool.h"
@@ -93,11 +94,6 @@ std::unique_ptr<store::Store> open_store(const Config& config, std::string& erro
     options.log_max = config.redis_log_max;
     options.dedupe_window_ms = config.dedupe_window_ms;
     return store::open_redis(options, error);
-}
-
-uint64_t unix_now_ms() {
-    using namespace std::chrono;
-    return uint64_t(duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count());
 }
 
 // A worker loop that has not gone round for this long is unhealthy (an idle
@@ -178,7 +174,7 @@ http::Probes make_probes(const stats::Segment& segment, uint32_t workers, store:
     };
     probes.metrics = [&segment] {
         auto snapshot = std::make_unique<stats::Snapshot>();  // a few KiB: not on the pool thread's stack
-        stats::take_snapshot(segment.view(), true, unix_now_ms(), *snapshot);
+        stats::take_snapshot(segment.view(), true, uint64_t(clock::wall_ms()), *snapshot);
         return stats::render_prometheus(*snapshot);
     };
     return probes;

@@ -13,6 +13,8 @@
 #include <cstring>
 #include <thread>
 
+#include "limaoim/log/clock.h"
+
 namespace limaoim::stats {
 
 namespace {
@@ -44,11 +46,6 @@ bool valid_close_reason_names(const std::vector<std::string>& names, std::string
         }
     }
     return true;
-}
-
-uint64_t unix_now_ms() {
-    using namespace std::chrono;
-    return uint64_t(duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count());
 }
 
 // "uid 65534 (nobody)"
@@ -250,7 +247,7 @@ bool Segment::create(const SegmentInfo& info, std::string& error) {
     h.total_size = size;
     h.pid = int32_t(getpid());
     h.workers = info.workers;
-    h.start_time_unix_ms = unix_now_ms();
+    h.start_time_unix_ms = uint64_t(clock::wall_ms());
     h.max_conns = info.max_conns;
     h.capacity = uint64_t(info.workers) * info.slots_per_worker;
     h.slots_per_worker = info.slots_per_worker;

@@ -1,6 +1,6 @@
 #include "limaoim/stats/snapshot.h"
 
-#include <time.h>
+#include "limaoim/log/clock.h"
 
 #include <algorithm>
 #include <cmath>
@@ -57,11 +57,7 @@ constexpr const char* kReasonCodeNames[kReasonCodes] = {
 
 }  // namespace
 
-uint64_t monotonic_ms() {
-    timespec ts{};
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return uint64_t(ts.tv_sec) * 1000 + uint64_t(ts.tv_nsec) / 1000000;
-}
+uint64_t monotonic_ms() { return uint64_t(clock::steady_ms()); }
 
 void take_snapshot(const SegmentView& segment, bool server_alive, uint64_t now_unix_ms, Snapshot& out) {
     const Header& h = segment.header();

@@ -26,12 +26,7 @@
 // CMN the client_msg_no, NODE RedisOptions::node_id in decimal. Members of a
 // log start with their seq, so they are unique; notify members sort by id
 // under ZRANGEBYLEX (a score, a double, cannot hold every int64).
-// A channel record is varint-length-prefixed parent, then subscribers,
-// allowlist and denylist, each a varint count of varint-length-prefixed uids.
-// A conversation list is a varint count of entries, each: varint-length-
-// prefixed channel id, type byte, varint unread, BE-i64 timestamp, varint
-// last seq, varint-length-prefixed last client_msg_no, BE-i64 last message
-// id, BE-i64 version.
+// The channel record and the conversation list are in store/record_codec.h.
 //
 // commit() is one Lua script (atomic on a master): it first checks the
 // batch's channel and queue counters and dedupe keys, then writes. It also
@@ -51,6 +46,7 @@
 
 #include "limaoim/log/log.h"
 #include "limaoim/redis/client.h"
+#include "limaoim/store/record_codec.h"
 #include "limaoim/store/store.h"
 
 namespace limaoim::store {
@@ -58,110 +54,6 @@ namespace limaoim::store {
 namespace {
 
 using log::printable;
-
-// ---- encoding ----
-
-void put_varint(std::string& out, uint64_t value) {
-    for (; value >= 0x80; value >>= 7) out.push_back(char(value | 0x80));
-    out.push_back(char(value));
-}
-
-void put_bytes(std::string& out, std::string_view bytes) {
-    put_varint(out, bytes.size());
-    out.append(bytes);
-}
-
-void put_be(std::string& out, uint64_t value, int width) {
-    for (int shift = (width - 1) * 8; shift >= 0; shift -= 8) out.push_back(char(value >> shift));
-}
-
-constexpr uint64_t sign_bit = uint64_t(1) << 63;
-
-// Any overrun clears `ok` and yields empty values: a corrupt record is reported, never read past its end.
-struct Reader {
-    std::string_view rest;
-    bool ok = true;
-
-    std::string_view take(uint64_t size) {
-        if (!ok || size > rest.size()) return ok = false, std::string_view{};
-        std::string_view taken = rest.substr(0, size);
-        rest.remove_prefix(size);
-        return taken;
-    }
-    uint64_t varint() {
-        uint64_t value = 0;
-        for (int shift = 0; shift < 64; shift += 7) {
-            std::string_view byte = take(1);
-            if (!ok) return 0;
-            value |= uint64_t(uint8_t(byte[0]) & 0x7f) << shift;
-            if (!(uint8_t(byte[0]) & 0x80)) return value;
-        }
-        return ok = false, 0;
-    }
-    std::string bytes() { return std::string(take(varint())); }
-    uint64_t be(int width) {
-        uint64_t value = 0;
-        for (char byte : take(width)) value = value << 8 | uint8_t(byte);
-        return value;
-    }
-    bool finished() const { return ok && rest.empty(); }
-};
-
-std::string encode_channel(const ChannelRecord& channel) {
-    std::string out;
-    put_bytes(out, channel.parent);
-    for (const auto* list : {&channel.subscribers, &channel.allowlist, &channel.denylist}) {
-        put_varint(out, list->size());
-        for (const auto& uid : *list) put_bytes(out, uid);
-    }
-    return out;
-}
-
-bool decode_channel(std::string_view value, ChannelRecord& channel) {
-    Reader in{value};
-    channel.parent = in.bytes();
-    for (auto* list : {&channel.subscribers, &channel.allowlist, &channel.denylist}) {
-        uint64_t count = in.varint();
-        if (count > in.rest.size()) return false;  // each entry takes at least a byte
-        for (uint64_t i = 0; i < count && in.ok; ++i) list->push_back(in.bytes());
-    }
-    return in.finished();
-}
-
-std::string encode_conversations(const std::vector<ConversationRecord>& list) {
-    std::string out;
-    put_varint(out, list.size());
-    for (const ConversationRecord& c : list) {
-        put_bytes(out, c.channel_id);
-        out.push_back(char(c.channel_type));
-        put_varint(out, c.unread);
-        put_be(out, uint64_t(c.timestamp), 8);
-        put_varint(out, c.last_msg_seq);
-        put_bytes(out, c.last_client_msg_no);
-        put_be(out, uint64_t(c.last_msg_id), 8);
-        put_be(out, uint64_t(c.version), 8);
-    }
-    return out;
-}
-
-bool decode_conversations(std::string_view value, std::vector<ConversationRecord>& list) {
-    Reader in{value};
-    uint64_t count = in.varint();
-    if (count > in.rest.size()) return false;
-    for (uint64_t i = 0; i < count && in.ok; ++i) {
-        ConversationRecord c;
-        c.channel_id = in.bytes();
-        c.channel_type = uint8_t(in.be(1));
-        c.unread = uint32_t(in.varint());
-        c.timestamp = int64_t(in.be(8));
-        c.last_msg_seq = uint32_t(in.varint());
-        c.last_client_msg_no = in.bytes();
-        c.last_msg_id = int64_t(in.be(8));
-        c.version = int64_t(in.be(8));
-        list.push_back(std::move(c));
-    }
-    return in.finished();
-}
 
 template <typename Number>
 bool decimal(std::string_view text, Number& out) {
@@ -242,7 +134,7 @@ std::string entry_member(uint32_t seq, const std::vector<uint8_t>& bytes) {
 
 std::string notify_bound(int64_t id) {
     std::string bound;
-    put_be(bound, uint64_t(id) ^ sign_bit, 8);
+    put_be(bound, order_preserving(id), 8);
     return bound;
 }
 
@@ -640,9 +532,9 @@ public:
                              std::to_string(limit)},
                             &reply);
         for (size_t i = 0; status && i < reply->elements; ++i) {
-            Reader in{text(reply->element[i])};
+            RecordReader in{text(reply->element[i])};
             NotifyEvent event;
-            event.id = int64_t(in.be(8) ^ sign_bit);
+            event.id = from_order_preserving(in.be(8));
             if (!in.ok) return failed("read_notify", "corrupt member in " + notify_key_);
             event.bytes.assign(in.rest.begin(), in.rest.end());
             out.push_back(std::move(event));
@@ -832,7 +724,7 @@ private:
                                 : run(operation, {"ZRANGEBYSCORE", key, low, high, "LIMIT", "0", count}, &reply);
             if (!status) return status;
             for (size_t i = 0; i < reply->elements && !limit.spent(bytes); ++i) {
-                Reader member{text(reply->element[i])};
+                RecordReader member{text(reply->element[i])};
                 const uint32_t seq = uint32_t(member.be(4));
                 if (!member.ok) return failed(operation, "corrupt entry in " + printable(key));
                 // The next page starts past this entry, in the direction read.

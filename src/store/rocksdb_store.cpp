@@ -25,15 +25,11 @@
 //
 // BE integers sort numerically, so one log is ordered by seq and the dedupe
 // window by time (*: the sign bit flipped, so negative times sort first too).
-// A channel record is varint-length-prefixed parent, then subscribers,
-// allowlist and denylist, each a varint count of varint-length-prefixed uids.
-// A conversation list is a varint count of entries, each: varint-length-
-// prefixed channel id, type byte, varint unread, BE-i64 timestamp, varint
-// last seq, varint-length-prefixed last client_msg_no, BE-i64 last message
-// id, BE-i64 version.
+// The channel record and the conversation list are in store/record_codec.h.
 //
 // The directory's format is in the file LIMAOIM_FORMAT ("limaoim-store 1\n"),
 // checked before RocksDB touches anything, and in the 'm' "format" key.
+#include "limaoim/store/record_codec.h"
 #include "limaoim/store/store.h"
 
 #include <fcntl.h>
@@ -68,112 +64,6 @@ namespace kind {
 constexpr char meta = 'm', token = 't', channel = 'c', system_uid = 'u', message = 'L', channel_seq = 'S',
                queue_message = 'Q', queue_seq = 'q', cursor = 'r', dedupe = 'd', notify = 'n',
                conversations = 'V', conversation_seq = 'v';
-}
-
-// ---- encoding ----
-
-void put_varint(std::string& out, uint64_t value) {
-    for (; value >= 0x80; value >>= 7) out.push_back(char(value | 0x80));
-    out.push_back(char(value));
-}
-
-void put_bytes(std::string& out, std::string_view bytes) {
-    put_varint(out, bytes.size());
-    out.append(bytes);
-}
-
-void put_be(std::string& out, uint64_t value, int width) {
-    for (int shift = (width - 1) * 8; shift >= 0; shift -= 8) out.push_back(char(value >> shift));
-}
-
-uint64_t order_preserving(int64_t value) { return uint64_t(value) ^ (uint64_t(1) << 63); }
-
-// Reads what the put_* functions wrote; any overrun clears `ok` and yields
-// empty values, so a corrupt record is reported, never read past its end.
-struct Reader {
-    std::string_view rest;
-    bool ok = true;
-
-    std::string_view take(uint64_t size) {
-        if (!ok || size > rest.size()) return ok = false, std::string_view{};
-        std::string_view taken = rest.substr(0, size);
-        rest.remove_prefix(size);
-        return taken;
-    }
-    uint64_t varint() {
-        uint64_t value = 0;
-        for (int shift = 0; shift < 64; shift += 7) {
-            std::string_view byte = take(1);
-            if (!ok) return 0;
-            value |= uint64_t(uint8_t(byte[0]) & 0x7f) << shift;
-            if (!(uint8_t(byte[0]) & 0x80)) return value;
-        }
-        return ok = false, 0;
-    }
-    std::string bytes() { return std::string(take(varint())); }
-    uint64_t be(int width) {
-        uint64_t value = 0;
-        for (char byte : take(width)) value = value << 8 | uint8_t(byte);
-        return value;
-    }
-    bool finished() const { return ok && rest.empty(); }
-};
-
-std::string encode_channel(const ChannelRecord& channel) {
-    std::string out;
-    put_bytes(out, channel.parent);
-    for (const auto* list : {&channel.subscribers, &channel.allowlist, &channel.denylist}) {
-        put_varint(out, list->size());
-        for (const auto& uid : *list) put_bytes(out, uid);
-    }
-    return out;
-}
-
-bool decode_channel(std::string_view value, ChannelRecord& channel) {
-    Reader in{value};
-    channel.parent = in.bytes();
-    for (auto* list : {&channel.subscribers, &channel.allowlist, &channel.denylist}) {
-        // Each entry takes at least one byte: a count larger than what is left is corrupt.
-        uint64_t count = in.varint();
-        if (count > in.rest.size()) return false;
-        for (uint64_t i = 0; i < count && in.ok; ++i) list->push_back(in.bytes());
-    }
-    return in.finished();
-}
-
-std::string encode_conversations(const std::vector<ConversationRecord>& list) {
-    std::string out;
-    put_varint(out, list.size());
-    for (const ConversationRecord& c : list) {
-        put_bytes(out, c.channel_id);
-        out.push_back(char(c.channel_type));
-        put_varint(out, c.unread);
-        put_be(out, uint64_t(c.timestamp), 8);
-        put_varint(out, c.last_msg_seq);
-        put_bytes(out, c.last_client_msg_no);
-        put_be(out, uint64_t(c.last_msg_id), 8);
-        put_be(out, uint64_t(c.version), 8);
-    }
-    return out;
-}
-
-bool decode_conversations(std::string_view value, std::vector<ConversationRecord>& list) {
-    Reader in{value};
-    uint64_t count = in.varint();
-    if (count > in.rest.size()) return false;
-    for (uint64_t i = 0; i < count && in.ok; ++i) {
-        ConversationRecord c;
-        c.channel_id = in.bytes();
-        c.channel_type = uint8_t(in.be(1));
-        c.unread = uint32_t(in.varint());
-        c.timestamp = int64_t(in.be(8));
-        c.last_msg_seq = uint32_t(in.varint());
-        c.last_client_msg_no = in.bytes();
-        c.last_msg_id = int64_t(in.be(8));
-        c.version = int64_t(in.be(8));
-        list.push_back(std::move(c));
-    }
-    return in.finished();
 }
 
 // ---- keys ----
@@ -415,9 +305,9 @@ public:
         return scan_range(
             notify_key(after_id + 1), prefix_end(std::string(1, kind::notify)), "read_notify",
             [&](std::string_view k, std::string_view value) {
-                Reader in{k.substr(1)};
+                RecordReader in{k.substr(1)};
                 NotifyEvent event;
-                event.id = int64_t(in.be(8) ^ (uint64_t(1) << 63));
+                event.id = from_order_preserving(in.be(8));
                 if (!in.finished()) return Status::failure("store read_notify: corrupt key " + printable(k));
                 event.bytes.assign(value.begin(), value.end());
                 out.push_back(std::move(event));
@@ -466,9 +356,9 @@ public:
         const std::string start = dedupe_key_start(since_ms);
         return scan_range(start, prefix_end(std::string(1, kind::dedupe)), "load_dedupe",
                           [&](std::string_view k, std::string_view value) {
-                              Reader in{k.substr(1)}, out{value};
+                              RecordReader in{k.substr(1)}, out{value};
                               DedupeRecord record;
-                              record.time_ms = int64_t(in.be(8) ^ (uint64_t(1) << 63));
+                              record.time_ms = from_order_preserving(in.be(8));
                               record.uid = in.bytes();
                               record.client_msg_no = in.rest;
                               record.message_id = int64_t(out.be(8));
@@ -522,7 +412,7 @@ private:
     Status load_counters(char prefix, std::string_view operation,
                          const std::function<void(std::string_view, uint32_t)>& each) {
         return scan(std::string(1, prefix), operation, [&](std::string_view log, std::string_view value) {
-            Reader in{value};
+            RecordReader in{value};
             const uint32_t seq = uint32_t(in.be(4));
             if (!in.finished())
                 return Status::failure("store " + std::string(operation) + ": corrupt counter of " + printable(log));
@@ -537,7 +427,7 @@ private:
         rocksdb::Status status = db_->Get(rocksdb::ReadOptions(), k, &stored);
         if (status.IsNotFound()) return Status::success();
         if (!status.ok()) return failed(operation, status);
-        Reader in{stored};
+        RecordReader in{stored};
         value = in.be(width);
         if (!in.finished()) {
             value = 0;

@@ -1,4 +1,5 @@
 #include "limaoim/webhook/webhook.h"
+#include "limaoim/log/clock.h"
 #include "limaoim/log/log.h"
 
 #include <curl/curl.h>
@@ -97,11 +98,6 @@ void Sender::wake() {
     curl_multi_wakeup(multi_of(multi_));
 }
 
-int64_t Sender::now_ms() const {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
-        .count();
-}
-
 // ---- producers (any thread) ----
 
 void Sender::online_status(std::string_view uid, uint8_t device_flag, bool online) {
@@ -147,7 +143,7 @@ void Sender::offline_message(std::string_view message, std::vector<std::string>&
 bool Sender::notify_has_room(size_t pending) {
     if (notify_count_.load(std::memory_order_relaxed) + pending + 1 <= options_.queue_max) return true;
     notify_dropped_.fetch_add(1, std::memory_order_relaxed);
-    last_notify_drop_ms_.store(now_ms(), std::memory_order_relaxed);
+    last_notify_drop_ms_.store(clock::steady_ms(), std::memory_order_relaxed);
     return false;
 }
 
@@ -163,7 +159,7 @@ bool Sender::healthy(std::string& why) const {
         return false;
     }
     const int64_t dropped_at = last_notify_drop_ms_.load(std::memory_order_relaxed);
-    if (dropped_at >= 0 && now_ms() - dropped_at < int64_t(options_.drop_health_window_ms)) {
+    if (dropped_at >= 0 && clock::steady_ms() - dropped_at < int64_t(options_.drop_health_window_ms)) {
         why = "webhook: msg.notify events were dropped in the last " +
               std::to_string(options_.drop_health_window_ms / 1000) + " s (queue at its bound of " +
               std::to_string(options_.queue_max) + ")";
@@ -183,7 +179,7 @@ void Sender::run() {
     int64_t stop_deadline = -1;
     for (;;) {
         wake_pending_.store(false);
-        int64_t now = now_ms();
+        int64_t now = clock::steady_ms();
         if (stopping_.load()) {
             if (stop_deadline < 0) stop_deadline = now + options_.timeout_ms;
             if (calls_.empty() || now >= stop_deadline) break;
@@ -209,12 +205,12 @@ void Sender::run() {
             else if (status != 200)
                 failure = "HTTP " + std::to_string(status);
             curl_multi_remove_handle(multi, msg->easy_handle);
-            finish(call, failure, now_ms());
+            finish(call, failure, clock::steady_ms());
             finished_any = true;
         }
         publish();
         if (finished_any) continue;  // start what waited for those calls
-        now = now_ms();
+        now = clock::steady_ms();
         int wait = next_wait_ms(now);
         if (stop_deadline >= 0) wait = int(std::clamp<int64_t>(stop_deadline - now, 0, wait));
         if (curl_multi_poll(multi, nullptr, 0, wait, nullptr) != CURLM_OK)
@@ -285,7 +281,7 @@ void Sender::log_failure(Kind kind, const std::string& what) {
     // At most one line per event kind every 10 s, with the count since.
     const int index = int(kind);
     ++failures_unlogged_[index];
-    const int64_t now = now_ms();
+    const int64_t now = clock::steady_ms();
     if (last_log_ms_[index] != 0 && now - last_log_ms_[index] < 10000) return;
     log::write(log::Level::Warn, "webhook", "%s failed: %s (%llu failures since the last report)", event_name(int(kind)),
                  what.c_str(), static_cast<unsigned long long>(failures_unlogged_[index]));

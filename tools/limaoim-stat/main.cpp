@@ -15,6 +15,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "limaoim/log/clock.h"
 #include "limaoim/stats/reader.h"
 #include "report.h"
 
@@ -36,18 +37,13 @@ struct Options {
     size_t top = 0;
 };
 
-uint64_t unix_now_ms() {
-    using namespace std::chrono;
-    return uint64_t(duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count());
-}
-
 void warn_stale(const Snapshot& s) {
     std::cerr << "limaoim-stat: warning: server pid " << s.pid << " is not running (stale segment)\n";
 }
 
 int print_once(const SegmentReader& reader, const Options& options) {
     Snapshot snapshot;
-    take_snapshot(reader, options.top, unix_now_ms(), snapshot);
+    take_snapshot(reader, options.top, uint64_t(limaoim::clock::wall_ms()), snapshot);
     if (!snapshot.server_alive) warn_stale(snapshot);
     if (options.json)
         std::cout << to_json(snapshot, nullptr).dump(2) << '\n';
@@ -114,7 +110,7 @@ int watch(SegmentReader& reader, const Options& options) {
             }
             previous.reset();
         }
-        take_snapshot(reader, options.top, unix_now_ms(), snapshot);
+        take_snapshot(reader, options.top, uint64_t(limaoim::clock::wall_ms()), snapshot);
         const Clock::time_point now = Clock::now();
         const Traffic traffic = traffic_of(snapshot);
         // The first frame has nothing to compare with: averages since start.

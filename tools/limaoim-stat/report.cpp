@@ -6,7 +6,9 @@
 #include <cstring>
 #include <functional>
 #include <span>
+#include <type_traits>
 
+#include "limaoim/stats/fields.h"
 #include "limaoim/stats/text.h"
 
 namespace limaoim::stat_tool {
@@ -126,6 +128,21 @@ void append_latency_row(std::string& out, const char* label, const Histogram& bu
             ull(sum_of(buckets_us)));
 }
 
+void append_bytes_row(std::string& out, const char* label, uint64_t value) {
+    appendf(out, "  %-26s %14llu    (%s)\n", label, ull(value), human_bytes(double(value)).c_str());
+}
+
+// A stats/fields.h table: the byte counts after the other rows. `special`
+// may write a row itself (it returns true when it did).
+template <typename Block, size_t N>
+void append_rows(std::string& out, const stats::Field<Block> (&table)[N], const Block& block,
+                 const std::type_identity_t<std::function<bool(const stats::Field<Block>&)>>& special = nullptr) {
+    for (const stats::Field<Block>& f : table)
+        if (f.unit == stats::FieldUnit::Count && !(special && special(f))) append_row(out, f.label, f.of(block));
+    for (const stats::Field<Block>& f : table)
+        if (f.unit == stats::FieldUnit::Bytes) append_bytes_row(out, f.label, f.of(block));
+}
+
 // name/value pairs, two to a line; the names take at least 22 columns.
 void append_pairs(std::string& out, const NameOf& name_of, std::span<const Counter> values) {
     int name_width = 22;
@@ -151,16 +168,14 @@ void append_header(std::string& out, const Snapshot& s) {
 void append_gauges(std::string& out, const Snapshot& s) {
     const WorkerBlock& t = s.totals;
     out += "gauges\n";
-    append_row(out, "connections", t.connections.get());
-    appendf(out, "  %-26s %14llu   ", "authenticated", ull(t.authenticated.get()));
-    for (int i = 0; i < stats::kDeviceFlagBuckets; ++i)
-        appendf(out, " %s %llu", stats::kDeviceFlagNames[i], ull(t.by_device_flag[i].get()));
-    out += '\n';
-    append_row(out, "pending handshakes", t.pending_handshakes.get());
-    appendf(out, "  %-26s %14llu    (%s)\n", "send queue bytes", ull(t.send_queue_bytes.get()),
-            human_bytes(double(t.send_queue_bytes.get())).c_str());
-    appendf(out, "  %-26s %14llu    (%s)\n", "reassembly bytes", ull(t.reassembly_bytes.get()),
-            human_bytes(double(t.reassembly_bytes.get())).c_str());
+    append_rows(out, stats::kWorkerGauges, t, [&](const stats::WorkerField& f) {
+        if (f.value != &WorkerBlock::authenticated) return false;
+        appendf(out, "  %-26s %14llu   ", f.label, ull(f.of(t)));
+        for (int i = 0; i < stats::kDeviceFlagBuckets; ++i)
+            appendf(out, " %s %llu", stats::kDeviceFlagNames[i], ull(t.by_device_flag[i].get()));
+        out += '\n';
+        return true;
+    });
     appendf(out, "  %-26s", "per worker conns/auth");
     for (size_t w = 0; w < s.per_worker.size(); ++w)
         appendf(out, " w%zu %llu/%llu", w, ull(s.per_worker[w].connections), ull(s.per_worker[w].authenticated));
@@ -178,26 +193,7 @@ void append_gauges(std::string& out, const Snapshot& s) {
 void append_counters(std::string& out, const Snapshot& s) {
     const WorkerBlock& t = s.totals;
     out += "counters (all workers)\n";
-    append_row(out, "accepted", t.accepted.get());
-    append_row(out, "rejected (capacity)", t.rejected_capacity.get());
-    append_row(out, "accept errors", t.accept_errors.get());
-    append_row(out, "slot reuses", t.slot_reuses.get());
-    append_row(out, "auth ok", t.auth_ok.get());
-    append_row(out, "auth failures", t.auth_failures.get());
-    append_row(out, "kicks", t.kicks.get());
-    append_row(out, "slow-consumer kicks", t.slow_consumer_kicks.get());
-    append_row(out, "recv re-arms", t.recv_rearms.get());
-    append_row(out, "buffer ring empty", t.buffer_ring_empty.get());
-    append_row(out, "kicks lost", t.kicks_lost.get());
-    append_row(out, "accept pauses", t.accept_pauses.get());
-    append_row(out, "handshakes deferred", t.handshakes_deferred.get());
-    append_row(out, "input pauses", t.input_pauses.get());
-    append_row(out, "envelopes in", t.envelopes_in.get());
-    append_row(out, "envelopes out", t.envelopes_out.get());
-    append_row(out, "envelopes refused", t.envelopes_refused.get());
-    appendf(out, "  %-26s %14llu    (%s)\n", "bytes in", ull(t.bytes_in.get()), human_bytes(double(t.bytes_in.get())).c_str());
-    appendf(out, "  %-26s %14llu    (%s)\n", "bytes out", ull(t.bytes_out.get()),
-            human_bytes(double(t.bytes_out.get())).c_str());
+    append_rows(out, stats::kConnectionCounters, t);
     out += "\nclosed by reason\n";
     append_pairs(out, close_reasons_of(s), t.closed);
     out += "\ndecode errors\n";
@@ -232,90 +228,39 @@ void append_latency(std::string& out, const Snapshot& s) {
 void append_messages(std::string& out, const Snapshot& s) {
     const WorkerBlock& t = s.totals;
     out += "\nmessages\n";
-    append_row(out, "sends", t.sends.get());
-    append_row(out, "sends in flight", t.sends_in_flight.get());
-    append_row(out, "send pauses", t.send_pauses.get());
-    append_row(out, "rate-limit waits", t.rate_limit_waits.get());
-    append_row(out, "user rate-limit waits", t.user_rate_limit_waits.get());
-    append_latency_row(out, "SEND->SENDACK latency", t.send_latency_us);
-    append_row(out, "RECVs", t.recvs.get());
-    append_row(out, "RECV retransmits", t.recv_retransmits.get());
-    append_row(out, "RECVACKs", t.recvacks.get());
-    append_row(out, "unknown RECVACKs", t.recvacks_unknown.get());
-    append_row(out, "RECVs in flight", t.inflight.get());
-    append_row(out, "in-flight expired", t.inflight_expired.get());
-    append_row(out, "in-flight evicted", t.inflight_evicted.get());
-    append_row(out, "stale deliveries", t.deliveries_stale.get());
+    append_rows(out, stats::kMessageFields, t, [&](const stats::WorkerField& f) {
+        if (f.value != &WorkerBlock::user_rate_limit_waits) return false;
+        append_row(out, f.label, f.of(t));
+        append_latency_row(out, "SEND->SENDACK latency", t.send_latency_us);
+        return true;
+    });
     out += "\nSENDACKs by reason\n";
     append_pairs(out, sendack_reasons_of(t), t.sendacks);
 }
 
 void append_websocket(std::string& out, const Snapshot& s) {
-    const WorkerBlock& t = s.totals;
     out += "\nwebsocket\n";
-    append_row(out, "sessions", t.ws_sessions.get());
-    append_row(out, "upgrades", t.ws_upgrades.get());
-    append_row(out, "upgrades refused", t.ws_upgrades_refused.get());
-    append_row(out, "data frames in", t.ws_frames_in.get());
-    append_row(out, "frames out", t.ws_frames_out.get());
-    append_row(out, "control frames in", t.ws_control_in.get());
-    append_row(out, "held bytes", t.ws_held_bytes.get());
+    append_rows(out, stats::kWebSocketFields, s.totals);
 }
 
 void append_pipeline(std::string& out, const Snapshot& s) {
     const PipelineBlock& p = s.pipeline;
     out += "\nstore commits\n";
-    append_row(out, "commits", p.commits.get());
-    append_row(out, "commit failures", p.commit_failures.get());
-    append_row(out, "messages stored", p.messages_stored.get());
-    append_row(out, "queue copies stored", p.queue_copies_stored.get());
-    append_row(out, "dedupe hits", p.dedupe_hits.get());
-    append_row(out, "dedupe entries", p.dedupe_entries.get());
-    append_row(out, "dedupe evicted", p.dedupe_evicted.get());
-    append_row(out, "commit queue", p.commit_queue.get());
-    append_row(out, "commits refused", p.commit_refused.get());
-    append_row(out, "cursor advances", p.cursor_advances.get());
-    append_row(out, "commit conflicts", p.commit_conflicts.get());
+    append_rows(out, stats::kCommitFields, p);
     append_latency_row(out, "commit latency", p.commit_latency_us);
     appendf(out, "  %-26s %14s\n", "messages per commit p50",
             number_text(histogram_quantile(p.commit_batch_messages, HistogramOf::Counts, 0.50)).c_str());
     out += "\nfan-out\n";
-    append_row(out, "messages fanned out", p.fanout_messages.get());
-    append_row(out, "deliveries", p.deliveries.get());
-    append_row(out, "deliveries refused", p.deliveries_refused.get());
-    append_row(out, "offline receivers", p.offline_receivers.get());
-    append_row(out, "no receivers known", p.fanout_no_receivers.get());
-    append_row(out, "fan-out queue", p.fanout_queue.get());
-    append_row(out, "held for seq order", p.fanout_held.get());
-    append_row(out, "holds expired", p.fanout_hold_expired.get());
+    append_rows(out, stats::kFanoutFields, p);
     out += "\nconversations\n";
-    append_row(out, "conversation updates", p.conversation_updates.get());
-    append_row(out, "flushes", p.conversation_flushes.get());
-    append_row(out, "flush failures", p.conversation_flush_failures.get());
-    append_row(out, "users in memory", p.conversation_users.get());
+    append_rows(out, stats::kConversationFields, p);
     out += "\nwebhook\n";
-    append_row(out, "calls", p.webhook_calls.get());
-    append_row(out, "failures", p.webhook_failures.get());
-    append_row(out, "online-status queue", p.webhook_online_queue.get());
-    append_row(out, "online-status dropped", p.webhook_online_dropped.get());
-    append_row(out, "msg.offline dropped", p.webhook_offline_dropped.get());
-    append_row(out, "msg.notify queue", p.webhook_notify_queue.get());
-    append_row(out, "msg.notify sent", p.webhook_notify_sent.get());
-    append_row(out, "msg.notify dropped", p.webhook_notify_dropped.get());
+    append_rows(out, stats::kWebhookFields, p);
     out += "\ndatasource\n";
-    append_row(out, "calls", p.datasource_calls.get());
-    append_row(out, "failures", p.datasource_failures.get());
+    append_rows(out, stats::kDatasourceFields, p);
     if (p.cluster_nodes.get() == 0) return;  // not clustered
     out += "\ncluster\n";
-    append_row(out, "nodes", p.cluster_nodes.get());
-    append_row(out, "connected", p.cluster_connected.get());
-    append_row(out, "events out", p.cluster_events_out.get());
-    append_row(out, "events in", p.cluster_events_in.get());
-    append_row(out, "events dropped", p.cluster_events_dropped.get());
-    append_row(out, "redis errors", p.cluster_redis_errors.get());
-    append_row(out, "resyncs", p.cluster_resyncs.get());
-    append_row(out, "events rejected", p.cluster_events_rejected.get());
-    append_row(out, "events missed", p.cluster_events_missed.get());
+    append_rows(out, stats::kClusterFields, p);
 }
 
 void append_rates(std::string& out, const Rates& r) {
@@ -343,44 +288,30 @@ nlohmann::json named_counters(const NameOf& name_of, std::span<const Counter> va
     return object;
 }
 
+// A stats/fields.h table's values, each under its name.
+template <typename Block, size_t N>
+void add_fields(nlohmann::json& object, const stats::Field<Block> (&table)[N], const Block& block) {
+    for (const stats::Field<Block>& f : table) object[f.name] = f.of(block);
+}
+
 nlohmann::json quantile_json(const std::optional<double>& us) { return us ? nlohmann::json(*us) : nlohmann::json(); }
 
 nlohmann::json gauges_json(const WorkerBlock& t) {
     nlohmann::json device_flags = nlohmann::json::object();
     for (int i = 0; i < stats::kDeviceFlagBuckets; ++i) device_flags[stats::kDeviceFlagNames[i]] = t.by_device_flag[i].get();
-    return {{"connections", t.connections.get()},
-            {"authenticated", t.authenticated.get()},
-            {"pending_handshakes", t.pending_handshakes.get()},
-            {"send_queue_bytes", t.send_queue_bytes.get()},
-            {"reassembly_bytes", t.reassembly_bytes.get()},
-            {"device_flags", device_flags}};
+    nlohmann::json out = {{"device_flags", device_flags}};
+    add_fields(out, stats::kWorkerGauges, t);
+    return out;
 }
 
 nlohmann::json counters_json(const Snapshot& s) {
     const WorkerBlock& t = s.totals;
-    return {{"accepted", t.accepted.get()},
-            {"rejected_capacity", t.rejected_capacity.get()},
-            {"accept_errors", t.accept_errors.get()},
-            {"slot_reuses", t.slot_reuses.get()},
-            {"closed", named_counters(close_reasons_of(s), t.closed)},
-            {"packets_in", named_counters(names_from(stats::kPacketTypeNames), t.packets_in)},
-            {"packets_out", named_counters(names_from(stats::kPacketTypeNames), t.packets_out)},
-            {"bytes_in", t.bytes_in.get()},
-            {"bytes_out", t.bytes_out.get()},
-            {"auth_ok", t.auth_ok.get()},
-            {"auth_failures", t.auth_failures.get()},
-            {"decode_errors", named_counters(names_from(stats::kDecodeErrorNames, 1), t.decode_errors)},
-            {"kicks", t.kicks.get()},
-            {"slow_consumer_kicks", t.slow_consumer_kicks.get()},
-            {"recv_rearms", t.recv_rearms.get()},
-            {"buffer_ring_empty", t.buffer_ring_empty.get()},
-            {"kicks_lost", t.kicks_lost.get()},
-            {"accept_pauses", t.accept_pauses.get()},
-            {"handshakes_deferred", t.handshakes_deferred.get()},
-            {"input_pauses", t.input_pauses.get()},
-            {"envelopes_in", t.envelopes_in.get()},
-            {"envelopes_out", t.envelopes_out.get()},
-            {"envelopes_refused", t.envelopes_refused.get()}};
+    nlohmann::json out = {{"closed", named_counters(close_reasons_of(s), t.closed)},
+                          {"packets_in", named_counters(names_from(stats::kPacketTypeNames), t.packets_in)},
+                          {"packets_out", named_counters(names_from(stats::kPacketTypeNames), t.packets_out)},
+                          {"decode_errors", named_counters(names_from(stats::kDecodeErrorNames, 1), t.decode_errors)}};
+    add_fields(out, stats::kConnectionCounters, t);
+    return out;
 }
 
 nlohmann::json histogram_json(const Histogram& histogram, HistogramOf values) {
@@ -394,78 +325,28 @@ nlohmann::json histogram_json(const Histogram& histogram, HistogramOf values) {
 }
 
 nlohmann::json messages_json(const WorkerBlock& t) {
-    return {{"sends", t.sends.get()},
-            {"sendacks", named_counters(sendack_reasons_of(t), t.sendacks)},
-            {"sends_in_flight", t.sends_in_flight.get()},
-            {"send_pauses", t.send_pauses.get()},
-            {"rate_limit_waits", t.rate_limit_waits.get()},
-            {"user_rate_limit_waits", t.user_rate_limit_waits.get()},
-            {"send_latency_us", histogram_json(t.send_latency_us, HistogramOf::Microseconds)},
-            {"recvs", t.recvs.get()},
-            {"recv_retransmits", t.recv_retransmits.get()},
-            {"recvacks", t.recvacks.get()},
-            {"recvacks_unknown", t.recvacks_unknown.get()},
-            {"inflight", t.inflight.get()},
-            {"inflight_expired", t.inflight_expired.get()},
-            {"inflight_evicted", t.inflight_evicted.get()},
-            {"deliveries_stale", t.deliveries_stale.get()}};
+    nlohmann::json out = {{"sendacks", named_counters(sendack_reasons_of(t), t.sendacks)},
+                          {"send_latency_us", histogram_json(t.send_latency_us, HistogramOf::Microseconds)}};
+    add_fields(out, stats::kMessageFields, t);
+    return out;
 }
 
 nlohmann::json websocket_json(const WorkerBlock& t) {
-    return {{"sessions", t.ws_sessions.get()},
-            {"upgrades", t.ws_upgrades.get()},
-            {"upgrades_refused", t.ws_upgrades_refused.get()},
-            {"frames_in", t.ws_frames_in.get()},
-            {"frames_out", t.ws_frames_out.get()},
-            {"control_frames_in", t.ws_control_in.get()},
-            {"held_bytes", t.ws_held_bytes.get()}};
+    nlohmann::json out = nlohmann::json::object();
+    add_fields(out, stats::kWebSocketFields, t);
+    return out;
 }
 
 nlohmann::json pipeline_json(const PipelineBlock& p) {
-    return {{"commits", p.commits.get()},
-            {"commit_failures", p.commit_failures.get()},
-            {"messages_stored", p.messages_stored.get()},
-            {"queue_copies_stored", p.queue_copies_stored.get()},
-            {"dedupe_hits", p.dedupe_hits.get()},
-            {"dedupe_entries", p.dedupe_entries.get()},
-            {"dedupe_evicted", p.dedupe_evicted.get()},
-            {"commit_queue", p.commit_queue.get()},
-            {"commit_refused", p.commit_refused.get()},
-            {"cursor_advances", p.cursor_advances.get()},
-            {"commit_conflicts", p.commit_conflicts.get()},
-            {"commit_latency_us", histogram_json(p.commit_latency_us, HistogramOf::Microseconds)},
-            {"commit_batch_messages", histogram_json(p.commit_batch_messages, HistogramOf::Counts)},
-            {"fanout_messages", p.fanout_messages.get()},
-            {"deliveries", p.deliveries.get()},
-            {"deliveries_refused", p.deliveries_refused.get()},
-            {"offline_receivers", p.offline_receivers.get()},
-            {"fanout_no_receivers", p.fanout_no_receivers.get()},
-            {"fanout_queue", p.fanout_queue.get()},
-            {"fanout_held", p.fanout_held.get()},
-            {"fanout_hold_expired", p.fanout_hold_expired.get()},
-            {"conversation_updates", p.conversation_updates.get()},
-            {"conversation_flushes", p.conversation_flushes.get()},
-            {"conversation_flush_failures", p.conversation_flush_failures.get()},
-            {"conversation_users", p.conversation_users.get()},
-            {"webhook_calls", p.webhook_calls.get()},
-            {"webhook_failures", p.webhook_failures.get()},
-            {"webhook_online_queue", p.webhook_online_queue.get()},
-            {"webhook_online_dropped", p.webhook_online_dropped.get()},
-            {"webhook_offline_dropped", p.webhook_offline_dropped.get()},
-            {"webhook_notify_queue", p.webhook_notify_queue.get()},
-            {"webhook_notify_sent", p.webhook_notify_sent.get()},
-            {"webhook_notify_dropped", p.webhook_notify_dropped.get()},
-            {"datasource_calls", p.datasource_calls.get()},
-            {"datasource_failures", p.datasource_failures.get()},
-            {"cluster_nodes", p.cluster_nodes.get()},
-            {"cluster_connected", p.cluster_connected.get()},
-            {"cluster_events_out", p.cluster_events_out.get()},
-            {"cluster_events_in", p.cluster_events_in.get()},
-            {"cluster_events_dropped", p.cluster_events_dropped.get()},
-            {"cluster_redis_errors", p.cluster_redis_errors.get()},
-            {"cluster_resyncs", p.cluster_resyncs.get()},
-            {"cluster_events_rejected", p.cluster_events_rejected.get()},
-            {"cluster_events_missed", p.cluster_events_missed.get()}};
+    nlohmann::json out = {{"commit_latency_us", histogram_json(p.commit_latency_us, HistogramOf::Microseconds)},
+                          {"commit_batch_messages", histogram_json(p.commit_batch_messages, HistogramOf::Counts)}};
+    add_fields(out, stats::kCommitFields, p);
+    add_fields(out, stats::kFanoutFields, p);
+    add_fields(out, stats::kConversationFields, p);
+    add_fields(out, stats::kWebhookFields, p);
+    add_fields(out, stats::kDatasourceFields, p);
+    add_fields(out, stats::kClusterFields, p);
+    return out;
 }
 
 }  // namespace

@@ -50,6 +50,18 @@ inline constexpr int device_flag_bucket(uint8_t flag) { return flag < 3 ? flag :
 // counts latencies in [2^i, 2^(i+1)) microseconds; bucket 0 also takes < 1 µs.
 inline constexpr int kLatencyBuckets = 24;
 
+// The bucket of a power-of-two histogram (Counter[kLatencyBuckets]) that
+// counts `value`: i for [2^i, 2^(i+1)); bucket 0 also takes 0, the last
+// everything beyond it.
+inline constexpr int histogram_bucket(uint64_t value) {
+    int bucket = 0;
+    while (value > 1 && bucket < kLatencyBuckets - 1) {
+        value >>= 1;
+        ++bucket;
+    }
+    return bucket;
+}
+
 // Decode errors by kind; indices match proto::DecodeError (0 = None unused).
 inline constexpr int kDecodeErrorKinds = 6;
 inline constexpr const char* kDecodeErrorNames[kDecodeErrorKinds] = {

@@ -142,7 +142,6 @@ private:
     };
 
     void wake();
-    int64_t now_ms() const;
     // The sender thread.
     void run();
     void start_online(int64_t now);

@@ -402,16 +402,16 @@ store::Status Committer::learn_remote_dedupe(const std::vector<CommitRequest>& b
     std::vector<store::DedupeRecord> found_records;
     for (const CommitRequest& request : batch) {
         if (request.kind != CommitRequest::Kind::Send || options_.dedupe_window_ms == 0) continue;
-        const std::optional<MessageView> m = decode(request.message.bytes());
-        if (!m || m->client_msg_no.empty()) continue;
+        const MessageView m = decode_checked(request.message.bytes());
+        if (m.client_msg_no.empty()) continue;
         store::DedupeRecord record;
         bool found = false;
-        if (store::Status s = store_.find_dedupe(m->from_uid, m->client_msg_no, since, record, found); !s) {
+        if (store::Status s = store_.find_dedupe(m.from_uid, m.client_msg_no, since, record, found); !s) {
             log::write(log::Level::Warn, "committer", "looking up a resend: %s", s.error.c_str());
             continue;
         }
         if (!found) continue;
-        keys.push_back(dedupe_key(m->from_uid, m->client_msg_no));
+        keys.push_back(dedupe_key(m.from_uid, m.client_msg_no));
         found_records.push_back(std::move(record));
     }
     if (found_records.empty()) return store::Status::success();
@@ -425,9 +425,7 @@ store::Status Committer::learn_remote_dedupe(const std::vector<CommitRequest>& b
 
 uint8_t Committer::prepare_send(CommitRequest& request, int64_t now_ms, FanoutItem& item, bool& duplicate) {
     std::span<uint8_t> bytes = request.message.writable_bytes();
-    const std::optional<MessageView> decoded = decode(std::span<const uint8_t>(bytes));
-    if (!decoded) return kReasonError;  // cannot happen: the requester encoded it
-    const MessageView& m = *decoded;
+    const MessageView m = decode_checked(bytes);
 
     DedupeKey key{};
     const bool dedupe = !m.client_msg_no.empty() && options_.dedupe_window_ms > 0;

@@ -37,7 +37,7 @@ void Fanout::push(std::vector<FanoutItem>& items) {
     if (cluster_)
         for (FanoutItem& item : items)
             if (!item.remote)
-                if (const std::optional<MessageView> m = decode(item.message.bytes())) tell_other_nodes(item, *m);
+                tell_other_nodes(item, decode_checked(item.message.bytes()));
     std::unique_lock lock(mutex_);
     room_.wait(lock, [this] { return stopping_ || queued_.size() < max_queued_; });
     const bool was_empty = queued_.empty();
@@ -141,7 +141,7 @@ void Fanout::turn() {
     }
     // ...then a slice of each big message in turn.
     for (size_t i = 0; i < big_.size();) {
-        deliver_slice(big_[i], *decode(big_[i].item.message.bytes()));  // decoded by start()
+        deliver_slice(big_[i], decode_checked(big_[i].item.message.bytes()));
         flush_if_big();
         if (big_[i].next < big_[i].receivers().size()) {
             ++i;
@@ -162,19 +162,18 @@ void Fanout::turn() {
 }
 
 void Fanout::take(FanoutItem&& item) {
-    const std::optional<MessageView> decoded = order_ ? decode(item.message.bytes()) : std::nullopt;
-    // (Not in a cluster, or not decodable: logged by start(). A message
-    // stored here was told to the other nodes by push().)
-    if (!decoded) {
+    // (A message stored here was told to the other nodes by push().)
+    if (!order_) {  // not in a cluster: the committer's order is the order
         start(std::move(item));
         return;
     }
-    if (!decoded->persisted() || decoded->message_seq == 0) {  // no seq to keep in order
+    const MessageView m = decode_checked(item.message.bytes());
+    if (!m.persisted() || m.message_seq == 0) {  // no seq to keep in order
         start(std::move(item));
         return;
     }
     ready_.clear();
-    order_->admit(std::move(item), *decoded, steady_ms(), ready_);
+    order_->admit(std::move(item), m, steady_ms(), ready_);
     for (FanoutItem& ready : ready_) start(std::move(ready));
 }
 
@@ -195,15 +194,10 @@ void Fanout::tell_other_nodes(FanoutItem& item, const MessageView& m) {
 }
 
 Fanout::Job* Fanout::start(FanoutItem&& item) {
-    const std::optional<MessageView> decoded = decode(item.message.bytes());
-    if (!decoded) {  // the committer encoded it: a bug, not a client's doing
-        log::write(log::Level::Error, "fanout", "a stored message does not decode (%zu bytes): not delivered",
-                   item.message.bytes().size());
-        return nullptr;
-    }
-    const MessageView& m = *decoded;
-    const uint64_t key = channel_key(m);
-    // Behind a big message of its channel still going out: after it.
+    const MessageView m = decode_checked(item.message.bytes());
+    // Behind a big message of its channel still going out: after it. (The
+    // key is hashed only while a big message is under way.)
+    const uint64_t key = big_.empty() ? 0 : channel_key(m);
     for (Job& job : big_)
         if (job.channel_key == key) {
             // In seq order among those waiting: a cluster's ChannelOrder
@@ -233,6 +227,7 @@ Fanout::Job* Fanout::start(FanoutItem&& item) {
         finish(job);
         return nullptr;
     }
+    if (big_.empty()) job.channel_key = channel_key(m);
     big_.push_back(std::move(job));
     return &big_.back();
 }

@@ -1,4 +1,5 @@
 #include "limaoim/im/message.h"
+#include "limaoim/log/log.h"
 
 #include <zlib.h>
 
@@ -85,6 +86,12 @@ std::vector<uint8_t> encode(const MessageView& m) {
     std::vector<uint8_t> out(encoded_size(m));
     encode(m, out);
     return out;
+}
+
+MessageView decode_checked(std::span<const uint8_t> bytes) {
+    std::optional<MessageView> m = decode(bytes);
+    LIMAOIM_ASSERT(m);
+    return *m;
 }
 
 std::optional<MessageView> decode(std::span<const uint8_t> bytes) {

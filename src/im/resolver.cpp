@@ -28,9 +28,8 @@ void Resolver::start() {
 }
 
 bool Resolver::park(CommitRequest&& request) {
-    const std::optional<MessageView> m = decode(request.message.bytes());
-    if (!m) return false;  // cannot happen: the requester encoded it
-    std::string key = store::log_name(m->channel_type, m->channel_id);
+    const MessageView m = decode_checked(request.message.bytes());
+    std::string key = store::log_name(m.channel_type, m.channel_id);
     std::lock_guard lock(mutex_);
     if (stopping_ || parked_ >= options_.max_parked) return false;
     if (auto failed = failed_until_.find(key); failed != failed_until_.end()) {
@@ -43,8 +42,8 @@ bool Resolver::park(CommitRequest&& request) {
         pending_channels_.store(channels_.size(), std::memory_order_relaxed);
         // Not asked about yet. (A channel a thread is asking about takes
         // what joins meanwhile with the rest, judged on the same answer.)
-        channel.type = m->channel_type;
-        channel.id = std::string(m->channel_id);
+        channel.type = m.channel_type;
+        channel.id = std::string(m.channel_id);
         to_fetch_.push_back(std::move(key));
         wake_.notify_one();
     }
@@ -115,8 +114,7 @@ bool Resolver::pending(uint8_t type, std::string_view id) const {
 
 void Resolver::judge_all(std::vector<CommitRequest>& requests, bool fetched) {
     for (CommitRequest& request : requests) {
-        const std::optional<MessageView> m = decode(request.message.bytes());
-        request.judged = fetched && m ? judge_(*m) : kReasonError;
+        request.judged = fetched ? judge_(decode_checked(request.message.bytes())) : kReasonError;
         hand_back_(std::move(request));
     }
 }

@@ -82,6 +82,9 @@ std::optional<MessageView> decode(std::span<const uint8_t> bytes);
 inline std::optional<MessageView> decode(std::string_view bytes) {
     return decode(std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()));
 }
+// A message this server encoded itself, or checked when another node's
+// event brought it: that it decodes is an invariant (LIMAOIM_ASSERT).
+MessageView decode_checked(std::span<const uint8_t> bytes);
 // Rewrite the id or seq of encoded bytes in place (the committer fills them in).
 void patch_id(std::span<uint8_t> encoded, int64_t id);
 void patch_seq(std::span<uint8_t> encoded, uint32_t seq);

@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "client.h"
+#include "clock.h"
 #include "server_process.h"
 
 using namespace limaoim;
@@ -35,10 +36,6 @@ using namespace limaoim::testing;
 using namespace std::chrono;
 
 namespace {
-
-using Clock = steady_clock;
-
-int64_t ms_since(Clock::time_point t0) { return duration_cast<milliseconds>(Clock::now() - t0).count(); }
 
 // A v1 CONNACK: header, length 9, time_diff (8 bytes), reason.
 constexpr size_t kConnackV1Size = 11;

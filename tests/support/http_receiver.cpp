@@ -14,11 +14,11 @@
 #include <memory>
 #include <stdexcept>
 
+#include "clock.h"
+
 namespace limaoim::testing {
 
 namespace {
-
-using Clock = std::chrono::steady_clock;
 
 std::string lower(std::string s) {
     for (char& c : s) c = char(std::tolower(uint8_t(c)));

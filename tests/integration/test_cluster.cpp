@@ -29,6 +29,7 @@
 #include "im_server.h"
 #include "redis_server.h"
 #include "server_process.h"
+#include "temp_dir.h"
 
 using namespace limaoim;
 using namespace limaoim::testing;
@@ -230,14 +231,12 @@ void add_event(const RedisServer& redis, const std::string& stream, std::string 
 std::pair<int, std::string> run_node(const std::string& args) {
     const uint16_t port = free_port();
     const std::string instance = "it-node-" + std::to_string(port);
-    char dir[] = "/tmp/limaoim-it-data-XXXXXX";
-    REQUIRE(mkdtemp(dir));
+    const TempDir dir;
     const std::string cmd = std::string("timeout -s KILL 20 ") + LIMAOIM_SERVER_BIN + " --addr 127.0.0.1 --port " +
-                            std::to_string(port) + " --instance " + instance + " --mode test --data-dir " + dir +
+                            std::to_string(port) + " --instance " + instance + " --mode test --data-dir " + dir.root.string() +
                             " --http-addr 127.0.0.1:" + std::to_string(free_port()) + " --ws-addr 127.0.0.1:" +
                             std::to_string(free_port()) + " " + args + " 2>&1";
     auto result = run_command(cmd);
-    ImServer::remove_dir(dir);
     unlink(("/dev/shm/limaoim-" + instance).c_str());
     return result;
 }
@@ -1384,9 +1383,8 @@ TEST_CASE("cluster: Redis with requirepass and an ACL user: credentials from the
     RedisServer redis({"--requirepass", "rq-pass", "--user", "limaoim", "on", ">acl-pass", "~*", "&*", "+@all"});
     REQUIRE_MESSAGE(redis.started(), "redis-server did not start:\n" << redis.log());
     const std::string host = "127.0.0.1:" + std::to_string(redis.port());
-    char dir[] = "/tmp/limaoim-it-secret-XXXXXX";
-    REQUIRE(mkdtemp(dir));
-    const std::string password_file = std::string(dir) + "/redis.pw";
+    const TempDir dir;
+    const std::string password_file = dir.path("redis.pw");
     std::ofstream(password_file) << "acl-pass\n";
 
     auto n1 = start_node("redis://:rq-pass@" + host + "/0", 1);
@@ -1415,7 +1413,6 @@ TEST_CASE("cluster: Redis with requirepass and an ACL user: credentials from the
     CHECK(no_secret == 2);
     CHECK_MESSAGE(said.find("cluster_secret") != std::string::npos, said);
     CHECK_MESSAGE(said.find("rq-pass") == std::string::npos, said);
-    ImServer::remove_dir(dir);
 }
 
 TEST_CASE("cluster: durability group on a Redis that does not fsync every write is refused at start, accepted with "

@@ -21,7 +21,6 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
-#include <fstream>
 #include <optional>
 #include <string>
 #include <thread>
@@ -30,6 +29,7 @@
 #include "client.h"
 #include "clock.h"
 #include "server_process.h"
+#include "vectors.h"
 
 using namespace limaoim;
 using namespace limaoim::testing;
@@ -845,8 +845,7 @@ std::vector<MalformedCase> malformed_cases() {
         cases.push_back({name + " (before login)", hex, std::nullopt, Outcome::Close, expected_counters(hex, false)});
     };
 
-    std::ifstream in(std::string(LIMAOIM_VECTORS_DIR) + "/edge_cases.json");
-    const nlohmann::json vectors = nlohmann::json::parse(in, nullptr, false);
+    const nlohmann::json vectors = load_vectors("edge_cases.json");
     for (const auto& v : vectors["decode_cases"]) {
         if (v["expect"] != "error") continue;
         const std::string hex = v["hex"].get<std::string>();

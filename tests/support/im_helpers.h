@@ -1,7 +1,7 @@
-// Helpers the messaging, API, cluster, conversation and webhook integration
-// tests share: base64 of the API's byte fields, a JSON POST that checks its
-// status, a logged-in chat client, a SEND and its SENDACK, a RECV checked
-// field by field, silence, a user's token and a channel's history.
+// Helpers the integration tests share: base64 of the API's byte fields, a
+// JSON POST that checks its status, a logged-in chat client (and a raw one),
+// a SEND and its SENDACK, a RECV checked field by field, silence, a user's
+// token and a channel's history.
 #pragma once
 
 #include <doctest/doctest.h>
@@ -47,6 +47,16 @@ inline ChatClient online(ImServer& server, const std::string& uid, uint8_t versi
     ChatClient c;
     REQUIRE_MESSAGE(c.connect_login(server.port(), uid, version, device_flag, token),
                     "login of " << uid << " v" << int(version) << " flag " << int(device_flag));
+    return c;
+}
+
+// A raw Client logged in as `uid` (token "t") on `server`'s TCP port; the
+// test stops if the login fails.
+inline Client logged_in(const ServerProcess& server, const std::string& uid, uint8_t version = 4,
+                        uint8_t device_flag = 0) {
+    Client c;
+    REQUIRE(c.connect(server.port()));
+    REQUIRE(c.login(uid, "t", version, device_flag).reason == uint8_t(proto::ReasonCode::Success));
     return c;
 }
 

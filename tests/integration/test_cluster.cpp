@@ -38,11 +38,6 @@ using nlohmann::json;
 
 namespace {
 
-std::string lower(std::string s) {
-    for (char& c : s) c = char(std::tolower(static_cast<unsigned char>(c)));
-    return s;
-}
-
 // One node: its own data directory, ports and --node-id, the shared `store`.
 std::unique_ptr<ImServer> start_node(const std::string& store, int node_id, bool test_mode = true,
                                      std::vector<std::string> more = {}) {

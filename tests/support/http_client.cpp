@@ -18,11 +18,6 @@ namespace limaoim::testing {
 
 namespace {
 
-std::string lower(std::string s) {
-    std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return char(std::tolower(c)); });
-    return s;
-}
-
 // Decodes a chunked body; false while it is incomplete.
 bool dechunk(const std::string& in, std::string& out) {
     out.clear();

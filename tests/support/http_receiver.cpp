@@ -15,15 +15,11 @@
 #include <stdexcept>
 
 #include "clock.h"
+#include "http_client.h"
 
 namespace limaoim::testing {
 
 namespace {
-
-std::string lower(std::string s) {
-    for (char& c : s) c = char(std::tolower(uint8_t(c)));
-    return s;
-}
 
 std::string trim(const std::string& s) {
     const size_t a = s.find_first_not_of(" \t");

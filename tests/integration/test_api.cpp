@@ -25,11 +25,6 @@ using nlohmann::json;
 
 namespace {
 
-
-
-
-
-
 // A JSON error body as §16.0 has it: {"msg": "...", "status": N}.
 void check_error_body(const HttpResult& r, int status) {
     CHECK(r.status == status);
@@ -71,38 +66,16 @@ std::string raw_http(uint16_t port, const std::string& request, int timeout_ms =
     return out;
 }
 
-
-void set_token(ImServer& server, const std::string& uid, const std::string& token, uint8_t device_flag = 0) {
-    CHECK(post(server.http_port(), "/user/token",
-               {{"uid", uid}, {"token", token}, {"device_flag", device_flag}, {"device_level", 1}}) ==
-          json{{"status", 200}});
-}
-
 // Sends and returns the SENDACK's reason (REQUIREs the SENDACK).
 uint8_t send_reason(ChatClient& c, const std::string& channel_id, uint8_t type, const std::string& text,
                     proto::SendackPacket* out = nullptr) {
     static uint32_t client_seq = 0;
     ++client_seq;
-    REQUIRE(c.send_message(channel_id, type, text, client_seq, "cmn-" + c.uid() + "-" + std::to_string(client_seq)));
-    auto ack = c.read_sendack(3000);
-    REQUIRE_MESSAGE(ack, "no SENDACK for " << c.uid() << " -> " << channel_id);
-    CHECK(ack->client_seq == client_seq);
-    if (out) *out = *ack;
-    return ack->reason_code;
-}
-
-bool quiet(ChatClient& c, int ms) {
-    auto p = c.read_any(ms);
-    if (p) MESSAGE("unexpected packet of type " << int(p->type()) << " for " << c.uid());
-    return !p;
-}
-
-json history(uint16_t http_port, const std::string& login_uid, const std::string& channel_id, uint8_t type) {
-    json r = post(http_port, "/channel/messagesync",
-                  {{"login_uid", login_uid}, {"channel_id", channel_id}, {"channel_type", type}, {"limit", 1000},
-                   {"reverse", 1}});
-    REQUIRE(r["messages"].is_array());
-    return r["messages"];
+    CAPTURE(channel_id);
+    const proto::SendackPacket ack =
+        send_acked(c, channel_id, type, text, client_seq, "cmn-" + c.uid() + "-" + std::to_string(client_seq));
+    if (out) *out = ack;
+    return ack.reason_code;
 }
 
 // Sends `count` person messages to bob in one write (client_msg_no
@@ -259,8 +232,8 @@ TEST_CASE("api: /user/token refuses '@'; a new token kicks the session of that u
     const uint16_t http = server.http_port();
     post(http, "/user/token", {{"uid", "al@ce"}, {"token", "x"}}, 400);
     post(http, "/user/token", {{"uid", "@"}, {"token", "x"}}, 400);
-    set_token(server, "alice", "t1", 0);
-    set_token(server, "alice", "w1", 1);
+    set_token(server.http_port(), "alice", "t1", 0);
+    set_token(server.http_port(), "alice", "w1", 1);
 
     // Without a stored token no login passes, not even with an empty one (S1).
     {
@@ -278,7 +251,7 @@ TEST_CASE("api: /user/token refuses '@'; a new token kicks the session of that u
     }
 
     auto t0 = Clock::now();
-    set_token(server, "alice", "t2", 0);
+    set_token(server.http_port(), "alice", "t2", 0);
     auto bye = app.read_any(3000);
     REQUIRE_MESSAGE(bye, "no DISCONNECT after the new token");
     REQUIRE(bye->type() == proto::PacketType::Disconnect);
@@ -357,7 +330,7 @@ TEST_CASE("api: /message/send injects messages: to a person from from_uid, and t
         CHECK(r->payload == "injected \xe2\x9c\x93");
         CHECK(r->message_id == at_bob->message_id);
     }
-    json log = history(http, "bob", "alice", 1);
+    json log = whole_log(http, "bob", "alice", 1);
     REQUIRE(log.size() == 1);
     CHECK(log[0]["message_id"] == at_bob->message_id);
     CHECK(log[0]["client_msg_no"] == at_bob->client_msg_no);
@@ -378,7 +351,7 @@ TEST_CASE("api: /message/send injects messages: to a person from from_uid, and t
     CHECK(np->client_msg_no == "api-np");
     CHECK((np->flags & 0x01) != 0);
     CHECK(np->message_seq == 0);
-    CHECK(history(http, "bob", "alice", 1).size() == 2);
+    CHECK(whole_log(http, "bob", "alice", 1).size() == 2);
     REQUIRE(app.read_recv());
     REQUIRE(web.read_recv());
 
@@ -529,7 +502,7 @@ TEST_CASE("api: outside test mode: group membership, allow and deny lists, unkno
     ImServer server({}, "", /*test_mode=*/false);
     REQUIRE_MESSAGE(server.started(), server.log());
     const uint16_t http = server.http_port();
-    for (const char* uid : {"alice", "bob", "carol", "mallory"}) set_token(server, uid, std::string("tk-") + uid);
+    for (const char* uid : {"alice", "bob", "carol", "mallory"}) set_token(server.http_port(), uid, std::string("tk-") + uid);
     ChatClient alice = online(server, "alice", 4, 0, "tk-alice");
     ChatClient bob = online(server, "bob", 2, 0, "tk-bob");
     ChatClient carol = online(server, "carol", 4, 0, "tk-carol");
@@ -590,8 +563,8 @@ TEST_CASE("api: subscriber_add and subscriber_remove apply to the next SEND (S3)
     ImServer server({}, "", /*test_mode=*/false);
     REQUIRE_MESSAGE(server.started(), server.log());
     const uint16_t http = server.http_port();
-    set_token(server, "owner", "t");
-    set_token(server, "newbie", "t");
+    set_token(server.http_port(), "owner", "t");
+    set_token(server.http_port(), "newbie", "t");
     ChatClient owner = online(server, "owner", 4, 0, "t");
     ChatClient newbie = online(server, "newbie", 2, 0, "t");
     post(http, "/channel", {{"channel_id", "club"}, {"channel_type", 2}, {"subscribers", {"owner"}}});
@@ -623,18 +596,18 @@ TEST_CASE("api: /channel/delete removes the channel, its members, lists and log 
     ImServer server({}, "", /*test_mode=*/false);
     REQUIRE_MESSAGE(server.started(), server.log());
     const uint16_t http = server.http_port();
-    set_token(server, "owner", "t");
-    set_token(server, "member", "t");
+    set_token(server.http_port(), "owner", "t");
+    set_token(server.http_port(), "member", "t");
     ChatClient owner = online(server, "owner", 4, 0, "t");
     ChatClient member = online(server, "member", 4, 0, "t");
     post(http, "/channel", {{"channel_id", "gdel"}, {"channel_type", 2}, {"subscribers", {"owner", "member"}}});
     for (int i = 0; i < 3; ++i) CHECK(send_reason(owner, "gdel", 2, "doomed " + std::to_string(i)) == 1);
     for (int i = 0; i < 3; ++i) REQUIRE(member.read_recv());
-    CHECK(history(http, "owner", "gdel", 2).size() == 3);
+    CHECK(whole_log(http, "owner", "gdel", 2).size() == 3);
     post(http, "/channel/blacklist_add", {{"channel_id", "gdel"}, {"channel_type", 2}, {"uids", {"member"}}});
 
     post(http, "/channel/delete", {{"channel_id", "gdel"}, {"channel_type", 2}});
-    CHECK(history(http, "owner", "gdel", 2).empty());
+    CHECK(whole_log(http, "owner", "gdel", 2).empty());
     CHECK(send_reason(owner, "gdel", 2, "gone") == 11);  // no such group any more
     CHECK(quiet(member, 150));
 
@@ -643,7 +616,7 @@ TEST_CASE("api: /channel/delete removes the channel, its members, lists and log 
     CHECK(send_reason(owner, "gdel", 2, "not a member of the new one") == 11);
     proto::SendackPacket ack;
     CHECK(send_reason(member, "gdel", 2, "reborn", &ack) == 1);  // the deny list went with the channel
-    json log = history(http, "member", "gdel", 2);
+    json log = whole_log(http, "member", "gdel", 2);
     REQUIRE(log.size() == 1);
     CHECK(unb64(log[0]["payload"]) == "reborn");
     CHECK(log[0]["message_seq"] == ack.message_seq);
@@ -651,7 +624,7 @@ TEST_CASE("api: /channel/delete removes the channel, its members, lists and log 
     // And after a restart it stays deleted.
     post(http, "/channel/delete", {{"channel_id", "gdel"}, {"channel_type", 2}});
     REQUIRE(server.restart(SIGTERM));
-    CHECK(history(server.http_port(), "member", "gdel", 2).empty());
+    CHECK(whole_log(server.http_port(), "member", "gdel", 2).empty());
     ChatClient member2 = online(server, "member", 4, 0, "t");
     CHECK(send_reason(member2, "gdel", 2, "after restart") == 11);
 }

@@ -29,6 +29,7 @@
 #include "im_server.h"
 #include "redis_server.h"
 #include "server_process.h"
+#include "temp_dir.h"
 
 using namespace limaoim;
 using namespace limaoim::testing;
@@ -36,16 +37,6 @@ using namespace std::chrono;
 using nlohmann::json;
 
 namespace {
-
-// Milliseconds left until `deadline` (at least 1, so a read still polls once).
-int left_ms(Clock::time_point deadline) {
-    return int(std::max<int64_t>(1, duration_cast<milliseconds>(deadline - Clock::now()).count()));
-}
-
-std::string lower(std::string s) {
-    for (char& c : s) c = char(std::tolower(static_cast<unsigned char>(c)));
-    return s;
-}
 
 // One node: its own data directory, ports and --node-id, the shared `store`.
 std::unique_ptr<ImServer> start_node(const std::string& store, int node_id, bool test_mode = true,
@@ -73,88 +64,6 @@ std::string logs(const std::vector<std::unique_ptr<ImServer>>& nodes) {
 
 // The node id bits of a snowflake message id (SERVER.md §4).
 int node_of(int64_t message_id) { return int((message_id >> 12) & 0x3ff); }
-
-// POST /channel/messagesync.
-json history(uint16_t http_port, const std::string& login_uid, const std::string& channel_id, uint8_t type,
-             uint32_t min_seq, uint32_t limit) {
-    json r = post(http_port, "/channel/messagesync",
-                  {{"login_uid", login_uid},
-                   {"channel_id", channel_id},
-                   {"channel_type", type},
-                   {"min_message_seq", min_seq},
-                   {"max_message_seq", 0},
-                   {"limit", limit},
-                   {"reverse", 1}});
-    REQUIRE(r.is_object());
-    REQUIRE(r["messages"].is_array());
-    return r;
-}
-
-// The whole log of a channel, paged forward 1000 at a time.
-json whole_log(uint16_t http_port, const std::string& login_uid, const std::string& channel_id, uint8_t type) {
-    json all = json::array();
-    uint32_t after = 0;
-    for (int page = 0; page < 1000; ++page) {
-        json r = history(http_port, login_uid, channel_id, type, after, 1000);
-        for (json& m : r["messages"]) all.push_back(std::move(m));
-        if (r["messages"].empty() || r["more"] == 0) break;
-        after = all.back()["message_seq"].get<uint32_t>();
-    }
-    return all;
-}
-
-std::vector<uint32_t> seqs_of(const json& messages) {
-    std::vector<uint32_t> out;
-    for (const json& m : messages) out.push_back(m["message_seq"].get<uint32_t>());
-    return out;
-}
-
-std::vector<uint32_t> range(uint32_t first, uint32_t last) {
-    std::vector<uint32_t> out;
-    for (uint32_t s = first; s <= last; ++s) out.push_back(s);
-    return out;
-}
-
-// SEND and its SENDACK (the test stops without one).
-proto::SendackPacket send_acked(ChatClient& c, const std::string& channel_id, uint8_t type, const std::string& text,
-                                uint32_t client_seq, const std::string& client_msg_no, uint8_t flags = 0,
-                                int timeout_ms = 3000) {
-    REQUIRE(c.send_message(channel_id, type, text, client_seq, client_msg_no, flags));
-    auto ack = c.read_sendack(timeout_ms);
-    REQUIRE_MESSAGE(ack, "no SENDACK for client_seq " << client_seq << " from " << c.uid());
-    CHECK(ack->client_seq == client_seq);
-    return *ack;
-}
-
-// Nothing at all within `ms`.
-bool quiet(ChatClient& c, int ms) {
-    auto p = c.read_any(ms);
-    if (p) MESSAGE("unexpected packet of type " << int(p->type()) << " for " << c.uid());
-    return !p;
-}
-
-// A RECV of `text` from `from` in `channel_id` (as the receiver sees it),
-// decrypted and MsgKey-checked by read_recv(); RECVACKed.
-void expect_recv(ChatClient& to, const std::string& channel_id, uint8_t type, const std::string& from,
-                 const std::string& text, const proto::SendackPacket& ack, int timeout_ms = 5000) {
-    CAPTURE(to.uid());
-    CAPTURE(text);
-    auto r = to.read_recv(timeout_ms);
-    REQUIRE_MESSAGE(r, to.uid() << " (v" << int(to.version()) << ") got no RECV of '" << text << "'");
-    CHECK(r->channel_id == channel_id);
-    CHECK(r->channel_type == type);
-    CHECK(r->from_uid == from);
-    CHECK(r->payload == text);
-    CHECK(r->message_id == ack.message_id);
-    CHECK(r->message_seq == ack.message_seq);
-    if (to.version() >= 3) CHECK(r->wire_payload != text);  // encrypted on the wire, for this session's key
-    CHECK(to.send_recvack(*r));
-}
-
-void set_token(uint16_t http_port, const std::string& uid, const std::string& token, uint8_t device_flag = 0) {
-    CHECK(post(http_port, "/user/token", {{"uid", uid}, {"token", token}, {"device_flag", device_flag}, {"device_level", 1}}) ==
-          json{{"status", 200}});
-}
 
 std::set<std::string> as_set(const json& uids) {
     std::set<std::string> out;
@@ -230,14 +139,12 @@ void add_event(const RedisServer& redis, const std::string& stream, std::string 
 std::pair<int, std::string> run_node(const std::string& args) {
     const uint16_t port = free_port();
     const std::string instance = "it-node-" + std::to_string(port);
-    char dir[] = "/tmp/limaoim-it-data-XXXXXX";
-    REQUIRE(mkdtemp(dir));
+    const TempDir dir;
     const std::string cmd = std::string("timeout -s KILL 20 ") + LIMAOIM_SERVER_BIN + " --addr 127.0.0.1 --port " +
-                            std::to_string(port) + " --instance " + instance + " --mode test --data-dir " + dir +
+                            std::to_string(port) + " --instance " + instance + " --mode test --data-dir " + dir.root.string() +
                             " --http-addr 127.0.0.1:" + std::to_string(free_port()) + " --ws-addr 127.0.0.1:" +
                             std::to_string(free_port()) + " " + args + " 2>&1";
     auto result = run_command(cmd);
-    ImServer::remove_dir(dir);
     unlink(("/dev/shm/limaoim-" + instance).c_str());
     return result;
 }
@@ -462,7 +369,7 @@ TEST_CASE("cluster: person and group messages between users on three nodes arriv
 
         // The same log from every node.
         for (ImServer* n : {&n1, &n2, &n3}) {
-            json h = history(n->http_port(), "bob", "alice", 1, 0, 100)["messages"];
+            json h = history(n->http_port(), "bob", "alice", 1, 0, 0, 100, 1)["messages"];
             REQUIRE(h.size() == 2);
             CHECK(h[0]["client_msg_no"] == "a-1");
             CHECK(h[1]["client_msg_no"] == "b-1");
@@ -492,7 +399,7 @@ TEST_CASE("cluster: person and group messages between users on three nodes arriv
         expect_recv(bob, "g1", 2, "carol", "group: carol on node 3", c1);
         expect_recv(alice_web, "g1", 2, "carol", "group: carol on node 3", c1);
 
-        json h = history(n2.http_port(), "bob", "g1", 2, 0, 100)["messages"];
+        json h = history(n2.http_port(), "bob", "g1", 2, 0, 0, 100, 1)["messages"];
         CHECK(seqs_of(h) == range(1, 3));
     }
 
@@ -647,11 +554,7 @@ TEST_CASE("cluster: a user offline while messages are sent on node 1 reads them 
     ImServer& n3 = *nodes[2];
     ChatClient alice = online(n1, "alice", 4);
     constexpr uint32_t kN = 20;
-    for (uint32_t i = 1; i <= kN; ++i) {
-        proto::SendackPacket ack = send_acked(alice, "bob", 1, "offline #" + std::to_string(i), i, "off-" + std::to_string(i));
-        REQUIRE(ack.reason_code == 1);
-        CHECK(ack.message_seq == i);
-    }
+    send_offline(alice, "bob", kN);
     // SyncOnce (+ RedDot): a copy in bob's queue.
     for (uint32_t i = 1; i <= 3; ++i) {
         proto::SendackPacket ack = send_acked(alice, "bob", 1, "once #" + std::to_string(i), 100 + i,
@@ -661,7 +564,7 @@ TEST_CASE("cluster: a user offline while messages are sent on node 1 reads them 
     }
 
     // The channel's history, read on node 3.
-    json all = history(n3.http_port(), "bob", "alice", 1, 0, 100);
+    json all = history(n3.http_port(), "bob", "alice", 1, 0, 0, 100, 1);
     CHECK(seqs_of(all["messages"]) == range(1, kN));
     CHECK(all["more"] == 0);
     for (uint32_t i = 0; i < all["messages"].size(); ++i) {
@@ -671,7 +574,7 @@ TEST_CASE("cluster: a user offline while messages are sent on node 1 reads them 
         CHECK(unb64(m["payload"]) == "offline #" + std::to_string(i + 1));
     }
     // A page on node 2.
-    CHECK(seqs_of(history(n2.http_port(), "bob", "alice", 1, 10, 5)["messages"]) == range(11, 15));
+    CHECK(seqs_of(history(n2.http_port(), "bob", "alice", 1, 10, 0, 5, 1)["messages"]) == range(11, 15));
 
     // The SyncOnce queue, read on node 3; its cursor moved on node 2 holds on node 3.
     json q = post(n3.http_port(), "/message/sync", {{"uid", "bob"}, {"message_seq", 0}, {"limit", 100}});
@@ -967,7 +870,7 @@ TEST_CASE("cluster: Redis stopped for 10 s: sessions stay, SENDs get reason 0, t
     const auto t_b = Clock::now();
     do {
         ++client_seq;
-        back = send_acked(bob, "alice", 1, "bob after the outage", client_seq, "b-rec-" + std::to_string(client_seq), 0, 6000);
+        back = send_acked(bob, "alice", 1, "bob after the outage", client_seq, "b-rec-" + std::to_string(client_seq), 0, 0, 6000);
         if (back.reason_code == 1) break;
         std::this_thread::sleep_for(milliseconds(200));
     } while (ms_since(t_b) < 10000);
@@ -1384,9 +1287,8 @@ TEST_CASE("cluster: Redis with requirepass and an ACL user: credentials from the
     RedisServer redis({"--requirepass", "rq-pass", "--user", "limaoim", "on", ">acl-pass", "~*", "&*", "+@all"});
     REQUIRE_MESSAGE(redis.started(), "redis-server did not start:\n" << redis.log());
     const std::string host = "127.0.0.1:" + std::to_string(redis.port());
-    char dir[] = "/tmp/limaoim-it-secret-XXXXXX";
-    REQUIRE(mkdtemp(dir));
-    const std::string password_file = std::string(dir) + "/redis.pw";
+    const TempDir dir;
+    const std::string password_file = dir.path("redis.pw");
     std::ofstream(password_file) << "acl-pass\n";
 
     auto n1 = start_node("redis://:rq-pass@" + host + "/0", 1);
@@ -1415,7 +1317,6 @@ TEST_CASE("cluster: Redis with requirepass and an ACL user: credentials from the
     CHECK(no_secret == 2);
     CHECK_MESSAGE(said.find("cluster_secret") != std::string::npos, said);
     CHECK_MESSAGE(said.find("rq-pass") == std::string::npos, said);
-    ImServer::remove_dir(dir);
 }
 
 TEST_CASE("cluster: durability group on a Redis that does not fsync every write is refused at start, accepted with "

@@ -206,13 +206,11 @@ void api_send(uint16_t http_port, const Msg& m) {
 void client_send(ChatClient& c, const Msg& m) {
     static uint32_t client_seq = 0;
     ++client_seq;
-    REQUIRE(c.send_message(m.channel_id, m.type, m.text, client_seq, m.client_msg_no,
-                           m.red_dot ? proto::flag::kRedDot : 0));
-    auto ack = c.read_sendack(3000);
-    REQUIRE_MESSAGE(ack, "no SENDACK for " << m.from << " -> " << m.channel_id);
-    CHECK(ack->client_seq == client_seq);
-    CHECK(ack->reason_code == 1);
-    CHECK_MESSAGE(ack->message_seq == m.seq, m.from << " -> " << m.channel_id);
+    CAPTURE(m.channel_id);
+    const proto::SendackPacket ack =
+        send_acked(c, m.channel_id, m.type, m.text, client_seq, m.client_msg_no, m.red_dot ? proto::flag::kRedDot : 0);
+    CHECK(ack.reason_code == 1);
+    CHECK_MESSAGE(ack.message_seq == m.seq, m.from << " -> " << m.channel_id);
 }
 
 // A simple message through the API: the text and client_msg_no do not matter.
@@ -259,12 +257,6 @@ std::optional<json> wait_item(uint16_t http_port, const std::string& uid, const 
         std::this_thread::sleep_for(milliseconds(20));
     } while (ms_since(t0) < timeout_ms);
     return found;
-}
-
-std::vector<uint32_t> seqs_of(const json& messages) {
-    std::vector<uint32_t> out;
-    for (const json& m : messages) out.push_back(m.value("message_seq", 0u));
-    return out;
 }
 
 std::vector<uint32_t> down_from(uint32_t first, uint32_t last) {  // first, first-1, ..., last

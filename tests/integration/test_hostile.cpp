@@ -21,24 +21,22 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
-#include <fstream>
 #include <optional>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "client.h"
+#include "clock.h"
+#include "im_helpers.h"
 #include "server_process.h"
+#include "vectors.h"
 
 using namespace limaoim;
 using namespace limaoim::testing;
 using namespace std::chrono;
 
 namespace {
-
-using Clock = steady_clock;
-
-int64_t ms_since(Clock::time_point t0) { return duration_cast<milliseconds>(Clock::now() - t0).count(); }
 
 // A v1 CONNACK: header, length 9, time_diff (8 bytes), reason.
 constexpr size_t kConnackV1Size = 11;
@@ -266,13 +264,6 @@ int64_t total_closes(const nlohmann::json& stats) {
     return sum;
 }
 
-Client logged_in(const ServerProcess& server, const std::string& uid, uint8_t version = 1) {
-    Client c;
-    REQUIRE(c.connect(server.port()));
-    REQUIRE(c.login(uid, "t", version).reason == uint8_t(proto::ReasonCode::Success));
-    return c;
-}
-
 }  // namespace
 
 // ---------------------------------------------------------------------------
@@ -323,8 +314,8 @@ TEST_CASE("hostile: a partial packet after login is closed at the idle deadline;
     REQUIRE_MESSAGE(server.started(), server.log());
     INFO(server.log());
     const size_t rss_before = server.rss_kib();
-    Client stalled = logged_in(server, "stalled");
-    Client dribbler = logged_in(server, "dribbler");
+    Client stalled = logged_in(server, "stalled", 1);
+    Client dribbler = logged_in(server, "dribbler", 1);
 
     // stalled: 3 of the 14 bytes of a SEND, then nothing. dribbler: a SEND
     // announcing exactly the 1 MiB limit, whose body then trickles in.
@@ -366,7 +357,7 @@ TEST_CASE("hostile: a partial packet after login is closed at the idle deadline;
 TEST_CASE("hostile: a SEND trickling in forever is closed at --reassembly-timeout-ms, though never idle") {
     ServerProcess server({"--reassembly-timeout-ms", "600"});
     REQUIRE_MESSAGE(server.started(), server.log());
-    Client trickler = logged_in(server, "trickler");
+    Client trickler = logged_in(server, "trickler", 1);
     REQUIRE(trickler.send_hex("30808040"));  // a SEND announcing the 1 MiB limit
     const auto t0 = Clock::now();
     const std::vector<uint8_t> byte(1, 0x41);
@@ -761,7 +752,7 @@ TEST_CASE("hostile: past --max-conns new connections are closed at once and the 
     REQUIRE_MESSAGE(server.started(), server.log());
     INFO(server.log());
     std::vector<Client> members;
-    for (int i = 0; i < kMax; ++i) members.push_back(logged_in(server, "member-" + std::to_string(i)));
+    for (int i = 0; i < kMax; ++i) members.push_back(logged_in(server, "member-" + std::to_string(i), 1));
     REQUIRE(server.wait_stat("gauges.connections", kMax, 2000) == kMax);
 
     std::vector<Client> refused(10);
@@ -789,7 +780,7 @@ TEST_CASE("hostile: past --max-conns new connections are closed at once and the 
 
     for (int i = 0; i < 10; ++i) members[size_t(i)].close();
     REQUIRE(server.wait_stat("gauges.connections", kMax - 10, 2000) == kMax - 10);
-    for (int i = 0; i < 10; ++i) members.push_back(logged_in(server, "later-" + std::to_string(i)));
+    for (int i = 0; i < 10; ++i) members.push_back(logged_in(server, "later-" + std::to_string(i), 1));
     CHECK(server.stat("gauges.authenticated") == kMax);
     CHECK(server.stat("counters.rejected_capacity") == 10);
 }
@@ -848,8 +839,7 @@ std::vector<MalformedCase> malformed_cases() {
         cases.push_back({name + " (before login)", hex, std::nullopt, Outcome::Close, expected_counters(hex, false)});
     };
 
-    std::ifstream in(std::string(LIMAOIM_VECTORS_DIR) + "/edge_cases.json");
-    const nlohmann::json vectors = nlohmann::json::parse(in, nullptr, false);
+    const nlohmann::json vectors = load_vectors("edge_cases.json");
     for (const auto& v : vectors["decode_cases"]) {
         if (v["expect"] != "error") continue;
         const std::string hex = v["hex"].get<std::string>();

@@ -7,20 +7,12 @@
 #include <thread>
 
 #include "client.h"
+#include "im_helpers.h"
 #include "server_process.h"
 
 using namespace limaoim;
 using namespace limaoim::testing;
 using namespace std::chrono;
-
-namespace {
-Client logged_in(const ServerProcess& server, const std::string& uid, uint8_t version = 4, uint8_t flag = 0) {
-    Client c;
-    REQUIRE(c.connect(server.port()));
-    REQUIRE(c.login(uid, "t", version, flag).reason == 1);
-    return c;
-}
-}  // namespace
 
 TEST_CASE("PING is answered with PONG, many times, also when pipelined behind CONNECT") {
     ServerProcess server;

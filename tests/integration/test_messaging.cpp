@@ -24,77 +24,7 @@ using nlohmann::json;
 
 namespace {
 
-
-
-// Milliseconds left until `deadline` (at least 1, so a read still polls once).
-int left_ms(Clock::time_point deadline) {
-    return int(std::max<int64_t>(1, duration_cast<milliseconds>(deadline - Clock::now()).count()));
-}
-
 int32_t now_s() { return int32_t(duration_cast<seconds>(system_clock::now().time_since_epoch()).count()); }
-
-
-
-
-
-// POST /channel/messagesync.
-json history(uint16_t http_port, const std::string& login_uid, const std::string& channel_id, uint8_t type,
-             uint32_t min_seq, uint32_t max_seq, uint32_t limit, int reverse) {
-    json r = post(http_port, "/channel/messagesync",
-                  {{"login_uid", login_uid},
-                   {"channel_id", channel_id},
-                   {"channel_type", type},
-                   {"min_message_seq", min_seq},
-                   {"max_message_seq", max_seq},
-                   {"limit", limit},
-                   {"reverse", reverse}});
-    REQUIRE(r.is_object());
-    REQUIRE(r["messages"].is_array());
-    return r;
-}
-
-std::vector<uint32_t> seqs_of(const json& messages) {
-    std::vector<uint32_t> out;
-    for (const json& m : messages) out.push_back(m["message_seq"].get<uint32_t>());
-    return out;
-}
-
-std::vector<uint32_t> range(uint32_t first, uint32_t last) {
-    std::vector<uint32_t> out;
-    for (uint32_t s = first; s <= last; ++s) out.push_back(s);
-    return out;
-}
-
-// The whole log of a channel, paged forward 1000 at a time.
-json whole_log(uint16_t http_port, const std::string& login_uid, const std::string& channel_id, uint8_t type) {
-    json all = json::array();
-    uint32_t after = 0;
-    for (int page = 0; page < 1000; ++page) {
-        json r = history(http_port, login_uid, channel_id, type, after, 0, 1000, 1);
-        for (json& m : r["messages"]) all.push_back(std::move(m));
-        if (r["messages"].empty() || r["more"] == 0) break;
-        after = all.back()["message_seq"].get<uint32_t>();
-    }
-    return all;
-}
-
-// SEND and its SENDACK.
-proto::SendackPacket send_acked(ChatClient& c, const std::string& channel_id, uint8_t type, const std::string& text,
-                                uint32_t client_seq, const std::string& client_msg_no, uint8_t flags = 0,
-                                uint8_t setting = 0) {
-    REQUIRE(c.send_message(channel_id, type, text, client_seq, client_msg_no, flags, setting));
-    auto ack = c.read_sendack(3000);
-    REQUIRE_MESSAGE(ack, "no SENDACK for client_seq " << client_seq << " from " << c.uid());
-    CHECK(ack->client_seq == client_seq);
-    return *ack;
-}
-
-// Nothing more of `type` (or anything, with type Reserved) within `ms`.
-bool quiet(ChatClient& c, int ms) {
-    auto p = c.read_any(ms);
-    if (p) MESSAGE("unexpected packet of type " << int(p->type()) << " for " << c.uid());
-    return !p;
-}
 
 // ---- 1 ----
 
@@ -415,11 +345,7 @@ TEST_CASE("messaging: messages to an offline user are stored; history paging; Sy
     const uint16_t http = server.http_port();
     ChatClient alice = online(server, "alice", 4);
     constexpr uint32_t kN = 25;
-    for (uint32_t i = 1; i <= kN; ++i) {
-        proto::SendackPacket ack = send_acked(alice, "bob", 1, "offline #" + std::to_string(i), i, "off-" + std::to_string(i));
-        REQUIRE(ack.reason_code == 1);
-        CHECK(ack.message_seq == i);
-    }
+    send_offline(alice, "bob", kN);
     // Everything, in order, as bob sees it.
     json all = history(http, "bob", "alice", 1, 0, 0, 100, 1);
     CHECK(seqs_of(all["messages"]) == range(1, kN));

@@ -60,11 +60,11 @@ std::vector<std::string> webhook_args(const HttpReceiver& receiver, std::vector<
 std::vector<int64_t> send_person(ChatClient& a, const std::string& to, int n, uint32_t first_seq = 1) {
     std::vector<int64_t> ids;
     for (int i = 0; i < n; ++i) {
-        REQUIRE(a.send_message(to, 1, "m" + std::to_string(i), first_seq + uint32_t(i), "cmn-" + std::to_string(first_seq + uint32_t(i)), 0x02));
-        auto ack = a.read_sendack();
-        REQUIRE(ack);
-        REQUIRE(int(ack->reason_code) == 1);
-        ids.push_back(ack->message_id);
+        const uint32_t client_seq = first_seq + uint32_t(i);
+        const proto::SendackPacket ack =
+            send_acked(a, to, 1, "m" + std::to_string(i), client_seq, "cmn-" + std::to_string(client_seq), 0x02);
+        REQUIRE(int(ack.reason_code) == 1);
+        ids.push_back(ack.message_id);
     }
     return ids;
 }
@@ -282,10 +282,7 @@ TEST_CASE("datasource: members and lists come from the business server; its fail
     ChatClient b = online(server, "db", 4, 0, "tb");
     ChatClient x = online(server, "dx", 4, 0, "tx");
     auto send = [](ChatClient& c, const std::string& channel, uint8_t type, uint32_t seq) {
-        REQUIRE(c.send_message(channel, type, "hello", seq, "ds-" + std::to_string(seq)));
-        auto ack = c.read_sendack(5000);
-        REQUIRE(ack);
-        return int(ack->reason_code);
+        return int(send_acked(c, channel, type, "hello", seq, "ds-" + std::to_string(seq), 0, 0, 5000).reason_code);
     };
     CHECK(send(a, "g1", 2, 1) == 1);  // a member by the datasource
     auto recv = b.read_recv();

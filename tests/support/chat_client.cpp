@@ -2,15 +2,11 @@
 
 #include <chrono>
 
+#include "clock.h"
+
 namespace limaoim::testing {
 
 namespace crypto = proto::crypto;
-
-namespace {
-int64_t ms_since(std::chrono::steady_clock::time_point t0) {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count();
-}
-}  // namespace
 
 ChatClient::ChatClient() : cipher_(std::make_unique<crypto::Cipher>()) {}
 ChatClient::~ChatClient() = default;

@@ -11,13 +11,9 @@
 #include <chrono>
 #include <cstring>
 
-namespace limaoim::testing {
+#include "clock.h"
 
-namespace {
-int64_t ms_since(std::chrono::steady_clock::time_point t0) {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count();
-}
-}  // namespace
+namespace limaoim::testing {
 
 std::vector<uint8_t> from_hex(const std::string& hex) {
     std::vector<uint8_t> out;

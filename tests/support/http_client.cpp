@@ -12,21 +12,11 @@
 #include <chrono>
 #include <cstring>
 
+#include "clock.h"
+
 namespace limaoim::testing {
 
 namespace {
-
-using Clock = std::chrono::steady_clock;
-
-int ms_left(Clock::time_point deadline) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
-    return left > 0 ? int(left) : 0;
-}
-
-std::string lower(std::string s) {
-    std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return char(std::tolower(c)); });
-    return s;
-}
 
 // Decodes a chunked body; false while it is incomplete.
 bool dechunk(const std::string& in, std::string& out) {
@@ -116,7 +106,7 @@ HttpResult http_request(uint16_t port, const std::string& method, const std::str
     request += "\r\n" + body;
     for (size_t off = 0; off < request.size();) {
         pollfd p{fd, POLLOUT, 0};
-        if (poll(&p, 1, ms_left(deadline)) <= 0) return r.error = "send timeout", r;
+        if (poll(&p, 1, left_ms(deadline)) <= 0) return r.error = "send timeout", r;
         ssize_t n = ::send(fd, request.data() + off, request.size() - off, MSG_NOSIGNAL);
         if (n < 0 && errno == EINTR) continue;
         if (n <= 0) return r.error = std::string("send: ") + std::strerror(errno), r;
@@ -127,7 +117,7 @@ HttpResult http_request(uint16_t port, const std::string& method, const std::str
     char buf[16384];
     for (;;) {
         pollfd p{fd, POLLIN, 0};
-        int rc = poll(&p, 1, ms_left(deadline));
+        int rc = poll(&p, 1, left_ms(deadline));
         if (rc <= 0) {
             r.error = "response timeout after " + std::to_string(raw.size()) + " bytes";
             return r;

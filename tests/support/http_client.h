@@ -2,6 +2,7 @@
 // request per connection (Connection: close), a timeout on every wait.
 #pragma once
 
+#include <cctype>
 #include <cstdint>
 #include <map>
 #include <string>
@@ -9,6 +10,12 @@
 #include <nlohmann/json.hpp>
 
 namespace limaoim::testing {
+
+// `s` in ASCII lower case: HTTP header names and tokens compare that way.
+inline std::string lower(std::string s) {
+    for (char& c : s) c = char(std::tolower(static_cast<unsigned char>(c)));
+    return s;
+}
 
 struct HttpResult {
     int status = 0;  // 0: no (complete) response: connect failure, timeout, garbage

@@ -14,16 +14,12 @@
 #include <memory>
 #include <stdexcept>
 
+#include "clock.h"
+#include "http_client.h"
+
 namespace limaoim::testing {
 
 namespace {
-
-using Clock = std::chrono::steady_clock;
-
-std::string lower(std::string s) {
-    for (char& c : s) c = char(std::tolower(uint8_t(c)));
-    return s;
-}
 
 std::string trim(const std::string& s) {
     const size_t a = s.find_first_not_of(" \t");

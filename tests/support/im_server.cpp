@@ -1,9 +1,6 @@
 #include "im_server.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <stdlib.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -14,19 +11,6 @@
 #include "redis_server.h"
 
 namespace limaoim::testing {
-
-namespace {
-bool accepts(uint16_t port) {
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in sa{};
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons(port);
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) == 0;
-    ::close(fd);
-    return ok;
-}
-}  // namespace
 
 ImServer::ImServer(std::vector<std::string> extra_args, std::string data_dir, bool test_mode)
     : extra_args_(std::move(extra_args)), test_mode_(test_mode), data_dir_(std::move(data_dir)),
@@ -86,7 +70,7 @@ void ImServer::start() {
     if (!process_->started()) return;
     // ServerProcess waited for the TCP listener; the HTTP one may come a moment later.
     for (int i = 0; i < 250 && process_->running(); ++i) {
-        if (accepts(http_port_)) {
+        if (port_accepts(http_port_)) {
             started_ = true;
             return;
         }

@@ -44,12 +44,9 @@ pid_t spawn(const std::vector<std::string>& args) {
 // One PING over a fresh connection; a server still loading its AOF answers
 // -LOADING, one that wants a password -NOAUTH (it is up).
 bool answers_ping(uint16_t port) {
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in sa{};
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons(port);
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    bool ok = connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0 && write(fd, "PING\r\n", 6) == 6;
+    const int fd = connect_to(port);
+    if (fd < 0) return false;
+    bool ok = write(fd, "PING\r\n", 6) == 6;
     char reply[16] = {};
     pollfd readable{fd, POLLIN, 0};
     ok = ok && poll(&readable, 1, 1000) == 1 && read(fd, reply, sizeof reply - 1) > 0 &&

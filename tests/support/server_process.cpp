@@ -1,10 +1,7 @@
 #include "server_process.h"
 
-#include <arpa/inet.h>
 #include <fcntl.h>
-#include <netinet/in.h>
 #include <signal.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -16,26 +13,10 @@
 #include <sstream>
 #include <thread>
 
+#include "clock.h"
+#include "ports.h"
+
 namespace limaoim::testing {
-
-namespace {
-using Clock = std::chrono::steady_clock;
-
-int64_t ms_since(Clock::time_point t0) {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0).count();
-}
-
-bool port_accepts(uint16_t port) {
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in sa{};
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons(port);
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) == 0;
-    ::close(fd);
-    return ok;
-}
-}  // namespace
 
 std::pair<int, std::string> run_command(const std::string& command) {
     std::string out;

@@ -3,21 +3,15 @@
 // verifies (a tampered one throws). No server needed.
 #include <doctest/doctest.h>
 
-#include <fstream>
-
 #include <nlohmann/json.hpp>
 
 #include "chat_client.h"
+#include "vectors.h"
 
 using namespace limaoim;
 using namespace limaoim::testing;
 
 namespace {
-nlohmann::json vectors() {
-    std::ifstream file(LIMAOIM_VECTORS_DIR "/crypto.json");
-    return nlohmann::json::parse(file);
-}
-
 proto::crypto::SessionKey vector_key(const nlohmann::json& v) {
     proto::crypto::Key32 secret{};
     auto bytes = from_hex(v["x25519"]["shared_secret_hex"].get<std::string>());
@@ -36,7 +30,7 @@ Received frame(const std::string& hex, uint8_t version) {
 }  // namespace
 
 TEST_CASE("ChatClient builds the reference SEND and checks the reference RECV") {
-    const auto v = vectors();
+    const auto v = load_vectors("crypto.json");
     const auto key = vector_key(v);
     ChatClient c;
     c.adopt_session("alice", key, 4);

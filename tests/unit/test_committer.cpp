@@ -51,19 +51,64 @@ struct Sent {
     uint32_t seq = 0;
 };
 
-// The IM core's pieces around one Committer, wired as im::Core wires them.
-struct Rig {
-    FakeStore& store;
+// `m` in the one binary encoding, as the committer and the fan-out take it.
+net::Payload encoded(const Message& m) {
+    net::Payload payload = net::Payload::allocate(encoded_size(m.view()));
+    REQUIRE(payload);
+    encode(m.view(), payload.writable_bytes());
+    return payload;
+}
+
+// What the committer hands the fan-out for `m` once stored as `id` and `seq`.
+FanoutItem stored_item(Message m, int64_t id = 0, uint32_t seq = 0) {
+    m.message_id = id;
+    m.message_seq = seq;
+    FanoutItem item;
+    item.message = encoded(m);
+    return item;
+}
+
+// A Fanout and what it reads, wired as im::Core wires them, over `store`.
+// It has no workers (nobody gets a delivery) unless a test gives it some
+// (SlowFanout).
+struct FanoutParts {
     Channels channels;
-    IdGenerator ids{3};
     Directory directory{2};
     stats::PipelineBlock block{};
-    Conversations conversations{store, block, {}};
-    Fanout fanout{channels, directory, conversations, block};
+    Conversations conversations;
+    Fanout fanout;
+
+    explicit FanoutParts(FakeStore& store, std::chrono::milliseconds worker_stuck_limit = Fanout::kWorkerStuckLimit)
+        : conversations{store, block, {}}, fanout{channels, directory, conversations, block, 1u << 16, worker_stuck_limit} {
+        fanout.set_workers(std::span<net::EnvelopeSink* const>(), 0);
+    }
+
+    void add_group(const std::string& id, std::vector<std::string> subscribers) {
+        store::ChannelRecord r;
+        r.id = id;
+        r.type = kGroupChannel;
+        r.subscribers = std::move(subscribers);
+        channels.put(Channel::from(std::move(r)));
+    }
+
+    // Waits for the fan-out thread to have taken `n` messages, then a little
+    // longer, so that one too many would show.
+    uint64_t fanned_out(uint64_t n) {
+        const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+        while (block.fanout_messages.get() < n && std::chrono::steady_clock::now() < deadline)
+            std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        std::this_thread::sleep_for(std::chrono::milliseconds(30));
+        return block.fanout_messages.get();
+    }
+};
+
+// The IM core's pieces around one Committer, wired as im::Core wires them.
+struct Rig : FanoutParts {
+    FakeStore& store;
+    IdGenerator ids{3};
     std::unique_ptr<Committer> committer;
 
-    explicit Rig(FakeStore& s, CommitterOptions options = fast()) : store(s) {
-        fanout.set_workers(std::span<net::EnvelopeSink* const>(), 0);
+    explicit Rig(FakeStore& s, CommitterOptions options = fast()) : FanoutParts(s), store(s) {
         fanout.start();
         committer = std::make_unique<Committer>(store, channels, ids, fanout, block, options);
     }
@@ -82,22 +127,12 @@ struct Rig {
         REQUIRE_MESSAGE(committer->start(error), error);
     }
 
-    void add_group(const std::string& id, std::vector<std::string> subscribers) {
-        store::ChannelRecord r;
-        r.id = id;
-        r.type = kGroupChannel;
-        r.subscribers = std::move(subscribers);
-        channels.put(Channel::from(std::move(r)));
-    }
-
     // As im::Core::send does: encode into a Payload, a waiter, submit, wait.
     Sent send(const Message& m, bool transient = false,
               std::shared_ptr<const std::vector<std::string>> receivers = nullptr) {
         CommitRequest request;
         request.sender_device = 2;
-        request.message = net::Payload::allocate(encoded_size(m.view()));
-        REQUIRE(request.message);
-        encode(m.view(), request.message.writable_bytes());
+        request.message = encoded(m);
         const net::Payload shared = request.message;  // to read the id and seq it was given
         request.transient = transient;
         request.receivers = std::move(receivers);
@@ -113,9 +148,7 @@ struct Rig {
     bool submit_resolving(const Message& m, std::shared_ptr<CommitWaiter>& waiter) {
         CommitRequest request;
         request.resolve = true;
-        request.message = net::Payload::allocate(encoded_size(m.view()));
-        REQUIRE(request.message);
-        encode(m.view(), request.message.writable_bytes());
+        request.message = encoded(m);
         waiter = std::make_shared<CommitWaiter>();
         request.waiter = waiter;
         return committer->submit(std::move(request));
@@ -166,12 +199,16 @@ std::vector<uint32_t> seqs_of(const std::vector<FakeStore::Stored>& v) {
     return out;
 }
 
+// Most cases' rig: one committer, started, on a store of its own.
+struct OneNode {
+    FakeStore store;
+    Rig rig{store};
+    OneNode() { rig.start(); }
+};
+
 }  // namespace
 
-TEST_CASE("committer: seqs 1, 2, 3 per log; person messages under the fake channel id") {
-    FakeStore store;
-    Rig rig(store);
-    rig.start();
+TEST_CASE_FIXTURE(OneNode, "committer: seqs 1, 2, 3 per log; person messages under the fake channel id") {
     rig.add_group("g1", {"alice", "bob"});
 
     const Sent a1 = rig.send(person("alice", "bob", "hi"));
@@ -222,10 +259,7 @@ TEST_CASE("committer: seqs 1, 2, 3 per log; person messages under the fake chann
     CHECK(std::all_of(store.sync_flags.begin(), store.sync_flags.end(), [](bool b) { return b; }));
 }
 
-TEST_CASE("committer: an API message without from_uid goes to the recipient's own person log") {
-    FakeStore store;
-    Rig rig(store);
-    rig.start();
+TEST_CASE_FIXTURE(OneNode, "committer: an API message without from_uid goes to the recipient's own person log") {
     const Sent s = rig.send(person("", "bob", "system says"));
     CHECK(s.ok);
     CHECK(s.seq == 1);
@@ -260,10 +294,8 @@ TEST_CASE("committer: RECVACK cursor advances take at most half the queue; SENDs
         return rig.committer->submit(std::move(request));
     };
     auto send = [&] {
-        Message m = group("a", "g", "m");
         CommitRequest request;
-        request.message = net::Payload::allocate(encoded_size(m.view()));
-        encode(m.view(), request.message.writable_bytes());
+        request.message = encoded(group("a", "g", "m"));
         return rig.committer->submit(std::move(request));
     };
     CHECK(advance(1));
@@ -305,10 +337,7 @@ TEST_CASE("committer: a new committer over the same store continues the seqs and
     CHECK(store.channel_counter(kGroupChannel, "g") == 4);
 }
 
-TEST_CASE("committer: max_message_id is written with each batch") {
-    FakeStore store;
-    Rig rig(store);
-    rig.start();
+TEST_CASE_FIXTURE(OneNode, "committer: max_message_id is written with each batch") {
     rig.add_group("g", {"a"});
     for (int i = 0; i < 5; ++i) {
         const Sent s = rig.send(group("a", "g", "m"));
@@ -323,10 +352,7 @@ TEST_CASE("committer: max_message_id is written with each batch") {
     for (int64_t id : store.batch_max_ids) CHECK(id != 0);
 }
 
-TEST_CASE("committer: dedupe of (from_uid, client_msg_no) within the window") {
-    FakeStore store;
-    Rig rig(store);
-    rig.start();
+TEST_CASE_FIXTURE(OneNode, "committer: dedupe of (from_uid, client_msg_no) within the window") {
     rig.add_group("g", {"a", "b"});
 
     const Sent first = rig.send(group("a", "g", "once", "cmn-1"));
@@ -461,10 +487,7 @@ TEST_CASE("committer: start fails when the dedupe window cannot be loaded") {
     CHECK(error.find("load_dedupe failed") != std::string::npos);
 }
 
-TEST_CASE("committer: a store commit failure answers an error, stores nothing, and leaves no seq gap") {
-    FakeStore store;
-    Rig rig(store);
-    rig.start();
+TEST_CASE_FIXTURE(OneNode, "committer: a store commit failure answers an error, stores nothing, and leaves no seq gap") {
     rig.add_group("g", {"a", "b"});
     CHECK(rig.send(group("a", "g", "1")).seq == 1);
 
@@ -497,10 +520,7 @@ TEST_CASE("committer: a store commit failure answers an error, stores nothing, a
     CHECK(store.channel_counter(kGroupChannel, "g") == 3);
 }
 
-TEST_CASE("committer: a failed seq read fails the message and stores nothing of its batch") {
-    FakeStore store;
-    Rig rig(store);
-    rig.start();
+TEST_CASE_FIXTURE(OneNode, "committer: a failed seq read fails the message and stores nothing of its batch") {
     rig.add_group("g", {"a", "b"});
     store.fail_channel_seq = true;
     const Sent failed = rig.send(group("a", "g", "x"));
@@ -566,10 +586,7 @@ TEST_CASE("committer: SyncOnce group message: one queue copy per subscriber with
     CHECK(view_of(qa[1]).red_dot());
 }
 
-TEST_CASE("committer: SyncOnce person message: each user's copy names the peer (S7)") {
-    FakeStore store;
-    Rig rig(store);
-    rig.start();
+TEST_CASE_FIXTURE(OneNode, "committer: SyncOnce person message: each user's copy names the peer (S7)") {
     const Sent s = rig.send(person("alice", "bob", "so", "", 0x04 | 0x02));
     CHECK(s.ok);
     CHECK(s.seq == 0);
@@ -599,14 +616,11 @@ TEST_CASE("committer: SyncOnce person message: each user's copy names the peer (
     CHECK(store.queue("sys").empty());
 }
 
-TEST_CASE("committer: SyncOnce person copies name the channel as the RECV does (§8 step 3, S7)") {
+TEST_CASE_FIXTURE(OneNode, "committer: SyncOnce person copies name the channel as the RECV does (§8 step 3, S7)") {
     // An API person message with an explicit receiver list: the recipient's
     // copy names the sender; everyone else's (the sender, a third uid) the
     // recipient, as the fan-out's RECV does (kRewriteChannel only for
     // uid == channel_id).
-    FakeStore store;
-    Rig rig(store);
-    rig.start();
     auto receivers =
         std::make_shared<const std::vector<std::string>>(std::vector<std::string>{"bob", "carol", "alice"});
     CHECK(rig.send(person("alice", "bob", "so", "", 0x04), false, receivers).ok);
@@ -690,10 +704,7 @@ TEST_CASE("committer: dedupe_max eviction skips a pair's older record (stored ag
     CHECK(l.seq == 2);
 }
 
-TEST_CASE("committer: NoPersist is not stored and has seq 0") {
-    FakeStore store;
-    Rig rig(store);
-    rig.start();
+TEST_CASE_FIXTURE(OneNode, "committer: NoPersist is not stored and has seq 0") {
     rig.add_group("g", {"a", "b"});
     const Sent np = rig.send(group("a", "g", "np", "", 0x01));
     CHECK(np.ok);
@@ -711,10 +722,7 @@ TEST_CASE("committer: NoPersist is not stored and has seq 0") {
     CHECK(rig.send(group("a", "g", "p")).seq == 1);
 }
 
-TEST_CASE("committer: transient requests (temporary channels) are not stored") {
-    FakeStore store;
-    Rig rig(store);
-    rig.start();
+TEST_CASE_FIXTURE(OneNode, "committer: transient requests (temporary channels) are not stored") {
     auto receivers = std::make_shared<const std::vector<std::string>>(std::vector<std::string>{"a", "b"});
     const Sent t = rig.send(group("", "abc@tmp", "tmp", ""), true, receivers);
     CHECK(t.ok);
@@ -726,10 +734,7 @@ TEST_CASE("committer: transient requests (temporary channels) are not stored") {
     CHECK(rig.send(group("", "abc@tmp", "kept"), false, receivers).seq == 1);
 }
 
-TEST_CASE("committer: cursor = max(cursor, min(v, last queue seq)), never backwards") {
-    FakeStore store;
-    Rig rig(store);
-    rig.start();
+TEST_CASE_FIXTURE(OneNode, "committer: cursor = max(cursor, min(v, last queue seq)), never backwards") {
     rig.add_group("g", {"a", "b"});
     for (int i = 0; i < 3; ++i) CHECK(rig.send(group("b", "g", "so", "", 0x04)).ok);
     CHECK(store.counter(store.queue_seqs, "a") == 3);
@@ -838,10 +843,7 @@ TEST_CASE("committer: 4 threads into one channel: seqs gapless, stored order == 
     CHECK(store.max_id == std::max(view_of(busy.back()).message_id, view_of(chat.back()).message_id));
 }
 
-TEST_CASE("committer: stored and NoPersist messages go to the fan-out; resends and failures do not") {
-    FakeStore store;
-    Rig rig(store);
-    rig.start();
+TEST_CASE_FIXTURE(OneNode, "committer: stored and NoPersist messages go to the fan-out; resends and failures do not") {
     rig.add_group("g", {"a", "b"});
     CHECK(rig.send(group("a", "g", "1", "k1")).ok);
     CHECK(rig.send(group("a", "g", "1 again", "k1")).ok);  // a resend: answered, not delivered again
@@ -853,26 +855,17 @@ TEST_CASE("committer: stored and NoPersist messages go to the fan-out; resends a
     CHECK(rig.sync_ack("a", 1).ok);                          // not a message
     CHECK(rig.send(person("a", "b", "p")).ok);
     // The fan-out thread runs on its own: wait for it, then make sure no more come.
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-    while (rig.block.fanout_messages.get() < 4 && std::chrono::steady_clock::now() < deadline)
-        std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    CHECK(rig.block.fanout_messages.get() == 4);
+    CHECK(rig.fanned_out(4) == 4);
     // Nobody is online (no directory entries): b of each group message and b of the chat.
     CHECK(rig.block.offline_receivers.get() == 4);
 }
 
-TEST_CASE("committer: stop commits what is queued; submit after stop is refused") {
-    FakeStore store;
-    Rig rig(store);
-    rig.start();
+TEST_CASE_FIXTURE(OneNode, "committer: stop commits what is queued; submit after stop is refused") {
     rig.add_group("g", {"a"});
     std::vector<std::shared_ptr<CommitWaiter>> waiters;
     for (int i = 0; i < 100; ++i) {
-        Message m = group("a", "g", "m");
         CommitRequest r;
-        r.message = net::Payload::allocate(encoded_size(m.view()));
-        encode(m.view(), r.message.writable_bytes());
+        r.message = encoded(group("a", "g", "m"));
         r.waiter = std::make_shared<CommitWaiter>();
         waiters.push_back(r.waiter);
         REQUIRE(rig.committer->submit(std::move(r)));
@@ -948,11 +941,7 @@ struct TwoNodes {
 
 }  // namespace
 
-TEST_CASE("committer: a SEND resent to another node after its first node stored it is answered, not stored twice") {
-    TwoNodes nodes;
-    FakeStore& store = nodes.store;
-    Rig& node1 = nodes.node1;
-    Rig& node2 = nodes.node2;
+TEST_CASE_FIXTURE(TwoNodes, "committer: a SEND resent to another node after its first node stored it is answered, not stored twice") {
     const Sent first = node1.send(group("a", "g", "hello", "cmn-moved"));
     REQUIRE(first.ok);
     // The client lost node 1 before its SENDACK and resent to node 2.
@@ -967,14 +956,10 @@ TEST_CASE("committer: a SEND resent to another node after its first node stored 
     CHECK(next.seq == 2);
 }
 
-TEST_CASE("committer: a resend found in the store but not confirmed replicated gets reason 0, then its first id") {
+TEST_CASE_FIXTURE(TwoNodes, "committer: a resend found in the store but not confirmed replicated gets reason 0, then its first id") {
     // Node 1's batch was written on the master but its WAIT fell short: the
     // record may vanish in a failover, so node 2 must not ack the resend from
     // it until the replicas have it.
-    TwoNodes nodes;
-    FakeStore& store = nodes.store;
-    Rig& node1 = nodes.node1;
-    Rig& node2 = nodes.node2;
     store.unreplicated_commits = 1;
     const Sent first = node1.send(group("a", "g", "hello", "cmn-r"));
     CHECK_FALSE(first.ok);
@@ -1013,12 +998,7 @@ TEST_CASE("committer: a batch that keeps conflicting fails with reason 0 after b
     CHECK(rig.block.commit_conflicts.get() == 8);
 }
 
-TEST_CASE("committer: on a shared store the SyncOnce cursor follows queue seqs other nodes handed out") {
-    FakeStore store;
-    store.shared_mode = true;
-    Rig node1(store), node2(store);
-    node1.start();
-    node2.start();
+TEST_CASE_FIXTURE(TwoNodes, "committer: on a shared store the SyncOnce cursor follows queue seqs other nodes handed out") {
     // bob's queue gets copy 1 through node 1; bob acknowledges it through node 2.
     REQUIRE(node1.send(person("alice", "bob", "one", "", 0x04)).ok);
     CHECK(node2.sync_ack("bob", 1).value == 1);
@@ -1031,10 +1011,7 @@ TEST_CASE("committer: on a shared store the SyncOnce cursor follows queue seqs o
     CHECK(store.counter(store.cursors, "bob") == 2);
 }
 
-TEST_CASE("committer: a cursor advance without a waiter (a RECVACK) whose queue seq cannot be read fails alone") {
-    FakeStore store;
-    Rig rig(store);
-    rig.start();
+TEST_CASE_FIXTURE(OneNode, "committer: a cursor advance without a waiter (a RECVACK) whose queue seq cannot be read fails alone") {
     store.fail_queue_seq = true;
     CommitRequest request;  // as the gateway submits a SyncOnce RECVACK: no waiter
     request.kind = CommitRequest::Kind::CursorAdvance;
@@ -1049,25 +1026,22 @@ TEST_CASE("committer: a cursor advance without a waiter (a RECVACK) whose queue 
 
 namespace {
 
-// Waits for the fan-out thread to have taken `n` messages, then a little
-// longer, so that one too many would show.
-uint64_t fanned_out(Rig& rig, uint64_t n) {
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-    while (rig.block.fanout_messages.get() < n && std::chrono::steady_clock::now() < deadline)
-        std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    std::this_thread::sleep_for(std::chrono::milliseconds(30));
-    return rig.block.fanout_messages.get();
-}
+// One node on a store shared with other nodes (as on Redis), with group
+// g = {a, b}; a case sets the store's faults, then starts it.
+struct SharedNode {
+    FakeStore store;
+    Rig rig{store};
+    SharedNode() {
+        store.shared_mode = true;
+        rig.add_group("g", {"a", "b"});
+    }
+};
 
 }  // namespace
 
-TEST_CASE("committer: a lost reply after the write: answered success, fanned out once, a resend is a dedupe hit") {
-    FakeStore store;
-    store.shared_mode = true;
+TEST_CASE_FIXTURE(SharedNode, "committer: a lost reply after the write: answered success, fanned out once, a resend is a dedupe hit") {
     store.lose_reply_after_write = 1;
-    Rig rig(store);
     rig.start();
-    rig.add_group("g", {"a", "b"});
     const Sent first = rig.send(group("a", "g", "1", "k1"));
     CHECK(first.ok);
     CHECK(first.seq == 1);
@@ -1078,33 +1052,25 @@ TEST_CASE("committer: a lost reply after the write: answered success, fanned out
     CHECK(resend.seq == 1);
     CHECK(rig.send(group("a", "g", "2")).seq == 2);
     CHECK(seqs_of(store.log(kGroupChannel, "g")) == std::vector<uint32_t>{1, 2});
-    CHECK(fanned_out(rig, 2) == 2);  // "1" once, "2"; the resend not
+    CHECK(rig.fanned_out(2) == 2);  // "1" once, "2"; the resend not
 }
 
-TEST_CASE("committer: a lost reply found written without known replicas: reason 0, delivered once, a resend is a dedupe hit") {
-    FakeStore store;
-    store.shared_mode = true;
+TEST_CASE_FIXTURE(SharedNode, "committer: a lost reply found written without known replicas: reason 0, delivered once, a resend is a dedupe hit") {
     store.lose_reply_after_write = 1;
     store.outcome_unreplicated = true;
-    Rig rig(store);
     rig.start();
-    rig.add_group("g", {"a", "b"});
     const Sent first = rig.send(group("a", "g", "1", "k1"));
     CHECK_FALSE(first.ok);  // the SENDACK promises the replicas: not known
     const Sent resend = rig.send(group("a", "g", "1 again", "k1"));
     CHECK(resend.ok);
     CHECK(resend.seq == 1);
     CHECK(seqs_of(store.log(kGroupChannel, "g")) == std::vector<uint32_t>{1});
-    CHECK(fanned_out(rig, 1) == 1);
+    CHECK(rig.fanned_out(1) == 1);
 }
 
-TEST_CASE("committer: a lost reply before the write: prepared again, stored once, fanned out once") {
-    FakeStore store;
-    store.shared_mode = true;
+TEST_CASE_FIXTURE(SharedNode, "committer: a lost reply before the write: prepared again, stored once, fanned out once") {
     store.lose_reply_unwritten = 1;
-    Rig rig(store);
     rig.start();
-    rig.add_group("g", {"a", "b"});
     const Sent first = rig.send(group("a", "g", "1", "k1"));
     CHECK(first.ok);
     CHECK(first.seq == 1);
@@ -1113,7 +1079,7 @@ TEST_CASE("committer: a lost reply before the write: prepared again, stored once
     CHECK(resend.ok);
     CHECK(resend.id == first.id);
     CHECK(seqs_of(store.log(kGroupChannel, "g")) == std::vector<uint32_t>{1});
-    CHECK(fanned_out(rig, 1) == 1);
+    CHECK(rig.fanned_out(1) == 1);
 }
 
 TEST_CASE("committer: an outcome still unknown after the wait: reason 0, the batch kept and settled later") {
@@ -1134,7 +1100,7 @@ TEST_CASE("committer: an outcome still unknown after the wait: reason 0, the bat
         // While its outcome is unknown nothing else is written, a resend included.
         CHECK_FALSE(rig.send(group("a", "g", "1 again", "k1")).ok);
         CHECK_FALSE(rig.send(group("a", "g", "other")).ok);
-        CHECK(fanned_out(rig, 0) == 0);
+        CHECK(rig.fanned_out(0) == 0);
         store.fail_outcome = 0;  // the store is back
         const Sent resend = rig.send(group("a", "g", "1 again", "k1"));
         CHECK(resend.ok);
@@ -1142,28 +1108,24 @@ TEST_CASE("committer: an outcome still unknown after the wait: reason 0, the bat
         if (was_written) CHECK(resend.id == first.id);  // a dedupe hit of the stored one
         CHECK(rig.send(group("a", "g", "2")).seq == 2);
         CHECK(seqs_of(store.log(kGroupChannel, "g")) == std::vector<uint32_t>{1, 2});
-        CHECK(fanned_out(rig, 2) == 2);  // seq 1 once (late, or as the resend) and seq 2
+        CHECK(rig.fanned_out(2) == 2);  // seq 1 once (late, or as the resend) and seq 2
     }
 }
 
-TEST_CASE("committer: a commit written without its replicas: reason 0, but delivered; a resend is a dedupe hit") {
-    FakeStore store;
-    store.shared_mode = true;
+TEST_CASE_FIXTURE(SharedNode, "committer: a commit written without its replicas: reason 0, but delivered; a resend is a dedupe hit") {
     store.unreplicated_commits = 1;
-    Rig rig(store);
     rig.start();
-    rig.add_group("g", {"a", "b"});
     const Sent first = rig.send(group("a", "g", "1", "k1"));
     CHECK_FALSE(first.ok);
     CHECK(first.error.find("replicas") != std::string::npos);
-    CHECK(fanned_out(rig, 1) == 1);  // stored on the master every node reads: delivered
+    CHECK(rig.fanned_out(1) == 1);  // stored on the master every node reads: delivered
     const Sent resend = rig.send(group("a", "g", "1 again", "k1"));
     CHECK(resend.ok);
     CHECK(resend.id == first.id);
     CHECK(resend.seq == 1);
     CHECK(rig.send(group("a", "g", "2")).seq == 2);
     CHECK(seqs_of(store.log(kGroupChannel, "g")) == std::vector<uint32_t>{1, 2});
-    CHECK(fanned_out(rig, 2) == 2);
+    CHECK(rig.fanned_out(2) == 2);
 }
 
 namespace {
@@ -1351,6 +1313,12 @@ struct SlowWorker {
             std::lock_guard lock(mutex);
             return ids.size();
         }
+        // Until `n` envelopes came, 10 s at most.
+        void wait_for(size_t n) {
+            const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+            while (count() < n && std::chrono::steady_clock::now() < deadline)
+                std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        }
     };
     // A worker needs a listener; nobody connects to it.
     struct NoConnections final : net::Handler {
@@ -1394,128 +1362,84 @@ struct SlowWorker {
     }
 };
 
+// The fan-out tests' rig: a fan-out over `store` delivering to a SlowWorker
+// (started first, stopped last).
+struct WithSlowWorker {
+    SlowWorker slow;
+};
+struct SlowFanout : WithSlowWorker, FanoutParts {
+    explicit SlowFanout(FakeStore& store, std::chrono::milliseconds worker_stuck_limit = Fanout::kWorkerStuckLimit)
+        : FanoutParts(store, worker_stuck_limit) {
+        fanout.set_workers(slow.self, SlowWorker::kDeliver);
+    }
+};
+
 }  // namespace
 
 TEST_CASE("fan-out: a full worker inbox is waited out: every delivery arrives, in order, none dropped") {
-    SlowWorker slow;
     FakeStore store;
-    Channels channels;
-    Directory directory{2};
-    stats::PipelineBlock block{};
-    Conversations conversations{store, block, {}};
-    Fanout fanout{channels, directory, conversations, block};
-    fanout.set_workers(slow.self, SlowWorker::kDeliver);
-    REQUIRE(directory.replace("b", 1, net::ConnId::make(0, 1, 1)).ok);
-    REQUIRE(directory.replace("b", 2, net::ConnId::make(0, 2, 1)).ok);  // two sessions: 2 deliveries a message
-    fanout.start();
+    SlowFanout f(store);
+    REQUIRE(f.directory.replace("b", 1, net::ConnId::make(0, 1, 1)).ok);
+    REQUIRE(f.directory.replace("b", 2, net::ConnId::make(0, 2, 1)).ok);  // two sessions: 2 deliveries a message
+    f.fanout.start();
     std::vector<FanoutItem> items;
-    for (int64_t id = 1; id <= 30; ++id) {
-        Message m = person("a", "b", "m", "", 0x01);  // NoPersist: a delivery dropped would be lost for good
-        m.message_id = id;
-        FanoutItem item;
-        item.message = net::Payload::allocate(encoded_size(m.view()));
-        encode(m.view(), item.message.writable_bytes());
-        items.push_back(std::move(item));
-    }
-    fanout.push(items);
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-    while (slow.recorder.count() < 60 && std::chrono::steady_clock::now() < deadline)
-        std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    fanout.stop();
-    CHECK(block.deliveries_refused.get() == 0);
-    CHECK(block.deliveries.get() == 60);
+    // NoPersist: a delivery dropped would be lost for good.
+    for (int64_t id = 1; id <= 30; ++id) items.push_back(stored_item(person("a", "b", "m", "", 0x01), id));
+    f.fanout.push(items);
+    f.slow.recorder.wait_for(60);
+    f.fanout.stop();
+    CHECK(f.block.deliveries_refused.get() == 0);
+    CHECK(f.block.deliveries.get() == 60);
     std::vector<int64_t> expected;
     for (int64_t id = 1; id <= 30; ++id) expected.insert(expected.end(), {id, id});
-    std::lock_guard lock(slow.recorder.mutex);
-    CHECK(slow.recorder.ids == expected);
+    std::lock_guard lock(f.slow.recorder.mutex);
+    CHECK(f.slow.recorder.ids == expected);
 }
 
 TEST_CASE("fan-out: big groups go out a slice at a time, in turn, each group's messages in order; a small message "
           "is not kept behind them") {
-    SlowWorker slow;
     FakeStore store;
-    Channels channels;
-    Directory directory{2};
-    stats::PipelineBlock block{};
-    Conversations conversations{store, block, {}};
-    Fanout fanout{channels, directory, conversations, block};
-    fanout.set_workers(slow.self, SlowWorker::kDeliver);
+    SlowFanout f(store);
     // Two groups of 3 slices and a member, the one online member last.
-    for (const char* id : {"bigA", "bigB"}) {
-        store::ChannelRecord r;
-        r.id = id;
-        r.type = kGroupChannel;
-        for (size_t i = 0; i < 3 * Fanout::kSlice; ++i) r.subscribers.push_back("m" + std::to_string(i));
-        r.subscribers.push_back("watcher");
-        channels.put(Channel::from(std::move(r)));
-    }
-    store::ChannelRecord small;
-    small.id = "small";
-    small.type = kGroupChannel;
-    small.subscribers = {"victim"};
-    channels.put(Channel::from(std::move(small)));
-    REQUIRE(directory.replace("watcher", 1, net::ConnId::make(0, 1, 1)).ok);
-    REQUIRE(directory.replace("victim", 1, net::ConnId::make(0, 2, 1)).ok);
+    std::vector<std::string> big_group;
+    for (size_t i = 0; i < 3 * Fanout::kSlice; ++i) big_group.push_back("m" + std::to_string(i));
+    big_group.push_back("watcher");
+    f.add_group("bigA", big_group);
+    f.add_group("bigB", big_group);
+    f.add_group("small", {"victim"});
+    REQUIRE(f.directory.replace("watcher", 1, net::ConnId::make(0, 1, 1)).ok);
+    REQUIRE(f.directory.replace("victim", 1, net::ConnId::make(0, 2, 1)).ok);
     std::vector<FanoutItem> items;
-    auto add = [&](const char* channel, int64_t id, uint32_t seq) {
-        Message m = group("sender", channel, "m");
-        m.message_id = id;
-        m.message_seq = seq;
-        FanoutItem item;
-        item.message = net::Payload::allocate(encoded_size(m.view()));
-        encode(m.view(), item.message.writable_bytes());
-        items.push_back(std::move(item));
-    };
-    for (uint32_t seq = 1; seq <= 3; ++seq) add("bigA", 10 + seq, seq);
-    for (uint32_t seq = 1; seq <= 3; ++seq) add("bigB", 20 + seq, seq);
-    add("small", 99, 1);
-    fanout.push(items);  // all taken at once when the thread starts
-    fanout.start();
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-    while (slow.recorder.count() < 7 && std::chrono::steady_clock::now() < deadline)
-        std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    fanout.stop();
-    std::lock_guard lock(slow.recorder.mutex);
+    for (uint32_t seq = 1; seq <= 3; ++seq) items.push_back(stored_item(group("sender", "bigA", "m"), 10 + seq, seq));
+    for (uint32_t seq = 1; seq <= 3; ++seq) items.push_back(stored_item(group("sender", "bigB", "m"), 20 + seq, seq));
+    items.push_back(stored_item(group("sender", "small", "m"), 99, 1));
+    f.fanout.push(items);  // all taken at once when the thread starts
+    f.fanout.start();
+    f.slow.recorder.wait_for(7);
+    f.fanout.stop();
+    std::lock_guard lock(f.slow.recorder.mutex);
     // One after another, the small message would come last (11 12 13 21 22 23 99).
-    CHECK(slow.recorder.ids == std::vector<int64_t>{99, 11, 21, 12, 22, 13, 23});
-    CHECK(block.conversation_updates.get() == 6 * (3 * Fanout::kSlice + 1) + 1);
+    CHECK(f.slow.recorder.ids == std::vector<int64_t>{99, 11, 21, 12, 22, 13, 23});
+    CHECK(f.block.conversation_updates.get() == 6 * (3 * Fanout::kSlice + 1) + 1);
 }
 
 TEST_CASE("fan-out: messages kept behind a big one of their channel go out in seq order, whatever order they came in") {
-    SlowWorker slow;
     FakeStore store;
-    Channels channels;
-    Directory directory{2};
-    stats::PipelineBlock block{};
-    Conversations conversations{store, block, {}};
-    Fanout fanout{channels, directory, conversations, block};
-    fanout.set_workers(slow.self, SlowWorker::kDeliver);
-    store::ChannelRecord r;
-    r.id = "big";
-    r.type = kGroupChannel;
-    for (size_t i = 0; i < 2 * Fanout::kSlice; ++i) r.subscribers.push_back("m" + std::to_string(i));
-    r.subscribers.push_back("watcher");
-    channels.put(Channel::from(std::move(r)));
-    REQUIRE(directory.replace("watcher", 1, net::ConnId::make(0, 1, 1)).ok);
+    SlowFanout f(store);
+    std::vector<std::string> big_group;
+    for (size_t i = 0; i < 2 * Fanout::kSlice; ++i) big_group.push_back("m" + std::to_string(i));
+    big_group.push_back("watcher");
+    f.add_group("big", big_group);
+    REQUIRE(f.directory.replace("watcher", 1, net::ConnId::make(0, 1, 1)).ok);
     std::vector<FanoutItem> items;
     // 3 before 2: as a cluster node's order releases 3 when 2's hold ended, and 2 comes after.
-    for (uint32_t seq : {1u, 3u, 2u}) {
-        Message m = group("sender", "big", "m");
-        m.message_id = seq;
-        m.message_seq = seq;
-        FanoutItem item;
-        item.message = net::Payload::allocate(encoded_size(m.view()));
-        encode(m.view(), item.message.writable_bytes());
-        items.push_back(std::move(item));
-    }
-    fanout.push(items);
-    fanout.start();
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-    while (slow.recorder.count() < 3 && std::chrono::steady_clock::now() < deadline)
-        std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    fanout.stop();
-    std::lock_guard lock(slow.recorder.mutex);
-    CHECK(slow.recorder.ids == std::vector<int64_t>{1, 2, 3});
+    for (uint32_t seq : {1u, 3u, 2u}) items.push_back(stored_item(group("sender", "big", "m"), seq, seq));
+    f.fanout.push(items);
+    f.fanout.start();
+    f.slow.recorder.wait_for(3);
+    f.fanout.stop();
+    std::lock_guard lock(f.slow.recorder.mutex);
+    CHECK(f.slow.recorder.ids == std::vector<int64_t>{1, 2, 3});
 }
 
 TEST_CASE("committer: SENDACKs to a worker whose inbox is smaller than the batch all arrive, in order") {
@@ -1525,18 +1449,14 @@ TEST_CASE("committer: SENDACKs to a worker whose inbox is smaller than the batch
     rig.add_group("g", {"a"});
     // Queued before the thread starts: one batch of 30 results for an inbox of 4.
     for (int i = 0; i < 30; ++i) {
-        Message m = group("a", "g", "m");
         CommitRequest r;
-        r.message = net::Payload::allocate(encoded_size(m.view()));
-        encode(m.view(), r.message.writable_bytes());
+        r.message = encoded(group("a", "g", "m"));
         r.route = {slow.worker.get(), SlowWorker::kDeliver};
         r.client_seq = uint32_t(i + 1);
         REQUIRE(rig.committer->submit(std::move(r)));
     }
     rig.start();
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-    while (slow.recorder.count() < 30 && std::chrono::steady_clock::now() < deadline)
-        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    slow.recorder.wait_for(30);
     std::lock_guard lock(slow.recorder.mutex);
     REQUIRE(slow.recorder.ids.size() == 30);
     CHECK(std::is_sorted(slow.recorder.ids.begin(), slow.recorder.ids.end()));
@@ -1544,47 +1464,34 @@ TEST_CASE("committer: SENDACKs to a worker whose inbox is smaller than the batch
 }
 
 TEST_CASE("fan-out: a worker that takes nothing for the stuck limit has the rest dropped, counted; later ones at once") {
-    SlowWorker slow;
-    slow.recorder.stuck = true;
     FakeStore store;
-    Channels channels;
-    Directory directory{2};
-    stats::PipelineBlock block{};
-    Conversations conversations{store, block, {}};
     constexpr auto kStuckLimit = std::chrono::milliseconds(1000);
-    Fanout fanout{channels, directory, conversations, block, 1u << 16, kStuckLimit};
-    fanout.set_workers(slow.self, SlowWorker::kDeliver);
-    REQUIRE(directory.replace("b", 1, net::ConnId::make(0, 1, 1)).ok);
-    fanout.start();
+    SlowFanout f(store, kStuckLimit);
+    f.slow.recorder.stuck = true;
+    REQUIRE(f.directory.replace("b", 1, net::ConnId::make(0, 1, 1)).ok);
+    f.fanout.start();
     auto messages = [](int64_t first, int64_t last) {
         std::vector<FanoutItem> items;
-        for (int64_t id = first; id <= last; ++id) {
-            Message m = person("a", "b", "m", "", 0x01);
-            m.message_id = id;
-            FanoutItem item;
-            item.message = net::Payload::allocate(encoded_size(m.view()));
-            encode(m.view(), item.message.writable_bytes());
-            items.push_back(std::move(item));
-        }
+        for (int64_t id = first; id <= last; ++id) items.push_back(stored_item(person("a", "b", "m", "", 0x01), id));
         return items;
     };
     auto accounted_within = [&](uint64_t count, std::chrono::milliseconds limit) {
         const auto deadline = std::chrono::steady_clock::now() + limit;
-        while (block.deliveries.get() + block.deliveries_refused.get() < count && std::chrono::steady_clock::now() < deadline)
+        while (f.block.deliveries.get() + f.block.deliveries_refused.get() < count && std::chrono::steady_clock::now() < deadline)
             std::this_thread::sleep_for(std::chrono::milliseconds(5));
-        return block.deliveries.get() + block.deliveries_refused.get() == count;
+        return f.block.deliveries.get() + f.block.deliveries_refused.get() == count;
     };
     auto first = messages(1, 20);
-    fanout.push(first);
+    f.fanout.push(first);
     CHECK(accounted_within(20, std::chrono::seconds(5)));
-    CHECK(block.deliveries_refused.get() >= 12);  // at most the inbox and what the worker took before it stuck
+    CHECK(f.block.deliveries_refused.get() >= 12);  // at most the inbox and what the worker took before it stuck
     // Known stuck: the next batch is not waited on for another stuck limit
     // (a healthy worker's deliveries behind it would wait as long).
     auto second = messages(21, 40);
-    fanout.push(second);
+    f.fanout.push(second);
     CHECK(accounted_within(40, kStuckLimit / 2));
-    slow.recorder.stuck = false;
-    fanout.stop();
+    f.slow.recorder.stuck = false;
+    f.fanout.stop();
 }
 
 namespace {
@@ -1606,13 +1513,6 @@ struct FakeCluster final : Cluster {
     bool online_elsewhere(const std::vector<std::string>&, std::vector<std::string>&) override { return true; }
 };
 
-FanoutItem stored_item(const Message& m) {
-    FanoutItem item;
-    item.message = net::Payload::allocate(encoded_size(m.view()));
-    encode(m.view(), item.message.writable_bytes());
-    return item;
-}
-
 // A channel as im::Core caches it from the datasource (only the node that asked has it).
 Channel fetched_group(const std::string& id, std::vector<std::string> subscribers) {
     store::ChannelRecord r;
@@ -1628,25 +1528,16 @@ Channel fetched_group(const std::string& id, std::vector<std::string> subscriber
 
 TEST_CASE("fan-out: the storing node publishes every group message, with the receivers other nodes cannot know") {
     FakeStore store;
-    Channels channels;
-    channels.put(fetched_group("fetched", {"a", "b"}));
-    store::ChannelRecord stored;
-    stored.id = "stored";
-    stored.type = kGroupChannel;
-    stored.subscribers = {"a", "b"};
-    channels.put(Channel::from(std::move(stored)));
-    Directory directory{2};
-    stats::PipelineBlock block{};
-    Conversations conversations{store, block, {}};
     FakeCluster cluster;
-    Fanout fanout{channels, directory, conversations, block};
-    fanout.set_workers(std::span<net::EnvelopeSink* const>(), 0);
-    fanout.set_cluster(&cluster);
-    fanout.start();
+    FanoutParts node(store);
+    node.channels.put(fetched_group("fetched", {"a", "b"}));
+    node.add_group("stored", {"a", "b"});
+    node.fanout.set_cluster(&cluster);
+    node.fanout.start();
     std::vector<FanoutItem> items;
     for (const char* channel : {"fetched", "stored", "not-cached"}) items.push_back(stored_item(group("a", channel, "m")));
-    fanout.push(items);
-    fanout.stop();  // delivers what is queued first
+    node.fanout.push(items);
+    node.fanout.stop();  // delivers what is queued first
 
     std::lock_guard lock(cluster.mutex);
     REQUIRE(cluster.published.size() == 3);  // the uncached channel's too: another node may know it
@@ -1654,49 +1545,33 @@ TEST_CASE("fan-out: the storing node publishes every group message, with the rec
     CHECK(*cluster.published[0].receivers == std::vector<std::string>{"a", "b"});
     CHECK(cluster.published[1].receivers == nullptr);  // every node holds a stored channel: the event stays small
     CHECK(cluster.published[2].receivers == nullptr);
-    CHECK(block.fanout_no_receivers.get() == 1);
+    CHECK(node.block.fanout_no_receivers.get() == 1);
 }
 
 TEST_CASE("fan-out: a node that never cached the channel delivers another node's message by the receivers it carries") {
     // The storing node: it asked the datasource, so it has the channel.
     FakeStore store;
-    Channels storing_channels;
-    storing_channels.put(fetched_group("g", {"a", "b"}));
-    Directory storing_directory{2};
-    stats::PipelineBlock storing_block{};
-    Conversations storing_conversations{store, storing_block, {}};
     FakeCluster cluster;
-    Fanout storing{storing_channels, storing_directory, storing_conversations, storing_block};
-    storing.set_workers(std::span<net::EnvelopeSink* const>(), 0);
-    storing.set_cluster(&cluster);
-    storing.start();
-    Message m = group("a", "g", "m");
-    m.message_id = 42;
+    FanoutParts storing(store);
+    storing.channels.put(fetched_group("g", {"a", "b"}));
+    storing.fanout.set_cluster(&cluster);
+    storing.fanout.start();
     std::vector<FanoutItem> items;
-    items.push_back(stored_item(m));
-    storing.push(items);
-    storing.stop();
+    items.push_back(stored_item(group("a", "g", "m"), 42));
+    storing.fanout.push(items);
+    storing.fanout.stop();
     std::unique_lock lock(cluster.mutex);
     REQUIRE(cluster.published.size() == 1);
 
     // Another node: b is online there, the channel is not in its memory.
-    SlowWorker slow;
-    Channels channels;
-    Directory directory{2};
-    stats::PipelineBlock block{};
-    Conversations conversations{store, block, {}};
-    Fanout fanout{channels, directory, conversations, block};
-    fanout.set_workers(slow.self, SlowWorker::kDeliver);
-    REQUIRE(directory.replace("b", 1, net::ConnId::make(0, 1, 1)).ok);
-    fanout.start();
-    fanout.push_remote(std::move(cluster.published[0]));
-    Message unknown = group("a", "other", "m");  // no receivers carried, none known here
-    fanout.push_remote(stored_item(unknown));
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-    while (slow.recorder.count() < 1 && std::chrono::steady_clock::now() < deadline)
-        std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    fanout.stop();
-    std::lock_guard recorded(slow.recorder.mutex);
-    CHECK(slow.recorder.ids == std::vector<int64_t>{42});
-    CHECK(block.fanout_no_receivers.get() == 1);  // the message that named nobody, counted
+    SlowFanout other(store);
+    REQUIRE(other.directory.replace("b", 1, net::ConnId::make(0, 1, 1)).ok);
+    other.fanout.start();
+    other.fanout.push_remote(std::move(cluster.published[0]));
+    other.fanout.push_remote(stored_item(group("a", "other", "m")));  // no receivers carried, none known here
+    other.slow.recorder.wait_for(1);
+    other.fanout.stop();
+    std::lock_guard recorded(other.slow.recorder.mutex);
+    CHECK(other.slow.recorder.ids == std::vector<int64_t>{42});
+    CHECK(other.block.fanout_no_receivers.get() == 1);  // the message that named nobody, counted
 }

@@ -22,6 +22,7 @@
 
 #include "limaoim/config.h"
 #include "limaoim/log/log.h"
+#include "temp_dir.h"
 
 extern char** environ;
 
@@ -30,6 +31,7 @@ namespace {
 using limaoim::Config;
 using limaoim::Mode;
 using limaoim::TokenEntry;
+using limaoim::testing::TempDir;
 
 struct Loaded {
     std::optional<Config> config;
@@ -696,9 +698,8 @@ TEST_CASE_FIXTURE(CleanEnvironment, "log_level: one of four names; --verbose and
 }
 
 TEST_CASE_FIXTURE(CleanEnvironment, "secret files: read at start, line end stripped, never shown; Redis needs a cluster secret") {
-    char dir_template[] = "/tmp/limaoim-secrets-XXXXXX";
-    REQUIRE(mkdtemp(dir_template) != nullptr);
-    const std::string dir = dir_template, password = dir + "/redis", secret = dir + "/cluster", empty = dir + "/empty";
+    const TempDir dir;
+    const std::string password = dir.path("redis"), secret = dir.path("cluster"), empty = dir.path("empty");
     std::ofstream(password) << "p@ss word\n";
     std::ofstream(secret) << "0123456789abcdef0123\r\n";
     std::ofstream(empty) << "\n";
@@ -720,9 +721,9 @@ TEST_CASE_FIXTURE(CleanEnvironment, "secret files: read at start, line end strip
     config = loaded_config({"--redis-password-file", empty});
     CHECK_FALSE(limaoim::read_secret_files(config, error));
     CHECK(error == "redis_password_file: " + empty + " is empty");
-    config = loaded_config({"--cluster-secret-file", dir + "/missing"});
+    config = loaded_config({"--cluster-secret-file", dir.path("missing")});
     CHECK_FALSE(limaoim::read_secret_files(config, error));
-    CHECK(error.find("cluster_secret_file: " + dir + "/missing: cannot read") == 0);
+    CHECK(error.find("cluster_secret_file: " + dir.path("missing") + ": cannot read") == 0);
     config = loaded_config({"--cluster-secret-file", secret, "--cluster-secret", "0123456789abcdef"});
     CHECK_FALSE(limaoim::read_secret_files(config, error));
     CHECK(error.find("give the secret once") != std::string::npos);
@@ -731,8 +732,6 @@ TEST_CASE_FIXTURE(CleanEnvironment, "secret files: read at start, line end strip
     CHECK(limaoim::signed_cluster(loaded_config({"--store", "redis://h:1"})).find("cluster_secret_file") != std::string::npos);
     CHECK(limaoim::signed_cluster(loaded_config({"--store", "redis://h:1", "--cluster-secret", "short"})) ==
           "cluster_secret must be at least 16 bytes");
-    for (const std::string& file : {password, secret, empty}) std::remove(file.c_str());
-    rmdir(dir.c_str());
 }
 
 TEST_CASE("LIMAOIM_ASSERT: a broken invariant is logged with its place, then the process aborts") {

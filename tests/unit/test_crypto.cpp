@@ -8,7 +8,6 @@
 
 #include <algorithm>
 #include <array>
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <string>
@@ -16,6 +15,7 @@
 
 #include "limaoim/proto/codec.h"
 #include "limaoim/proto/crypto.h"
+#include "vectors.h"
 
 namespace {
 
@@ -25,11 +25,7 @@ using crypto::SessionKey;
 using nlohmann::json;
 
 const json& vectors() {
-    static const json parsed = [] {
-        std::ifstream file(LIMAOIM_VECTORS_DIR "/crypto.json");
-        REQUIRE(file.good());
-        return json::parse(file);
-    }();
+    static const json parsed = limaoim::testing::load_vectors("crypto.json");
     return parsed;
 }
 

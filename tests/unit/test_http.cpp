@@ -972,21 +972,7 @@ TEST_CASE("http_close_reason_names: after the gateway's, one name per HttpClose"
 namespace {
 
 using namespace std::chrono_literals;
-
-int connect_to(uint16_t port) {
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in sa{};
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons(port);
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) != 0) {
-        ::close(fd);
-        return -1;
-    }
-    timeval tv{5, 0};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    return fd;
-}
+using testing::connect_to;
 
 void send_all(int fd, std::string_view bytes) {
     while (!bytes.empty()) {

@@ -28,24 +28,10 @@
 using namespace limaoim;
 using namespace limaoim::net;
 using namespace std::chrono;
+using limaoim::testing::connect_to;
 using limaoim::testing::free_port;
 
 namespace {
-
-int connect_to(uint16_t port) {
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in sa{};
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons(port);
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) != 0) {
-        ::close(fd);
-        return -1;
-    }
-    timeval tv{5, 0};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    return fd;
-}
 
 std::string read_exactly(int fd, size_t n) {
     std::string out;

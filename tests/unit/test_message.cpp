@@ -6,7 +6,6 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <string>
@@ -16,19 +15,14 @@
 
 #include "limaoim/im/ids.h"
 #include "limaoim/im/message.h"
+#include "vectors.h"
 
 using namespace limaoim;
 using namespace limaoim::im;
+using limaoim::testing::load_vectors;
 using nlohmann::json;
 
 namespace {
-
-json load_vectors(const char* file) {
-    const std::string path = std::string(LIMAOIM_VECTORS_DIR) + "/" + file;
-    std::ifstream in(path);
-    REQUIRE_MESSAGE(in.good(), "cannot open " << path);
-    return json::parse(in);
-}
 
 uint32_t crc32_of(std::string_view s) {
     return uint32_t(::crc32(0L, reinterpret_cast<const Bytef*>(s.data()), uInt(s.size())));

@@ -2,7 +2,6 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <rocksdb/db.h>
-#include <stdlib.h>
 
 #include <atomic>
 #include <chrono>
@@ -18,29 +17,15 @@
 #include "limaoim/store/store.h"
 #include "ports.h"
 #include "redis_server.h"
+#include "temp_dir.h"
 
 using namespace limaoim::store;
 using limaoim::testing::RedisServer;
 using limaoim::testing::RedisSentinel;
+using limaoim::testing::TempDir;
 namespace fs = std::filesystem;
 
 namespace {
-
-// A fresh directory under /tmp, removed with everything in it afterwards.
-// The store goes in its "data" subdirectory, which open_embedded makes.
-struct TempDir {
-    fs::path root;
-    TempDir() {
-        char pattern[] = "/tmp/limaoim-store-test-XXXXXX";
-        REQUIRE(mkdtemp(pattern) != nullptr);
-        root = pattern;
-    }
-    ~TempDir() {
-        std::error_code ec;
-        fs::remove_all(root, ec);
-    }
-    std::string data() const { return (root / "data").string(); }
-};
 
 std::unique_ptr<Store> open_ok(const std::string& dir) {
     std::string error;

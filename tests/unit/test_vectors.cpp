@@ -4,24 +4,18 @@
 #include <doctest/doctest.h>
 
 #include <cstdint>
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
 #include "limaoim/proto/codec.h"
+#include "vectors.h"
 
 using namespace limaoim::proto;
+using limaoim::testing::load_vectors;
 using nlohmann::json;
 
 namespace {
-
-json load_vectors(const char* file) {
-    const std::string path = std::string(LIMAOIM_VECTORS_DIR) + "/" + file;
-    std::ifstream in(path);
-    REQUIRE_MESSAGE(in.good(), "cannot open " << path);
-    return json::parse(in);
-}
 
 // Vectors in every array-valued section: what the checks below must reach.
 size_t vectors_in(const json& document) {

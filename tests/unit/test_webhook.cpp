@@ -2,11 +2,9 @@
 // HTTP receiver, over an in-memory notify queue or the real RocksDB store.
 #include <doctest/doctest.h>
 
-#include <stdlib.h>
 
 #include <atomic>
 #include <chrono>
-#include <filesystem>
 #include <functional>
 #include <map>
 #include <memory>
@@ -22,16 +20,17 @@
 #include "fake_store.h"
 #include "limaoim/store/store.h"
 #include "limaoim/webhook/webhook.h"
+#include "temp_dir.h"
 
 using namespace limaoim;
 using limaoim::testing::FakeStore;
 using limaoim::testing::HttpReceiver;
 using limaoim::testing::ReceivedRequest;
 using limaoim::testing::Reply;
+using limaoim::testing::TempDir;
 using nlohmann::json;
 using nlohmann::ordered_json;
 using namespace std::chrono_literals;
-namespace fs = std::filesystem;
 
 namespace {
 
@@ -101,20 +100,6 @@ public:
         if (fail_count) return store::Status::failure("count_notify: disk on fire");
         return FakeStore::count_notify(count);
     }
-};
-
-struct TempDir {
-    fs::path root;
-    TempDir() {
-        char pattern[] = "/tmp/limaoim-webhook-test-XXXXXX";
-        REQUIRE(mkdtemp(pattern) != nullptr);
-        root = pattern;
-    }
-    ~TempDir() {
-        std::error_code ec;
-        fs::remove_all(root, ec);
-    }
-    std::string data() const { return (root / "data").string(); }
 };
 
 // The entries of every request's body (a JSON array of strings), in order.

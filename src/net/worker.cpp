@@ -1065,33 +1065,23 @@ void Worker::add_iteration_hook(std::function<void()> hook) { iteration_hooks_.p
 
 // ---- envelopes ----
 
-bool Worker::post(Envelope&& envelope) {
-    switch (inbox_.push_one(std::move(envelope))) {
-    case Inbox::Push::Full:
-        stats_.envelopes_refused.add();
+// What an inbox push means for the poster: a refusal is counted (`count`
+// envelopes), the first envelope into an empty inbox rings the doorbell.
+bool Worker::pushed(Inbox::Push result, size_t count) {
+    if (result == Inbox::Push::Full) {
+        stats_.envelopes_refused.add(count);
         return false;
-    case Inbox::Push::QueuedRing:
-        ring_doorbell();
-        return true;
-    case Inbox::Push::Queued:
-        return true;
     }
+    if (result == Inbox::Push::QueuedRing) ring_doorbell();
     return true;
 }
 
+bool Worker::post(Envelope&& envelope) { return pushed(inbox_.push_one(std::move(envelope)), 1); }
+
 bool Worker::post_batch(std::vector<Envelope>& batch) {
     if (batch.empty()) return true;
-    switch (inbox_.push(batch)) {
-    case Inbox::Push::Full:
-        stats_.envelopes_refused.add(batch.size());
-        return false;
-    case Inbox::Push::QueuedRing:
-        ring_doorbell();
-        return true;
-    case Inbox::Push::Queued:
-        return true;
-    }
-    return true;
+    const size_t count = batch.size();
+    return pushed(inbox_.push(batch), count);
 }
 
 bool Worker::post_waiting(std::vector<Envelope>& batch, std::chrono::milliseconds limit) {

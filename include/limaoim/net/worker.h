@@ -319,6 +319,7 @@ private:
     void reject(uint32_t slot);
     void flush_outboxes();
     void ring_doorbell();
+    bool pushed(Inbox::Push result, size_t count);  // post()/post_batch(): counts a refusal, rings
 
     // Teardown: on_close, then wait for in-flight requests, then close_direct.
     void begin_close(uint32_t slot, CloseReason reason);

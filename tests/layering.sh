@@ -9,7 +9,9 @@
 # store engine runs, nor Redis or the other nodes (cluster/ implements
 # im/cluster.h); RocksDB appears in its engine only, hiredis in redis/, the
 # Redis engine and cluster/, libcurl in the two HTTP clients (webhook/,
-# datasource/), which the IM core sees only as interfaces.
+# datasource/), which the IM core sees only as interfaces. base64/ is the
+# bottom of the stack: every layer may include it, it includes nothing of
+# limaoim.
 # unit_loop links net/ alone; this catches a header-only include that no
 # link would.
 #
@@ -34,6 +36,7 @@ layer_rules=(
   'log|net proto stats gateway im store http config webhook datasource redis cluster'
   'redis|net proto stats gateway im store http config webhook datasource ws cluster'
   'cluster|net proto gateway store http config webhook datasource ws'
+  'base64|net proto stats gateway im store http config ws webhook datasource log redis cluster'
 )
 # Single headers a layer must not include although the rest of their layer
 # is allowed: LAYER|HEADER ALLOWED-INSTEAD

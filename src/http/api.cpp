@@ -1,5 +1,6 @@
 #include "limaoim/http/api.h"
 
+#include "limaoim/base64/base64.h"
 #include "limaoim/im/message_json.h"
 #include "limaoim/net/address.h"
 
@@ -55,7 +56,7 @@ ordered_json message_resp(const im::Message& m) { return im::message_resp(m.view
 // An upper bound of a message's MessageResp JSON: the payload in base64, its
 // strings escaped at worst (\u00XX, 6 bytes a byte), keys and numbers.
 size_t message_json_bound(const im::Message& m) {
-    return (m.payload.size() + 2) / 3 * 4 + 6 * (m.client_msg_no.size() + m.from_uid.size() + m.channel_id.size()) + 384;
+    return base64::encoded_size(m.payload.size()) + 6 * (m.client_msg_no.size() + m.from_uid.size() + m.channel_id.size()) + 384;
 }
 
 // Drops messages past `budget` bytes of JSON, keeping the first or, with
@@ -267,7 +268,7 @@ Response message_send(im::Service& service, const json& body, size_t) {
     send.channel_id = text(body, "channel_id");
     send.channel_type = byte_field(body, "channel_type");
     send.subscribers = strings(body, "subscribers");
-    std::optional<std::string> payload = base64_decode(text(body, "payload"));
+    std::optional<std::string> payload = base64::decode(text(body, "payload"));
     if (!payload) throw Invalid{"payload is not valid base64"};
     if (payload->empty()) throw Invalid{"payload must not be empty"};
     send.payload = std::move(*payload);

@@ -1,4 +1,5 @@
 #include "limaoim/im/message_json.h"
+#include "limaoim/base64/base64.h"
 
 namespace limaoim::im {
 
@@ -18,7 +19,7 @@ nlohmann::ordered_json message_resp(const MessageView& m) {
     out["channel_id"] = m.channel_id;
     out["channel_type"] = m.channel_type;
     out["timestamp"] = m.timestamp;
-    out["payload"] = base64_encode(m.payload);
+    out["payload"] = base64::encode(m.payload);
     return out;
 }
 

@@ -787,24 +787,6 @@ TEST_CASE("Api: /conversation/syncMessages has one byte budget for all its chann
     CHECK(service.last() == "recent_messages alice g2 2 0 10");
 }
 
-// ---- base64 ----
-
-TEST_CASE("base64: standard alphabet, padding, strict decoding") {
-    using http::base64_decode;
-    using http::base64_encode;
-    CHECK(base64_encode("") == "");
-    CHECK(base64_encode("f") == "Zg==");
-    CHECK(base64_encode("fo") == "Zm8=");
-    CHECK(base64_encode("foo") == "Zm9v");
-    CHECK(base64_encode(std::string("\xfb\xff", 2)) == "+/8=");
-    for (const char* text : {"", "Zg==", "Zm8=", "Zm9v", "+/8=", "Zm9vYmFy"})
-        CHECK(base64_encode(*base64_decode(text)) == text);
-    CHECK(base64_decode("Zg==") == "f");
-    CHECK(base64_decode("Zh==") == "f");  // non-zero trailing bits, as Go's StdEncoding
-    for (const char* bad : {"Z", "Zg", "Zg=", "Zg=A", "Z===", "====", "Zm9v=", " Zm9v", "Zm9v\n", "Zm-v", "Zm_v", "Z=9v"})
-        CHECK_MESSAGE(!base64_decode(bad), bad);
-}
-
 // ---- RequestParser ----
 
 namespace {

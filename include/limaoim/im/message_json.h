@@ -6,7 +6,6 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
-#include "limaoim/im/base64.h"
 #include "limaoim/im/message.h"
 
 namespace limaoim::im {

@@ -1,7 +1,7 @@
 #include "limaoim/http/api.h"
 
 #include "limaoim/base64/base64.h"
-#include "limaoim/im/message_json.h"
+#include "limaoim/apijson/message_json.h"
 #include "limaoim/net/address.h"
 
 #include <openssl/crypto.h>
@@ -23,9 +23,9 @@ using nlohmann::ordered_json;  // the response keys keep the order of §16.0
 
 // ---- responses ----
 
-// Strings from the core (uids of the binary protocol, core messages) may not
-// be UTF-8: replaced rather than failing the whole response.
-std::string dump(const ordered_json& value) { return value.dump(-1, ' ', false, json::error_handler_t::replace); }
+// Bodies are serialized by apijson::dump: strings from the core (uids of the
+// binary protocol, core messages) may not be UTF-8, and are replaced rather
+// than failing the whole response.
 
 Response ok() { return {200, R"({"status":200})"}; }
 
@@ -33,10 +33,10 @@ Response error(uint16_t status, std::string_view message) {
     ordered_json body;
     body["msg"] = message;
     body["status"] = status;
-    return {status, dump(body)};
+    return {status, apijson::dump(body)};
 }
 
-Response data(const ordered_json& value) { return {200, dump(value)}; }
+Response data(const ordered_json& value) { return {200, apijson::dump(value)}; }
 
 Response from_outcome(const im::Outcome& outcome) {
     switch (outcome.code) {
@@ -51,7 +51,7 @@ Response from_outcome(const im::Outcome& outcome) {
 }
 
 // MessageResp (§16.0), keys in the spec's order: shared with the webhooks.
-ordered_json message_resp(const im::Message& m) { return im::message_resp(m.view()); }
+ordered_json message_resp(const im::Message& m) { return apijson::message_resp(m.view()); }
 
 // An upper bound of a message's MessageResp JSON: the payload in base64, its
 // strings escaped at worst (\u00XX, 6 bytes a byte), keys and numbers.

@@ -1,6 +1,6 @@
 // The HTTP API (SERVER.md §16.0-16.3): Api::handle against a fake im::Service
 // (every endpoint, its Service call and its JSON; malformed input; auth),
-// the messagesync window, base64, the http_parser-based RequestParser, and
+// the messagesync window, the http_parser-based RequestParser, and
 // http::Server on a real worker ring with a real blocking pool.
 #include <doctest/doctest.h>
 #include <arpa/inet.h>

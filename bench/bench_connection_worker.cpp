@@ -22,6 +22,7 @@
 
 #include "bench_connection_timer_wheel.h"
 #include "bench_ws.h"
+#include "limaoim/base64/base64.h"
 #include "limaoim/proto/codec.h"
 #include "limaoim/proto/crypto.h"
 
@@ -276,7 +277,7 @@ private:
 
     SplitMix64 random_;
     // -client-keys: the public keys, base64-encoded once, used round robin.
-    std::vector<std::array<char, crypto::base64_encoded_size(32)>> client_keys_;
+    std::vector<std::array<char, base64::encoded_size(32)>> client_keys_;
     std::vector<uint8_t> send_buffer_;
     std::string token_;
     std::array<uint8_t, 4096> receive_buffer_{};
@@ -297,7 +298,7 @@ bool ClientWorker::prepare() {
             std::fputs("bench_connection: generating a client key pair failed\n", stderr);
             return false;
         }
-        crypto::base64_encode(keys.public_key, encoded.data());
+        base64::encode(keys.public_key, encoded.data());
     }
     return true;
 }
@@ -487,7 +488,7 @@ void ClientWorker::send_connect(uint32_t index) {
     Client& client = clients_[index];
     char uid[24];
     const auto uid_end = std::to_chars(uid, uid + sizeof uid, cid_of(index)).ptr;
-    char client_key[crypto::base64_encoded_size(32)];
+    char client_key[base64::encoded_size(32)];
     proto::ConnectPacket connect;
     connect.version = options_.version;
     connect.device_flag = options_.device_flag;
@@ -506,7 +507,7 @@ void ClientWorker::send_connect(uint32_t index) {
     } else if (proto::has_crypto(options_.version)) {
         Handshake& handshake = handshakes_[client.handshake];
         if (!crypto::generate_keypair(handshake.keys)) return fail(index, FailReason::Other);
-        connect.client_key = std::string_view(client_key, crypto::base64_encode(handshake.keys.public_key, client_key));
+        connect.client_key = std::string_view(client_key, base64::encode(handshake.keys.public_key, client_key));
     }
     const proto::Packet packet = connect;
     const size_t size = proto::encoded_size(packet, options_.version);
@@ -579,7 +580,7 @@ bool ClientWorker::accept_connack(uint32_t index, const proto::Frame& frame, Fai
     if (!proto::has_crypto(options_.version)) return true;
     crypto::Key32 server_key;
     uint8_t decoded[48];
-    const auto decoded_length = crypto::base64_decode(connack.server_key, decoded, sizeof decoded);
+    const auto decoded_length = base64::decode(connack.server_key, decoded, sizeof decoded);
     if (!decoded_length || *decoded_length != server_key.size() || connack.salt.size() != crypto::kSaltLength) return false;
     if (!client_keys_.empty()) return true;
     std::copy_n(decoded, server_key.size(), server_key.begin());

@@ -16,11 +16,13 @@
 #include <cstdlib>
 #include <string>
 
+#include "limaoim/base64/base64.h"
 #include "limaoim/proto/crypto.h"
 
 namespace {
 
 using namespace limaoim::proto;
+namespace base64 = limaoim::base64;
 
 constexpr long kDefaultIterations = 20000;
 constexpr long kMaxIterations = 10'000'000;
@@ -67,11 +69,11 @@ int main(int argc, char** argv) {
 
     crypto::KeyPair client;
     if (!crypto::generate_keypair(client)) return 1;
-    const std::string client_key_base64 = crypto::base64_encode(client.public_key);
+    const std::string client_key_base64 = base64::encode(client.public_key);
 
     crypto::KeyPair server;
     crypto::Key32 secret{};
-    std::array<char, crypto::base64_encoded_size(32)> server_key_base64{};
+    std::array<char, base64::encoded_size(32)> server_key_base64{};
     std::array<char, crypto::kSaltLength> salt{};
     crypto::SessionKey session;
 
@@ -79,7 +81,7 @@ int main(int argc, char** argv) {
         std::optional<crypto::Key32> peer = crypto::parse_client_key(client_key_base64);
         if (!peer || !crypto::generate_keypair(server)) return false;
         if (!crypto::shared_secret(server.private_key, *peer, secret)) return false;
-        crypto::base64_encode(server.public_key, server_key_base64.data());
+        base64::encode(server.public_key, server_key_base64.data());
         crypto::make_salt(salt.data());
         session = crypto::derive_session_key(secret, {salt.data(), salt.size()});
         return true;

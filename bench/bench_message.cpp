@@ -57,6 +57,7 @@
 
 #include "bench_connection_shared.h"  // LatencyHistogram / LatencySnapshot
 #include "bench_ws.h"
+#include "limaoim/base64/base64.h"
 #include "limaoim/proto/codec.h"
 #include "limaoim/proto/crypto.h"
 
@@ -64,6 +65,7 @@ namespace {
 
 namespace proto = limaoim::proto;
 namespace crypto = limaoim::proto::crypto;
+namespace base64 = limaoim::base64;
 namespace ws = limaoim::bench::ws;
 using limaoim::bench::LatencyHistogram;
 using limaoim::bench::LatencySnapshot;
@@ -615,7 +617,7 @@ void Worker::send_connect(uint32_t i) {
     std::string key_b64;
     if (proto::has_crypto(o_.version)) {
         crypto::generate_keypair(c.keys);
-        key_b64 = crypto::base64_encode(c.keys.public_key);
+        key_b64 = base64::encode(c.keys.public_key);
     }
     proto::ConnectPacket cp;
     cp.version = o_.version;
@@ -897,7 +899,7 @@ void run_pinger(const Options& o, PingerResult& res, const std::atomic<bool>& st
     if (connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) == 0 && upgrade()) {
         crypto::KeyPair keys;
         std::string key_b64;
-        if (proto::has_crypto(o.version)) crypto::generate_keypair(keys), key_b64 = crypto::base64_encode(keys.public_key);
+        if (proto::has_crypto(o.version)) crypto::generate_keypair(keys), key_b64 = base64::encode(keys.public_key);
         const std::string uid = o.prefix + "pinger";
         proto::ConnectPacket cp{0, o.version, key_b64, 0, "bench", wall_ms(), uid, ""};
         std::vector<uint8_t> b(proto::encoded_size(cp, o.version));

@@ -9,7 +9,12 @@
 # store engine runs, nor Redis or the other nodes (cluster/ implements
 # im/cluster.h); RocksDB appears in its engine only, hiredis in redis/, the
 # Redis engine and cluster/, libcurl in the two HTTP clients (webhook/,
-# datasource/), which the IM core sees only as interfaces.
+# datasource/), which the IM core sees only as interfaces. apijson/ (the
+# JSON the business server sees) stands on the IM core, which knows no JSON
+# (nlohmann's library appears in neither it nor the layers below), and
+# serves both http/ and webhook/, which know nothing of each other. base64/
+# is the bottom of the stack: every layer may include it, it includes
+# nothing of limaoim.
 # unit_loop links net/ alone; this catches a header-only include that no
 # link would.
 #
@@ -24,7 +29,7 @@ layer_rules=(
   'net|proto gateway im store http config ws'
   'proto|net gateway im store http config'
   'stats|net proto gateway im store http config'
-  'im|proto gateway http config webhook datasource ws redis cluster'
+  'im|proto gateway http config webhook datasource ws redis cluster apijson'
   'store|net proto gateway im http config'
   'http|proto gateway store config'
   'gateway|http config ws webhook datasource store'
@@ -34,6 +39,8 @@ layer_rules=(
   'log|net proto stats gateway im store http config webhook datasource redis cluster'
   'redis|net proto stats gateway im store http config webhook datasource ws cluster'
   'cluster|net proto gateway store http config webhook datasource ws'
+  'base64|net proto stats gateway im store http config ws webhook datasource log redis cluster apijson'
+  'apijson|net proto gateway http store config ws webhook datasource redis cluster'
 )
 # Single headers a layer must not include although the rest of their layer
 # is allowed: LAYER|HEADER ALLOWED-INSTEAD
@@ -49,6 +56,7 @@ library_rules=(
   'RocksDB outside its engine|rocksdb/|include src/im src/gateway src/http src/net src/proto src/main.cpp src/server'
   'hiredis outside redis/, the Redis engine and cluster/|hiredis/|include/limaoim/im include/limaoim/store src/im src/gateway src/http src/net src/proto src/stats src/config src/main.cpp src/store/rocksdb_store.cpp'
   'libcurl outside webhook/ and datasource/|curl/|include src/im src/gateway src/http src/net src/proto src/store src/stats src/config src/main.cpp src/server'
+  'nlohmann JSON in the IM core or below|nlohmann/|include/limaoim/im include/limaoim/net include/limaoim/proto include/limaoim/gateway include/limaoim/store src/im src/net src/proto src/gateway src/store'
 )
 
 status=0

@@ -1,4 +1,5 @@
 #include "limaoim/gateway/handshake.h"
+#include "limaoim/base64/base64.h"
 
 #include <algorithm>
 
@@ -81,7 +82,7 @@ HandshakeResult handshake(const proto::ConnectPacket& connect, const AuthPolicy&
         crypto::Key32 secret;
         if (!crypto::shared_secret(server.private_key, *client_key, secret))
             return refuse(ReasonCode::AuthFail, AuthFailure::LowOrderKey);
-        crypto::base64_encode(server.public_key, r.server_key_base64.data());
+        base64::encode(server.public_key, r.server_key_base64.data());
         crypto::make_salt(r.salt.data());
         r.key = crypto::derive_session_key(secret, {r.salt.data(), r.salt.size()});
     }

@@ -1,6 +1,7 @@
 #include "limaoim/http/api.h"
 
-#include "limaoim/im/message_json.h"
+#include "limaoim/base64/base64.h"
+#include "limaoim/apijson/message_json.h"
 #include "limaoim/net/address.h"
 
 #include <openssl/crypto.h>
@@ -22,9 +23,9 @@ using nlohmann::ordered_json;  // the response keys keep the order of §16.0
 
 // ---- responses ----
 
-// Strings from the core (uids of the binary protocol, core messages) may not
-// be UTF-8: replaced rather than failing the whole response.
-std::string dump(const ordered_json& value) { return value.dump(-1, ' ', false, json::error_handler_t::replace); }
+// Bodies are serialized by apijson::dump: strings from the core (uids of the
+// binary protocol, core messages) may not be UTF-8, and are replaced rather
+// than failing the whole response.
 
 Response ok() { return {200, R"({"status":200})"}; }
 
@@ -32,10 +33,10 @@ Response error(uint16_t status, std::string_view message) {
     ordered_json body;
     body["msg"] = message;
     body["status"] = status;
-    return {status, dump(body)};
+    return {status, apijson::dump(body)};
 }
 
-Response data(const ordered_json& value) { return {200, dump(value)}; }
+Response data(const ordered_json& value) { return {200, apijson::dump(value)}; }
 
 Response from_outcome(const im::Outcome& outcome) {
     switch (outcome.code) {
@@ -50,12 +51,12 @@ Response from_outcome(const im::Outcome& outcome) {
 }
 
 // MessageResp (§16.0), keys in the spec's order: shared with the webhooks.
-ordered_json message_resp(const im::Message& m) { return im::message_resp(m.view()); }
+ordered_json message_resp(const im::Message& m) { return apijson::message_resp(m.view()); }
 
 // An upper bound of a message's MessageResp JSON: the payload in base64, its
 // strings escaped at worst (\u00XX, 6 bytes a byte), keys and numbers.
 size_t message_json_bound(const im::Message& m) {
-    return (m.payload.size() + 2) / 3 * 4 + 6 * (m.client_msg_no.size() + m.from_uid.size() + m.channel_id.size()) + 384;
+    return base64::encoded_size(m.payload.size()) + 6 * (m.client_msg_no.size() + m.from_uid.size() + m.channel_id.size()) + 384;
 }
 
 // Drops messages past `budget` bytes of JSON, keeping the first or, with
@@ -267,7 +268,7 @@ Response message_send(im::Service& service, const json& body, size_t) {
     send.channel_id = text(body, "channel_id");
     send.channel_type = byte_field(body, "channel_type");
     send.subscribers = strings(body, "subscribers");
-    std::optional<std::string> payload = base64_decode(text(body, "payload"));
+    std::optional<std::string> payload = base64::decode(text(body, "payload"));
     if (!payload) throw Invalid{"payload is not valid base64"};
     if (payload->empty()) throw Invalid{"payload must not be empty"};
     send.payload = std::move(*payload);

@@ -4,6 +4,7 @@
 // the X25519 import context, the base point and the MD5 context per thread;
 // the AES context per Cipher.
 #include "limaoim/proto/crypto.h"
+#include "limaoim/base64/base64.h"
 #include "limaoim/log/log.h"
 
 #include <openssl/core_names.h>
@@ -172,38 +173,6 @@ void md5(std::string_view in, uint8_t (&out)[16]) {
         openssl_fatal("MD5");
 }
 
-constexpr char kBase64Alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-constexpr uint8_t kNotBase64 = 0xff;
-
-constexpr std::array<uint8_t, 256> make_base64_decode_table() {
-    std::array<uint8_t, 256> table{};
-    table.fill(kNotBase64);
-    for (uint8_t i = 0; i < 64; ++i) table[uint8_t(kBase64Alphabet[i])] = i;
-    return table;
-}
-constexpr std::array<uint8_t, 256> kBase64Decode = make_base64_decode_table();
-
-// The decoded size of `in` when it is strict base64, checking every character.
-// Like Go's base64.StdEncoding (what the original decodes client keys with),
-// except that line breaks are refused too; the unused low bits of a padded
-// last group are ignored, as Go does.
-std::optional<size_t> base64_checked_size(std::string_view in) {
-    if (in.size() % 4 != 0) return std::nullopt;
-    size_t padding = 0;
-    if (!in.empty() && in.back() == '=') padding = in[in.size() - 2] == '=' ? 2 : 1;
-    const bool all_in_alphabet = std::all_of(in.begin(), in.end() - std::ptrdiff_t(padding),
-                                             [](char c) { return kBase64Decode[uint8_t(c)] != kNotBase64; });
-    if (!all_in_alphabet) return std::nullopt;
-    return in.size() / 4 * 3 - padding;
-}
-
-// 6 bits per character of checked base64, the first character highest.
-uint32_t base64_bits(const char* in, size_t count) {
-    uint32_t bits = 0;
-    for (size_t i = 0; i < count; ++i) bits = bits << 6 | kBase64Decode[uint8_t(in[i])];
-    return bits;
-}
-
 void append_decimal(std::string& out, auto value) {
     char digits[24];
     out.append(digits, std::to_chars(digits, digits + sizeof digits, value).ptr);
@@ -224,60 +193,13 @@ bool shared_secret(const Key32& private_key, const Key32& peer_public, Key32& ou
     return false;
 }
 
-size_t base64_encode(std::span<const uint8_t> in, char* out) {
-    char* cursor = out;
-    size_t i = 0;
-    for (; i + 3 <= in.size(); i += 3) {
-        uint32_t bits = uint32_t(in[i]) << 16 | uint32_t(in[i + 1]) << 8 | in[i + 2];
-        *cursor++ = kBase64Alphabet[bits >> 18];
-        *cursor++ = kBase64Alphabet[bits >> 12 & 0x3f];
-        *cursor++ = kBase64Alphabet[bits >> 6 & 0x3f];
-        *cursor++ = kBase64Alphabet[bits & 0x3f];
-    }
-    size_t left = in.size() - i;
-    if (left > 0) {
-        uint32_t bits = uint32_t(in[i]) << 16 | (left == 2 ? uint32_t(in[i + 1]) << 8 : 0);
-        *cursor++ = kBase64Alphabet[bits >> 18];
-        *cursor++ = kBase64Alphabet[bits >> 12 & 0x3f];
-        *cursor++ = left == 2 ? kBase64Alphabet[bits >> 6 & 0x3f] : '=';
-        *cursor++ = '=';
-    }
-    return size_t(cursor - out);
-}
-
-std::string base64_encode(std::span<const uint8_t> in) {
-    std::string out(base64_encoded_size(in.size()), '\0');
-    base64_encode(in, out.data());
-    return out;
-}
-
-std::optional<size_t> base64_decode(std::string_view in, uint8_t* out, size_t out_capacity) {
-    std::optional<size_t> size = base64_checked_size(in);
-    if (!size || *size > out_capacity) return std::nullopt;
-    const char* cursor = in.data();
-    for (size_t group = 0; group < *size / 3; ++group, cursor += 4) {
-        uint32_t bits = base64_bits(cursor, 4);
-        *out++ = uint8_t(bits >> 16);
-        *out++ = uint8_t(bits >> 8);
-        *out++ = uint8_t(bits);
-    }
-    // A padded last group: 2 characters carry 1 byte, 3 carry 2.
-    const size_t tail = *size % 3;
-    if (tail > 0) {
-        uint32_t bits = base64_bits(cursor, tail + 1) << 6 * (3 - tail);
-        *out++ = uint8_t(bits >> 16);
-        if (tail == 2) *out++ = uint8_t(bits >> 8);
-    }
-    return size;
-}
-
 std::optional<Key32> parse_client_key(std::string_view base64_key) {
     // Every character counts for validity, but only the first 32 bytes are
     // kept: the first 44 characters (33 bytes) cover them.
-    std::optional<size_t> size = base64_checked_size(base64_key);
+    std::optional<size_t> size = base64::decoded_size(base64_key);
     if (!size || *size < 32) return std::nullopt;
     uint8_t head[33];
-    base64_decode(base64_key.substr(0, base64_encoded_size(32)), head, sizeof head);
+    base64::decode(base64_key.substr(0, base64::encoded_size(32)), head, sizeof head);
     Key32 key;
     std::copy_n(head, key.size(), key.begin());
     return key;
@@ -293,8 +215,8 @@ void md5_hex(std::string_view in, char* out32) {
 }
 
 SessionKey derive_session_key(const Key32& secret, std::string_view salt) {
-    char secret_base64[base64_encoded_size(32)];
-    base64_encode(secret, secret_base64);
+    char secret_base64[base64::encoded_size(32)];
+    base64::encode(secret, secret_base64);
     char hex[32];
     md5_hex({secret_base64, sizeof secret_base64}, hex);
     SessionKey key;
@@ -394,14 +316,14 @@ void Cipher::seal_payload(const SessionKey& key, std::string_view plain, std::st
     scratch2_.clear();
     encrypt(key, plain, scratch2_);
     const size_t start = out.size();
-    out.resize(start + base64_encoded_size(scratch2_.size()));
-    base64_encode({reinterpret_cast<const uint8_t*>(scratch2_.data()), scratch2_.size()}, out.data() + start);
+    out.resize(start + base64::encoded_size(scratch2_.size()));
+    base64::encode({reinterpret_cast<const uint8_t*>(scratch2_.data()), scratch2_.size()}, out.data() + start);
 }
 
 bool Cipher::open_payload(const SessionKey& key, std::string_view wire, std::string& out) {
     scratch2_.resize(wire.size() / 4 * 3);
     std::optional<size_t> length =
-        base64_decode(wire, reinterpret_cast<uint8_t*>(scratch2_.data()), scratch2_.size());
+        base64::decode(wire, reinterpret_cast<uint8_t*>(scratch2_.data()), scratch2_.size());
     if (!length) return false;
     scratch2_.resize(*length);
     return decrypt(key, scratch2_, out);
@@ -411,8 +333,8 @@ bool Cipher::open_payload(const SessionKey& key, std::string_view wire, std::str
 void Cipher::msg_key(const SessionKey& key, std::string_view sign, char* out32) {
     scratch2_.clear();
     encrypt(key, sign, scratch2_);
-    scratch_.resize(base64_encoded_size(scratch2_.size()));
-    base64_encode({reinterpret_cast<const uint8_t*>(scratch2_.data()), scratch2_.size()}, scratch_.data());
+    scratch_.resize(base64::encoded_size(scratch2_.size()));
+    base64::encode({reinterpret_cast<const uint8_t*>(scratch2_.data()), scratch2_.size()}, scratch_.data());
     md5_hex(scratch_, out32);
 }
 

@@ -13,8 +13,8 @@
 #include <optional>
 #include <span>
 
+#include "limaoim/apijson/message_json.h"
 #include "limaoim/im/message.h"
-#include "limaoim/im/message_json.h"
 #include "limaoim/stats/layout.h"
 #include "limaoim/store/store.h"
 
@@ -306,7 +306,7 @@ void Sender::start_online(int64_t now) {
     }
     nlohmann::ordered_json body = nlohmann::ordered_json::array();
     for (const std::string& entry : online_batch_) body.push_back(entry);
-    if (start_call(Kind::Online, im::dump_json(body), {})) {
+    if (start_call(Kind::Online, apijson::dump(body), {})) {
         online_in_flight_ = true;
     } else {
         online_backoff_ms_ = next_backoff(online_backoff_ms_, options_);
@@ -336,9 +336,9 @@ void Sender::start_offline() {
             log_failure(Kind::Offline, "a message that does not decode");
             continue;
         }
-        nlohmann::ordered_json body = im::message_resp(*message);
+        nlohmann::ordered_json body = apijson::message_resp(*message);
         body["to_uids"] = std::move(item.to_uids);
-        if (start_call(Kind::Offline, im::dump_json(body), {}))
+        if (start_call(Kind::Offline, apijson::dump(body), {}))
             ++offline_in_flight_;
         else
             ++offline_failed_;
@@ -424,7 +424,7 @@ void Sender::start_notify(int64_t now) {
         nlohmann::ordered_json body = nlohmann::ordered_json::array();
         for (const store::NotifyEvent& event : events) {
             if (std::optional<im::MessageView> message = im::decode(std::span<const uint8_t>(event.bytes)))
-                body.push_back(im::message_resp(*message));
+                body.push_back(apijson::message_resp(*message));
             else
                 log::write(log::Level::Error, "webhook", "msg.notify event %lld does not decode; skipped",
                              static_cast<long long>(event.id));
@@ -436,7 +436,7 @@ void Sender::start_notify(int64_t now) {
             notify_delete(now);
             return;
         }
-        notify_body_ = im::dump_json(body);
+        notify_body_ = apijson::dump(body);
     } else if (now < notify_next_at_) {
         return;  // the failed batch waits for its backoff
     }

@@ -1,11 +1,10 @@
 #include "limaoim/ws/upgrade.h"
+#include "limaoim/base64/base64.h"
 
 #include <http_parser.h>
-#include <openssl/evp.h>
 #include <openssl/sha.h>
 
 #include <algorithm>
-#include <cctype>
 #include <cstring>
 
 namespace limaoim::ws {
@@ -91,11 +90,7 @@ const http_parser_settings kSettings = [] {
 }();
 
 // §4.1: the key is 16 random bytes in base64: 24 characters ending in "==".
-bool valid_key(std::string_view key) {
-    if (key.size() != 24 || key.substr(22) != "==") return false;
-    return std::all_of(key.begin(), key.begin() + 22,
-                       [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '+' || c == '/'; });
-}
+bool valid_key(std::string_view key) { return base64::decoded_size(key) == 16; }
 
 UpgradeResult refused(UpgradeStatus status, size_t request_bytes, const char* problem) {
     UpgradeResult r;
@@ -127,9 +122,7 @@ std::string accept_key(std::string_view client_key) {
     input += kGuid;
     unsigned char digest[SHA_DIGEST_LENGTH];
     SHA1(reinterpret_cast<const unsigned char*>(input.data()), input.size(), digest);
-    char encoded[4 * ((SHA_DIGEST_LENGTH + 2) / 3) + 1];
-    const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(encoded), digest, SHA_DIGEST_LENGTH);
-    return std::string(encoded, size_t(n));
+    return base64::encode(digest);
 }
 
 UpgradeResult parse_upgrade(std::span<const uint8_t> in, size_t max_request, size_t scan_from) {

@@ -19,6 +19,7 @@
 #include <string>
 
 #include "fuzz_support.h"
+#include "limaoim/base64/base64.h"
 #include "limaoim/gateway/handshake.h"
 #include "limaoim/proto/codec.h"
 
@@ -56,7 +57,7 @@ struct ClientKey {
     Key32 private_key{};
 };
 
-std::string base64_of(std::span<const uint8_t> bytes) { return proto::crypto::base64_encode(bytes); }
+std::string base64_of(std::span<const uint8_t> bytes) { return base64::encode(bytes); }
 
 // Key kinds, by the selector byte: half the inputs carry a real public key.
 ClientKey read_client_key(fuzz::InputReader& input) {
@@ -165,7 +166,7 @@ void check_success(const gateway::HandshakeResult& result, const proto::ConnectP
     }
     FUZZ_CHECK(connack.server_key.size() == 44);
     Key32 server_public;
-    FUZZ_CHECK(proto::crypto::base64_decode(connack.server_key, server_public.data(), server_public.size()) == 32);
+    FUZZ_CHECK(base64::decode(connack.server_key, server_public.data(), server_public.size()) == 32);
     FUZZ_CHECK(connack.salt.size() == proto::crypto::kSaltLength);
     FUZZ_CHECK(std::all_of(connack.salt.begin(), connack.salt.end(), is_salt_character));
     if (!key.own_pair) return;

@@ -18,11 +18,13 @@
 #include <string>
 
 #include "fuzz_support.h"
+#include "limaoim/base64/base64.h"
 #include "limaoim/proto/crypto.h"
 
 namespace {
 
 using namespace limaoim::proto;
+namespace base64 = limaoim::base64;
 using crypto::SessionKey;
 
 constexpr size_t kBlock = 16;
@@ -68,7 +70,7 @@ std::optional<std::string> reference_decrypt(const SessionKey& key, std::string_
 }
 
 std::string reference_base64(std::string_view in) {
-    std::string out(crypto::base64_encoded_size(in.size()) + 1, '\0');
+    std::string out(base64::encoded_size(in.size()) + 1, '\0');
     int n = EVP_EncodeBlock(reinterpret_cast<uint8_t*>(out.data()), reinterpret_cast<const uint8_t*>(in.data()),
                             int(in.size()));
     out.resize(size_t(n));
@@ -110,7 +112,7 @@ void fuzz_open(const SessionKey& key, std::string_view wire) {
     bool ok = cipher().open_payload(key, wire, out);
     std::string raw(wire.size() / 4 * 3, '\0');
     std::optional<size_t> raw_size =
-        crypto::base64_decode(wire, reinterpret_cast<uint8_t*>(raw.data()), raw.size());
+        base64::decode(wire, reinterpret_cast<uint8_t*>(raw.data()), raw.size());
     std::optional<std::string> expected;
     if (raw_size) expected = reference_decrypt(key, std::string_view(raw).substr(0, *raw_size));
     FUZZ_CHECK(ok == expected.has_value());

@@ -1,5 +1,7 @@
 #include "client.h"
 
+#include "limaoim/base64/base64.h"
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -242,7 +244,7 @@ LoginResult Client::login(const std::string& uid, const std::string& token, uint
     std::string key_b64;
     if (proto::has_crypto(v)) {
         proto::crypto::generate_keypair(keys);
-        key_b64 = proto::crypto::base64_encode(keys.public_key);
+        key_b64 = base64::encode(keys.public_key);
     }
     LoginResult result;
     if (!send_packet(make_connect(uid, token, v, device_flag, key_b64), v)) return result;

@@ -8,7 +8,6 @@
 
 #include <chrono>
 #include <cstdint>
-#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -17,21 +16,13 @@
 #include "clock.h"
 #include "http_client.h"
 #include "im_server.h"
-#include "limaoim/proto/crypto.h"
+#include "limaoim/base64/base64.h"
 
 namespace limaoim::testing {
 
-inline std::string b64(std::string_view s) {
-    return proto::crypto::base64_encode(std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(s.data()), s.size()));
-}
+inline std::string b64(std::string_view s) { return base64::encode(s); }
 
-inline std::string unb64(const std::string& s) {
-    std::string out(s.size(), '\0');
-    auto n = proto::crypto::base64_decode(s, reinterpret_cast<uint8_t*>(out.data()), out.size());
-    if (!n) return "<bad base64: " + s + ">";
-    out.resize(*n);
-    return out;
-}
+inline std::string unb64(const std::string& s) { return base64::decode(s).value_or("<bad base64: " + s + ">"); }
 
 // POST `body` as JSON; the test stops unless the status is `expect`.
 inline nlohmann::json post(uint16_t http_port, const std::string& path, const nlohmann::json& body, int expect = 200) {

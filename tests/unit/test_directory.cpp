@@ -11,6 +11,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "limaoim/base64/base64.h"
 #include "limaoim/im/directory.h"
 #include "limaoim/gateway/handshake.h"
 #include "limaoim/gateway/session.h"
@@ -411,7 +412,7 @@ TEST_CASE("handshake: token check and key exchange outcomes") {
     SUBCASE("v4: a real X25519 exchange gives the client the same AES key") {
         proto::crypto::KeyPair client;
         REQUIRE(proto::crypto::generate_keypair(client));
-        std::string client_b64 = proto::crypto::base64_encode(client.public_key);
+        std::string client_b64 = base64::encode(client.public_key);
         c.version = 4;
         c.client_key = client_b64;
         auto ok = gateway::handshake(c, test_mode, 0);
@@ -431,10 +432,10 @@ TEST_CASE("handshake: token check and key exchange outcomes") {
         auto bad = gateway::handshake(c, test_mode, 0);
         CHECK(bad.failure == gateway::AuthFailure::BadClientKey);
         CHECK(bad.connack(3).server_key.empty());
-        std::string short_key = proto::crypto::base64_encode(std::vector<uint8_t>(31, 9));
+        std::string short_key = base64::encode(std::vector<uint8_t>(31, 9));
         c.client_key = short_key;
         CHECK(gateway::handshake(c, test_mode, 0).failure == gateway::AuthFailure::BadClientKey);
-        std::string zero_key = proto::crypto::base64_encode(std::vector<uint8_t>(32, 0));
+        std::string zero_key = base64::encode(std::vector<uint8_t>(32, 0));
         c.client_key = zero_key;
         CHECK(gateway::handshake(c, test_mode, 0).failure == gateway::AuthFailure::LowOrderKey);
     }
@@ -455,7 +456,7 @@ std::pair<std::vector<std::string>, std::vector<std::string>> handshake_keys(con
     for (int i = 0; i < count; ++i) {
         proto::crypto::KeyPair client;
         REQUIRE(proto::crypto::generate_keypair(client));
-        std::string b64 = proto::crypto::base64_encode(client.public_key);
+        std::string b64 = base64::encode(client.public_key);
         c.client_key = b64;
         auto r = gateway::handshake(c, policy, 0);
         REQUIRE(r.ok());

@@ -1,6 +1,6 @@
 // The HTTP API (SERVER.md §16.0-16.3): Api::handle against a fake im::Service
 // (every endpoint, its Service call and its JSON; malformed input; auth),
-// the messagesync window, base64, the http_parser-based RequestParser, and
+// the messagesync window, the http_parser-based RequestParser, and
 // http::Server on a real worker ring with a real blocking pool.
 #include <doctest/doctest.h>
 #include <arpa/inet.h>
@@ -785,24 +785,6 @@ TEST_CASE("Api: /conversation/syncMessages has one byte budget for all its chann
     CHECK(list[3]["messages"].empty());
     CHECK(service.page_bytes == std::vector<size_t>{5000, 1416});
     CHECK(service.last() == "recent_messages alice g2 2 0 10");
-}
-
-// ---- base64 ----
-
-TEST_CASE("base64: standard alphabet, padding, strict decoding") {
-    using http::base64_decode;
-    using http::base64_encode;
-    CHECK(base64_encode("") == "");
-    CHECK(base64_encode("f") == "Zg==");
-    CHECK(base64_encode("fo") == "Zm8=");
-    CHECK(base64_encode("foo") == "Zm9v");
-    CHECK(base64_encode(std::string("\xfb\xff", 2)) == "+/8=");
-    for (const char* text : {"", "Zg==", "Zm8=", "Zm9v", "+/8=", "Zm9vYmFy"})
-        CHECK(base64_encode(*base64_decode(text)) == text);
-    CHECK(base64_decode("Zg==") == "f");
-    CHECK(base64_decode("Zh==") == "f");  // non-zero trailing bits, as Go's StdEncoding
-    for (const char* bad : {"Z", "Zg", "Zg=", "Zg=A", "Z===", "====", "Zm9v=", " Zm9v", "Zm9v\n", "Zm-v", "Zm_v", "Z=9v"})
-        CHECK_MESSAGE(!base64_decode(bad), bad);
 }
 
 // ---- RequestParser ----

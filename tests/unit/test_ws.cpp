@@ -232,6 +232,7 @@ TEST_CASE("the opening handshake: RFC 6455 §1.3's key, what is refused and why"
     CHECK(status(with("Version: 13", "Version: 8")) == UpgradeStatus::BadVersion);
     CHECK(status(with("dGhlIHNhbXBsZSBub25jZQ==", "short")) == UpgradeStatus::Bad);
     CHECK(status(with("dGhlIHNhbXBsZSBub25jZQ==", "dGhlIHNhbXBsZSBub25j!Q==")) == UpgradeStatus::Bad);
+    CHECK(status(with("dGhlIHNhbXBsZSBub25jZQ==", "dGhlIHNhbXBsZSBub25jZQE=")) == UpgradeStatus::Bad);  // 17 bytes
     CHECK(status("\x16\x03\x01\x02\x05 TLS hello\r\n\r\n") == UpgradeStatus::Bad);
     // The header block is bounded whether it ended or not.
     CHECK(parse_upgrade(span_of(std::string(9000, 'a')), 8192).status == UpgradeStatus::TooLarge);

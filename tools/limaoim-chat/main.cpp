@@ -27,6 +27,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "limaoim/base64/base64.h"
 #include "limaoim/proto/codec.h"
 #include "limaoim/proto/crypto.h"
 #include "limaoim/proto/packet.h"
@@ -35,6 +36,7 @@ namespace {
 
 namespace proto = limaoim::proto;
 namespace crypto = limaoim::proto::crypto;
+namespace base64 = limaoim::base64;
 using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
 
@@ -173,7 +175,7 @@ bool login(Conn& c, const Options& o) {
     std::string key_b64;
     if (proto::has_crypto(c.version)) {
         if (!crypto::generate_keypair(keys)) { std::cerr << "limaoim-chat: key generation failed\n"; return false; }
-        key_b64 = crypto::base64_encode(keys.public_key);
+        key_b64 = base64::encode(keys.public_key);
     }
     proto::ConnectPacket cp;
     cp.version = c.version;

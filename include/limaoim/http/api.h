@@ -14,7 +14,6 @@
 #include <string_view>
 #include <vector>
 
-#include "limaoim/im/base64.h"
 #include "limaoim/im/service.h"
 
 namespace limaoim::http {
@@ -78,10 +77,6 @@ struct HistoryWindow {
 };
 // `forward` is the request's reverse == 1.
 HistoryWindow message_sync_window(uint32_t min_seq, uint32_t max_seq, uint32_t limit, bool forward);
-
-// Base64 of byte fields (§16.0): im/base64.h, shared with the webhooks.
-using im::base64_decode;
-using im::base64_encode;
 
 // The most messages one POST /message/sync or /channel/messagesync returns:
 // a larger `limit` is clamped to it (a page, not the whole log).

@@ -37,18 +37,9 @@ bool public_from_private(const Key32& private_key, Key32& public_key);
 // shared secret would be all zero: PROTOCOL.md §5.1) or OpenSSL fails.
 bool shared_secret(const Key32& private_key, const Key32& peer_public, Key32& out);
 
-// Standard base64 alphabet with '=' padding.
-inline constexpr size_t base64_encoded_size(size_t n) { return (n + 2) / 3 * 4; }
-// Writes base64_encoded_size(in.size()) characters to `out`; returns that count.
-size_t base64_encode(std::span<const uint8_t> in, char* out);
-std::string base64_encode(std::span<const uint8_t> in);
-// Strict decode (length a multiple of 4, padding only at the end, standard
-// alphabet only). Returns the decoded length, or nullopt on invalid input or
-// when more than `out_capacity` bytes would be written.
-std::optional<size_t> base64_decode(std::string_view in, uint8_t* out, size_t out_capacity);
-
-// The server's reading of CONNECT.client_key: base64, then the first 32 bytes
-// (§5.1 step 2). Nullopt for invalid base64 or fewer than 32 bytes (Q15).
+// The server's reading of CONNECT.client_key: strict base64 (base64/base64.h),
+// then the first 32 bytes (§5.1 step 2). Nullopt for invalid base64 or fewer
+// than 32 bytes (Q15).
 std::optional<Key32> parse_client_key(std::string_view base64_key);
 
 // AES-128 key and CBC IV of one connection, both as raw bytes.

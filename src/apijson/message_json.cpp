@@ -1,8 +1,9 @@
-#include "limaoim/im/message_json.h"
+#include "limaoim/apijson/message_json.h"
+#include "limaoim/base64/base64.h"
 
-namespace limaoim::im {
+namespace limaoim::apijson {
 
-nlohmann::ordered_json message_resp(const MessageView& m) {
+nlohmann::ordered_json message_resp(const im::MessageView& m) {
     nlohmann::ordered_json header;
     header["no_persist"] = m.no_persist() ? 1 : 0;
     header["red_dot"] = m.red_dot() ? 1 : 0;
@@ -18,12 +19,12 @@ nlohmann::ordered_json message_resp(const MessageView& m) {
     out["channel_id"] = m.channel_id;
     out["channel_type"] = m.channel_type;
     out["timestamp"] = m.timestamp;
-    out["payload"] = base64_encode(m.payload);
+    out["payload"] = base64::encode(m.payload);
     return out;
 }
 
-std::string dump_json(const nlohmann::ordered_json& value) {
+std::string dump(const nlohmann::ordered_json& value) {
     return value.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
 }
 
-}  // namespace limaoim::im
+}  // namespace limaoim::apijson

@@ -251,7 +251,7 @@ bool decode_message(std::string_view event, im::FanoutItem& out) {
     const auto* bytes = reinterpret_cast<const uint8_t*>(r.rest.data());
     if (!im::decode(std::span<const uint8_t>(bytes, r.rest.size()))) return false;
     out.message = net::Payload::copy_of(std::span<const uint8_t>(bytes, r.rest.size()));
-    return true;
+    return bool(out.message);  // out of memory: not deliverable (the fan-out decodes it unchecked)
 }
 
 }  // namespace detail

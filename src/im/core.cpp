@@ -452,6 +452,9 @@ Outcome Core::edit_list(std::string_view id, uint8_t type, ListKind list, ListEd
 // ---- messages ----
 
 Outcome Core::send(const ApiSend& in) {
+    if (in.client_msg_no.size() > kMaxMessageString || in.from_uid.size() > kMaxMessageString ||
+        in.channel_id.size() > kMaxMessageString)
+        return Outcome::bad_request("client_msg_no, from_uid and channel_id take at most 65535 bytes each");
     CommitRequest request;
     request.sender_device = 2;  // SYSTEM: every APP/WEB session of from_uid receives it (§8 step 2)
     Message m;

@@ -233,6 +233,7 @@ int Server::run() {
     build_workers();
     join_cluster();
     if (!start_threads()) return 1;  // the destructor stops what started
+    serving_ = true;
     log_listening();
     wait_for_signal();
     stop();
@@ -549,7 +550,9 @@ void Server::stop() {
     // committed and answered meanwhile), the API's threads while they drain,
     // then the core commits and fans out what is left (the workers' inboxes
     // outlive their threads, so late results have somewhere to go).
-    for (size_t i = 0; i < workers_started_; ++i) workers_[i]->request_stop(config_.shutdown_timeout_ms);
+    // After a failed start nobody is served yet: no goodbyes to wait for.
+    const uint32_t deadline_ms = serving_ ? config_.shutdown_timeout_ms : 0;
+    for (size_t i = 0; i < workers_started_; ++i) workers_[i]->request_stop(deadline_ms);
     if (api_pool_) api_pool_->stop();  // API requests queued or running finish while the workers drain
     for (size_t i = 0; i < workers_started_; ++i) workers_[i]->join();
     if (nodes_) nodes_->stop_receiving();  // nothing more from the others for a core that stops

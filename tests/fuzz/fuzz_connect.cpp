@@ -120,11 +120,11 @@ constexpr std::array<TokenEntry, 3> kTokens = {{
     {"", 2, ""},
 }};
 
-const im::TokenCache& token_store() {
+const im::TokenCache& token_cache() {
     static const im::TokenCache* tokens = [] {
-        auto* store = new im::TokenCache;
-        for (const TokenEntry& entry : kTokens) store->set(entry.uid, entry.device_flag, entry.token);
-        return store;
+        auto* cache = new im::TokenCache;
+        for (const TokenEntry& entry : kTokens) cache->set(entry.uid, entry.device_flag, entry.token);
+        return cache;
     }();
     return *tokens;
 }
@@ -197,7 +197,7 @@ std::optional<AuthFailure> expected_key_failure(const proto::ConnectPacket& conn
 }
 
 void run_handshake(const proto::ConnectPacket& connect, const ClientKey& key, bool check_tokens, int64_t now_ms) {
-    gateway::AuthPolicy policy{check_tokens, &token_store()};
+    gateway::AuthPolicy policy{check_tokens, &token_cache()};
     gateway::HandshakeResult result = gateway::handshake(connect, policy, now_ms);
 
     std::optional<AuthFailure> key_failure = expected_key_failure(connect, key);

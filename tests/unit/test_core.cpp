@@ -111,3 +111,36 @@ TEST_CASE("core: the API's message reads stop at their byte limit, on the side t
     REQUIRE(bool(core.sync("alice", 0, limit, page)));
     CHECK(seqs(page) == std::vector<uint32_t>{1, 2, 3});
 }
+
+TEST_CASE("core: an API message whose strings do not fit a message's 16-bit lengths is refused, not stored") {
+    FakeStore store;
+    im::TokenCache tokens;
+    Directory directory{2};
+    stats::PipelineBlock block{};
+    CoreOptions options;
+    options.committer.durability = Durability::Sync;
+    options.committer.commit_window_us = 0;
+    Core core(store, tokens, directory, block, options);
+    core.set_workers({}, GatewayKinds{});
+    std::string error;
+    REQUIRE_MESSAGE(core.start(error), error);
+    const std::string too_long(kMaxMessageString + 1, 'x');
+    for (int field = 0; field < 3; ++field) {
+        ApiSend send;
+        send.from_uid = field == 0 ? too_long : "system";
+        send.channel_id = field == 1 ? too_long : "alice";
+        send.channel_type = kPersonChannel;
+        send.client_msg_no = field == 2 ? too_long : "";
+        send.payload = "hi";
+        const Outcome outcome = core.send(send);
+        CHECK(outcome.code == Outcome::Code::BadRequest);
+    }
+    ApiSend longest;
+    longest.from_uid = "system";
+    longest.channel_id = "alice";
+    longest.channel_type = kPersonChannel;
+    longest.client_msg_no = std::string(kMaxMessageString, 'y');
+    longest.payload = "hi";
+    CHECK(bool(core.send(longest)));
+    core.stop();
+}

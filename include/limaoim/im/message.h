@@ -73,6 +73,11 @@ struct Message {
     }
 };
 
+// client_msg_no, from_uid and channel_id are kept with a 16-bit length:
+// longer ones cannot be encoded (a SEND's are 16-bit on the wire; the API
+// refuses longer ones).
+inline constexpr size_t kMaxMessageString = UINT16_MAX;
+
 size_t encoded_size(const MessageView& message);
 // Writes encoded_size(message) bytes into `out` (which must have room).
 void encode(const MessageView& message, std::span<uint8_t> out);

@@ -3,8 +3,10 @@
 //
 // A start is a list of steps (run() reads as that list); each one builds
 // what the next needs and says why it cannot. Members are declared in the
-// order they are built, so that what a failed start built is destroyed in
-// the reverse order; stop() first stops the threads that were started.
+// order the old single function declared them (the other nodes before the
+// webhook sender, though joined last: see there), so that what a start
+// built is destroyed in the reverse order; stop() first stops the threads
+// that were started.
 #pragma once
 
 #include <signal.h>
@@ -94,6 +96,7 @@ private:
 
     bool core_started_ = false;
     size_t workers_started_ = 0;
+    bool serving_ = false;  // every thread started
     bool stopped_ = false;
 };
 

@@ -40,7 +40,7 @@ namespace limaoim::ws {
 
 // This layer's close reasons. The handler range of net/handler.h is shared
 // by the layers above the loop: the gateway's take kFirstHandlerCloseReason
-// + 0..8, these + 9..15, the HTTP server's + 16.. (main.cpp checks that the
+// + 0..8, these + 9..15, the HTTP server's + 16.. (server/server.cpp checks that the
 // ranges do not overlap when it names them for the stats segment).
 inline constexpr uint8_t kFirstCloseReason = net::kFirstHandlerCloseReason + 9;
 enum class WsClose : uint8_t {

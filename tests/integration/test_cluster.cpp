@@ -232,7 +232,7 @@ std::pair<int, std::string> run_node(const std::string& args) {
     const std::string instance = "it-node-" + std::to_string(port);
     char dir[] = "/tmp/limaoim-it-data-XXXXXX";
     REQUIRE(mkdtemp(dir));
-    const std::string cmd = std::string("timeout -s KILL 20 ") + LIMAOIM_SERVER_BIN + " --addr 127.0.0.1 --port " +
+    const std::string cmd = "timeout -s KILL 20 " + server_binary() + " --addr 127.0.0.1 --port " +
                             std::to_string(port) + " --instance " + instance + " --mode test --data-dir " + dir +
                             " --http-addr 127.0.0.1:" + std::to_string(free_port()) + " --ws-addr 127.0.0.1:" +
                             std::to_string(free_port()) + " " + args + " 2>&1";

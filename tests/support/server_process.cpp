@@ -11,6 +11,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -35,6 +36,11 @@ bool port_accepts(uint16_t port) {
     ::close(fd);
     return ok;
 }
+
+std::string from_environment_or(const char* variable, const char* built_in) {
+    const char* value = getenv(variable);
+    return value && *value ? value : built_in;
+}
 }  // namespace
 
 std::pair<int, std::string> run_command(const std::string& command) {
@@ -48,11 +54,14 @@ std::pair<int, std::string> run_command(const std::string& command) {
     return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
 }
 
+std::string server_binary() { return from_environment_or("LIMAOIM_SERVER_BIN", LIMAOIM_SERVER_BIN); }
+std::string stat_binary() { return from_environment_or("LIMAOIM_STAT_BIN", LIMAOIM_STAT_BIN); }
+
 ServerProcess::ServerProcess(std::vector<std::string> extra_args, bool test_mode) {
     port_ = free_port();
     instance_ = "it-" + std::to_string(port_);
     log_path_ = "/tmp/limaoim-it-" + std::to_string(port_) + ".log";
-    std::vector<std::string> args = {LIMAOIM_SERVER_BIN, "--addr", "127.0.0.1", "--port", std::to_string(port_),
+    std::vector<std::string> args = {server_binary(), "--addr", "127.0.0.1", "--port", std::to_string(port_),
                                      "--instance", instance_, "--mode", test_mode ? "test" : "release"};
     // Every server gets its own store and API port unless the test chose them.
     auto given = [&](const char* flag) {
@@ -145,7 +154,7 @@ std::string ServerProcess::log() const {
 }
 
 nlohmann::json ServerProcess::stat_json() const {
-    auto [status, out] = run_command(std::string(LIMAOIM_STAT_BIN) + " --json --instance " + instance_);
+    auto [status, out] = run_command(stat_binary() + " --json --instance " + instance_);
     if (status != 0) return nullptr;
     return nlohmann::json::parse(out, nullptr, false);
 }

@@ -318,7 +318,8 @@ TEST_CASE("hostile: a CONNECT dribbled a byte every 200 ms is closed at the auth
 // ---------------------------------------------------------------------------
 // 2. A packet left incomplete after login.
 
-TEST_CASE("hostile: a partial packet after login is closed at the idle deadline; a slowly arriving one is not") {
+TEST_CASE("hostile: a partial packet after login is closed at the idle deadline; a slowly arriving one is not"
+          * doctest::test_suite("timeouts")) {
     ServerProcess server({"--idle-timeout-ms", "1500"});
     REQUIRE_MESSAGE(server.started(), server.log());
     INFO(server.log());

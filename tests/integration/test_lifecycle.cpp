@@ -157,7 +157,8 @@ TEST_CASE("after login the full --max-packet applies, not the pre-login CONNECT 
     CHECK(pong->type() == proto::PacketType::Pong);
 }
 
-TEST_CASE("deadlines: no CONNECT within the auth timeout, no byte within the idle timeout") {
+TEST_CASE("deadlines: no CONNECT within the auth timeout, no byte within the idle timeout"
+          * doctest::test_suite("timeouts")) {
     ServerProcess server({"--auth-timeout-ms", "500", "--idle-timeout-ms", "1200"});
     REQUIRE_MESSAGE(server.started(), server.log());
     SUBCASE("auth timeout") {

@@ -14,6 +14,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <sstream>
 #include <thread>
 
@@ -56,6 +57,20 @@ std::pair<int, std::string> run_command(const std::string& command) {
 
 std::string server_binary() { return from_environment_or("LIMAOIM_SERVER_BIN", LIMAOIM_SERVER_BIN); }
 std::string stat_binary() { return from_environment_or("LIMAOIM_STAT_BIN", LIMAOIM_STAT_BIN); }
+
+bool server_is_sanitized() {
+    // Every binary built with AddressSanitizer names its runtime's entry
+    // point (undefined with gcc's shared runtime, defined with clang's
+    // static one). Read once per binary: the ASan server is over 100 MB.
+    static std::map<std::string, bool> known;
+    const std::string path = server_binary();
+    if (auto it = known.find(path); it != known.end()) return it->second;
+    std::ifstream in(path, std::ios::binary);
+    std::string bytes;
+    bytes.resize(std::filesystem::file_size(path));
+    in.read(bytes.data(), std::streamsize(bytes.size()));
+    return known[path] = bytes.find("__asan_init") != std::string::npos;
+}
 
 ServerProcess::ServerProcess(std::vector<std::string> extra_args, bool test_mode) {
     port_ = free_port();

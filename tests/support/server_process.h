@@ -66,5 +66,8 @@ std::pair<int, std::string> run_command(const std::string& command);
 // tools/setup.sh). Read at each call, so a test may change them.
 std::string server_binary();
 std::string stat_binary();
+// Whether server_binary() is built with AddressSanitizer, which parks freed
+// memory in its quarantine: RSS bounds must allow for it.
+bool server_is_sanitized();
 
 }  // namespace limaoim::testing

@@ -149,12 +149,13 @@ case "${1:-}" in
     # suites (the cluster cases run Redis-mode nodes under ASan), the
     # browser (the same page and server as js-e2e), the scripts with no
     # sanitized code, the bench tools, and the integration cases that mostly
-    # wait out an injected timeout (test suite "timeouts").
+    # wait out an injected timeout (test suite "timeouts") or are load tests
+    # (test suite "load": 25,000 clients).
     export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
     meson test -C build-asan --no-rebuild --print-errorlogs --num-processes 1 --timeout-multiplier 3 --suite unit
     meson test -C build-asan --no-rebuild --print-errorlogs --num-processes 1 --timeout-multiplier 3 service js-e2e
     LIMAOIM_SERVER_BIN=$PWD/build-asan/limaoim LIMAOIM_STAT_BIN=$PWD/build-asan/limaoim-stat \
-      ./build/tests/integration_tests --test-suite-exclude=timeouts
+      ./build/tests/integration_tests --test-suite-exclude=timeouts,load
     unset ASAN_OPTIONS UBSAN_OPTIONS
     begin_stage "fuzz build wait"
     if ! wait "$fuzz_build"; then

@@ -42,10 +42,59 @@ install_js() {
 build() {  # build DIR [meson options...]
   local dir=$1
   shift
+  configure "$dir" "$@"
+  ninja -C "$dir"
+}
+
+configure() {  # configure DIR [meson options...]
+  local dir=$1
+  shift
   if [ ! -f "$dir/build.ninja" ]; then
     meson setup "$dir" "$@" >/dev/null
   fi
-  ninja -C "$dir"
+}
+
+# How long each stage of `test` took, printed when the run ends, also when a
+# stage fails (then the stage running is the one that failed).
+stage_names=()
+stage_seconds=()
+stage_running=""
+stage_started=0
+
+begin_stage() {  # begin_stage NAME: ends the stage running, starts NAME
+  end_stage
+  stage_running=$1
+  stage_started=$SECONDS
+}
+
+end_stage() {
+  if [ -n "$stage_running" ]; then
+    stage_names+=("$stage_running")
+    stage_seconds+=($((SECONDS - stage_started)))
+    stage_running=""
+  fi
+}
+
+print_stage_times() {  # print_stage_times EXIT_STATUS
+  local status=$1 failed=$stage_running i note
+  end_stage
+  echo "setup: stage times"
+  for i in "${!stage_names[@]}"; do
+    note=""
+    if [ "$status" != 0 ] && [ "${stage_names[i]}" = "$failed" ]; then note="  FAILED (exit $status)"; fi
+    printf '  %-16s %3d:%02d%s\n' "${stage_names[i]}" $((stage_seconds[i] / 60)) $((stage_seconds[i] % 60)) "$note"
+  done
+  printf '  %-16s %3d:%02d\n' total $((SECONDS / 60)) $((SECONDS % 60))
+}
+
+# The EXIT trap of `test`: ends the background builds' process groups
+# (background_groups, each started by setsid) and prints the stage times.
+end_test_run() {
+  local status=$? group
+  for group in "${background_groups[@]}"; do
+    kill -- "-$group" 2>/dev/null || true
+  done
+  print_stage_times "$status"
 }
 
 case "${1:-}" in
@@ -57,32 +106,66 @@ case "${1:-}" in
     exec ./build-release/limaoim "$@"
     ;;
   test)
+    # The background builds run in process groups of their own (setsid), all
+    # ended with the run, which prints its stage times however it ends.
+    background_groups=()
+    trap end_test_run EXIT
+    begin_stage install
     install_packages
     install_js
-    build build
     # The AddressSanitizer + UBSan tree compiles at the lowest CPU priority
-    # while the normal build's tests run: they get the CPU whenever they want
-    # it (their timing checks see an idle machine), the compiler the rest.
+    # from here on, while the normal tree builds and its tests run: they get
+    # the CPU whenever they want it (their timing checks see an idle
+    # machine), the compiler the rest. It builds only what its stage runs:
+    # the server, limaoim-stat and the unit tests (the alias target
+    # asan-stage); the integration tests are a client over sockets, the
+    # normal tree's, pointed at this tree's server.
     asan_log=build-asan.log
-    (nice -n 19 bash -c "$(declare -f build); build build-asan -Db_sanitize=address,undefined -Db_lundef=false \
-      -Dbuildtype=debug -Doptimization=1" >"$asan_log" 2>&1) &
+    setsid nice -n 19 bash -c "$(declare -f configure); configure build-asan -Db_sanitize=address,undefined \
+      -Db_lundef=false -Dbuildtype=debug -Doptimization=1 && ninja -C build-asan asan-stage" >"$asan_log" 2>&1 &
     asan_build=$!
-    trap 'kill "$asan_build" 2>/dev/null || true' EXIT
+    background_groups+=("$asan_build")
+    begin_stage "normal build"
+    build build
+    begin_stage "normal tests"
     meson test -C build --print-errorlogs --num-processes 1
+    begin_stage "ASan build wait"
     if ! wait "$asan_build"; then
       tail -n 50 "$asan_log"
       exit 1
     fi
-    # The same suite against the ASan build (libc malloc, leak detection at
-    # clean exit), but for the load tests (tens of thousands of clients
-    # through the code the integration tests cover), the browser (the same
-    # page and server as js-e2e) and the Redis engine's run of the messaging
-    # suites (the cluster cases run Redis-mode nodes under ASan): CI's time.
-    ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-      meson test -C build-asan --print-errorlogs --num-processes 1 --timeout-multiplier 3 \
-        --no-suite load --no-suite browser --no-suite engines
-    # Each libFuzzer target for a short run from its committed corpus (clang).
+    # The fuzz targets' clang tree (tests/fuzz/run.sh) compiles at the lowest
+    # priority while the ASan tests run.
+    fuzz_log=build-fuzz.log
+    setsid nice -n 19 tests/fuzz/run.sh --build-only >"$fuzz_log" 2>&1 &
+    fuzz_build=$!
+    background_groups+=("$fuzz_build")
+    begin_stage "ASan tests"
+    # The ASan tree (libc malloc, leak detection at clean exit): the unit
+    # tests, the deployment check and the JavaScript client's chat through
+    # its server, then the normal tree's integration tests against its
+    # server and limaoim-stat. Left to the normal stage, run once: the load
+    # tests (timing-sensitive), the Redis engine's run of the messaging
+    # suites (the cluster cases run Redis-mode nodes under ASan), the
+    # browser (the same page and server as js-e2e), the scripts with no
+    # sanitized code, the bench tools, and the integration cases that mostly
+    # wait out an injected timeout (test suite "timeouts") or are load tests
+    # (test suite "load": 25,000 clients).
+    export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+    meson test -C build-asan --no-rebuild --print-errorlogs --num-processes 1 --timeout-multiplier 3 --suite unit
+    meson test -C build-asan --no-rebuild --print-errorlogs --num-processes 1 --timeout-multiplier 3 service js-e2e
+    LIMAOIM_SERVER_BIN=$PWD/build-asan/limaoim LIMAOIM_STAT_BIN=$PWD/build-asan/limaoim-stat \
+      ./build/tests/integration_tests --test-suite-exclude=timeouts,load
+    unset ASAN_OPTIONS UBSAN_OPTIONS
+    begin_stage "fuzz build wait"
+    if ! wait "$fuzz_build"; then
+      tail -n 50 "$fuzz_log"
+      exit 1
+    fi
+    # Each libFuzzer target for a short run from its committed corpus.
+    begin_stage fuzz
     tests/fuzz/run.sh 15
+    end_stage
     ;;
   *)
     echo "usage: bash tools/setup.sh run [limaoim flags...] | test" >&2

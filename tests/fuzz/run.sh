@@ -4,7 +4,10 @@
 # in the libraries) on first use and builds only the fuzz targets.
 #
 #   tests/fuzz/run.sh SECONDS [--merge] [TARGET...]
+#   tests/fuzz/run.sh --build-only [TARGET...]
 #
+# --build-only: configure and build, fuzz nothing (CI builds while other
+#          tests run, then fuzzes: tools/setup.sh).
 # --merge: afterwards, add the new inputs that widen coverage to the committed
 #          corpus (tests/fuzz/corpus/TARGET/).
 # Exit status: 0 when every target ran clean; 1 on any crash, leak, timeout or
@@ -19,7 +22,7 @@ readonly corpus_root=$repo_root/tests/fuzz/corpus
 readonly crash_root=$repo_root/tests/fuzz/crashes
 
 usage() {
-    echo "usage: tests/fuzz/run.sh SECONDS [--merge] [TARGET...]" >&2
+    echo "usage: tests/fuzz/run.sh SECONDS [--merge] [TARGET...] | --build-only [TARGET...]" >&2
     echo "targets: ${all_targets[*]}" >&2
     exit 2
 }
@@ -58,7 +61,8 @@ last_coverage() {
     fi
 }
 
-# Fuzzes TARGET for SECONDS; returns libFuzzer's exit status.
+# Fuzzes TARGET for SECONDS, prints its summary line(s); returns libFuzzer's
+# exit status.
 fuzz_target() {
     local target=$1 seconds=$2
     local binary=$build_dir/tests/fuzz/$target
@@ -97,9 +101,13 @@ merge_into_corpus() {
 
 main() {
     (($# >= 1)) || usage
-    local seconds=$1
+    local seconds=$1 build_only=false
     shift
-    [[ $seconds =~ ^[1-9][0-9]*$ ]] || usage
+    if [[ $seconds == --build-only ]]; then
+        build_only=true
+    elif ! [[ $seconds =~ ^[1-9][0-9]*$ ]]; then
+        usage
+    fi
     local merge=false targets=() argument
     for argument in "$@"; do
         if [[ $argument == --merge ]]; then
@@ -120,15 +128,31 @@ main() {
         echo "build failed (log $build_log)" >&2
         exit 1
     fi
+    if [[ $build_only == true ]]; then return 0; fi
 
-    local passed=0 failed=0 target
-    for target in "${targets[@]}"; do
-        if fuzz_target "$target" "$seconds"; then
-            passed=$((passed + 1))
-            if [[ $merge == true ]]; then merge_into_corpus "$target"; fi
-        else
-            failed=$((failed + 1))
-        fi
+    # As many targets at a time as there are cores: a fuzzer is one process,
+    # so each still gets a core for its SECONDS. Their summaries are printed
+    # in order once a batch has ended.
+    local batch_size passed=0 failed=0 first i status target
+    batch_size=$(nproc)
+    for ((first = 0; first < ${#targets[@]}; first += batch_size)); do
+        local batch=("${targets[@]:first:batch_size}") pids=()
+        for target in "${batch[@]}"; do
+            fuzz_target "$target" "$seconds" >"$build_dir/fuzz-logs/$target.summary" &
+            pids+=($!)
+        done
+        for i in "${!batch[@]}"; do
+            target=${batch[i]}
+            status=0
+            wait "${pids[i]}" || status=$?
+            cat "$build_dir/fuzz-logs/$target.summary"
+            if ((status == 0)); then
+                passed=$((passed + 1))
+                if [[ $merge == true ]]; then merge_into_corpus "$target"; fi
+            else
+                failed=$((failed + 1))
+            fi
+        done
     done
     echo "$passed passed, $failed failed"
     ((failed == 0))

@@ -140,7 +140,7 @@ std::pair<int, std::string> run_node(const std::string& args) {
     const uint16_t port = free_port();
     const std::string instance = "it-node-" + std::to_string(port);
     const TempDir dir;
-    const std::string cmd = std::string("timeout -s KILL 20 ") + LIMAOIM_SERVER_BIN + " --addr 127.0.0.1 --port " +
+    const std::string cmd = "timeout -s KILL 20 " + server_binary() + " --addr 127.0.0.1 --port " +
                             std::to_string(port) + " --instance " + instance + " --mode test --data-dir " + dir.root.string() +
                             " --http-addr 127.0.0.1:" + std::to_string(free_port()) + " --ws-addr 127.0.0.1:" +
                             std::to_string(free_port()) + " " + args + " 2>&1";
@@ -725,7 +725,8 @@ TEST_CASE("cluster: a group created and changed through node 1 is known to node 
 
 // ---- node ids ----
 
-TEST_CASE("cluster: a second node with a node id already taken on the same Redis exits with status 1 and says so") {
+TEST_CASE("cluster: a second node with a node id already taken on the same Redis exits with status 1 and says so"
+          * doctest::test_suite("timeouts")) {
     RedisServer redis;
     REQUIRE_MESSAGE(redis.started(), "redis-server did not start:\n" << redis.log());
     auto first = start_node(redis.url(), 7);
@@ -771,7 +772,7 @@ TEST_CASE("cluster: a second node with a node id already taken on the same Redis
 // ---- Redis down ----
 
 TEST_CASE("cluster: Redis stopped for 10 s: sessions stay, SENDs get reason 0, token logins reason 0, /health 503; "
-          "all recovers without a restart") {
+          "all recovers without a restart" * doctest::test_suite("timeouts")) {
     RedisServer redis;
     REQUIRE_MESSAGE(redis.started(), "redis-server did not start:\n" << redis.log());
     auto nodes = start_nodes(redis.url(), 2, /*test_mode=*/false, {"--redis-timeout-ms", "1000"});
@@ -1046,7 +1047,7 @@ TEST_CASE("cluster: kill -9 of one node during a burst: its clients resend on an
 // ---- Sentinel failover ----
 
 TEST_CASE("cluster: a Sentinel failover during a burst (master killed, replica promoted): no SENDACKed message lost, "
-          "none stored twice") {
+          "none stored twice" * doctest::test_suite("timeouts")) {
     RedisServer master;
     REQUIRE_MESSAGE(master.started(), "redis-server did not start:\n" << master.log());
     const std::vector<std::string> replica_of = {"--replicaof", "127.0.0.1", std::to_string(master.port())};

@@ -4,6 +4,8 @@
 #include <sys/stat.h>
 
 #include <chrono>
+#include <cstdlib>
+#include <optional>
 #include <thread>
 
 #include "client.h"
@@ -147,7 +149,8 @@ TEST_CASE("after login the full --max-packet applies, not the pre-login CONNECT 
     CHECK(pong->type() == proto::PacketType::Pong);
 }
 
-TEST_CASE("deadlines: no CONNECT within the auth timeout, no byte within the idle timeout") {
+TEST_CASE("deadlines: no CONNECT within the auth timeout, no byte within the idle timeout"
+          * doctest::test_suite("timeouts")) {
     ServerProcess server({"--auth-timeout-ms", "500", "--idle-timeout-ms", "1200"});
     REQUIRE_MESSAGE(server.started(), server.log());
     SUBCASE("auth timeout") {
@@ -343,4 +346,30 @@ TEST_CASE("SIGTERM: a kicked session waiting out its kick delay is not told twic
     auto shutdown_bye = second.read_packet();
     REQUIRE(shutdown_bye);
     CHECK(shutdown_bye->type() == proto::PacketType::Disconnect);
+}
+
+// CI's ASan stage runs this unsanitized client against the ASan tree's
+// server through these variables (tools/setup.sh): a program that is not a
+// server must then fail every start, and a stats reader that reads nothing
+// every stat.
+TEST_CASE("LIMAOIM_SERVER_BIN and LIMAOIM_STAT_BIN name the programs the tests run") {
+    struct Named {
+        const char* variable;
+        std::optional<std::string> before;
+        Named(const char* name, const char* program) : variable(name) {
+            if (const char* value = getenv(name)) before = value;
+            setenv(name, program, 1);
+        }
+        ~Named() { before ? setenv(variable, before->c_str(), 1) : unsetenv(variable); }
+    };
+    {
+        Named server_bin("LIMAOIM_SERVER_BIN", "/bin/false");
+        ServerProcess not_a_server;
+        CHECK_FALSE(not_a_server.started());
+    }
+    ServerProcess server;
+    REQUIRE_MESSAGE(server.started(), server.log());
+    REQUIRE(server.stat_json().is_object());
+    Named stat_bin("LIMAOIM_STAT_BIN", "/bin/false");
+    CHECK(server.stat_json().is_null());
 }

@@ -9,7 +9,9 @@
 
 using namespace limaoim::testing;
 
-TEST_CASE("25000 v4 clients log in and stay online with heartbeats") {
+// A load test (test suite "load"): timing-sensitive, so CI runs it in the
+// unsanitized stage only, like meson's load suite (tools/setup.sh).
+TEST_CASE("25000 v4 clients log in and stay online with heartbeats" * doctest::test_suite("load")) {
     ServerProcess server({"--max-conns", "26000"});
     REQUIRE_MESSAGE(server.started(), server.log());
     CHECK(server.log().find("capacity") != std::string::npos);

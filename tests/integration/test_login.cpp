@@ -33,7 +33,7 @@ TEST_CASE("a second server on a port that is in use says so and exits, leaving t
     ServerProcess first;
     REQUIRE_MESSAGE(first.started(), first.log());
     // SO_REUSEPORT would let it share the port silently; it must refuse.
-    auto [status, out] = run_command("timeout 10 " + std::string(LIMAOIM_SERVER_BIN) +
+    auto [status, out] = run_command("timeout 10 " + server_binary() +
                                      " --mode test --addr 127.0.0.1 --port " + std::to_string(first.port()) +
                                      " --instance second-" + std::to_string(first.port()) + " 2>&1");
     CHECK(status == 1);

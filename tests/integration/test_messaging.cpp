@@ -267,7 +267,8 @@ TEST_CASE("messaging: a resent SEND (same client_msg_no, with or without DUP) is
 
 // ---- 5 ----
 
-TEST_CASE("messaging: a RECV without RECVACK is sent again with the same bytes, up to --max-deliveries") {
+TEST_CASE("messaging: a RECV without RECVACK is sent again with the same bytes, up to --max-deliveries"
+          * doctest::test_suite("timeouts")) {
     ImServer server({"--msg-timeout-ms", "300", "--retry-scan-ms", "50", "--max-deliveries", "3"});
     REQUIRE_MESSAGE(server.started(), server.log());
     ChatClient alice = online(server, "alice", 4);

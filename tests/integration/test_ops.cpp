@@ -100,7 +100,7 @@ TEST_CASE("--check-config FILE: config OK and exit 0, or the error and exit 2; n
     const std::string instance = "it-ops-check-" + std::to_string(getpid());
     std::ofstream(file) << "port = " << free_port() << "\ninstance = \"" << instance << "\"\ndata_dir = \"" << data_dir
                         << "\"\nhttp_addr = \"0.0.0.0:" << free_port() << "\"\nhttp_secret = \"t0p-s3cret\"\n";
-    auto [ok_status, ok] = run_command(std::string(LIMAOIM_SERVER_BIN) + " --check-config " + file + " 2>&1");
+    auto [ok_status, ok] = run_command(server_binary() + " --check-config " + file + " 2>&1");
     CHECK_MESSAGE(ok_status == 0, ok);
     CHECK_MESSAGE(ok.rfind("config OK: mode release, listen 0.0.0.0:", 0) == 0, ok);
     CHECK(ok.find("t0p-s3cret") == std::string::npos);
@@ -109,32 +109,32 @@ TEST_CASE("--check-config FILE: config OK and exit 0, or the error and exit 2; n
 
     // The check after every source (http_secret off loopback), as at a start.
     std::ofstream(file) << "http_addr = \"0.0.0.0:1516\"\n";
-    auto [open_status, open_api] = run_command(std::string(LIMAOIM_SERVER_BIN) + " --check-config " + file + " 2>&1");
+    auto [open_status, open_api] = run_command(server_binary() + " --check-config " + file + " 2>&1");
     CHECK(open_status == 2);
     CHECK_MESSAGE(open_api.find("set http_secret") != std::string::npos, open_api);
     // A Redis store needs the cluster secret; the URL's password is never shown.
     const std::string secret = "LIMAOIM_CLUSTER_SECRET=0123456789abcdef ";
     auto [store_status, store] = run_command("LIMAOIM_STORE=redis://limaoim:s3cr3t-pw@127.0.0.1:6379/0 " +
-                                             std::string(LIMAOIM_SERVER_BIN) + " --check-config " + file +
+                                             server_binary() + " --check-config " + file +
                                              " --http-addr 127.0.0.1:1516 2>&1");
     CHECK(store_status == 2);
     CHECK_MESSAGE(store.find("cluster_secret") != std::string::npos, store);
     CHECK(store.find("s3cr3t-pw") == std::string::npos);
     auto [port_status, bad_port] = run_command(secret + "LIMAOIM_STORE=redis://:s3cr3t-pw@127.0.0.1:x/0 " +
-                                               std::string(LIMAOIM_SERVER_BIN) + " --check-config " + file +
+                                               server_binary() + " --check-config " + file +
                                                " --http-addr 127.0.0.1:1516 2>&1");
     CHECK(port_status == 2);
     CHECK_MESSAGE(bad_port.find("no valid port") != std::string::npos, bad_port);
     CHECK(bad_port.find("s3cr3t-pw") == std::string::npos);
     // A good URL passes the check: nothing is connected by --check-config.
     auto [good_status, good] = run_command(secret + "LIMAOIM_STORE=redis://limaoim:s3cr3t-pw@127.0.0.1:1/0 " +
-                                           std::string(LIMAOIM_SERVER_BIN) + " --check-config " + file +
+                                           server_binary() + " --check-config " + file +
                                            " --http-addr 127.0.0.1:1516 2>&1");
     CHECK_MESSAGE(good_status == 0, good);
     CHECK(good.find("store redis://127.0.0.1:1 node 1") != std::string::npos);
     CHECK(good.find("s3cr3t-pw") == std::string::npos);
     unlink(file.c_str());
-    auto [missing_status, missing] = run_command(std::string(LIMAOIM_SERVER_BIN) + " --check-config " + file + " 2>&1");
+    auto [missing_status, missing] = run_command(server_binary() + " --check-config " + file + " 2>&1");
     CHECK(missing_status == 2);
     CHECK(missing.find("cannot read") != std::string::npos);
 }

@@ -50,11 +50,11 @@ TEST_CASE("limaoim-stat --json shows the gauges while clients are connected") {
     CHECK(server.wait_stat("gauges.authenticated", 6, 2000) == 6);
     CHECK(server.stat("counters.closed.peer_closed") == peer_closed + 1);
 
-    auto [status, prom] = run_command(std::string(LIMAOIM_STAT_BIN) + " --prometheus --instance " + server.instance());
+    auto [status, prom] = run_command(stat_binary() + " --prometheus --instance " + server.instance());
     CHECK(status == 0);
     CHECK(prom.find("limaoim_connections") != std::string::npos);
 
-    auto [top_status, top] = run_command(std::string(LIMAOIM_STAT_BIN) + " --json --top 3 --instance " + server.instance());
+    auto [top_status, top] = run_command(stat_binary() + " --json --top 3 --instance " + server.instance());
     CHECK(top_status == 0);
     nlohmann::json tj = nlohmann::json::parse(top, nullptr, false);
     REQUIRE(tj.contains("top"));
@@ -62,7 +62,7 @@ TEST_CASE("limaoim-stat --json shows the gauges while clients are connected") {
 }
 
 TEST_CASE("limaoim-stat says clearly when no server runs") {
-    auto [status, out] = run_command(std::string(LIMAOIM_STAT_BIN) + " --instance no-such-instance 2>&1");
+    auto [status, out] = run_command(stat_binary() + " --instance no-such-instance 2>&1");
     CHECK(status == 2);
     CHECK(out.find("no limaoim server is running") != std::string::npos);
 }
@@ -71,7 +71,7 @@ TEST_CASE("the stats segment is the instance lock: a second server is refused, a
     ServerProcess first;
     REQUIRE_MESSAGE(first.started(), first.log());
     // Another port, so only the instance collides.
-    auto [status, out] = run_command("timeout 10 " + std::string(LIMAOIM_SERVER_BIN) +
+    auto [status, out] = run_command("timeout 10 " + server_binary() +
                                      " --mode test --addr 127.0.0.1 --port " + std::to_string(free_port()) +
                                      " --instance " + first.instance() + " 2>&1");
     CHECK(status == 1);
@@ -80,7 +80,7 @@ TEST_CASE("the stats segment is the instance lock: a second server is refused, a
                   out);
     CHECK(first.stat_json()["pid"] == first.pid());
 
-    const std::string command = std::string(LIMAOIM_STAT_BIN) + " --instance " + first.instance() + " 2>&1";
+    const std::string command = stat_binary() + " --instance " + first.instance() + " 2>&1";
     first.stop(SIGKILL, 5000);  // leaves its segment, unlocked
     auto [stale_status, stale] = run_command(command);
     CHECK(stale_status == 1);

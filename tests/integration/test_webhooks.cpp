@@ -104,7 +104,8 @@ TEST_CASE("webhook: online/offline events once and in order, msg.offline per mes
     CHECK(receiver.requests()[0].path == "/hook");
 }
 
-TEST_CASE("webhook: a receiver answering 500 for a while gets everything once it answers 200, nothing twice") {
+TEST_CASE("webhook: a receiver answering 500 for a while gets everything once it answers 200, nothing twice"
+          * doctest::test_suite("timeouts")) {
     HttpReceiver receiver;
     std::mutex mutex;
     std::vector<int> statuses;  // per request index, what it was answered

@@ -8,8 +8,10 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <sstream>
 #include <thread>
 
@@ -17,6 +19,13 @@
 #include "ports.h"
 
 namespace limaoim::testing {
+
+namespace {
+std::string from_environment_or(const char* variable, const char* built_in) {
+    const char* value = getenv(variable);
+    return value && *value ? value : built_in;
+}
+}  // namespace
 
 std::pair<int, std::string> run_command(const std::string& command) {
     std::string out;
@@ -29,11 +38,28 @@ std::pair<int, std::string> run_command(const std::string& command) {
     return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
 }
 
+std::string server_binary() { return from_environment_or("LIMAOIM_SERVER_BIN", LIMAOIM_SERVER_BIN); }
+std::string stat_binary() { return from_environment_or("LIMAOIM_STAT_BIN", LIMAOIM_STAT_BIN); }
+
+bool server_is_sanitized() {
+    // Every binary built with AddressSanitizer names its runtime's entry
+    // point (undefined with gcc's shared runtime, defined with clang's
+    // static one). Read once per binary: the ASan server is over 100 MB.
+    static std::map<std::string, bool> known;
+    const std::string path = server_binary();
+    if (auto it = known.find(path); it != known.end()) return it->second;
+    std::ifstream in(path, std::ios::binary);
+    std::string bytes;
+    bytes.resize(std::filesystem::file_size(path));
+    in.read(bytes.data(), std::streamsize(bytes.size()));
+    return known[path] = bytes.find("__asan_init") != std::string::npos;
+}
+
 ServerProcess::ServerProcess(std::vector<std::string> extra_args, bool test_mode) {
     port_ = free_port();
     instance_ = "it-" + std::to_string(port_);
     log_path_ = "/tmp/limaoim-it-" + std::to_string(port_) + ".log";
-    std::vector<std::string> args = {LIMAOIM_SERVER_BIN, "--addr", "127.0.0.1", "--port", std::to_string(port_),
+    std::vector<std::string> args = {server_binary(), "--addr", "127.0.0.1", "--port", std::to_string(port_),
                                      "--instance", instance_, "--mode", test_mode ? "test" : "release"};
     // Every server gets its own store and API port unless the test chose them.
     auto given = [&](const char* flag) {
@@ -126,7 +152,7 @@ std::string ServerProcess::log() const {
 }
 
 nlohmann::json ServerProcess::stat_json() const {
-    auto [status, out] = run_command(std::string(LIMAOIM_STAT_BIN) + " --json --instance " + instance_);
+    auto [status, out] = run_command(stat_binary() + " --json --instance " + instance_);
     if (status != 0) return nullptr;
     return nlohmann::json::parse(out, nullptr, false);
 }

@@ -60,4 +60,14 @@ private:
 // Runs a command, returns (exit status, stdout).
 std::pair<int, std::string> run_command(const std::string& command);
 
+// The programs the tests start: this build's limaoim and limaoim-stat, or
+// the ones the environment names in LIMAOIM_SERVER_BIN and LIMAOIM_STAT_BIN
+// (CI runs this unsanitized client against the ASan tree's server:
+// tools/setup.sh). Read at each call, so a test may change them.
+std::string server_binary();
+std::string stat_binary();
+// Whether server_binary() is built with AddressSanitizer, which parks freed
+// memory in its quarantine: RSS bounds must allow for it.
+bool server_is_sanitized();
+
 }  // namespace limaoim::testing

@@ -14,19 +14,38 @@ using namespace limaoim;
 using namespace limaoim::im;
 using limaoim::testing::FakeStore;
 
-TEST_CASE("core: the API's temporary channels are bounded; the oldest is forgotten, its SENDs get reason 3") {
+namespace {
+
+// A core on a fake store whose commits are written at once; started by the caller.
+struct CoreRig {
     FakeStore store;
     im::TokenCache tokens;
     Directory directory{2};
     stats::PipelineBlock block{};
+    Core core;
+
+    explicit CoreRig(CoreOptions options = {}) : core(store, tokens, directory, block, fast(options)) {
+        core.set_workers({}, GatewayKinds{});
+    }
+    static CoreOptions fast(CoreOptions options) {
+        options.committer.durability = Durability::Sync;
+        options.committer.commit_window_us = 0;
+        return options;
+    }
+    void start() {
+        std::string error;
+        REQUIRE_MESSAGE(core.start(error), error);
+    }
+};
+
+}  // namespace
+
+TEST_CASE("core: the API's temporary channels are bounded; the oldest is forgotten, its SENDs get reason 3") {
     CoreOptions options;
     options.max_temporary_channels = 3;
-    options.committer.durability = Durability::Sync;
-    options.committer.commit_window_us = 0;
-    Core core(store, tokens, directory, block, options);
-    core.set_workers({}, GatewayKinds{});
-    std::string error;
-    REQUIRE_MESSAGE(core.start(error), error);
+    CoreRig rig(options);
+    Core& core = rig.core;
+    rig.start();
     for (int i = 0; i < 5; ++i) {
         ApiSend send;
         send.from_uid = "system";
@@ -113,17 +132,9 @@ TEST_CASE("core: the API's message reads stop at their byte limit, on the side t
 }
 
 TEST_CASE("core: an API message whose strings do not fit a message's 16-bit lengths is refused, not stored") {
-    FakeStore store;
-    im::TokenCache tokens;
-    Directory directory{2};
-    stats::PipelineBlock block{};
-    CoreOptions options;
-    options.committer.durability = Durability::Sync;
-    options.committer.commit_window_us = 0;
-    Core core(store, tokens, directory, block, options);
-    core.set_workers({}, GatewayKinds{});
-    std::string error;
-    REQUIRE_MESSAGE(core.start(error), error);
+    CoreRig rig;
+    Core& core = rig.core;
+    rig.start();
     const std::string too_long(kMaxMessageString + 1, 'x');
     for (int field = 0; field < 3; ++field) {
         ApiSend send;

@@ -1,0 +1,1 @@
+/work/wt-before/build-release/bench_connection -cids 1-25000 -hostname 127.0.0.1 -port 17700 -timeout 70s -srcs 127.0.1.2-127.0.1.9 -heartbeat 20s -version 4 -report /work/main/bench/results/issue21/25k-idle-before/bench-1.csv

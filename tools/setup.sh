@@ -87,6 +87,17 @@ print_stage_times() {  # print_stage_times EXIT_STATUS
   printf '  %-16s %3d:%02d\n' total $((SECONDS / 60)) $((SECONDS % 60))
 }
 
+# Runs "$@" in a session of its own (the EXIT trap ends the whole session's
+# process group) at the lowest CPU priority; call it as a background job.
+# With the kernel's autogroup scheduling (sched_autogroup_enabled) each
+# session is a scheduling group of its own, where nice alone weighs nothing
+# against other sessions: a nice 19 compiler in its own session took as much
+# CPU as the normal tests. The group's own nice (/proc/self/autogroup) is set
+# too, by the process itself, once it is in its new session.
+lowest_priority_session() {
+  exec setsid bash -c 'echo 19 >/proc/self/autogroup 2>/dev/null || true; exec nice -n 19 "$@"' lowest "$@"
+}
+
 # The EXIT trap of `test`: ends the background builds' process groups
 # (background_groups, each started by setsid) and prints the stage times.
 end_test_run() {
@@ -106,8 +117,8 @@ case "${1:-}" in
     exec ./build-release/limaoim "$@"
     ;;
   test)
-    # The background builds run in process groups of their own (setsid), all
-    # ended with the run, which prints its stage times however it ends.
+    # The background builds run in sessions of their own
+    # (lowest_priority_session), all ended with the run, which prints its stage times however it ends.
     background_groups=()
     trap end_test_run EXIT
     begin_stage install
@@ -121,7 +132,7 @@ case "${1:-}" in
     # asan-stage); the integration tests are a client over sockets, the
     # normal tree's, pointed at this tree's server.
     asan_log=build-asan.log
-    setsid nice -n 19 bash -c "$(declare -f configure); configure build-asan -Db_sanitize=address,undefined \
+    lowest_priority_session bash -c "$(declare -f configure); configure build-asan -Db_sanitize=address,undefined \
       -Db_lundef=false -Dbuildtype=debug -Doptimization=1 && ninja -C build-asan asan-stage" >"$asan_log" 2>&1 &
     asan_build=$!
     background_groups+=("$asan_build")
@@ -137,7 +148,7 @@ case "${1:-}" in
     # The fuzz targets' clang tree (tests/fuzz/run.sh) compiles at the lowest
     # priority while the ASan tests run.
     fuzz_log=build-fuzz.log
-    setsid nice -n 19 tests/fuzz/run.sh --build-only >"$fuzz_log" 2>&1 &
+    lowest_priority_session tests/fuzz/run.sh --build-only >"$fuzz_log" 2>&1 &
     fuzz_build=$!
     background_groups+=("$fuzz_build")
     begin_stage "ASan tests"

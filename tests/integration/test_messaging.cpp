@@ -782,9 +782,17 @@ TEST_CASE("messaging: a bad MsgKey gets reason 8 with a message id; an undecrypt
         CHECK(ack->message_seq == 0);
         CHECK(ack->client_seq == 11);
 
-        // A valid MsgKey over a payload that does not decrypt.
-        for (const std::string& garbage : {std::string("not base64 at all!"), b64(std::string(15, 'x')),
-                                           b64(std::string(32, '\x7f'))}) {
+        // A valid MsgKey over a payload that does not decrypt: not base64,
+        // not whole AES blocks, and two blocks whose padding is wrong under
+        // this session's key (a random key gives any fixed blocks valid
+        // padding about once in 256 sessions: pick ones that do not).
+        std::vector<std::string> garbages = {"not base64 at all!", b64(std::string(15, 'x'))};
+        for (int fill = 0x7f; garbages.size() < 3; --fill) {
+            const std::string blocks = b64(std::string(32, char(fill)));
+            std::string decrypted;
+            if (!proto::crypto::Cipher().open_payload(alice.session_key(), blocks, decrypted)) garbages.push_back(blocks);
+        }
+        for (const std::string& garbage : garbages) {
             CAPTURE(garbage);
             proto::SendPacket s;
             s.client_seq = 12;

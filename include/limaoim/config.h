@@ -42,6 +42,7 @@ struct Config {
     std::string ws_addr = "0.0.0.0:2122";  // WebSocket listener (the original's wsAddr); empty = none
     uint32_t ws_max_message = 2u << 20;     // largest WebSocket frame or message payload
     std::string http_secret;             // bearer secret of the HTTP API; required off loopback
+    std::string http_secret_file;        // the same, read from a file at start
     uint32_t http_body_limit = 1u << 20;  // largest request body
     std::string http_allowed_origins;     // web origins whose pages may call the API, comma-separated
     uint32_t http_max_connections = 256;  // open HTTP API connections, server-wide
@@ -124,8 +125,9 @@ struct Config {
 // `--help` and `--version` set `exit_now`.
 std::optional<Config> load_config(int argc, char** argv, std::string& error, bool& exit_now);
 
-// Reads redis_password_file into redis_password and cluster_secret_file
-// into cluster_secret (one trailing line end stripped). Errors name the
+// Reads redis_password_file into redis_password, http_secret_file into
+// http_secret and cluster_secret_file into cluster_secret (one trailing line
+// end stripped). Errors name the
 // file, never its contents.
 bool read_secret_files(Config& config, std::string& error);
 // A Redis store needs a cluster secret of 16 bytes at least: whoever can

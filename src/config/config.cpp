@@ -171,7 +171,7 @@ std::string guarded_http_addr(const Config& config) {
         return problem;
     std::string host = a.substr(0, colon);
     if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
-    if (!net::is_loopback_host(host) && config.http_secret.empty())
+    if (!net::is_loopback_host(host) && config.http_secret.empty() && config.http_secret_file.empty())
         return "http_addr " + in_quotes(a) +
                " is not a loopback address: set http_secret (clients then send Authorization: Bearer SECRET)";
     return {};
@@ -287,6 +287,7 @@ const std::vector<Option>& options() {
                &Config::ws_max_message, 1024, 256u << 20),
         {"http_secret", "bearer secret every HTTP API request must carry; empty = none (loopback only)",
          &Config::http_secret},
+        {"http_secret_file", "file holding http_secret (one line), read at start", &Config::http_secret_file},
         number("http_body_limit", "largest HTTP API request body, bytes", &Config::http_body_limit, 1024, 64u << 20),
         {"http_allowed_origins",
          "web origins (scheme://host[:port], comma-separated) whose pages may call the HTTP API from a browser; "
@@ -842,16 +843,22 @@ bool read_secret_file(std::string_view key, const std::string& path, std::string
     return true;
 }
 
+// An option that may be given as itself or as a file holding it, not both.
+bool read_secret_option(std::string_view key, const std::string& path, std::string& secret, std::string& error) {
+    if (path.empty()) return true;
+    if (!secret.empty())
+        return fail(error, std::string(key) + "_file", std::string(key) + " is set too: give the secret once");
+    return read_secret_file(std::string(key) + "_file", path, secret, error);
+}
+
 }  // namespace
 
 bool read_secret_files(Config& config, std::string& error) {
     if (!config.redis_password_file.empty() &&
         !read_secret_file("redis_password_file", config.redis_password_file, config.redis_password, error))
         return false;
-    if (config.cluster_secret_file.empty()) return true;
-    if (!config.cluster_secret.empty())
-        return fail(error, "cluster_secret_file", "cluster_secret is set too: give the secret once");
-    return read_secret_file("cluster_secret_file", config.cluster_secret_file, config.cluster_secret, error);
+    return read_secret_option("http_secret", config.http_secret_file, config.http_secret, error) &&
+           read_secret_option("cluster_secret", config.cluster_secret_file, config.cluster_secret, error);
 }
 
 std::string signed_cluster(const Config& config) {

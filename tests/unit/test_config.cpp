@@ -175,6 +175,7 @@ const std::map<std::string, Sample>& samples() {
         {"redis_durability_unchecked", {"true", "true"}},
         {"cluster_secret", {"0123456789abcdef", "\"0123456789abcdef\""}},
         {"cluster_secret_file", {"/run/secrets/cluster", "\"/run/secrets/cluster\""}},
+        {"http_secret_file", {"/run/secrets/http", "\"/run/secrets/http\""}},
         {"instance", {"edge-1", "\"edge-1\""}},
         {"workers", {"4096", "4096"}},
         {"max_conns", {"12", "12"}},
@@ -726,6 +727,17 @@ TEST_CASE_FIXTURE(CleanEnvironment, "secret files: read at start, line end strip
     CHECK(error.find("cluster_secret_file: " + dir.path("missing") + ": cannot read") == 0);
     config = loaded_config({"--cluster-secret-file", secret, "--cluster-secret", "0123456789abcdef"});
     CHECK_FALSE(limaoim::read_secret_files(config, error));
+    CHECK(error.find("give the secret once") != std::string::npos);
+
+    // The API's secret from a file: it counts for a non-loopback http_addr.
+    config = loaded_config({"--http-addr", "0.0.0.0:1516", "--http-secret-file", secret});
+    REQUIRE_MESSAGE(limaoim::read_secret_files(config, error), error);
+    CHECK(config.http_secret == "0123456789abcdef0123");
+    CHECK(limaoim::summary(config).find("(bearer secret set)") != std::string::npos);
+    CHECK(limaoim::summary(config).find("0123456789") == std::string::npos);
+    config = loaded_config({"--http-secret-file", secret, "--http-secret", "x"});
+    CHECK_FALSE(limaoim::read_secret_files(config, error));
+    CHECK(error.find("http_secret_file") != std::string::npos);
     CHECK(error.find("give the secret once") != std::string::npos);
 
     CHECK(limaoim::signed_cluster(loaded_config({})).empty());  // embedded: no other node

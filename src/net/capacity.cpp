@@ -1,9 +1,12 @@
 #include "limaoim/net/capacity.h"
 
+#include <sched.h>
 #include <sys/resource.h>
 
 #include <algorithm>
 #include <bit>
+#include <fstream>
+#include <thread>
 
 #include "limaoim/stats/layout.h"
 
@@ -23,7 +26,60 @@ uint32_t recv_buffers_per_worker(uint32_t configured, uint32_t workers, unsigned
     return uint32_t(std::max<uint64_t>(std::bit_floor(share), least));
 }
 
+// ceil(quota / period) from "QUOTA PERIOD" (v2 cpu.max: "max" = none) or
+// from v1's two files; 0 when there is no quota.
+unsigned quota_cpus(int64_t quota, int64_t period) {
+    if (quota <= 0 || period <= 0) return 0;
+    return unsigned(std::max<int64_t>(1, (quota + period - 1) / period));
+}
+
+unsigned v2_quota_cpus(const std::string& file) {
+    std::ifstream in(file);
+    std::string quota;
+    int64_t period = 0;
+    if (!(in >> quota >> period) || quota == "max") return 0;
+    try {
+        return quota_cpus(std::stoll(quota), period);
+    } catch (const std::exception&) {
+        return 0;
+    }
+}
+
+int64_t read_number(const std::string& file) {
+    std::ifstream in(file);
+    int64_t value = 0;
+    return in >> value ? value : 0;
+}
+
 }  // namespace
+
+unsigned usable_cpus(const std::string& cgroup_root, const std::string& proc_self_cgroup_path) {
+    unsigned cpus = 0;
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (sched_getaffinity(0, sizeof(set), &set) == 0) cpus = unsigned(CPU_COUNT(&set));
+    if (cpus == 0) cpus = std::max(1u, std::thread::hardware_concurrency());
+
+    auto take = [&](unsigned quota) {
+        if (quota) cpus = std::min(cpus, quota);
+    };
+    // cgroup v2: "0::/PATH"; each level's cpu.max limits what is below it.
+    std::ifstream self(proc_self_cgroup_path);
+    for (std::string line; std::getline(self, line);) {
+        if (!line.starts_with("0::")) continue;
+        std::string path = line.substr(3);
+        for (;;) {
+            take(v2_quota_cpus(cgroup_root + path + (path.ends_with('/') ? "" : "/") + "cpu.max"));
+            if (path.empty() || path == "/") break;
+            path = path.substr(0, path.rfind('/'));
+        }
+    }
+    // cgroup v1 (a container sees its own cgroup as the root).
+    for (const char* dir : {"/cpu/", "/cpu,cpuacct/"})
+        take(quota_cpus(read_number(cgroup_root + dir + "cpu.cfs_quota_us"),
+                        read_number(cgroup_root + dir + "cpu.cfs_period_us")));
+    return std::max(cpus, 1u);
+}
 
 uint64_t raise_nofile_limit() {
     rlimit lim{};

@@ -262,7 +262,7 @@ void Server::block_signals() {
 bool Server::plan_capacity() {
     log::set_level(*log::parse_level(effective_log_level(config_)));
     const uint64_t nofile = net::raise_nofile_limit();
-    plan_ = net::plan_capacity(config_.max_conns, config_.workers, nofile, std::thread::hardware_concurrency(),
+    plan_ = net::plan_capacity(config_.max_conns, config_.workers, nofile, net::usable_cpus(),
                                config_.recv_buffers);
     log::write(log::Level::Info, "limaoim", "%s", plan_.summary.c_str());
     if (!plan_.reaches_max_conns) log::write(log::Level::Warn, "limaoim", "%s", plan_.problem.c_str());

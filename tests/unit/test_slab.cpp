@@ -1,11 +1,15 @@
 #include <doctest/doctest.h>
 #include <sys/mman.h>
 
+#include <filesystem>
+#include <fstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "limaoim/net/capacity.h"
 #include "limaoim/net/slab.h"
+#include "support/temp_dir.h"
 
 using namespace limaoim::net;
 
@@ -170,4 +174,33 @@ TEST_CASE("plan_capacity: receive buffers per worker shrink to a power-of-two sh
         CHECK(n <= 512);
         if (n > 64) CHECK(uint64_t(n) * workers <= 512u * 2);
     }
+}
+
+TEST_CASE("usable_cpus: the affinity mask, lowered by a cgroup quota (v2 up the tree, or v1)") {
+    const limaoim::testing::TempDir dir;
+    const std::string root = dir.path("cgroup"), self = dir.path("self");
+    auto write = [](const std::string& path, const std::string& text) {
+        std::filesystem::create_directories(std::filesystem::path(path).parent_path());
+        std::ofstream(path) << text;
+    };
+    const unsigned affinity = limaoim::net::usable_cpus(root, self);  // no cgroup files: the mask
+    CHECK(affinity >= 1);
+    CHECK(affinity <= std::max(1u, std::thread::hardware_concurrency()));
+
+    write(self, "0::/system.slice/limaoim.service\n");
+    write(root + "/system.slice/limaoim.service/cpu.max", "max 100000\n");
+    CHECK(limaoim::net::usable_cpus(root, self) == affinity);  // no quota
+    write(root + "/system.slice/cpu.max", "50000 100000\n");   // half a CPU on a parent: 1
+    CHECK(limaoim::net::usable_cpus(root, self) == 1);
+
+    write(self, "0::/\n");  // a container's own namespace: its cgroup is the root
+    write(root + "/cpu.max", "150000 100000\n");
+    CHECK(limaoim::net::usable_cpus(root, self) == std::min(affinity, 2u));
+
+    const std::string v1 = dir.path("v1");
+    write(v1 + "/cpu/cpu.cfs_quota_us", "100000\n");
+    write(v1 + "/cpu/cpu.cfs_period_us", "100000\n");
+    CHECK(limaoim::net::usable_cpus(v1, self) == 1);
+    write(v1 + "/cpu/cpu.cfs_quota_us", "-1\n");  // v1's "no quota"
+    CHECK(limaoim::net::usable_cpus(v1, self) == affinity);
 }

@@ -40,6 +40,15 @@ inline constexpr uint32_t kMinRecvBuffersPerWorker = 64;
 CapacityPlan plan_capacity(uint64_t max_conns, uint32_t requested_workers, uint64_t nofile_limit, unsigned cpus,
                            uint32_t recv_buffers);
 
+// CPUs this process may use: those of its affinity mask, fewer when a
+// cgroup CPU quota allows less (a container's --cpus, a service's
+// CPUQuota=): cgroup v2's cpu.max from this process's cgroup up to the root
+// of `cgroup_root`, or v1's cpu.cfs_quota_us / cpu.cfs_period_us; rounded
+// up, at least 1. std::thread::hardware_concurrency() counts the host's.
+// `proc_self_cgroup_path` names /proc/self/cgroup (tests pass a file of their own).
+unsigned usable_cpus(const std::string& cgroup_root = "/sys/fs/cgroup",
+                     const std::string& proc_self_cgroup_path = "/proc/self/cgroup");
+
 // Raises the soft open-files limit to the hard one; returns the new soft limit.
 uint64_t raise_nofile_limit();
 

@@ -21,9 +21,10 @@ RUN apt-get update \
       libhiredis-dev nodejs npm \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
-# The demo page's vendor files come from the JavaScript client's lockfile.
+# The demo page's vendor files come from the JavaScript client's lockfile
+# (its runtime dependencies only: the browser tests' are not needed here).
 COPY clients/js/package.json clients/js/package-lock.json clients/js/
-RUN cd clients/js && npm ci --no-audit --no-fund --loglevel=error
+RUN cd clients/js && npm ci --omit=dev --no-audit --no-fund --loglevel=error
 COPY . .
 RUN meson setup build-release --buildtype=release \
  && ninja -C build-release limaoim limaoim-stat

@@ -258,7 +258,7 @@ bool decode_message(std::string_view event, im::FanoutItem& out) {
 
 RedisCluster::RedisCluster(const Options& options, im::ClusterListener& listener, stats::PipelineBlock& stats)
     : options_(options), listener_(listener), stats_(stats), bus_max_(std::to_string(options.bus_max_events)),
-      token_reader_(options.url, options.timeout_ms) {
+      token_reader_(options.url, options.timeout_ms), presence_clients_(options.url, options.timeout_ms) {
     uint8_t random[12];
     if (RAND_bytes(random, sizeof(random)) != 1) std::memcpy(random, &options_, std::min(sizeof(random), sizeof(options_)));
     char host[64] = "?";
@@ -904,15 +904,7 @@ void RedisCluster::dispatch(std::string_view event) {
 // ---- presence queries (API and fan-out threads) ----
 
 bool RedisCluster::online_elsewhere(const std::vector<std::string>& uids, std::vector<std::string>& out) {
-    std::unique_ptr<redis::Client> client;
-    {
-        std::lock_guard lock(pool_mutex_);
-        if (!pool_.empty()) {
-            client = std::move(pool_.back());
-            pool_.pop_back();
-        }
-    }
-    if (!client) client = std::make_unique<redis::Client>(options_.url, options_.timeout_ms);
+    redis::Pool::Lease client = presence_clients_.take();
     const std::vector<uint32_t> nodes = live_nodes();
     std::string error;
     bool ok = client->connect(error);
@@ -948,10 +940,8 @@ bool RedisCluster::online_elsewhere(const std::vector<std::string>& uids, std::v
     }
     if (!ok) {
         log::write(log::Level::Warn, "cluster", "reading presence: %s", error.c_str());
-        client->disconnect();
+        client->disconnect();  // replies may be left unread on it: back to the pool without it
     }
-    std::lock_guard lock(pool_mutex_);
-    pool_.push_back(std::move(client));
     return ok;
 }
 

@@ -188,8 +188,9 @@ bool Gateway::handle_frame(ConnRef conn, Session& s, const proto::Frame& frame) 
 bool Gateway::handle_send(ConnRef conn, Session& s, const proto::SendPacket& send) {
     stats_.sends.add();
     im::Core& core = *shared_.core;
+    const im::SendJudge& judge = core.send_judge();
     uint32_t receivers = 0;
-    const im::SendCheck check = core.check_send(s.uid_view(), send.channel_type, send.channel_id, receivers);
+    const im::SendCheck check = judge.check_send(s.uid_view(), send.channel_type, send.channel_id, receivers);
     // §5 step 0, for every SEND: it is handled; over the server's rate, or
     // its sender's (weighted by receivers), its sender's next packets wait
     // (back-pressure, never a drop).
@@ -236,7 +237,7 @@ bool Gateway::handle_send(ConnRef conn, Session& s, const proto::SendPacket& sen
     // Behind SENDs still waiting for the datasource on this channel, even
     // when the cache can judge this one: a sender's SENDs stay in order.
     const bool request_resolves = check == im::SendCheck::Resolve ||
-                                  (check == im::SendCheck::Allowed && core.resolving(send.channel_type, send.channel_id));
+                                  (check == im::SendCheck::Allowed && judge.resolving(send.channel_type, send.channel_id));
     request.resolve = request_resolves;
     // The message's one allocation: these bytes are stored, and shared by
     // every delivery envelope.

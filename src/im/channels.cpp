@@ -27,6 +27,13 @@ Channel Channel::from(store::ChannelRecord&& r) {
     return c;
 }
 
+void Channel::set_subscribers(const std::vector<std::string>& uids) {
+    subscribers.clear();
+    subscriber_set.clear();
+    for (const std::string& uid : uids)
+        if (subscriber_set.insert(uid).second) subscribers.push_back(uid);
+}
+
 std::shared_ptr<const Channel> Channels::find(uint8_t type, std::string_view id) const {
     // A lookup key without an allocation for ids that fit the small-string buffer.
     std::string k = key(type, id);
@@ -40,6 +47,14 @@ void Channels::put(Channel&& channel) {
     std::string k = key(snapshot->type, snapshot->id);
     std::lock_guard lock(mutex_);
     channels_[std::move(k)] = std::move(snapshot);
+}
+
+Channel Channels::copy_or_new(uint8_t type, std::string_view id) const {
+    if (std::shared_ptr<const Channel> existing = find(type, id)) return *existing;
+    Channel fresh;
+    fresh.id = std::string(id);
+    fresh.type = type;
+    return fresh;
 }
 
 void Channels::erase(uint8_t type, std::string_view id) {

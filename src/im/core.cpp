@@ -1,268 +1,26 @@
 #include "limaoim/im/core.h"
-#include "limaoim/log/clock.h"
-#include "limaoim/log/log.h"
-
-#include <openssl/rand.h>
-
-#include <algorithm>
-#include <atomic>
-#include <chrono>
-#include <thread>
-#include <cstdio>
-#include <cstring>
-#include <limits>
-
 
 namespace limaoim::im {
 
-namespace {
-
-using clock::wall_seconds;
-
-// 32 lowercase hex characters from the CSPRNG (client_msg_no and @tmp ids, §7.3, §16.2).
-std::string random_hex32() {
-    uint8_t bytes[16];
-    if (RAND_bytes(bytes, sizeof(bytes)) != 1) {
-        // Fall back to the clock and a counter: unique, merely guessable.
-        static std::atomic<uint64_t> counter{0};
-        const uint64_t a = uint64_t(std::chrono::steady_clock::now().time_since_epoch().count());
-        const uint64_t b = counter.fetch_add(1);
-        std::memcpy(bytes, &a, 8);
-        std::memcpy(bytes + 8, &b, 8);
-    }
-    static constexpr char kHex[] = "0123456789abcdef";
-    std::string out(32, '0');
-    for (int i = 0; i < 16; ++i) {
-        out[2 * i] = kHex[bytes[i] >> 4];
-        out[2 * i + 1] = kHex[bytes[i] & 15];
-    }
-    return out;
-}
-
-Outcome from(const store::Status& s) { return s ? Outcome::ok() : Outcome::unavailable("store: " + s.error); }
-
-}  // namespace
-
 Core::Core(store::Store& store, TokenCache& tokens, Directory& directory, stats::PipelineBlock& stats,
            const CoreOptions& options)
-    : store_(store), tokens_(tokens), directory_(directory), options_(options), ids_(options.node_id),
-      conversations_(store_, stats, options.conversations), fanout_(channels_, directory_, conversations_, stats),
-      committer_(store_, channels_, ids_, fanout_, stats, options.committer),
-      resolver_({}, [this](uint8_t type, std::string_view id, std::string& error) { return refresh_channel(type, id, error); },
-                [this](const MessageView& m) { return judged_reason(m); },
-                [this](CommitRequest&& request) {
-                    // The committer's queue is full only under a flood far
-                    // past the pipeline's rate: these threads wait for room.
-                    while (!committer_.submit(std::move(request)) && !committer_.stopping())
-                        std::this_thread::sleep_for(std::chrono::milliseconds(1));
-                }),
-      stats_(stats), rate_limit_(options.max_messages_per_second) {}
+    : options_(options), ids_(options.node_id), conversations_(store, stats, options.conversations),
+      fanout_(channels_, directory, conversations_, stats),
+      committer_(store, channels_, ids_, fanout_, stats, options.committer), kicker_(directory),
+      send_judge_(channels_, channel_write_, committer_, stats,
+                  {.test_mode = options.test_mode, .datasource_cache_ms = options.datasource_cache_ms}),
+      api_(store, tokens, directory, channels_, conversations_, committer_, kicker_, channel_write_,
+           options.max_temporary_channels),
+      node_listener_(store, tokens, channels_, conversations_, fanout_, kicker_, channel_write_),
+      rate_limit_(options.max_messages_per_second) {}
 
-bool Core::load(std::string& error) { return load_cached(error) && conversations_.load(channels_, error); }
-
-bool Core::load_cached(std::string& error) {
-    store::Status s = store_.load_tokens([this](store::TokenRecord&& t) { tokens_.set_digest(t.uid, t.device_flag, t.digest); });
-    std::vector<Channel> stored;
-    if (s) s = store_.load_channels([&stored](store::ChannelRecord&& r) { stored.push_back(Channel::from(std::move(r))); });
-    std::vector<std::string> system;
-    if (s) s = store_.load_system_uids(system);
-    if (!s) {
-        error = "loading from the store: " + s.error;
-        return false;
-    }
-    channels_.replace_stored(std::move(stored));
-    channels_.set_system_uids(std::move(system));
-    return true;
+bool Core::load(std::string& error) {
+    return node_listener_.load_cached(error) && conversations_.load(channels_, error);
 }
 
-void Core::set_cluster(Cluster* cluster) {
-    cluster_ = cluster;
-    fanout_.set_cluster(cluster);
-}
-
-void Core::session_online(std::string_view uid, uint8_t device_flag, bool online, uint64_t login_ms) {
-    if (events_) events_->online_status(uid, device_flag, online);
-    if (cluster_) cluster_->session_online(uid, device_flag, online, login_ms);
-}
-
-void Core::kick_session(std::string_view uid, uint8_t device_flag, uint16_t flags, uint32_t arg32) {
-    if (const net::ConnId session = directory_.find(uid, device_flag); session && session.worker() < workers_.size())
-        workers_[session.worker()]->post(
-            net::Envelope{.kind = kinds_.kick, .flags = flags, .arg32 = arg32, .arg = session.value});
-}
-
-// ---- from the other nodes ----
-
-void Core::on_remote_message(FanoutItem&& item) { fanout_.push_remote(std::move(item)); }
-
-void Core::on_remote_login(std::string_view uid, uint8_t device_flag, uint64_t login_ms) {
-    kick_session(uid, device_flag, kKickByOtherNode, uint32_t(login_ms & 0xffffff));
-}
-
-void Core::on_token_changed(std::string_view uid, uint8_t device_flag, const std::array<uint8_t, 32>& digest) {
-    tokens_.set_digest(uid, device_flag, digest);
-    kick_session(uid, device_flag, kKickByToken);
-}
-
-void Core::on_channel_changed(uint8_t type, std::string_view id) {
-    store::ChannelRecord record;
-    bool found = false;
-    if (store::Status s = store_.get_channel(type, id, record, found); !s) {
-        log::write(log::Level::Warn, "core", "reloading a channel another node changed: %s", s.error.c_str());
-        return;  // the next resync reads it
-    }
-    std::lock_guard lock(channel_write_);
-    if (found)
-        channels_.put(Channel::from(std::move(record)));
-    else
-        channels_.erase(type, id);
-}
-
-void Core::on_system_uids_changed() {
-    std::vector<std::string> system;
-    if (store::Status s = store_.load_system_uids(system); !s) {
-        log::write(log::Level::Warn, "core", "reloading the system uids: %s", s.error.c_str());
-        return;
-    }
-    std::lock_guard lock(channel_write_);
-    channels_.set_system_uids(std::move(system));
-}
-
-void Core::on_conversation_unread_set(std::string_view uid, std::string_view channel_id, uint8_t type,
-                                      uint32_t unread) {
-    // The node that made the edit stored it: this one's memory follows.
-    store::Status unused;
-    conversations_.set_unread(uid, channel_id, type, unread, unused, false);
-}
-
-void Core::on_conversation_removed(const std::vector<std::string>& uids, std::string_view channel_id, uint8_t type) {
-    (void)conversations_.remove(uids, channel_id, type, false);  // memory only: cannot fail
-}
-
-bool Core::on_resync() {
-    std::lock_guard lock(channel_write_);
-    std::string error;
-    if (load_cached(error)) return true;
-    log::write(log::Level::Warn, "core", "reading the cached tokens and channels again: %s (tried again in 1 s)",
-               error.c_str());
-    return false;
-}
-
-namespace {
-
-void set_subscribers(Channel& c, const std::vector<std::string>& uids) {
-    c.subscribers.clear();
-    c.subscriber_set.clear();
-    for (const std::string& uid : uids)
-        if (c.subscriber_set.insert(uid).second) c.subscribers.push_back(uid);
-}
-
-}  // namespace
-
-void Core::set_datasource(Datasource* datasource) {
-    datasource_ = datasource;
-    committer_.set_resolver(datasource ? &resolver_ : nullptr);
-}
-
-namespace {
-
-using clock::steady_ms;
-
-constexpr uint8_t kReasonSuccess = 1, kReasonUnknownTemporary = 3, kReasonNotAllowed = 11;
-// After a failed getSystemUIDs, every fetch fails at once for this long.
-constexpr int64_t kDatasourceRetryMs = 1000;
-
-}  // namespace
-
-SendCheck Core::check_send(std::string_view uid, uint8_t type, std::string_view id, uint32_t& receivers) const {
-    return judge(uid, type, id, false, &receivers);
-}
-
-bool Core::fresh(const Channel& channel) const {
-    return channel.temporary || (channel.fetched_ms != 0 && steady_ms() - channel.fetched_ms < int64_t(options_.datasource_cache_ms));
-}
-
-// `fetched`: the committer has just asked the datasource; judge what is there.
-SendCheck Core::judge(std::string_view uid, uint8_t type, std::string_view id, bool fetched, uint32_t* receivers) const {
-    const bool ask = datasource_ && !fetched;
-    if (receivers) *receivers = type == kPersonChannel ? 1 : 0;
-    if (type == kPersonChannel) {
-        // §7.5, limaoim's rule: the recipient's person channel judges the
-        // sender, in every mode.
-        std::shared_ptr<const Channel> recipient = channels_.find(kPersonChannel, id);
-        if (ask && (!recipient || !fresh(*recipient))) return SendCheck::Resolve;
-        if (recipient && !channels_.allowed(*recipient, uid)) return SendCheck::NotAllowed;
-        return SendCheck::Allowed;
-    }
-    std::shared_ptr<const Channel> channel = channels_.find(type, id);
-    if (channel && receivers) *receivers = uint32_t(std::min<size_t>(channel->subscribers.size(), UINT32_MAX));
-    if (!channel && id.ends_with(kTemporarySuffix)) return SendCheck::UnknownTemporary;
-    if (ask && (!channel || !fresh(*channel))) return SendCheck::Resolve;
-    // A channel never created has no subscribers (§5 step 4): accepted
-    // and delivered to nobody in test mode only.
-    if (!channel) return options_.test_mode ? SendCheck::Allowed : SendCheck::NotAllowed;
-    if (options_.test_mode) return SendCheck::Allowed;
-    if (!channels_.allowed(*channel, uid)) return SendCheck::NotAllowed;
-    if (channel->parent.empty() && !channel->has_subscriber(uid)) return SendCheck::NotAllowed;
-    return SendCheck::Allowed;
-}
-
-bool Core::refresh_channel(uint8_t type, std::string_view id, std::string& error) {
-    // Several SENDs may have parked the channel one after another: the
-    // first fetch serves the rest.
-    if (std::shared_ptr<const Channel> c = channels_.find(type, id); c && fresh(*c) && system_uids_fetched_) return true;
-    const int64_t now = steady_ms();
-    if (now < system_uids_failed_until_) {
-        error = "datasource: getSystemUIDs failed less than " + std::to_string(kDatasourceRetryMs) + " ms ago";
-        return false;
-    }
-    if (fetch_channel(type, id, error)) return true;
-    if (!system_uids_fetched_) system_uids_failed_until_ = now + kDatasourceRetryMs;
-    return false;
-}
-
-bool Core::fetch_channel(uint8_t type, std::string_view id, std::string& error) {
-    std::vector<std::string> subscribers, denylist, allowlist;
-    auto ask = [&](Datasource::Query query, std::vector<std::string>& out) {
-        stats_.datasource_calls.add();
-        if (datasource_->fetch(query, id, type, out, error)) return true;
-        stats_.datasource_failures.add();
-        return false;
-    };
-    if (!system_uids_fetched_) {
-        std::vector<std::string> system;
-        if (!ask(Datasource::Query::SystemUids, system)) return false;
-        std::lock_guard lock(channel_write_);
-        channels_.set_system_uids(std::move(system));
-        system_uids_fetched_ = true;
-    }
-    if (type == kPersonChannel) {
-        subscribers.emplace_back(id);  // a person channel's one subscriber is its user (§7.1)
-    } else if (!ask(Datasource::Query::Subscribers, subscribers)) {
-        return false;
-    }
-    if (!ask(Datasource::Query::Denylist, denylist) || !ask(Datasource::Query::Allowlist, allowlist)) return false;
-    std::lock_guard lock(channel_write_);
-    Channel c = copy_or_new(id, type);
-    set_subscribers(c, subscribers);
-    c.denylist = UidSet(denylist.begin(), denylist.end());
-    c.allowlist = UidSet(allowlist.begin(), allowlist.end());
-    c.fetched_ms = steady_ms();
-    channels_.put(std::move(c));  // a cache: the business server keeps the truth
-    return true;
-}
-
-uint8_t Core::judged_reason(const MessageView& m) const {
-    switch (judge(m.from_uid, m.channel_type, m.channel_id, true)) {
-    case SendCheck::Allowed:
-        return kReasonSuccess;
-    case SendCheck::UnknownTemporary:
-        return kReasonUnknownTemporary;
-    case SendCheck::NotAllowed:
-    case SendCheck::Resolve:
-        break;
-    }
-    return kReasonNotAllowed;
+void Core::set_workers(std::span<net::EnvelopeSink* const> workers, const GatewayKinds& kinds) {
+    kicker_.set_workers(workers, kinds.kick);
+    fanout_.set_workers(workers, kinds.deliver);
 }
 
 void Core::set_events(Events* events) {
@@ -271,17 +29,22 @@ void Core::set_events(Events* events) {
     committer_.set_events(events);
 }
 
-void Core::set_workers(std::span<net::EnvelopeSink* const> workers, const GatewayKinds& kinds) {
-    workers_.assign(workers.begin(), workers.end());
-    kinds_ = kinds;
-    fanout_.set_workers(workers, kinds.deliver);
+void Core::set_datasource(Datasource* datasource) {
+    send_judge_.set_datasource(datasource);
+    committer_.set_resolver(datasource ? &send_judge_.resolver() : nullptr);
+}
+
+void Core::set_cluster(Cluster* cluster) {
+    cluster_ = cluster;
+    fanout_.set_cluster(cluster);
+    api_.set_cluster(cluster);
 }
 
 bool Core::start(std::string& error) {
     conversations_.start();
     fanout_.start();
     if (committer_.start(error)) {
-        if (datasource_) resolver_.start();
+        send_judge_.start();
         return true;
     }
     fanout_.stop();
@@ -290,333 +53,15 @@ bool Core::start(std::string& error) {
 }
 
 void Core::stop() {
-    resolver_.stop();  // what it holds goes to the committer, which commits it
+    send_judge_.stop();  // what its resolver holds goes to the committer, which commits it
     committer_.stop();
     fanout_.stop();
     conversations_.stop();  // after the fan-out's last updates
 }
 
-// ---- users ----
-
-Outcome Core::set_token(std::string_view uid, std::string_view token, uint8_t device_flag, uint8_t device_level) {
-    if (uid.find('@') != std::string_view::npos)
-        return Outcome::bad_request("uid must not contain '@' (person channel ids are uid@uid)");
-    if (uid.size() > Directory::kMaxUid) return Outcome::bad_request("uid too long");
-    store::TokenRecord record{std::string(uid), device_flag, {}, device_level};
-    if (!TokenCache::digest(token, record.digest)) return Outcome::unavailable("out of memory");
-    if (Outcome o = from(store_.put_token(record)); !o) return o;
-    tokens_.set_digest(uid, device_flag, record.digest);
-    {
-        // The user's own person channel holds its allow and deny lists (§7.1).
-        std::lock_guard lock(channel_write_);
-        if (!channels_.find(kPersonChannel, uid)) {
-            Channel own;
-            own.id = std::string(uid);
-            own.type = kPersonChannel;
-            own.subscribers.push_back(own.id);
-            own.subscriber_set.insert(own.id);
-            if (Outcome o = install(std::move(own)); !o) return o;
-        }
-    }
-    // The old token is void: its session goes as for a login kick (S15
-    // compatible rule), here and on the other nodes.
-    kick_session(uid, device_flag, kKickByToken);
-    if (cluster_) cluster_->token_changed(uid, device_flag, record.digest);
-    return Outcome::ok();
-}
-
-std::vector<std::string> Core::online_uids(const std::vector<std::string>& uids) {
-    std::vector<std::string> online;
-    std::vector<DirectoryEntry> sessions;
-    std::vector<std::string> elsewhere;
-    for (const std::string& uid : uids) {
-        sessions.clear();
-        if (directory_.find_all(uid, sessions))
-            online.push_back(uid);
-        else
-            elsewhere.push_back(uid);
-    }
-    // A uid whose presence cannot be read counts as offline (logged by the cluster).
-    if (cluster_ && !elsewhere.empty()) cluster_->online_elsewhere(elsewhere, online);
-    return online;
-}
-
-Outcome Core::add_system_uids(const std::vector<std::string>& uids) {
-    std::lock_guard lock(channel_write_);
-    std::vector<std::string> all = channels_.system_uids();
-    for (const std::string& uid : uids)
-        if (std::find(all.begin(), all.end(), uid) == all.end()) all.push_back(uid);
-    if (Outcome o = from(store_.put_system_uids(all)); !o) return o;
-    channels_.set_system_uids(std::move(all));
-    if (cluster_) cluster_->system_uids_changed();
-    return Outcome::ok();
-}
-
-Outcome Core::remove_system_uids(const std::vector<std::string>& uids) {
-    std::lock_guard lock(channel_write_);
-    std::vector<std::string> all = channels_.system_uids();
-    std::erase_if(all, [&](const std::string& uid) { return std::find(uids.begin(), uids.end(), uid) != uids.end(); });
-    if (Outcome o = from(store_.put_system_uids(all)); !o) return o;
-    channels_.set_system_uids(std::move(all));
-    if (cluster_) cluster_->system_uids_changed();
-    return Outcome::ok();
-}
-
-// ---- channels ----
-
-Outcome Core::install(Channel&& channel) {
-    if (channel.temporary) {
-        channels_.put(std::move(channel));
-        return Outcome::ok();
-    }
-    if (Outcome o = from(store_.put_channel(channel.record())); !o) return o;
-    const uint8_t type = channel.type;
-    const std::string id = channel.id;
-    channels_.put(std::move(channel));
-    if (cluster_) cluster_->channel_changed(type, id);
-    return Outcome::ok();
-}
-
-Channel Core::copy_or_new(std::string_view id, uint8_t type) const {
-    if (std::shared_ptr<const Channel> existing = channels_.find(type, id)) return *existing;
-    Channel fresh;
-    fresh.id = std::string(id);
-    fresh.type = type;
-    return fresh;
-}
-
-
-Outcome Core::put_channel(std::string_view id, uint8_t type, std::string_view parent,
-                          const std::vector<std::string>& subscribers) {
-    if (type == kPersonChannel) return Outcome::bad_request("person channels are not created with /channel");
-    std::lock_guard lock(channel_write_);
-    Channel c = copy_or_new(id, type);  // the lists stay (§16.3)
-    c.parent = std::string(parent);
-    set_subscribers(c, subscribers);
-    return install(std::move(c));
-}
-
-Outcome Core::add_subscribers(std::string_view id, uint8_t type, const std::vector<std::string>& uids, bool reset) {
-    if (type == kPersonChannel) return Outcome::bad_request("person channels have fixed subscribers");
-    std::lock_guard lock(channel_write_);
-    Channel c = copy_or_new(id, type);
-    if (reset) set_subscribers(c, {});
-    for (const std::string& uid : uids)
-        if (c.subscriber_set.insert(uid).second) c.subscribers.push_back(uid);
-    return install(std::move(c));
-}
-
-Outcome Core::remove_subscribers(std::string_view id, uint8_t type, const std::vector<std::string>& uids) {
-    std::lock_guard lock(channel_write_);
-    std::shared_ptr<const Channel> existing = channels_.find(type, id);
-    if (!existing) return Outcome::ok();  // nothing to remove from
-    Channel c = *existing;
-    std::erase_if(c.subscribers, [&](const std::string& uid) { return std::find(uids.begin(), uids.end(), uid) != uids.end(); });
-    for (const std::string& uid : uids) c.subscriber_set.erase(uid);
-    if (Outcome o = install(std::move(c)); !o) return o;
-    // Their conversation with the channel goes too, durably (§11 compatible rule).
-    return delete_conversation(uids, id, type);
-}
-
-Outcome Core::delete_channel(std::string_view id, uint8_t type) {
-    std::lock_guard lock(channel_write_);
-    if (Outcome o = from(store_.delete_channel(type, id)); !o) return o;
-    channels_.erase(type, id);
-    if (cluster_) cluster_->channel_changed(type, id);
-    return Outcome::ok();
-}
-
-Outcome Core::edit_list(std::string_view id, uint8_t type, ListKind list, ListEdit edit,
-                        const std::vector<std::string>& uids) {
-    std::lock_guard lock(channel_write_);
-    Channel c = copy_or_new(id, type);
-    if (type == kPersonChannel && c.subscribers.empty()) {
-        c.subscribers.push_back(c.id);
-        c.subscriber_set.insert(c.id);
-    }
-    UidSet& set = list == ListKind::Deny ? c.denylist : c.allowlist;
-    switch (edit) {
-    case ListEdit::Set:
-        set.clear();
-        [[fallthrough]];
-    case ListEdit::Add:
-        set.insert(uids.begin(), uids.end());
-        break;
-    case ListEdit::Remove:
-        for (const std::string& uid : uids) set.erase(uid);
-        break;
-    }
-    return install(std::move(c));
-}
-
-// ---- messages ----
-
-Outcome Core::send(const ApiSend& in) {
-    if (in.client_msg_no.size() > kMaxMessageString || in.from_uid.size() > kMaxMessageString ||
-        in.channel_id.size() > kMaxMessageString)
-        return Outcome::bad_request("client_msg_no, from_uid and channel_id take at most 65535 bytes each");
-    CommitRequest request;
-    request.sender_device = 2;  // SYSTEM: every APP/WEB session of from_uid receives it (§8 step 2)
-    Message m;
-    m.header_flags = uint8_t(in.header_flags & kKeptHeaderFlags);
-    m.client_msg_no = in.client_msg_no.empty() ? random_hex32() : in.client_msg_no;
-    m.from_uid = in.from_uid;
-    m.channel_id = in.channel_id;
-    m.channel_type = in.channel_type;
-    m.timestamp = int32_t(wall_seconds());
-    m.payload = in.payload;
-    if (!in.subscribers.empty()) {
-        auto receivers = std::make_shared<std::vector<std::string>>();
-        for (const std::string& uid : in.subscribers)
-            if (std::find(receivers->begin(), receivers->end(), uid) == receivers->end()) receivers->push_back(uid);
-        if (in.channel_id.empty()) {
-            // A temporary channel with exactly these subscribers (§7.3): in
-            // memory, so clients may SEND to it until the server restarts.
-            Channel tmp;
-            tmp.id = random_hex32() + std::string(kTemporarySuffix);
-            tmp.type = kGroupChannel;
-            tmp.temporary = true;
-            set_subscribers(tmp, *receivers);
-            m.channel_id = tmp.id;
-            m.channel_type = kGroupChannel;
-            add_temporary(std::move(tmp));
-            request.transient = true;
-        }
-        request.receivers = std::move(receivers);
-    } else if (in.channel_id.empty()) {
-        return Outcome::bad_request("channel_id or subscribers required");
-    }
-    request.message = net::Payload::allocate(encoded_size(m.view()));
-    if (!request.message) return Outcome::unavailable("out of memory");
-    encode(m.view(), request.message.writable_bytes());
-    auto waiter = std::make_shared<CommitWaiter>();
-    request.waiter = waiter;
-    if (!committer_.submit(std::move(request))) {
-        // Nobody was told of a temporary channel made for it.
-        if (m.channel_id != in.channel_id) remove_temporary(m.channel_id);
-        return Outcome::unavailable("the committer's queue is full");
-    }
-    waiter->wait();
-    return waiter->ok ? Outcome::ok() : Outcome::unavailable(waiter->error);
-}
-
-void Core::add_temporary(Channel&& channel) {
-    std::lock_guard lock(channel_write_);
-    temporary_ids_.push_back(channel.id);
-    channels_.put(std::move(channel));
-    // The oldest go first: their clients' SENDs then get reason 3, as after a restart.
-    while (temporary_ids_.size() > options_.max_temporary_channels) {
-        channels_.erase(kGroupChannel, temporary_ids_.front());
-        temporary_ids_.pop_front();
-    }
-}
-
-void Core::remove_temporary(const std::string& id) {
-    std::lock_guard lock(channel_write_);
-    channels_.erase(kGroupChannel, id);
-    if (auto it = std::find(temporary_ids_.rbegin(), temporary_ids_.rend(), id); it != temporary_ids_.rend())
-        temporary_ids_.erase(std::next(it).base());
-}
-
-namespace {
-
-Outcome decode_all(const std::vector<std::string>& encoded, std::vector<Message>& out) {
-    for (const std::string& bytes : encoded) {
-        std::optional<MessageView> v = decode(bytes);
-        if (!v) return Outcome::unavailable("store: a corrupt message");
-        out.push_back(Message::from(*v));
-    }
-    return Outcome::ok();
-}
-
-size_t total_size(const std::vector<std::string>& encoded) {
-    size_t bytes = 0;
-    for (const std::string& e : encoded) bytes += e.size();
-    return bytes;
-}
-
-}  // namespace
-
-Outcome Core::sync(std::string_view uid, uint32_t after_seq, PageLimit limit, std::vector<Message>& out) {
-    uint32_t cursor = 0;
-    if (Outcome o = from(store_.cursor(uid, cursor)); !o) return o;
-    std::vector<std::string> encoded;
-    const store::ReadLimit read{.count = limit.count, .bytes = limit.bytes};
-    if (Outcome o = from(store_.read_queue(uid, std::max(after_seq, cursor), read, encoded)); !o) return o;
-    return decode_all(encoded, out);
-}
-
-Outcome Core::sync_ack(std::string_view uid, uint32_t seq) {
-    CommitRequest request;
-    request.kind = CommitRequest::Kind::CursorAdvance;
-    request.uid = std::string(uid);
-    request.cursor = seq;
-    auto waiter = std::make_shared<CommitWaiter>();
-    request.waiter = waiter;
-    if (!committer_.submit(std::move(request))) return Outcome::unavailable("the committer's queue is full");
-    waiter->wait();
-    return waiter->ok ? Outcome::ok() : Outcome::unavailable(waiter->error);
-}
-
-Outcome Core::channel_messages(std::string_view login_uid, std::string_view channel_id, uint8_t type,
-                               uint32_t from_seq, uint32_t to_seq, PageLimit limit, bool keep_newest,
-                               std::vector<Message>& out, bool& cut) {
-    const std::string log = Conversations::log_of(login_uid, channel_id, type);
-    std::vector<std::string> encoded;
-    const store::ReadLimit read{.count = limit.count, .bytes = limit.bytes, .newest = keep_newest};
-    if (Outcome o = from(store_.read_messages(log, from_seq, to_seq, read, encoded)); !o) return o;
-    cut = read.spent(total_size(encoded));
-    return decode_all(encoded, out);
-}
-
-// ---- conversations ----
-
-Outcome Core::conversations(std::string_view uid, std::vector<ConversationView>& out) {
-    std::vector<std::string> encoded;
-    for (Conversation& c : conversations_.list(uid)) {
-        ConversationView view{std::move(c), std::nullopt};
-        encoded.clear();
-        // The message at last_msg_seq; none for a temporary channel's (seq 0, never stored).
-        if (const uint32_t seq = view.conversation.last_msg_seq) {
-            const std::string log = Conversations::log_of(uid, view.conversation.channel_id, view.conversation.channel_type);
-            if (Outcome o = from(store_.read_messages(log, seq, seq + 1, {.count = 1}, encoded)); !o) return o;
-            if (!encoded.empty())
-                if (std::optional<MessageView> m = decode(encoded.front())) view.last_message = Message::from(*m);
-        }
-        out.push_back(std::move(view));
-    }
-    return Outcome::ok();
-}
-
-Outcome Core::set_unread(std::string_view uid, std::string_view channel_id, uint8_t type, uint32_t unread) {
-    store::Status status;
-    if (conversations_.set_unread(uid, channel_id, type, unread, status) && status && cluster_)
-        cluster_->conversation_unread_set(uid, channel_id, type, unread);
-    return from(status);
-}
-
-Outcome Core::delete_conversation(const std::vector<std::string>& uids, std::string_view channel_id, uint8_t type) {
-    const store::Status status = conversations_.remove(uids, channel_id, type);
-    if (status && cluster_) cluster_->conversation_removed(uids, channel_id, type);
-    return from(status);
-}
-
-Outcome Core::sync_conversations(std::string_view uid, int64_t version, std::vector<Conversation>& out) {
-    out = conversations_.changed_since(uid, version);
-    return Outcome::ok();
-}
-
-Outcome Core::recent_messages(std::string_view uid, std::string_view channel_id, uint8_t type, uint32_t after_seq,
-                              PageLimit limit, std::vector<Message>& out) {
-    if (after_seq == std::numeric_limits<uint32_t>::max()) return Outcome::ok();
-    const std::string log = Conversations::log_of(uid, channel_id, type);
-    std::vector<std::string> encoded;
-    // From the newest down: what the count or the byte limit leaves out is the oldest.
-    const store::ReadLimit read{.count = limit.count, .bytes = limit.bytes, .newest = true};
-    if (Outcome o = from(store_.read_messages(log, after_seq + 1, 0, read, encoded)); !o) return o;
-    if (Outcome o = decode_all(encoded, out); !o) return o;
-    std::reverse(out.begin(), out.end());  // newest first
-    return Outcome::ok();
+void Core::session_online(std::string_view uid, uint8_t device_flag, bool online, uint64_t login_ms) {
+    if (events_) events_->online_status(uid, device_flag, online);
+    if (cluster_) cluster_->session_online(uid, device_flag, online, login_ms);
 }
 
 }  // namespace limaoim::im

@@ -376,7 +376,7 @@ void Server::build_api() {
     // The webhook's view for GET /health is null without a webhook; the
     // other nodes are joined later (join_cluster), before the API listens.
     api_ = std::make_unique<http::Api>(
-        *core_, options, make_probes(segment_, plan_.workers, *store_, webhook_sender_.get(), nodes_, fsync_checked),
+        core_->service(), options, make_probes(segment_, plan_.workers, *store_, webhook_sender_.get(), nodes_, fsync_checked),
         http::demo_files());
     if (serve_api_ && !http::demo_built())
         log::write(log::Level::Warn, "limaoim",
@@ -481,7 +481,7 @@ void Server::join_cluster() {
     options.secret = config_.cluster_secret;
     options.bus_max_events = config_.redis_bus_max;
     options.check_fsync = config_.durability != "none";
-    nodes_ = std::make_unique<cluster::RedisCluster>(options, *core_, segment_.pipeline());
+    nodes_ = std::make_unique<cluster::RedisCluster>(options, core_->cluster_listener(), segment_.pipeline());
     core_->set_cluster(nodes_.get());
     // online_elsewhere works after nodes_->stop() too (the sender stops last).
     // After a failed round trip presence is not asked for a second

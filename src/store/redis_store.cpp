@@ -35,7 +35,7 @@
 // "fenced", which a late copy of the script finds and stops at). The
 // marker of the last batch known to be written is deleted by the next
 // commit; markers of lost replies expire after a day. Threads:
-// calls take a connection from a pool, so they do not queue on one socket.
+// calls take a connection from a pool (redis/pool.h), so they do not queue on one socket.
 #include <algorithm>
 #include <charconv>
 #include <cstdio>
@@ -46,6 +46,7 @@
 
 #include "limaoim/log/log.h"
 #include "limaoim/redis/client.h"
+#include "limaoim/redis/pool.h"
 #include "limaoim/store/record_codec.h"
 #include "limaoim/store/store.h"
 
@@ -229,46 +230,6 @@ struct ScriptCall {
         out.insert(out.end(), args.begin(), args.end());
         return out;
     }
-};
-
-// Connections for concurrent callers: one is taken per call and returned
-// after it; a new one is made when none is free.
-class Pool {
-public:
-    Pool(redis::Url url, uint32_t timeout_ms) : url_(std::move(url)), timeout_ms_(timeout_ms) {}
-
-    class Lease {
-    public:
-        Lease(Pool& pool, std::unique_ptr<redis::Client> client) : pool_(pool), client_(std::move(client)) {}
-        ~Lease() { pool_.give_back(std::move(client_)); }
-        Lease(const Lease&) = delete;
-        Lease& operator=(const Lease&) = delete;
-        redis::Client* operator->() { return client_.get(); }
-        redis::Client& operator*() { return *client_; }
-
-    private:
-        Pool& pool_;
-        std::unique_ptr<redis::Client> client_;
-    };
-
-    Lease take() {
-        std::lock_guard lock(mutex_);
-        if (idle_.empty()) return Lease(*this, std::make_unique<redis::Client>(url_, timeout_ms_));
-        std::unique_ptr<redis::Client> client = std::move(idle_.back());
-        idle_.pop_back();
-        return Lease(*this, std::move(client));
-    }
-
-private:
-    void give_back(std::unique_ptr<redis::Client> client) {
-        std::lock_guard lock(mutex_);
-        idle_.push_back(std::move(client));
-    }
-
-    const redis::Url url_;
-    const uint32_t timeout_ms_;
-    std::mutex mutex_;
-    std::vector<std::unique_ptr<redis::Client>> idle_;
 };
 
 Status failed(std::string_view operation, std::string_view error) {
@@ -788,7 +749,7 @@ private:
     }
 
     const RedisOptions options_;
-    Pool pool_;
+    redis::Pool pool_;
     const std::string script_sha_;
     const std::string notify_key_, max_id_key_;
     const std::string replicated_key_;  // written by confirm_dedupe, for its WAIT to count

@@ -1,4 +1,5 @@
-// im/core.h: what the core keeps for the API beyond the committer's work.
+// im/core.h and its faces: what the API's service (im/api_service.h) keeps
+// beyond the committer's work, and what the send judge then finds.
 #include <doctest/doctest.h>
 
 #include <chrono>
@@ -23,6 +24,7 @@ struct CoreRig {
     Directory directory{2};
     stats::PipelineBlock block{};
     Core core;
+    Service& api = core.service();
 
     explicit CoreRig(CoreOptions options = {}) : core(store, tokens, directory, block, fast(options)) {
         core.set_workers({}, GatewayKinds{});
@@ -51,19 +53,19 @@ TEST_CASE("core: the API's temporary channels are bounded; the oldest is forgott
         send.from_uid = "system";
         send.subscribers = {"alice", "bob"};
         send.payload = "notice " + std::to_string(i);
-        REQUIRE(bool(core.send(send)));
+        REQUIRE(bool(rig.api.send(send)));
     }
     // Each message made a temporary channel; alice's conversations name them, oldest last.
     std::vector<Conversation> chats;
     for (int i = 0; i < 200 && chats.size() < 5; ++i) {
-        REQUIRE(bool(core.sync_conversations("alice", 0, chats)));
+        REQUIRE(bool(rig.api.sync_conversations("alice", 0, chats)));
         if (chats.size() < 5) std::this_thread::sleep_for(std::chrono::milliseconds(5));
     }
     REQUIRE(chats.size() == 5);
     size_t known = 0, forgotten = 0;
     for (const Conversation& c : chats) {
         uint32_t receivers = 0;
-        const SendCheck check = core.check_send("alice", kGroupChannel, c.channel_id, receivers);
+        const SendCheck check = core.send_judge().check_send("alice", kGroupChannel, c.channel_id, receivers);
         if (check == SendCheck::UnknownTemporary) ++forgotten;
         if (check != SendCheck::UnknownTemporary) {
             ++known;
@@ -81,6 +83,7 @@ TEST_CASE("core: the API's message reads stop at their byte limit, on the side t
     Directory directory{2};
     stats::PipelineBlock block{};
     Core core(store, tokens, directory, block, CoreOptions{});
+    Service& api = core.service();
     // Ten group messages of about 1 KB in g1's log and in alice's queue.
     store::WriteBatch batch;
     for (uint32_t seq = 1; seq <= 10; ++seq) {
@@ -104,30 +107,30 @@ TEST_CASE("core: the API's message reads stop at their byte limit, on the side t
 
     std::vector<Message> page;
     bool cut = false;
-    REQUIRE(bool(core.channel_messages("", "g1", kGroupChannel, 1, 0, limit, false, page, cut)));
+    REQUIRE(bool(api.channel_messages("", "g1", kGroupChannel, 1, 0, limit, false, page, cut)));
     CHECK(seqs(page) == std::vector<uint32_t>{1, 2, 3});
     CHECK(cut);
     page.clear();
-    REQUIRE(bool(core.channel_messages("", "g1", kGroupChannel, 1, 0, limit, true, page, cut)));
+    REQUIRE(bool(api.channel_messages("", "g1", kGroupChannel, 1, 0, limit, true, page, cut)));
     CHECK(seqs(page) == std::vector<uint32_t>{8, 9, 10});
     CHECK(cut);
     page.clear();
-    REQUIRE(bool(core.channel_messages("", "g1", kGroupChannel, 1, 0, {.count = 10}, true, page, cut)));
+    REQUIRE(bool(api.channel_messages("", "g1", kGroupChannel, 1, 0, {.count = 10}, true, page, cut)));
     CHECK(page.size() == 10);
     CHECK_FALSE(cut);
 
     page.clear();
-    REQUIRE(bool(core.recent_messages("alice", "g1", kGroupChannel, 0, limit, page)));
+    REQUIRE(bool(api.recent_messages("alice", "g1", kGroupChannel, 0, limit, page)));
     CHECK(seqs(page) == std::vector<uint32_t>{10, 9, 8});  // newest first
     page.clear();
-    REQUIRE(bool(core.recent_messages("alice", "g1", kGroupChannel, 8, limit, page)));
+    REQUIRE(bool(api.recent_messages("alice", "g1", kGroupChannel, 8, limit, page)));
     CHECK(seqs(page) == std::vector<uint32_t>{10, 9});
     page.clear();
-    REQUIRE(bool(core.recent_messages("alice", "g1", kGroupChannel, 0xffffffff, limit, page)));
+    REQUIRE(bool(api.recent_messages("alice", "g1", kGroupChannel, 0xffffffff, limit, page)));
     CHECK(page.empty());
 
     page.clear();
-    REQUIRE(bool(core.sync("alice", 0, limit, page)));
+    REQUIRE(bool(api.sync("alice", 0, limit, page)));
     CHECK(seqs(page) == std::vector<uint32_t>{1, 2, 3});
 }
 
@@ -143,7 +146,7 @@ TEST_CASE("core: an API message whose strings do not fit a message's 16-bit leng
         send.channel_type = kPersonChannel;
         send.client_msg_no = field == 2 ? too_long : "";
         send.payload = "hi";
-        const Outcome outcome = core.send(send);
+        const Outcome outcome = rig.api.send(send);
         CHECK(outcome.code == Outcome::Code::BadRequest);
     }
     ApiSend longest;
@@ -152,6 +155,6 @@ TEST_CASE("core: an API message whose strings do not fit a message's 16-bit leng
     longest.channel_type = kPersonChannel;
     longest.client_msg_no = std::string(kMaxMessageString, 'y');
     longest.payload = "hi";
-    CHECK(bool(core.send(longest)));
+    CHECK(bool(rig.api.send(longest)));
     core.stop();
 }

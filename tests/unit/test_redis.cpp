@@ -5,6 +5,7 @@
 #include <string>
 
 #include "limaoim/redis/client.h"
+#include "limaoim/redis/pool.h"
 #include "ports.h"
 #include "redis_server.h"
 
@@ -171,6 +172,43 @@ TEST_CASE("Client: a replica is refused; a dead server is retried with backoff, 
         if (!connected) std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
     CHECK(connected);
+}
+
+TEST_CASE("Pool: a lease's client comes back for the next; a broken one too, and connects again") {
+    RedisServer server;
+    INFO(server.log());
+    REQUIRE(server.started());
+    Pool pool(parsed(server.url()), 2000);
+    std::string error;
+    // A client that has connected once knows its master; a new one does not
+    // (an address would not tell them apart: a new client may take a freed one's).
+    auto used = [&](Client& client) { return client.master().port == server.port(); };
+    {
+        Pool::Lease lease = pool.take();
+        CHECK_FALSE(used(*lease));
+        REQUIRE(lease->command({"PING"}, error));
+    }
+    {
+        // Two callers at once: the idle client, and a new one.
+        Pool::Lease again = pool.take();
+        Pool::Lease second = pool.take();
+        CHECK(used(*again));
+        CHECK(again->connected());  // its connection came back with it
+        CHECK_FALSE(used(*second));
+    }
+    {
+        Pool::Lease lease = pool.take();  // the one returned last
+        REQUIRE(used(*lease));
+        REQUIRE(lease->command({"PING"}, error));
+        // Its connection dies under it (the server drops every client).
+        server.cli("CLIENT KILL TYPE normal");
+        CHECK_FALSE(lease->command({"PING"}, error));
+        CHECK_FALSE(lease->connected());
+    }
+    Pool::Lease lease = pool.take();
+    CHECK(used(*lease));              // the broken one came back
+    CHECK_FALSE(lease->connected());  // disconnected
+    CHECK(lease->command({"PING"}, error));  // and connects again on its next call
 }
 
 TEST_CASE("Client: AUTH with a password or an ACL user; a wrong one fails without showing it") {

@@ -29,7 +29,8 @@
 //
 // Threads: one sends (a queue, pipelined XADD/HSET, the registry), one
 // receives (a blocking XREAD of at most 200 ms at a time, hands events to
-// the ClusterListener), and callers of online_elsewhere() use a pooled client.
+// the ClusterListener), and callers of online_elsewhere() lease a client
+// from a redis::Pool.
 // No worker thread ever talks to Redis: the workers only queue events.
 #pragma once
 
@@ -47,6 +48,7 @@
 
 #include "limaoim/im/cluster.h"
 #include "limaoim/redis/client.h"
+#include "limaoim/redis/pool.h"
 #include "limaoim/stats/layout.h"
 
 namespace limaoim::cluster {
@@ -220,8 +222,7 @@ private:
     redis::Fsync fsync_ = redis::Fsync::Always;
     std::string fsync_detail_;
 
-    std::mutex pool_mutex_;
-    std::vector<std::unique_ptr<redis::Client>> pool_;  // for online_elsewhere()
+    redis::Pool presence_clients_;  // for online_elsewhere()
 
     std::atomic<bool> sender_ok_{false};
     std::atomic<bool> receiver_ok_{false};

@@ -42,6 +42,8 @@ struct Channel {
     UidSet denylist;
 
     bool has_subscriber(std::string_view uid) const { return subscriber_set.contains(uid); }
+    // Exactly `uids`, in their order, each once.
+    void set_subscribers(const std::vector<std::string>& uids);
     store::ChannelRecord record() const;
     static Channel from(store::ChannelRecord&& record);
 };
@@ -52,6 +54,8 @@ class Channels {
 public:
     std::shared_ptr<const Channel> find(uint8_t type, std::string_view id) const;
     void put(Channel&& channel);
+    // A copy of (type, id) to edit and put back, or a new channel with no subscribers.
+    Channel copy_or_new(uint8_t type, std::string_view id) const;
     void erase(uint8_t type, std::string_view id);
     // Every stored channel at once (a reload from a shared store): channels
     // not in `stored` go, temporary ones stay.

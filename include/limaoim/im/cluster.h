@@ -52,7 +52,7 @@ public:
     virtual bool online_elsewhere(const std::vector<std::string>& uids, std::vector<std::string>& out) = 0;
 };
 
-// What the other nodes tell this one; the Core implements it. Called on
+// What the other nodes tell this one; im::NodeListener implements it. Called on
 // the cluster's receiving thread, which may wait.
 class ClusterListener {
 public:

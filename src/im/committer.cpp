@@ -360,9 +360,9 @@ store::Status Committer::prepare_and_commit(std::vector<CommitRequest>& batch, i
 void Committer::forget_batch() {
     // Nothing of the batch is stored: its seqs go back (read again from the
     // store when next needed) and its dedupe entries are forgotten.
-    for (auto& [log, change] : batch_channel_seqs_) channel_seqs_.erase(log);
-    for (auto& [uid, change] : batch_queue_seqs_) queue_seqs_.erase(uid);
-    for (auto& [uid, cursor] : batch_cursors_) cursors_.erase(uid);
+    for (auto& [log, change] : batch_channel_seqs_) channel_seqs_.values.erase(log);
+    for (auto& [uid, change] : batch_queue_seqs_) queue_seqs_.values.erase(uid);
+    for (auto& [uid, cursor] : batch_cursors_) cursors_.values.erase(uid);
     for (const DedupeKey& key : batch_dedupe_keys_) dedupe_.erase(key);
     // This batch's pairs are the newest in the order: they go too (those
     // the window expired meanwhile are gone already).
@@ -373,12 +373,11 @@ void Committer::forget_batch() {
 void Committer::trim_counters() {
     // Not while a batch of unknown outcome is kept: its counters are ahead
     // of the store's, and reading those again would hand out a seq twice.
+    // (Nor during a batch, being called after one: a counter of the batch
+    // dropped then could not be kept with it.)
     if (unresolved_) return;
-    for (auto* counters : {&channel_seqs_, &queue_seqs_, &cursors_}) {
-        if (counters->size() <= options_.max_cached_counters) continue;
-        bool drop = false;
-        std::erase_if(*counters, [&drop](const auto&) { return drop = !drop; });
-    }
+    for (CounterCache* counters : {&channel_seqs_, &queue_seqs_, &cursors_})
+        counters->values.trim(options_.max_cached_counters);
 }
 
 void Committer::clear_batch() {
@@ -448,7 +447,7 @@ uint8_t Committer::prepare_send(CommitRequest& request, int64_t now_ms, FanoutIt
     uint32_t seq = 0;
     if (m.persisted() && !request.transient) {
         std::string log = store::log_name(m.channel_type, log_channel_id(m));
-        if (!next_channel_seq(log, seq)) return kReasonError;
+        if (!next_seq(channel_seqs_, batch_channel_seqs_, log, seq)) return kReasonError;
         patch_seq(bytes, seq);
         batch_.messages.push_back({std::move(log), seq, {bytes.begin(), bytes.end()}});
     }
@@ -457,7 +456,7 @@ uint8_t Committer::prepare_send(CommitRequest& request, int64_t now_ms, FanoutIt
         // channel as that subscriber sees it (§10.2, S7 compatible rule).
         for (std::string& uid : subscribers_of(m, request)) {
             uint32_t queue_seq = 0;
-            if (!next_queue_seq(uid, queue_seq)) return kReasonError;
+            if (!next_seq(queue_seqs_, batch_queue_seqs_, uid, queue_seq)) return kReasonError;
             Message copy = Message::from(m);
             copy.message_id = id;
             copy.message_seq = queue_seq;
@@ -500,11 +499,11 @@ void Committer::prepare_cursor(CommitRequest& request) {
     if (store_.shared()) {
         // Other nodes append to this user's queue and move the cursor: the
         // cached values would hold the cursor back (min with a stale last seq).
-        queue_seqs_.erase(request.uid);
-        cursors_.erase(request.uid);
+        queue_seqs_.values.erase(request.uid);
+        cursors_.values.erase(request.uid);
     }
-    uint32_t* last = queue_counter(request.uid);
-    uint32_t* cursor = cursor_of(request.uid);
+    uint32_t* last = counter(queue_seqs_, request.uid);
+    uint32_t* cursor = counter(cursors_, request.uid);
     if (!last || !cursor) {
         request.failed = true;
         if (request.waiter) {
@@ -522,58 +521,20 @@ void Committer::prepare_cursor(CommitRequest& request) {
     request.cursor_after = advanced;
 }
 
-uint32_t* Committer::channel_counter(const std::string& log) {
-    auto it = channel_seqs_.find(log);
-    if (it == channel_seqs_.end()) {
-        uint32_t last = 0;
-        if (store::Status s = store_.channel_seq(log, last); !s) {
-            log::write(log::Level::Error, "committer", "reading a channel seq: %s", s.error.c_str());
-            return nullptr;
-        }
-        it = channel_seqs_.emplace(log, last).first;
+uint32_t* Committer::counter(CounterCache& counters, const std::string& key) {
+    if (uint32_t* cached = counters.values.find(key)) return cached;
+    uint32_t value = 0;
+    if (store::Status s = (store_.*counters.read)(key, value); !s) {
+        log::write(log::Level::Error, "committer", "reading %s: %s", counters.what, s.error.c_str());
+        return nullptr;
     }
-    return &it->second;
+    return &counters.values.put(key, value);
 }
 
-uint32_t* Committer::queue_counter(const std::string& uid) {
-    auto it = queue_seqs_.find(uid);
-    if (it == queue_seqs_.end()) {
-        uint32_t last = 0;
-        if (store::Status s = store_.queue_seq(uid, last); !s) {
-            log::write(log::Level::Error, "committer", "reading a queue seq: %s", s.error.c_str());
-            return nullptr;
-        }
-        it = queue_seqs_.emplace(uid, last).first;
-    }
-    return &it->second;
-}
-
-uint32_t* Committer::cursor_of(const std::string& uid) {
-    auto it = cursors_.find(uid);
-    if (it == cursors_.end()) {
-        uint32_t cursor = 0;
-        if (store::Status s = store_.cursor(uid, cursor); !s) {
-            log::write(log::Level::Error, "committer", "reading a sync cursor: %s", s.error.c_str());
-            return nullptr;
-        }
-        it = cursors_.emplace(uid, cursor).first;
-    }
-    return &it->second;
-}
-
-bool Committer::next_channel_seq(const std::string& log, uint32_t& seq) {
-    uint32_t* last = channel_counter(log);
+bool Committer::next_seq(CounterCache& counters, CounterChanges& changes, const std::string& key, uint32_t& seq) {
+    uint32_t* last = counter(counters, key);
     if (!last) return false;
-    auto [change, first] = batch_channel_seqs_.try_emplace(log, CounterChange{*last, 0});
-    seq = ++*last;
-    change->second.value = seq;
-    return true;
-}
-
-bool Committer::next_queue_seq(const std::string& uid, uint32_t& seq) {
-    uint32_t* last = queue_counter(uid);
-    if (!last) return false;
-    auto [change, first] = batch_queue_seqs_.try_emplace(uid, CounterChange{*last, 0});
+    auto [change, first] = changes.try_emplace(key, CounterChange{*last, 0});
     seq = ++*last;
     change->second.value = seq;
     return true;

@@ -2,13 +2,10 @@
 #include "limaoim/log/clock.h"
 #include "limaoim/log/log.h"
 
-#include <pthread.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <limits>
-#include <thread>
 
 #include <sys/random.h>
 
@@ -59,7 +56,8 @@ void CommitWaiter::wait(std::chrono::milliseconds limit) {
 
 Committer::Committer(store::Store& store, const Channels& channels, IdGenerator& ids, Fanout& fanout,
                      stats::PipelineBlock& stats, const CommitterOptions& options)
-    : store_(store), channels_(channels), ids_(ids), fanout_(fanout), stats_(stats), options_(options) {
+    : store_(store), channels_(channels), ids_(ids), fanout_(fanout), stats_(stats), options_(options),
+      queue_(options.max_queued) {
     // Keyed so that chosen client_msg_nos cannot collide on purpose.
     if (getrandom(dedupe_hash_keys_, sizeof(dedupe_hash_keys_), 0) != ssize_t(sizeof(dedupe_hash_keys_)))
         dedupe_hash_keys_[1][0] = uint64_t(steady_us()) | 1;  // keys differ at least
@@ -99,8 +97,7 @@ bool Committer::start(std::string& error) {
         return false;
     }
     stats_.dedupe_entries.set(dedupe_.size());
-    thread_ = std::thread([this] { run(); });
-    pthread_setname_np(thread_.native_handle(), "committer");
+    queue_.start("committer", [this] { run(); });
     return true;
 }
 
@@ -109,60 +106,32 @@ bool Committer::submit(CommitRequest&& request) {
         return resolver_ && resolver_->park(std::move(request));
     // A RECVACK's cursor advance may be dropped (the next one moves the
     // cursor as far): it never takes the second half of the queue from SENDs.
-    const bool droppable = request.kind == CommitRequest::Kind::CursorAdvance && !request.waiter;
-    std::unique_lock lock(mutex_);
-    if (stopping_ || queued_.size() >= (droppable ? options_.max_queued / 2 : options_.max_queued)) {
+    const bool cursor_advance = request.kind == CommitRequest::Kind::CursorAdvance;
+    const bool droppable = cursor_advance && !request.waiter;
+    if (!queue_.try_push(std::move(request), droppable ? options_.max_queued / 2 : options_.max_queued)) {
         stats_.commit_refused.add();  // approximate: several submitters may race on it
         return false;
     }
-    if (request.kind == CommitRequest::Kind::CursorAdvance) stats_.cursor_advances.add();
-    queued_.push_back(std::move(request));
-    const size_t n = queued_.size();
-    lock.unlock();
-    // Wake the committer when it may be idle, and when a batch is full
-    // (it may be waiting out the group-commit window).
-    if (n == 1 || n == options_.max_batch) wake_.notify_one();
+    if (cursor_advance) stats_.cursor_advances.add();
     return true;
 }
 
-bool Committer::stopping() {
-    std::lock_guard lock(mutex_);
-    return stopping_;
-}
+bool Committer::stopping() { return queue_.stopping(); }
 
-void Committer::stop() {
-    {
-        std::lock_guard lock(mutex_);
-        if (stopping_ && !thread_.joinable()) return;
-        stopping_ = true;
-    }
-    wake_.notify_one();
-    if (thread_.joinable()) thread_.join();
-}
+void Committer::stop() { queue_.stop(); }
 
 void Committer::run() {
     std::vector<CommitRequest> work;
     for (;;) {
-        {
-            std::unique_lock lock(mutex_);
-            wake_.wait(lock, [this] { return stopping_ || !queued_.empty(); });
-            if (queued_.empty()) return;  // stopping, and everything is committed
-            if (options_.durability == Durability::Group && options_.commit_window_us && !stopping_ &&
-                queued_.size() < options_.max_batch) {
-                // Group commit: let the batch gather for one window, so one
-                // fsync covers every message that arrives meanwhile.
-                wake_.wait_for(lock, std::chrono::microseconds(options_.commit_window_us),
-                               [this] { return stopping_ || queued_.size() >= options_.max_batch; });
-            }
-            if (queued_.size() <= options_.max_batch) {
-                work.swap(queued_);
-            } else {
-                work.assign(std::make_move_iterator(queued_.begin()),
-                            std::make_move_iterator(queued_.begin() + options_.max_batch));
-                queued_.erase(queued_.begin(), queued_.begin() + options_.max_batch);
-            }
-            stats_.commit_queue.set(queued_.size());
+        const size_t queued = queue_.wait(1);
+        if (queued == 0) return;  // stopping, and everything is committed
+        if (options_.durability == Durability::Group && options_.commit_window_us && queued < options_.max_batch) {
+            // Group commit: let the batch gather for one window, so one
+            // fsync covers every message that arrives meanwhile.
+            queue_.wait_until(options_.max_batch,
+                              std::chrono::steady_clock::now() + std::chrono::microseconds(options_.commit_window_us));
         }
+        stats_.commit_queue.set(queue_.take(work, options_.max_batch));
         process(work);
         work.clear();
     }
@@ -269,8 +238,7 @@ store::Status Committer::await_outcome(bool& written) {
         if (asked || steady_clock::now() + pause > deadline) return asked;
         // The SENDs of this batch wait meanwhile (a wrong answer would be
         // worse); so do new ones, queued behind it. Stopping cuts it short.
-        std::unique_lock lock(mutex_);
-        if (wake_.wait_for(lock, pause, [this] { return stopping_; })) return asked;
+        if (queue_.sleep_unless_stopped(pause)) return asked;
         pause = std::min(pause * 2, milliseconds(1000));
     }
 }

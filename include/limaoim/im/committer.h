@@ -49,7 +49,6 @@
 #include <mutex>
 #include <optional>
 #include <string>
-#include <thread>
 #include <unordered_map>
 #include <vector>
 
@@ -62,6 +61,7 @@
 #include "limaoim/stats/layout.h"
 #include "limaoim/store/store.h"
 #include "limaoim/util/lru_map.h"
+#include "limaoim/util/work_queue.h"
 
 namespace limaoim::im {
 
@@ -270,11 +270,8 @@ private:
     Events* events_ = nullptr;
     ChannelResolver* resolver_ = nullptr;
 
-    std::mutex mutex_;
-    std::condition_variable wake_;
-    std::vector<CommitRequest> queued_;
-    bool stopping_ = false;
-    std::thread thread_;
+    // Up to max_queued requests, taken max_batch at a time by the committer's thread.
+    util::WorkQueue<CommitRequest> queue_;
 
     // The committer thread's own state.
     store::WriteBatch batch_;

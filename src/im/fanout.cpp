@@ -139,12 +139,19 @@ void Fanout::take(FanoutItem&& item) {
     }
     const MessageView m = decode_checked(item.message.bytes());
     if (!m.persisted() || m.message_seq == 0) {  // no seq to keep in order
-        start(std::move(item));
+        start(std::move(item), m);
         return;
     }
+    // `m` views the payload's bytes, which stay where they are as the
+    // item moves: if it goes now, it is not decoded again.
+    const uint8_t* const bytes = item.message.bytes().data();
     ready_.clear();
     order_->admit(std::move(item), m, steady_ms(), ready_);
-    for (FanoutItem& ready : ready_) start(std::move(ready));
+    for (FanoutItem& ready : ready_)
+        if (ready.message.bytes().data() == bytes)
+            start(std::move(ready), m);
+        else
+            start(std::move(ready));
 }
 
 void Fanout::tell_other_nodes(FanoutItem& item, const MessageView& m) {
@@ -165,6 +172,10 @@ void Fanout::tell_other_nodes(FanoutItem& item, const MessageView& m) {
 
 Fanout::Job* Fanout::start(FanoutItem&& item) {
     const MessageView m = decode_checked(item.message.bytes());
+    return start(std::move(item), m);
+}
+
+Fanout::Job* Fanout::start(FanoutItem&& item, const MessageView& m) {
     // Behind a big message of its channel still going out: after it. (The
     // key is hashed only while a big message is under way.)
     const uint64_t key = big_.empty() ? 0 : channel_key(m);

@@ -124,6 +124,8 @@ private:
     // Delivers a message whose receivers fit in one slice, or makes it a big
     // job (returned), or keeps it behind its channel's big job.
     Job* start(FanoutItem&& item);
+    // `m`: the item's message, decoded already (views into its bytes).
+    Job* start(FanoutItem&& item, const MessageView& m);
     // `m`: the job's message, decoded (views into job.item's bytes).
     void deliver_slice(Job& job, const MessageView& m);
     void finish(Job& job);

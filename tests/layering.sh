@@ -13,8 +13,9 @@
 # JSON the business server sees) stands on the IM core, which knows no JSON
 # (nlohmann's library appears in neither it nor the layers below), and
 # serves both http/ and webhook/, which know nothing of each other. base64/
-# is the bottom of the stack: every layer may include it, it includes
-# nothing of limaoim.
+# and util/ (generic containers, the queue a thread drains) are the bottom
+# of the stack: every layer may include them, they include nothing of
+# limaoim.
 # unit_loop links net/ alone; this catches a header-only include that no
 # link would.
 #
@@ -39,8 +40,9 @@ layer_rules=(
   'log|net proto stats gateway im store http config webhook datasource redis cluster'
   'redis|net proto stats gateway im store http config webhook datasource ws cluster'
   'cluster|net proto gateway store http config webhook datasource ws'
-  'base64|net proto stats gateway im store http config ws webhook datasource log redis cluster apijson'
+  'base64|net proto stats gateway im store http config ws webhook datasource log redis cluster apijson util'
   'apijson|net proto gateway http store config ws webhook datasource redis cluster'
+  'util|net proto stats gateway im store http config ws webhook datasource log redis cluster apijson base64'
 )
 # A layer that may include only some headers of another: LAYER|OTHER|ALLOWED HEADERS.
 allow_rules=(

@@ -2,13 +2,10 @@
 #include "limaoim/log/clock.h"
 #include "limaoim/log/log.h"
 
-#include <pthread.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <limits>
-#include <thread>
 
 #include <sys/random.h>
 
@@ -59,7 +56,8 @@ void CommitWaiter::wait(std::chrono::milliseconds limit) {
 
 Committer::Committer(store::Store& store, const Channels& channels, IdGenerator& ids, Fanout& fanout,
                      stats::PipelineBlock& stats, const CommitterOptions& options)
-    : store_(store), channels_(channels), ids_(ids), fanout_(fanout), stats_(stats), options_(options) {
+    : store_(store), channels_(channels), ids_(ids), fanout_(fanout), stats_(stats), options_(options),
+      queue_(options.max_queued) {
     // Keyed so that chosen client_msg_nos cannot collide on purpose.
     if (getrandom(dedupe_hash_keys_, sizeof(dedupe_hash_keys_), 0) != ssize_t(sizeof(dedupe_hash_keys_)))
         dedupe_hash_keys_[1][0] = uint64_t(steady_us()) | 1;  // keys differ at least
@@ -99,8 +97,7 @@ bool Committer::start(std::string& error) {
         return false;
     }
     stats_.dedupe_entries.set(dedupe_.size());
-    thread_ = std::thread([this] { run(); });
-    pthread_setname_np(thread_.native_handle(), "committer");
+    queue_.start("committer", [this] { run(); });
     return true;
 }
 
@@ -109,60 +106,32 @@ bool Committer::submit(CommitRequest&& request) {
         return resolver_ && resolver_->park(std::move(request));
     // A RECVACK's cursor advance may be dropped (the next one moves the
     // cursor as far): it never takes the second half of the queue from SENDs.
-    const bool droppable = request.kind == CommitRequest::Kind::CursorAdvance && !request.waiter;
-    std::unique_lock lock(mutex_);
-    if (stopping_ || queued_.size() >= (droppable ? options_.max_queued / 2 : options_.max_queued)) {
+    const bool cursor_advance = request.kind == CommitRequest::Kind::CursorAdvance;
+    const bool droppable = cursor_advance && !request.waiter;
+    if (!queue_.try_push(std::move(request), droppable ? options_.max_queued / 2 : options_.max_queued)) {
         stats_.commit_refused.add();  // approximate: several submitters may race on it
         return false;
     }
-    if (request.kind == CommitRequest::Kind::CursorAdvance) stats_.cursor_advances.add();
-    queued_.push_back(std::move(request));
-    const size_t n = queued_.size();
-    lock.unlock();
-    // Wake the committer when it may be idle, and when a batch is full
-    // (it may be waiting out the group-commit window).
-    if (n == 1 || n == options_.max_batch) wake_.notify_one();
+    if (cursor_advance) stats_.cursor_advances.add();
     return true;
 }
 
-bool Committer::stopping() {
-    std::lock_guard lock(mutex_);
-    return stopping_;
-}
+bool Committer::stopping() { return queue_.stopping(); }
 
-void Committer::stop() {
-    {
-        std::lock_guard lock(mutex_);
-        if (stopping_ && !thread_.joinable()) return;
-        stopping_ = true;
-    }
-    wake_.notify_one();
-    if (thread_.joinable()) thread_.join();
-}
+void Committer::stop() { queue_.stop(); }
 
 void Committer::run() {
     std::vector<CommitRequest> work;
     for (;;) {
-        {
-            std::unique_lock lock(mutex_);
-            wake_.wait(lock, [this] { return stopping_ || !queued_.empty(); });
-            if (queued_.empty()) return;  // stopping, and everything is committed
-            if (options_.durability == Durability::Group && options_.commit_window_us && !stopping_ &&
-                queued_.size() < options_.max_batch) {
-                // Group commit: let the batch gather for one window, so one
-                // fsync covers every message that arrives meanwhile.
-                wake_.wait_for(lock, std::chrono::microseconds(options_.commit_window_us),
-                               [this] { return stopping_ || queued_.size() >= options_.max_batch; });
-            }
-            if (queued_.size() <= options_.max_batch) {
-                work.swap(queued_);
-            } else {
-                work.assign(std::make_move_iterator(queued_.begin()),
-                            std::make_move_iterator(queued_.begin() + options_.max_batch));
-                queued_.erase(queued_.begin(), queued_.begin() + options_.max_batch);
-            }
-            stats_.commit_queue.set(queued_.size());
+        const size_t queued = queue_.wait(1);
+        if (queued == 0) return;  // stopping, and everything is committed
+        if (options_.durability == Durability::Group && options_.commit_window_us && queued < options_.max_batch) {
+            // Group commit: let the batch gather for one window, so one
+            // fsync covers every message that arrives meanwhile.
+            queue_.wait_until(options_.max_batch,
+                              std::chrono::steady_clock::now() + std::chrono::microseconds(options_.commit_window_us));
         }
+        stats_.commit_queue.set(queue_.take(work, options_.max_batch));
         process(work);
         work.clear();
     }
@@ -269,8 +238,7 @@ store::Status Committer::await_outcome(bool& written) {
         if (asked || steady_clock::now() + pause > deadline) return asked;
         // The SENDs of this batch wait meanwhile (a wrong answer would be
         // worse); so do new ones, queued behind it. Stopping cuts it short.
-        std::unique_lock lock(mutex_);
-        if (wake_.wait_for(lock, pause, [this] { return stopping_; })) return asked;
+        if (queue_.sleep_unless_stopped(pause)) return asked;
         pause = std::min(pause * 2, milliseconds(1000));
     }
 }
@@ -360,9 +328,9 @@ store::Status Committer::prepare_and_commit(std::vector<CommitRequest>& batch, i
 void Committer::forget_batch() {
     // Nothing of the batch is stored: its seqs go back (read again from the
     // store when next needed) and its dedupe entries are forgotten.
-    for (auto& [log, change] : batch_channel_seqs_) channel_seqs_.erase(log);
-    for (auto& [uid, change] : batch_queue_seqs_) queue_seqs_.erase(uid);
-    for (auto& [uid, cursor] : batch_cursors_) cursors_.erase(uid);
+    for (auto& [log, change] : batch_channel_seqs_) channel_seqs_.values.erase(log);
+    for (auto& [uid, change] : batch_queue_seqs_) queue_seqs_.values.erase(uid);
+    for (auto& [uid, cursor] : batch_cursors_) cursors_.values.erase(uid);
     for (const DedupeKey& key : batch_dedupe_keys_) dedupe_.erase(key);
     // This batch's pairs are the newest in the order: they go too (those
     // the window expired meanwhile are gone already).
@@ -373,12 +341,11 @@ void Committer::forget_batch() {
 void Committer::trim_counters() {
     // Not while a batch of unknown outcome is kept: its counters are ahead
     // of the store's, and reading those again would hand out a seq twice.
+    // (Nor during a batch, being called after one: a counter of the batch
+    // dropped then could not be kept with it.)
     if (unresolved_) return;
-    for (auto* counters : {&channel_seqs_, &queue_seqs_, &cursors_}) {
-        if (counters->size() <= options_.max_cached_counters) continue;
-        bool drop = false;
-        std::erase_if(*counters, [&drop](const auto&) { return drop = !drop; });
-    }
+    for (CounterCache* counters : {&channel_seqs_, &queue_seqs_, &cursors_})
+        counters->values.trim(options_.max_cached_counters);
 }
 
 void Committer::clear_batch() {
@@ -448,7 +415,7 @@ uint8_t Committer::prepare_send(CommitRequest& request, int64_t now_ms, FanoutIt
     uint32_t seq = 0;
     if (m.persisted() && !request.transient) {
         std::string log = store::log_name(m.channel_type, log_channel_id(m));
-        if (!next_channel_seq(log, seq)) return kReasonError;
+        if (!next_seq(channel_seqs_, batch_channel_seqs_, log, seq)) return kReasonError;
         patch_seq(bytes, seq);
         batch_.messages.push_back({std::move(log), seq, {bytes.begin(), bytes.end()}});
     }
@@ -457,7 +424,7 @@ uint8_t Committer::prepare_send(CommitRequest& request, int64_t now_ms, FanoutIt
         // channel as that subscriber sees it (§10.2, S7 compatible rule).
         for (std::string& uid : subscribers_of(m, request)) {
             uint32_t queue_seq = 0;
-            if (!next_queue_seq(uid, queue_seq)) return kReasonError;
+            if (!next_seq(queue_seqs_, batch_queue_seqs_, uid, queue_seq)) return kReasonError;
             Message copy = Message::from(m);
             copy.message_id = id;
             copy.message_seq = queue_seq;
@@ -500,11 +467,11 @@ void Committer::prepare_cursor(CommitRequest& request) {
     if (store_.shared()) {
         // Other nodes append to this user's queue and move the cursor: the
         // cached values would hold the cursor back (min with a stale last seq).
-        queue_seqs_.erase(request.uid);
-        cursors_.erase(request.uid);
+        queue_seqs_.values.erase(request.uid);
+        cursors_.values.erase(request.uid);
     }
-    uint32_t* last = queue_counter(request.uid);
-    uint32_t* cursor = cursor_of(request.uid);
+    uint32_t* last = counter(queue_seqs_, request.uid);
+    uint32_t* cursor = counter(cursors_, request.uid);
     if (!last || !cursor) {
         request.failed = true;
         if (request.waiter) {
@@ -522,58 +489,20 @@ void Committer::prepare_cursor(CommitRequest& request) {
     request.cursor_after = advanced;
 }
 
-uint32_t* Committer::channel_counter(const std::string& log) {
-    auto it = channel_seqs_.find(log);
-    if (it == channel_seqs_.end()) {
-        uint32_t last = 0;
-        if (store::Status s = store_.channel_seq(log, last); !s) {
-            log::write(log::Level::Error, "committer", "reading a channel seq: %s", s.error.c_str());
-            return nullptr;
-        }
-        it = channel_seqs_.emplace(log, last).first;
+uint32_t* Committer::counter(CounterCache& counters, const std::string& key) {
+    if (uint32_t* cached = counters.values.find(key)) return cached;
+    uint32_t value = 0;
+    if (store::Status s = (store_.*counters.read)(key, value); !s) {
+        log::write(log::Level::Error, "committer", "reading %s: %s", counters.what, s.error.c_str());
+        return nullptr;
     }
-    return &it->second;
+    return &counters.values.put(key, value);
 }
 
-uint32_t* Committer::queue_counter(const std::string& uid) {
-    auto it = queue_seqs_.find(uid);
-    if (it == queue_seqs_.end()) {
-        uint32_t last = 0;
-        if (store::Status s = store_.queue_seq(uid, last); !s) {
-            log::write(log::Level::Error, "committer", "reading a queue seq: %s", s.error.c_str());
-            return nullptr;
-        }
-        it = queue_seqs_.emplace(uid, last).first;
-    }
-    return &it->second;
-}
-
-uint32_t* Committer::cursor_of(const std::string& uid) {
-    auto it = cursors_.find(uid);
-    if (it == cursors_.end()) {
-        uint32_t cursor = 0;
-        if (store::Status s = store_.cursor(uid, cursor); !s) {
-            log::write(log::Level::Error, "committer", "reading a sync cursor: %s", s.error.c_str());
-            return nullptr;
-        }
-        it = cursors_.emplace(uid, cursor).first;
-    }
-    return &it->second;
-}
-
-bool Committer::next_channel_seq(const std::string& log, uint32_t& seq) {
-    uint32_t* last = channel_counter(log);
+bool Committer::next_seq(CounterCache& counters, CounterChanges& changes, const std::string& key, uint32_t& seq) {
+    uint32_t* last = counter(counters, key);
     if (!last) return false;
-    auto [change, first] = batch_channel_seqs_.try_emplace(log, CounterChange{*last, 0});
-    seq = ++*last;
-    change->second.value = seq;
-    return true;
-}
-
-bool Committer::next_queue_seq(const std::string& uid, uint32_t& seq) {
-    uint32_t* last = queue_counter(uid);
-    if (!last) return false;
-    auto [change, first] = batch_queue_seqs_.try_emplace(uid, CounterChange{*last, 0});
+    auto [change, first] = changes.try_emplace(key, CounterChange{*last, 0});
     seq = ++*last;
     change->second.value = seq;
     return true;

@@ -1,7 +1,5 @@
 #include "limaoim/im/fanout.h"
 
-#include <pthread.h>
-
 #include <algorithm>
 #include <chrono>
 #include <limits>
@@ -14,7 +12,7 @@ namespace limaoim::im {
 Fanout::Fanout(const Channels& channels, const Directory& directory, Conversations& conversations,
                stats::PipelineBlock& stats, size_t max_queued, std::chrono::milliseconds worker_stuck_limit)
     : channels_(channels), directory_(directory), conversations_(conversations), stats_(stats),
-      max_queued_(max_queued), worker_stuck_limit_(worker_stuck_limit) {}
+      worker_stuck_limit_(worker_stuck_limit), queue_(max_queued) {}
 
 Fanout::~Fanout() { stop(); }
 
@@ -25,10 +23,7 @@ void Fanout::set_workers(std::span<net::EnvelopeSink* const> workers, uint16_t d
     deliver_kind_ = deliver_kind;
 }
 
-void Fanout::start() {
-    thread_ = std::thread([this] { run(); });
-    pthread_setname_np(thread_.native_handle(), "fanout");
-}
+void Fanout::start() { queue_.start("fanout", [this] { run(); }); }
 
 void Fanout::push(std::vector<FanoutItem>& items) {
     // The other nodes hear of a message stored here at once, not behind
@@ -38,13 +33,7 @@ void Fanout::push(std::vector<FanoutItem>& items) {
         for (FanoutItem& item : items)
             if (!item.remote)
                 tell_other_nodes(item, decode_checked(item.message.bytes()));
-    std::unique_lock lock(mutex_);
-    room_.wait(lock, [this] { return stopping_ || queued_.size() < max_queued_; });
-    const bool was_empty = queued_.empty();
-    for (FanoutItem& item : items) queued_.push_back(std::move(item));
-    items.clear();
-    lock.unlock();
-    if (was_empty) wake_.notify_one();
+    queue_.push_all(items);
 }
 
 void Fanout::push_remote(FanoutItem&& item) {
@@ -59,15 +48,7 @@ void Fanout::set_cluster(Cluster* cluster) {
     if (cluster_) order_.emplace(ChannelOrder::Limits{});
 }
 
-void Fanout::stop() {
-    {
-        std::lock_guard lock(mutex_);
-        stopping_ = true;
-    }
-    wake_.notify_one();
-    room_.notify_all();
-    if (thread_.joinable()) thread_.join();
-}
+void Fanout::stop() { queue_.stop(); }
 
 namespace {
 using clock::steady_ms;
@@ -86,31 +67,22 @@ uint64_t channel_key(const MessageView& m) {
 
 void Fanout::run() {
     for (;;) {
-        bool stopping = false;
-        {
-            std::unique_lock lock(mutex_);
-            if (work_.empty() && big_.empty()) {
-                // Held messages (a cluster's) are released by time too.
-                const int64_t hour_ms = steady_ms() + 3600000;
-                const auto expiry = std::chrono::steady_clock::time_point(
-                    std::chrono::milliseconds(order_ ? std::min(order_->next_expiry_ms(), hour_ms) : hour_ms));
-                wake_.wait_until(lock, expiry, [this] { return stopping_ || !queued_.empty(); });
-            }
-            // Taken in while fewer than max_queued_ wait here (not started,
-            // or behind their channel's big message): a message that
-            // arrives behind big ones is then delivered between their
-            // slices; past it the queue fills and holds the committer back.
-            size_t waiting = work_.size();
-            for (const Job& job : big_) waiting += job.later.size();
-            if (waiting < max_queued_) {
-                waiting += queued_.size();
-                for (FanoutItem& item : queued_) work_.push_back(std::move(item));
-                queued_.clear();
-            }
-            stats_.fanout_queue.set(waiting + queued_.size());
-            stopping = stopping_;
+        if (work_.empty() && big_.empty()) {
+            // Held messages (a cluster's) are released by time too.
+            const int64_t hour_ms = steady_ms() + 3600000;
+            const auto expiry = std::chrono::steady_clock::time_point(
+                std::chrono::milliseconds(order_ ? std::min(order_->next_expiry_ms(), hour_ms) : hour_ms));
+            queue_.wait_until(1, expiry);
         }
-        room_.notify_all();
+        // Taken in while fewer than the queue's capacity wait here (not
+        // started, or behind their channel's big message): a message that
+        // arrives behind big ones is then delivered between their slices;
+        // past it the queue fills and holds the committer back.
+        size_t behind_big = 0;
+        for (const Job& job : big_) behind_big += job.later.size();
+        const size_t left = work_.size() + behind_big < queue_.capacity() ? queue_.take(work_) : queue_.size();
+        stats_.fanout_queue.set(work_.size() + behind_big + left);
+        const bool stopping = queue_.stopping();
         turn();
         if (order_) {
             // At stop, what is held waits no more: delivered with its gaps.
@@ -121,10 +93,8 @@ void Fanout::run() {
             stats_.fanout_hold_expired.set(order_->counts().expired);
         }
         flush();
-        if (stopping && work_.empty() && big_.empty()) {
-            std::lock_guard lock(mutex_);
-            if (queued_.empty()) return;  // else those too, then stop
-        }
+        // Else what was queued meanwhile too, then stop.
+        if (stopping && work_.empty() && big_.empty() && queue_.size() == 0) return;
     }
 }
 
@@ -169,12 +139,19 @@ void Fanout::take(FanoutItem&& item) {
     }
     const MessageView m = decode_checked(item.message.bytes());
     if (!m.persisted() || m.message_seq == 0) {  // no seq to keep in order
-        start(std::move(item));
+        start(std::move(item), m);
         return;
     }
+    // `m` views the payload's bytes, which stay where they are as the
+    // item moves: if it goes now, it is not decoded again.
+    const uint8_t* const bytes = item.message.bytes().data();
     ready_.clear();
     order_->admit(std::move(item), m, steady_ms(), ready_);
-    for (FanoutItem& ready : ready_) start(std::move(ready));
+    for (FanoutItem& ready : ready_)
+        if (ready.message.bytes().data() == bytes)
+            start(std::move(ready), m);
+        else
+            start(std::move(ready));
 }
 
 void Fanout::tell_other_nodes(FanoutItem& item, const MessageView& m) {
@@ -195,6 +172,10 @@ void Fanout::tell_other_nodes(FanoutItem& item, const MessageView& m) {
 
 Fanout::Job* Fanout::start(FanoutItem&& item) {
     const MessageView m = decode_checked(item.message.bytes());
+    return start(std::move(item), m);
+}
+
+Fanout::Job* Fanout::start(FanoutItem&& item, const MessageView& m) {
     // Behind a big message of its channel still going out: after it. (The
     // key is hashed only while a big message is under way.)
     const uint64_t key = big_.empty() ? 0 : channel_key(m);
@@ -303,11 +284,6 @@ void Fanout::count_no_receivers(const MessageView& m, bool remote) {
                remote ? "stored by another node" : "stored here");
 }
 
-bool Fanout::stopping() {
-    std::lock_guard lock(mutex_);
-    return stopping_;
-}
-
 void Fanout::flush() {
     using namespace std::chrono;
     for (size_t w = 0; w < batches_.size(); ++w) {
@@ -330,7 +306,7 @@ void Fanout::flush() {
                 left = batch.size();
                 deadline = steady_clock::now() + worker_stuck_limit_;
             }
-            if (steady_clock::now() >= deadline || stopping()) break;
+            if (steady_clock::now() >= deadline || queue_.stopping()) break;
         }
         stats_.deliveries.add(n - batch.size());
         if (batch.empty()) {

@@ -49,7 +49,6 @@
 #include <mutex>
 #include <optional>
 #include <string>
-#include <thread>
 #include <unordered_map>
 #include <vector>
 
@@ -61,6 +60,8 @@
 #include "limaoim/net/envelope.h"
 #include "limaoim/stats/layout.h"
 #include "limaoim/store/store.h"
+#include "limaoim/util/lru_map.h"
+#include "limaoim/util/work_queue.h"
 
 namespace limaoim::im {
 
@@ -80,8 +81,9 @@ struct CommitterOptions {
     uint32_t dedupe_max = 1000000;      // remembered (uid, client_msg_no) at most
     uint32_t outcome_wait_ms = 3000;    // a lost commit reply: how long to ask the store for its outcome
     // Seq counters and cursors kept in memory, per kind, at most (about
-    // 100 B each): past it every other one is dropped, read again from the
-    // store when next needed, so a sender to ever new uids cannot grow them.
+    // 120 B each): past it the least recently used are dropped, read again
+    // from the store when next needed, so a sender to ever new uids cannot
+    // grow them, and busy logs stay cached.
     uint32_t max_cached_counters = 1u << 18;
 };
 
@@ -219,6 +221,15 @@ private:
         uint32_t previous;
         uint32_t value;
     };
+    using CounterChanges = std::unordered_map<std::string, CounterChange>;
+    // One kind of counter (a log's last seq, a user's last queue seq, a
+    // user's cursor): the committer's copies, the least recently used
+    // dropped past max_cached_counters, and how the store reads one.
+    struct CounterCache {
+        util::LruMap<std::string, uint32_t> values;
+        store::Status (store::Store::*read)(std::string_view key, uint32_t& value);
+        const char* what;  // for the log
+    };
 
     void run();
     void process(std::vector<CommitRequest>& batch);
@@ -233,18 +244,18 @@ private:
     void count_stored(const store::WriteBatch& written);
     void forget_batch();
     void clear_batch();
+    // Past max_cached_counters, drops the least recently used counters.
     void trim_counters();
     // Learns the store's records of the batch's SENDs; a failure when they
     // are not known to be on the replicas a SENDACK promises.
     store::Status learn_remote_dedupe(const std::vector<CommitRequest>& batch, int64_t now_ms);
     uint8_t prepare_send(CommitRequest& request, int64_t now_ms, FanoutItem& item, bool& duplicate);
     void prepare_cursor(CommitRequest& request);
-    // The committer's copy of a counter, read from the store on first use; null when the store fails.
-    uint32_t* channel_counter(const std::string& log);
-    uint32_t* queue_counter(const std::string& uid);
-    uint32_t* cursor_of(const std::string& uid);
-    bool next_channel_seq(const std::string& log, uint32_t& seq);
-    bool next_queue_seq(const std::string& uid, uint32_t& seq);
+    // The committer's copy of a counter, read from the store on first use;
+    // null when the store fails. Valid until trim_counters() or forget_batch().
+    uint32_t* counter(CounterCache& counters, const std::string& key);
+    // The next seq of `key`'s log or queue, noted in this batch's `changes`.
+    bool next_seq(CounterCache& counters, CounterChanges& changes, const std::string& key, uint32_t& seq);
     void expire_dedupe(int64_t now_ms);
     // `error`: why the SENDs with reason 0 failed, for API waiters.
     void answer(std::vector<CommitRequest>& batch, const std::vector<uint8_t>& reasons, const std::string& error);
@@ -259,20 +270,17 @@ private:
     Events* events_ = nullptr;
     ChannelResolver* resolver_ = nullptr;
 
-    std::mutex mutex_;
-    std::condition_variable wake_;
-    std::vector<CommitRequest> queued_;
-    bool stopping_ = false;
-    std::thread thread_;
+    // Up to max_queued requests, taken max_batch at a time by the committer's thread.
+    util::WorkQueue<CommitRequest> queue_;
 
     // The committer thread's own state.
     store::WriteBatch batch_;
-    std::unordered_map<std::string, uint32_t> channel_seqs_;  // last seq handed out, per log
-    std::unordered_map<std::string, uint32_t> queue_seqs_;    // per uid
-    std::unordered_map<std::string, uint32_t> cursors_;       // per uid
+    CounterCache channel_seqs_{{}, &store::Store::channel_seq, "a channel seq"};  // last seq handed out, per log
+    CounterCache queue_seqs_{{}, &store::Store::queue_seq, "a queue seq"};        // per uid
+    CounterCache cursors_{{}, &store::Store::cursor, "a sync cursor"};            // per uid
     // What this batch changed, written as its counters (and forgotten if it fails).
-    std::unordered_map<std::string, CounterChange> batch_channel_seqs_;
-    std::unordered_map<std::string, CounterChange> batch_queue_seqs_;
+    CounterChanges batch_channel_seqs_;
+    CounterChanges batch_queue_seqs_;
     std::unordered_map<std::string, uint32_t> batch_cursors_;
     std::array<uint64_t, 2> dedupe_hash_keys_[2];  // per process, from getrandom()
     std::vector<DedupeKey> batch_dedupe_keys_;  // added by this batch, forgotten if it fails
@@ -282,7 +290,7 @@ private:
     struct Unresolved {
         store::WriteBatch batch;
         std::vector<FanoutItem> fanout_items;
-        std::unordered_map<std::string, CounterChange> channel_seqs, queue_seqs;
+        CounterChanges channel_seqs, queue_seqs;
         std::unordered_map<std::string, uint32_t> cursors;
         std::vector<DedupeKey> dedupe_keys;
     };

@@ -33,14 +33,11 @@
 #pragma once
 
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <deque>
-#include <mutex>
 #include <optional>
 #include <span>
 #include <string_view>
-#include <thread>
 #include <unordered_map>
 #include <vector>
 
@@ -53,6 +50,7 @@
 #include "limaoim/im/events.h"
 #include "limaoim/net/envelope.h"
 #include "limaoim/stats/layout.h"
+#include "limaoim/util/work_queue.h"
 
 namespace limaoim::im {
 
@@ -126,13 +124,14 @@ private:
     // Delivers a message whose receivers fit in one slice, or makes it a big
     // job (returned), or keeps it behind its channel's big job.
     Job* start(FanoutItem&& item);
+    // `m`: the item's message, decoded already (views into its bytes).
+    Job* start(FanoutItem&& item, const MessageView& m);
     // `m`: the job's message, decoded (views into job.item's bytes).
     void deliver_slice(Job& job, const MessageView& m);
     void finish(Job& job);
     void count_no_receivers(const MessageView& m, bool remote);
     void flush_if_big();
     void flush();
-    bool stopping();
 
     const Channels& channels_;
     const Directory& directory_;
@@ -140,17 +139,13 @@ private:
     Events* events_ = nullptr;
     Cluster* cluster_ = nullptr;
     stats::PipelineBlock& stats_;
-    size_t max_queued_;
     std::chrono::milliseconds worker_stuck_limit_;
     std::vector<net::EnvelopeSink*> workers_;
     uint16_t deliver_kind_ = 0;
 
-    std::mutex mutex_;
-    std::condition_variable wake_;
-    std::condition_variable room_;
-    std::deque<FanoutItem> queued_;
-    bool stopping_ = false;
-    std::thread thread_;
+    // push() waits while max_queued messages are queued; the fan-out's
+    // thread takes them all into work_.
+    util::WorkQueue<FanoutItem> queue_;
 
     // The fan-out thread's own.
     std::vector<std::vector<net::Envelope>> batches_;  // per worker
@@ -160,7 +155,7 @@ private:
     std::vector<bool> stuck_;
     std::vector<DirectoryEntry> sessions_;
     std::vector<std::string> person_;    // a person message's receivers (Job::person)
-    std::deque<FanoutItem> work_;        // taken from queued_, not started yet
+    std::deque<FanoutItem> work_;        // taken from queue_, not started yet
     std::vector<Job> big_;               // messages with more than kSlice receivers, going out in turn
     size_t handled_ = 0;                 // receivers handled so far (turn()'s budget)
     std::optional<ChannelOrder> order_;  // a cluster's

@@ -108,6 +108,7 @@ struct Config {
     uint32_t conversation_max = 100;          // per user (kTestModeConversationMax in test mode unless set)
     uint32_t conversation_flush_ms = 1000;    // changed lists are written at least this often
     uint32_t conversation_flush_users = 100;  // ... or as soon as this many users changed
+    uint32_t conversation_users_max = 10000;  // users held in memory (im/conversations.h)
 
     uint32_t max_messages_per_second = 100000;  // SENDs from sessions, server-wide; 0 = unlimited
     uint32_t max_messages_per_user = 100;  // per user per worker, weighted by receivers; 0 = unlimited (test mode: 0 unless set)

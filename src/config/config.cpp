@@ -437,6 +437,10 @@ const std::vector<Option>& options() {
                &Config::conversation_flush_ms, 10, 3600000),
         number("conversation_flush_users", "... or as soon as this many users' conversations changed",
                &Config::conversation_flush_users, 1, 1000000),
+        number("conversation_users_max",
+               "users whose conversations are kept in memory, least recently used dropped first (read back from "
+               "the store when asked for); users changed since the last flush are kept besides",
+               &Config::conversation_users_max, 1, 100000000),
         number("max_messages_per_second",
                "SENDs from sessions per second, server-wide; past it sessions' input waits; 0 = unlimited",
                &Config::max_messages_per_second, 0),

@@ -314,7 +314,9 @@ Outcome ApiService::channel_messages(std::string_view login_uid, std::string_vie
 
 Outcome ApiService::conversations(std::string_view uid, std::vector<ConversationView>& out) {
     std::vector<std::string> encoded;
-    for (Conversation& c : conversations_.list(uid)) {
+    std::vector<Conversation> listed;
+    if (Outcome o = from(conversations_.list(uid, listed)); !o) return o;
+    for (Conversation& c : listed) {
         ConversationView view{std::move(c), std::nullopt};
         encoded.clear();
         // The message at last_msg_seq; none for a temporary channel's (seq 0, never stored).
@@ -343,8 +345,7 @@ Outcome ApiService::delete_conversation(const std::vector<std::string>& uids, st
 }
 
 Outcome ApiService::sync_conversations(std::string_view uid, int64_t version, std::vector<Conversation>& out) {
-    out = conversations_.changed_since(uid, version);
-    return Outcome::ok();
+    return from(conversations_.changed_since(uid, version, out));
 }
 
 Outcome ApiService::recent_messages(std::string_view uid, std::string_view channel_id, uint8_t type, uint32_t after_seq,

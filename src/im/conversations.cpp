@@ -33,6 +33,7 @@ std::vector<Conversation> by_timestamp(std::vector<Conversation> items) {
 Conversations::Conversations(store::Store& store, stats::PipelineBlock& stats, const ConversationOptions& options)
     : store_(store), stats_(stats), options_(options) {
     options_.max_per_user = std::max<uint32_t>(options_.max_per_user, 1);
+    options_.users_max = std::max<uint32_t>(options_.users_max, 1);
 }
 
 Conversations::~Conversations() { stop(); }
@@ -42,9 +43,14 @@ std::string Conversations::log_of(std::string_view uid, std::string_view channel
 }
 
 bool Conversations::load(const Channels& channels, std::string& error) {
+    // The first `users_max` lists found warm the memory; the rest stay in the store.
+    bool stored_any = false;
     store::Status status = store_.load_conversations([&](store::UserConversations&& user) {
-        UserList& list = users_[user.uid];
+        stored_any = true;
+        if (users_.size() >= options_.users_max) return;
+        UserList& list = add_user(user.uid);
         list.items = std::move(user.conversations);
+        make_evictable(list);
     });
     std::unordered_map<std::string, uint32_t> applied;
     if (status)
@@ -71,7 +77,7 @@ bool Conversations::load(const Channels& channels, std::string& error) {
     // start now. The empty log name marks the store as keeping
     // conversations, so that after this start a crash before the first
     // flush still replays.
-    if (applied.empty() && users_.empty()) {
+    if (applied.empty() && !stored_any) {
         if (!behind.empty())
             log::write(log::Level::Info, "conversations",
                        "the store has no conversations yet: they start empty (%zu channel logs not replayed)",
@@ -145,6 +151,8 @@ bool Conversations::load(const Channels& channels, std::string& error) {
     }
     for (const Behind& b : behind) dirty_seqs_[b.log] = b.last;
     if (replayed) log::write(log::Level::Info, "conversations", "%zu stored messages replayed", replayed);
+    // The replay made a partial user of each user it changed that was not
+    // loaded: this flush merges them with their stored lists.
     status = flush(true);
     if (!status) {
         error = "conversations: " + status.error;
@@ -194,8 +202,8 @@ void Conversations::apply(const MessageView& message, std::span<const std::strin
             uint32_t& seq = dirty_seqs_[store::log_name(message.channel_type, log_channel_id(message))];
             seq = std::max(seq, message.message_seq);
         }
+        evict();
         wake = dirty_users_.size() >= options_.flush_users;
-        stats_.conversation_users.set(users_.size());
     }
     if (wake) wake_.notify_one();
 }
@@ -203,8 +211,24 @@ void Conversations::apply(const MessageView& message, std::span<const std::strin
 void Conversations::apply_locked(const MessageView& m, std::span<const std::string> receivers, int64_t now_ms,
                                  bool persist) {
     for (const std::string& uid : receivers) {
-        auto [user_it, created] = users_.try_emplace(uid);
-        UserList& list = user_it->second;
+        UserList* found;
+        if (persist) {
+            // Not in memory: a partial user, merged with the stored list
+            // later, off this thread (see the top of conversations.h).
+            auto [user_it, created] = users_.try_emplace(uid);
+            found = &user_it->second;
+            if (created) {
+                found->uid = &user_it->first;
+                found->complete = false;
+            }
+        } else {
+            // Another node writes this list: only a complete one here follows it.
+            auto user_it = users_.find(uid);
+            if (user_it == users_.end() || !user_it->second.complete) continue;
+            found = &user_it->second;
+            touch(*found);
+        }
+        UserList& list = *found;
         const std::string_view channel_id = seen_channel_id(m, uid);
         auto it = std::find_if(list.items.begin(), list.items.end(), [&](const Conversation& c) {
             return c.channel_type == m.channel_type && c.channel_id == channel_id;
@@ -236,43 +260,158 @@ void Conversations::apply_locked(const MessageView& m, std::span<const std::stri
     }
 }
 
+Conversations::UserList& Conversations::add_user(std::string_view uid) {
+    auto [it, created] = users_.try_emplace(std::string(uid));
+    it->second.uid = &it->first;
+    return it->second;
+}
+
 void Conversations::mark_dirty(const std::string& uid, UserList& list) {
     if (list.dirty) return;
+    unlink(list);  // written at the next flush: never evicted before
     list.dirty = true;
     dirty_users_.push_back(uid);
 }
 
-std::vector<Conversation> Conversations::list(std::string_view uid) {
-    std::lock_guard lock(mutex_);
-    auto it = users_.find(uid);
-    if (it == users_.end()) return {};
-    return by_timestamp(it->second.items);
+void Conversations::make_evictable(UserList& list) {
+    if (list.evictable) return;
+    list.evictable = true;
+    list.older = newest_evictable_;
+    list.newer = nullptr;
+    (newest_evictable_ ? newest_evictable_->newer : oldest_evictable_) = &list;
+    newest_evictable_ = &list;
 }
 
-std::vector<Conversation> Conversations::changed_since(std::string_view uid, int64_t version) {
+void Conversations::unlink(UserList& list) {
+    if (!list.evictable) return;
+    list.evictable = false;
+    (list.newer ? list.newer->older : newest_evictable_) = list.older;
+    (list.older ? list.older->newer : oldest_evictable_) = list.newer;
+    list.newer = list.older = nullptr;
+}
+
+void Conversations::touch(UserList& list) {
+    if (!list.evictable || newest_evictable_ == &list) return;
+    unlink(list);
+    make_evictable(list);
+}
+
+void Conversations::erase_user(Users::iterator it) {
+    unlink(it->second);
+    users_.erase(it);
+}
+
+void Conversations::evict(const UserList* keep) {
+    while (users_.size() > options_.users_max && oldest_evictable_ && oldest_evictable_ != keep) {
+        erase_user(users_.find(*oldest_evictable_->uid));
+        stats_.conversation_evictions.add();
+    }
+    stats_.conversation_users.set(users_.size());
+}
+
+std::vector<Conversation> Conversations::merged(std::vector<Conversation> stored,
+                                                const std::vector<Conversation>& changes, uint32_t max) {
     std::vector<Conversation> out;
-    std::lock_guard lock(mutex_);
+    out.reserve(std::min<size_t>(max, stored.size() + changes.size()));
+    std::vector<bool> taken(stored.size());
+    for (const Conversation& change : changes) {
+        if (out.size() >= max) break;
+        Conversation c = change;
+        for (size_t i = 0; i < stored.size(); ++i) {
+            const Conversation& s = stored[i];
+            if (taken[i] || s.channel_type != c.channel_type || s.channel_id != c.channel_id) continue;
+            taken[i] = true;
+            c.unread += s.unread;
+            c.version = std::max(c.version, s.version);
+            if (c.last_msg_seq != 0 && s.last_msg_seq > c.last_msg_seq) {  // the stored one is newer
+                c.timestamp = s.timestamp;
+                c.last_msg_seq = s.last_msg_seq;
+                c.last_client_msg_no = std::move(stored[i].last_client_msg_no);
+                c.last_msg_id = s.last_msg_id;
+            }
+            break;
+        }
+        out.push_back(std::move(c));
+    }
+    for (size_t i = 0; i < stored.size() && out.size() < max; ++i)
+        if (!taken[i]) out.push_back(std::move(stored[i]));
+    return out;
+}
+
+Conversations::UserList* Conversations::complete_user(std::string_view uid, bool load_missing,
+                                                      std::unique_lock<std::mutex>& lock, store::Status& status) {
+    status = store::Status::success();
     auto it = users_.find(uid);
-    if (it == users_.end()) return out;
-    for (const Conversation& c : it->second.items)
+    if (it != users_.end() && it->second.complete) {
+        touch(it->second);
+        return &it->second;
+    }
+    if (it == users_.end() && !load_missing) return nullptr;
+    lock.unlock();
+    // Under flush_mutex_ the stored list cannot change before the merge
+    // below. Without it a flush could write this user (merged with what is
+    // read here) and the user be evicted meanwhile: the list read here,
+    // older, would come back without the flushed changes.
+    std::lock_guard flushing(flush_mutex_);
+    const std::string key(uid);
+    std::vector<std::vector<Conversation>> read;
+    status = store_.get_conversations({&key, 1}, read);
+    lock.lock();
+    if (!status) return nullptr;
+    std::vector<Conversation>& stored = read.front();
+    it = users_.find(uid);
+    if (it == users_.end()) {
+        if (stored.empty()) return nullptr;  // no list anywhere: nothing kept
+        UserList& list = add_user(uid);
+        list.items = std::move(stored);
+        make_evictable(list);
+        evict(&list);
+        return &list;
+    }
+    UserList& list = it->second;
+    // Still partial (the flusher completes users under flush_mutex_ too,
+    // so it cannot have merged it meanwhile); dirty, so written next flush.
+    if (!list.complete) {
+        list.items = merged(std::move(stored), list.items, options_.max_per_user);
+        list.complete = true;
+    }
+    return &list;
+}
+
+store::Status Conversations::list(std::string_view uid, std::vector<Conversation>& out) {
+    out.clear();
+    store::Status status;
+    std::unique_lock lock(mutex_);
+    if (const UserList* user = complete_user(uid, true, lock, status)) out = by_timestamp(user->items);
+    return status;
+}
+
+store::Status Conversations::changed_since(std::string_view uid, int64_t version, std::vector<Conversation>& out) {
+    out.clear();
+    store::Status status;
+    std::unique_lock lock(mutex_);
+    const UserList* user = complete_user(uid, true, lock, status);
+    if (!user) return status;
+    for (const Conversation& c : user->items)
         if (version <= 0 || c.version > version) out.push_back(c);
-    return by_timestamp(std::move(out));
+    out = by_timestamp(std::move(out));
+    return status;
 }
 
 bool Conversations::set_unread(std::string_view uid, std::string_view channel_id, uint8_t type, uint32_t unread,
                                store::Status& status, bool persist) {
     {
-        std::lock_guard lock(mutex_);
-        auto user = users_.find(uid);
-        if (user == users_.end()) return false;
-        auto& items = user->second.items;
+        std::unique_lock lock(mutex_);
+        UserList* user = complete_user(uid, persist, lock, status);
+        if (!user) return false;
+        auto& items = user->items;
         auto it = std::find_if(items.begin(), items.end(),
                                [&](const Conversation& c) { return c.channel_type == type && c.channel_id == channel_id; });
         if (it == items.end()) return false;
         it->unread = unread;
         it->version = wall_ms();
         std::rotate(items.begin(), it, it + 1);
-        mark_dirty(user->first, user->second);
+        mark_dirty(*user->uid, *user);
     }
     status = persist ? flush(true) : store::Status::success();
     return true;
@@ -281,17 +420,19 @@ bool Conversations::set_unread(std::string_view uid, std::string_view channel_id
 store::Status Conversations::remove(const std::vector<std::string>& uids, std::string_view channel_id, uint8_t type,
                                     bool persist) {
     {
-        std::lock_guard lock(mutex_);
+        std::unique_lock lock(mutex_);
         for (const std::string& uid : uids) {
-            auto user = users_.find(uid);
-            if (user == users_.end()) continue;
-            auto& items = user->second.items;
+            store::Status status;
+            UserList* user = complete_user(uid, persist, lock, status);
+            if (!status) return status;
+            if (!user) continue;
+            auto& items = user->items;
             auto it = std::find_if(items.begin(), items.end(), [&](const Conversation& c) {
                 return c.channel_type == type && c.channel_id == channel_id;
             });
             if (it == items.end()) continue;
             items.erase(it);
-            mark_dirty(user->first, user->second);
+            mark_dirty(*user->uid, *user);
         }
     }
     return persist ? flush(true) : store::Status::success();
@@ -300,7 +441,7 @@ store::Status Conversations::remove(const std::vector<std::string>& uids, std::s
 store::Status Conversations::flush(bool sync) {
     std::lock_guard flushing(flush_mutex_);
     store::WriteBatch batch;
-    std::vector<std::string> users;
+    std::vector<size_t> partial;  // in batch.conversations: users holding only their changes
     {
         std::unique_lock lock(mutex_);
         if (dirty_users_.empty() && dirty_seqs_.empty()) {
@@ -311,32 +452,71 @@ store::Status Conversations::flush(bool sync) {
             if (synced) unsynced_ = false;
             return synced;
         }
+        // The lists as they are with these seqs: a list written with later
+        // changes than its seqs say would count them again in a replay.
+        std::vector<std::string> users;
         users.swap(dirty_users_);
         for (const std::string& uid : users) {
             auto it = users_.find(uid);
             if (it == users_.end()) continue;
             it->second.dirty = false;
+            if (!it->second.complete) partial.push_back(batch.conversations.size());
             batch.conversations.push_back({uid, it->second.items});
-            if (it->second.items.empty()) users_.erase(it);  // deleted in the store with this batch
         }
         for (const auto& [log, seq] : dirty_seqs_) batch.conversation_seqs.push_back({log, seq});
         dirty_seqs_.clear();
-        stats_.conversation_users.set(users_.size());
     }
-    store::Status status = store_.commit(batch, sync);
+    // The partial users' stored lists, read here and not on the fan-out
+    // thread. flush_mutex_ keeps every other list write of this node out
+    // until this batch is written, so what is read is what the batch replaces.
+    store::Status status;
+    std::vector<std::vector<Conversation>> stored;
+    if (!partial.empty()) {
+        std::vector<std::string> uids;
+        uids.reserve(partial.size());
+        for (size_t index : partial) uids.push_back(batch.conversations[index].uid);
+        status = store_.get_conversations(uids, stored);
+    }
+    if (status && !partial.empty()) {
+        std::lock_guard lock(mutex_);
+        for (size_t i = 0; i < partial.size(); ++i) {
+            store::UserConversations& user = batch.conversations[partial[i]];
+            // In memory: the stored list plus every change so far (those of
+            // this batch and any made since), complete from now on.
+            auto it = users_.find(user.uid);
+            if (it != users_.end() && !it->second.complete) {
+                it->second.items = merged(stored[i], it->second.items, options_.max_per_user);
+                it->second.complete = true;
+            }
+            user.conversations = merged(std::move(stored[i]), user.conversations, options_.max_per_user);
+        }
+    }
+    if (status) status = store_.commit(batch, sync);
     if (status) {
         unsynced_ = !sync;
         stats_.conversation_flushes.add();
+        // Written: the users not changed since may be evicted now, and a
+        // user left with nothing (deleted by the batch) goes.
+        std::lock_guard lock(mutex_);
+        for (const store::UserConversations& user : batch.conversations) {
+            auto it = users_.find(user.uid);
+            if (it == users_.end() || it->second.dirty || !it->second.complete) continue;
+            if (it->second.items.empty())
+                erase_user(it);
+            else
+                make_evictable(it->second);
+        }
+        evict();
         return status;
     }
     // Nothing of the batch was written: its users and seqs are dirty again
-    // (a user's list is rewritten whole, so the current one is what goes next).
+    // (a user's list is rewritten whole, so the current one is what goes
+    // next; a user the store could not be read for is still partial).
     stats_.conversation_flush_failures.add();
     std::lock_guard lock(mutex_);
     for (store::UserConversations& user : batch.conversations) {
-        auto [it, created] = users_.try_emplace(user.uid);
-        if (created) it->second.items = std::move(user.conversations);
-        mark_dirty(it->first, it->second);
+        auto it = users_.find(user.uid);
+        if (it != users_.end()) mark_dirty(it->first, it->second);
     }
     for (const store::WriteBatch::Counter& counter : batch.conversation_seqs) {
         uint32_t& seq = dirty_seqs_[counter.log];

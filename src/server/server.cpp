@@ -329,6 +329,7 @@ bool Server::load_core() {
     options.conversations.max_per_user = config_.conversation_max;
     options.conversations.flush_ms = config_.conversation_flush_ms;
     options.conversations.flush_users = config_.conversation_flush_users;
+    options.conversations.users_max = config_.conversation_users_max;
     options.max_messages_per_second = config_.max_messages_per_second;
     options.max_messages_per_user = config_.max_messages_per_user;
     options.datasource_cache_ms = config_.datasource_cache_ms;

@@ -481,6 +481,29 @@ public:
         });
     }
 
+    Status get_conversations(std::span<const std::string> uids,
+                             std::vector<std::vector<ConversationRecord>>& out) override {
+        out.assign(uids.size(), {});
+        constexpr size_t chunk = 512;  // GETs per round trip
+        std::vector<std::string> keys;
+        for (size_t first = 0; first < uids.size(); first += chunk) {
+            const size_t end = std::min(uids.size(), first + chunk);
+            keys.clear();
+            for (size_t i = first; i < end; ++i) keys.push_back(tagged(prefix::conversations, uids[i]));
+            std::vector<std::vector<std::string_view>> commands;
+            for (const std::string& key : keys) commands.push_back({"GET", key});
+            std::vector<redis::Reply> replies;
+            if (Status status = pipeline("get_conversations", commands, replies); !status) return status;
+            for (size_t i = first; i < end; ++i) {
+                const redisReply* reply = replies[i - first].get();
+                if (reply->type == REDIS_REPLY_NIL) continue;
+                if (reply->type != REDIS_REPLY_STRING || !decode_conversations(text(reply), out[i]))
+                    return failed("get_conversations", "corrupt list of " + printable(uids[i]));
+            }
+        }
+        return Status::success();
+    }
+
     Status load_conversation_seqs(const std::function<void(std::string_view, uint32_t)>& each) override {
         return load_counters("load_conversation_seqs", "lim:convseq:*", prefix::conversation_seq, each);
     }

@@ -296,6 +296,20 @@ public:
                     });
     }
 
+    Status get_conversations(std::span<const std::string> uids,
+                             std::vector<std::vector<ConversationRecord>>& out) override {
+        out.assign(uids.size(), {});
+        std::string value;
+        for (size_t i = 0; i < uids.size(); ++i) {
+            const rocksdb::Status status = db_->Get(rocksdb::ReadOptions(), key(kind::conversations, uids[i]), &value);
+            if (status.IsNotFound()) continue;
+            if (!status.ok()) return failed("get_conversations", status);
+            if (!decode_conversations(value, out[i]))
+                return Status::failure("store get_conversations: corrupt list of " + printable(uids[i]));
+        }
+        return Status::success();
+    }
+
     Status load_conversation_seqs(const std::function<void(std::string_view, uint32_t)>& each) override {
         return load_counters(kind::conversation_seq, "load_conversation_seqs", each);
     }

@@ -653,6 +653,31 @@ TEST_CASE("conversations: --conversation-max 3 keeps a user's 3 most recent, als
     }
 }
 
+TEST_CASE("conversations: --conversation-users-max 1: every user's list read back from the store, also after a SIGKILL") {
+    ImServer server({"--conversation-users-max", "1", "--conversation-flush-ms", "20"});
+    REQUIRE_MESSAGE(server.started(), server.log());
+    uint16_t http = server.http_port();
+    const std::vector<std::string> users{"u1", "u2", "u3"};
+    for (const std::string& uid : users) inject(http, "s", uid, 1, true);
+    for (const std::string& uid : users)
+        CHECK(wait_item(http, uid, {"s", 1}, [](const json& j) { return j["unread"] == 1; }).value_or(json())["unread"] == 1);
+    // Flushed and evicted by now but one: the second message makes partial
+    // users, merged with the stored lists by the API read or the flusher.
+    std::this_thread::sleep_for(milliseconds(60));
+    for (const std::string& uid : users) inject(http, "s", uid, 1, true);
+    for (const std::string& uid : users)
+        CHECK(wait_item(http, uid, {"s", 1}, [](const json& j) { return j["unread"] == 2; }).value_or(json())["unread"] == 2);
+    REQUIRE_MESSAGE(server.restart(SIGKILL), server.log());
+    http = server.http_port();
+    for (const std::string& uid : users) {
+        const json list = conversations(http, uid);
+        REQUIRE(list.size() == 1);
+        CHECK(list[0]["unread"] == 2);
+        CHECK(list[0]["last_message"]["message_seq"] == 2);
+    }
+    CHECK(by_key(conversations(http, "s")).size() == 3);
+}
+
 // ---- 4 ----
 
 TEST_CASE("conversations: /channel/subscriber_remove removes the removed user's conversation of the group") {

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <set>
@@ -197,6 +198,23 @@ public:
     store::Status load_conversations(const std::function<void(store::UserConversations&&)>& each) override {
         std::lock_guard lock(mutex);
         for (const auto& [uid, list] : conversations) each(store::UserConversations{uid, list});
+        return {};
+    }
+    size_t conversation_reads = 0;  // get_conversations() calls
+    // Called by get_conversations() after it read, before it returns, on the caller's thread.
+    std::function<void()> on_conversation_read;
+    store::Status get_conversations(std::span<const std::string> uids,
+                                    std::vector<std::vector<store::ConversationRecord>>& out) override {
+        {
+            std::lock_guard lock(mutex);
+            ++conversation_reads;
+            out.clear();
+            for (const std::string& uid : uids) {
+                auto it = conversations.find(uid);
+                out.push_back(it == conversations.end() ? std::vector<store::ConversationRecord>{} : it->second);
+            }
+        }
+        if (on_conversation_read) on_conversation_read();
         return {};
     }
     store::Status load_conversation_seqs(const std::function<void(std::string_view, uint32_t)>& each) override {

@@ -210,6 +210,7 @@ const std::map<std::string, Sample>& samples() {
         {"conversation_max", {"1000000", "1000000"}},
         {"conversation_flush_ms", {"10", "10"}},
         {"conversation_flush_users", {"1", "1"}},
+        {"conversation_users_max", {"100000000", "100000000"}},
         {"max_messages_per_second", {"0", "0"}},
         {"max_messages_per_user", {"7", "7"}},
     };
@@ -620,6 +621,8 @@ TEST_CASE_FIXTURE(CleanEnvironment, "the new options' ranges") {
          "--conversation-flush-ms: conversation_flush_ms must be between 10 and 3600000, got 9"},
         {"--conversation-flush-users", "0",
          "--conversation-flush-users: conversation_flush_users must be between 1 and 1000000, got 0"},
+        {"--conversation-users-max", "0",
+         "--conversation-users-max: conversation_users_max must be between 1 and 100000000, got 0"},
         {"--max-messages-per-second", "4294967295", ""},
         {"--max-messages-per-second", "4294967296",
          "--max-messages-per-second: max_messages_per_second must be between 0 and 4294967295, got 4294967296"},

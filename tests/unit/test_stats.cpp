@@ -197,6 +197,7 @@ void fill_workers(stats::Segment& segment) {
     p.conversation_flushes.set(402);
     p.conversation_flush_failures.set(403);
     p.conversation_users.set(404);
+    p.conversation_evictions.set(426);
     p.webhook_calls.set(405);
     p.webhook_failures.set(406);
     p.webhook_online_queue.set(407);
@@ -780,7 +781,7 @@ TEST_CASE("JSON has the messaging figures of the workers and of the pipeline") {
         {"datasource_calls", 413}, {"datasource_failures", 414}, {"commit_conflicts", 415},
         {"cluster_nodes", 3}, {"cluster_connected", 1}, {"cluster_events_out", 416}, {"cluster_events_in", 417},
         {"cluster_events_dropped", 418}, {"cluster_redis_errors", 419}, {"cluster_resyncs", 420},
-        {"cluster_events_rejected", 421}, {"cluster_events_missed", 423},
+        {"cluster_events_rejected", 421}, {"cluster_events_missed", 423}, {"conversation_evictions", 426},
     };
     for (const auto& [key, value] : pipeline_values) CHECK_MESSAGE(p[key] == value, key);
     CHECK(p.size() == std::size(pipeline_values) + 2);  // and the two histograms
@@ -813,6 +814,7 @@ TEST_CASE("Prometheus text has the messaging families") {
         {"datasource_failures_total", 414}, {"commit_conflicts_total", 415}, {"cluster_events_out_total", 416},
         {"cluster_events_in_total", 417}, {"cluster_events_dropped_total", 418}, {"cluster_redis_errors_total", 419},
         {"cluster_resyncs_total", 420}, {"cluster_events_rejected_total", 421}, {"cluster_events_missed_total", 423},
+        {"conversation_evictions_total", 426},
     };
     for (const auto& [name, value] : counters) {
         CHECK_MESSAGE(has("# TYPE limaoim_" + std::string(name) + " counter"), name);
@@ -915,6 +917,7 @@ TEST_CASE("the table has a messages section with the pipeline's figures") {
         {"no receivers known", 16}, {"fan-out queue", 14},      {"rate-limit waits", 93},
         {"conversation updates", 401},
         {"flushes", 402},           {"flush failures", 403},     {"users in memory", 404},
+        {"users evicted", 426},
         {"calls", 405},             {"failures", 406},           {"online-status queue", 407},
         {"online-status dropped", 408}, {"msg.offline dropped", 409}, {"msg.notify queue", 410},
         {"msg.notify sent", 411},   {"msg.notify dropped", 412}, {"calls", 413},

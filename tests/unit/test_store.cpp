@@ -681,7 +681,7 @@ TEST_CASE("the msg.notify queue: ascending by id, read after an id, deleted by r
     CHECK(count == 1);
 }
 
-TEST_CASE("conversations and their seqs round-trip; an empty list deletes the user's") {
+TEST_CASE("conversations and their seqs round-trip, a user's list alone too; an empty list deletes the user's") {
     auto engine = each_engine();
     INFO(engine->name());
     auto store = engine->open();
@@ -698,6 +698,10 @@ TEST_CASE("conversations and their seqs round-trip; an empty list deletes the us
     REQUIRE(store->load_conversations([&](UserConversations&& u) { loaded[u.uid] = u.conversations; }));
     CHECK(loaded.size() == 2);
     CHECK(loaded["alice"] == std::vector<ConversationRecord>{c, g});
+    std::vector<std::vector<ConversationRecord>> lists{{c}};
+    const std::vector<std::string> asked{"alice", "nobody", "carol"};
+    REQUIRE(store->get_conversations(asked, lists));
+    CHECK(lists == std::vector<std::vector<ConversationRecord>>{{c, g}, {}, {g}});
     std::map<std::string, uint32_t> seqs, channel_seqs;
     REQUIRE(store->load_conversation_seqs([&](std::string_view log, uint32_t seq) { seqs[std::string(log)] = seq; }));
     REQUIRE(store->load_channel_seqs([&](std::string_view log, uint32_t seq) { channel_seqs[std::string(log)] = seq; }));
@@ -710,6 +714,8 @@ TEST_CASE("conversations and their seqs round-trip; an empty list deletes the us
     loaded.clear();
     REQUIRE(store->load_conversations([&](UserConversations&& u) { loaded[u.uid] = u.conversations; }));
     CHECK(loaded.count("carol") == 0);
+    REQUIRE(store->get_conversations(std::vector<std::string>{"carol"}, lists));
+    CHECK(lists == std::vector<std::vector<ConversationRecord>>{{}});
 }
 
 TEST_CASE("writable: true on a healthy store, false with a reason when its directory cannot take a file") {

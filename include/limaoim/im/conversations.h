@@ -20,6 +20,37 @@
 // are never stored, and API messages sent to an explicit receiver list,
 // replayed to the channel's subscribers instead; both are durable at the
 // next flush.
+//
+// Bounded memory (--conversation-users-max): the store holds every list;
+// memory holds at most `users_max` users plus those changed since the last
+// flush (dirty ones are never evicted: they are written at the next flush,
+// so they are bounded by the users one flush interval changes, or, while
+// flushes fail, by the messages that still reach fan-out: the committer
+// stores every message but a temporary channel's before fan-out sees it).
+// Past the bound the least recently used clean user goes; it is read back
+// from the store when next asked for.
+//
+// A user in memory is *complete* (the stored list plus every change since)
+// or *partial*: apply() for a user not in memory makes one holding only the
+// changes since (unread increments, newer last messages), because the
+// fan-out thread, which every SEND waits on, never waits for the store. The
+// flusher merges a partial user with its stored list before writing it, an
+// API call before reading or editing it (merged(): unread added, the last
+// message of the larger seq, the changed conversations first).
+// Why the merge is exact: a user leaves memory only when clean, that is
+// when the store holds what memory held; a partial user made after that
+// holds every change since, and only those. Every read of a stored list for
+// a merge holds flush_mutex_, as every list write of this node does, so the
+// list read is the one the merged list replaces: no flush can write the
+// user (and an eviction drop it) between the read and the merge. A flush
+// takes each list with the per-log seqs in one step, so a replay after a
+// crash never counts a message a written list already holds.
+//
+// Cluster: apply() with `persist` false (another node stored the message
+// and writes these lists) changes only users complete in memory here; it
+// makes no partial user, whose merge with the list the other node writes
+// would count the message twice. A user this node does not hold is read
+// from the store, which is then up to the other node's flush interval behind.
 #pragma once
 
 #include <condition_variable>
@@ -44,6 +75,7 @@ struct ConversationOptions {
     uint32_t max_per_user = 100;  // --conversation-max
     uint32_t flush_ms = 1000;     // --conversation-flush-ms
     uint32_t flush_users = 100;   // --conversation-flush-users
+    uint32_t users_max = 10000;   // --conversation-users-max: clean users kept in memory
 };
 
 using Conversation = store::ConversationRecord;
@@ -70,17 +102,19 @@ public:
     // (A big group's receivers come a slice at a time: see im/fanout.h.)
     void apply(const MessageView& message, std::span<const std::string> receivers, bool persist = true);
 
-    // ---- API threads ----
-    // The user's conversations, timestamp descending. (Reading a whole list
-    // leaves its recency order as it is: every item was read alike.)
-    std::vector<Conversation> list(std::string_view uid);
+    // ---- API threads (they may wait for the store: a user not in memory is read from it) ----
+    // The user's conversations, timestamp descending, into `out`. (Reading
+    // a whole list leaves its recency order as it is: every item was read alike.)
+    store::Status list(std::string_view uid, std::vector<Conversation>& out);
     // Those with version > `version` (all when version <= 0), timestamp descending.
-    std::vector<Conversation> changed_since(std::string_view uid, int64_t version);
+    store::Status changed_since(std::string_view uid, int64_t version, std::vector<Conversation>& out);
     // unread := `unread`; false when the user has no such conversation
-    // (nothing to change). `persist`: flushed and synced before it returns,
-    // the result in `status`; false: another node made the edit and stored
-    // it, and this node writes its list with its next background flush (so
-    // a copy it was writing meanwhile cannot outlive the edit).
+    // (nothing to change) or the store could not be read (`status`).
+    // `persist`: flushed and synced before it returns, the result in
+    // `status`; false: another node made the edit and stored it, and this
+    // node writes its list with its next background flush (so a copy it was
+    // writing meanwhile cannot outlive the edit); a user not in memory here
+    // is left to the store.
     bool set_unread(std::string_view uid, std::string_view channel_id, uint8_t type, uint32_t unread,
                     store::Status& status, bool persist = true);
     // Removes the conversation from each user's list; `persist` as above.
@@ -90,15 +124,44 @@ public:
     // The log a user's conversation reads its messages from.
     static std::string log_of(std::string_view uid, std::string_view channel_id, uint8_t type);
 
+    // A user's list from the stored one and the changes a partial user
+    // holds (see the top): the changed conversations first, each with the
+    // stored one's unread added and the last message of the larger seq
+    // (seq 0, a temporary channel's, is the change's), then the stored ones
+    // not changed, at most `max` in all.
+    static std::vector<Conversation> merged(std::vector<Conversation> stored, const std::vector<Conversation>& changes,
+                                            uint32_t max);
+
 private:
     struct UserList {
         std::vector<Conversation> items;  // most recently used first
         bool dirty = false;
+        bool complete = true;  // false: partial (see the top)
+        // The users that may be evicted (clean and complete), most recently
+        // used first: a list through the map's nodes, which never move.
+        bool evictable = false;
+        UserList* newer = nullptr;
+        UserList* older = nullptr;
+        const std::string* uid = nullptr;  // the map's key of this node
     };
+    using Users = std::unordered_map<std::string, UserList, StringHash, std::equal_to<>>;
 
     void apply_locked(const MessageView& message, std::span<const std::string> receivers, int64_t now_ms,
                       bool persist);
+    UserList& add_user(std::string_view uid);
     void mark_dirty(const std::string& uid, UserList& list);
+    void make_evictable(UserList& list);  // the most recently used
+    void unlink(UserList& list);
+    void touch(UserList& list);
+    void erase_user(Users::iterator it);
+    // Evicts the least recently used evictable users past the bound, `keep` never.
+    void evict(const UserList* keep = nullptr);
+    // API threads, `lock` held on mutex_ (released while the store is read):
+    // the user's complete list, read from the store and merged when the user
+    // is partial or not in memory (then only with `load_missing`); nullptr
+    // when the user has no list or the store failed (`status`).
+    UserList* complete_user(std::string_view uid, bool load_missing, std::unique_lock<std::mutex>& lock,
+                            store::Status& status);
     // Writes every change so far; `sync` when an API edit waits for it.
     store::Status flush(bool sync);
     void run();
@@ -109,12 +172,17 @@ private:
 
     std::mutex mutex_;  // the lists and what is dirty
     std::condition_variable wake_;
-    std::unordered_map<std::string, UserList, StringHash, std::equal_to<>> users_;
+    Users users_;
+    UserList* newest_evictable_ = nullptr;
+    UserList* oldest_evictable_ = nullptr;
     std::vector<std::string> dirty_users_;
     std::unordered_map<std::string, uint32_t> dirty_seqs_;  // per log: last seq applied since the last flush
     bool stopping_ = false;
 
-    std::mutex flush_mutex_;  // one flush at a time: the flusher's or an API edit's
+    // One flush at a time: the flusher's or an API edit's. Every list write
+    // of this node holds it, so a store read under it sees no write between
+    // the read and the merge of what it read.
+    std::mutex flush_mutex_;
     // A flush without sync wrote something since the last synced one (under
     // flush_mutex_): an API edit the flusher wrote first still needs a sync.
     bool unsynced_ = false;

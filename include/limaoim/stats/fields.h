@@ -176,8 +176,12 @@ inline constexpr PipelineField kConversationFields[] = {
      &PipelineBlock::conversation_flushes},
     {"conversation_flush_failures", kCounter, "flush failures",
      "Conversation batches the store refused (kept, retried).", &PipelineBlock::conversation_flush_failures},
-    {"conversation_users", kGauge, "users in memory", "Users with conversations in memory.",
+    {"conversation_users", kGauge, "users in memory",
+     "Users with conversations in memory (at most --conversation-users-max plus those changed since the last flush).",
      &PipelineBlock::conversation_users},
+    {"conversation_evictions", kCounter, "users evicted",
+     "Users dropped from memory past --conversation-users-max (read back from the store when asked for).",
+     &PipelineBlock::conversation_evictions},
 };
 
 inline constexpr PipelineField kWebhookFields[] = {

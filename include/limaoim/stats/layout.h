@@ -179,6 +179,7 @@ struct alignas(kCacheLine) PipelineBlock {
     alignas(kCacheLine) Counter conversation_flushes;        // store batches of changed conversations
     Counter conversation_flush_failures; // batches the store refused (kept dirty, retried)
     Counter conversation_users;          // gauge: users with conversations in memory
+    Counter conversation_evictions;      // users evicted past --conversation-users-max (under the lists' mutex)
     // Webhook sender (webhook/webhook.h); counts made on other threads are
     // published by the sender thread.
     alignas(kCacheLine) Counter webhook_calls;  // HTTP requests completed (any status)

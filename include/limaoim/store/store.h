@@ -231,6 +231,11 @@ public:
 
     // ---- conversations ----
     virtual Status load_conversations(const std::function<void(UserConversations&&)>& each) = 0;
+    // Users' stored lists, out[i] uids[i]'s (empty when it has none): what
+    // im/conversations.h reads for users it does not hold in memory (a
+    // networked engine reads them in few round trips).
+    virtual Status get_conversations(std::span<const std::string> uids,
+                                     std::vector<std::vector<ConversationRecord>>& out) = 0;
     // Per channel log, the last seq the stored conversations include.
     virtual Status load_conversation_seqs(const std::function<void(std::string_view log, uint32_t seq)>& each) = 0;
 

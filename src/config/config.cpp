@@ -887,7 +887,8 @@ std::string summary(const Config& c) {
            (c.workers == 0 ? std::string("auto") : std::to_string(c.workers));
     out += ", webhook " + (c.webhook.empty() ? std::string("off") : scheme_and_host(c.webhook));
     out += ", datasource " + (c.datasource.empty() ? std::string("off") : scheme_and_host(c.datasource));
-    out += ", conversation_max " + std::to_string(c.conversation_max);
+    out += ", conversation_max " + std::to_string(c.conversation_max) + " (" + std::to_string(c.conversation_users_max) +
+           " users in memory)";
     out += ", max_messages_per_second " +
            (c.max_messages_per_second == 0 ? std::string("unlimited") : std::to_string(c.max_messages_per_second));
     out += ", max_messages_per_user " +

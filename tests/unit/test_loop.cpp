@@ -2,6 +2,8 @@
 // options, pause/resume of input, loop timers, fd watches, envelopes between
 // workers, the blocking pool, reassembly (growth, budget, share, deadline), accept back-pressure
 // and leaving the port at stop. Links net/ alone (no proto/, no gateway/).
+// Every case runs on the backend LIMAOIM_TEST_IO_BACKEND names (auto when
+// unset): meson runs the suite twice, as unit-loop and unit-loop-epoll.
 #include <doctest/doctest.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -33,6 +35,12 @@ using limaoim::testing::free_port;
 
 namespace {
 
+IoBackendKind backend_under_test() {
+    IoBackendKind kind = IoBackendKind::Auto;
+    if (const char* name = getenv("LIMAOIM_TEST_IO_BACKEND")) REQUIRE(parse_io_backend(name, kind));
+    return kind;
+}
+
 std::string read_exactly(int fd, size_t n) {
     std::string out;
     char buf[256];
@@ -58,6 +66,15 @@ bool wait_for(const std::function<bool()>& done, milliseconds limit = 5s) {
 // packet of a megabyte and of 4 KiB (to exercise reassembly), answered 'k'
 // once whole; any other byte is echoed.
 constexpr size_t kBigPacket = 1u << 20;
+
+const std::vector<uint8_t>& bulk_answer() {
+    static const std::vector<uint8_t> bytes = [] {
+        std::vector<uint8_t> b(1u << 20);
+        for (size_t i = 0; i < b.size(); ++i) b[i] = uint8_t(i * 7 + i / 251);
+        return b;
+    }();
+    return bytes;
+}
 constexpr size_t kSmallPacket = 4096;
 
 struct ByteHandler final : Handler {
@@ -96,6 +113,9 @@ struct ByteHandler final : Handler {
                 return {i + 1, 0};
             case 'E':
                 worker->established(conn);
+                break;
+            case 'D':  // more output than the socket's buffers hold: sends wait for room
+                worker->send(conn, bulk_answer());
                 break;
             case 'B':
             case 'S': {
@@ -146,6 +166,7 @@ struct TestWorker {
         options.index = index;
         options.slots = 256;
         options.recv_buffers = 64;
+        options.io_backend = backend_under_test();
         worker = std::make_unique<Worker>(options, limits, *block, conns.data());
         handler.worker = worker.get();
         ListenerOptions listener;
@@ -232,6 +253,32 @@ TEST_CASE("pause_input: packets pipelined behind a pause wait, then come in orde
     }
 }
 
+TEST_CASE("io backend: the worker runs the backend asked for (auto: one that works here)") {
+    TestWorker w;
+    w.start();
+    const IoBackendKind asked = backend_under_test();
+    if (asked == IoBackendKind::Auto) {
+        CHECK(w.worker->io_backend() != IoBackendKind::Auto);
+    } else {
+        CHECK(w.worker->io_backend() == asked);
+    }
+}
+
+TEST_CASE("sending: output larger than the socket holds waits for room and arrives whole, in order") {
+    TestWorker w;
+    w.start();
+    const int fd = connect_to(w.port);
+    REQUIRE(fd >= 0);
+    REQUIRE(send(fd, "D", 1, 0) == 1);
+    std::this_thread::sleep_for(50ms);  // the socket fills: the rest waits in the send queue
+    CHECK(w.block->send_queue_bytes.get() > 0);
+    const std::string got = read_exactly(fd, bulk_answer().size());
+    CHECK(got == std::string(bulk_answer().begin(), bulk_answer().end()));
+    CHECK(wait_for([&] { return w.block->send_queue_bytes.get() == 0; }));
+    CHECK(w.block->bytes_out.get() == bulk_answer().size());
+    ::close(fd);
+}
+
 TEST_CASE("loop timers: one-shot, repeating, cancelled; fd watches call back on the worker thread") {
     std::atomic<int> once{0};
     std::atomic<int> repeated{0};
@@ -258,6 +305,7 @@ TEST_CASE("loop timers: one-shot, repeating, cancelled; fd watches call back on 
     WorkerOptions options;
     options.slots = 64;
     options.recv_buffers = 16;
+    options.io_backend = backend_under_test();
     Worker worker(options, limits, block, conns.data());
     Setup setup;
     TimerId to_cancel = 0;

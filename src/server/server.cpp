@@ -317,6 +317,7 @@ bool Server::create_stats() {
     info.max_conns = config_.max_conns;
     info.port = config_.port;
     info.mode_test = config_.mode == Mode::Test;
+    info.io_backend = uint8_t(plan_.io_backend);
     info.close_reason_names = all_close_reason_names();
     std::string error;
     segment_created_ = segment_.create(info, error);

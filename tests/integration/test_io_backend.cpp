@@ -47,6 +47,7 @@ TEST_CASE("io backend epoll: TCP (v4 and v2) and WebSocket sessions log in and c
     CHECK(web.ping());
     CHECK(web.read_pong());
     CHECK(server.process().stat("gauges.authenticated") == 3);
+    CHECK(server.process().stat_json()["io_backend"] == "epoll");
 }
 
 TEST_CASE("io backend auto: where seccomp forbids io_uring the server runs on epoll and serves a login") {
@@ -60,6 +61,7 @@ TEST_CASE("io backend auto: where seccomp forbids io_uring the server runs on ep
     ChatClient b;
     REQUIRE(b.connect_login(server.port(), "confined-b", 2));
     chat(a, b, "confined-b", "inside a container");
+    CHECK(server.stat_json()["io_backend"] == "epoll");
 }
 
 TEST_CASE("io backend io_uring: where seccomp forbids io_uring the server exits, naming the cause and the fix") {

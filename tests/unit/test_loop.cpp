@@ -164,7 +164,7 @@ struct TestWorker {
                         uint32_t max_open = 0) {
         limits.max_conns = 1000;
         options.index = index;
-        options.slots = 256;
+        if (options.slots > 256) options.slots = 256;  // the default: as many as conns holds
         options.recv_buffers = 64;
         options.io_backend = backend_under_test();
         worker = std::make_unique<Worker>(options, limits, *block, conns.data());
@@ -677,6 +677,33 @@ TEST_CASE("accept back-pressure: at max_pending the worker stops accepting; conn
         CHECK(read_exactly(fd, 1) == "z");
         ::close(fd);
     }
+}
+
+TEST_CASE("slot table full: a connection beyond the worker's slots is closed at once and counted; a close frees a slot") {
+    WorkerOptions options;
+    options.slots = 64;  // max_conns is 1000: the table is the limit
+    TestWorker w(0, options);
+    w.start();
+    std::vector<int> fds;
+    for (uint32_t i = 0; i < w.worker->slots(); ++i) {
+        fds.push_back(connect_to(w.port));
+        REQUIRE(fds.back() >= 0);
+    }
+    REQUIRE(wait_for([&] { return w.handler.opened == int(w.worker->slots()); }));
+    const int extra = connect_to(w.port);
+    REQUIRE(extra >= 0);
+    CHECK(read_exactly(extra, 1).empty());  // closed by the server
+    // Counted when the worker handles the accept's completion, which may
+    // come after the client has seen the close.
+    CHECK(wait_for([&] { return w.block->rejected_capacity.get() == 1; }));
+    ::close(extra);
+    ::close(fds.back());
+    fds.pop_back();
+    REQUIRE(wait_for([&] { return w.handler.closed == 1; }));
+    fds.push_back(connect_to(w.port));
+    REQUIRE(send(fds.back(), "y", 1, 0) == 1);
+    CHECK(read_exactly(fds.back(), 1) == "y");
+    for (int fd : fds) ::close(fd);
 }
 
 TEST_CASE("accept back-pressure: connections refused over max_conns give their accept back") {

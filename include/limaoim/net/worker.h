@@ -75,7 +75,7 @@ enum class RecvMode : uint8_t { Multishot, PollThenRecv };
 
 struct WorkerOptions {
     uint32_t index = 0;
-    uint32_t slots = 1024;          // fixed-file table size = max connections of this worker
+    uint32_t slots = 1024;          // max connections of this worker (io_uring: its fixed-file table size)
     uint32_t recv_buffers = 512;    // provided buffers (power of two)
     uint32_t recv_buffer_size = 2048;
     uint32_t send_cap = 64u << 10;  // queued output per connection before a slow-consumer close

@@ -11,7 +11,6 @@
 #include <poll.h>
 #include <pthread.h>
 #include <sys/eventfd.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -281,7 +280,8 @@ void Worker::on_accept(const Completion& cqe) {
     if (!(cqe.flags & kCqeMore)) --l.accepts_in_flight;
     if (cqe.res < 0) {
         if (cqe.res == -ENFILE) {
-            // Fixed-file table full: the kernel already closed the new socket.
+            // Slot table full (or, on epoll, out of descriptors): the new
+            // socket was closed already, by the kernel or the backend.
             stats_.rejected_capacity.add();
         } else if (cqe.res != -ECANCELED) {
             stats_.accept_errors.add();

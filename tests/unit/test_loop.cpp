@@ -9,7 +9,9 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <fcntl.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -704,6 +706,49 @@ TEST_CASE("slot table full: a connection beyond the worker's slots is closed at 
     REQUIRE(send(fds.back(), "y", 1, 0) == 1);
     CHECK(read_exactly(fds.back(), 1) == "y");
     for (int fd : fds) ::close(fd);
+}
+
+TEST_CASE("epoll: out of descriptors, a new connection is closed at once and counted, not left to spin the loop") {
+    // Direct descriptors (io_uring) do not count against the process's
+    // open-files limit: only epoll's connections do.
+    if (backend_under_test() != IoBackendKind::Epoll) return;
+    TestWorker w;
+    w.start();
+    const int first = connect_to(w.port);
+    REQUIRE(first >= 0);
+    REQUIRE(wait_for([&] { return w.handler.opened == 1; }));
+    const int extra = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);  // made while descriptors remain
+    REQUIRE(extra >= 0);
+    rlimit saved{};
+    REQUIRE(getrlimit(RLIMIT_NOFILE, &saved) == 0);
+    rlimit low = saved;
+    low.rlim_cur = uint64_t(extra) + 8;
+    REQUIRE(setrlimit(RLIMIT_NOFILE, &low) == 0);
+    std::vector<int> fillers;  // every descriptor below the limit taken
+    for (int fd; (fd = open("/dev/null", O_RDONLY | O_CLOEXEC)) >= 0;) fillers.push_back(fd);
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons(w.port);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    timeval tv{5, 0};
+    setsockopt(extra, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    const bool connected = ::connect(extra, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) == 0;
+    const bool closed_by_server = connected && read_exactly(extra, 1).empty() && errno != EAGAIN;
+    const bool counted = wait_for([&] { return w.block->rejected_capacity.get() == 1; });
+    for (int fd : fillers) ::close(fd);
+    REQUIRE(setrlimit(RLIMIT_NOFILE, &saved) == 0);
+    CHECK(connected);
+    CHECK(closed_by_server);
+    CHECK(counted);
+    CHECK(w.handler.opened == 1);
+    ::close(extra);
+    // Descriptors again: connections are served.
+    const int later = connect_to(w.port);
+    REQUIRE(later >= 0);
+    REQUIRE(send(later, "x", 1, 0) == 1);
+    CHECK(read_exactly(later, 1) == "x");
+    ::close(later);
+    ::close(first);
 }
 
 TEST_CASE("accept back-pressure: connections refused over max_conns give their accept back") {

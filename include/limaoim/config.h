@@ -90,6 +90,7 @@ struct Config {
     uint32_t recv_buffers = 512;        // provided buffers per worker (power of two)
     uint32_t recv_buffer_size = 2048;   // bytes each
     std::string recv_mode = "poll";  // or "multishot": see net::RecvMode (BENCHMARKS.md chose poll)
+    std::string io_backend = "auto";  // or "io_uring", "epoll": see net::IoBackendKind
     uint32_t server_key_reuse = 1;        // handshakes per server X25519 key pair (1 = fresh per connection)
 
     // The business server (SERVER.md §12, §13). Empty URL = off.

@@ -192,6 +192,11 @@ std::string known_recv_mode(const Config& config) {
     return "recv_mode must be 'multishot' or 'poll', got " + in_quotes(config.recv_mode);
 }
 
+std::string known_io_backend(const Config& config) {
+    if (config.io_backend == "auto" || config.io_backend == "io_uring" || config.io_backend == "epoll") return {};
+    return "io_backend must be 'auto', 'io_uring' or 'epoll', got " + in_quotes(config.io_backend);
+}
+
 // scheme://host[:port] of a URL, without credentials, path or query: what
 // messages show (webhook URLs often carry a secret in their credentials,
 // path or query; Redis URLs a password). An '@' past the first '/', '?' or
@@ -399,6 +404,10 @@ const std::vector<Option>& options() {
          "multishot (a receive armed per connection) or poll (a poll armed per connection, one receive per "
          "wake-up: less kernel memory per idle connection)",
          &Config::recv_mode, 0, 0, known_recv_mode},
+        {"io_backend",
+         "auto (io_uring, or epoll where io_uring is forbidden: a container's seccomp profile, sysctl "
+         "kernel.io_uring_disabled), io_uring (refuse to start without it) or epoll",
+         &Config::io_backend, 0, 0, known_io_backend},
         {"webhook",
          "business server URL (http:// or https://) for the webhooks user.onlinestatus, msg.offline and "
          "msg.notify: POST URL?event=NAME; empty = off",

@@ -92,10 +92,44 @@ uint64_t raise_nofile_limit() {
     return lim.rlim_cur;
 }
 
-CapacityPlan plan_capacity(uint64_t max_conns, uint32_t requested_workers, uint64_t nofile_limit, unsigned cpus,
-                           uint32_t recv_buffers) {
+namespace {
+
+// Every connection a descriptor of the process, whichever worker holds it.
+CapacityPlan plan_epoll(uint64_t max_conns, uint32_t requested_workers, uint64_t nofile_limit, unsigned cpus,
+                        uint32_t recv_buffers) {
     CapacityPlan plan;
-    cpus = std::max(cpus, 1u);  // hardware_concurrency() says 0 when it cannot tell
+    plan.io_backend = IoBackendKind::Epoll;
+    const uint64_t wanted = max_conns + (max_conns * kBalanceMarginPercent + 99) / 100;
+    plan.workers = requested_workers ? requested_workers : std::min(cpus, kMaxWorkers);
+    const uint64_t reserved = kReservedDescriptors + kReservedDescriptorsPerWorker * plan.workers;
+    const uint64_t descriptors = nofile_limit > reserved ? nofile_limit - reserved : 0;
+    const uint64_t total = std::min(wanted, descriptors);
+    plan.slots_per_worker = uint32_t(
+        std::clamp<uint64_t>((total + plan.workers - 1) / plan.workers, kMinSlots, kKernelMaxFixedFiles));
+    plan.capacity = std::min(uint64_t(plan.workers) * plan.slots_per_worker, descriptors);
+    plan.reaches_max_conns = plan.capacity >= max_conns;
+    plan.recv_buffers_per_worker = recv_buffers;
+    plan.summary = "epoll: " + std::to_string(plan.workers) + " workers x " + std::to_string(plan.slots_per_worker) +
+                   " slots, capacity " + std::to_string(plan.capacity) +
+                   " connections, each a descriptor of the process (--max-conns " + std::to_string(max_conns) +
+                   ", open-files limit " + std::to_string(nofile_limit) + " less " + std::to_string(reserved) +
+                   " kept for the server's own)";
+    if (!plan.reaches_max_conns)
+        plan.problem = "--max-conns " + std::to_string(max_conns) + " cannot be reached on epoll: capacity " +
+                       std::to_string(plan.capacity) +
+                       ", bounded by the open-files limit server-wide (more workers do not help). Raise the hard "
+                       "nofile limit, lower --max-conns, or allow io_uring (--io-backend).";
+    return plan;
+}
+
+}  // namespace
+
+CapacityPlan plan_capacity(uint64_t max_conns, uint32_t requested_workers, uint64_t nofile_limit, unsigned cpus,
+                           uint32_t recv_buffers, IoBackendKind backend) {
+    cpus = std::max(cpus, 1u);  // a caller that could not tell says 0
+    if (backend == IoBackendKind::Epoll)
+        return plan_epoll(max_conns, requested_workers, nofile_limit, cpus, recv_buffers);
+    CapacityPlan plan;
     // A few descriptors of the process table stay ours (listeners, eventfds,
     // rings, log); the table itself may use the whole limit.
     const uint64_t table_limit = std::min<uint64_t>(nofile_limit, kKernelMaxFixedFiles);

@@ -3,16 +3,14 @@
 #include "limaoim/log/log.h"
 
 #include "limaoim/net/conn_id.h"
+#include "io_backend.h"
 
 #include <arpa/inet.h>
-#include <liburing.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
 #include <sys/eventfd.h>
-#include <sys/mman.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -25,19 +23,23 @@
 #include <cstring>
 #include <ctime>
 #include <future>
+#include <mutex>
 
 namespace limaoim::net {
 
-// What a completion is for, packed with its object into user_data:
-//   bits 63..56 op | 55..28 generation (28 bits, as in ConnId) | 27..0 index
-// The index is a connection's slot, a listener's or a watch's number.
+using detail::index_of;
+using detail::generation_of;
+using detail::Op;
+using detail::op_of;
+using detail::pack;
+using detail::kCqeBuffer;
+using detail::kCqeMore;
+using detail::kCqeSockNonEmpty;
+using detail::kCqeBufferShift;
+
 namespace {
 
-enum class Op : uint8_t { Accept = 1, Recv, Send, Cancel, Close, Wake, Poll, Watch };
-
-constexpr uint16_t kBufferGroup = 0;
-constexpr unsigned kSqEntries = 1024;
-constexpr unsigned kCqEntries = 8192;
+constexpr unsigned kCompletionsReserved = 8192;  // the ring's CQ size: one reap's worth
 constexpr uint32_t kMinPartial = 64;
 constexpr uint32_t kAcceptsInFlight = 64;  // one-shot accepts per listener with max_pending (8 measured 30 % fewer handshakes/s in a storm)
 constexpr uint32_t kGenerationMask = ConnId::kGenerationMask;
@@ -46,33 +48,6 @@ static_assert(Transport::kMaxReserve == SendChunk::kCapacity);
 [[noreturn]] void fatal(const char* what, int err) {
     log::write(log::Level::Error, "worker", "%s: %s", what, strerror(err));
     std::abort();
-}
-
-uint64_t pack(Op op, uint32_t index, uint32_t generation) {
-    return uint64_t(op) << 56 | uint64_t(generation & kGenerationMask) << 28 | (index & 0xfffffff);
-}
-uint8_t op_of(uint64_t user_data) { return uint8_t(user_data >> 56); }
-uint32_t generation_of(uint64_t user_data) { return uint32_t(user_data >> 28) & kGenerationMask; }
-uint32_t index_of(uint64_t user_data) { return uint32_t(user_data) & 0xfffffff; }
-
-std::string ring_setup_error(int err) {
-    switch (err) {
-    case ENOSYS:
-        return "io_uring is not available in this kernel (io_uring_setup: ENOSYS). "
-               "limaoim needs Linux 6.1 or newer built with CONFIG_IO_URING=y.";
-    case EPERM:
-    case EACCES:
-        return "io_uring is forbidden here (io_uring_setup: " + std::string(strerror(err)) +
-               "). Either sysctl kernel.io_uring_disabled is 1 or 2 (fix: sysctl -w "
-               "kernel.io_uring_disabled=0), or a container seccomp profile blocks it (fix: run the "
-               "container with a profile that allows io_uring_setup/io_uring_enter/io_uring_register, "
-               "e.g. docker --security-opt seccomp=unconfined).";
-    case ENOMEM:
-        return "io_uring_setup failed: out of memory for the ring (ENOMEM). On kernels before 5.12 "
-               "rings count against RLIMIT_MEMLOCK: raise it (ulimit -l) or upgrade the kernel.";
-    default:
-        return "io_uring_setup failed: " + std::string(strerror(err));
-    }
 }
 
 // A TCP socket bound to addr:port, or -1 with `error` set. SO_REUSEADDR
@@ -142,17 +117,15 @@ int open_listener(const ListenerOptions& options, std::string& error) {
 Worker::Worker(const WorkerOptions& options, SharedLimits& limits, stats::WorkerBlock& stats,
                stats::ConnCounters* conn_stats)
     : options_(options), limits_(limits), stats_(stats), conn_stats_(conn_stats),
-      ring_(std::make_unique<io_uring>()), conns_(options.slots),
+      conns_(options.slots),
       wheel_(reinterpret_cast<std::byte*>(&conns_[0]) + offsetof(Connection, timer), sizeof(Connection),
              1024, uint32_t(uint64_t(clock::steady_ms()) / kTickMs)),
       inbox_(options.inbox_capacity) {
-    completions_.reserve(kCqEntries);
+    completions_.reserve(kCompletionsReserved);
 }
 
 Worker::~Worker() {
-    if (ring_ready_) io_uring_queue_exit(ring_.get());
-    if (buf_ring_) munmap(buf_ring_, options_.recv_buffers * sizeof(io_uring_buf));
-    if (buffers_) munmap(buffers_, buffers_bytes_);
+    io_.reset();  // connections still open are closed with it
     for (Listener& l : listeners_)
         if (l.fd >= 0) ::close(l.fd);
     if (wake_fd_ >= 0) ::close(wake_fd_);
@@ -195,74 +168,7 @@ bool Worker::init(std::string& error) {
         return false;
     }
 
-    io_uring_params params{};
-    params.flags = IORING_SETUP_CQSIZE | IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
-    params.cq_entries = kCqEntries;
-    int rc = io_uring_queue_init_params(kSqEntries, ring_.get(), &params);
-    if (rc == -EINVAL) {
-        // SINGLE_ISSUER/DEFER_TASKRUN arrived in 6.0/6.1; plain rings still work.
-        params = {};
-        params.flags = IORING_SETUP_CQSIZE;
-        params.cq_entries = kCqEntries;
-        rc = io_uring_queue_init_params(kSqEntries, ring_.get(), &params);
-    }
-    if (rc < 0) {
-        error = who + ring_setup_error(-rc);
-        return false;
-    }
-    ring_ready_ = true;
-
-    // The fixed-file table holds every connection of this worker. The kernel
-    // refuses a table larger than RLIMIT_NOFILE (EMFILE), which is why
-    // capacity is workers x slots (capacity.h).
-    rc = io_uring_register_files_sparse(ring_.get(), options_.slots);
-    if (rc < 0) {
-        rlimit lim{};
-        getrlimit(RLIMIT_NOFILE, &lim);
-        error = who + "cannot register a fixed-file table of " + std::to_string(options_.slots) +
-                " slots: " + strerror(-rc) + " (open-files limit: soft " + std::to_string(lim.rlim_cur) +
-                ", hard " + std::to_string(lim.rlim_max) +
-                "). Each ring's table is bounded by the open-files limit: use more --workers.";
-        return false;
-    }
-    rc = io_uring_register_file_alloc_range(ring_.get(), 0, options_.slots);
-    if (rc < 0) {
-        error = who + "io_uring_register_file_alloc_range: " + strerror(-rc) +
-                " (multishot accept into direct descriptors needs Linux 6.0+)";
-        return false;
-    }
-
-    // Provided-buffer ring: the kernel picks a buffer per completed recv.
-    size_t ring_bytes = options_.recv_buffers * sizeof(io_uring_buf);
-    void* ring_mem = mmap(nullptr, ring_bytes, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
-    buffers_bytes_ = size_t(options_.recv_buffers) * options_.recv_buffer_size;
-    // Populated now: the kernel cycles through every buffer of the ring
-    // anyway, so they are a fixed cost of the worker, paid at start rather
-    // than as page faults on the receive path.
-    void* buf_mem = mmap(nullptr, buffers_bytes_, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE | MAP_POPULATE,
-                         -1, 0);
-    if (ring_mem == MAP_FAILED || buf_mem == MAP_FAILED) {
-        error = who + "cannot map receive buffers: " + strerror(errno);
-        return false;
-    }
-    buf_ring_ = static_cast<io_uring_buf_ring*>(ring_mem);
-    buffers_ = static_cast<uint8_t*>(buf_mem);
-    io_uring_buf_reg reg{};
-    reg.ring_addr = reinterpret_cast<uint64_t>(buf_ring_);
-    reg.ring_entries = options_.recv_buffers;
-    reg.bgid = kBufferGroup;
-    rc = io_uring_register_buf_ring(ring_.get(), &reg, 0);
-    if (rc < 0) {
-        error = who + "io_uring_register_buf_ring: " + strerror(-rc) + " (provided-buffer rings need Linux 5.19+)";
-        return false;
-    }
-    io_uring_buf_ring_init(buf_ring_);
-    for (uint32_t bid = 0; bid < options_.recv_buffers; ++bid) {
-        io_uring_buf_ring_add(buf_ring_, buffers_ + size_t(bid) * options_.recv_buffer_size,
-                              options_.recv_buffer_size, uint16_t(bid),
-                              io_uring_buf_ring_mask(options_.recv_buffers), int(bid));
-    }
-    io_uring_buf_ring_advance(buf_ring_, int(options_.recv_buffers));
+    if (!open_backend(who, error)) return false;
 
     // One socket per listener and worker: SO_REUSEPORT spreads new connections.
     for (Listener& l : listeners_) {
@@ -281,41 +187,60 @@ bool Worker::init(std::string& error) {
     return true;
 }
 
-io_uring_sqe* Worker::get_sqe() {
-    io_uring_sqe* sqe = io_uring_get_sqe(ring_.get());
-    while (!sqe) {
-        // SQ full (a handler queued more than kSqEntries requests in one
-        // batch): hand them to the kernel now, with the buffers recycled so
-        // far visible to the receives among them.
-        publish_buffers();
-        int rc = io_uring_submit(ring_.get());
-        if (rc == -EBUSY) {
-            // Completions overflowed the CQ and the kernel cannot post them
-            // until it has room: take them out; the loop handles them in order.
-            reap_completions();
-        } else if (rc < 0 && rc != -EINTR && rc != -EAGAIN) {
-            fatal("io_uring_submit", -rc);
+const char* io_backend_name(IoBackendKind kind) {
+    switch (kind) {
+    case IoBackendKind::Auto: return "auto";
+    case IoBackendKind::IoUring: return "io_uring";
+    case IoBackendKind::Epoll: return "epoll";
+    }
+    return "?";
+}
+
+bool parse_io_backend(const std::string& name, IoBackendKind& kind) {
+    for (IoBackendKind k : {IoBackendKind::Auto, IoBackendKind::IoUring, IoBackendKind::Epoll}) {
+        if (name == io_backend_name(k)) {
+            kind = k;
+            return true;
         }
-        sqe = io_uring_get_sqe(ring_.get());
     }
-    return sqe;
+    return false;
 }
 
-void Worker::reap_completions() {
-    unsigned head;
-    unsigned seen = 0;
-    io_uring_cqe* cqe;
-    io_uring_for_each_cqe(ring_.get(), head, cqe) {
-        completions_.push_back(Completion{cqe->user_data, cqe->res, cqe->flags});
-        ++seen;
-    }
-    io_uring_cq_advance(ring_.get(), seen);
+IoBackendKind resolve_io_backend(IoBackendKind requested, std::string& why) {
+    why.clear();
+    if (requested != IoBackendKind::Auto) return requested;
+    const int err = detail::probe_ring();
+    if (err == 0 || !detail::ring_forbidden(err)) return IoBackendKind::IoUring;
+    why = detail::ring_unavailable(err);
+    return IoBackendKind::Epoll;
 }
 
-void Worker::publish_buffers() {
-    if (!buffers_to_advance_) return;
-    io_uring_buf_ring_advance(buf_ring_, buffers_to_advance_);
-    buffers_to_advance_ = 0;
+// io_uring unless told otherwise; with Auto, epoll when the ring cannot be
+// created because io_uring is forbidden or absent. Any other failure of the
+// ring (a fixed-file table over the open-files limit...) is a setup error
+// that epoll would only hide. A fallback here is logged once per process
+// (the server resolves Auto before it plans: resolve_io_backend).
+bool Worker::open_backend(const std::string& who, std::string& error) {
+    if (options_.io_backend != IoBackendKind::Epoll) {
+        int err = 0;
+        io_ = detail::make_ring_backend(options_, completions_, error, err);
+        if (!io_) {
+            if (options_.io_backend == IoBackendKind::IoUring || !detail::ring_forbidden(err)) {
+                error = who + error;
+                return false;
+            }
+            static std::once_flag logged;
+            std::call_once(logged, [&] { log::write(log::Level::Warn, "worker", "I/O backend: epoll, %s", error.c_str()); });
+            error.clear();
+        }
+    }
+    if (!io_) io_ = detail::make_epoll_backend(options_, completions_, error);
+    if (!io_) {
+        error = who + error;
+        return false;
+    }
+    backend_kind_ = io_->kind();
+    return true;
 }
 
 // ---- accepting ----
@@ -334,18 +259,12 @@ void Worker::arm_accepts(uint32_t index) {
     if (!accepting_) return;
     if (!l.options.max_pending) {
         if (l.accepts_in_flight) return;
-        io_uring_sqe* sqe = get_sqe();
-        io_uring_prep_multishot_accept_direct(sqe, l.fd, nullptr, nullptr, 0);
-        io_uring_sqe_set_data64(sqe, pack(Op::Accept, index, 0));
+        io_->accept_multishot(index, l.fd);
         l.accepts_in_flight = 1;
         return;
     }
     while (l.accepts_in_flight < kAcceptsInFlight && l.pending + l.accepts_in_flight < l.options.max_pending) {
-        io_uring_sqe* sqe = get_sqe();
-        // liburing 2.3 stores file_index + 1 (0 means "not direct"): ALLOC - 1
-        // asks the kernel to pick a free slot, as its multishot helper does.
-        io_uring_prep_accept_direct(sqe, l.fd, nullptr, nullptr, 0, IORING_FILE_INDEX_ALLOC - 1);
-        io_uring_sqe_set_data64(sqe, pack(Op::Accept, index, 0));
+        io_->accept_once(index, l.fd);
         ++l.accepts_in_flight;
     }
     const bool full = l.pending >= l.options.max_pending;
@@ -358,10 +277,11 @@ void Worker::on_accept(const Completion& cqe) {
     Listener& l = listeners_[index];
     // A one-shot accept is done; the multishot one stops on an error, a
     // cancel or a CQ overflow (F_MORE clear).
-    if (!(cqe.flags & IORING_CQE_F_MORE)) --l.accepts_in_flight;
+    if (!(cqe.flags & kCqeMore)) --l.accepts_in_flight;
     if (cqe.res < 0) {
         if (cqe.res == -ENFILE) {
-            // Fixed-file table full: the kernel already closed the new socket.
+            // Slot table full (or, on epoll, out of descriptors): the new
+            // socket was closed already, by the kernel or the backend.
             stats_.rejected_capacity.add();
         } else if (cqe.res != -ECANCELED) {
             stats_.accept_errors.add();
@@ -428,53 +348,36 @@ void Worker::leave_pending(Connection& c) {
     arm_accepts(c.listener);
 }
 
-void Worker::reject(uint32_t slot) {
-    io_uring_sqe* sqe = get_sqe();
-    io_uring_prep_close_direct(sqe, slot);
-    io_uring_sqe_set_data64(sqe, pack(Op::Close, slot, 0));
-}
+void Worker::reject(uint32_t slot) { io_->close_slot(slot); }
 
 // ---- receiving ----
 
 void Worker::arm_wake() {
-    io_uring_sqe* sqe = get_sqe();
-    io_uring_prep_poll_multishot(sqe, wake_fd_, POLLIN);
-    io_uring_sqe_set_data64(sqe, pack(Op::Wake, 0, 0));
+    io_->poll_fd(wake_fd_, POLLIN, pack(Op::Wake, 0, 0));
 }
 
 void Worker::arm_recv(uint32_t slot) {
     Connection& c = conns_[slot];
-    io_uring_sqe* sqe = get_sqe();
     if (options_.recv_mode == RecvMode::PollThenRecv) {
-        io_uring_prep_poll_multishot(sqe, int(slot), POLLIN);
-        sqe->flags |= IOSQE_FIXED_FILE;
-        io_uring_sqe_set_data64(sqe, pack(Op::Poll, slot, c.generation));
+        io_->poll_conn(slot, pack(Op::Poll, slot, c.generation));
     } else {
-        io_uring_prep_recv_multishot(sqe, int(slot), nullptr, 0, 0);
-        sqe->flags |= IOSQE_FIXED_FILE | IOSQE_BUFFER_SELECT;
-        sqe->buf_group = kBufferGroup;
-        io_uring_sqe_set_data64(sqe, pack(Op::Recv, slot, c.generation));
+        io_->recv_multishot(slot, pack(Op::Recv, slot, c.generation));
     }
     c.io |= kRecvArmed;
 }
 
 void Worker::recv_once(uint32_t slot) {
     Connection& c = conns_[slot];
-    io_uring_sqe* sqe = get_sqe();
-    // MSG_DONTWAIT: when the data was already taken by the previous recv the
-    // kernel answers -EAGAIN instead of parking this recv (and its memory)
-    // until the next byte arrives.
-    io_uring_prep_recv(sqe, int(slot), nullptr, options_.recv_buffer_size, MSG_DONTWAIT);
-    sqe->flags |= IOSQE_FIXED_FILE | IOSQE_BUFFER_SELECT;
-    sqe->buf_group = kBufferGroup;
-    io_uring_sqe_set_data64(sqe, pack(Op::Recv, slot, c.generation));
+    // It does not wait: when the data was already taken by the previous recv
+    // the answer is -EAGAIN.
+    io_->recv_once(slot, pack(Op::Recv, slot, c.generation));
     c.io |= kRecvOnce;
 }
 
 void Worker::on_poll(const Completion& cqe) {
     uint32_t slot = index_of(cqe.user_data);
     Connection& c = conns_[slot];
-    if (!(cqe.flags & IORING_CQE_F_MORE)) c.io &= ~kRecvArmed;
+    if (!(cqe.flags & kCqeMore)) c.io &= ~kRecvArmed;
     const bool open = c.state == uint8_t(ConnState::Open) || c.state == uint8_t(ConnState::Draining);
     if (cqe.res < 0) {
         if (cqe.res != -ECANCELED && open) begin_close(slot, CloseReason::IoError);
@@ -491,26 +394,19 @@ void Worker::on_poll(const Completion& cqe) {
     maybe_release(slot);
 }
 
-void Worker::recycle_buffer(uint16_t bid) {
-    io_uring_buf_ring_add(buf_ring_, buffers_ + size_t(bid) * options_.recv_buffer_size,
-                          options_.recv_buffer_size, bid, io_uring_buf_ring_mask(options_.recv_buffers),
-                          buffers_to_advance_);
-    ++buffers_to_advance_;
-}
-
 void Worker::on_recv(const Completion& cqe) {
     uint32_t slot = index_of(cqe.user_data);
     Connection& c = conns_[slot];
-    const bool has_buffer = cqe.flags & IORING_CQE_F_BUFFER;
-    const uint16_t bid = uint16_t(cqe.flags >> IORING_CQE_BUFFER_SHIFT);
+    const bool has_buffer = cqe.flags & kCqeBuffer;
+    const uint16_t bid = uint16_t(cqe.flags >> kCqeBufferShift);
     if (c.state == uint8_t(ConnState::Free) || c.generation != generation_of(cqe.user_data)) {
         // Cannot happen while slots are released only after their last
         // completion; a buffer must still go back to the ring.
-        if (has_buffer) recycle_buffer(bid);
+        if (has_buffer) io_->recycle_buffer(bid);
         return;
     }
     const bool poll_mode = options_.recv_mode == RecvMode::PollThenRecv;
-    const bool more = cqe.flags & IORING_CQE_F_MORE;
+    const bool more = cqe.flags & kCqeMore;
     if (poll_mode) {
         c.io &= ~kRecvOnce;
     } else if (!more) {
@@ -526,18 +422,18 @@ void Worker::on_recv(const Completion& cqe) {
             cs.bytes_in_kib.store(cs.bytes_in_kib.load(std::memory_order_relaxed) + uncounted / 1024,
                                   std::memory_order_relaxed);
             c.rx_below_kib = uint16_t(uncounted % 1024);
-            deliver(slot, {buffers_ + size_t(bid) * options_.recv_buffer_size, size_t(cqe.res)});
+            deliver(slot, {io_->buffer(bid), size_t(cqe.res)});
         }
-        recycle_buffer(bid);
+        io_->recycle_buffer(bid);
         const bool reading = (c.state == uint8_t(ConnState::Open) && !(c.flags & kInputPaused)) ||
                              c.state == uint8_t(ConnState::Draining);
         // The poll fires on new data only: read on while the socket says
         // more is waiting, also while draining: closing a socket with unread
         // data makes the kernel send a reset, which can destroy the last
         // packets we sent.
-        if (poll_mode && (cqe.flags & IORING_CQE_F_SOCK_NONEMPTY) && reading) recv_once(slot);
+        if (poll_mode && (cqe.flags & kCqeSockNonEmpty) && reading) recv_once(slot);
     } else {
-        if (has_buffer) recycle_buffer(bid);
+        if (has_buffer) io_->recycle_buffer(bid);
         if (cqe.res == -ENOBUFS) {
             // The provided-buffer ring ran dry and ended this multishot recv;
             // the data waits in the socket. Buffers recycled during this batch
@@ -715,7 +611,7 @@ void Worker::pause_input(ConnRef ref) {
     // A multishot recv would go on filling the buffer: stop it. (The poll of
     // PollThenRecv may stay: its wake-ups are ignored while paused.)
     if (options_.recv_mode == RecvMode::Multishot && (c->io & kRecvArmed))
-        cancel(pack(Op::Recv, ref.slot, c->generation));
+        io_->cancel(pack(Op::Recv, ref.slot, c->generation));
 }
 
 void Worker::resume_input(ConnRef ref) {
@@ -852,10 +748,7 @@ bool Worker::send(ConnRef ref, std::span<const uint8_t> bytes) {
 void Worker::submit_send(uint32_t slot) {
     Connection& c = conns_[slot];
     SendChunk* head = c.send_head;
-    io_uring_sqe* sqe = get_sqe();
-    io_uring_prep_send(sqe, int(slot), head->data + head->begin, head->end - head->begin, MSG_NOSIGNAL);
-    sqe->flags |= IOSQE_FIXED_FILE;
-    io_uring_sqe_set_data64(sqe, pack(Op::Send, slot, c.generation));
+    io_->send(slot, head->data + head->begin, head->end - head->begin, pack(Op::Send, slot, c.generation));
     c.io |= kSendInFlight;
 }
 
@@ -932,15 +825,9 @@ void Worker::begin_close(uint32_t slot, CloseReason reason) {
     // lookup in the kernel; cancelling by descriptor scans every pending
     // request, which made closing n connections cost O(n^2).
     const bool poll_mode = options_.recv_mode == RecvMode::PollThenRecv;
-    if (c.io & kRecvArmed) cancel(pack(poll_mode ? Op::Poll : Op::Recv, slot, c.generation));
-    if (c.io & kRecvOnce) cancel(pack(Op::Recv, slot, c.generation));
-    if (c.io & kSendInFlight) cancel(pack(Op::Send, slot, c.generation));
-}
-
-void Worker::cancel(uint64_t user_data) {
-    io_uring_sqe* sqe = get_sqe();
-    io_uring_prep_cancel64(sqe, user_data, 0);
-    io_uring_sqe_set_data64(sqe, pack(Op::Cancel, index_of(user_data), 0));
+    if (c.io & kRecvArmed) io_->cancel(pack(poll_mode ? Op::Poll : Op::Recv, slot, c.generation));
+    if (c.io & kRecvOnce) io_->cancel(pack(Op::Recv, slot, c.generation));
+    if (c.io & kSendInFlight) io_->cancel(pack(Op::Send, slot, c.generation));
 }
 
 void Worker::drop_send_queue(Connection& c) {
@@ -960,9 +847,7 @@ void Worker::maybe_release(uint32_t slot) {
     // Nothing of ours is in flight: the send chunks are ours again and the
     // slot can go back to the kernel. A new accept may reuse it right away.
     drop_send_queue(c);
-    io_uring_sqe* sqe = get_sqe();
-    io_uring_prep_close_direct(sqe, slot);
-    io_uring_sqe_set_data64(sqe, pack(Op::Close, slot, c.generation));
+    io_->close_slot(slot);
     conn_stats_[slot].generation.store(c.generation << 1, std::memory_order_relaxed);
     c.state = uint8_t(ConnState::Free);
     c.generation = 0;
@@ -1010,9 +895,7 @@ Worker::WatchId Worker::watch_fd(int fd, uint32_t poll_events, std::function<voi
 
 void Worker::arm_watch(uint32_t id) {
     Watch& w = watches_[id];
-    io_uring_sqe* sqe = get_sqe();
-    io_uring_prep_poll_multishot(sqe, w.fd, w.events);
-    io_uring_sqe_set_data64(sqe, pack(Op::Watch, id, w.serial));
+    io_->poll_fd(w.fd, w.events, pack(Op::Watch, id, w.serial));
     w.armed = true;
 }
 
@@ -1025,7 +908,7 @@ void Worker::unwatch_fd(WatchId watch) {
     w.callback = nullptr;
     // The id is reused only after the poll's last completion has come back.
     if (w.armed) {
-        cancel(pack(Op::Watch, id, w.serial));
+        io_->cancel(pack(Op::Watch, id, w.serial));
     } else {
         watches_.release(id);
     }
@@ -1034,7 +917,7 @@ void Worker::unwatch_fd(WatchId watch) {
 void Worker::on_watch(const Completion& cqe) {
     const uint32_t id = index_of(cqe.user_data);
     Watch& w = watches_[id];
-    const bool more = cqe.flags & IORING_CQE_F_MORE;
+    const bool more = cqe.flags & kCqeMore;
     if (!more) w.armed = false;
     if (!w.active || w.serial != generation_of(cqe.user_data)) {
         if (!more && !w.active) watches_.release(id);
@@ -1208,11 +1091,7 @@ void Worker::begin_stop() {
     // accepts. The socket goes when the cancelled accept lets go of it.
     for (uint32_t i = 0; i < listeners_.size(); ++i) {
         Listener& l = listeners_[i];
-        if (l.accepts_in_flight) {
-            io_uring_sqe* sqe = get_sqe();
-            io_uring_prep_cancel64(sqe, pack(Op::Accept, i, 0), IORING_ASYNC_CANCEL_ALL);
-            io_uring_sqe_set_data64(sqe, pack(Op::Cancel, i, 0));
-        }
+        if (l.accepts_in_flight) io_->cancel_accepts(i);
         ::close(l.fd);
         l.fd = -1;
     }
@@ -1237,22 +1116,13 @@ void Worker::run() {
 
         const uint64_t wait_ms = wait_timeout_ms();
         run_again_ = false;
-        __kernel_timespec timeout{};
-        timeout.tv_sec = int64_t(wait_ms / 1000);
-        timeout.tv_nsec = int64_t(wait_ms % 1000) * 1000000;
-        io_uring_cqe* first = nullptr;
-        // With DEFER_TASKRUN completions are only produced inside this call.
-        // Always wait_nr 1, if need be with a zero timeout: only a wait
-        // (IORING_ENTER_GETEVENTS) runs DEFER_TASKRUN's task work.
-        int rc = io_uring_submit_and_wait_timeout(ring_.get(), &first, 1, &timeout, nullptr);
-        if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY)
-            fatal("io_uring_submit_and_wait_timeout", -rc);
+        // Hands what was asked to the kernel; what completed is appended to completions_.
+        io_->wait(wait_ms);
         update_clock();
 
-        // Handlers may append to completions_ (get_sqe on -EBUSY): by index,
+        // Handlers may append to completions_ (a full SQ on -EBUSY): by index,
         // and each completion copied before it is handled.
         envelopes_left_ = kEnvelopesPerIteration;
-        reap_completions();
         for (size_t i = 0; i < completions_.size(); ++i) {
             const Completion cqe = completions_[i];
             handle_cqe(cqe);
@@ -1267,7 +1137,7 @@ void Worker::run() {
         for (auto& hook : iteration_hooks_) hook();
         deliver_resumed();
         flush_outboxes();
-        publish_buffers();
+        io_->publish_buffers();
     }
 }
 
@@ -1287,7 +1157,7 @@ void Worker::handle_cqe(const Completion& cqe) {
     case Op::Wake:
         on_wake();
         // A multishot poll ends on CQ overflow; it must be re-armed.
-        if (!(cqe.flags & IORING_CQE_F_MORE)) arm_wake();
+        if (!(cqe.flags & kCqeMore)) arm_wake();
         break;
     case Op::Cancel:
     case Op::Close:

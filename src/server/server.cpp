@@ -262,9 +262,15 @@ void Server::block_signals() {
 bool Server::plan_capacity() {
     log::set_level(*log::parse_level(effective_log_level(config_)));
     const uint64_t nofile = net::raise_nofile_limit();
+    net::IoBackendKind requested = net::IoBackendKind::Auto;
+    net::parse_io_backend(config_.io_backend, requested);  // the config checked the name
+    std::string epoll_why;
+    const net::IoBackendKind backend = net::resolve_io_backend(requested, epoll_why);
+    if (!epoll_why.empty()) log::write(log::Level::Warn, "limaoim", "I/O backend: epoll, %s", epoll_why.c_str());
     plan_ = net::plan_capacity(config_.max_conns, config_.workers, nofile, net::usable_cpus(),
-                               config_.recv_buffers);
-    log::write(log::Level::Info, "limaoim", "%s", plan_.summary.c_str());
+                               config_.recv_buffers, backend);
+    log::write(log::Level::Info, "limaoim", "I/O backend %s; %s", net::io_backend_name(backend),
+               plan_.summary.c_str());
     if (!plan_.reaches_max_conns) log::write(log::Level::Warn, "limaoim", "%s", plan_.problem.c_str());
     if (const std::string problem = start_problem(config_); !problem.empty()) {
         log::write(log::Level::Error, "limaoim", "%s", problem.c_str());
@@ -311,6 +317,7 @@ bool Server::create_stats() {
     info.max_conns = config_.max_conns;
     info.port = config_.port;
     info.mode_test = config_.mode == Mode::Test;
+    info.io_backend = uint8_t(plan_.io_backend);
     info.close_reason_names = all_close_reason_names();
     std::string error;
     segment_created_ = segment_.create(info, error);
@@ -430,6 +437,7 @@ void Server::build_workers() {
             uint64_t(plan_.recv_buffers_per_worker) * config_.recv_buffer_size;
         options.reassembly_timeout_ms = config_.reassembly_timeout_ms;
         options.recv_mode = config_.recv_mode == "poll" ? net::RecvMode::PollThenRecv : net::RecvMode::Multishot;
+        options.io_backend = plan_.io_backend;
         workers_.push_back(std::make_unique<net::Worker>(options, limits_, segment_.worker(i), segment_.conns(i)));
         peers.push_back(workers_.back().get());
     }

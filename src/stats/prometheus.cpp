@@ -70,8 +70,8 @@ NameOf close_reasons_of(const Snapshot& s) {
 
 void identity(std::string& out, const Snapshot& s) {
     family(out, "info", "gauge", "Server identity; always 1.");
-    appendf(out, "limaoim_info{stats_instance=\"%s\",pid=\"%d\",port=\"%u\",mode=\"%s\"} 1\n",
-            label_value(s.instance).c_str(), s.pid, unsigned(s.port), mode_name(s));
+    appendf(out, "limaoim_info{stats_instance=\"%s\",pid=\"%d\",port=\"%u\",mode=\"%s\",io_backend=\"%s\"} 1\n",
+            label_value(s.instance).c_str(), s.pid, unsigned(s.port), mode_name(s), io_backend_name(s));
     metric(out, "server_running", "gauge", "1 while the pid that wrote the segment is alive.", s.server_alive ? 1 : 0);
     family(out, "start_time_seconds", "gauge", "Server start, seconds since the Unix epoch.");
     appendf(out, "limaoim_start_time_seconds %.3f\n", double(s.start_time_unix_ms) / 1000);

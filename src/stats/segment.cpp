@@ -257,6 +257,7 @@ bool Segment::create(const SegmentInfo& info, std::string& error) {
     h.pipeline_offset = pipeline_offset(info.workers, info.slots_per_worker);
     h.port = info.port;
     h.mode_test = info.mode_test ? 1 : 0;
+    h.io_backend = info.io_backend;
     std::memcpy(h.instance, info.instance.c_str(), info.instance.size() + 1);
     for (size_t code = 0; code < info.close_reason_names.size(); ++code)
         std::memcpy(h.close_reason_names[code], info.close_reason_names[code].c_str(),

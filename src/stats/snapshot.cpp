@@ -66,6 +66,7 @@ void take_snapshot(const SegmentView& segment, bool server_alive, uint64_t now_u
     out.server_alive = server_alive;
     out.port = h.port;
     out.mode_test = h.mode_test != 0;
+    out.io_backend = h.io_backend < kIoBackends ? h.io_backend : 0;
     out.workers = h.workers;
     out.capacity = h.capacity;
     out.max_conns = h.max_conns;
@@ -110,6 +111,7 @@ std::optional<double> histogram_quantile(const Histogram& buckets, HistogramOf v
 }
 
 const char* mode_name(const Snapshot& s) { return s.mode_test ? "test" : "release"; }
+const char* io_backend_name(const Snapshot& s) { return kIoBackendNames[s.io_backend]; }
 
 bool named_packet_type(int type) { return type >= 1 && type <= 9; }
 

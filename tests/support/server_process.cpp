@@ -1,12 +1,18 @@
 #include "server_process.h"
 
 #include <fcntl.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <signal.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
+#include <cstddef>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -55,7 +61,7 @@ bool server_is_sanitized() {
     return known[path] = bytes.find("__asan_init") != std::string::npos;
 }
 
-ServerProcess::ServerProcess(std::vector<std::string> extra_args, bool test_mode) {
+ServerProcess::ServerProcess(std::vector<std::string> extra_args, bool test_mode, void (*in_child)()) {
     port_ = free_port();
     instance_ = "it-" + std::to_string(port_);
     log_path_ = "/tmp/limaoim-it-" + std::to_string(port_) + ".log";
@@ -80,6 +86,8 @@ ServerProcess::ServerProcess(std::vector<std::string> extra_args, bool test_mode
         ws_port_ = free_port();
         args.insert(args.end(), {"--ws-addr", "127.0.0.1:" + std::to_string(ws_port_)});
     }
+    if (const char* backend = getenv("LIMAOIM_TEST_IO_BACKEND"); backend && *backend && !given("--io-backend"))
+        args.insert(args.end(), {"--io-backend", backend});
     args.insert(args.end(), extra_args.begin(), extra_args.end());
     // A test's own --port wins (the last one given): that is where it listens.
     for (size_t i = 0; i + 1 < extra_args.size(); ++i)
@@ -89,6 +97,7 @@ ServerProcess::ServerProcess(std::vector<std::string> extra_args, bool test_mode
         int log = open(log_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
         dup2(log, 2);
         dup2(log, 1);
+        if (in_child) in_child();
         std::vector<char*> argv;
         for (auto& a : args) argv.push_back(a.data());
         argv.push_back(nullptr);
@@ -125,7 +134,26 @@ ServerProcess::~ServerProcess() {
 bool ServerProcess::running() const {
     if (pid_ <= 0) return false;
     int status;
-    return waitpid(pid_, &status, WNOHANG) == 0;
+    const pid_t reaped = waitpid(pid_, &status, WNOHANG);
+    if (reaped == pid_ && WIFEXITED(status)) exit_status_ = WEXITSTATUS(status);
+    return reaped == 0;
+}
+
+void forbid_io_uring() {
+    // The io_uring syscalls have the same numbers on every architecture
+    // (425..427, from the unified table), so no architecture check is needed.
+    sock_filter filter[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_io_uring_setup, 3, 0),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_io_uring_enter, 2, 0),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_io_uring_register, 1, 0),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (EPERM & SECCOMP_RET_DATA)),
+    };
+    sock_fprog program{uint16_t(sizeof(filter) / sizeof(filter[0])), filter};
+    // Without privileges a filter needs no_new_privs, as a container runtime sets.
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 || prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &program) != 0)
+        _exit(126);
 }
 
 std::optional<int> ServerProcess::stop(int signal_number, int timeout_ms, int* elapsed_ms) {

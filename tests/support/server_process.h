@@ -20,8 +20,11 @@ public:
     // Extra flags after the defaults (--addr 127.0.0.1 --port P --mode test
     // --instance it-P, and free loopback ports for --http-addr and --ws-addr
     // unless given); later flags override earlier ones (a --port given is
-    // then port()).
-    explicit ServerProcess(std::vector<std::string> extra_args = {}, bool test_mode = true);
+    // then port()). LIMAOIM_TEST_IO_BACKEND in the environment adds
+    // --io-backend with its value unless the test gives one. `in_child` runs
+    // in the forked child before the exec (a test that confines the server).
+    explicit ServerProcess(std::vector<std::string> extra_args = {}, bool test_mode = true,
+                           void (*in_child)() = nullptr);
     ~ServerProcess();  // SIGKILL if still running, removes its segment
     ServerProcess(const ServerProcess&) = delete;
     ServerProcess& operator=(const ServerProcess&) = delete;
@@ -36,6 +39,9 @@ public:
     // (nullopt: still running after timeout_ms, or killed by a signal).
     std::optional<int> stop(int signal_number, int timeout_ms, int* elapsed_ms = nullptr);
     bool running() const;
+    // The exit status once running() saw the process end by itself (a server
+    // that refused to start); nullopt while it runs or after a signal.
+    std::optional<int> exit_status() const { return exit_status_; }
     std::string log() const;
 
     // limaoim-stat --json for this instance (null json on failure).
@@ -55,7 +61,13 @@ private:
     std::string log_path_;
     std::string own_data_dir_;  // made for this server (no --data-dir given), removed with it
     bool started_ = false;
+    mutable std::optional<int> exit_status_;
 };
+
+// In a child before exec (ServerProcess's in_child): io_uring_setup,
+// io_uring_enter and io_uring_register fail with EPERM from now on, as under
+// Docker's default seccomp profile (since Docker 25) and containerd's.
+void forbid_io_uring();
 
 // Runs a command, returns (exit status, stdout).
 std::pair<int, std::string> run_command(const std::string& command);

@@ -194,6 +194,7 @@ const std::map<std::string, Sample>& samples() {
         {"recv_buffers", {"32768", "32768"}},
         {"recv_buffer_size", {"65536", "65536"}},
         {"recv_mode", {"multishot", "\"multishot\""}},
+        {"io_backend", {"epoll", "\"epoll\""}},
         {"server_key_reuse", {"64", "64"}},
         {"log_level", {"warn", "\"warn\""}},
         {"verbose", {"true", "true"}},

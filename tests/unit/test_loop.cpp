@@ -2,12 +2,16 @@
 // options, pause/resume of input, loop timers, fd watches, envelopes between
 // workers, the blocking pool, reassembly (growth, budget, share, deadline), accept back-pressure
 // and leaving the port at stop. Links net/ alone (no proto/, no gateway/).
+// Every case runs on the backend LIMAOIM_TEST_IO_BACKEND names (auto when
+// unset): meson runs the suite twice, as unit-loop and unit-loop-epoll.
 #include <doctest/doctest.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <fcntl.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -32,6 +36,12 @@ using limaoim::testing::connect_to;
 using limaoim::testing::free_port;
 
 namespace {
+
+IoBackendKind backend_under_test() {
+    IoBackendKind kind = IoBackendKind::Auto;
+    if (const char* name = getenv("LIMAOIM_TEST_IO_BACKEND")) REQUIRE(parse_io_backend(name, kind));
+    return kind;
+}
 
 std::string read_exactly(int fd, size_t n) {
     std::string out;
@@ -58,6 +68,15 @@ bool wait_for(const std::function<bool()>& done, milliseconds limit = 5s) {
 // packet of a megabyte and of 4 KiB (to exercise reassembly), answered 'k'
 // once whole; any other byte is echoed.
 constexpr size_t kBigPacket = 1u << 20;
+
+const std::vector<uint8_t>& bulk_answer() {
+    static const std::vector<uint8_t> bytes = [] {
+        std::vector<uint8_t> b(1u << 20);
+        for (size_t i = 0; i < b.size(); ++i) b[i] = uint8_t(i * 7 + i / 251);
+        return b;
+    }();
+    return bytes;
+}
 constexpr size_t kSmallPacket = 4096;
 
 struct ByteHandler final : Handler {
@@ -96,6 +115,9 @@ struct ByteHandler final : Handler {
                 return {i + 1, 0};
             case 'E':
                 worker->established(conn);
+                break;
+            case 'D':  // more output than the socket's buffers hold: sends wait for room
+                worker->send(conn, bulk_answer());
                 break;
             case 'B':
             case 'S': {
@@ -144,8 +166,9 @@ struct TestWorker {
                         uint32_t max_open = 0) {
         limits.max_conns = 1000;
         options.index = index;
-        options.slots = 256;
+        if (options.slots > 256) options.slots = 256;  // the default: as many as conns holds
         options.recv_buffers = 64;
+        options.io_backend = backend_under_test();
         worker = std::make_unique<Worker>(options, limits, *block, conns.data());
         handler.worker = worker.get();
         ListenerOptions listener;
@@ -232,6 +255,32 @@ TEST_CASE("pause_input: packets pipelined behind a pause wait, then come in orde
     }
 }
 
+TEST_CASE("io backend: the worker runs the backend asked for (auto: one that works here)") {
+    TestWorker w;
+    w.start();
+    const IoBackendKind asked = backend_under_test();
+    if (asked == IoBackendKind::Auto) {
+        CHECK(w.worker->io_backend() != IoBackendKind::Auto);
+    } else {
+        CHECK(w.worker->io_backend() == asked);
+    }
+}
+
+TEST_CASE("sending: output larger than the socket holds waits for room and arrives whole, in order") {
+    TestWorker w;
+    w.start();
+    const int fd = connect_to(w.port);
+    REQUIRE(fd >= 0);
+    REQUIRE(send(fd, "D", 1, 0) == 1);
+    std::this_thread::sleep_for(50ms);  // the socket fills: the rest waits in the send queue
+    CHECK(w.block->send_queue_bytes.get() > 0);
+    const std::string got = read_exactly(fd, bulk_answer().size());
+    CHECK(got == std::string(bulk_answer().begin(), bulk_answer().end()));
+    CHECK(wait_for([&] { return w.block->send_queue_bytes.get() == 0; }));
+    CHECK(w.block->bytes_out.get() == bulk_answer().size());
+    ::close(fd);
+}
+
 TEST_CASE("loop timers: one-shot, repeating, cancelled; fd watches call back on the worker thread") {
     std::atomic<int> once{0};
     std::atomic<int> repeated{0};
@@ -258,6 +307,7 @@ TEST_CASE("loop timers: one-shot, repeating, cancelled; fd watches call back on 
     WorkerOptions options;
     options.slots = 64;
     options.recv_buffers = 16;
+    options.io_backend = backend_under_test();
     Worker worker(options, limits, block, conns.data());
     Setup setup;
     TimerId to_cancel = 0;
@@ -629,6 +679,76 @@ TEST_CASE("accept back-pressure: at max_pending the worker stops accepting; conn
         CHECK(read_exactly(fd, 1) == "z");
         ::close(fd);
     }
+}
+
+TEST_CASE("slot table full: a connection beyond the worker's slots is closed at once and counted; a close frees a slot") {
+    WorkerOptions options;
+    options.slots = 64;  // max_conns is 1000: the table is the limit
+    TestWorker w(0, options);
+    w.start();
+    std::vector<int> fds;
+    for (uint32_t i = 0; i < w.worker->slots(); ++i) {
+        fds.push_back(connect_to(w.port));
+        REQUIRE(fds.back() >= 0);
+    }
+    REQUIRE(wait_for([&] { return w.handler.opened == int(w.worker->slots()); }));
+    const int extra = connect_to(w.port);
+    REQUIRE(extra >= 0);
+    CHECK(read_exactly(extra, 1).empty());  // closed by the server
+    // Counted when the worker handles the accept's completion, which may
+    // come after the client has seen the close.
+    CHECK(wait_for([&] { return w.block->rejected_capacity.get() == 1; }));
+    ::close(extra);
+    ::close(fds.back());
+    fds.pop_back();
+    REQUIRE(wait_for([&] { return w.handler.closed == 1; }));
+    fds.push_back(connect_to(w.port));
+    REQUIRE(send(fds.back(), "y", 1, 0) == 1);
+    CHECK(read_exactly(fds.back(), 1) == "y");
+    for (int fd : fds) ::close(fd);
+}
+
+TEST_CASE("epoll: out of descriptors, a new connection is closed at once and counted, not left to spin the loop") {
+    // Direct descriptors (io_uring) do not count against the process's
+    // open-files limit: only epoll's connections do.
+    if (backend_under_test() != IoBackendKind::Epoll) return;
+    TestWorker w;
+    w.start();
+    const int first = connect_to(w.port);
+    REQUIRE(first >= 0);
+    REQUIRE(wait_for([&] { return w.handler.opened == 1; }));
+    const int extra = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);  // made while descriptors remain
+    REQUIRE(extra >= 0);
+    rlimit saved{};
+    REQUIRE(getrlimit(RLIMIT_NOFILE, &saved) == 0);
+    rlimit low = saved;
+    low.rlim_cur = uint64_t(extra) + 8;
+    REQUIRE(setrlimit(RLIMIT_NOFILE, &low) == 0);
+    std::vector<int> fillers;  // every descriptor below the limit taken
+    for (int fd; (fd = open("/dev/null", O_RDONLY | O_CLOEXEC)) >= 0;) fillers.push_back(fd);
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons(w.port);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    timeval tv{5, 0};
+    setsockopt(extra, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    const bool connected = ::connect(extra, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) == 0;
+    const bool closed_by_server = connected && read_exactly(extra, 1).empty() && errno != EAGAIN;
+    const bool counted = wait_for([&] { return w.block->rejected_capacity.get() == 1; });
+    for (int fd : fillers) ::close(fd);
+    REQUIRE(setrlimit(RLIMIT_NOFILE, &saved) == 0);
+    CHECK(connected);
+    CHECK(closed_by_server);
+    CHECK(counted);
+    CHECK(w.handler.opened == 1);
+    ::close(extra);
+    // Descriptors again: connections are served.
+    const int later = connect_to(w.port);
+    REQUIRE(later >= 0);
+    REQUIRE(send(later, "x", 1, 0) == 1);
+    CHECK(read_exactly(later, 1) == "x");
+    ::close(later);
+    ::close(first);
 }
 
 TEST_CASE("accept back-pressure: connections refused over max_conns give their accept back") {

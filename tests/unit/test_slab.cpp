@@ -155,6 +155,29 @@ TEST_CASE("plan_capacity: workers x table size, bounded by the open-files limit"
     }
 }
 
+TEST_CASE("plan_capacity on epoll: every connection is a descriptor of the process, one limit server-wide") {
+    SUBCASE("the default 200k at a 20000 limit: one worker per CPU, capacity the limit less the reserve") {
+        CapacityPlan p = plan_capacity(200000, 0, 20000, 2, 512, IoBackendKind::Epoll);
+        CHECK(p.io_backend == IoBackendKind::Epoll);
+        CHECK(p.workers == 2);  // more rings would add no descriptors
+        const uint64_t reserved = kReservedDescriptors + 2 * kReservedDescriptorsPerWorker;
+        CHECK(p.capacity == 20000 - reserved);
+        CHECK(p.slots_per_worker == (20000 - reserved) / 2);
+        CHECK_FALSE(p.reaches_max_conns);
+        CHECK(p.problem.find("bounded by the open-files limit server-wide") != std::string::npos);
+        CHECK(p.summary.find("each a descriptor of the process") != std::string::npos);
+    }
+    SUBCASE("within the limit: max_conns and its margin, split between the workers") {
+        CapacityPlan p = plan_capacity(1000, 4, 20000, 2, 512, IoBackendKind::Epoll);
+        CHECK(p.workers == 4);
+        CHECK(p.slots_per_worker == 275);
+        CHECK(p.capacity == 1100);
+        CHECK(p.reaches_max_conns);
+        CHECK(p.problem.empty());
+        CHECK(p.recv_buffers_per_worker == 512);
+    }
+}
+
 TEST_CASE("plan_capacity: receive buffers per worker shrink to a power-of-two share beyond one ring per CPU") {
     const auto buffers = [](uint32_t workers, unsigned cpus, uint32_t configured) {
         return plan_capacity(1000, workers, 1048576, cpus, configured).recv_buffers_per_worker;

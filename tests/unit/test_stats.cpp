@@ -702,11 +702,12 @@ TEST_CASE("JSON has the documented keys and the summed values") {
     Snapped s(5);
     const Rates rates = rates_between(Traffic{}, traffic_of(s.snapshot), 2.0);
     const json j = to_json(s.snapshot, &rates);
-    for (const char* key : {"instance", "pid", "uptime_s", "workers", "capacity", "max_conns", "mode", "gauges",
+    for (const char* key : {"instance", "pid", "uptime_s", "workers", "capacity", "max_conns", "mode", "io_backend", "gauges",
                             "counters", "handshake_latency_us", "messages", "pipeline", "per_worker", "top", "rates"})
         CHECK_MESSAGE(j.contains(key), key);
     CHECK(j["instance"] == s.instance.name);
     CHECK(j["mode"] == "release");
+    CHECK(j["io_backend"] == "unknown");  // info_for() names none
     CHECK(j["gauges"]["device_flags"]["app"] == 3);
     CHECK(j["gauges"]["device_flags"].size() == stats::kDeviceFlagBuckets);
 

@@ -72,6 +72,7 @@ uint64_t sum_of(const Counter (&counters)[N]) {
 
 using stats::bucket_greatest;
 using stats::bucket_least;
+using stats::io_backend_name;
 using stats::mode_name;
 using stats::named_packet_type;
 using stats::appendf;
@@ -159,8 +160,8 @@ void append_pairs(std::string& out, const NameOf& name_of, std::span<const Count
 }
 
 void append_header(std::string& out, const Snapshot& s) {
-    appendf(out, "limaoim instance %s  pid %d (%s)  port %u  mode %s\n", s.instance.c_str(), s.pid,
-            s.server_alive ? "running" : "NOT RUNNING", unsigned(s.port), mode_name(s));
+    appendf(out, "limaoim instance %s  pid %d (%s)  port %u  mode %s  io %s\n", s.instance.c_str(), s.pid,
+            s.server_alive ? "running" : "NOT RUNNING", unsigned(s.port), mode_name(s), io_backend_name(s));
     appendf(out, "uptime %s  workers %u  capacity %llu  max_conns %llu\n\n", duration_text(s.uptime_s).c_str(),
             s.workers, ull(s.capacity), ull(s.max_conns));
 }
@@ -396,6 +397,7 @@ nlohmann::json to_json(const Snapshot& s, const Rates* rates) {
                           {"capacity", s.capacity},
                           {"max_conns", s.max_conns},
                           {"mode", mode_name(s)},
+                          {"io_backend", io_backend_name(s)},
                           {"gauges", gauges_json(s.totals)},
                           {"counters", counters_json(s)},
                           {"handshake_latency_us",

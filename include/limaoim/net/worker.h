@@ -1,5 +1,8 @@
-// One worker: one thread, one io_uring, one fixed-file table whose slots are
-// the connections, and one SO_REUSEPORT socket per listener.
+// One worker: one thread, one I/O backend (io_uring, or epoll where io_uring
+// is forbidden: WorkerOptions::io_backend), a table of slots that are the
+// connections, and one SO_REUSEPORT socket per listener. Below, the io_uring
+// words describe both: the epoll backend produces the same completions from
+// readiness (src/net/io_backend.h), and nothing above the loop can tell.
 //
 // The loop (in the style of Redis' ae and liburing's examples/proxy.c):
 //   - per listener a multishot accept (or, with max_pending, a few one-shot
@@ -43,17 +46,19 @@
 #include "limaoim/net/envelope.h"
 #include "limaoim/net/handler.h"
 #include "limaoim/net/id_table.h"
+#include "limaoim/net/io_backend.h"
 #include "limaoim/net/loop_timer.h"
 #include "limaoim/net/slab.h"
 #include "limaoim/net/timer_wheel.h"
 #include "limaoim/net/transport.h"
 #include "limaoim/stats/layout.h"
 
-struct io_uring;
-struct io_uring_buf_ring;
-struct io_uring_sqe;
-
 namespace limaoim::net {
+
+namespace detail {
+class IoBackend;
+struct Completion;
+}  // namespace detail
 
 // Limits every worker shares.
 struct SharedLimits {
@@ -70,7 +75,7 @@ enum class RecvMode : uint8_t { Multishot, PollThenRecv };
 
 struct WorkerOptions {
     uint32_t index = 0;
-    uint32_t slots = 1024;          // fixed-file table size = max connections of this worker
+    uint32_t slots = 1024;          // max connections of this worker (io_uring: its fixed-file table size)
     uint32_t recv_buffers = 512;    // provided buffers (power of two)
     uint32_t recv_buffer_size = 2048;
     uint32_t send_cap = 64u << 10;  // queued output per connection before a slow-consumer close
@@ -89,6 +94,7 @@ struct WorkerOptions {
     uint32_t reassembly_timeout_ms = 0;
     uint32_t inbox_capacity = 1u << 20;  // envelopes queued for this worker before send_envelope() refuses
     RecvMode recv_mode = RecvMode::PollThenRecv;
+    IoBackendKind io_backend = IoBackendKind::Auto;
 };
 
 struct ListenerOptions {
@@ -211,6 +217,8 @@ public:
     stats::ConnCounters& counters(ConnRef conn) override { return conn_stats_[conn.slot]; }
 
     uint32_t index() const { return options_.index; }
+    // The backend that runs (never Auto once start() succeeded).
+    IoBackendKind io_backend() const { return backend_kind_; }
     uint32_t slots() const { return options_.slots; }
     stats::WorkerBlock& stats() { return stats_; }
 
@@ -259,11 +267,7 @@ private:
     };
     // A completion copied out of the CQ, so the CQ can be advanced before the
     // handlers run and queue new requests.
-    struct Completion {
-        uint64_t user_data;
-        int32_t res;
-        uint32_t flags;
-    };
+    using Completion = detail::Completion;
     struct Listener {
         ListenerOptions options;
         int fd = -1;
@@ -282,11 +286,9 @@ private:
     };
 
     bool init(std::string& error);
+    bool open_backend(const std::string& who, std::string& error);
     void run();
     uint64_t wait_timeout_ms();
-    io_uring_sqe* get_sqe();
-    void reap_completions();
-    void publish_buffers();
     void arm_accepts(uint32_t listener);
     void arm_recv(uint32_t slot);
     void recv_once(uint32_t slot);
@@ -315,7 +317,6 @@ private:
     void close_stalled_partials();
     void deliver_resumed();
     void continue_reading(uint32_t slot);
-    void recycle_buffer(uint16_t bid);
     void reject(uint32_t slot);
     void flush_outboxes();
     void ring_doorbell();
@@ -325,7 +326,6 @@ private:
     void begin_close(uint32_t slot, CloseReason reason);
     void notify_close(ConnRef ref, CloseReason reason);
     void maybe_release(uint32_t slot);
-    void cancel(uint64_t user_data);
     void drop_send_queue(Connection& c);
     void on_timer(uint32_t slot);
     void leave_pending(Connection& c);
@@ -345,13 +345,9 @@ private:
     std::vector<Worker*> peers_;
 
     std::thread thread_;
-    std::unique_ptr<io_uring> ring_;
-    bool ring_ready_ = false;
+    std::unique_ptr<detail::IoBackend> io_;
+    IoBackendKind backend_kind_ = IoBackendKind::Auto;
     int wake_fd_ = -1;
-    io_uring_buf_ring* buf_ring_ = nullptr;
-    uint8_t* buffers_ = nullptr;  // recv_buffers * recv_buffer_size, mmap'd
-    size_t buffers_bytes_ = 0;
-    uint16_t buffers_to_advance_ = 0;
     std::vector<Completion> completions_;  // reaped, not yet handled; capacity kept
 
     SlotArray<Connection> conns_;

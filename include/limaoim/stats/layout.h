@@ -50,6 +50,10 @@ inline constexpr int device_flag_bucket(uint8_t flag) { return flag < 3 ? flag :
 // counts latencies in [2^i, 2^(i+1)) microseconds; bucket 0 also takes < 1 µs.
 inline constexpr int kLatencyBuckets = 24;
 
+// Header::io_backend, as net::IoBackendKind numbers them (1 io_uring, 2 epoll).
+inline constexpr int kIoBackends = 3;
+inline constexpr const char* kIoBackendNames[kIoBackends] = {"unknown", "io_uring", "epoll"};
+
 // The bucket of a power-of-two histogram (Counter[kLatencyBuckets]) that
 // counts `value`: i for [2^i, 2^(i+1)); bucket 0 also takes 0, the last
 // everything beyond it.
@@ -236,7 +240,8 @@ struct Header {
     uint64_t pipeline_offset;    // offset of the PipelineBlock
     uint16_t port;
     uint8_t mode_test;           // 1 when the token check is off
-    uint8_t reserved[5];
+    uint8_t io_backend;          // kIoBackendNames: the workers' kernel interface (0 from servers before it)
+    uint8_t reserved[4];
     char instance[64];           // NUL-terminated instance name
     // Name of close reason code i, NUL-terminated; empty = code not used.
     char close_reason_names[kMaxCloseReasons][kCloseReasonNameSize];

@@ -22,6 +22,7 @@ struct SegmentInfo {
     uint64_t max_conns = 0;
     uint16_t port = 0;
     bool mode_test = false;
+    uint8_t io_backend = 0;  // index into kIoBackendNames
     // Index = close reason code, as counted in WorkerBlock::closed; empty =
     // code not used. At most kMaxCloseReasons names of at most
     // kCloseReasonNameSize - 1 characters.

@@ -58,6 +58,7 @@ struct Snapshot {
     bool server_alive = false;
     uint16_t port = 0;
     bool mode_test = false;
+    uint8_t io_backend = 0;  // index into kIoBackendNames
     uint32_t workers = 0;
     uint64_t capacity = 0;
     uint64_t max_conns = 0;
@@ -97,6 +98,7 @@ std::optional<double> histogram_quantile(const Histogram& buckets, HistogramOf v
 // ---- names shared by every rendering ----
 
 const char* mode_name(const Snapshot& snapshot);  // "test" or "release"
+const char* io_backend_name(const Snapshot& snapshot);  // "io_uring", "epoll" or "unknown"
 // Types 1-9 are the protocol's packets; the others only show when counted.
 bool named_packet_type(int type);
 // SENDACK reason codes, PROTOCOL.md §6: codes 0-11 have names and always

@@ -74,6 +74,9 @@ private:
     static constexpr uint32_t kRecvMultishot = 1u << 26;  // ... the latter: level-triggered
     static constexpr uint32_t kSendWaiting = 1u << 27;   // an entry in sends_
     static constexpr uint32_t kRegistered = 1u << 28;    // in the epoll set
+    // The peer's FIN (or an error) was reported: an edge that came with the
+    // last bytes does not come again, so a short read says more is waiting.
+    static constexpr uint32_t kPeerDone = 1u << 29;
     static constexpr uint32_t kNoSlot = kFdMask;
 
     struct WaitingSend {
@@ -300,8 +303,10 @@ void EpollBackend::read_into_buffer(uint32_t slot, uint64_t user_data, bool mult
     if (n > 0) {
         free_buffers_.pop_back();
         // A full buffer: more is likely waiting, which an edge-triggered
-        // registration would not report again.
-        const uint32_t nonempty = size_t(n) == buffer_size_ ? kCqeSockNonEmpty : 0;
+        // registration would not report again; so is the end of the stream
+        // after bytes that came with it (the worker reads on and gets 0).
+        const bool more_waits = size_t(n) == buffer_size_ || (slots_[slot] & kPeerDone);
+        const uint32_t nonempty = more_waits ? kCqeSockNonEmpty : 0;
         post(user_data, int32_t(n), kCqeBuffer | more | nonempty | uint32_t(bid) << kCqeBufferShift);
         return;
     }
@@ -342,6 +347,7 @@ void EpollBackend::on_connection(uint64_t data, uint32_t events) {
     const uint32_t slot = index_of(data);
     const uint32_t state = slots_[slot];
     if (state & kFree) return;
+    if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) slots_[slot] |= kPeerDone;
     if ((state & kSendWaiting) && (events & (EPOLLOUT | EPOLLERR | EPOLLHUP))) try_waiting_send(slot);
     if (!(slots_[slot] & kInputArmed) || !(events & (EPOLLIN | EPOLLRDHUP | EPOLLERR | EPOLLHUP))) return;
     if (state & kRecvMultishot) {

@@ -281,6 +281,24 @@ TEST_CASE("sending: output larger than the socket holds waits for room and arriv
     ::close(fd);
 }
 
+TEST_CASE("closing: bytes and the FIN in one segment: the bytes are handled, then the close") {
+    TestWorker w;
+    w.start();
+    const int fd = connect_to(w.port);
+    REQUIRE(fd >= 0);
+    REQUIRE(wait_for([&] { return w.handler.opened.load() == 1; }));
+    // Corked, the bytes wait; the FIN then goes in the same segment, so the
+    // server is woken once for both (an edge-triggered epoll only once).
+    const int cork = 1;
+    REQUIRE(setsockopt(fd, IPPROTO_TCP, TCP_CORK, &cork, sizeof cork) == 0);
+    REQUIRE(send(fd, "abc", 3, 0) == 3);
+    REQUIRE(shutdown(fd, SHUT_WR) == 0);
+    CHECK(read_exactly(fd, 3) == "abc");
+    CHECK(wait_for([&] { return w.handler.closed.load() == 1; }));
+    CHECK(w.handler.last_reason.load() == int(CloseReason::PeerClosed));
+    ::close(fd);
+}
+
 TEST_CASE("loop timers: one-shot, repeating, cancelled; fd watches call back on the worker thread") {
     std::atomic<int> once{0};
     std::atomic<int> repeated{0};

@@ -145,6 +145,7 @@ bool Worker::start(std::string& error) {
     std::promise<std::string> ready;
     std::future<std::string> result = ready.get_future();
     thread_ = std::thread([this, &ready] {
+        loop_thread_.store(std::this_thread::get_id(), std::memory_order_relaxed);
         std::string init_error;
         bool ok = init(init_error);
         ready.set_value(init_error);
@@ -660,6 +661,9 @@ void Worker::continue_reading(uint32_t slot) {
 // ---- sending ----
 
 Worker::Connection* Worker::live(ConnRef ref) {
+    // Every Transport call comes through here: the connection table is the
+    // loop thread's alone (a handler on another thread must post an envelope).
+    LIMAOIM_ASSERT(on_loop_thread());
     if (ref.slot >= options_.slots) return nullptr;
     Connection& c = conns_[ref.slot];
     if (c.generation != ref.generation || c.state == uint8_t(ConnState::Free)) return nullptr;
@@ -876,12 +880,17 @@ void Worker::on_timer(uint32_t slot) {
 // ---- loop services ----
 
 TimerId Worker::add_timer(uint32_t ms_from_now, std::function<void()> callback, uint32_t every_ms) {
+    LIMAOIM_ASSERT(on_loop_thread());
     return timers_.add(now_ms_ + ms_from_now, std::move(callback), every_ms);
 }
 
-void Worker::cancel_timer(TimerId id) { timers_.cancel(id); }
+void Worker::cancel_timer(TimerId id) {
+    LIMAOIM_ASSERT(on_loop_thread());
+    timers_.cancel(id);
+}
 
 Worker::WatchId Worker::watch_fd(int fd, uint32_t poll_events, std::function<void(int32_t)> callback) {
+    LIMAOIM_ASSERT(on_loop_thread());
     const uint32_t id = watches_.acquire();
     Watch& w = watches_[id];
     w.callback = std::move(callback);
@@ -890,7 +899,7 @@ Worker::WatchId Worker::watch_fd(int fd, uint32_t poll_events, std::function<voi
     w.serial = (w.serial + 1) & kGenerationMask;
     w.active = true;
     arm_watch(id);
-    return WatchId(id) | WatchId(w.serial) << 32;
+    return watches_.handle(id, w);
 }
 
 void Worker::arm_watch(uint32_t id) {
@@ -900,10 +909,11 @@ void Worker::arm_watch(uint32_t id) {
 }
 
 void Worker::unwatch_fd(WatchId watch) {
+    LIMAOIM_ASSERT(on_loop_thread());
+    Watch* watched = watches_.live(watch);
+    if (!watched) return;
+    Watch& w = *watched;
     const uint32_t id = uint32_t(watch);
-    if (id >= watches_.size()) return;
-    Watch& w = watches_[id];
-    if (!w.active || w.serial != uint32_t(watch >> 32)) return;
     w.active = false;
     w.callback = nullptr;
     // The id is reused only after the poll's last completion has come back.
@@ -993,6 +1003,7 @@ void Worker::set_envelope_handler(uint8_t family, EnvelopeHandler* handler) {
 }
 
 bool Worker::send_envelope(uint32_t target, Envelope&& envelope) {
+    LIMAOIM_ASSERT(on_loop_thread());
     std::vector<Envelope>& outbox = outboxes_[target];
     if (outbox.size() + peers_[target]->inbox_.size() >= peers_[target]->inbox_.capacity()) {
         stats_.envelopes_refused.add();

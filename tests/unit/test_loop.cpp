@@ -13,9 +13,11 @@
 #include <sys/eventfd.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <csignal>
 #include <chrono>
 #include <memory>
 #include <optional>
@@ -264,6 +266,30 @@ TEST_CASE("io backend: the worker runs the backend asked for (auto: one that wor
     } else {
         CHECK(w.worker->io_backend() == asked);
     }
+}
+
+TEST_CASE("thread ownership: a Transport call from another thread than the loop's aborts, saying where") {
+    int out[2];
+    REQUIRE(pipe(out) == 0);
+    const pid_t child = fork();
+    REQUIRE(child >= 0);
+    if (child == 0) {
+        dup2(out[1], STDERR_FILENO);
+        signal(SIGABRT, SIG_DFL);  // not doctest's crash report: the parent judges the abort
+        TestWorker w;
+        w.start();
+        (void)w.worker->is_open(ConnRef{0, 1});  // this thread is not the worker's
+        _exit(0);
+    }
+    close(out[1]);
+    std::string logged;
+    char buffer[512];
+    for (ssize_t n; (n = read(out[0], buffer, sizeof buffer)) > 0;) logged.append(buffer, size_t(n));
+    close(out[0]);
+    int status = 0;
+    REQUIRE(waitpid(child, &status, 0) == child);
+    CHECK(WIFSIGNALED(status));
+    CHECK_MESSAGE(logged.find("on_loop_thread() does not hold") != std::string::npos, logged);
 }
 
 TEST_CASE("sending: output larger than the socket holds waits for room and arrives whole, in order") {

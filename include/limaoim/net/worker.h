@@ -25,7 +25,8 @@
 //     burst; envelopes to other workers are batched per target and handed
 //     over once per loop iteration.
 // Every call below must be made on this worker's thread, except post(),
-// request_stop() and the setup calls before start().
+// request_stop() and the setup calls before start(); the Transport calls,
+// timers, watches and send_envelope() assert it in every build.
 //
 // One iteration: wait for completions (until the next timer at most) ->
 // handle them -> loop timers -> connection deadlines -> iteration hooks ->
@@ -345,6 +346,14 @@ private:
     std::vector<Worker*> peers_;
 
     std::thread thread_;
+    // Set by the loop thread as it starts: the calls "on this worker's
+    // thread" assert it (LIMAOIM_ASSERT, every build); before start() the
+    // setup thread is the only one, and may add timers and watches.
+    std::atomic<std::thread::id> loop_thread_{};
+    bool on_loop_thread() const {
+        const std::thread::id owner = loop_thread_.load(std::memory_order_relaxed);
+        return owner == std::thread::id() || owner == std::this_thread::get_id();
+    }
     std::unique_ptr<detail::IoBackend> io_;
     IoBackendKind backend_kind_ = IoBackendKind::Auto;
     int wake_fd_ = -1;

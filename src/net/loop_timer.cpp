@@ -14,18 +14,17 @@ TimerId LoopTimers::add(uint64_t due_ms, std::function<void()> callback, uint32_
     e.active = true;
     ++active_;
     heap_.push(Due{due_ms, id, e.serial});
-    return TimerId(id) | TimerId(e.serial) << 32;
+    return entries_.handle(id, e);
 }
 
 void LoopTimers::cancel(TimerId timer) {
-    const uint32_t id = uint32_t(timer);
-    if (id >= entries_.size()) return;
-    Entry& e = entries_[id];
-    if (!e.active || e.serial != uint32_t(timer >> 32)) return;
+    Entry* entry = entries_.live(timer);
+    if (!entry) return;
+    Entry& e = *entry;
     e.active = false;
     e.callback = nullptr;  // what it captured goes now, not when its heap entry surfaces
     --active_;
-    entries_.release(id);
+    entries_.release(uint32_t(timer));
 }
 
 void LoopTimers::drop_stale() {

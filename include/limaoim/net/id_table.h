@@ -1,6 +1,11 @@
 // Entries addressed by a 32-bit id that is reused once released: loop
 // timers, fd watches. A deque, so a reference stays valid while a callback
 // run from one entry adds others.
+//
+// What callers hold is a handle, the id with the entry's serial above it
+// (T has `uint32_t serial`, bumped at each use, and `bool active`): a
+// handle kept past its entry's release finds nothing, even once the id is
+// in use again.
 #pragma once
 
 #include <cstdint>
@@ -23,6 +28,14 @@ public:
         return id;
     }
     void release(uint32_t id) { free_.push_back(id); }
+    static uint64_t handle(uint32_t id, const T& entry) { return uint64_t(id) | uint64_t(entry.serial) << 32; }
+    // The active entry `handle` names, or null: released since, or never made.
+    T* live(uint64_t handle) {
+        const uint32_t id = uint32_t(handle);
+        if (id >= entries_.size()) return nullptr;
+        T& entry = entries_[id];
+        return entry.active && entry.serial == uint32_t(handle >> 32) ? &entry : nullptr;
+    }
     T& operator[](uint32_t id) { return entries_[id]; }
     size_t size() const { return entries_.size(); }
 

@@ -68,8 +68,11 @@ std::string ring_setup_error(int err) {
                                 : "sysctl kernel.io_uring_disabled is " + disabled;
         return "io_uring is forbidden here (io_uring_setup: " + std::string(strerror(err)) + "): " + cause +
                ". To allow it: run the container with a seccomp profile that allows io_uring_setup, "
-               "io_uring_enter and io_uring_register (e.g. docker --security-opt seccomp=PROFILE.json), "
-               "and sysctl -w kernel.io_uring_disabled=0. Or run with --io-backend epoll (or auto, the "
+               "io_uring_enter and io_uring_register (docker --security-opt "
+               "seccomp=tools/container/seccomp-io_uring.json: Docker's default plus those three; README "
+               "\"Containers\"), "
+               "and, where it is set, sysctl -w kernel.io_uring_disabled=0 on the host. Or run with "
+               "--io-backend epoll (or auto, the "
                "default), which needs no io_uring.";
     }
     case ENOMEM:

@@ -76,6 +76,7 @@ TEST_CASE("io backend io_uring: where seccomp forbids io_uring the server exits,
     CHECK_MESSAGE(log.find("seccomp profile that allows io_uring_setup, io_uring_enter and io_uring_register") !=
                       std::string::npos,
                   log);
+    CHECK_MESSAGE(log.find("seccomp=tools/container/seccomp-io_uring.json") != std::string::npos, log);
     CHECK_MESSAGE(log.find("sysctl -w kernel.io_uring_disabled=0") != std::string::npos, log);
     CHECK_MESSAGE(log.find("--io-backend epoll") != std::string::npos, log);
 }

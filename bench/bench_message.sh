@@ -107,6 +107,8 @@ start_server() {
 # with a hanging webhook the calls in flight get --webhook-timeout-ms).
 stop_server() {
   sleep "$settle"
+  # Which loop ran (the start-up log names the I/O backend and why).
+  grep -m1 -o "I/O backend[^;]*" "$work/server.log" | sed "s/^/# server: /" || true
   echo "# server VmRSS: $(awk '/^VmRSS/ {print $2, $3}' "/proc/$pid/status")  VmHWM: $(awk '/^VmHWM/ {print $2, $3}' "/proc/$pid/status")"
   # utime + stime since its start (warm-up included): divide by messages_stored_total below.
   echo "# server CPU: $(awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / hz}' "/proc/$pid/stat") s"

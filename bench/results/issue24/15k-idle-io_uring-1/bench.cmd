@@ -1,0 +1,1 @@
+/work/main/build-release/bench_connection -cids 1-15000 -hostname 127.0.0.1 -port 17700 -timeout 70s -srcs 127.0.1.2-127.0.1.9 -heartbeat 2s -version 4 -report /work/main/bench/results/issue24/15k-idle-io_uring-1/bench-1.csv

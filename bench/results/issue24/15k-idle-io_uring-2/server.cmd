@@ -1,0 +1,1 @@
+/work/main/build-release/limaoim --mode test --addr 127.0.0.1 --port 17700 --max-conns 16939 --http-addr  --data-dir /work/main/bench/results/issue24/15k-idle-io_uring-2/data --ws-addr  --io-backend io_uring

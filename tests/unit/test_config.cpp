@@ -4,11 +4,9 @@
 #include <doctest/doctest.h>
 
 #include <fcntl.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -22,6 +20,7 @@
 
 #include "limaoim/config.h"
 #include "limaoim/log/log.h"
+#include "child.h"
 #include "temp_dir.h"
 
 extern char** environ;
@@ -751,27 +750,12 @@ TEST_CASE_FIXTURE(CleanEnvironment, "secret files: read at start, line end strip
 }
 
 TEST_CASE("LIMAOIM_ASSERT: a broken invariant is logged with its place, then the process aborts") {
-    int out[2];
-    REQUIRE(pipe(out) == 0);
-    const pid_t child = fork();
-    REQUIRE(child >= 0);
-    if (child == 0) {
-        dup2(out[1], STDERR_FILENO);
-        signal(SIGABRT, SIG_DFL);  // not doctest's crash report: the parent judges the abort
+    const limaoim::testing::ChildEnd end = limaoim::testing::run_in_child([] {
         const int sends_handed_over = 0;
         LIMAOIM_ASSERT(sends_handed_over > 0);
-        _exit(0);  // not reached
-    }
-    close(out[1]);
-    std::string logged;
-    char buffer[512];
-    for (ssize_t n; (n = read(out[0], buffer, sizeof buffer)) > 0;) logged.append(buffer, size_t(n));
-    close(out[0]);
-    int status = 0;
-    REQUIRE(waitpid(child, &status, 0) == child);
-    CHECK(WIFSIGNALED(status));
-    CHECK(WTERMSIG(status) == SIGABRT);
-    CHECK(logged.find("error invariant: ") != std::string::npos);
-    CHECK(logged.find("test_config.cpp:") != std::string::npos);
-    CHECK(logged.find("sends_handed_over > 0 does not hold") != std::string::npos);
+    });
+    CHECK(end.aborted());
+    CHECK(end.stderr.find("error invariant: ") != std::string::npos);
+    CHECK(end.stderr.find("test_config.cpp:") != std::string::npos);
+    CHECK(end.stderr.find("sends_handed_over > 0 does not hold") != std::string::npos);
 }

@@ -13,11 +13,9 @@
 #include <sys/eventfd.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
-#include <csignal>
 #include <chrono>
 #include <memory>
 #include <optional>
@@ -29,6 +27,7 @@
 #include "limaoim/net/blocking_pool.h"
 #include "limaoim/net/conn_id.h"
 #include "limaoim/net/worker.h"
+#include "child.h"
 #include "ports.h"
 
 using namespace limaoim;
@@ -269,27 +268,13 @@ TEST_CASE("io backend: the worker runs the backend asked for (auto: one that wor
 }
 
 TEST_CASE("thread ownership: a Transport call from another thread than the loop's aborts, saying where") {
-    int out[2];
-    REQUIRE(pipe(out) == 0);
-    const pid_t child = fork();
-    REQUIRE(child >= 0);
-    if (child == 0) {
-        dup2(out[1], STDERR_FILENO);
-        signal(SIGABRT, SIG_DFL);  // not doctest's crash report: the parent judges the abort
+    const limaoim::testing::ChildEnd end = limaoim::testing::run_in_child([] {
         TestWorker w;
         w.start();
         (void)w.worker->is_open(ConnRef{0, 1});  // this thread is not the worker's
-        _exit(0);
-    }
-    close(out[1]);
-    std::string logged;
-    char buffer[512];
-    for (ssize_t n; (n = read(out[0], buffer, sizeof buffer)) > 0;) logged.append(buffer, size_t(n));
-    close(out[0]);
-    int status = 0;
-    REQUIRE(waitpid(child, &status, 0) == child);
-    CHECK(WIFSIGNALED(status));
-    CHECK_MESSAGE(logged.find("on_loop_thread() does not hold") != std::string::npos, logged);
+    });
+    CHECK(end.aborted());
+    CHECK_MESSAGE(end.stderr.find("on_loop_thread() does not hold") != std::string::npos, end.stderr);
 }
 
 TEST_CASE("sending: output larger than the socket holds waits for room and arrives whole, in order") {

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # What this machine can check of the container files without a Docker
-# daemon (CI has none; a real build was verified by hand: BENCHMARKS.md /
-# the README's "Containers"):
+# daemon (CI has none; a real build and run were checked by hand: the
+# README's "Containers" says how):
 #   - the Dockerfile's build stage installs every build package of
 #     tools/setup.sh (the README's build), so the image builds the same way;
 #   - its runtime stage installs the package of every shared library the

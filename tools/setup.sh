@@ -10,7 +10,7 @@ packages=(
   build-essential meson ninja-build pkg-config
   liburing-dev libmimalloc-dev libssl-dev doctest-dev
   libtomlplusplus-dev libcli11-dev nlohmann-json3-dev
-  clang libclang-rt-14-dev shellcheck gnuplot-nox iproute2 procps jq python3
+  clang libclang-rt-14-dev shellcheck gnuplot-nox iproute2 procps jq python3 python3-yaml
   librocksdb-dev libhttp-parser-dev zlib1g-dev curl libcurl4-openssl-dev
   prometheus chromium libhiredis-dev redis-server redis-sentinel
 )

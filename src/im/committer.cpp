@@ -138,6 +138,7 @@ void Committer::run() {
 }
 
 void Committer::process(std::vector<CommitRequest>& batch) {
+    LIMAOIM_ASSERT(queue_.on_own_thread());  // the batch state below is this thread's alone
     const int64_t now_ms = wall_ms();
     expire_dedupe(now_ms);
     store::Status written;

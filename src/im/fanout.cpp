@@ -99,6 +99,7 @@ void Fanout::run() {
 }
 
 void Fanout::turn() {
+    LIMAOIM_ASSERT(queue_.on_own_thread());  // the jobs and work_ are this thread's alone
     // New messages first, up to a slice's worth of receivers...
     size_t budget = kSlice;
     while (budget > 0 && !work_.empty()) {

@@ -68,3 +68,13 @@ TEST_CASE("work_queue: the thread wakes for what it waits for, and for stop") {
     CHECK(stopped);
     CHECK(queue.sleep_unless_stopped(1h));  // stopping: no sleep
 }
+
+TEST_CASE("work_queue: the queue's thread knows itself from its first instruction; the caller is not it") {
+    WorkQueue<int> queue(4);
+    std::atomic<int> inside{-1};
+    CHECK_FALSE(queue.on_own_thread());  // not started
+    queue.start("test-owner", [&] { inside = queue.on_own_thread() ? 1 : 0; });
+    queue.stop();  // joins
+    CHECK(inside.load() == 1);
+    CHECK_FALSE(queue.on_own_thread());
+}

@@ -12,6 +12,7 @@
 #include <pthread.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
@@ -35,7 +36,12 @@ public:
     // Runs `body` on the queue's thread, named `name` (at most 15 characters).
     template <typename Body>
     void start(const char* name, Body&& body) {
-        thread_ = std::thread(std::forward<Body>(body));
+        // The thread names itself its queue's owner before it runs `body`
+        // (thread_ may not be assigned yet when it starts).
+        thread_ = std::thread([this, body = std::forward<Body>(body)]() mutable {
+            owner_.store(std::this_thread::get_id(), std::memory_order_relaxed);
+            body();
+        });
         pthread_setname_np(thread_.native_handle(), name);
     }
     // Stops taking pushes that refuse (try_push), ends every wait and joins
@@ -54,6 +60,9 @@ public:
         return stopping_;
     }
     size_t capacity() const { return capacity_; }
+    // The queue's thread is the caller: for the state only that thread may
+    // touch (LIMAOIM_ASSERT it where that state is used).
+    bool on_own_thread() const { return owner_.load(std::memory_order_relaxed) == std::this_thread::get_id(); }
     size_t size() {
         std::lock_guard lock(mutex_);
         return items_.size();
@@ -145,6 +154,7 @@ private:
     size_t waiting_for_ = 0;  // how many items the thread waits for (0: it does not)
     bool stopping_ = false;
     std::thread thread_;
+    std::atomic<std::thread::id> owner_{};  // set by the thread itself (on_own_thread)
 };
 
 }  // namespace limaoim::util

@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include <array>
+#include <chrono>
 #include <cerrno>
 #include <climits>
 #include <cstdlib>
@@ -37,6 +38,13 @@ namespace {
 
 constexpr int kEventsPerWait = 1024;
 constexpr uint32_t kAcceptsPerWakeup = 64;  // a multishot accept's batch before other sockets get their turn
+constexpr uint64_t kRestMs = 100;  // a listener's rest when no descriptor is left to shed a connection with
+
+uint64_t now_ms() {
+    return uint64_t(std::chrono::duration_cast<std::chrono::milliseconds>(
+                        std::chrono::steady_clock::now().time_since_epoch())
+                        .count());
+}
 
 [[noreturn]] void fatal(const char* what, int err) {
     log::write(log::Level::Error, "worker", "%s: %s", what, strerror(err));
@@ -89,6 +97,10 @@ private:
         bool multishot = false;
         bool registered = false;
         uint32_t once = 0;  // one-shot accepts asked for and not completed
+        // Out of descriptors with no spare to shed a connection with: the
+        // listener leaves the set until then (steady clock, ms), instead of
+        // being reported on every wait.
+        uint64_t resting_until_ms = 0;
     };
     struct FdPoll {
         int fd;      // the descriptor in the epoll set
@@ -214,14 +226,19 @@ int EpollBackend::accept_one(int listener_fd) {
         int fd = accept4(listener_fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd >= 0) return fd;
         if (errno == EINTR || errno == ECONNABORTED) continue;
-        if ((errno == EMFILE || errno == ENFILE) && spare_fd_ >= 0) {
+        if (errno == EMFILE || errno == ENFILE) {
+            // The spare may be gone: another worker's accept can take the
+            // number this one freed, and the reopen then fails too.
+            if (spare_fd_ < 0) spare_fd_ = open("/dev/null", O_RDONLY | O_CLOEXEC);
+            if (spare_fd_ < 0) return -EMFILE;  // nothing to shed with: rest the listener
             ::close(spare_fd_);
             fd = accept4(listener_fd, nullptr, nullptr, SOCK_CLOEXEC);
-            if (fd >= 0) ::close(fd);
+            const bool shed = fd >= 0;
+            if (shed) ::close(fd);
             spare_fd_ = open("/dev/null", O_RDONLY | O_CLOEXEC);
-            return -ENFILE;
+            return shed ? -ENFILE : -EMFILE;
         }
-        return errno == EMFILE ? -ENFILE : -errno;
+        return -errno;
     }
 }
 
@@ -234,6 +251,12 @@ void EpollBackend::on_listener(uint32_t index) {
         if (fd == -EAGAIN) break;
         const uint32_t flags = l.multishot ? kCqeMore : 0;
         if (!l.multishot) --l.once;
+        if (fd == -EMFILE) {
+            post(user_data, -ENFILE, flags);  // counted as refused for capacity, as a shed one is
+            set_listener_interest(index, false);
+            l.resting_until_ms = now_ms() + kRestMs;
+            return;
+        }
         if (fd < 0) {
             post(user_data, fd, flags);
             if (fd == -ENFILE) break;
@@ -422,6 +445,18 @@ void EpollBackend::poll_fd(int fd, uint32_t events, uint64_t user_data) {
 // ---- waiting ----
 
 void EpollBackend::wait(uint64_t timeout_ms) {
+    // Resting listeners come back when their time is up (or wake us then).
+    for (uint32_t i = 0; i < listeners_.size(); ++i) {
+        Listener& l = listeners_[i];
+        if (!l.resting_until_ms) continue;
+        const uint64_t now = now_ms();
+        if (now >= l.resting_until_ms) {
+            l.resting_until_ms = 0;
+            if (l.fd >= 0 && (l.multishot || l.once)) set_listener_interest(i, true);
+        } else {
+            timeout_ms = std::min<uint64_t>(timeout_ms, l.resting_until_ms - now);
+        }
+    }
     // Operations done since the last wait have completed: do not sleep on them.
     const int timeout = ready_.empty() ? int(std::min<uint64_t>(timeout_ms, INT_MAX)) : 0;
     const int n = epoll_wait(epoll_fd_, events_.data(), int(events_.size()), timeout);

@@ -780,6 +780,42 @@ TEST_CASE("epoll: out of descriptors, a new connection is closed at once and cou
     ::close(first);
 }
 
+TEST_CASE("epoll: out of descriptors with no spare to shed one with, the listener rests instead of spinning") {
+    if (backend_under_test() != IoBackendKind::Epoll) return;
+    const int probe = open("/dev/null", O_RDONLY | O_CLOEXEC);  // the lowest free number before the worker's own
+    REQUIRE(probe >= 0);
+    ::close(probe);
+    TestWorker w;
+    w.start();
+    const int extra = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    REQUIRE(extra >= 0);
+    rlimit saved{};
+    REQUIRE(getrlimit(RLIMIT_NOFILE, &saved) == 0);
+    rlimit low = saved;
+    // Below the worker's spare descriptor: closing it frees a number the
+    // limit forbids, as when another thread takes the freed one first.
+    low.rlim_cur = uint64_t(probe);
+    REQUIRE(setrlimit(RLIMIT_NOFILE, &low) == 0);
+    std::vector<int> fillers;
+    for (int fd; (fd = open("/dev/null", O_RDONLY | O_CLOEXEC)) >= 0;) fillers.push_back(fd);
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons(w.port);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    const bool connected = ::connect(extra, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) == 0;  // waits in the backlog
+    std::this_thread::sleep_for(500ms);
+    const uint64_t refused = w.block->rejected_capacity.get();
+    for (int fd : fillers) ::close(fd);
+    REQUIRE(setrlimit(RLIMIT_NOFILE, &saved) == 0);
+    CHECK(connected);
+    CHECK(refused >= 1);
+    CHECK(refused <= 10);  // one try per 100 ms rest; a spinning listener counts thousands
+    // Descriptors again: the connection left in the backlog is taken and served.
+    REQUIRE(send(extra, "y", 1, 0) == 1);
+    CHECK(read_exactly(extra, 1) == "y");
+    ::close(extra);
+}
+
 TEST_CASE("accept back-pressure: connections refused over max_conns give their accept back") {
     // One-shot accepts: a refused connection must re-arm its accept, or ten
     // refusals would leave the listener with none in flight.

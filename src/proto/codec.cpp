@@ -199,6 +199,11 @@ void fields(P& p, uint8_t, Visitor& visit) {
     visit(p.reason);
 }
 
+// A packet only WKProto has (SUB, SUBACK, EVENT) has no LiMaoIM layout: it
+// cannot be encoded for a LiMaoIM client, and its type nibble is refused.
+template <class P>
+concept HasLayout = requires(const P& p, BodySizer& sizer) { fields(p, uint8_t{}, sizer); };
+
 template <class P>
 constexpr bool kIsOneByte = std::is_same_v<P, PingPacket> || std::is_same_v<P, PongPacket>;
 
@@ -279,7 +284,9 @@ size_t body_size(const P& packet, uint8_t version) {
 
 template <class P>
 size_t packet_size(const P& packet, uint8_t version) {
-    if constexpr (kIsOneByte<P>) {
+    if constexpr (!kIsOneByte<P> && !HasLayout<P>) {
+        return 0;
+    } else if constexpr (kIsOneByte<P>) {
         return 1;
     } else {
         const size_t body = body_size(packet, version);
@@ -289,7 +296,9 @@ size_t packet_size(const P& packet, uint8_t version) {
 
 template <class P>
 size_t encode_packet(const P& packet, uint8_t version, std::span<uint8_t> out) {
-    if constexpr (kIsOneByte<P>) {
+    if constexpr (!kIsOneByte<P> && !HasLayout<P>) {
+        return 0;
+    } else if constexpr (kIsOneByte<P>) {
         if (out.empty()) return 0;
         out[0] = std::is_same_v<P, PingPacket> ? kPingByte : kPongByte;
         return 1;
@@ -312,7 +321,7 @@ size_t encode_packet(const P& packet, uint8_t version, std::span<uint8_t> out) {
 const char* to_string(PacketType type) {
     static constexpr const char* kNames[kTypeNibbleCount] = {
         "RESERVED", "CONNECT", "CONNACK",    "SEND",    "SENDACK", "RECV",    "RECVACK", "PING",
-        "PONG",     "DISCONNECT", "UNKNOWN", "UNKNOWN", "UNKNOWN", "UNKNOWN", "UNKNOWN", "UNKNOWN",
+        "PONG",     "DISCONNECT", "SUB",  "SUBACK",  "EVENT",   "UNKNOWN", "UNKNOWN", "UNKNOWN",
     };
     const auto index = uint8_t(type);
     return index < kTypeNibbleCount ? kNames[index] : "UNKNOWN";

@@ -113,6 +113,30 @@ void named_fields(DisconnectPacket& p, V& v) {
     v("reason", p.reason);
 }
 template <class V>
+void named_fields(SubPacket& p, V& v) {
+    v("setting", p.setting);
+    v("sub_no", p.sub_no);
+    v("channel_id", p.channel_id);
+    v("channel_type", p.channel_type);
+    v("action", p.action);
+    v("param", p.param);
+}
+template <class V>
+void named_fields(SubackPacket& p, V& v) {
+    v("sub_no", p.sub_no);
+    v("channel_id", p.channel_id);
+    v("channel_type", p.channel_type);
+    v("action", p.action);
+    v("reason_code", p.reason_code);
+}
+template <class V>
+void named_fields(EventPacket& p, V& v) {
+    v("id", p.id);
+    v("type", p.type);
+    v("timestamp", p.timestamp);
+    v("data_hex", p.data);
+}
+template <class V>
 void named_fields(PingPacket&, V&) {}
 template <class V>
 void named_fields(PongPacket&, V&) {}

@@ -1,4 +1,10 @@
-// LiMaoIM packets, versions 1-4 (docs/PROTOCOL.md §3-§8).
+// The packets of both dialects the gateway speaks: LiMaoIM versions 1-4
+// (docs/PROTOCOL.md §3-§8) and WuKongIM's WKProto versions 1-5
+// (docs/WKPROTO.md). One model for both: a field only one dialect puts on the
+// wire (WKProto's expire, topic, stream fields, node id) is left at its zero
+// value by the other's decoder and ignored by its encoder, so the session
+// state machine above handles one set of structs whichever codec carries them
+// (proto/dialect.h).
 //
 // Every string and payload field is a view into the buffer the packet was
 // decoded from (the worker's receive buffer, or a session's reassembly chunk):
@@ -21,6 +27,9 @@ enum class PacketType : uint8_t {
     Ping = 7,
     Pong = 8,
     Disconnect = 9,
+    Sub = 10,     // WKProto only: subscribe a session to a channel's live messages
+    Suback = 11,  // WKProto only
+    Event = 12,   // WKProto v5 only
 };
 // Arrays indexed by the raw type nibble (0..15) are sized with this, so a
 // counter exists for every value a hostile client can put on the wire.
@@ -49,6 +58,21 @@ enum class ReasonCode : uint8_t {
     PayloadDecodeError = 9,
     ForwardSendPacketError = 10,
     NotAllowSend = 11,
+    // WKProto's further codes (a LiMaoIM client is never sent one).
+    ConnectKick = 12,
+    NotInWhitelist = 13,
+    QueryTokenError = 14,
+    SystemError = 15,
+    ChannelIdError = 16,
+    NodeMatchError = 17,
+    NodeNotMatch = 18,
+    Ban = 19,
+    NotSupportHeader = 20,
+    ClientKeyIsEmpty = 21,
+    RateLimit = 22,
+    NotSupportChannelType = 23,
+    Disband = 24,
+    SendBan = 25,
 };
 
 inline constexpr uint8_t kLatestVersion = 4;
@@ -77,6 +101,8 @@ struct ConnackPacket {
     std::string_view salt;        // v>2
     int64_t time_diff = 0;
     uint8_t reason_code = 0;
+    uint8_t server_version = 0;  // WKProto: present when the header's flag bit 0 is set
+    uint64_t node_id = 0;        // WKProto v>=4
     bool operator==(const ConnackPacket&) const = default;
 };
 
@@ -89,6 +115,9 @@ struct SendPacket {
     std::string_view channel_id;
     uint8_t channel_type = 0;
     std::string_view payload;  // the rest of the body
+    uint32_t expire = 0;            // WKProto v>=3: seconds the message lives, 0 = forever
+    std::string_view stream_no;     // WKProto v2-4 with the stream setting bit
+    std::string_view topic;         // WKProto with the topic setting bit
     bool operator==(const SendPacket&) const = default;
 };
 
@@ -113,6 +142,11 @@ struct RecvPacket {
     uint8_t channel_type = 0;
     std::string_view from_uid;
     std::string_view payload;  // the rest of the body
+    uint32_t expire = 0;            // WKProto v>=3
+    std::string_view stream_no;     // WKProto v2-4 with the stream setting bit
+    uint64_t stream_id = 0;         // the same
+    uint8_t stream_flag = 0;        // the same: 0 start, 1 going on, 2 end
+    std::string_view topic;         // WKProto with the topic setting bit
     bool operator==(const RecvPacket&) const = default;
 };
 
@@ -138,9 +172,42 @@ struct DisconnectPacket {
     bool operator==(const DisconnectPacket&) const = default;
 };
 
+// WKProto: subscribe (action 0) or unsubscribe (1) a session to a channel.
+struct SubPacket {
+    uint8_t flags = 0;
+    uint8_t setting = 0;
+    std::string_view sub_no;  // the client's number for this request, echoed in SUBACK
+    std::string_view channel_id;
+    uint8_t channel_type = 0;
+    uint8_t action = 0;
+    std::string_view param;
+    bool operator==(const SubPacket&) const = default;
+};
+
+struct SubackPacket {
+    uint8_t flags = 0;
+    std::string_view sub_no;
+    std::string_view channel_id;
+    uint8_t channel_type = 0;
+    uint8_t action = 0;
+    uint8_t reason_code = 0;
+    bool operator==(const SubackPacket&) const = default;
+};
+
+// WKProto v5: an event on a message (e.g. a streamed reply's next chunk).
+struct EventPacket {
+    uint8_t flags = 0;
+    std::string_view id;
+    std::string_view type;
+    int64_t timestamp = 0;
+    std::string_view data;  // the rest of the body
+    bool operator==(const EventPacket&) const = default;
+};
+
 // Alternative index + 1 == PacketType value.
 using Packet = std::variant<ConnectPacket, ConnackPacket, SendPacket, SendackPacket, RecvPacket,
-                            RecvackPacket, PingPacket, PongPacket, DisconnectPacket>;
+                            RecvackPacket, PingPacket, PongPacket, DisconnectPacket, SubPacket,
+                            SubackPacket, EventPacket>;
 
 inline PacketType type_of(const Packet& packet) {
     return static_cast<PacketType>(packet.index() + 1);

@@ -39,6 +39,7 @@ im::GatewayKinds gateway_envelope_kinds() {
 Gateway::Gateway(net::Worker& loop, GatewayShared& shared)
     : loop_(loop), shared_(shared), stats_(loop.stats()), sessions_(loop.slots()),
       inflight_(loop.slots(), shared.inflight), user_rate_(shared.core->options().max_messages_per_user),
+      entries_{Entry(*this, proto::kLiMaoIMDialect), Entry(*this, proto::kLiMaoIMDialect)},
       handshakes_left_(shared.handshakes_per_iteration) {
     loop_.add_iteration_hook([this] {
         grant_deferred_handshakes();
@@ -75,20 +76,22 @@ Session* Gateway::session_of(ConnRef conn) {
     return s.state != SessionState::Free && s.generation == conn.generation ? &s : nullptr;
 }
 
-void Gateway::on_open(ConnRef conn, net::Transport& transport) {
+void Gateway::open(ConnRef conn, net::Transport& transport, const proto::Dialect& dialect) {
     uint8_t index = 0;
-    while (index < transport_count_ && transports_[index] != &transport) ++index;
-    if (index == transport_count_) {
-        if (transport_count_ == kMaxTransports) {  // a wiring error, not a client's doing
+    while (index < carrier_count_ &&
+           (carriers_[index].transport != &transport || carriers_[index].dialect != &dialect))
+        ++index;
+    if (index == carrier_count_) {
+        if (carrier_count_ == kMaxCarriers) {  // a wiring error, not a client's doing
             transport.close(conn, CloseReason::IoError);
             return;
         }
-        transports_[transport_count_++] = &transport;
+        carriers_[carrier_count_++] = {&transport, &dialect};
     }
     Session& s = sessions_.activate(conn.slot);
     s.state = SessionState::AwaitConnect;
     s.generation = conn.generation;
-    s.transport = index;
+    s.carrier = index;
     stats_.pending_handshakes.add();
     io(conn).set_deadline(conn, shared_.auth_timeout_ms);
 }
@@ -102,7 +105,7 @@ net::DataResult Gateway::on_data(ConnRef conn, std::span<const uint8_t> bytes) {
         // full limit once it has logged the client in.
         const uint32_t limit =
             s->state == SessionState::AwaitConnect ? shared_.max_connect_packet : shared_.max_packet;
-        proto::SplitResult r = proto::split_frame(bytes.subspan(offset), limit);
+        proto::SplitResult r = codec(*s).split(bytes.subspan(offset), limit);
         if (r.status == proto::SplitStatus::Incomplete) return {offset, r.needed};
         if (r.status == proto::SplitStatus::Error) {
             decode_failed(conn, r.error);
@@ -147,7 +150,7 @@ bool Gateway::handle_frame(ConnRef conn, Session& s, const proto::Frame& frame) 
             return false;
         }
         proto::Packet packet;
-        if (proto::DecodeError e = proto::decode(frame, 0, packet); e != proto::DecodeError::None) {
+        if (proto::DecodeError e = codec(s).decode(frame, 0, packet); e != proto::DecodeError::None) {
             decode_failed(conn, e);
             return false;
         }
@@ -156,7 +159,7 @@ bool Gateway::handle_frame(ConnRef conn, Session& s, const proto::Frame& frame) 
 
     // Bodies are decoded even when ignored: an undecodable packet closes.
     proto::Packet packet;
-    if (proto::DecodeError e = proto::decode(frame, s.version, packet); e != proto::DecodeError::None) {
+    if (proto::DecodeError e = codec(s).decode(frame, s.version, packet); e != proto::DecodeError::None) {
         decode_failed(conn, e);
         return false;
     }
@@ -204,7 +207,7 @@ bool Gateway::handle_send(ConnRef conn, Session& s, const proto::SendPacket& sen
         loop_.add_timer(wait_ms, [this, conn] { resume_rated(conn); }, 0);
     }
     std::string_view payload = send.payload;
-    if (proto::has_crypto(s.version)) {
+    if (codec(s).has_crypto(s.version) && codec(s).payload_encrypted(send.setting)) {
         const proto::crypto::SessionKey key = s.key();
         // Each crypto failure gets a fresh message id, as the original's (PROTOCOL.md §5.4).
         if (!cipher_.verify_send(key, send))
@@ -333,7 +336,7 @@ bool Gateway::write_recv(ConnRef conn, Session& s, const im::MessageView& messag
     recv.from_uid = m->from_uid;
     recv.payload = m->payload;
     char msg_key[32];
-    if (proto::has_crypto(s.version)) {
+    if (codec(s).has_crypto(s.version) && codec(s).payload_encrypted(m->setting)) {
         const proto::crypto::SessionKey key = s.key();
         sealed_.clear();
         cipher_.seal_payload(key, m->payload, sealed_);
@@ -392,14 +395,17 @@ void Gateway::retransmit_expired() {
 
 bool Gateway::handle_connect(ConnRef conn, Session& s, const proto::ConnectPacket& connect) {
     const uint64_t started_us = steady_us();
-    HandshakeResult result = handshake(connect, shared_.auth, wall_ms());
+    const proto::Dialect& dialect = codec(s);
+    const uint8_t version = dialect.session_version(connect.version);
+    const bool with_crypto = dialect.has_crypto(version);
+    HandshakeResult result = handshake(connect, with_crypto, shared_.auth, wall_ms());
     if (!result.ok()) {
         stats_.auth_failures.add();
         if (log::enabled(log::Level::Debug))
             log::write(log::Level::Debug, "gateway", "worker %u: CONNECT refused (uid '%.*s', device %u): %s",
                        loop_.index(), int(connect.uid.size()), connect.uid.data(), connect.device_flag,
                        to_string(result.failure));
-        if (send_packet(conn, result.connack(connect.version), connect.version))
+        if (send_packet(conn, result.connack(with_crypto), version))
             close(conn, GatewayClose::AuthFailed, Linger::Flush);
         return false;
     }
@@ -419,9 +425,9 @@ bool Gateway::handle_connect(ConnRef conn, Session& s, const proto::ConnectPacke
     s.set_login_ms(login_ms);
     shared_.core->session_online(s.uid_view(), connect.device_flag, true, login_ms);
     if (entry.replaced) kick(entry.replaced);
-    s.version = connect.version;
+    s.version = version;
     s.device_flag = connect.device_flag;
-    if (proto::has_crypto(connect.version)) s.set_key(result.key);
+    if (with_crypto) s.set_key(result.key);
     s.state = SessionState::Authenticated;
 
     io(conn).established(conn);
@@ -430,22 +436,29 @@ bool Gateway::handle_connect(ConnRef conn, Session& s, const proto::ConnectPacke
     stats_.by_device_flag[stats::device_flag_bucket(s.device_flag)].add();
     stats_.auth_ok.add();
 
-    if (!send_packet(conn, result.connack(s.version), s.version)) return false;
+    // A WKProto CONNACK also says the version the session runs at and
+    // which node it is on; LiMaoIM's codec has no place for either.
+    proto::ConnackPacket connack = result.connack(with_crypto);
+    connack.server_version = version;
+    connack.node_id = shared_.node_id;
+    if (!send_packet(conn, connack, version)) return false;
     io(conn).set_deadline(conn, shared_.idle_timeout_ms);
     stats_.handshake_latency_us[histogram_bucket(steady_us() - started_us)].add();
     return true;
 }
 
 bool Gateway::send_packet(ConnRef conn, const proto::Packet& packet, uint8_t version) {
-    net::Transport& transport = io(conn);  // taken once: a failed send frees the session
-    const size_t size = proto::encoded_size(packet, version);
+    // Both taken once: a failed send frees the session.
+    net::Transport& transport = io(conn);
+    const proto::Dialect& dialect = codec(sessions_[conn.slot]);
+    const size_t size = dialect.encoded_size(packet, version);
     if (size <= net::Transport::kMaxReserve) {
         std::span<uint8_t> room = transport.reserve(conn, size);
         if (room.empty()) return false;  // closed as a slow consumer
-        transport.commit(conn, proto::encode(packet, version, room));
+        transport.commit(conn, dialect.encode(packet, version, room));
     } else {
         scratch_.resize(size);
-        proto::encode(packet, version, scratch_);
+        dialect.encode(packet, version, scratch_);
         if (!transport.send(conn, scratch_)) return false;
     }
     stats_.packets_out[int(proto::type_of(packet))].add();

@@ -21,11 +21,11 @@ const char* to_string(AuthFailure failure) {
     return "unknown";
 }
 
-proto::ConnackPacket HandshakeResult::connack(uint8_t version) const {
+proto::ConnackPacket HandshakeResult::connack(bool with_crypto) const {
     proto::ConnackPacket p;
     p.reason_code = uint8_t(reason);
     p.time_diff = time_diff;
-    if (proto::has_crypto(version) && ok()) {
+    if (with_crypto && ok()) {
         p.server_key = {server_key_base64.data(), server_key_base64.size()};
         p.salt = {salt.data(), salt.size()};
     }
@@ -61,7 +61,8 @@ HandshakeResult refuse(ReasonCode reason, AuthFailure failure) {
 }
 }  // namespace
 
-HandshakeResult handshake(const proto::ConnectPacket& connect, const AuthPolicy& policy, int64_t server_now_ms) {
+HandshakeResult handshake(const proto::ConnectPacket& connect, bool with_crypto, const AuthPolicy& policy,
+                          int64_t server_now_ms) {
     if (policy.check_tokens) {
         if (policy.tokens_current && !policy.tokens_current->load(std::memory_order_relaxed))
             return refuse(ReasonCode::Error, AuthFailure::TokensStale);
@@ -73,7 +74,7 @@ HandshakeResult handshake(const proto::ConnectPacket& connect, const AuthPolicy&
     }
 
     HandshakeResult r;
-    if (proto::has_crypto(connect.version)) {
+    if (with_crypto) {
         std::optional<crypto::Key32> client_key = crypto::parse_client_key(connect.client_key);
         if (!client_key) return refuse(ReasonCode::AuthFail, AuthFailure::BadClientKey);
         crypto::KeyPair server;

@@ -409,6 +409,7 @@ void Server::build_workers() {
     shared_.max_packet = config_.max_packet;
     shared_.max_connect_packet = std::min(config_.max_connect_packet, config_.max_packet);
     shared_.handshakes_per_iteration = config_.handshakes_per_iteration;
+    shared_.node_id = config_.node_id;
 
     ws::WebSocketOptions ws_options;
     ws_options.limits.max_frame = config_.ws_max_message;
@@ -446,14 +447,15 @@ void Server::build_workers() {
         net::ListenerOptions tcp;
         tcp.addr = config_.addr;
         tcp.port = config_.port;
-        tcp.handler = gateways_.back().get();
+        tcp.handler = &gateways_.back()->handler(proto::DialectId::LiMaoIM);
         tcp.sndbuf = config_.sndbuf;
         // Each worker takes its share of the server-wide limit (per listener).
         tcp.max_pending = (config_.max_pending_handshakes + plan_.workers - 1) / plan_.workers;
         worker->add_listener(tcp);
         if (serve_ws_) {
             // The same gateway, through the WebSocket framing layer.
-            websockets_.push_back(std::make_unique<ws::WebSocketTransport>(*worker, *gateways_.back(), ws_options));
+            websockets_.push_back(std::make_unique<ws::WebSocketTransport>(
+                *worker, gateways_.back()->handler(proto::DialectId::LiMaoIM), ws_options));
             net::ListenerOptions websocket = tcp;
             websocket.addr = ws_host_;
             websocket.port = ws_port_;

@@ -157,7 +157,7 @@ void check_success(const gateway::HandshakeResult& result, const proto::ConnectP
                    const ClientKey& key, int64_t now_ms) {
     FUZZ_CHECK(result.failure == AuthFailure::None);
     FUZZ_CHECK(result.time_diff == int64_t(uint64_t(now_ms) - uint64_t(connect.client_timestamp)));
-    proto::ConnackPacket connack = result.connack(connect.version);
+    proto::ConnackPacket connack = result.connack(proto::has_crypto(connect.version));
     FUZZ_CHECK(connack.reason_code == uint8_t(ReasonCode::Success));
     FUZZ_CHECK(connack.time_diff == result.time_diff);
     if (!proto::has_crypto(connect.version)) {
@@ -179,7 +179,7 @@ void check_failure(const gateway::HandshakeResult& result, uint8_t version) {
     FUZZ_CHECK(result.failure != AuthFailure::None);
     FUZZ_CHECK(result.failure != AuthFailure::CryptoError);  // OpenSSL does not fail on valid keys
     FUZZ_CHECK(result.reason == ReasonCode::AuthFail);
-    proto::ConnackPacket connack = result.connack(version);
+    proto::ConnackPacket connack = result.connack(proto::has_crypto(version));
     FUZZ_CHECK(connack.reason_code == uint8_t(ReasonCode::AuthFail));
     FUZZ_CHECK(connack.server_key.empty() && connack.salt.empty() && connack.time_diff == 0);
 }
@@ -198,7 +198,7 @@ std::optional<AuthFailure> expected_key_failure(const proto::ConnectPacket& conn
 
 void run_handshake(const proto::ConnectPacket& connect, const ClientKey& key, bool check_tokens, int64_t now_ms) {
     gateway::AuthPolicy policy{check_tokens, &token_cache()};
-    gateway::HandshakeResult result = gateway::handshake(connect, policy, now_ms);
+    gateway::HandshakeResult result = gateway::handshake(connect, proto::has_crypto(connect.version), policy, now_ms);
 
     std::optional<AuthFailure> key_failure = expected_key_failure(connect, key);
     AuthFailure token_failure = AuthFailure::None;
@@ -221,7 +221,7 @@ void run_handshake(const proto::ConnectPacket& connect, const ClientKey& key, bo
                                               result.failure == AuthFailure::LowOrderKey;
         FUZZ_CHECK(token_explains || (key_explains && proto::has_crypto(connect.version)));
     }
-    check_connack_round_trip(result.connack(connect.version), connect.version);
+    check_connack_round_trip(result.connack(proto::has_crypto(connect.version)), connect.version);
 }
 
 std::string_view pick(uint8_t choice, std::string_view listed, std::string_view from_input) {

@@ -380,17 +380,17 @@ TEST_CASE("handshake: token check and key exchange outcomes") {
     c.token = "secret";
     c.client_timestamp = 1000;
 
-    CHECK(gateway::handshake(c, release, 1250).ok());
-    CHECK(gateway::handshake(c, release, 1250).time_diff == 250);
+    CHECK(gateway::handshake(c, proto::has_crypto(c.version), release, 1250).ok());
+    CHECK(gateway::handshake(c, proto::has_crypto(c.version), release, 1250).time_diff == 250);
     c.token = "wrong";
-    auto r = gateway::handshake(c, release, 1250);
+    auto r = gateway::handshake(c, proto::has_crypto(c.version), release, 1250);
     CHECK(r.reason == proto::ReasonCode::AuthFail);
     CHECK(r.failure == gateway::AuthFailure::TokenMismatch);
     CHECK(r.time_diff == 0);
     c.uid = "nobody";
     c.token = "";  // quirk S1: no stored token is a refusal, even with an empty token
-    CHECK(gateway::handshake(c, release, 0).failure == gateway::AuthFailure::TokenMissing);
-    CHECK(gateway::handshake(c, test_mode, 0).ok());
+    CHECK(gateway::handshake(c, proto::has_crypto(c.version), release, 0).failure == gateway::AuthFailure::TokenMissing);
+    CHECK(gateway::handshake(c, proto::has_crypto(c.version), test_mode, 0).ok());
 
     SUBCASE("a shared store out of reach: token checks are refused with reason 0, test mode is not") {
         std::atomic<bool> current{false};
@@ -398,15 +398,15 @@ TEST_CASE("handshake: token check and key exchange outcomes") {
         stale.tokens_current = &current;
         c.uid = "alice";
         c.token = "secret";
-        auto refused = gateway::handshake(c, stale, 0);
+        auto refused = gateway::handshake(c, proto::has_crypto(c.version), stale, 0);
         CHECK(refused.reason == proto::ReasonCode::Error);
         CHECK(refused.failure == gateway::AuthFailure::TokensStale);
         current = true;
-        CHECK(gateway::handshake(c, stale, 0).ok());
+        CHECK(gateway::handshake(c, proto::has_crypto(c.version), stale, 0).ok());
         gateway::AuthPolicy stale_test_mode = test_mode;
         current = false;
         stale_test_mode.tokens_current = &current;
-        CHECK(gateway::handshake(c, stale_test_mode, 0).ok());
+        CHECK(gateway::handshake(c, proto::has_crypto(c.version), stale_test_mode, 0).ok());
     }
 
     SUBCASE("v4: a real X25519 exchange gives the client the same AES key") {
@@ -415,9 +415,9 @@ TEST_CASE("handshake: token check and key exchange outcomes") {
         std::string client_b64 = base64::encode(client.public_key);
         c.version = 4;
         c.client_key = client_b64;
-        auto ok = gateway::handshake(c, test_mode, 0);
+        auto ok = gateway::handshake(c, proto::has_crypto(c.version), test_mode, 0);
         REQUIRE(ok.ok());
-        proto::ConnackPacket ack = ok.connack(4);
+        proto::ConnackPacket ack = ok.connack(true);
         CHECK(ack.server_key.size() == 44);
         CHECK(ack.salt.size() == 16);
         auto server_key = proto::crypto::parse_client_key(ack.server_key);
@@ -429,19 +429,19 @@ TEST_CASE("handshake: token check and key exchange outcomes") {
     SUBCASE("v3/v4 key failures are auth failures with empty key strings") {
         c.version = 3;
         c.client_key = "not base64!";
-        auto bad = gateway::handshake(c, test_mode, 0);
+        auto bad = gateway::handshake(c, proto::has_crypto(c.version), test_mode, 0);
         CHECK(bad.failure == gateway::AuthFailure::BadClientKey);
-        CHECK(bad.connack(3).server_key.empty());
+        CHECK(bad.connack(true).server_key.empty());
         std::string short_key = base64::encode(std::vector<uint8_t>(31, 9));
         c.client_key = short_key;
-        CHECK(gateway::handshake(c, test_mode, 0).failure == gateway::AuthFailure::BadClientKey);
+        CHECK(gateway::handshake(c, proto::has_crypto(c.version), test_mode, 0).failure == gateway::AuthFailure::BadClientKey);
         std::string zero_key = base64::encode(std::vector<uint8_t>(32, 0));
         c.client_key = zero_key;
-        CHECK(gateway::handshake(c, test_mode, 0).failure == gateway::AuthFailure::LowOrderKey);
+        CHECK(gateway::handshake(c, proto::has_crypto(c.version), test_mode, 0).failure == gateway::AuthFailure::LowOrderKey);
     }
     SUBCASE("time_diff wraps instead of overflowing on a hostile timestamp") {
         c.client_timestamp = INT64_MIN;
-        CHECK(gateway::handshake(c, test_mode, 1).ok());
+        CHECK(gateway::handshake(c, proto::has_crypto(c.version), test_mode, 1).ok());
     }
 }
 
@@ -458,7 +458,7 @@ std::pair<std::vector<std::string>, std::vector<std::string>> handshake_keys(con
         REQUIRE(proto::crypto::generate_keypair(client));
         std::string b64 = base64::encode(client.public_key);
         c.client_key = b64;
-        auto r = gateway::handshake(c, policy, 0);
+        auto r = gateway::handshake(c, proto::has_crypto(c.version), policy, 0);
         REQUIRE(r.ok());
         server_keys.emplace_back(r.server_key_base64.data(), r.server_key_base64.size());
         salts.emplace_back(r.salt.data(), r.salt.size());

@@ -2,9 +2,12 @@
 // CONNACK with token check and key exchange, PING -> PONG, kicking the older
 // session of a (uid, device flag), auth and idle deadlines, shutdown.
 //
-// Implements net::Handler; sees connections only through the net::Transport
-// each was opened with (plain TCP or WebSocket: it does not know which) and
-// the loop's services (envelopes, iteration hooks), never io_uring.
+// Listeners reach it through one net::Handler per protocol dialect
+// (handler(DialectId)): a session's codec is the dialect of the listener
+// that accepted it, its transport what carries its bytes (plain TCP or
+// WebSocket); the state machine below is the same for every pair. It sees
+// connections only through their transport and the loop's services
+// (envelopes, iteration hooks), never io_uring.
 #pragma once
 
 #include <array>
@@ -25,6 +28,7 @@
 #include "limaoim/net/transport.h"
 #include "limaoim/net/worker.h"
 #include "limaoim/proto/codec.h"
+#include "limaoim/proto/dialect.h"
 
 namespace limaoim::gateway {
 
@@ -75,6 +79,7 @@ struct GatewayShared {
     uint32_t retry_scan_ms = 1000;  // how often RECVs are checked for a missing RECVACK
     InflightOptions inflight;
 
+    uint64_t node_id = 0;  // this node's number (--node-id), told to WKProto clients in CONNACK
     im::Directory directory;
     im::Core* core = nullptr;  // set before the workers start
 };
@@ -82,22 +87,49 @@ struct GatewayShared {
 // The gateway's envelope kinds, for im::Core.
 im::GatewayKinds gateway_envelope_kinds();
 
-class Gateway final : public net::Handler, public net::EnvelopeHandler {
+class Gateway final : public net::EnvelopeHandler {
 public:
     // `loop` gives the envelopes, timers and the iteration hook; each
     // connection is reached through the transport it was opened with.
     Gateway(net::Worker& loop, GatewayShared& shared);
+    Gateway(const Gateway&) = delete;
+    Gateway& operator=(const Gateway&) = delete;
 
-    void on_open(net::ConnRef conn, net::Transport& transport) override;
-    net::DataResult on_data(net::ConnRef conn, std::span<const uint8_t> bytes) override;
-    void on_deadline(net::ConnRef conn) override;
-    void on_close(net::ConnRef conn, net::CloseReason reason) override;
-    // Idempotent: a second call finds every session closed by the first
-    // (the worker and the WebSocket layer may both tell it).
-    void on_shutdown() override;
+    // What a listener (or the WebSocket layer over it) of `dialect` hands
+    // its connections to.
+    net::Handler& handler(proto::DialectId dialect) { return entries_[uint8_t(dialect)]; }
+
     void on_envelope(net::Envelope& envelope) override;
 
 private:
+    // One per dialect: opens a session with its codec; the rest of the
+    // Handler calls are the gateway's own, the same for every dialect.
+    class Entry final : public net::Handler {
+    public:
+        Entry(Gateway& gateway, const proto::Dialect& dialect) : gateway_(gateway), dialect_(dialect) {}
+        void on_open(net::ConnRef conn, net::Transport& transport) override {
+            gateway_.open(conn, transport, dialect_);
+        }
+        net::DataResult on_data(net::ConnRef conn, std::span<const uint8_t> bytes) override {
+            return gateway_.on_data(conn, bytes);
+        }
+        void on_deadline(net::ConnRef conn) override { gateway_.on_deadline(conn); }
+        void on_close(net::ConnRef conn, net::CloseReason reason) override { gateway_.on_close(conn, reason); }
+        void on_shutdown() override { gateway_.on_shutdown(); }
+
+    private:
+        Gateway& gateway_;
+        const proto::Dialect& dialect_;
+    };
+
+    void open(net::ConnRef conn, net::Transport& transport, const proto::Dialect& dialect);
+    net::DataResult on_data(net::ConnRef conn, std::span<const uint8_t> bytes);
+    void on_deadline(net::ConnRef conn);
+    void on_close(net::ConnRef conn, net::CloseReason reason);
+    // Idempotent: a second call finds every session closed by the first
+    // (each dialect's entry, and the WebSocket layer, may tell it).
+    void on_shutdown();
+
     enum EnvelopeKind : uint16_t {
         kKick = net::envelope_kind(kEnvelopeFamily, 1),
         kDeliver = net::envelope_kind(kEnvelopeFamily, 2),
@@ -118,6 +150,8 @@ private:
     void on_deliver(net::Envelope& delivery);
     bool write_recv(net::ConnRef conn, Session& session, const im::MessageView& message, uint32_t seq, uint16_t flags);
     void retransmit_expired();
+    // Encodes with the session's dialect at `version` (a CONNACK's may
+    // differ from the session's: see handle_connect).
     bool send_packet(net::ConnRef conn, const proto::Packet& packet, uint8_t version);
     void kick(net::ConnId old);
     void kick_local(net::ConnRef conn, const char* reason);
@@ -128,15 +162,21 @@ private:
     void submit_cursor_advances();
     Session* session_of(net::ConnRef conn);
     net::ConnId id_of(net::ConnRef conn) const { return net::ConnId::make(loop_.index(), conn.slot, conn.generation); }
-    // The transport of the connection in `conn`'s slot (a stale reference
-    // reaches a transport that ignores it, as every Transport call does).
-    net::Transport& io(net::ConnRef conn) { return *transports_[sessions_[conn.slot].transport]; }
+    // The transport and codec of the connection in `conn`'s slot (a stale
+    // reference reaches a transport that ignores it, as every Transport call does).
+    net::Transport& io(net::ConnRef conn) { return *carriers_[sessions_[conn.slot].carrier].transport; }
+    const proto::Dialect& codec(const Session& s) const { return *carriers_[s.carrier].dialect; }
 
-    // The transports this gateway's connections came through, in order of
-    // first use: the worker itself (TCP) and a WebSocket layer over it.
-    static constexpr size_t kMaxTransports = 4;
-    std::array<net::Transport*, kMaxTransports> transports_{};
-    uint8_t transport_count_ = 0;
+    // The (transport, dialect) pairs this gateway's connections came
+    // through, in order of first use: TCP and WebSocket, each per dialect.
+    struct Carrier {
+        net::Transport* transport = nullptr;
+        const proto::Dialect* dialect = nullptr;
+    };
+    static constexpr size_t kMaxCarriers = 2 * proto::kDialectCount;
+    std::array<Carrier, kMaxCarriers> carriers_{};
+    uint8_t carrier_count_ = 0;
+    std::array<Entry, proto::kDialectCount> entries_;
 
     net::Worker& loop_;
     GatewayShared& shared_;

@@ -28,14 +28,14 @@ struct HandshakeResult {
     proto::ReasonCode reason = proto::ReasonCode::Error;
     AuthFailure failure = AuthFailure::None;
     int64_t time_diff = 0;  // 0 on failure, as the original
-    // v>2 only, on success:
+    // With crypto only, on success:
     std::array<char, 44> server_key_base64{};
     std::array<char, proto::crypto::kSaltLength> salt{};
     proto::crypto::SessionKey key;
 
     bool ok() const { return reason == proto::ReasonCode::Success; }
-    // The CONNACK to send (views into this result) for the client's version.
-    proto::ConnackPacket connack(uint8_t version) const;
+    // The CONNACK to send (views into this result); `with_crypto` as given to handshake().
+    proto::ConnackPacket connack(bool with_crypto) const;
 };
 
 struct AuthPolicy {
@@ -55,6 +55,9 @@ struct AuthPolicy {
     const std::atomic<bool>* tokens_current = nullptr;
 };
 
-HandshakeResult handshake(const proto::ConnectPacket& connect, const AuthPolicy& policy, int64_t server_now_ms);
+// `with_crypto`: the session's dialect exchanges keys at its version
+// (proto::Dialect::has_crypto); CONNECT's client_key is then required.
+HandshakeResult handshake(const proto::ConnectPacket& connect, bool with_crypto, const AuthPolicy& policy,
+                          int64_t server_now_ms);
 
 }  // namespace limaoim::gateway

@@ -33,7 +33,7 @@ struct Session {
     uint32_t generation;    // of the connection this session belongs to
     uint16_t uid_len;
     uint16_t sends_in_flight;  // SENDs at the committer, SENDACK not yet written
-    uint8_t transport;      // index into the gateway's transports: what carries this session
+    uint8_t carrier;        // index into the gateway's carriers: the transport and dialect of this session
     // Wall-clock ms of the login, low 24 bits (wraps every 4.6 h): which of
     // two logins of one pair on two nodes is the newer (kKickByOtherNode).
     // In the bytes that kept the session one cache line.

@@ -40,6 +40,9 @@ struct Config {
     uint16_t port = 6666;          // the original's published test port
     std::string http_addr = "127.0.0.1:1516";
     std::string ws_addr = "0.0.0.0:2122";  // WebSocket listener (the original's wsAddr); empty = none
+    // WuKongIM's protocol (docs/WKPROTO.md) on listeners of its own; empty = none.
+    std::string wk_addr;     // TCP (WuKongIM's default port is 5100)
+    std::string wk_ws_addr;  // WebSocket (WuKongIM's default port is 5200)
     uint32_t ws_max_message = 2u << 20;     // largest WebSocket frame or message payload
     std::string http_secret;             // bearer secret of the HTTP API; required off loopback
     std::string http_secret_file;        // the same, read from a file at start

@@ -177,14 +177,13 @@ std::string guarded_http_addr(const Config& config) {
     return {};
 }
 
-// HOST:PORT (or [V6]:PORT) of the WebSocket listener; empty = none.
-std::string valid_ws_addr(const Config& config) {
-    const std::string& a = config.ws_addr;
+// HOST:PORT (or [V6]:PORT) of an optional listener; empty = none.
+std::string valid_host_port(const char* name, const std::string& a) {
     if (a.empty()) return {};
     const size_t colon = a.rfind(':');
-    if (colon == std::string::npos || colon == 0) return "ws_addr must be HOST:PORT, got " + in_quotes(a);
+    if (colon == std::string::npos || colon == 0) return std::string(name) + " must be HOST:PORT, got " + in_quotes(a);
     uint64_t port = 0;
-    return parse_integer("ws_addr's port", std::string_view(a).substr(colon + 1), 1, 65535, port);
+    return parse_integer(std::string(name) + "'s port", std::string_view(a).substr(colon + 1), 1, 65535, port);
 }
 
 std::string known_recv_mode(const Config& config) {
@@ -288,6 +287,10 @@ const std::vector<Option>& options() {
          &Config::http_addr},
         {"ws_addr", "WebSocket listen address, HOST:PORT (the original's wsAddr); empty = no WebSocket listener",
          &Config::ws_addr},
+        {"wk_addr", "WuKongIM protocol (WKProto) TCP listen address, HOST:PORT (WuKongIM's default is port 5100); "
+                    "empty = none", &Config::wk_addr},
+        {"wk_ws_addr", "WuKongIM protocol (WKProto) WebSocket listen address, HOST:PORT (WuKongIM's default is "
+                       "port 5200); empty = none", &Config::wk_ws_addr},
         number("ws_max_message", "largest WebSocket frame or message payload, bytes (checked on the frame header)",
                &Config::ws_max_message, 1024, 256u << 20),
         {"http_secret", "bearer secret every HTTP API request must carry; empty = none (loopback only)",
@@ -816,7 +819,9 @@ std::optional<Config> load_config(int argc, char** argv, std::string& error, boo
     if (config.max_messages_per_user == kUnset)
         config.max_messages_per_user = config.mode == Mode::Test ? 0 : Config{}.max_messages_per_user;
     // Rules that join two options, once every source has had its say.
-    for (std::string problem : {guarded_http_addr(config), valid_ws_addr(config)}) {
+    for (std::string problem : {guarded_http_addr(config), valid_host_port("ws_addr", config.ws_addr),
+                                valid_host_port("wk_addr", config.wk_addr),
+                                valid_host_port("wk_ws_addr", config.wk_ws_addr)}) {
         if (!problem.empty()) {
             error = problem;
             return std::nullopt;
@@ -888,6 +893,8 @@ std::string summary(const Config& c) {
     out += ", HTTP API " + (c.http_addr.empty() ? std::string("off")
                                                 : c.http_addr + (c.http_secret.empty() ? " (no secret)" : " (bearer secret set)"));
     out += ", WebSocket " + (c.ws_addr.empty() ? std::string("off") : c.ws_addr);
+    if (!c.wk_addr.empty()) out += ", WuKongIM TCP " + c.wk_addr;
+    if (!c.wk_ws_addr.empty()) out += ", WuKongIM WebSocket " + c.wk_ws_addr;
     if (c.store == "embedded")
         out += ", store embedded in " + c.data_dir + " (durability " + c.durability + ")";
     else

@@ -125,6 +125,7 @@ net::DataResult Gateway::on_data(ConnRef conn, std::span<const uint8_t> bytes) {
             --handshakes_left_;
         }
         stats_.packets_in[r.frame.type_nibble()].add();
+        stats_.dialect_packets_in[uint8_t(codec(*s).id)].add();
         stats::ConnCounters& cs = io(conn).counters(conn);
         cs.packets_in.store(cs.packets_in.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
         if (!handle_frame(conn, *s, r.frame)) return {bytes.size(), 0};
@@ -434,6 +435,7 @@ bool Gateway::handle_connect(ConnRef conn, Session& s, const proto::ConnectPacke
     stats_.pending_handshakes.sub();
     stats_.authenticated.add();
     stats_.by_device_flag[stats::device_flag_bucket(s.device_flag)].add();
+    stats_.by_dialect[uint8_t(dialect.id)].add();
     stats_.auth_ok.add();
 
     // A WKProto CONNACK also says the version the session runs at and
@@ -462,6 +464,7 @@ bool Gateway::send_packet(ConnRef conn, const proto::Packet& packet, uint8_t ver
         if (!transport.send(conn, scratch_)) return false;
     }
     stats_.packets_out[int(proto::type_of(packet))].add();
+    stats_.dialect_packets_out[uint8_t(dialect.id)].add();
     stats::ConnCounters& cs = transport.counters(conn);
     cs.packets_out.store(cs.packets_out.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
     return true;
@@ -519,13 +522,18 @@ void Gateway::on_envelope(net::Envelope& envelope) {
     }
 }
 
+void Gateway::uncount_authenticated(const Session& s) {
+    stats_.authenticated.sub();
+    stats_.by_device_flag[stats::device_flag_bucket(s.device_flag)].sub();
+    stats_.by_dialect[uint8_t(codec(s).id)].sub();
+}
+
 void Gateway::kick_local(ConnRef conn, const char* reason) {
     Session* s = session_of(conn);
     if (!s || s->state != SessionState::Authenticated) return;
     s->state = SessionState::Kicked;
     stats_.kicks.add();
-    stats_.authenticated.sub();
-    stats_.by_device_flag[stats::device_flag_bucket(s->device_flag)].sub();
+    uncount_authenticated(*s);
     inflight_.drop_session(conn);  // it receives nothing more
     stats_.inflight.set(inflight_.size());
     proto::DisconnectPacket bye;
@@ -581,8 +589,7 @@ void Gateway::on_close(ConnRef conn, CloseReason reason) {
         // newer login replaced (its kick still on the way) says nothing.
         if (shared_.directory.remove(s->uid_view(), s->device_flag, id_of(conn)))
             shared_.core->session_online(s->uid_view(), s->device_flag, false, 0);
-        stats_.authenticated.sub();
-        stats_.by_device_flag[stats::device_flag_bucket(s->device_flag)].sub();
+        uncount_authenticated(*s);
         break;
     case SessionState::Kicked:
     case SessionState::Free:

@@ -282,22 +282,37 @@ bool Server::plan_capacity() {
 bool Server::probe_ports() {
     serve_api_ = !config_.http_addr.empty();
     if (serve_api_) std::tie(http_host_, http_port_) = split_host_port(config_.http_addr);
-    serve_ws_ = !config_.ws_addr.empty();
-    if (serve_ws_) std::tie(ws_host_, ws_port_) = split_host_port(config_.ws_addr);
+    client_listeners_.push_back({"--port", config_.addr, config_.port, proto::DialectId::LiMaoIM, false});
+    const struct {
+        const char* option;
+        const std::string& addr;
+        proto::DialectId dialect;
+        bool websocket;
+    } optional[] = {
+        {"--ws-addr", config_.ws_addr, proto::DialectId::LiMaoIM, true},
+        {"--wk-addr", config_.wk_addr, proto::DialectId::WuKongIM, false},
+        {"--wk-ws-addr", config_.wk_ws_addr, proto::DialectId::WuKongIM, true},
+    };
+    for (const auto& o : optional) {
+        if (o.addr.empty()) continue;
+        const auto [host, port] = split_host_port(o.addr);
+        client_listeners_.push_back({o.option, host, port, o.dialect, o.websocket});
+    }
     if (config_.mode == Mode::Test) {
         std::string exposed;
-        if (!net::is_loopback_host(config_.addr)) exposed = config_.addr + ":" + std::to_string(config_.port);
-        if (serve_ws_ && !net::is_loopback_host(ws_host_))
-            exposed += (exposed.empty() ? "" : " and WebSocket ") + config_.ws_addr;
+        for (const ClientListener& l : client_listeners_)
+            if (!net::is_loopback_host(l.host))
+                exposed += (exposed.empty() ? "" : " and ") + l.host + ":" + std::to_string(l.port);
         if (!exposed.empty())
             log::write(log::Level::Warn, "limaoim",
                        "--mode test on %s, not loopback: anyone who reaches it logs in as any uid without a token "
                        "and sends to any channel (no permission checks); use --mode release outside tests",
                        exposed.c_str());
     }
-    std::string error = net::probe_listen_port(config_.addr, config_.port, "--port");
+    std::string error;
+    for (const ClientListener& l : client_listeners_)
+        if (error.empty()) error = net::probe_listen_port(l.host, l.port, l.option);
     if (error.empty() && serve_api_) error = net::probe_listen_port(http_host_, http_port_, "--http-addr");
-    if (error.empty() && serve_ws_) error = net::probe_listen_port(ws_host_, ws_port_, "--ws-addr");
     if (!error.empty()) log::write(log::Level::Error, "limaoim", "%s", error.c_str());
     return error.empty();
 }
@@ -444,23 +459,21 @@ void Server::build_workers() {
     }
     for (auto& worker : workers_) {
         gateways_.push_back(std::make_unique<gateway::Gateway>(*worker, shared_));
-        net::ListenerOptions tcp;
-        tcp.addr = config_.addr;
-        tcp.port = config_.port;
-        tcp.handler = &gateways_.back()->handler(proto::DialectId::LiMaoIM);
-        tcp.sndbuf = config_.sndbuf;
-        // Each worker takes its share of the server-wide limit (per listener).
-        tcp.max_pending = (config_.max_pending_handshakes + plan_.workers - 1) / plan_.workers;
-        worker->add_listener(tcp);
-        if (serve_ws_) {
-            // The same gateway, through the WebSocket framing layer.
-            websockets_.push_back(std::make_unique<ws::WebSocketTransport>(
-                *worker, gateways_.back()->handler(proto::DialectId::LiMaoIM), ws_options));
-            net::ListenerOptions websocket = tcp;
-            websocket.addr = ws_host_;
-            websocket.port = ws_port_;
-            websocket.handler = websockets_.back().get();
-            worker->add_listener(websocket);
+        gateway::Gateway& gateway = *gateways_.back();
+        for (const ClientListener& l : client_listeners_) {
+            net::ListenerOptions listener;
+            listener.addr = l.host;
+            listener.port = l.port;
+            listener.handler = &gateway.handler(l.dialect);
+            if (l.websocket) {
+                // The same gateway, through the WebSocket framing layer.
+                websockets_.push_back(std::make_unique<ws::WebSocketTransport>(*worker, *listener.handler, ws_options));
+                listener.handler = websockets_.back().get();
+            }
+            listener.sndbuf = config_.sndbuf;
+            // Each worker takes its share of the server-wide limit (per listener).
+            listener.max_pending = (config_.max_pending_handshakes + plan_.workers - 1) / plan_.workers;
+            worker->add_listener(listener);
         }
         worker->set_envelope_handler(gateway::kEnvelopeFamily, gateways_.back().get());
         if (serve_api_) {
@@ -534,15 +547,20 @@ bool Server::start_threads() {
     return true;
 }
 
+namespace {
+const char* or_off(const std::string& addr) { return addr.empty() ? "off" : addr.c_str(); }
+}  // namespace
+
 void Server::log_listening() const {
     // Redis: where, not the URL (it may carry a password).
     const std::string where = nodes_ ? "node " + std::to_string(config_.node_id) + " on " + nodes_->master_address()
                                      : config_.data_dir + " (durability " + config_.durability + ")";
     log::write(log::Level::Info, "limaoim",
-               "listening on %s:%u, WebSocket %s, HTTP API on %s, mode %s, %zu tokens, %zu channels, store %s "
-               "%s, stats in %s (read it with: limaoim-stat --instance %s)",
-               config_.addr.c_str(), config_.port, serve_ws_ ? config_.ws_addr.c_str() : "off",
-               serve_api_ ? config_.http_addr.c_str() : "off", to_string(config_.mode), tokens_.size(),
+               "listening on %s:%u, WebSocket %s, WuKongIM TCP %s, WuKongIM WebSocket %s, HTTP API on %s, mode %s, "
+               "%zu tokens, %zu channels, store %s %s, stats in %s (read it with: limaoim-stat --instance %s)",
+               config_.addr.c_str(), config_.port, or_off(config_.ws_addr), or_off(config_.wk_addr),
+               or_off(config_.wk_ws_addr),
+               or_off(config_.http_addr), to_string(config_.mode), tokens_.size(),
                core_->channels().size(), store_->engine(), where.c_str(), segment_.path().c_str(),
                instance_name(config_).c_str());
 }

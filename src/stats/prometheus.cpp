@@ -90,6 +90,10 @@ void gauges(std::string& out, const Snapshot& s) {
         for (int i = 0; i < kDeviceFlagBuckets; ++i)
             appendf(out, "limaoim_authenticated_by_device_flag{device_flag=\"%s\"} %llu\n", kDeviceFlagNames[i],
                     ull(t.by_device_flag[i].get()));
+        family(out, "authenticated_by_dialect", "gauge", "Authenticated sessions per protocol dialect.");
+        for (int i = 0; i < kDialects; ++i)
+            appendf(out, "limaoim_authenticated_by_dialect{dialect=\"%s\"} %llu\n", kDialectNames[i],
+                    ull(t.by_dialect[i].get()));
     }
     family(out, "worker_connections", "gauge", "Open connections per worker.");
     for (size_t w = 0; w < s.per_worker.size(); ++w)
@@ -121,6 +125,11 @@ void counters(std::string& out, const Snapshot& s) {
                      t.packets_in);
             labelled(out, "packets_out_total", "Packets sent, by type.", "type", counted_type(t.packets_out),
                      t.packets_out);
+            const NameOf dialect = [](size_t i) { return kDialectNames[i]; };
+            labelled(out, "dialect_packets_in_total", "Packets received, by protocol dialect.", "dialect", dialect,
+                     t.dialect_packets_in);
+            labelled(out, "dialect_packets_out_total", "Packets sent, by protocol dialect.", "dialect", dialect,
+                     t.dialect_packets_out);
         } else if (f.value == &WorkerBlock::auth_failures) {
             labelled(out, "decode_errors_total", "Undecodable packets, by kind.", "kind",
                      [](size_t i) { return i >= 1 ? kDecodeErrorNames[i] : nullptr; }, t.decode_errors);  // 0 is "none"

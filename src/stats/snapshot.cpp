@@ -113,7 +113,7 @@ std::optional<double> histogram_quantile(const Histogram& buckets, HistogramOf v
 const char* mode_name(const Snapshot& s) { return s.mode_test ? "test" : "release"; }
 const char* io_backend_name(const Snapshot& s) { return kIoBackendNames[s.io_backend]; }
 
-bool named_packet_type(int type) { return type >= 1 && type <= 9; }
+bool named_packet_type(int type) { return type >= 1 && type <= 12; }
 
 const char* sendack_reason_name(size_t code) { return code < size_t(kReasonCodes) ? kReasonCodeNames[code] : nullptr; }
 

@@ -149,6 +149,8 @@ const std::map<std::string, Sample>& samples() {
         {"http_addr", {"127.0.0.1:1600", "\"127.0.0.1:1600\""}},
         {"http_secret", {"s3cret", "\"s3cret\""}},
         {"ws_addr", {"127.0.0.1:2200", "\"127.0.0.1:2200\""}},
+        {"wk_addr", {"127.0.0.1:5100", "\"127.0.0.1:5100\""}},
+        {"wk_ws_addr", {"127.0.0.1:5200", "\"127.0.0.1:5200\""}},
         {"ws_max_message", {"65536", "65536"}},
         {"http_body_limit", {"2048", "2048"}},
         {"http_allowed_origins", {"http://a.example:8080", "\"http://a.example:8080\""}},
@@ -225,6 +227,10 @@ TEST_CASE_FIXTURE(CleanEnvironment, "the HTTP API binds off loopback only with a
     CHECK(error_of({"--ws-addr=0.0.0.0:99999"}).find("ws_addr's port") != std::string::npos);
     CHECK(error_of({"--ws-max-message=100"}).find("ws_max_message") != std::string::npos);
     CHECK(loaded_config({"--ws-addr", ""}).ws_addr.empty());  // empty: no WebSocket listener
+    CHECK(error_of({"--wk-addr=5100"}).find("wk_addr must be HOST:PORT") != std::string::npos);
+    CHECK(error_of({"--wk-ws-addr=0.0.0.0:0"}).find("wk_ws_addr's port") != std::string::npos);
+    CHECK(loaded_config({}).wk_addr.empty());  // off unless asked for
+    CHECK(loaded_config({}).wk_ws_addr.empty());
     CHECK(loaded_config({"--http-addr=0.0.0.0:1516", "--http-secret=s"}).http_secret == "s");
     CHECK(loaded_config({"--http-addr=[::1]:1516"}).http_addr == "[::1]:1516");
     CHECK(loaded_config({"--http-addr=localhost:1516"}).http_addr == "localhost:1516");

@@ -174,6 +174,9 @@ void append_gauges(std::string& out, const Snapshot& s) {
         appendf(out, "  %-26s %14llu   ", f.label, ull(f.of(t)));
         for (int i = 0; i < stats::kDeviceFlagBuckets; ++i)
             appendf(out, " %s %llu", stats::kDeviceFlagNames[i], ull(t.by_device_flag[i].get()));
+        appendf(out, "\n  %-26s %14s   ", "  by dialect", "");
+        for (int i = 0; i < stats::kDialects; ++i)
+            appendf(out, " %s %llu", stats::kDialectNames[i], ull(t.by_dialect[i].get()));
         out += '\n';
         return true;
     });
@@ -205,6 +208,10 @@ void append_counters(std::string& out, const Snapshot& s) {
         if (named_packet_type(type) || in || sent)
             appendf(out, "  %-14s %14llu %14llu\n", stats::kPacketTypeNames[type], ull(in), ull(sent));
     }
+    appendf(out, "  %-14s %14s %14s\n", "by dialect", "in", "out");
+    for (int i = 0; i < stats::kDialects; ++i)
+        appendf(out, "  %-14s %14llu %14llu\n", stats::kDialectNames[i], ull(t.dialect_packets_in[i].get()),
+                ull(t.dialect_packets_out[i].get()));
     out += '\n';
 }
 
@@ -300,7 +307,8 @@ nlohmann::json quantile_json(const std::optional<double>& us) { return us ? nloh
 nlohmann::json gauges_json(const WorkerBlock& t) {
     nlohmann::json device_flags = nlohmann::json::object();
     for (int i = 0; i < stats::kDeviceFlagBuckets; ++i) device_flags[stats::kDeviceFlagNames[i]] = t.by_device_flag[i].get();
-    nlohmann::json out = {{"device_flags", device_flags}};
+    nlohmann::json out = {{"device_flags", device_flags},
+                          {"dialects", named_counters(names_from(stats::kDialectNames), t.by_dialect)}};
     add_fields(out, stats::kWorkerGauges, t);
     return out;
 }
@@ -310,6 +318,8 @@ nlohmann::json counters_json(const Snapshot& s) {
     nlohmann::json out = {{"closed", named_counters(close_reasons_of(s), t.closed)},
                           {"packets_in", named_counters(names_from(stats::kPacketTypeNames), t.packets_in)},
                           {"packets_out", named_counters(names_from(stats::kPacketTypeNames), t.packets_out)},
+                          {"dialect_packets_in", named_counters(names_from(stats::kDialectNames), t.dialect_packets_in)},
+                          {"dialect_packets_out", named_counters(names_from(stats::kDialectNames), t.dialect_packets_out)},
                           {"decode_errors", named_counters(names_from(stats::kDecodeErrorNames, 1), t.decode_errors)}};
     add_fields(out, stats::kConnectionCounters, t);
     return out;

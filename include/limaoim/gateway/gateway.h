@@ -155,6 +155,8 @@ private:
     bool send_packet(net::ConnRef conn, const proto::Packet& packet, uint8_t version);
     void kick(net::ConnId old);
     void kick_local(net::ConnRef conn, const char* reason);
+    // The gauges an authenticated session counts in, when it stops counting.
+    void uncount_authenticated(const Session& session);
     void close(net::ConnRef conn, GatewayClose reason,
                net::Transport::Linger linger = net::Transport::Linger::Drop);
     void decode_failed(net::ConnRef conn, proto::DecodeError error);
@@ -174,6 +176,7 @@ private:
         const proto::Dialect* dialect = nullptr;
     };
     static constexpr size_t kMaxCarriers = 2 * proto::kDialectCount;
+    static_assert(proto::kDialectCount == stats::kDialects, "stats count sessions and packets per dialect");
     std::array<Carrier, kMaxCarriers> carriers_{};
     uint8_t carrier_count_ = 0;
     std::array<Entry, proto::kDialectCount> entries_;

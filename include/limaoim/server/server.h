@@ -71,9 +71,18 @@ private:
     sigset_t signals_{};
     net::CapacityPlan plan_;
     bool serve_api_ = false;
-    bool serve_ws_ = false;
-    std::string http_host_, ws_host_;
-    uint16_t http_port_ = 0, ws_port_ = 0;
+    std::string http_host_;
+    uint16_t http_port_ = 0;
+    // Where clients connect: LiMaoIM's TCP listener always, the others
+    // (LiMaoIM WebSocket, WuKongIM TCP and WebSocket) when configured.
+    struct ClientListener {
+        const char* option;  // the option that set it, for messages
+        std::string host;
+        uint16_t port = 0;
+        proto::DialectId dialect = proto::DialectId::LiMaoIM;
+        bool websocket = false;
+    };
+    std::vector<ClientListener> client_listeners_;
 
     std::unique_ptr<store::Store> store_;
     stats::Segment segment_;

@@ -16,7 +16,7 @@
 namespace limaoim::stats {
 
 inline constexpr uint64_t kMagic = 0x54415453494d494cULL;  // "LIMISTAT" little-endian
-inline constexpr uint32_t kLayoutVersion = 8;
+inline constexpr uint32_t kLayoutVersion = 9;
 // The same value as net::kMaxWorkers (net/capacity.h, checked there): stats/
 // is below net/ and does not include it.
 inline constexpr uint32_t kMaxWorkers = 4096;
@@ -45,6 +45,10 @@ inline constexpr size_t kCloseReasonNameSize = 24;  // NUL included
 inline constexpr int kDeviceFlagBuckets = 4;
 inline constexpr const char* kDeviceFlagNames[kDeviceFlagBuckets] = {"app", "web", "system", "other"};
 inline constexpr int device_flag_bucket(uint8_t flag) { return flag < 3 ? flag : 3; }
+
+// Protocol dialects, indexed by proto::DialectId (the gateway asserts the count).
+inline constexpr int kDialects = 2;
+inline constexpr const char* kDialectNames[kDialects] = {"limaoim", "wukongim"};
 
 // Handshake latency (CONNECT fully received → CONNACK queued), bucket i
 // counts latencies in [2^i, 2^(i+1)) microseconds; bucket 0 also takes < 1 µs.
@@ -77,7 +81,7 @@ inline constexpr int kReasonCodes = 16;  // proto::ReasonCode values
 inline constexpr int kPacketTypes = 16;  // indexed by the raw type nibble
 inline constexpr const char* kPacketTypeNames[kPacketTypes] = {
     "type0",   "connect", "connack", "send",       "sendack", "recv",    "recvack", "ping",
-    "pong",    "disconnect", "type10", "type11", "type12",  "type13",  "type14",  "type15",
+    "pong",    "disconnect", "sub",    "suback", "event",   "type13",  "type14",  "type15",
 };
 
 // One worker's figures. Single writer: that worker's thread.
@@ -86,6 +90,7 @@ struct alignas(kCacheLine) WorkerBlock {
     Counter connections;     // accepted and not yet closed
     Counter authenticated;   // sessions with a successful CONNACK
     Counter by_device_flag[kDeviceFlagBuckets];  // authenticated, per bucket
+    Counter by_dialect[kDialects];               // authenticated, per protocol dialect
     Counter send_queue_bytes;  // unsent output held in send chunks
     Counter pending_handshakes;  // connected, no CONNECT yet
 
@@ -97,6 +102,8 @@ struct alignas(kCacheLine) WorkerBlock {
     Counter closed[kMaxCloseReasons];  // by reason code, see Header::close_reason_names
     Counter packets_in[kPacketTypes];
     Counter packets_out[kPacketTypes];
+    Counter dialect_packets_in[kDialects];   // packets_in, per protocol dialect
+    Counter dialect_packets_out[kDialects];
     Counter bytes_in;            // all bytes received
     Counter bytes_out;           // all bytes handed to the kernel
     Counter auth_ok;

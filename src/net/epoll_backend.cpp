@@ -18,6 +18,7 @@
 // for it); a send waiting for room costs an entry in a map while it waits.
 #include "io_backend.h"
 
+#include "limaoim/log/clock.h"
 #include "limaoim/log/log.h"
 
 #include <fcntl.h>
@@ -26,7 +27,6 @@
 #include <unistd.h>
 
 #include <array>
-#include <chrono>
 #include <cerrno>
 #include <climits>
 #include <cstdlib>
@@ -39,17 +39,6 @@ namespace {
 constexpr int kEventsPerWait = 1024;
 constexpr uint32_t kAcceptsPerWakeup = 64;  // a multishot accept's batch before other sockets get their turn
 constexpr uint64_t kRestMs = 100;  // a listener's rest when no descriptor is left to shed a connection with
-
-uint64_t now_ms() {
-    return uint64_t(std::chrono::duration_cast<std::chrono::milliseconds>(
-                        std::chrono::steady_clock::now().time_since_epoch())
-                        .count());
-}
-
-[[noreturn]] void fatal(const char* what, int err) {
-    log::write(log::Level::Error, "worker", "%s: %s", what, strerror(err));
-    std::abort();
-}
 
 class EpollBackend final : public IoBackend {
 public:
@@ -254,7 +243,7 @@ void EpollBackend::on_listener(uint32_t index) {
         if (fd == -EMFILE) {
             post(user_data, -ENFILE, flags);  // counted as refused for capacity, as a shed one is
             set_listener_interest(index, false);
-            l.resting_until_ms = now_ms() + kRestMs;
+            l.resting_until_ms = uint64_t(clock::steady_ms()) + kRestMs;
             return;
         }
         if (fd < 0) {
@@ -449,7 +438,7 @@ void EpollBackend::wait(uint64_t timeout_ms) {
     for (uint32_t i = 0; i < listeners_.size(); ++i) {
         Listener& l = listeners_[i];
         if (!l.resting_until_ms) continue;
-        const uint64_t now = now_ms();
+        const uint64_t now = uint64_t(clock::steady_ms());
         if (now >= l.resting_until_ms) {
             l.resting_until_ms = 0;
             if (l.fd >= 0 && (l.multishot || l.once)) set_listener_interest(i, true);

@@ -27,6 +27,9 @@
 
 namespace limaoim::net::detail {
 
+// A system call the loop cannot go on without failed: log it, abort.
+[[noreturn]] void fatal(const char* what, int err);
+
 // What a completion is for, packed with its object into user_data:
 //   bits 63..56 op | 55..28 generation (28 bits, as in ConnId) | 27..0 index
 // The index is a connection's slot, a listener's or a watch's number.

@@ -22,25 +22,6 @@ static_assert(kCqeBuffer == IORING_CQE_F_BUFFER && kCqeMore == IORING_CQE_F_MORE
                   kCqeSockNonEmpty == IORING_CQE_F_SOCK_NONEMPTY && kCqeBufferShift == IORING_CQE_BUFFER_SHIFT,
               "completions carry the kernel's flags unchanged");
 
-IoBackend::IoBackend(const WorkerOptions& options, std::vector<Completion>& completions)
-    : options_(options), completions_(completions), buffer_size_(options.recv_buffer_size) {}
-
-IoBackend::~IoBackend() {
-    if (buffers_) munmap(buffers_, buffers_bytes_);
-}
-
-bool IoBackend::map_buffers(std::string& error) {
-    buffers_bytes_ = size_t(options_.recv_buffers) * options_.recv_buffer_size;
-    void* mem = mmap(nullptr, buffers_bytes_, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE | MAP_POPULATE,
-                     -1, 0);
-    if (mem == MAP_FAILED) {
-        error = std::string("cannot map receive buffers: ") + strerror(errno);
-        return false;
-    }
-    buffers_ = static_cast<uint8_t*>(mem);
-    return true;
-}
-
 namespace {
 
 constexpr uint16_t kBufferGroup = 0;
@@ -81,11 +62,6 @@ std::string ring_setup_error(int err) {
     default:
         return "io_uring_setup failed: " + std::string(strerror(err));
     }
-}
-
-[[noreturn]] void fatal(const char* what, int err) {
-    log::write(log::Level::Error, "worker", "%s: %s", what, strerror(err));
-    std::abort();
 }
 
 class RingBackend final : public IoBackend {

@@ -233,6 +233,8 @@ bool Gateway::handle_send(ConnRef conn, Session& s, const proto::SendPacket& sen
     m.from_uid = s.uid_view();
     m.channel_id = send.channel_id;
     m.payload = payload;
+    m.expire = send.expire;
+    m.topic = send.topic;
     im::CommitRequest request;
     request.sender_device = s.device_flag;
     request.client_seq = send.client_seq;
@@ -311,12 +313,15 @@ void Gateway::on_deliver(net::Envelope& delivery) {
         stats_.deliveries_stale.add();
         return;
     }
-    const std::optional<im::MessageView> m = im::decode(delivery.payload.bytes());
-    if (!m) return;
-    const uint32_t seq = delivery.arg32 ? delivery.arg32 : m->message_seq;
-    if (!write_recv(conn, *s, *m, seq, delivery.flags)) return;
+    const im::MessageView m = im::decode_checked(delivery.payload.bytes());
+    if (m.expired(clock::wall_seconds())) {
+        stats_.deliveries_expired.add();
+        return;
+    }
+    const uint32_t seq = delivery.arg32 ? delivery.arg32 : m.message_seq;
+    if (!write_recv(conn, *s, m, seq, delivery.flags)) return;
     stats_.recvs.add();
-    if (!inflight_.add(conn, m->message_id, delivery.payload, seq, delivery.flags, loop_.now_ms()))
+    if (!inflight_.add(conn, m.message_id, delivery.payload, seq, delivery.flags, loop_.now_ms()))
         stats_.inflight_evicted.add();
     stats_.inflight.set(inflight_.size());
 }
@@ -336,6 +341,8 @@ bool Gateway::write_recv(ConnRef conn, Session& s, const im::MessageView& messag
     recv.channel_type = m->channel_type;
     recv.from_uid = m->from_uid;
     recv.payload = m->payload;
+    recv.expire = m->expire;
+    recv.topic = m->topic;
     char msg_key[32];
     if (codec(s).has_crypto(s.version) && codec(s).payload_encrypted(m->setting)) {
         const proto::crypto::SessionKey key = s.key();
@@ -383,12 +390,17 @@ void Gateway::submit_cursor_advances() {
 // Every --retry-scan-ms: RECVs past --msg-timeout go again, to the same
 // session, until --max-deliveries; then they are left to sync.
 void Gateway::retransmit_expired() {
-    const size_t dropped = inflight_.expire(loop_.now_ms(), [this](const InflightTable::Entry& e) {
+    const int64_t now_s = clock::wall_seconds();
+    const size_t dropped = inflight_.expire(loop_.now_ms(), [this, now_s](const InflightTable::Entry& e) {
         const ConnRef conn{e.slot, e.generation};
         Session* s = session_of(conn);
         if (!s || s->state != SessionState::Authenticated) return;
-        const std::optional<im::MessageView> m = im::decode(e.message.bytes());
-        if (m && write_recv(conn, *s, *m, e.seq, e.flags)) stats_.recv_retransmits.add();
+        const im::MessageView m = im::decode_checked(e.message.bytes());
+        if (m.expired(now_s)) {
+            stats_.deliveries_expired.add();
+            return;
+        }
+        if (write_recv(conn, *s, m, e.seq, e.flags)) stats_.recv_retransmits.add();
     });
     stats_.inflight_expired.add(dropped);
     stats_.inflight.set(inflight_.size());

@@ -261,11 +261,13 @@ void ApiService::remove_temporary(const std::string& id) {
 
 namespace {
 
+// Every read of stored messages ends here: an expired one is not synced.
 Outcome decode_all(const std::vector<std::string>& encoded, std::vector<Message>& out) {
+    const int64_t now_s = clock::wall_seconds();
     for (const std::string& bytes : encoded) {
         std::optional<MessageView> v = decode(bytes);
         if (!v) return Outcome::unavailable("store: a corrupt message");
-        out.push_back(Message::from(*v));
+        if (!v->expired(now_s)) out.push_back(Message::from(*v));
     }
     return Outcome::ok();
 }

@@ -10,6 +10,7 @@ namespace limaoim::im {
 namespace {
 
 constexpr uint8_t kFormat = 1;
+constexpr uint8_t kFormatWithExtras = 2;  // expire and topic follow the payload
 constexpr size_t kFixed = 1 + 1 + 1 + 1 + 8 + 4 + 4;  // version .. timestamp
 constexpr size_t kIdOffset = 1 + 1 + 1 + 1;
 constexpr size_t kSeqOffset = kIdOffset + 8;
@@ -60,16 +61,18 @@ uint32_t crc32_of(std::string_view text) {
     return uint32_t(::crc32(0L, reinterpret_cast<const Bytef*>(text.data()), uInt(text.size())));
 }
 
+bool has_extras(const MessageView& m) { return m.expire || !m.topic.empty(); }
+
 }  // namespace
 
 size_t encoded_size(const MessageView& m) {
     return kFixed + 2 + m.client_msg_no.size() + 2 + m.from_uid.size() + 2 + m.channel_id.size() + 4 +
-           m.payload.size();
+           m.payload.size() + (has_extras(m) ? 4 + 2 + m.topic.size() : 0);
 }
 
 void encode(const MessageView& m, std::span<uint8_t> out) {
     uint8_t* p = out.data();
-    p = put(p, kFormat);
+    p = put(p, has_extras(m) ? kFormatWithExtras : kFormat);
     p = put(p, uint8_t(m.header_flags & kKeptHeaderFlags));
     p = put(p, m.setting);
     p = put(p, m.channel_type);
@@ -79,7 +82,11 @@ void encode(const MessageView& m, std::span<uint8_t> out) {
     p = put_bytes<uint16_t>(p, m.client_msg_no);
     p = put_bytes<uint16_t>(p, m.from_uid);
     p = put_bytes<uint16_t>(p, m.channel_id);
-    put_bytes<uint32_t>(p, m.payload);
+    p = put_bytes<uint32_t>(p, m.payload);
+    if (has_extras(m)) {
+        p = put(p, m.expire);
+        put_bytes<uint16_t>(p, m.topic);
+    }
 }
 
 std::vector<uint8_t> encode(const MessageView& m) {
@@ -96,7 +103,8 @@ MessageView decode_checked(std::span<const uint8_t> bytes) {
 
 std::optional<MessageView> decode(std::span<const uint8_t> bytes) {
     Reader r{bytes};
-    if (r.get<uint8_t>() != kFormat) return std::nullopt;
+    const uint8_t format = r.get<uint8_t>();
+    if (format != kFormat && format != kFormatWithExtras) return std::nullopt;
     MessageView m;
     m.header_flags = r.get<uint8_t>();
     m.setting = r.get<uint8_t>();
@@ -108,6 +116,10 @@ std::optional<MessageView> decode(std::span<const uint8_t> bytes) {
     m.from_uid = r.get_bytes<uint16_t>();
     m.channel_id = r.get_bytes<uint16_t>();
     m.payload = r.get_bytes<uint32_t>();
+    if (format == kFormatWithExtras) {
+        m.expire = r.get<uint32_t>();
+        m.topic = r.get_bytes<uint16_t>();
+    }
     if (!r.ok || r.at != bytes.size()) return std::nullopt;
     return m;
 }

@@ -54,6 +54,8 @@ void check_same(const MessageView& a, const Message& b) {
     CHECK(a.from_uid == b.from_uid);
     CHECK(a.channel_id == b.channel_id);
     CHECK(a.payload == b.payload);
+    CHECK(a.expire == b.expire);
+    CHECK(a.topic == b.topic);
 }
 
 std::span<const uint8_t> cspan(const std::vector<uint8_t>& v) { return {v.data(), v.size()}; }
@@ -147,6 +149,36 @@ TEST_CASE("message: large payload (beyond u16) and u16-max string fields") {
     const auto d = decode(cspan(bytes));
     REQUIRE(d);
     check_same(*d, m);
+}
+
+TEST_CASE("message: expire and topic make format 2, the extras after the payload; format 1 otherwise") {
+    Message m = sample();
+    const std::vector<uint8_t> plain = encode(m.view());
+    CHECK(plain[0] == 1);
+    m.expire = 0x01020304;
+    m.topic = "tp";
+    const std::vector<uint8_t> bytes = encode(m.view());
+    CHECK(bytes.size() == encoded_size(m.view()));
+    REQUIRE(bytes.size() == plain.size() + 4 + 2 + 2);
+    CHECK(bytes[0] == 2);
+    CHECK(std::equal(plain.begin() + 1, plain.end(), bytes.begin() + 1));  // the same bytes up to the payload's end
+    const std::vector<uint8_t> extras(bytes.end() - 8, bytes.end());
+    CHECK(extras == std::vector<uint8_t>{0x04, 0x03, 0x02, 0x01, 2, 0, 't', 'p'});
+    const auto decoded = decode(cspan(bytes));
+    REQUIRE(decoded);
+    check_same(*decoded, m);
+    for (size_t n = plain.size(); n < bytes.size(); ++n) CHECK_FALSE(decode(std::span<const uint8_t>(bytes.data(), n)));
+    m.topic.clear();  // expire alone is enough
+    CHECK(encode(m.view())[0] == 2);
+}
+
+TEST_CASE("message: expired() from the timestamp and expire seconds; 0 never expires") {
+    MessageView m;
+    m.timestamp = 1000;
+    CHECK_FALSE(m.expired(1'000'000));
+    m.expire = 60;
+    CHECK_FALSE(m.expired(1059));
+    CHECK(m.expired(1060));
 }
 
 TEST_CASE("message: decode refuses truncated bytes, extra bytes and other versions") {

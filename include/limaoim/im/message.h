@@ -2,10 +2,13 @@
 // and its one binary encoding: the same bytes are the value in the store, the
 // Payload every delivery envelope shares, and what the API reads back.
 //
-// Encoding (little-endian, version byte first so a stored format can change):
-//   u8 1 | u8 header_flags | u8 setting | u8 channel_type | i64 message_id |
+// Encoding (little-endian, format byte first so a stored format can change):
+//   u8 format | u8 header_flags | u8 setting | u8 channel_type | i64 message_id |
 //   u32 message_seq | i32 timestamp | u16 n, client_msg_no | u16 n, from_uid |
 //   u16 n, channel_id | u32 n, payload
+//   [format 2 only: u32 expire | u16 n, topic]
+// Format 1 is written whenever expire and topic are unset (every LiMaoIM
+// message), so those bytes are what they always were; both are read.
 #pragma once
 
 #include <cstdint>
@@ -35,7 +38,11 @@ struct MessageView {
     std::string_view from_uid;
     std::string_view channel_id;  // as sent: the recipient uid for person messages
     std::string_view payload;     // plaintext
+    uint32_t expire = 0;          // seconds after timestamp it stops being delivered or synced; 0 = never
+    std::string_view topic;       // WKProto's topic; empty for LiMaoIM messages
 
+    // Past its expiry at wall-clock second `now_s`: not delivered, not synced.
+    bool expired(int64_t now_s) const { return expire && now_s >= int64_t(timestamp) + expire; }
     bool red_dot() const { return header_flags & 0x02; }
     bool sync_once() const { return header_flags & 0x04; }
     bool no_persist() const { return header_flags & 0x01; }
@@ -54,10 +61,12 @@ struct Message {
     std::string from_uid;
     std::string channel_id;
     std::string payload;
+    uint32_t expire = 0;
+    std::string topic;
 
     MessageView view() const {
-        return {header_flags, setting,       channel_type, message_id, message_seq,
-                timestamp,    client_msg_no, from_uid,     channel_id, payload};
+        return {header_flags, setting,       channel_type, message_id, message_seq, timestamp,
+                client_msg_no, from_uid,     channel_id,   payload,    expire,      topic};
     }
     static Message from(const MessageView& v) {
         return {v.header_flags,
@@ -69,7 +78,9 @@ struct Message {
                 std::string(v.client_msg_no),
                 std::string(v.from_uid),
                 std::string(v.channel_id),
-                std::string(v.payload)};
+                std::string(v.payload),
+                v.expire,
+                std::string(v.topic)};
     }
 };
 

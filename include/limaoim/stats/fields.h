@@ -105,6 +105,8 @@ inline constexpr WorkerField kMessageFields[] = {
      "In-flight RECVs dropped at --max-inflight per session, left to sync.", &WorkerBlock::inflight_evicted},
     {"deliveries_stale", kCounter, "stale deliveries", "Deliveries for a session that had closed meanwhile.",
      &WorkerBlock::deliveries_stale},
+    {"deliveries_expired", kCounter, "expired deliveries",
+     "Deliveries and retransmits not written: the message was past its expire.", &WorkerBlock::deliveries_expired},
 };
 
 // The workers' WebSocket figures; Prometheus names them with the prefix "ws_".

@@ -139,6 +139,7 @@ struct alignas(kCacheLine) WorkerBlock {
     Counter inflight_expired;      // entries dropped after --max-deliveries (left to sync)
     Counter inflight_evicted;      // entries dropped at --max-inflight per session (left to sync)
     Counter deliveries_stale;      // a delivery for a session that closed meanwhile
+    Counter deliveries_expired;    // a message past its expire (WKProto), not written
     Counter rate_limit_waits;      // a session's input paused by --max-messages-per-second
     Counter user_rate_limit_waits;  // ... by its sender's --max-messages-per-user
 

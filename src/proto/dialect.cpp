@@ -14,4 +14,6 @@ const Dialect kLiMaoIMDialect = {
     split_frame,        decode,    encoded_size,   encode,
 };
 
+const Dialect& dialect(DialectId id) { return id == DialectId::WuKongIM ? kWuKongIMDialect : kLiMaoIMDialect; }
+
 }  // namespace limaoim::proto

@@ -43,5 +43,9 @@ struct Dialect {
 };
 
 extern const Dialect kLiMaoIMDialect;
+extern const Dialect kWuKongIMDialect;  // src/proto/wkproto.cpp
+
+// The dialect with this id (a session's carrier table stores the id).
+const Dialect& dialect(DialectId id);
 
 }  // namespace limaoim::proto

@@ -149,8 +149,8 @@ void in_order(Visitor& visit, Fields&... fields) {
     (visit(fields), ...);
 }
 
-// The packets both dialects lay out alike. A Layout derives from this and
-// says `using CommonLayout::fields;` next to its own overloads.
+// The packets both dialects lay out alike: a Layout's own fields() come
+// first, and a packet it leaves out is laid out here.
 struct CommonLayout {
     template <PacketOf<RecvackPacket> P, class Visitor>
     static void fields(P& p, uint8_t, Visitor& visit) {
@@ -163,9 +163,19 @@ struct CommonLayout {
     }
 };
 
+template <class Layout, class P, class Visitor>
+void visit_fields(P& p, uint8_t version, Visitor& visit) {
+    if constexpr (requires { Layout::fields(p, version, visit); }) {
+        Layout::fields(p, version, visit);
+    } else {
+        CommonLayout::fields(p, version, visit);
+    }
+}
+
 // Whether `Layout` puts packet `P` on the wire (LiMaoIM has no SUB, say).
 template <class Layout, class P>
-concept HasLayout = requires(const P& p, BodySizer& sizer) { Layout::fields(p, uint8_t{}, sizer); };
+concept HasLayout = requires(const P& p, BodySizer& sizer) { Layout::fields(p, uint8_t{}, sizer); } ||
+                    requires(const P& p, BodySizer& sizer) { CommonLayout::fields(p, uint8_t{}, sizer); };
 
 template <class P>
 constexpr bool kIsOneByte = std::is_same_v<P, PingPacket> || std::is_same_v<P, PongPacket>;
@@ -211,7 +221,7 @@ private:
             P& packet = out.emplace<P>();
             packet.flags = frame.flags();
             BodyReader reader(frame.body);
-            Layout::fields(packet, version, reader);
+            visit_fields<Layout>(packet, version, reader);
             return reader.overrun() ? DecodeError::Truncated : DecodeError::None;
         }
     }
@@ -247,7 +257,7 @@ private:
     template <class P>
     static size_t body_size(const P& packet, uint8_t version) {
         BodySizer sizer;
-        Layout::fields(packet, version, sizer);
+        visit_fields<Layout>(packet, version, sizer);
         const bool fits = sizer.representable() && sizer.size() <= kMaxVarintValue;
         return fits ? sizer.size() : 0;
     }
@@ -281,7 +291,7 @@ private:
             *p++ = uint8_t(type_nibble_of<P>() << 4 | (packet.flags & 0x0f));
             p += write_varint(uint32_t(body), p);
             BodyWriter writer(p);
-            Layout::fields(packet, version, writer);
+            visit_fields<Layout>(packet, version, writer);
             return total;
         }
     }

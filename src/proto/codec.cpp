@@ -18,9 +18,8 @@ using body::PacketOf;
 // LiMaoIM's field orders (PROTOCOL.md §4): one `fields()` per packet with a
 // body. SUB, SUBACK and EVENT have none: a LiMaoIM client is never sent one,
 // and their type nibbles are refused.
-struct LiMaoIMLayout : body::CommonLayout {
+struct LiMaoIMLayout {
     static constexpr PacketType kLastType = PacketType::Disconnect;
-    using CommonLayout::fields;
 
     // CONNECT carries its own version: the connection's is not known yet.
     template <PacketOf<ConnectPacket> P, class Visitor>

@@ -24,9 +24,8 @@ constexpr bool has_stream(uint8_t version, uint8_t setting) {
 }
 constexpr bool has_topic(uint8_t setting) { return setting & wk_setting::kTopic; }
 
-struct WKProtoLayout : body::CommonLayout {
+struct WKProtoLayout {
     static constexpr PacketType kLastType = PacketType::Event;
-    using CommonLayout::fields;
 
     // client_key is on the wire at every version (empty without crypto).
     template <PacketOf<ConnectPacket> P, class Visitor>

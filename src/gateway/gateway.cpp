@@ -39,7 +39,7 @@ im::GatewayKinds gateway_envelope_kinds() {
 Gateway::Gateway(net::Worker& loop, GatewayShared& shared)
     : loop_(loop), shared_(shared), stats_(loop.stats()), sessions_(loop.slots()),
       inflight_(loop.slots(), shared.inflight), user_rate_(shared.core->options().max_messages_per_user),
-      entries_{Entry(*this, proto::kLiMaoIMDialect), Entry(*this, proto::kLiMaoIMDialect)},
+      entries_{Entry(*this, proto::kLiMaoIMDialect), Entry(*this, proto::kWuKongIMDialect)},
       handshakes_left_(shared.handshakes_per_iteration) {
     loop_.add_iteration_hook([this] {
         grant_deferred_handshakes();
@@ -181,6 +181,22 @@ bool Gateway::handle_frame(ConnRef conn, Session& s, const proto::Frame& frame) 
         return handle_send(conn, s, std::get<proto::SendPacket>(packet));
     case PacketType::Recvack:
         return handle_recvack(conn, s, std::get<proto::RecvackPacket>(packet));
+    case PacketType::Sub: {
+        // WKProto's live subscription is not served: the client hears so
+        // (docs/WKPROTO.md "What this server does").
+        const auto& sub = std::get<proto::SubPacket>(packet);
+        proto::SubackPacket ack;
+        ack.sub_no = sub.sub_no;
+        ack.channel_id = sub.channel_id;
+        ack.channel_type = sub.channel_type;
+        ack.action = sub.action;
+        ack.reason_code = uint8_t(proto::ReasonCode::NotSupportHeader);
+        return send_packet(conn, ack, s.version);
+    }
+    case PacketType::Event:
+        // As the WuKongIM server, which ends a session on an event it does not handle.
+        close(conn, GatewayClose::ProtocolViolation);
+        return false;
     default:
         return true;  // server-to-client types a client has no reason to send (Q10)
     }
@@ -207,6 +223,10 @@ bool Gateway::handle_send(ConnRef conn, Session& s, const proto::SendPacket& sen
         (user_wait_ms >= server_wait_ms ? stats_.user_rate_limit_waits : stats_.rate_limit_waits).add();
         loop_.add_timer(wait_ms, [this, conn] { resume_rated(conn); }, 0);
     }
+    // A feature of the dialect this server does not serve (WKProto's stream
+    // messages) is refused, not delivered as something else.
+    if (send.setting & codec(s).refused_send_setting)
+        return send_ack(conn, s, send.client_seq, 0, 0, uint8_t(proto::ReasonCode::NotSupportHeader));
     std::string_view payload = send.payload;
     if (codec(s).has_crypto(s.version) && codec(s).payload_encrypted(send.setting)) {
         const proto::crypto::SessionKey key = s.key();
@@ -332,7 +352,7 @@ bool Gateway::write_recv(ConnRef conn, Session& s, const im::MessageView& messag
     const im::MessageView* m = &message;
     proto::RecvPacket recv;
     recv.flags = m->header_flags;
-    recv.setting = m->setting;
+    recv.setting = m->setting & codec(s).recv_setting_mask;
     recv.message_id = m->message_id;
     recv.message_seq = seq;
     recv.client_msg_no = m->client_msg_no;
@@ -344,7 +364,7 @@ bool Gateway::write_recv(ConnRef conn, Session& s, const im::MessageView& messag
     recv.expire = m->expire;
     recv.topic = m->topic;
     char msg_key[32];
-    if (codec(s).has_crypto(s.version) && codec(s).payload_encrypted(m->setting)) {
+    if (codec(s).has_crypto(s.version)) {
         const proto::crypto::SessionKey key = s.key();
         sealed_.clear();
         cipher_.seal_payload(key, m->payload, sealed_);
@@ -450,11 +470,8 @@ bool Gateway::handle_connect(ConnRef conn, Session& s, const proto::ConnectPacke
     stats_.by_dialect[uint8_t(dialect.id)].add();
     stats_.auth_ok.add();
 
-    // A WKProto CONNACK also says the version the session runs at and
-    // which node it is on; LiMaoIM's codec has no place for either.
     proto::ConnackPacket connack = result.connack(with_crypto);
-    connack.server_version = version;
-    connack.node_id = shared_.node_id;
+    dialect.complete_connack(connack, connect.version, version, shared_.node_id);
     if (!send_packet(conn, connack, version)) return false;
     io(conn).set_deadline(conn, shared_.idle_timeout_ms);
     stats_.handshake_latency_us[histogram_bucket(steady_us() - started_us)].add();

@@ -21,6 +21,7 @@ DEFAULT_VECTORS = HERE.parents[1] / "tests" / "vectors"
 
 DEFAULT_LIMIT = 0x80  # fuzz_split: selector with bit 7 set = the server's 1 MiB limit
 
+WKPROTO = 0x80  # fuzz_decode: selector bit 7 = the WuKongIM dialect
 # fuzz_connect key kinds (first byte of each range in read_client_key).
 KEY_OWN_PAIR, KEY_SHORT, KEY_LOW_ORDER, KEY_INVALID, KEY_ARBITRARY = 0, 128, 160, 192, 224
 LOW_ORDER_POINT_COUNT = 7
@@ -92,7 +93,7 @@ def split_seeds(vectors):
 
 
 def decode_seeds(vectors):
-    """fuzz_decode: [version - 1][stream]."""
+    """fuzz_decode: [dialect bit | version - 1][stream]."""
     seeds = {}
     for name, version, packet in all_packets(vectors):
         seeds[name] = bytes([version - 1]) + packet
@@ -102,6 +103,14 @@ def decode_seeds(vectors):
     for version in range(1, 5):
         stream = b"".join(bytes.fromhex(v["hex"]) for v in packets if v["version"] == version)
         seeds[f"stream v{version}"] = bytes([version - 1]) + stream
+    # WKProto (selector bit 7): the SDK's packets at their version, and all of
+    # them as one stream at every version 1-5.
+    sdk = load(vectors, "wkproto/sdk.json")["vectors"]
+    for vector in sdk:
+        seeds[f"wkproto {vector['name']}"] = bytes([WKPROTO | (vector["version"] - 1)]) + bytes.fromhex(vector["hex"])
+    stream = b"".join(bytes.fromhex(v["hex"]) for v in sdk)
+    for version in range(1, 6):
+        seeds[f"wkproto stream v{version}"] = bytes([WKPROTO | (version - 1)]) + stream
     return seeds
 
 

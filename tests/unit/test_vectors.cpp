@@ -1,14 +1,18 @@
-// The codec against every vector of packets.json and edge_cases.json
-// (tests/vectors, produced by the independent Python implementation
-// and cross-checked with the original Go codec).
+// The codecs against their vectors: LiMaoIM's packets.json and
+// edge_cases.json (tests/vectors, produced by the independent Python
+// implementation and cross-checked with the original Go codec), and WKProto's
+// wkproto/*.json (produced by WuKongIM's own JavaScript SDK).
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
 #include "limaoim/proto/codec.h"
+#include "limaoim/proto/crypto.h"
+#include "limaoim/proto/dialect.h"
 #include "vectors.h"
 
 using namespace limaoim::proto;
@@ -71,6 +75,8 @@ void named_fields(ConnackPacket& p, V& v) {
     v("salt", p.salt);
     v("time_diff", p.time_diff);
     v("reason_code", p.reason_code);
+    v("server_version", p.server_version);
+    v("node_id", p.node_id);
 }
 template <class V>
 void named_fields(SendPacket& p, V& v) {
@@ -81,6 +87,9 @@ void named_fields(SendPacket& p, V& v) {
     v("channel_id", p.channel_id);
     v("channel_type", p.channel_type);
     v("payload_hex", p.payload);
+    v("expire", p.expire);
+    v("stream_no", p.stream_no);
+    v("topic", p.topic);
 }
 template <class V>
 void named_fields(SendackPacket& p, V& v) {
@@ -101,6 +110,11 @@ void named_fields(RecvPacket& p, V& v) {
     v("channel_type", p.channel_type);
     v("from_uid", p.from_uid);
     v("payload_hex", p.payload);
+    v("expire", p.expire);
+    v("stream_no", p.stream_no);
+    v("stream_id", p.stream_id);
+    v("stream_flag", p.stream_flag);
+    v("topic", p.topic);
 }
 template <class V>
 void named_fields(RecvackPacket& p, V& v) {
@@ -144,6 +158,9 @@ void named_fields(PongPacket&, V&) {}
 template <class P>
 constexpr bool kHasFlags = requires(P p) { p.flags; };
 
+// Payload and EVENT data are given as hex.
+bool is_hex_field(std::string_view name) { return name.ends_with("_hex"); }
+
 // Builds a packet from a vector's `fields`. Strings are views into the json
 // document; the payload's bytes go to `payload_storage`.
 struct FieldLoader {
@@ -160,7 +177,7 @@ struct FieldLoader {
     void operator()(const char* name, std::string_view& member) {
         if (!fields.contains(name)) return;
         ++keys_used;
-        if (std::string_view(name) == "payload_hex") {
+        if (is_hex_field(name)) {
             payload_storage = from_hex(fields.at(name).get_ref<const std::string&>());
             member = payload_storage;
         } else {
@@ -193,7 +210,7 @@ struct FieldChecker {
         }
         ++keys_used;
         const std::string& text = fields.at(name).get_ref<const std::string&>();
-        if (std::string_view(name) == "payload_hex") {
+        if (is_hex_field(name)) {
             CHECK(to_hex(as_bytes(std::string(member))) == text);
         } else {
             CHECK(member == text);
@@ -225,6 +242,9 @@ Packet expected_packet(const std::string& type, const json& fields, std::string&
     if (type == "PING") return packet_from_fields<PingPacket>(fields, payload_storage);
     if (type == "PONG") return packet_from_fields<PongPacket>(fields, payload_storage);
     if (type == "DISCONNECT") return packet_from_fields<DisconnectPacket>(fields, payload_storage);
+    if (type == "SUB") return packet_from_fields<SubPacket>(fields, payload_storage);
+    if (type == "SUBACK") return packet_from_fields<SubackPacket>(fields, payload_storage);
+    if (type == "EVENT") return packet_from_fields<EventPacket>(fields, payload_storage);
     FAIL("unknown packet type " << type);
     return {};
 }
@@ -245,9 +265,9 @@ void check_decoded_fields(Packet& decoded, const json& fields) {
         decoded);
 }
 
-// One packet vector: split and decode its hex, compare every field, encode
-// its fields back to the same hex.
-void check_packet_vector(const json& vector) {
+// One packet vector: split and decode its hex with `dialect`, compare every
+// field, encode its fields back to the same hex.
+void check_packet_vector(const json& vector, const Dialect& dialect = kLiMaoIMDialect) {
     const std::string& name = vector.at("name").get_ref<const std::string&>();
     const std::string& type = vector.at("type").get_ref<const std::string&>();
     const auto version = vector.at("version").get<uint8_t>();
@@ -256,7 +276,7 @@ void check_packet_vector(const json& vector) {
     INFO("vector: " << name);
 
     const std::string wire = from_hex(hex);
-    const SplitResult split = split_frame(as_bytes(wire));
+    const SplitResult split = dialect.split(as_bytes(wire), kDefaultMaxRemainingLength);
     REQUIRE(split.status == SplitStatus::Complete);
     CHECK(split.frame.size == wire.size());
     const json& remaining_length = vector.at("remaining_length");
@@ -268,7 +288,7 @@ void check_packet_vector(const json& vector) {
     }
 
     Packet decoded;
-    REQUIRE(decode(split.frame, version, decoded) == DecodeError::None);
+    REQUIRE(dialect.decode(split.frame, version, decoded) == DecodeError::None);
     CHECK(to_string(type_of(decoded)) == type);
     check_decoded_fields(decoded, fields);
 
@@ -276,8 +296,8 @@ void check_packet_vector(const json& vector) {
     const Packet expected = expected_packet(type, fields, payload_storage);
     CHECK(decoded == expected);
     std::vector<uint8_t> out(wire.size() + 16);
-    CHECK(encoded_size(expected, version) == wire.size());
-    const size_t written = encode(expected, version, out);
+    CHECK(dialect.encoded_size(expected, version) == wire.size());
+    const size_t written = dialect.encode(expected, version, out);
     CHECK(to_hex(std::span(out.data(), written)) == hex);
 }
 
@@ -410,4 +430,80 @@ TEST_CASE("vectors: a CONNECT decodes the same whatever the connection's version
         }
     }
     CHECK(connects == 4);
+}
+
+// wkproto/*.json: WKProto vectors made by WuKongIM's own JavaScript SDK
+// (clients/wksdk/tools/make-vectors.mjs), run through the WuKongIM dialect.
+namespace {
+
+json load_wkproto_vectors(const char* file) {
+    json document = load_vectors(std::string("wkproto/") + file);
+    REQUIRE(document.at("dialect") == "wukongim");
+    return document;
+}
+
+crypto::SessionKey session_of(const json& document) {
+    const std::string& key = document.at("session").at("aes_key").get_ref<const std::string&>();
+    const std::string& iv = document.at("session").at("aes_iv").get_ref<const std::string&>();
+    REQUIRE(key.size() == 16);
+    REQUIRE(iv.size() == 16);
+    crypto::SessionKey session;
+    std::copy(key.begin(), key.end(), session.key.begin());
+    std::copy(iv.begin(), iv.end(), session.iv.begin());
+    return session;
+}
+
+Packet decode_wkproto_vector(const json& vector, const std::string& wire) {
+    const SplitResult split = kWuKongIMDialect.split(as_bytes(wire), kDefaultMaxRemainingLength);
+    REQUIRE(split.status == SplitStatus::Complete);
+    Packet packet;
+    REQUIRE(kWuKongIMDialect.decode(split.frame, vector.at("version").get<uint8_t>(), packet) == DecodeError::None);
+    return packet;
+}
+
+}  // namespace
+
+TEST_CASE("vectors: every packet of wkproto/sdk.json decodes field by field and re-encodes to its hex in WKProto") {
+    const json document = load_wkproto_vectors("sdk.json");
+    size_t checked = 0;
+    for (const json& vector : document.at("vectors")) {
+        check_packet_vector(vector, kWuKongIMDialect);
+        ++checked;
+    }
+    CHECK(checked == vectors_in(document));
+    CHECK(checked >= 13);
+}
+
+TEST_CASE("vectors: the SDK's sealed SENDs verify and open with our crypto, and its RECVs carry our msg_key") {
+    const json document = load_wkproto_vectors("sdk.json");
+    const crypto::SessionKey session = session_of(document);
+    crypto::Cipher cipher;
+    size_t sends = 0;
+    size_t recvs = 0;
+    for (const json& vector : document.at("vectors")) {
+        if (!vector.contains("plain_payload_text")) continue;
+        INFO("vector: " << vector.at("name").get<std::string>());
+        const std::string wire = from_hex(vector.at("hex").get_ref<const std::string&>());
+        const Packet packet = decode_wkproto_vector(vector, wire);
+        std::string_view payload;
+        if (const auto* send = std::get_if<SendPacket>(&packet)) {
+            CHECK(kWuKongIMDialect.payload_encrypted(send->setting));
+            CHECK(cipher.verify_send(session, *send));
+            payload = send->payload;
+            ++sends;
+        } else {
+            const auto& recv = std::get<RecvPacket>(packet);
+            CHECK(kWuKongIMDialect.payload_encrypted(recv.setting));
+            char msg_key[32];
+            cipher.recv_msg_key(session, recv, msg_key);
+            CHECK(std::string_view(msg_key, 32) == recv.msg_key);
+            payload = recv.payload;
+            ++recvs;
+        }
+        std::string plain;
+        REQUIRE(cipher.open_payload(session, payload, plain));
+        CHECK(plain == vector.at("plain_payload_text").get_ref<const std::string&>());
+    }
+    CHECK(sends == 2);
+    CHECK(recvs == 2);
 }

@@ -33,9 +33,21 @@ struct Dialect {
     // carries msg_key on SEND/RECV (payloads AES-encrypted unless a message's
     // setting says otherwise, see payload_encrypted).
     bool (*has_crypto)(uint8_t version);
-    // Whether a SEND/RECV with `setting` has its payload encrypted, for a
-    // session where has_crypto() holds.
+    // Whether a SEND with `setting` has its payload encrypted, for a
+    // session where has_crypto() holds. (A RECV is always sealed then: the
+    // WuKongIM SDKs decrypt every RECV whatever its setting says.)
     bool (*payload_encrypted)(uint8_t setting);
+    // Setting bits a SEND of this dialect may not carry: features this
+    // server refuses (SENDACK reason NotSupportHeader) rather than ignores.
+    uint8_t refused_send_setting;
+    // Setting bits a RECV of this dialect keeps of its message's setting:
+    // a bit that would make the client read fields the server does not
+    // write (WKProto's stream bits) or skip decryption is cleared.
+    uint8_t recv_setting_mask;
+    // Fills in the CONNACK fields only this dialect has (given the CONNECT's
+    // version, the session's and this node's id); LiMaoIM's leaves it be.
+    void (*complete_connack)(ConnackPacket& connack, uint8_t connect_version, uint8_t session_version,
+                             uint64_t node_id);
     SplitResult (*split)(std::span<const uint8_t> stream, uint32_t max_remaining_length);
     DecodeError (*decode)(const Frame& frame, uint8_t version, Packet& out);
     size_t (*encoded_size)(const Packet& packet, uint8_t version);
@@ -43,5 +55,9 @@ struct Dialect {
 };
 
 extern const Dialect kLiMaoIMDialect;
+extern const Dialect kWuKongIMDialect;  // src/proto/wkproto.cpp
+
+// The dialect with this id (a session's carrier table stores the id).
+const Dialect& dialect(DialectId id);
 
 }  // namespace limaoim::proto

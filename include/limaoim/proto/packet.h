@@ -45,6 +45,21 @@ inline constexpr uint8_t kRedDot = 0x02;
 inline constexpr uint8_t kNoPersist = 0x01;
 }  // namespace flag
 
+// WKProto: a CONNACK's header flag bit 0 says its body starts with the
+// server's version byte (the DUP/sync/red-dot/no-persist bits mean nothing
+// on a CONNACK).
+inline constexpr uint8_t kConnackHasServerVersion = 0x01;
+
+// WKProto's SEND/RECV/SUB setting byte (LiMaoIM v4 has the byte; limaoim
+// gives it no bits).
+namespace wk_setting {
+inline constexpr uint8_t kReceipt = 0x80;    // the sender wants read receipts
+inline constexpr uint8_t kSignal = 0x20;     // end-to-end (Signal) encrypted: the server does not look
+inline constexpr uint8_t kNoEncrypt = 0x10;  // the payload is plain, msg_key not checked
+inline constexpr uint8_t kTopic = 0x08;      // a topic string follows
+inline constexpr uint8_t kStream = 0x02;     // v2-4: stream fields follow
+}  // namespace wk_setting
+
 enum class ReasonCode : uint8_t {
     Error = 0,
     Success = 1,

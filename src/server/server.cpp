@@ -414,7 +414,6 @@ void Server::build_workers() {
     ws_options.limits.max_frame = config_.ws_max_message;
     ws_options.limits.max_message = config_.ws_max_message;
     ws_options.upgrade_timeout_ms = config_.auth_timeout_ms;
-    ws_options.held_budget = config_.reassembly_budget / plan_.workers;
     http::ServerOptions http_options;
     http_options.body_limit = config_.http_body_limit;
     // A page of big messages over this is refused with 500.

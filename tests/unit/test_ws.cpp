@@ -307,9 +307,8 @@ struct TwoLayers {
     std::unique_ptr<WebSocketTransport> websocket;
     uint16_t plain_port = limaoim::testing::free_port(), ws_port = limaoim::testing::free_port();
 
-    TwoLayers() {
+    explicit TwoLayers(net::WorkerOptions options = {}) {
         limits.max_conns = 16;
-        net::WorkerOptions options;
         options.slots = 16;
         options.recv_buffers = 64;
         options.reassembly_budget = kBudget;
@@ -394,6 +393,29 @@ TEST_CASE("held bytes: a WebSocket connection and a plain one share one reassemb
         CHECK(w.ws_held() == 0);
         CHECK(w.plain_handler.closed == 0);
         ::close(plain);
+        ::close(ws);
+    }
+}
+
+// The WebSocket layer's held bytes had neither the share nor the deadline.
+TEST_CASE("held bytes: WebSocket's are bounded by the per-buffer share and the reassembly timeout too") {
+    net::WorkerOptions options;
+    SUBCASE("the share") {
+        options.reassembly_per_connection = 8u << 10;
+        TwoLayers w(options);
+        const int ws = w.ws_holding(10u << 10);
+        REQUIRE(wait_for([&] { return w.ws_upper.closed == 1; }));
+        CHECK(w.ws_upper.last_reason == int(net::CloseReason::ReassemblyBudget));
+        CHECK(w.loop_and_ws() == 0);
+        ::close(ws);
+    }
+    SUBCASE("the timeout") {
+        options.reassembly_timeout_ms = 200;
+        TwoLayers w(options);
+        const int ws = w.ws_holding(1000);
+        REQUIRE(wait_for([&] { return w.ws_upper.closed == 1; }));
+        CHECK(w.ws_upper.last_reason == int(net::CloseReason::ReassemblyTimeout));
+        CHECK(closed_by_peer(ws));
         ::close(ws);
     }
 }

@@ -428,7 +428,7 @@ void Server::build_workers() {
         options.recv_buffer_size = config_.recv_buffer_size;
         options.send_cap = config_.send_cap;
         options.reassembly_budget = config_.reassembly_budget / plan_.workers;
-        // One connection: the largest packet (or WebSocket frame) a handler
+        // One buffer: the largest packet (or WebSocket frame) a handler
         // accepts, plus a whole buffer ring, which bounds what arrives before
         // a pause of its input takes effect.
         options.reassembly_per_connection =

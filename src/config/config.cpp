@@ -389,8 +389,9 @@ const std::vector<Option>& options() {
                "cannot starve established sessions",
                &Config::handshakes_per_iteration, 1, 65536),
         number("reassembly_budget",
-               "bytes all split packets (and paused input) may hold in reassembly buffers, server-wide; when "
-               "it is full the connection holding the most is closed",
+               "bytes all split packets (and paused input) may hold in reassembly buffers, server-wide, "
+               "WebSocket sessions' held bytes included; when it is full the connection holding the most is "
+               "closed",
                &Config::reassembly_budget, 1u << 20),
         number("reassembly_timeout_ms",
                "a packet split across reads must be whole within this long, however steadily its bytes "

@@ -40,7 +40,6 @@ using detail::kCqeBufferShift;
 namespace {
 
 constexpr unsigned kCompletionsReserved = 8192;  // the ring's CQ size: one reap's worth
-constexpr uint32_t kMinPartial = 64;
 constexpr uint32_t kAcceptsInFlight = 64;  // one-shot accepts per listener with max_pending (8 measured 30 % fewer handshakes/s in a storm)
 constexpr uint32_t kGenerationMask = ConnId::kGenerationMask;
 static_assert(Transport::kMaxReserve == SendChunk::kCapacity);
@@ -120,6 +119,7 @@ Worker::Worker(const WorkerOptions& options, SharedLimits& limits, stats::Worker
       conns_(options.slots),
       wheel_(reinterpret_cast<std::byte*>(&conns_[0]) + offsetof(Connection, timer), sizeof(Connection),
              1024, uint32_t(uint64_t(clock::steady_ms()) / kTickMs)),
+      budget_(options.reassembly_budget, options.reassembly_per_connection, stats.reassembly_bytes),
       inbox_(options.inbox_capacity) {
     completions_.reserve(kCompletionsReserved);
 }
@@ -468,12 +468,12 @@ void Worker::deliver(uint32_t slot, std::span<const uint8_t> bytes) {
     // Bytes behind a split packet or a pause join what is buffered, and are
     // parsed from there: the order of the stream is kept.
     if (c.partial || (c.flags & kInputPaused)) {
-        if (keep_partial(slot, bytes, 0)) feed_partial(slot);
+        if (hold_bytes(slot, c.partial, bytes, 0)) feed_partial(slot);
         return;
     }
     DataResult r = handler_of(c).on_data(ConnRef{slot, c.generation}, bytes);
     if (c.state != uint8_t(ConnState::Open)) return;
-    if (r.consumed < bytes.size()) keep_partial(slot, bytes.subspan(r.consumed), r.needed);
+    if (r.consumed < bytes.size()) hold_bytes(slot, c.partial, bytes.subspan(r.consumed), r.needed);
 }
 
 // Hands the buffered bytes to the handler until it has taken every complete
@@ -481,69 +481,46 @@ void Worker::deliver(uint32_t slot, std::span<const uint8_t> bytes) {
 void Worker::feed_partial(uint32_t slot) {
     Connection& c = conns_[slot];
     while (c.partial && !(c.flags & kInputPaused)) {
-        Reassembly& p = *c.partial;
-        DataResult r = handler_of(c).on_data(ConnRef{slot, c.generation}, {p.bytes(), p.len});
+        DataResult r = handler_of(c).on_data(ConnRef{slot, c.generation}, c.partial.bytes());
         if (c.state != uint8_t(ConnState::Open)) return;
         if (r.consumed == 0) {
-            keep_partial(slot, {}, r.needed);  // the packet's size, once known: growth stops there
+            c.partial.expect(r.needed);  // the packet's size, once known: growth stops there
             return;
         }
-        const uint32_t rest = p.len - uint32_t(r.consumed);
-        if (rest == 0) {
-            drop_partial(c);
+        if (r.consumed == c.partial.size()) {
+            budget_.release(c.partial);
             return;
         }
-        std::memmove(p.bytes(), p.bytes() + r.consumed, rest);
-        p.len = rest;
-        p.needed = 0;  // a new packet is at the front: its own size and its own time
-        p.started_ms = now_ms_;
+        c.partial.consume(r.consumed, now_ms_);  // a new packet at the front: its own size and its own time
     }
 }
 
-// Makes the reassembly buffer hold its current bytes plus `tail`; `needed`
-// (when known) is the size of the packet at its front. The buffer grows as
-// bytes arrive, to the power of two that holds them (a packet read in n
-// pieces costs at most log n reallocs, and a holder's size does not depend
-// on how its bytes were cut), never past the packet's size: announcing a
-// big packet reserves nothing. False when the connection was closed: out of memory, over its
-// own share, or the largest holder of a full budget.
-bool Worker::keep_partial(uint32_t slot, std::span<const uint8_t> tail, uint32_t needed) {
-    Connection& c = conns_[slot];
-    const uint32_t len = c.partial ? c.partial->len : 0;
-    const uint32_t cap = c.partial ? c.partial->cap : 0;
-    const uint64_t have = uint64_t(len) + tail.size();
-    const uint64_t share = options_.reassembly_per_connection;
-    if (share && have > share) {
+bool Worker::hold(ConnRef conn, BudgetBuffer& buffer, std::span<const uint8_t> bytes, uint32_t needed) {
+    const Connection* c = live(conn);
+    if (!c || c->state != uint8_t(ConnState::Open)) return false;
+    return hold_bytes(conn.slot, buffer, bytes, needed);
+}
+
+// Makes `buffer` of connection `slot` hold its current bytes plus `tail`,
+// growing it from the budget (ReassemblyBudget::capacity_for). False when
+// the connection was closed: out of memory, over its share, or the largest
+// holder of a full budget.
+bool Worker::hold_bytes(uint32_t slot, BudgetBuffer& buffer, std::span<const uint8_t> tail, uint32_t needed) {
+    const uint64_t have = uint64_t(buffer.size()) + tail.size();
+    if (budget_.share() && have > budget_.share()) {
         begin_close(slot, CloseReason::ReassemblyBudget);
         return false;
     }
-    if (have > cap || !c.partial) {
-        const uint32_t packet = needed ? needed : c.partial ? c.partial->needed : 0;
-        uint64_t want = std::bit_ceil(std::max<uint64_t>(have, kMinPartial));
-        if (packet >= have) want = std::min<uint64_t>(want, packet);
-        if (share) want = std::min(want, share);
-        want = std::min<uint64_t>(want, UINT32_MAX);
-        if (!make_room(slot, uint32_t(want - cap))) return false;
-        auto* grown = static_cast<Reassembly*>(std::realloc(c.partial, sizeof(Reassembly) + want));
-        if (!grown) {
+    if (have > buffer.capacity() || !buffer) {
+        const uint64_t want = budget_.capacity_for(buffer, have, needed);
+        if (!make_room(slot, buffer, want - buffer.capacity())) return false;
+        if (!budget_.grow(buffer, slot, want, now_ms_)) {
             begin_close(slot, CloseReason::IoError);  // out of memory: this connection, not the server
             return false;
         }
-        if (!c.partial) {
-            grown->len = 0;
-            grown->needed = 0;
-            grown->started_ms = now_ms_;
-            grown->holder = uint32_t(holders_.size());
-            holders_.push_back(slot);
-        }
-        grown->cap = uint32_t(want);
-        c.partial = grown;
-        reassembly_bytes_ += want - cap;
-        stats_.reassembly_bytes.add(want - cap);
     }
-    if (needed) c.partial->needed = needed;
-    if (!tail.empty()) std::memcpy(c.partial->bytes() + len, tail.data(), tail.size());
-    c.partial->len = uint32_t(have);
+    buffer.expect(needed);
+    ReassemblyBudget::append(buffer, tail);
     return true;
 }
 
@@ -551,52 +528,35 @@ bool Worker::keep_partial(uint32_t slot, std::span<const uint8_t> tail, uint32_t
 // holder pays, not whoever asks next: a hog announcing big packets cannot
 // get honest connections with a packet split across two reads closed. The
 // asker is closed (false) only when it would itself be the largest. The
-// scan is O(holders), on this rare path only.
-bool Worker::make_room(uint32_t slot, uint32_t extra) {
-    while (reassembly_bytes_ + extra > options_.reassembly_budget) {
-        uint32_t largest = slot;
-        uint64_t largest_bytes = uint64_t(conns_[slot].partial ? conns_[slot].partial->cap : 0) + extra;
-        for (uint32_t holder : holders_) {
-            if (holder != slot && conns_[holder].partial->cap > largest_bytes) {
-                largest = holder;
-                largest_bytes = conns_[holder].partial->cap;
-            }
-        }
+// scan is O(holders), on this rare path only. Closing a connection
+// releases every buffer it holds, the layers' above too (their on_close).
+bool Worker::make_room(uint32_t slot, const BudgetBuffer& buffer, uint64_t extra) {
+    while (!budget_.fits(extra)) {
+        const uint32_t largest = budget_.largest_holder(buffer, slot, extra);
+        const uint64_t used = budget_.used();
         begin_close(largest, CloseReason::ReassemblyBudget);
         if (largest == slot) return false;
+        LIMAOIM_ASSERT(budget_.used() < used);  // else this would never end
         maybe_release(largest);
         if (conns_[slot].state != uint8_t(ConnState::Open)) return false;
     }
     return true;
 }
 
-void Worker::drop_partial(Connection& c) {
-    if (!c.partial) return;
-    const uint32_t index = c.partial->holder;
-    const uint32_t moved = holders_.back();
-    holders_[index] = moved;
-    conns_[moved].partial->holder = index;
-    holders_.pop_back();
-    reassembly_bytes_ -= c.partial->cap;
-    stats_.reassembly_bytes.sub(c.partial->cap);
-    std::free(c.partial);
-    c.partial = nullptr;
-}
-
 // Once a tick: a split packet not whole after reassembly_timeout_ms is
 // closed, however steadily its bytes trickle (the idle deadline of the
-// handler sees every byte as activity). Input the handler paused is not
-// the peer's delay and is not timed.
+// handler sees every byte as activity), whichever layer holds it. Input the
+// handler paused is not the peer's delay and is not timed.
 void Worker::close_stalled_partials() {
-    if (options_.reassembly_timeout_ms == 0 || holders_.empty() || stall_checked_tick_ == now_tick()) return;
+    if (options_.reassembly_timeout_ms == 0 || budget_.holders() == 0 || stall_checked_tick_ == now_tick()) return;
     stall_checked_tick_ = now_tick();
-    // Backwards: a close removes its holder by moving the last one into its place.
-    for (size_t i = holders_.size(); i-- > 0;) {
-        if (i >= holders_.size()) continue;  // a handler's on_close closed others too
-        const uint32_t slot = holders_[i];
-        const Connection& c = conns_[slot];
-        if (c.flags & kInputPaused) continue;
-        if (now_ms_ - c.partial->started_ms < options_.reassembly_timeout_ms) continue;
+    // Backwards: a release moves the last holder into the released one's place.
+    for (size_t i = budget_.holders(); i-- > 0;) {
+        if (i >= budget_.holders()) continue;  // a close released several
+        const BudgetBuffer& held = budget_.holder(i);
+        const uint32_t slot = held.owner();
+        if (conns_[slot].flags & kInputPaused) continue;
+        if (now_ms_ - held.started_ms() < options_.reassembly_timeout_ms) continue;
         begin_close(slot, CloseReason::ReassemblyTimeout);
         maybe_release(slot);
     }
@@ -638,7 +598,7 @@ void Worker::deliver_resumed() {
             if (!c) continue;
             c->flags &= ~kResumeQueued;
             if (c->state != uint8_t(ConnState::Open) || (c->flags & kInputPaused)) continue;
-            if (c->partial) c->partial->started_ms = now_ms_;  // the peer could not send while paused
+            c->partial.restart(now_ms_);  // the peer could not send while paused
             feed_partial(ref.slot);
             if (c->state == uint8_t(ConnState::Open) && !(c->flags & kInputPaused)) continue_reading(ref.slot);
             maybe_release(ref.slot);  // closed while handing back, with nothing in flight
@@ -797,7 +757,7 @@ void Worker::close(ConnRef ref, CloseReason reason, Linger linger) {
     if (linger == Linger::Flush && c->queued > 0) {
         c->state = uint8_t(ConnState::Draining);
         c->flags &= ~kInputPaused;  // read (and discard) on, so the close is a FIN, not a reset
-        drop_partial(*c);
+        budget_.release(c->partial);
         notify_close(ref, reason);
         wheel_.schedule(ref.slot, now_tick() + options_.drain_timeout_ms / kTickMs);
         return;
@@ -821,7 +781,7 @@ void Worker::begin_close(uint32_t slot, CloseReason reason) {
     const bool notify = c.state == uint8_t(ConnState::Open);
     c.state = uint8_t(ConnState::Closing);
     wheel_.cancel(slot);
-    drop_partial(c);
+    budget_.release(c.partial);
     if (notify) notify_close(ConnRef{slot, c.generation}, reason);
     // Cancel what is in flight: the armed recv (or poll), a one-shot recv, a
     // send stuck on a full socket. The slot is released when their last

@@ -430,7 +430,6 @@ void Server::build_workers() {
     ws_options.limits.max_frame = config_.ws_max_message;
     ws_options.limits.max_message = config_.ws_max_message;
     ws_options.upgrade_timeout_ms = config_.auth_timeout_ms;
-    ws_options.held_budget = config_.reassembly_budget / plan_.workers;
     http::ServerOptions http_options;
     http_options.body_limit = config_.http_body_limit;
     // A page of big messages over this is refused with 500.
@@ -445,7 +444,7 @@ void Server::build_workers() {
         options.recv_buffer_size = config_.recv_buffer_size;
         options.send_cap = config_.send_cap;
         options.reassembly_budget = config_.reassembly_budget / plan_.workers;
-        // One connection: the largest packet (or WebSocket frame) a handler
+        // One buffer: the largest packet (or WebSocket frame) a handler
         // accepts, plus a whole buffer ring, which bounds what arrives before
         // a pause of its input takes effect.
         options.reassembly_per_connection =

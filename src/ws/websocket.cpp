@@ -18,7 +18,6 @@ namespace {
 
 CloseReason reason_of(WsClose reason) { return CloseReason(uint8_t(reason)); }
 
-constexpr uint32_t kMinHeld = 256;
 constexpr size_t kControlHeader = 6;  // a control frame's header: 2 bytes and the mask (payload <= 125)
 
 }  // namespace
@@ -28,12 +27,6 @@ WebSocketTransport::WebSocketTransport(net::Worker& loop, net::Handler& upper, c
     // Held bytes of resumed connections go up before the loop hands back its
     // own buffered input (the loop's step after the iteration hooks).
     loop_.add_iteration_hook([this] { hand_back_resumed(); });
-}
-
-WebSocketTransport::~WebSocketTransport() {
-    for (size_t slot = 0; slot < conns_.size(); ++slot) {
-        if (conns_[slot].generation) std::free(conns_[slot].held);
-    }
 }
 
 WebSocketTransport::Connection* WebSocketTransport::live(ConnRef conn) {
@@ -168,61 +161,39 @@ bool WebSocketTransport::control_frame(ConnRef conn, Connection& c, Opcode opcod
 // the upper handler, and holds what it did not take.
 bool WebSocketTransport::deliver(ConnRef conn, Connection& c) {
     if (c.held) {
-        if (!stream_.empty() && !hold(conn, c, stream_)) return false;
+        if (!stream_.empty() && !hold(conn, c, stream_, 0)) return false;
         stream_.clear();
         if (c.flags & kPaused) return true;
-        const DataResult r = upper_.on_data(conn, {c.held->bytes(), c.held->len});
-        if (!live(conn) || c.state != uint8_t(State::Open)) return false;  // on_close freed what was held
-        const uint32_t rest = c.held->len - uint32_t(std::min<size_t>(r.consumed, c.held->len));
-        if (rest == 0) {
+        const DataResult r = upper_.on_data(conn, c.held.bytes());
+        if (!live(conn) || c.state != uint8_t(State::Open)) return false;  // on_close released what was held
+        if (r.consumed >= c.held.size()) {
             drop_held(c);
-        } else {
-            std::memmove(c.held->bytes(), c.held->bytes() + (c.held->len - rest), rest);
-            c.held->len = rest;
+        } else if (r.consumed > 0) {
+            c.held.consume(r.consumed, loop_.now_ms());  // a new packet at the front: its own size and time
         }
+        if (c.held) c.held.expect(r.needed);
         return true;
     }
-    if (c.flags & kPaused) return hold(conn, c, stream_);
+    if (c.flags & kPaused) return hold(conn, c, stream_, 0);
     const DataResult r = upper_.on_data(conn, stream_);
     if (!live(conn) || c.state != uint8_t(State::Open)) return false;
     if (r.consumed < stream_.size())
-        return hold(conn, c, std::span<const uint8_t>(stream_).subspan(r.consumed));
+        return hold(conn, c, std::span<const uint8_t>(stream_).subspan(r.consumed), r.needed);
     return true;
 }
 
-bool WebSocketTransport::hold(ConnRef conn, Connection& c, std::span<const uint8_t> bytes) {
-    const uint32_t len = c.held ? c.held->len : 0;
-    const uint32_t cap = c.held ? c.held->cap : 0;
-    const uint64_t want = uint64_t(len) + bytes.size();
-    if (want > cap) {
-        uint64_t grown_cap = std::max<uint64_t>({want, uint64_t(cap) * 2, kMinHeld});
-        if (held_bytes_ + (grown_cap - cap) > options_.held_budget) grown_cap = want;  // doubling would not fit: exactly
-        if (grown_cap > UINT32_MAX || held_bytes_ + (grown_cap - cap) > options_.held_budget) {
-            loop_.close(conn, CloseReason::ReassemblyBudget);
-            return false;
-        }
-        auto* grown = static_cast<Held*>(std::realloc(c.held, sizeof(Held) + grown_cap));
-        if (!grown) {
-            loop_.close(conn, CloseReason::IoError);  // out of memory: this connection, not the server
-            return false;
-        }
-        grown->len = len;
-        grown->cap = uint32_t(grown_cap);
-        c.held = grown;
-        held_bytes_ += grown_cap - cap;
-        stats_.ws_held_bytes.add(grown_cap - cap);
-    }
-    std::memcpy(c.held->bytes() + len, bytes.data(), bytes.size());
-    c.held->len = uint32_t(want);
+// The worker grows the buffer from its reassembly budget; on false it has
+// closed the connection (on_close released the buffer).
+bool WebSocketTransport::hold(ConnRef conn, Connection& c, std::span<const uint8_t> bytes, uint32_t needed) {
+    const uint32_t before = c.held.capacity();
+    if (!loop_.hold(conn, c.held, bytes, needed)) return false;
+    stats_.ws_held_bytes.add(c.held.capacity() - before);
     return true;
 }
 
 void WebSocketTransport::drop_held(Connection& c) {
-    if (!c.held) return;
-    held_bytes_ -= c.held->cap;
-    stats_.ws_held_bytes.sub(c.held->cap);
-    std::free(c.held);
-    c.held = nullptr;
+    stats_.ws_held_bytes.sub(c.held.capacity());
+    loop_.release(c.held);
 }
 
 void WebSocketTransport::on_deadline(ConnRef conn) {
@@ -363,6 +334,7 @@ void WebSocketTransport::hand_back_resumed() {
         c->flags &= uint8_t(~kResumeQueued);
         if (c->flags & kPaused) continue;  // paused again before its turn
         if (c->held) {
+            c->held.restart(loop_.now_ms());  // the peer could not send while paused
             stream_.clear();
             if (!deliver(conn, *c)) continue;
         }

@@ -496,7 +496,8 @@ TEST_CASE("websocket: hostile clients: slowloris upgrade, a ping flood without r
 
 TEST_CASE("websocket: split packets held for WebSocket sessions are bounded by the reassembly budget") {
     // One worker with a 2 MiB share: three sessions each holding 600 KB of
-    // an unfinished 900 KB SEND need more (the held blocks grow by doubling).
+    // an unfinished 900 KB SEND need more (each held buffer grows to the power
+    // of two that holds its bytes, at most the packet's size: over 2 MiB for three).
     ImServer server({"--workers", "1", "--reassembly-budget", "2097152", "--max-packet", "1000000"});
     REQUIRE_MESSAGE(server.started(), server.log());
     std::vector<ChatClient> clients;

@@ -1,13 +1,22 @@
 // The WebSocket framing (ws/frame.h) and opening handshake (ws/upgrade.h),
 // without sockets: RFC 6455's own examples, every cut of a stream, every
-// violation and its close code.
+// violation and its close code. Then the transport (ws/websocket.h) on a
+// real worker: the bytes it holds share the loop's reassembly budget.
 #include <doctest/doctest.h>
 
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include "limaoim/net/worker.h"
 #include "limaoim/ws/frame.h"
 #include "limaoim/ws/upgrade.h"
+#include "limaoim/ws/websocket.h"
+#include "ports.h"
 #include "ws_reader_driver.h"
 
 using namespace limaoim::ws;
@@ -244,4 +253,169 @@ TEST_CASE("the opening handshake: RFC 6455 §1.3's key, what is refused and why"
     CHECK(response.starts_with("HTTP/1.1 426 Upgrade Required\r\n"));
     CHECK(response.find("Sec-WebSocket-Version: 13\r\n") != std::string::npos);
     CHECK(response.find("Connection: close\r\n") != std::string::npos);
+}
+
+namespace {
+
+namespace net = limaoim::net;
+namespace stats = limaoim::stats;
+using namespace std::chrono;
+
+bool wait_for(const std::function<bool()>& done) {
+    const auto end = steady_clock::now() + 5s;
+    while (steady_clock::now() < end) {
+        if (done()) return true;
+        std::this_thread::sleep_for(2ms);
+    }
+    return done();
+}
+
+bool send_all(int fd, std::span<const uint8_t> bytes) {
+    return ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL) == ssize_t(bytes.size());
+}
+
+// True once the peer closed the connection (a read sees its end).
+bool closed_by_peer(int fd) {
+    char byte;
+    return ::recv(fd, &byte, 1, 0) <= 0;
+}
+
+// Takes no byte: every connection it serves holds all it was sent.
+struct TakesNothing final : net::Handler {
+    std::atomic<int> closed{0};
+    std::atomic<int> last_reason{-1};
+    void on_open(net::ConnRef, net::Transport&) override {}
+    net::DataResult on_data(net::ConnRef, std::span<const uint8_t>) override { return {0, 0}; }
+    void on_deadline(net::ConnRef) override {}
+    void on_close(net::ConnRef, net::CloseReason reason) override {
+        last_reason = int(reason);
+        ++closed;
+    }
+    void on_shutdown() override {}
+};
+
+// One worker with a TCP listener and a WebSocket one, both serving handlers
+// that take nothing: a plain connection's bytes wait in the loop's
+// reassembly buffer, a WebSocket one's unmasked payload in the transport's.
+struct TwoLayers {
+    static constexpr uint64_t kBudget = 128u << 10;
+    std::unique_ptr<stats::WorkerBlock> block = std::make_unique<stats::WorkerBlock>();
+    std::vector<stats::ConnCounters> conns = std::vector<stats::ConnCounters>(16);
+    net::SharedLimits limits;
+    TakesNothing plain_handler, ws_upper;
+    std::unique_ptr<net::Worker> worker;
+    std::unique_ptr<WebSocketTransport> websocket;
+    uint16_t plain_port = limaoim::testing::free_port(), ws_port = limaoim::testing::free_port();
+
+    explicit TwoLayers(net::WorkerOptions options = {}) {
+        limits.max_conns = 16;
+        options.slots = 16;
+        options.recv_buffers = 64;
+        options.reassembly_budget = kBudget;
+        worker = std::make_unique<net::Worker>(options, limits, *block, conns.data());
+        websocket = std::make_unique<WebSocketTransport>(*worker, ws_upper, WebSocketOptions{});
+        for (auto [port, handler] : {std::pair<uint16_t, net::Handler*>{plain_port, &plain_handler},
+                                     std::pair<uint16_t, net::Handler*>{ws_port, websocket.get()}}) {
+            net::ListenerOptions listener;
+            listener.addr = "127.0.0.1";
+            listener.port = port;
+            listener.handler = handler;
+            worker->add_listener(listener);
+        }
+        net::Worker* self = worker.get();
+        worker->set_peers(std::span<net::Worker* const>(&self, 1));
+        std::string error;
+        REQUIRE_MESSAGE(worker->start(error), error);
+    }
+    ~TwoLayers() {
+        worker->request_stop(1000);
+        worker->join();
+    }
+
+    uint64_t loop_and_ws() const { return block->reassembly_bytes.get(); }
+    uint64_t ws_held() const { return block->ws_held_bytes.get(); }
+
+    // A plain connection that sent `n` bytes of a packet.
+    int plain_holding(size_t n) const {
+        const int fd = limaoim::testing::connect_to(plain_port);
+        REQUIRE(fd >= 0);
+        REQUIRE(send_all(fd, std::vector<uint8_t>(n, 'p')));
+        return fd;
+    }
+    // An upgraded connection that sent `n` bytes of a frame's payload (of
+    // twice that announced).
+    int ws_holding(size_t n) const {
+        const int fd = limaoim::testing::connect_to(ws_port);
+        REQUIRE(fd >= 0);
+        const std::string request =
+            "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+        REQUIRE(send_all(fd, span_of(request)));
+        std::string response;
+        char c;
+        while (response.find("\r\n\r\n") == std::string::npos && ::recv(fd, &c, 1, 0) == 1) response += c;
+        REQUIRE(response.starts_with("HTTP/1.1 101"));
+        std::vector<uint8_t> frame = client_frame(0x82, std::vector<uint8_t>(2 * n, 'w'));
+        frame.resize(frame.size() - n);
+        REQUIRE(send_all(fd, frame));
+        return fd;
+    }
+};
+
+}  // namespace
+
+// Each layer had a budget of its own: a client could make a worker hold the
+// loop's budget and the WebSocket layer's.
+TEST_CASE("held bytes: a WebSocket connection and a plain one share one reassembly budget; the largest pays") {
+    TwoLayers w;
+    SUBCASE("the plain connection holds the most") {
+        const int plain = w.plain_holding(100u << 10);
+        REQUIRE(wait_for([&] { return w.loop_and_ws() == TwoLayers::kBudget; }));  // 128 KiB: all of it
+        const int ws = w.ws_holding(40u << 10);
+        REQUIRE(wait_for([&] { return w.plain_handler.closed == 1; }));
+        CHECK(w.plain_handler.last_reason == int(net::CloseReason::ReassemblyBudget));
+        CHECK(closed_by_peer(plain));
+        CHECK(wait_for([&] { return w.ws_held() == 64u << 10; }));  // the WebSocket layer got its bytes
+        CHECK(w.loop_and_ws() <= TwoLayers::kBudget);
+        CHECK(w.ws_upper.closed == 0);
+        ::close(plain);
+        ::close(ws);
+    }
+    SUBCASE("the WebSocket connection holds the most") {
+        const int ws = w.ws_holding(100u << 10);
+        REQUIRE(wait_for([&] { return w.ws_held() == TwoLayers::kBudget; }));
+        CHECK(w.loop_and_ws() == TwoLayers::kBudget);
+        const int plain = w.plain_holding(1000);
+        REQUIRE(wait_for([&] { return w.ws_upper.closed == 1; }));
+        CHECK(w.ws_upper.last_reason == int(net::CloseReason::ReassemblyBudget));
+        CHECK(closed_by_peer(ws));
+        CHECK(wait_for([&] { return w.loop_and_ws() == 1024; }));  // the plain one's, and nothing held for the closed one
+        CHECK(w.ws_held() == 0);
+        CHECK(w.plain_handler.closed == 0);
+        ::close(plain);
+        ::close(ws);
+    }
+}
+
+// The WebSocket layer's held bytes had neither the share nor the deadline.
+TEST_CASE("held bytes: WebSocket's are bounded by the per-buffer share and the reassembly timeout too") {
+    net::WorkerOptions options;
+    SUBCASE("the share") {
+        options.reassembly_per_connection = 8u << 10;
+        TwoLayers w(options);
+        const int ws = w.ws_holding(10u << 10);
+        REQUIRE(wait_for([&] { return w.ws_upper.closed == 1; }));
+        CHECK(w.ws_upper.last_reason == int(net::CloseReason::ReassemblyBudget));
+        CHECK(w.loop_and_ws() == 0);
+        ::close(ws);
+    }
+    SUBCASE("the timeout") {
+        options.reassembly_timeout_ms = 200;
+        TwoLayers w(options);
+        const int ws = w.ws_holding(1000);
+        REQUIRE(wait_for([&] { return w.ws_upper.closed == 1; }));
+        CHECK(w.ws_upper.last_reason == int(net::CloseReason::ReassemblyTimeout));
+        CHECK(closed_by_peer(ws));
+        ::close(ws);
+    }
 }

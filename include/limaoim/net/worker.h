@@ -44,6 +44,7 @@
 #include <thread>
 #include <vector>
 
+#include "limaoim/net/budget_buffer.h"
 #include "limaoim/net/envelope.h"
 #include "limaoim/net/handler.h"
 #include "limaoim/net/id_table.h"
@@ -81,13 +82,14 @@ struct WorkerOptions {
     uint32_t recv_buffer_size = 2048;
     uint32_t send_cap = 64u << 10;  // queued output per connection before a slow-consumer close
     uint32_t drain_timeout_ms = 5000;  // close-after-flush gives up after this
-    // Bytes all of this worker's split packets may hold in reassembly
-    // buffers together. A buffer grows as bytes arrive (geometrically, never
+    // Bytes all of this worker's held bytes may occupy together: the loop's
+    // reassembly buffers and what the layers above hold (BudgetBuffer,
+    // Worker::hold). A buffer grows as bytes arrive (geometrically, never
     // past the announced packet size); when growing one would pass the
     // budget, the connection holding the most is closed (reassembly_budget),
     // which is the asker only when it is itself the largest.
     uint64_t reassembly_budget = 64ull << 20;
-    // What one connection may hold (0: only the budget bounds it): the
+    // What one buffer may hold (0: only the budget bounds it): the
     // largest packet its handler accepts plus what a paused input gathers.
     uint64_t reassembly_per_connection = 0;
     // A split packet (input not paused by the handler) that is not whole
@@ -223,17 +225,20 @@ public:
     uint32_t slots() const { return options_.slots; }
     stats::WorkerBlock& stats() { return stats_; }
 
-    // A split packet waits here (malloc'd, header in front of its bytes) until
-    // it is whole, and a paused connection's input until it is resumed. The
-    // bookkeeping is here, not in Connection: only holders pay for it.
-    struct Reassembly {
-        uint32_t len;
-        uint32_t cap;
-        uint32_t needed;      // the packet's announced size, 0 while unknown
-        uint32_t holder;      // index in holders_
-        uint64_t started_ms;  // when the packet at the front began to wait (or input was resumed)
-        uint8_t* bytes() { return reinterpret_cast<uint8_t*>(this + 1); }
-    };
+    // ---- held bytes (worker thread) ----
+    // A split packet waits in a BudgetBuffer of its connection until it is
+    // whole, and a paused connection's input until it is resumed. A layer
+    // above that holds bytes of its own (WebSocket: the LiMaoIM bytes its
+    // handler has not taken yet) keeps them in one too, charged to the same
+    // budget, the same share per buffer and the same reassembly timeout.
+    // Appends `bytes` to `conn`'s `buffer`; `needed`: the size of the packet
+    // at its front, once known (growth stops there). When the budget is
+    // full the connection holding the largest buffer is closed
+    // (reassembly_budget), whichever layer holds it: the asker only when it
+    // is itself the largest. False when `conn` was closed (that, over its
+    // share, or out of memory): on_close has run and released the buffer.
+    bool hold(ConnRef conn, BudgetBuffer& buffer, std::span<const uint8_t> bytes, uint32_t needed = 0);
+    void release(BudgetBuffer& buffer) { budget_.release(buffer); }
 
     // Each connection's loop-side state: 64 bytes, in a SlotArray indexed by
     // its direct-descriptor slot.
@@ -249,7 +254,7 @@ public:
         uint8_t listener;         // index into listeners_: whose handler serves it
         uint8_t flags;            // ConnFlags
         uint16_t unused16;        // free: padding to the cache line
-        Reassembly* partial;      // only while a packet is split or input is paused
+        BudgetBuffer partial;     // only while a packet is split or input is paused
         SendChunk* send_head;     // from the worker's ChunkPool
         SendChunk* send_tail;
         uint64_t unused64;        // free: padding to the cache line
@@ -312,9 +317,8 @@ private:
 
     void deliver(uint32_t slot, std::span<const uint8_t> bytes);
     void feed_partial(uint32_t slot);
-    bool keep_partial(uint32_t slot, std::span<const uint8_t> tail, uint32_t needed);
-    void drop_partial(Connection& c);
-    bool make_room(uint32_t slot, uint32_t extra);
+    bool hold_bytes(uint32_t slot, BudgetBuffer& buffer, std::span<const uint8_t> tail, uint32_t needed);
+    bool make_room(uint32_t slot, const BudgetBuffer& buffer, uint64_t extra);
     void close_stalled_partials();
     void deliver_resumed();
     void continue_reading(uint32_t slot);
@@ -365,10 +369,9 @@ private:
     uint32_t next_generation_ = 0;
     uint64_t now_ms_ = 0;
     uint64_t open_ = 0;  // connections not yet released (any state but Free)
-    uint64_t reassembly_bytes_ = 0;  // capacity of every Reassembly of this worker
-    // Slots whose connection has a Reassembly (few: split packets are
-    // short-lived): the budget-full path and the stall check scan them.
-    std::vector<uint32_t> holders_;
+    // Every BudgetBuffer of this worker's connections, the loop's and the
+    // layers' above: the budget-full path and the stall check scan them.
+    ReassemblyBudget budget_;
     uint32_t stall_checked_tick_ = 0;
     bool accepting_ = false;
     bool run_again_ = false;

@@ -45,7 +45,7 @@ inline constexpr WorkerField kWorkerGauges[] = {
      &WorkerBlock::pending_handshakes},
     {"send_queue_bytes", kGauge, "send queue bytes", "Output queued and not yet sent.", &WorkerBlock::send_queue_bytes,
      kBytes},
-    {"reassembly_bytes", kGauge, "reassembly bytes", "Reassembly buffers held for split packets and paused input.",
+    {"reassembly_bytes", kGauge, "reassembly bytes", "Held bytes of the reassembly budget: split packets and paused input, the loop's and WebSocket's.",
      &WorkerBlock::reassembly_bytes, kBytes},
 };
 
@@ -120,7 +120,7 @@ inline constexpr WorkerField kWebSocketFields[] = {
     {"frames_out", kCounter, "frames out", "WebSocket frames sent (data, pong, close).", &WorkerBlock::ws_frames_out},
     {"control_frames_in", kCounter, "control frames in", "WebSocket ping, pong and close frames received.",
      &WorkerBlock::ws_control_in},
-    {"held_bytes", kGauge, "held bytes", "Bytes held for WebSocket sessions' split packets and paused input.",
+    {"held_bytes", kGauge, "held bytes", "Bytes held for WebSocket sessions' split packets and paused input (part of reassembly bytes).",
      &WorkerBlock::ws_held_bytes},
 };
 

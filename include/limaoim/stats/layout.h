@@ -117,7 +117,7 @@ struct alignas(kCacheLine) WorkerBlock {
     Counter handshake_latency_us[kLatencyBuckets];
 
     // The loop's services (net/).
-    Counter reassembly_bytes;     // gauge: reassembly buffers held (split packets, paused input)
+    Counter reassembly_bytes;     // gauge: the reassembly budget in use (split packets, paused input; the loop's and WebSocket's)
     Counter accept_pauses;        // accepting stopped at the listener's pending limit
     Counter input_pauses;         // connections whose input was paused
     Counter envelopes_in;         // envelopes handled by this worker
@@ -156,7 +156,7 @@ struct alignas(kCacheLine) WorkerBlock {
     Counter ws_frames_in;         // data frames received
     Counter ws_frames_out;        // frames sent (data, pong, close)
     Counter ws_control_in;        // ping, pong and close frames received
-    Counter ws_held_bytes;        // gauge: capacity of held LiMaoIM bytes (split packets, paused input)
+    Counter ws_held_bytes;        // gauge: capacity of held LiMaoIM bytes (split packets, paused input), part of reassembly_bytes
 };
 
 // The message pipeline's threads (im/committer.h, im/fanout.h). Single

@@ -16,10 +16,11 @@
 // the connection's slot (pages touched only by WebSocket connections); an
 // incomplete upgrade request, frame header or control frame stays in the
 // loop's reassembly buffer; LiMaoIM bytes the gateway could not take yet (a
-// split packet, input held back while paused) in a malloc'd Held block per
-// connection, bounded by a budget as large as the worker's share of the
-// reassembly budget (kept apart from the loop's own). An
-// idle upgraded connection holds no block.
+// split packet, input held back while paused) in a BudgetBuffer per
+// connection, charged to the worker's reassembly budget with the loop's own
+// buffers (Worker::hold): one budget bounds both layers, and when it is full
+// the largest holder is closed, whichever layer holds it. An idle upgraded
+// connection holds no buffer.
 //
 // Every call is made on the worker's thread.
 #pragma once
@@ -62,7 +63,6 @@ struct WebSocketOptions {
     FrameLimits limits;
     uint32_t upgrade_timeout_ms = 10000;  // accept -> complete upgrade request
     uint32_t max_upgrade_request = 8192;  // bytes of the request line and headers
-    uint64_t held_budget = 64ull << 20;   // this worker's Held blocks together
 };
 
 class WebSocketTransport final : public net::Handler, public net::Transport {
@@ -70,7 +70,6 @@ public:
     // `loop` carries the bytes; `upper` gets the stream of every connection
     // once upgraded (on_open with this transport).
     WebSocketTransport(net::Worker& loop, net::Handler& upper, const WebSocketOptions& options);
-    ~WebSocketTransport() override;
 
     // ---- net::Handler, for the worker's WebSocket listener ----
     void on_open(net::ConnRef conn, net::Transport& transport) override;
@@ -94,15 +93,6 @@ public:
     uint32_t idle_ms(net::ConnRef conn) const override { return loop_.idle_ms(conn); }
     stats::ConnCounters& counters(net::ConnRef conn) override { return loop_.counters(conn); }
 
-    // LiMaoIM bytes the upper handler has not taken yet (malloc'd, header in
-    // front of its bytes), while a packet is split across frames or the
-    // connection's input is paused.
-    struct Held {
-        uint32_t len;
-        uint32_t cap;
-        uint8_t* bytes() { return reinterpret_cast<uint8_t*>(this + 1); }
-    };
-
     // One connection's framing state: 32 bytes.
     struct Connection {
         uint32_t generation;  // 0 = free
@@ -110,7 +100,7 @@ public:
         uint8_t flags;        // Flags
         uint16_t scanned;     // Upgrading: bytes of the request searched for its end already
         ReaderState reader;   // 16 bytes
-        Held* held;
+        net::BudgetBuffer held;  // LiMaoIM bytes the upper handler has not taken yet (a split packet, paused input)
     };
     static_assert(sizeof(Connection) == 32, "an idle WebSocket session costs its framing state, 32 bytes");
 
@@ -128,7 +118,7 @@ private:
     // Hands `stream_` (and what is held) to the upper handler, keeps what it
     // did not take. False when the connection was closed meanwhile.
     bool deliver(net::ConnRef conn, Connection& c);
-    bool hold(net::ConnRef conn, Connection& c, std::span<const uint8_t> bytes);
+    bool hold(net::ConnRef conn, Connection& c, std::span<const uint8_t> bytes, uint32_t needed);
     void drop_held(Connection& c);
     bool control_frame(net::ConnRef conn, Connection& c, Opcode opcode, std::span<const uint8_t> payload);
     void fail(net::ConnRef conn, CloseCode code, WsClose reason);
@@ -148,7 +138,6 @@ private:
     // or scratch_ (reserved_header_ == 0). One reserve/commit at a time.
     uint8_t* reserved_at_ = nullptr;
     size_t reserved_header_ = 0;
-    uint64_t held_bytes_ = 0;
     std::vector<net::ConnRef> resumed_;
     std::vector<net::ConnRef> resumed_work_;
 };

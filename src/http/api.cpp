@@ -223,28 +223,50 @@ Response conversations_delete(im::Service& service, const json& body, size_t) {
     return from_outcome(service.delete_conversation(uids, channel_id, nonzero_channel_type(body)));
 }
 
-Response conversation_sync(im::Service& service, const json& body, size_t) {
+// More than this per channel is clamped: a page, not the whole log.
+constexpr int64_t kMaxSyncMessages = 1000;
+
+// With "msg_count" > 0 (WuKongIM's business servers ask so; the original
+// LiMaoIM ignored it) each conversation's "recents" are its newest messages,
+// newest first, within one byte budget for the whole answer as in
+// /conversation/syncMessages; otherwise null. "readed_to_msg_seq" is
+// WuKongIM's too: the last seq the user has read (last_msg_seq - unread).
+Response conversation_sync(im::Service& service, const json& body, size_t message_bytes_budget) {
     object(body);
     const std::string uid = text(body, "uid", Need::Required);
     const int64_t version = integer(body, "version", std::numeric_limits<int64_t>::min(), std::numeric_limits<int64_t>::max());
     text(body, "last_msg_seqs");  // accepted and ignored, as by the original; must be a string
+    const int64_t count = std::min(
+        integer(body, "msg_count", std::numeric_limits<int64_t>::min(), std::numeric_limits<int64_t>::max()),
+        kMaxSyncMessages);
     std::vector<im::Conversation> changed;
     if (im::Outcome outcome = service.sync_conversations(uid, version, changed); !outcome) return from_outcome(outcome);
     ordered_json list = ordered_json::array();
+    std::vector<im::Message> recents;
+    size_t budget_left = message_bytes_budget;
     for (const im::Conversation& c : changed) {
         ordered_json item = conversation_json(c);
         item["last_msg_seq"] = c.last_msg_seq;
         item["last_client_msg_no"] = c.last_client_msg_no;
         item["offset_msg_seq"] = 0;
+        item["readed_to_msg_seq"] = c.last_msg_seq > c.unread ? c.last_msg_seq - c.unread : 0;
         item["version"] = c.version;
-        item["recents"] = nullptr;
+        if (count > 0) {
+            recents.clear();
+            if (budget_left > 0) {
+                im::Outcome outcome = service.recent_messages(uid, c.channel_id, c.channel_type, 0,
+                                                              {uint32_t(count), budget_left}, recents);
+                if (!outcome) return from_outcome(outcome);
+                fit_budget(recents, budget_left, false);  // newest first: keeps the newest
+            }
+            item["recents"] = message_list(recents);
+        } else {
+            item["recents"] = nullptr;
+        }
         list.push_back(std::move(item));
     }
     return data(list);
 }
-
-// More than this per channel is clamped: a page, not the whole log.
-constexpr int64_t kMaxSyncMessages = 1000;
 
 // One byte budget for the whole response: each channel is read, newest
 // first, within what the channels before it left (the one that spends it

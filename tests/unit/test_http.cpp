@@ -1516,3 +1516,37 @@ TEST_CASE("WuKongIM API: /conversations/delete takes WuKongIM's \"uid\" or LiMao
     CHECK(service.last() == "conversations alice");
     check_refused(service, api, "/conversation/channels", "{}", "uid is required");
 }
+
+TEST_CASE("WuKongIM API: /conversation/sync with msg_count fills recents, newest first; readed_to_msg_seq") {
+    FakeService service;
+    Api api(service);
+    im::ConversationView view;
+    view.conversation.channel_id = "bob";
+    view.conversation.channel_type = 1;
+    view.conversation.unread = 2;
+    view.conversation.last_msg_seq = 42;
+    view.conversation.version = 7;
+    service.conversation_views = {view};
+    im::Message older = sample_message();
+    older.message_seq = 41;
+    service.messages = {older, sample_message()};
+    // As WuKongIM's syncUserConversation reads it.
+    Response r = post(api, "/conversation/sync", R"({"uid":"alice","version":0,"last_msg_seqs":"","msg_count":1,)"
+                                                 R"("only_unread":0,"exclude_channel_types":[],"page":0,"page_size":0})");
+    CHECK(r.status == 200);
+    CHECK(service.last() == "recent_messages alice bob 1 0 1");
+    CHECK(r.body == R"([{"channel_id":"bob","channel_type":1,"unread":2,"timestamp":0,"last_msg_seq":42,)"
+                    R"("last_client_msg_no":"","offset_msg_seq":0,"readed_to_msg_seq":40,"version":7,"recents":[)" +
+                        kSampleResp + "]}]");
+    r = post(api, "/conversation/sync", R"({"uid":"alice","version":0,"msg_count":5})");
+    const json recents = json::parse(r.body)[0]["recents"];
+    REQUIRE(recents.size() == 2);
+    CHECK(recents[0]["message_seq"] == 42);
+    CHECK(recents[1]["message_seq"] == 41);
+    // Without msg_count: LiMaoIM's answer, recents null, nothing read.
+    const size_t calls = service.count();
+    r = post(api, "/conversation/sync", R"({"uid":"alice","version":0})");
+    CHECK(json::parse(r.body)[0]["recents"].is_null());
+    CHECK(service.count() == calls + 1);  // sync_conversations alone
+    check_refused(service, api, "/conversation/sync", R"({"uid":"alice","msg_count":"1"})", "msg_count must be an integer");
+}

@@ -293,7 +293,9 @@ const std::vector<Option>& options() {
                        "port 5200); empty = none", &Config::wk_ws_addr},
         number("ws_max_message", "largest WebSocket frame or message payload, bytes (checked on the frame header)",
                &Config::ws_max_message, 1024, 256u << 20),
-        {"http_secret", "bearer secret every HTTP API request must carry; empty = none (loopback only)",
+        {"http_secret",
+         "secret every HTTP API request must carry (Authorization: Bearer, or a token header); empty = none "
+         "(loopback only)",
          &Config::http_secret},
         {"http_secret_file", "file holding http_secret (one line), read at start", &Config::http_secret_file},
         number("http_body_limit", "largest HTTP API request body, bytes", &Config::http_body_limit, 1024, 64u << 20),

@@ -1,7 +1,7 @@
 #include "limaoim/http/api.h"
 
-#include "limaoim/base64/base64.h"
-#include "limaoim/apijson/message_json.h"
+#include "endpoint.h"
+#include "wk_api.h"
 #include "limaoim/net/address.h"
 
 #include <openssl/crypto.h>
@@ -19,170 +19,9 @@ namespace limaoim::http {
 namespace {
 
 using nlohmann::json;
-using nlohmann::ordered_json;  // the response keys keep the order of §16.0
-
-// ---- responses ----
-
-// Bodies are serialized by apijson::dump: strings from the core (uids of the
-// binary protocol, core messages) may not be UTF-8, and are replaced rather
-// than failing the whole response.
-
-Response ok() { return {200, R"({"status":200})"}; }
-
-Response error(uint16_t status, std::string_view message) {
-    ordered_json body;
-    body["msg"] = message;
-    body["status"] = status;
-    return {status, apijson::dump(body)};
-}
-
-Response data(const ordered_json& value) { return {200, apijson::dump(value)}; }
-
-Response from_outcome(const im::Outcome& outcome) {
-    switch (outcome.code) {
-    case im::Outcome::Code::Ok:
-        return ok();
-    case im::Outcome::Code::BadRequest:
-        return error(400, outcome.message);
-    case im::Outcome::Code::Unavailable:
-        break;
-    }
-    return error(500, outcome.message);
-}
-
-// MessageResp (§16.0), keys in the spec's order: shared with the webhooks.
-ordered_json message_resp(const im::Message& m) { return apijson::message_resp(m.view()); }
-
-// An upper bound of a message's MessageResp JSON: the payload in base64, its
-// strings escaped at worst (\u00XX, 6 bytes a byte), keys and numbers.
-size_t message_json_bound(const im::Message& m) {
-    return base64::encoded_size(m.payload.size()) + 6 * (m.client_msg_no.size() + m.from_uid.size() + m.channel_id.size()) + 384;
-}
-
-// Drops messages past `budget` bytes of JSON, keeping the first or, with
-// `keep_last`, the last; at least one always stays, so paging goes on. What
-// is kept is taken from `budget` (down to 0). True when some were dropped.
-//
-// The service's read has stopped at about the same budget already
-// (im::PageLimit, counted in stored bytes, which are fewer than their JSON):
-// what it read holds every message kept here, and little more.
-bool fit_budget(std::vector<im::Message>& messages, size_t& budget, bool keep_last) {
-    size_t bytes = 0;
-    size_t kept = 0;
-    for (; kept < messages.size(); ++kept) {
-        const im::Message& m = keep_last ? messages[messages.size() - 1 - kept] : messages[kept];
-        const size_t json_bytes = message_json_bound(m);
-        if (bytes + json_bytes > budget && kept > 0) break;
-        bytes += json_bytes;
-    }
-    budget -= std::min(budget, bytes);
-    if (kept == messages.size()) return false;
-    if (keep_last) {
-        messages.erase(messages.begin(), messages.end() - ptrdiff_t(kept));
-    } else {
-        messages.resize(kept);
-    }
-    return true;
-}
-
-ordered_json message_list(const std::vector<im::Message>& messages) {
-    ordered_json list = ordered_json::array();
-    for (const im::Message& m : messages) list.push_back(message_resp(m));
-    return list;
-}
-
-// ---- request fields ----
-
-// A request the HTTP layer refuses (400): thrown by the field readers below
-// and caught in Api::handle, so each endpoint reads as a list of its fields.
-struct Invalid {
-    std::string message;
-};
-
-enum class Need : uint8_t { Optional, Required };
-
-// Absent and null both mean "not given" (as in Go's encoding/json).
-const json* field(const json& body, const char* key) {
-    auto it = body.find(key);
-    return it == body.end() || it->is_null() ? nullptr : &*it;
-}
-
-bool blank(std::string_view s) { return s.find_first_not_of(" \t\r\n") == std::string_view::npos; }
-
-std::string text(const json& body, const char* key, Need need = Need::Optional) {
-    const json* value = field(body, key);
-    if (value && !value->is_string()) throw Invalid{std::string(key) + " must be a string"};
-    std::string out = value ? value->get<std::string>() : std::string();
-    if (need == Need::Required && blank(out)) throw Invalid{std::string(key) + " is required"};
-    return out;
-}
-
-// An integer field in [lo, hi]; 0 when absent. Floats and booleans are
-// refused, as Go refuses them for its integer fields.
-int64_t integer(const json& body, const char* key, int64_t lo, int64_t hi) {
-    const json* value = field(body, key);
-    if (!value) return 0;
-    if (!value->is_number_integer()) throw Invalid{std::string(key) + " must be an integer"};
-    if (value->is_number_unsigned() && value->get<uint64_t>() > uint64_t(hi))
-        throw Invalid{std::string(key) + " is out of range"};
-    const int64_t n = value->get<int64_t>();
-    if (n < lo || n > hi) throw Invalid{std::string(key) + " is out of range"};
-    return n;
-}
-
-uint8_t byte_field(const json& body, const char* key) { return uint8_t(integer(body, key, 0, 255)); }
-
-uint32_t u32_field(const json& body, const char* key) {
-    return uint32_t(integer(body, key, 0, std::numeric_limits<uint32_t>::max()));
-}
-
-// A "limit": negative is an error (§16.2); past kMaxPageMessages it is
-// clamped, as the original clamps its page sizes: one request reads a page.
-uint32_t limit_field(const json& body) {
-    const int64_t limit = integer(body, "limit", std::numeric_limits<int64_t>::min(), std::numeric_limits<int64_t>::max());
-    if (limit < 0) throw Invalid{"limit must not be negative"};
-    return uint32_t(std::min<int64_t>(limit, kMaxPageMessages));
-}
-
-// Flags and switches count as set only when equal to 1 (§16.2).
-bool is_one(const json& body, const char* key) {
-    return integer(body, key, std::numeric_limits<int64_t>::min(), std::numeric_limits<int64_t>::max()) == 1;
-}
-
-std::vector<std::string> string_list(const json& list, const char* what) {
-    if (!list.is_array()) throw Invalid{std::string(what) + " must be an array of strings"};
-    std::vector<std::string> out;
-    out.reserve(list.size());
-    for (const json& item : list) {
-        if (!item.is_string()) throw Invalid{std::string(what) + " must be an array of strings"};
-        out.push_back(item.get<std::string>());
-    }
-    return out;
-}
-
-std::vector<std::string> strings(const json& body, const char* key, Need need = Need::Optional) {
-    const json* value = field(body, key);
-    std::vector<std::string> out = value ? string_list(*value, key) : std::vector<std::string>();
-    if (need == Need::Required && out.empty()) throw Invalid{std::string(key) + " must not be empty"};
-    return out;
-}
-
-const json& object(const json& body) {
-    if (!body.is_object()) throw Invalid{"the request body must be a JSON object"};
-    return body;
-}
-
-// channel_type != 0, as the list endpoints and POST /channel require.
-uint8_t nonzero_channel_type(const json& body) {
-    const uint8_t type = byte_field(body, "channel_type");
-    if (type == 0) throw Invalid{"channel_type must not be 0"};
-    return type;
-}
+using namespace endpoint;  // the helpers every endpoint uses (endpoint.h)
 
 // ---- endpoints (§16.1-16.3) ----
-
-// The last argument is ApiOptions::message_bytes_budget.
-using Endpoint = Response (*)(im::Service&, const json&, size_t);
 
 Response user_token(im::Service& service, const json& body, size_t) {
     object(body);
@@ -207,7 +46,8 @@ Response system_uids_remove(im::Service& service, const json& body, size_t) {
     return from_outcome(service.remove_system_uids(strings(object(body), "uids")));
 }
 
-Response channel_put(im::Service& service, const json& body, size_t) {
+Response channel_put(im::Service& service, const json& body, size_t message_bytes_budget) {
+    if (wukongim::is_channel_put(body)) return wukongim::channel_put(service, body, message_bytes_budget);
     object(body);
     const std::string id = text(body, "channel_id", Need::Required);
     const uint8_t type = nonzero_channel_type(body);
@@ -257,21 +97,13 @@ Response list_edit(im::Service& service, const json& body, size_t) {
 Response message_send(im::Service& service, const json& body, size_t) {
     object(body);
     im::ApiSend send;
-    if (const json* header = field(body, "header")) {
-        if (!header->is_object()) throw Invalid{"header must be an object"};
-        if (is_one(*header, "no_persist")) send.header_flags |= 0x01;
-        if (is_one(*header, "red_dot")) send.header_flags |= 0x02;
-        if (is_one(*header, "sync_once")) send.header_flags |= 0x04;
-    }
+    send.header_flags = header_flags(body);
     send.client_msg_no = text(body, "client_msg_no");
     send.from_uid = text(body, "from_uid");
     send.channel_id = text(body, "channel_id");
     send.channel_type = byte_field(body, "channel_type");
     send.subscribers = strings(body, "subscribers");
-    std::optional<std::string> payload = base64::decode(text(body, "payload"));
-    if (!payload) throw Invalid{"payload is not valid base64"};
-    if (payload->empty()) throw Invalid{"payload must not be empty"};
-    send.payload = std::move(*payload);
+    send.payload = payload_field(body);
     if (send.channel_id.empty() && send.subscribers.empty())
         throw Invalid{"channel_id or subscribers is required"};
     return from_outcome(service.send(send));
@@ -301,6 +133,7 @@ Response message_sync_ack(im::Service& service, const json& body, size_t) {
 }
 
 Response channel_message_sync(im::Service& service, const json& body, size_t message_bytes_budget) {
+    if (wukongim::is_message_sync(body)) return wukongim::message_sync(service, body, message_bytes_budget);
     object(body);
     const std::string login_uid = text(body, "login_uid");
     const std::string id = text(body, "channel_id", Need::Required);
@@ -382,33 +215,58 @@ Response conversations_set_unread(im::Service& service, const json& body, size_t
 
 Response conversations_delete(im::Service& service, const json& body, size_t) {
     object(body);
-    const std::vector<std::string> uids = strings(body, "uids", Need::Required);
+    // WuKongIM names one user, "uid"; LiMaoIM a list, "uids".
+    const std::vector<std::string> uids = field(body, "uids") || !field(body, "uid")
+                                              ? strings(body, "uids", Need::Required)
+                                              : std::vector<std::string>{text(body, "uid", Need::Required)};
     const std::string channel_id = text(body, "channel_id", Need::Required);
     return from_outcome(service.delete_conversation(uids, channel_id, nonzero_channel_type(body)));
 }
 
-Response conversation_sync(im::Service& service, const json& body, size_t) {
+// More than this per channel is clamped: a page, not the whole log.
+constexpr int64_t kMaxSyncMessages = 1000;
+
+// With "msg_count" > 0 (WuKongIM's business servers ask so; the original
+// LiMaoIM ignored it) each conversation's "recents" are its newest messages,
+// newest first, within one byte budget for the whole answer as in
+// /conversation/syncMessages; otherwise null. "readed_to_msg_seq" is
+// WuKongIM's too: the last seq the user has read (last_msg_seq - unread).
+Response conversation_sync(im::Service& service, const json& body, size_t message_bytes_budget) {
     object(body);
     const std::string uid = text(body, "uid", Need::Required);
     const int64_t version = integer(body, "version", std::numeric_limits<int64_t>::min(), std::numeric_limits<int64_t>::max());
     text(body, "last_msg_seqs");  // accepted and ignored, as by the original; must be a string
+    const int64_t count = std::min(
+        integer(body, "msg_count", std::numeric_limits<int64_t>::min(), std::numeric_limits<int64_t>::max()),
+        kMaxSyncMessages);
     std::vector<im::Conversation> changed;
     if (im::Outcome outcome = service.sync_conversations(uid, version, changed); !outcome) return from_outcome(outcome);
     ordered_json list = ordered_json::array();
+    std::vector<im::Message> recents;
+    size_t budget_left = message_bytes_budget;
     for (const im::Conversation& c : changed) {
         ordered_json item = conversation_json(c);
         item["last_msg_seq"] = c.last_msg_seq;
         item["last_client_msg_no"] = c.last_client_msg_no;
         item["offset_msg_seq"] = 0;
+        item["readed_to_msg_seq"] = c.last_msg_seq > c.unread ? c.last_msg_seq - c.unread : 0;
         item["version"] = c.version;
-        item["recents"] = nullptr;
+        if (count > 0) {
+            recents.clear();
+            if (budget_left > 0) {
+                im::Outcome outcome = service.recent_messages(uid, c.channel_id, c.channel_type, 0,
+                                                              {uint32_t(count), budget_left}, recents);
+                if (!outcome) return from_outcome(outcome);
+                fit_budget(recents, budget_left, false);  // newest first: keeps the newest
+            }
+            item["recents"] = message_list(recents);
+        } else {
+            item["recents"] = nullptr;
+        }
         list.push_back(std::move(item));
     }
     return data(list);
 }
-
-// More than this per channel is clamped: a page, not the whole log.
-constexpr int64_t kMaxSyncMessages = 1000;
 
 // One byte budget for the whole response: each channel is read, newest
 // first, within what the channels before it left (the one that spends it
@@ -446,47 +304,13 @@ Response conversation_sync_messages(im::Service& service, const json& body, size
     return data(list);
 }
 
-// A GET request's query string as a JSON object of strings (the fields the
-// endpoints read): percent-decoded, '+' as space, the last of repeated keys.
-json query_object(std::string_view query) {
-    auto decode = [](std::string_view in) {
-        std::string out;
-        for (size_t i = 0; i < in.size(); ++i) {
-            if (in[i] == '+') {
-                out.push_back(' ');
-            } else if (in[i] == '%' && i + 2 < in.size() && std::isxdigit(uint8_t(in[i + 1])) &&
-                       std::isxdigit(uint8_t(in[i + 2]))) {
-                out.push_back(char(std::stoi(std::string(in.substr(i + 1, 2)), nullptr, 16)));
-                i += 2;
-            } else {
-                out.push_back(in[i]);
-            }
-        }
-        return out;
-    };
-    json out = json::object();
-    while (!query.empty()) {
-        const size_t amp = query.find('&');
-        const std::string_view pair = query.substr(0, amp);
-        query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
-        if (pair.empty()) continue;
-        const size_t eq = pair.find('=');
-        out[decode(pair.substr(0, eq))] = eq == std::string_view::npos ? std::string() : decode(pair.substr(eq + 1));
-    }
-    return out;
-}
-
-struct Route {
-    std::string_view path;
-    const char* method;
-    Endpoint endpoint;
-};
-
 constexpr Route kRoutes[] = {
     {"/user/token", "POST", user_token},
     {"/user/onlinestatus", "POST", online_status},
     {"/systemuids_add", "POST", system_uids_add},
     {"/systemuids_remove", "POST", system_uids_remove},
+    {"/user/systemuids_add", "POST", system_uids_add},  // WuKongIM v2's paths of the same two calls
+    {"/user/systemuids_remove", "POST", system_uids_remove},
     {"/channel", "POST", channel_put},
     {"/channel/subscriber_add", "POST", subscriber_add},
     {"/channel/subscriber_remove", "POST", subscriber_remove},
@@ -627,7 +451,7 @@ std::optional<Response> Api::screen(const Request& head) const {
     if (!secret_digest_ && !host.empty() && !loopback_host(host))
         return error(403, "Host " + std::string(host) +
                               " is not a loopback address and no http_secret is set: call 127.0.0.1 or localhost");
-    if (!authorized(head.authorization)) return error(401, "unauthorized");
+    if (!authorized(head.authorization, head.token)) return error(401, "unauthorized");
     return std::nullopt;
 }
 
@@ -642,18 +466,25 @@ bool Api::is_static(std::string_view path) const {
                        [&](const StaticFile& file) { return file.path == path; });
 }
 
-bool Api::authorized(std::string_view authorization) const {
+bool Api::authorized(std::string_view authorization, std::string_view token) const {
     if (!secret_digest_) return true;
-    // The scheme is case-insensitive (RFC 7235); the token is compared by
-    // digest, in constant time, so neither its bytes nor its length leak.
+    if (!token.empty() && is_secret(token)) return true;
+    // The scheme is case-insensitive (RFC 7235).
     constexpr std::string_view kScheme = "bearer ";
     if (authorization.size() < kScheme.size()) return false;
     for (size_t i = 0; i < kScheme.size(); ++i)
         if (char(std::tolower(uint8_t(authorization[i]))) != kScheme[i]) return false;
-    std::string_view token = authorization.substr(kScheme.size());
-    while (!token.empty() && token.front() == ' ') token.remove_prefix(1);
-    while (!token.empty() && token.back() == ' ') token.remove_suffix(1);
-    const std::array<uint8_t, 32> digest = sha256(token);
+    std::string_view bearer = authorization.substr(kScheme.size());
+    while (!bearer.empty() && bearer.front() == ' ') bearer.remove_prefix(1);
+    while (!bearer.empty() && bearer.back() == ' ') bearer.remove_suffix(1);
+    return is_secret(bearer);
+}
+
+// Compared by digest, in constant time, so neither the secret's bytes nor
+// its length leak.
+bool Api::is_secret(std::string_view candidate) const {
+    if (!secret_digest_) return false;
+    const std::array<uint8_t, 32> digest = sha256(candidate);
     return CRYPTO_memcmp(digest.data(), secret_digest_->data(), digest.size()) == 0;
 }
 
@@ -686,9 +517,15 @@ Response Api::route(const Request& request) const {
             }
         }
         if (request.path == "/health" || request.path == "/metrics") return probe(request);
-        const Route* found = std::find_if(std::begin(kRoutes), std::end(kRoutes),
-                                          [&](const Route& r) { return r.path == request.path; });
-        if (found == std::end(kRoutes)) return error(404, "not found");
+        // LiMaoIM's routes, then WuKongIM's (no path is in both tables).
+        const auto by_path = [&](const Route& r) { return r.path == request.path; };
+        const Route* found = std::find_if(std::begin(kRoutes), std::end(kRoutes), by_path);
+        if (found == std::end(kRoutes)) {
+            const std::span<const Route> wk = wukongim::routes();
+            const auto wk_found = std::find_if(wk.begin(), wk.end(), by_path);
+            if (wk_found == wk.end()) return error(404, "not found");
+            found = &*wk_found;
+        }
         if (request.method != found->method) {
             Response response = error(405, "method not allowed");
             response.allow = found->method;

@@ -90,7 +90,7 @@ std::string serialize_response(const Response& response, bool keep_alive, bool h
         out += "Access-Control-Allow-Origin: ";
         out += response.allow_origin;
         out += "\r\nVary: Origin\r\nAccess-Control-Allow-Methods: GET, POST\r\n"
-               "Access-Control-Allow-Headers: Authorization, Content-Type\r\nAccess-Control-Max-Age: 600\r\n";
+               "Access-Control-Allow-Headers: Authorization, Content-Type, token\r\nAccess-Control-Max-Age: 600\r\n";
     }
     if (!keep_alive) {
         out += "Connection: close\r\n";
@@ -148,6 +148,7 @@ int RequestParser::on_message_begin(http_parser* parser) {
     self.request_.query.clear();
     self.request_.body.clear();
     self.request_.authorization.clear();
+    self.request_.token.clear();
     self.authorized_ = false;
     self.request_.origin.clear();
     self.request_.host.clear();
@@ -184,6 +185,9 @@ int RequestParser::on_header_value(http_parser* parser, const char* at, size_t l
         if (equals_ignoring_case(self.header_name_, "authorization")) {
             self.header_ = Header::Authorization;
             self.request_.authorization.clear();
+        } else if (equals_ignoring_case(self.header_name_, "token")) {
+            self.header_ = Header::Token;
+            self.request_.token.clear();
         } else if (equals_ignoring_case(self.header_name_, "expect")) {
             self.header_ = Header::Expect;
             self.expect_.clear();
@@ -197,6 +201,7 @@ int RequestParser::on_header_value(http_parser* parser, const char* at, size_t l
     }
     switch (self.header_) {
     case Header::Authorization: self.request_.authorization.append(at, length); break;
+    case Header::Token: self.request_.token.append(at, length); break;
     case Header::Expect: self.expect_.append(at, length); break;
     case Header::Origin: self.request_.origin.append(at, length); break;
     case Header::Host: self.request_.host.append(at, length); break;
@@ -227,7 +232,7 @@ int RequestParser::on_headers_complete(http_parser* parser) {
             self.refused_ = true;
             return -1;  // 1 and 2 mean "no body" / "upgrade" to http_parser: any other value fails
         }
-        self.authorized_ = self.gate_->authorized(self.request_.authorization);
+        self.authorized_ = self.gate_->authorized(self.request_.authorization, self.request_.token);
     }
     // Refused before a byte of the body is read (content_length is ULLONG_MAX
     // without the header; a chunked body is counted in on_body).

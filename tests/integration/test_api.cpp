@@ -754,7 +754,7 @@ TEST_CASE("api: no secret: a web page's requests (cross-origin, DNS rebinding) a
                                         "Origin: http://admin.example:8080\r\nSec-Fetch-Mode: cors\r\n"),
                  2000, true);
     CHECK_MESSAGE(r.rfind("HTTP/1.1 200 OK\r\n", 0) == 0, r);
-    CHECK(r.find("\r\nAccess-Control-Allow-Headers: Authorization, Content-Type\r\n") != std::string::npos);
+    CHECK(r.find("\r\nAccess-Control-Allow-Headers: Authorization, Content-Type, token\r\n") != std::string::npos);
     // The demo page itself is public static content, whatever the Host.
     r = raw_http(http, chromium_request("GET", "/demo/", rebound, "Sec-Fetch-Site: none\r\nSec-Fetch-Mode: navigate\r\n"),
                  2000, true);
@@ -863,4 +863,46 @@ TEST_CASE("api: limit 4294967295 returns one page of 1000 messages with more = 1
                  {"limit", 4294967295u}, {"reverse", 1}});
     CHECK(page["messages"].size() == kN - 1000);
     CHECK(page["more"] == 0);
+}
+
+// ---- WuKongIM v2's API (docs/WKAPI.md) ----
+
+TEST_CASE("api: a WuKongIM business server: its token header, /user/device_quit logs every device of a user out") {
+    ImServer server({"--http-secret", "mgr-token"}, "", /*test_mode=*/false);
+    REQUIRE_MESSAGE(server.started(), server.log());
+    const uint16_t http = server.http_port();
+    // As WuKongIM's business servers send the manager token.
+    const auto wukongim_post = [&](const std::string& path, const std::string& token, const std::string& body) {
+        return raw_http(http, "POST " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\ntoken: " + token +
+                                  "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
+                                  "\r\nConnection: close\r\n\r\n" + body);
+    };
+    const auto status_line = [](const std::string& response) { return response.substr(0, response.find("\r\n")); };
+    CHECK(status_line(wukongim_post("/user/token", "wrong", R"({"uid":"alice","token":"t1"})")) == "HTTP/1.1 401 Unauthorized");
+    for (const char* body : {R"({"uid":"alice","token":"t1","device_flag":0,"device_level":1})",
+                             R"({"uid":"alice","token":"w1","device_flag":1,"device_level":1})"}) {
+        const std::string r = wukongim_post("/user/token", "mgr-token", body);
+        CHECK(status_line(r) == "HTTP/1.1 200 OK");
+        CHECK(r.ends_with(R"({"status":200})"));
+    }
+    ChatClient app = online(server, "alice", 4, 0, "t1");
+    ChatClient web = online(server, "alice", 4, 1, "w1");
+
+    const std::string quit = wukongim_post("/user/device_quit", "mgr-token", R"({"uid":"alice","device_flag":-1})");
+    CHECK(status_line(quit) == "HTTP/1.1 200 OK");
+    CHECK(quit.ends_with(R"({"status":200})"));
+    for (ChatClient* session : {&app, &web}) {
+        auto bye = session->read_any(3000);
+        REQUIRE_MESSAGE(bye, "no DISCONNECT after /user/device_quit");
+        CHECK(bye->type() == proto::PacketType::Disconnect);
+    }
+    // Neither old token logs in again, nor an empty one; a new token does.
+    for (const auto& [token, flag] : {std::pair{"t1", 0}, std::pair{"w1", 1}, std::pair{"", 0}}) {
+        ChatClient old;
+        REQUIRE(old.connect(server.port()));
+        CHECK(old.login("alice", token, 4, uint8_t(flag)).reason == 2);
+    }
+    CHECK(status_line(wukongim_post("/user/token", "mgr-token", R"({"uid":"alice","token":"t2","device_flag":0})")) ==
+          "HTTP/1.1 200 OK");
+    online(server, "alice", 4, 0, "t2");
 }

@@ -509,7 +509,8 @@ TEST_CASE("conversations: the endpoints of §16.4 with good and bad input") {
             std::vector<std::string> keys;
             for (const auto& [k, v] : item.items()) keys.push_back(k);
             CHECK(keys == std::vector<std::string>{"channel_id", "channel_type", "unread", "timestamp", "last_msg_seq",
-                                                   "last_client_msg_no", "offset_msg_seq", "version", "recents"});
+                                                   "last_client_msg_no", "offset_msg_seq", "readed_to_msg_seq",
+                                                   "version", "recents"});
             const Key k{item.value("channel_id", std::string()), item.value("channel_type", -1)};
             REQUIRE_MESSAGE(listed.count(k), key_text(k));
             const json& l = listed.at(k);
@@ -518,6 +519,7 @@ TEST_CASE("conversations: the endpoints of §16.4 with good and bad input") {
             CHECK(item["last_msg_seq"] == l["last_message"]["message_seq"]);
             CHECK(item["last_client_msg_no"] == l["last_message"]["client_msg_no"]);
             CHECK(item["offset_msg_seq"] == 0);
+            CHECK(item["readed_to_msg_seq"] == item["last_msg_seq"].get<int64_t>() - item["unread"].get<int64_t>());
             CHECK(item["recents"].is_null());
             REQUIRE(item["version"].is_number_integer());
             CHECK(item["version"].get<int64_t>() > 0);
@@ -526,9 +528,19 @@ TEST_CASE("conversations: the endpoints of §16.4 with good and bad input") {
             prev_ts = item["timestamp"].get<int64_t>();
         }
         CHECK(post(http, "/conversation/sync", {{"uid", "a"}, {"version", -1}}).size() == 4);
-        CHECK(post(http, "/conversation/sync",
-                   {{"uid", "a"}, {"version", 0}, {"last_msg_seqs", "b:1:2|g1:2:1"}, {"msg_count", 10}})
-                  .size() == 4);
+        // msg_count > 0 (as WuKongIM's business servers ask): each one's newest messages, newest first.
+        const json with_recents =
+            post(http, "/conversation/sync", {{"uid", "a"}, {"version", 0}, {"last_msg_seqs", "b:1:2|g1:2:1"}, {"msg_count", 2}});
+        CHECK(with_recents.size() == 4);
+        for (const json& item : with_recents) {
+            CAPTURE(item.dump());
+            REQUIRE(item["recents"].is_array());
+            REQUIRE(!item["recents"].empty());
+            CHECK(item["recents"].size() <= 2);
+            CHECK(item["recents"][0]["message_seq"] == item["last_msg_seq"]);
+            if (item["recents"].size() == 2)
+                CHECK(item["recents"][1]["message_seq"].get<int64_t>() < item["last_msg_seq"].get<int64_t>());
+        }
         CHECK(post(http, "/conversation/sync", {{"uid", "a"}, {"version", max_version}}) == json::array());
         CHECK(post(http, "/conversation/sync", {{"uid", "nobody"}, {"version", 0}}) == json::array());
 

@@ -379,7 +379,7 @@ TEST_CASE("Api: an allowed origin gets CORS: its preflight passes without the se
     const std::string wire = http::serialize_response(preflight, true);
     CHECK(wire.find("\r\nAccess-Control-Allow-Origin: http://admin.example:8080\r\nVary: Origin\r\n") !=
           std::string::npos);
-    CHECK(wire.find("\r\nAccess-Control-Allow-Headers: Authorization, Content-Type\r\n") != std::string::npos);
+    CHECK(wire.find("\r\nAccess-Control-Allow-Headers: Authorization, Content-Type, token\r\n") != std::string::npos);
     CHECK(screened(api, head("OPTIONS", "/user/token", "127.0.0.1:1516", "http://evil.example")) == 403);
     CHECK(screened(api, head("OPTIONS", "/user/token", "127.0.0.1:1516")) == 401);  // no Origin: no preflight
     // The request itself needs the secret, and its answer names the origin.
@@ -925,6 +925,18 @@ TEST_CASE("RequestParser: with a gate, a refused request stops at its headers: n
                 .status == Status::Complete);
     CHECK(allowed.request().host == "127.0.0.1:1");
     CHECK(allowed.request().origin == "http://127.0.0.1:1");
+    // WuKongIM's "token" header carries the secret as well as the bearer does.
+    http::RequestParser wukongim(1024, &api);
+    REQUIRE(wukongim.feed(bytes_of("POST /user/device_quit HTTP/1.1\r\nHost: im.example\r\nToken: k\r\n"
+                                   "Content-Length: 2\r\n\r\n{}"))
+                .status == Status::Complete);
+    CHECK(wukongim.request().token == "k");
+    CHECK(wukongim.authorized());
+    http::RequestParser wrong_token(1024, &api);
+    CHECK(wrong_token.feed(bytes_of("POST /user/device_quit HTTP/1.1\r\nHost: im.example\r\ntoken: x\r\n"
+                                    "Content-Length: 2\r\n\r\n{}"))
+              .status == Status::Refused);
+    CHECK(wrong_token.refusal().status == 401);
 }
 
 TEST_CASE("serialize_response: status line, JSON headers, Connection by keep-alive and version") {
@@ -1241,4 +1253,300 @@ TEST_CASE("Api: GET /metrics answers the probe's Prometheus text; 404 without on
     CHECK(r.status == 500);
     CHECK(std::string(r.content_type) == "application/json");
     CHECK(service.count() == 0);
+}
+
+// ---- WuKongIM v2's HTTP API (docs/WKAPI.md) ----
+// Requests shaped as WuKongIM's source reads them (internal/api, v2),
+// answers in its shapes; errors are its 400 {"msg", "status": 400}.
+
+namespace {
+
+Response call_with_token(const Api& api, std::string path, std::string body, std::string token) {
+    Request request;
+    request.method = "POST";
+    request.path = std::move(path);
+    request.body = std::move(body);
+    request.token = std::move(token);
+    return api.handle(request);
+}
+
+Response get(const Api& api, std::string path, std::string query) {
+    Request request;
+    request.method = "GET";
+    request.path = std::move(path);
+    request.query = std::move(query);
+    return api.handle(request);
+}
+
+}  // namespace
+
+TEST_CASE("WuKongIM API: the secret as WuKongIM's \"token\" header opens every route, WuKongIM's too; nothing else does") {
+    FakeService service;
+    Api api(service, {.bearer_secret = "s3cret"});
+    CHECK(call_with_token(api, "/user/device_quit", R"({"uid":"a","device_flag":0})", "").status == 401);
+    CHECK(call_with_token(api, "/user/device_quit", R"({"uid":"a","device_flag":0})", "wrong").status == 401);
+    CHECK(call_with_token(api, "/user/device_quit", R"({"uid":"a","device_flag":0})", "s3cre").status == 401);
+    CHECK(call(api, "POST", "/channel/subscriber_remove_all", R"({"channel_id":"g1","channel_type":2})").status == 401);
+    CHECK(service.count() == 0);
+    CHECK(call_with_token(api, "/user/device_quit", R"({"uid":"a","device_flag":0})", "s3cret").status == 200);
+    CHECK(call_with_token(api, "/user/token", R"({"uid":"a","token":"t"})", "s3cret").status == 200);
+    CHECK(call(api, "POST", "/channel/subscriber_remove_all", R"({"channel_id":"g1","channel_type":2})", "Bearer s3cret")
+              .status == 200);
+    CHECK(api.authorized("", "s3cret"));
+    CHECK_FALSE(api.authorized("", "Bearer s3cret"));
+    CHECK_FALSE(api.authorized("Bearer wrong", "wrong"));
+    // The screen at the end of the headers asks the same.
+    Request headers = head("POST", "/message/sendbatch", "im.example:5001");
+    CHECK(screened(api, headers) == 401);
+    headers.token = "s3cret";
+    CHECK(screened(api, headers) == 0);
+}
+
+TEST_CASE("WuKongIM API: POST /user/device_quit voids the device's token with one nobody knows; -1 quits all three") {
+    FakeService service;
+    Api api(service);
+    CHECK(post(api, "/user/device_quit", R"({"uid":"alice","device_flag":1})").body == kOk);
+    REQUIRE(service.count() == 1);
+    const std::string first = service.last();
+    CHECK(first.rfind("set_token alice ", 0) == 0);
+    CHECK(first.size() == std::string("set_token alice ").size() + 64 + 4);  // 64 hex digits, " 1 1"
+    CHECK(first.ends_with(" 1 1"));
+    CHECK(post(api, "/user/device_quit", R"({"uid":"alice","device_flag":1})").status == 200);
+    CHECK(service.last() != first);  // a new one each time
+    CHECK(post(api, "/user/device_quit", R"({"uid":"bob","device_flag":-1})").body == kOk);
+    REQUIRE(service.count() == 5);
+    {
+        std::lock_guard lock(service.mutex);
+        CHECK(service.calls[2].ends_with(" 0 1"));
+        CHECK(service.calls[3].ends_with(" 1 1"));
+        CHECK(service.calls[4].ends_with(" 2 1"));
+    }
+    check_refused(service, api, "/user/device_quit", R"({"device_flag":0})", "uid is required");
+    check_refused(service, api, "/user/device_quit", R"({"uid":"a","device_flag":-2})", "device_flag is out of range");
+    service.outcome = im::Outcome::unavailable("store down");
+    const Response failed = post(api, "/user/device_quit", R"({"uid":"a","device_flag":0})");
+    CHECK(failed.status == 500);
+    CHECK(failed.body == R"({"msg":"store down","status":500})");
+}
+
+TEST_CASE("WuKongIM API: /user/systemuids_add and _remove are LiMaoIM's /systemuids_add and _remove") {
+    FakeService service;
+    Api api(service);
+    CHECK(post(api, "/user/systemuids_add", R"({"uids":["s1"]})").body == kOk);
+    CHECK(service.last() == "add_system_uids [s1]");
+    CHECK(post(api, "/user/systemuids_remove", R"({"uids":["s1"]})").body == kOk);
+    CHECK(service.last() == "remove_system_uids [s1]");
+    check_refused(service, api, "/user/systemuids_add", R"({"uids":"s1"})", "uids must be an array of strings");
+}
+
+TEST_CASE("WuKongIM API: POST /channel with WuKongIM's fields adds subscribers (reset 1 replaces); LiMaoIM's replaces") {
+    FakeService service;
+    Api api(service);
+    // WuKongIM's channelCreateReq: channel info flags, reset, subscribers.
+    CHECK(post(api, "/channel", R"({"channel_id":"g1","channel_type":2,"large":0,"ban":0,"reset":0,"subscribers":["a","b"]})")
+              .body == kOk);
+    CHECK(service.last() == "add_subscribers g1 2 [a,b]");
+    CHECK(post(api, "/channel", R"({"channel_id":"g1","channel_type":2,"reset":1,"subscribers":["c"]})").body == kOk);
+    CHECK(service.last() == "add_subscribers g1 2 [c] reset");
+    CHECK(post(api, "/channel", R"({"channel_id":"g1","channel_type":2,"large":1})").body == kOk);
+    CHECK(service.last() == "add_subscribers g1 2 []");
+    // A person channel exists with its user: nothing to store, but no subscribers either.
+    const size_t calls = service.count();
+    CHECK(post(api, "/channel", R"({"channel_id":"alice","channel_type":1,"reset":0})").body == kOk);
+    CHECK(service.count() == calls);
+    check_refused(service, api, "/channel", R"({"channel_id":"alice","channel_type":1,"reset":0,"subscribers":["b"]})",
+                  "person channels take no subscribers");
+    check_refused(service, api, "/channel", R"({"channel_id":"g1","channel_type":2,"ban":1})", "ban is not supported");
+    check_refused(service, api, "/channel", R"({"channel_id":"g1","channel_type":2,"send_ban":1})", "send_ban is not supported");
+    check_refused(service, api, "/channel", R"({"channel_id":"g1","channel_type":2,"disband":1})", "disband is not supported");
+    check_refused(service, api, "/channel", R"({"channel_id":"g1","channel_type":2,"allow_stranger":1})",
+                  "allow_stranger is not supported");
+    check_refused(service, api, "/channel", R"({"channel_id":"g1","reset":0})", "channel_type must not be 0");
+    check_refused(service, api, "/channel", R"({"channel_id":"g1","channel_type":2,"large":"yes"})", "large must be an integer");
+    // Neither dialect's own fields: LiMaoIM's, as before.
+    CHECK(post(api, "/channel", R"({"channel_id":"g2","channel_type":2,"subscribers":["a"]})").body == kOk);
+    CHECK(service.last() == "put_channel g2 2  [a]");
+}
+
+TEST_CASE("WuKongIM API: POST /channel/info makes sure the channel exists; its unsupported flags are refused") {
+    FakeService service;
+    Api api(service);
+    CHECK(post(api, "/channel/info", R"({"channel_id":"g1","channel_type":2,"large":1,"ban":0})").body == kOk);
+    CHECK(service.last() == "add_subscribers g1 2 []");
+    const size_t calls = service.count();
+    CHECK(post(api, "/channel/info", R"({"channel_id":"alice","channel_type":1})").body == kOk);
+    CHECK(service.count() == calls);
+    check_refused(service, api, "/channel/info", R"({"channel_id":"g1","channel_type":2,"ban":1})", "ban is not supported");
+    check_refused(service, api, "/channel/info", R"({"channel_type":2})", "channel_id is required");
+}
+
+TEST_CASE("WuKongIM API: the three *_remove_all calls") {
+    FakeService service;
+    Api api(service);
+    CHECK(post(api, "/channel/subscriber_remove_all", R"({"channel_id":"g1","channel_type":2})").body == kOk);
+    CHECK(service.last() == "add_subscribers g1 2 [] reset");
+    CHECK(post(api, "/channel/blacklist_remove_all", R"({"channel_id":"g1","channel_type":2})").body == kOk);
+    CHECK(service.last() == "edit_list g1 2 deny set []");
+    CHECK(post(api, "/channel/whitelist_remove_all", R"({"channel_id":"alice","channel_type":1})").body == kOk);
+    CHECK(service.last() == "edit_list alice 1 allow set []");
+    check_refused(service, api, "/channel/subscriber_remove_all", R"({"channel_id":"alice","channel_type":1})",
+                  "person channels");
+    for (const char* path : {"/channel/subscriber_remove_all", "/channel/blacklist_remove_all", "/channel/whitelist_remove_all"}) {
+        check_refused(service, api, path, R"({"channel_type":2})", "channel_id is required");
+        check_refused(service, api, path, R"({"channel_id":"g1"})", "channel_type must not be 0");
+    }
+}
+
+TEST_CASE("WuKongIM API: POST /message/sendbatch sends to each subscriber's person channel; answers fail_uids and reason") {
+    FakeService service;
+    Api api(service);
+    Response r = post(api, "/message/sendbatch",
+                      R"({"header":{"red_dot":1},"from_uid":"sys","subscribers":["a","b"],"payload":"aGk="})");
+    CHECK(r.status == 200);
+    CHECK(r.body == R"({"fail_uids":[],"reason":[]})");
+    CHECK(service.count() == 2);
+    CHECK(service.last_send.channel_id == "b");
+    CHECK(service.last_send.channel_type == 1);
+    CHECK(service.last_send.from_uid == "sys");
+    CHECK(service.last_send.header_flags == 0x02);
+    CHECK(service.last_send.payload == "hi");
+    CHECK(service.last_send.subscribers.empty());
+    service.outcome = im::Outcome::bad_request("refused with SENDACK reason 4");
+    r = post(api, "/message/sendbatch", R"({"from_uid":"sys","subscribers":["a"],"payload":"aGk="})");
+    CHECK(r.status == 200);
+    CHECK(r.body == R"({"fail_uids":["a"],"reason":["refused with SENDACK reason 4"]})");
+    service.outcome = {};
+    check_refused(service, api, "/message/sendbatch", R"({"subscribers":["a"],"payload":"aGk="})", "from_uid is required");
+    check_refused(service, api, "/message/sendbatch", R"({"from_uid":"s","payload":"aGk="})", "subscribers must not be empty");
+    check_refused(service, api, "/message/sendbatch", R"({"from_uid":"s","subscribers":["a"]})", "payload");
+}
+
+TEST_CASE("WuKongIM API: POST /channel/messagesync with start/end/pull_mode: WuKongIM's windows and answer") {
+    FakeService service;
+    Api api(service);
+    service.messages = {sample_message(), sample_message()};
+    // start 0, end 0: the newest `limit`.
+    Response r = post(api, "/channel/messagesync",
+                      R"({"login_uid":"alice","channel_id":"bob","channel_type":1,"start_message_seq":0,)"
+                      R"("end_message_seq":0,"limit":2,"pull_mode":0})");
+    CHECK(r.status == 200);
+    CHECK(service.last() == "channel_messages alice bob 1 0 0 2 newest");
+    CHECK(r.body == R"({"start_message_seq":0,"end_message_seq":0,"more":1,"messages":[)" + kSampleResp + "," +
+                        kSampleResp + "]}");
+    // pull_mode 1 (up): start <= seq < end, from the oldest.
+    r = post(api, "/channel/messagesync", R"({"login_uid":"alice","channel_id":"g1","channel_type":2,)"
+                                          R"("start_message_seq":10,"end_message_seq":20,"limit":5,"pull_mode":1})");
+    CHECK(service.last() == "channel_messages alice g1 2 10 20 5");
+    CHECK(json::parse(r.body)["more"] == 0);
+    CHECK(json::parse(r.body)["start_message_seq"] == 10);
+    CHECK(json::parse(r.body)["end_message_seq"] == 20);
+    r = post(api, "/channel/messagesync", R"({"login_uid":"u","channel_id":"g1","channel_type":2,"start_message_seq":10,"limit":5,"pull_mode":1})");
+    CHECK(service.last() == "channel_messages u g1 2 10 0 5");
+    // pull_mode 0 (down): end < seq <= start, from the newest.
+    r = post(api, "/channel/messagesync", R"({"login_uid":"u","channel_id":"g1","channel_type":2,)"
+                                          R"("start_message_seq":30,"end_message_seq":10,"limit":5,"pull_mode":0})");
+    CHECK(service.last() == "channel_messages u g1 2 11 31 5 newest");
+    r = post(api, "/channel/messagesync", R"({"login_uid":"u","channel_id":"g1","channel_type":2,"start_message_seq":30,"limit":5})");
+    CHECK(service.last() == "channel_messages u g1 2 1 31 5 newest");
+    // A 64-bit seq past this server's 32 bits: past every message, echoed as asked.
+    r = post(api, "/channel/messagesync", R"({"login_uid":"u","channel_id":"g1","channel_type":2,)"
+                                          R"("start_message_seq":9000000000,"limit":5})");
+    CHECK(service.last() == "channel_messages u g1 2 1 0 5 newest");
+    CHECK(json::parse(r.body)["start_message_seq"] == 9000000000LL);
+    // Empty windows read nothing.
+    const size_t calls = service.count();
+    r = post(api, "/channel/messagesync", R"({"login_uid":"u","channel_id":"g1","channel_type":2,)"
+                                          R"("start_message_seq":5,"end_message_seq":9,"limit":5,"pull_mode":0})");
+    CHECK(r.body == R"({"start_message_seq":5,"end_message_seq":9,"more":0,"messages":[]})");
+    r = post(api, "/channel/messagesync", R"({"login_uid":"u","channel_id":"g1","channel_type":2,)"
+                                          R"("start_message_seq":9,"end_message_seq":9,"limit":5,"pull_mode":1})");
+    CHECK(json::parse(r.body)["messages"].empty());
+    CHECK(service.count() == calls);
+    check_refused(service, api, "/channel/messagesync", R"({"channel_id":"g1","channel_type":2,"pull_mode":0,"limit":5})",
+                  "login_uid is required");
+    check_refused(service, api, "/channel/messagesync", R"({"login_uid":"u","channel_id":"g1","start_message_seq":-1})",
+                  "start_message_seq is out of range");
+}
+
+TEST_CASE("WuKongIM API: GET /channel/max_message_seq and /channel/last_message read the newest message") {
+    FakeService service;
+    Api api(service);
+    Response r = get(api, "/channel/max_message_seq", "channel_id=g1&channel_type=2");
+    CHECK(r.status == 200);
+    CHECK(r.body == R"({"message_seq":0})");
+    CHECK(service.last().rfind("channel_messages  g1 2 0 0 1 newest", 0) == 0);
+    r = get(api, "/channel/last_message", "channel_id=g1&channel_type=2");
+    CHECK(r.status == 200);
+    CHECK(r.body == R"({"status":404})");  // WuKongIM's "no message": 200 with status 404
+    service.messages = {sample_message()};
+    r = get(api, "/channel/max_message_seq", "login_uid=alice&channel_id=bob&channel_type=1");
+    CHECK(r.body == R"({"message_seq":42})");
+    CHECK(service.last() == "channel_messages alice bob 1 0 0 1 newest");
+    r = get(api, "/channel/last_message", "login_uid=alice&channel_id=bob&channel_type=1");
+    CHECK(r.body == kSampleResp);
+    CHECK(get(api, "/channel/last_message", "channel_type=2").status == 400);
+    r = get(api, "/channel/max_message_seq", "channel_id=bob&channel_type=1");
+    CHECK(r.status == 400);
+    CHECK(r.body == R"({"msg":"login_uid is required for a person channel","status":400})");
+    CHECK(get(api, "/channel/max_message_seq", "channel_id=g1&channel_type=two").status == 400);
+    CHECK(get(api, "/channel/max_message_seq", "channel_id=g1&channel_type=256").status == 400);
+    CHECK(post(api, "/channel/max_message_seq", "{}").status == 405);
+}
+
+TEST_CASE("WuKongIM API: /conversations/delete takes WuKongIM's \"uid\" or LiMaoIM's \"uids\"; /conversation/channels") {
+    FakeService service;
+    Api api(service);
+    CHECK(post(api, "/conversations/delete", R"({"uid":"alice","channel_id":"g1","channel_type":2})").body == kOk);
+    CHECK(service.last() == "delete_conversation [alice] g1 2");
+    CHECK(post(api, "/conversations/delete", R"({"uids":["a","b"],"channel_id":"g1","channel_type":2})").body == kOk);
+    CHECK(service.last() == "delete_conversation [a,b] g1 2");
+    check_refused(service, api, "/conversations/delete", R"({"uid":"","channel_id":"g1","channel_type":2})", "uid is required");
+    check_refused(service, api, "/conversations/delete", R"({"channel_id":"g1","channel_type":2})", "uids must not be empty");
+
+    im::ConversationView view;
+    view.conversation.channel_id = "g1";
+    view.conversation.channel_type = 2;
+    service.conversation_views = {view};
+    view.conversation.channel_id = "bob";
+    view.conversation.channel_type = 1;
+    service.conversation_views.push_back(view);
+    const Response r = post(api, "/conversation/channels", R"({"uid":"alice"})");
+    CHECK(r.status == 200);
+    CHECK(r.body == R"([{"channel_id":"g1","channel_type":2},{"channel_id":"bob","channel_type":1}])");
+    CHECK(service.last() == "conversations alice");
+    check_refused(service, api, "/conversation/channels", "{}", "uid is required");
+}
+
+TEST_CASE("WuKongIM API: /conversation/sync with msg_count fills recents, newest first; readed_to_msg_seq") {
+    FakeService service;
+    Api api(service);
+    im::ConversationView view;
+    view.conversation.channel_id = "bob";
+    view.conversation.channel_type = 1;
+    view.conversation.unread = 2;
+    view.conversation.last_msg_seq = 42;
+    view.conversation.version = 7;
+    service.conversation_views = {view};
+    im::Message older = sample_message();
+    older.message_seq = 41;
+    service.messages = {older, sample_message()};
+    // As WuKongIM's syncUserConversation reads it.
+    Response r = post(api, "/conversation/sync", R"({"uid":"alice","version":0,"last_msg_seqs":"","msg_count":1,)"
+                                                 R"("only_unread":0,"exclude_channel_types":[],"page":0,"page_size":0})");
+    CHECK(r.status == 200);
+    CHECK(service.last() == "recent_messages alice bob 1 0 1");
+    CHECK(r.body == R"([{"channel_id":"bob","channel_type":1,"unread":2,"timestamp":0,"last_msg_seq":42,)"
+                    R"("last_client_msg_no":"","offset_msg_seq":0,"readed_to_msg_seq":40,"version":7,"recents":[)" +
+                        kSampleResp + "]}]");
+    r = post(api, "/conversation/sync", R"({"uid":"alice","version":0,"msg_count":5})");
+    const json recents = json::parse(r.body)[0]["recents"];
+    REQUIRE(recents.size() == 2);
+    CHECK(recents[0]["message_seq"] == 42);
+    CHECK(recents[1]["message_seq"] == 41);
+    // Without msg_count: LiMaoIM's answer, recents null, nothing read.
+    const size_t calls = service.count();
+    r = post(api, "/conversation/sync", R"({"uid":"alice","version":0})");
+    CHECK(json::parse(r.body)[0]["recents"].is_null());
+    CHECK(service.count() == calls + 1);  // sync_conversations alone
+    check_refused(service, api, "/conversation/sync", R"({"uid":"alice","msg_count":"1"})", "msg_count must be an integer");
 }

@@ -24,6 +24,7 @@ struct Request {
     std::string query;   // after '?', undecoded (no endpoint of §16.0-16.3 reads it)
     std::string body;
     std::string authorization;  // the Authorization header's value
+    std::string token;          // the "token" header's value: WuKongIM's way to send the secret
     // Who sent it, as a browser tells (Api::screen): empty when absent.
     std::string origin;  // the Origin header's value
     std::string host;    // the Host header's value
@@ -84,8 +85,8 @@ inline constexpr uint32_t kMaxPageMessages = 1000;
 
 struct ApiOptions {
     // Empty: no authorization. Otherwise every request needs
-    // `Authorization: Bearer <secret>` (401 without), /health and /metrics
-    // included.
+    // `Authorization: Bearer <secret>` or `token: <secret>` (401 without),
+    // /health and /metrics included.
     std::string bearer_secret;
     // Origins ("scheme://host[:port]", exact) whose pages may call the API
     // from a browser, CORS included (their preflights pass without the
@@ -130,14 +131,17 @@ public:
     //   - the secret missing or wrong: 401.
     std::optional<Response> screen(const Request& head) const;
 
-    // True when no secret is configured or `authorization` carries it.
-    bool authorized(std::string_view authorization) const;
+    // True when no secret is configured, `authorization` carries it
+    // ("Bearer <secret>"), or `token` is it (WuKongIM's business servers
+    // send the secret, its manager token, as a "token" header).
+    bool authorized(std::string_view authorization, std::string_view token = {}) const;
     bool has_secret() const { return secret_digest_.has_value(); }
 
 private:
     Response probe(const Request& request) const;  // GET /health, GET /metrics
     bool is_static(std::string_view path) const;
     bool is_allowed_origin(std::string_view origin) const;
+    bool is_secret(std::string_view candidate) const;  // a secret is set and this is it
     Response route(const Request& request) const;  // handle() once screen() let it through
 
     im::Service& service_;

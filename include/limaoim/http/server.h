@@ -101,7 +101,7 @@ public:
     bool authorized() const { return authorized_; }
 
 private:
-    enum class Header : uint8_t { Other, Authorization, Expect, Origin, Host };
+    enum class Header : uint8_t { Other, Authorization, Token, Expect, Origin, Host };
     static int on_message_begin(http_parser* parser);
     static int on_url(http_parser* parser, const char* at, size_t length);
     static int on_header_field(http_parser* parser, const char* at, size_t length);

@@ -12,6 +12,7 @@ import { startServer, serverSkipReason, freePort, postJson } from '../../../js/t
 
 const textPayload = (content) => JSON.stringify({ type: 1, content }); // the SDK's MessageText
 const utf8 = (bytes) => new TextDecoder().decode(bytes);
+const textOf = (bytes) => JSON.parse(utf8(bytes)); // the SDK writes "content" before "type"
 const DEVICE_WEB = 1; // the SDK's default device flag
 
 /**
@@ -143,7 +144,7 @@ export function sdkSuite({ label, openSdk, setup = async () => {}, teardown = as
     assert.equal(ack.reasonCode, 1, 'SENDACK reason 1 (success)');
     assert.ok(ack.messageSeq > 0);
     const atDan = await nextAt(dan, 1);
-    assert.equal(utf8(atDan.payload), textPayload('hello from the WuKongIM SDK'));
+    assert.deepEqual(textOf(atDan.payload), { type: 1, content: 'hello from the WuKongIM SDK' });
     assert.equal(atDan.from_uid, 'wk-cat');
     assert.equal(atDan.channel_id, 'wk-cat');
     assert.equal(atDan.channel_type, 1);
@@ -189,7 +190,7 @@ export function sdkSuite({ label, openSdk, setup = async () => {}, teardown = as
     const ack = await cat.call('sendText', 'lm-dan', 'back again');
     assert.equal(ack.reasonCode, 1);
     const atDan = await nextAt(dan, seenByDan + 1);
-    assert.equal(utf8(atDan.payload), textPayload('back again'));
+    assert.deepEqual(textOf(atDan.payload), { type: 1, content: 'back again' });
     assert.equal(atDan.message_seq, ack.messageSeq);
   }));
 }

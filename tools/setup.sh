@@ -31,14 +31,15 @@ install_packages() {
 # Node.js 20 comes with the machine (nodesource); Debian's own otherwise.
 # The JavaScript client's packages come from its lockfile; the demo page
 # embedded in the server needs them at build time. clients/wksdk: WuKongIM's
-# JS SDK, pinned, for its tests against the WKProto listener.
+# JS SDK, pinned, for its tests against the WKProto listener and, bundled, for
+# the demo's second page.
 install_js() {
   if ! command -v npm >/dev/null; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get install -y -qq nodejs npm >/dev/null
   fi
   (cd clients/js && npm ci --no-audit --no-fund --loglevel=error)
-  (cd clients/wksdk && npm ci --no-audit --no-fund --loglevel=error)
+  (cd clients/wksdk && npm ci --no-audit --no-fund --loglevel=error && npm run --silent demo)
 }
 
 build() {  # build DIR [meson options...]

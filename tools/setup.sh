@@ -30,13 +30,16 @@ install_packages() {
 
 # Node.js 20 comes with the machine (nodesource); Debian's own otherwise.
 # The JavaScript client's packages come from its lockfile; the demo page
-# embedded in the server needs them at build time.
+# embedded in the server needs them at build time. clients/wksdk: WuKongIM's
+# JS SDK, pinned, for its tests against the WKProto listener and, bundled, for
+# the demo's second page.
 install_js() {
   if ! command -v npm >/dev/null; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get install -y -qq nodejs npm >/dev/null
   fi
   (cd clients/js && npm ci --no-audit --no-fund --loglevel=error)
+  (cd clients/wksdk && npm ci --no-audit --no-fund --loglevel=error && npm run --silent demo)
 }
 
 build() {  # build DIR [meson options...]
@@ -153,8 +156,8 @@ case "${1:-}" in
     background_groups+=("$fuzz_build")
     begin_stage "ASan tests"
     # The ASan tree (libc malloc, leak detection at clean exit): the unit
-    # tests, the deployment check and the JavaScript client's chat through
-    # its server, then the normal tree's integration tests against its
+    # tests, the deployment check, the JavaScript client's chat and
+    # WuKongIM's SDK in Node (the WKProto codec) through its server, then the normal tree's integration tests against its
     # server and limaoim-stat. Left to the normal stage, run once: the load
     # tests (timing-sensitive), the Redis engine's run of the messaging
     # suites (the cluster cases run Redis-mode nodes under ASan), the
@@ -164,7 +167,7 @@ case "${1:-}" in
     # (test suite "load": 25,000 clients).
     export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
     meson test -C build-asan --no-rebuild --print-errorlogs --num-processes 1 --timeout-multiplier 3 --suite unit
-    meson test -C build-asan --no-rebuild --print-errorlogs --num-processes 1 --timeout-multiplier 3 service js-e2e
+    meson test -C build-asan --no-rebuild --print-errorlogs --num-processes 1 --timeout-multiplier 3 service js-e2e wksdk-node
     LIMAOIM_SERVER_BIN=$PWD/build-asan/limaoim LIMAOIM_STAT_BIN=$PWD/build-asan/limaoim-stat \
       ./build/tests/integration_tests --test-suite-exclude=timeouts,load
     unset ASAN_OPTIONS UBSAN_OPTIONS

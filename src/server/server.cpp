@@ -403,7 +403,8 @@ void Server::build_api() {
         http::demo_files());
     if (serve_api_ && !http::demo_built())
         log::write(log::Level::Warn, "limaoim",
-                   "the demo page (/demo/) was not built: run `npm ci` in clients/js, then reconfigure and rebuild");
+                   "the demo page (/demo/) was not built: run `npm ci` in clients/js and "
+                   "`npm ci && npm run demo` in clients/wksdk, then reconfigure and rebuild");
     api_pool_ = std::make_unique<net::BlockingPool>("api", config_.api_threads, 4096);
 }
 

@@ -6,7 +6,8 @@ so that the server serves /demo/ from its own binary (http::StaticFile).
 
 Each manifest line: URL_PATH REPO_RELATIVE_FILE CONTENT_TYPE (the rest of the
 line). When a listed file is missing (clients/js/node_modules comes from
-`npm ci`), the table holds one 404 page at /demo/ that says how to build it.
+`npm ci`, clients/wksdk/dist/wksdk.js from `npm run demo` there), the table
+holds one 404 page at /demo/ that says how to build it.
 """
 import os
 import sys
@@ -33,7 +34,8 @@ def main():
                 entries.append((url, content_type, asset.read()))
     if missing:
         text = ('The demo page was not built: missing ' + ', '.join(missing) +
-                '.\nRun `npm ci` in clients/js, then `meson setup --reconfigure BUILD_DIR` and rebuild.\n')
+                '.\nRun `npm ci` in clients/js, `npm ci && npm run demo` in clients/wksdk, '
+                'then `meson setup --reconfigure BUILD_DIR` and rebuild.\n')
         entries = [('/demo/', 'text/plain; charset=utf-8', text.encode(), 404)]
     else:
         entries = [(url, ctype, body, 200) for url, ctype, body in entries]

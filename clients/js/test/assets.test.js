@@ -1,7 +1,8 @@
 // demo/assets.txt is what the server embeds and serves under /demo/. This test walks
-// the page the way a browser does — index.html's script/link URLs, the import map,
-// every static and dynamic import, transitively — and checks that assets.txt lists
-// exactly the files reached, that they exist, and that their content types fit.
+// the pages the way a browser does — index.html's and wk.html's script/link URLs, the
+// import map, every static and dynamic import, transitively — and checks that
+// assets.txt lists exactly the files reached, that they exist, and that their content
+// types fit.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -55,20 +56,28 @@ test('assets.txt lists exactly the files the demo page loads, and they exist', (
     const a = assets.get(url);
     assert.ok(a, `${url} is needed by the page but missing from assets.txt`);
     const file = path.join(REPO_DIR, a.file);
-    assert.ok(existsSync(file), `${a.file} does not exist${a.file.includes('node_modules') ? ' (run npm ci in clients/js)' : ''}`);
+    const how = a.file.startsWith('clients/wksdk/') ? ' (run npm ci && npm run demo in clients/wksdk)'
+      : a.file.includes('node_modules') ? ' (run npm ci in clients/js)' : '';
+    assert.ok(existsSync(file), `${a.file} does not exist${how}`);
     return readFileSync(file, 'utf8');
   };
 
-  const html = read('/demo/');
-  const importMap = JSON.parse(/<script type="importmap">([\s\S]*?)<\/script>/.exec(html)[1]).imports;
-  const reached = new Set(['/demo/']);
+  const reached = new Set();
   const queue = [];
-  for (const m of html.matchAll(/<(?:script|link)\b[^>]*\b(?:src|href)="([^"]+)"/g)) {
-    if (m[1].startsWith('data:')) continue; // inline (the empty favicon), nothing to fetch
-    const url = resolve(m[1], '/demo/', importMap);
-    reached.add(url);
-    if (url.endsWith('.js')) queue.push(url);
-    else read(url);
+  let importMap = {};
+  for (const page of ['/demo/', '/demo/wk.html']) {
+    const html = read(page);
+    const mapScript = /<script type="importmap">([\s\S]*?)<\/script>/.exec(html);
+    const pageMap = mapScript ? JSON.parse(mapScript[1]).imports : {};
+    importMap = { ...importMap, ...pageMap }; // the pages' maps do not overlap
+    reached.add(page);
+    for (const m of html.matchAll(/<(?:script|link)\b[^>]*\b(?:src|href)="([^"]+)"/g)) {
+      if (m[1].startsWith('data:')) continue; // inline (the empty favicon), nothing to fetch
+      const url = resolve(m[1], page, pageMap);
+      reached.add(url);
+      if (url.endsWith('.js')) queue.push(url);
+      else read(url);
+    }
   }
   while (queue.length) {
     const url = queue.shift();
@@ -83,6 +92,7 @@ test('assets.txt lists exactly the files the demo page loads, and they exist', (
 
   assert.deepEqual([...assets.keys()].sort(), [...reached].sort(), 'assets.txt vs what the page loads');
   assert.ok(reached.has('/demo/vendor/@noble/hashes/legacy.js'));
+  assert.ok(reached.has('/demo/vendor/wksdk.js'));
 
   for (const [url, { type }] of assets) {
     const want = url.endsWith('.js') ? 'text/javascript' : url.endsWith('.css') ? 'text/css' : 'text/html';

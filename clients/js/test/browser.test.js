@@ -15,8 +15,8 @@ import path from 'node:path';
 import { mkdirSync } from 'node:fs';
 import { chromium } from 'playwright-core';
 import { startServer, serverSkipReason } from './helpers/server.js';
+import { launchChromium } from './helpers/chromium.js';
 
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const SCREENSHOT_DIR = process.env.SCREENSHOT_DIR || os.tmpdir();
 const skip = serverSkipReason();
 
@@ -27,25 +27,6 @@ after(async () => {
   await browser?.close();
   await server?.stop();
 });
-
-/** Launches Chromium; a failure is fatal unless LIMAOIM_ALLOW_NO_BROWSER=1. */
-async function launch(t) {
-  try {
-    // launch() gives the browser a fresh temporary user data dir of its own.
-    return await chromium.launch({
-      executablePath: CHROMIUM,
-      args: ['--headless=new', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-        '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-    });
-  } catch (err) {
-    const why = `Chromium could not start (${CHROMIUM}): ${err.message.split('\n')[0]}`;
-    if (process.env.LIMAOIM_ALLOW_NO_BROWSER === '1') {
-      t.skip(`${why} — skipped because LIMAOIM_ALLOW_NO_BROWSER=1`);
-      return null;
-    }
-    throw new Error(`${why}. Install Debian's chromium (apt-get install chromium), set CHROMIUM, or set LIMAOIM_ALLOW_NO_BROWSER=1 to skip.`);
-  }
-}
 
 /** A page at /demo/, with its console errors and page errors collected. */
 async function openDemo(context, name) {
@@ -93,7 +74,7 @@ async function setup(t) {
     t.skip(skip);
     return null;
   }
-  browser ??= await launch(t);
+  browser ??= await launchChromium(chromium, t);
   if (!browser) return null;
   if (!server) {
     server = await startServer();

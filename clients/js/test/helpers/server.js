@@ -45,7 +45,7 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 /**
  * @returns {Promise<{wsUrl, httpUrl, ports, dataDir, output: () => string, stop: () => Promise<void>}>}
  */
-export async function startServer({ bin = process.env.LIMAOIM_BIN, extraArgs = [], startTimeoutMs = 20_000 } = {}) {
+export async function startServer({ bin = process.env.LIMAOIM_BIN, extraArgs = [], waitPorts = [], startTimeoutMs = 20_000 } = {}) {
   const [tcp, ws, http] = [await freePort(), await freePort(), await freePort()];
   const dataDir = mkdtempSync(path.join(os.tmpdir(), 'limaoim-js-'));
   const instance = `js-${process.pid}-${Date.now().toString(36)}`;
@@ -74,11 +74,12 @@ export async function startServer({ bin = process.env.LIMAOIM_BIN, extraArgs = [
       cleanup();
       throw new Error(`limaoim exited early (${JSON.stringify(exited)}): ${bin} ${args.join(' ')}\n${out}`);
     }
-    if (await canConnect(ws)) break;
+    // waitPorts: listeners of extraArgs (e.g. --wk-ws-addr) that must accept too.
+    if (await canConnect(ws) && (await Promise.all(waitPorts.map(canConnect))).every(Boolean)) break;
     if (Date.now() > deadline) {
       child.kill('SIGKILL');
       cleanup();
-      throw new Error(`limaoim did not accept on the WebSocket port ${ws} within ${startTimeoutMs} ms\n${out}`);
+      throw new Error(`limaoim did not accept on the WebSocket port ${ws} (and ${waitPorts.join(', ') || 'no other'}) within ${startTimeoutMs} ms\n${out}`);
     }
     await sleep(100);
   }

@@ -52,7 +52,12 @@ constexpr const char* kReasonCodeNames[kReasonCodes] = {
     "error",         "success",           "auth_fail",        "subscriber_not_exist",
     "in_blacklist",  "channel_not_exist", "user_not_on_node", "sender_offline",
     "msg_key_error", "payload_decode_error", "forward_send_packet_error", "not_allow_send",
-    "reason12",      "reason13",          "reason14",         "reason15",
+    // WKProto's further codes (docs/WKPROTO.md): only shown when counted.
+    "connect_kick",  "not_in_whitelist",  "query_token_error", "system_error",
+    "channel_id_error", "node_match_error", "node_not_match",  "ban",
+    "not_support_header", "client_key_is_empty", "rate_limit", "not_support_channel_type",
+    "disband",       "send_ban",          "reason26",         "reason27",
+    "reason28",      "reason29",          "reason30",         "reason31",
 };
 
 }  // namespace

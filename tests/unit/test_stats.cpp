@@ -167,6 +167,7 @@ void fill_workers(stats::Segment& segment) {
         b.inflight_expired.set(19 * k);
         b.inflight_evicted.set(23 * k);
         b.deliveries_stale.set(29 * k);
+        b.deliveries_expired.set(41 * k);
         b.rate_limit_waits.set(31 * k);
         b.user_rate_limit_waits.set(37 * k);
     }
@@ -742,7 +743,8 @@ TEST_CASE("JSON has the documented keys and the summed values") {
 
 TEST_CASE("JSON has the messaging figures of the workers and of the pipeline") {
     Snapped s(0);
-    s.segment.worker(1).sendacks[13].set(4);  // no name: shown because counted
+    s.segment.worker(1).sendacks[27].set(4);  // no name: shown because counted
+    s.segment.worker(0).sendacks[20].set(2);  // a WKProto code: named, shown because counted
     take_snapshot(s.reader, 0, 0, s.snapshot);
     const json j = to_json(s.snapshot, nullptr);
 
@@ -751,7 +753,7 @@ TEST_CASE("JSON has the messaging figures of the workers and of the pipeline") {
         {"sends", 33},          {"sends_in_flight", 6},   {"send_pauses", 9},       {"recvs", 51},
         {"recv_retransmits", 15}, {"recvacks", 39},       {"recvacks_unknown", 21}, {"inflight", 12},
         {"inflight_expired", 57}, {"inflight_evicted", 69}, {"deliveries_stale", 87}, {"rate_limit_waits", 93},
-        {"user_rate_limit_waits", 111},
+        {"user_rate_limit_waits", 111}, {"deliveries_expired", 123},
     };
     for (const auto& [key, sum] : worker_sums) CHECK_MESSAGE(m[key] == sum, key);
     CHECK(m.size() == std::size(worker_sums) + 2);  // and sendacks, send_latency_us
@@ -760,9 +762,11 @@ TEST_CASE("JSON has the messaging figures of the workers and of the pipeline") {
     CHECK(m["sendacks"]["error"] == 0);
     CHECK(m["sendacks"]["subscriber_not_exist"] == 0);
     CHECK(m["sendacks"]["not_allow_send"] == 0);
-    CHECK(m["sendacks"]["reason13"] == 4);
-    CHECK_FALSE(m["sendacks"].contains("reason12"));
-    CHECK(m["sendacks"].size() == 13);
+    CHECK(m["sendacks"]["reason27"] == 4);
+    CHECK(m["sendacks"]["not_support_header"] == 2);
+    CHECK_FALSE(m["sendacks"].contains("reason26"));
+    CHECK_FALSE(m["sendacks"].contains("connect_kick"));
+    CHECK(m["sendacks"].size() == 14);
     CHECK(m["send_latency_us"]["buckets"].size() == stats::kLatencyBuckets);
     CHECK(m["send_latency_us"]["buckets"][6] == 30);
     CHECK(m["send_latency_us"]["count"] == 30);
@@ -806,7 +810,7 @@ TEST_CASE("Prometheus text has the messaging families") {
         {"queue_copies_stored_total", 40}, {"dedupe_hits_total", 3},   {"dedupe_evicted_total", 5},
         {"commit_refused_total", 8}, {"cursor_advances_total", 422},   {"fanout_messages_total", 240}, {"deliveries_total", 310},
         {"deliveries_refused_total", 9}, {"offline_receivers_total", 12}, {"rate_limit_waits_total", 93},
-        {"fanout_no_receivers_total", 16}, {"user_rate_limit_waits_total", 111},
+        {"fanout_no_receivers_total", 16}, {"user_rate_limit_waits_total", 111}, {"deliveries_expired_total", 123},
         {"fanout_held_total", 424}, {"fanout_hold_expired_total", 425},
         {"conversation_updates_total", 401}, {"conversation_flushes_total", 402},
         {"conversation_flush_failures_total", 403}, {"webhook_calls_total", 405}, {"webhook_failures_total", 406},

@@ -76,7 +76,7 @@ inline constexpr const char* kDecodeErrorNames[kDecodeErrorKinds] = {
     "none", "reserved_type", "unknown_type", "malformed_length", "too_large", "truncated",
 };
 
-inline constexpr int kReasonCodes = 16;  // proto::ReasonCode values
+inline constexpr int kReasonCodes = 32;  // proto::ReasonCode values (both dialects' 0..25) and room
 
 inline constexpr int kPacketTypes = 16;  // indexed by the raw type nibble
 inline constexpr const char* kPacketTypeNames[kPacketTypes] = {

@@ -20,6 +20,9 @@ nlohmann::ordered_json message_resp(const im::MessageView& m) {
     out["channel_type"] = m.channel_type;
     out["timestamp"] = m.timestamp;
     out["payload"] = base64::encode(m.payload);
+    // WuKongIM's MessageResp fields, present when set (a LiMaoIM message has neither).
+    if (m.expire) out["expire"] = m.expire;
+    if (!m.topic.empty()) out["topic"] = m.topic;
     return out;
 }
 

@@ -104,9 +104,18 @@ Response message_send(im::Service& service, const json& body, size_t) {
     send.channel_type = byte_field(body, "channel_type");
     send.subscribers = strings(body, "subscribers");
     send.payload = payload_field(body);
+    send.expire = u32_field(body, "expire");
     if (send.channel_id.empty() && send.subscribers.empty())
         throw Invalid{"channel_id or subscribers is required"};
-    return from_outcome(service.send(send));
+    im::ApiSent sent;
+    if (im::Outcome outcome = service.send(send, sent); !outcome) return from_outcome(outcome);
+    // WuKongIM's answer: what the message became (LiMaoIM's clients read the status alone).
+    ordered_json out;
+    out["status"] = 200;
+    out["data"]["message_id"] = sent.message_id;
+    out["data"]["message_seq"] = sent.message_seq;
+    out["data"]["client_msg_no"] = sent.client_msg_no;
+    return data(out);
 }
 
 Response message_sync(im::Service& service, const json& body, size_t message_bytes_budget) {

@@ -130,7 +130,8 @@ Response send_batch(im::Service& service, const json& body, size_t) {
     ordered_json reasons = ordered_json::array();
     for (const std::string& uid : subscribers) {
         send.channel_id = uid;
-        if (im::Outcome outcome = service.send(send); !outcome) {
+        im::ApiSent sent;
+        if (im::Outcome outcome = service.send(send, sent); !outcome) {
             failed.push_back(uid);
             reasons.push_back(outcome.message);
         }

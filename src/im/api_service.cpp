@@ -192,7 +192,7 @@ Outcome ApiService::edit_list(std::string_view id, uint8_t type, ListKind list, 
 
 // ---- messages ----
 
-Outcome ApiService::send(const ApiSend& in) {
+Outcome ApiService::send(const ApiSend& in, ApiSent& sent) {
     if (in.client_msg_no.size() > kMaxMessageString || in.from_uid.size() > kMaxMessageString ||
         in.channel_id.size() > kMaxMessageString)
         return Outcome::bad_request("client_msg_no, from_uid and channel_id take at most 65535 bytes each");
@@ -206,6 +206,7 @@ Outcome ApiService::send(const ApiSend& in) {
     m.channel_type = in.channel_type;
     m.timestamp = int32_t(wall_seconds());
     m.payload = in.payload;
+    m.expire = in.expire;
     if (!in.subscribers.empty()) {
         auto receivers = std::make_shared<std::vector<std::string>>();
         for (const std::string& uid : in.subscribers)
@@ -238,7 +239,11 @@ Outcome ApiService::send(const ApiSend& in) {
         return Outcome::unavailable("the committer's queue is full");
     }
     waiter->wait();
-    return waiter->ok ? Outcome::ok() : Outcome::unavailable(waiter->error);
+    if (!waiter->ok) return Outcome::unavailable(waiter->error);
+    sent.message_id = waiter->message_id;
+    sent.message_seq = waiter->value;
+    sent.client_msg_no = std::move(m.client_msg_no);
+    return Outcome::ok();
 }
 
 void ApiService::add_temporary(Channel&& channel) {

@@ -540,7 +540,10 @@ void Committer::answer(std::vector<CommitRequest>& batch, const std::vector<uint
     for (size_t i = 0; i < batch.size(); ++i) {
         CommitRequest& r = batch[i];
         if (r.waiter) {
-            if (reasons[i] == kReasonSuccess)
+            if (reasons[i] == kReasonSuccess && r.message) {
+                r.waiter->message_id = encoded_id(r.message.bytes());
+                r.waiter->finish(true, {}, encoded_seq(r.message.bytes()));
+            } else if (reasons[i] == kReasonSuccess)
                 r.waiter->finish(true, {}, r.cursor_after);
             else if (!error.empty())
                 r.waiter->finish(false, error);

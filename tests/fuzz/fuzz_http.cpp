@@ -61,7 +61,7 @@ struct FakeService final : im::Service {
     im::Outcome edit_list(std::string_view, uint8_t, im::ListKind, im::ListEdit, const std::vector<std::string>&) override {
         return outcome;
     }
-    im::Outcome send(const im::ApiSend& message) override {
+    im::Outcome send(const im::ApiSend& message, im::ApiSent&) override {
         FUZZ_CHECK(!message.payload.empty());
         FUZZ_CHECK(!message.channel_id.empty() || !message.subscribers.empty());
         FUZZ_CHECK((message.header_flags & ~0x07) == 0);

@@ -53,7 +53,8 @@ TEST_CASE("core: the API's temporary channels are bounded; the oldest is forgott
         send.from_uid = "system";
         send.subscribers = {"alice", "bob"};
         send.payload = "notice " + std::to_string(i);
-        REQUIRE(bool(rig.api.send(send)));
+        ApiSent sent;
+        REQUIRE(bool(rig.api.send(send, sent)));
     }
     // Each message made a temporary channel; alice's conversations name them, oldest last.
     std::vector<Conversation> chats;
@@ -146,7 +147,8 @@ TEST_CASE("core: an API message whose strings do not fit a message's 16-bit leng
         send.channel_type = kPersonChannel;
         send.client_msg_no = field == 2 ? too_long : "";
         send.payload = "hi";
-        const Outcome outcome = rig.api.send(send);
+        ApiSent sent;
+        const Outcome outcome = rig.api.send(send, sent);
         CHECK(outcome.code == Outcome::Code::BadRequest);
     }
     ApiSend longest;
@@ -155,6 +157,11 @@ TEST_CASE("core: an API message whose strings do not fit a message's 16-bit leng
     longest.channel_type = kPersonChannel;
     longest.client_msg_no = std::string(kMaxMessageString, 'y');
     longest.payload = "hi";
-    CHECK(bool(rig.api.send(longest)));
+    ApiSent sent;
+    REQUIRE(bool(rig.api.send(longest, sent)));
+    // What the message became: the committer's id and seq, the client_msg_no it was stored with.
+    CHECK(sent.message_id != 0);
+    CHECK(sent.message_seq == 1);
+    CHECK(sent.client_msg_no == longest.client_msg_no);
     core.stop();
 }

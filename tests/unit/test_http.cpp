@@ -123,8 +123,9 @@ struct FakeService final : im::Service {
         return record("edit_list " + std::string(id) + " " + std::to_string(type) + " " + kinds[int(list)] + " " +
                       edits[int(edit)] + " " + join(uids));
     }
-    im::Outcome send(const im::ApiSend& message) override {
+    im::Outcome send(const im::ApiSend& message, im::ApiSent& sent) override {
         last_send = message;
+        sent = {.message_id = 77, .message_seq = 5, .client_msg_no = message.client_msg_no + "-stored"};
         return record("send");
     }
     im::Outcome sync(std::string_view uid, uint32_t after_seq, im::PageLimit limit, std::vector<im::Message>& out) override {
@@ -568,10 +569,12 @@ TEST_CASE("Api: POST /message/send") {
     Api api(service);
     Response r = post(api, "/message/send",
                       R"({"header":{"no_persist":0,"red_dot":1,"sync_once":2},"client_msg_no":"c1","from_uid":"alice",)"
-                      R"("channel_id":"bob","channel_type":1,"payload":"aGVsbG8="})");
+                      R"("channel_id":"bob","channel_type":1,"payload":"aGVsbG8=","expire":30})");
     CHECK(r.status == 200);
-    CHECK(r.body == kOk);
+    // What the message became, as WuKongIM answers it.
+    CHECK(r.body == R"({"status":200,"data":{"message_id":77,"message_seq":5,"client_msg_no":"c1-stored"}})");
     CHECK(service.last() == "send");
+    CHECK(service.last_send.expire == 30);
     CHECK(service.last_send.header_flags == 0x02);  // sync_once 2 does not count
     CHECK(service.last_send.client_msg_no == "c1");
     CHECK(service.last_send.from_uid == "alice");
@@ -597,6 +600,7 @@ TEST_CASE("Api: POST /message/send") {
     check_refused(service, api, "/message/send", "{" + to_bob + R"(,"payload":"aG==bG8="})", "not valid base64");
     check_refused(service, api, "/message/send", "{" + to_bob + R"(,"payload":"aGVs bG8="})", "not valid base64");
     check_refused(service, api, "/message/send", "{" + to_bob + R"(,"payload":123})", "payload must be a string");
+    check_refused(service, api, "/message/send", "{" + to_bob + R"(,"payload":"AA==","expire":-1})", "expire is out of range");
     check_refused(service, api, "/message/send", R"({"channel_type":1,"payload":"aGk="})", "channel_id or subscribers");
     check_refused(service, api, "/message/send", "{" + to_bob + R"(,"payload":"aGk=","header":1})", "header must be an object");
     check_refused(service, api, "/message/send", "{" + to_bob + R"(,"payload":"aGk=","header":{"red_dot":"1"}})",

@@ -54,7 +54,7 @@ public:
                       const std::vector<std::string>& uids) override;
 
     // ---- messages ----
-    Outcome send(const ApiSend& message) override;
+    Outcome send(const ApiSend& message, ApiSent& sent) override;
     Outcome sync(std::string_view uid, uint32_t after_seq, PageLimit limit, std::vector<Message>& out) override;
     Outcome sync_ack(std::string_view uid, uint32_t seq) override;
     Outcome channel_messages(std::string_view login_uid, std::string_view channel_id, uint8_t type,

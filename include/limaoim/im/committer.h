@@ -100,7 +100,8 @@ struct CommitWaiter {
     bool done = false;
     bool ok = false;
     std::string error;
-    uint32_t value = 0;  // syncack: the cursor after the update
+    uint32_t value = 0;       // syncack: the cursor after the update; a message: its seq
+    int64_t message_id = 0;   // a message: the id it was stored under
 
     // The committer waits at most outcome_wait_ms for a lost reply's outcome,
     // a full worker inbox or fan-out queue a little: far below this.

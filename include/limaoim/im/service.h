@@ -42,6 +42,14 @@ struct ApiSend {
     uint8_t channel_type = 0;
     std::vector<std::string> subscribers;  // non-empty: exactly these receive it
     std::string payload;                   // plaintext, non-empty
+    uint32_t expire = 0;                   // seconds it may be delivered and synced; 0 = always
+};
+
+// What a stored send became (WuKongIM's /message/send answers it).
+struct ApiSent {
+    int64_t message_id = 0;
+    uint32_t message_seq = 0;  // 0 when not persisted in a channel log
+    std::string client_msg_no;
 };
 
 // GET /conversations (§16.4): a conversation and its last message (null
@@ -93,7 +101,7 @@ public:
 
     // ---- messages ----
     // Stored (by the durability policy) and handed to delivery when it returns Ok.
-    virtual Outcome send(const ApiSend& message) = 0;
+    virtual Outcome send(const ApiSend& message, ApiSent& sent) = 0;
     // The SyncOnce queue of `uid` after max(after_seq, cursor), ascending,
     // within `limit` from the oldest.
     virtual Outcome sync(std::string_view uid, uint32_t after_seq, PageLimit limit, std::vector<Message>& out) = 0;

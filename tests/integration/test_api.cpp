@@ -307,14 +307,19 @@ TEST_CASE("api: /message/send injects messages: to a person from from_uid, and t
     ChatClient erin = online(server, "erin", 4);
 
     // Person, from alice: bob and every device of alice (sent "from device 2").
-    CHECK(post(http, "/message/send",
-               {{"header", {{"red_dot", 1}, {"no_persist", 0}, {"sync_once", 0}}},
-                {"from_uid", "alice"},
-                {"channel_id", "bob"},
-                {"channel_type", 1},
-                {"payload", b64("injected \xe2\x9c\x93")}}) == json{{"status", 200}});
+    const json answer = post(http, "/message/send",
+                             {{"header", {{"red_dot", 1}, {"no_persist", 0}, {"sync_once", 0}}},
+                              {"from_uid", "alice"},
+                              {"channel_id", "bob"},
+                              {"channel_type", 1},
+                              {"payload", b64("injected \xe2\x9c\x93")}});
+    CHECK(answer["status"] == 200);
     auto at_bob = bob.read_recv();
     REQUIRE(at_bob);
+    // The answer says what the message became (WuKongIM's answer).
+    CHECK(answer["data"]["message_id"] == at_bob->message_id);
+    CHECK(answer["data"]["message_seq"] == at_bob->message_seq);
+    CHECK(answer["data"]["client_msg_no"] == at_bob->client_msg_no);
     CHECK(at_bob->channel_id == "alice");
     CHECK(at_bob->from_uid == "alice");
     CHECK(at_bob->channel_type == 1);

@@ -140,7 +140,7 @@ public:
 class Worker final : public Transport, public EnvelopeSink {
 public:
     static constexpr uint32_t kTickMs = 100;
-    static constexpr uint32_t kMaxListeners = 4;
+    static constexpr uint32_t kMaxListeners = 8;
     static constexpr size_t kEnvelopesPerIteration = 4096;  // the rest waits for the next iteration
 
     Worker(const WorkerOptions& options, SharedLimits& limits, stats::WorkerBlock& stats,

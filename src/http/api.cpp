@@ -155,22 +155,19 @@ Response channel_message_sync(im::Service& service, const json& body, size_t mes
     // got, forward by the newest: an early end keeps the side it continues
     // from (the read goes from that side, then the response is cut there).
     const bool paging_back = !is_one(body, "reverse") && min_seq == 0 && max_seq != 0;
-    std::vector<im::Message> messages;
-    bool read_cut = false;
-    if (!window.empty && window.limit > 0) {
-        im::Outcome outcome = service.channel_messages(login_uid, id, type, window.from_seq, window.to_seq,
-                                                       {window.limit, message_bytes_budget}, paging_back, messages,
-                                                       read_cut);
+    HistoryPage page;
+    if (!window.empty) {
+        im::Outcome outcome = read_history(service, login_uid, id, type, window.from_seq, window.to_seq, window.limit,
+                                           message_bytes_budget, paging_back, page);
         if (!outcome) return from_outcome(outcome);
     }
-    const bool cut = fit_budget(messages, message_bytes_budget, paging_back) || read_cut;
     ordered_json out;
     out["min_message_seq"] = min_seq;
     out["max_message_seq"] = max_seq;
     // The original also clears `more` when the last seq equals min (forward)
     // or max (backward); the window excludes both, so that never happens here.
-    out["more"] = messages.size() < limit && !cut ? 0 : 1;
-    out["messages"] = message_list(messages);
+    out["more"] = page.messages.size() < limit && !page.cut ? 0 : 1;
+    out["messages"] = message_list(page.messages);
     return data(out);
 }
 

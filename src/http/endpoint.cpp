@@ -58,6 +58,19 @@ size_t message_json_bound(const im::Message& m) {
 // The service's read has stopped at about the same budget already
 // (im::PageLimit, counted in stored bytes, which are fewer than their JSON):
 // what it read holds every message kept here, and little more.
+im::Outcome read_history(im::Service& service, const std::string& login_uid, const std::string& id, uint8_t type,
+                         uint32_t from_seq, uint32_t to_seq, uint32_t limit, size_t budget, bool keep_newest,
+                         HistoryPage& page) {
+    bool read_cut = false;
+    if (limit > 0) {
+        im::Outcome outcome = service.channel_messages(login_uid, id, type, from_seq, to_seq, {limit, budget},
+                                                       keep_newest, page.messages, read_cut);
+        if (!outcome) return outcome;
+    }
+    page.cut = fit_budget(page.messages, budget, keep_newest) || read_cut;
+    return im::Outcome::ok();
+}
+
 bool fit_budget(std::vector<im::Message>& messages, size_t& budget, bool keep_last) {
     size_t bytes = 0;
     size_t kept = 0;

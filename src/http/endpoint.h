@@ -36,6 +36,18 @@ ordered_json message_list(const std::vector<im::Message>& messages);
 // is kept is taken from `budget` (down to 0). True when some were dropped.
 bool fit_budget(std::vector<im::Message>& messages, size_t& budget, bool keep_last);
 
+// One page of a channel's history, seqs in [from_seq, to_seq) (0: no bound),
+// at most `limit` messages and the byte budget, keeping the newest or the
+// oldest; `cut` when the budget left some out. Either message sync
+// (LiMaoIM's, WuKongIM's) answers with it.
+struct HistoryPage {
+    std::vector<im::Message> messages;
+    bool cut = false;
+};
+im::Outcome read_history(im::Service& service, const std::string& login_uid, const std::string& id, uint8_t type,
+                         uint32_t from_seq, uint32_t to_seq, uint32_t limit, size_t budget, bool keep_newest,
+                         HistoryPage& page);
+
 // ---- request fields ----
 
 // A request the HTTP layer refuses (400): thrown by the field readers below

@@ -278,19 +278,17 @@ Response message_sync(im::Service& service, const json& body, size_t message_byt
     } else {
         empty = true;
     }
-    std::vector<im::Message> messages;
-    bool read_cut = false;
-    if (!empty && limit > 0) {
-        im::Outcome outcome = service.channel_messages(login_uid, id, type, from_seq, to_seq,
-                                                       {limit, message_bytes_budget}, keep_newest, messages, read_cut);
+    HistoryPage page;
+    if (!empty) {
+        im::Outcome outcome = read_history(service, login_uid, id, type, from_seq, to_seq, limit, message_bytes_budget,
+                                           keep_newest, page);
         if (!outcome) return from_outcome(outcome);
     }
-    const bool cut = fit_budget(messages, message_bytes_budget, keep_newest) || read_cut;
     ordered_json out;
     out["start_message_seq"] = start_asked;
     out["end_message_seq"] = end_asked;
-    out["more"] = messages.size() < limit && !cut ? 0 : 1;
-    out["messages"] = message_list(messages);
+    out["more"] = page.messages.size() < limit && !page.cut ? 0 : 1;
+    out["messages"] = message_list(page.messages);
     return data(out);
 }
 

@@ -260,6 +260,7 @@ LoginResult Client::login(const std::string& uid, const std::string& token, uint
     result.flags = ack.flags;
     result.server_version = ack.server_version;
     result.node_id = ack.node_id;
+    result.connack = reply->bytes;
     if (crypto && ack.reason_code == uint8_t(proto::ReasonCode::Success)) {
         auto server_public = proto::crypto::parse_client_key(ack.server_key);
         proto::crypto::Key32 secret{};

@@ -35,6 +35,7 @@ struct LoginResult {
     uint8_t flags = 0;
     uint8_t server_version = 0;
     uint64_t node_id = 0;
+    std::vector<uint8_t> connack;  // the CONNACK frame as received
 };
 
 class Client {

@@ -1,5 +1,5 @@
 // WuKongIM's WKProto (docs/WKPROTO.md) against the real server, on its
-// --wk-addr listener: what only this dialect has (the CONNACK's
+// --wk-addr listener (and once on --wk-ws-addr): what only this dialect has (the CONNACK's
 // server_version and node_id, crypto at every version, expire, topic, the
 // refused stream/SUB/EVENT features, the NoEncrypt setting), kicks across
 // dialects and the per-dialect stats. The messaging cases every dialect
@@ -14,6 +14,7 @@
 #include "http_client.h"
 #include "im_helpers.h"
 #include "im_server.h"
+#include "ports.h"
 
 using namespace limaoim;
 using namespace limaoim::testing;
@@ -69,6 +70,26 @@ TEST_CASE("wkproto: CONNACK has server_version (flag bit 0) for CONNECT versions
         REQUIRE(back.reason_code == 1);
         expect_recv(c, "peer", 1, "peer", "to " + uid, back);
     }
+}
+
+TEST_CASE("wkproto: over WebSocket (--wk-ws-addr): login at v5, a message each way with a LiMaoIM client") {
+    // LiMaoIM's WebSocket listener is not needed here.
+    const uint16_t wk_ws_port = free_port();
+    ImServer server({"--wk-ws-addr", "127.0.0.1:" + std::to_string(wk_ws_port), "--ws-addr", ""});
+    REQUIRE_MESSAGE(server.started(), server.log());
+    ChatClient lm_client = online(server, "lm-a", 4);
+    ChatClient web;
+    web.set_dialect(wk);
+    REQUIRE(web.connect_websocket(wk_ws_port));
+    REQUIRE(web.login("wk-web", "", 5).reason == uint8_t(proto::ReasonCode::Success));
+    REQUIRE(web.logged_in());
+    const proto::SendackPacket out = send_acked(web, "lm-a", 1, "over a WebSocket", 1, "ws-1");
+    REQUIRE(out.reason_code == 1);
+    expect_recv(lm_client, "wk-web", 1, "wk-web", "over a WebSocket", out);
+    const proto::SendackPacket back = send_acked(lm_client, "wk-web", 1, "and back", 1, "ws-2");
+    REQUIRE(back.reason_code == 1);
+    expect_recv(web, "lm-a", 1, "lm-a", "and back", back);
+    CHECK(web.raw().ws_data_frames >= 3);  // CONNACK, SENDACK, RECV came as WebSocket frames
 }
 
 TEST_CASE("wkproto: a SEND's expire: delivered with it; once past, not retransmitted nor synced") {

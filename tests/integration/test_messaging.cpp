@@ -29,11 +29,12 @@ int32_t now_s() { return int32_t(duration_cast<seconds>(system_clock::now().time
 // ---- 1 ----
 
 void chat_both_ways(ImServer& server, const std::string& a_uid, uint8_t a_version, const std::string& b_uid,
-                    uint8_t b_version) {
+                    uint8_t b_version, const proto::Dialect& a_dialect = proto::kLiMaoIMDialect,
+                    const proto::Dialect& b_dialect = proto::kLiMaoIMDialect) {
     CAPTURE(a_uid);
     CAPTURE(b_uid);
-    ChatClient a = online(server, a_uid, a_version);
-    ChatClient b = online(server, b_uid, b_version);
+    ChatClient a = online(server, a_dialect, a_uid, a_version);
+    ChatClient b = online(server, b_dialect, b_uid, b_version);
     uint32_t seq = 0;
     std::vector<std::pair<std::string, std::string>> sent;  // (from, text) in seq order
     for (int round = 0; round < 2; ++round) {
@@ -83,16 +84,84 @@ void chat_both_ways(ImServer& server, const std::string& a_uid, uint8_t a_versio
     }
 }
 
+// The first `senders` members pipeline `each` SENDs, interleaved, to the
+// group `channel` (with no other messages yet): every member gets every
+// message but its own once, in seq order, the same id for the same seq;
+// the log is gapless.
+void group_round(ImServer& server, const std::string& channel, const std::vector<std::string>& uids,
+                 std::vector<ChatClient>& members, int senders, uint32_t each) {
+    // The senders pipeline their SENDs, interleaved.
+    for (uint32_t k = 0; k < each; ++k)
+        for (int s = 0; s < senders; ++s)
+            REQUIRE(members[s].send_message(channel, 2, uids[s] + "#" + std::to_string(k), k, uids[s] + "-" + std::to_string(k)));
+    struct Sent {
+        int64_t id;
+        int sender;
+        std::string text;
+    };
+    std::map<uint32_t, Sent> by_seq;
+    for (int s = 0; s < senders; ++s) {
+        uint32_t last_seq = 0;
+        for (uint32_t k = 0; k < each; ++k) {
+            auto ack = members[s].read_sendack();
+            REQUIRE(ack);
+            CHECK(ack->client_seq == k);  // in order per connection
+            CHECK(ack->reason_code == 1);
+            CHECK(ack->message_seq > last_seq);  // a connection's SENDs keep their order
+            last_seq = ack->message_seq;
+            CHECK(by_seq.emplace(ack->message_seq, Sent{ack->message_id, s, uids[s] + "#" + std::to_string(k)}).second);
+        }
+    }
+    REQUIRE(by_seq.size() == uint32_t(senders) * each);
+    CHECK(by_seq.begin()->first == 1);
+    CHECK(by_seq.rbegin()->first == uint32_t(senders) * each);
+
+    const auto deadline = Clock::now() + seconds(20);
+    for (int i = 0; i < int(members.size()); ++i) {
+        CAPTURE(uids[i]);
+        std::vector<uint32_t> expected;
+        for (const auto& [seq, sent] : by_seq)
+            if (sent.sender != i) expected.push_back(seq);
+        std::vector<uint32_t> got;
+        while (got.size() < expected.size()) {
+            auto r = members[i].read_recv(std::min(3000, left_ms(deadline)));
+            if (!r) break;
+            got.push_back(r->message_seq);
+            auto it = by_seq.find(r->message_seq);
+            REQUIRE(it != by_seq.end());
+            CHECK(r->message_id == it->second.id);  // the same id for the same seq, for everyone
+            CHECK(r->payload == it->second.text);
+            CHECK(r->from_uid == uids[it->second.sender]);
+            CHECK(r->channel_id == channel);
+            CHECK(r->channel_type == 2);
+            members[i].send_recvack(*r);
+        }
+        CHECK(got == expected);  // strictly increasing, no gap, nothing twice
+    }
+    std::this_thread::sleep_for(milliseconds(200));
+    for (int i = 0; i < int(members.size()); ++i) CHECK_MESSAGE(quiet(members[i], 0), uids[i]);
+    CHECK(seqs_of(whole_log(server.http_port(), "", channel, 2)) == range(1, uint32_t(senders) * each));
+}
+
 }  // namespace
 
-TEST_CASE("messaging: person chat both ways in v2, v4 and mixed versions, payloads decrypted and checked") {
+TEST_CASE("messaging: person chat both ways in v2, v4, mixed versions and both dialects, payloads decrypted and checked") {
     ImServer server;
     REQUIRE_MESSAGE(server.started(), server.log());
+    const proto::Dialect& wk = proto::kWuKongIMDialect;
+    const proto::Dialect& lm = proto::kLiMaoIMDialect;
     SUBCASE("v4 <-> v4") { chat_both_ways(server, "alice", 4, "bob", 4); }
     SUBCASE("v2 <-> v2") { chat_both_ways(server, "carl", 2, "dora", 2); }
     SUBCASE("v4 <-> v2") { chat_both_ways(server, "erin", 4, "fred", 2); }
     SUBCASE("v2 <-> v4") { chat_both_ways(server, "gina", 2, "hank", 4); }
     SUBCASE("v3 <-> v1") { chat_both_ways(server, "ivan", 3, "judy", 1); }
+    // WuKongIM's WKProto clients, on the --wk-addr listener, among themselves
+    // and with LiMaoIM's (one server for the three: a start each costs more).
+    SUBCASE("WKProto v5 <-> WKProto v5, WKProto v5 <-> LiMaoIM v4, LiMaoIM v2 <-> WKProto v3") {
+        chat_both_ways(server, "kai", 5, "lea", 5, wk, wk);
+        chat_both_ways(server, "max", 5, "nia", 4, wk, lm);
+        chat_both_ways(server, "oli", 2, "pia", 3, lm, wk);
+    }
 }
 
 // ---- 2 ----
@@ -144,8 +213,6 @@ TEST_CASE("messaging: a group of 50 over 4 workers: every member gets every mess
     ImServer server({"--workers", "4"});
     REQUIRE_MESSAGE(server.started(), server.log());
     constexpr int kMembers = 50;
-    constexpr int kSenders = 3;
-    constexpr uint32_t kEach = 20;
     std::vector<std::string> uids;
     for (int i = 0; i < kMembers; ++i) uids.push_back("m" + std::to_string(100 + i));
     post(server.http_port(), "/channel", {{"channel_id", "g50"}, {"channel_type", 2}, {"subscribers", uids}});
@@ -158,57 +225,20 @@ TEST_CASE("messaging: a group of 50 over 4 workers: every member gets every mess
     for (const json& w : stat["per_worker"]) busy_workers += w["authenticated"].get<int64_t>() > 0;
     CHECK_MESSAGE(busy_workers >= 2, stat["per_worker"].dump());
 
-    // The senders pipeline their SENDs, interleaved.
-    for (uint32_t k = 0; k < kEach; ++k)
-        for (int s = 0; s < kSenders; ++s)
-            REQUIRE(members[s].send_message("g50", 2, uids[s] + "#" + std::to_string(k), k, uids[s] + "-" + std::to_string(k)));
-    struct Sent {
-        int64_t id;
-        int sender;
-        std::string text;
-    };
-    std::map<uint32_t, Sent> by_seq;
-    for (int s = 0; s < kSenders; ++s) {
-        uint32_t last_seq = 0;
-        for (uint32_t k = 0; k < kEach; ++k) {
-            auto ack = members[s].read_sendack();
-            REQUIRE(ack);
-            CHECK(ack->client_seq == k);  // in order per connection
-            CHECK(ack->reason_code == 1);
-            CHECK(ack->message_seq > last_seq);  // a connection's SENDs keep their order
-            last_seq = ack->message_seq;
-            CHECK(by_seq.emplace(ack->message_seq, Sent{ack->message_id, s, uids[s] + "#" + std::to_string(k)}).second);
-        }
-    }
-    REQUIRE(by_seq.size() == kSenders * kEach);
-    CHECK(by_seq.begin()->first == 1);
-    CHECK(by_seq.rbegin()->first == kSenders * kEach);
+    group_round(server, "g50", uids, members, 3, 20);
+}
 
-    const auto deadline = Clock::now() + seconds(20);
-    for (int i = 0; i < kMembers; ++i) {
-        CAPTURE(uids[i]);
-        std::vector<uint32_t> expected;
-        for (const auto& [seq, sent] : by_seq)
-            if (sent.sender != i) expected.push_back(seq);
-        std::vector<uint32_t> got;
-        while (got.size() < expected.size()) {
-            auto r = members[i].read_recv(std::min(3000, left_ms(deadline)));
-            if (!r) break;
-            got.push_back(r->message_seq);
-            auto it = by_seq.find(r->message_seq);
-            REQUIRE(it != by_seq.end());
-            CHECK(r->message_id == it->second.id);  // the same id for the same seq, for everyone
-            CHECK(r->payload == it->second.text);
-            CHECK(r->from_uid == uids[it->second.sender]);
-            CHECK(r->channel_id == "g50");
-            CHECK(r->channel_type == 2);
-            members[i].send_recvack(*r);
-        }
-        CHECK(got == expected);  // strictly increasing, no gap, nothing twice
-    }
-    std::this_thread::sleep_for(milliseconds(200));
-    for (int i = 0; i < kMembers; ++i) CHECK_MESSAGE(quiet(members[i], 0), uids[i]);
-    CHECK(seqs_of(whole_log(server.http_port(), "", "g50", 2)) == range(1, kSenders * kEach));
+TEST_CASE("messaging: a group of 10 LiMaoIM and 10 WKProto members, senders of both: every member gets every message once, in seq order") {
+    ImServer server;
+    REQUIRE_MESSAGE(server.started(), server.log());
+    std::vector<std::string> uids;
+    for (int i = 0; i < 20; ++i) uids.push_back((i % 2 ? "wk" : "lm") + std::to_string(i));
+    post(server.http_port(), "/channel", {{"channel_id", "mixed"}, {"channel_type", 2}, {"subscribers", uids}});
+    std::vector<ChatClient> members;
+    for (int i = 0; i < 20; ++i)
+        members.push_back(i % 2 ? online(server, proto::kWuKongIMDialect, uids[i], 5) : online(server, uids[i], 4));
+    // Senders lm0, wk1, lm2, wk3.
+    group_round(server, "mixed", uids, members, 4, 5);
 }
 
 // ---- 4 ----
@@ -307,16 +337,28 @@ TEST_CASE("messaging: a RECV without RECVACK is sent again with the same bytes, 
         CHECK(quiet(bob, 900));
     }
 
-    SUBCASE("a RECVACK after the first redelivery stops the third") {
-        proto::SendackPacket ack = send_acked(alice, "bob", 1, "acked late", 1, "r-3");
-        REQUIRE(ack.reason_code == 1);
-        auto r1 = bob.read_recv();
-        REQUIRE(r1);
-        auto r2 = bob.read_recv(1500);
-        REQUIRE(r2);
-        CHECK(r2->raw == r1->raw);
-        REQUIRE(bob.send_recvack(*r2));
+    SUBCASE("a RECVACK after the first redelivery stops the third, for a receiver of either dialect") {
+        ChatClient wk_bob = online(server, proto::kWuKongIMDialect, "wk-bob", 5);
+        uint32_t client_seq = 0;
+        for (ChatClient* receiver : {&bob, &wk_bob}) {
+            CAPTURE(receiver->dialect().name);
+            proto::SendackPacket ack = send_acked(alice, receiver->uid(), 1, "acked late", ++client_seq, "r-3-" + receiver->uid());
+            REQUIRE(ack.reason_code == 1);
+        }
+        // Both receivers' redeliveries run at once: the loop takes ~300 ms in all.
+        for (ChatClient* receiver : {&bob, &wk_bob}) {
+            CAPTURE(receiver->dialect().name);
+            auto r1 = receiver->read_recv();
+            REQUIRE(r1);
+            CHECK(r1->payload == "acked late");
+            auto r2 = receiver->read_recv(1500);
+            REQUIRE(r2);
+            CHECK(r2->raw == r1->raw);
+            REQUIRE(receiver->send_recvack(*r2));
+        }
         CHECK(quiet(bob, 900));
+        CHECK(quiet(wk_bob, 0));
+        CHECK(server.process().stat("messages.recv_retransmits") == 2);
     }
 
     SUBCASE("only the unacknowledged one of two comes again") {

@@ -22,7 +22,7 @@ LoginResult ChatClient::login(const std::string& uid, const std::string& token, 
     uid_ = uid;
     // Client::login leaves the key all zero when the server key was unusable.
     logged_in_ = r.answered && r.reason == uint8_t(proto::ReasonCode::Success) &&
-                 (!proto::has_crypto(version) || key_ != crypto::SessionKey{});
+                 (!dialect().has_crypto(version) || key_ != crypto::SessionKey{});
     return r;
 }
 
@@ -36,7 +36,7 @@ bool ChatClient::connect_login(uint16_t port, const std::string& uid, uint8_t ve
 std::vector<uint8_t> ChatClient::build_send(const std::string& channel_id, uint8_t channel_type,
                                             const std::string& plaintext, uint32_t client_seq,
                                             const std::string& client_msg_no, uint8_t header_flags,
-                                            uint8_t setting) {
+                                            uint8_t setting, uint32_t expire, std::string_view topic) {
     const uint8_t v = version();
     proto::SendPacket s;
     s.flags = header_flags & 0x0f;
@@ -45,11 +45,17 @@ std::vector<uint8_t> ChatClient::build_send(const std::string& channel_id, uint8
     s.client_msg_no = client_msg_no;
     s.channel_id = channel_id;
     s.channel_type = channel_type;
+    s.expire = expire;
+    s.topic = topic;
     std::string wire;
     char msg_key[32];
-    if (proto::has_crypto(v)) {
-        cipher_->seal_payload(key_, plaintext, wire);
-        s.payload = wire;
+    if (dialect().has_crypto(v)) {
+        if (dialect().payload_encrypted(setting)) {
+            cipher_->seal_payload(key_, plaintext, wire);
+            s.payload = wire;
+        } else {
+            s.payload = plaintext;
+        }
         // The sign string covers the fields as they go on the wire; a v3
         // connection still signs client_msg_no (it is present from v2 on).
         std::string sign;
@@ -59,15 +65,16 @@ std::vector<uint8_t> ChatClient::build_send(const std::string& channel_id, uint8
     } else {
         s.payload = plaintext;
     }
-    std::vector<uint8_t> out(proto::encoded_size(s, v));
-    if (out.empty() || proto::encode(s, v, out) != out.size()) return {};
+    std::vector<uint8_t> out(dialect().encoded_size(s, v));
+    if (out.empty() || dialect().encode(s, v, out) != out.size()) return {};
     return out;
 }
 
 bool ChatClient::send_message(const std::string& channel_id, uint8_t channel_type, const std::string& plaintext,
                               uint32_t client_seq, const std::string& client_msg_no, uint8_t header_flags,
-                              uint8_t setting) {
-    auto bytes = build_send(channel_id, channel_type, plaintext, client_seq, client_msg_no, header_flags, setting);
+                              uint8_t setting, uint32_t expire, std::string_view topic) {
+    auto bytes = build_send(channel_id, channel_type, plaintext, client_seq, client_msg_no, header_flags, setting,
+                            expire, topic);
     return !bytes.empty() && client_.send_bytes(bytes);
 }
 
@@ -115,12 +122,14 @@ RecvMessage ChatClient::decode_recv(const Received& received, bool verify) {
     m.message_id = r.message_id;
     m.message_seq = r.message_seq;
     m.client_msg_no = std::string(r.client_msg_no);
+    m.expire = r.expire;
+    m.topic = std::string(r.topic);
     m.timestamp = r.timestamp;
     m.channel_id = std::string(r.channel_id);
     m.channel_type = r.channel_type;
     m.from_uid = std::string(r.from_uid);
     m.wire_payload = std::string(r.payload);
-    if (!proto::has_crypto(version())) {
+    if (!dialect().has_crypto(version())) {
         m.payload = m.wire_payload;
         return m;
     }

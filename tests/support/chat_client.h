@@ -1,6 +1,7 @@
 // A blocking messaging client for integration tests, built on Client: login
-// at any version 1-4, SEND with the v3/v4 encryption and MsgKey, RECV with the
-// payload decrypted and the MsgKey checked, RECVACK, PING/PONG.
+// at any version 1-4 (WKProto: 1-5), SEND with the v3/v4 encryption and
+// MsgKey, RECV with the payload decrypted and the MsgKey checked, RECVACK,
+// PING/PONG. set_dialect() before login for WuKongIM's WKProto.
 //
 // Packets read while waiting for a particular type (a RECV that arrives
 // before the SENDACK being waited for, say) are kept, in order, and handed
@@ -28,6 +29,8 @@ struct RecvMessage {
     int64_t message_id = 0;
     uint32_t message_seq = 0;
     std::string client_msg_no;  // v2+
+    uint32_t expire = 0;        // WKProto v3+
+    std::string topic;          // WKProto, setting bit 0x08
     int32_t timestamp = 0;
     std::string channel_id;
     uint8_t channel_type = 0;
@@ -50,6 +53,9 @@ public:
     ChatClient& operator=(ChatClient&&) = delete;
 
     bool connect(uint16_t port, const std::string& host = "127.0.0.1") { return client_.connect(port, host); }
+    // The protocol dialect of this client's packets (LiMaoIM unless set).
+    void set_dialect(const proto::Dialect& dialect) { client_.dialect = &dialect; }
+    const proto::Dialect& dialect() const { return *client_.dialect; }
     bool connect_websocket(uint16_t port, const std::string& host = "127.0.0.1") {
         return client_.connect_websocket(port, host);
     }
@@ -62,14 +68,16 @@ public:
                        const std::string& token = "", int timeout_ms = 3000);
     bool logged_in() const { return logged_in_; }
 
-    // The SEND as bytes, encrypted and signed for v3/v4; client_msg_no is
-    // dropped for v1 and setting for v<4 (the encoder follows the version).
+    // The SEND as bytes, encrypted and signed for v3/v4 (WKProto: always,
+    // the payload left plain under setting 0x10); client_msg_no is dropped
+    // for v1 and setting for v<4 (the encoder follows the dialect and
+    // version, so do expire and topic: WKProto's).
     std::vector<uint8_t> build_send(const std::string& channel_id, uint8_t channel_type, const std::string& plaintext,
                                     uint32_t client_seq, const std::string& client_msg_no, uint8_t header_flags = 0,
-                                    uint8_t setting = 0);
+                                    uint8_t setting = 0, uint32_t expire = 0, std::string_view topic = {});
     bool send_message(const std::string& channel_id, uint8_t channel_type, const std::string& plaintext,
                       uint32_t client_seq, const std::string& client_msg_no, uint8_t header_flags = 0,
-                      uint8_t setting = 0);
+                      uint8_t setting = 0, uint32_t expire = 0, std::string_view topic = {});
 
     // The next SENDACK (nullopt on timeout, EOF or a decode error).
     std::optional<proto::SendackPacket> read_sendack(int timeout_ms = 3000);

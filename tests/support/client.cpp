@@ -27,7 +27,7 @@ Client::~Client() { close(); }
 
 Client::Client(Client&& other) noexcept
     : ws_close_code(other.ws_close_code), ws_pongs(other.ws_pongs), ws_data_frames(other.ws_data_frames),
-      version(other.version), fd_(other.fd_), inbox_(std::move(other.inbox_)), raw_(std::move(other.raw_)),
+      version(other.version), dialect(other.dialect), fd_(other.fd_), inbox_(std::move(other.inbox_)), raw_(std::move(other.raw_)),
       eof_(other.eof_), websocket_(other.websocket_) {
     other.fd_ = -1;
 }
@@ -163,8 +163,8 @@ bool Client::send_raw(std::span<const uint8_t> bytes) {
 bool Client::send_hex(const std::string& hex) { return send_bytes(from_hex(hex)); }
 
 bool Client::send_packet(const proto::Packet& packet, uint8_t v) {
-    std::vector<uint8_t> buf(proto::encoded_size(packet, v));
-    if (buf.empty() || proto::encode(packet, v, buf) != buf.size()) return false;
+    std::vector<uint8_t> buf(dialect->encoded_size(packet, v));
+    if (buf.empty() || dialect->encode(packet, v, buf) != buf.size()) return false;
     return send_bytes(buf);
 }
 
@@ -191,14 +191,14 @@ bool Client::fill(int timeout_ms) {
 std::optional<Received> Client::read_packet(int timeout_ms) {
     auto t0 = std::chrono::steady_clock::now();
     for (;;) {
-        proto::SplitResult r = proto::split_frame(inbox_, 1u << 24);
+        proto::SplitResult r = dialect->split(inbox_, 1u << 24);
         if (r.status == proto::SplitStatus::Error) return std::nullopt;
         if (r.status == proto::SplitStatus::Complete) {
             Received out;
             out.bytes.assign(inbox_.begin(), inbox_.begin() + r.frame.size);
             inbox_.erase(inbox_.begin(), inbox_.begin() + r.frame.size);
-            proto::SplitResult again = proto::split_frame(out.bytes, 1u << 24);
-            if (proto::decode(again.frame, version, out.packet) != proto::DecodeError::None) return std::nullopt;
+            proto::SplitResult again = dialect->split(out.bytes, 1u << 24);
+            if (dialect->decode(again.frame, version, out.packet) != proto::DecodeError::None) return std::nullopt;
             return out;
         }
         int64_t left = timeout_ms - ms_since(t0);
@@ -239,15 +239,16 @@ proto::ConnectPacket Client::make_connect(std::string_view uid, std::string_view
 
 LoginResult Client::login(const std::string& uid, const std::string& token, uint8_t v, uint8_t device_flag,
                           int timeout_ms) {
-    version = v;
     proto::crypto::KeyPair keys;
     std::string key_b64;
-    if (proto::has_crypto(v)) {
+    const bool crypto = dialect->has_crypto(v);
+    if (crypto) {
         proto::crypto::generate_keypair(keys);
         key_b64 = base64::encode(keys.public_key);
     }
     LoginResult result;
     if (!send_packet(make_connect(uid, token, v, device_flag, key_b64), v)) return result;
+    version = dialect->session_version(v);  // the CONNACK is already at the session's version
     auto reply = read_packet(timeout_ms);
     if (!reply || reply->type() != proto::PacketType::Connack) return result;
     const auto& ack = std::get<proto::ConnackPacket>(reply->packet);
@@ -256,7 +257,11 @@ LoginResult Client::login(const std::string& uid, const std::string& token, uint
     result.time_diff = ack.time_diff;
     result.server_key = std::string(ack.server_key);
     result.salt = std::string(ack.salt);
-    if (proto::has_crypto(v) && ack.reason_code == uint8_t(proto::ReasonCode::Success)) {
+    result.flags = ack.flags;
+    result.server_version = ack.server_version;
+    result.node_id = ack.node_id;
+    result.connack = reply->bytes;
+    if (crypto && ack.reason_code == uint8_t(proto::ReasonCode::Success)) {
         auto server_public = proto::crypto::parse_client_key(ack.server_key);
         proto::crypto::Key32 secret{};
         if (server_public && proto::crypto::shared_secret(keys.private_key, *server_public, secret))

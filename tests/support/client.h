@@ -1,5 +1,7 @@
-// A blocking LiMaoIM client for integration tests: real sockets, the
-// project's codec and crypto, timeouts on every read.
+// A blocking client for integration tests: real sockets, the project's
+// codec and crypto, timeouts on every read. It speaks LiMaoIM's protocol
+// unless given another dialect (WuKongIM's WKProto): every encode, decode
+// and split goes through `dialect`.
 #pragma once
 
 #include <cstdint>
@@ -10,6 +12,7 @@
 
 #include "limaoim/proto/codec.h"
 #include "limaoim/proto/crypto.h"
+#include "limaoim/proto/dialect.h"
 #include "limaoim/proto/packet.h"
 
 namespace limaoim::testing {
@@ -28,6 +31,11 @@ struct LoginResult {
     proto::crypto::SessionKey key;  // v3/v4: derived on the client side
     std::string server_key;
     std::string salt;
+    // WKProto only: the header flags, server_version (flag bit 0) and node_id (v>=4).
+    uint8_t flags = 0;
+    uint8_t server_version = 0;
+    uint64_t node_id = 0;
+    std::vector<uint8_t> connack;  // the CONNACK frame as received
 };
 
 class Client {
@@ -69,7 +77,9 @@ public:
     // timeout; packets that arrive first are collected into `seen`.
     bool wait_closed(int timeout_ms, std::vector<Received>* seen = nullptr);
 
-    // CONNECT (with a fresh X25519 key for v3/v4) and read the CONNACK.
+    // CONNECT (with a fresh X25519 key when the dialect has crypto at `version`:
+    // LiMaoIM v3/v4, every WKProto version) and read the CONNACK; `version`
+    // is then the session's (WKProto: 0 or one above 5 runs at 5).
     LoginResult login(const std::string& uid, const std::string& token, uint8_t version = 4,
                       uint8_t device_flag = 0, int timeout_ms = 3000);
     // The packet's strings view the arguments: keep them alive while it is used.
@@ -77,6 +87,7 @@ public:
                                              uint8_t device_flag, std::string_view client_key_b64);
 
     uint8_t version = 4;
+    const proto::Dialect* dialect = &proto::kLiMaoIMDialect;
 
 private:
     bool fill(int timeout_ms);

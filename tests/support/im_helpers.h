@@ -41,6 +41,17 @@ inline ChatClient online(ImServer& server, const std::string& uid, uint8_t versi
     return c;
 }
 
+// A client of `dialect` logged in as `uid` on its listener; the test stops
+// if the login fails.
+inline ChatClient online(ImServer& server, const proto::Dialect& dialect, const std::string& uid, uint8_t version,
+                         uint8_t device_flag = 0) {
+    ChatClient c;
+    c.set_dialect(dialect);
+    REQUIRE_MESSAGE(c.connect_login(server.port(dialect), uid, version, device_flag),
+                    "login of " << uid << " " << dialect.name << " v" << int(version) << " flag " << int(device_flag));
+    return c;
+}
+
 // A raw Client logged in as `uid` (token "t") on `server`'s TCP port; the
 // test stops if the login fails.
 inline Client logged_in(const ServerProcess& server, const std::string& uid, uint8_t version = 4,

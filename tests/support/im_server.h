@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "limaoim/proto/dialect.h"
 #include "server_process.h"
 
 namespace limaoim::testing {
@@ -37,6 +38,11 @@ public:
     uint16_t port() const { return process_ ? process_->port() : 0; }
     uint16_t http_port() const { return http_port_; }
     uint16_t ws_port() const { return process_ ? process_->ws_port() : 0; }
+    uint16_t wk_port() const { return process_ ? process_->wk_port() : 0; }
+    // Where clients of `dialect` connect over TCP.
+    uint16_t port(const proto::Dialect& dialect) const {
+        return dialect.id == proto::DialectId::WuKongIM ? wk_port() : port();
+    }
     const std::string& data_dir() const { return data_dir_; }
     ServerProcess& process() { return *process_; }
 

@@ -86,6 +86,11 @@ ServerProcess::ServerProcess(std::vector<std::string> extra_args, bool test_mode
         ws_port_ = free_port();
         args.insert(args.end(), {"--ws-addr", "127.0.0.1:" + std::to_string(ws_port_)});
     }
+    // WuKongIM's clients too: every server speaks both dialects.
+    if (!given("--wk-addr")) {
+        wk_port_ = free_port();
+        args.insert(args.end(), {"--wk-addr", "127.0.0.1:" + std::to_string(wk_port_)});
+    }
     if (const char* backend = getenv("LIMAOIM_TEST_IO_BACKEND"); backend && *backend && !given("--io-backend"))
         args.insert(args.end(), {"--io-backend", backend});
     args.insert(args.end(), extra_args.begin(), extra_args.end());

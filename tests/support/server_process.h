@@ -18,8 +18,8 @@ namespace limaoim::testing {
 class ServerProcess {
 public:
     // Extra flags after the defaults (--addr 127.0.0.1 --port P --mode test
-    // --instance it-P, and free loopback ports for --http-addr and --ws-addr
-    // unless given); later flags override earlier ones (a --port given is
+    // --instance it-P, and free loopback ports for --http-addr, --ws-addr
+    // and --wk-addr unless given); later flags override earlier ones (a --port given is
     // then port()). LIMAOIM_TEST_IO_BACKEND in the environment adds
     // --io-backend with its value unless the test gives one. `in_child` runs
     // in the forked child before the exec (a test that confines the server).
@@ -32,6 +32,7 @@ public:
     bool started() const { return started_; }
     uint16_t port() const { return port_; }
     uint16_t ws_port() const { return ws_port_; }  // 0 when the test gave its own --ws-addr
+    uint16_t wk_port() const { return wk_port_; }  // WKProto over TCP; 0 when the test gave its own --wk-addr
     pid_t pid() const { return pid_; }
     const std::string& instance() const { return instance_; }
 
@@ -57,6 +58,7 @@ private:
     pid_t pid_ = -1;
     uint16_t port_ = 0;
     uint16_t ws_port_ = 0;
+    uint16_t wk_port_ = 0;
     std::string instance_;
     std::string log_path_;
     std::string own_data_dir_;  // made for this server (no --data-dir given), removed with it

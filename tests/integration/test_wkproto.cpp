@@ -73,9 +73,10 @@ TEST_CASE("wkproto: CONNACK has server_version (flag bit 0) for CONNECT versions
 }
 
 TEST_CASE("wkproto: over WebSocket (--wk-ws-addr): login at v5, a message each way with a LiMaoIM client") {
-    // LiMaoIM's WebSocket listener is not needed here.
+    // Every listener at once: LiMaoIM's TCP and WebSocket, WKProto's TCP and
+    // WebSocket, the API (five per worker).
     const uint16_t wk_ws_port = free_port();
-    ImServer server({"--wk-ws-addr", "127.0.0.1:" + std::to_string(wk_ws_port), "--ws-addr", ""});
+    ImServer server({"--wk-ws-addr", "127.0.0.1:" + std::to_string(wk_ws_port)});
     REQUIRE_MESSAGE(server.started(), server.log());
     ChatClient lm_client = online(server, "lm-a", 4);
     ChatClient web;

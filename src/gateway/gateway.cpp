@@ -414,13 +414,14 @@ void Gateway::retransmit_expired() {
     const size_t dropped = inflight_.expire(loop_.now_ms(), [this, now_s](const InflightTable::Entry& e) {
         const ConnRef conn{e.slot, e.generation};
         Session* s = session_of(conn);
-        if (!s || s->state != SessionState::Authenticated) return;
+        if (!s || s->state != SessionState::Authenticated) return true;
         const im::MessageView m = im::decode_checked(e.message.bytes());
         if (m.expired(now_s)) {
             stats_.deliveries_expired.add();
-            return;
+            return false;  // it goes no more: out of the table (and of the session's --max-inflight)
         }
         if (write_recv(conn, *s, m, e.seq, e.flags)) stats_.recv_retransmits.add();
+        return true;
     });
     stats_.inflight_expired.add(dropped);
     stats_.inflight.set(inflight_.size());

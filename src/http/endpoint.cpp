@@ -46,7 +46,8 @@ namespace {
 // An upper bound of a message's MessageResp JSON: the payload in base64, its
 // strings escaped at worst (\u00XX, 6 bytes a byte), keys and numbers.
 size_t message_json_bound(const im::Message& m) {
-    return base64::encoded_size(m.payload.size()) + 6 * (m.client_msg_no.size() + m.from_uid.size() + m.channel_id.size()) + 384;
+    return base64::encoded_size(m.payload.size()) +
+           6 * (m.client_msg_no.size() + m.from_uid.size() + m.channel_id.size() + m.topic.size()) + 384;
 }
 
 }  // namespace

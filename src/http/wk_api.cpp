@@ -272,7 +272,7 @@ Response message_sync(im::Service& service, const json& body, size_t message_byt
         to_seq = end;
         keep_newest = false;
         empty = end != 0 && end <= start;
-    } else if (end <= start) {
+    } else if (end <= start && end < std::numeric_limits<uint32_t>::max()) {
         from_seq = end + 1;
         to_seq = start == std::numeric_limits<uint32_t>::max() ? 0 : start + 1;
     } else {

@@ -266,21 +266,88 @@ void ApiService::remove_temporary(const std::string& id) {
 
 namespace {
 
-// Every read of stored messages ends here: an expired one is not synced.
-Outcome decode_all(const std::vector<std::string>& encoded, std::vector<Message>& out) {
-    const int64_t now_s = clock::wall_seconds();
-    for (const std::string& bytes : encoded) {
-        std::optional<MessageView> v = decode(bytes);
-        if (!v) return Outcome::unavailable("store: a corrupt message");
-        if (!v->expired(now_s)) out.push_back(Message::from(*v));
-    }
-    return Outcome::ok();
-}
-
 size_t total_size(const std::vector<std::string>& encoded) {
     size_t bytes = 0;
     for (const std::string& e : encoded) bytes += e.size();
     return bytes;
+}
+
+// Reads the stored messages of seq in [from_seq, to_seq) (to_seq 0: open),
+// ascending, within `limit`, into `out`: a channel log's or a user's queue.
+using RangeReader = std::function<store::Status(uint32_t from_seq, uint32_t to_seq, const store::ReadLimit& limit,
+                                                std::vector<std::string>& out)>;
+
+// How many more reads a page makes past expired messages before it is
+// answered short (and said to be cut, so the client asks again).
+constexpr int kExpiredRereads = 8;
+
+// Every read of stored messages ends here: an expired one is not synced.
+// It still counts against the store's page, so a page that left some out
+// reads on, a whole page at a time, past its far end (older with
+// limit.newest, else newer), and keeps the `limit.count` nearest: a run of
+// expired messages neither shortens a page into looking like the end nor
+// hides the messages behind it. `cut`: the page stopped with messages
+// perhaps left (the byte limit, the rereads).
+Outcome read_live(const RangeReader& read, uint32_t from_seq, uint32_t to_seq, store::ReadLimit limit,
+                  std::vector<Message>& out, bool& cut) {
+    const int64_t now_s = clock::wall_seconds();
+    std::vector<std::vector<Message>> reads;  // in the order read
+    std::vector<std::string> encoded;
+    size_t live_count = 0;
+    cut = false;
+    for (int round = 0;; ++round) {
+        encoded.clear();
+        if (Outcome o = from(read(from_seq, to_seq, limit, encoded)); !o) return o;
+        std::vector<Message>& live = reads.emplace_back();
+        uint32_t lowest = std::numeric_limits<uint32_t>::max(), highest = 0;
+        for (const std::string& bytes : encoded) {
+            std::optional<MessageView> v = decode(bytes);
+            if (!v) return Outcome::unavailable("store: a corrupt message");
+            lowest = std::min(lowest, v->message_seq);
+            highest = std::max(highest, v->message_seq);
+            if (!v->expired(now_s)) live.push_back(Message::from(*v));
+        }
+        const size_t read_bytes = total_size(encoded);
+        live_count += live.size();
+        if (limit.spent(read_bytes)) {
+            cut = true;
+            break;
+        }
+        if (live_count >= limit.count || encoded.size() < limit.count) break;  // a full page, or the range is read
+        // The next read goes past this one's far end; a seq that does not
+        // move it (not expected of a store) ends the page rather than loop.
+        const bool moved = limit.newest ? lowest > from_seq : highest >= from_seq && highest < UINT32_MAX;
+        if (round == kExpiredRereads || !moved) {
+            cut = true;
+            break;
+        }
+        limit.bytes -= read_bytes;
+        if (limit.newest)
+            to_seq = lowest;
+        else
+            from_seq = highest + 1;
+    }
+    if (limit.newest) std::reverse(reads.begin(), reads.end());  // each read is ascending; the later ones are older
+    // The nearest limit.count: the newest with limit.newest, else the oldest.
+    size_t skip = live_count > limit.count && limit.newest ? live_count - limit.count : 0;
+    size_t take = std::min<size_t>(live_count, limit.count);
+    for (std::vector<Message>& r : reads)
+        for (Message& m : r) {
+            if (skip) {
+                --skip;
+            } else if (take) {
+                --take;
+                out.push_back(std::move(m));
+            }
+        }
+    return Outcome::ok();
+}
+
+RangeReader channel_log(store::Store& store, std::string log) {
+    return [&store, log = std::move(log)](uint32_t from_seq, uint32_t to_seq, const store::ReadLimit& read,
+                                          std::vector<std::string>& encoded) {
+        return store.read_messages(log, from_seq, to_seq, read, encoded);
+    };
 }
 
 }  // namespace
@@ -288,10 +355,14 @@ size_t total_size(const std::vector<std::string>& encoded) {
 Outcome ApiService::sync(std::string_view uid, uint32_t after_seq, PageLimit limit, std::vector<Message>& out) {
     uint32_t cursor = 0;
     if (Outcome o = from(store_.cursor(uid, cursor)); !o) return o;
-    std::vector<std::string> encoded;
-    const store::ReadLimit read{.count = limit.count, .bytes = limit.bytes};
-    if (Outcome o = from(store_.read_queue(uid, std::max(after_seq, cursor), read, encoded)); !o) return o;
-    return decode_all(encoded, out);
+    const uint32_t after = std::max(after_seq, cursor);
+    if (after == std::numeric_limits<uint32_t>::max()) return Outcome::ok();
+    const RangeReader queue = [&](uint32_t from_seq, uint32_t, const store::ReadLimit& read,
+                                  std::vector<std::string>& encoded) {
+        return store_.read_queue(uid, from_seq - 1, read, encoded);
+    };
+    bool cut = false;
+    return read_live(queue, after + 1, 0, {.count = limit.count, .bytes = limit.bytes}, out, cut);
 }
 
 Outcome ApiService::sync_ack(std::string_view uid, uint32_t seq) {
@@ -309,12 +380,8 @@ Outcome ApiService::sync_ack(std::string_view uid, uint32_t seq) {
 Outcome ApiService::channel_messages(std::string_view login_uid, std::string_view channel_id, uint8_t type,
                                      uint32_t from_seq, uint32_t to_seq, PageLimit limit, bool keep_newest,
                                      std::vector<Message>& out, bool& cut) {
-    const std::string log = Conversations::log_of(login_uid, channel_id, type);
-    std::vector<std::string> encoded;
-    const store::ReadLimit read{.count = limit.count, .bytes = limit.bytes, .newest = keep_newest};
-    if (Outcome o = from(store_.read_messages(log, from_seq, to_seq, read, encoded)); !o) return o;
-    cut = read.spent(total_size(encoded));
-    return decode_all(encoded, out);
+    return read_live(channel_log(store_, Conversations::log_of(login_uid, channel_id, type)), from_seq, to_seq,
+                     {.count = limit.count, .bytes = limit.bytes, .newest = keep_newest}, out, cut);
 }
 
 // ---- conversations ----
@@ -331,7 +398,8 @@ Outcome ApiService::conversations(std::string_view uid, std::vector<Conversation
             const std::string log = Conversations::log_of(uid, view.conversation.channel_id, view.conversation.channel_type);
             if (Outcome o = from(store_.read_messages(log, seq, seq + 1, {.count = 1}, encoded)); !o) return o;
             if (!encoded.empty())
-                if (std::optional<MessageView> m = decode(encoded.front())) view.last_message = Message::from(*m);
+                if (std::optional<MessageView> m = decode(encoded.front()); m && !m->expired(clock::wall_seconds()))
+                    view.last_message = Message::from(*m);
         }
         out.push_back(std::move(view));
     }
@@ -358,13 +426,14 @@ Outcome ApiService::sync_conversations(std::string_view uid, int64_t version, st
 Outcome ApiService::recent_messages(std::string_view uid, std::string_view channel_id, uint8_t type, uint32_t after_seq,
                                     PageLimit limit, std::vector<Message>& out) {
     if (after_seq == std::numeric_limits<uint32_t>::max()) return Outcome::ok();
-    const std::string log = Conversations::log_of(uid, channel_id, type);
-    std::vector<std::string> encoded;
     // From the newest down: what the count or the byte limit leaves out is the oldest.
-    const store::ReadLimit read{.count = limit.count, .bytes = limit.bytes, .newest = true};
-    if (Outcome o = from(store_.read_messages(log, after_seq + 1, 0, read, encoded)); !o) return o;
-    if (Outcome o = decode_all(encoded, out); !o) return o;
-    std::reverse(out.begin(), out.end());  // newest first
+    bool cut = false;
+    const size_t before = out.size();
+    if (Outcome o = read_live(channel_log(store_, Conversations::log_of(uid, channel_id, type)), after_seq + 1, 0,
+                              {.count = limit.count, .bytes = limit.bytes, .newest = true}, out, cut);
+        !o)
+        return o;
+    std::reverse(out.begin() + before, out.end());  // newest first
     return Outcome::ok();
 }
 

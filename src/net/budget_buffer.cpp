@@ -49,6 +49,7 @@ uint32_t ReassemblyBudget::largest_holder(const BudgetBuffer& asking, uint32_t a
 
 bool ReassemblyBudget::grow(BudgetBuffer& buffer, uint32_t slot, uint64_t cap, uint64_t now_ms) {
     const uint32_t old_cap = buffer.capacity();
+    if (!buffer.block_) holders_.reserve(holders_.size() + 1);  // before the block: a throw then leaks nothing
     auto* grown = static_cast<BudgetBuffer::Block*>(std::realloc(buffer.block_, sizeof(BudgetBuffer::Block) + cap));
     if (!grown) return false;
     if (!buffer.block_) {

@@ -135,6 +135,67 @@ TEST_CASE("core: the API's message reads stop at their byte limit, on the side t
     CHECK(seqs(page) == std::vector<uint32_t>{1, 2, 3});
 }
 
+TEST_CASE("core: the API's reads leave expired messages out and read on past them, from the side they keep") {
+    FakeStore store;
+    im::TokenCache tokens;
+    Directory directory{2};
+    stats::PipelineBlock block{};
+    Core core(store, tokens, directory, block, CoreOptions{});
+    Service& api = core.service();
+    // g1 and alice's queue: seqs 1-3 live, 4-12 expired (sent an hour ago, for a minute), 13-14 live.
+    const int32_t now = int32_t(std::chrono::duration_cast<std::chrono::seconds>(
+                                    std::chrono::system_clock::now().time_since_epoch())
+                                    .count());
+    store::WriteBatch batch;
+    for (uint32_t seq = 1; seq <= 14; ++seq) {
+        MessageView m;
+        m.channel_type = kGroupChannel;
+        m.message_seq = seq;
+        m.from_uid = "bob";
+        m.channel_id = "g1";
+        m.payload = "p";
+        m.timestamp = now;
+        if (seq >= 4 && seq <= 12) {
+            m.timestamp = now - 3600;
+            m.expire = 60;
+        }
+        batch.messages.push_back({store::log_name(kGroupChannel, "g1"), seq, encode(m)});
+        batch.queue_messages.push_back({"alice", seq, encode(m)});
+    }
+    REQUIRE(store.commit(batch, true));
+    auto seqs = [](const std::vector<Message>& messages) {
+        std::vector<uint32_t> out;
+        for (const Message& m : messages) out.push_back(m.message_seq);
+        return out;
+    };
+    std::vector<Message> page;
+    bool cut = false;
+    // Oldest first: three live, then past nine expired to the next two.
+    REQUIRE(bool(api.channel_messages("", "g1", kGroupChannel, 1, 0, {.count = 5}, false, page, cut)));
+    CHECK(seqs(page) == std::vector<uint32_t>{1, 2, 3, 13, 14});
+    CHECK_FALSE(cut);
+    // Newest first: the two live, then past the expired run to the older ones, ascending.
+    page.clear();
+    REQUIRE(bool(api.channel_messages("", "g1", kGroupChannel, 1, 0, {.count = 4}, true, page, cut)));
+    CHECK(seqs(page) == std::vector<uint32_t>{2, 3, 13, 14});
+    CHECK_FALSE(cut);
+    // A whole page of expired messages: the page reads on, it does not look like the end.
+    page.clear();
+    REQUIRE(bool(api.channel_messages("", "g1", kGroupChannel, 4, 0, {.count = 2}, false, page, cut)));
+    CHECK(seqs(page) == std::vector<uint32_t>{13, 14});
+    // Past the rereads' bound the page is answered short and said to be cut: the client asks again.
+    page.clear();
+    REQUIRE(bool(api.channel_messages("", "g1", kGroupChannel, 4, 0, {.count = 1}, false, page, cut)));
+    CHECK(page.empty());
+    CHECK(cut);
+    page.clear();
+    REQUIRE(bool(api.recent_messages("alice", "g1", kGroupChannel, 0, {.count = 3}, page)));
+    CHECK(seqs(page) == std::vector<uint32_t>{14, 13, 3});  // newest first
+    page.clear();
+    REQUIRE(bool(api.sync("alice", 2, {.count = 3}, page)));
+    CHECK(seqs(page) == std::vector<uint32_t>{3, 13, 14});
+}
+
 TEST_CASE("core: an API message whose strings do not fit a message's 16-bit lengths is refused, not stored") {
     CoreRig rig;
     Core& core = rig.core;

@@ -757,6 +757,14 @@ TEST_CASE("Api: limit is clamped to kMaxPageMessages; a page ends at the byte bu
     for (im::Message& m : service.messages) m.payload.assign(8192, 'x');
     check_cut_page(small, R"({"channel_id":"g1","channel_type":2,"limit":5,"reverse":1})", 1, 0, 1);
     check_cut_page(small, R"({"channel_id":"g1","channel_type":2,"max_message_seq":11,"limit":5})", 1, 0, 2);  // the newest
+
+    // A topic counts too, escaped at worst: 2,000 control bytes are 12,000 bytes of JSON.
+    for (im::Message& m : service.messages) {
+        m.payload = "x";
+        m.topic.assign(2000, '\x01');
+    }
+    Api topics(service, {.message_bytes_budget = 13000});
+    check_cut_page(topics, R"({"channel_id":"g1","channel_type":2,"limit":5,"reverse":1})", 1, 0, 1);
 }
 
 TEST_CASE("Api: /conversation/syncMessages has one byte budget for all its channels, spent in their order") {
@@ -1464,6 +1472,10 @@ TEST_CASE("WuKongIM API: POST /channel/messagesync with start/end/pull_mode: WuK
     CHECK(r.body == R"({"start_message_seq":5,"end_message_seq":9,"more":0,"messages":[]})");
     r = post(api, "/channel/messagesync", R"({"login_uid":"u","channel_id":"g1","channel_type":2,)"
                                           R"("start_message_seq":9,"end_message_seq":9,"limit":5,"pull_mode":1})");
+    CHECK(json::parse(r.body)["messages"].empty());
+    // Both past 32 bits (clamped to the largest seq): (end, start] is empty, not every message.
+    r = post(api, "/channel/messagesync", R"({"login_uid":"u","channel_id":"g1","channel_type":2,)"
+                                          R"("start_message_seq":9999999999,"end_message_seq":9999999999,"limit":5})");
     CHECK(json::parse(r.body)["messages"].empty());
     CHECK(service.count() == calls);
     check_refused(service, api, "/channel/messagesync", R"({"channel_id":"g1","channel_type":2,"pull_mode":0,"limit":5})",

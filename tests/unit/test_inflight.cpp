@@ -53,6 +53,7 @@ std::pair<size_t, std::vector<Resent>> expire_at(Table& table, uint64_t now) {
     const size_t dropped = table.expire(now, [&](const InflightTable::Entry& e) {
         resent.push_back({e.message_id, e.slot, e.generation, e.seq, e.flags, e.deliveries, e.deadline_ms,
                           text_of(e.message)});
+        return true;
     });
     return {dropped, resent};
 }
@@ -169,6 +170,22 @@ TEST_CASE("inflight: max_deliveries 1 drops at the first deadline") {
     CHECK(dropped == 2);
     CHECK(resent.empty());
     CHECK(table.size() == 0);
+}
+
+TEST_CASE("inflight: a resend that returns false releases its entry (not counted as dropped), the others stay") {
+    InflightTable table(16, options(5, 3, 4));
+    CHECK(table.add({1, 1}, 1, payload_of("expired"), 0, 0, 0));
+    CHECK(table.add({2, 1}, 2, payload_of("live"), 0, 0, 0));
+    std::vector<int64_t> asked;
+    const size_t dropped = table.expire(5, [&](const InflightTable::Entry& e) {
+        asked.push_back(e.message_id);
+        return e.message_id != 1;
+    });
+    CHECK(dropped == 0);
+    CHECK(asked == std::vector<int64_t>{1, 2});
+    CHECK(table.size() == 1);
+    CHECK_FALSE(table.ack({1, 1}, 1));  // gone
+    CHECK(table.ack({2, 1}, 2));
 }
 
 TEST_CASE("inflight: the per-session cap evicts the session's oldest entry") {

@@ -62,8 +62,10 @@ public:
     void drop_session(net::ConnRef conn);
 
     // For each entry past its deadline: `resend(entry)` when deliveries are
-    // left (the entry is re-armed), else the entry is dropped. Returns the
-    // number dropped.
+    // left (the entry is re-armed; `resend` returning false releases it
+    // instead: its message must not go again, e.g. it expired), else the
+    // entry is dropped. Returns the number dropped for running out of
+    // deliveries.
     template <class Resend>
     size_t expire(uint64_t now_ms, Resend&& resend) {
         size_t dropped = 0;
@@ -79,7 +81,7 @@ public:
             e.deadline_ms = now_ms + options_.timeout_ms;
             unlink_time(index);
             link_time_tail(index);
-            resend(static_cast<const Entry&>(entries_[index]));
+            if (!resend(static_cast<const Entry&>(entries_[index]))) release(index);
         }
         return dropped;
     }

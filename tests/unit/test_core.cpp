@@ -40,6 +40,13 @@ struct CoreRig {
     }
 };
 
+// The seqs of a page, in its order.
+std::vector<uint32_t> seqs(const std::vector<Message>& messages) {
+    std::vector<uint32_t> out;
+    for (const Message& m : messages) out.push_back(m.message_seq);
+    return out;
+}
+
 }  // namespace
 
 TEST_CASE("core: the API's temporary channels are bounded; the oldest is forgotten, its SENDs get reason 3") {
@@ -99,11 +106,6 @@ TEST_CASE("core: the API's message reads stop at their byte limit, on the side t
         batch.queue_messages.push_back({"alice", seq, encode(m)});
     }
     REQUIRE(store.commit(batch, true));
-    auto seqs = [](const std::vector<Message>& messages) {
-        std::vector<uint32_t> out;
-        for (const Message& m : messages) out.push_back(m.message_seq);
-        return out;
-    };
     const PageLimit limit{.count = 10, .bytes = 2500};  // the third message passes it
 
     std::vector<Message> page;
@@ -163,11 +165,6 @@ TEST_CASE("core: the API's reads leave expired messages out and read on past the
         batch.queue_messages.push_back({"alice", seq, encode(m)});
     }
     REQUIRE(store.commit(batch, true));
-    auto seqs = [](const std::vector<Message>& messages) {
-        std::vector<uint32_t> out;
-        for (const Message& m : messages) out.push_back(m.message_seq);
-        return out;
-    };
     std::vector<Message> page;
     bool cut = false;
     // Oldest first: three live, then past nine expired to the next two.

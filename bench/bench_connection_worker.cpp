@@ -49,7 +49,7 @@ constexpr int kRateWaitMs = 10;  // token refill granularity under -rate
 constexpr uint8_t kMissedHeartbeatsToDrop = 3;
 constexpr uint16_t kPortWindow = 64;
 constexpr uint8_t kPing = 0x70;
-constexpr size_t kConnackCapacity = 128;  // a LiMaoIM v4 CONNACK is 74 bytes, a WKProto v5 one 84
+constexpr size_t kConnackCapacity = 128;  // a LiMaoIM v4 CONNACK is 75 bytes, a WKProto v5 one 84
 // -ws: the server's 101 answer is read into the same buffer (~130 bytes).
 constexpr size_t kUpgradeCapacity = 512;
 constexpr int kEpollBatch = 1024;

@@ -483,10 +483,10 @@ int summarize(const Run& run) {
                               std::to_string(options.storm_first_cid) + "-" + std::to_string(options.storm_last_cid) + ")"
                         : std::string();
     const std::string retry = options.retry_ms == 0 ? std::string() : ", retry after " + std::to_string(options.retry_ms) + " ms";
-    std::printf("summary: %llu clients (cids %llu-%llu)%s to %s port %u%s, version %u%s%s, %zu workers, %.1fs%s\n",
+    std::printf("summary: %llu clients (cids %llu-%llu)%s to %s port %u%s, %s version %u%s%s, %zu workers, %.1fs%s\n",
                 (unsigned long long)options.client_count(), (unsigned long long)options.first_cid,
                 (unsigned long long)options.last_cid, storm.c_str(), inet_ntoa(options.server), options.port,
-                options.ws ? " (WebSocket)" : "",
+                options.ws ? " (WebSocket)" : "", limaoim::proto::dialect(options.dialect).name,
                 options.version, client_keys.c_str(), retry.c_str(), run.pids.size(), seconds(run.end_ns - run.start_ns),
                 g_stop_signal ? " (stopped early by a signal)" : "");
     print_ramp(run, totals);

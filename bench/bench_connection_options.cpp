@@ -19,6 +19,8 @@
 
 namespace limaoim::bench {
 
+namespace proto = limaoim::proto;
+
 namespace {
 
 constexpr uint64_t kMaxClients = 1'000'000;
@@ -206,6 +208,12 @@ std::string set_quiet(Options& options, std::string_view value) {
     return {};
 }
 
+std::string set_dialect(Options& options, std::string_view value) {
+    for (const auto id : {proto::DialectId::LiMaoIM, proto::DialectId::WuKongIM})
+        if (value == proto::dialect(id).name) return options.dialect = id, std::string();
+    return "-dialect: expected limaoim or wukongim";
+}
+
 std::string set_ws(Options& options, std::string_view value) {
     const auto flag = parse_bool(value);
     if (!flag) return "-ws: expected true or false";
@@ -225,7 +233,8 @@ const std::map<std::string_view, Setter>& value_flags() {
         {"srcs", set_srcs},
         {"rate", number_in<uint32_t>(&Options::rate, 0, 10'000'000, "-rate")},
         {"heartbeat", duration_in(&Options::heartbeat_ns, kSecond, 3600 * kSecond, "-heartbeat")},
-        {"version", number_in<uint8_t>(&Options::version, 1, 4, "-version")},
+        {"version", number_in<uint8_t>(&Options::version, 1, 5, "-version")},
+        {"dialect", set_dialect},
         {"token", text_into(&Options::token)},
         {"token-prefix", text_into(&Options::token_prefix)},
         {"device-flag", number_in<uint8_t>(&Options::device_flag, 0, 255, "-device-flag")},
@@ -296,6 +305,9 @@ ParseResult parse_options(int argc, char** argv) {
         have_cids |= name == "cids";
     }
     if (!have_cids) return {std::nullopt, false, "-cids A-B is required"};
+    if (const auto& dialect = proto::dialect(options.dialect); options.version > dialect.latest_version)
+        return {std::nullopt, false,
+                "-version: " + std::string(dialect.name) + " goes up to " + std::to_string(dialect.latest_version)};
     if (options.storm()) {
         if (options.storm_first_cid <= options.last_cid && options.first_cid <= options.storm_last_cid)
             return {std::nullopt, false, "-storm-cids must not overlap -cids"};
@@ -324,7 +336,10 @@ machine, as bench/online.sh --netns sets up).
   -srcs A-B[,C...]       source addresses used round-robin (default: kernel picks)
   -rate N                new connections per second, 0 = as fast as possible (default 0)
   -heartbeat D           PING interval (default 20s)
-  -version N             protocol version 1-4 (default 4; 3 and 4 do the X25519 handshake)
+  -version N             protocol version (default 4): limaoim 1-4 (3 and 4 do the
+                         X25519 handshake), wukongim 1-5 (every version does)
+  -dialect D             limaoim (default) or wukongim: WuKongIM's WKProto, to the
+                         server's WKProto listener (limaoim --wk-addr)
   -token S               login token (default "token")
   -token-prefix S        if set, token = S + uid
   -device-flag N         CONNECT device flag (default 0)

@@ -11,6 +11,8 @@
 #include <string_view>
 #include <vector>
 
+#include "limaoim/proto/dialect.h"
+
 namespace limaoim::bench {
 
 struct Options {
@@ -22,7 +24,10 @@ struct Options {
     std::vector<in_addr> sources;  // empty: the kernel picks
     uint32_t rate = 0;             // new connections per second, 0 = unlimited
     int64_t heartbeat_ns = 20'000'000'000;
-    uint8_t version = 4;
+    uint8_t version = 4;  // 1..the dialect's latest_version (LiMaoIM 4, WKProto 5)
+    // -dialect: the protocol the clients speak; the server listens for
+    // WKProto on its own port (limaoim --wk-addr).
+    limaoim::proto::DialectId dialect = limaoim::proto::DialectId::LiMaoIM;
     std::string token = "token";
     std::string token_prefix;  // non-empty: token = prefix + uid
     uint8_t device_flag = 0;

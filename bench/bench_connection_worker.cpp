@@ -49,7 +49,7 @@ constexpr int kRateWaitMs = 10;  // token refill granularity under -rate
 constexpr uint8_t kMissedHeartbeatsToDrop = 3;
 constexpr uint16_t kPortWindow = 64;
 constexpr uint8_t kPing = 0x70;
-constexpr size_t kConnackCapacity = 128;  // a v4 CONNACK is 74 bytes
+constexpr size_t kConnackCapacity = 128;  // a LiMaoIM v4 CONNACK is 75 bytes, a WKProto v5 one 84
 // -ws: the server's 101 answer is read into the same buffer (~130 bytes).
 constexpr size_t kUpgradeCapacity = 512;
 constexpr int kEpollBatch = 1024;
@@ -163,7 +163,8 @@ class ClientWorker {
 public:
     ClientWorker(const Options& options, const WorkerPlan& plan, const SharedControl& control,
                  WorkerCounters& counters)
-        : options_(options), plan_(plan), control_(control), counters_(counters),
+        : options_(options), dialect_(proto::dialect(options.dialect)),
+          session_version_(dialect_.session_version(options.version)), plan_(plan), control_(control), counters_(counters),
           clients_(plan.count + plan.storm_count),
           wheel_(to_ticks(std::max({options.heartbeat_ns, options.connect_timeout_ns, max_backoff_ns(options)}))),
           heartbeat_ticks_(to_ticks(options.heartbeat_ns)),
@@ -249,6 +250,10 @@ private:
     void close_all();
 
     const Options& options_;
+    // -dialect: every packet is coded through it. The server answers at the
+    // session version it derives from our CONNECT's (both dialects: ours).
+    const proto::Dialect& dialect_;
+    const uint8_t session_version_;
     const WorkerPlan& plan_;
     const SharedControl& control_;
     WorkerCounters& counters_;
@@ -501,21 +506,21 @@ void ClientWorker::send_connect(uint32_t index) {
         token_.assign(options_.token_prefix).append(connect.uid);
         connect.token = token_;
     }
-    if (proto::has_crypto(options_.version) && !client_keys_.empty()) {
+    if (dialect_.has_crypto(session_version_) && !client_keys_.empty()) {
         const auto& encoded = client_keys_[global_index_of(index) % client_keys_.size()];
         connect.client_key = std::string_view(encoded.data(), encoded.size());
-    } else if (proto::has_crypto(options_.version)) {
+    } else if (dialect_.has_crypto(session_version_)) {
         Handshake& handshake = handshakes_[client.handshake];
         if (!crypto::generate_keypair(handshake.keys)) return fail(index, FailReason::Other);
         connect.client_key = std::string_view(client_key, base64::encode(handshake.keys.public_key, client_key));
     }
     const proto::Packet packet = connect;
-    const size_t size = proto::encoded_size(packet, options_.version);
+    const size_t size = dialect_.encoded_size(packet, options_.version);
     // -ws: the packet is encoded after room for the largest frame header,
     // which is then written right before it and the payload masked.
     const size_t room = options_.ws ? ws::kMaxClientHeader : 0;
     if (send_buffer_.size() < room + size) send_buffer_.resize(room + size);
-    size_t written = proto::encode(packet, options_.version, std::span(send_buffer_).subspan(room));
+    size_t written = dialect_.encode(packet, options_.version, std::span(send_buffer_).subspan(room));
     size_t begin = 0;
     if (options_.ws && written != 0) {
         const auto mask = static_cast<uint32_t>(random_.next());
@@ -552,7 +557,7 @@ void ClientWorker::receive_connack(uint32_t index) {
 void ClientWorker::process_connack(uint32_t index, int64_t received_ns) {
     const Handshake& handshake = handshakes_[clients_[index].handshake];
     const std::span<const uint8_t> stream(handshake.received, handshake.received_length);
-    const proto::SplitResult split = proto::split_frame(stream);
+    const proto::SplitResult split = dialect_.split(stream, proto::kDefaultMaxRemainingLength);
     if (split.status == proto::SplitStatus::Incomplete) {
         if (split.needed > kConnackCapacity || handshake.received_length == kConnackCapacity)
             fail(index, FailReason::BadConnack);
@@ -570,14 +575,14 @@ void ClientWorker::process_connack(uint32_t index, int64_t received_ns) {
 bool ClientWorker::accept_connack(uint32_t index, const proto::Frame& frame, FailReason& reason) {
     reason = FailReason::BadConnack;
     proto::Packet packet;
-    if (frame.type() != proto::PacketType::Connack || proto::decode(frame, options_.version, packet) != proto::DecodeError::None)
+    if (frame.type() != proto::PacketType::Connack || dialect_.decode(frame, session_version_, packet) != proto::DecodeError::None)
         return false;
     const auto& connack = std::get<proto::ConnackPacket>(packet);
     if (connack.reason_code != static_cast<uint8_t>(proto::ReasonCode::Success)) {
         reason = FailReason::AuthFail;
         return false;
     }
-    if (!proto::has_crypto(options_.version)) return true;
+    if (!dialect_.has_crypto(session_version_)) return true;
     crypto::Key32 server_key;
     uint8_t decoded[48];
     const auto decoded_length = base64::decode(connack.server_key, decoded, sizeof decoded);

@@ -27,6 +27,11 @@
 // --ports P1,P2,...,PN (person mode, TCP): several nodes of one cluster;
 // sender i connects to P[i mod N] and its receiver to P[(i+1) mod N], so
 // with N >= 2 every message crosses nodes (N = 1: both on P1, as --port).
+//
+// --dialect wukongim: every client speaks WuKongIM's WKProto (docs/WKPROTO.md)
+// to the server's WKProto listener (limaoim --wk-addr); all packets are coded
+// through proto::Dialect, so the load is the same as LiMaoIM's byte for byte
+// except for the dialect's own fields.
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -60,6 +65,7 @@
 #include "limaoim/base64/base64.h"
 #include "limaoim/proto/codec.h"
 #include "limaoim/proto/crypto.h"
+#include "limaoim/proto/dialect.h"
 
 namespace {
 
@@ -99,7 +105,8 @@ struct Options {
     double rate = 0;      // total SENDs/s over all senders, 0 = window-driven
     uint32_t window = 0;  // SENDs in flight per sender (0: 16, or a 10000 cap under --rate)
     double duration = 10, warmup = 2, drain = 10, login_timeout = 30;
-    uint8_t version = 4;
+    uint8_t version = 4;  // the CONNECT's: 1..the dialect's latest_version
+    proto::DialectId dialect_id = proto::DialectId::LiMaoIM;
     uint32_t threads = 2;
     uint32_t payload = 64;  // plaintext bytes per message
     bool pinger = false;
@@ -111,6 +118,12 @@ struct Options {
     uint32_t kill_after = 0;  // SIGKILL kill_pid after this many OK SENDACKs
     std::string verify_file;
     uint32_t verify_limit = 500;
+
+    const proto::Dialect& dialect() const { return proto::dialect(dialect_id); }
+    // Every packet after the CONNECT is coded at the version the server runs
+    // the session at, which it derives from the CONNECT's (ours) the same way.
+    uint8_t session_version() const { return dialect().session_version(version); }
+    bool has_crypto() const { return dialect().has_crypto(session_version()); }
 };
 
 void usage() {
@@ -119,7 +132,8 @@ void usage() {
                  "  --host H --port P --http-port P   server (HTTP needed for group mode and --verify)\n"
                  "  --ws-port P                       clients connect over WebSocket to P instead of --port\n"
                  "  --ports P1,P2,...                 person: sender i on P[i%%N], its receiver on P[(i+1)%%N]\n"
-                 "  --version 2|4 --threads T --duration S --warmup S --drain S --login-timeout S\n"
+                 "  --dialect limaoim|wukongim (WKProto, to limaoim --wk-addr's port)\n"
+                 "  --version 1..4 (wukongim: 1..5) --threads T --duration S --warmup S --drain S --login-timeout S\n"
                  "  person: --pairs P          group: --members M --group-id G --senders K\n"
                  "  --rate R (SENDs/s total) | --window W (in flight per sender)   --payload BYTES\n"
                  "  --pinger (PING every 10 ms from an extra client, PONG latency)   --prefix UIDPREFIX\n"
@@ -155,6 +169,11 @@ bool parse_options(int argc, char** argv, Options& o) {
         else if (a == "--drain") o.drain = num();
         else if (a == "--login-timeout") o.login_timeout = num();
         else if (a == "--version") o.version = uint8_t(num());
+        else if (a == "--dialect") {
+            const std::string name = next();
+            if (name == proto::kWuKongIMDialect.name) o.dialect_id = proto::DialectId::WuKongIM;
+            else if (name != proto::kLiMaoIMDialect.name) throw std::runtime_error("--dialect is limaoim or wukongim");
+        }
         else if (a == "--threads") o.threads = std::max(1u, uint32_t(num()));
         else if (a == "--payload") o.payload = uint32_t(num());
         else if (a == "--pinger") o.pinger = true;
@@ -170,7 +189,9 @@ bool parse_options(int argc, char** argv, Options& o) {
         else throw std::runtime_error("unknown option " + a);
     }
     if (o.mode != "person" && o.mode != "group") throw std::runtime_error("--mode is person or group");
-    if (o.version < 1 || o.version > 4) throw std::runtime_error("--version is 1..4");
+    if (o.version < 1 || o.version > o.dialect().latest_version)
+        throw std::runtime_error("--version is 1.." + std::to_string(o.dialect().latest_version) + " for " +
+                                 o.dialect().name);
     if (!o.ports.empty() && (o.mode != "person" || o.kill_test || o.ws_port != 0))
         throw std::runtime_error("--ports is for person mode over TCP");
     if (o.prefix.empty()) o.prefix = "bm" + std::to_string(getpid()) + "x" + std::to_string(wall_ms() % 100000) + "_";
@@ -355,6 +376,10 @@ private:
         return {msg_no_, size_t(r.ptr - msg_no_)};
     }
     char msg_no_[48];
+    // LiMaoIM v1 has no client_msg_no; WKProto has it at every version.
+    bool client_msg_no_on_wire() const {
+        return o_.dialect_id == proto::DialectId::WuKongIM || o_.session_version() > 1;
+    }
     void flush(uint32_t i);
     void set_out(uint32_t i, bool on);
 
@@ -428,19 +453,20 @@ void Worker::close_conn(uint32_t i, bool count) {
 }
 
 void Worker::append(Conn& c, const proto::Packet& p) {
-    size_t at = c.out.size(), n = proto::encoded_size(p, o_.version);
+    const uint8_t version = std::holds_alternative<proto::ConnectPacket>(p) ? o_.version : o_.session_version();
+    size_t at = c.out.size(), n = o_.dialect().encoded_size(p, version);
     if (o_.ws_port != 0) {  // one packet per masked binary frame
         const auto mask = uint32_t(next_random());
         const size_t header = ws::masked_header_size(n);
         c.out.resize(at + header + n);
         auto* frame = reinterpret_cast<uint8_t*>(c.out.data()) + at;
         ws::write_masked_header(frame, ws::kBinary, n, mask);
-        proto::encode(p, o_.version, {frame + header, n});
+        o_.dialect().encode(p, version, {frame + header, n});
         ws::apply_mask(frame + header, n, mask);
         return;
     }
     c.out.resize(at + n);
-    proto::encode(p, o_.version, {reinterpret_cast<uint8_t*>(c.out.data()) + at, n});
+    o_.dialect().encode(p, version, {reinterpret_cast<uint8_t*>(c.out.data()) + at, n});
 }
 
 void Worker::flush(uint32_t i) {
@@ -473,7 +499,7 @@ void Worker::send_one(Conn& c, int64_t now) {
     s.channel_id = c.target;
     s.channel_type = c.target_type;
     char key[32];
-    if (proto::has_crypto(o_.version)) {
+    if (o_.has_crypto() && o_.dialect().payload_encrypted(s.setting)) {
         scratch_.clear();
         cipher_.seal_payload(c.key, plain_, scratch_);
         s.payload = scratch_;
@@ -493,7 +519,7 @@ void Worker::send_one(Conn& c, int64_t now) {
 
 void Worker::on_recv(Conn& c, const proto::RecvPacket& r) {
     bool ok = true;
-    if (proto::has_crypto(o_.version)) {
+    if (o_.has_crypto()) {  // a RECV is sealed whatever its setting (dialect.h)
         char expected[32];
         cipher_.recv_msg_key(c.key, r, expected);
         plain_.clear();
@@ -518,7 +544,7 @@ void Worker::on_recv(Conn& c, const proto::RecvPacket& r) {
             if (plain_[k] != char('a' + (uint64_t(seq) + k) % 26)) ok = false;
         ok = ok && plain_.size() == o_.payload && si >= 0 && si < int64_t(plan_.total_senders) && seq > 0 &&
              r.from_uid == plan_.sender_uid(int32_t(si)) &&
-             r.client_msg_no == (o_.version > 1 ? msg_no(si, seq) : std::string_view());
+             r.client_msg_no == (client_msg_no_on_wire() ? msg_no(si, seq) : std::string_view());
         if (o_.mode == "person") ok = ok && si == c.expect_si && r.channel_id == r.from_uid && r.channel_type == 1;
         else ok = ok && r.channel_id == o_.group_id && r.channel_type == 2 && si != c.si;
     }
@@ -542,12 +568,12 @@ void Worker::on_recv(Conn& c, const proto::RecvPacket& r) {
 
 void Worker::on_frame(Conn& c, const proto::Frame& f) {
     proto::Packet pkt;
-    if (proto::decode(f, o_.version, pkt) != proto::DecodeError::None) return Counters::bump(c_.bad_payload);
+    if (o_.dialect().decode(f, o_.session_version(), pkt) != proto::DecodeError::None) return Counters::bump(c_.bad_payload);
     switch (proto::type_of(pkt)) {
         case proto::PacketType::Connack: {
             auto& a = std::get<proto::ConnackPacket>(pkt);
             bool ok = c.state == State::AwaitConnack && a.reason_code == uint8_t(proto::ReasonCode::Success);
-            if (ok && proto::has_crypto(o_.version)) {
+            if (ok && o_.has_crypto()) {
                 auto server_public = crypto::parse_client_key(a.server_key);
                 crypto::Key32 secret{};
                 ok = server_public && a.salt.size() == crypto::kSaltLength &&
@@ -615,7 +641,7 @@ void Worker::on_frame(Conn& c, const proto::Frame& f) {
 void Worker::send_connect(uint32_t i) {
     Conn& c = conns[i];
     std::string key_b64;
-    if (proto::has_crypto(o_.version)) {
+    if (o_.has_crypto()) {
         crypto::generate_keypair(c.keys);
         key_b64 = base64::encode(c.keys.public_key);
     }
@@ -714,7 +740,7 @@ void Worker::on_event(uint32_t i, uint32_t events) {
     if (c.fd < 0 || c.state == State::Upgrading) return;
     size_t off = 0;
     while (off < c.in.size()) {
-        auto r = proto::split_frame(std::span(c.in).subspan(off), 1u << 24);
+        auto r = o_.dialect().split(std::span(c.in).subspan(off), 1u << 24);
         if (r.status == proto::SplitStatus::Incomplete) break;
         if (r.status == proto::SplitStatus::Error) return close_conn(i);
         close_me_ = false;
@@ -845,17 +871,21 @@ void run_pinger(const Options& o, PingerResult& res, const std::atomic<bool>& st
         } sink{in, control, fd, next_mask()};
         if (parser.feed({bytes, n}, sink) != ws::FeedResult::Ok) ws_failed = true;
     };
-    uint8_t last_byte = 0;  // of the last frame: a CONNACK's reason code
+    const proto::Dialect& dialect = o.dialect();
+    uint8_t connack_reason = 0;  // of the last CONNACK read (0: none or undecodable)
     bool eof = false;
     // The next frame's type nibble, or -1 on timeout/EOF.
     auto read_frame = [&](int timeout_ms) -> int {
         const int64_t deadline = now_ns() + int64_t(timeout_ms) * 1'000'000;
         for (;;) {
-            auto r = proto::split_frame(in, 1u << 24);
+            auto r = dialect.split(in, 1u << 24);
             if (r.status == proto::SplitStatus::Error) return -1;
             if (r.status == proto::SplitStatus::Complete) {
                 int type = r.frame.type_nibble();
-                last_byte = in[r.frame.size - 1];
+                proto::Packet connack;
+                if (r.frame.type() == proto::PacketType::Connack &&
+                    dialect.decode(r.frame, o.session_version(), connack) == proto::DecodeError::None)
+                    connack_reason = std::get<proto::ConnackPacket>(connack).reason_code;
                 in.erase(in.begin(), in.begin() + r.frame.size);
                 return type;
             }
@@ -899,13 +929,13 @@ void run_pinger(const Options& o, PingerResult& res, const std::atomic<bool>& st
     if (connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) == 0 && upgrade()) {
         crypto::KeyPair keys;
         std::string key_b64;
-        if (proto::has_crypto(o.version)) crypto::generate_keypair(keys), key_b64 = base64::encode(keys.public_key);
+        if (o.has_crypto()) crypto::generate_keypair(keys), key_b64 = base64::encode(keys.public_key);
         const std::string uid = o.prefix + "pinger";
         proto::ConnectPacket cp{0, o.version, key_b64, 0, "bench", wall_ms(), uid, ""};
-        std::vector<uint8_t> b(proto::encoded_size(cp, o.version));
-        proto::encode(cp, o.version, b);
-        // A CONNACK's reason code is its last byte, in every version.
-        res.online = send_packet(b) && read_frame(5000) == int(proto::PacketType::Connack) && last_byte == 1;
+        std::vector<uint8_t> b(dialect.encoded_size(cp, o.version));
+        dialect.encode(cp, o.version, b);
+        res.online = send_packet(b) && read_frame(5000) == int(proto::PacketType::Connack) &&
+                     connack_reason == uint8_t(proto::ReasonCode::Success);
     }
     int64_t next = now_ns();
     while (res.online && !stop.load()) {
@@ -1127,9 +1157,9 @@ int run_load(const Options& o) {
            sum(&Counters::online) + sum(&Counters::login_failed) < total_clients)
         std::this_thread::sleep_for(std::chrono::milliseconds(10));
     const uint64_t online = sum(&Counters::online), failed = total_clients - online;
-    std::fprintf(stderr, "bench_message: %llu/%llu clients online in %.2f s (v%d%s, %u threads)\n",
+    std::fprintf(stderr, "bench_message: %llu/%llu clients online in %.2f s (%s v%d%s, %u threads)\n",
                  (unsigned long long)online, (unsigned long long)total_clients, double(now_ns() - t_login) / kSec,
-                 o.version, o.ws_port != 0 ? ", WebSocket" : "", nthreads);
+                 o.dialect().name, o.version, o.ws_port != 0 ? ", WebSocket" : "", nthreads);
 
     PingerResult pinger;
     std::atomic<bool> pinger_stop{false};
@@ -1220,7 +1250,7 @@ int run_load(const Options& o) {
     const double secs = std::max(measured_s, 1e-9);
     json out = {
         {"mode", o.kill_test ? "kill-test" : o.mode}, {"transport", o.ws_port != 0 ? "ws" : "tcp"},
-        {"version", o.version}, {"threads", nthreads},
+        {"dialect", o.dialect().name}, {"version", o.version}, {"threads", nthreads},
         {"clients", total_clients}, {"online", online}, {"login_failed", failed},
         {"senders", plan.total_senders}, {"fanout", plan.fanout}, {"window", o.window}, {"rate", o.rate},
         {"payload", o.payload}, {"measured_s", measured_s}, {"drain_s", drain_s},
@@ -1241,8 +1271,8 @@ int run_load(const Options& o) {
                           {"n", pong_snap.count()}, {"lost", pinger.lost}, {"online", pinger.online}};
     if (o.kill_test) out["acked_out"] = o.acked_out, out["killed"] = g_killed.load();
 
-    std::printf("bench_message %s v%d%s: %llu clients (%llu online), %u senders, window %u, rate %.0f/s, %u-byte payloads\n",
-                out["mode"].get<std::string>().c_str(), o.version, o.ws_port != 0 ? " over WebSocket" : "",
+    std::printf("bench_message %s %s v%d%s: %llu clients (%llu online), %u senders, window %u, rate %.0f/s, %u-byte payloads\n",
+                out["mode"].get<std::string>().c_str(), o.dialect().name, o.version, o.ws_port != 0 ? " over WebSocket" : "",
                 (unsigned long long)total_clients,
                 (unsigned long long)online, plan.total_senders, o.window, o.rate, o.payload);
     std::printf("  measured %.1f s (+%.1f s drain): %.0f sends/s, %.0f delivered msgs/s (fan-out %llu)\n", measured_s,

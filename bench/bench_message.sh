@@ -26,11 +26,17 @@
 #   that has --ws-addr gets --ws-addr '' (no listener on the default port
 #   2122, which a second server on the host would collide on).
 #   bench/ws_message.sh alternates TCP and WebSocket rounds.
+#
+#   --dialect limaoim|wukongim (default limaoim): with wukongim the server
+#   also gets a WKProto listener (--wk-addr 127.0.0.1:PORT, a free port) and
+#   bench_message --dialect wukongim --port PORT, so every client speaks
+#   WuKongIM's WKProto (docs/WKPROTO.md); give the version in BENCH_ARGS
+#   (--version 5, WKProto's latest). TCP only (not with --ws).
 set -euo pipefail
 
 cmd=${1:-}; shift || true
 build=build; durability=group; workers=2; mode=person; total=10000; kill_after=3000; keep=0
-webhook=off; settle=1; use_ws=0
+webhook=off; settle=1; use_ws=0; dialect=limaoim
 bench_args=(); server_args=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -45,11 +51,14 @@ while [ $# -gt 0 ]; do
     --server-arg) server_args+=("$2"); shift 2;;
     --settle) settle=$2; shift 2;;
     --ws) use_ws=1; shift;;
+    --dialect) dialect=$2; shift 2;;
     --) shift; bench_args=("$@"); break;;
     *) echo "unknown option $1" >&2; exit 2;;
   esac
 done
-[ "$cmd" = load ] || [ "$cmd" = kill-test ] || { sed -n '2,29p' "$0"; exit 2; }
+[ "$cmd" = load ] || [ "$cmd" = kill-test ] || { sed -n '2,35p' "$0"; exit 2; }
+case "$dialect" in limaoim|wukongim) ;; *) echo "--dialect is limaoim or wukongim" >&2; exit 2;; esac
+if [ "$dialect" = wukongim ] && [ "$use_ws" = 1 ]; then echo "--dialect wukongim is TCP only (no --ws)" >&2; exit 2; fi
 if [ "$use_ws" = 1 ] && [ "$cmd" != load ]; then echo "--ws is for load runs" >&2; exit 2; fi
 case "$webhook" in off|ok|hang) ;; *) echo "--webhook is off, ok or hang" >&2; exit 2;; esac
 
@@ -61,6 +70,9 @@ if [ "$webhook" != off ] && [ ! -x "$sink" ]; then echo "need $sink for --webhoo
 has_ws_addr=0
 case "$("$server" --help 2>/dev/null || true)" in *--ws-addr*) has_ws_addr=1;; esac
 if [ "$use_ws" = 1 ] && [ "$has_ws_addr" = 0 ]; then echo "$server has no --ws-addr (no WebSocket listener)" >&2; exit 2; fi
+if [ "$dialect" = wukongim ]; then
+  case "$("$server" --help 2>/dev/null || true)" in *--wk-addr*) ;; *) echo "$server has no --wk-addr (no WKProto listener)" >&2; exit 2;; esac
+fi
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 data=$(mktemp -d /tmp/limaoim-bench-data-XXXXXX)
@@ -85,18 +97,21 @@ if [ "$webhook" != off ]; then
   echo "# webhook: $webhook, webhook_sink on 127.0.0.1:$sink_port"
 fi
 
-# Starts the server on $data; sets pid, port, http (and ws with --ws). Waits (10 s at most) for the listeners.
+# Starts the server on $data; sets pid, port, http (and ws with --ws), and
+# client_port (the port the clients use: --port, or the WKProto listener's).
+# Waits (10 s at most) for the listeners.
 start_server() {
-  port=$(free_port); http=$(free_port); ws=$port
-  local -a ws_args=()
+  port=$(free_port); http=$(free_port); ws=$port; client_port=$port
+  local -a ws_args=() wk_args=()
   if [ "$use_ws" = 1 ]; then ws=$(free_port); ws_args=(--ws-addr "127.0.0.1:$ws")
   elif [ "$has_ws_addr" = 1 ]; then ws_args=(--ws-addr ''); fi
+  if [ "$dialect" = wukongim ]; then client_port=$(free_port); wk_args=(--wk-addr "127.0.0.1:$client_port"); fi
   "$server" --mode test --addr 127.0.0.1 --port "$port" --http-addr "127.0.0.1:$http" --data-dir "$data" \
-    --durability "$durability" --workers "$workers" --instance "bm-$port" "${ws_args[@]}" "${server_args[@]}" >>"$work/server.log" 2>&1 &
+    --durability "$durability" --workers "$workers" --instance "bm-$port" "${ws_args[@]}" "${wk_args[@]}" "${server_args[@]}" >>"$work/server.log" 2>&1 &
   pid=$!
   for _ in $(seq 200); do
     if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && (exec 3<>"/dev/tcp/127.0.0.1/$http") 2>/dev/null &&
-       (exec 3<>"/dev/tcp/127.0.0.1/$ws") 2>/dev/null; then return 0; fi
+       (exec 3<>"/dev/tcp/127.0.0.1/$ws") 2>/dev/null && (exec 3<>"/dev/tcp/127.0.0.1/$client_port") 2>/dev/null; then return 0; fi
     kill -0 "$pid" 2>/dev/null || break
     sleep 0.05
   done
@@ -132,7 +147,8 @@ if [ "$cmd" = load ]; then
   set +e
   ws_bench_args=()
   if [ "$use_ws" = 1 ]; then ws_bench_args=(--ws-port "$ws"); echo "# WebSocket: server --ws-addr 127.0.0.1:$ws, bench_message --ws-port $ws"; fi
-  "$bench" --port "$port" --http-port "$http" "${ws_bench_args[@]}" "${bench_args[@]}"
+  if [ "$dialect" = wukongim ]; then echo "# WKProto: server --wk-addr 127.0.0.1:$client_port, bench_message --dialect wukongim"; fi
+  "$bench" --port "$client_port" --dialect "$dialect" --http-port "$http" "${ws_bench_args[@]}" "${bench_args[@]}"
   rc=$?
   stop_server
   stop_sink
@@ -141,7 +157,7 @@ fi
 
 # kill-test
 set +e
-"$bench" --port "$port" --http-port "$http" --mode "$mode" --kill-test --kill-total "$total" \
+"$bench" --port "$client_port" --dialect "$dialect" --http-port "$http" --mode "$mode" --kill-test --kill-total "$total" \
   --acked-out "$work/acked.txt" --kill-pid "$pid" --kill-after "$kill_after" --duration 60 --drain 5 "${bench_args[@]}" \
   | tee "$work/burst.txt"
 wait "$pid" 2>/dev/null; pid=""

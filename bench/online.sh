@@ -6,7 +6,7 @@
 #
 #   bench/online.sh [--hold 10m] [--clients-per-machine 25000] [--machines 5]
 #                   [--build-dir DIR] [--port 6666] [--out DIR] [--rate N]
-#                   [--version 4] [--workers N] [--ramp-allowance 120s]
+#                   [--version 4] [--dialect limaoim|wukongim] [--workers N] [--ramp-allowance 120s]
 #                   [--server-arg FLAG]... [--bench-arg FLAG]... [--netns]
 #                   [--heartbeat 20s] [--retry-ms N] [--connect-timeout D]
 #                   [--storm RATE [--storm-clients N] [--storm-delay 10s]]
@@ -29,6 +29,10 @@
 #              (e.g. --bench-arg -client-keys --bench-arg 64)
 # --heartbeat  the clients' PING interval (default 20s; 5s with --storm, so
 #              that three missed PONGs show within the run)
+# --dialect    the clients' protocol (bench_connection -dialect): limaoim
+#              (default) or wukongim, WuKongIM's WKProto: the server's WKProto
+#              listener (--wk-addr) then takes --port and its LiMaoIM listener
+#              --port + 1 (idle); give --version 5 for WKProto's latest
 # --retry-ms   bench_connection -retry-ms: a connect reset, refused or timed
 #              out before its CONNACK is retried after a backoff
 # --connect-timeout  bench_connection -connect-timeout: how long a client
@@ -118,6 +122,7 @@ port=6666
 out_dir=""
 rate=""
 protocol_version=4
+dialect=limaoim
 workers=""
 ramp_allowance_seconds=""
 extra_server_args=()
@@ -146,6 +151,9 @@ while (($# > 0)); do
         --out) out_dir="$2" ;;
         --rate) rate=$(positive_integer "$1" "$2") ;;
         --version) protocol_version=$(positive_integer "$1" "$2") ;;
+        --dialect)
+            [[ "$2" == limaoim || "$2" == wukongim ]] || die "--dialect is limaoim or wukongim"
+            dialect=$2 ;;
         --workers) workers=$(positive_integer "$1" "$2") ;;
         --ramp-allowance) ramp_allowance_seconds=$(duration_seconds "$2") ;;
         --server-arg) extra_server_args+=("$2") ;;
@@ -227,6 +235,16 @@ out_dir=$(cd "$out_dir" && pwd)
 # collide on the port; the stats segment (/dev/shm, not namespaced) is
 # checked by the server itself.
 if ! $netns && ss -Hltn "sport = :$port" | grep -q .; then die "port $port is already in use"; fi
+# --dialect wukongim: the clients' port is the WKProto listener's; the LiMaoIM
+# listener, which every server has, sits idle next to it.
+limaoim_port=$port
+if [[ "$dialect" == wukongim ]]; then
+    limaoim_port=$((port + 1))
+    ((limaoim_port <= 65535)) || die "--port: at most 65534 with --dialect wukongim"
+    if ! $netns && ss -Hltn "sport = :$limaoim_port" | grep -q .; then die "port $limaoim_port is already in use"; fi
+    case "$("$server_bin" --help 2>/dev/null || true)" in *--wk-addr*) ;; *) die "$server_bin has no --wk-addr (no WKProto listener)" ;; esac
+fi
+readonly limaoim_port
 
 # --netns: names, addresses and the per-namespace kernel settings.
 readonly ns_prefix="lmo-$port"
@@ -405,8 +423,10 @@ start_server() {
     fi
     # A connection benchmark: no HTTP API, a fresh store under the output directory.
     rm -rf "$out_dir/data"
-    local -a arguments=(--mode test --addr "$address" --port "$port" --max-conns "$max_conns"
+    local -a arguments=(--mode test --addr "$address" --port "$limaoim_port" --max-conns "$max_conns"
         --http-addr '' --data-dir "$out_dir/data")
+    # The stats segment keeps the name limaoim-stat and the sampler look for.
+    [[ "$dialect" == wukongim ]] && arguments+=(--wk-addr "$address:$port" --instance "$port")
     # No WebSocket listener either (a server that has one listens on 2122 by default).
     case "$("$server_bin" --help 2>/dev/null || true)" in *--ws-addr*) arguments+=(--ws-addr '') ;; esac
     [[ -n "$workers" ]] && arguments+=(--workers "$workers")
@@ -438,7 +458,7 @@ start_machine() {
     fi
     local -a arguments=(-cids "$first-$((first + clients_per_machine - 1))" -hostname "$server" -port "$port"
         -timeout "${bench_timeout_seconds}s" -srcs "$sources" -heartbeat "$heartbeat"
-        -version "$protocol_version" -report "$out_dir/bench-$k.csv")
+        -version "$protocol_version" -dialect "$dialect" -report "$out_dir/bench-$k.csv")
     [[ -n "$rate" ]] && arguments+=(-rate "$rate")
     [[ -n "$retry_ms" ]] && arguments+=(-retry-ms "$retry_ms")
     [[ -n "$connect_timeout" ]] && arguments+=(-connect-timeout "$connect_timeout")

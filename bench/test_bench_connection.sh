@@ -6,6 +6,8 @@
 #     a veth interface (a namespace of this machine); not the subnet of any
 #     other interface, not another subnet;
 #   - -client-keys against the real server, v4 and v3, and the flag's bounds;
+#   - -dialect wukongim (WKProto v5 and v3) against the real server's WKProto
+#     listener, and the -dialect/-version bounds;
 #   - the CONNACK checks with and without -client-keys, against a fake
 #     server (python3) that answers every CONNECT with a chosen CONNACK;
 #   - the storm mode (-storm-cids) against the real server, its flags, and
@@ -23,7 +25,7 @@ build_dir=${1:?usage: test_bench_connection.sh BUILD_DIR}
 script_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 readonly build_dir script_dir
 readonly bench_bin="$build_dir/bench_connection" server_bin="$build_dir/limaoim"
-readonly server_ns="lmo-t$$-s" client_ns="lmo-t$$-c" instance="bench-test-$$" port=6666
+readonly server_ns="lmo-t$$-s" client_ns="lmo-t$$-c" instance="bench-test-$$" port=6666 wk_port=6668
 readonly listen_wait_seconds=20 fake_port=6700
 
 if ((EUID != 0)); then
@@ -144,9 +146,9 @@ start_server() {
     # Not through in_server: a function in the background is a subshell,
     # whose pid is not the server's.
     ip netns exec "$server_ns" "$server_bin" --mode test --addr 0.0.0.0 --port "$port" --instance "$instance" \
-        --http-addr '' --ws-addr '' --data-dir "$work/data" --max-conns 10000 --workers 2 >"$work/server.log" 2>&1 &
+        --http-addr '' --ws-addr '' --wk-addr "0.0.0.0:$wk_port" --data-dir "$work/data" --max-conns 10000 --workers 2 >"$work/server.log" 2>&1 &
     server_pid=$!
-    wait_listening "$port" "$server_pid" && return 0
+    wait_listening "$port" "$server_pid" && wait_listening "$wk_port" "$server_pid" && return 0
     echo "the server did not listen within ${listen_wait_seconds}s:" >&2
     cat "$work/server.log" >&2
     return 1
@@ -293,6 +295,31 @@ test_connack_checks() {
     stop_fake_server
 }
 
+# WKProto clients: CONNECT in WKProto's field order, the v5 CONNACK (server
+# version byte, node_id) decoded through the dialect; v3 has neither.
+test_wukongim_runs() {
+    expect_run "wukongim v5" "all 1000 clients online" \
+        -cids 7001-8000 -client-keys 4 -timeout 3s -heartbeat 1s -dialect wukongim -version 5 -port "$wk_port"
+    expect_run "wukongim v3, own key pair per client" "all 1000 clients online" \
+        -cids 8001-9000 -timeout 3s -heartbeat 1s -dialect wukongim -version 3 -port "$wk_port"
+    grep -qF "wukongim version 3" "$work/run.log" || fail "the summary names the dialect: $(cat "$work/run.log")"
+    # A LiMaoIM CONNECT on the WKProto port is not a login.
+    local status=0
+    in_client "$bench_bin" -hostname 10.202.0.1 -port "$wk_port" -cids 1-10 -client-keys 2 -timeout 2s -quiet \
+        >"$work/mismatch.log" 2>&1 || status=$?
+    if [[ "$status" == 1 ]]; then pass; else fail "limaoim clients on the WKProto port: status $status, expected 1"; fi
+}
+
+test_dialect_flag() {
+    local args status
+    for args in "-dialect wukong" "-dialect limaoim -version 5" "-version 6 -dialect wukongim"; do
+        status=0
+        # shellcheck disable=SC2086  # the flags are split on purpose
+        "$bench_bin" -cids 1-2 -timeout 1s $args >/dev/null 2>&1 || status=$?
+        if [[ "$status" == 2 ]]; then pass; else fail "$args: status $status, expected 2"; fi
+    done
+}
+
 test_storm_flags() {
     local status
     local bad
@@ -375,8 +402,10 @@ test_shellcheck() {
 setup_namespaces
 test_hostname_rule
 test_client_keys_flag
+test_dialect_flag
 start_server
 test_client_keys_runs
+test_wukongim_runs
 test_storm_flags
 test_storm_run
 test_server_stops

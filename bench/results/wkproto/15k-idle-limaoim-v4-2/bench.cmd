@@ -1,0 +1,1 @@
+/work/wt-wkbench/build-release/bench_connection -cids 1-15000 -hostname 127.0.0.1 -port 17700 -timeout 70s -srcs 127.0.1.2-127.0.1.9 -heartbeat 2s -version 4 -dialect limaoim -report /work/wt-wkbench/bench/results/wkproto/15k-idle-limaoim-v4-2/bench-1.csv

@@ -1,0 +1,1 @@
+/work/wt-wkbench/build-release/bench_connection -cids 1-15000 -hostname 127.0.0.1 -port 17700 -timeout 70s -srcs 127.0.1.2-127.0.1.9 -heartbeat 2s -version 5 -dialect wukongim -report /work/wt-wkbench/bench/results/wkproto/15k-idle-wukongim-v5-3/bench-1.csv

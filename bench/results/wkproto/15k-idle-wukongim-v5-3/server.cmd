@@ -1,0 +1,1 @@
+/work/wt-wkbench/build-release/limaoim --mode test --addr 127.0.0.1 --port 17701 --max-conns 16939 --http-addr  --data-dir /work/wt-wkbench/bench/results/wkproto/15k-idle-wukongim-v5-3/data --wk-addr 127.0.0.1:17700 --instance 17700 --ws-addr 
